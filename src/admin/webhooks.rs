@@ -1,0 +1,265 @@
+//! Webhooks: `POST/GET /api/v1/workspaces/{id}/webhooks`, `GET/PATCH/DELETE /api/v1/webhooks/{id}`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{info, instrument};
+
+use super::{Body, nullable};
+use crate::api::auth::Admin;
+use crate::api::{ApiError, AppState};
+use crate::deliver::SigningSecret;
+use crate::domain::{Event, Granularity, WebhookUrl};
+use crate::store::{NewWebhook, Webhook, WebhookPatch};
+
+/// The shortest and longest per-webhook timeout accepted.
+const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(120));
+
+/// `secret` in a request: `true` to generate one, a `whsec_…` string to set it.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SecretInput {
+    Generate(bool),
+    Given(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    url: String,
+    granularity: Option<Granularity>,
+    enabled: Option<bool>,
+    secret: Option<SecretInput>,
+    events: Option<Vec<Event>>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWebhook {
+    url: Option<String>,
+    /// `null` follows the workspace's granularity again.
+    #[serde(default, deserialize_with = "nullable")]
+    granularity: Option<Option<Granularity>>,
+    enabled: Option<bool>,
+    /// `null` or `false` removes the secret.
+    #[serde(default, deserialize_with = "nullable")]
+    secret: Option<Option<SecretInput>>,
+    events: Option<Vec<Event>>,
+    /// `null` goes back to the configured timeout.
+    #[serde(default, deserialize_with = "nullable")]
+    timeout: Option<Option<String>>,
+}
+
+/// A webhook as the API shows it. The secret appears only in the answer that set it.
+#[derive(Debug, Serialize)]
+pub struct WebhookView {
+    id: String,
+    workspace_id: String,
+    url: String,
+    /// The granularity in effect.
+    granularity: Granularity,
+    /// Whether that granularity is the workspace's default rather than the webhook's own.
+    inherits_granularity: bool,
+    enabled: bool,
+    events: Vec<Event>,
+    timeout: String,
+    has_secret: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    consecutive_failures: u32,
+    disabled_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl WebhookView {
+    fn new(webhook: Webhook, workspace_granularity: Granularity, default_timeout: Duration) -> Self {
+        WebhookView {
+            granularity: webhook.granularity.unwrap_or(workspace_granularity),
+            inherits_granularity: webhook.granularity.is_none(),
+            timeout: humantime::format_duration(webhook.timeout.unwrap_or(default_timeout)).to_string(),
+            has_secret: webhook.secret.is_some(),
+            secret: None,
+            id: webhook.id,
+            workspace_id: webhook.workspace_id,
+            url: webhook.url,
+            enabled: webhook.enabled,
+            events: webhook.events,
+            consecutive_failures: webhook.consecutive_failures,
+            disabled_reason: webhook.disabled_reason,
+            created_at: webhook.created_at,
+            updated_at: webhook.updated_at,
+        }
+    }
+}
+
+async fn view(state: &AppState, webhook: Webhook) -> Result<WebhookView, ApiError> {
+    let workspace = state
+        .store
+        .get_workspace(&webhook.workspace_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workspace"))?;
+    Ok(WebhookView::new(
+        webhook,
+        workspace.granularity,
+        state.default_timeout,
+    ))
+}
+
+fn url(value: &str) -> Result<String, ApiError> {
+    value
+        .trim()
+        .parse::<WebhookUrl>()
+        .map(|u| u.as_str().to_string())
+        .map_err(|e| ApiError::field("url", e))
+}
+
+fn secret(input: SecretInput) -> Result<Option<String>, ApiError> {
+    match input {
+        SecretInput::Generate(false) => Ok(None),
+        SecretInput::Generate(true) => Ok(Some(SigningSecret::generate())),
+        SecretInput::Given(s) => {
+            SigningSecret::parse(&s).map_err(|e| ApiError::field("secret", e))?;
+            Ok(Some(s))
+        }
+    }
+}
+
+fn events(list: Vec<Event>) -> Result<Vec<Event>, ApiError> {
+    if list.is_empty() {
+        return Err(ApiError::field(
+            "events",
+            "must list at least one of \"messages\", \"session_status\"",
+        ));
+    }
+    Ok(list)
+}
+
+fn timeout(value: &str) -> Result<Duration, ApiError> {
+    let t = humantime::parse_duration(value.trim()).map_err(|e| {
+        ApiError::field(
+            "timeout",
+            format!("{value:?} is not a duration like \"10s\": {e}"),
+        )
+    })?;
+    let (min, max) = TIMEOUT_RANGE;
+    if t < min || t > max {
+        return Err(ApiError::field("timeout", "must be between 1s and 2m"));
+    }
+    Ok(t)
+}
+
+#[instrument(skip_all, fields(workspace_id = %workspace_id))]
+pub async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(workspace_id): Path<String>,
+    Body(body): Body<CreateWebhook>,
+) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
+    if state.store.get_workspace(&workspace_id).await?.is_none() {
+        return Err(ApiError::not_found("workspace"));
+    }
+    let secret = body.secret.map(secret).transpose()?.flatten();
+    let new = NewWebhook {
+        workspace_id,
+        url: url(&body.url)?,
+        granularity: body.granularity,
+        enabled: body.enabled.unwrap_or(true),
+        secret: secret.clone(),
+        events: events(body.events.unwrap_or_else(|| vec![Event::Messages]))?,
+        timeout: body.timeout.as_deref().map(timeout).transpose()?,
+    };
+    let webhook = state.store.create_webhook(new).await?;
+    info!(webhook_id = %webhook.id, "webhook created");
+    let mut view = view(&state, webhook).await?;
+    view.secret = secret;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(workspace_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let workspace = state
+        .store
+        .get_workspace(&workspace_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workspace"))?;
+    let webhooks: Vec<WebhookView> = state
+        .store
+        .list_webhooks(&workspace_id)
+        .await?
+        .into_iter()
+        .map(|w| WebhookView::new(w, workspace.granularity, state.default_timeout))
+        .collect();
+    Ok(Json(json!({ "webhooks": webhooks })))
+}
+
+pub async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookView>, ApiError> {
+    let webhook = state
+        .store
+        .get_webhook(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    Ok(Json(view(&state, webhook).await?))
+}
+
+#[instrument(skip_all, fields(webhook_id = %id))]
+pub async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateWebhook>,
+) -> Result<Json<WebhookView>, ApiError> {
+    let secret = body
+        .secret
+        .map(|s| s.map(secret).transpose().map(Option::flatten))
+        .transpose()?;
+    let patch = WebhookPatch {
+        url: body.url.as_deref().map(url).transpose()?,
+        granularity: body.granularity,
+        enabled: body.enabled,
+        secret: secret.clone(),
+        events: body.events.map(events).transpose()?,
+        timeout: body
+            .timeout
+            .map(|t| t.as_deref().map(timeout).transpose())
+            .transpose()?,
+    };
+    let webhook = state
+        .store
+        .update_webhook(&id, patch)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    // Re-enabling or a new granularity may have made deliveries due.
+    state.deliveries_waiting.notify_one();
+    info!("webhook updated");
+    let mut view = view(&state, webhook).await?;
+    view.secret = secret.flatten();
+    Ok(Json(view))
+}
+
+#[instrument(skip_all, fields(webhook_id = %id))]
+pub async fn delete(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.delete_webhook(&id).await? {
+        info!("webhook deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("webhook"))
+    }
+}

@@ -1,0 +1,121 @@
+//! `/api/v1/workspaces`: create, list, show, update, and where a workspace's messages are.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::{info, instrument};
+
+use super::{Body, email, required_text};
+use crate::api::auth::Admin;
+use crate::api::{ApiError, AppState};
+use crate::domain::{Account, Granularity, Timezone};
+use crate::store::{NewWorkspace, Workspace, WorkspacePatch, WorkspaceStats};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    name: String,
+    owner_email: String,
+    timezone: Option<String>,
+    granularity: Option<Granularity>,
+    account: Option<Account>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkspace {
+    name: Option<String>,
+    owner_email: Option<String>,
+    timezone: Option<String>,
+    granularity: Option<Granularity>,
+    account: Option<Account>,
+}
+
+fn timezone(value: &str) -> Result<String, ApiError> {
+    value
+        .parse::<Timezone>()
+        .map(|tz| tz.name().to_string())
+        .map_err(|e| ApiError::field("timezone", e))
+}
+
+#[instrument(skip_all)]
+pub async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    Body(body): Body<CreateWorkspace>,
+) -> Result<(StatusCode, Json<Workspace>), ApiError> {
+    let new = NewWorkspace {
+        name: required_text("name", &body.name, 200)?,
+        owner_email: email("owner_email", &body.owner_email)?,
+        timezone: timezone(body.timezone.as_deref().unwrap_or("UTC"))?,
+        granularity: body.granularity.unwrap_or(Granularity::None),
+        account: body.account.unwrap_or_default(),
+    };
+    let workspace = state.store.create_workspace(new).await?;
+    info!(workspace_id = %workspace.id, "workspace created");
+    Ok((StatusCode::CREATED, Json(workspace)))
+}
+
+pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let workspaces = state.store.list_workspaces().await?;
+    Ok(Json(json!({ "workspaces": workspaces })))
+}
+
+pub async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Workspace>, ApiError> {
+    let workspace = state
+        .store
+        .get_workspace(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workspace"))?;
+    Ok(Json(workspace))
+}
+
+#[instrument(skip_all, fields(workspace_id = %id))]
+pub async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateWorkspace>,
+) -> Result<Json<Workspace>, ApiError> {
+    let patch = WorkspacePatch {
+        name: body
+            .name
+            .as_deref()
+            .map(|n| required_text("name", n, 200))
+            .transpose()?,
+        owner_email: body
+            .owner_email
+            .as_deref()
+            .map(|e| email("owner_email", e))
+            .transpose()?,
+        timezone: body.timezone.as_deref().map(timezone).transpose()?,
+        granularity: body.granularity,
+        account: body.account,
+    };
+    let workspace = state
+        .store
+        .update_workspace(&id, patch)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workspace"))?;
+    // Webhooks that follow the workspace's granularity may have changed what is due.
+    state.deliveries_waiting.notify_one();
+    info!("workspace updated");
+    Ok(Json(workspace))
+}
+
+pub async fn stats(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<WorkspaceStats>, ApiError> {
+    if state.store.get_workspace(&id).await?.is_none() {
+        return Err(ApiError::not_found("workspace"));
+    }
+    Ok(Json(state.store.workspace_stats(&id).await?))
+}

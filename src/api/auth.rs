@@ -1,0 +1,69 @@
+//! Bearer tokens: the admin token opens everything, a workspace's ingest key opens its ingest.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, AppState};
+
+/// The bearer token of a request, if it carries one.
+pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("Authorization header is not readable text"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("Authorization header must be \"Bearer <token>\""))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::unauthorized(
+            "Authorization header must be \"Bearer <token>\"",
+        ));
+    }
+    Ok(token.trim())
+}
+
+/// Compares secrets without leaking, through timing, how much of a guess was right.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// Proof that the request carries the admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        if same_secret(token, &state.admin_token) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::unauthorized("the bearer token is not the admin token"))
+        }
+    }
+}
+
+/// Who an ingest request comes from.
+pub enum Caller {
+    Admin,
+    /// Someone holding a bearer token that is not the admin token: maybe an ingest key.
+    Key(String),
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?;
+        if same_secret(token, &state.admin_token) {
+            Ok(Caller::Admin)
+        } else {
+            Ok(Caller::Key(token.to_string()))
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The one error type of every HTTP route: `{"error": {"code", "detail"}}`, plus `field` when a
+//! single input is at fault. Internal causes are logged, never shown.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tracing::error;
+
+use crate::store::StoreError;
+
+/// An HTTP error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// A stable, machine-readable code, e.g. `invalid_field`.
+    pub code: &'static str,
+    /// A sentence for the human reading it.
+    pub detail: String,
+    /// The input at fault, as a path like `[2].chat.id`.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    /// A 400 naming the field at fault; the detail starts with the field, so it reads alone.
+    pub fn field(field: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        let field = field.into();
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_field",
+            detail: format!("{field}: {detail}"),
+            field: Some(field),
+        }
+    }
+
+    pub fn with_status(mut self, status: StatusCode, code: &'static str) -> Self {
+        self.status = status;
+        self.code = code;
+        self
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn unavailable() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "storage is unavailable; nothing was stored, try again",
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        error!(error = %e, "store failure");
+        ApiError::unavailable()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        let code = match rejection {
+            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+            JsonRejection::JsonSyntaxError(_) => "invalid_json",
+            JsonRejection::JsonDataError(_) => "invalid_field",
+            _ => "invalid_body",
+        };
+        ApiError::new(status, code, rejection.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "detail": self.detail});
+        if let Some(field) = self.field {
+            error["field"] = field.into();
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+/// The answer to a route that does not exist.
+pub async fn no_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// The answer to a method a route does not have.
+pub async fn no_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}

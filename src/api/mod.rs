@@ -1,0 +1,44 @@
+//! The HTTP surface: shared state, the router, errors and authentication.
+
+pub mod auth;
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::sync::Notify;
+
+pub use error::ApiError;
+
+use crate::clock::SharedClock;
+use crate::store::SharedStore;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: SharedStore,
+    pub clock: SharedClock,
+    /// Base of transcript links and inbound URLs, without a trailing slash.
+    pub public_url: Arc<str>,
+    pub admin_token: Arc<str>,
+    /// Wakes the delivery worker when new deliveries were committed.
+    pub deliveries_waiting: Arc<Notify>,
+    /// The default timeout of a webhook without its own.
+    pub default_timeout: std::time::Duration,
+}
+
+/// Every route of the daemon.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(crate::admin::routes())
+        .merge(crate::ingest::routes())
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::no_method)
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}

@@ -1,0 +1,116 @@
+//! The command line: `serve`, `migrate`, `check-config`, `print-default-config`.
+//! Exit codes: 0 success, 2 bad usage or bad configuration, 1 failure at run time.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{Application, shutdown_signal};
+use crate::clock::SystemClock;
+use crate::config::{Config, Sources};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chatbundle",
+    version,
+    about = "Buffers chat messages per chat and delivers them to CRMs and Zapier"
+)]
+pub struct Cli {
+    /// TOML configuration file (as a service: /etc/chatbundle/config.toml).
+    #[arg(long, global = true, env = "CHATBUNDLE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        /// Address to listen on, overriding the configuration.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration and print it with every default filled in.
+    CheckConfig,
+    /// Print the built-in defaults as a configuration file.
+    PrintDefaultConfig,
+}
+
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+
+/// Parses the command line and runs the chosen command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let listen = match &cli.command {
+        Command::Serve { listen } => *listen,
+        _ => None,
+    };
+    if let Command::PrintDefaultConfig = cli.command {
+        print!("{}", Config::default().to_toml());
+        return ExitCode::SUCCESS;
+    }
+    let sources = Sources {
+        file: cli.config.clone(),
+        listen,
+    };
+    let config = match Config::load(&sources) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("chatbundle: bad configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Command::CheckConfig = cli.command {
+        println!("# configuration is valid; effective values:");
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("chatbundle: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { .. } => serve(config).await,
+            Command::Migrate => migrate(config).await,
+            Command::CheckConfig | Command::PrintDefaultConfig => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("chatbundle: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config, Arc::new(SystemClock)).await?;
+    app.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store = SqliteStore::open(&config.database_url()).await?;
+    store.close().await;
+    println!("migrations applied to {}", config.database_url());
+    Ok(())
+}

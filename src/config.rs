@@ -1,0 +1,469 @@
+//! Configuration: built-in defaults, then a TOML file, then `CHATBUNDLE_*` environment variables
+//! (sections joined by `__`), then the command line. `*_file` keys read a secret from a file, so
+//! systemd credentials never have to sit in the config itself.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a configuration was refused; always names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Layering(String),
+    #[error("invalid value for `{key}`: {detail}")]
+    Invalid { key: &'static str, detail: String },
+}
+
+/// A duration written as `"10s"`, `"2m"`, `"1h"`, `"10d"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"10s\": {e}")))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event, for a terminal or journald.
+    Plain,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The daemon's configuration, as section 11 of the specification names it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Base of inbound URLs and transcript links; defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    /// Defaults to `sqlite://{data_dir}/chatbundle.db`.
+    pub database_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+    pub delivery: DeliveryConfig,
+    pub smtp: SmtpConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Per-attempt timeout unless a webhook sets its own.
+    pub timeout: HumanDuration,
+    /// Deliveries in flight at once, across all webhooks.
+    pub concurrency: usize,
+    /// Requests per second to one webhook; 0 turns the limit off.
+    pub rate_per_webhook: u32,
+    /// Delay before each retry; the last entry repeats.
+    pub retry_schedule: Vec<HumanDuration>,
+    pub disable_after: u32,
+    /// How long attempts are kept, and how long a delivery is retried.
+    pub retention: HumanDuration,
+    /// Networks exempt from the SSRF guard.
+    pub allow_private: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub url: Option<String>,
+    pub url_file: Option<PathBuf>,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long in-flight deliveries may take to finish after SIGTERM.
+    pub grace: HumanDuration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            admin_token: None,
+            admin_token_file: None,
+            log_format: LogFormat::Plain,
+            delivery: DeliveryConfig::default(),
+            smtp: SmtpConfig {
+                url: None,
+                url_file: None,
+                from: "chatbundle@localhost".into(),
+            },
+            shutdown: ShutdownConfig {
+                grace: HumanDuration(Duration::from_secs(25)),
+            },
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let schedule = ["5s", "30s", "2m", "10m", "30m", "1h", "2h", "4h", "8h"];
+        DeliveryConfig {
+            timeout: HumanDuration(Duration::from_secs(10)),
+            concurrency: 32,
+            rate_per_webhook: 25,
+            retry_schedule: schedule
+                .iter()
+                .map(|s| HumanDuration(humantime::parse_duration(s).expect("built-in duration")))
+                .collect(),
+            disable_after: 10,
+            retention: HumanDuration(Duration::from_secs(10 * 24 * 3600)),
+            allow_private: Vec::new(),
+        }
+    }
+}
+
+/// Where the configuration comes from besides the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// The TOML file given with `--config`; it must exist.
+    pub file: Option<PathBuf>,
+    /// `--listen` from the command line, which beats every other layer.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Layers defaults, file, environment and command line, then checks what serde cannot.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = &sources.file {
+            if !file.is_file() {
+                return Err(ConfigError::Layering(format!(
+                    "config file {} does not exist or is not a file",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // CHATBUNDLE_CONFIG names the file itself (see the CLI), so it is not a key.
+        figment = figment.merge(Env::prefixed("CHATBUNDLE_").split("__").ignore(&["config"]));
+        if let Some(listen) = sources.listen {
+            figment = figment.merge(Serialized::default("listen", listen));
+        }
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Layering(describe_figment_error(e)))?;
+        config.resolve_files()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads `*_file` secrets into their keys; a file that cannot be read is an error naming the key.
+    fn resolve_files(&mut self) -> Result<(), ConfigError> {
+        if let Some(path) = &self.admin_token_file {
+            self.admin_token = Some(read_secret("admin_token_file", path)?);
+        }
+        if let Some(path) = &self.smtp.url_file {
+            self.smtp.url = Some(read_secret("smtp.url_file", path)?);
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, detail: &str| ConfigError::Invalid {
+            key,
+            detail: detail.to_string(),
+        };
+        let public_url = self.public_url();
+        let parsed = reqwest::Url::parse(&public_url)
+            .map_err(|e| invalid("public_url", &format!("{public_url:?} is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid("public_url", "must start with http:// or https://"));
+        }
+        let db = self.database_url();
+        if !db.starts_with("sqlite:") {
+            return Err(invalid(
+                "database_url",
+                &format!("{db:?}: only sqlite:// URLs are supported by this build"),
+            ));
+        }
+        if let Some(token) = &self.admin_token
+            && token.trim().len() < 16
+        {
+            return Err(invalid("admin_token", "must be at least 16 characters"));
+        }
+        let d = &self.delivery;
+        if d.concurrency == 0 {
+            return Err(invalid("delivery.concurrency", "must be at least 1"));
+        }
+        if d.retry_schedule.is_empty() {
+            return Err(invalid("delivery.retry_schedule", "must list at least one delay"));
+        }
+        if d.timeout.0.is_zero() {
+            return Err(invalid("delivery.timeout", "must be longer than zero"));
+        }
+        if d.disable_after == 0 {
+            return Err(invalid("delivery.disable_after", "must be at least 1"));
+        }
+        if d.retention.0 < Duration::from_secs(3600) {
+            return Err(invalid("delivery.retention", "must be at least 1h"));
+        }
+        Ok(())
+    }
+
+    /// The effective public base URL, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        let url = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen));
+        url.trim_end_matches('/').to_string()
+    }
+
+    /// The effective database URL.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("chatbundle.db").display()))
+    }
+
+    /// The configuration as TOML, with every default written out.
+    pub fn to_toml(&self) -> String {
+        toml_string(self)
+    }
+}
+
+fn read_secret(key: &'static str, path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+        key,
+        detail: format!("cannot read {}: {e}", path.display()),
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn describe_figment_error(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let origin = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{origin}", e.kind)
+            } else {
+                format!("invalid value for `{key}`: {}{origin}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn toml_string(config: &Config) -> String {
+    // A hand-written rendering keeps comments next to each key, which is what an operator
+    // copying the defaults into /etc/chatbundle/config.toml wants to read.
+    let d = &config.delivery;
+    let schedule = d
+        .retry_schedule
+        .iter()
+        .map(|h| format!("{:?}", humantime::format_duration(h.0).to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let allow = d
+        .allow_private
+        .iter()
+        .map(|n| format!("{:?}", n.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dur = |h: &HumanDuration| humantime::format_duration(h.0).to_string();
+    format!(
+        r#"# chatbundle configuration. Every key can also be set as CHATBUNDLE_<KEY>
+# (sections joined by "__", e.g. CHATBUNDLE_DELIVERY__TIMEOUT=5s).
+listen       = "{listen}"
+public_url   = "{public_url}"        # base of inbound URLs and transcript links
+data_dir     = "{data_dir}"
+database_url = "{database_url}"
+# admin_token = "..."                  # or admin_token_file; when neither is set a token is
+                                       # generated into <data_dir>/admin-token (mode 0600)
+log_format   = "{log_format}"          # or "json"
+
+[delivery]
+timeout          = "{timeout}"
+concurrency      = {concurrency}
+rate_per_webhook = {rate}              # requests per second to one webhook; 0 = unlimited
+retry_schedule   = [{schedule}]        # the last delay repeats
+disable_after    = {disable_after}     # consecutive failed attempts
+retention        = "{retention}"
+allow_private    = [{allow}]           # CIDRs exempt from the SSRF guard
+
+[smtp]
+# url  = "smtp://127.0.0.1:25"         # or url_file
+from = "{from}"
+
+[shutdown]
+grace = "{grace}"
+"#,
+        listen = config.listen,
+        public_url = config.public_url(),
+        data_dir = config.data_dir.display(),
+        database_url = config.database_url(),
+        log_format = match config.log_format {
+            LogFormat::Plain => "plain",
+            LogFormat::Json => "json",
+        },
+        timeout = dur(&d.timeout),
+        concurrency = d.concurrency,
+        rate = d.rate_per_webhook,
+        disable_after = d.disable_after,
+        retention = dur(&d.retention),
+        from = config.smtp.from,
+        grace = dur(&config.shutdown.grace),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail hands out its own error type
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    /// Loads a configuration inside a jail: a private working directory and environment.
+    fn load_with(toml: Option<&str>, vars: &[(&str, &str)], listen: Option<&str>) -> Result<Config, String> {
+        let mut outcome = None;
+        Jail::expect_with(|jail| {
+            let file = toml
+                .map(|t| {
+                    jail.create_file("config.toml", t)
+                        .map(|_| PathBuf::from("config.toml"))
+                })
+                .transpose()?;
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            let sources = Sources {
+                file,
+                listen: listen.map(|l| l.parse().unwrap()),
+            };
+            outcome = Some(Config::load(&sources).map_err(|e| e.to_string()));
+            Ok(())
+        });
+        outcome.unwrap()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = load_with(None, &[], None).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+        assert_eq!(c.database_url(), "sqlite://./data/chatbundle.db");
+        assert_eq!(c.delivery.retry_schedule.len(), 9);
+        assert_eq!(c.delivery.rate_per_webhook, 25);
+    }
+
+    #[test]
+    fn file_then_environment_then_command_line() {
+        let toml = "listen = \"127.0.0.1:9000\"\n[delivery]\ntimeout = \"3s\"\nconcurrency = 4\n";
+        let c = load_with(Some(toml), &[], None).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.delivery.timeout.0, Duration::from_secs(3));
+        assert_eq!(c.delivery.concurrency, 4);
+
+        let vars = [
+            ("CHATBUNDLE_DELIVERY__TIMEOUT", "5s"),
+            ("CHATBUNDLE_LISTEN", "127.0.0.1:9100"),
+        ];
+        let c = load_with(Some(toml), &vars, None).unwrap();
+        assert_eq!(c.delivery.timeout.0, Duration::from_secs(5));
+        assert_eq!(
+            c.delivery.concurrency, 4,
+            "the file still counts where the environment is silent"
+        );
+        assert_eq!(c.listen.port(), 9100);
+
+        let c = load_with(Some(toml), &vars, Some("127.0.0.1:9200")).unwrap();
+        assert_eq!(c.listen.port(), 9200);
+        assert_eq!(c.public_url(), "http://127.0.0.1:9200");
+
+        let c = load_with(
+            None,
+            &[("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.delivery.allow_private,
+            vec!["127.0.0.0/8".parse::<IpNet>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "a-very-secret-admin-token\n").unwrap();
+        let toml = format!("admin_token_file = {:?}\n", path.display().to_string());
+        let c = load_with(Some(&toml), &[], None).unwrap();
+        assert_eq!(c.admin_token.as_deref(), Some("a-very-secret-admin-token"));
+
+        let vars = [("CHATBUNDLE_ADMIN_TOKEN_FILE", path.to_str().unwrap())];
+        let c = load_with(None, &vars, None).unwrap();
+        assert_eq!(c.admin_token.as_deref(), Some("a-very-secret-admin-token"));
+
+        let err = load_with(Some("admin_token_file = \"/nonexistent/token\"\n"), &[], None).unwrap_err();
+        assert!(err.contains("admin_token_file"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = load_with(Some("[delivery]\ntimeout = \"soon\"\n"), &[], None).unwrap_err();
+        assert!(err.contains("delivery.timeout"), "{err}");
+
+        let err = load_with(None, &[("CHATBUNDLE_DELIVERY__CONCURRENCY", "many")], None).unwrap_err();
+        assert!(err.contains("delivery.concurrency"), "{err}");
+        assert!(err.contains("CHATBUNDLE_"), "the origin is named: {err}");
+
+        let err = load_with(Some("listen_adress = \"x\"\n"), &[], None).unwrap_err();
+        assert!(err.contains("listen_adress"), "{err}");
+
+        let err = load_with(Some("[delivery]\nconcurrency = 0\n"), &[], None).unwrap_err();
+        assert!(err.contains("delivery.concurrency"), "{err}");
+
+        let err = load_with(Some("public_url = \"ftp://x\"\n"), &[], None).unwrap_err();
+        assert!(err.contains("public_url"), "{err}");
+
+        let err = load_with(Some("listen = \"nowhere\"\n"), &[], None).unwrap_err();
+        assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn printed_defaults_load_back_to_the_same_values() {
+        let printed = Config::default().to_toml();
+        let c = load_with(Some(&printed), &[], None).unwrap();
+        assert_eq!(
+            c.delivery.retry_schedule,
+            Config::default().delivery.retry_schedule
+        );
+        assert_eq!(c.delivery.retention, Config::default().delivery.retention);
+        assert_eq!(c.listen, Config::default().listen);
+    }
+}

@@ -1,0 +1,315 @@
+//! The delivery worker: claims due deliveries from the store's durable queue, signs and sends
+//! them, records every attempt, and schedules the next one when an attempt fails.
+//!
+//! Nothing here must survive a restart: the queue, the next attempt time and the attempt log are
+//! all in the store. A crash mid-send leaves a lease that expires (or, on SQLite, is released at
+//! start), and the delivery goes out again with the same `webhook-id`.
+
+pub mod schedule;
+pub mod signature;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, error, info_span, warn};
+
+use crate::clock::SharedClock;
+use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, SharedStore};
+pub use schedule::RetrySchedule;
+pub use signature::SigningSecret;
+
+/// How much of a response body the activity log keeps.
+pub const RESPONSE_EXCERPT_BYTES: usize = 2048;
+
+/// How often the worker looks for due retries when nothing wakes it.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// How long a claim holds a delivery beyond its timeout before another claim may take it.
+const LEASE_MARGIN: Duration = Duration::from_secs(120);
+
+/// The `User-Agent` of every delivery.
+pub fn user_agent() -> String {
+    format!("chatbundle/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// An HTTP client for deliveries: no redirects followed (a 3xx is a failure), our User-Agent.
+pub fn http_client() -> reqwest::Client {
+    // reqwest is built without a bundled crypto provider; ring is ours. Installing twice is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(user_agent())
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .expect("the HTTP client builds with static settings")
+}
+
+/// Settings of the worker, from the `[delivery]` configuration.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub default_timeout: Duration,
+    pub concurrency: usize,
+    /// Requests per second to one webhook; `None` for no limit.
+    pub rate_per_webhook: Option<NonZeroU32>,
+    pub schedule: RetrySchedule,
+    /// A delivery is retried until this long after it was created, then marked expired.
+    pub retention: Duration,
+}
+
+/// The delivery worker and what it shares with its in-flight sends.
+pub struct Deliverer {
+    store: SharedStore,
+    clock: SharedClock,
+    client: reqwest::Client,
+    settings: DeliverySettings,
+    /// Paces requests per webhook (Zapier throttles at about 30/s).
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// Woken by ingest when there is new work and by each finished send (its lane is free).
+    wake: Arc<Notify>,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: SharedStore,
+        clock: SharedClock,
+        settings: DeliverySettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let limiter = settings
+            .rate_per_webhook
+            .map(|rate| RateLimiter::keyed(Quota::per_second(rate)));
+        Deliverer {
+            store,
+            clock,
+            client: http_client(),
+            settings,
+            limiter,
+            wake,
+        }
+    }
+
+    /// Claims and sends until `cancel` fires; sends are spawned on `tracker`, so the caller can
+    /// wait for in-flight ones to finish.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken, tracker: TaskTracker) {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        while !cancel.is_cancelled() {
+            let free = slots.available_permits();
+            let claimed = if free > 0 {
+                self.claim(free).await
+            } else {
+                Vec::new()
+            };
+            // A full claim may have left due work behind: go round again (the slots are now
+            // taken, so the next round waits for a send to finish). Otherwise wait for news.
+            let more = !claimed.is_empty() && claimed.len() == free;
+            for delivery in claimed {
+                let permit = slots
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("claimed no more than the free slots");
+                let this = self.clone();
+                let span =
+                    info_span!("deliver", delivery_id = %delivery.id, webhook_id = %delivery.webhook_id);
+                tracker.spawn(
+                    async move {
+                        this.deliver(delivery).await;
+                        drop(permit);
+                        this.wake.notify_one();
+                    }
+                    .instrument(span),
+                );
+            }
+            if more {
+                continue;
+            }
+            let poll = self.clock.now() + IDLE_POLL;
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = self.clock.sleep_until(poll) => {}
+            }
+        }
+        debug!("delivery worker stopped claiming");
+    }
+
+    async fn claim(&self, limit: usize) -> Vec<ClaimedDelivery> {
+        let now = self.clock.now();
+        let longest = self.settings.default_timeout.max(Duration::from_secs(120));
+        let lease_until = now + chrono::Duration::from_std(longest + LEASE_MARGIN).expect("small");
+        match self.store.claim_deliveries(now, lease_until, limit).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                error!(error = %e, "claiming deliveries failed; will try again");
+                Vec::new()
+            }
+        }
+    }
+
+    /// One attempt: send, then record the attempt and what happens next.
+    async fn deliver(&self, delivery: ClaimedDelivery) {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_key_ready(&delivery.webhook_id).await;
+        }
+        let attempted_at = self.clock.now();
+        let headers = self.headers(&delivery, attempted_at.timestamp());
+        let timeout = delivery.timeout.unwrap_or(self.settings.default_timeout);
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(&delivery.url)
+            .headers(headers.clone())
+            .body(delivery.payload.clone())
+            .timeout(timeout)
+            .send()
+            .await;
+        let mut record = AttemptRecord {
+            delivery_seq: delivery.seq,
+            delivery_id: delivery.id.clone(),
+            webhook_id: delivery.webhook_id.clone(),
+            attempted_at,
+            duration: Duration::ZERO,
+            status: None,
+            response_excerpt: None,
+            error: None,
+            request_headers: headers_json(&headers),
+            request_body: delivery.payload.clone(),
+        };
+        let mut retry_after = None;
+        match response {
+            Ok(mut response) => {
+                let status = response.status();
+                record.status = Some(status.as_u16());
+                if matches!(status.as_u16(), 429 | 503) {
+                    retry_after = response
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| schedule::parse_retry_after(v, attempted_at));
+                }
+                match read_excerpt(&mut response).await {
+                    Ok(excerpt) => record.response_excerpt = Some(excerpt),
+                    Err(e) if !status.is_success() => record.error = Some(describe(&e)),
+                    // The receiver said 2xx; a body cut short afterwards does not undo that.
+                    Err(_) => {}
+                }
+            }
+            Err(e) => record.error = Some(describe(&e)),
+        }
+        record.duration = started.elapsed();
+        let delivered = record.status.is_some_and(|s| (200..300).contains(&s));
+        let outcome = if delivered {
+            AttemptOutcome::Delivered
+        } else {
+            self.next_step(&delivery, retry_after)
+        };
+        match &outcome {
+            AttemptOutcome::Delivered => debug!(status = record.status, "delivered"),
+            AttemptOutcome::RetryAt(at) => warn!(
+                status = record.status,
+                error = record.error.as_deref(),
+                retry_at = %at,
+                "delivery attempt failed"
+            ),
+            AttemptOutcome::Expired => warn!(
+                status = record.status,
+                error = record.error.as_deref(),
+                "delivery expired after its retention period"
+            ),
+        }
+        if let Err(e) = self.store.record_attempt(record, outcome).await {
+            // The lease runs out and the delivery is tried again: at least once, never lost.
+            error!(error = %e, "recording the attempt failed");
+        }
+    }
+
+    fn next_step(&self, delivery: &ClaimedDelivery, retry_after: Option<Duration>) -> AttemptOutcome {
+        let failures = delivery.attempts + 1;
+        let delay = self
+            .settings
+            .schedule
+            .delay(failures, retry_after, &mut rand::rng());
+        let next = self.clock.now() + chrono::Duration::from_std(delay).expect("delays are at most a day");
+        let give_up_at = delivery.created_at
+            + chrono::Duration::from_std(self.settings.retention).expect("retention fits");
+        if next > give_up_at {
+            AttemptOutcome::Expired
+        } else {
+            AttemptOutcome::RetryAt(next)
+        }
+    }
+
+    fn headers(&self, delivery: &ClaimedDelivery, timestamp: i64) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        headers.insert("webhook-id", header_value(&delivery.id));
+        headers.insert("webhook-timestamp", header_value(&timestamp.to_string()));
+        if let Some(secret) = &delivery.secret {
+            match SigningSecret::parse(secret) {
+                Ok(secret) => {
+                    let signature = secret.sign(&delivery.id, timestamp, &delivery.payload);
+                    headers.insert("webhook-signature", header_value(&signature));
+                }
+                // Secrets are checked when they are set, so this is a corrupted row.
+                Err(e) => error!(error = %e, "the webhook's signing secret is unusable; sending unsigned"),
+            }
+        }
+        headers
+    }
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).expect("ids, timestamps and signatures are visible ASCII")
+}
+
+/// The request headers as a JSON object for the activity log, User-Agent included.
+fn headers_json(headers: &HeaderMap) -> String {
+    let mut map = serde_json::Map::new();
+    map.insert("user-agent".into(), user_agent().into());
+    for (name, value) in headers {
+        map.insert(name.as_str().into(), value.to_str().unwrap_or_default().into());
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Reads at most the first 2 KiB of a response body, never the rest.
+async fn read_excerpt(response: &mut reqwest::Response) -> Result<String, reqwest::Error> {
+    let mut body = Vec::new();
+    while body.len() < RESPONSE_EXCERPT_BYTES {
+        match response.chunk().await? {
+            Some(chunk) => body.extend_from_slice(&chunk),
+            None => break,
+        }
+    }
+    body.truncate(RESPONSE_EXCERPT_BYTES);
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A one-line account of a transport error, with its causes: what an operator needs in the log.
+fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "reading the response failed"
+    } else {
+        "request failed"
+    };
+    let mut text = kind.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

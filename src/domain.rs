@@ -1,0 +1,231 @@
+//! The vocabulary shared by every stage: granularities, directions, parties, and the newtypes that
+//! turn untrusted strings into values that are known to be valid.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde::{Deserialize, Serialize};
+
+/// How a webhook receives messages: one call per message, or one bundle per chat per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Granularity {
+    /// "Don't aggregate": every message is delivered at once.
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "1h")]
+    Hours1,
+    #[serde(rename = "6h")]
+    Hours6,
+    #[serde(rename = "12h")]
+    Hours12,
+    #[serde(rename = "24h")]
+    Hours24,
+}
+
+impl Granularity {
+    pub const ALL: [Granularity; 5] = [
+        Granularity::None,
+        Granularity::Hours1,
+        Granularity::Hours6,
+        Granularity::Hours12,
+        Granularity::Hours24,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::None => "none",
+            Granularity::Hours1 => "1h",
+            Granularity::Hours6 => "6h",
+            Granularity::Hours12 => "12h",
+            Granularity::Hours24 => "24h",
+        }
+    }
+}
+
+impl fmt::Display for Granularity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Granularity {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Granularity::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| format!("must be one of none, 1h, 6h, 12h, 24h (got {s:?})"))
+    }
+}
+
+/// Whether the business received the message from the customer or sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Received,
+    Sent,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Received => "received",
+            Direction::Sent => "sent",
+        }
+    }
+}
+
+impl FromStr for Direction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "received" => Ok(Direction::Received),
+            "sent" => Ok(Direction::Sent),
+            other => Err(format!("must be \"received\" or \"sent\" (got {other:?})")),
+        }
+    }
+}
+
+/// A sender or recipient of a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    pub full_name: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// The business account a message belongs to (the payload's `whatsapp_account`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// What a webhook subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// Chat messages, immediately or bundled according to the granularity.
+    Messages,
+    /// Session status changes, always immediately.
+    SessionStatus,
+}
+
+/// An IANA time zone name that `chrono-tz` knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timezone(chrono_tz::Tz);
+
+impl Timezone {
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.0
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.0.name()
+    }
+}
+
+impl Default for Timezone {
+    fn default() -> Self {
+        Timezone(chrono_tz::UTC)
+    }
+}
+
+impl FromStr for Timezone {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<chrono_tz::Tz>()
+            .map(Timezone)
+            .map_err(|_| format!("unknown IANA time zone {s:?}"))
+    }
+}
+
+/// An outbound endpoint: an absolute `http` or `https` URL with a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookUrl(reqwest::Url);
+
+impl WebhookUrl {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn url(&self) -> &reqwest::Url {
+        &self.0
+    }
+}
+
+impl FromStr for WebhookUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let url = reqwest::Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("scheme must be http or https (got {:?})", url.scheme()));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("must have a host".into());
+        }
+        if url.fragment().is_some() {
+            return Err("must not have a #fragment".into());
+        }
+        Ok(WebhookUrl(url))
+    }
+}
+
+/// A new random id with a kind prefix, e.g. `ws_3k2Jf…`. Ids are opaque to clients.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", random_token(20))
+}
+
+/// A random alphanumeric string, used for ids, ingest keys and transcript tokens.
+pub fn random_token(len: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn granularity_round_trips_through_its_wire_name() {
+        for g in Granularity::ALL {
+            assert_eq!(g.as_str().parse::<Granularity>().unwrap(), g);
+            assert_eq!(serde_json::to_value(g).unwrap(), g.as_str());
+        }
+        assert!("2h".parse::<Granularity>().is_err());
+    }
+
+    #[test]
+    fn webhook_url_refuses_other_schemes_and_missing_hosts() {
+        assert!("https://hooks.zapier.com/x".parse::<WebhookUrl>().is_ok());
+        assert!("ftp://example.com".parse::<WebhookUrl>().is_err());
+        assert!("http://".parse::<WebhookUrl>().is_err());
+        assert!("not a url".parse::<WebhookUrl>().is_err());
+    }
+
+    #[test]
+    fn timezone_accepts_iana_names_only() {
+        assert_eq!(
+            "Asia/Kathmandu".parse::<Timezone>().unwrap().name(),
+            "Asia/Kathmandu"
+        );
+        assert!("Mars/Olympus".parse::<Timezone>().is_err());
+    }
+
+    #[test]
+    fn ids_carry_their_prefix_and_differ() {
+        let a = new_id("ws");
+        assert!(a.starts_with("ws_") && a.len() == 23);
+        assert_ne!(a, new_id("ws"));
+    }
+}

@@ -1,0 +1,333 @@
+//! The canonical message: the JSON API's input, and what every channel adapter produces.
+//! Parsing walks the JSON by hand so every error names the exact field at fault, with the
+//! element's index inside an array (`[2].chat.id`).
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::api::ApiError;
+use crate::domain::{Account, Direction, Party};
+use crate::store::{ChatInfo, NewMessage};
+use axum::http::StatusCode;
+
+/// The longest message text accepted, in bytes of UTF-8.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// The longest id (message or chat) accepted.
+const MAX_ID_BYTES: usize = 256;
+/// The longest name, phone, e-mail or channel accepted.
+const MAX_SHORT_BYTES: usize = 512;
+
+/// What one element of an ingest request turned out to be.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A text message, to be stored.
+    Text(Box<NewMessage>),
+    /// An attachment, location, sticker, reaction or other non-text message: counted, not stored.
+    Skipped,
+}
+
+/// A JSON path under construction: `prefix` is `""` for a lone object or `"[3]"` in an array.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    prefix: &'a str,
+    object: &'a str,
+}
+
+impl At<'_> {
+    fn name(&self, key: &str) -> String {
+        let mut path = String::from(self.prefix);
+        for part in [self.object, key] {
+            if part.is_empty() {
+                continue;
+            }
+            if !path.is_empty() && !part.starts_with('[') {
+                path.push('.');
+            }
+            path.push_str(part);
+        }
+        path
+    }
+}
+
+/// Parses one message object; `prefix` locates it in the request (`""` or `"[i]"`).
+pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) -> Result<Parsed, ApiError> {
+    let top = At { prefix, object: "" };
+    let Some(map) = value.as_object() else {
+        let field = if prefix.is_empty() {
+            "body".to_string()
+        } else {
+            prefix.to_string()
+        };
+        return Err(ApiError::field(field, "must be a message object"));
+    };
+
+    if let Some(kind) = optional_string(map, "type", top, MAX_SHORT_BYTES)?
+        && kind != "text"
+    {
+        return Ok(Parsed::Skipped);
+    }
+    let text = match map.get("text") {
+        None | Some(Value::Null) => {
+            if map.get("attachments").is_some_and(Value::is_array) {
+                return Ok(Parsed::Skipped);
+            }
+            return Err(ApiError::field(top.name("text"), "missing"));
+        }
+        Some(Value::String(text)) => text.clone(),
+        Some(_) => return Err(ApiError::field(top.name("text"), "must be a string")),
+    };
+    if text.trim().is_empty() {
+        return Err(ApiError::field(top.name("text"), "must not be empty"));
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(ApiError::field(
+            top.name("text"),
+            format!("is {} bytes; the limit is {MAX_TEXT_BYTES} (64 KiB)", text.len()),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+    }
+
+    let message_id = required_id(map, "message_id", top)?;
+    let direction = match map.get("direction") {
+        None | Some(Value::Null) => return Err(ApiError::field(top.name("direction"), "missing")),
+        Some(Value::String(s)) => s
+            .parse::<Direction>()
+            .map_err(|e| ApiError::field(top.name("direction"), e))?,
+        Some(_) => {
+            return Err(ApiError::field(
+                top.name("direction"),
+                "must be \"received\" or \"sent\"",
+            ));
+        }
+    };
+    let timestamp = match optional_string(map, "timestamp", top, MAX_SHORT_BYTES)? {
+        None => received_at,
+        Some(s) => parse_timestamp(&s).ok_or_else(|| {
+            ApiError::field(
+                top.name("timestamp"),
+                format!("{s:?} is not an RFC 3339 time such as \"2021-02-24T16:25:29Z\""),
+            )
+        })?,
+    };
+
+    let chat_map = match map.get("chat") {
+        None | Some(Value::Null) => return Err(ApiError::field(top.name("chat"), "missing")),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(ApiError::field(top.name("chat"), "must be an object")),
+    };
+    let at_chat = At {
+        prefix,
+        object: "chat",
+    };
+    let chat = ChatInfo {
+        external_id: required_id(chat_map, "id", at_chat)?,
+        full_name: optional_string(chat_map, "full_name", at_chat, MAX_SHORT_BYTES)?,
+        phone: optional_string(chat_map, "phone", at_chat, MAX_SHORT_BYTES)?,
+        is_group: optional_bool(chat_map, "is_group", at_chat)?,
+        responsible_name: optional_string(chat_map, "responsible_name", at_chat, MAX_SHORT_BYTES)?,
+        responsible_email: optional_string(chat_map, "responsible_email", at_chat, MAX_SHORT_BYTES)?,
+    };
+
+    let sender = optional_party(map, "sender", prefix)?;
+    let recipient = optional_party(map, "recipient", prefix)?;
+    let account = match map.get("account") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => {
+            let at = At {
+                prefix,
+                object: "account",
+            };
+            Some(Account {
+                full_name: optional_string(m, "full_name", at, MAX_SHORT_BYTES)?,
+                email: optional_string(m, "email", at, MAX_SHORT_BYTES)?,
+                phone: optional_string(m, "phone", at, MAX_SHORT_BYTES)?,
+            })
+        }
+        Some(_) => return Err(ApiError::field(top.name("account"), "must be an object")),
+    };
+    let channel = optional_string(map, "channel", top, 64)?.unwrap_or_else(|| "api".to_string());
+
+    Ok(Parsed::Text(Box::new(NewMessage {
+        message_id,
+        direction,
+        timestamp,
+        chat,
+        sender,
+        recipient,
+        text,
+        account,
+        channel,
+    })))
+}
+
+/// RFC 3339, or the payloads' own `2021-02-24T16:25:29+0000` form (so a payload can be replayed).
+fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .or_else(|_| DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%z"))
+        .ok()
+        .map(|t| t.to_utc())
+}
+
+/// An id: a non-empty string, or an integer (chat ids are often numeric), as text.
+fn required_id(map: &Map<String, Value>, key: &str, at: At) -> Result<String, ApiError> {
+    let id = match map.get(key) {
+        None | Some(Value::Null) => return Err(ApiError::field(at.name(key), "missing")),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+        Some(_) => return Err(ApiError::field(at.name(key), "must be a string")),
+    };
+    if id.is_empty() {
+        return Err(ApiError::field(at.name(key), "must not be empty"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(ApiError::field(
+            at.name(key),
+            format!("must be at most {MAX_ID_BYTES} bytes"),
+        ));
+    }
+    Ok(id)
+}
+
+fn optional_string(
+    map: &Map<String, Value>,
+    key: &str,
+    at: At,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() > max => Err(ApiError::field(
+            at.name(key),
+            format!("must be at most {max} bytes"),
+        )),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::field(at.name(key), "must be a string")),
+    }
+}
+
+fn optional_bool(map: &Map<String, Value>, key: &str, at: At) -> Result<Option<bool>, ApiError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::field(at.name(key), "must be true or false")),
+    }
+}
+
+fn optional_party(map: &Map<String, Value>, key: &str, prefix: &str) -> Result<Party, ApiError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(Party::default()),
+        Some(Value::Object(m)) => {
+            let at = At { prefix, object: key };
+            Ok(Party {
+                full_name: optional_string(m, "full_name", at, MAX_SHORT_BYTES)?,
+                phone: optional_string(m, "phone", at, MAX_SHORT_BYTES)?,
+            })
+        }
+        Some(_) => Err(ApiError::field(
+            At { prefix, object: "" }.name(key),
+            "must be an object",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
+            .unwrap()
+            .to_utc()
+    }
+
+    fn valid() -> Value {
+        json!({"message_id": "m-1", "direction": "received", "timestamp": "2021-02-24T16:25:29Z",
+               "chat": {"id": "c-1", "full_name": "John Doe", "is_group": false},
+               "sender": {"full_name": "John Doe", "phone": "+97254000000"},
+               "text": "Hi!"})
+    }
+
+    fn field_of(value: Value, prefix: &str) -> String {
+        parse_message(&value, prefix, now()).unwrap_err().field.unwrap()
+    }
+
+    #[test]
+    fn a_full_message_parses() {
+        let Parsed::Text(m) = parse_message(&valid(), "", now()).unwrap() else {
+            panic!("skipped")
+        };
+        assert_eq!(m.message_id, "m-1");
+        assert_eq!(m.chat.external_id, "c-1");
+        assert_eq!(m.chat.is_group, Some(false));
+        assert_eq!(m.timestamp.to_rfc3339(), "2021-02-24T16:25:29+00:00");
+        assert_eq!(m.channel, "api");
+    }
+
+    #[test]
+    fn timestamp_defaults_to_receipt_and_accepts_the_payload_form() {
+        let mut v = valid();
+        v.as_object_mut().unwrap().remove("timestamp");
+        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.timestamp, now());
+        v["timestamp"] = json!("2021-02-24T16:25:29+0000");
+        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.timestamp.to_rfc3339(), "2021-02-24T16:25:29+00:00");
+    }
+
+    #[test]
+    fn errors_name_the_field_with_its_index() {
+        let mut v = valid();
+        v["chat"].as_object_mut().unwrap().remove("id");
+        assert_eq!(field_of(v, "[2]"), "[2].chat.id");
+        let mut v = valid();
+        v["direction"] = json!("inbound");
+        assert_eq!(field_of(v, ""), "direction");
+        let mut v = valid();
+        v["timestamp"] = json!("yesterday");
+        assert_eq!(field_of(v, "[0]"), "[0].timestamp");
+        let mut v = valid();
+        v["sender"] = json!({"phone": 5});
+        assert_eq!(field_of(v, ""), "sender.phone");
+        let mut v = valid();
+        v["text"] = json!("   ");
+        assert_eq!(field_of(v, ""), "text");
+        assert_eq!(field_of(json!([1]), "[4]"), "[4]");
+    }
+
+    #[test]
+    fn text_over_64_kib_is_too_large() {
+        let mut v = valid();
+        v["text"] = json!("x".repeat(MAX_TEXT_BYTES + 1));
+        let err = parse_message(&v, "", now()).unwrap_err();
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(err.field.as_deref(), Some("text"));
+        v["text"] = json!("x".repeat(MAX_TEXT_BYTES));
+        assert!(parse_message(&v, "", now()).is_ok());
+    }
+
+    #[test]
+    fn non_text_messages_are_skipped() {
+        let mut v = valid();
+        v["type"] = json!("image");
+        assert!(matches!(parse_message(&v, "", now()).unwrap(), Parsed::Skipped));
+        let mut v = valid();
+        v.as_object_mut().unwrap().remove("text");
+        v["attachments"] = json!([{"url": "https://x/y.jpg"}]);
+        assert!(matches!(parse_message(&v, "", now()).unwrap(), Parsed::Skipped));
+    }
+
+    #[test]
+    fn numeric_ids_are_read_as_text() {
+        let mut v = valid();
+        v["chat"]["id"] = json!(4915112345678_i64);
+        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.chat.external_id, "4915112345678");
+    }
+}

@@ -1,0 +1,124 @@
+//! The plain JSON API: `POST /api/v1/workspaces/{id}/messages` with one message object or an
+//! array of up to 1,000.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::Value;
+use tracing::instrument;
+
+use super::canonical::{Parsed, parse_message};
+use super::{MAX_BODY_BYTES, accept};
+use crate::api::auth::{Caller, same_secret};
+use crate::api::{ApiError, AppState};
+use crate::store::IngestOutcome;
+
+/// The most messages one request may carry.
+pub const MAX_MESSAGES_PER_REQUEST: usize = 1000;
+
+/// The source key of messages that arrive through the JSON API.
+pub const SOURCE_KEY: &str = "api";
+
+#[instrument(skip_all, fields(workspace_id = %workspace_id))]
+pub async fn post_messages(
+    State(state): State<AppState>,
+    Path(workspace_id): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<IngestOutcome>), ApiError> {
+    let workspace = state
+        .store
+        .get_workspace(&workspace_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workspace"))?;
+    if let Caller::Key(key) = &caller
+        && !same_secret(key, &workspace.ingest_key)
+    {
+        return Err(ApiError::unauthorized(
+            "the bearer token is neither this workspace's ingest key nor the admin token",
+        ));
+    }
+    if let Some(kind) = headers.get(CONTENT_TYPE)
+        && !is_json(kind.to_str().unwrap_or_default())
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type: the body must be application/json",
+        ));
+    }
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("body: larger than the limit of {MAX_BODY_BYTES} bytes (1 MiB)"),
+            )
+        } else {
+            ApiError::new(
+                rejection.status(),
+                "invalid_body",
+                format!("body: {}", rejection.body_text()),
+            )
+        }
+    })?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body: not valid JSON: {e}"),
+        )
+    })?;
+
+    let received_at = state.clock.now();
+    let parsed = match &value {
+        Value::Array(items) => {
+            if items.is_empty() {
+                return Err(ApiError::field("body", "the array holds no messages"));
+            }
+            if items.len() > MAX_MESSAGES_PER_REQUEST {
+                return Err(ApiError::field(
+                    "body",
+                    format!(
+                        "the array holds {} messages; the limit is {MAX_MESSAGES_PER_REQUEST}",
+                        items.len()
+                    ),
+                )
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+            }
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| parse_message(item, &format!("[{i}]"), received_at))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        Value::Object(_) => vec![parse_message(&value, "", received_at)?],
+        _ => {
+            return Err(ApiError::field(
+                "body",
+                "must be a message object or an array of them",
+            ));
+        }
+    };
+
+    let mut skipped = 0;
+    let mut messages = Vec::with_capacity(parsed.len());
+    for item in parsed {
+        match item {
+            Parsed::Text(message) => messages.push(*message),
+            Parsed::Skipped => skipped += 1,
+        }
+    }
+    let outcome = accept(&state, &workspace, SOURCE_KEY, messages, skipped).await?;
+    Ok((StatusCode::ACCEPTED, Json(outcome)))
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.len() > 5 && essence.to_ascii_lowercase().ends_with("+json"))
+}

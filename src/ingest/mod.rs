@@ -1,0 +1,59 @@
+//! Inbound: every route that brings messages in. Each channel has its own file that turns the
+//! vendor's request into canonical messages; all of them end in [`accept`], which stores them
+//! and wakes the delivery worker.
+
+pub mod canonical;
+pub mod json;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
+
+use crate::api::{ApiError, AppState};
+use crate::render;
+use crate::store::{IngestBatch, IngestOutcome, NewMessage, Workspace};
+
+/// The largest request body any inbound route reads.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/workspaces/{id}/messages", post(json::post_messages))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// Stores parsed messages for a workspace and source, all or nothing, and returns once they are
+/// durable. `skipped` counts the request's non-text messages.
+pub async fn accept(
+    state: &AppState,
+    workspace: &Workspace,
+    source_key: &str,
+    messages: Vec<NewMessage>,
+    skipped: u32,
+) -> Result<IngestOutcome, ApiError> {
+    if messages.is_empty() {
+        return Ok(IngestOutcome {
+            skipped,
+            ..IngestOutcome::default()
+        });
+    }
+    let public_url = state.public_url.clone();
+    let account = workspace.account.clone();
+    let batch = IngestBatch {
+        workspace_id: workspace.id.clone(),
+        source_key: source_key.to_string(),
+        received_at: state.clock.now(),
+        messages,
+        render_immediate: Arc::new(move |chat, message, is_new_chat| {
+            render::single_message(&public_url, &account, chat, message, is_new_chat)
+        }),
+    };
+    let mut outcome = state.store.ingest(batch).await?;
+    outcome.skipped = skipped;
+    if outcome.accepted > 0 {
+        state.deliveries_waiting.notify_one();
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,25 @@
+//! chatbundle receives chat messages, buffers them per chat, and delivers them to CRMs and
+//! automation tools: each message at once, or bundled per chat per window.
+//!
+//! The way a message travels is the module list:
+//! - [`ingest`]: inbound routes; parses and validates, then hands messages to the store.
+//! - [`store`]: every SQL statement; group commit, and the durable delivery queue.
+//! - [`render`]: the outbound payloads, frozen when a delivery is created.
+//! - [`deliver`]: the worker that claims, signs, sends, records attempts and schedules retries.
+//! - [`admin`]: the admin API (workspaces, webhooks).
+//!
+//! Around them: [`api`] (router, errors, auth), [`app`] (assembly and shutdown), [`config`],
+//! [`clock`] (injected time), [`domain`] (shared vocabulary), [`telemetry`] and [`cli`].
+
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod deliver;
+pub mod domain;
+pub mod ingest;
+pub mod render;
+pub mod store;
+pub mod telemetry;

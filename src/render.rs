@@ -1,0 +1,108 @@
+//! Outbound payloads. The keys of TimelinesAI's v1 webhooks are kept exactly, so Zaps built for
+//! it keep working; payloads are rendered once, when a delivery is created, and frozen.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{Account, Party};
+use crate::store::{Chat, NewMessage};
+
+/// Formats an instant the way the payloads carry it: `2021-02-24T16:25:29+0000`.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%z").to_string()
+}
+
+/// The link to a chat's read-only transcript page.
+pub fn chat_url(public_url: &str, token: &str) -> String {
+    format!("{public_url}/c/{token}")
+}
+
+/// The `chat` object of every payload.
+#[derive(Debug, Serialize)]
+pub struct ChatObject<'a> {
+    pub full_name: Option<&'a str>,
+    pub responsible_name: Option<&'a str>,
+    pub responsible_email: Option<&'a str>,
+    pub chat_url: String,
+    pub chat_id: &'a str,
+    pub is_new_chat: bool,
+    pub is_group: bool,
+    pub phone: Option<&'a str>,
+}
+
+impl<'a> ChatObject<'a> {
+    pub fn new(chat: &'a Chat, public_url: &str, is_new_chat: bool) -> Self {
+        ChatObject {
+            full_name: chat.full_name.as_deref(),
+            responsible_name: chat.responsible_name.as_deref(),
+            responsible_email: chat.responsible_email.as_deref(),
+            chat_url: chat_url(public_url, &chat.token),
+            chat_id: &chat.external_id,
+            is_new_chat,
+            is_group: chat.is_group,
+            phone: chat.phone.as_deref(),
+        }
+    }
+}
+
+/// One message inside a payload.
+#[derive(Debug, Serialize)]
+pub struct MessageObject<'a> {
+    pub direction: &'static str,
+    pub timestamp: String,
+    pub message_id: &'a str,
+    pub sender: &'a Party,
+    pub recipient: &'a Party,
+    pub text: &'a str,
+}
+
+impl<'a> MessageObject<'a> {
+    pub fn new(message: &'a NewMessage) -> Self {
+        MessageObject {
+            direction: message.direction.as_str(),
+            timestamp: timestamp(message.timestamp),
+            message_id: &message.message_id,
+            sender: &message.sender,
+            recipient: &message.recipient,
+            text: &message.text,
+        }
+    }
+}
+
+/// What a webhook with granularity `none` receives for each message.
+#[derive(Debug, Serialize)]
+pub struct SingleMessagePayload<'a> {
+    pub whatsapp_account: &'a Account,
+    pub chat: ChatObject<'a>,
+    pub message: MessageObject<'a>,
+    pub channel: &'a str,
+}
+
+/// Renders the single-message payload; `account` is the message's own or the workspace's.
+pub fn single_message(
+    public_url: &str,
+    account: &Account,
+    chat: &Chat,
+    message: &NewMessage,
+    is_new_chat: bool,
+) -> Vec<u8> {
+    let payload = SingleMessagePayload {
+        whatsapp_account: message.account.as_ref().unwrap_or(account),
+        chat: ChatObject::new(chat, public_url, is_new_chat),
+        message: MessageObject::new(message),
+        channel: &message.channel,
+    };
+    serde_json::to_vec(&payload).expect("payloads always serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn timestamps_carry_a_numeric_utc_offset_without_colon() {
+        let t = Utc.with_ymd_and_hms(2021, 2, 24, 16, 25, 29).unwrap();
+        assert_eq!(timestamp(t), "2021-02-24T16:25:29+0000");
+    }
+}

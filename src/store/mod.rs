@@ -1,0 +1,291 @@
+//! The store seam: every byte of SQL lives behind [`Store`]. Handlers and workers speak in the
+//! records below; [`sqlite::SqliteStore`] is the embedded implementation, and any other database
+//! slots in by implementing the same trait.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{Account, Direction, Event, Granularity, Party};
+
+/// Why the store could not do what was asked. Callers answer 503 for these: the request may be
+/// retried, and nothing of it was committed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] Arc<sqlx::Error>),
+    #[error("migration failed: {0}")]
+    Migrate(Arc<sqlx::migrate::MigrateError>),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("database {0} is in use by another chatbundle process")]
+    Locked(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(Arc::new(e))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A workspace: the owner of sources, chats and webhooks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    pub owner_email: String,
+    pub timezone: String,
+    pub granularity: Granularity,
+    /// The business account used when a message names none.
+    pub account: Account,
+    /// The bearer key that authorises ingest into this workspace alone.
+    pub ingest_key: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewWorkspace {
+    pub name: String,
+    pub owner_email: String,
+    pub timezone: String,
+    pub granularity: Granularity,
+    pub account: Account,
+}
+
+/// Fields to change on a workspace; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspacePatch {
+    pub name: Option<String>,
+    pub owner_email: Option<String>,
+    pub timezone: Option<String>,
+    pub granularity: Option<Granularity>,
+    pub account: Option<Account>,
+}
+
+/// An outbound endpoint of a workspace.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: String,
+    pub workspace_id: String,
+    pub url: String,
+    /// `None` follows the workspace's default granularity.
+    pub granularity: Option<Granularity>,
+    pub enabled: bool,
+    pub secret: Option<String>,
+    pub events: Vec<Event>,
+    /// `None` uses the configured delivery timeout.
+    pub timeout: Option<Duration>,
+    pub consecutive_failures: u32,
+    pub disabled_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    pub workspace_id: String,
+    pub url: String,
+    pub granularity: Option<Granularity>,
+    pub enabled: bool,
+    pub secret: Option<String>,
+    pub events: Vec<Event>,
+    pub timeout: Option<Duration>,
+}
+
+/// Fields to change on a webhook; the outer `None` leaves a field as it is, an inner `None`
+/// clears it (back to the workspace default, no secret, the configured timeout).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    pub url: Option<String>,
+    pub granularity: Option<Option<Granularity>>,
+    pub enabled: Option<bool>,
+    pub secret: Option<Option<String>>,
+    pub events: Option<Vec<Event>>,
+    pub timeout: Option<Option<Duration>>,
+}
+
+/// The chat as the sender describes it in a message.
+#[derive(Debug, Clone, Default)]
+pub struct ChatInfo {
+    pub external_id: String,
+    pub full_name: Option<String>,
+    pub phone: Option<String>,
+    pub is_group: Option<bool>,
+    pub responsible_name: Option<String>,
+    pub responsible_email: Option<String>,
+}
+
+/// A stored chat, after this message's details were merged in.
+#[derive(Debug, Clone)]
+pub struct Chat {
+    pub id: i64,
+    pub external_id: String,
+    pub full_name: Option<String>,
+    pub phone: Option<String>,
+    pub is_group: bool,
+    pub responsible_name: Option<String>,
+    pub responsible_email: Option<String>,
+    /// The unguessable part of the transcript link `{public_url}/c/{token}`.
+    pub token: String,
+    pub first_seen_at: DateTime<Utc>,
+}
+
+/// A validated text message, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub message_id: String,
+    pub direction: Direction,
+    pub timestamp: DateTime<Utc>,
+    pub chat: ChatInfo,
+    pub sender: Party,
+    pub recipient: Party,
+    pub text: String,
+    pub account: Option<Account>,
+    pub channel: String,
+}
+
+/// What an immediate (granularity `none`) webhook is sent for one message. Rendering lives outside
+/// the store; the store calls this inside the ingest transaction, once the chat row is known,
+/// so the payload is frozen in the same commit as the message.
+pub type RenderImmediate = Arc<dyn Fn(&Chat, &NewMessage, bool) -> Vec<u8> + Send + Sync>;
+
+/// One ingest request: all of it is stored, or none of it.
+pub struct IngestBatch {
+    pub workspace_id: String,
+    /// `api` for the JSON API, the source id for channel adapters.
+    pub source_key: String,
+    pub received_at: DateTime<Utc>,
+    pub messages: Vec<NewMessage>,
+    pub render_immediate: RenderImmediate,
+}
+
+/// What became of an ingest request's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    pub accepted: u32,
+    pub duplicates: u32,
+    /// Filled in by the caller: skipped messages never reach the store.
+    pub skipped: u32,
+}
+
+/// A delivery handed to the worker, with what it needs to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// Queue position; deliveries of one webhook and chat go out in this order.
+    pub seq: i64,
+    /// The `webhook-id` header: the same on every retry, so receivers can de-duplicate.
+    pub id: String,
+    pub webhook_id: String,
+    pub url: String,
+    pub secret: Option<String>,
+    pub timeout: Option<Duration>,
+    /// The frozen request body.
+    pub payload: Vec<u8>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One HTTP try, as it is written to the activity log.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_seq: i64,
+    pub delivery_id: String,
+    pub webhook_id: String,
+    pub attempted_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub status: Option<u16>,
+    /// At most the first 2 KiB of the response body.
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+    /// The request headers sent, as a JSON object.
+    pub request_headers: String,
+    pub request_body: Vec<u8>,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    /// Retried until the retention period ended.
+    Expired,
+}
+
+/// An attempt as read back from the activity log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub id: i64,
+    pub delivery_id: String,
+    pub webhook_id: String,
+    pub attempted_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub status: Option<u16>,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+    pub request_headers: serde_json::Value,
+    pub request_body: String,
+}
+
+/// Counts that show where a workspace's messages are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WorkspaceStats {
+    pub chats: u64,
+    pub messages: u64,
+    pub deliveries_pending: u64,
+    pub deliveries_delivered: u64,
+    pub deliveries_expired: u64,
+}
+
+/// Every persistent operation chatbundle performs.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_workspace(&self, new: NewWorkspace) -> StoreResult<Workspace>;
+    async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>>;
+    async fn get_workspace(&self, id: &str) -> StoreResult<Option<Workspace>>;
+    async fn update_workspace(&self, id: &str, patch: WorkspacePatch) -> StoreResult<Option<Workspace>>;
+    async fn workspace_stats(&self, id: &str) -> StoreResult<WorkspaceStats>;
+
+    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook>;
+    async fn list_webhooks(&self, workspace_id: &str) -> StoreResult<Vec<Webhook>>;
+    async fn get_webhook(&self, id: &str) -> StoreResult<Option<Webhook>>;
+    async fn update_webhook(&self, id: &str, patch: WebhookPatch) -> StoreResult<Option<Webhook>>;
+    /// Deletes a webhook with its queue and attempts; `false` when there was none.
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool>;
+
+    /// Stores a request's messages and the immediate deliveries they cause, atomically and
+    /// durably: when this returns `Ok`, the data survives a crash.
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome>;
+
+    /// Leases up to `limit` due deliveries until `lease_until`: at most one per webhook and chat,
+    /// and only the oldest unfinished one of each, so a chat's deliveries go out in order.
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Records an attempt and moves its delivery on (delivered, retry later, or expired), and
+    /// keeps the webhook's consecutive-failure count.
+    async fn record_attempt(&self, attempt: AttemptRecord, outcome: AttemptOutcome) -> StoreResult<()>;
+    /// Called once at start: makes deliveries that were in flight when the process last stopped
+    /// claimable again, where the store can know that safely. Returns how many.
+    async fn recover_after_restart(&self) -> StoreResult<u64>;
+    async fn list_attempts(&self, webhook_id: &str, limit: u32) -> StoreResult<Vec<Attempt>>;
+
+    /// Checks the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Finishes pending writes and closes connections.
+    async fn close(&self);
+}
+
+/// The handle every component holds.
+pub type SharedStore = Arc<dyn Store>;

@@ -1,0 +1,824 @@
+//! The SQLite store: one writer connection with group commit, and a pool of readers.
+//!
+//! SQLite admits one writer at a time, and a durable commit costs one disk sync. So every write
+//! is a job sent to a single writer task, which runs whatever jobs are waiting in one transaction
+//! (each inside its own savepoint, so one failing job undoes only itself), syncs once, and only
+//! then answers each caller. Under load, hundreds of requests share one sync; when idle, a job
+//! commits alone at once.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::{debug, error, instrument};
+
+use super::*;
+use crate::domain::{Account, Event, Granularity, new_id, random_token};
+
+/// How many waiting jobs one transaction takes at most. Large enough that a burst shares a sync,
+/// small enough that one transaction never holds the write lock for long.
+const MAX_JOBS_PER_COMMIT: usize = 512;
+
+/// The embedded store.
+pub struct SqliteStore {
+    /// Jobs for the writer task; `None` once the store is closed.
+    writer: std::sync::RwLock<Option<mpsc::Sender<Box<dyn WriteJob>>>>,
+    /// The writer task, awaited on close so the last commit lands before the process exits.
+    writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    readers: SqlitePool,
+    /// An exclusive lock on `<database>.lock`: a second daemon on the same file would deliver
+    /// everything twice, so it is refused at start. Released on close.
+    lock: std::sync::Mutex<Option<std::fs::File>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url`, applies the migrations, and starts the
+    /// writer.
+    pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL makes every commit durable on its own; group commit keeps that affordable.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let file = Path::new(options.get_filename());
+        if let Some(dir) = file.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(Arc::new(e.into())))?;
+        }
+        let lock = lock_database(file)?;
+        let mut writer = SqliteConnection::connect_with(&options).await?;
+        sqlx::migrate!("./migrations")
+            .run(&mut writer)
+            .await
+            .map_err(|e| StoreError::Migrate(Arc::new(e)))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options.pragma("query_only", "ON"))
+            .await?;
+        let (tx, rx) = mpsc::channel(4096);
+        let task = tokio::spawn(writer_loop(writer, rx));
+        Ok(SqliteStore {
+            writer: std::sync::RwLock::new(Some(tx)),
+            writer_task: Mutex::new(Some(task)),
+            readers,
+            lock: std::sync::Mutex::new(lock),
+        })
+    }
+
+    /// Runs `f` inside the next group commit and returns its result once that commit is durable.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        let sender = self
+            .writer
+            .read()
+            .expect("writer lock")
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn WriteJob> = Box::new(ClosureJob {
+            f: Some(f),
+            reply: Some(reply),
+            result: None,
+        });
+        sender.send(job).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Takes the database's lock file; `None` for an in-memory database, which nobody can share.
+fn lock_database(file: &Path) -> StoreResult<Option<std::fs::File>> {
+    if file.as_os_str().is_empty() || file.to_string_lossy().starts_with(':') {
+        return Ok(None);
+    }
+    let mut path = file.as_os_str().to_owned();
+    path.push(".lock");
+    let io = |e: std::io::Error| StoreError::Database(Arc::new(e.into()));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(file.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// A unit of work for the writer: run inside a savepoint, then told whether its commit landed.
+trait WriteJob: Send {
+    /// Runs the job; `true` when it succeeded and its savepoint should be kept.
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    /// Answers the caller with the job's result, or with `failure` when the commit did not land.
+    fn finish(self: Box<Self>, failure: Option<StoreError>);
+}
+
+struct ClosureJob<T, F> {
+    f: Option<F>,
+    reply: Option<oneshot::Sender<StoreResult<T>>>,
+    result: Option<StoreResult<T>>,
+}
+
+impl<T, F> WriteJob for ClosureJob<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+{
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
+        Box::pin(async move {
+            let f = self.f.take().expect("a job runs once");
+            let result = f(conn).await;
+            let ok = result.is_ok();
+            self.result = Some(result);
+            ok
+        })
+    }
+
+    fn finish(mut self: Box<Self>, failure: Option<StoreError>) {
+        let result = match (self.result.take(), failure) {
+            (Some(Err(e)), _) => Err(e),
+            (_, Some(failure)) => Err(failure),
+            (Some(ok), None) => ok,
+            (None, None) => Err(StoreError::Closed),
+        };
+        if let Some(reply) = self.reply.take() {
+            // The caller may have gone away (a client hung up); the data is committed either way.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
+    let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
+    while jobs.recv_many(&mut batch, MAX_JOBS_PER_COMMIT).await > 0 {
+        let failure = run_batch(&mut conn, &mut batch).await.err();
+        if let Some(e) = &failure {
+            error!(error = %e, jobs = batch.len(), "group commit failed");
+        }
+        for job in batch.drain(..) {
+            job.finish(failure.clone());
+        }
+    }
+    if let Err(e) = conn.close().await {
+        error!(error = %e, "closing the writer connection");
+    }
+    debug!("writer stopped");
+}
+
+/// Runs the jobs in one transaction; an error means nothing of this batch was committed.
+async fn run_batch(conn: &mut SqliteConnection, batch: &mut [Box<dyn WriteJob>]) -> StoreResult<()> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let outcome: StoreResult<()> = async {
+        for job in batch.iter_mut() {
+            sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
+            if !job.run(conn).await {
+                sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
+            }
+            sqlx::query("RELEASE job").execute(&mut *conn).await?;
+        }
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        Ok(())
+    }
+    .await;
+    if outcome.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    outcome
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+fn parse_granularity(s: &str) -> Granularity {
+    // Only ever written from a `Granularity`, so anything else is a corrupted row.
+    s.parse().unwrap_or(Granularity::None)
+}
+
+const WORKSPACE_COLUMNS: &str = "id, name, owner_email, timezone, granularity, account_full_name, \
+     account_email, account_phone, ingest_key, created_at, updated_at";
+
+fn workspace_from_row(row: &SqliteRow) -> StoreResult<Workspace> {
+    Ok(Workspace {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        owner_email: row.try_get("owner_email")?,
+        timezone: row.try_get("timezone")?,
+        granularity: parse_granularity(row.try_get("granularity")?),
+        account: Account {
+            full_name: row.try_get("account_full_name")?,
+            email: row.try_get("account_email")?,
+            phone: row.try_get("account_phone")?,
+        },
+        ingest_key: row.try_get("ingest_key")?,
+        created_at: from_ms(row.try_get("created_at")?),
+        updated_at: from_ms(row.try_get("updated_at")?),
+    })
+}
+
+const WEBHOOK_COLUMNS: &str = "id, workspace_id, url, granularity, enabled, secret, sub_messages, \
+     sub_session_status, timeout_ms, consecutive_failures, disabled_reason, created_at, updated_at";
+
+fn webhook_from_row(row: &SqliteRow) -> StoreResult<Webhook> {
+    let mut events = Vec::new();
+    if row.try_get::<bool, _>("sub_messages")? {
+        events.push(Event::Messages);
+    }
+    if row.try_get::<bool, _>("sub_session_status")? {
+        events.push(Event::SessionStatus);
+    }
+    Ok(Webhook {
+        id: row.try_get("id")?,
+        workspace_id: row.try_get("workspace_id")?,
+        url: row.try_get("url")?,
+        granularity: row
+            .try_get::<Option<String>, _>("granularity")?
+            .map(|g| parse_granularity(&g)),
+        enabled: row.try_get("enabled")?,
+        secret: row.try_get("secret")?,
+        events,
+        timeout: row
+            .try_get::<Option<i64>, _>("timeout_ms")?
+            .map(|v| Duration::from_millis(v as u64)),
+        consecutive_failures: row.try_get::<i64, _>("consecutive_failures")? as u32,
+        disabled_reason: row.try_get("disabled_reason")?,
+        created_at: from_ms(row.try_get("created_at")?),
+        updated_at: from_ms(row.try_get("updated_at")?),
+    })
+}
+
+async fn fetch_webhook(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Webhook>> {
+    let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(webhook_from_row).transpose()
+}
+
+async fn fetch_workspace(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Workspace>> {
+    let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(workspace_from_row).transpose()
+}
+
+/// Stores one ingest request; runs inside the writer's transaction.
+async fn ingest_in(conn: &mut SqliteConnection, batch: IngestBatch) -> StoreResult<IngestOutcome> {
+    let now = ms(batch.received_at);
+    // Webhooks that get every message at once: their own granularity, or the workspace's.
+    let immediate: Vec<String> = sqlx::query_scalar(
+        "SELECT w.id FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id
+         WHERE w.workspace_id = ? AND w.sub_messages = 1
+           AND COALESCE(w.granularity, s.granularity) = 'none'
+         ORDER BY w.created_at, w.id",
+    )
+    .bind(&batch.workspace_id)
+    .fetch_all(&mut *conn)
+    .await?;
+
+    let mut outcome = IngestOutcome::default();
+    for message in &batch.messages {
+        let c = &message.chat;
+        let row = sqlx::query(
+            "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group,
+                                responsible_name, responsible_email, token, first_seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, 0), ?7, ?8, ?9, ?10)
+             ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET
+                full_name = COALESCE(excluded.full_name, chats.full_name),
+                phone = COALESCE(excluded.phone, chats.phone),
+                is_group = CASE WHEN ?6 IS NULL THEN chats.is_group ELSE ?6 END,
+                responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
+                responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email)
+             RETURNING id, full_name, phone, is_group, responsible_name, responsible_email, token,
+                       first_seen_at, first_message_seq",
+        )
+        .bind(&batch.workspace_id)
+        .bind(&batch.source_key)
+        .bind(&c.external_id)
+        .bind(&c.full_name)
+        .bind(&c.phone)
+        .bind(c.is_group)
+        .bind(&c.responsible_name)
+        .bind(&c.responsible_email)
+        .bind(random_token(32))
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+        let chat = Chat {
+            id: row.try_get("id")?,
+            external_id: c.external_id.clone(),
+            full_name: row.try_get("full_name")?,
+            phone: row.try_get("phone")?,
+            is_group: row.try_get("is_group")?,
+            responsible_name: row.try_get("responsible_name")?,
+            responsible_email: row.try_get("responsible_email")?,
+            token: row.try_get("token")?,
+            first_seen_at: from_ms(row.try_get("first_seen_at")?),
+        };
+        let first_message_seq: Option<i64> = row.try_get("first_message_seq")?;
+
+        let account = message
+            .account
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .expect("an account always serialises");
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (workspace_id, chat_id, source_key, message_id, direction, ts,
+                                   received_at, sender_name, sender_phone, recipient_name,
+                                   recipient_phone, text, account, channel)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (workspace_id, source_key, message_id) DO NOTHING
+             RETURNING seq",
+        )
+        .bind(&batch.workspace_id)
+        .bind(chat.id)
+        .bind(&batch.source_key)
+        .bind(&message.message_id)
+        .bind(message.direction.as_str())
+        .bind(ms(message.timestamp))
+        .bind(now)
+        .bind(&message.sender.full_name)
+        .bind(&message.sender.phone)
+        .bind(&message.recipient.full_name)
+        .bind(&message.recipient.phone)
+        .bind(&message.text)
+        .bind(account)
+        .bind(&message.channel)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(seq) = inserted else {
+            outcome.duplicates += 1;
+            continue;
+        };
+        outcome.accepted += 1;
+        let is_new_chat = first_message_seq.is_none();
+        if is_new_chat {
+            sqlx::query("UPDATE chats SET first_message_seq = ? WHERE id = ?")
+                .bind(seq)
+                .bind(chat.id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if immediate.is_empty() {
+            continue;
+        }
+        let payload = (batch.render_immediate)(&chat, message, is_new_chat);
+        for webhook_id in &immediate {
+            sqlx::query(
+                "INSERT INTO deliveries (id, kind, webhook_id, chat_id, payload, status,
+                                         next_attempt_at, created_at)
+                 VALUES (?, 'message', ?, ?, ?, 'pending', ?, ?)",
+            )
+            .bind(new_id("msg"))
+            .bind(webhook_id)
+            .bind(chat.id)
+            .bind(&payload)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(outcome)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    #[instrument(skip_all)]
+    async fn create_workspace(&self, new: NewWorkspace) -> StoreResult<Workspace> {
+        let now = ms(Utc::now());
+        let id = new_id("ws");
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO workspaces (id, name, owner_email, timezone, granularity,
+                        account_full_name, account_email, account_phone, ingest_key, created_at,
+                        updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&id)
+                .bind(&new.name)
+                .bind(&new.owner_email)
+                .bind(&new.timezone)
+                .bind(new.granularity.as_str())
+                .bind(&new.account.full_name)
+                .bind(&new.account.email)
+                .bind(&new.account.phone)
+                .bind(format!("ik_{}", random_token(32)))
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(fetch_workspace(conn, &id).await?.expect("just inserted"))
+            })
+        })
+        .await
+    }
+
+    async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
+        let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY created_at, id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(workspace_from_row).collect()
+    }
+
+    async fn get_workspace(&self, id: &str) -> StoreResult<Option<Workspace>> {
+        let mut conn = self.readers.acquire().await?;
+        fetch_workspace(&mut conn, id).await
+    }
+
+    #[instrument(skip_all, fields(workspace_id = id))]
+    async fn update_workspace(&self, id: &str, patch: WorkspacePatch) -> StoreResult<Option<Workspace>> {
+        let id = id.to_string();
+        let now = ms(Utc::now());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let account = patch.account.clone();
+                let changed = sqlx::query(
+                    "UPDATE workspaces SET
+                        name = COALESCE(?, name),
+                        owner_email = COALESCE(?, owner_email),
+                        timezone = COALESCE(?, timezone),
+                        granularity = COALESCE(?, granularity),
+                        account_full_name = CASE WHEN ? THEN ? ELSE account_full_name END,
+                        account_email = CASE WHEN ? THEN ? ELSE account_email END,
+                        account_phone = CASE WHEN ? THEN ? ELSE account_phone END,
+                        updated_at = ?
+                     WHERE id = ?",
+                )
+                .bind(&patch.name)
+                .bind(&patch.owner_email)
+                .bind(&patch.timezone)
+                .bind(patch.granularity.map(Granularity::as_str))
+                .bind(account.is_some())
+                .bind(account.as_ref().and_then(|a| a.full_name.clone()))
+                .bind(account.is_some())
+                .bind(account.as_ref().and_then(|a| a.email.clone()))
+                .bind(account.is_some())
+                .bind(account.as_ref().and_then(|a| a.phone.clone()))
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    return Ok(None);
+                }
+                fetch_workspace(conn, &id).await
+            })
+        })
+        .await
+    }
+
+    async fn workspace_stats(&self, id: &str) -> StoreResult<WorkspaceStats> {
+        let row = sqlx::query(
+            "SELECT
+               (SELECT COUNT(*) FROM chats WHERE workspace_id = ?1) AS chats,
+               (SELECT COUNT(*) FROM messages WHERE workspace_id = ?1) AS messages,
+               (SELECT COUNT(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                 WHERE w.workspace_id = ?1 AND d.status = 'pending') AS pending,
+               (SELECT COUNT(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                 WHERE w.workspace_id = ?1 AND d.status = 'delivered') AS delivered,
+               (SELECT COUNT(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                 WHERE w.workspace_id = ?1 AND d.status = 'expired') AS expired",
+        )
+        .bind(id)
+        .fetch_one(&self.readers)
+        .await?;
+        let count = |name: &str| -> StoreResult<u64> { Ok(row.try_get::<i64, _>(name)? as u64) };
+        Ok(WorkspaceStats {
+            chats: count("chats")?,
+            messages: count("messages")?,
+            deliveries_pending: count("pending")?,
+            deliveries_delivered: count("delivered")?,
+            deliveries_expired: count("expired")?,
+        })
+    }
+
+    #[instrument(skip_all, fields(workspace_id = %new.workspace_id))]
+    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook> {
+        let now = ms(Utc::now());
+        let id = new_id("wh");
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO webhooks (id, workspace_id, url, granularity, enabled, secret,
+                        sub_messages, sub_session_status, timeout_ms, created_at, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&id)
+                .bind(&new.workspace_id)
+                .bind(&new.url)
+                .bind(new.granularity.map(Granularity::as_str))
+                .bind(new.enabled)
+                .bind(&new.secret)
+                .bind(new.events.contains(&Event::Messages))
+                .bind(new.events.contains(&Event::SessionStatus))
+                .bind(new.timeout.map(|t| t.as_millis() as i64))
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(fetch_webhook(conn, &id).await?.expect("just inserted"))
+            })
+        })
+        .await
+    }
+
+    async fn list_webhooks(&self, workspace_id: &str) -> StoreResult<Vec<Webhook>> {
+        let sql =
+            format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE workspace_id = ? ORDER BY created_at, id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(workspace_id)
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    async fn get_webhook(&self, id: &str) -> StoreResult<Option<Webhook>> {
+        let mut conn = self.readers.acquire().await?;
+        fetch_webhook(&mut conn, id).await
+    }
+
+    #[instrument(skip_all, fields(webhook_id = id))]
+    async fn update_webhook(&self, id: &str, patch: WebhookPatch) -> StoreResult<Option<Webhook>> {
+        let id = id.to_string();
+        let now = ms(Utc::now());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let events = patch.events.clone();
+                let changed = sqlx::query(
+                    "UPDATE webhooks SET
+                        url = COALESCE(?, url),
+                        granularity = CASE WHEN ? THEN ? ELSE granularity END,
+                        enabled = COALESCE(?, enabled),
+                        secret = CASE WHEN ? THEN ? ELSE secret END,
+                        sub_messages = COALESCE(?, sub_messages),
+                        sub_session_status = COALESCE(?, sub_session_status),
+                        timeout_ms = CASE WHEN ? THEN ? ELSE timeout_ms END,
+                        -- turning a webhook on again starts its failure count afresh
+                        consecutive_failures = CASE WHEN ? THEN 0 ELSE consecutive_failures END,
+                        disabled_reason = CASE WHEN ? THEN NULL ELSE disabled_reason END,
+                        updated_at = ?
+                     WHERE id = ?",
+                )
+                .bind(&patch.url)
+                .bind(patch.granularity.is_some())
+                .bind(patch.granularity.flatten().map(Granularity::as_str))
+                .bind(patch.enabled)
+                .bind(patch.secret.is_some())
+                .bind(patch.secret.clone().flatten())
+                .bind(events.as_ref().map(|e| e.contains(&Event::Messages)))
+                .bind(events.as_ref().map(|e| e.contains(&Event::SessionStatus)))
+                .bind(patch.timeout.is_some())
+                .bind(patch.timeout.flatten().map(|t| t.as_millis() as i64))
+                .bind(patch.enabled == Some(true))
+                .bind(patch.enabled == Some(true))
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    return Ok(None);
+                }
+                fetch_webhook(conn, &id).await
+            })
+        })
+        .await
+    }
+
+    #[instrument(skip_all, fields(webhook_id = id))]
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query("DELETE FROM webhooks WHERE id = ?")
+                    .bind(&id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            })
+        })
+        .await
+    }
+
+    #[instrument(skip_all, fields(workspace_id = %batch.workspace_id, messages = batch.messages.len()))]
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
+        self.write(move |conn| Box::pin(ingest_in(conn, batch))).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        let (now, lease_until) = (ms(now), ms(lease_until));
+        self.write(move |conn| {
+            Box::pin(async move {
+                let rows = sqlx::query(
+                    "UPDATE deliveries SET lease_until = ?1
+                     WHERE seq IN (
+                       SELECT d.seq FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                       WHERE d.status = 'pending' AND d.next_attempt_at <= ?2
+                         AND (d.lease_until IS NULL OR d.lease_until <= ?2)
+                         AND w.enabled = 1
+                         AND NOT EXISTS (
+                           SELECT 1 FROM deliveries e
+                           WHERE e.webhook_id = d.webhook_id AND e.chat_id IS d.chat_id
+                             AND e.status = 'pending' AND e.seq < d.seq)
+                       ORDER BY d.next_attempt_at, d.seq
+                       LIMIT ?3)
+                     RETURNING seq, id, webhook_id, payload, attempts, created_at",
+                )
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit as i64)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut claimed = Vec::with_capacity(rows.len());
+                let mut targets: std::collections::HashMap<String, Webhook> = Default::default();
+                for row in rows {
+                    let webhook_id: String = row.try_get("webhook_id")?;
+                    if !targets.contains_key(&webhook_id)
+                        && let Some(w) = fetch_webhook(&mut *conn, &webhook_id).await?
+                    {
+                        targets.insert(webhook_id.clone(), w);
+                    }
+                    let Some(target) = targets.get(&webhook_id) else {
+                        continue;
+                    };
+                    claimed.push(ClaimedDelivery {
+                        seq: row.try_get("seq")?,
+                        id: row.try_get("id")?,
+                        webhook_id,
+                        url: target.url.clone(),
+                        secret: target.secret.clone(),
+                        timeout: target.timeout,
+                        payload: row.try_get("payload")?,
+                        attempts: row.try_get::<i64, _>("attempts")? as u32,
+                        created_at: from_ms(row.try_get("created_at")?),
+                    });
+                }
+                // RETURNING gives no order guarantee; hand them out oldest first.
+                claimed.sort_by_key(|d| d.seq);
+                Ok(claimed)
+            })
+        })
+        .await
+    }
+
+    #[instrument(skip_all, fields(delivery_id = %attempt.delivery_id, webhook_id = %attempt.webhook_id))]
+    async fn record_attempt(&self, attempt: AttemptRecord, outcome: AttemptOutcome) -> StoreResult<()> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let at = ms(attempt.attempted_at);
+                let (status, next, error, finished) = match outcome {
+                    AttemptOutcome::Delivered => ("delivered", None, None, Some(at)),
+                    AttemptOutcome::RetryAt(t) => ("pending", Some(ms(t)), attempt.error.clone(), None),
+                    AttemptOutcome::Expired => ("expired", None, attempt.error.clone(), Some(at)),
+                };
+                let updated = sqlx::query(
+                    "UPDATE deliveries SET status = ?, attempts = attempts + 1, lease_until = NULL,
+                        next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?,
+                        finished_at = ?
+                     WHERE seq = ?",
+                )
+                .bind(status)
+                .bind(next)
+                .bind(error.or_else(|| {
+                    attempt
+                        .status
+                        .filter(|_| outcome != AttemptOutcome::Delivered)
+                        .map(|s| format!("HTTP {s}"))
+                }))
+                .bind(finished)
+                .bind(attempt.delivery_seq)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    // The webhook (and with it the delivery) was deleted while this was in flight.
+                    return Ok(());
+                }
+                sqlx::query(
+                    "UPDATE webhooks SET consecutive_failures =
+                        CASE WHEN ? THEN 0 ELSE consecutive_failures + 1 END
+                     WHERE id = ?",
+                )
+                .bind(outcome == AttemptOutcome::Delivered)
+                .bind(&attempt.webhook_id)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO attempts (delivery_seq, delivery_id, webhook_id, attempted_at,
+                        duration_ms, status, response_excerpt, error, request_headers, request_body)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(attempt.delivery_seq)
+                .bind(&attempt.delivery_id)
+                .bind(&attempt.webhook_id)
+                .bind(at)
+                .bind(attempt.duration.as_millis() as i64)
+                .bind(attempt.status.map(i64::from))
+                .bind(&attempt.response_excerpt)
+                .bind(&attempt.error)
+                .bind(&attempt.request_headers)
+                .bind(&attempt.request_body)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn recover_after_restart(&self) -> StoreResult<u64> {
+        // One process holds the database (see the lock file), so every lease is a dead one.
+        self.write(|conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE deliveries SET lease_until = NULL
+                     WHERE status = 'pending' AND lease_until IS NOT NULL",
+                )
+                .execute(conn)
+                .await?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await
+    }
+
+    async fn list_attempts(&self, webhook_id: &str, limit: u32) -> StoreResult<Vec<Attempt>> {
+        let rows = sqlx::query(
+            "SELECT id, delivery_id, webhook_id, attempted_at, duration_ms, status,
+                    response_excerpt, error, request_headers, request_body
+             FROM attempts WHERE webhook_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(webhook_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let headers: String = row.try_get("request_headers")?;
+                let body: Vec<u8> = row.try_get("request_body")?;
+                Ok(Attempt {
+                    id: row.try_get("id")?,
+                    delivery_id: row.try_get("delivery_id")?,
+                    webhook_id: row.try_get("webhook_id")?,
+                    attempted_at: from_ms(row.try_get("attempted_at")?),
+                    duration_ms: row.try_get::<i64, _>("duration_ms")? as u64,
+                    status: row.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
+                    response_excerpt: row.try_get("response_excerpt")?,
+                    error: row.try_get("error")?,
+                    request_headers: serde_json::from_str(&headers).unwrap_or_default(),
+                    request_body: String::from_utf8_lossy(&body).into_owned(),
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        // Dropping the sender lets the writer finish what is queued and stop.
+        self.writer.write().expect("writer lock").take();
+        if let Some(task) = self.writer_task.lock().await.take() {
+            let _ = task.await;
+        }
+        self.readers.close().await;
+        self.lock.lock().expect("lock mutex").take();
+    }
+}

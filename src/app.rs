@@ -147,7 +147,8 @@ impl Application {
         let worker = tokio::spawn(deliverer.run(cancel.clone(), tracker.clone()));
 
         let addr = listener.local_addr().ok();
-        info!(listen = ?addr, public_url = %state.public_url, "chatbundle is serving");
+        let listen = addr.map(|a| a.to_string()).unwrap_or_default();
+        info!(%listen, public_url = %state.public_url, "chatbundle is serving");
         let server = axum::serve(listener, api::router(state))
             .with_graceful_shutdown(cancel.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { server.await });

@@ -75,12 +75,12 @@ impl From<StoreError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let status = rejection.status();
-        let code = match rejection {
-            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-            JsonRejection::JsonSyntaxError(_) => "invalid_json",
-            JsonRejection::JsonDataError(_) => "invalid_field",
-            _ => "invalid_body",
+        let (status, code) = match rejection {
+            JsonRejection::MissingJsonContentType(_) => (rejection.status(), "unsupported_media_type"),
+            JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            // A well-formed body with a wrong field is a 400 like every other field error here.
+            JsonRejection::JsonDataError(_) => (StatusCode::BAD_REQUEST, "invalid_field"),
+            _ => (rejection.status(), "invalid_body"),
         };
         ApiError::new(status, code, rejection.body_text())
     }

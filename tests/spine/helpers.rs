@@ -1,0 +1,384 @@
+//! The test harness: the daemon on port 0 with a temporary SQLite file and a manual clock, and a
+//! real HTTP receiver whose answers can be changed mid-test.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use chatbundle::app::{AppError, Application};
+use chatbundle::clock::ManualClock;
+use chatbundle::config::Config;
+use chatbundle::store::{Attempt, SharedStore, WorkspaceStats};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+
+/// How long any wait in a test may take before the test fails.
+pub const BOUND: Duration = Duration::from_secs(10);
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A fixed start, so payload timestamps are predictable.
+pub fn start_time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2024-03-01T12:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`BOUND`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + BOUND;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A running daemon.
+pub struct TestApp {
+    pub base: String,
+    pub clock: ManualClock,
+    pub store: SharedStore,
+    pub http: reqwest::Client,
+    pub dir: Arc<TempDir>,
+    pub config: Config,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), AppError>>>,
+}
+
+/// The configuration tests start from: port 0, a temporary data directory, a known token.
+pub fn test_config(dir: &TempDir) -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        ..Config::default()
+    };
+    config.delivery.rate_per_webhook = 0;
+    config.shutdown.grace = chatbundle::config::HumanDuration(Duration::from_secs(5));
+    config
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let config = test_config(&dir);
+        TestApp::spawn_with(dir, config, ManualClock::new(start_time())).await
+    }
+
+    /// Starts a daemon on an existing data directory (a restart) or with a custom configuration.
+    pub async fn spawn_with(dir: Arc<TempDir>, config: Config, clock: ManualClock) -> TestApp {
+        if std::env::var_os("TEST_LOG").is_some() {
+            chatbundle::telemetry::init(chatbundle::config::LogFormat::Plain);
+        }
+        let app = Application::build(config.clone(), Arc::new(clock.clone()))
+            .await
+            .expect("the app builds");
+        let addr = app.local_addr();
+        let store = app.store();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base: format!("http://{addr}"),
+            clock,
+            store,
+            http: reqwest::Client::new(),
+            dir,
+            config,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Shuts the daemon down as SIGTERM would, and waits until it has stopped.
+    pub async fn stop(mut self) -> (Arc<TempDir>, ManualClock) {
+        self.shutdown.take().unwrap().send(()).unwrap();
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(BOUND, task)
+            .await
+            .expect("the app stops within the bound")
+            .unwrap()
+            .expect("the app stops cleanly");
+        (self.dir.clone(), self.clock.clone())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN)
+    }
+
+    pub async fn create_workspace(&self, body: Value) -> Value {
+        let response = self
+            .admin(reqwest::Method::POST, "/api/v1/workspaces")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "creating a workspace");
+        response.json().await.unwrap()
+    }
+
+    /// A workspace with an account, ready for messages.
+    pub async fn workspace(&self) -> Workspace {
+        let ws = self
+            .create_workspace(json!({
+                "name": "Acme", "owner_email": "owner@acme.example",
+                "account": {"full_name": "Amnon Haha", "email": "amnon@acme.com", "phone": "+972500000000"}
+            }))
+            .await;
+        Workspace {
+            id: ws["id"].as_str().unwrap().to_string(),
+            ingest_key: ws["ingest_key"].as_str().unwrap().to_string(),
+        }
+    }
+
+    pub async fn create_webhook(&self, workspace_id: &str, body: Value) -> Value {
+        let response = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/v1/workspaces/{workspace_id}/webhooks"),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "creating a webhook");
+        response.json().await.unwrap()
+    }
+
+    /// Posts messages with the workspace's ingest key.
+    pub async fn post_messages(&self, ws: &Workspace, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/api/v1/workspaces/{}/messages", ws.id)))
+            .bearer_auth(&ws.ingest_key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts messages and insists they were accepted.
+    pub async fn ingest(&self, ws: &Workspace, body: &Value) -> Value {
+        let response = self.post_messages(ws, body).await;
+        assert_eq!(response.status(), 202, "ingest accepted");
+        response.json().await.unwrap()
+    }
+
+    pub async fn stats(&self, ws: &Workspace) -> WorkspaceStats {
+        self.store.workspace_stats(&ws.id).await.unwrap()
+    }
+
+    /// Waits until the webhook has at least `n` recorded attempts; newest first.
+    pub async fn attempts(&self, webhook_id: &str, n: usize) -> Vec<Attempt> {
+        eventually(&format!("{n} attempts on {webhook_id}"), || async {
+            let attempts = self.store.list_attempts(webhook_id, 1000).await.unwrap();
+            (attempts.len() >= n).then_some(attempts)
+        })
+        .await
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub struct Workspace {
+    pub id: String,
+    pub ingest_key: String,
+}
+
+/// A canonical message for chat `chat` with id `id`.
+pub fn message(id: &str, chat: &str, text: &str) -> Value {
+    json!({
+        "message_id": id, "direction": "received", "timestamp": "2021-02-24T16:25:29Z",
+        "chat": {"id": chat, "full_name": "John Doe", "phone": "+97254000000", "is_group": false,
+                 "responsible_name": "Amnon", "responsible_email": "amnon@acme.com"},
+        "sender": {"full_name": "John Doe", "phone": "+97254000000"},
+        "recipient": {"full_name": "Amnon Haha", "phone": "+972500000000"},
+        "text": text
+    })
+}
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("the body is JSON")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The `message.message_id` of a single-message payload.
+    pub fn message_id(&self) -> String {
+        self.json()["message"]["message_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Reply {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
+    pub fn body(mut self, body: &str) -> Reply {
+        self.body = body.to_string();
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    requests: Mutex<Vec<Received>>,
+    /// One-off answers, used first, in order.
+    script: Mutex<VecDeque<Reply>>,
+    /// The answer when the script is empty.
+    default: Mutex<Option<Reply>>,
+    arrived: Notify,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// A real HTTP server that records what it is sent.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let state = Arc::new(ReceiverState::default());
+        *state.default.lock().unwrap() = Some(Reply::status(200).body("ok"));
+        let app = axum::Router::new().fallback(receive).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver {
+            url: format!("http://{addr}/hook"),
+            state,
+        }
+    }
+
+    /// Answers every later request this way (after any scripted replies).
+    pub fn answer(&self, reply: Reply) {
+        *self.state.default.lock().unwrap() = Some(reply);
+    }
+
+    /// Answers the next request this way, once.
+    pub fn then(&self, reply: Reply) {
+        self.state.script.lock().unwrap().push_back(reply);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` requests have arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + BOUND;
+        loop {
+            let arrived = self.state.arrived.notified();
+            let seen = self.received();
+            if seen.len() >= n {
+                return seen;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!(
+                    "timed out waiting for {n} requests; got {}",
+                    self.received().len()
+                );
+            }
+        }
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let reply = {
+        let scripted = state.script.lock().unwrap().pop_front();
+        scripted.unwrap_or_else(|| state.default.lock().unwrap().clone().unwrap())
+    };
+    state.requests.lock().unwrap().push(Received { headers, body });
+    state.arrived.notify_waiters();
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+    for (name, value) in reply.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the spine: the daemon on port 0 with a real SQLite file, a real HTTP
+//! receiver, and time driven through an injected clock.
+
+mod admin;
+mod delivery;
+mod helpers;
+mod ingest;
+mod process;

@@ -99,9 +99,12 @@ impl Deliverer {
     pub async fn run(self: Arc<Self>, cancel: CancellationToken, tracker: TaskTracker) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         while !cancel.is_cancelled() {
+            // One reading of the clock for the claim and the wait after it: had the wait read the
+            // clock anew, time that passed during the claim would be slept through unseen.
+            let now = self.clock.now();
             let free = slots.available_permits();
             let claimed = if free > 0 {
-                self.claim(free).await
+                self.claim(now, free).await
             } else {
                 Vec::new()
             };
@@ -128,7 +131,7 @@ impl Deliverer {
             if more {
                 continue;
             }
-            let poll = self.clock.now() + IDLE_POLL;
+            let poll = now + IDLE_POLL;
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.wake.notified() => {}
@@ -138,8 +141,7 @@ impl Deliverer {
         debug!("delivery worker stopped claiming");
     }
 
-    async fn claim(&self, limit: usize) -> Vec<ClaimedDelivery> {
-        let now = self.clock.now();
+    async fn claim(&self, now: chrono::DateTime<chrono::Utc>, limit: usize) -> Vec<ClaimedDelivery> {
         let longest = self.settings.default_timeout.max(Duration::from_secs(120));
         let lease_until = now + chrono::Duration::from_std(longest + LEASE_MARGIN).expect("small");
         match self.store.claim_deliveries(now, lease_until, limit).await {

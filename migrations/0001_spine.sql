@@ -39,7 +39,7 @@ CREATE TABLE chats (
     external_id       TEXT NOT NULL,
     full_name         TEXT,
     phone             TEXT,
-    is_group          INTEGER NOT NULL DEFAULT 0,
+    is_group          INTEGER,               -- NULL: never said (read as false)
     responsible_name  TEXT,
     responsible_email TEXT,
     token             TEXT NOT NULL UNIQUE,  -- transcript link

@@ -95,6 +95,7 @@ impl Application {
             admin_token: admin_token.into(),
             deliveries_waiting: wake,
             default_timeout: d.timeout.0,
+            workspaces: Default::default(),
         };
         Ok(Application {
             config,

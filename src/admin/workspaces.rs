@@ -103,6 +103,7 @@ pub async fn update(
         .update_workspace(&id, patch)
         .await?
         .ok_or_else(|| ApiError::not_found("workspace"))?;
+    state.workspaces.forget(&id);
     // Webhooks that follow the workspace's granularity may have changed what is due.
     state.deliveries_waiting.notify_one();
     info!("workspace updated");

@@ -26,6 +26,8 @@ pub struct AppState {
     pub deliveries_waiting: Arc<Notify>,
     /// The default timeout of a webhook without its own.
     pub default_timeout: std::time::Duration,
+    /// Workspaces as ingest authenticates them.
+    pub workspaces: Arc<crate::ingest::workspaces::WorkspaceCache>,
 }
 
 /// Every route of the daemon.

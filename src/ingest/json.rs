@@ -31,8 +31,8 @@ pub async fn post_messages(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<IngestOutcome>), ApiError> {
     let workspace = state
-        .store
-        .get_workspace(&workspace_id)
+        .workspaces
+        .get(&state.store, &workspace_id)
         .await?
         .ok_or_else(|| ApiError::not_found("workspace"))?;
     if let Caller::Key(key) = &caller

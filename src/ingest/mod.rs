@@ -4,6 +4,7 @@
 
 pub mod canonical;
 pub mod json;
+pub mod workspaces;
 
 use std::sync::Arc;
 
@@ -40,14 +41,13 @@ pub async fn accept(
         });
     }
     let public_url = state.public_url.clone();
-    let account = workspace.account.clone();
     let batch = IngestBatch {
         workspace_id: workspace.id.clone(),
         source_key: source_key.to_string(),
         received_at: state.clock.now(),
         messages,
-        render_immediate: Arc::new(move |chat, message, is_new_chat| {
-            render::single_message(&public_url, &account, chat, message, is_new_chat)
+        render_immediate: Arc::new(move |account, chat, message, is_new_chat| {
+            render::single_message(&public_url, account, chat, message, is_new_chat)
         }),
     };
     let mut outcome = state.store.ingest(batch).await?;

@@ -152,10 +152,11 @@ pub struct NewMessage {
     pub channel: String,
 }
 
-/// What an immediate (granularity `none`) webhook is sent for one message. Rendering lives outside
-/// the store; the store calls this inside the ingest transaction, once the chat row is known,
-/// so the payload is frozen in the same commit as the message.
-pub type RenderImmediate = Arc<dyn Fn(&Chat, &NewMessage, bool) -> Vec<u8> + Send + Sync>;
+/// What an immediate (granularity `none`) webhook is sent for one message, given the workspace's
+/// account, the chat, the message and whether it is the chat's first. Rendering lives outside the
+/// store; the store calls this inside the ingest transaction, once the chat row is known, so the
+/// payload is frozen in the same commit as the message.
+pub type RenderImmediate = Arc<dyn Fn(&Account, &Chat, &NewMessage, bool) -> Vec<u8> + Send + Sync>;
 
 /// One ingest request: all of it is stored, or none of it.
 pub struct IngestBatch {

@@ -1,10 +1,8 @@
-//! The SQLite store: one writer connection with group commit, and a pool of readers.
-//!
-//! SQLite admits one writer at a time, and a durable commit costs one disk sync. So every write
-//! is a job sent to a single writer task, which runs whatever jobs are waiting in one transaction
-//! (each inside its own savepoint, so one failing job undoes only itself), syncs once, and only
-//! then answers each caller. Under load, hundreds of requests share one sync; when idle, a job
-//! commits alone at once.
+//! The SQLite store: one writer connection behind a group-commit task ([`writer`]), and a pool of
+//! readers. WAL mode lets the readers run while the writer commits.
+
+mod ingest;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,22 +17,16 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
-use tokio::sync::{Mutex, mpsc, oneshot};
-use tracing::{debug, error, instrument};
+use tracing::instrument;
 
+use self::writer::Writer;
 use super::*;
 use crate::domain::{Account, Event, Granularity, new_id, random_token};
 
-/// How many waiting jobs one transaction takes at most. Large enough that a burst shares a sync,
-/// small enough that one transaction never holds the write lock for long.
-const MAX_JOBS_PER_COMMIT: usize = 512;
-
 /// The embedded store.
 pub struct SqliteStore {
-    /// Jobs for the writer task; `None` once the store is closed.
-    writer: std::sync::RwLock<Option<mpsc::Sender<Box<dyn WriteJob>>>>,
-    /// The writer task, awaited on close so the last commit lands before the process exits.
-    writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The one connection that writes, behind its group-commit task.
+    writer: Writer,
     readers: SqlitePool,
     /// An exclusive lock on `<database>.lock`: a second daemon on the same file would deliver
     /// everything twice, so it is refused at start. Released on close.
@@ -51,7 +43,10 @@ impl SqliteStore {
             // FULL makes every commit durable on its own; group commit keeps that affordable.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // 64 MiB of page cache: index pages of a large message table stay in memory.
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         let file = Path::new(options.get_filename());
         if let Some(dir) = file.parent()
             && !dir.as_os_str().is_empty()
@@ -69,11 +64,8 @@ impl SqliteStore {
             .min_connections(1)
             .connect_with(options.pragma("query_only", "ON"))
             .await?;
-        let (tx, rx) = mpsc::channel(4096);
-        let task = tokio::spawn(writer_loop(writer, rx));
         Ok(SqliteStore {
-            writer: std::sync::RwLock::new(Some(tx)),
-            writer_task: Mutex::new(Some(task)),
+            writer: Writer::start(writer).map_err(|e| StoreError::Database(Arc::new(e.into())))?,
             readers,
             lock: std::sync::Mutex::new(lock),
         })
@@ -85,20 +77,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     {
-        let sender = self
-            .writer
-            .read()
-            .expect("writer lock")
-            .clone()
-            .ok_or(StoreError::Closed)?;
-        let (reply, answer) = oneshot::channel();
-        let job: Box<dyn WriteJob> = Box::new(ClosureJob {
-            f: Some(f),
-            reply: Some(reply),
-            result: None,
-        });
-        sender.send(job).await.map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        self.writer.run(f).await
     }
 }
 
@@ -121,87 +100,6 @@ fn lock_database(file: &Path) -> StoreResult<Option<std::fs::File>> {
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(file.display().to_string())),
         Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
     }
-}
-
-/// A unit of work for the writer: run inside a savepoint, then told whether its commit landed.
-trait WriteJob: Send {
-    /// Runs the job; `true` when it succeeded and its savepoint should be kept.
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
-    /// Answers the caller with the job's result, or with `failure` when the commit did not land.
-    fn finish(self: Box<Self>, failure: Option<StoreError>);
-}
-
-struct ClosureJob<T, F> {
-    f: Option<F>,
-    reply: Option<oneshot::Sender<StoreResult<T>>>,
-    result: Option<StoreResult<T>>,
-}
-
-impl<T, F> WriteJob for ClosureJob<T, F>
-where
-    T: Send + 'static,
-    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
-{
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
-        Box::pin(async move {
-            let f = self.f.take().expect("a job runs once");
-            let result = f(conn).await;
-            let ok = result.is_ok();
-            self.result = Some(result);
-            ok
-        })
-    }
-
-    fn finish(mut self: Box<Self>, failure: Option<StoreError>) {
-        let result = match (self.result.take(), failure) {
-            (Some(Err(e)), _) => Err(e),
-            (_, Some(failure)) => Err(failure),
-            (Some(ok), None) => ok,
-            (None, None) => Err(StoreError::Closed),
-        };
-        if let Some(reply) = self.reply.take() {
-            // The caller may have gone away (a client hung up); the data is committed either way.
-            let _ = reply.send(result);
-        }
-    }
-}
-
-async fn writer_loop(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
-    let mut batch: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
-    while jobs.recv_many(&mut batch, MAX_JOBS_PER_COMMIT).await > 0 {
-        let failure = run_batch(&mut conn, &mut batch).await.err();
-        if let Some(e) = &failure {
-            error!(error = %e, jobs = batch.len(), "group commit failed");
-        }
-        for job in batch.drain(..) {
-            job.finish(failure.clone());
-        }
-    }
-    if let Err(e) = conn.close().await {
-        error!(error = %e, "closing the writer connection");
-    }
-    debug!("writer stopped");
-}
-
-/// Runs the jobs in one transaction; an error means nothing of this batch was committed.
-async fn run_batch(conn: &mut SqliteConnection, batch: &mut [Box<dyn WriteJob>]) -> StoreResult<()> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    let outcome: StoreResult<()> = async {
-        for job in batch.iter_mut() {
-            sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
-            if !job.run(conn).await {
-                sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
-            }
-            sqlx::query("RELEASE job").execute(&mut *conn).await?;
-        }
-        sqlx::query("COMMIT").execute(&mut *conn).await?;
-        Ok(())
-    }
-    .await;
-    if outcome.is_err() {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-    }
-    outcome
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -285,127 +183,6 @@ async fn fetch_workspace(conn: &mut SqliteConnection, id: &str) -> StoreResult<O
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(workspace_from_row).transpose()
-}
-
-/// Stores one ingest request; runs inside the writer's transaction.
-async fn ingest_in(conn: &mut SqliteConnection, batch: IngestBatch) -> StoreResult<IngestOutcome> {
-    let now = ms(batch.received_at);
-    // Webhooks that get every message at once: their own granularity, or the workspace's.
-    let immediate: Vec<String> = sqlx::query_scalar(
-        "SELECT w.id FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id
-         WHERE w.workspace_id = ? AND w.sub_messages = 1
-           AND COALESCE(w.granularity, s.granularity) = 'none'
-         ORDER BY w.created_at, w.id",
-    )
-    .bind(&batch.workspace_id)
-    .fetch_all(&mut *conn)
-    .await?;
-
-    let mut outcome = IngestOutcome::default();
-    for message in &batch.messages {
-        let c = &message.chat;
-        let row = sqlx::query(
-            "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group,
-                                responsible_name, responsible_email, token, first_seen_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, 0), ?7, ?8, ?9, ?10)
-             ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET
-                full_name = COALESCE(excluded.full_name, chats.full_name),
-                phone = COALESCE(excluded.phone, chats.phone),
-                is_group = CASE WHEN ?6 IS NULL THEN chats.is_group ELSE ?6 END,
-                responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
-                responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email)
-             RETURNING id, full_name, phone, is_group, responsible_name, responsible_email, token,
-                       first_seen_at, first_message_seq",
-        )
-        .bind(&batch.workspace_id)
-        .bind(&batch.source_key)
-        .bind(&c.external_id)
-        .bind(&c.full_name)
-        .bind(&c.phone)
-        .bind(c.is_group)
-        .bind(&c.responsible_name)
-        .bind(&c.responsible_email)
-        .bind(random_token(32))
-        .bind(now)
-        .fetch_one(&mut *conn)
-        .await?;
-        let chat = Chat {
-            id: row.try_get("id")?,
-            external_id: c.external_id.clone(),
-            full_name: row.try_get("full_name")?,
-            phone: row.try_get("phone")?,
-            is_group: row.try_get("is_group")?,
-            responsible_name: row.try_get("responsible_name")?,
-            responsible_email: row.try_get("responsible_email")?,
-            token: row.try_get("token")?,
-            first_seen_at: from_ms(row.try_get("first_seen_at")?),
-        };
-        let first_message_seq: Option<i64> = row.try_get("first_message_seq")?;
-
-        let account = message
-            .account
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .expect("an account always serialises");
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (workspace_id, chat_id, source_key, message_id, direction, ts,
-                                   received_at, sender_name, sender_phone, recipient_name,
-                                   recipient_phone, text, account, channel)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (workspace_id, source_key, message_id) DO NOTHING
-             RETURNING seq",
-        )
-        .bind(&batch.workspace_id)
-        .bind(chat.id)
-        .bind(&batch.source_key)
-        .bind(&message.message_id)
-        .bind(message.direction.as_str())
-        .bind(ms(message.timestamp))
-        .bind(now)
-        .bind(&message.sender.full_name)
-        .bind(&message.sender.phone)
-        .bind(&message.recipient.full_name)
-        .bind(&message.recipient.phone)
-        .bind(&message.text)
-        .bind(account)
-        .bind(&message.channel)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(seq) = inserted else {
-            outcome.duplicates += 1;
-            continue;
-        };
-        outcome.accepted += 1;
-        let is_new_chat = first_message_seq.is_none();
-        if is_new_chat {
-            sqlx::query("UPDATE chats SET first_message_seq = ? WHERE id = ?")
-                .bind(seq)
-                .bind(chat.id)
-                .execute(&mut *conn)
-                .await?;
-        }
-        if immediate.is_empty() {
-            continue;
-        }
-        let payload = (batch.render_immediate)(&chat, message, is_new_chat);
-        for webhook_id in &immediate {
-            sqlx::query(
-                "INSERT INTO deliveries (id, kind, webhook_id, chat_id, payload, status,
-                                         next_attempt_at, created_at)
-                 VALUES (?, 'message', ?, ?, ?, 'pending', ?, ?)",
-            )
-            .bind(new_id("msg"))
-            .bind(webhook_id)
-            .bind(chat.id)
-            .bind(&payload)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        }
-    }
-    Ok(outcome)
 }
 
 #[async_trait]
@@ -632,7 +409,7 @@ impl Store for SqliteStore {
 
     #[instrument(skip_all, fields(workspace_id = %batch.workspace_id, messages = batch.messages.len()))]
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
-        self.write(move |conn| Box::pin(ingest_in(conn, batch))).await
+        self.writer.ingest(batch).await
     }
 
     async fn claim_deliveries(
@@ -813,11 +590,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        // Dropping the sender lets the writer finish what is queued and stop.
-        self.writer.write().expect("writer lock").take();
-        if let Some(task) = self.writer_task.lock().await.take() {
-            let _ = task.await;
-        }
+        self.writer.close().await;
         self.readers.close().await;
         self.lock.lock().expect("lock mutex").take();
     }

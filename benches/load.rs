@@ -1,0 +1,418 @@
+//! Load benchmark: starts the release daemon on 127.0.0.1 with a fresh SQLite file, drives it
+//! with 64 connections, and receives its deliveries on a local HTTP server.
+//!
+//! Run with `cargo bench --bench load` (optionally `BENCH_SECONDS=20`, `BENCH_CONNECTIONS=64`,
+//! `BENCH_PHASES=ingest1,ingest100,drain,e2e`). To drive a daemon that is already running, set
+//! `BENCH_TARGET=http://127.0.0.1:8080` and `BENCH_TOKEN=<its admin token>`.
+//! Phases:
+//! 1. ingest, one message per request;
+//! 2. ingest, arrays of 100 messages per request;
+//! 3. delivery throughput: a backlog of messages drained to a webhook that was switched on;
+//! 4. end to end at a steady offered rate: accept (the 202) → arrival at the receiver.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+const CHATS: u64 = 10_000;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Daemon {
+    /// `None` when the benchmark drives a daemon it did not start (`BENCH_TARGET`).
+    child: Option<Child>,
+    base: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start_daemon() -> Daemon {
+    if let Ok(target) = std::env::var("BENCH_TARGET") {
+        return Daemon {
+            child: None,
+            base: target.trim_end_matches('/').to_string(),
+            token: std::env::var("BENCH_TOKEN").expect("BENCH_TOKEN: the target's admin token"),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatbundle"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("CHATBUNDLE_ADMIN_TOKEN", "bench-admin-token-0123456789")
+        .env("CHATBUNDLE_LOG_FORMAT", "json")
+        // No per-webhook pacing: this measures the daemon, not Zapier's limit.
+        .env("CHATBUNDLE_DELIVERY__RATE_PER_WEBHOOK", "0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the daemon starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listen = loop {
+        let line = lines.next().expect("the daemon reports serving").unwrap();
+        let event: Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["message"] == "chatbundle is serving" {
+            break event["listen"].as_str().unwrap().to_string();
+        }
+    };
+    // Keep draining the daemon's log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Daemon {
+        child: Some(child),
+        base: format!("http://{listen}"),
+        token: "bench-admin-token-0123456789".into(),
+        _dir: dir,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A message as JSON text, without building a JSON tree first.
+fn message_json(id: &str, chat: u64) -> String {
+    format!(
+        r#"{{"message_id":"{id}","direction":"received","chat":{{"id":"chat-{chat}","full_name":"John Doe","phone":"+97254000000"}},"sender":{{"full_name":"John Doe","phone":"+97254000000"}},"recipient":{{"full_name":"Amnon Haha","phone":"+972500000000"}},"text":"Hi! How are you doing today? Just checking in about the order."}}"#
+    )
+}
+
+fn message(id: &str, chat: u64) -> Value {
+    json!({
+        "message_id": id, "direction": "received",
+        "chat": {"id": format!("chat-{chat}"), "full_name": "John Doe", "phone": "+97254000000"},
+        "sender": {"full_name": "John Doe", "phone": "+97254000000"},
+        "recipient": {"full_name": "Amnon Haha", "phone": "+972500000000"},
+        "text": "Hi! How are you doing today? Just checking in about the order."
+    })
+}
+
+async fn admin(
+    client: &reqwest::Client,
+    daemon: &Daemon,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> Value {
+    let response = client
+        .request(method, format!("{}{path}", daemon.base))
+        .bearer_auth(&daemon.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+    response.json().await.unwrap_or_default()
+}
+
+struct Workspace {
+    id: String,
+    key: String,
+}
+
+async fn workspace(client: &reqwest::Client, daemon: &Daemon) -> Workspace {
+    let ws = admin(
+        client,
+        daemon,
+        reqwest::Method::POST,
+        "/api/v1/workspaces",
+        json!({"name": "bench", "owner_email": "bench@example.com",
+               "account": {"full_name": "Bench", "phone": "+1555"}}),
+    )
+    .await;
+    Workspace {
+        id: ws["id"].as_str().unwrap().into(),
+        key: ws["ingest_key"].as_str().unwrap().into(),
+    }
+}
+
+/// Phases 1 and 2: `connections` clients post as fast as they can for `seconds`. Each client is
+/// one keep-alive HTTP/1 connection driven by hyper with bodies rendered up front, so the load
+/// generator spends little of the CPU it shares with the daemon.
+async fn ingest_phase(
+    daemon: &Daemon,
+    ws: &Workspace,
+    connections: u64,
+    seconds: u64,
+    batch: u64,
+    tag: &str,
+) {
+    let authority = daemon.base.trim_start_matches("http://").to_string();
+    let path = format!("/api/v1/workspaces/{}/messages", ws.id);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (authority, path, key, tag) = (authority.clone(), path.clone(), ws.key.clone(), tag.to_string());
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            let auth = format!("Bearer {key}");
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let items: Vec<String> = (0..batch)
+                    .map(|i| {
+                        n += 1;
+                        message_json(&format!("{tag}-{c}-{n}"), (c * 7919 + n * 31 + i) % CHATS)
+                    })
+                    .collect();
+                let body = if batch == 1 {
+                    items[0].clone()
+                } else {
+                    format!("[{}]", items.join(","))
+                };
+                let request = hyper::Request::post(&path)
+                    .header("host", &authority)
+                    .header("content-type", "application/json")
+                    .header("authorization", &auth)
+                    .body(http_body_util::Full::new(Bytes::from(body)))
+                    .unwrap();
+                let sent = Instant::now();
+                match sender.send_request(request).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        // Read the (small) answer so the connection can carry the next request.
+                        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+                        if status == 202 {
+                            latencies.push(sent.elapsed());
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (l, e) = task.await.unwrap();
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let requests = latencies.len() as f64;
+    println!(
+        "ingest, {batch:>3} msg/request, {connections} connections, {seconds} s: {:>8.0} requests/s, {:>8.0} messages/s, p50 {}, p99 {}, errors {errors}",
+        requests / elapsed,
+        requests * batch as f64 / elapsed,
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99)),
+    );
+}
+
+/// The receiving end: notes when each message arrived.
+#[derive(Default)]
+struct Arrivals {
+    at: Mutex<HashMap<String, Instant>>,
+    count: AtomicU64,
+}
+
+async fn receive(State(arrivals): State<Arc<Arrivals>>, body: Bytes) -> &'static str {
+    let now = Instant::now();
+    if let Ok(value) = serde_json::from_slice::<Value>(&body)
+        && let Some(id) = value["message"]["message_id"].as_str()
+    {
+        arrivals.at.lock().unwrap().insert(id.to_string(), now);
+    }
+    arrivals.count.fetch_add(1, Ordering::Relaxed);
+    "ok"
+}
+
+async fn start_receiver() -> (String, Arc<Arrivals>) {
+    let arrivals = Arc::new(Arrivals::default());
+    let app = axum::Router::new().fallback(receive).with_state(arrivals.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, arrivals)
+}
+
+/// Phase 3: a backlog of `total` messages in `CHATS` chats, then the webhook is switched on.
+async fn drain_phase(daemon: &Daemon, client: &reqwest::Client, total: u64) {
+    let ws = workspace(client, daemon).await;
+    let (url, arrivals) = start_receiver().await;
+    let hook = admin(
+        client,
+        daemon,
+        reqwest::Method::POST,
+        &format!("/api/v1/workspaces/{}/webhooks", ws.id),
+        json!({"url": url, "enabled": false}),
+    )
+    .await;
+    let ingest_url = format!("{}/api/v1/workspaces/{}/messages", daemon.base, ws.id);
+    for chunk in 0..total / 1000 {
+        let body: Vec<Value> = (0..1000)
+            .map(|i| message(&format!("d-{chunk}-{i}"), (chunk * 1000 + i) % CHATS))
+            .collect();
+        let r = client
+            .post(&ingest_url)
+            .bearer_auth(&ws.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let started = Instant::now();
+    admin(
+        client,
+        daemon,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/webhooks/{}", hook["id"].as_str().unwrap()),
+        json!({"enabled": true}),
+    )
+    .await;
+    let limit = Instant::now() + Duration::from_secs(300);
+    while arrivals.count.load(Ordering::Relaxed) < total && Instant::now() < limit {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let got = arrivals.count.load(Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "delivery, backlog of {total} messages in {CHATS} chats: {:>8.0} deliveries/s ({got} arrived in {elapsed:.1} s)",
+        got as f64 / elapsed
+    );
+}
+
+/// Phase 4: single-message requests at `rate` per second for `seconds`, webhook on.
+async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, seconds: u64) {
+    let ws = workspace(client, daemon).await;
+    let (url, arrivals) = start_receiver().await;
+    admin(
+        client,
+        daemon,
+        reqwest::Method::POST,
+        &format!("/api/v1/workspaces/{}/webhooks", ws.id),
+        json!({"url": url}),
+    )
+    .await;
+    let ingest_url = format!("{}/api/v1/workspaces/{}/messages", daemon.base, ws.id);
+    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
+    let total = rate * seconds;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..total {
+        // Paced: message n is sent at n / rate seconds.
+        let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (client, url, key, accepted) = (
+            client.clone(),
+            ingest_url.clone(),
+            ws.key.clone(),
+            accepted.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let id = format!("e-{n}");
+            let r = client
+                .post(&url)
+                .bearer_auth(&key)
+                .json(&message(&id, n % CHATS))
+                .send()
+                .await
+                .unwrap();
+            let at = Instant::now();
+            assert_eq!(r.status(), 202);
+            accepted.lock().unwrap().insert(id, at);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let limit = Instant::now() + Duration::from_secs(120);
+    while arrivals.count.load(Ordering::Relaxed) < total && Instant::now() < limit {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let accepted = accepted.lock().unwrap();
+    let arrived = arrivals.at.lock().unwrap();
+    let mut latencies: Vec<Duration> = accepted
+        .iter()
+        .filter_map(|(id, at)| arrived.get(id).map(|arr| arr.saturating_duration_since(*at)))
+        .collect();
+    latencies.sort();
+    println!(
+        "end to end, {rate} messages/s offered for {seconds} s: {} of {total} arrived; accept→arrival p50 {}, p99 {}",
+        latencies.len(),
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99)),
+    );
+}
+
+/// Whether a phase runs: all of them, unless `BENCH_PHASES` lists some (comma-separated).
+fn phase(name: &str) -> bool {
+    std::env::var("BENCH_PHASES").map_or(true, |list| list.split(',').any(|p| p.trim() == name))
+}
+
+fn main() {
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let connections = env_or("BENCH_CONNECTIONS", 64);
+    let backlog = env_or("BENCH_BACKLOG", 50_000);
+    let rate = env_or("BENCH_RATE", 1_000);
+    // One thread for the whole generator (like `wrk -t1`): the daemon gets the other core.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let daemon = start_daemon();
+        println!("chatbundle load benchmark against {}", daemon.base);
+        let ws = workspace(&client, &daemon).await;
+        if phase("ingest1") {
+            ingest_phase(&daemon, &ws, connections, seconds, 1, "s").await;
+        }
+        if phase("ingest100") {
+            ingest_phase(&daemon, &ws, connections, seconds, 100, "a").await;
+        }
+        if phase("drain") {
+            drain_phase(&daemon, &client, backlog).await;
+        }
+        if phase("e2e") {
+            end_to_end_phase(&daemon, &client, rate, seconds).await;
+        }
+    });
+}

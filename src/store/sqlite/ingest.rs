@@ -1,0 +1,356 @@
+//! Ingest, merged: every ingest request waiting for a commit is stored with a few multi-row
+//! statements instead of a few statements per message. Each statement costs a round trip to
+//! SQLite's worker thread, so this is what lets one writer keep up with many connections.
+//!
+//! The merge keeps the meaning of storing the requests one after another: a message id seen
+//! earlier (in the database or earlier in the merge) is a duplicate, chat details given later
+//! override earlier ones, and deliveries are queued in message order.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{from_ms, ms};
+use crate::domain::{Account, new_id, random_token};
+use crate::store::{Chat, ChatInfo, IngestBatch, IngestOutcome, NewMessage, StoreResult};
+
+/// Rows per multi-row statement: far below SQLite's limit of 32,766 bound values.
+const ROWS_PER_STATEMENT: usize = 500;
+
+type ChatKey<'a> = (&'a str, &'a str, &'a str);
+
+/// A message that is new to this merge (it may still be a duplicate of a stored one).
+struct Candidate<'a> {
+    batch: usize,
+    message: &'a NewMessage,
+    chat: ChatKey<'a>,
+}
+
+/// What the merge knows of a workspace.
+struct WorkspaceInfo {
+    account: Account,
+    /// Webhooks that get each message at once, oldest first.
+    immediate: Vec<String>,
+}
+
+pub(super) async fn ingest_many(
+    conn: &mut SqliteConnection,
+    batches: &[IngestBatch],
+) -> StoreResult<Vec<IngestOutcome>> {
+    let mut outcomes = vec![IngestOutcome::default(); batches.len()];
+
+    let mut workspaces: HashMap<&str, WorkspaceInfo> = HashMap::new();
+    for batch in batches {
+        if !workspaces.contains_key(batch.workspace_id.as_str()) {
+            let info = workspace_info(conn, &batch.workspace_id).await?;
+            workspaces.insert(&batch.workspace_id, info);
+        }
+    }
+
+    // Later copies of a message id within the merge are duplicates of the first.
+    let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
+    let mut candidates = Vec::new();
+    // Chat details, merged in arrival order so later details win, as sequential updates would.
+    let mut chats: HashMap<ChatKey, (ChatInfo, i64)> = HashMap::new();
+    let mut chat_order: Vec<ChatKey> = Vec::new();
+    for (index, batch) in batches.iter().enumerate() {
+        for message in &batch.messages {
+            let key = (
+                batch.workspace_id.as_str(),
+                batch.source_key.as_str(),
+                message.message_id.as_str(),
+            );
+            if !seen.insert(key) {
+                outcomes[index].duplicates += 1;
+                continue;
+            }
+            let chat = (
+                batch.workspace_id.as_str(),
+                batch.source_key.as_str(),
+                message.chat.external_id.as_str(),
+            );
+            match chats.get_mut(&chat) {
+                Some((merged, _)) => merge_chat(merged, &message.chat),
+                None => {
+                    chats.insert(chat, (message.chat.clone(), ms(batch.received_at)));
+                    chat_order.push(chat);
+                }
+            }
+            candidates.push(Candidate {
+                batch: index,
+                message,
+                chat,
+            });
+        }
+    }
+
+    let stored_chats = upsert_chats(conn, &chat_order, &chats).await?;
+    let inserted = insert_messages(conn, batches, &candidates, &stored_chats).await?;
+
+    // A chat is new when no message of it was stored before; its first message here says so.
+    let mut new_chats: Vec<i64> = stored_chats
+        .values()
+        .filter(|(_, first_message_seq)| first_message_seq.is_none())
+        .map(|(chat, _)| chat.id)
+        .collect();
+    new_chats.sort_unstable();
+    let mut first_of_chat: HashMap<i64, i64> = HashMap::new();
+
+    let mut deliveries: Vec<(String, &str, i64, Vec<u8>, i64)> = Vec::new();
+    let mut accepted: Vec<(&Candidate, i64)> = candidates
+        .iter()
+        .filter_map(|c| {
+            let key = (c.chat.0, c.chat.1, c.message.message_id.as_str());
+            inserted.get(&key).map(|seq| (c, *seq))
+        })
+        .collect();
+    accepted.sort_by_key(|(_, seq)| *seq);
+    for (candidate, seq) in &accepted {
+        let (chat, first_message_seq) = &stored_chats[&candidate.chat];
+        let is_new_chat = first_message_seq.is_none() && !first_of_chat.contains_key(&chat.id);
+        if is_new_chat {
+            first_of_chat.insert(chat.id, *seq);
+        }
+        outcomes[candidate.batch].accepted += 1;
+        let batch = &batches[candidate.batch];
+        let workspace = &workspaces[batch.workspace_id.as_str()];
+        if workspace.immediate.is_empty() {
+            continue;
+        }
+        let payload = (batch.render_immediate)(&workspace.account, chat, candidate.message, is_new_chat);
+        for webhook_id in &workspace.immediate {
+            deliveries.push((
+                new_id("msg"),
+                webhook_id,
+                chat.id,
+                payload.clone(),
+                ms(batch.received_at),
+            ));
+        }
+    }
+    for candidate in &candidates {
+        let key = (
+            candidate.chat.0,
+            candidate.chat.1,
+            candidate.message.message_id.as_str(),
+        );
+        if !inserted.contains_key(&key) {
+            outcomes[candidate.batch].duplicates += 1;
+        }
+    }
+
+    mark_first_messages(conn, &first_of_chat).await?;
+    insert_deliveries(conn, &deliveries).await?;
+    Ok(outcomes)
+}
+
+async fn workspace_info(conn: &mut SqliteConnection, workspace_id: &str) -> StoreResult<WorkspaceInfo> {
+    // One statement: the account, and the webhooks that get each message at once as a JSON list.
+    let row = sqlx::query(
+        "SELECT s.account_full_name, s.account_email, s.account_phone,
+                (SELECT json_group_array(id) FROM (
+                    SELECT w.id FROM webhooks w
+                    WHERE w.workspace_id = s.id AND w.sub_messages = 1
+                      AND COALESCE(w.granularity, s.granularity) = 'none'
+                    ORDER BY w.created_at, w.id)) AS immediate
+         FROM workspaces s WHERE s.id = ?",
+    )
+    .bind(workspace_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let account = Account {
+        full_name: row.try_get("account_full_name")?,
+        email: row.try_get("account_email")?,
+        phone: row.try_get("account_phone")?,
+    };
+    let immediate: String = row.try_get("immediate")?;
+    let immediate = serde_json::from_str(&immediate).unwrap_or_default();
+    Ok(WorkspaceInfo { account, immediate })
+}
+
+fn merge_chat(into: &mut ChatInfo, later: &ChatInfo) {
+    fn take(into: &mut Option<String>, later: &Option<String>) {
+        if later.is_some() {
+            into.clone_from(later);
+        }
+    }
+    take(&mut into.full_name, &later.full_name);
+    take(&mut into.phone, &later.phone);
+    take(&mut into.responsible_name, &later.responsible_name);
+    take(&mut into.responsible_email, &later.responsible_email);
+    if later.is_group.is_some() {
+        into.is_group = later.is_group;
+    }
+}
+
+/// Inserts or updates each chat once; returns the stored chat and whether it already had a
+/// first message (before this merge), by key.
+async fn upsert_chats<'a>(
+    conn: &mut SqliteConnection,
+    order: &[ChatKey<'a>],
+    chats: &HashMap<ChatKey<'a>, (ChatInfo, i64)>,
+) -> StoreResult<HashMap<ChatKey<'a>, (Chat, Option<i64>)>> {
+    let mut stored = HashMap::with_capacity(order.len());
+    for keys in order.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group,
+                                responsible_name, responsible_email, token, first_seen_at) ",
+        );
+        query.push_values(keys, |mut row, key| {
+            let (info, received_at) = &chats[key];
+            row.push_bind(key.0.to_string())
+                .push_bind(key.1.to_string())
+                .push_bind(key.2.to_string())
+                .push_bind(info.full_name.clone())
+                .push_bind(info.phone.clone())
+                .push_bind(info.is_group)
+                .push_bind(info.responsible_name.clone())
+                .push_bind(info.responsible_email.clone())
+                .push_bind(random_token(32))
+                .push_bind(*received_at);
+        });
+        query.push(
+            " ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET
+                full_name = COALESCE(excluded.full_name, chats.full_name),
+                phone = COALESCE(excluded.phone, chats.phone),
+                is_group = COALESCE(excluded.is_group, chats.is_group),
+                responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
+                responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email)
+             RETURNING id, workspace_id, source_key, external_id, full_name, phone, is_group,
+                       responsible_name, responsible_email, token, first_seen_at, first_message_seq",
+        );
+        let rows = query.build().fetch_all(&mut *conn).await?;
+        // RETURNING promises no order: match rows to keys by their values.
+        let by_value: HashMap<(String, String, String), &ChatKey> = keys
+            .iter()
+            .map(|k| ((k.0.to_string(), k.1.to_string(), k.2.to_string()), k))
+            .collect();
+        for row in rows {
+            let value: (String, String, String) = (
+                row.try_get("workspace_id")?,
+                row.try_get("source_key")?,
+                row.try_get("external_id")?,
+            );
+            let key = **by_value
+                .get(&value)
+                .expect("RETURNING gives back the rows inserted");
+            let chat = Chat {
+                id: row.try_get("id")?,
+                external_id: value.2,
+                full_name: row.try_get("full_name")?,
+                phone: row.try_get("phone")?,
+                is_group: row.try_get::<Option<bool>, _>("is_group")?.unwrap_or(false),
+                responsible_name: row.try_get("responsible_name")?,
+                responsible_email: row.try_get("responsible_email")?,
+                token: row.try_get("token")?,
+                first_seen_at: from_ms(row.try_get("first_seen_at")?),
+            };
+            stored.insert(key, (chat, row.try_get::<Option<i64>, _>("first_message_seq")?));
+        }
+    }
+    Ok(stored)
+}
+
+/// Inserts the candidates; returns the queue position of each one that was new, by
+/// (workspace, source, message id). The others were already stored: duplicates.
+async fn insert_messages<'a>(
+    conn: &mut SqliteConnection,
+    batches: &[IngestBatch],
+    candidates: &[Candidate<'a>],
+    chats: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+) -> StoreResult<HashMap<(&'a str, &'a str, &'a str), i64>> {
+    let mut inserted = HashMap::with_capacity(candidates.len());
+    for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO messages (workspace_id, chat_id, source_key, message_id, direction, ts,
+                                   received_at, sender_name, sender_phone, recipient_name,
+                                   recipient_phone, text, account, channel) ",
+        );
+        query.push_values(chunk, |mut row, c| {
+            let m = c.message;
+            let account = m
+                .account
+                .as_ref()
+                .map(|a| serde_json::to_string(a).expect("accounts serialise"));
+            row.push_bind(c.chat.0.to_string())
+                .push_bind(chats[&c.chat].0.id)
+                .push_bind(c.chat.1.to_string())
+                .push_bind(m.message_id.clone())
+                .push_bind(m.direction.as_str())
+                .push_bind(ms(m.timestamp))
+                .push_bind(ms(batches[c.batch].received_at))
+                .push_bind(m.sender.full_name.clone())
+                .push_bind(m.sender.phone.clone())
+                .push_bind(m.recipient.full_name.clone())
+                .push_bind(m.recipient.phone.clone())
+                .push_bind(m.text.clone())
+                .push_bind(account)
+                .push_bind(m.channel.clone());
+        });
+        query.push(
+            " ON CONFLICT (workspace_id, source_key, message_id) DO NOTHING
+             RETURNING seq, workspace_id, source_key, message_id",
+        );
+        let rows = query.build().fetch_all(&mut *conn).await?;
+        let by_value: HashMap<(&str, &str, &str), &Candidate> = chunk
+            .iter()
+            .map(|c| ((c.chat.0, c.chat.1, c.message.message_id.as_str()), c))
+            .collect();
+        for row in rows {
+            let ws: String = row.try_get("workspace_id")?;
+            let source: String = row.try_get("source_key")?;
+            let id: String = row.try_get("message_id")?;
+            let c = by_value[&(ws.as_str(), source.as_str(), id.as_str())];
+            inserted.insert(
+                (c.chat.0, c.chat.1, c.message.message_id.as_str()),
+                row.try_get("seq")?,
+            );
+        }
+    }
+    Ok(inserted)
+}
+
+/// Records the first message of chats that had none, which decides `is_new_chat` later.
+async fn mark_first_messages(
+    conn: &mut SqliteConnection,
+    first_of_chat: &HashMap<i64, i64>,
+) -> StoreResult<()> {
+    let pairs: Vec<(i64, i64)> = first_of_chat.iter().map(|(c, s)| (*c, *s)).collect();
+    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new("WITH firsts (chat_id, seq) AS (");
+        query.push_values(chunk, |mut row, (chat, seq)| {
+            row.push_bind(*chat).push_bind(*seq);
+        });
+        query.push(
+            ") UPDATE chats SET first_message_seq = (SELECT seq FROM firsts WHERE chat_id = chats.id)
+               WHERE id IN (SELECT chat_id FROM firsts) AND first_message_seq IS NULL",
+        );
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn insert_deliveries(
+    conn: &mut SqliteConnection,
+    deliveries: &[(String, &str, i64, Vec<u8>, i64)],
+) -> StoreResult<()> {
+    for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries (id, kind, webhook_id, chat_id, payload, status, next_attempt_at,
+                                     created_at) ",
+        );
+        query.push_values(chunk, |mut row, (id, webhook_id, chat_id, payload, at)| {
+            row.push_bind(id.clone())
+                .push_bind("message")
+                .push_bind(webhook_id.to_string())
+                .push_bind(*chat_id)
+                .push_bind(payload.clone())
+                .push_bind("pending")
+                .push_bind(*at)
+                .push_bind(*at);
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Group commit. SQLite admits one writer at a time and a durable commit costs a disk sync, so
+//! every write goes to one writer task, which runs whatever is waiting in a single transaction,
+//! syncs once, and only then answers each caller. Under load hundreds of requests share a sync;
+//! when idle, a write commits alone at once.
+//!
+//! Two kinds of work share a commit. Generic jobs each run in their own savepoint, so one failing
+//! job undoes only itself. Ingest requests are merged into a handful of multi-row statements
+//! (see [`super::ingest`]): per-statement overhead, not the disk, is what limits a busy writer.
+
+use futures::future::BoxFuture;
+use sqlx::Connection;
+use sqlx::sqlite::SqliteConnection;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tracing::{debug, error};
+
+use super::ingest::ingest_many;
+use crate::store::{IngestBatch, IngestOutcome, StoreError, StoreResult};
+
+/// How many waiting items one transaction takes at most. Large enough that a burst shares a sync,
+/// small enough that one transaction never holds the write lock for long.
+const MAX_WORK_PER_COMMIT: usize = 512;
+
+/// Something for the writer to do.
+pub(super) enum Work {
+    Job(Box<dyn WriteJob>),
+    Ingest(IngestBatch, oneshot::Sender<StoreResult<IngestOutcome>>),
+}
+
+/// The handle to the writer task.
+pub(super) struct Writer {
+    /// `None` once closed.
+    sender: std::sync::RwLock<Option<mpsc::Sender<Work>>>,
+    /// Fires when the writer has stopped; awaited on close, so the last commit lands before the
+    /// process exits.
+    stopped: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl Writer {
+    /// Starts the writer on a thread of its own. Between its statements the writer waits for
+    /// SQLite's worker thread; on the shared runtime it would then queue behind every HTTP request
+    /// before running again, and that queueing, not SQLite, would bound ingest.
+    pub fn start(conn: SqliteConnection) -> std::io::Result<Writer> {
+        let (tx, rx) = mpsc::channel(4096);
+        let (stopped_tx, stopped_rx) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("chatbundle-writer".into())
+            .spawn(move || {
+                runtime.block_on(writer_loop(conn, rx));
+                let _ = stopped_tx.send(());
+            })?;
+        Ok(Writer {
+            sender: std::sync::RwLock::new(Some(tx)),
+            stopped: Mutex::new(Some(stopped_rx)),
+        })
+    }
+
+    async fn send(&self, work: Work) -> StoreResult<()> {
+        let sender = self
+            .sender
+            .read()
+            .expect("writer lock")
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        sender.send(work).await.map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs `f` inside the next group commit and returns its result once that commit is durable.
+    pub async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.send(Work::Job(Box::new(ClosureJob {
+            f: Some(f),
+            reply: Some(reply),
+            result: None,
+        })))
+        .await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stores an ingest request in the next group commit; returns once it is durable.
+    pub async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Work::Ingest(batch, reply)).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Lets the writer finish what is queued, then stops it.
+    pub async fn close(&self) {
+        self.sender.write().expect("writer lock").take();
+        if let Some(stopped) = self.stopped.lock().await.take() {
+            let _ = stopped.await;
+        }
+    }
+}
+
+/// A unit of work: run inside a savepoint, then told whether its commit landed.
+pub(super) trait WriteJob: Send {
+    /// Runs the job; `true` when it succeeded and its savepoint should be kept.
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    /// Answers the caller with the job's result, or with `failure` when the commit did not land.
+    fn finish(self: Box<Self>, failure: Option<StoreError>);
+}
+
+struct ClosureJob<T, F> {
+    f: Option<F>,
+    reply: Option<oneshot::Sender<StoreResult<T>>>,
+    result: Option<StoreResult<T>>,
+}
+
+impl<T, F> WriteJob for ClosureJob<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+{
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
+        Box::pin(async move {
+            let f = self.f.take().expect("a job runs once");
+            let result = f(conn).await;
+            let ok = result.is_ok();
+            self.result = Some(result);
+            ok
+        })
+    }
+
+    fn finish(mut self: Box<Self>, failure: Option<StoreError>) {
+        let result = match (self.result.take(), failure) {
+            (Some(Err(e)), _) => Err(e),
+            (_, Some(failure)) => Err(failure),
+            (Some(ok), None) => ok,
+            (None, None) => Err(StoreError::Closed),
+        };
+        if let Some(reply) = self.reply.take() {
+            // The caller may have gone away (a client hung up); the data is committed either way.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Work>) {
+    let mut work = Vec::with_capacity(MAX_WORK_PER_COMMIT);
+    while queue.recv_many(&mut work, MAX_WORK_PER_COMMIT).await > 0 {
+        let mut jobs = Vec::new();
+        let mut ingests = Vec::new();
+        let mut replies = Vec::new();
+        for item in work.drain(..) {
+            match item {
+                Work::Job(job) => jobs.push(job),
+                Work::Ingest(batch, reply) => {
+                    ingests.push(batch);
+                    replies.push(reply);
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let (committed, ingested) = run_batch(&mut conn, &mut jobs, &ingests).await;
+        debug!(
+            jobs = jobs.len(),
+            ingests = ingests.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "group commit"
+        );
+        let failure = committed.err();
+        if let Some(e) = &failure {
+            error!(error = %e, jobs = jobs.len(), ingests = ingests.len(), "group commit failed");
+        }
+        for job in jobs {
+            job.finish(failure.clone());
+        }
+        let outcomes: StoreResult<Vec<IngestOutcome>> = match (failure, ingested) {
+            (Some(e), _) => Err(e),
+            (None, result) => result,
+        };
+        match outcomes {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+    if let Err(e) = conn.close().await {
+        error!(error = %e, "closing the writer connection");
+    }
+    debug!("writer stopped");
+}
+
+/// Runs one transaction. The first result is the commit's; the second is the ingest part's (all
+/// of this commit's ingest requests succeed or fail together, in their own savepoint).
+async fn run_batch(
+    conn: &mut SqliteConnection,
+    jobs: &mut [Box<dyn WriteJob>],
+    ingests: &[IngestBatch],
+) -> (StoreResult<()>, StoreResult<Vec<IngestOutcome>>) {
+    // Each statement is a round trip to SQLite's thread, so savepoints are taken only where they
+    // separate one unit of work from another. A unit alone in its transaction that fails takes
+    // the transaction with it, and reports its own error.
+    let alone = usize::from(!ingests.is_empty()) + jobs.len() == 1;
+    let mut ingested = Ok(Vec::new());
+    let committed: StoreResult<()> = async {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let mut failed = false;
+        if !ingests.is_empty() {
+            if !alone {
+                sqlx::query("SAVEPOINT ingest").execute(&mut *conn).await?;
+            }
+            ingested = ingest_many(conn, ingests).await;
+            failed |= ingested.is_err();
+            if !alone {
+                if ingested.is_err() {
+                    sqlx::query("ROLLBACK TO ingest").execute(&mut *conn).await?;
+                }
+                sqlx::query("RELEASE ingest").execute(&mut *conn).await?;
+            }
+        }
+        for job in jobs.iter_mut() {
+            if !alone {
+                sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
+            }
+            let ok = job.run(conn).await;
+            failed |= !ok;
+            if !alone {
+                if !ok {
+                    sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
+                }
+                sqlx::query("RELEASE job").execute(&mut *conn).await?;
+            }
+        }
+        if alone && failed {
+            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+            return Ok(());
+        }
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        Ok(())
+    }
+    .await;
+    if committed.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    (committed, ingested)
+}

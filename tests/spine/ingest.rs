@@ -298,3 +298,39 @@ async fn concurrent_requests_are_all_stored() {
     let stats = app.stats(&ws).await;
     assert_eq!((stats.messages, stats.chats), (128, 64));
 }
+
+#[tokio::test]
+async fn the_same_message_posted_concurrently_is_accepted_once() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let (http, url, key) =
+            (app.http.clone(), app.url(&format!("/api/v1/workspaces/{}/messages", ws.id)), ws.ingest_key.clone());
+        // Every request carries the shared message and one of its own, in the same new chat.
+        let body = json!([message("shared", "c-1", "same"), message(&format!("own-{i}"), "c-1", "own")]);
+        tasks.push(tokio::spawn(async move {
+            let response = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+            assert_eq!(response.status(), 202);
+            response.json::<Value>().await.unwrap()
+        }));
+    }
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    for task in tasks {
+        let outcome = task.await.unwrap();
+        accepted += outcome["accepted"].as_u64().unwrap();
+        duplicates += outcome["duplicates"].as_u64().unwrap();
+    }
+    assert_eq!((accepted, duplicates), (33, 31));
+    let seen = receiver.wait_for(33).await;
+    assert_eq!(seen.iter().filter(|r| r.message_id() == "shared").count(), 1);
+    let new_chat_flags = seen.iter().filter(|r| r.json()["chat"]["is_new_chat"] == true).count();
+    assert_eq!(new_chat_flags, 1, "one message, the chat's first, says the chat is new");
+    assert!(seen[0].json()["chat"]["is_new_chat"] == true, "and it is the first delivered");
+    let urls: std::collections::HashSet<String> =
+        seen.iter().map(|r| r.json()["chat"]["chat_url"].as_str().unwrap().to_string()).collect();
+    assert_eq!(urls.len(), 1, "one chat, one transcript link");
+}

@@ -23,3 +23,4 @@ pub mod ingest;
 pub mod render;
 pub mod store;
 pub mod telemetry;
+pub mod window;

@@ -307,10 +307,16 @@ async fn the_same_message_posted_concurrently_is_accepted_once() {
     app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
     let mut tasks = Vec::new();
     for i in 0..32 {
-        let (http, url, key) =
-            (app.http.clone(), app.url(&format!("/api/v1/workspaces/{}/messages", ws.id)), ws.ingest_key.clone());
+        let (http, url, key) = (
+            app.http.clone(),
+            app.url(&format!("/api/v1/workspaces/{}/messages", ws.id)),
+            ws.ingest_key.clone(),
+        );
         // Every request carries the shared message and one of its own, in the same new chat.
-        let body = json!([message("shared", "c-1", "same"), message(&format!("own-{i}"), "c-1", "own")]);
+        let body = json!([
+            message("shared", "c-1", "same"),
+            message(&format!("own-{i}"), "c-1", "own")
+        ]);
         tasks.push(tokio::spawn(async move {
             let response = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
             assert_eq!(response.status(), 202);
@@ -327,10 +333,21 @@ async fn the_same_message_posted_concurrently_is_accepted_once() {
     assert_eq!((accepted, duplicates), (33, 31));
     let seen = receiver.wait_for(33).await;
     assert_eq!(seen.iter().filter(|r| r.message_id() == "shared").count(), 1);
-    let new_chat_flags = seen.iter().filter(|r| r.json()["chat"]["is_new_chat"] == true).count();
-    assert_eq!(new_chat_flags, 1, "one message, the chat's first, says the chat is new");
-    assert!(seen[0].json()["chat"]["is_new_chat"] == true, "and it is the first delivered");
-    let urls: std::collections::HashSet<String> =
-        seen.iter().map(|r| r.json()["chat"]["chat_url"].as_str().unwrap().to_string()).collect();
+    let new_chat_flags = seen
+        .iter()
+        .filter(|r| r.json()["chat"]["is_new_chat"] == true)
+        .count();
+    assert_eq!(
+        new_chat_flags, 1,
+        "one message, the chat's first, says the chat is new"
+    );
+    assert!(
+        seen[0].json()["chat"]["is_new_chat"] == true,
+        "and it is the first delivered"
+    );
+    let urls: std::collections::HashSet<String> = seen
+        .iter()
+        .map(|r| r.json()["chat"]["chat_url"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(urls.len(), 1, "one chat, one transcript link");
 }

@@ -1,0 +1,4 @@
+//! Windows: their boundaries ([`bounds`]), and the closer that turns each chat's buffered
+//! messages into bundles when a window ends.
+
+pub mod bounds;

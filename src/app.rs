@@ -23,6 +23,7 @@ use crate::deliver::{Deliverer, DeliverySettings, RetrySchedule};
 use crate::domain::random_token;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{SharedStore, StoreError};
+use crate::window::closer::Closer;
 
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     deliverer: Arc<Deliverer>,
+    closer: Closer,
 }
 
 impl Application {
@@ -57,7 +59,7 @@ impl Application {
             Some(token) => token.clone(),
             None => generated_admin_token(&config.data_dir)?,
         };
-        let store: SharedStore = Arc::new(SqliteStore::open(&config.database_url()).await?);
+        let store: SharedStore = Arc::new(SqliteStore::open(&config.database_url(), clock.clone()).await?);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -88,20 +90,25 @@ impl Application {
             settings,
             wake.clone(),
         ));
+        let public_url: Arc<str> = public_url.into();
+        let (closer, closer_handle) =
+            Closer::new(store.clone(), clock.clone(), public_url.clone(), wake.clone());
         let state = AppState {
             store,
             clock,
-            public_url: public_url.into(),
+            public_url,
             admin_token: admin_token.into(),
             deliveries_waiting: wake,
             default_timeout: d.timeout.0,
             workspaces: Default::default(),
+            closer: closer_handle,
         };
         Ok(Application {
             config,
             listener,
             state,
             deliverer,
+            closer,
         })
     }
 
@@ -134,6 +141,7 @@ impl Application {
             listener,
             state,
             deliverer,
+            closer,
         } = self;
         let store = state.store.clone();
         let released = store.recover_after_restart().await?;
@@ -146,6 +154,8 @@ impl Application {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let worker = tokio::spawn(deliverer.run(cancel.clone(), tracker.clone()));
+        // Windows that ended while the daemon was down are closed first thing.
+        let closing = tokio::spawn(closer.run(cancel.clone()));
 
         let addr = listener.local_addr().ok();
         let listen = addr.map(|a| a.to_string()).unwrap_or_default();
@@ -164,6 +174,7 @@ impl Application {
         let grace = config.shutdown.grace.0;
         let drained = tokio::time::timeout(grace, async {
             let _ = (&mut server).await;
+            let _ = closing.await;
             let _ = worker.await;
             tracker.close();
             tracker.wait().await;

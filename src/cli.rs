@@ -109,7 +109,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let store = SqliteStore::open(&config.database_url()).await?;
+    let store = SqliteStore::open(&config.database_url(), Arc::new(SystemClock)).await?;
     store.close().await;
     println!("migrations applied to {}", config.database_url());
     Ok(())

@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
             get(workspaces::show).patch(workspaces::update),
         )
         .route("/api/v1/workspaces/{id}/stats", get(workspaces::stats))
+        .route("/api/v1/workspaces/{id}/flush", post(workspaces::flush))
         .route(
             "/api/v1/workspaces/{id}/webhooks",
             post(webhooks::create).get(webhooks::list),

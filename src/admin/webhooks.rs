@@ -176,6 +176,7 @@ pub async fn create(
         timeout: body.timeout.as_deref().map(timeout).transpose()?,
     };
     let webhook = state.store.create_webhook(new).await?;
+    state.closer.kick();
     info!(webhook_id = %webhook.id, "webhook created");
     let mut view = view(&state, webhook).await?;
     view.secret = secret;
@@ -242,8 +243,9 @@ pub async fn update(
         .update_webhook(&id, patch)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
-    // Re-enabling or a new granularity may have made deliveries due.
+    // Re-enabling or a new granularity may have made deliveries due, or moved windows.
     state.deliveries_waiting.notify_one();
+    state.closer.kick();
     info!("webhook updated");
     let mut view = view(&state, webhook).await?;
     view.secret = secret.flatten();

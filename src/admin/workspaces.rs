@@ -104,6 +104,8 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("workspace"))?;
     state.workspaces.forget(&id);
+    // A new default granularity or time zone moves the windows of the webhooks that follow it.
+    state.closer.kick();
     // Webhooks that follow the workspace's granularity may have changed what is due.
     state.deliveries_waiting.notify_one();
     info!("workspace updated");
@@ -119,4 +121,18 @@ pub async fn stats(
         return Err(ApiError::not_found("workspace"));
     }
     Ok(Json(state.store.workspace_stats(&id).await?))
+}
+
+/// `POST /api/v1/workspaces/{id}/flush`: releases every open window of the workspace now.
+#[instrument(skip_all, fields(workspace_id = %id))]
+pub async fn flush(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if state.store.get_workspace(&id).await?.is_none() {
+        return Err(ApiError::not_found("workspace"));
+    }
+    let deliveries = state.closer.flush(&id).await?;
+    Ok(Json(json!({ "deliveries": deliveries })))
 }

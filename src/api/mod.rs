@@ -28,6 +28,8 @@ pub struct AppState {
     pub default_timeout: std::time::Duration,
     /// Workspaces as ingest authenticates them.
     pub workspaces: Arc<crate::ingest::workspaces::WorkspaceCache>,
+    /// The window closer: flushes, and news of granularity changes.
+    pub closer: crate::window::closer::CloserHandle,
 }
 
 /// Every route of the daemon.

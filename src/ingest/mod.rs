@@ -44,7 +44,6 @@ pub async fn accept(
     let batch = IngestBatch {
         workspace_id: workspace.id.clone(),
         source_key: source_key.to_string(),
-        received_at: state.clock.now(),
         messages,
         render_immediate: Arc::new(move |account, chat, message, is_new_chat| {
             render::single_message(&public_url, account, chat, message, is_new_chat)

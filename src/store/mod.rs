@@ -163,7 +163,6 @@ pub struct IngestBatch {
     pub workspace_id: String,
     /// `api` for the JSON API, the source id for channel adapters.
     pub source_key: String,
-    pub received_at: DateTime<Utc>,
     pub messages: Vec<NewMessage>,
     pub render_immediate: RenderImmediate,
 }
@@ -236,6 +235,90 @@ pub struct Attempt {
     pub request_body: String,
 }
 
+/// A message as stored, read back for a bundle.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// Position in the message table; `is_new_chat` compares it with the chat's first message.
+    pub seq: i64,
+    pub message_id: String,
+    pub direction: Direction,
+    pub timestamp: DateTime<Utc>,
+    /// When the daemon received it: this decides its window.
+    pub received_at: DateTime<Utc>,
+    pub sender: Party,
+    pub recipient: Party,
+    pub text: String,
+    pub account: Option<Account>,
+    pub channel: String,
+}
+
+/// A delivery made by closing a window: one bundle part, or (when a webhook stopped aggregating)
+/// one buffered message on its own.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// The `webhook-id` header.
+    pub id: String,
+    pub kind: DeliveryKind,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryKind {
+    Message,
+    /// A bundle part; (webhook, chat, window end, part) is unique.
+    Bundle {
+        window_end: DateTime<Utc>,
+        part: u32,
+    },
+}
+
+/// Turns one chat's messages of a closing range into deliveries. Called by the store inside the
+/// closing transaction; given the chat, the sequence number of its first message ever (for
+/// `is_new_chat`), and its messages in range ordered by (timestamp, message id).
+pub type PlanDeliveries = Arc<dyn Fn(&Chat, Option<i64>, &[StoredMessage]) -> Vec<NewDelivery> + Send + Sync>;
+
+/// A webhook as the window closer sees it.
+#[derive(Debug, Clone)]
+pub struct BundlingWebhook {
+    pub id: String,
+    pub workspace_id: String,
+    /// The granularity in effect (the webhook's, or the workspace's).
+    pub granularity: Granularity,
+    pub timezone: String,
+    /// The workspace's account, for messages that name none.
+    pub account: Account,
+    /// Every message received before this has been bundled or delivered.
+    pub bundled_before: DateTime<Utc>,
+    /// Messages still buffered at this moment belong to the window open then.
+    pub granularity_changed_at: DateTime<Utc>,
+    /// A close that was started and not finished: its boundary.
+    pub closing_boundary: Option<DateTime<Utc>>,
+}
+
+/// One transaction's worth of closing: up to `chats` chats of the range
+/// `[bundled_before, boundary)` of a webhook.
+pub struct CloseStep {
+    pub webhook_id: String,
+    /// What the caller read; the step does nothing if another close moved it on since.
+    pub bundled_before: DateTime<Utc>,
+    pub boundary: DateTime<Utc>,
+    pub chats: usize,
+    pub plan: PlanDeliveries,
+}
+
+/// What a close step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseProgress {
+    /// Chats remain; call again.
+    More { deliveries: u64 },
+    /// The range is closed: `bundled_before` is now the boundary.
+    Done { deliveries: u64 },
+    /// Someone else closed (or is closing) this range; nothing was done.
+    Superseded,
+    /// The store's clock has not reached the boundary yet.
+    NotYet,
+}
+
 /// Counts that show where a workspace's messages are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct WorkspaceStats {
@@ -281,6 +364,12 @@ pub trait Store: Send + Sync + 'static {
     /// claimable again, where the store can know that safely. Returns how many.
     async fn recover_after_restart(&self) -> StoreResult<u64>;
     async fn list_attempts(&self, webhook_id: &str, limit: u32) -> StoreResult<Vec<Attempt>>;
+
+    /// Webhooks that take messages (of one workspace, or all), with their closing state.
+    async fn bundling_webhooks(&self, workspace_id: Option<&str>) -> StoreResult<Vec<BundlingWebhook>>;
+    /// Closes part of a range in one transaction; see [`CloseStep`]. Repeating a step after a crash
+    /// is harmless: a bundle part is created once.
+    async fn close_step(&self, step: CloseStep) -> StoreResult<CloseProgress>;
 
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;

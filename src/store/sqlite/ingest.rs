@@ -11,6 +11,8 @@ use std::collections::{HashMap, HashSet};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use chrono::{DateTime, Utc};
+
 use super::{from_ms, ms};
 use crate::domain::{Account, new_id, random_token};
 use crate::store::{Chat, ChatInfo, IngestBatch, IngestOutcome, NewMessage, StoreResult};
@@ -34,10 +36,13 @@ struct WorkspaceInfo {
     immediate: Vec<String>,
 }
 
+/// Stores the requests as received at `now` (the transaction's time).
 pub(super) async fn ingest_many(
     conn: &mut SqliteConnection,
     batches: &[IngestBatch],
+    now: DateTime<Utc>,
 ) -> StoreResult<Vec<IngestOutcome>> {
+    let now = ms(now);
     let mut outcomes = vec![IngestOutcome::default(); batches.len()];
 
     let mut workspaces: HashMap<&str, WorkspaceInfo> = HashMap::new();
@@ -73,7 +78,7 @@ pub(super) async fn ingest_many(
             match chats.get_mut(&chat) {
                 Some((merged, _)) => merge_chat(merged, &message.chat),
                 None => {
-                    chats.insert(chat, (message.chat.clone(), ms(batch.received_at)));
+                    chats.insert(chat, (message.chat.clone(), now));
                     chat_order.push(chat);
                 }
             }
@@ -86,7 +91,7 @@ pub(super) async fn ingest_many(
     }
 
     let stored_chats = upsert_chats(conn, &chat_order, &chats).await?;
-    let inserted = insert_messages(conn, batches, &candidates, &stored_chats).await?;
+    let inserted = insert_messages(conn, &candidates, &stored_chats, now).await?;
 
     // A chat is new when no message of it was stored before; its first message here says so.
     let mut new_chats: Vec<i64> = stored_chats
@@ -120,13 +125,7 @@ pub(super) async fn ingest_many(
         }
         let payload = (batch.render_immediate)(&workspace.account, chat, candidate.message, is_new_chat);
         for webhook_id in &workspace.immediate {
-            deliveries.push((
-                new_id("msg"),
-                webhook_id,
-                chat.id,
-                payload.clone(),
-                ms(batch.received_at),
-            ));
+            deliveries.push((new_id("msg"), webhook_id, chat.id, payload.clone(), now));
         }
     }
     for candidate in &candidates {
@@ -195,7 +194,8 @@ async fn upsert_chats<'a>(
     for keys in order.chunks(ROWS_PER_STATEMENT) {
         let mut query = QueryBuilder::<Sqlite>::new(
             "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group,
-                                responsible_name, responsible_email, token, first_seen_at) ",
+                                responsible_name, responsible_email, token, first_seen_at,
+                                last_received_at) ",
         );
         query.push_values(keys, |mut row, key| {
             let (info, received_at) = &chats[key];
@@ -208,6 +208,7 @@ async fn upsert_chats<'a>(
                 .push_bind(info.responsible_name.clone())
                 .push_bind(info.responsible_email.clone())
                 .push_bind(random_token(32))
+                .push_bind(*received_at)
                 .push_bind(*received_at);
         });
         query.push(
@@ -216,7 +217,8 @@ async fn upsert_chats<'a>(
                 phone = COALESCE(excluded.phone, chats.phone),
                 is_group = COALESCE(excluded.is_group, chats.is_group),
                 responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
-                responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email)
+                responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email),
+                last_received_at = excluded.last_received_at
              RETURNING id, workspace_id, source_key, external_id, full_name, phone, is_group,
                        responsible_name, responsible_email, token, first_seen_at, first_message_seq",
         );
@@ -256,9 +258,9 @@ async fn upsert_chats<'a>(
 /// (workspace, source, message id). The others were already stored: duplicates.
 async fn insert_messages<'a>(
     conn: &mut SqliteConnection,
-    batches: &[IngestBatch],
     candidates: &[Candidate<'a>],
     chats: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    now: i64,
 ) -> StoreResult<HashMap<(&'a str, &'a str, &'a str), i64>> {
     let mut inserted = HashMap::with_capacity(candidates.len());
     for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
@@ -279,7 +281,7 @@ async fn insert_messages<'a>(
                 .push_bind(m.message_id.clone())
                 .push_bind(m.direction.as_str())
                 .push_bind(ms(m.timestamp))
-                .push_bind(ms(batches[c.batch].received_at))
+                .push_bind(now)
                 .push_bind(m.sender.full_name.clone())
                 .push_bind(m.sender.phone.clone())
                 .push_bind(m.recipient.full_name.clone())

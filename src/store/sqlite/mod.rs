@@ -1,6 +1,7 @@
 //! The SQLite store: one writer connection behind a group-commit task ([`writer`]), and a pool of
 //! readers. WAL mode lets the readers run while the writer commits.
 
+mod close;
 mod ingest;
 mod writer;
 
@@ -21,6 +22,7 @@ use tracing::instrument;
 
 use self::writer::Writer;
 use super::*;
+use crate::clock::SharedClock;
 use crate::domain::{Account, Event, Granularity, new_id, random_token};
 
 /// The embedded store.
@@ -36,7 +38,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url`, applies the migrations, and starts the
     /// writer.
-    pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+    pub async fn open(url: &str, clock: SharedClock) -> StoreResult<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -65,7 +67,7 @@ impl SqliteStore {
             .connect_with(options.pragma("query_only", "ON"))
             .await?;
         Ok(SqliteStore {
-            writer: Writer::start(writer).map_err(|e| StoreError::Database(Arc::new(e.into())))?,
+            writer: Writer::start(writer, clock).map_err(|e| StoreError::Database(Arc::new(e.into())))?,
             readers,
             lock: std::sync::Mutex::new(lock),
         })
@@ -185,14 +187,80 @@ async fn fetch_workspace(conn: &mut SqliteConnection, id: &str) -> StoreResult<O
     row.as_ref().map(workspace_from_row).transpose()
 }
 
+/// What decides how a webhook's messages are windowed: (webhook id, granularity in effect,
+/// subscribed to messages, workspace time zone).
+type Subscription = (String, String, bool, String);
+
+async fn subscriptions(conn: &mut SqliteConnection, workspace_id: &str) -> StoreResult<Vec<Subscription>> {
+    let rows = sqlx::query(
+        "SELECT w.id, COALESCE(w.granularity, s.granularity) AS granularity, w.sub_messages, s.timezone
+         FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id WHERE w.workspace_id = ?",
+    )
+    .bind(workspace_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("id")?,
+                r.try_get("granularity")?,
+                r.try_get("sub_messages")?,
+                r.try_get("timezone")?,
+            ))
+        })
+        .collect()
+}
+
+/// After a change to webhooks or their workspace, moves the windowing state of each webhook whose
+/// windows changed. Taking messages again starts from now. Otherwise what is buffered stays
+/// buffered, and belongs to the window open now (under the new granularity and time zone), or
+/// goes out at once when the new granularity is `none`; nothing buffered is dropped.
+async fn rewindow(
+    conn: &mut SqliteConnection,
+    before: &[Subscription],
+    after: &[Subscription],
+    now: i64,
+) -> StoreResult<()> {
+    for (id, granularity, subscribed, timezone) in after {
+        let Some((_, old_granularity, was_subscribed, old_timezone)) = before.iter().find(|b| b.0 == *id)
+        else {
+            continue;
+        };
+        let fresh = *subscribed && (!was_subscribed || old_granularity == "none");
+        let moved = old_granularity != granularity || (old_timezone != timezone && granularity != "none");
+        if fresh && granularity != "none" {
+            // Buffered messages still waiting to go out one by one (a switch to `none` that the
+            // closer has not carried out yet) keep their place: sent twice beats not sent.
+            sqlx::query(
+                "UPDATE webhooks SET granularity_changed_at = ?1,
+                    bundled_before = CASE WHEN bundled_before < granularity_changed_at
+                                          THEN bundled_before ELSE ?1 END
+                 WHERE id = ?2",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        } else if *subscribed && moved {
+            sqlx::query("UPDATE webhooks SET granularity_changed_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     #[instrument(skip_all)]
     async fn create_workspace(&self, new: NewWorkspace) -> StoreResult<Workspace> {
-        let now = ms(Utc::now());
+        let clock = self.writer.clock();
         let id = new_id("ws");
         self.write(move |conn| {
             Box::pin(async move {
+                let now = ms(clock.now());
                 sqlx::query(
                     "INSERT INTO workspaces (id, name, owner_email, timezone, granularity,
                         account_full_name, account_email, account_phone, ingest_key, created_at,
@@ -234,9 +302,11 @@ impl Store for SqliteStore {
     #[instrument(skip_all, fields(workspace_id = id))]
     async fn update_workspace(&self, id: &str, patch: WorkspacePatch) -> StoreResult<Option<Workspace>> {
         let id = id.to_string();
-        let now = ms(Utc::now());
+        let clock = self.writer.clock();
         self.write(move |conn| {
             Box::pin(async move {
+                let now = ms(clock.now());
+                let before = subscriptions(conn, &id).await?;
                 let account = patch.account.clone();
                 let changed = sqlx::query(
                     "UPDATE workspaces SET
@@ -268,6 +338,8 @@ impl Store for SqliteStore {
                 if changed == 0 {
                     return Ok(None);
                 }
+                let after = subscriptions(conn, &id).await?;
+                rewindow(conn, &before, &after, now).await?;
                 fetch_workspace(conn, &id).await
             })
         })
@@ -301,14 +373,17 @@ impl Store for SqliteStore {
 
     #[instrument(skip_all, fields(workspace_id = %new.workspace_id))]
     async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook> {
-        let now = ms(Utc::now());
+        let clock = self.writer.clock();
         let id = new_id("wh");
         self.write(move |conn| {
             Box::pin(async move {
+                let now = ms(clock.now());
+                // A new webhook starts with the messages that arrive from now on.
                 sqlx::query(
                     "INSERT INTO webhooks (id, workspace_id, url, granularity, enabled, secret,
-                        sub_messages, sub_session_status, timeout_ms, created_at, updated_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        sub_messages, sub_session_status, timeout_ms, created_at, updated_at,
+                        bundled_before, granularity_changed_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&id)
                 .bind(&new.workspace_id)
@@ -319,6 +394,8 @@ impl Store for SqliteStore {
                 .bind(new.events.contains(&Event::Messages))
                 .bind(new.events.contains(&Event::SessionStatus))
                 .bind(new.timeout.map(|t| t.as_millis() as i64))
+                .bind(now)
+                .bind(now)
                 .bind(now)
                 .bind(now)
                 .execute(&mut *conn)
@@ -347,9 +424,19 @@ impl Store for SqliteStore {
     #[instrument(skip_all, fields(webhook_id = id))]
     async fn update_webhook(&self, id: &str, patch: WebhookPatch) -> StoreResult<Option<Webhook>> {
         let id = id.to_string();
-        let now = ms(Utc::now());
+        let clock = self.writer.clock();
         self.write(move |conn| {
             Box::pin(async move {
+                let now = ms(clock.now());
+                let workspace: Option<String> =
+                    sqlx::query_scalar("SELECT workspace_id FROM webhooks WHERE id = ?")
+                        .bind(&id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let Some(workspace) = workspace else {
+                    return Ok(None);
+                };
+                let before = subscriptions(conn, &workspace).await?;
                 let events = patch.events.clone();
                 let changed = sqlx::query(
                     "UPDATE webhooks SET
@@ -386,6 +473,8 @@ impl Store for SqliteStore {
                 if changed == 0 {
                     return Ok(None);
                 }
+                let after = subscriptions(conn, &workspace).await?;
+                rewindow(conn, &before, &after, now).await?;
                 fetch_webhook(conn, &id).await
             })
         })
@@ -582,6 +671,45 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn bundling_webhooks(&self, workspace_id: Option<&str>) -> StoreResult<Vec<BundlingWebhook>> {
+        let rows = sqlx::query(
+            "SELECT w.id, w.workspace_id, COALESCE(w.granularity, s.granularity) AS granularity,
+                    s.timezone, s.account_full_name, s.account_email, s.account_phone,
+                    w.bundled_before, w.granularity_changed_at, w.closing_boundary
+             FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id
+             WHERE w.sub_messages = 1 AND (?1 IS NULL OR w.workspace_id = ?1)
+             ORDER BY w.created_at, w.id",
+        )
+        .bind(workspace_id)
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BundlingWebhook {
+                    id: row.try_get("id")?,
+                    workspace_id: row.try_get("workspace_id")?,
+                    granularity: parse_granularity(row.try_get("granularity")?),
+                    timezone: row.try_get("timezone")?,
+                    account: Account {
+                        full_name: row.try_get("account_full_name")?,
+                        email: row.try_get("account_email")?,
+                        phone: row.try_get("account_phone")?,
+                    },
+                    bundled_before: from_ms(row.try_get("bundled_before")?),
+                    granularity_changed_at: from_ms(row.try_get("granularity_changed_at")?),
+                    closing_boundary: row.try_get::<Option<i64>, _>("closing_boundary")?.map(from_ms),
+                })
+            })
+            .collect()
+    }
+
+    #[instrument(skip_all, fields(webhook_id = %step.webhook_id, boundary = %step.boundary))]
+    async fn close_step(&self, step: CloseStep) -> StoreResult<CloseProgress> {
+        let clock = self.writer.clock();
+        self.write(move |conn| Box::pin(close::step(conn, clock, step)))
+            .await
     }
 
     async fn ping(&self) -> StoreResult<()> {

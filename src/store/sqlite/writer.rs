@@ -7,6 +7,10 @@
 //! job undoes only itself. Ingest requests are merged into a handful of multi-row statements
 //! (see [`super::ingest`]): per-statement overhead, not the disk, is what limits a busy writer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, TimeZone, Utc};
 use futures::future::BoxFuture;
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
@@ -14,7 +18,32 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{debug, error};
 
 use super::ingest::ingest_many;
+use crate::clock::SharedClock;
 use crate::store::{IngestBatch, IngestOutcome, StoreError, StoreResult};
+
+/// The writer's time: read once per transaction from the clock, and never going backwards, so
+/// that everything committed later carries a later (or equal) time. Receipt times and window
+/// closes both come from here, which is what keeps a message from landing in a window that has
+/// already been closed.
+#[derive(Clone)]
+pub(super) struct BatchClock(Arc<AtomicI64>);
+
+impl BatchClock {
+    /// The current transaction's time; meaningful inside a job.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(self.0.load(Ordering::Acquire))
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn advance(&self, clock: &SharedClock) -> DateTime<Utc> {
+        let now = clock.now().timestamp_millis();
+        let previous = self.0.fetch_max(now, Ordering::AcqRel);
+        Utc.timestamp_millis_opt(previous.max(now))
+            .single()
+            .unwrap_or_default()
+    }
+}
 
 /// How many waiting items one transaction takes at most. Large enough that a burst shares a sync,
 /// small enough that one transaction never holds the write lock for long.
@@ -33,28 +62,38 @@ pub(super) struct Writer {
     /// Fires when the writer has stopped; awaited on close, so the last commit lands before the
     /// process exits.
     stopped: Mutex<Option<oneshot::Receiver<()>>>,
+    clock: BatchClock,
 }
 
 impl Writer {
     /// Starts the writer on a thread of its own. Between its statements the writer waits for
     /// SQLite's worker thread; on the shared runtime it would then queue behind every HTTP request
     /// before running again, and that queueing, not SQLite, would bound ingest.
-    pub fn start(conn: SqliteConnection) -> std::io::Result<Writer> {
+    pub fn start(conn: SqliteConnection, clock: SharedClock) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel(4096);
         let (stopped_tx, stopped_rx) = oneshot::channel();
+        let batch_clock = BatchClock(Arc::new(AtomicI64::new(i64::MIN)));
+        batch_clock.advance(&clock);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let loop_clock = batch_clock.clone();
         std::thread::Builder::new()
             .name("chatbundle-writer".into())
             .spawn(move || {
-                runtime.block_on(writer_loop(conn, rx));
+                runtime.block_on(writer_loop(conn, rx, clock, loop_clock));
                 let _ = stopped_tx.send(());
             })?;
         Ok(Writer {
             sender: std::sync::RwLock::new(Some(tx)),
             stopped: Mutex::new(Some(stopped_rx)),
+            clock: batch_clock,
         })
+    }
+
+    /// The transaction time, for jobs to read while they run.
+    pub fn clock(&self) -> BatchClock {
+        self.clock.clone()
     }
 
     async fn send(&self, work: Work) -> StoreResult<()> {
@@ -142,7 +181,12 @@ where
     }
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Work>) {
+async fn writer_loop(
+    mut conn: SqliteConnection,
+    mut queue: mpsc::Receiver<Work>,
+    clock: SharedClock,
+    batch_clock: BatchClock,
+) {
     let mut work = Vec::with_capacity(MAX_WORK_PER_COMMIT);
     while queue.recv_many(&mut work, MAX_WORK_PER_COMMIT).await > 0 {
         let mut jobs = Vec::new();
@@ -158,7 +202,8 @@ async fn writer_loop(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Work>
             }
         }
         let started = std::time::Instant::now();
-        let (committed, ingested) = run_batch(&mut conn, &mut jobs, &ingests).await;
+        let now = batch_clock.advance(&clock);
+        let (committed, ingested) = run_batch(&mut conn, &mut jobs, &ingests, now).await;
         debug!(
             jobs = jobs.len(),
             ingests = ingests.len(),
@@ -201,6 +246,7 @@ async fn run_batch(
     conn: &mut SqliteConnection,
     jobs: &mut [Box<dyn WriteJob>],
     ingests: &[IngestBatch],
+    now: DateTime<Utc>,
 ) -> (StoreResult<()>, StoreResult<Vec<IngestOutcome>>) {
     // Each statement is a round trip to SQLite's thread, so savepoints are taken only where they
     // separate one unit of work from another. A unit alone in its transaction that fails takes
@@ -214,7 +260,7 @@ async fn run_batch(
             if !alone {
                 sqlx::query("SAVEPOINT ingest").execute(&mut *conn).await?;
             }
-            ingested = ingest_many(conn, ingests).await;
+            ingested = ingest_many(conn, ingests, now).await;
             failed |= ingested.is_err();
             if !alone {
                 if ingested.is_err() {

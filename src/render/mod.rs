@@ -1,11 +1,15 @@
 //! Outbound payloads. The keys of TimelinesAI's v1 webhooks are kept exactly, so Zaps built for
 //! it keep working; payloads are rendered once, when a delivery is created, and frozen.
+//! Bundles and their notes are in [`bundle`].
+
+pub mod bundle;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::domain::Direction;
 use crate::domain::{Account, Party};
-use crate::store::{Chat, NewMessage};
+use crate::store::{Chat, NewMessage, StoredMessage};
 
 /// Formats an instant the way the payloads carry it: `2021-02-24T16:25:29+0000`.
 pub fn timestamp(t: DateTime<Utc>) -> String {
@@ -58,13 +62,42 @@ pub struct MessageObject<'a> {
 
 impl<'a> MessageObject<'a> {
     pub fn new(message: &'a NewMessage) -> Self {
+        Self::from_parts(
+            message.direction,
+            message.timestamp,
+            &message.message_id,
+            &message.sender,
+            &message.recipient,
+            &message.text,
+        )
+    }
+
+    pub fn stored(message: &'a StoredMessage) -> Self {
+        Self::from_parts(
+            message.direction,
+            message.timestamp,
+            &message.message_id,
+            &message.sender,
+            &message.recipient,
+            &message.text,
+        )
+    }
+
+    fn from_parts(
+        direction: Direction,
+        at: DateTime<Utc>,
+        message_id: &'a str,
+        sender: &'a Party,
+        recipient: &'a Party,
+        text: &'a str,
+    ) -> Self {
         MessageObject {
-            direction: message.direction.as_str(),
-            timestamp: timestamp(message.timestamp),
-            message_id: &message.message_id,
-            sender: &message.sender,
-            recipient: &message.recipient,
-            text: &message.text,
+            direction: direction.as_str(),
+            timestamp: timestamp(at),
+            message_id,
+            sender,
+            recipient,
+            text,
         }
     }
 }
@@ -90,6 +123,24 @@ pub fn single_message(
         whatsapp_account: message.account.as_ref().unwrap_or(account),
         chat: ChatObject::new(chat, public_url, is_new_chat),
         message: MessageObject::new(message),
+        channel: &message.channel,
+    };
+    serde_json::to_vec(&payload).expect("payloads always serialise")
+}
+
+/// The single-message payload for a message that was buffered and is now sent on its own (its
+/// webhook stopped aggregating).
+pub fn single_stored_message(
+    public_url: &str,
+    account: &Account,
+    chat: &Chat,
+    message: &StoredMessage,
+    is_new_chat: bool,
+) -> Vec<u8> {
+    let payload = SingleMessagePayload {
+        whatsapp_account: message.account.as_ref().unwrap_or(account),
+        chat: ChatObject::new(chat, public_url, is_new_chat),
+        message: MessageObject::stored(message),
         channel: &message.channel,
     };
     serde_json::to_vec(&payload).expect("payloads always serialise")

@@ -1,0 +1,474 @@
+//! Bundles: one chat's messages of one window as a single payload, with a note to paste into a
+//! CRM. A bundle over 500 messages or 60,000 characters of note is cut into parts, each a
+//! complete payload (HubSpot notes hold 65,536 characters).
+
+use askama::Template;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use super::{ChatObject, MessageObject, chat_url, timestamp};
+use crate::domain::{Account, new_id};
+use crate::store::{Chat, StoredMessage};
+
+/// Where a bundle is cut into parts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_messages: usize,
+    /// Characters of the HTML note (`aggregation`), link included.
+    pub max_note_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_messages: 500,
+            max_note_chars: 60_000,
+        }
+    }
+}
+
+/// One chat's messages of one window, ready to render.
+pub struct BundleInput<'a> {
+    pub public_url: &'a str,
+    pub timezone: Tz,
+    /// The workspace's account, used when the messages name none.
+    pub account: &'a Account,
+    pub chat: &'a Chat,
+    /// The chat's first message ever, to tell whether this bundle holds it.
+    pub first_message_seq: Option<i64>,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    /// Ordered by (timestamp, message id).
+    pub messages: &'a [StoredMessage],
+}
+
+/// One rendered part.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Shared by every part of the bundle.
+    pub bundle_id: String,
+    pub part: u32,
+    pub parts: u32,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Template)]
+#[template(path = "note_line.html")]
+struct NoteLine<'a> {
+    sender: &'a str,
+    at: &'a str,
+    pieces: Vec<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "note.html")]
+struct Note<'a> {
+    lines: &'a [String],
+    chat_url: &'a str,
+}
+
+struct TextLine<'a> {
+    sender: &'a str,
+    at: String,
+    text: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "note.txt")]
+struct NoteText<'a> {
+    lines: Vec<TextLine<'a>>,
+    chat_url: &'a str,
+}
+
+#[derive(Serialize)]
+struct BundlePayload<'a> {
+    bundle_id: &'a str,
+    part: u32,
+    parts: u32,
+    channel: &'a str,
+    window_start: String,
+    window_end: String,
+    whatsapp_account: &'a Account,
+    chat: ChatObject<'a>,
+    messages: Vec<MessageObject<'a>>,
+    first_message_timestamp: String,
+    last_message_timestamp: String,
+    message_count: usize,
+    aggregation: String,
+    aggregation_text: String,
+}
+
+/// Who a note line says a message is from.
+fn sender_name(message: &StoredMessage) -> &str {
+    message
+        .sender
+        .full_name
+        .as_deref()
+        .or(message.sender.phone.as_deref())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or("unknown")
+}
+
+/// Renders one note line, shortening the text (never the markup) until the line fits `max_chars`.
+fn note_line(message: &StoredMessage, at: &str, max_chars: usize) -> String {
+    let render = |text: &str| {
+        NoteLine {
+            sender: sender_name(message),
+            at,
+            pieces: text.lines().collect(),
+        }
+        .render()
+        .expect("note lines render")
+    };
+    let mut line = render(&message.text);
+    let mut keep = message.text.chars().count();
+    while line.chars().count() > max_chars && keep > 0 {
+        keep = keep * 9 / 10;
+        let cut: String = message.text.chars().take(keep).collect();
+        line = render(&format!("{cut}…"));
+    }
+    line
+}
+
+/// Renders a bundle as one or more complete parts.
+pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
+    let link = chat_url(input.public_url, &input.chat.token);
+    let footer_chars = Note {
+        lines: &[],
+        chat_url: &link,
+    }
+    .render()
+    .expect("notes render")
+    .chars()
+    .count();
+    let room = limits.max_note_chars.saturating_sub(footer_chars + 5).max(1);
+    let local = |t: DateTime<Utc>| {
+        t.with_timezone(&input.timezone)
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+    };
+    let stamps: Vec<String> = input.messages.iter().map(|m| local(m.timestamp)).collect();
+    let lines: Vec<String> = input
+        .messages
+        .iter()
+        .zip(&stamps)
+        .map(|(m, at)| note_line(m, at, room))
+        .collect();
+
+    // Cut into parts: a part ends before the line that would take it over either limit.
+    let mut ranges = Vec::new();
+    let (mut start, mut chars) = (0, footer_chars);
+    for (i, line) in lines.iter().enumerate() {
+        let add = line.chars().count() + if i > start { 5 } else { 0 };
+        if i > start && (i - start == limits.max_messages || chars + add > limits.max_note_chars) {
+            ranges.push(start..i);
+            start = i;
+            chars = footer_chars + line.chars().count();
+        } else {
+            chars += add;
+        }
+    }
+    if start < lines.len() {
+        ranges.push(start..lines.len());
+    }
+
+    let bundle_id = new_id("b");
+    let parts = ranges.len() as u32;
+    ranges
+        .into_iter()
+        .enumerate()
+        .map(|(index, range)| {
+            let messages = &input.messages[range.clone()];
+            let first = messages.first().expect("parts are never empty");
+            let last = messages.last().expect("parts are never empty");
+            let is_new_chat = input
+                .first_message_seq
+                .is_some_and(|seq| messages.iter().any(|m| m.seq == seq));
+            let aggregation = Note {
+                lines: &lines[range.clone()],
+                chat_url: &link,
+            }
+            .render()
+            .expect("notes render");
+            let aggregation_text = NoteText {
+                lines: messages
+                    .iter()
+                    .zip(&stamps[range.clone()])
+                    .map(|(m, at)| TextLine {
+                        sender: sender_name(m),
+                        at: at.clone(),
+                        text: &m.text,
+                    })
+                    .collect(),
+                chat_url: &link,
+            }
+            .render()
+            .expect("notes render");
+            let payload = BundlePayload {
+                bundle_id: &bundle_id,
+                part: index as u32 + 1,
+                parts,
+                channel: &first.channel,
+                window_start: timestamp(input.window_start),
+                window_end: timestamp(input.window_end),
+                whatsapp_account: first.account.as_ref().unwrap_or(input.account),
+                chat: ChatObject::new(input.chat, input.public_url, is_new_chat),
+                messages: messages.iter().map(MessageObject::stored).collect(),
+                first_message_timestamp: timestamp(first.timestamp),
+                last_message_timestamp: timestamp(last.timestamp),
+                message_count: messages.len(),
+                aggregation,
+                aggregation_text,
+            };
+            Part {
+                bundle_id: bundle_id.clone(),
+                part: index as u32 + 1,
+                parts,
+                payload: serde_json::to_vec(&payload).expect("payloads always serialise"),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Direction, Party};
+    use serde_json::Value;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn chat() -> Chat {
+        Chat {
+            id: 7,
+            external_id: "c-1".into(),
+            full_name: Some("John Doe".into()),
+            phone: Some("+97254000000".into()),
+            is_group: false,
+            responsible_name: Some("Amnon".into()),
+            responsible_email: None,
+            token: "tok123".into(),
+            first_seen_at: at("2021-02-24T16:00:00Z"),
+        }
+    }
+
+    fn message(seq: i64, minute: u32, text: &str) -> StoredMessage {
+        StoredMessage {
+            seq,
+            message_id: format!("m-{seq}"),
+            direction: Direction::Received,
+            timestamp: at(&format!("2021-02-24T16:{minute:02}:29Z")),
+            received_at: at(&format!("2021-02-24T16:{minute:02}:30Z")),
+            sender: Party {
+                full_name: Some("John Doe".into()),
+                phone: Some("+97254000000".into()),
+            },
+            recipient: Party::default(),
+            text: text.into(),
+            account: None,
+            channel: "whatsapp".into(),
+        }
+    }
+
+    fn render_with(messages: &[StoredMessage], tz: &str, limits: Limits) -> Vec<Value> {
+        let account = Account {
+            full_name: Some("Amnon Haha".into()),
+            email: Some("amnon@acme.com".into()),
+            phone: Some("+972500000000".into()),
+        };
+        let chat = chat();
+        let input = BundleInput {
+            public_url: "https://cb.example",
+            timezone: tz.parse().unwrap(),
+            account: &account,
+            chat: &chat,
+            first_message_seq: Some(1),
+            window_start: at("2021-02-24T16:00:00Z"),
+            window_end: at("2021-02-24T17:00:00Z"),
+            messages,
+        };
+        render(&input, limits)
+            .into_iter()
+            .map(|p| serde_json::from_slice(&p.payload).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_bundle_carries_timelinesai_keys_and_ours() {
+        let parts = render_with(
+            &[message(1, 25, "lorem ipsum"), message(2, 30, "dolor")],
+            "UTC",
+            Limits::default(),
+        );
+        assert_eq!(parts.len(), 1);
+        let b = &parts[0];
+        assert_eq!(
+            b.as_object().unwrap().len(),
+            14,
+            "no keys beyond the documented ones: {b}"
+        );
+        assert!(b["bundle_id"].as_str().unwrap().starts_with("b_"));
+        assert_eq!((b["part"].as_u64(), b["parts"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(b["window_start"], "2021-02-24T16:00:00+0000");
+        assert_eq!(b["window_end"], "2021-02-24T17:00:00+0000");
+        assert_eq!(b["first_message_timestamp"], "2021-02-24T16:25:29+0000");
+        assert_eq!(b["last_message_timestamp"], "2021-02-24T16:30:29+0000");
+        assert_eq!(b["message_count"], 2);
+        assert_eq!(b["chat"]["is_new_chat"], true);
+        assert_eq!(b["chat"]["chat_url"], "https://cb.example/c/tok123");
+        assert_eq!(
+            b["aggregation"],
+            "from John Doe on 2021-02-24 16:25: lorem ipsum<br/>from John Doe on 2021-02-24 16:30: dolor\
+             <br/>Click <a href='https://cb.example/c/tok123'>here</a> to open the conversation"
+        );
+        assert_eq!(
+            b["aggregation_text"],
+            "from John Doe on 2021-02-24 16:25: lorem ipsum\nfrom John Doe on 2021-02-24 16:30: dolor\n\
+             Open the conversation: https://cb.example/c/tok123"
+        );
+    }
+
+    #[test]
+    fn payload_keys_come_in_the_documented_order() {
+        let account = Account::default();
+        let chat = chat();
+        let messages = [message(1, 25, "hi")];
+        let input = BundleInput {
+            public_url: "https://cb.example",
+            timezone: chrono_tz::UTC,
+            account: &account,
+            chat: &chat,
+            first_message_seq: None,
+            window_start: at("2021-02-24T16:00:00Z"),
+            window_end: at("2021-02-24T17:00:00Z"),
+            messages: &messages,
+        };
+        let raw = String::from_utf8(render(&input, Limits::default()).remove(0).payload).unwrap();
+        let order = [
+            "\"bundle_id\"",
+            "\"part\"",
+            "\"parts\"",
+            "\"channel\"",
+            "\"window_start\"",
+            "\"window_end\"",
+            "\"whatsapp_account\"",
+            "\"chat\"",
+            "\"messages\"",
+            "\"first_message_timestamp\"",
+            "\"last_message_timestamp\"",
+            "\"message_count\"",
+            "\"aggregation\"",
+            "\"aggregation_text\"",
+        ];
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|k| raw.find(k).unwrap_or_else(|| panic!("{k} in {raw}")))
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{raw}");
+    }
+
+    #[test]
+    fn note_times_are_in_the_workspace_time_zone() {
+        let parts = render_with(&[message(1, 25, "hi")], "Asia/Kathmandu", Limits::default());
+        assert!(
+            parts[0]["aggregation"]
+                .as_str()
+                .unwrap()
+                .starts_with("from John Doe on 2021-02-24 22:10: hi")
+        );
+    }
+
+    #[test]
+    fn hostile_text_is_escaped_and_only_allowed_tags_remain() {
+        let hostile = "<script>alert('x')</script> \"quoted\" & <b>bold</b> 😀 שלום עולם\nsecond line";
+        let parts = render_with(&[message(1, 25, hostile)], "UTC", Limits::default());
+        let note = parts[0]["aggregation"].as_str().unwrap();
+        assert!(!note.contains("<script"), "{note}");
+        assert!(!note.contains("<b>"), "{note}");
+        assert!(
+            note.contains("&#60;script&#62;") || note.contains("&lt;script&gt;"),
+            "{note}"
+        );
+        assert!(note.contains("&#38;") || note.contains("&amp;"), "{note}");
+        assert!(note.contains("😀 שלום עולם"), "{note}");
+        assert!(
+            note.contains("<br/>second line"),
+            "a newline in a message becomes a line break: {note}"
+        );
+        // Every tag left is one of the allowed ones.
+        for tag in note.split('<').skip(1) {
+            let name: String = tag
+                .trim_start_matches('/')
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .collect();
+            assert!(
+                ["br", "a", "p", "b", "i"].contains(&name.as_str()),
+                "tag {name:?} in {note}"
+            );
+        }
+        // The plain twin keeps the text as it was.
+        assert!(
+            parts[0]["aggregation_text"]
+                .as_str()
+                .unwrap()
+                .contains("<script>alert('x')</script>")
+        );
+        // And the message itself is untouched.
+        assert_eq!(parts[0]["messages"][0]["text"], hostile);
+    }
+
+    #[test]
+    fn over_500_messages_split_into_complete_parts() {
+        let messages: Vec<StoredMessage> = (1..=1201).map(|i| message(i, (i % 60) as u32, "short")).collect();
+        let parts = render_with(&messages, "UTC", Limits::default());
+        let counts: Vec<u64> = parts
+            .iter()
+            .map(|p| p["message_count"].as_u64().unwrap())
+            .collect();
+        assert_eq!(counts, [500, 500, 201]);
+        let id = &parts[0]["bundle_id"];
+        for (i, p) in parts.iter().enumerate() {
+            assert_eq!(&p["bundle_id"], id);
+            assert_eq!(p["part"], i as u64 + 1);
+            assert_eq!(p["parts"], 3);
+            assert!(
+                p["aggregation"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("to open the conversation")
+            );
+            assert_eq!(
+                p["messages"].as_array().unwrap().len() as u64,
+                p["message_count"].as_u64().unwrap()
+            );
+        }
+        assert_eq!(
+            parts[0]["chat"]["is_new_chat"], true,
+            "the part with the first message says so"
+        );
+        assert_eq!(parts[1]["chat"]["is_new_chat"], false);
+    }
+
+    #[test]
+    fn over_60000_characters_of_note_split_and_every_part_fits() {
+        let long = "x".repeat(7_000);
+        let messages: Vec<StoredMessage> = (1..=20).map(|i| message(i, i as u32, &long)).collect();
+        let parts = render_with(&messages, "UTC", Limits::default());
+        assert!(parts.len() >= 3, "{} parts", parts.len());
+        let total: u64 = parts.iter().map(|p| p["message_count"].as_u64().unwrap()).sum();
+        assert_eq!(total, 20, "no message lost or doubled");
+        for p in &parts {
+            assert!(p["aggregation"].as_str().unwrap().chars().count() <= 60_000);
+        }
+        // A single message longer than the whole limit still fits, shortened in the note only.
+        let huge = message(1, 1, &"y".repeat(65_000));
+        let parts = render_with(&[huge], "UTC", Limits::default());
+        assert_eq!(parts.len(), 1);
+        assert!(parts[0]["aggregation"].as_str().unwrap().chars().count() <= 60_000);
+        assert_eq!(parts[0]["messages"][0]["text"].as_str().unwrap().len(), 65_000);
+    }
+}

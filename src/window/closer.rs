@@ -1,0 +1,337 @@
+//! The closer: when a webhook's window ends, turns each chat's buffered messages into a bundle
+//! (one delivery per part) in the durable queue.
+//!
+//! It wakes at the next window boundary by the injected clock, when told (a flush, a granularity
+//! change), and every minute from a cron job as a safety net (a clock step, a missed wake-up).
+//! One closer runs per process, so closes never race within it; the store refuses a close step
+//! whose starting point another process already moved on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, instrument, warn};
+
+use super::bounds;
+use crate::clock::SharedClock;
+use crate::domain::{Granularity, new_id};
+use crate::render::{self, bundle};
+use crate::store::{
+    BundlingWebhook, CloseProgress, CloseStep, DeliveryKind, NewDelivery, PlanDeliveries, SharedStore,
+    StoreResult,
+};
+
+/// Chats per close transaction: enough to amortise a commit, few enough that memory stays small
+/// and ingest is never held up for long.
+pub const CHATS_PER_STEP: usize = 1000;
+
+/// How long the closer sleeps when no webhook aggregates.
+const IDLE: Duration = Duration::from_secs(3600);
+
+/// Asks the closer for something.
+enum Request {
+    Flush {
+        workspace_id: String,
+        reply: oneshot::Sender<StoreResult<u64>>,
+    },
+}
+
+/// The handle handlers hold.
+#[derive(Clone)]
+pub struct CloserHandle {
+    requests: mpsc::Sender<Request>,
+    kick: Arc<Notify>,
+}
+
+impl CloserHandle {
+    /// Releases every open window of a workspace now; returns the deliveries made.
+    pub async fn flush(&self, workspace_id: &str) -> StoreResult<u64> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Flush {
+            workspace_id: workspace_id.to_string(),
+            reply,
+        };
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| crate::store::StoreError::Closed)?;
+        answer.await.map_err(|_| crate::store::StoreError::Closed)?
+    }
+
+    /// Tells the closer that windows may have changed (granularity, time zone).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+}
+
+/// The closer task.
+pub struct Closer {
+    store: SharedStore,
+    clock: SharedClock,
+    public_url: Arc<str>,
+    /// Wakes the delivery worker when new deliveries are queued.
+    deliveries_waiting: Arc<Notify>,
+    requests: mpsc::Receiver<Request>,
+    kick: Arc<Notify>,
+}
+
+impl Closer {
+    pub fn new(
+        store: SharedStore,
+        clock: SharedClock,
+        public_url: Arc<str>,
+        deliveries_waiting: Arc<Notify>,
+    ) -> (Closer, CloserHandle) {
+        let (tx, rx) = mpsc::channel(64);
+        let kick = Arc::new(Notify::new());
+        let handle = CloserHandle {
+            requests: tx,
+            kick: kick.clone(),
+        };
+        let closer = Closer {
+            store,
+            clock,
+            public_url,
+            deliveries_waiting,
+            requests: rx,
+            kick,
+        };
+        (closer, handle)
+    }
+
+    /// Closes due windows (first of all those that ended while the daemon was down) and keeps
+    /// doing so until `cancel` fires.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let cron = start_cron(self.kick.clone()).await;
+        loop {
+            let now = self.clock.now();
+            let next = match self.close_due(now).await {
+                Ok(next) => next,
+                Err(e) => {
+                    error!(error = %e, "closing windows failed; will try again");
+                    Some(now + chrono::Duration::seconds(5))
+                }
+            };
+            let wake_at = next.unwrap_or(now + IDLE);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                request = self.requests.recv() => match request {
+                    Some(Request::Flush { workspace_id, reply }) => {
+                        let _ = reply.send(self.flush(&workspace_id).await);
+                    }
+                    None => break,
+                },
+                _ = self.kick.notified() => {}
+                _ = self.clock.sleep_until(wake_at) => {}
+            }
+        }
+        if let Some(mut cron) = cron {
+            let _ = cron.shutdown().await;
+        }
+    }
+
+    /// Closes whatever is due at `now`; returns the next boundary to wake for.
+    async fn close_due(&self, now: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>> {
+        let mut next: Option<DateTime<Utc>> = None;
+        for webhook in self.store.bundling_webhooks(None).await? {
+            let Some(tz) = zone(&webhook) else { continue };
+            if let Some(boundary) = webhook.closing_boundary {
+                // A close that a stop or crash interrupted: finish it first.
+                self.close(&webhook, boundary).await?;
+                continue;
+            }
+            if webhook.granularity == Granularity::None {
+                if webhook.bundled_before < webhook.granularity_changed_at {
+                    self.close(&webhook, webhook.granularity_changed_at).await?;
+                }
+                continue;
+            }
+            let window = bounds::containing(now, webhook.granularity, tz);
+            if webhook.granularity_changed_at < window.start && webhook.bundled_before < window.start {
+                self.close(&webhook, window.start).await?;
+            }
+            next = Some(next.map_or(window.end, |n| n.min(window.end)));
+        }
+        Ok(next)
+    }
+
+    /// Releases every open window of one workspace now.
+    #[instrument(skip(self))]
+    async fn flush(&self, workspace_id: &str) -> StoreResult<u64> {
+        let mut total = 0;
+        for webhook in self.store.bundling_webhooks(Some(workspace_id)).await? {
+            let webhook = match webhook.closing_boundary {
+                Some(boundary) => {
+                    total += self.close(&webhook, boundary).await?;
+                    // Read again: the finished close moved `bundled_before` on.
+                    let fresh = self.store.bundling_webhooks(Some(workspace_id)).await?;
+                    match fresh.into_iter().find(|w| w.id == webhook.id) {
+                        Some(w) => w,
+                        None => continue,
+                    }
+                }
+                None => webhook,
+            };
+            let boundary = match webhook.granularity {
+                Granularity::None => webhook.granularity_changed_at,
+                _ => self.clock.now(),
+            };
+            if webhook.bundled_before < boundary {
+                total += self.close(&webhook, boundary).await?;
+            }
+        }
+        info!(deliveries = total, "flushed");
+        Ok(total)
+    }
+
+    /// Runs close steps for `[bundled_before, boundary)` until the range is closed.
+    #[instrument(skip_all, fields(webhook_id = %webhook.id, boundary = %boundary))]
+    async fn close(&self, webhook: &BundlingWebhook, boundary: DateTime<Utc>) -> StoreResult<u64> {
+        let Some(tz) = zone(webhook) else { return Ok(0) };
+        let plan = plan(webhook, tz, boundary, self.public_url.clone());
+        let mut total = 0;
+        loop {
+            let step = CloseStep {
+                webhook_id: webhook.id.clone(),
+                bundled_before: webhook.bundled_before,
+                boundary,
+                chats: CHATS_PER_STEP,
+                plan: plan.clone(),
+            };
+            let progress = self.store.close_step(step).await?;
+            let made = match progress {
+                CloseProgress::More { deliveries } | CloseProgress::Done { deliveries } => deliveries,
+                CloseProgress::Superseded | CloseProgress::NotYet => 0,
+            };
+            total += made;
+            if made > 0 {
+                self.deliveries_waiting.notify_one();
+            }
+            match progress {
+                CloseProgress::More { .. } => continue,
+                CloseProgress::Done { .. } => break,
+                CloseProgress::Superseded => {
+                    warn!("another close moved this webhook on; skipping");
+                    break;
+                }
+                CloseProgress::NotYet => break,
+            }
+        }
+        if total > 0 {
+            info!(deliveries = total, "window closed");
+        }
+        Ok(total)
+    }
+}
+
+fn zone(webhook: &BundlingWebhook) -> Option<Tz> {
+    match webhook.timezone.parse() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            error!(webhook_id = %webhook.id, timezone = %webhook.timezone, "unknown time zone; not closing");
+            None
+        }
+    }
+}
+
+/// How one chat's messages of `[bundled_before, boundary)` become deliveries for `webhook`.
+pub fn plan(
+    webhook: &BundlingWebhook,
+    tz: Tz,
+    boundary: DateTime<Utc>,
+    public_url: Arc<str>,
+) -> PlanDeliveries {
+    let webhook = webhook.clone();
+    Arc::new(move |chat, first_message_seq, messages| {
+        if webhook.granularity == Granularity::None {
+            // The webhook stopped aggregating: what it had buffered goes out message by message.
+            return messages
+                .iter()
+                .map(|m| NewDelivery {
+                    id: new_id("msg"),
+                    kind: DeliveryKind::Message,
+                    payload: render::single_stored_message(
+                        &public_url,
+                        &webhook.account,
+                        chat,
+                        m,
+                        first_message_seq == Some(m.seq),
+                    ),
+                })
+                .collect();
+        }
+        // A message belongs to the window open when it was received, or, if the granularity
+        // changed while it waited, to the window open at the change.
+        let mut groups: Vec<(bounds::Window, Vec<crate::store::StoredMessage>)> = Vec::new();
+        for m in messages {
+            let effective = m.received_at.max(webhook.granularity_changed_at);
+            let natural = bounds::containing(effective, webhook.granularity, tz);
+            // A flush cuts a window short, and what follows it starts at the flush.
+            let window = bounds::Window {
+                start: natural.start.max(webhook.bundled_before),
+                end: natural.end.min(boundary),
+            };
+            match groups.iter_mut().find(|(w, _)| *w == window) {
+                Some((_, list)) => list.push(m.clone()),
+                None => groups.push((window, vec![m.clone()])),
+            }
+        }
+        groups.sort_by_key(|(w, _)| *w);
+        let mut deliveries = Vec::new();
+        for (window, mut list) in groups {
+            list.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+            let input = bundle::BundleInput {
+                public_url: &public_url,
+                timezone: tz,
+                account: &webhook.account,
+                chat,
+                first_message_seq,
+                window_start: window.start,
+                window_end: window.end,
+                messages: &list,
+            };
+            for part in bundle::render(&input, bundle::Limits::default()) {
+                deliveries.push(NewDelivery {
+                    id: if part.parts == 1 {
+                        part.bundle_id.clone()
+                    } else {
+                        format!("{}-{}", part.bundle_id, part.part)
+                    },
+                    kind: DeliveryKind::Bundle {
+                        window_end: window.end,
+                        part: part.part,
+                    },
+                    payload: part.payload,
+                });
+            }
+        }
+        deliveries
+    })
+}
+
+/// A cron job that pokes the closer every minute; `None` if the scheduler cannot start (the
+/// closer then relies on its own wake-ups, which is logged).
+async fn start_cron(kick: Arc<Notify>) -> Option<tokio_cron_scheduler::JobScheduler> {
+    use tokio_cron_scheduler::{Job, JobScheduler};
+    let result: Result<JobScheduler, tokio_cron_scheduler::JobSchedulerError> = async {
+        let scheduler = JobScheduler::new().await?;
+        let job = Job::new_async("0 * * * * *", move |_, _| {
+            let kick = kick.clone();
+            Box::pin(async move { kick.notify_one() })
+        })?;
+        scheduler.add(job).await?;
+        scheduler.start().await?;
+        Ok(scheduler)
+    }
+    .await;
+    match result {
+        Ok(scheduler) => Some(scheduler),
+        Err(e) => {
+            warn!(error = %e, "the minute sweep could not start; relying on boundary wake-ups alone");
+            None
+        }
+    }
+}

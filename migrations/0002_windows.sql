@@ -7,6 +7,8 @@
 ALTER TABLE webhooks ADD COLUMN bundled_before INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE webhooks ADD COLUMN granularity_changed_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE webhooks ADD COLUMN closing_boundary INTEGER;
+-- The last flush: it cut a window short, and what follows it in that window starts there.
+ALTER TABLE webhooks ADD COLUMN flushed_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE webhooks ADD COLUMN closing_cursor INTEGER;
 UPDATE webhooks SET bundled_before = created_at, granularity_changed_at = created_at;
 

@@ -293,6 +293,8 @@ pub struct BundlingWebhook {
     pub granularity_changed_at: DateTime<Utc>,
     /// A close that was started and not finished: its boundary.
     pub closing_boundary: Option<DateTime<Utc>>,
+    /// The last flush, which cut its window short.
+    pub flushed_at: DateTime<Utc>,
 }
 
 /// One transaction's worth of closing: up to `chats` chats of the range
@@ -304,6 +306,8 @@ pub struct CloseStep {
     pub boundary: DateTime<Utc>,
     pub chats: usize,
     pub plan: PlanDeliveries,
+    /// A flush: the boundary cuts a window short.
+    pub flush: bool,
 }
 
 /// What a close step did.

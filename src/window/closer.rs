@@ -140,18 +140,19 @@ impl Closer {
             let Some(tz) = zone(&webhook) else { continue };
             if let Some(boundary) = webhook.closing_boundary {
                 // A close that a stop or crash interrupted: finish it first.
-                self.close(&webhook, boundary).await?;
+                self.close(&webhook, boundary, false).await?;
                 continue;
             }
             if webhook.granularity == Granularity::None {
                 if webhook.bundled_before < webhook.granularity_changed_at {
-                    self.close(&webhook, webhook.granularity_changed_at).await?;
+                    self.close(&webhook, webhook.granularity_changed_at, false)
+                        .await?;
                 }
                 continue;
             }
             let window = bounds::containing(now, webhook.granularity, tz);
             if webhook.granularity_changed_at < window.start && webhook.bundled_before < window.start {
-                self.close(&webhook, window.start).await?;
+                self.close(&webhook, window.start, false).await?;
             }
             next = Some(next.map_or(window.end, |n| n.min(window.end)));
         }
@@ -165,7 +166,7 @@ impl Closer {
         for webhook in self.store.bundling_webhooks(Some(workspace_id)).await? {
             let webhook = match webhook.closing_boundary {
                 Some(boundary) => {
-                    total += self.close(&webhook, boundary).await?;
+                    total += self.close(&webhook, boundary, false).await?;
                     // Read again: the finished close moved `bundled_before` on.
                     let fresh = self.store.bundling_webhooks(Some(workspace_id)).await?;
                     match fresh.into_iter().find(|w| w.id == webhook.id) {
@@ -175,12 +176,12 @@ impl Closer {
                 }
                 None => webhook,
             };
-            let boundary = match webhook.granularity {
-                Granularity::None => webhook.granularity_changed_at,
-                _ => self.clock.now(),
+            let (boundary, cut) = match webhook.granularity {
+                Granularity::None => (webhook.granularity_changed_at, false),
+                _ => (self.clock.now(), true),
             };
             if webhook.bundled_before < boundary {
-                total += self.close(&webhook, boundary).await?;
+                total += self.close(&webhook, boundary, cut).await?;
             }
         }
         info!(deliveries = total, "flushed");
@@ -189,7 +190,12 @@ impl Closer {
 
     /// Runs close steps for `[bundled_before, boundary)` until the range is closed.
     #[instrument(skip_all, fields(webhook_id = %webhook.id, boundary = %boundary))]
-    async fn close(&self, webhook: &BundlingWebhook, boundary: DateTime<Utc>) -> StoreResult<u64> {
+    async fn close(
+        &self,
+        webhook: &BundlingWebhook,
+        boundary: DateTime<Utc>,
+        flush: bool,
+    ) -> StoreResult<u64> {
         let Some(tz) = zone(webhook) else { return Ok(0) };
         let plan = plan(webhook, tz, boundary, self.public_url.clone());
         let mut total = 0;
@@ -200,6 +206,7 @@ impl Closer {
                 boundary,
                 chats: CHATS_PER_STEP,
                 plan: plan.clone(),
+                flush,
             };
             let progress = self.store.close_step(step).await?;
             let made = match progress {
@@ -269,9 +276,9 @@ pub fn plan(
         for m in messages {
             let effective = m.received_at.max(webhook.granularity_changed_at);
             let natural = bounds::containing(effective, webhook.granularity, tz);
-            // A flush cuts a window short, and what follows it starts at the flush.
+            // A flush cuts a window short, and what follows it in that window starts at the flush.
             let window = bounds::Window {
-                start: natural.start.max(webhook.bundled_before),
+                start: natural.start.max(webhook.flushed_at),
                 end: natural.end.min(boundary),
             };
             match groups.iter_mut().find(|(w, _)| *w == window) {

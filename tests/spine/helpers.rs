@@ -382,3 +382,94 @@ async fn receive(
     }
     response
 }
+
+impl TestApp {
+    pub async fn patch_webhook(&self, id: &str, body: Value) -> Value {
+        let response = self
+            .admin(reqwest::Method::PATCH, &format!("/api/v1/webhooks/{id}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "patching a webhook");
+        response.json().await.unwrap()
+    }
+
+    pub async fn patch_workspace(&self, id: &str, body: Value) -> Value {
+        let response = self
+            .admin(reqwest::Method::PATCH, &format!("/api/v1/workspaces/{id}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "patching a workspace");
+        response.json().await.unwrap()
+    }
+
+    /// Releases a workspace's open windows; returns the number of deliveries made.
+    pub async fn flush(&self, workspace_id: &str) -> u64 {
+        let response = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/v1/workspaces/{workspace_id}/flush"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "flushing");
+        response.json::<Value>().await.unwrap()["deliveries"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// A workspace with the given default granularity and time zone.
+    pub async fn workspace_with(&self, granularity: &str, timezone: &str) -> Workspace {
+        let ws = self
+            .create_workspace(json!({
+                "name": "Acme", "owner_email": "owner@acme.example", "granularity": granularity,
+                "timezone": timezone,
+                "account": {"full_name": "Amnon Haha", "email": "amnon@acme.com", "phone": "+972500000000"}
+            }))
+            .await;
+        Workspace {
+            id: ws["id"].as_str().unwrap().to_string(),
+            ingest_key: ws["ingest_key"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Moves the clock to an instant (forward only).
+    pub fn set_time(&self, rfc3339: &str) {
+        let to = DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc();
+        assert!(
+            to >= chatbundle::clock::Clock::now(&self.clock),
+            "time only moves forward in these tests"
+        );
+        self.clock.set(to);
+    }
+
+    /// A barrier: once a flush of an unrelated, empty workspace has been answered, the closer has
+    /// finished whatever it was doing before.
+    pub async fn closer_settled(&self) {
+        let idle = self.workspace().await;
+        self.flush(&idle.id).await;
+    }
+}
+
+/// A message with its own timestamp (RFC 3339).
+pub fn message_at(id: &str, chat: &str, text: &str, timestamp: &str) -> Value {
+    let mut m = message(id, chat, text);
+    m["timestamp"] = json!(timestamp);
+    m
+}
+
+impl TestApp {
+    /// Waits until `n` deliveries of the workspace are recorded as delivered, so that moving the
+    /// clock next cannot catch a send in flight (its lease is measured on the same clock).
+    pub async fn delivered(&self, ws: &Workspace, n: u64) {
+        eventually(&format!("{n} deliveries recorded"), || async {
+            let stats = self.stats(ws).await;
+            (stats.deliveries_delivered >= n).then_some(())
+        })
+        .await;
+    }
+}

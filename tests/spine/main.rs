@@ -2,6 +2,7 @@
 //! receiver, and time driven through an injected clock.
 
 mod admin;
+mod bundles;
 mod delivery;
 mod helpers;
 mod ingest;

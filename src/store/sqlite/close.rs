@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::ingest::DUE_AT_ONCE;
 use super::writer::BatchClock;
 use super::{from_ms, ms};
 use crate::domain::{Account, Direction, Party};
@@ -147,7 +148,7 @@ pub(super) async fn step(
                 .push_bind(*chat_id)
                 .push_bind(d.payload.clone())
                 .push_bind("pending")
-                .push_bind(now)
+                .push_bind(DUE_AT_ONCE)
                 .push_bind(now)
                 .push_bind(window_end)
                 .push_bind(part);
@@ -160,10 +161,12 @@ pub(super) async fn step(
     let count = deliveries.len() as u64;
     if chats.len() < step.chats {
         sqlx::query(
-            "UPDATE webhooks SET bundled_before = ?, closing_boundary = NULL, closing_cursor = NULL
-             WHERE id = ?",
+            "UPDATE webhooks SET bundled_before = ?1, closing_boundary = NULL, closing_cursor = NULL,
+                flushed_at = CASE WHEN ?2 THEN ?1 ELSE flushed_at END
+             WHERE id = ?3",
         )
         .bind(boundary)
+        .bind(step.flush)
         .bind(&step.webhook_id)
         .execute(&mut *conn)
         .await?;

@@ -17,6 +17,10 @@ use super::{from_ms, ms};
 use crate::domain::{Account, new_id, random_token};
 use crate::store::{Chat, ChatInfo, IngestBatch, IngestOutcome, NewMessage, StoreResult};
 
+/// `next_attempt_at` of a delivery never tried: due whatever any clock says. (The transaction's
+/// time can run a little ahead of the clock the delivery worker reads.)
+pub(super) const DUE_AT_ONCE: i64 = 0;
+
 /// Rows per multi-row statement: far below SQLite's limit of 32,766 bound values.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -349,7 +353,7 @@ async fn insert_deliveries(
                 .push_bind(*chat_id)
                 .push_bind(payload.clone())
                 .push_bind("pending")
-                .push_bind(*at)
+                .push_bind(DUE_AT_ONCE)
                 .push_bind(*at);
         });
         query.build().execute(&mut *conn).await?;

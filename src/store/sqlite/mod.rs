@@ -215,12 +215,17 @@ async fn subscriptions(conn: &mut SqliteConnection, workspace_id: &str) -> Store
 /// windows changed. Taking messages again starts from now. Otherwise what is buffered stays
 /// buffered, and belongs to the window open now (under the new granularity and time zone), or
 /// goes out at once when the new granularity is `none`; nothing buffered is dropped.
+///
+/// The change takes effect just after `now`, the transaction's time: messages committed in this
+/// transaction (received at `now`) were handled under the old settings, and every later
+/// transaction's time is past `now`.
 async fn rewindow(
     conn: &mut SqliteConnection,
     before: &[Subscription],
     after: &[Subscription],
     now: i64,
 ) -> StoreResult<()> {
+    let now = now + 1;
     for (id, granularity, subscribed, timezone) in after {
         let Some((_, old_granularity, was_subscribed, old_timezone)) = before.iter().find(|b| b.0 == *id)
         else {
@@ -677,7 +682,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT w.id, w.workspace_id, COALESCE(w.granularity, s.granularity) AS granularity,
                     s.timezone, s.account_full_name, s.account_email, s.account_phone,
-                    w.bundled_before, w.granularity_changed_at, w.closing_boundary
+                    w.bundled_before, w.granularity_changed_at, w.closing_boundary, w.flushed_at
              FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id
              WHERE w.sub_messages = 1 AND (?1 IS NULL OR w.workspace_id = ?1)
              ORDER BY w.created_at, w.id",
@@ -700,6 +705,7 @@ impl Store for SqliteStore {
                     bundled_before: from_ms(row.try_get("bundled_before")?),
                     granularity_changed_at: from_ms(row.try_get("granularity_changed_at")?),
                     closing_boundary: row.try_get::<Option<i64>, _>("closing_boundary")?.map(from_ms),
+                    flushed_at: from_ms(row.try_get("flushed_at")?),
                 })
             })
             .collect()

@@ -21,10 +21,10 @@ use super::ingest::ingest_many;
 use crate::clock::SharedClock;
 use crate::store::{IngestBatch, IngestOutcome, StoreError, StoreResult};
 
-/// The writer's time: read once per transaction from the clock, and never going backwards, so
-/// that everything committed later carries a later (or equal) time. Receipt times and window
-/// closes both come from here, which is what keeps a message from landing in a window that has
-/// already been closed.
+/// The writer's time: read once per transaction from the clock, and strictly increasing from one
+/// transaction to the next (by a millisecond when the clock has not moved), so that everything
+/// committed later carries a later time. Receipt times, window closes and granularity changes all
+/// come from here, which is what keeps a message from landing in a window already closed.
 #[derive(Clone)]
 pub(super) struct BatchClock(Arc<AtomicI64>);
 
@@ -37,11 +37,13 @@ impl BatchClock {
     }
 
     fn advance(&self, clock: &SharedClock) -> DateTime<Utc> {
-        let now = clock.now().timestamp_millis();
-        let previous = self.0.fetch_max(now, Ordering::AcqRel);
-        Utc.timestamp_millis_opt(previous.max(now))
-            .single()
-            .unwrap_or_default()
+        // Only the writer thread advances it, so load-then-store does not race.
+        let next = clock
+            .now()
+            .timestamp_millis()
+            .max(self.0.load(Ordering::Acquire).saturating_add(1));
+        self.0.store(next, Ordering::Release);
+        Utc.timestamp_millis_opt(next).single().unwrap_or_default()
     }
 }
 

@@ -140,3 +140,154 @@ fn a_second_daemon_on_the_same_database_is_refused() {
     first.kill().unwrap();
     first.wait().unwrap();
 }
+
+/// A daemon process that is killed when the test ends, however it ends.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `chatbundle serve` in `dir` with a known admin token; returns it and its address.
+fn serve(dir: &std::path::Path) -> (Daemon, String) {
+    let mut child = chatbundle()
+        .current_dir(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CHATBUNDLE_LOG_FORMAT", "json")
+        .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + BOUND;
+    let addr = loop {
+        assert!(Instant::now() < deadline, "the daemon did not report serving");
+        let line = lines.next().expect("the daemon is still running").unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["message"] == "chatbundle is serving" {
+            break event["listen"].as_str().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Daemon(child), addr)
+}
+
+/// A kill -9 in the middle of closing a window: after a restart the close resumes, and every
+/// chat ends up with exactly one bundle holding all its messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_in_the_middle_of_closing_loses_nothing_and_doubles_nothing() {
+    use serde_json::{Value, json};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut daemon, addr) = serve(dir.path());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("process-test-admin-token");
+    let ws: Value = admin(http.post(format!("http://{addr}/api/v1/workspaces")))
+        .json(&json!({"name": "kill", "owner_email": "k@example.com", "granularity": "24h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_id = ws["id"].as_str().unwrap().to_string();
+    // Disabled, so bundles stay in the queue where they can be counted.
+    admin(http.post(format!("http://{addr}/api/v1/workspaces/{ws_id}/webhooks")))
+        .json(&json!({"url": "http://127.0.0.1:9/never", "enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    let chats = 12_000;
+    for start in (0..chats).step_by(1000) {
+        let batch: Vec<Value> = (start..start + 1000)
+            .map(|i| crate::helpers::message(&format!("m-{i}"), &format!("c-{i}"), "hello"))
+            .collect();
+        let r = http
+            .post(format!("http://{addr}/api/v1/workspaces/{ws_id}/messages"))
+            .bearer_auth(ws["ingest_key"].as_str().unwrap())
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+
+    // Start a flush, and kill the daemon as soon as the first step of the close has committed.
+    let flush =
+        tokio::spawn(admin(http.post(format!("http://{addr}/api/v1/workspaces/{ws_id}/flush"))).send());
+    let db = format!(
+        "sqlite://{}?mode=ro",
+        dir.path().join("data/chatbundle.db").display()
+    );
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let cursor: Option<i64> = sqlx::query_scalar("SELECT closing_cursor FROM webhooks")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if cursor.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the close never started");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    daemon.0.kill().unwrap(); // SIGKILL
+    daemon.0.wait().unwrap();
+    let _ = flush.await;
+    let part_done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE kind = 'bundle'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        part_done < chats,
+        "killed before the close finished ({part_done} bundles)"
+    );
+    drop(conn);
+
+    // Restart: the interrupted close is finished first thing.
+    let (daemon, _addr) = serve(dir.path());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let open: Option<i64> = sqlx::query_scalar("SELECT closing_boundary FROM webhooks")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if open.is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the close was not resumed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let per_chat: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT chat_id, COUNT(*) FROM deliveries WHERE kind = 'bundle' GROUP BY chat_id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(per_chat.len() as i64, chats, "every chat has a bundle");
+    assert!(per_chat.iter().all(|(_, n)| *n == 1), "and only one");
+    let payloads: Vec<Vec<u8>> = sqlx::query_scalar("SELECT payload FROM deliveries WHERE kind = 'bundle'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let messages: u64 = payloads
+        .iter()
+        .map(|p| {
+            serde_json::from_slice::<Value>(p).unwrap()["message_count"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(messages, chats as u64, "every message in exactly one bundle");
+    drop(conn);
+    drop(daemon);
+}

@@ -8,7 +8,11 @@
 //! 1. ingest, one message per request;
 //! 2. ingest, arrays of 100 messages per request;
 //! 3. delivery throughput: a backlog of messages drained to a webhook that was switched on;
-//! 4. end to end at a steady offered rate: accept (the 202) → arrival at the receiver.
+//! 4. end to end at a steady offered rate: accept (the 202) → arrival at the receiver;
+//! 5. closing a day window that holds 1,000,000 messages in 100,000 chats (`BENCH_CLOSE_MESSAGES`,
+//!    `BENCH_CLOSE_CHATS`): the time it takes and the daemon's peak memory meanwhile;
+//! 6. webhook calls per message on a realistic day of chats (1–200 messages each, in bursts), for
+//!    each granularity, with the same window arithmetic the daemon uses.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -381,6 +385,160 @@ async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, 
     );
 }
 
+/// The daemon's resident memory now and at its peak, in MiB, from /proc.
+fn memory(daemon: &Daemon) -> Option<(f64, f64)> {
+    let pid = daemon.child.as_ref()?.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Starts a new peak-memory measurement (Linux: writing 5 to clear_refs resets VmHWM).
+fn reset_peak(daemon: &Daemon) {
+    if let Some(child) = &daemon.child {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", child.id()), "5");
+    }
+}
+
+/// Phase 5: a 24-hour window holding `total` messages in `chats` chats, closed by a flush.
+async fn close_phase(daemon: &Daemon, client: &reqwest::Client, total: u64, chats: u64) {
+    let ws = {
+        let ws = admin(
+            client,
+            daemon,
+            reqwest::Method::POST,
+            "/api/v1/workspaces",
+            json!({"name": "close", "owner_email": "bench@example.com", "granularity": "24h",
+                   "account": {"full_name": "Bench", "phone": "+1555"}}),
+        )
+        .await;
+        Workspace {
+            id: ws["id"].as_str().unwrap().into(),
+            key: ws["ingest_key"].as_str().unwrap().into(),
+        }
+    };
+    // Switched off, so the bundles wait in the queue: this phase measures closing alone.
+    admin(
+        client,
+        daemon,
+        reqwest::Method::POST,
+        &format!("/api/v1/workspaces/{}/webhooks", ws.id),
+        json!({"url": "http://127.0.0.1:9/off", "enabled": false}),
+    )
+    .await;
+    let url = format!("{}/api/v1/workspaces/{}/messages", daemon.base, ws.id);
+    let started = Instant::now();
+    let requests = total / 1000;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (client, url, key, next) = (client.clone(), url.clone(), ws.key.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let r = next.fetch_add(1, Ordering::Relaxed);
+                if r >= requests {
+                    break;
+                }
+                let items: Vec<String> = (r * 1000..(r + 1) * 1000)
+                    .map(|i| message_json(&format!("c-{i}"), i % chats))
+                    .collect();
+                let body = format!("[{}]", items.join(","));
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 202);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let ingest_secs = started.elapsed().as_secs_f64();
+    let before = memory(daemon);
+    reset_peak(daemon);
+    let started = Instant::now();
+    let flushed = admin(
+        client,
+        daemon,
+        reqwest::Method::POST,
+        &format!("/api/v1/workspaces/{}/flush", ws.id),
+        json!({}),
+    )
+    .await;
+    let close_secs = started.elapsed().as_secs_f64();
+    let after = memory(daemon);
+    let bundles = flushed["deliveries"].as_u64().unwrap_or(0);
+    println!(
+        "close, {total} messages in {chats} chats (ingested in {ingest_secs:.1} s): {bundles} bundles in {close_secs:.1} s ({:.0} messages/s)",
+        total as f64 / close_secs
+    );
+    if let (Some((rss_before, _)), Some((rss_after, peak))) = (before, after) {
+        println!(
+            "close, daemon memory: {rss_before:.0} MiB before, peak {peak:.0} MiB while closing, {rss_after:.0} MiB after"
+        );
+    }
+}
+
+/// Phase 6: how many webhook calls a realistic day of chats costs at each granularity.
+fn calls_per_message_phase() {
+    use chatbundle::domain::Granularity;
+    use chatbundle::window::bounds;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2024);
+    let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+    let day = chrono::DateTime::parse_from_rfc3339("2024-03-01T00:00:00+01:00")
+        .unwrap()
+        .to_utc();
+    let chats = 2000;
+    // Messages per chat: 1 to 200, most chats short (log-uniform); each chat talks in 1–4 bursts
+    // of a few minutes to an hour, at random times of the day.
+    let mut per_chat: Vec<Vec<chrono::DateTime<chrono::Utc>>> = Vec::new();
+    for _ in 0..chats {
+        let n = (200f64.powf(rng.random_range(0.0..1.0))).round().max(1.0) as usize;
+        let bursts = rng.random_range(1..=4usize).min(n);
+        let bursts: Vec<(i64, i64)> = (0..bursts)
+            .map(|_| (rng.random_range(0..86_400 - 3600), rng.random_range(300..3600)))
+            .collect();
+        let times = (0..n)
+            .map(|i| {
+                let (start, length) = bursts[i % bursts.len()];
+                day + chrono::Duration::seconds(start + rng.random_range(0..length))
+            })
+            .collect();
+        per_chat.push(times);
+    }
+    let messages: usize = per_chat.iter().map(Vec::len).sum();
+    print!("calls per message, {chats} chats, {messages} messages in a day:");
+    for g in Granularity::ALL {
+        let calls: usize = match g {
+            Granularity::None => messages,
+            _ => per_chat
+                .iter()
+                .map(|times| {
+                    let mut windows: Vec<_> = times
+                        .iter()
+                        .map(|t| bounds::containing(*t, g, tz).start)
+                        .collect();
+                    windows.sort();
+                    windows.dedup();
+                    windows.len()
+                })
+                .sum(),
+        };
+        print!(" {g} {:.3} ({calls} calls);", calls as f64 / messages as f64);
+    }
+    println!();
+}
+
 /// Whether a phase runs: all of them, unless `BENCH_PHASES` lists some (comma-separated).
 fn phase(name: &str) -> bool {
     std::env::var("BENCH_PHASES").map_or(true, |list| list.split(',').any(|p| p.trim() == name))
@@ -413,6 +571,14 @@ fn main() {
         }
         if phase("e2e") {
             end_to_end_phase(&daemon, &client, rate, seconds).await;
+        }
+        if phase("close") {
+            let total = env_or("BENCH_CLOSE_MESSAGES", 1_000_000);
+            let chats = env_or("BENCH_CLOSE_CHATS", 100_000);
+            close_phase(&daemon, &client, total, chats).await;
+        }
+        if phase("calls") {
+            calls_per_message_phase();
         }
     });
 }

@@ -64,7 +64,8 @@ impl SqliteStore {
         let readers = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
-            .connect_with(options.pragma("query_only", "ON"))
+            // Readers answer admin pages and lookups: a smaller cache each is plenty.
+            .connect_with(options.pragma("query_only", "ON").pragma("cache_size", "-8192"))
             .await?;
         Ok(SqliteStore {
             writer: Writer::start(writer, clock).map_err(|e| StoreError::Database(Arc::new(e.into())))?,

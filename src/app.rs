@@ -21,8 +21,9 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::deliver::{Deliverer, DeliverySettings, RetrySchedule};
 use crate::domain::random_token;
+use crate::notify::{self, mailer::Mailer};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{SharedStore, StoreError};
+use crate::store::{DisablePolicy, SharedStore, StoreError};
 use crate::window::closer::Closer;
 
 /// Why the daemon could not start or run.
@@ -37,6 +38,9 @@ pub enum AppError {
     },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    /// A setting that only proved unusable when put to use; exit code 2 like any bad config.
+    #[error("bad configuration: {0}")]
+    Config(String),
 }
 
 /// A daemon that is ready to serve: migrated and bound.
@@ -46,6 +50,7 @@ pub struct Application {
     state: AppState,
     deliverer: Arc<Deliverer>,
     closer: Closer,
+    mailer: Mailer,
 }
 
 impl Application {
@@ -76,6 +81,8 @@ impl Application {
             None => format!("http://{local}"),
         };
         let wake = Arc::new(Notify::new());
+        let mail_waiting = Arc::new(Notify::new());
+        let notice_url = public_url.clone();
         let d = &config.delivery;
         let settings = DeliverySettings {
             default_timeout: d.timeout.0,
@@ -83,7 +90,20 @@ impl Application {
             rate_per_webhook: NonZeroU32::new(d.rate_per_webhook),
             schedule: RetrySchedule::new(d.retry_schedule.iter().map(|h| h.0).collect()),
             retention: d.retention.0,
+            disable: DisablePolicy {
+                disable_after: d.disable_after,
+                notice: Arc::new(move |n| notify::disabled_email(&notice_url, n)),
+            },
+            mail_waiting: mail_waiting.clone(),
         };
+        let mailer = Mailer::new(
+            store.clone(),
+            clock.clone(),
+            config.smtp.url.as_deref(),
+            &config.smtp.from,
+            mail_waiting,
+        )
+        .map_err(|e| AppError::Config(e.to_string()))?;
         let deliverer = Arc::new(Deliverer::new(
             store.clone(),
             clock.clone(),
@@ -102,6 +122,7 @@ impl Application {
             default_timeout: d.timeout.0,
             workspaces: Default::default(),
             closer: closer_handle,
+            deliverer: deliverer.clone(),
         };
         Ok(Application {
             config,
@@ -109,6 +130,7 @@ impl Application {
             state,
             deliverer,
             closer,
+            mailer,
         })
     }
 
@@ -142,6 +164,7 @@ impl Application {
             state,
             deliverer,
             closer,
+            mailer,
         } = self;
         let store = state.store.clone();
         let released = store.recover_after_restart().await?;
@@ -156,6 +179,13 @@ impl Application {
         let worker = tokio::spawn(deliverer.run(cancel.clone(), tracker.clone()));
         // Windows that ended while the daemon was down are closed first thing.
         let closing = tokio::spawn(closer.run(cancel.clone()));
+        let mailing = tokio::spawn(mailer.run(cancel.clone()));
+        let pruning = tokio::spawn(crate::activity::retention_job(
+            store.clone(),
+            state.clock.clone(),
+            config.delivery.retention.0,
+            cancel.clone(),
+        ));
 
         let addr = listener.local_addr().ok();
         let listen = addr.map(|a| a.to_string()).unwrap_or_default();
@@ -175,6 +205,8 @@ impl Application {
         let drained = tokio::time::timeout(grace, async {
             let _ = (&mut server).await;
             let _ = closing.await;
+            let _ = mailing.await;
+            let _ = pruning.await;
             let _ = worker.await;
             tracker.close();
             tracker.wait().await;

@@ -93,6 +93,15 @@ pub fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e)
+            if matches!(
+                e.downcast_ref::<crate::app::AppError>(),
+                Some(crate::app::AppError::Config(_))
+            ) =>
+        {
+            eprintln!("chatbundle: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("chatbundle: {e:#}");

@@ -6,11 +6,14 @@
 //! - [`store`]: every SQL statement; group commit, and the durable delivery queue.
 //! - [`render`]: the outbound payloads, frozen when a delivery is created.
 //! - [`deliver`]: the worker that claims, signs, sends, records attempts and schedules retries.
-//! - [`admin`]: the admin API (workspaces, webhooks).
+//! - [`window`]: window boundaries, and the closer that turns buffered messages into bundles.
+//! - [`notify`]: the owner's e-mail when a webhook is switched off, and the mailer.
+//! - [`admin`]: the admin API (workspaces, webhooks, activity).
 //!
 //! Around them: [`api`] (router, errors, auth), [`app`] (assembly and shutdown), [`config`],
 //! [`clock`] (injected time), [`domain`] (shared vocabulary), [`telemetry`] and [`cli`].
 
+pub mod activity;
 pub mod admin;
 pub mod api;
 pub mod app;
@@ -20,6 +23,7 @@ pub mod config;
 pub mod deliver;
 pub mod domain;
 pub mod ingest;
+pub mod notify;
 pub mod render;
 pub mod store;
 pub mod telemetry;

@@ -1,5 +1,6 @@
 //! The admin API under `/api/v1`, behind the admin token: workspaces and their webhooks.
 
+pub mod activity;
 pub mod webhooks;
 pub mod workspaces;
 
@@ -28,6 +29,9 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/workspaces/{id}/webhooks",
             post(webhooks::create).get(webhooks::list),
         )
+        .route("/api/v1/webhooks/{id}/activity", get(activity::latest))
+        .route("/api/v1/webhooks/{id}/log", get(activity::log))
+        .route("/api/v1/webhooks/{id}/test", post(activity::test))
         .route(
             "/api/v1/webhooks/{id}",
             get(webhooks::show)

@@ -223,6 +223,11 @@ pub async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
+    let before = state
+        .store
+        .get_webhook(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
     let secret = body
         .secret
         .map(|s| s.map(secret).transpose().map(Option::flatten))
@@ -243,6 +248,7 @@ pub async fn update(
         .update_webhook(&id, patch)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
+    record_changes(&state, &before, &webhook).await;
     // Re-enabling or a new granularity may have made deliveries due, or moved windows.
     state.deliveries_waiting.notify_one();
     state.closer.kick();
@@ -263,5 +269,66 @@ pub async fn delete(
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("webhook"))
+    }
+}
+
+/// Notes a change in the webhook's activity log: switched on, switched off, or what else changed
+/// (a secret only as changed or removed, never its value).
+async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
+    let mut events = Vec::new();
+    if !before.enabled && after.enabled {
+        events.push(("enabled", json!({"was_disabled_because": before.disabled_reason})));
+    }
+    if before.enabled && !after.enabled {
+        events.push((
+            "disabled",
+            json!({"reason": after.disabled_reason, "automatic": false}),
+        ));
+    }
+    let mut changed = serde_json::Map::new();
+    if before.url != after.url {
+        changed.insert("url".into(), json!(after.url));
+    }
+    if before.granularity != after.granularity {
+        changed.insert(
+            "granularity".into(),
+            json!(
+                after
+                    .granularity
+                    .map(|g| g.as_str())
+                    .unwrap_or("workspace default")
+            ),
+        );
+    }
+    if before.events != after.events {
+        changed.insert("events".into(), json!(after.events));
+    }
+    if before.timeout != after.timeout {
+        changed.insert(
+            "timeout".into(),
+            json!(after.timeout.map(|t| humantime::format_duration(t).to_string())),
+        );
+    }
+    if before.secret != after.secret {
+        changed.insert(
+            "secret".into(),
+            json!(if after.secret.is_some() {
+                "changed"
+            } else {
+                "removed"
+            }),
+        );
+    }
+    if !changed.is_empty() {
+        events.push(("config_changed", Value::Object(changed)));
+    }
+    for (kind, detail) in events {
+        if let Err(e) = state
+            .store
+            .record_event(&after.workspace_id, Some(&after.id), kind, detail)
+            .await
+        {
+            tracing::warn!(error = %e, "recording a configuration change failed");
+        }
     }
 }

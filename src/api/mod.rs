@@ -30,6 +30,8 @@ pub struct AppState {
     pub workspaces: Arc<crate::ingest::workspaces::WorkspaceCache>,
     /// The window closer: flushes, and news of granularity changes.
     pub closer: crate::window::closer::CloserHandle,
+    /// The delivery worker, for test sends.
+    pub deliverer: Arc<crate::deliver::Deliverer>,
 }
 
 /// Every route of the daemon.

@@ -20,7 +20,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info_span, warn};
 
 use crate::clock::SharedClock;
-use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, SharedStore};
+use crate::domain::new_id;
+use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DisablePolicy, SharedStore};
 pub use schedule::RetrySchedule;
 pub use signature::SigningSecret;
 
@@ -50,6 +51,15 @@ pub fn http_client() -> reqwest::Client {
         .expect("the HTTP client builds with static settings")
 }
 
+/// Where one request goes.
+pub struct Target<'a> {
+    pub webhook_id: &'a str,
+    pub url: &'a str,
+    pub secret: Option<&'a str>,
+    /// `None` for the configured default.
+    pub timeout: Option<Duration>,
+}
+
 /// Settings of the worker, from the `[delivery]` configuration.
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
@@ -60,6 +70,10 @@ pub struct DeliverySettings {
     pub schedule: RetrySchedule,
     /// A delivery is retried until this long after it was created, then marked expired.
     pub retention: Duration,
+    /// When a failing webhook is switched off.
+    pub disable: DisablePolicy,
+    /// Wakes the mailer when a disable queued an e-mail.
+    pub mail_waiting: Arc<Notify>,
 }
 
 /// The delivery worker and what it shares with its in-flight sends.
@@ -158,29 +172,80 @@ impl Deliverer {
         if let Some(limiter) = &self.limiter {
             limiter.until_key_ready(&delivery.webhook_id).await;
         }
+        let target = Target {
+            webhook_id: &delivery.webhook_id,
+            url: &delivery.url,
+            secret: delivery.secret.as_deref(),
+            timeout: delivery.timeout,
+        };
+        let (mut record, retry_after) = self.attempt(&target, &delivery.id, &delivery.payload).await;
+        record.delivery_seq = delivery.seq;
+        let delivered = record.status.is_some_and(|s| (200..300).contains(&s));
+        let outcome = if delivered {
+            AttemptOutcome::Delivered
+        } else {
+            self.next_step(&delivery, retry_after)
+        };
+        match &outcome {
+            AttemptOutcome::Delivered => debug!(status = record.status, "delivered"),
+            AttemptOutcome::RetryAt(at) => warn!(
+                status = record.status,
+                error = record.error.as_deref(),
+                retry_at = %at,
+                "delivery attempt failed"
+            ),
+            AttemptOutcome::Expired => warn!(
+                status = record.status,
+                error = record.error.as_deref(),
+                "delivery expired after its retention period"
+            ),
+        }
+        match self
+            .store
+            .record_attempt(record, outcome, &self.settings.disable)
+            .await
+        {
+            Ok(Some(reason)) => {
+                warn!(%reason, "webhook disabled; its owner is told by e-mail");
+                self.settings.mail_waiting.notify_one();
+            }
+            Ok(None) => {}
+            // The lease runs out and the delivery is tried again: at least once, never lost.
+            Err(e) => error!(error = %e, "recording the attempt failed"),
+        }
+    }
+
+    /// Sends `payload` to `target` once, as `webhook-id: id`; what happened, and the delay a
+    /// receiver asked for with `Retry-After` on a 429 or 503.
+    async fn attempt(
+        &self,
+        target: &Target<'_>,
+        id: &str,
+        payload: &[u8],
+    ) -> (AttemptRecord, Option<Duration>) {
         let attempted_at = self.clock.now();
-        let headers = self.headers(&delivery, attempted_at.timestamp());
-        let timeout = delivery.timeout.unwrap_or(self.settings.default_timeout);
+        let headers = self.headers(id, target.secret, payload, attempted_at.timestamp());
+        let timeout = target.timeout.unwrap_or(self.settings.default_timeout);
         let started = Instant::now();
         let response = self
             .client
-            .post(&delivery.url)
+            .post(target.url)
             .headers(headers.clone())
-            .body(delivery.payload.clone())
+            .body(payload.to_vec())
             .timeout(timeout)
             .send()
             .await;
         let mut record = AttemptRecord {
-            delivery_seq: delivery.seq,
-            delivery_id: delivery.id.clone(),
-            webhook_id: delivery.webhook_id.clone(),
+            delivery_seq: 0,
+            delivery_id: id.to_string(),
+            webhook_id: target.webhook_id.to_string(),
             attempted_at,
             duration: Duration::ZERO,
             status: None,
             response_excerpt: None,
             error: None,
             request_headers: headers_json(&headers),
-            request_body: delivery.payload.clone(),
+            request_body: payload.to_vec(),
         };
         let mut retry_after = None;
         match response {
@@ -204,30 +269,18 @@ impl Deliverer {
             Err(e) => record.error = Some(describe(&e)),
         }
         record.duration = started.elapsed();
-        let delivered = record.status.is_some_and(|s| (200..300).contains(&s));
-        let outcome = if delivered {
-            AttemptOutcome::Delivered
-        } else {
-            self.next_step(&delivery, retry_after)
-        };
-        match &outcome {
-            AttemptOutcome::Delivered => debug!(status = record.status, "delivered"),
-            AttemptOutcome::RetryAt(at) => warn!(
-                status = record.status,
-                error = record.error.as_deref(),
-                retry_at = %at,
-                "delivery attempt failed"
-            ),
-            AttemptOutcome::Expired => warn!(
-                status = record.status,
-                error = record.error.as_deref(),
-                "delivery expired after its retention period"
-            ),
+        (record, retry_after)
+    }
+
+    /// Sends a webhook a payload outside the queue ("Save and test"): recorded in its activity
+    /// log as a test, never counted towards a disable.
+    pub async fn send_test(&self, target: &Target<'_>, payload: &[u8]) -> AttemptRecord {
+        let id = new_id("test");
+        let (record, _) = self.attempt(target, &id, payload).await;
+        if let Err(e) = self.store.record_test(record.clone()).await {
+            error!(error = %e, "recording a test send failed");
         }
-        if let Err(e) = self.store.record_attempt(record, outcome).await {
-            // The lease runs out and the delivery is tried again: at least once, never lost.
-            error!(error = %e, "recording the attempt failed");
-        }
+        record
     }
 
     fn next_step(&self, delivery: &ClaimedDelivery, retry_after: Option<Duration>) -> AttemptOutcome {
@@ -246,18 +299,18 @@ impl Deliverer {
         }
     }
 
-    fn headers(&self, delivery: &ClaimedDelivery, timestamp: i64) -> HeaderMap {
+    fn headers(&self, id: &str, secret: Option<&str>, payload: &[u8], timestamp: i64) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
-        headers.insert("webhook-id", header_value(&delivery.id));
+        headers.insert("webhook-id", header_value(id));
         headers.insert("webhook-timestamp", header_value(&timestamp.to_string()));
-        if let Some(secret) = &delivery.secret {
+        if let Some(secret) = secret {
             match SigningSecret::parse(secret) {
                 Ok(secret) => {
-                    let signature = secret.sign(&delivery.id, timestamp, &delivery.payload);
+                    let signature = secret.sign(id, timestamp, payload);
                     headers.insert("webhook-signature", header_value(&signature));
                 }
                 // Secrets are checked when they are set, so this is a corrupted row.

@@ -22,8 +22,9 @@ const MAX_SHORT_BYTES: usize = 512;
 pub enum Parsed {
     /// A text message, to be stored.
     Text(Box<NewMessage>),
-    /// An attachment, location, sticker, reaction or other non-text message: counted, not stored.
-    Skipped,
+    /// An attachment, location, sticker, reaction or other non-text message: counted and logged
+    /// (with its id, when it has one), not stored.
+    Skipped(Option<String>),
 }
 
 /// A JSON path under construction: `prefix` is `""` for a lone object or `"[3]"` in an array.
@@ -61,15 +62,16 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
         return Err(ApiError::field(field, "must be a message object"));
     };
 
+    let skipped = || Parsed::Skipped(map.get("message_id").and_then(|v| v.as_str().map(str::to_string)));
     if let Some(kind) = optional_string(map, "type", top, MAX_SHORT_BYTES)?
         && kind != "text"
     {
-        return Ok(Parsed::Skipped);
+        return Ok(skipped());
     }
     let text = match map.get("text") {
         None | Some(Value::Null) => {
             if map.get("attachments").is_some_and(Value::is_array) {
-                return Ok(Parsed::Skipped);
+                return Ok(skipped());
             }
             return Err(ApiError::field(top.name("text"), "missing"));
         }
@@ -314,11 +316,17 @@ mod tests {
     fn non_text_messages_are_skipped() {
         let mut v = valid();
         v["type"] = json!("image");
-        assert!(matches!(parse_message(&v, "", now()).unwrap(), Parsed::Skipped));
+        assert!(matches!(
+            parse_message(&v, "", now()).unwrap(),
+            Parsed::Skipped(_)
+        ));
         let mut v = valid();
         v.as_object_mut().unwrap().remove("text");
         v["attachments"] = json!([{"url": "https://x/y.jpg"}]);
-        assert!(matches!(parse_message(&v, "", now()).unwrap(), Parsed::Skipped));
+        assert!(matches!(
+            parse_message(&v, "", now()).unwrap(),
+            Parsed::Skipped(_)
+        ));
     }
 
     #[test]

@@ -105,12 +105,12 @@ pub async fn post_messages(
         }
     };
 
-    let mut skipped = 0;
+    let mut skipped = Vec::new();
     let mut messages = Vec::with_capacity(parsed.len());
     for item in parsed {
         match item {
             Parsed::Text(message) => messages.push(*message),
-            Parsed::Skipped => skipped += 1,
+            Parsed::Skipped(id) => skipped.push(id),
         }
     }
     let outcome = accept(&state, &workspace, SOURCE_KEY, messages, skipped).await?;

@@ -26,14 +26,28 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Stores parsed messages for a workspace and source, all or nothing, and returns once they are
-/// durable. `skipped` counts the request's non-text messages.
+/// durable. `skipped` lists the request's non-text messages (by id, where they have one): they are
+/// counted, and noted in the activity log of the workspace's webhooks.
 pub async fn accept(
     state: &AppState,
     workspace: &Workspace,
     source_key: &str,
     messages: Vec<NewMessage>,
-    skipped: u32,
+    skipped: Vec<Option<String>>,
 ) -> Result<IngestOutcome, ApiError> {
+    if !skipped.is_empty() {
+        let detail =
+            serde_json::json!({"count": skipped.len(), "source": source_key, "message_ids": skipped});
+        // Only a log line: losing it to a storage error must not fail the messages themselves.
+        if let Err(e) = state
+            .store
+            .record_event(&workspace.id, None, "skipped", detail)
+            .await
+        {
+            tracing::warn!(error = %e, "recording skipped messages failed");
+        }
+    }
+    let skipped = skipped.len() as u32;
     if messages.is_empty() {
         return Ok(IngestOutcome {
             skipped,

@@ -146,6 +146,62 @@ pub fn single_stored_message(
     serde_json::to_vec(&payload).expect("payloads always serialise")
 }
 
+/// A clearly marked sample in the shape a webhook receives (a bundle, or a single message), for
+/// testing a webhook before any real message has arrived. It carries `"sample": true`.
+pub fn sample(public_url: &str, bundled: bool, at: DateTime<Utc>) -> Vec<u8> {
+    let chat = Chat {
+        id: 0,
+        external_id: "sample-chat".into(),
+        full_name: Some("Sample Customer".into()),
+        phone: Some("+10000000000".into()),
+        is_group: false,
+        responsible_name: None,
+        responsible_email: None,
+        token: "sample".into(),
+        first_seen_at: at,
+    };
+    let message = StoredMessage {
+        seq: 0,
+        message_id: "sample-message".into(),
+        direction: Direction::Received,
+        timestamp: at,
+        received_at: at,
+        sender: Party {
+            full_name: Some("Sample Customer".into()),
+            phone: Some("+10000000000".into()),
+        },
+        recipient: Party::default(),
+        text: "This is a sample delivery from chatbundle to test this webhook; no customer wrote it.".into(),
+        account: None,
+        channel: "sample".into(),
+    };
+    let account = Account {
+        full_name: Some("chatbundle sample".into()),
+        email: None,
+        phone: None,
+    };
+    let payload = if bundled {
+        let input = bundle::BundleInput {
+            public_url,
+            timezone: chrono_tz::UTC,
+            account: &account,
+            chat: &chat,
+            first_message_seq: Some(0),
+            window_start: at,
+            window_end: at,
+            messages: std::slice::from_ref(&message),
+        };
+        bundle::render(&input, bundle::Limits::default())
+            .remove(0)
+            .payload
+    } else {
+        single_stored_message(public_url, &account, &chat, &message, true)
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(&payload).expect("our own JSON");
+    value["sample"] = serde_json::Value::Bool(true);
+    serde_json::to_vec(&value).expect("payloads always serialise")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -323,6 +323,86 @@ pub enum CloseProgress {
     NotYet,
 }
 
+/// Why and when a webhook was switched off automatically, for the owner's e-mail.
+#[derive(Debug, Clone, Serialize)]
+pub struct DisableNotice {
+    pub workspace_id: String,
+    pub workspace_name: String,
+    pub owner_email: String,
+    pub webhook_id: String,
+    pub webhook_url: String,
+    pub reason: String,
+    pub last_error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// An e-mail for the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// When a failing webhook is switched off, and what its owner is told.
+#[derive(Clone)]
+pub struct DisablePolicy {
+    /// Consecutive failed attempts that disable a webhook (a 410 Gone disables at once).
+    pub disable_after: u32,
+    pub notice: Arc<dyn Fn(&DisableNotice) -> Email + Send + Sync>,
+}
+
+impl std::fmt::Debug for DisablePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DisablePolicy")
+            .field("disable_after", &self.disable_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An e-mail claimed from the outbox for sending.
+#[derive(Debug, Clone)]
+pub struct OutboxEmail {
+    pub id: i64,
+    pub email: Email,
+    pub attempts: u32,
+}
+
+/// One row of a webhook's activity log: a delivery attempt, or an event.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivityRow {
+    pub at: DateTime<Utc>,
+    /// `attempt`, `test`, `disabled`, `enabled`, `config_changed` or `skipped`.
+    pub kind: String,
+    pub delivery_id: Option<String>,
+    pub status: Option<u16>,
+    pub duration_ms: Option<u64>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+    pub request_headers: Option<serde_json::Value>,
+    /// The request body as sent.
+    pub request_body: Option<String>,
+    /// What an event says (JSON).
+    pub detail: Option<serde_json::Value>,
+    /// Where to continue reading older rows.
+    #[serde(skip)]
+    pub cursor: ActivityCursor,
+}
+
+/// A position in the activity log, newest first: (time, events before attempts, id).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActivityCursor {
+    pub at: i64,
+    pub source: i64,
+    pub id: i64,
+}
+
+/// What the retention job removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub rows: u64,
+}
+
 /// Counts that show where a workspace's messages are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct WorkspaceStats {
@@ -361,13 +441,50 @@ pub trait Store: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
         limit: usize,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
-    /// Records an attempt and moves its delivery on (delivered, retry later, or expired), and
-    /// keeps the webhook's consecutive-failure count.
-    async fn record_attempt(&self, attempt: AttemptRecord, outcome: AttemptOutcome) -> StoreResult<()>;
+    /// Records an attempt and moves its delivery on (delivered, retry later, or expired), keeps the
+    /// webhook's consecutive-failure count, and disables the webhook (with an event and an e-mail
+    /// in the outbox, in the same transaction) when `policy` says so. Returns the reason when this
+    /// attempt disabled it.
+    async fn record_attempt(
+        &self,
+        attempt: AttemptRecord,
+        outcome: AttemptOutcome,
+        policy: &DisablePolicy,
+    ) -> StoreResult<Option<String>>;
+    /// Records a test send: an attempt outside the queue that never counts towards a disable.
+    async fn record_test(&self, attempt: AttemptRecord) -> StoreResult<()>;
+    /// The most recent payload queued for any webhook of the workspace, if any.
+    async fn latest_payload(&self, workspace_id: &str, bundles: bool) -> StoreResult<Option<Vec<u8>>>;
     /// Called once at start: makes deliveries that were in flight when the process last stopped
     /// claimable again, where the store can know that safely. Returns how many.
     async fn recover_after_restart(&self) -> StoreResult<u64>;
     async fn list_attempts(&self, webhook_id: &str, limit: u32) -> StoreResult<Vec<Attempt>>;
+    /// A webhook's activity log, newest first, starting after `after` (or at the newest).
+    async fn activity(
+        &self,
+        webhook_id: &str,
+        after: Option<ActivityCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<ActivityRow>>;
+    /// Records an event in a workspace's log (for one webhook, or for all when `webhook_id` is None).
+    async fn record_event(
+        &self,
+        workspace_id: &str,
+        webhook_id: Option<&str>,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> StoreResult<()>;
+    /// Deletes up to `limit` log rows, finished deliveries and sent e-mails older than `before`.
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<Pruned>;
+
+    /// Claims the next e-mail due at `now`, leasing it until `lease_until`.
+    async fn claim_email(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Option<OutboxEmail>>;
+    /// Marks an e-mail sent, or schedules another try.
+    async fn email_result(&self, id: i64, result: Result<(), (String, DateTime<Utc>)>) -> StoreResult<()>;
 
     /// Webhooks that take messages (of one workspace, or all), with their closing state.
     async fn bundling_webhooks(&self, workspace_id: Option<&str>) -> StoreResult<Vec<BundlingWebhook>>;

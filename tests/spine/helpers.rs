@@ -190,7 +190,11 @@ impl TestApp {
     /// Waits until the webhook has at least `n` recorded attempts; newest first.
     pub async fn attempts(&self, webhook_id: &str, n: usize) -> Vec<Attempt> {
         eventually(&format!("{n} attempts on {webhook_id}"), || async {
-            let attempts = self.store.list_attempts(webhook_id, 1000).await.unwrap();
+            let attempts = self
+                .store
+                .list_attempts(webhook_id, n.max(1000) as u32)
+                .await
+                .unwrap();
             (attempts.len() >= n).then_some(attempts)
         })
         .await
@@ -471,5 +475,76 @@ impl TestApp {
             (stats.deliveries_delivered >= n).then_some(())
         })
         .await;
+    }
+}
+
+/// A real SMTP server (aiosmtpd, installed by .ci/run) that records the messages it accepts.
+pub struct SmtpSink {
+    pub port: u16,
+    child: std::process::Child,
+    messages: Arc<Mutex<Vec<Value>>>,
+}
+
+impl SmtpSink {
+    /// Starts on a free port.
+    pub fn start() -> SmtpSink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        SmtpSink::start_on(port)
+    }
+
+    pub fn start_on(port: u16) -> SmtpSink {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(
+            first.contains("ready"),
+            "the SMTP sink did not start ({first:?}); it needs aiosmtpd: python3 -m pip install aiosmtpd"
+        );
+        let messages: Arc<Mutex<Vec<Value>>> = Default::default();
+        let sink = messages.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str(&line) {
+                    sink.lock().unwrap().push(value);
+                }
+            }
+        });
+        SmtpSink {
+            port,
+            child,
+            messages,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until `n` messages have been accepted.
+    pub async fn wait_for(&self, n: usize) -> Vec<Value> {
+        eventually(&format!("{n} e-mails"), || async {
+            let got = self.messages.lock().unwrap().clone();
+            (got.len() >= n).then_some(got)
+        })
+        .await
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

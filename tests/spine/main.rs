@@ -6,4 +6,5 @@ mod bundles;
 mod delivery;
 mod helpers;
 mod ingest;
+mod operations;
 mod process;

@@ -3,6 +3,7 @@
 
 mod close;
 mod ingest;
+mod operations;
 mod writer;
 
 use std::path::Path;
@@ -455,7 +456,9 @@ impl Store for SqliteStore {
                         timeout_ms = CASE WHEN ? THEN ? ELSE timeout_ms END,
                         -- turning a webhook on again starts its failure count afresh
                         consecutive_failures = CASE WHEN ? THEN 0 ELSE consecutive_failures END,
-                        disabled_reason = CASE WHEN ? THEN NULL ELSE disabled_reason END,
+                        disabled_reason = CASE WHEN ? THEN NULL
+                            WHEN ? AND enabled = 1 THEN 'switched off through the admin API'
+                            ELSE disabled_reason END,
                         updated_at = ?
                      WHERE id = ?",
                 )
@@ -471,6 +474,7 @@ impl Store for SqliteStore {
                 .bind(patch.timeout.flatten().map(|t| t.as_millis() as i64))
                 .bind(patch.enabled == Some(true))
                 .bind(patch.enabled == Some(true))
+                .bind(patch.enabled == Some(false))
                 .bind(now)
                 .bind(&id)
                 .execute(&mut *conn)
@@ -569,64 +573,138 @@ impl Store for SqliteStore {
     }
 
     #[instrument(skip_all, fields(delivery_id = %attempt.delivery_id, webhook_id = %attempt.webhook_id))]
-    async fn record_attempt(&self, attempt: AttemptRecord, outcome: AttemptOutcome) -> StoreResult<()> {
+    async fn record_attempt(
+        &self,
+        attempt: AttemptRecord,
+        outcome: AttemptOutcome,
+        policy: &DisablePolicy,
+    ) -> StoreResult<Option<String>> {
+        let policy = policy.clone();
+        let clock = self.writer.clock();
+        self.write(move |conn| Box::pin(operations::record_attempt(conn, clock, attempt, outcome, policy)))
+            .await
+    }
+
+    async fn record_test(&self, attempt: AttemptRecord) -> StoreResult<()> {
+        self.write(move |conn| Box::pin(operations::insert_attempt(conn, attempt, true)))
+            .await
+    }
+
+    async fn latest_payload(&self, workspace_id: &str, bundles: bool) -> StoreResult<Option<Vec<u8>>> {
+        let payload = sqlx::query_scalar(
+            "SELECT d.payload FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+             WHERE w.workspace_id = ? AND d.kind = ? ORDER BY d.seq DESC LIMIT 1",
+        )
+        .bind(workspace_id)
+        .bind(if bundles { "bundle" } else { "message" })
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(payload)
+    }
+
+    async fn activity(
+        &self,
+        webhook_id: &str,
+        after: Option<ActivityCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<ActivityRow>> {
+        let mut conn = self.readers.acquire().await?;
+        operations::activity(&mut conn, webhook_id, after, limit).await
+    }
+
+    async fn record_event(
+        &self,
+        workspace_id: &str,
+        webhook_id: Option<&str>,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> StoreResult<()> {
+        let (workspace_id, webhook_id, kind) = (
+            workspace_id.to_string(),
+            webhook_id.map(str::to_string),
+            kind.to_string(),
+        );
+        let clock = self.writer.clock();
         self.write(move |conn| {
             Box::pin(async move {
-                let at = ms(attempt.attempted_at);
-                let (status, next, error, finished) = match outcome {
-                    AttemptOutcome::Delivered => ("delivered", None, None, Some(at)),
-                    AttemptOutcome::RetryAt(t) => ("pending", Some(ms(t)), attempt.error.clone(), None),
-                    AttemptOutcome::Expired => ("expired", None, attempt.error.clone(), Some(at)),
-                };
-                let updated = sqlx::query(
-                    "UPDATE deliveries SET status = ?, attempts = attempts + 1, lease_until = NULL,
-                        next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?,
-                        finished_at = ?
-                     WHERE seq = ?",
+                operations::insert_event(
+                    conn,
+                    &workspace_id,
+                    webhook_id.as_deref(),
+                    ms(clock.now()),
+                    &kind,
+                    &detail,
                 )
-                .bind(status)
-                .bind(next)
-                .bind(error.or_else(|| {
-                    attempt
-                        .status
-                        .filter(|_| outcome != AttemptOutcome::Delivered)
-                        .map(|s| format!("HTTP {s}"))
-                }))
-                .bind(finished)
-                .bind(attempt.delivery_seq)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-                if updated == 0 {
-                    // The webhook (and with it the delivery) was deleted while this was in flight.
-                    return Ok(());
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<Pruned> {
+        let before = ms(before);
+        self.write(move |conn| Box::pin(operations::prune(conn, before, limit)))
+            .await
+    }
+
+    async fn claim_email(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<Option<OutboxEmail>> {
+        let (now, lease_until) = (ms(now), ms(lease_until));
+        self.write(move |conn| {
+            Box::pin(async move {
+                let row = sqlx::query(
+                    "UPDATE outbox SET next_attempt_at = ?1
+                     WHERE id = (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?2
+                                 ORDER BY next_attempt_at, id LIMIT 1)
+                     RETURNING id, recipient, subject, body, attempts",
+                )
+                .bind(lease_until)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+                row.map(|row| {
+                    Ok(OutboxEmail {
+                        id: row.try_get("id")?,
+                        email: Email {
+                            recipient: row.try_get("recipient")?,
+                            subject: row.try_get("subject")?,
+                            body: row.try_get("body")?,
+                        },
+                        attempts: row.try_get::<i64, _>("attempts")? as u32,
+                    })
+                })
+                .transpose()
+            })
+        })
+        .await
+    }
+
+    async fn email_result(&self, id: i64, result: Result<(), (String, DateTime<Utc>)>) -> StoreResult<()> {
+        let clock = self.writer.clock();
+        self.write(move |conn| {
+            Box::pin(async move {
+                match result {
+                    Ok(()) => {
+                        sqlx::query("UPDATE outbox SET sent_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
+                            .bind(ms(clock.now()))
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Err((error, next)) => {
+                        sqlx::query(
+                            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+                        )
+                        .bind(error)
+                        .bind(ms(next))
+                        .bind(id)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
                 }
-                sqlx::query(
-                    "UPDATE webhooks SET consecutive_failures =
-                        CASE WHEN ? THEN 0 ELSE consecutive_failures + 1 END
-                     WHERE id = ?",
-                )
-                .bind(outcome == AttemptOutcome::Delivered)
-                .bind(&attempt.webhook_id)
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO attempts (delivery_seq, delivery_id, webhook_id, attempted_at,
-                        duration_ms, status, response_excerpt, error, request_headers, request_body)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(attempt.delivery_seq)
-                .bind(&attempt.delivery_id)
-                .bind(&attempt.webhook_id)
-                .bind(at)
-                .bind(attempt.duration.as_millis() as i64)
-                .bind(attempt.status.map(i64::from))
-                .bind(&attempt.response_excerpt)
-                .bind(&attempt.error)
-                .bind(&attempt.request_headers)
-                .bind(&attempt.request_body)
-                .execute(&mut *conn)
-                .await?;
                 Ok(())
             })
         })

@@ -1,0 +1,208 @@
+//! A webhook's activity: the latest rows, the full log as JSON lines or CSV (streamed), and a
+//! test send.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::instrument;
+
+use crate::api::auth::Admin;
+use crate::api::{ApiError, AppState};
+use crate::deliver::Target;
+use crate::domain::Granularity;
+use crate::render;
+use crate::store::{ActivityCursor, ActivityRow, SharedStore};
+
+/// Rows shown by `GET …/activity`.
+const LATEST: u32 = 10;
+/// Rows read per page while streaming the log.
+const PAGE: u32 = 500;
+
+pub async fn latest(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if state.store.get_webhook(&id).await?.is_none() {
+        return Err(ApiError::not_found("webhook"));
+    }
+    let rows = state.store.activity(&id, None, LATEST).await?;
+    Ok(Json(json!({ "activity": rows })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    format: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// `GET /api/v1/webhooks/{id}/log?format=jsonl|csv`: everything within the retention period,
+/// newest first, streamed page by page so a large log never sits in memory.
+pub async fn log(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let format = match query.format.as_deref().unwrap_or("jsonl") {
+        "jsonl" => Format::Jsonl,
+        "csv" => Format::Csv,
+        other => {
+            return Err(ApiError::field(
+                "format",
+                format!("must be jsonl or csv (got {other:?})"),
+            ));
+        }
+    };
+    if state.store.get_webhook(&id).await?.is_none() {
+        return Err(ApiError::not_found("webhook"));
+    }
+    let (content_type, extension) = match format {
+        Format::Jsonl => ("application/x-ndjson", "jsonl"),
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+    };
+    let stream = pages(state.store.clone(), id.clone(), format);
+    Ok((
+        [
+            (CONTENT_TYPE, content_type.to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}-log.{extension}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// The log as a stream of byte chunks, one per page.
+fn pages(
+    store: SharedStore,
+    webhook_id: String,
+    format: Format,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    // (position, first page?) — `None` position once the log is exhausted.
+    futures::stream::unfold((Some(None::<ActivityCursor>), true), move |(cursor, first)| {
+        let (store, webhook_id) = (store.clone(), webhook_id.clone());
+        async move {
+            let after = cursor?;
+            let rows = match store.activity(&webhook_id, after, PAGE).await {
+                Ok(rows) => rows,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), (None, false))),
+            };
+            if rows.is_empty() && !first {
+                return None;
+            }
+            let next = (rows.len() == PAGE as usize).then(|| rows.last().map(|r| r.cursor));
+            let chunk = match format {
+                Format::Jsonl => jsonl(&rows),
+                Format::Csv => csv(&rows, first),
+            };
+            Some((chunk, (next.flatten().map(Some), false)))
+        }
+    })
+}
+
+fn jsonl(rows: &[ActivityRow]) -> Result<Vec<u8>, std::io::Error> {
+    let mut out = Vec::new();
+    for row in rows {
+        serde_json::to_writer(&mut out, row).map_err(std::io::Error::other)?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// A CSV row; the header comes from these field names.
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    at: String,
+    kind: &'a str,
+    delivery_id: Option<&'a str>,
+    status: Option<u16>,
+    duration_ms: Option<u64>,
+    error: Option<&'a str>,
+    response_excerpt: Option<&'a str>,
+    request_headers: Option<String>,
+    request_body: Option<&'a str>,
+    detail: Option<String>,
+}
+
+fn csv(rows: &[ActivityRow], header: bool) -> Result<Vec<u8>, std::io::Error> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(header)
+        .from_writer(Vec::new());
+    for row in rows {
+        writer
+            .serialize(CsvRow {
+                at: row.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                kind: &row.kind,
+                delivery_id: row.delivery_id.as_deref(),
+                status: row.status,
+                duration_ms: row.duration_ms,
+                error: row.error.as_deref(),
+                response_excerpt: row.response_excerpt.as_deref(),
+                request_headers: row.request_headers.as_ref().map(Value::to_string),
+                request_body: row.request_body.as_deref(),
+                detail: row.detail.as_ref().map(Value::to_string),
+            })
+            .map_err(std::io::Error::other)?;
+    }
+    writer
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// `POST /api/v1/webhooks/{id}/test`: sends the webhook a real sample now and answers with what
+/// happened: the workspace's most recent bundle or message in the webhook's shape, or a clearly
+/// marked sample when there is none.
+#[instrument(skip_all, fields(webhook_id = %id))]
+pub async fn test(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let webhook = state
+        .store
+        .get_webhook(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    let workspace = state
+        .store
+        .get_workspace(&webhook.workspace_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workspace"))?;
+    let bundled = webhook.granularity.unwrap_or(workspace.granularity) != Granularity::None;
+    let (payload, sample) = match state.store.latest_payload(&workspace.id, bundled).await? {
+        Some(payload) => (payload, false),
+        None => (
+            render::sample(&state.public_url, bundled, state.clock.now()),
+            true,
+        ),
+    };
+    let target = Target {
+        webhook_id: &webhook.id,
+        url: &webhook.url,
+        secret: webhook.secret.as_deref(),
+        timeout: webhook.timeout,
+    };
+    let record = state.deliverer.send_test(&target, &payload).await;
+    let ok = record.status.is_some_and(|s| (200..300).contains(&s));
+    Ok(Json(json!({
+        "ok": ok,
+        "status": record.status,
+        "duration_ms": record.duration.as_millis() as u64,
+        "response_excerpt": record.response_excerpt,
+        "error": record.error,
+        "sample": sample,
+        "webhook_id_header": record.delivery_id,
+    })))
+}

@@ -1,0 +1,136 @@
+//! The mailer: sends the durable outbox through SMTP (`lettre`), one e-mail at a time, retrying
+//! with backoff. An SMTP outage delays an e-mail; it never loses one. Without `[smtp] url` the
+//! outbox keeps filling, and is sent once a server is configured.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::clock::SharedClock;
+use crate::deliver::RetrySchedule;
+use crate::store::{OutboxEmail, SharedStore};
+
+/// How long a claimed e-mail is held before another try may take it.
+const LEASE: Duration = Duration::from_secs(300);
+/// How often the mailer looks for e-mails due for another try.
+const POLL: Duration = Duration::from_secs(30);
+
+/// Why the SMTP settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MailerError {
+    #[error("smtp.url: {0}")]
+    Url(String),
+    #[error("smtp.from: {0}")]
+    From(String),
+}
+
+pub struct Mailer {
+    store: SharedStore,
+    clock: SharedClock,
+    /// `None` without an SMTP server configured.
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    from: Mailbox,
+    schedule: RetrySchedule,
+    /// Woken when an e-mail is queued.
+    wake: Arc<Notify>,
+}
+
+impl Mailer {
+    pub fn new(
+        store: SharedStore,
+        clock: SharedClock,
+        url: Option<&str>,
+        from: &str,
+        wake: Arc<Notify>,
+    ) -> Result<Mailer, MailerError> {
+        let transport = url
+            .map(|url| {
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map(|b| b.timeout(Some(Duration::from_secs(30))).build())
+                    .map_err(|e| MailerError::Url(e.to_string()))
+            })
+            .transpose()?;
+        let from = from
+            .parse::<Mailbox>()
+            .map_err(|e| MailerError::From(e.to_string()))?;
+        let schedule = RetrySchedule::new(
+            [30, 120, 600, 1800, 3600]
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+        );
+        Ok(Mailer {
+            store,
+            clock,
+            transport,
+            from,
+            schedule,
+            wake,
+        })
+    }
+
+    pub async fn run(self, cancel: CancellationToken) {
+        let Some(transport) = &self.transport else {
+            warn!("no [smtp] url configured: owner e-mails stay in the outbox until one is");
+            return;
+        };
+        while !cancel.is_cancelled() {
+            let now = self.clock.now();
+            let lease = now + chrono::Duration::from_std(LEASE).expect("small");
+            match self.store.claim_email(now, lease).await {
+                Ok(Some(email)) => {
+                    self.send(transport, email).await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => error!(error = %e, "reading the outbox failed"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = self.clock.sleep_until(now + POLL) => {}
+            }
+        }
+    }
+
+    async fn send(&self, transport: &AsyncSmtpTransport<Tokio1Executor>, outbox: OutboxEmail) {
+        let result = async {
+            let to = outbox
+                .email
+                .recipient
+                .parse::<Mailbox>()
+                .map_err(|e| format!("recipient: {e}"))?;
+            let message = Message::builder()
+                .from(self.from.clone())
+                .to(to)
+                .subject(&outbox.email.subject)
+                .header(ContentType::TEXT_PLAIN)
+                .body(outbox.email.body.clone())
+                .map_err(|e| format!("building the message: {e}"))?;
+            transport.send(message).await.map_err(|e| e.to_string())?;
+            Ok::<(), String>(())
+        }
+        .await;
+        let recorded = match result {
+            Ok(()) => {
+                info!(to = %outbox.email.recipient, subject = %outbox.email.subject, "e-mail sent");
+                self.store.email_result(outbox.id, Ok(())).await
+            }
+            Err(e) => {
+                let delay = self.schedule.delay(outbox.attempts + 1, None, &mut rand::rng());
+                let next = self.clock.now() + chrono::Duration::from_std(delay).expect("small");
+                warn!(to = %outbox.email.recipient, error = %e, retry_at = %next, "sending an e-mail failed");
+                self.store.email_result(outbox.id, Err((e, next))).await
+            }
+        };
+        if let Err(e) = recorded {
+            error!(error = %e, "recording an e-mail's fate failed; its lease runs out and it is tried again");
+        }
+    }
+}

@@ -1,0 +1,381 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn app_with(configure: impl FnOnce(&mut chatbundle::config::Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    configure(&mut config);
+    TestApp::spawn_with(dir, config, chatbundle::clock::ManualClock::new(start_time())).await
+}
+
+async fn webhook_json(app: &TestApp, id: &str) -> Value {
+    app.admin(Method::GET, &format!("/api/v1/webhooks/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn activity(app: &TestApp, id: &str) -> Vec<Value> {
+    let body: Value = app
+        .admin(Method::GET, &format!("/api/v1/webhooks/{id}/activity"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["activity"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn consecutive_failures_disable_a_webhook_email_the_owner_and_lose_nothing() {
+    let smtp = SmtpSink::start();
+    let app = app_with(|c| {
+        c.delivery.disable_after = 3;
+        c.smtp.url = Some(smtp.url());
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.answer(Reply::status(500).body("boom"));
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let id = hook["id"].as_str().unwrap();
+
+    app.ingest(&ws, &message("m-1", "c-1", "one")).await;
+    app.attempts(id, 1).await;
+    app.advance(Duration::from_secs(10));
+    app.attempts(id, 2).await;
+    app.advance(Duration::from_secs(60));
+    app.attempts(id, 3).await;
+    let shown = eventually("the webhook to be disabled", || async {
+        let w = webhook_json(&app, id).await;
+        (w["enabled"] == false).then_some(w)
+    })
+    .await;
+    assert!(
+        shown["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 consecutive failed attempts"),
+        "{shown}"
+    );
+
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail["to"], json!(["owner@acme.example"]));
+    let text = mail["data"].as_str().unwrap();
+    for needle in [
+        "Acme",
+        receiver.url.as_str(),
+        "3 consecutive failed attempts",
+        "HTTP 500",
+        "\"enabled\": true",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle:?} missing from the e-mail:\n{text}"
+        );
+    }
+    let log = activity(&app, id).await;
+    assert_eq!(log[0]["kind"], "disabled", "{log:?}");
+
+    // While disabled, messages keep accumulating and nothing is sent.
+    app.ingest(
+        &ws,
+        &json!([message("m-2", "c-1", "two"), message("m-3", "c-2", "three")]),
+    )
+    .await;
+    app.advance(Duration::from_secs(3600));
+    let sent_while_disabled = receiver.received().len();
+    assert_eq!(sent_while_disabled, 3);
+    assert_eq!(app.stats(&ws).await.deliveries_pending, 3);
+
+    // Switched on again, everything goes out, oldest first and in per-chat order.
+    receiver.answer(Reply::status(200));
+    let back = app.patch_webhook(id, json!({"enabled": true})).await;
+    assert_eq!(
+        (back["enabled"].clone(), back["consecutive_failures"].clone()),
+        (json!(true), json!(0))
+    );
+    assert!(back["disabled_reason"].is_null());
+    let seen = receiver.wait_for(6).await;
+    let c1: Vec<String> = seen[3..]
+        .iter()
+        .filter(|r| r.json()["chat"]["chat_id"] == "c-1")
+        .map(Received::message_id)
+        .collect();
+    assert_eq!(c1, ["m-1", "m-2"]);
+    assert!(seen[3..].iter().any(|r| r.message_id() == "m-3"));
+    app.delivered(&ws, 3).await;
+    assert!(
+        activity(&app, id)
+            .await
+            .iter()
+            .any(|row| row["kind"] == "enabled")
+    );
+}
+
+#[tokio::test]
+async fn gone_disables_at_once_and_no_smtp_server_is_not_fatal() {
+    let app = TestApp::spawn().await; // no [smtp] url
+    let receiver = Receiver::start().await;
+    receiver.answer(Reply::status(410));
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let id = hook["id"].as_str().unwrap();
+    app.ingest(&ws, &message("m-1", "c-1", "one")).await;
+    let shown = eventually("410 to disable", || async {
+        let w = webhook_json(&app, id).await;
+        (w["enabled"] == false).then_some(w)
+    })
+    .await;
+    assert_eq!(shown["disabled_reason"], "the endpoint answered 410 Gone");
+    assert_eq!(
+        app.stats(&ws).await.deliveries_pending,
+        1,
+        "kept for when it is switched on again"
+    );
+}
+
+#[tokio::test]
+async fn an_smtp_outage_delays_the_email_but_never_loses_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = app_with(|c| c.smtp.url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let receiver = Receiver::start().await;
+    receiver.answer(Reply::status(410));
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    app.ingest(&ws, &message("m-1", "c-1", "one")).await;
+    eventually("the disable", || async {
+        (webhook_json(&app, hook["id"].as_str().unwrap()).await["enabled"] == false).then_some(())
+    })
+    .await;
+    // The SMTP server is down: let the mailer try and fail at least once.
+    let db = format!(
+        "sqlite://{}?mode=ro",
+        app.dir.path().join("chatbundle.db").display()
+    );
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    eventually("a failed e-mail attempt", || async {
+        let tried: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE attempts > 0 AND sent_at IS NULL")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        (tried > 0).then_some(())
+    })
+    .await;
+
+    let smtp = SmtpSink::start_on(port);
+    app.advance(Duration::from_secs(120)); // past the first retry (30 s ± 20 %)
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail["to"], json!(["owner@acme.example"]));
+}
+
+#[tokio::test]
+async fn the_activity_log_shows_the_latest_ten_and_exports_everything() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let id = hook["id"].as_str().unwrap();
+    let batch: Vec<Value> = (0..12)
+        .map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x"))
+        .collect();
+    app.ingest(&ws, &json!(batch)).await;
+    app.attempts(id, 12).await;
+    let mut skipped = message("img-1", "c-1", "");
+    skipped["type"] = json!("image");
+    app.ingest(&ws, &json!([skipped])).await;
+    app.patch_webhook(id, json!({"timeout": "5s", "secret": true}))
+        .await;
+
+    let latest = activity(&app, id).await;
+    assert_eq!(latest.len(), 10);
+    assert_eq!(latest[0]["kind"], "config_changed");
+    assert_eq!(
+        latest[0]["detail"]["secret"], "changed",
+        "never the secret itself: {}",
+        latest[0]
+    );
+    assert_eq!(latest[0]["detail"]["timeout"], "5s");
+    assert_eq!(latest[1]["kind"], "skipped");
+    assert_eq!(latest[1]["detail"]["message_ids"], json!(["img-1"]));
+    assert_eq!(latest[2]["kind"], "attempt");
+    assert_eq!(latest[2]["status"], 200);
+    assert!(
+        latest[2]["request_body"]
+            .as_str()
+            .unwrap()
+            .contains("\"message_id\"")
+    );
+    assert!(
+        latest[2]["request_headers"]["webhook-id"]
+            .as_str()
+            .unwrap()
+            .starts_with("msg_")
+    );
+    assert!(latest[2]["duration_ms"].is_u64());
+
+    let jsonl = app
+        .admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=jsonl"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jsonl.headers()["content-type"], "application/x-ndjson");
+    let text = jsonl.text().await.unwrap();
+    let rows: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 14, "12 attempts, a skip, a change");
+    assert_eq!(rows.iter().filter(|r| r["kind"] == "attempt").count(), 12);
+
+    let csv = app
+        .admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=csv"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        csv.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains(".csv")
+    );
+    let body = csv.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    assert!(headers.iter().any(|h| h == "request_body"));
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 14);
+
+    let bad = app
+        .admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn the_log_streams_well_past_a_thousand_attempts() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let id = hook["id"].as_str().unwrap();
+    let batch: Vec<Value> = (0..1200)
+        .map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x"))
+        .collect();
+    app.ingest(&ws, &json!(batch[..1000])).await;
+    app.ingest(&ws, &json!(batch[1000..])).await;
+    app.attempts(id, 1200).await;
+    let text = app
+        .admin(Method::GET, &format!("/api/v1/webhooks/{id}/log"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ids: std::collections::HashSet<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["delivery_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1200, "every attempt once, across pages");
+}
+
+#[tokio::test]
+async fn a_test_send_reports_its_result_and_never_counts_towards_a_disable() {
+    let app = app_with(|c| c.delivery.disable_after = 1).await;
+    let receiver = Receiver::start().await;
+    receiver.then(Reply::status(500).body("not today"));
+    let ws = app.workspace().await;
+    let hook = app
+        .create_webhook(&ws.id, json!({"url": receiver.url, "secret": true}))
+        .await;
+    let id = hook["id"].as_str().unwrap();
+
+    let result: Value = app
+        .admin(Method::POST, &format!("/api/v1/webhooks/{id}/test"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["ok"], false);
+    assert_eq!(result["status"], 500);
+    assert_eq!(result["response_excerpt"], "not today");
+    assert_eq!(result["sample"], true);
+    let sent = receiver.wait_for(1).await[0].json();
+    assert_eq!(sent["sample"], true, "a sample is clearly marked");
+    assert!(sent["message"]["text"].as_str().unwrap().contains("sample"));
+    let shown = webhook_json(&app, id).await;
+    assert_eq!(
+        (shown["enabled"].clone(), shown["consecutive_failures"].clone()),
+        (json!(true), json!(0))
+    );
+
+    // With a real message in the workspace, the test sends that.
+    app.ingest(&ws, &message("m-1", "c-1", "the real thing")).await;
+    receiver.wait_for(2).await;
+    let result: Value = app
+        .admin(Method::POST, &format!("/api/v1/webhooks/{id}/test"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (result["ok"].clone(), result["sample"].clone()),
+        (json!(true), json!(false))
+    );
+    let sent = receiver.wait_for(3).await;
+    assert_eq!(sent[2].message_id(), "m-1");
+    assert!(sent[2].header("webhook-id").starts_with("test_"));
+    assert!(activity(&app, id).await.iter().any(|row| row["kind"] == "test"));
+}
+
+#[tokio::test]
+async fn retention_removes_what_is_older() {
+    let app =
+        app_with(|c| c.delivery.retention = chatbundle::config::HumanDuration(Duration::from_secs(3600)))
+            .await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let id = hook["id"].as_str().unwrap();
+    app.ingest(&ws, &message("m-1", "c-1", "old")).await;
+    app.attempts(id, 1).await;
+    app.delivered(&ws, 1).await;
+    app.advance(Duration::from_secs(2 * 3600 + 60)); // the hourly job runs; the attempt is 2 h old
+    eventually("the old attempt to be pruned", || async {
+        activity(&app, id).await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.stats(&ws).await.deliveries_delivered,
+        0,
+        "finished deliveries go too"
+    );
+    assert_eq!(
+        app.stats(&ws).await.messages,
+        1,
+        "messages stay (transcripts need them)"
+    );
+}

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::deliver::{Deliverer, DeliverySettings, RetrySchedule};
+use crate::deliver::{AddressPolicy, Deliverer, DeliverySettings, RetrySchedule};
 use crate::domain::random_token;
 use crate::notify::{self, mailer::Mailer};
 use crate::store::sqlite::SqliteStore;
@@ -83,6 +83,9 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let mail_waiting = Arc::new(Notify::new());
         let notice_url = public_url.clone();
+        let addresses = Arc::new(AddressPolicy {
+            allow: config.delivery.allow_private.clone(),
+        });
         let d = &config.delivery;
         let settings = DeliverySettings {
             default_timeout: d.timeout.0,
@@ -95,6 +98,7 @@ impl Application {
                 notice: Arc::new(move |n| notify::disabled_email(&notice_url, n)),
             },
             mail_waiting: mail_waiting.clone(),
+            addresses: addresses.clone(),
         };
         let mailer = Mailer::new(
             store.clone(),
@@ -123,6 +127,7 @@ impl Application {
             workspaces: Default::default(),
             closer: closer_handle,
             deliverer: deliverer.clone(),
+            addresses,
         };
         Ok(Application {
             config,

@@ -112,12 +112,18 @@ async fn view(state: &AppState, webhook: Webhook) -> Result<WebhookView, ApiErro
     ))
 }
 
-fn url(value: &str) -> Result<String, ApiError> {
-    value
+/// A webhook URL: well-formed, and (the SSRF guard) leading only to public addresses.
+async fn url(state: &AppState, value: &str) -> Result<String, ApiError> {
+    let url = value
         .trim()
         .parse::<WebhookUrl>()
-        .map(|u| u.as_str().to_string())
-        .map_err(|e| ApiError::field("url", e))
+        .map_err(|e| ApiError::field("url", e))?;
+    state
+        .addresses
+        .check_url(url.url())
+        .await
+        .map_err(|e| ApiError::field("url", e))?;
+    Ok(url.as_str().to_string())
 }
 
 fn secret(input: SecretInput) -> Result<Option<String>, ApiError> {
@@ -168,7 +174,7 @@ pub async fn create(
     let secret = body.secret.map(secret).transpose()?.flatten();
     let new = NewWebhook {
         workspace_id,
-        url: url(&body.url)?,
+        url: url(&state, &body.url).await?,
         granularity: body.granularity,
         enabled: body.enabled.unwrap_or(true),
         secret: secret.clone(),
@@ -233,7 +239,10 @@ pub async fn update(
         .map(|s| s.map(secret).transpose().map(Option::flatten))
         .transpose()?;
     let patch = WebhookPatch {
-        url: body.url.as_deref().map(url).transpose()?,
+        url: match body.url.as_deref() {
+            Some(value) => Some(url(&state, value).await?),
+            None => None,
+        },
         granularity: body.granularity,
         enabled: body.enabled,
         secret: secret.clone(),

@@ -32,6 +32,8 @@ pub struct AppState {
     pub closer: crate::window::closer::CloserHandle,
     /// The delivery worker, for test sends.
     pub deliverer: Arc<crate::deliver::Deliverer>,
+    /// The SSRF guard's view of which addresses webhooks may point at.
+    pub addresses: Arc<crate::deliver::AddressPolicy>,
 }
 
 /// Every route of the daemon.

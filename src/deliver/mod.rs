@@ -5,6 +5,7 @@
 //! all in the store. A crash mid-send leaves a lease that expires (or, on SQLite, is released at
 //! start), and the delivery goes out again with the same `webhook-id`.
 
+pub mod guard;
 pub mod schedule;
 pub mod signature;
 
@@ -22,6 +23,8 @@ use tracing::{Instrument, debug, error, info_span, warn};
 use crate::clock::SharedClock;
 use crate::domain::new_id;
 use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DisablePolicy, SharedStore};
+pub use guard::AddressPolicy;
+use guard::GuardedResolver;
 pub use schedule::RetrySchedule;
 pub use signature::SigningSecret;
 
@@ -39,13 +42,15 @@ pub fn user_agent() -> String {
     format!("chatbundle/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// An HTTP client for deliveries: no redirects followed (a 3xx is a failure), our User-Agent.
-pub fn http_client() -> reqwest::Client {
+/// An HTTP client for deliveries: no redirects followed (a 3xx is a failure), our User-Agent,
+/// and names resolved through the SSRF guard.
+pub fn http_client(policy: Arc<AddressPolicy>) -> reqwest::Client {
     // reqwest is built without a bundled crypto provider; ring is ours. Installing twice is a no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(user_agent())
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(GuardedResolver { policy }))
         .pool_idle_timeout(Duration::from_secs(60))
         .build()
         .expect("the HTTP client builds with static settings")
@@ -74,6 +79,8 @@ pub struct DeliverySettings {
     pub disable: DisablePolicy,
     /// Wakes the mailer when a disable queued an e-mail.
     pub mail_waiting: Arc<Notify>,
+    /// Which addresses deliveries may reach.
+    pub addresses: Arc<AddressPolicy>,
 }
 
 /// The delivery worker and what it shares with its in-flight sends.
@@ -101,7 +108,7 @@ impl Deliverer {
         Deliverer {
             store,
             clock,
-            client: http_client(),
+            client: http_client(settings.addresses.clone()),
             settings,
             limiter,
             wake,
@@ -227,6 +234,27 @@ impl Deliverer {
         let headers = self.headers(id, target.secret, payload, attempted_at.timestamp());
         let timeout = target.timeout.unwrap_or(self.settings.default_timeout);
         let started = Instant::now();
+        // Names are checked by the resolver; an address written into the URL never reaches it.
+        let literal = reqwest::Url::parse(target.url).ok().and_then(|u| match u.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        });
+        if let Some(refusal) = literal.and_then(|ip| self.settings.addresses.refusal(ip)) {
+            let record = AttemptRecord {
+                delivery_seq: 0,
+                delivery_id: id.to_string(),
+                webhook_id: target.webhook_id.to_string(),
+                attempted_at,
+                duration: Duration::ZERO,
+                status: None,
+                response_excerpt: None,
+                error: Some(format!("refused by the SSRF guard: {refusal}")),
+                request_headers: headers_json(&headers),
+                request_body: payload.to_vec(),
+            };
+            return (record, None);
+        }
         let response = self
             .client
             .post(target.url)

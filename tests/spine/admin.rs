@@ -136,7 +136,7 @@ async fn webhooks_are_created_patched_and_deleted() {
     let created = app
         .create_webhook(
             &ws.id,
-            json!({"url": "https://hooks.example.com/catch/1", "secret": true}),
+            json!({"url": "https://93.184.216.34/catch/1", "secret": true}),
         )
         .await;
     let id = created["id"].as_str().unwrap();
@@ -168,7 +168,7 @@ async fn webhooks_are_created_patched_and_deleted() {
     let patched: Value = app
         .admin(Method::PATCH, &format!("/api/v1/webhooks/{id}"))
         .json(
-            &json!({"url": "https://crm.example.com/in", "granularity": "12h", "enabled": false,
+            &json!({"url": "https://93.184.216.34/in", "granularity": "12h", "enabled": false,
                       "timeout": "30s", "secret": null}),
         )
         .send()
@@ -177,7 +177,7 @@ async fn webhooks_are_created_patched_and_deleted() {
         .json()
         .await
         .unwrap();
-    assert_eq!(patched["url"], "https://crm.example.com/in");
+    assert_eq!(patched["url"], "https://93.184.216.34/in");
     assert_eq!(patched["granularity"], "12h");
     assert_eq!(patched["inherits_granularity"], false);
     assert_eq!(patched["enabled"], false);
@@ -197,7 +197,7 @@ async fn webhooks_are_created_patched_and_deleted() {
     assert_eq!(back["inherits_granularity"], true);
     assert_eq!(back["timeout"], "10s");
     assert_eq!(
-        back["url"], "https://crm.example.com/in",
+        back["url"], "https://93.184.216.34/in",
         "absent keys are left alone"
     );
 
@@ -236,21 +236,24 @@ async fn webhook_input_errors_name_the_field() {
         (json!({"url": "not a url"}), "url"),
         (json!({}), "url"),
         (
-            json!({"url": "https://x.example/", "granularity": "hourly"}),
+            json!({"url": "https://93.184.216.34/", "granularity": "hourly"}),
             "granularity",
         ),
         (
-            json!({"url": "https://x.example/", "secret": "plain-secret"}),
+            json!({"url": "https://93.184.216.34/", "secret": "plain-secret"}),
             "secret",
         ),
         (
-            json!({"url": "https://x.example/", "timeout": "forever"}),
+            json!({"url": "https://93.184.216.34/", "timeout": "forever"}),
             "timeout",
         ),
-        (json!({"url": "https://x.example/", "timeout": "10m"}), "timeout"),
-        (json!({"url": "https://x.example/", "events": []}), "events"),
         (
-            json!({"url": "https://x.example/", "events": ["everything"]}),
+            json!({"url": "https://93.184.216.34/", "timeout": "10m"}),
+            "timeout",
+        ),
+        (json!({"url": "https://93.184.216.34/", "events": []}), "events"),
+        (
+            json!({"url": "https://93.184.216.34/", "events": ["everything"]}),
             "events",
         ),
     ];
@@ -263,9 +266,30 @@ async fn webhook_input_errors_name_the_field() {
             "{body}: {error}"
         );
     }
+    // The SSRF guard: addresses that are not public are refused, named as the url's fault.
+    for private in [
+        "http://10.0.0.7/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]:8080/",
+        "http://[fd00::1]/",
+    ] {
+        let response = app
+            .admin(Method::POST, &path)
+            .json(&json!({"url": private}))
+            .send()
+            .await
+            .unwrap();
+        let (status, error) = error_of(response).await;
+        assert_eq!(status, 400, "{private}");
+        assert_eq!(error["field"], "url", "{private}: {error}");
+        assert!(
+            error["detail"].as_str().unwrap().contains("not a public address"),
+            "{error}"
+        );
+    }
     let missing = app
         .admin(Method::POST, "/api/v1/workspaces/ws_nope/webhooks")
-        .json(&json!({"url": "https://x.example/"}))
+        .json(&json!({"url": "https://93.184.216.34/"}))
         .send()
         .await
         .unwrap();

@@ -460,3 +460,36 @@ async fn shutdown_lets_an_in_flight_delivery_finish() {
         "the answer that came during shutdown was recorded"
     );
 }
+
+#[tokio::test]
+async fn the_ssrf_guard_checks_again_at_delivery_time() {
+    // The webhook was allowed when it was set; then the operator took loopback off the allow-list
+    // (as a DNS change would move a name onto a private address).
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.delivery.allow_private.push("::1/128".parse().unwrap());
+    let app = TestApp::spawn_with(dir, config, chatbundle::clock::ManualClock::new(start_time())).await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    // One by address, one by name: the name goes through the guarded resolver.
+    let literal = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let named = app.create_webhook(&ws.id, json!({"url": by_name})).await;
+    let mut config = app.config.clone();
+    config.delivery.allow_private.clear();
+    let (dir, clock) = app.stop().await;
+    let app = TestApp::spawn_with(dir, config, clock).await;
+    app.ingest(&ws, &message("m-1", "c-1", "Hi")).await;
+    for webhook in [&literal, &named] {
+        let attempts = app.attempts(webhook["id"].as_str().unwrap(), 1).await;
+        assert!(
+            attempts[0].error.as_deref().unwrap().contains("SSRF guard"),
+            "{:?}",
+            attempts[0].error
+        );
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the private address"
+    );
+}

@@ -158,6 +158,7 @@ fn serve(dir: &std::path::Path) -> (Daemon, String) {
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("CHATBUNDLE_LOG_FORMAT", "json")
         .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")
+        .env("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -28,10 +28,7 @@ use serde_json::{Value, json};
 const CHATS: u64 = 10_000;
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 struct Daemon {
@@ -45,9 +42,7 @@ struct Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
             let _ = child.wait();
         }
     }
@@ -154,10 +149,7 @@ async fn workspace(client: &reqwest::Client, daemon: &Daemon) -> Workspace {
                "account": {"full_name": "Bench", "phone": "+1555"}}),
     )
     .await;
-    Workspace {
-        id: ws["id"].as_str().unwrap().into(),
-        key: ws["ingest_key"].as_str().unwrap().into(),
-    }
+    Workspace { id: ws["id"].as_str().unwrap().into(), key: ws["ingest_key"].as_str().unwrap().into() }
 }
 
 /// Phases 1 and 2: `connections` clients post as fast as they can for `seconds`. Each client is
@@ -182,9 +174,7 @@ async fn ingest_phase(
             let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
             stream.set_nodelay(true).unwrap();
             let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .unwrap();
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
             tokio::spawn(connection);
             let auth = format!("Bearer {key}");
             let mut latencies = Vec::new();
@@ -197,11 +187,7 @@ async fn ingest_phase(
                         message_json(&format!("{tag}-{c}-{n}"), (c * 7919 + n * 31 + i) % CHATS)
                     })
                     .collect();
-                let body = if batch == 1 {
-                    items[0].clone()
-                } else {
-                    format!("[{}]", items.join(","))
-                };
+                let body = if batch == 1 { items[0].clone() } else { format!("[{}]", items.join(",")) };
                 let request = hyper::Request::post(&path)
                     .header("host", &authority)
                     .header("content-type", "application/json")
@@ -289,16 +275,9 @@ async fn drain_phase(daemon: &Daemon, client: &reqwest::Client, total: u64) {
     .await;
     let ingest_url = format!("{}/api/v1/workspaces/{}/messages", daemon.base, ws.id);
     for chunk in 0..total / 1000 {
-        let body: Vec<Value> = (0..1000)
-            .map(|i| message(&format!("d-{chunk}-{i}"), (chunk * 1000 + i) % CHATS))
-            .collect();
-        let r = client
-            .post(&ingest_url)
-            .bearer_auth(&ws.key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let body: Vec<Value> =
+            (0..1000).map(|i| message(&format!("d-{chunk}-{i}"), (chunk * 1000 + i) % CHATS)).collect();
+        let r = client.post(&ingest_url).bearer_auth(&ws.key).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 202);
     }
     let started = Instant::now();
@@ -343,21 +322,11 @@ async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, 
         // Paced: message n is sent at n / rate seconds.
         let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
         tokio::time::sleep_until(due.into()).await;
-        let (client, url, key, accepted) = (
-            client.clone(),
-            ingest_url.clone(),
-            ws.key.clone(),
-            accepted.clone(),
-        );
+        let (client, url, key, accepted) =
+            (client.clone(), ingest_url.clone(), ws.key.clone(), accepted.clone());
         tasks.push(tokio::spawn(async move {
             let id = format!("e-{n}");
-            let r = client
-                .post(&url)
-                .bearer_auth(&key)
-                .json(&message(&id, n % CHATS))
-                .send()
-                .await
-                .unwrap();
+            let r = client.post(&url).bearer_auth(&key).json(&message(&id, n % CHATS)).send().await.unwrap();
             let at = Instant::now();
             assert_eq!(r.status(), 202);
             accepted.lock().unwrap().insert(id, at);
@@ -416,10 +385,7 @@ async fn close_phase(daemon: &Daemon, client: &reqwest::Client, total: u64, chat
                    "account": {"full_name": "Bench", "phone": "+1555"}}),
         )
         .await;
-        Workspace {
-            id: ws["id"].as_str().unwrap().into(),
-            key: ws["ingest_key"].as_str().unwrap().into(),
-        }
+        Workspace { id: ws["id"].as_str().unwrap().into(), key: ws["ingest_key"].as_str().unwrap().into() }
     };
     // Switched off, so the bundles wait in the queue: this phase measures closing alone.
     admin(
@@ -443,9 +409,8 @@ async fn close_phase(daemon: &Daemon, client: &reqwest::Client, total: u64, chat
                 if r >= requests {
                     break;
                 }
-                let items: Vec<String> = (r * 1000..(r + 1) * 1000)
-                    .map(|i| message_json(&format!("c-{i}"), i % chats))
-                    .collect();
+                let items: Vec<String> =
+                    (r * 1000..(r + 1) * 1000).map(|i| message_json(&format!("c-{i}"), i % chats)).collect();
                 let body = format!("[{}]", items.join(","));
                 let response = client
                     .post(&url)
@@ -495,9 +460,7 @@ fn calls_per_message_phase() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(2024);
     let tz: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
-    let day = chrono::DateTime::parse_from_rfc3339("2024-03-01T00:00:00+01:00")
-        .unwrap()
-        .to_utc();
+    let day = chrono::DateTime::parse_from_rfc3339("2024-03-01T00:00:00+01:00").unwrap().to_utc();
     let chats = 2000;
     // Messages per chat: 1 to 200, most chats short (log-uniform); each chat talks in 1–4 bursts
     // of a few minutes to an hour, at random times of the day.
@@ -505,9 +468,8 @@ fn calls_per_message_phase() {
     for _ in 0..chats {
         let n = (200f64.powf(rng.random_range(0.0..1.0))).round().max(1.0) as usize;
         let bursts = rng.random_range(1..=4usize).min(n);
-        let bursts: Vec<(i64, i64)> = (0..bursts)
-            .map(|_| (rng.random_range(0..86_400 - 3600), rng.random_range(300..3600)))
-            .collect();
+        let bursts: Vec<(i64, i64)> =
+            (0..bursts).map(|_| (rng.random_range(0..86_400 - 3600), rng.random_range(300..3600))).collect();
         let times = (0..n)
             .map(|i| {
                 let (start, length) = bursts[i % bursts.len()];
@@ -524,10 +486,8 @@ fn calls_per_message_phase() {
             _ => per_chat
                 .iter()
                 .map(|times| {
-                    let mut windows: Vec<_> = times
-                        .iter()
-                        .map(|t| bounds::containing(*t, g, tz).start)
-                        .collect();
+                    let mut windows: Vec<_> =
+                        times.iter().map(|t| bounds::containing(*t, g, tz).start).collect();
                     windows.sort();
                     windows.dedup();
                     windows.len()
@@ -550,10 +510,7 @@ fn main() {
     let backlog = env_or("BENCH_BACKLOG", 50_000);
     let rate = env_or("BENCH_RATE", 1_000);
     // One thread for the whole generator (like `wrk -t1`): the daemon gets the other core.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::new();

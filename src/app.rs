@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::api::health::Workers;
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -32,10 +33,7 @@ pub enum AppError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
     /// A setting that only proved unusable when put to use; exit code 2 like any bad config.
@@ -67,14 +65,8 @@ impl Application {
         let store: SharedStore = Arc::new(SqliteStore::open(&config.database_url(), clock.clone()).await?);
         let listener = TcpListener::bind(config.listen)
             .await
-            .map_err(|source| AppError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| AppError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+            .map_err(|source| AppError::Bind { addr: config.listen, source })?;
+        let local = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
         // With no public_url configured, links point at the address actually bound (port 0 in tests).
         let public_url = match &config.public_url {
             Some(_) => config.public_url(),
@@ -83,9 +75,7 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let mail_waiting = Arc::new(Notify::new());
         let notice_url = public_url.clone();
-        let addresses = Arc::new(AddressPolicy {
-            allow: config.delivery.allow_private.clone(),
-        });
+        let addresses = Arc::new(AddressPolicy { allow: config.delivery.allow_private.clone() });
         let d = &config.delivery;
         let settings = DeliverySettings {
             default_timeout: d.timeout.0,
@@ -108,12 +98,7 @@ impl Application {
             mail_waiting,
         )
         .map_err(|e| AppError::Config(e.to_string()))?;
-        let deliverer = Arc::new(Deliverer::new(
-            store.clone(),
-            clock.clone(),
-            settings,
-            wake.clone(),
-        ));
+        let deliverer = Arc::new(Deliverer::new(store.clone(), clock.clone(), settings, wake.clone()));
         let public_url: Arc<str> = public_url.into();
         let (closer, closer_handle) =
             Closer::new(store.clone(), clock.clone(), public_url.clone(), wake.clone());
@@ -128,22 +113,15 @@ impl Application {
             closer: closer_handle,
             deliverer: deliverer.clone(),
             addresses,
+            workers: Default::default(),
         };
-        Ok(Application {
-            config,
-            listener,
-            state,
-            deliverer,
-            closer,
-            mailer,
-        })
+        crate::telemetry::prometheus();
+        Ok(Application { config, listener, state, deliverer, closer, mailer })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     pub fn admin_token(&self) -> &str {
@@ -163,27 +141,26 @@ impl Application {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let Application {
-            config,
-            listener,
-            state,
-            deliverer,
-            closer,
-            mailer,
-        } = self;
+        let Application { config, listener, state, deliverer, closer, mailer } = self;
         let store = state.store.clone();
         let released = store.recover_after_restart().await?;
         if released > 0 {
-            info!(
-                deliveries = released,
-                "resuming deliveries interrupted by the last stop"
-            );
+            info!(deliveries = released, "resuming deliveries interrupted by the last stop");
         }
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let worker = tokio::spawn(deliverer.run(cancel.clone(), tracker.clone()));
+        let (cancel_for_worker, tracker_for_worker) = (cancel.clone(), tracker.clone());
+        let workers = state.workers.clone();
+        let worker = tokio::spawn(async move {
+            Workers::running(&workers.delivery, deliverer.run(cancel_for_worker, tracker_for_worker)).await
+        });
         // Windows that ended while the daemon was down are closed first thing.
-        let closing = tokio::spawn(closer.run(cancel.clone()));
+        let workers = state.workers.clone();
+        let cancel_for_closer = cancel.clone();
+        let closing =
+            tokio::spawn(
+                async move { Workers::running(&workers.closer, closer.run(cancel_for_closer)).await },
+            );
         let mailing = tokio::spawn(mailer.run(cancel.clone()));
         let pruning = tokio::spawn(crate::activity::retention_job(
             store.clone(),
@@ -218,10 +195,7 @@ impl Application {
         })
         .await;
         if drained.is_err() {
-            warn!(
-                ?grace,
-                "in-flight work did not finish within the grace period; it resumes at next start"
-            );
+            warn!(?grace, "in-flight work did not finish within the grace period; it resumes at next start");
             server.abort();
         }
         store.close().await;

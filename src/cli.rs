@@ -60,10 +60,7 @@ pub fn main() -> ExitCode {
         print!("{}", Config::default().to_toml());
         return ExitCode::SUCCESS;
     }
-    let sources = Sources {
-        file: cli.config.clone(),
-        listen,
-    };
+    let sources = Sources { file: cli.config.clone(), listen };
     let config = match Config::load(&sources) {
         Ok(config) => config,
         Err(e) => {
@@ -94,10 +91,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e)
-            if matches!(
-                e.downcast_ref::<crate::app::AppError>(),
-                Some(crate::app::AppError::Config(_))
-            ) =>
+            if matches!(e.downcast_ref::<crate::app::AppError>(), Some(crate::app::AppError::Config(_))) =>
         {
             eprintln!("chatbundle: {e:#}");
             ExitCode::from(EXIT_CONFIG)

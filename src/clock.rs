@@ -42,9 +42,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
-        ManualClock {
-            now: Arc::new(watch::Sender::new(start)),
-        }
+        ManualClock { now: Arc::new(watch::Sender::new(start)) }
     }
 
     /// Moves time forward and wakes every sleeper whose deadline has passed.
@@ -79,16 +77,12 @@ mod tests {
 
     #[tokio::test]
     async fn manual_sleepers_wake_only_once_time_passes_their_deadline() {
-        let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z")
-            .unwrap()
-            .to_utc();
+        let start = DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap().to_utc();
         let clock = ManualClock::new(start);
         let mut sleeper = tokio::spawn(clock.sleep_until(start + chrono::Duration::seconds(10)));
         clock.advance(Duration::from_secs(5));
         assert!(
-            tokio::time::timeout(Duration::from_millis(50), &mut sleeper)
-                .await
-                .is_err(),
+            tokio::time::timeout(Duration::from_millis(50), &mut sleeper).await.is_err(),
             "woke before its deadline"
         );
         clock.advance(Duration::from_secs(5));

@@ -111,14 +111,8 @@ impl Default for Config {
             admin_token_file: None,
             log_format: LogFormat::Plain,
             delivery: DeliveryConfig::default(),
-            smtp: SmtpConfig {
-                url: None,
-                url_file: None,
-                from: "chatbundle@localhost".into(),
-            },
-            shutdown: ShutdownConfig {
-                grace: HumanDuration(Duration::from_secs(25)),
-            },
+            smtp: SmtpConfig { url: None, url_file: None, from: "chatbundle@localhost".into() },
+            shutdown: ShutdownConfig { grace: HumanDuration(Duration::from_secs(25)) },
         }
     }
 }
@@ -168,9 +162,8 @@ impl Config {
         if let Some(listen) = sources.listen {
             figment = figment.merge(Serialized::default("listen", listen));
         }
-        let mut config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError::Layering(describe_figment_error(e)))?;
+        let mut config: Config =
+            figment.extract().map_err(|e| ConfigError::Layering(describe_figment_error(e)))?;
         config.resolve_files()?;
         config.validate()?;
         Ok(config)
@@ -188,10 +181,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, detail: &str| ConfigError::Invalid {
-            key,
-            detail: detail.to_string(),
-        };
+        let invalid = |key, detail: &str| ConfigError::Invalid { key, detail: detail.to_string() };
         let public_url = self.public_url();
         let parsed = reqwest::Url::parse(&public_url)
             .map_err(|e| invalid("public_url", &format!("{public_url:?} is not a URL: {e}")))?;
@@ -231,10 +221,7 @@ impl Config {
 
     /// The effective public base URL, without a trailing slash.
     pub fn public_url(&self) -> String {
-        let url = self
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen));
+        let url = self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen));
         url.trim_end_matches('/').to_string()
     }
 
@@ -252,10 +239,8 @@ impl Config {
 }
 
 fn read_secret(key: &'static str, path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-        key,
-        detail: format!("cannot read {}: {e}", path.display()),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Invalid { key, detail: format!("cannot read {}: {e}", path.display()) })?;
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
@@ -264,11 +249,7 @@ fn describe_figment_error(error: figment::Error) -> String {
         .into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let origin = e
-                .metadata
-                .as_ref()
-                .map(|m| format!(" (from {})", m.name))
-                .unwrap_or_default();
+            let origin = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
             if key.is_empty() {
                 format!("{}{origin}", e.kind)
             } else {
@@ -289,12 +270,7 @@ fn toml_string(config: &Config) -> String {
         .map(|h| format!("{:?}", humantime::format_duration(h.0).to_string()))
         .collect::<Vec<_>>()
         .join(", ");
-    let allow = d
-        .allow_private
-        .iter()
-        .map(|n| format!("{:?}", n.to_string()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let allow = d.allow_private.iter().map(|n| format!("{:?}", n.to_string())).collect::<Vec<_>>().join(", ");
     let dur = |h: &HumanDuration| humantime::format_duration(h.0).to_string();
     format!(
         r#"# chatbundle configuration. Every key can also be set as CHATBUNDLE_<KEY>
@@ -352,18 +328,12 @@ mod tests {
         let mut outcome = None;
         Jail::expect_with(|jail| {
             let file = toml
-                .map(|t| {
-                    jail.create_file("config.toml", t)
-                        .map(|_| PathBuf::from("config.toml"))
-                })
+                .map(|t| jail.create_file("config.toml", t).map(|_| PathBuf::from("config.toml")))
                 .transpose()?;
             for (k, v) in vars {
                 jail.set_env(k, v);
             }
-            let sources = Sources {
-                file,
-                listen: listen.map(|l| l.parse().unwrap()),
-            };
+            let sources = Sources { file, listen: listen.map(|l| l.parse().unwrap()) };
             outcome = Some(Config::load(&sources).map_err(|e| e.to_string()));
             Ok(())
         });
@@ -388,32 +358,19 @@ mod tests {
         assert_eq!(c.delivery.timeout.0, Duration::from_secs(3));
         assert_eq!(c.delivery.concurrency, 4);
 
-        let vars = [
-            ("CHATBUNDLE_DELIVERY__TIMEOUT", "5s"),
-            ("CHATBUNDLE_LISTEN", "127.0.0.1:9100"),
-        ];
+        let vars = [("CHATBUNDLE_DELIVERY__TIMEOUT", "5s"), ("CHATBUNDLE_LISTEN", "127.0.0.1:9100")];
         let c = load_with(Some(toml), &vars, None).unwrap();
         assert_eq!(c.delivery.timeout.0, Duration::from_secs(5));
-        assert_eq!(
-            c.delivery.concurrency, 4,
-            "the file still counts where the environment is silent"
-        );
+        assert_eq!(c.delivery.concurrency, 4, "the file still counts where the environment is silent");
         assert_eq!(c.listen.port(), 9100);
 
         let c = load_with(Some(toml), &vars, Some("127.0.0.1:9200")).unwrap();
         assert_eq!(c.listen.port(), 9200);
         assert_eq!(c.public_url(), "http://127.0.0.1:9200");
 
-        let c = load_with(
-            None,
-            &[("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")],
-            None,
-        )
-        .unwrap();
-        assert_eq!(
-            c.delivery.allow_private,
-            vec!["127.0.0.0/8".parse::<IpNet>().unwrap()]
-        );
+        let c =
+            load_with(None, &[("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")], None).unwrap();
+        assert_eq!(c.delivery.allow_private, vec!["127.0.0.0/8".parse::<IpNet>().unwrap()]);
     }
 
     #[test]
@@ -459,10 +416,7 @@ mod tests {
     fn printed_defaults_load_back_to_the_same_values() {
         let printed = Config::default().to_toml();
         let c = load_with(Some(&printed), &[], None).unwrap();
-        assert_eq!(
-            c.delivery.retry_schedule,
-            Config::default().delivery.retry_schedule
-        );
+        assert_eq!(c.delivery.retry_schedule, Config::default().delivery.retry_schedule);
         assert_eq!(c.delivery.retention, Config::default().delivery.retention);
         assert_eq!(c.listen, Config::default().listen);
     }

@@ -140,9 +140,7 @@ impl FromStr for Timezone {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse::<chrono_tz::Tz>()
-            .map(Timezone)
-            .map_err(|_| format!("unknown IANA time zone {s:?}"))
+        s.parse::<chrono_tz::Tz>().map(Timezone).map_err(|_| format!("unknown IANA time zone {s:?}"))
     }
 }
 
@@ -185,11 +183,7 @@ pub fn new_id(prefix: &str) -> String {
 
 /// A random alphanumeric string, used for ids, ingest keys and transcript tokens.
 pub fn random_token(len: usize) -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
 #[cfg(test)]
@@ -215,10 +209,7 @@ mod tests {
 
     #[test]
     fn timezone_accepts_iana_names_only() {
-        assert_eq!(
-            "Asia/Kathmandu".parse::<Timezone>().unwrap().name(),
-            "Asia/Kathmandu"
-        );
+        assert_eq!("Asia/Kathmandu".parse::<Timezone>().unwrap().name(), "Asia/Kathmandu");
         assert!("Mars/Olympus".parse::<Timezone>().is_err());
     }
 

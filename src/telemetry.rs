@@ -20,3 +20,53 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
+
+/// Prometheus metrics. Counters are bumped where things happen; gauges that describe stored
+/// state (queue depth, disabled webhooks, e-mails waiting) are read from the store at scrape time.
+pub mod metric {
+    pub const MESSAGES_RECEIVED: &str = "chatbundle_messages_received_total";
+    pub const MESSAGES_DUPLICATE: &str = "chatbundle_messages_duplicate_total";
+    pub const MESSAGES_SKIPPED: &str = "chatbundle_messages_skipped_total";
+    pub const BUNDLES_CREATED: &str = "chatbundle_bundles_created_total";
+    /// Labelled `outcome`: `delivered`, `retry` or `expired`.
+    pub const DELIVERIES: &str = "chatbundle_deliveries_total";
+    pub const DELIVERY_SECONDS: &str = "chatbundle_delivery_seconds";
+    pub const WEBHOOKS_AUTO_DISABLED: &str = "chatbundle_webhooks_auto_disabled_total";
+    pub const QUEUE_DEPTH: &str = "chatbundle_queue_depth";
+    pub const OLDEST_PENDING_SECONDS: &str = "chatbundle_queue_oldest_pending_seconds";
+    pub const WEBHOOKS_DISABLED: &str = "chatbundle_webhooks_disabled";
+    pub const EMAILS_PENDING: &str = "chatbundle_emails_pending";
+}
+
+/// The process's Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Several apps in one test process share the first recorder; that is fine for them.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metric::*;
+    metrics::describe_counter!(MESSAGES_RECEIVED, "Text messages stored");
+    metrics::describe_counter!(
+        MESSAGES_DUPLICATE,
+        "Messages posted again (same message id), not stored twice"
+    );
+    metrics::describe_counter!(MESSAGES_SKIPPED, "Non-text messages counted and not stored");
+    metrics::describe_counter!(BUNDLES_CREATED, "Bundle parts queued when windows closed");
+    metrics::describe_counter!(DELIVERIES, "Delivery attempts by outcome");
+    metrics::describe_histogram!(DELIVERY_SECONDS, "Duration of delivery attempts");
+    metrics::describe_counter!(WEBHOOKS_AUTO_DISABLED, "Webhooks switched off after failing");
+    metrics::describe_gauge!(QUEUE_DEPTH, "Deliveries waiting to be sent");
+    metrics::describe_gauge!(OLDEST_PENDING_SECONDS, "Age of the oldest delivery waiting");
+    metrics::describe_gauge!(WEBHOOKS_DISABLED, "Webhooks currently switched off");
+    metrics::describe_gauge!(EMAILS_PENDING, "E-mails waiting in the outbox");
+}

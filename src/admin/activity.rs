@@ -57,10 +57,7 @@ pub async fn log(
         "jsonl" => Format::Jsonl,
         "csv" => Format::Csv,
         other => {
-            return Err(ApiError::field(
-                "format",
-                format!("must be jsonl or csv (got {other:?})"),
-            ));
+            return Err(ApiError::field("format", format!("must be jsonl or csv (got {other:?})")));
         }
     };
     if state.store.get_webhook(&id).await?.is_none() {
@@ -74,10 +71,7 @@ pub async fn log(
     Ok((
         [
             (CONTENT_TYPE, content_type.to_string()),
-            (
-                CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{id}-log.{extension}\""),
-            ),
+            (CONTENT_DISPOSITION, format!("attachment; filename=\"{id}-log.{extension}\"")),
         ],
         Body::from_stream(stream),
     )
@@ -137,9 +131,7 @@ struct CsvRow<'a> {
 }
 
 fn csv(rows: &[ActivityRow], header: bool) -> Result<Vec<u8>, std::io::Error> {
-    let mut writer = csv::WriterBuilder::new()
-        .has_headers(header)
-        .from_writer(Vec::new());
+    let mut writer = csv::WriterBuilder::new().has_headers(header).from_writer(Vec::new());
     for row in rows {
         writer
             .serialize(CsvRow {
@@ -156,9 +148,7 @@ fn csv(rows: &[ActivityRow], header: bool) -> Result<Vec<u8>, std::io::Error> {
             })
             .map_err(std::io::Error::other)?;
     }
-    writer
-        .into_inner()
-        .map_err(|e| std::io::Error::other(e.to_string()))
+    writer.into_inner().map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// `POST /api/v1/webhooks/{id}/test`: sends the webhook a real sample now and answers with what
@@ -170,11 +160,7 @@ pub async fn test(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let webhook = state
-        .store
-        .get_webhook(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    let webhook = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     let workspace = state
         .store
         .get_workspace(&webhook.workspace_id)
@@ -183,10 +169,7 @@ pub async fn test(
     let bundled = webhook.granularity.unwrap_or(workspace.granularity) != Granularity::None;
     let (payload, sample) = match state.store.latest_payload(&workspace.id, bundled).await? {
         Some(payload) => (payload, false),
-        None => (
-            render::sample(&state.public_url, bundled, state.clock.now()),
-            true,
-        ),
+        None => (render::sample(&state.public_url, bundled, state.clock.now()), true),
     };
     let target = Target {
         webhook_id: &webhook.id,

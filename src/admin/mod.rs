@@ -15,29 +15,15 @@ use crate::api::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/api/v1/workspaces",
-            post(workspaces::create).get(workspaces::list),
-        )
-        .route(
-            "/api/v1/workspaces/{id}",
-            get(workspaces::show).patch(workspaces::update),
-        )
+        .route("/api/v1/workspaces", post(workspaces::create).get(workspaces::list))
+        .route("/api/v1/workspaces/{id}", get(workspaces::show).patch(workspaces::update))
         .route("/api/v1/workspaces/{id}/stats", get(workspaces::stats))
         .route("/api/v1/workspaces/{id}/flush", post(workspaces::flush))
-        .route(
-            "/api/v1/workspaces/{id}/webhooks",
-            post(webhooks::create).get(webhooks::list),
-        )
+        .route("/api/v1/workspaces/{id}/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/api/v1/webhooks/{id}/activity", get(activity::latest))
         .route("/api/v1/webhooks/{id}/log", get(activity::log))
         .route("/api/v1/webhooks/{id}/test", post(activity::test))
-        .route(
-            "/api/v1/webhooks/{id}",
-            get(webhooks::show)
-                .patch(webhooks::update)
-                .delete(webhooks::delete),
-        )
+        .route("/api/v1/webhooks/{id}", get(webhooks::show).patch(webhooks::update).delete(webhooks::delete))
 }
 
 /// A JSON request body whose errors answer in the API's error shape, naming the field.
@@ -81,10 +67,7 @@ pub fn email(field: &str, value: &str) -> Result<String, ApiError> {
         .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.contains('@'))
         && !value.contains(char::is_whitespace);
     if !plausible {
-        return Err(ApiError::field(
-            field,
-            format!("{value:?} is not an e-mail address"),
-        ));
+        return Err(ApiError::field(field, format!("{value:?} is not an e-mail address")));
     }
     Ok(value)
 }

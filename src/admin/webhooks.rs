@@ -105,24 +105,13 @@ async fn view(state: &AppState, webhook: Webhook) -> Result<WebhookView, ApiErro
         .get_workspace(&webhook.workspace_id)
         .await?
         .ok_or_else(|| ApiError::not_found("workspace"))?;
-    Ok(WebhookView::new(
-        webhook,
-        workspace.granularity,
-        state.default_timeout,
-    ))
+    Ok(WebhookView::new(webhook, workspace.granularity, state.default_timeout))
 }
 
 /// A webhook URL: well-formed, and (the SSRF guard) leading only to public addresses.
 async fn url(state: &AppState, value: &str) -> Result<String, ApiError> {
-    let url = value
-        .trim()
-        .parse::<WebhookUrl>()
-        .map_err(|e| ApiError::field("url", e))?;
-    state
-        .addresses
-        .check_url(url.url())
-        .await
-        .map_err(|e| ApiError::field("url", e))?;
+    let url = value.trim().parse::<WebhookUrl>().map_err(|e| ApiError::field("url", e))?;
+    state.addresses.check_url(url.url()).await.map_err(|e| ApiError::field("url", e))?;
     Ok(url.as_str().to_string())
 }
 
@@ -139,21 +128,14 @@ fn secret(input: SecretInput) -> Result<Option<String>, ApiError> {
 
 fn events(list: Vec<Event>) -> Result<Vec<Event>, ApiError> {
     if list.is_empty() {
-        return Err(ApiError::field(
-            "events",
-            "must list at least one of \"messages\", \"session_status\"",
-        ));
+        return Err(ApiError::field("events", "must list at least one of \"messages\", \"session_status\""));
     }
     Ok(list)
 }
 
 fn timeout(value: &str) -> Result<Duration, ApiError> {
-    let t = humantime::parse_duration(value.trim()).map_err(|e| {
-        ApiError::field(
-            "timeout",
-            format!("{value:?} is not a duration like \"10s\": {e}"),
-        )
-    })?;
+    let t = humantime::parse_duration(value.trim())
+        .map_err(|e| ApiError::field("timeout", format!("{value:?} is not a duration like \"10s\": {e}")))?;
     let (min, max) = TIMEOUT_RANGE;
     if t < min || t > max {
         return Err(ApiError::field("timeout", "must be between 1s and 2m"));
@@ -194,11 +176,8 @@ pub async fn list(
     State(state): State<AppState>,
     Path(workspace_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let workspace = state
-        .store
-        .get_workspace(&workspace_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("workspace"))?;
+    let workspace =
+        state.store.get_workspace(&workspace_id).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
     let webhooks: Vec<WebhookView> = state
         .store
         .list_webhooks(&workspace_id)
@@ -214,11 +193,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let webhook = state
-        .store
-        .get_webhook(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    let webhook = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     Ok(Json(view(&state, webhook).await?))
 }
 
@@ -229,15 +204,8 @@ pub async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let before = state
-        .store
-        .get_webhook(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("webhook"))?;
-    let secret = body
-        .secret
-        .map(|s| s.map(secret).transpose().map(Option::flatten))
-        .transpose()?;
+    let before = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    let secret = body.secret.map(|s| s.map(secret).transpose().map(Option::flatten)).transpose()?;
     let patch = WebhookPatch {
         url: match body.url.as_deref() {
             Some(value) => Some(url(&state, value).await?),
@@ -247,16 +215,10 @@ pub async fn update(
         enabled: body.enabled,
         secret: secret.clone(),
         events: body.events.map(events).transpose()?,
-        timeout: body
-            .timeout
-            .map(|t| t.as_deref().map(timeout).transpose())
-            .transpose()?,
+        timeout: body.timeout.map(|t| t.as_deref().map(timeout).transpose()).transpose()?,
     };
-    let webhook = state
-        .store
-        .update_webhook(&id, patch)
-        .await?
-        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    let webhook =
+        state.store.update_webhook(&id, patch).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     record_changes(&state, &before, &webhook).await;
     // Re-enabling or a new granularity may have made deliveries due, or moved windows.
     state.deliveries_waiting.notify_one();
@@ -289,10 +251,7 @@ async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
         events.push(("enabled", json!({"was_disabled_because": before.disabled_reason})));
     }
     if before.enabled && !after.enabled {
-        events.push((
-            "disabled",
-            json!({"reason": after.disabled_reason, "automatic": false}),
-        ));
+        events.push(("disabled", json!({"reason": after.disabled_reason, "automatic": false})));
     }
     let mut changed = serde_json::Map::new();
     if before.url != after.url {
@@ -301,12 +260,7 @@ async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
     if before.granularity != after.granularity {
         changed.insert(
             "granularity".into(),
-            json!(
-                after
-                    .granularity
-                    .map(|g| g.as_str())
-                    .unwrap_or("workspace default")
-            ),
+            json!(after.granularity.map(|g| g.as_str()).unwrap_or("workspace default")),
         );
     }
     if before.events != after.events {
@@ -319,24 +273,13 @@ async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
         );
     }
     if before.secret != after.secret {
-        changed.insert(
-            "secret".into(),
-            json!(if after.secret.is_some() {
-                "changed"
-            } else {
-                "removed"
-            }),
-        );
+        changed.insert("secret".into(), json!(if after.secret.is_some() { "changed" } else { "removed" }));
     }
     if !changed.is_empty() {
         events.push(("config_changed", Value::Object(changed)));
     }
     for (kind, detail) in events {
-        if let Err(e) = state
-            .store
-            .record_event(&after.workspace_id, Some(&after.id), kind, detail)
-            .await
-        {
+        if let Err(e) = state.store.record_event(&after.workspace_id, Some(&after.id), kind, detail).await {
             tracing::warn!(error = %e, "recording a configuration change failed");
         }
     }

@@ -34,10 +34,7 @@ pub struct UpdateWorkspace {
 }
 
 fn timezone(value: &str) -> Result<String, ApiError> {
-    value
-        .parse::<Timezone>()
-        .map(|tz| tz.name().to_string())
-        .map_err(|e| ApiError::field("timezone", e))
+    value.parse::<Timezone>().map(|tz| tz.name().to_string()).map_err(|e| ApiError::field("timezone", e))
 }
 
 #[instrument(skip_all)]
@@ -68,11 +65,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Workspace>, ApiError> {
-    let workspace = state
-        .store
-        .get_workspace(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("workspace"))?;
+    let workspace = state.store.get_workspace(&id).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
     Ok(Json(workspace))
 }
 
@@ -84,25 +77,14 @@ pub async fn update(
     Body(body): Body<UpdateWorkspace>,
 ) -> Result<Json<Workspace>, ApiError> {
     let patch = WorkspacePatch {
-        name: body
-            .name
-            .as_deref()
-            .map(|n| required_text("name", n, 200))
-            .transpose()?,
-        owner_email: body
-            .owner_email
-            .as_deref()
-            .map(|e| email("owner_email", e))
-            .transpose()?,
+        name: body.name.as_deref().map(|n| required_text("name", n, 200)).transpose()?,
+        owner_email: body.owner_email.as_deref().map(|e| email("owner_email", e)).transpose()?,
         timezone: body.timezone.as_deref().map(timezone).transpose()?,
         granularity: body.granularity,
         account: body.account,
     };
-    let workspace = state
-        .store
-        .update_workspace(&id, patch)
-        .await?
-        .ok_or_else(|| ApiError::not_found("workspace"))?;
+    let workspace =
+        state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
     state.workspaces.forget(&id);
     // A new default granularity or time zone moves the windows of the webhooks that follow it.
     state.closer.kick();

@@ -13,16 +13,13 @@ pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .headers
         .get(AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer header"))?;
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("Authorization header is not readable text"))?;
+    let value =
+        value.to_str().map_err(|_| ApiError::unauthorized("Authorization header is not readable text"))?;
     let (scheme, token) = value
         .split_once(' ')
         .ok_or_else(|| ApiError::unauthorized("Authorization header must be \"Bearer <token>\""))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::unauthorized(
-            "Authorization header must be \"Bearer <token>\"",
-        ));
+        return Err(ApiError::unauthorized("Authorization header must be \"Bearer <token>\""));
     }
     Ok(token.trim())
 }

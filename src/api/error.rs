@@ -24,12 +24,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            detail: detail.into(),
-            field: None,
-        }
+        ApiError { status, code, detail: detail.into(), field: None }
     }
 
     /// A 400 naming the field at fault; the detail starts with the field, so it reads alone.

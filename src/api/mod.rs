@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod health;
 
 use std::sync::Arc;
 
@@ -34,19 +35,19 @@ pub struct AppState {
     pub deliverer: Arc<crate::deliver::Deliverer>,
     /// The SSRF guard's view of which addresses webhooks may point at.
     pub addresses: Arc<crate::deliver::AddressPolicy>,
+    /// Which background workers are running, for `/readyz`.
+    pub workers: Arc<health::Workers>,
 }
 
 /// Every route of the daemon.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .merge(crate::admin::routes())
         .merge(crate::ingest::routes())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::no_method)
         .with_state(state)
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
 }

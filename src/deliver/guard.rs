@@ -119,21 +119,11 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     }
     if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
         // NAT64 well-known prefix 64:ff9b::/96
-        return is_public_v4(Ipv4Addr::new(
-            (s[6] >> 8) as u8,
-            s[6] as u8,
-            (s[7] >> 8) as u8,
-            s[7] as u8,
-        ));
+        return is_public_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8));
     }
     if s[0] == 0x2002 {
         // 6to4: the IPv4 address is in the next 32 bits
-        return is_public_v4(Ipv4Addr::new(
-            (s[1] >> 8) as u8,
-            s[1] as u8,
-            (s[2] >> 8) as u8,
-            s[2] as u8,
-        ));
+        return is_public_v4(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
     }
     let not_public = ip.is_unspecified()
         || ip.is_loopback()
@@ -177,38 +167,19 @@ mod tests {
         ] {
             assert!(!public(ip), "{ip} should not be public");
         }
-        for ip in [
-            "8.8.8.8",
-            "1.1.1.1",
-            "172.32.0.1",
-            "172.15.255.255",
-            "100.128.0.1",
-            "93.184.216.34",
-        ] {
+        for ip in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "172.15.255.255", "100.128.0.1", "93.184.216.34"] {
             assert!(public(ip), "{ip} should be public");
         }
     }
 
     #[test]
     fn ipv6_loopback_link_local_unique_local_and_multicast_are_not_public() {
-        for ip in [
-            "::1",
-            "::",
-            "fe80::1",
-            "fc00::1",
-            "fd12:3456::1",
-            "ff02::1",
-            "2001:db8::1",
-            "fec0::1",
-            "100::1",
-        ] {
+        for ip in
+            ["::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1", "2001:db8::1", "fec0::1", "100::1"]
+        {
             assert!(!public(ip), "{ip} should not be public");
         }
-        for ip in [
-            "2606:4700:4700::1111",
-            "2a00:1450:4001:80b::200e",
-            "2001:4860:4860::8888",
-        ] {
+        for ip in ["2606:4700:4700::1111", "2a00:1450:4001:80b::200e", "2001:4860:4860::8888"] {
             assert!(public(ip), "{ip} should be public");
         }
     }
@@ -227,18 +198,12 @@ mod tests {
 
     #[test]
     fn the_allow_list_exempts_its_networks_only() {
-        let policy = AddressPolicy {
-            allow: vec!["127.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
-        };
+        let policy =
+            AddressPolicy { allow: vec!["127.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()] };
         assert!(policy.permits("127.0.0.1".parse().unwrap()));
         assert!(policy.permits("fd00::5".parse().unwrap()));
         assert!(!policy.permits("10.0.0.1".parse().unwrap()));
-        assert!(
-            policy
-                .refusal("10.0.0.1".parse().unwrap())
-                .unwrap()
-                .contains("allow_private")
-        );
+        assert!(policy.refusal("10.0.0.1".parse().unwrap()).unwrap().contains("allow_private"));
     }
 
     #[tokio::test]
@@ -247,14 +212,9 @@ mod tests {
         let url = |s: &str| reqwest::Url::parse(s).unwrap();
         assert!(policy.check_url(&url("http://127.0.0.1:9/x")).await.is_err());
         assert!(policy.check_url(&url("http://[::1]:9/x")).await.is_err());
-        assert!(
-            policy.check_url(&url("http://localhost:9/x")).await.is_err(),
-            "names are resolved first"
-        );
+        assert!(policy.check_url(&url("http://localhost:9/x")).await.is_err(), "names are resolved first");
         assert!(policy.check_url(&url("http://8.8.8.8/x")).await.is_ok());
-        let open = AddressPolicy {
-            allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
-        };
+        let open = AddressPolicy { allow: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()] };
         assert!(open.check_url(&url("http://localhost:9/x")).await.is_ok());
     }
 }

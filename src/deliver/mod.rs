@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, error, info_span, warn};
 use crate::clock::SharedClock;
 use crate::domain::new_id;
 use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DisablePolicy, SharedStore};
+use crate::telemetry::metric;
 pub use guard::AddressPolicy;
 use guard::GuardedResolver;
 pub use schedule::RetrySchedule;
@@ -102,17 +103,8 @@ impl Deliverer {
         settings: DeliverySettings,
         wake: Arc<Notify>,
     ) -> Self {
-        let limiter = settings
-            .rate_per_webhook
-            .map(|rate| RateLimiter::keyed(Quota::per_second(rate)));
-        Deliverer {
-            store,
-            clock,
-            client: http_client(settings.addresses.clone()),
-            settings,
-            limiter,
-            wake,
-        }
+        let limiter = settings.rate_per_webhook.map(|rate| RateLimiter::keyed(Quota::per_second(rate)));
+        Deliverer { store, clock, client: http_client(settings.addresses.clone()), settings, limiter, wake }
     }
 
     /// Claims and sends until `cancel` fires; sends are spawned on `tracker`, so the caller can
@@ -124,19 +116,12 @@ impl Deliverer {
             // clock anew, time that passed during the claim would be slept through unseen.
             let now = self.clock.now();
             let free = slots.available_permits();
-            let claimed = if free > 0 {
-                self.claim(now, free).await
-            } else {
-                Vec::new()
-            };
+            let claimed = if free > 0 { self.claim(now, free).await } else { Vec::new() };
             // A full claim may have left due work behind: go round again (the slots are now
             // taken, so the next round waits for a send to finish). Otherwise wait for news.
             let more = !claimed.is_empty() && claimed.len() == free;
             for delivery in claimed {
-                let permit = slots
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("claimed no more than the free slots");
+                let permit = slots.clone().try_acquire_owned().expect("claimed no more than the free slots");
                 let this = self.clone();
                 let span =
                     info_span!("deliver", delivery_id = %delivery.id, webhook_id = %delivery.webhook_id);
@@ -188,11 +173,8 @@ impl Deliverer {
         let (mut record, retry_after) = self.attempt(&target, &delivery.id, &delivery.payload).await;
         record.delivery_seq = delivery.seq;
         let delivered = record.status.is_some_and(|s| (200..300).contains(&s));
-        let outcome = if delivered {
-            AttemptOutcome::Delivered
-        } else {
-            self.next_step(&delivery, retry_after)
-        };
+        let outcome =
+            if delivered { AttemptOutcome::Delivered } else { self.next_step(&delivery, retry_after) };
         match &outcome {
             AttemptOutcome::Delivered => debug!(status = record.status, "delivered"),
             AttemptOutcome::RetryAt(at) => warn!(
@@ -207,12 +189,16 @@ impl Deliverer {
                 "delivery expired after its retention period"
             ),
         }
-        match self
-            .store
-            .record_attempt(record, outcome, &self.settings.disable)
-            .await
-        {
+        let label = match outcome {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::RetryAt(_) => "retry",
+            AttemptOutcome::Expired => "expired",
+        };
+        metrics::counter!(metric::DELIVERIES, "outcome" => label).increment(1);
+        metrics::histogram!(metric::DELIVERY_SECONDS).record(record.duration.as_secs_f64());
+        match self.store.record_attempt(record, outcome, &self.settings.disable).await {
             Ok(Some(reason)) => {
+                metrics::counter!(metric::WEBHOOKS_AUTO_DISABLED).increment(1);
                 warn!(%reason, "webhook disabled; its owner is told by e-mail");
                 self.settings.mail_waiting.notify_one();
             }
@@ -313,26 +299,16 @@ impl Deliverer {
 
     fn next_step(&self, delivery: &ClaimedDelivery, retry_after: Option<Duration>) -> AttemptOutcome {
         let failures = delivery.attempts + 1;
-        let delay = self
-            .settings
-            .schedule
-            .delay(failures, retry_after, &mut rand::rng());
+        let delay = self.settings.schedule.delay(failures, retry_after, &mut rand::rng());
         let next = self.clock.now() + chrono::Duration::from_std(delay).expect("delays are at most a day");
         let give_up_at = delivery.created_at
             + chrono::Duration::from_std(self.settings.retention).expect("retention fits");
-        if next > give_up_at {
-            AttemptOutcome::Expired
-        } else {
-            AttemptOutcome::RetryAt(next)
-        }
+        if next > give_up_at { AttemptOutcome::Expired } else { AttemptOutcome::RetryAt(next) }
     }
 
     fn headers(&self, id: &str, secret: Option<&str>, payload: &[u8], timestamp: i64) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
         headers.insert("webhook-id", header_value(id));
         headers.insert("webhook-timestamp", header_value(&timestamp.to_string()));
         if let Some(secret) = secret {

@@ -115,10 +115,7 @@ mod tests {
     fn retry_after_reads_seconds_and_http_dates() {
         let now = Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap();
         assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(
-            parse_retry_after("Fri, 01 Mar 2024 12:05:00 GMT", now),
-            Some(Duration::from_secs(300))
-        );
+        assert_eq!(parse_retry_after("Fri, 01 Mar 2024 12:05:00 GMT", now), Some(Duration::from_secs(300)));
         assert_eq!(parse_retry_after("Fri, 01 Mar 2024 11:00:00 GMT", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);

@@ -22,12 +22,9 @@ impl std::fmt::Debug for SigningSecret {
 impl SigningSecret {
     /// Parses `whsec_<base64>`; the key must be 24 to 64 bytes, as the specification asks.
     pub fn parse(secret: &str) -> Result<Self, String> {
-        let encoded = secret
-            .strip_prefix(PREFIX)
-            .ok_or_else(|| "must start with \"whsec_\"".to_string())?;
-        let key = STANDARD
-            .decode(encoded)
-            .map_err(|_| "the part after \"whsec_\" must be base64".to_string())?;
+        let encoded = secret.strip_prefix(PREFIX).ok_or_else(|| "must start with \"whsec_\"".to_string())?;
+        let key =
+            STANDARD.decode(encoded).map_err(|_| "the part after \"whsec_\" must be base64".to_string())?;
         if !(24..=64).contains(&key.len()) {
             return Err(format!("the key must be 24 to 64 bytes (got {})", key.len()));
         }

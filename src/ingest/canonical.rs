@@ -54,11 +54,7 @@ impl At<'_> {
 pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) -> Result<Parsed, ApiError> {
     let top = At { prefix, object: "" };
     let Some(map) = value.as_object() else {
-        let field = if prefix.is_empty() {
-            "body".to_string()
-        } else {
-            prefix.to_string()
-        };
+        let field = if prefix.is_empty() { "body".to_string() } else { prefix.to_string() };
         return Err(ApiError::field(field, "must be a message object"));
     };
 
@@ -92,14 +88,11 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
     let message_id = required_id(map, "message_id", top)?;
     let direction = match map.get("direction") {
         None | Some(Value::Null) => return Err(ApiError::field(top.name("direction"), "missing")),
-        Some(Value::String(s)) => s
-            .parse::<Direction>()
-            .map_err(|e| ApiError::field(top.name("direction"), e))?,
+        Some(Value::String(s)) => {
+            s.parse::<Direction>().map_err(|e| ApiError::field(top.name("direction"), e))?
+        }
         Some(_) => {
-            return Err(ApiError::field(
-                top.name("direction"),
-                "must be \"received\" or \"sent\"",
-            ));
+            return Err(ApiError::field(top.name("direction"), "must be \"received\" or \"sent\""));
         }
     };
     let timestamp = match optional_string(map, "timestamp", top, MAX_SHORT_BYTES)? {
@@ -117,10 +110,7 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
         Some(Value::Object(m)) => m,
         Some(_) => return Err(ApiError::field(top.name("chat"), "must be an object")),
     };
-    let at_chat = At {
-        prefix,
-        object: "chat",
-    };
+    let at_chat = At { prefix, object: "chat" };
     let chat = ChatInfo {
         external_id: required_id(chat_map, "id", at_chat)?,
         full_name: optional_string(chat_map, "full_name", at_chat, MAX_SHORT_BYTES)?,
@@ -135,10 +125,7 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
     let account = match map.get("account") {
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) => {
-            let at = At {
-                prefix,
-                object: "account",
-            };
+            let at = At { prefix, object: "account" };
             Some(Account {
                 full_name: optional_string(m, "full_name", at, MAX_SHORT_BYTES)?,
                 email: optional_string(m, "email", at, MAX_SHORT_BYTES)?,
@@ -182,10 +169,7 @@ fn required_id(map: &Map<String, Value>, key: &str, at: At) -> Result<String, Ap
         return Err(ApiError::field(at.name(key), "must not be empty"));
     }
     if id.len() > MAX_ID_BYTES {
-        return Err(ApiError::field(
-            at.name(key),
-            format!("must be at most {MAX_ID_BYTES} bytes"),
-        ));
+        return Err(ApiError::field(at.name(key), format!("must be at most {MAX_ID_BYTES} bytes")));
     }
     Ok(id)
 }
@@ -198,10 +182,9 @@ fn optional_string(
 ) -> Result<Option<String>, ApiError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.len() > max => Err(ApiError::field(
-            at.name(key),
-            format!("must be at most {max} bytes"),
-        )),
+        Some(Value::String(s)) if s.len() > max => {
+            Err(ApiError::field(at.name(key), format!("must be at most {max} bytes")))
+        }
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(ApiError::field(at.name(key), "must be a string")),
     }
@@ -225,10 +208,7 @@ fn optional_party(map: &Map<String, Value>, key: &str, prefix: &str) -> Result<P
                 phone: optional_string(m, "phone", at, MAX_SHORT_BYTES)?,
             })
         }
-        Some(_) => Err(ApiError::field(
-            At { prefix, object: "" }.name(key),
-            "must be an object",
-        )),
+        Some(_) => Err(ApiError::field(At { prefix, object: "" }.name(key), "must be an object")),
     }
 }
 
@@ -238,9 +218,7 @@ mod tests {
     use serde_json::json;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
-            .unwrap()
-            .to_utc()
+        DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z").unwrap().to_utc()
     }
 
     fn valid() -> Value {
@@ -256,9 +234,7 @@ mod tests {
 
     #[test]
     fn a_full_message_parses() {
-        let Parsed::Text(m) = parse_message(&valid(), "", now()).unwrap() else {
-            panic!("skipped")
-        };
+        let Parsed::Text(m) = parse_message(&valid(), "", now()).unwrap() else { panic!("skipped") };
         assert_eq!(m.message_id, "m-1");
         assert_eq!(m.chat.external_id, "c-1");
         assert_eq!(m.chat.is_group, Some(false));
@@ -270,14 +246,10 @@ mod tests {
     fn timestamp_defaults_to_receipt_and_accepts_the_payload_form() {
         let mut v = valid();
         v.as_object_mut().unwrap().remove("timestamp");
-        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else {
-            panic!()
-        };
+        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else { panic!() };
         assert_eq!(m.timestamp, now());
         v["timestamp"] = json!("2021-02-24T16:25:29+0000");
-        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else {
-            panic!()
-        };
+        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else { panic!() };
         assert_eq!(m.timestamp.to_rfc3339(), "2021-02-24T16:25:29+00:00");
     }
 
@@ -316,26 +288,18 @@ mod tests {
     fn non_text_messages_are_skipped() {
         let mut v = valid();
         v["type"] = json!("image");
-        assert!(matches!(
-            parse_message(&v, "", now()).unwrap(),
-            Parsed::Skipped(_)
-        ));
+        assert!(matches!(parse_message(&v, "", now()).unwrap(), Parsed::Skipped(_)));
         let mut v = valid();
         v.as_object_mut().unwrap().remove("text");
         v["attachments"] = json!([{"url": "https://x/y.jpg"}]);
-        assert!(matches!(
-            parse_message(&v, "", now()).unwrap(),
-            Parsed::Skipped(_)
-        ));
+        assert!(matches!(parse_message(&v, "", now()).unwrap(), Parsed::Skipped(_)));
     }
 
     #[test]
     fn numeric_ids_are_read_as_text() {
         let mut v = valid();
         v["chat"]["id"] = json!(4915112345678_i64);
-        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else {
-            panic!()
-        };
+        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else { panic!() };
         assert_eq!(m.chat.external_id, "4915112345678");
     }
 }

@@ -59,19 +59,11 @@ pub async fn post_messages(
                 format!("body: larger than the limit of {MAX_BODY_BYTES} bytes (1 MiB)"),
             )
         } else {
-            ApiError::new(
-                rejection.status(),
-                "invalid_body",
-                format!("body: {}", rejection.body_text()),
-            )
+            ApiError::new(rejection.status(), "invalid_body", format!("body: {}", rejection.body_text()))
         }
     })?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("body: not valid JSON: {e}"),
-        )
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body: not valid JSON: {e}"))
     })?;
 
     let received_at = state.clock.now();
@@ -98,10 +90,7 @@ pub async fn post_messages(
         }
         Value::Object(_) => vec![parse_message(&value, "", received_at)?],
         _ => {
-            return Err(ApiError::field(
-                "body",
-                "must be a message object or an array of them",
-            ));
+            return Err(ApiError::field("body", "must be a message object or an array of them"));
         }
     };
 

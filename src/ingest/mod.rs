@@ -15,6 +15,7 @@ use axum::routing::post;
 use crate::api::{ApiError, AppState};
 use crate::render;
 use crate::store::{IngestBatch, IngestOutcome, NewMessage, Workspace};
+use crate::telemetry::metric;
 
 /// The largest request body any inbound route reads.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -39,20 +40,14 @@ pub async fn accept(
         let detail =
             serde_json::json!({"count": skipped.len(), "source": source_key, "message_ids": skipped});
         // Only a log line: losing it to a storage error must not fail the messages themselves.
-        if let Err(e) = state
-            .store
-            .record_event(&workspace.id, None, "skipped", detail)
-            .await
-        {
+        if let Err(e) = state.store.record_event(&workspace.id, None, "skipped", detail).await {
             tracing::warn!(error = %e, "recording skipped messages failed");
         }
     }
     let skipped = skipped.len() as u32;
     if messages.is_empty() {
-        return Ok(IngestOutcome {
-            skipped,
-            ..IngestOutcome::default()
-        });
+        metrics::counter!(metric::MESSAGES_SKIPPED).increment(u64::from(skipped));
+        return Ok(IngestOutcome { skipped, ..IngestOutcome::default() });
     }
     let public_url = state.public_url.clone();
     let batch = IngestBatch {
@@ -65,6 +60,9 @@ pub async fn accept(
     };
     let mut outcome = state.store.ingest(batch).await?;
     outcome.skipped = skipped;
+    metrics::counter!(metric::MESSAGES_RECEIVED).increment(u64::from(outcome.accepted));
+    metrics::counter!(metric::MESSAGES_DUPLICATE).increment(u64::from(outcome.duplicates));
+    metrics::counter!(metric::MESSAGES_SKIPPED).increment(u64::from(skipped));
     if outcome.accepted > 0 {
         state.deliveries_waiting.notify_one();
     }

@@ -56,23 +56,10 @@ impl Mailer {
                     .map_err(|e| MailerError::Url(e.to_string()))
             })
             .transpose()?;
-        let from = from
-            .parse::<Mailbox>()
-            .map_err(|e| MailerError::From(e.to_string()))?;
-        let schedule = RetrySchedule::new(
-            [30, 120, 600, 1800, 3600]
-                .iter()
-                .map(|s| Duration::from_secs(*s))
-                .collect(),
-        );
-        Ok(Mailer {
-            store,
-            clock,
-            transport,
-            from,
-            schedule,
-            wake,
-        })
+        let from = from.parse::<Mailbox>().map_err(|e| MailerError::From(e.to_string()))?;
+        let schedule =
+            RetrySchedule::new([30, 120, 600, 1800, 3600].iter().map(|s| Duration::from_secs(*s)).collect());
+        Ok(Mailer { store, clock, transport, from, schedule, wake })
     }
 
     pub async fn run(self, cancel: CancellationToken) {
@@ -101,11 +88,7 @@ impl Mailer {
 
     async fn send(&self, transport: &AsyncSmtpTransport<Tokio1Executor>, outbox: OutboxEmail) {
         let result = async {
-            let to = outbox
-                .email
-                .recipient
-                .parse::<Mailbox>()
-                .map_err(|e| format!("recipient: {e}"))?;
+            let to = outbox.email.recipient.parse::<Mailbox>().map_err(|e| format!("recipient: {e}"))?;
             let message = Message::builder()
                 .from(self.from.clone())
                 .to(to)

@@ -28,10 +28,7 @@ pub fn disabled_email(public_url: &str, notice: &DisableNotice) -> Email {
     .expect("the e-mail template renders");
     Email {
         recipient: notice.owner_email.clone(),
-        subject: format!(
-            "chatbundle: a webhook of \"{}\" was switched off",
-            notice.workspace_name
-        ),
+        subject: format!("chatbundle: a webhook of \"{}\" was switched off", notice.workspace_name),
         body,
     }
 }
@@ -64,11 +61,7 @@ mod tests {
             "{\"enabled\": true}",
             "https://cb.example/api/v1/webhooks/wh_1",
         ] {
-            assert!(
-                email.body.contains(needle),
-                "{needle:?} missing from\n{}",
-                email.body
-            );
+            assert!(email.body.contains(needle), "{needle:?} missing from\n{}", email.body);
         }
     }
 }

@@ -21,10 +21,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_messages: 500,
-            max_note_chars: 60_000,
-        }
+        Limits { max_messages: 500, max_note_chars: 60_000 }
     }
 }
 
@@ -113,13 +110,9 @@ fn sender_name(message: &StoredMessage) -> &str {
 /// Renders one note line, shortening the text (never the markup) until the line fits `max_chars`.
 fn note_line(message: &StoredMessage, at: &str, max_chars: usize) -> String {
     let render = |text: &str| {
-        NoteLine {
-            sender: sender_name(message),
-            at,
-            pieces: text.lines().collect(),
-        }
-        .render()
-        .expect("note lines render")
+        NoteLine { sender: sender_name(message), at, pieces: text.lines().collect() }
+            .render()
+            .expect("note lines render")
     };
     let mut line = render(&message.text);
     let mut keep = message.text.chars().count();
@@ -134,27 +127,12 @@ fn note_line(message: &StoredMessage, at: &str, max_chars: usize) -> String {
 /// Renders a bundle as one or more complete parts.
 pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
     let link = chat_url(input.public_url, &input.chat.token);
-    let footer_chars = Note {
-        lines: &[],
-        chat_url: &link,
-    }
-    .render()
-    .expect("notes render")
-    .chars()
-    .count();
+    let footer_chars = Note { lines: &[], chat_url: &link }.render().expect("notes render").chars().count();
     let room = limits.max_note_chars.saturating_sub(footer_chars + 5).max(1);
-    let local = |t: DateTime<Utc>| {
-        t.with_timezone(&input.timezone)
-            .format("%Y-%m-%d %H:%M")
-            .to_string()
-    };
+    let local = |t: DateTime<Utc>| t.with_timezone(&input.timezone).format("%Y-%m-%d %H:%M").to_string();
     let stamps: Vec<String> = input.messages.iter().map(|m| local(m.timestamp)).collect();
-    let lines: Vec<String> = input
-        .messages
-        .iter()
-        .zip(&stamps)
-        .map(|(m, at)| note_line(m, at, room))
-        .collect();
+    let lines: Vec<String> =
+        input.messages.iter().zip(&stamps).map(|(m, at)| note_line(m, at, room)).collect();
 
     // Cut into parts: a part ends before the line that would take it over either limit.
     let mut ranges = Vec::new();
@@ -182,24 +160,15 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
             let messages = &input.messages[range.clone()];
             let first = messages.first().expect("parts are never empty");
             let last = messages.last().expect("parts are never empty");
-            let is_new_chat = input
-                .first_message_seq
-                .is_some_and(|seq| messages.iter().any(|m| m.seq == seq));
-            let aggregation = Note {
-                lines: &lines[range.clone()],
-                chat_url: &link,
-            }
-            .render()
-            .expect("notes render");
+            let is_new_chat =
+                input.first_message_seq.is_some_and(|seq| messages.iter().any(|m| m.seq == seq));
+            let aggregation =
+                Note { lines: &lines[range.clone()], chat_url: &link }.render().expect("notes render");
             let aggregation_text = NoteText {
                 lines: messages
                     .iter()
                     .zip(&stamps[range.clone()])
-                    .map(|(m, at)| TextLine {
-                        sender: sender_name(m),
-                        at: at.clone(),
-                        text: &m.text,
-                    })
+                    .map(|(m, at)| TextLine { sender: sender_name(m), at: at.clone(), text: &m.text })
                     .collect(),
                 chat_url: &link,
             }
@@ -262,10 +231,7 @@ mod tests {
             direction: Direction::Received,
             timestamp: at(&format!("2021-02-24T16:{minute:02}:29Z")),
             received_at: at(&format!("2021-02-24T16:{minute:02}:30Z")),
-            sender: Party {
-                full_name: Some("John Doe".into()),
-                phone: Some("+97254000000".into()),
-            },
+            sender: Party { full_name: Some("John Doe".into()), phone: Some("+97254000000".into()) },
             recipient: Party::default(),
             text: text.into(),
             account: None,
@@ -290,26 +256,16 @@ mod tests {
             window_end: at("2021-02-24T17:00:00Z"),
             messages,
         };
-        render(&input, limits)
-            .into_iter()
-            .map(|p| serde_json::from_slice(&p.payload).unwrap())
-            .collect()
+        render(&input, limits).into_iter().map(|p| serde_json::from_slice(&p.payload).unwrap()).collect()
     }
 
     #[test]
     fn a_bundle_carries_timelinesai_keys_and_ours() {
-        let parts = render_with(
-            &[message(1, 25, "lorem ipsum"), message(2, 30, "dolor")],
-            "UTC",
-            Limits::default(),
-        );
+        let parts =
+            render_with(&[message(1, 25, "lorem ipsum"), message(2, 30, "dolor")], "UTC", Limits::default());
         assert_eq!(parts.len(), 1);
         let b = &parts[0];
-        assert_eq!(
-            b.as_object().unwrap().len(),
-            14,
-            "no keys beyond the documented ones: {b}"
-        );
+        assert_eq!(b.as_object().unwrap().len(), 14, "no keys beyond the documented ones: {b}");
         assert!(b["bundle_id"].as_str().unwrap().starts_with("b_"));
         assert_eq!((b["part"].as_u64(), b["parts"].as_u64()), (Some(1), Some(1)));
         assert_eq!(b["window_start"], "2021-02-24T16:00:00+0000");
@@ -363,10 +319,8 @@ mod tests {
             "\"aggregation\"",
             "\"aggregation_text\"",
         ];
-        let positions: Vec<usize> = order
-            .iter()
-            .map(|k| raw.find(k).unwrap_or_else(|| panic!("{k} in {raw}")))
-            .collect();
+        let positions: Vec<usize> =
+            order.iter().map(|k| raw.find(k).unwrap_or_else(|| panic!("{k} in {raw}"))).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{raw}");
     }
 
@@ -374,10 +328,7 @@ mod tests {
     fn note_times_are_in_the_workspace_time_zone() {
         let parts = render_with(&[message(1, 25, "hi")], "Asia/Kathmandu", Limits::default());
         assert!(
-            parts[0]["aggregation"]
-                .as_str()
-                .unwrap()
-                .starts_with("from John Doe on 2021-02-24 22:10: hi")
+            parts[0]["aggregation"].as_str().unwrap().starts_with("from John Doe on 2021-02-24 22:10: hi")
         );
     }
 
@@ -388,35 +339,18 @@ mod tests {
         let note = parts[0]["aggregation"].as_str().unwrap();
         assert!(!note.contains("<script"), "{note}");
         assert!(!note.contains("<b>"), "{note}");
-        assert!(
-            note.contains("&#60;script&#62;") || note.contains("&lt;script&gt;"),
-            "{note}"
-        );
+        assert!(note.contains("&#60;script&#62;") || note.contains("&lt;script&gt;"), "{note}");
         assert!(note.contains("&#38;") || note.contains("&amp;"), "{note}");
         assert!(note.contains("😀 שלום עולם"), "{note}");
-        assert!(
-            note.contains("<br/>second line"),
-            "a newline in a message becomes a line break: {note}"
-        );
+        assert!(note.contains("<br/>second line"), "a newline in a message becomes a line break: {note}");
         // Every tag left is one of the allowed ones.
         for tag in note.split('<').skip(1) {
-            let name: String = tag
-                .trim_start_matches('/')
-                .chars()
-                .take_while(|c| c.is_ascii_alphabetic())
-                .collect();
-            assert!(
-                ["br", "a", "p", "b", "i"].contains(&name.as_str()),
-                "tag {name:?} in {note}"
-            );
+            let name: String =
+                tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+            assert!(["br", "a", "p", "b", "i"].contains(&name.as_str()), "tag {name:?} in {note}");
         }
         // The plain twin keeps the text as it was.
-        assert!(
-            parts[0]["aggregation_text"]
-                .as_str()
-                .unwrap()
-                .contains("<script>alert('x')</script>")
-        );
+        assert!(parts[0]["aggregation_text"].as_str().unwrap().contains("<script>alert('x')</script>"));
         // And the message itself is untouched.
         assert_eq!(parts[0]["messages"][0]["text"], hostile);
     }
@@ -425,31 +359,17 @@ mod tests {
     fn over_500_messages_split_into_complete_parts() {
         let messages: Vec<StoredMessage> = (1..=1201).map(|i| message(i, (i % 60) as u32, "short")).collect();
         let parts = render_with(&messages, "UTC", Limits::default());
-        let counts: Vec<u64> = parts
-            .iter()
-            .map(|p| p["message_count"].as_u64().unwrap())
-            .collect();
+        let counts: Vec<u64> = parts.iter().map(|p| p["message_count"].as_u64().unwrap()).collect();
         assert_eq!(counts, [500, 500, 201]);
         let id = &parts[0]["bundle_id"];
         for (i, p) in parts.iter().enumerate() {
             assert_eq!(&p["bundle_id"], id);
             assert_eq!(p["part"], i as u64 + 1);
             assert_eq!(p["parts"], 3);
-            assert!(
-                p["aggregation"]
-                    .as_str()
-                    .unwrap()
-                    .ends_with("to open the conversation")
-            );
-            assert_eq!(
-                p["messages"].as_array().unwrap().len() as u64,
-                p["message_count"].as_u64().unwrap()
-            );
+            assert!(p["aggregation"].as_str().unwrap().ends_with("to open the conversation"));
+            assert_eq!(p["messages"].as_array().unwrap().len() as u64, p["message_count"].as_u64().unwrap());
         }
-        assert_eq!(
-            parts[0]["chat"]["is_new_chat"], true,
-            "the part with the first message says so"
-        );
+        assert_eq!(parts[0]["chat"]["is_new_chat"], true, "the part with the first message says so");
         assert_eq!(parts[1]["chat"]["is_new_chat"], false);
     }
 

@@ -166,20 +166,13 @@ pub fn sample(public_url: &str, bundled: bool, at: DateTime<Utc>) -> Vec<u8> {
         direction: Direction::Received,
         timestamp: at,
         received_at: at,
-        sender: Party {
-            full_name: Some("Sample Customer".into()),
-            phone: Some("+10000000000".into()),
-        },
+        sender: Party { full_name: Some("Sample Customer".into()), phone: Some("+10000000000".into()) },
         recipient: Party::default(),
         text: "This is a sample delivery from chatbundle to test this webhook; no customer wrote it.".into(),
         account: None,
         channel: "sample".into(),
     };
-    let account = Account {
-        full_name: Some("chatbundle sample".into()),
-        email: None,
-        phone: None,
-    };
+    let account = Account { full_name: Some("chatbundle sample".into()), email: None, phone: None };
     let payload = if bundled {
         let input = bundle::BundleInput {
             public_url,
@@ -191,9 +184,7 @@ pub fn sample(public_url: &str, bundled: bool, at: DateTime<Utc>) -> Vec<u8> {
             window_end: at,
             messages: std::slice::from_ref(&message),
         };
-        bundle::render(&input, bundle::Limits::default())
-            .remove(0)
-            .payload
+        bundle::render(&input, bundle::Limits::default()).remove(0).payload
     } else {
         single_stored_message(public_url, &account, &chat, &message, true)
     };

@@ -354,9 +354,7 @@ pub struct DisablePolicy {
 
 impl std::fmt::Debug for DisablePolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DisablePolicy")
-            .field("disable_after", &self.disable_after)
-            .finish_non_exhaustive()
+        f.debug_struct("DisablePolicy").field("disable_after", &self.disable_after).finish_non_exhaustive()
     }
 }
 
@@ -401,6 +399,16 @@ pub struct ActivityCursor {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub rows: u64,
+}
+
+/// Stored state the metrics report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    pub deliveries_pending: u64,
+    /// When the oldest waiting delivery was created.
+    pub oldest_pending: Option<DateTime<Utc>>,
+    pub webhooks_disabled: u64,
+    pub emails_pending: u64,
 }
 
 /// Counts that show where a workspace's messages are.
@@ -491,6 +499,9 @@ pub trait Store: Send + Sync + 'static {
     /// Closes part of a range in one transaction; see [`CloseStep`]. Repeating a step after a crash
     /// is harmless: a bundle part is created once.
     async fn close_step(&self, step: CloseStep) -> StoreResult<CloseProgress>;
+
+    /// The stored state behind the gauges of `/metrics`.
+    async fn gauges(&self) -> StoreResult<Gauges>;
 
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;

@@ -53,10 +53,7 @@ fn resolve(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 /// The grid time at or before `local`, for windows of `hours` hours.
 fn floor(local: NaiveDateTime, hours: u32) -> NaiveDateTime {
     let hour = local.hour() - local.hour() % hours;
-    local
-        .date()
-        .and_hms_opt(hour, 0, 0)
-        .expect("a whole hour of a valid date is a valid time")
+    local.date().and_hms_opt(hour, 0, 0).expect("a whole hour of a valid date is a valid time")
 }
 
 /// The window of `granularity` in time zone `tz` that contains the instant `t`.
@@ -128,10 +125,7 @@ mod tests {
     }
 
     fn local_starts(windows: &[Window], zone: &str) -> Vec<String> {
-        windows
-            .iter()
-            .map(|w| w.start.with_timezone(&tz(zone)).format("%H:%M").to_string())
-            .collect()
+        windows.iter().map(|w| w.start.with_timezone(&tz(zone)).format("%H:%M").to_string()).collect()
     }
 
     #[test]
@@ -140,31 +134,19 @@ mod tests {
         let w = |g| containing(t, g, chrono_tz::UTC);
         assert_eq!(
             w(Granularity::Hours1),
-            Window {
-                start: utc("2024-05-01T13:00:00Z"),
-                end: utc("2024-05-01T14:00:00Z")
-            }
+            Window { start: utc("2024-05-01T13:00:00Z"), end: utc("2024-05-01T14:00:00Z") }
         );
         assert_eq!(
             w(Granularity::Hours6),
-            Window {
-                start: utc("2024-05-01T12:00:00Z"),
-                end: utc("2024-05-01T18:00:00Z")
-            }
+            Window { start: utc("2024-05-01T12:00:00Z"), end: utc("2024-05-01T18:00:00Z") }
         );
         assert_eq!(
             w(Granularity::Hours12),
-            Window {
-                start: utc("2024-05-01T12:00:00Z"),
-                end: utc("2024-05-02T00:00:00Z")
-            }
+            Window { start: utc("2024-05-01T12:00:00Z"), end: utc("2024-05-02T00:00:00Z") }
         );
         assert_eq!(
             w(Granularity::Hours24),
-            Window {
-                start: utc("2024-05-01T00:00:00Z"),
-                end: utc("2024-05-02T00:00:00Z")
-            }
+            Window { start: utc("2024-05-01T00:00:00Z"), end: utc("2024-05-02T00:00:00Z") }
         );
         // A boundary instant opens the next window.
         let at = containing(utc("2024-05-01T14:00:00Z"), Granularity::Hours1, chrono_tz::UTC);
@@ -178,16 +160,9 @@ mod tests {
         let hourly = tiling(day.0, day.1, Granularity::Hours1, "Europe/Berlin");
         assert_eq!(hourly.len(), 23, "a 23-hour day has 23 hourly windows");
         assert!(lengths(&hourly).iter().all(|m| *m == 60));
-        assert_eq!(
-            local_starts(&hourly, "Europe/Berlin")[..4],
-            ["00:00", "01:00", "03:00", "04:00"]
-        );
+        assert_eq!(local_starts(&hourly, "Europe/Berlin")[..4], ["00:00", "01:00", "03:00", "04:00"]);
         let six = tiling(day.0, day.1, Granularity::Hours6, "Europe/Berlin");
-        assert_eq!(
-            lengths(&six),
-            [300, 360, 360, 360],
-            "the window across the jump is 5 h"
-        );
+        assert_eq!(lengths(&six), [300, 360, 360, 360], "the window across the jump is 5 h");
         let daily = tiling(day.0, day.1, Granularity::Hours24, "Europe/Berlin");
         assert_eq!(lengths(&daily), [23 * 60]);
     }
@@ -198,11 +173,7 @@ mod tests {
         let day = ("2024-10-26T22:00:00Z", "2024-10-27T23:00:00Z");
         let hourly = tiling(day.0, day.1, Granularity::Hours1, "Europe/Berlin");
         assert_eq!(hourly.len(), 24, "02:00 opens one window, not two");
-        assert_eq!(
-            lengths(&hourly)[2],
-            120,
-            "the 02:00 window spans both 02:00 hours"
-        );
+        assert_eq!(lengths(&hourly)[2], 120, "the 02:00 window spans both 02:00 hours");
         let twelve = tiling(day.0, day.1, Granularity::Hours12, "Europe/Berlin");
         assert_eq!(lengths(&twelve), [13 * 60, 12 * 60]);
         let daily = tiling(day.0, day.1, Granularity::Hours24, "Europe/Berlin");
@@ -212,73 +183,32 @@ mod tests {
     #[test]
     fn new_york_both_changes() {
         // 2024-03-10 02:00 EST → 03:00 EDT; 2024-11-03 02:00 EDT → 01:00 EST.
-        let spring = tiling(
-            "2024-03-10T05:00:00Z",
-            "2024-03-11T04:00:00Z",
-            Granularity::Hours1,
-            "America/New_York",
-        );
+        let spring =
+            tiling("2024-03-10T05:00:00Z", "2024-03-11T04:00:00Z", Granularity::Hours1, "America/New_York");
         assert_eq!(spring.len(), 23);
-        let spring6 = tiling(
-            "2024-03-10T05:00:00Z",
-            "2024-03-11T04:00:00Z",
-            Granularity::Hours6,
-            "America/New_York",
-        );
+        let spring6 =
+            tiling("2024-03-10T05:00:00Z", "2024-03-11T04:00:00Z", Granularity::Hours6, "America/New_York");
         assert_eq!(lengths(&spring6), [300, 360, 360, 360]);
-        let fall = tiling(
-            "2024-11-03T04:00:00Z",
-            "2024-11-04T05:00:00Z",
-            Granularity::Hours1,
-            "America/New_York",
-        );
+        let fall =
+            tiling("2024-11-03T04:00:00Z", "2024-11-04T05:00:00Z", Granularity::Hours1, "America/New_York");
         assert_eq!(fall.len(), 24);
         assert_eq!(lengths(&fall)[1], 120, "the 01:00 window spans both 01:00 hours");
-        let daily = tiling(
-            "2024-11-03T04:00:00Z",
-            "2024-11-04T05:00:00Z",
-            Granularity::Hours24,
-            "America/New_York",
-        );
+        let daily =
+            tiling("2024-11-03T04:00:00Z", "2024-11-04T05:00:00Z", Granularity::Hours24, "America/New_York");
         assert_eq!(lengths(&daily), [25 * 60]);
     }
 
     #[test]
     fn half_and_quarter_hour_offsets() {
         // Kolkata is UTC+5:30 and Kathmandu UTC+5:45 all year: boundaries at :30 and :15 UTC.
-        let w = containing(
-            utc("2024-05-01T10:00:00Z"),
-            Granularity::Hours1,
-            tz("Asia/Kolkata"),
-        );
-        assert_eq!(
-            (w.start, w.end),
-            (utc("2024-05-01T09:30:00Z"), utc("2024-05-01T10:30:00Z"))
-        );
-        let w = containing(
-            utc("2024-05-01T10:00:00Z"),
-            Granularity::Hours24,
-            tz("Asia/Kathmandu"),
-        );
-        assert_eq!(
-            (w.start, w.end),
-            (utc("2024-04-30T18:15:00Z"), utc("2024-05-01T18:15:00Z"))
-        );
-        let w = containing(
-            utc("2024-05-01T10:00:00Z"),
-            Granularity::Hours6,
-            tz("Asia/Kathmandu"),
-        );
-        assert_eq!(
-            (w.start, w.end),
-            (utc("2024-05-01T06:15:00Z"), utc("2024-05-01T12:15:00Z"))
-        );
-        let day = tiling(
-            "2024-05-01T00:00:00Z",
-            "2024-05-03T00:00:00Z",
-            Granularity::Hours1,
-            "Asia/Kathmandu",
-        );
+        let w = containing(utc("2024-05-01T10:00:00Z"), Granularity::Hours1, tz("Asia/Kolkata"));
+        assert_eq!((w.start, w.end), (utc("2024-05-01T09:30:00Z"), utc("2024-05-01T10:30:00Z")));
+        let w = containing(utc("2024-05-01T10:00:00Z"), Granularity::Hours24, tz("Asia/Kathmandu"));
+        assert_eq!((w.start, w.end), (utc("2024-04-30T18:15:00Z"), utc("2024-05-01T18:15:00Z")));
+        let w = containing(utc("2024-05-01T10:00:00Z"), Granularity::Hours6, tz("Asia/Kathmandu"));
+        assert_eq!((w.start, w.end), (utc("2024-05-01T06:15:00Z"), utc("2024-05-01T12:15:00Z")));
+        let day =
+            tiling("2024-05-01T00:00:00Z", "2024-05-03T00:00:00Z", Granularity::Hours1, "Asia/Kathmandu");
         assert!(lengths(&day).iter().all(|m| *m == 60));
     }
 
@@ -293,11 +223,7 @@ mod tests {
             "Australia/Lord_Howe",
         );
         assert_eq!(lengths(&fall).iter().sum::<i64>() % 30, 0);
-        assert!(
-            lengths(&fall).contains(&90),
-            "the 01:00 window runs 90 minutes: {:?}",
-            lengths(&fall)
-        );
+        assert!(lengths(&fall).contains(&90), "the 01:00 window runs 90 minutes: {:?}", lengths(&fall));
         let spring = tiling(
             "2024-10-05T13:30:00Z",
             "2024-10-06T14:00:00Z",
@@ -321,18 +247,8 @@ mod tests {
     #[test]
     fn a_midnight_gap_moves_the_daily_boundary_to_the_first_existing_minute() {
         // America/Santiago skipped 00:00–01:00 on 2024-09-08.
-        let w = containing(
-            utc("2024-09-08T12:00:00Z"),
-            Granularity::Hours24,
-            tz("America/Santiago"),
-        );
-        assert_eq!(
-            w.start
-                .with_timezone(&tz("America/Santiago"))
-                .format("%H:%M")
-                .to_string(),
-            "01:00"
-        );
+        let w = containing(utc("2024-09-08T12:00:00Z"), Granularity::Hours24, tz("America/Santiago"));
+        assert_eq!(w.start.with_timezone(&tz("America/Santiago")).format("%H:%M").to_string(), "01:00");
         assert_eq!(w.end - w.start, Duration::hours(23));
     }
 }

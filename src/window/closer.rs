@@ -33,10 +33,7 @@ const IDLE: Duration = Duration::from_secs(3600);
 
 /// Asks the closer for something.
 enum Request {
-    Flush {
-        workspace_id: String,
-        reply: oneshot::Sender<StoreResult<u64>>,
-    },
+    Flush { workspace_id: String, reply: oneshot::Sender<StoreResult<u64>> },
 }
 
 /// The handle handlers hold.
@@ -50,14 +47,8 @@ impl CloserHandle {
     /// Releases every open window of a workspace now; returns the deliveries made.
     pub async fn flush(&self, workspace_id: &str) -> StoreResult<u64> {
         let (reply, answer) = oneshot::channel();
-        let request = Request::Flush {
-            workspace_id: workspace_id.to_string(),
-            reply,
-        };
-        self.requests
-            .send(request)
-            .await
-            .map_err(|_| crate::store::StoreError::Closed)?;
+        let request = Request::Flush { workspace_id: workspace_id.to_string(), reply };
+        self.requests.send(request).await.map_err(|_| crate::store::StoreError::Closed)?;
         answer.await.map_err(|_| crate::store::StoreError::Closed)?
     }
 
@@ -87,18 +78,8 @@ impl Closer {
     ) -> (Closer, CloserHandle) {
         let (tx, rx) = mpsc::channel(64);
         let kick = Arc::new(Notify::new());
-        let handle = CloserHandle {
-            requests: tx,
-            kick: kick.clone(),
-        };
-        let closer = Closer {
-            store,
-            clock,
-            public_url,
-            deliveries_waiting,
-            requests: rx,
-            kick,
-        };
+        let handle = CloserHandle { requests: tx, kick: kick.clone() };
+        let closer = Closer { store, clock, public_url, deliveries_waiting, requests: rx, kick };
         (closer, handle)
     }
 
@@ -145,8 +126,7 @@ impl Closer {
             }
             if webhook.granularity == Granularity::None {
                 if webhook.bundled_before < webhook.granularity_changed_at {
-                    self.close(&webhook, webhook.granularity_changed_at, false)
-                        .await?;
+                    self.close(&webhook, webhook.granularity_changed_at, false).await?;
                 }
                 continue;
             }
@@ -228,6 +208,9 @@ impl Closer {
             }
         }
         if total > 0 {
+            if webhook.granularity != Granularity::None {
+                metrics::counter!(crate::telemetry::metric::BUNDLES_CREATED).increment(total);
+            }
             info!(deliveries = total, "window closed");
         }
         Ok(total)
@@ -307,10 +290,7 @@ pub fn plan(
                     } else {
                         format!("{}-{}", part.bundle_id, part.part)
                     },
-                    kind: DeliveryKind::Bundle {
-                        window_end: window.end,
-                        part: part.part,
-                    },
+                    kind: DeliveryKind::Bundle { window_end: window.end, part: part.part },
                     payload: part.payload,
                 });
             }

@@ -26,14 +26,8 @@ async fn workspaces_are_created_listed_shown_and_updated() {
     assert_eq!(created["granularity"], "6h");
     assert_eq!(created["account"]["full_name"], "Acme Sales");
 
-    let list: Value = app
-        .admin(Method::GET, "/api/v1/workspaces")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value =
+        app.admin(Method::GET, "/api/v1/workspaces").send().await.unwrap().json().await.unwrap();
     assert_eq!(list["workspaces"].as_array().unwrap().len(), 1);
 
     let updated: Value = app
@@ -68,47 +62,20 @@ async fn workspace_input_errors_name_the_field() {
     let cases = [
         (json!({"name": "", "owner_email": "a@b.example"}), "name"),
         (json!({"name": "A", "owner_email": "not-an-email"}), "owner_email"),
-        (
-            json!({"name": "A", "owner_email": "a@b.example", "timezone": "Mars/Base"}),
-            "timezone",
-        ),
-        (
-            json!({"name": "A", "owner_email": "a@b.example", "granularity": "2h"}),
-            "granularity",
-        ),
-        (
-            json!({"name": "A", "owner_email": "a@b.example", "colour": "red"}),
-            "colour",
-        ),
+        (json!({"name": "A", "owner_email": "a@b.example", "timezone": "Mars/Base"}), "timezone"),
+        (json!({"name": "A", "owner_email": "a@b.example", "granularity": "2h"}), "granularity"),
+        (json!({"name": "A", "owner_email": "a@b.example", "colour": "red"}), "colour"),
         (json!({"owner_email": "a@b.example"}), "name"),
     ];
     for (body, field) in cases {
-        let response = app
-            .admin(Method::POST, "/api/v1/workspaces")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = app.admin(Method::POST, "/api/v1/workspaces").json(&body).send().await.unwrap();
         let (status, error) = error_of(response).await;
         assert!((400..500).contains(&status), "{body}: {status}");
-        assert!(
-            error["detail"].as_str().unwrap().contains(field),
-            "{body}: {error}"
-        );
+        assert!(error["detail"].as_str().unwrap().contains(field), "{body}: {error}");
     }
-    let listed: Value = app
-        .admin(Method::GET, "/api/v1/workspaces")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        listed["workspaces"].as_array().unwrap().len(),
-        0,
-        "nothing was created"
-    );
+    let listed: Value =
+        app.admin(Method::GET, "/api/v1/workspaces").send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["workspaces"].as_array().unwrap().len(), 0, "nothing was created");
 }
 
 #[tokio::test]
@@ -119,13 +86,8 @@ async fn the_admin_api_needs_the_admin_token() {
     let (status, error) = error_of(anonymous).await;
     assert_eq!((status, error["code"].as_str().unwrap()), (401, "unauthorized"));
     // An ingest key opens ingest, not administration.
-    let with_key = app
-        .http
-        .get(app.url("/api/v1/workspaces"))
-        .bearer_auth(&ws.ingest_key)
-        .send()
-        .await
-        .unwrap();
+    let with_key =
+        app.http.get(app.url("/api/v1/workspaces")).bearer_auth(&ws.ingest_key).send().await.unwrap();
     assert_eq!(with_key.status(), 401);
 }
 
@@ -133,12 +95,8 @@ async fn the_admin_api_needs_the_admin_token() {
 async fn webhooks_are_created_patched_and_deleted() {
     let app = TestApp::spawn().await;
     let ws = app.workspace().await;
-    let created = app
-        .create_webhook(
-            &ws.id,
-            json!({"url": "https://93.184.216.34/catch/1", "secret": true}),
-        )
-        .await;
+    let created =
+        app.create_webhook(&ws.id, json!({"url": "https://93.184.216.34/catch/1", "secret": true})).await;
     let id = created["id"].as_str().unwrap();
     assert!(id.starts_with("wh_"));
     assert_eq!(created["granularity"], "none");
@@ -146,31 +104,17 @@ async fn webhooks_are_created_patched_and_deleted() {
     assert_eq!(created["enabled"], true);
     assert_eq!(created["events"], json!(["messages"]));
     assert_eq!(created["timeout"], "10s");
-    assert!(
-        created["secret"].as_str().unwrap().starts_with("whsec_"),
-        "a generated secret is shown once"
-    );
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"), "a generated secret is shown once");
 
-    let shown: Value = app
-        .admin(Method::GET, &format!("/api/v1/webhooks/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: Value =
+        app.admin(Method::GET, &format!("/api/v1/webhooks/{id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(shown["has_secret"], true);
-    assert!(
-        shown.get("secret").is_none(),
-        "GET never shows the secret: {shown}"
-    );
+    assert!(shown.get("secret").is_none(), "GET never shows the secret: {shown}");
 
     let patched: Value = app
         .admin(Method::PATCH, &format!("/api/v1/webhooks/{id}"))
-        .json(
-            &json!({"url": "https://93.184.216.34/in", "granularity": "12h", "enabled": false,
-                      "timeout": "30s", "secret": null}),
-        )
+        .json(&json!({"url": "https://93.184.216.34/in", "granularity": "12h", "enabled": false,
+                      "timeout": "30s", "secret": null}))
         .send()
         .await
         .unwrap()
@@ -196,10 +140,7 @@ async fn webhooks_are_created_patched_and_deleted() {
     assert_eq!(back["granularity"], "none", "null follows the workspace again");
     assert_eq!(back["inherits_granularity"], true);
     assert_eq!(back["timeout"], "10s");
-    assert_eq!(
-        back["url"], "https://93.184.216.34/in",
-        "absent keys are left alone"
-    );
+    assert_eq!(back["url"], "https://93.184.216.34/in", "absent keys are left alone");
 
     let list: Value = app
         .admin(Method::GET, &format!("/api/v1/workspaces/{}/webhooks", ws.id))
@@ -211,17 +152,9 @@ async fn webhooks_are_created_patched_and_deleted() {
         .unwrap();
     assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
 
-    let deleted = app
-        .admin(Method::DELETE, &format!("/api/v1/webhooks/{id}"))
-        .send()
-        .await
-        .unwrap();
+    let deleted = app.admin(Method::DELETE, &format!("/api/v1/webhooks/{id}")).send().await.unwrap();
     assert_eq!(deleted.status(), 204);
-    let gone = app
-        .admin(Method::GET, &format!("/api/v1/webhooks/{id}"))
-        .send()
-        .await
-        .unwrap();
+    let gone = app.admin(Method::GET, &format!("/api/v1/webhooks/{id}")).send().await.unwrap();
     let (status, error) = error_of(gone).await;
     assert_eq!((status, error["code"].as_str().unwrap()), (404, "not_found"));
 }
@@ -235,57 +168,28 @@ async fn webhook_input_errors_name_the_field() {
         (json!({"url": "ftp://example.com/x"}), "url"),
         (json!({"url": "not a url"}), "url"),
         (json!({}), "url"),
-        (
-            json!({"url": "https://93.184.216.34/", "granularity": "hourly"}),
-            "granularity",
-        ),
-        (
-            json!({"url": "https://93.184.216.34/", "secret": "plain-secret"}),
-            "secret",
-        ),
-        (
-            json!({"url": "https://93.184.216.34/", "timeout": "forever"}),
-            "timeout",
-        ),
-        (
-            json!({"url": "https://93.184.216.34/", "timeout": "10m"}),
-            "timeout",
-        ),
+        (json!({"url": "https://93.184.216.34/", "granularity": "hourly"}), "granularity"),
+        (json!({"url": "https://93.184.216.34/", "secret": "plain-secret"}), "secret"),
+        (json!({"url": "https://93.184.216.34/", "timeout": "forever"}), "timeout"),
+        (json!({"url": "https://93.184.216.34/", "timeout": "10m"}), "timeout"),
         (json!({"url": "https://93.184.216.34/", "events": []}), "events"),
-        (
-            json!({"url": "https://93.184.216.34/", "events": ["everything"]}),
-            "events",
-        ),
+        (json!({"url": "https://93.184.216.34/", "events": ["everything"]}), "events"),
     ];
     for (body, field) in cases {
         let response = app.admin(Method::POST, &path).json(&body).send().await.unwrap();
         let (status, error) = error_of(response).await;
         assert_eq!(status, 400, "{body}");
-        assert!(
-            error["detail"].as_str().unwrap().contains(field),
-            "{body}: {error}"
-        );
+        assert!(error["detail"].as_str().unwrap().contains(field), "{body}: {error}");
     }
     // The SSRF guard: addresses that are not public are refused, named as the url's fault.
-    for private in [
-        "http://10.0.0.7/hook",
-        "http://169.254.169.254/latest",
-        "http://[::1]:8080/",
-        "http://[fd00::1]/",
-    ] {
-        let response = app
-            .admin(Method::POST, &path)
-            .json(&json!({"url": private}))
-            .send()
-            .await
-            .unwrap();
+    for private in
+        ["http://10.0.0.7/hook", "http://169.254.169.254/latest", "http://[::1]:8080/", "http://[fd00::1]/"]
+    {
+        let response = app.admin(Method::POST, &path).json(&json!({"url": private})).send().await.unwrap();
         let (status, error) = error_of(response).await;
         assert_eq!(status, 400, "{private}");
         assert_eq!(error["field"], "url", "{private}: {error}");
-        assert!(
-            error["detail"].as_str().unwrap().contains("not a public address"),
-            "{error}"
-        );
+        assert!(error["detail"].as_str().unwrap().contains("not a public address"), "{error}");
     }
     let missing = app
         .admin(Method::POST, "/api/v1/workspaces/ws_nope/webhooks")
@@ -294,19 +198,8 @@ async fn webhook_input_errors_name_the_field() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
-    let list: Value = app
-        .admin(Method::GET, &path)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        list["webhooks"].as_array().unwrap().len(),
-        0,
-        "nothing was created"
-    );
+    let list: Value = app.admin(Method::GET, &path).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["webhooks"].as_array().unwrap().len(), 0, "nothing was created");
 }
 
 #[tokio::test]
@@ -315,8 +208,5 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     let (status, error) = error_of(app.admin(Method::GET, "/api/v1/nothing").send().await.unwrap()).await;
     assert_eq!((status, error["code"].as_str().unwrap()), (404, "not_found"));
     let (status, error) = error_of(app.admin(Method::PUT, "/api/v1/workspaces").send().await.unwrap()).await;
-    assert_eq!(
-        (status, error["code"].as_str().unwrap()),
-        (405, "method_not_allowed")
-    );
+    assert_eq!((status, error["code"].as_str().unwrap()), (405, "method_not_allowed"));
 }

@@ -10,9 +10,7 @@ fn by_chat(seen: &[Received]) -> HashMap<String, Vec<Value>> {
     let mut map: HashMap<String, Vec<Value>> = HashMap::new();
     for r in seen {
         let body = r.json();
-        map.entry(body["chat"]["chat_id"].as_str().unwrap().to_string())
-            .or_default()
-            .push(body);
+        map.entry(body["chat"]["chat_id"].as_str().unwrap().to_string()).or_default().push(body);
     }
     map
 }
@@ -22,25 +20,14 @@ async fn hourly_bundles_go_out_when_the_window_ends_one_per_chat() {
     let app = TestApp::spawn().await; // the clock starts at 12:00:00Z
     let receiver = Receiver::start().await;
     let ws = app.workspace_with("1h", "UTC").await;
-    app.create_webhook(&ws.id, json!({"url": receiver.url, "secret": true}))
-        .await;
+    app.create_webhook(&ws.id, json!({"url": receiver.url, "secret": true})).await;
 
     app.set_time("2024-03-01T12:10:00Z");
-    app.ingest(
-        &ws,
-        &message_at("m-2", "c-1", "second <b>", "2024-03-01T12:09:00Z"),
-    )
-    .await;
-    app.ingest(&ws, &message_at("m-1", "c-1", "first", "2024-03-01T12:08:00Z"))
-        .await;
+    app.ingest(&ws, &message_at("m-2", "c-1", "second <b>", "2024-03-01T12:09:00Z")).await;
+    app.ingest(&ws, &message_at("m-1", "c-1", "first", "2024-03-01T12:08:00Z")).await;
     app.set_time("2024-03-01T12:40:00Z");
-    app.ingest(&ws, &message_at("m-3", "c-1", "third", "2024-03-01T12:40:00Z"))
-        .await;
-    app.ingest(
-        &ws,
-        &message_at("x-1", "c-2", "other chat", "2024-03-01T12:41:00Z"),
-    )
-    .await;
+    app.ingest(&ws, &message_at("m-3", "c-1", "third", "2024-03-01T12:40:00Z")).await;
+    app.ingest(&ws, &message_at("x-1", "c-2", "other chat", "2024-03-01T12:41:00Z")).await;
 
     app.set_time("2024-03-01T12:59:59Z");
     app.closer_settled().await;
@@ -55,31 +42,17 @@ async fn hourly_bundles_go_out_when_the_window_ends_one_per_chat() {
     assert_eq!(c1["window_start"], "2024-03-01T12:00:00+0000");
     assert_eq!(c1["window_end"], "2024-03-01T13:00:00+0000");
     assert_eq!(c1["message_count"], 3);
-    let ids: Vec<&str> = c1["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["message_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        ids,
-        ["m-1", "m-2", "m-3"],
-        "ordered by the messages' own timestamps"
-    );
+    let ids: Vec<&str> =
+        c1["messages"].as_array().unwrap().iter().map(|m| m["message_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["m-1", "m-2", "m-3"], "ordered by the messages' own timestamps");
     assert_eq!(c1["first_message_timestamp"], "2024-03-01T12:08:00+0000");
     assert_eq!(c1["last_message_timestamp"], "2024-03-01T12:40:00+0000");
     assert_eq!(c1["chat"]["is_new_chat"], true);
     assert_eq!(c1["whatsapp_account"]["full_name"], "Amnon Haha");
     let note = c1["aggregation"].as_str().unwrap();
-    assert!(
-        note.starts_with("from John Doe on 2024-03-01 12:08: first<br/>"),
-        "{note}"
-    );
+    assert!(note.starts_with("from John Doe on 2024-03-01 12:08: first<br/>"), "{note}");
     assert!(!note.contains("<b>"), "message text is escaped: {note}");
-    let request = seen
-        .iter()
-        .find(|r| r.json()["chat"]["chat_id"] == "c-1")
-        .unwrap();
+    let request = seen.iter().find(|r| r.json()["chat"]["chat_id"] == "c-1").unwrap();
     assert_eq!(request.header("webhook-id"), c1["bundle_id"].as_str().unwrap());
     assert_eq!(chats["c-2"][0]["message_count"], 1);
     app.delivered(&ws, 2).await;
@@ -94,11 +67,7 @@ async fn hourly_bundles_go_out_when_the_window_ends_one_per_chat() {
     assert_eq!(last["chat"]["is_new_chat"], false);
     assert_eq!(last["window_start"], "2024-03-01T13:00:00+0000");
     app.closer_settled().await;
-    assert_eq!(
-        receiver.received().len(),
-        3,
-        "a chat without messages yields nothing"
-    );
+    assert_eq!(receiver.received().len(), 3, "a chat without messages yields nothing");
 }
 
 #[tokio::test]
@@ -126,25 +95,16 @@ async fn two_webhooks_with_different_granularities_share_a_workspace() {
     let (immediate, hourly) = (Receiver::start().await, Receiver::start().await);
     let ws = app.workspace().await; // default granularity: none
     app.create_webhook(&ws.id, json!({"url": immediate.url})).await;
-    app.create_webhook(&ws.id, json!({"url": hourly.url, "granularity": "1h"}))
-        .await;
+    app.create_webhook(&ws.id, json!({"url": hourly.url, "granularity": "1h"})).await;
     app.set_time("2024-03-01T12:05:00Z");
-    app.ingest(
-        &ws,
-        &json!([message("m-1", "c-1", "a"), message("m-2", "c-1", "b")]),
-    )
-    .await;
+    app.ingest(&ws, &json!([message("m-1", "c-1", "a"), message("m-2", "c-1", "b")])).await;
     immediate.wait_for(2).await;
     app.delivered(&ws, 2).await;
     assert!(hourly.received().is_empty());
     app.set_time("2024-03-01T13:00:00Z");
     let bundle = hourly.wait_for(1).await[0].json();
     assert_eq!(bundle["message_count"], 2);
-    assert_eq!(
-        immediate.received().len(),
-        2,
-        "the immediate webhook got each message once"
-    );
+    assert_eq!(immediate.received().len(), 2, "the immediate webhook got each message once");
 }
 
 #[tokio::test]
@@ -154,11 +114,7 @@ async fn flush_releases_open_windows_now() {
     let ws = app.workspace_with("6h", "UTC").await;
     app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
     app.set_time("2024-03-01T13:00:00Z");
-    app.ingest(
-        &ws,
-        &json!([message("m-1", "c-1", "a"), message("m-2", "c-2", "b")]),
-    )
-    .await;
+    app.ingest(&ws, &json!([message("m-1", "c-1", "a"), message("m-2", "c-2", "b")])).await;
     app.set_time("2024-03-01T14:00:00Z");
     assert_eq!(app.flush(&ws.id).await, 2);
     let seen = receiver.wait_for(2).await;
@@ -166,20 +122,13 @@ async fn flush_releases_open_windows_now() {
     for r in &seen {
         let b = r.json();
         assert_eq!(b["window_start"], "2024-03-01T12:00:00+0000");
-        assert_eq!(
-            b["window_end"], "2024-03-01T14:00:00+0000",
-            "a flushed window ends at the flush"
-        );
+        assert_eq!(b["window_end"], "2024-03-01T14:00:00+0000", "a flushed window ends at the flush");
     }
     // What comes after the flush goes out at the natural end, starting where the flush cut.
     app.set_time("2024-03-01T14:00:01Z");
     app.ingest(&ws, &message("m-3", "c-1", "c")).await;
     app.set_time("2024-03-01T14:00:02Z");
-    assert_eq!(
-        app.flush(&ws.id).await,
-        1,
-        "a second flush releases only what is new"
-    );
+    assert_eq!(app.flush(&ws.id).await, 1, "a second flush releases only what is new");
     receiver.wait_for(3).await;
     app.delivered(&ws, 3).await;
     app.set_time("2024-03-01T14:30:00Z");
@@ -187,17 +136,10 @@ async fn flush_releases_open_windows_now() {
     app.set_time("2024-03-01T18:00:00Z");
     let seen = receiver.wait_for(4).await;
     let last = seen[3].json();
-    assert_eq!(
-        last["window_start"], "2024-03-01T14:00:02+0000",
-        "it starts at the last flush"
-    );
+    assert_eq!(last["window_start"], "2024-03-01T14:00:02+0000", "it starts at the last flush");
     assert_eq!(last["window_end"], "2024-03-01T18:00:00+0000");
     assert_eq!(last["messages"][0]["message_id"], "m-4");
-    let missing = app
-        .admin(reqwest::Method::POST, "/api/v1/workspaces/ws_nope/flush")
-        .send()
-        .await
-        .unwrap();
+    let missing = app.admin(reqwest::Method::POST, "/api/v1/workspaces/ws_nope/flush").send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }
 
@@ -206,24 +148,13 @@ async fn switching_to_none_sends_what_is_buffered_at_once() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
     let ws = app.workspace().await;
-    let hook = app
-        .create_webhook(&ws.id, json!({"url": receiver.url, "granularity": "1h"}))
-        .await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url, "granularity": "1h"})).await;
     app.set_time("2024-03-01T12:10:00Z");
-    app.ingest(
-        &ws,
-        &json!([message("m-1", "c-1", "a"), message("m-2", "c-1", "b")]),
-    )
-    .await;
-    app.patch_webhook(hook["id"].as_str().unwrap(), json!({"granularity": "none"}))
-        .await;
+    app.ingest(&ws, &json!([message("m-1", "c-1", "a"), message("m-2", "c-1", "b")])).await;
+    app.patch_webhook(hook["id"].as_str().unwrap(), json!({"granularity": "none"})).await;
     let seen = receiver.wait_for(2).await;
     let ids: Vec<String> = seen.iter().map(Received::message_id).collect();
-    assert_eq!(
-        ids,
-        ["m-1", "m-2"],
-        "buffered messages go out one by one, in order"
-    );
+    assert_eq!(ids, ["m-1", "m-2"], "buffered messages go out one by one, in order");
     app.ingest(&ws, &message("m-3", "c-1", "c")).await;
     let seen = receiver.wait_for(3).await;
     assert_eq!(seen[2].message_id(), "m-3", "and new ones at once");
@@ -243,16 +174,12 @@ async fn switching_from_none_buffers_from_then_on() {
     app.ingest(&ws, &message("m-1", "c-1", "a")).await;
     receiver.wait_for(1).await;
     app.delivered(&ws, 1).await;
-    app.patch_webhook(hook["id"].as_str().unwrap(), json!({"granularity": "1h"}))
-        .await;
+    app.patch_webhook(hook["id"].as_str().unwrap(), json!({"granularity": "1h"})).await;
     app.ingest(&ws, &message("m-2", "c-1", "b")).await;
     app.set_time("2024-03-01T13:00:00Z");
     let seen = receiver.wait_for(2).await;
     let bundle = seen[1].json();
-    assert_eq!(
-        bundle["message_count"], 1,
-        "m-1 went out already; only m-2 is bundled"
-    );
+    assert_eq!(bundle["message_count"], 1, "m-1 went out already; only m-2 is bundled");
     assert_eq!(bundle["messages"][0]["message_id"], "m-2");
 }
 
@@ -271,10 +198,7 @@ async fn a_shorter_window_takes_what_is_buffered_at_its_end() {
     app.ingest(&ws, &message("m-3", "c-1", "c")).await;
     app.set_time("2024-03-01T15:00:00Z");
     let bundle = receiver.wait_for(1).await[0].json();
-    assert_eq!(
-        bundle["message_count"], 3,
-        "everything buffered goes out at the end of the new window"
-    );
+    assert_eq!(bundle["message_count"], 3, "everything buffered goes out at the end of the new window");
     assert_eq!(bundle["window_start"], "2024-03-01T14:00:00+0000");
     assert_eq!(bundle["window_end"], "2024-03-01T15:00:00+0000");
 }
@@ -284,14 +208,11 @@ async fn a_longer_window_keeps_what_is_buffered_until_its_end() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
     let ws = app.workspace().await;
-    let hook = app
-        .create_webhook(&ws.id, json!({"url": receiver.url, "granularity": "1h"}))
-        .await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url, "granularity": "1h"})).await;
     app.set_time("2024-03-01T12:10:00Z");
     app.ingest(&ws, &message("m-1", "c-1", "a")).await;
     app.set_time("2024-03-01T12:30:00Z");
-    app.patch_webhook(hook["id"].as_str().unwrap(), json!({"granularity": "12h"}))
-        .await;
+    app.patch_webhook(hook["id"].as_str().unwrap(), json!({"granularity": "12h"})).await;
     app.set_time("2024-03-01T13:00:00Z");
     app.closer_settled().await;
     assert!(receiver.received().is_empty(), "the 1h window no longer applies");
@@ -314,18 +235,11 @@ async fn windows_that_ended_while_down_are_closed_at_startup() {
     app.ingest(&ws, &message("m-1", "c-1", "before the stop")).await;
     let config = app.config.clone();
     let (dir, clock) = app.stop().await;
-    clock.set(
-        DateTime::parse_from_rfc3339("2024-03-01T15:30:00Z")
-            .unwrap()
-            .to_utc(),
-    );
+    clock.set(DateTime::parse_from_rfc3339("2024-03-01T15:30:00Z").unwrap().to_utc());
     let app = TestApp::spawn_with(dir, config, clock).await;
     let bundle = receiver.wait_for(1).await[0].json();
     assert_eq!(bundle["window_start"], "2024-03-01T12:00:00+0000");
-    assert_eq!(
-        bundle["window_end"], "2024-03-01T13:00:00+0000",
-        "the window the message was received in"
-    );
+    assert_eq!(bundle["window_end"], "2024-03-01T13:00:00+0000", "the window the message was received in");
     app.closer_settled().await;
     assert_eq!(receiver.received().len(), 1);
 }
@@ -339,9 +253,7 @@ async fn a_close_cut_short_resumes_without_a_second_bundle() {
     app.set_time("2024-03-01T12:10:00Z");
     // More chats than one close step takes.
     let chats = chatbundle::window::closer::CHATS_PER_STEP + 150;
-    let all: Vec<Value> = (0..chats)
-        .map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x"))
-        .collect();
+    let all: Vec<Value> = (0..chats).map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x")).collect();
     for chunk in all.chunks(1000) {
         app.ingest(&ws, &json!(chunk)).await;
     }
@@ -350,20 +262,12 @@ async fn a_close_cut_short_resumes_without_a_second_bundle() {
 
     // Past the window's end, with the daemon down, one step of the close commits, and then the
     // process dies: exactly what the database holds after a kill between two steps.
-    clock.set(
-        DateTime::parse_from_rfc3339("2024-03-01T13:00:05Z")
-            .unwrap()
-            .to_utc(),
-    );
+    clock.set(DateTime::parse_from_rfc3339("2024-03-01T13:00:05Z").unwrap().to_utc());
     let url = format!("sqlite://{}", dir.path().join("chatbundle.db").display());
-    let store = chatbundle::store::sqlite::SqliteStore::open(&url, Arc::new(clock.clone()))
-        .await
-        .unwrap();
+    let store = chatbundle::store::sqlite::SqliteStore::open(&url, Arc::new(clock.clone())).await.unwrap();
     let store: chatbundle::store::SharedStore = Arc::new(store);
     let webhook = store.bundling_webhooks(None).await.unwrap().remove(0);
-    let boundary = DateTime::parse_from_rfc3339("2024-03-01T13:00:00Z")
-        .unwrap()
-        .to_utc();
+    let boundary = DateTime::parse_from_rfc3339("2024-03-01T13:00:00Z").unwrap().to_utc();
     let plan = chatbundle::window::closer::plan(&webhook, chrono_tz::UTC, boundary, "http://cb.test".into());
     let step = chatbundle::store::CloseStep {
         webhook_id: webhook.id.clone(),
@@ -374,22 +278,14 @@ async fn a_close_cut_short_resumes_without_a_second_bundle() {
         flush: false,
     };
     let progress = store.close_step(step).await.unwrap();
-    assert!(
-        matches!(progress, chatbundle::store::CloseProgress::More { .. }),
-        "{progress:?}"
-    );
+    assert!(matches!(progress, chatbundle::store::CloseProgress::More { .. }), "{progress:?}");
     store.close().await;
 
     let app = TestApp::spawn_with(dir, config, clock).await;
     let seen = receiver.wait_for(chats).await;
     app.closer_settled().await;
     let seen_after = receiver.received();
-    assert_eq!(
-        seen_after.len(),
-        chats,
-        "{} bundles for {chats} chats",
-        seen_after.len()
-    );
+    assert_eq!(seen_after.len(), chats, "{} bundles for {chats} chats", seen_after.len());
     let per_chat = by_chat(&seen);
     assert_eq!(per_chat.len(), chats, "every chat exactly once");
     assert!(per_chat.values().all(|b| b.len() == 1));

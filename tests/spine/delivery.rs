@@ -11,21 +11,13 @@ async fn a_message_is_delivered_at_once_in_the_timelinesai_shape() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
     let ws = app.workspace().await;
-    let webhook = app
-        .create_webhook(&ws.id, json!({"url": receiver.url, "secret": true}))
-        .await;
-    app.ingest(&ws, &message("m-1", "c-1", "Hi! How are you? 👋"))
-        .await;
+    let webhook = app.create_webhook(&ws.id, json!({"url": receiver.url, "secret": true})).await;
+    app.ingest(&ws, &message("m-1", "c-1", "Hi! How are you? 👋")).await;
 
     let seen = receiver.wait_for(1).await;
     let request = &seen[0];
     let chat_url = request.json()["chat"]["chat_url"].clone();
-    assert!(
-        chat_url
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("{}/c/", app.base))
-    );
+    assert!(chat_url.as_str().unwrap().starts_with(&format!("{}/c/", app.base)));
     assert_eq!(
         request.json(),
         json!({
@@ -46,18 +38,11 @@ async fn a_message_is_delivered_at_once_in_the_timelinesai_shape() {
     assert!(raw.starts_with(r#"{"whatsapp_account":"#), "{raw}");
 
     assert_eq!(request.header("content-type"), "application/json; charset=utf-8");
-    assert_eq!(
-        request.header("user-agent"),
-        format!("chatbundle/{}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(request.header("user-agent"), format!("chatbundle/{}", env!("CARGO_PKG_VERSION")));
     let id = request.header("webhook-id");
     assert!(id.starts_with("msg_"), "{id}");
     let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
-    assert_eq!(
-        timestamp,
-        start_time().timestamp(),
-        "signed with the injected clock's time"
-    );
+    assert_eq!(timestamp, start_time().timestamp(), "signed with the injected clock's time");
     let secret = SigningSecret::parse(webhook["secret"].as_str().unwrap()).unwrap();
     assert!(secret.verify(id, timestamp, &request.body, request.header("webhook-signature")));
 }
@@ -75,10 +60,7 @@ async fn a_message_names_its_own_account_when_it_has_one() {
     let body = receiver.wait_for(1).await[0].json();
     assert_eq!(body["whatsapp_account"]["full_name"], "Second Line");
     assert_eq!(body["channel"], "whatsapp");
-    assert!(
-        receiver.received()[0].headers.get("webhook-signature").is_none(),
-        "no secret, no signature"
-    );
+    assert!(receiver.received()[0].headers.get("webhook-signature").is_none(), "no secret, no signature");
 }
 
 #[tokio::test]
@@ -86,8 +68,7 @@ async fn only_webhooks_without_aggregation_get_messages_at_once() {
     let app = TestApp::spawn().await;
     let (now, later) = (Receiver::start().await, Receiver::start().await);
     let ws = app.workspace().await;
-    app.create_webhook(&ws.id, json!({"url": later.url, "granularity": "1h"}))
-        .await;
+    app.create_webhook(&ws.id, json!({"url": later.url, "granularity": "1h"})).await;
     app.create_webhook(&ws.id, json!({"url": now.url})).await;
     app.ingest(&ws, &message("m-1", "c-1", "Hi")).await;
     now.wait_for(1).await;
@@ -97,10 +78,7 @@ async fn only_webhooks_without_aggregation_get_messages_at_once() {
         (stats.deliveries_delivered == 1).then_some(stats)
     })
     .await;
-    assert_eq!(
-        stats.deliveries_pending, 0,
-        "no delivery was made for the 1h webhook"
-    );
+    assert_eq!(stats.deliveries_pending, 0, "no delivery was made for the 1h webhook");
 }
 
 #[tokio::test]
@@ -109,9 +87,7 @@ async fn a_failed_delivery_is_retried_with_the_same_id_and_bytes() {
     let receiver = Receiver::start().await;
     receiver.then(Reply::status(500).body("database exploded"));
     let ws = app.workspace().await;
-    let webhook = app
-        .create_webhook(&ws.id, json!({"url": receiver.url, "secret": true}))
-        .await;
+    let webhook = app.create_webhook(&ws.id, json!({"url": receiver.url, "secret": true})).await;
     let webhook_id = webhook["id"].as_str().unwrap();
     app.ingest(&ws, &message("m-1", "c-1", "Hi")).await;
 
@@ -133,19 +109,11 @@ async fn a_failed_delivery_is_retried_with_the_same_id_and_bytes() {
     app.advance(Duration::from_secs(3));
     app.ingest(&ws, &message("other", "c-other", "barrier")).await;
     eventually("the other chat's message", || async {
-        receiver
-            .received()
-            .iter()
-            .any(|r| r.message_id() == "other")
-            .then_some(())
+        receiver.received().iter().any(|r| r.message_id() == "other").then_some(())
     })
     .await;
     assert_eq!(
-        receiver
-            .received()
-            .iter()
-            .filter(|r| r.message_id() == "m-1")
-            .count(),
+        receiver.received().iter().filter(|r| r.message_id() == "m-1").count(),
         1,
         "not retried early"
     );
@@ -170,25 +138,12 @@ async fn a_failed_delivery_is_retried_with_the_same_id_and_bytes() {
             attempt.header("webhook-signature")
         ));
     }
-    assert_ne!(
-        tries[0].header("webhook-timestamp"),
-        tries[2].header("webhook-timestamp")
-    );
+    assert_ne!(tries[0].header("webhook-timestamp"), tries[2].header("webhook-timestamp"));
 
     let attempts = app.attempts(webhook_id, 4).await;
-    let m1: Vec<_> = attempts
-        .iter()
-        .filter(|a| a.request_body.contains("\"m-1\""))
-        .collect();
-    assert_eq!(
-        m1.iter().map(|a| a.status).collect::<Vec<_>>(),
-        [Some(200), Some(502), Some(500)]
-    );
-    assert_eq!(
-        m1[0].request_body.as_bytes(),
-        &tries[0].body[..],
-        "the attempt stores the bytes sent"
-    );
+    let m1: Vec<_> = attempts.iter().filter(|a| a.request_body.contains("\"m-1\"")).collect();
+    assert_eq!(m1.iter().map(|a| a.status).collect::<Vec<_>>(), [Some(200), Some(502), Some(500)]);
+    assert_eq!(m1[0].request_body.as_bytes(), &tries[0].body[..], "the attempt stores the bytes sent");
     assert_eq!(m1[0].request_headers["webhook-id"], tries[0].header("webhook-id"));
     let shown: Value = app
         .admin(Method::GET, &format!("/api/v1/webhooks/{webhook_id}"))
@@ -215,11 +170,7 @@ async fn retry_after_is_honoured() {
     app.advance(Duration::from_secs(60));
     app.ingest(&ws, &message("other", "c-2", "barrier")).await;
     eventually("the other chat's message", || async {
-        receiver
-            .received()
-            .iter()
-            .any(|r| r.message_id() == "other")
-            .then_some(())
+        receiver.received().iter().any(|r| r.message_id() == "other").then_some(())
     })
     .await;
     assert_eq!(receiver.received().len(), 2, "m-1 waits as the receiver asked");
@@ -238,37 +189,21 @@ async fn a_chat_stays_in_order_across_a_failure_while_other_chats_flow() {
     let webhook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
     app.ingest(&ws, &message("a-1", "chat-a", "one")).await;
     app.attempts(webhook["id"].as_str().unwrap(), 1).await;
-    app.ingest(
-        &ws,
-        &json!([message("a-2", "chat-a", "two"), message("a-3", "chat-a", "three")]),
-    )
-    .await;
+    app.ingest(&ws, &json!([message("a-2", "chat-a", "two"), message("a-3", "chat-a", "three")])).await;
     app.ingest(&ws, &message("b-1", "chat-b", "meanwhile")).await;
 
     // chat-b is not held up by chat-a's failure, and chat-a's later messages wait their turn.
     eventually("chat-b's message", || async {
-        receiver
-            .received()
-            .iter()
-            .any(|r| r.message_id() == "b-1")
-            .then_some(())
+        receiver.received().iter().any(|r| r.message_id() == "b-1").then_some(())
     })
     .await;
-    let a_so_far: Vec<String> = receiver
-        .received()
-        .iter()
-        .map(Received::message_id)
-        .filter(|id| id.starts_with("a-"))
-        .collect();
+    let a_so_far: Vec<String> =
+        receiver.received().iter().map(Received::message_id).filter(|id| id.starts_with("a-")).collect();
     assert_eq!(a_so_far, ["a-1"]);
 
     app.advance(Duration::from_secs(10));
     let seen = receiver.wait_for(5).await;
-    let a: Vec<String> = seen
-        .iter()
-        .map(Received::message_id)
-        .filter(|id| id.starts_with("a-"))
-        .collect();
+    let a: Vec<String> = seen.iter().map(Received::message_id).filter(|id| id.starts_with("a-")).collect();
     assert_eq!(a, ["a-1", "a-1", "a-2", "a-3"]);
 }
 
@@ -282,19 +217,12 @@ async fn a_restart_with_deliveries_pending_loses_nothing() {
     let webhook_id = webhook["id"].as_str().unwrap().to_string();
     app.ingest(
         &ws,
-        &json!([
-            message("m-1", "c-1", "one"),
-            message("m-2", "c-1", "two"),
-            message("m-3", "c-2", "three")
-        ]),
+        &json!([message("m-1", "c-1", "one"), message("m-2", "c-1", "two"), message("m-3", "c-2", "three")]),
     )
     .await;
     app.attempts(&webhook_id, 2).await; // the heads of both chats failed once
-    let first_ids: Vec<String> = receiver
-        .received()
-        .iter()
-        .map(|r| r.header("webhook-id").to_string())
-        .collect();
+    let first_ids: Vec<String> =
+        receiver.received().iter().map(|r| r.header("webhook-id").to_string()).collect();
 
     let config = app.config.clone();
     let (dir, clock) = app.stop().await;
@@ -308,16 +236,11 @@ async fn a_restart_with_deliveries_pending_loses_nothing() {
     delivered.sort();
     assert_eq!(delivered, ["m-1", "m-2", "m-3"]);
     for id in &first_ids {
-        assert!(
-            after.iter().any(|r| r.header("webhook-id") == id),
-            "retried under the same webhook-id"
-        );
+        assert!(after.iter().any(|r| r.header("webhook-id") == id), "retried under the same webhook-id");
     }
     eventually("all three recorded as delivered", || async {
         let stats = app.stats(&ws).await;
-        (stats.deliveries_pending, stats.deliveries_delivered)
-            .eq(&(0, 3))
-            .then_some(())
+        (stats.deliveries_pending, stats.deliveries_delivered).eq(&(0, 3)).then_some(())
     })
     .await;
 }
@@ -343,17 +266,11 @@ async fn a_slow_receiver_times_out_and_the_error_is_recorded() {
     let receiver = Receiver::start().await;
     receiver.then(Reply::status(200).delay(Duration::from_secs(5)));
     let ws = app.workspace().await;
-    let webhook = app
-        .create_webhook(&ws.id, json!({"url": receiver.url, "timeout": "1s"}))
-        .await;
+    let webhook = app.create_webhook(&ws.id, json!({"url": receiver.url, "timeout": "1s"})).await;
     app.ingest(&ws, &message("m-1", "c-1", "Hi")).await;
     let attempts = app.attempts(webhook["id"].as_str().unwrap(), 1).await;
     assert_eq!(attempts[0].status, None);
-    assert!(
-        attempts[0].error.as_deref().unwrap().contains("timed out"),
-        "{:?}",
-        attempts[0].error
-    );
+    assert!(attempts[0].error.as_deref().unwrap().contains("timed out"), "{:?}", attempts[0].error);
 }
 
 #[tokio::test]
@@ -361,21 +278,11 @@ async fn unreachable_receivers_are_connection_errors() {
     let app = TestApp::spawn().await;
     let ws = app.workspace().await;
     // A port nobody listens on: bind one, note it, let it go.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let webhook = app
-        .create_webhook(&ws.id, json!({"url": format!("http://127.0.0.1:{port}/x")}))
-        .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let webhook = app.create_webhook(&ws.id, json!({"url": format!("http://127.0.0.1:{port}/x")})).await;
     app.ingest(&ws, &message("m-1", "c-1", "Hi")).await;
     let attempts = app.attempts(webhook["id"].as_str().unwrap(), 1).await;
-    assert!(
-        attempts[0].error.as_deref().unwrap().contains("connection"),
-        "{:?}",
-        attempts[0].error
-    );
+    assert!(attempts[0].error.as_deref().unwrap().contains("connection"), "{:?}", attempts[0].error);
 }
 
 #[tokio::test]
@@ -400,16 +307,10 @@ async fn different_chats_go_in_parallel_within_the_concurrency_bound() {
     receiver.answer(Reply::status(200).delay(Duration::from_millis(300)));
     let ws = app.workspace().await;
     app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
-    let batch: Vec<Value> = (0..9)
-        .map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x"))
-        .collect();
+    let batch: Vec<Value> = (0..9).map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x")).collect();
     app.ingest(&ws, &json!(batch)).await;
     receiver.wait_for(9).await;
-    assert_eq!(
-        receiver.max_in_flight(),
-        3,
-        "three at a time: parallel, and bounded"
-    );
+    assert_eq!(receiver.max_in_flight(), 3, "three at a time: parallel, and bounded");
 }
 
 #[tokio::test]
@@ -421,18 +322,12 @@ async fn each_webhook_is_held_to_its_rate_limit() {
     let receiver = Receiver::start().await;
     let ws = app.workspace().await;
     app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
-    let batch: Vec<Value> = (0..25)
-        .map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x"))
-        .collect();
+    let batch: Vec<Value> = (0..25).map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x")).collect();
     let started = std::time::Instant::now();
     app.ingest(&ws, &json!(batch)).await;
     receiver.wait_for(25).await;
     // A burst of 10, then 10 per second: the last 15 need at least 1.5 s.
-    assert!(
-        started.elapsed() >= Duration::from_millis(1400),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -447,18 +342,10 @@ async fn shutdown_lets_an_in_flight_delivery_finish() {
     let (dir, _) = app.stop().await;
 
     let url = format!("sqlite://{}", dir.path().join("chatbundle.db").display());
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM deliveries")
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(
-        statuses,
-        ["delivered"],
-        "the answer that came during shutdown was recorded"
-    );
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM deliveries").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(statuses, ["delivered"], "the answer that came during shutdown was recorded");
 }
 
 #[tokio::test]
@@ -482,14 +369,7 @@ async fn the_ssrf_guard_checks_again_at_delivery_time() {
     app.ingest(&ws, &message("m-1", "c-1", "Hi")).await;
     for webhook in [&literal, &named] {
         let attempts = app.attempts(webhook["id"].as_str().unwrap(), 1).await;
-        assert!(
-            attempts[0].error.as_deref().unwrap().contains("SSRF guard"),
-            "{:?}",
-            attempts[0].error
-        );
+        assert!(attempts[0].error.as_deref().unwrap().contains("SSRF guard"), "{:?}", attempts[0].error);
     }
-    assert!(
-        receiver.received().is_empty(),
-        "nothing reached the private address"
-    );
+    assert!(receiver.received().is_empty(), "nothing reached the private address");
 }

@@ -27,9 +27,7 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// A fixed start, so payload timestamps are predictable.
 pub fn start_time() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2024-03-01T12:00:00Z")
-        .unwrap()
-        .to_utc()
+    DateTime::parse_from_rfc3339("2024-03-01T12:00:00Z").unwrap().to_utc()
 }
 
 /// Polls `check` until it returns `Some`, failing the test after [`BOUND`].
@@ -87,9 +85,7 @@ impl TestApp {
         if std::env::var_os("TEST_LOG").is_some() {
             chatbundle::telemetry::init(chatbundle::config::LogFormat::Plain);
         }
-        let app = Application::build(config.clone(), Arc::new(clock.clone()))
-            .await
-            .expect("the app builds");
+        let app = Application::build(config.clone(), Arc::new(clock.clone())).await.expect("the app builds");
         let addr = app.local_addr();
         let store = app.store();
         let (tx, rx) = oneshot::channel::<()>();
@@ -129,12 +125,8 @@ impl TestApp {
     }
 
     pub async fn create_workspace(&self, body: Value) -> Value {
-        let response = self
-            .admin(reqwest::Method::POST, "/api/v1/workspaces")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response =
+            self.admin(reqwest::Method::POST, "/api/v1/workspaces").json(&body).send().await.unwrap();
         assert_eq!(response.status(), 201, "creating a workspace");
         response.json().await.unwrap()
     }
@@ -155,10 +147,7 @@ impl TestApp {
 
     pub async fn create_webhook(&self, workspace_id: &str, body: Value) -> Value {
         let response = self
-            .admin(
-                reqwest::Method::POST,
-                &format!("/api/v1/workspaces/{workspace_id}/webhooks"),
-            )
+            .admin(reqwest::Method::POST, &format!("/api/v1/workspaces/{workspace_id}/webhooks"))
             .json(&body)
             .send()
             .await
@@ -192,11 +181,7 @@ impl TestApp {
     /// Waits until the webhook has at least `n` recorded attempts; newest first.
     pub async fn attempts(&self, webhook_id: &str, n: usize) -> Vec<Attempt> {
         eventually(&format!("{n} attempts on {webhook_id}"), || async {
-            let attempts = self
-                .store
-                .list_attempts(webhook_id, n.max(1000) as u32)
-                .await
-                .unwrap();
+            let attempts = self.store.list_attempts(webhook_id, n.max(1000) as u32).await.unwrap();
             (attempts.len() >= n).then_some(attempts)
         })
         .await
@@ -245,18 +230,12 @@ impl Received {
     }
 
     pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
     }
 
     /// The `message.message_id` of a single-message payload.
     pub fn message_id(&self) -> String {
-        self.json()["message"]["message_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.json()["message"]["message_id"].as_str().unwrap_or_default().to_string()
     }
 }
 
@@ -271,12 +250,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: String::new(),
-            delay: Duration::ZERO,
-        }
+        Reply { status, headers: Vec::new(), body: String::new(), delay: Duration::ZERO }
     }
 
     pub fn header(mut self, name: &'static str, value: &str) -> Reply {
@@ -322,10 +296,7 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver {
-            url: format!("http://{addr}/hook"),
-            state,
-        }
+        Receiver { url: format!("http://{addr}/hook"), state }
     }
 
     /// Answers every later request this way (after any scripted replies).
@@ -356,10 +327,7 @@ impl Receiver {
                 return seen;
             }
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                panic!(
-                    "timed out waiting for {n} requests; got {}",
-                    self.received().len()
-                );
+                panic!("timed out waiting for {n} requests; got {}", self.received().len());
             }
         }
     }
@@ -415,17 +383,12 @@ impl TestApp {
     /// Releases a workspace's open windows; returns the number of deliveries made.
     pub async fn flush(&self, workspace_id: &str) -> u64 {
         let response = self
-            .admin(
-                reqwest::Method::POST,
-                &format!("/api/v1/workspaces/{workspace_id}/flush"),
-            )
+            .admin(reqwest::Method::POST, &format!("/api/v1/workspaces/{workspace_id}/flush"))
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 200, "flushing");
-        response.json::<Value>().await.unwrap()["deliveries"]
-            .as_u64()
-            .unwrap()
+        response.json::<Value>().await.unwrap()["deliveries"].as_u64().unwrap()
     }
 
     /// A workspace with the given default granularity and time zone.
@@ -446,10 +409,7 @@ impl TestApp {
     /// Moves the clock to an instant (forward only).
     pub fn set_time(&self, rfc3339: &str) {
         let to = DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc();
-        assert!(
-            to >= chatbundle::clock::Clock::now(&self.clock),
-            "time only moves forward in these tests"
-        );
+        assert!(to >= chatbundle::clock::Clock::now(&self.clock), "time only moves forward in these tests");
         self.clock.set(to);
     }
 
@@ -490,11 +450,7 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts on a free port.
     pub fn start() -> SmtpSink {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         SmtpSink::start_on(port)
     }
 
@@ -523,11 +479,7 @@ impl SmtpSink {
                 }
             }
         });
-        SmtpSink {
-            port,
-            child,
-            messages,
-        }
+        SmtpSink { port, child, messages }
     }
 
     pub fn url(&self) -> String {

@@ -9,9 +9,7 @@ async fn one_message_or_an_array_is_accepted_after_commit() {
     let ws = app.workspace().await;
     let one = app.ingest(&ws, &message("m-1", "c-1", "Hi")).await;
     assert_eq!(one, json!({"accepted": 1, "duplicates": 0, "skipped": 0}));
-    let many: Vec<Value> = (2..=101)
-        .map(|i| message(&format!("m-{i}"), "c-2", "hello"))
-        .collect();
+    let many: Vec<Value> = (2..=101).map(|i| message(&format!("m-{i}"), "c-2", "hello")).collect();
     let outcome = app.ingest(&ws, &json!(many)).await;
     assert_eq!(outcome["accepted"], 100);
     let stats = app.stats(&ws).await;
@@ -38,18 +36,10 @@ async fn a_redelivered_message_is_a_duplicate_and_is_delivered_once() {
     let ws = app.workspace().await;
     app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
 
-    assert_eq!(
-        app.ingest(&ws, &message("m-1", "c-1", "first")).await["accepted"],
-        1
-    );
+    assert_eq!(app.ingest(&ws, &message("m-1", "c-1", "first")).await["accepted"], 1);
     let again = app.ingest(&ws, &message("m-1", "c-1", "first, sent again")).await;
     assert_eq!(again, json!({"accepted": 0, "duplicates": 1, "skipped": 0}));
-    let mixed = app
-        .ingest(
-            &ws,
-            &json!([message("m-1", "c-1", "x"), message("m-2", "c-1", "second")]),
-        )
-        .await;
+    let mixed = app.ingest(&ws, &json!([message("m-1", "c-1", "x"), message("m-2", "c-1", "second")])).await;
     assert_eq!(mixed, json!({"accepted": 1, "duplicates": 1, "skipped": 0}));
 
     // Same chat, so deliveries arrive in order: a delivery for the duplicate would come before m-2.
@@ -71,43 +61,26 @@ async fn non_text_messages_are_skipped_and_counted() {
     let mut attachment = message("m-att", "c-1", "");
     attachment.as_object_mut().unwrap().remove("text");
     attachment["attachments"] = json!([{"url": "https://cdn.example/x.pdf"}]);
-    let outcome = app
-        .ingest(&ws, &json!([image, attachment, message("m-txt", "c-1", "words")]))
-        .await;
+    let outcome = app.ingest(&ws, &json!([image, attachment, message("m-txt", "c-1", "words")])).await;
     assert_eq!(outcome, json!({"accepted": 1, "duplicates": 0, "skipped": 2}));
     let seen = receiver.wait_for(1).await;
     assert_eq!(seen[0].message_id(), "m-txt");
     assert_eq!(app.stats(&ws).await.messages, 1);
 
-    let only_skipped = app
-        .ingest(&ws, &json!([{"type": "sticker", "message_id": "s"}]))
-        .await;
-    assert_eq!(
-        only_skipped,
-        json!({"accepted": 0, "duplicates": 0, "skipped": 1})
-    );
+    let only_skipped = app.ingest(&ws, &json!([{"type": "sticker", "message_id": "s"}])).await;
+    assert_eq!(only_skipped, json!({"accepted": 0, "duplicates": 0, "skipped": 1}));
 }
 
 /// Sends a request and checks it was refused with `status`, naming `field`, storing nothing.
 async fn refused(app: &TestApp, ws: &Workspace, request: reqwest::RequestBuilder, status: u16, field: &str) {
     let response = request.send().await.unwrap();
-    assert_eq!(
-        response.status().as_u16(),
-        status,
-        "expected {status} naming {field}"
-    );
+    assert_eq!(response.status().as_u16(), status, "expected {status} naming {field}");
     let body: Value = response.json().await.unwrap();
-    let detail = body["error"]["detail"]
-        .as_str()
-        .unwrap_or_else(|| panic!("error shape: {body}"));
+    let detail = body["error"]["detail"].as_str().unwrap_or_else(|| panic!("error shape: {body}"));
     assert!(body["error"]["code"].is_string(), "{body}");
     assert!(detail.contains(field), "{detail:?} should name {field:?}");
     let stats = app.stats(ws).await;
-    assert_eq!(
-        (stats.messages, stats.chats),
-        (0, 0),
-        "nothing stored after {detail}"
-    );
+    assert_eq!((stats.messages, stats.chats), (0, 0), "nothing stored after {detail}");
 }
 
 #[tokio::test]
@@ -126,9 +99,7 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_stored() {
         m
     };
 
-    let malformed = post()
-        .header("content-type", "application/json")
-        .body("{\"message_id\": ");
+    let malformed = post().header("content-type", "application/json").body("{\"message_id\": ");
     refused(&app, &ws, malformed, 400, "JSON").await;
     refused(&app, &ws, json_post(without("message_id")), 400, "message_id").await;
     refused(&app, &ws, json_post(without("chat.id")), 400, "chat.id").await;
@@ -145,39 +116,23 @@ async fn bad_input_is_refused_with_the_field_named_and_nothing_stored() {
     refused(&app, &ws, json_post(json!([])), 400, "body").await;
 
     // One bad element spoils the whole array: none of it is stored.
-    let array = json!([
-        message("m-1", "c-1", "ok"),
-        without("message_id"),
-        message("m-3", "c-3", "ok")
-    ]);
+    let array = json!([message("m-1", "c-1", "ok"), without("message_id"), message("m-3", "c-3", "ok")]);
     refused(&app, &ws, json_post(array), 400, "[1].message_id").await;
 
     let too_many: Vec<Value> = (0..1001).map(|i| message(&format!("m-{i}"), "c", "x")).collect();
     refused(&app, &ws, json_post(json!(too_many)), 413, "1000").await;
     let long_text = message("m-1", "c-1", &"a".repeat(64 * 1024 + 1));
     refused(&app, &ws, json_post(long_text), 413, "text").await;
-    let huge: Vec<Value> = (0..40)
-        .map(|i| message(&format!("m-{i}"), "c", &"b".repeat(30_000)))
-        .collect();
+    let huge: Vec<Value> = (0..40).map(|i| message(&format!("m-{i}"), "c", &"b".repeat(30_000))).collect();
     refused(&app, &ws, json_post(json!(huge)), 413, "1 MiB").await;
 
-    let form = post()
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("a=b");
+    let form = post().header("content-type", "application/x-www-form-urlencoded").body("a=b");
     refused(&app, &ws, form, 415, "Content-Type").await;
     let anonymous = app.http.post(&url).json(&message("m-1", "c-1", "Hi"));
     refused(&app, &ws, anonymous, 401, "Authorization").await;
-    let wrong_key = app
-        .http
-        .post(&url)
-        .bearer_auth("ik_wrong")
-        .json(&message("m-1", "c-1", "Hi"));
+    let wrong_key = app.http.post(&url).bearer_auth("ik_wrong").json(&message("m-1", "c-1", "Hi"));
     refused(&app, &ws, wrong_key, 401, "ingest key").await;
-    let others_key = app
-        .http
-        .post(&url)
-        .bearer_auth(&other.ingest_key)
-        .json(&message("m-1", "c-1", "Hi"));
+    let others_key = app.http.post(&url).bearer_auth(&other.ingest_key).json(&message("m-1", "c-1", "Hi"));
     refused(&app, &ws, others_key, 401, "ingest key").await;
 
     let unknown = app
@@ -202,34 +157,19 @@ async fn a_storage_failure_answers_503_and_keeps_nothing_of_the_request() {
     // Break the messages table from a second connection, as a full disk or corruption would.
     let db = app.dir.path().join("chatbundle.db");
     let url = format!("sqlite://{}", db.display());
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    sqlx::query("ALTER TABLE messages RENAME TO messages_away")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::query("ALTER TABLE messages RENAME TO messages_away").execute(&mut conn).await.unwrap();
 
     let response = app.post_messages(&ws, &message("m-1", "c-new", "lost?")).await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable");
 
-    sqlx::query("ALTER TABLE messages_away RENAME TO messages")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query("ALTER TABLE messages_away RENAME TO messages").execute(&mut conn).await.unwrap();
     let stats = app.stats(&ws).await;
-    assert_eq!(
-        (stats.messages, stats.chats),
-        (1, 1),
-        "the failed request left no chat behind"
-    );
+    assert_eq!((stats.messages, stats.chats), (1, 1), "the failed request left no chat behind");
     // And the store keeps working once the fault is gone.
-    assert_eq!(
-        app.ingest(&ws, &message("m-1", "c-new", "now")).await["accepted"],
-        1
-    );
+    assert_eq!(app.ingest(&ws, &message("m-1", "c-new", "now")).await["accepted"], 1);
 }
 
 #[tokio::test]
@@ -251,20 +191,11 @@ async fn chats_keep_their_first_seen_time_assignee_and_transcript_token() {
     assert_eq!(first["chat"]["is_new_chat"], true);
     assert_eq!(second["chat"]["is_new_chat"], false);
     assert_eq!(second["chat"]["responsible_name"], "Dana");
-    assert_eq!(
-        second["chat"]["full_name"], "John Doe",
-        "a missing name keeps the known one"
-    );
-    assert_eq!(
-        first["chat"]["chat_url"], second["chat"]["chat_url"],
-        "one transcript token per chat"
-    );
+    assert_eq!(second["chat"]["full_name"], "John Doe", "a missing name keeps the known one");
+    assert_eq!(first["chat"]["chat_url"], second["chat"]["chat_url"], "one transcript token per chat");
     let url = first["chat"]["chat_url"].as_str().unwrap();
     assert!(url.starts_with(&format!("{}/c/", app.base)), "{url}");
-    assert!(
-        url.len() > app.base.len() + 3 + 24,
-        "the token is long enough to be unguessable: {url}"
-    );
+    assert!(url.len() > app.base.len() + 3 + 24, "the token is long enough to be unguessable: {url}");
 }
 
 #[tokio::test]
@@ -283,13 +214,7 @@ async fn concurrent_requests_are_all_stored() {
                 message(&format!("a-{i}"), &format!("c-{i}"), "x"),
                 message(&format!("b-{i}"), &format!("c-{i}"), "y")
             ]);
-            http.post(url)
-                .bearer_auth(key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status()
+            http.post(url).bearer_auth(key).json(&body).send().await.unwrap().status()
         }));
     }
     for task in tasks {
@@ -313,10 +238,7 @@ async fn the_same_message_posted_concurrently_is_accepted_once() {
             ws.ingest_key.clone(),
         );
         // Every request carries the shared message and one of its own, in the same new chat.
-        let body = json!([
-            message("shared", "c-1", "same"),
-            message(&format!("own-{i}"), "c-1", "own")
-        ]);
+        let body = json!([message("shared", "c-1", "same"), message(&format!("own-{i}"), "c-1", "own")]);
         tasks.push(tokio::spawn(async move {
             let response = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
             assert_eq!(response.status(), 202);
@@ -333,21 +255,10 @@ async fn the_same_message_posted_concurrently_is_accepted_once() {
     assert_eq!((accepted, duplicates), (33, 31));
     let seen = receiver.wait_for(33).await;
     assert_eq!(seen.iter().filter(|r| r.message_id() == "shared").count(), 1);
-    let new_chat_flags = seen
-        .iter()
-        .filter(|r| r.json()["chat"]["is_new_chat"] == true)
-        .count();
-    assert_eq!(
-        new_chat_flags, 1,
-        "one message, the chat's first, says the chat is new"
-    );
-    assert!(
-        seen[0].json()["chat"]["is_new_chat"] == true,
-        "and it is the first delivered"
-    );
-    let urls: std::collections::HashSet<String> = seen
-        .iter()
-        .map(|r| r.json()["chat"]["chat_url"].as_str().unwrap().to_string())
-        .collect();
+    let new_chat_flags = seen.iter().filter(|r| r.json()["chat"]["is_new_chat"] == true).count();
+    assert_eq!(new_chat_flags, 1, "one message, the chat's first, says the chat is new");
+    assert!(seen[0].json()["chat"]["is_new_chat"] == true, "and it is the first delivered");
+    let urls: std::collections::HashSet<String> =
+        seen.iter().map(|r| r.json()["chat"]["chat_url"].as_str().unwrap().to_string()).collect();
     assert_eq!(urls.len(), 1, "one chat, one transcript link");
 }

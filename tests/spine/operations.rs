@@ -14,13 +14,7 @@ async fn app_with(configure: impl FnOnce(&mut chatbundle::config::Config)) -> Te
 }
 
 async fn webhook_json(app: &TestApp, id: &str) -> Value {
-    app.admin(Method::GET, &format!("/api/v1/webhooks/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.admin(Method::GET, &format!("/api/v1/webhooks/{id}")).send().await.unwrap().json().await.unwrap()
 }
 
 async fn activity(app: &TestApp, id: &str) -> Vec<Value> {
@@ -60,38 +54,21 @@ async fn consecutive_failures_disable_a_webhook_email_the_owner_and_lose_nothing
         (w["enabled"] == false).then_some(w)
     })
     .await;
-    assert!(
-        shown["disabled_reason"]
-            .as_str()
-            .unwrap()
-            .contains("3 consecutive failed attempts"),
-        "{shown}"
-    );
+    assert!(shown["disabled_reason"].as_str().unwrap().contains("3 consecutive failed attempts"), "{shown}");
 
     let mail = smtp.wait_for(1).await.remove(0);
     assert_eq!(mail["to"], json!(["owner@acme.example"]));
     let text = mail["data"].as_str().unwrap();
-    for needle in [
-        "Acme",
-        receiver.url.as_str(),
-        "3 consecutive failed attempts",
-        "HTTP 500",
-        "\"enabled\": true",
-    ] {
-        assert!(
-            text.contains(needle),
-            "{needle:?} missing from the e-mail:\n{text}"
-        );
+    for needle in
+        ["Acme", receiver.url.as_str(), "3 consecutive failed attempts", "HTTP 500", "\"enabled\": true"]
+    {
+        assert!(text.contains(needle), "{needle:?} missing from the e-mail:\n{text}");
     }
     let log = activity(&app, id).await;
     assert_eq!(log[0]["kind"], "disabled", "{log:?}");
 
     // While disabled, messages keep accumulating and nothing is sent.
-    app.ingest(
-        &ws,
-        &json!([message("m-2", "c-1", "two"), message("m-3", "c-2", "three")]),
-    )
-    .await;
+    app.ingest(&ws, &json!([message("m-2", "c-1", "two"), message("m-3", "c-2", "three")])).await;
     app.advance(Duration::from_secs(3600));
     let sent_while_disabled = receiver.received().len();
     assert_eq!(sent_while_disabled, 3);
@@ -100,26 +77,15 @@ async fn consecutive_failures_disable_a_webhook_email_the_owner_and_lose_nothing
     // Switched on again, everything goes out, oldest first and in per-chat order.
     receiver.answer(Reply::status(200));
     let back = app.patch_webhook(id, json!({"enabled": true})).await;
-    assert_eq!(
-        (back["enabled"].clone(), back["consecutive_failures"].clone()),
-        (json!(true), json!(0))
-    );
+    assert_eq!((back["enabled"].clone(), back["consecutive_failures"].clone()), (json!(true), json!(0)));
     assert!(back["disabled_reason"].is_null());
     let seen = receiver.wait_for(6).await;
-    let c1: Vec<String> = seen[3..]
-        .iter()
-        .filter(|r| r.json()["chat"]["chat_id"] == "c-1")
-        .map(Received::message_id)
-        .collect();
+    let c1: Vec<String> =
+        seen[3..].iter().filter(|r| r.json()["chat"]["chat_id"] == "c-1").map(Received::message_id).collect();
     assert_eq!(c1, ["m-1", "m-2"]);
     assert!(seen[3..].iter().any(|r| r.message_id() == "m-3"));
     app.delivered(&ws, 3).await;
-    assert!(
-        activity(&app, id)
-            .await
-            .iter()
-            .any(|row| row["kind"] == "enabled")
-    );
+    assert!(activity(&app, id).await.iter().any(|row| row["kind"] == "enabled"));
 }
 
 #[tokio::test]
@@ -137,20 +103,12 @@ async fn gone_disables_at_once_and_no_smtp_server_is_not_fatal() {
     })
     .await;
     assert_eq!(shown["disabled_reason"], "the endpoint answered 410 Gone");
-    assert_eq!(
-        app.stats(&ws).await.deliveries_pending,
-        1,
-        "kept for when it is switched on again"
-    );
+    assert_eq!(app.stats(&ws).await.deliveries_pending, 1, "kept for when it is switched on again");
 }
 
 #[tokio::test]
 async fn an_smtp_outage_delays_the_email_but_never_loses_it() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let app = app_with(|c| c.smtp.url = Some(format!("smtp://127.0.0.1:{port}"))).await;
     let receiver = Receiver::start().await;
     receiver.answer(Reply::status(410));
@@ -162,10 +120,7 @@ async fn an_smtp_outage_delays_the_email_but_never_loses_it() {
     })
     .await;
     // The SMTP server is down: let the mailer try and fail at least once.
-    let db = format!(
-        "sqlite://{}?mode=ro",
-        app.dir.path().join("chatbundle.db").display()
-    );
+    let db = format!("sqlite://{}?mode=ro", app.dir.path().join("chatbundle.db").display());
     let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
     eventually("a failed e-mail attempt", || async {
         let tried: i64 =
@@ -190,66 +145,37 @@ async fn the_activity_log_shows_the_latest_ten_and_exports_everything() {
     let ws = app.workspace().await;
     let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
     let id = hook["id"].as_str().unwrap();
-    let batch: Vec<Value> = (0..12)
-        .map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x"))
-        .collect();
+    let batch: Vec<Value> = (0..12).map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x")).collect();
     app.ingest(&ws, &json!(batch)).await;
     app.attempts(id, 12).await;
     let mut skipped = message("img-1", "c-1", "");
     skipped["type"] = json!("image");
     app.ingest(&ws, &json!([skipped])).await;
-    app.patch_webhook(id, json!({"timeout": "5s", "secret": true}))
-        .await;
+    app.patch_webhook(id, json!({"timeout": "5s", "secret": true})).await;
 
     let latest = activity(&app, id).await;
     assert_eq!(latest.len(), 10);
     assert_eq!(latest[0]["kind"], "config_changed");
-    assert_eq!(
-        latest[0]["detail"]["secret"], "changed",
-        "never the secret itself: {}",
-        latest[0]
-    );
+    assert_eq!(latest[0]["detail"]["secret"], "changed", "never the secret itself: {}", latest[0]);
     assert_eq!(latest[0]["detail"]["timeout"], "5s");
     assert_eq!(latest[1]["kind"], "skipped");
     assert_eq!(latest[1]["detail"]["message_ids"], json!(["img-1"]));
     assert_eq!(latest[2]["kind"], "attempt");
     assert_eq!(latest[2]["status"], 200);
-    assert!(
-        latest[2]["request_body"]
-            .as_str()
-            .unwrap()
-            .contains("\"message_id\"")
-    );
-    assert!(
-        latest[2]["request_headers"]["webhook-id"]
-            .as_str()
-            .unwrap()
-            .starts_with("msg_")
-    );
+    assert!(latest[2]["request_body"].as_str().unwrap().contains("\"message_id\""));
+    assert!(latest[2]["request_headers"]["webhook-id"].as_str().unwrap().starts_with("msg_"));
     assert!(latest[2]["duration_ms"].is_u64());
 
-    let jsonl = app
-        .admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=jsonl"))
-        .send()
-        .await
-        .unwrap();
+    let jsonl =
+        app.admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=jsonl")).send().await.unwrap();
     assert_eq!(jsonl.headers()["content-type"], "application/x-ndjson");
     let text = jsonl.text().await.unwrap();
     let rows: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 14, "12 attempts, a skip, a change");
     assert_eq!(rows.iter().filter(|r| r["kind"] == "attempt").count(), 12);
 
-    let csv = app
-        .admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=csv"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        csv.headers()["content-disposition"]
-            .to_str()
-            .unwrap()
-            .contains(".csv")
-    );
+    let csv = app.admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=csv")).send().await.unwrap();
+    assert!(csv.headers()["content-disposition"].to_str().unwrap().contains(".csv"));
     let body = csv.text().await.unwrap();
     let mut reader = csv::Reader::from_reader(body.as_bytes());
     let headers = reader.headers().unwrap().clone();
@@ -257,11 +183,7 @@ async fn the_activity_log_shows_the_latest_ten_and_exports_everything() {
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(records.len(), 14);
 
-    let bad = app
-        .admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=xml"))
-        .send()
-        .await
-        .unwrap();
+    let bad = app.admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=xml")).send().await.unwrap();
     assert_eq!(bad.status(), 400);
 }
 
@@ -272,9 +194,7 @@ async fn the_log_streams_well_past_a_thousand_attempts() {
     let ws = app.workspace().await;
     let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
     let id = hook["id"].as_str().unwrap();
-    let batch: Vec<Value> = (0..1200)
-        .map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x"))
-        .collect();
+    let batch: Vec<Value> = (0..1200).map(|i| message(&format!("m-{i}"), &format!("c-{i}"), "x")).collect();
     app.ingest(&ws, &json!(batch[..1000])).await;
     app.ingest(&ws, &json!(batch[1000..])).await;
     app.attempts(id, 1200).await;
@@ -288,12 +208,7 @@ async fn the_log_streams_well_past_a_thousand_attempts() {
         .unwrap();
     let ids: std::collections::HashSet<String> = text
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["delivery_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["delivery_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 1200, "every attempt once, across pages");
 }
@@ -304,9 +219,7 @@ async fn a_test_send_reports_its_result_and_never_counts_towards_a_disable() {
     let receiver = Receiver::start().await;
     receiver.then(Reply::status(500).body("not today"));
     let ws = app.workspace().await;
-    let hook = app
-        .create_webhook(&ws.id, json!({"url": receiver.url, "secret": true}))
-        .await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url, "secret": true})).await;
     let id = hook["id"].as_str().unwrap();
 
     let result: Value = app
@@ -325,10 +238,7 @@ async fn a_test_send_reports_its_result_and_never_counts_towards_a_disable() {
     assert_eq!(sent["sample"], true, "a sample is clearly marked");
     assert!(sent["message"]["text"].as_str().unwrap().contains("sample"));
     let shown = webhook_json(&app, id).await;
-    assert_eq!(
-        (shown["enabled"].clone(), shown["consecutive_failures"].clone()),
-        (json!(true), json!(0))
-    );
+    assert_eq!((shown["enabled"].clone(), shown["consecutive_failures"].clone()), (json!(true), json!(0)));
 
     // With a real message in the workspace, the test sends that.
     app.ingest(&ws, &message("m-1", "c-1", "the real thing")).await;
@@ -341,10 +251,7 @@ async fn a_test_send_reports_its_result_and_never_counts_towards_a_disable() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        (result["ok"].clone(), result["sample"].clone()),
-        (json!(true), json!(false))
-    );
+    assert_eq!((result["ok"].clone(), result["sample"].clone()), (json!(true), json!(false)));
     let sent = receiver.wait_for(3).await;
     assert_eq!(sent[2].message_id(), "m-1");
     assert!(sent[2].header("webhook-id").starts_with("test_"));
@@ -368,14 +275,50 @@ async fn retention_removes_what_is_older() {
         activity(&app, id).await.is_empty().then_some(())
     })
     .await;
-    assert_eq!(
-        app.stats(&ws).await.deliveries_delivered,
-        0,
-        "finished deliveries go too"
-    );
-    assert_eq!(
-        app.stats(&ws).await.messages,
-        1,
-        "messages stay (transcripts need them)"
-    );
+    assert_eq!(app.stats(&ws).await.deliveries_delivered, 0, "finished deliveries go too");
+    assert_eq!(app.stats(&ws).await.messages, 1, "messages stay (transcripts need them)");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_describe_the_daemon() {
+    let app = TestApp::spawn().await;
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = eventually("readiness", || async {
+        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["workers"]["delivery"], true);
+
+    let receiver = Receiver::start().await;
+    receiver.answer(Reply::status(500));
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let mut image = message("img", "c-1", "");
+    image["type"] = json!("image");
+    app.ingest(&ws, &json!([message("m-1", "c-1", "a"), message("m-2", "c-2", "b"), image])).await;
+    app.ingest(&ws, &message("m-1", "c-1", "again")).await;
+    app.attempts(hook["id"].as_str().unwrap(), 2).await;
+    app.advance(Duration::from_secs(60));
+
+    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+    };
+    assert_eq!(value("chatbundle_messages_received_total"), 2.0);
+    assert_eq!(value("chatbundle_messages_duplicate_total"), 1.0);
+    assert_eq!(value("chatbundle_messages_skipped_total"), 1.0);
+    assert!(value("chatbundle_deliveries_total{outcome=\"retry\"}") >= 2.0);
+    assert_eq!(value("chatbundle_queue_depth"), 2.0);
+    assert!(value("chatbundle_queue_oldest_pending_seconds") >= 59.0);
+    assert_eq!(value("chatbundle_webhooks_disabled"), 0.0);
+    assert_eq!(value("chatbundle_emails_pending"), 0.0);
+    assert!(text.contains("# HELP chatbundle_queue_depth"));
 }

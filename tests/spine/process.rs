@@ -18,21 +18,13 @@ fn bad_config_exits_2_naming_the_key() {
     let file = dir.path().join("config.toml");
     std::fs::write(&file, "[delivery]\ntimeout = \"whenever\"\n").unwrap();
     for subcommand in ["check-config", "serve"] {
-        let output = chatbundle()
-            .arg("--config")
-            .arg(&file)
-            .arg(subcommand)
-            .output()
-            .unwrap();
+        let output = chatbundle().arg("--config").arg(&file).arg(subcommand).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{subcommand}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("delivery.timeout"), "{stderr}");
     }
-    let output = chatbundle()
-        .arg("check-config")
-        .env("CHATBUNDLE_DELIVERY__CONCURRENCY", "lots")
-        .output()
-        .unwrap();
+    let output =
+        chatbundle().arg("check-config").env("CHATBUNDLE_DELIVERY__CONCURRENCY", "lots").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("delivery.concurrency"));
 
@@ -47,18 +39,8 @@ fn printed_defaults_pass_check_config() {
     let printed = chatbundle().arg("print-default-config").output().unwrap();
     assert!(printed.status.success());
     std::fs::write(&file, &printed.stdout).unwrap();
-    let checked = chatbundle()
-        .arg("--config")
-        .arg(&file)
-        .arg("check-config")
-        .output()
-        .unwrap();
-    assert_eq!(
-        checked.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    let checked = chatbundle().arg("--config").arg(&file).arg("check-config").output().unwrap();
+    assert_eq!(checked.status.code(), Some(0), "{}", String::from_utf8_lossy(&checked.stderr));
 }
 
 #[test]
@@ -99,10 +81,7 @@ fn serve_generates_an_admin_token_and_exits_0_on_sigterm() {
         .unwrap();
     assert!(status.success(), "the generated token opens the admin API");
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let deadline = Instant::now() + BOUND;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -130,11 +109,8 @@ fn a_second_daemon_on_the_same_database_is_refused() {
             break;
         }
     }
-    let second = chatbundle()
-        .current_dir(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let second =
+        chatbundle().current_dir(dir.path()).args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
     assert_eq!(second.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another chatbundle process"));
     first.kill().unwrap();
@@ -220,19 +196,12 @@ async fn a_kill_in_the_middle_of_closing_loses_nothing_and_doubles_nothing() {
     // Start a flush, and kill the daemon as soon as the first step of the close has committed.
     let flush =
         tokio::spawn(admin(http.post(format!("http://{addr}/api/v1/workspaces/{ws_id}/flush"))).send());
-    let db = format!(
-        "sqlite://{}?mode=ro",
-        dir.path().join("data/chatbundle.db").display()
-    );
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db)
-        .await
-        .unwrap();
+    let db = format!("sqlite://{}?mode=ro", dir.path().join("data/chatbundle.db").display());
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db).await.unwrap();
     let deadline = Instant::now() + BOUND;
     loop {
-        let cursor: Option<i64> = sqlx::query_scalar("SELECT closing_cursor FROM webhooks")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        let cursor: Option<i64> =
+            sqlx::query_scalar("SELECT closing_cursor FROM webhooks").fetch_one(&mut conn).await.unwrap();
         if cursor.is_some() {
             break;
         }
@@ -246,23 +215,16 @@ async fn a_kill_in_the_middle_of_closing_loses_nothing_and_doubles_nothing() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    assert!(
-        part_done < chats,
-        "killed before the close finished ({part_done} bundles)"
-    );
+    assert!(part_done < chats, "killed before the close finished ({part_done} bundles)");
     drop(conn);
 
     // Restart: the interrupted close is finished first thing.
     let (daemon, _addr) = serve(dir.path());
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db)
-        .await
-        .unwrap();
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db).await.unwrap();
     let deadline = Instant::now() + BOUND;
     loop {
-        let open: Option<i64> = sqlx::query_scalar("SELECT closing_boundary FROM webhooks")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        let open: Option<i64> =
+            sqlx::query_scalar("SELECT closing_boundary FROM webhooks").fetch_one(&mut conn).await.unwrap();
         if open.is_none() {
             break;
         }
@@ -282,11 +244,7 @@ async fn a_kill_in_the_middle_of_closing_loses_nothing_and_doubles_nothing() {
         .unwrap();
     let messages: u64 = payloads
         .iter()
-        .map(|p| {
-            serde_json::from_slice::<Value>(p).unwrap()["message_count"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|p| serde_json::from_slice::<Value>(p).unwrap()["message_count"].as_u64().unwrap())
         .sum();
     assert_eq!(messages, chats as u64, "every message in exactly one bundle");
     drop(conn);

@@ -80,10 +80,7 @@ pub(super) async fn step(
                     recipient_name, recipient_phone, text, account, channel
              FROM messages WHERE received_at >= ",
         );
-        query
-            .push_bind(bundled_before)
-            .push(" AND received_at < ")
-            .push_bind(boundary);
+        query.push_bind(bundled_before).push(" AND received_at < ").push_bind(boundary);
         query.push(" AND chat_id IN (");
         let mut ids = query.separated(", ");
         for (chat, _) in &chats {
@@ -93,31 +90,21 @@ pub(super) async fn step(
         for row in query.build().fetch_all(&mut *conn).await? {
             let direction: String = row.try_get("direction")?;
             let account: Option<String> = row.try_get("account")?;
-            messages
-                .entry(row.try_get("chat_id")?)
-                .or_default()
-                .push(StoredMessage {
-                    seq: row.try_get("seq")?,
-                    message_id: row.try_get("message_id")?,
-                    direction: if direction == "sent" {
-                        Direction::Sent
-                    } else {
-                        Direction::Received
-                    },
-                    timestamp: from_ms(row.try_get("ts")?),
-                    received_at: from_ms(row.try_get("received_at")?),
-                    sender: Party {
-                        full_name: row.try_get("sender_name")?,
-                        phone: row.try_get("sender_phone")?,
-                    },
-                    recipient: Party {
-                        full_name: row.try_get("recipient_name")?,
-                        phone: row.try_get("recipient_phone")?,
-                    },
-                    text: row.try_get("text")?,
-                    account: account.and_then(|a| serde_json::from_str::<Account>(&a).ok()),
-                    channel: row.try_get("channel")?,
-                });
+            messages.entry(row.try_get("chat_id")?).or_default().push(StoredMessage {
+                seq: row.try_get("seq")?,
+                message_id: row.try_get("message_id")?,
+                direction: if direction == "sent" { Direction::Sent } else { Direction::Received },
+                timestamp: from_ms(row.try_get("ts")?),
+                received_at: from_ms(row.try_get("received_at")?),
+                sender: Party { full_name: row.try_get("sender_name")?, phone: row.try_get("sender_phone")? },
+                recipient: Party {
+                    full_name: row.try_get("recipient_name")?,
+                    phone: row.try_get("recipient_phone")?,
+                },
+                text: row.try_get("text")?,
+                account: account.and_then(|a| serde_json::from_str::<Account>(&a).ok()),
+                channel: row.try_get("channel")?,
+            });
         }
     }
 

@@ -65,20 +65,13 @@ pub(super) async fn ingest_many(
     let mut chat_order: Vec<ChatKey> = Vec::new();
     for (index, batch) in batches.iter().enumerate() {
         for message in &batch.messages {
-            let key = (
-                batch.workspace_id.as_str(),
-                batch.source_key.as_str(),
-                message.message_id.as_str(),
-            );
+            let key = (batch.workspace_id.as_str(), batch.source_key.as_str(), message.message_id.as_str());
             if !seen.insert(key) {
                 outcomes[index].duplicates += 1;
                 continue;
             }
-            let chat = (
-                batch.workspace_id.as_str(),
-                batch.source_key.as_str(),
-                message.chat.external_id.as_str(),
-            );
+            let chat =
+                (batch.workspace_id.as_str(), batch.source_key.as_str(), message.chat.external_id.as_str());
             match chats.get_mut(&chat) {
                 Some((merged, _)) => merge_chat(merged, &message.chat),
                 None => {
@@ -86,11 +79,7 @@ pub(super) async fn ingest_many(
                     chat_order.push(chat);
                 }
             }
-            candidates.push(Candidate {
-                batch: index,
-                message,
-                chat,
-            });
+            candidates.push(Candidate { batch: index, message, chat });
         }
     }
 
@@ -133,11 +122,7 @@ pub(super) async fn ingest_many(
         }
     }
     for candidate in &candidates {
-        let key = (
-            candidate.chat.0,
-            candidate.chat.1,
-            candidate.message.message_id.as_str(),
-        );
+        let key = (candidate.chat.0, candidate.chat.1, candidate.message.message_id.as_str());
         if !inserted.contains_key(&key) {
             outcomes[candidate.batch].duplicates += 1;
         }
@@ -228,19 +213,12 @@ async fn upsert_chats<'a>(
         );
         let rows = query.build().fetch_all(&mut *conn).await?;
         // RETURNING promises no order: match rows to keys by their values.
-        let by_value: HashMap<(String, String, String), &ChatKey> = keys
-            .iter()
-            .map(|k| ((k.0.to_string(), k.1.to_string(), k.2.to_string()), k))
-            .collect();
+        let by_value: HashMap<(String, String, String), &ChatKey> =
+            keys.iter().map(|k| ((k.0.to_string(), k.1.to_string(), k.2.to_string()), k)).collect();
         for row in rows {
-            let value: (String, String, String) = (
-                row.try_get("workspace_id")?,
-                row.try_get("source_key")?,
-                row.try_get("external_id")?,
-            );
-            let key = **by_value
-                .get(&value)
-                .expect("RETURNING gives back the rows inserted");
+            let value: (String, String, String) =
+                (row.try_get("workspace_id")?, row.try_get("source_key")?, row.try_get("external_id")?);
+            let key = **by_value.get(&value).expect("RETURNING gives back the rows inserted");
             let chat = Chat {
                 id: row.try_get("id")?,
                 external_id: value.2,
@@ -275,10 +253,7 @@ async fn insert_messages<'a>(
         );
         query.push_values(chunk, |mut row, c| {
             let m = c.message;
-            let account = m
-                .account
-                .as_ref()
-                .map(|a| serde_json::to_string(a).expect("accounts serialise"));
+            let account = m.account.as_ref().map(|a| serde_json::to_string(a).expect("accounts serialise"));
             row.push_bind(c.chat.0.to_string())
                 .push_bind(chats[&c.chat].0.id)
                 .push_bind(c.chat.1.to_string())
@@ -299,19 +274,14 @@ async fn insert_messages<'a>(
              RETURNING seq, workspace_id, source_key, message_id",
         );
         let rows = query.build().fetch_all(&mut *conn).await?;
-        let by_value: HashMap<(&str, &str, &str), &Candidate> = chunk
-            .iter()
-            .map(|c| ((c.chat.0, c.chat.1, c.message.message_id.as_str()), c))
-            .collect();
+        let by_value: HashMap<(&str, &str, &str), &Candidate> =
+            chunk.iter().map(|c| ((c.chat.0, c.chat.1, c.message.message_id.as_str()), c)).collect();
         for row in rows {
             let ws: String = row.try_get("workspace_id")?;
             let source: String = row.try_get("source_key")?;
             let id: String = row.try_get("message_id")?;
             let c = by_value[&(ws.as_str(), source.as_str(), id.as_str())];
-            inserted.insert(
-                (c.chat.0, c.chat.1, c.message.message_id.as_str()),
-                row.try_get("seq")?,
-            );
+            inserted.insert((c.chat.0, c.chat.1, c.message.message_id.as_str()), row.try_get("seq")?);
         }
     }
     Ok(inserted)

@@ -93,12 +93,8 @@ fn lock_database(file: &Path) -> StoreResult<Option<std::fs::File>> {
     let mut path = file.as_os_str().to_owned();
     path.push(".lock");
     let io = |e: std::io::Error| StoreError::Database(Arc::new(e.into()));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
+    let lock =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
     match lock.try_lock() {
         Ok(()) => Ok(Some(lock)),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(file.display().to_string())),
@@ -155,15 +151,11 @@ fn webhook_from_row(row: &SqliteRow) -> StoreResult<Webhook> {
         id: row.try_get("id")?,
         workspace_id: row.try_get("workspace_id")?,
         url: row.try_get("url")?,
-        granularity: row
-            .try_get::<Option<String>, _>("granularity")?
-            .map(|g| parse_granularity(&g)),
+        granularity: row.try_get::<Option<String>, _>("granularity")?.map(|g| parse_granularity(&g)),
         enabled: row.try_get("enabled")?,
         secret: row.try_get("secret")?,
         events,
-        timeout: row
-            .try_get::<Option<i64>, _>("timeout_ms")?
-            .map(|v| Duration::from_millis(v as u64)),
+        timeout: row.try_get::<Option<i64>, _>("timeout_ms")?.map(|v| Duration::from_millis(v as u64)),
         consecutive_failures: row.try_get::<i64, _>("consecutive_failures")? as u32,
         disabled_reason: row.try_get("disabled_reason")?,
         created_at: from_ms(row.try_get("created_at")?),
@@ -173,19 +165,13 @@ fn webhook_from_row(row: &SqliteRow) -> StoreResult<Webhook> {
 
 async fn fetch_webhook(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Webhook>> {
     let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(conn).await?;
     row.as_ref().map(webhook_from_row).transpose()
 }
 
 async fn fetch_workspace(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Workspace>> {
     let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(conn).await?;
     row.as_ref().map(workspace_from_row).transpose()
 }
 
@@ -295,9 +281,7 @@ impl Store for SqliteStore {
 
     async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
         let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY created_at, id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.readers)
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.readers).await?;
         rows.iter().map(workspace_from_row).collect()
     }
 
@@ -416,10 +400,7 @@ impl Store for SqliteStore {
     async fn list_webhooks(&self, workspace_id: &str) -> StoreResult<Vec<Webhook>> {
         let sql =
             format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE workspace_id = ? ORDER BY created_at, id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(workspace_id)
-            .fetch_all(&self.readers)
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(workspace_id).fetch_all(&self.readers).await?;
         rows.iter().map(webhook_from_row).collect()
     }
 
@@ -496,10 +477,8 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.write(move |conn| {
             Box::pin(async move {
-                let done = sqlx::query("DELETE FROM webhooks WHERE id = ?")
-                    .bind(&id)
-                    .execute(&mut *conn)
-                    .await?;
+                let done =
+                    sqlx::query("DELETE FROM webhooks WHERE id = ?").bind(&id).execute(&mut *conn).await?;
                 Ok(done.rows_affected() > 0)
             })
         })
@@ -586,8 +565,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_test(&self, attempt: AttemptRecord) -> StoreResult<()> {
-        self.write(move |conn| Box::pin(operations::insert_attempt(conn, attempt, true)))
-            .await
+        self.write(move |conn| Box::pin(operations::insert_attempt(conn, attempt, true))).await
     }
 
     async fn latest_payload(&self, workspace_id: &str, bundles: bool) -> StoreResult<Option<Vec<u8>>> {
@@ -619,11 +597,8 @@ impl Store for SqliteStore {
         kind: &str,
         detail: serde_json::Value,
     ) -> StoreResult<()> {
-        let (workspace_id, webhook_id, kind) = (
-            workspace_id.to_string(),
-            webhook_id.map(str::to_string),
-            kind.to_string(),
-        );
+        let (workspace_id, webhook_id, kind) =
+            (workspace_id.to_string(), webhook_id.map(str::to_string), kind.to_string());
         let clock = self.writer.clock();
         self.write(move |conn| {
             Box::pin(async move {
@@ -643,8 +618,7 @@ impl Store for SqliteStore {
 
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<Pruned> {
         let before = ms(before);
-        self.write(move |conn| Box::pin(operations::prune(conn, before, limit)))
-            .await
+        self.write(move |conn| Box::pin(operations::prune(conn, before, limit))).await
     }
 
     async fn claim_email(
@@ -793,8 +767,24 @@ impl Store for SqliteStore {
     #[instrument(skip_all, fields(webhook_id = %step.webhook_id, boundary = %step.boundary))]
     async fn close_step(&self, step: CloseStep) -> StoreResult<CloseProgress> {
         let clock = self.writer.clock();
-        self.write(move |conn| Box::pin(close::step(conn, clock, step)))
-            .await
+        self.write(move |conn| Box::pin(close::step(conn, clock, step))).await
+    }
+
+    async fn gauges(&self) -> StoreResult<Gauges> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS pending,
+                    (SELECT created_at FROM deliveries WHERE status = 'pending' ORDER BY seq LIMIT 1) AS oldest,
+                    (SELECT COUNT(*) FROM webhooks WHERE enabled = 0) AS disabled,
+                    (SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL) AS emails",
+        )
+        .fetch_one(&self.readers)
+        .await?;
+        Ok(Gauges {
+            deliveries_pending: row.try_get::<i64, _>("pending")? as u64,
+            oldest_pending: row.try_get::<Option<i64>, _>("oldest")?.map(from_ms),
+            webhooks_disabled: row.try_get::<i64, _>("disabled")? as u64,
+            emails_pending: row.try_get::<i64, _>("emails")? as u64,
+        })
     }
 
     async fn ping(&self) -> StoreResult<()> {

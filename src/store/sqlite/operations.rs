@@ -127,15 +127,7 @@ pub(super) async fn record_attempt(
         .execute(&mut *conn)
         .await?;
     let detail = serde_json::json!({"reason": reason, "last_error": failure, "automatic": true});
-    insert_event(
-        conn,
-        &workspace_id,
-        Some(&attempt.webhook_id),
-        now,
-        "disabled",
-        &detail,
-    )
-    .await?;
+    insert_event(conn, &workspace_id, Some(&attempt.webhook_id), now, "disabled", &detail).await?;
     let workspace = sqlx::query("SELECT name, owner_email FROM workspaces WHERE id = ?")
         .bind(&workspace_id)
         .fetch_one(&mut *conn)
@@ -177,11 +169,7 @@ pub(super) async fn activity(
     let Some(workspace) = workspace else {
         return Ok(Vec::new());
     };
-    let cursor = after.unwrap_or(ActivityCursor {
-        at: i64::MAX,
-        source: i64::MAX,
-        id: i64::MAX,
-    });
+    let cursor = after.unwrap_or(ActivityCursor { at: i64::MAX, source: i64::MAX, id: i64::MAX });
     let rows = sqlx::query(
         "SELECT * FROM (
             SELECT attempted_at AS at, 1 AS source, id,
@@ -225,11 +213,7 @@ pub(super) async fn activity(
                     .try_get::<Option<Vec<u8>>, _>("request_body")?
                     .map(|b| String::from_utf8_lossy(&b).into_owned()),
                 detail: json("detail")?,
-                cursor: ActivityCursor {
-                    at,
-                    source: row.try_get("source")?,
-                    id: row.try_get("id")?,
-                },
+                cursor: ActivityCursor { at, source: row.try_get("source")?, id: row.try_get("id")? },
             })
         })
         .collect()
@@ -245,12 +229,8 @@ pub(super) async fn prune(conn: &mut SqliteConnection, before: i64, limit: u32) 
             WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2)",
         "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?1 LIMIT ?2)",
     ] {
-        rows += sqlx::query(sql)
-            .bind(before)
-            .bind(i64::from(limit))
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+        rows +=
+            sqlx::query(sql).bind(before).bind(i64::from(limit)).execute(&mut *conn).await?.rows_affected();
     }
     Ok(Pruned { rows })
 }

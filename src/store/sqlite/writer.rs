@@ -31,17 +31,12 @@ pub(super) struct BatchClock(Arc<AtomicI64>);
 impl BatchClock {
     /// The current transaction's time; meaningful inside a job.
     pub fn now(&self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.0.load(Ordering::Acquire))
-            .single()
-            .unwrap_or_default()
+        Utc.timestamp_millis_opt(self.0.load(Ordering::Acquire)).single().unwrap_or_default()
     }
 
     fn advance(&self, clock: &SharedClock) -> DateTime<Utc> {
         // Only the writer thread advances it, so load-then-store does not race.
-        let next = clock
-            .now()
-            .timestamp_millis()
-            .max(self.0.load(Ordering::Acquire).saturating_add(1));
+        let next = clock.now().timestamp_millis().max(self.0.load(Ordering::Acquire).saturating_add(1));
         self.0.store(next, Ordering::Release);
         Utc.timestamp_millis_opt(next).single().unwrap_or_default()
     }
@@ -76,16 +71,12 @@ impl Writer {
         let (stopped_tx, stopped_rx) = oneshot::channel();
         let batch_clock = BatchClock(Arc::new(AtomicI64::new(i64::MIN)));
         batch_clock.advance(&clock);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let loop_clock = batch_clock.clone();
-        std::thread::Builder::new()
-            .name("chatbundle-writer".into())
-            .spawn(move || {
-                runtime.block_on(writer_loop(conn, rx, clock, loop_clock));
-                let _ = stopped_tx.send(());
-            })?;
+        std::thread::Builder::new().name("chatbundle-writer".into()).spawn(move || {
+            runtime.block_on(writer_loop(conn, rx, clock, loop_clock));
+            let _ = stopped_tx.send(());
+        })?;
         Ok(Writer {
             sender: std::sync::RwLock::new(Some(tx)),
             stopped: Mutex::new(Some(stopped_rx)),
@@ -99,12 +90,7 @@ impl Writer {
     }
 
     async fn send(&self, work: Work) -> StoreResult<()> {
-        let sender = self
-            .sender
-            .read()
-            .expect("writer lock")
-            .clone()
-            .ok_or(StoreError::Closed)?;
+        let sender = self.sender.read().expect("writer lock").clone().ok_or(StoreError::Closed)?;
         sender.send(work).await.map_err(|_| StoreError::Closed)
     }
 
@@ -115,12 +101,7 @@ impl Writer {
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.send(Work::Job(Box::new(ClosureJob {
-            f: Some(f),
-            reply: Some(reply),
-            result: None,
-        })))
-        .await?;
+        self.send(Work::Job(Box::new(ClosureJob { f: Some(f), reply: Some(reply), result: None }))).await?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 

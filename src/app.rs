@@ -10,6 +10,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -175,6 +176,11 @@ impl Application {
         let server = axum::serve(listener, api::router(state))
             .with_graceful_shutdown(cancel.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { server.await });
+        // Migrations have run and the port is bound: tell systemd (Type=notify), and keep its
+        // watchdog fed while the database answers.
+        let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+        let watchdog = sd_notify::watchdog_enabled()
+            .map(|every| tokio::spawn(feed_watchdog(store.clone(), every / 2, cancel.clone())));
         tokio::select! {
             _ = shutdown => info!("shutting down"),
             result = &mut server => {
@@ -182,6 +188,13 @@ impl Application {
             }
         }
         cancel.cancel();
+        let _ = sd_notify::notify(&[
+            NotifyState::Stopping,
+            NotifyState::Status("finishing deliveries in flight"),
+        ]);
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
 
         let grace = config.shutdown.grace.0;
         let drained = tokio::time::timeout(grace, async {
@@ -229,6 +242,24 @@ fn generated_admin_token(data_dir: &Path) -> Result<String, AppError> {
     writeln!(file, "{token}").map_err(io("writing"))?;
     info!(path = %path.display(), "generated an admin token; read it from this file");
     Ok(token)
+}
+
+/// Pings systemd's watchdog every `every` while the database answers; a wedged daemon stops
+/// pinging and systemd restarts it.
+async fn feed_watchdog(store: SharedStore, every: std::time::Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match tokio::time::timeout(every, store.ping()).await {
+            Ok(Ok(())) => {
+                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+            }
+            _ => warn!("the database did not answer; withholding the watchdog ping"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

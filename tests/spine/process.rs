@@ -250,3 +250,74 @@ async fn a_kill_in_the_middle_of_closing_loses_nothing_and_doubles_nothing() {
     drop(conn);
     drop(daemon);
 }
+
+/// The systemd notify protocol, with the test as the service manager: READY=1 only once the port
+/// answers, WATCHDOG=1 pings at half the interval, STOPPING=1 on SIGTERM, then exit 0.
+#[test]
+fn the_daemon_speaks_the_systemd_notify_protocol() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(BOUND)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Daemon(
+        chatbundle()
+            .current_dir(dir.path())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "200000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buffer = [0u8; 512];
+    let mut next = || {
+        let n = socket.recv(&mut buffer).expect("a notification within the bound");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    let first = next();
+    assert!(first.contains("READY=1"), "{first:?}");
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("ready means the port is bound");
+    assert!(next().contains("WATCHDOG=1"));
+    assert!(next().contains("WATCHDOG=1"));
+
+    Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    let stopping = loop {
+        let message = next();
+        if !message.contains("WATCHDOG=1") {
+            break message;
+        }
+    };
+    assert!(stopping.contains("STOPPING=1"), "{stopping:?}");
+    let deadline = Instant::now() + BOUND;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+/// The unit file is valid and well sandboxed: `systemd-analyze security` rates its exposure
+/// under 2.0 (on its 0–10 scale; the threshold is given in tenths).
+#[test]
+fn the_systemd_unit_verifies_and_scores_under_two() {
+    let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/chatbundle.service");
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--threshold=20", unit])
+        .output()
+        .expect("systemd-analyze is installed (Debian's systemd package)");
+    let report = String::from_utf8_lossy(&security.stdout);
+    assert!(security.status.success(), "exposure above 2.0:\n{report}");
+    assert!(report.contains("Overall exposure level"), "{report}");
+    let verify = Command::new("systemd-analyze").args(["verify", unit]).output().unwrap();
+    let complaints = String::from_utf8_lossy(&verify.stderr);
+    // The binary is not installed on a build machine; anything else is a mistake in the unit.
+    for line in complaints.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(line.contains("/usr/local/bin/chatbundle"), "systemd-analyze verify: {line}");
+    }
+}

@@ -1,6 +1,8 @@
 //! The binary as an operator runs it: exit codes, signals, the generated admin token.
 
 use std::io::{BufRead, BufReader};
+
+use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -320,4 +322,82 @@ fn the_systemd_unit_verifies_and_scores_under_two() {
     for line in complaints.lines().filter(|l| !l.trim().is_empty()) {
         assert!(line.contains("/usr/local/bin/chatbundle"), "systemd-analyze verify: {line}");
     }
+}
+
+/// The CLI mirrors the admin API against a running daemon, with the token from the configuration.
+#[test]
+fn the_cli_drives_the_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, addr) = serve(dir.path());
+    let url = format!("http://{addr}");
+    let run = |args: &[&str]| {
+        let output = chatbundle()
+            .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")
+            .args(args)
+            .args(["--url", &url])
+            .output()
+            .unwrap();
+        let json = serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap_or_default();
+        (output.status.code(), json, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, ws, _) = run(&[
+        "workspace",
+        "create",
+        "--name",
+        "Acme",
+        "--owner-email",
+        "ops@acme.example",
+        "--timezone",
+        "Europe/Berlin",
+        "--account-name",
+        "Acme Sales",
+    ]);
+    assert_eq!(code, Some(0));
+    let ws_id = ws["id"].as_str().unwrap().to_string();
+    assert_eq!(ws["account"]["full_name"], "Acme Sales");
+
+    let (code, hook, _) = run(&["webhook", "create", &ws_id, "http://127.0.0.1:9/x", "--secret"]);
+    assert_eq!(code, Some(0));
+    assert!(hook["secret"].as_str().unwrap().starts_with("whsec_"));
+    let hook_id = hook["id"].as_str().unwrap().to_string();
+
+    let (code, updated, _) =
+        run(&["webhook", "update", &hook_id, "--granularity", "6h", "--enabled", "false"]);
+    assert_eq!(code, Some(0));
+    assert_eq!((updated["granularity"].clone(), updated["enabled"].clone()), (json!("6h"), json!(false)));
+    let (_, back, _) = run(&["webhook", "update", &hook_id, "--granularity", "default", "--enabled", "true"]);
+    assert_eq!((back["inherits_granularity"].clone(), back["enabled"].clone()), (json!(true), json!(true)));
+
+    let (code, listed, _) = run(&["webhook", "list", &ws_id]);
+    assert_eq!(code, Some(0));
+    assert_eq!(listed["webhooks"].as_array().unwrap().len(), 1);
+    let (code, flushed, _) = run(&["workspace", "flush", &ws_id]);
+    assert_eq!((code, flushed["deliveries"].clone()), (Some(0), json!(0)));
+    let (code, activity, _) = run(&["webhook", "activity", &hook_id]);
+    assert_eq!(code, Some(0));
+    assert!(activity["activity"].as_array().unwrap().iter().any(|row| row["kind"] == "config_changed"));
+    let log = chatbundle()
+        .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")
+        .args(["webhook", "log", &hook_id, "--format", "csv", "--url", &url])
+        .output()
+        .unwrap();
+    assert!(log.status.success());
+    assert!(String::from_utf8_lossy(&log.stdout).starts_with("at,kind,"));
+
+    let (code, _, stderr) = run(&["webhook", "update", &hook_id, "--granularity", "2h"]);
+    assert_eq!(code, Some(2), "input the API refuses is bad usage");
+    assert!(stderr.contains("granularity"), "{stderr}");
+    let (code, _, stderr) = run(&["webhook", "show", "wh_nope"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("404"), "{stderr}");
+    let (code, _, _) = run(&["webhook", "delete", &hook_id]);
+    assert_eq!(code, Some(0));
+
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let output = chatbundle()
+        .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")
+        .args(["workspace", "list", "--url", &format!("http://{nobody}")])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "no daemon there");
 }

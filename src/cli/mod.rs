@@ -1,5 +1,9 @@
-//! The command line: `serve`, `migrate`, `check-config`, `print-default-config`.
-//! Exit codes: 0 success, 2 bad usage or bad configuration, 1 failure at run time.
+//! The command line: `serve`, `migrate`, `check-config`, `print-default-config`, and
+//! `workspace …` / `webhook …`, which mirror the admin API against the running daemon ([`remote`]).
+//! Exit codes: 0 success, 2 bad usage, bad configuration or input the API refused, 1 failure at
+//! run time.
+
+pub mod remote;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,6 +48,20 @@ enum Command {
     CheckConfig,
     /// Print the built-in defaults as a configuration file.
     PrintDefaultConfig,
+    /// Workspaces, through the running daemon's admin API.
+    Workspace {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::WorkspaceCommand,
+    },
+    /// Webhooks, through the running daemon's admin API.
+    Webhook {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::WebhookCommand,
+    },
 }
 
 const EXIT_RUNTIME: u8 = 1;
@@ -73,6 +91,9 @@ pub fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
+    if let Command::Workspace { .. } | Command::Webhook { .. } = cli.command {
+        return remote_command(config, cli.command);
+    }
     telemetry::init(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -85,7 +106,10 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve { .. } => serve(config).await,
             Command::Migrate => migrate(config).await,
-            Command::CheckConfig | Command::PrintDefaultConfig => unreachable!("handled above"),
+            Command::CheckConfig
+            | Command::PrintDefaultConfig
+            | Command::Workspace { .. }
+            | Command::Webhook { .. } => unreachable!("handled above"),
         }
     });
     match result {
@@ -100,6 +124,30 @@ pub fn main() -> ExitCode {
             tracing::error!("{e:#}");
             eprintln!("chatbundle: {e:#}");
             ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn remote_command(config: Config, command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("chatbundle: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match command {
+            Command::Workspace { remote, command } => remote::workspace(&config, &remote, command).await,
+            Command::Webhook { remote, command } => remote::webhook(&config, &remote, command).await,
+            _ => unreachable!("only remote commands come here"),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("chatbundle: {}", failure.message);
+            ExitCode::from(if failure.bad_input { EXIT_CONFIG } else { EXIT_RUNTIME })
         }
     }
 }

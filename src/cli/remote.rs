@@ -1,0 +1,331 @@
+//! Subcommands that mirror the admin API: they talk to the running daemon (`--url`, by default
+//! the configured `listen` address) with the admin token from the same configuration, and print
+//! its JSON answers.
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::config::Config;
+
+#[derive(Debug, Args)]
+pub struct Remote {
+    /// The daemon's base URL; defaults to http://{listen} from the configuration.
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// List workspaces.
+    List,
+    /// Show one workspace.
+    Show { id: String },
+    /// Create a workspace; prints its id and ingest key.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        owner_email: String,
+        /// IANA time zone for windows, e.g. Europe/Berlin (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// none, 1h, 6h, 12h or 24h (default none).
+        #[arg(long)]
+        granularity: Option<String>,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Change a workspace.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        owner_email: Option<String>,
+        #[arg(long)]
+        timezone: Option<String>,
+        #[arg(long)]
+        granularity: Option<String>,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Release every open window of the workspace now.
+    Flush { id: String },
+    /// Chats, messages and deliveries of the workspace.
+    Stats { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    /// The business account's name (the payloads' whatsapp_account).
+    #[arg(long)]
+    account_name: Option<String>,
+    #[arg(long)]
+    account_email: Option<String>,
+    #[arg(long)]
+    account_phone: Option<String>,
+}
+
+impl AccountArgs {
+    fn to_json(&self) -> Option<Value> {
+        if self.account_name.is_none() && self.account_email.is_none() && self.account_phone.is_none() {
+            return None;
+        }
+        Some(
+            json!({"full_name": self.account_name, "email": self.account_email, "phone": self.account_phone}),
+        )
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// List a workspace's webhooks.
+    List { workspace: String },
+    /// Show one webhook, with its failure count and why it is disabled.
+    Show { id: String },
+    /// Create a webhook for a workspace, delivering to URL.
+    Create {
+        workspace: String,
+        /// Where deliveries go (a public http or https URL).
+        #[arg(value_name = "URL")]
+        endpoint: String,
+        /// none, 1h, 6h, 12h or 24h (default: the workspace's).
+        #[arg(long)]
+        granularity: Option<String>,
+        /// Generate a whsec_ signing secret (printed once).
+        #[arg(long)]
+        secret: bool,
+        /// Create it switched off.
+        #[arg(long)]
+        disabled: bool,
+        /// Per-attempt timeout, e.g. 10s.
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Comma-separated: messages, session_status.
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+    },
+    /// Change a webhook.
+    Update {
+        id: String,
+        /// A new delivery URL.
+        #[arg(long, value_name = "URL")]
+        webhook_url: Option<String>,
+        /// none, 1h, 6h, 12h, 24h, or "default" to follow the workspace.
+        #[arg(long)]
+        granularity: Option<String>,
+        /// true to switch it on (delivering what accumulated), false to switch it off.
+        #[arg(long)]
+        enabled: Option<bool>,
+        /// "generate", "remove", or a whsec_ secret.
+        #[arg(long)]
+        secret: Option<String>,
+        /// e.g. 10s, or "default".
+        #[arg(long)]
+        timeout: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+    },
+    /// Delete a webhook and what is queued for it.
+    Delete { id: String },
+    /// Send the webhook a real sample now and show the result.
+    Test { id: String },
+    /// The latest 10 rows of the webhook's activity log.
+    Activity { id: String },
+    /// Export the webhook's activity log.
+    Log {
+        id: String,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
+}
+
+/// A failed remote command: bad input (exit 2) or anything else (exit 1).
+pub struct Failure {
+    pub bad_input: bool,
+    pub message: String,
+}
+
+type Outcome = Result<(), Failure>;
+
+fn failure(message: impl Into<String>) -> Failure {
+    Failure { bad_input: false, message: message.into() }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    fn new(config: &Config, remote: &Remote) -> Result<Client, Failure> {
+        let token = match &config.admin_token {
+            Some(token) => token.clone(),
+            None => {
+                let path = config.data_dir.join("admin-token");
+                std::fs::read_to_string(&path).map(|t| t.trim().to_string()).map_err(|e| {
+                    failure(format!("no admin_token configured and {} unreadable: {e}", path.display()))
+                })?
+            }
+        };
+        let base = remote.url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(Client { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_string(), token })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<reqwest::Response, Failure> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response =
+            request.send().await.map_err(|e| failure(format!("cannot reach {}: {e}", self.base)))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let detail = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["detail"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        Err(Failure {
+            bad_input: status.as_u16() == 400 || status.as_u16() == 422,
+            message: format!("{status}: {detail}"),
+        })
+    }
+
+    /// Calls the API and prints its JSON answer (nothing for 204).
+    async fn show(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Outcome {
+        let response = self.call(method, path, body).await?;
+        if response.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(());
+        }
+        let value: Value = response.json().await.map_err(|e| failure(format!("unreadable answer: {e}")))?;
+        println!("{}", serde_json::to_string_pretty(&value).expect("JSON prints"));
+        Ok(())
+    }
+}
+
+/// Drops `null` entries, so unset flags leave fields alone.
+fn object(pairs: &[(&str, Option<Value>)]) -> Value {
+    let mut map = Map::new();
+    for (key, value) in pairs {
+        if let Some(value) = value {
+            map.insert((*key).to_string(), value.clone());
+        }
+    }
+    Value::Object(map)
+}
+
+fn text(value: &Option<String>) -> Option<Value> {
+    value.as_ref().map(|v| json!(v))
+}
+
+pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceCommand) -> Outcome {
+    use reqwest::Method;
+    let client = Client::new(config, remote)?;
+    match command {
+        WorkspaceCommand::List => client.show(Method::GET, "/api/v1/workspaces", None).await,
+        WorkspaceCommand::Show { id } => {
+            client.show(Method::GET, &format!("/api/v1/workspaces/{id}"), None).await
+        }
+        WorkspaceCommand::Create { name, owner_email, timezone, granularity, account } => {
+            let body = object(&[
+                ("name", Some(json!(name))),
+                ("owner_email", Some(json!(owner_email))),
+                ("timezone", text(&timezone)),
+                ("granularity", text(&granularity)),
+                ("account", account.to_json()),
+            ]);
+            client.show(Method::POST, "/api/v1/workspaces", Some(body)).await
+        }
+        WorkspaceCommand::Update { id, name, owner_email, timezone, granularity, account } => {
+            let body = object(&[
+                ("name", text(&name)),
+                ("owner_email", text(&owner_email)),
+                ("timezone", text(&timezone)),
+                ("granularity", text(&granularity)),
+                ("account", account.to_json()),
+            ]);
+            client.show(Method::PATCH, &format!("/api/v1/workspaces/{id}"), Some(body)).await
+        }
+        WorkspaceCommand::Flush { id } => {
+            client.show(Method::POST, &format!("/api/v1/workspaces/{id}/flush"), None).await
+        }
+        WorkspaceCommand::Stats { id } => {
+            client.show(Method::GET, &format!("/api/v1/workspaces/{id}/stats"), None).await
+        }
+    }
+}
+
+pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) -> Outcome {
+    use reqwest::Method;
+    let client = Client::new(config, remote)?;
+    match command {
+        WebhookCommand::List { workspace } => {
+            client.show(Method::GET, &format!("/api/v1/workspaces/{workspace}/webhooks"), None).await
+        }
+        WebhookCommand::Show { id } => {
+            client.show(Method::GET, &format!("/api/v1/webhooks/{id}"), None).await
+        }
+        WebhookCommand::Create { workspace, endpoint, granularity, secret, disabled, timeout, events } => {
+            let body = object(&[
+                ("url", Some(json!(endpoint))),
+                ("granularity", text(&granularity)),
+                ("secret", secret.then_some(json!(true))),
+                ("enabled", disabled.then_some(json!(false))),
+                ("timeout", text(&timeout)),
+                ("events", events.map(|e| json!(e))),
+            ]);
+            client.show(Method::POST, &format!("/api/v1/workspaces/{workspace}/webhooks"), Some(body)).await
+        }
+        WebhookCommand::Update { id, webhook_url, granularity, enabled, secret, timeout, events } => {
+            let or_default =
+                |v: &Option<String>| v.as_ref().map(|v| if v == "default" { Value::Null } else { json!(v) });
+            let secret = secret.map(|s| match s.as_str() {
+                "generate" => json!(true),
+                "remove" => Value::Null,
+                other => json!(other),
+            });
+            let body = object(&[
+                ("url", text(&webhook_url)),
+                ("granularity", or_default(&granularity)),
+                ("enabled", enabled.map(|e| json!(e))),
+                ("secret", secret),
+                ("timeout", or_default(&timeout)),
+                ("events", events.map(|e| json!(e))),
+            ]);
+            client.show(Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(body)).await
+        }
+        WebhookCommand::Delete { id } => {
+            client.show(Method::DELETE, &format!("/api/v1/webhooks/{id}"), None).await
+        }
+        WebhookCommand::Test { id } => {
+            client.show(Method::POST, &format!("/api/v1/webhooks/{id}/test"), None).await
+        }
+        WebhookCommand::Activity { id } => {
+            client.show(Method::GET, &format!("/api/v1/webhooks/{id}/activity"), None).await
+        }
+        WebhookCommand::Log { id, format } => {
+            let mut response =
+                client.call(Method::GET, &format!("/api/v1/webhooks/{id}/log?format={format}"), None).await?;
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) =
+                response.chunk().await.map_err(|e| failure(format!("reading the log: {e}")))?
+            {
+                out.write_all(&chunk).map_err(|e| failure(e.to_string()))?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -401,3 +401,191 @@ fn the_cli_drives_the_running_daemon() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "no daemon there");
 }
+
+/// Crash safety: under load, the daemon is killed with SIGKILL at random moments, during ingest,
+/// window closing and delivery, and restarted on the same data directory. Every acknowledged
+/// message must reach the receiver (at least once), and copies must share their `webhook-id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use rand::Rng;
+
+    // webhook-ids seen per (receiver path, message id).
+    type Seen = Arc<Mutex<HashMap<(String, String), HashSet<String>>>>;
+    let seen: Seen = Default::default();
+    let receiver = {
+        let seen = seen.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let id = headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    let mut ids = Vec::new();
+                    if let Some(m) = value["message"]["message_id"].as_str() {
+                        ids.push(m.to_string());
+                    }
+                    for m in value["messages"].as_array().into_iter().flatten() {
+                        ids.push(m["message_id"].as_str().unwrap_or_default().to_string());
+                    }
+                    let mut seen = seen.lock().unwrap();
+                    for m in ids {
+                        seen.entry((uri.path().to_string(), m)).or_default().insert(id.clone());
+                    }
+                    "ok"
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = |dir: &std::path::Path| {
+        let mut child = chatbundle()
+            .current_dir(dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("CHATBUNDLE_LOG_FORMAT", "json")
+            .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")
+            .env("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")
+            .env("CHATBUNDLE_DELIVERY__RATE_PER_WEBHOOK", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            let line = lines.next().expect("the daemon starts").unwrap();
+            if line.contains("chatbundle is serving") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Daemon(child)
+    };
+    let mut daemon = start(dir.path());
+    let base = format!("http://127.0.0.1:{port}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let ws: serde_json::Value = http
+        .post(format!("{base}/api/v1/workspaces"))
+        .bearer_auth("process-test-admin-token")
+        .json(&json!({"name": "crash", "owner_email": "c@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_id = ws["id"].as_str().unwrap().to_string();
+    let key = ws["ingest_key"].as_str().unwrap().to_string();
+    for (path, granularity) in [("/now", "none"), ("/bundled", "1h")] {
+        let r = http
+            .post(format!("{base}/api/v1/workspaces/{ws_id}/webhooks"))
+            .bearer_auth("process-test-admin-token")
+            .json(&json!({"url": format!("{receiver}{path}"), "granularity": granularity}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+
+    // Load: single messages and small arrays over 40 chats, and a flush now and then (closing).
+    let acknowledged: Arc<Mutex<Vec<String>>> = Default::default();
+    let running = Arc::new(AtomicBool::new(true));
+    let mut loaders = Vec::new();
+    for worker in 0..4 {
+        let (http, base, ws_id, key, acknowledged, running) =
+            (http.clone(), base.clone(), ws_id.clone(), key.clone(), acknowledged.clone(), running.clone());
+        loaders.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while running.load(Ordering::SeqCst) {
+                n += 1;
+                let count = if n.is_multiple_of(3) { 5 } else { 1 };
+                let ids: Vec<String> = (0..count).map(|i| format!("w{worker}-{n}-{i}")).collect();
+                let body: Vec<serde_json::Value> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| crate::helpers::message(id, &format!("c-{}", (n + i as u64) % 40), "x"))
+                    .collect();
+                let sent = http
+                    .post(format!("{base}/api/v1/workspaces/{ws_id}/messages"))
+                    .bearer_auth(&key)
+                    .json(&body)
+                    .send()
+                    .await;
+                if matches!(&sent, Ok(r) if r.status() == 202) {
+                    acknowledged.lock().unwrap().extend(ids);
+                }
+                if worker == 0 && n.is_multiple_of(25) {
+                    let _ = http
+                        .post(format!("{base}/api/v1/workspaces/{ws_id}/flush"))
+                        .bearer_auth("process-test-admin-token")
+                        .send()
+                        .await;
+                }
+                if sent.is_err() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+
+    for _ in 0..4 {
+        let pause = rand::rng().random_range(300..900);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        daemon.0.kill().unwrap(); // SIGKILL
+        daemon.0.wait().unwrap();
+        daemon = start(dir.path());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.store(false, Ordering::SeqCst);
+    for loader in loaders {
+        loader.await.unwrap();
+    }
+    // Release the last open windows, then wait for everything acknowledged to arrive.
+    let flushed = http
+        .post(format!("{base}/api/v1/workspaces/{ws_id}/flush"))
+        .bearer_auth("process-test-admin-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(flushed.status(), 200);
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > 100, "the load was real ({} messages)", acknowledged.len());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing: Vec<(String, String)> = {
+            let seen = seen.lock().unwrap();
+            ["/now", "/bundled"]
+                .iter()
+                .flat_map(|path| acknowledged.iter().map(move |m| (path.to_string(), m.clone())))
+                .filter(|key| !seen.contains_key(key))
+                .collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} acknowledged deliveries never arrived, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = seen.lock().unwrap();
+    for ((path, message), ids) in seen.iter() {
+        assert_eq!(ids.len(), 1, "{message} reached {path} under different webhook-ids: {ids:?}");
+    }
+}

@@ -456,6 +456,7 @@ impl SmtpSink {
 
     pub fn start_on(port: u16) -> SmtpSink {
         use std::io::BufRead;
+        ensure_aiosmtpd();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
         let mut child = std::process::Command::new("python3")
             .arg(script)
@@ -494,6 +495,24 @@ impl SmtpSink {
         })
         .await
     }
+}
+
+/// Installs aiosmtpd from PyPI if it is missing, so the test command needs nothing done by hand
+/// (CI's .ci/run installs it up front).
+fn ensure_aiosmtpd() {
+    let present = |_: ()| {
+        std::process::Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if present(()) {
+        return;
+    }
+    let _ = std::process::Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "aiosmtpd"])
+        .status();
+    assert!(present(()), "aiosmtpd is needed for the e-mail tests: python3 -m pip install aiosmtpd");
 }
 
 impl Drop for SmtpSink {

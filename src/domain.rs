@@ -116,6 +116,117 @@ pub enum Event {
     SessionStatus,
 }
 
+/// The kind of a connected inbound channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// WhatsApp through Twilio.
+    Twilio,
+    /// WhatsApp through Meta's Cloud API.
+    Whatsapp,
+    /// A WeChat Official Account.
+    Wechat,
+    /// Chatwoot, or a MessageHub built on it.
+    Chatwoot,
+    /// Zoho Desk's instant messaging.
+    ZohoDesk,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 5] = [
+        SourceKind::Twilio,
+        SourceKind::Whatsapp,
+        SourceKind::Wechat,
+        SourceKind::Chatwoot,
+        SourceKind::ZohoDesk,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Twilio => "twilio",
+            SourceKind::Whatsapp => "whatsapp",
+            SourceKind::Wechat => "wechat",
+            SourceKind::Chatwoot => "chatwoot",
+            SourceKind::ZohoDesk => "zoho_desk",
+        }
+    }
+
+    /// The path segment of its inbound URL, `/hooks/{segment}/{source_id}`.
+    pub fn path(self) -> &'static str {
+        match self {
+            SourceKind::ZohoDesk => "zoho-desk",
+            other => other.as_str(),
+        }
+    }
+
+    pub fn from_path(segment: &str) -> Option<SourceKind> {
+        SourceKind::ALL.into_iter().find(|k| k.path() == segment)
+    }
+}
+
+impl FromStr for SourceKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SourceKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            format!("must be one of twilio, whatsapp, wechat, chatwoot, zoho_desk (got {s:?})")
+        })
+    }
+}
+
+/// Where a chat's session stands, in Zoho Desk's vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SessionStatus {
+    /// The customer started the conversation.
+    Created,
+    /// Waiting for an agent or bot.
+    Open,
+    /// An agent or bot is handling it.
+    OnProgress,
+    /// Picked up, no reply sent yet.
+    OnHold,
+    Ended,
+    /// No messages can be exchanged.
+    Blocked,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Created => "CREATED",
+            SessionStatus::Open => "OPEN",
+            SessionStatus::OnProgress => "ON_PROGRESS",
+            SessionStatus::OnHold => "ON_HOLD",
+            SessionStatus::Ended => "ENDED",
+            SessionStatus::Blocked => "BLOCKED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SessionStatus> {
+        [
+            SessionStatus::Created,
+            SessionStatus::Open,
+            SessionStatus::OnProgress,
+            SessionStatus::OnHold,
+            SessionStatus::Ended,
+            SessionStatus::Blocked,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// How long a channel lets a business reply freely after the customer's last message: WhatsApp
+/// 24 hours, WeChat 48 hours; other channels set no such window.
+pub fn reply_window(channel: &str) -> Option<std::time::Duration> {
+    match channel {
+        "whatsapp" => Some(std::time::Duration::from_secs(24 * 3600)),
+        "wechat" => Some(std::time::Duration::from_secs(48 * 3600)),
+        _ => None,
+    }
+}
+
 /// An IANA time zone name that `chrono-tz` knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timezone(chrono_tz::Tz);

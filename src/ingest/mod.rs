@@ -57,6 +57,7 @@ pub async fn accept(
         render_immediate: Arc::new(move |account, chat, message, is_new_chat| {
             render::single_message(&public_url, account, chat, message, is_new_chat)
         }),
+        render_session: session_renderer(state),
     };
     let mut outcome = state.store.ingest(batch).await?;
     outcome.skipped = skipped;
@@ -67,4 +68,10 @@ pub async fn accept(
         state.deliveries_waiting.notify_one();
     }
     Ok(outcome)
+}
+
+/// How `session_status` payloads are rendered for this daemon.
+pub fn session_renderer(state: &AppState) -> crate::store::RenderSession {
+    let public_url = state.public_url.clone();
+    Arc::new(move |event| render::session_event(&public_url, event))
 }

@@ -182,7 +182,7 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
                 window_start: timestamp(input.window_start),
                 window_end: timestamp(input.window_end),
                 whatsapp_account: first.account.as_ref().unwrap_or(input.account),
-                chat: ChatObject::new(input.chat, input.public_url, is_new_chat),
+                chat: ChatObject::new(input.chat, input.public_url, is_new_chat, input.window_end),
                 messages: messages.iter().map(MessageObject::stored).collect(),
                 first_message_timestamp: timestamp(first.timestamp),
                 last_message_timestamp: timestamp(last.timestamp),
@@ -221,6 +221,8 @@ mod tests {
             responsible_email: None,
             token: "tok123".into(),
             first_seen_at: at("2021-02-24T16:00:00Z"),
+            session_status: None,
+            reply_window_expires_at: None,
         }
     }
 

@@ -7,9 +7,9 @@ pub mod bundle;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::Direction;
 use crate::domain::{Account, Party};
-use crate::store::{Chat, NewMessage, StoredMessage};
+use crate::domain::{Direction, SessionStatus};
+use crate::store::{Chat, NewMessage, SessionEvent, StoredMessage};
 
 /// Formats an instant the way the payloads carry it: `2021-02-24T16:25:29+0000`.
 pub fn timestamp(t: DateTime<Utc>) -> String {
@@ -32,11 +32,19 @@ pub struct ChatObject<'a> {
     pub is_new_chat: bool,
     pub is_group: bool,
     pub phone: Option<&'a str>,
+    /// Whether a free-form reply is possible: the session is not blocked or ended, and the
+    /// channel's reply window (WhatsApp 24 h, WeChat 48 h) has not lapsed.
+    pub can_reply: bool,
+    pub reply_window_expires_at: Option<String>,
 }
 
 impl<'a> ChatObject<'a> {
-    pub fn new(chat: &'a Chat, public_url: &str, is_new_chat: bool) -> Self {
+    /// The chat as of `at` (which decides whether its reply window is still open).
+    pub fn new(chat: &'a Chat, public_url: &str, is_new_chat: bool, at: DateTime<Utc>) -> Self {
+        let blocked = matches!(chat.session_status, Some(SessionStatus::Blocked | SessionStatus::Ended));
         ChatObject {
+            can_reply: !blocked && chat.reply_window_expires_at.is_none_or(|t| t > at),
+            reply_window_expires_at: chat.reply_window_expires_at.map(timestamp),
             full_name: chat.full_name.as_deref(),
             responsible_name: chat.responsible_name.as_deref(),
             responsible_email: chat.responsible_email.as_deref(),
@@ -121,7 +129,7 @@ pub fn single_message(
 ) -> Vec<u8> {
     let payload = SingleMessagePayload {
         whatsapp_account: message.account.as_ref().unwrap_or(account),
-        chat: ChatObject::new(chat, public_url, is_new_chat),
+        chat: ChatObject::new(chat, public_url, is_new_chat, message.timestamp),
         message: MessageObject::new(message),
         channel: &message.channel,
     };
@@ -139,10 +147,34 @@ pub fn single_stored_message(
 ) -> Vec<u8> {
     let payload = SingleMessagePayload {
         whatsapp_account: message.account.as_ref().unwrap_or(account),
-        chat: ChatObject::new(chat, public_url, is_new_chat),
+        chat: ChatObject::new(chat, public_url, is_new_chat, message.timestamp),
         message: MessageObject::stored(message),
         channel: &message.channel,
     };
+    serde_json::to_vec(&payload).expect("payloads always serialise")
+}
+
+/// The `session_status` payload: Zoho Desk's `IM_Session_Status` webhook shape, a JSON array of
+/// one event, plus the `chat` object the other payloads carry.
+pub fn session_event(public_url: &str, event: &SessionEvent) -> Vec<u8> {
+    let assignee = event.chat.responsible_email.as_deref().or(event.chat.responsible_name.as_deref());
+    let assignee_type = event.assignee_type.as_deref().or(assignee.map(|_| "AGENT"));
+    let payload = serde_json::json!([{
+        "payload": {
+            "currentAssigneeId": assignee,
+            "sessionStatus": event.status.map(SessionStatus::as_str),
+            "replyStatus": event.reply_status,
+            "sessionOldStatus": event.old_status.map(SessionStatus::as_str),
+            "sessionId": event.session_id.as_deref().unwrap_or(&event.chat.external_id),
+            "messagesCount": event.messages_count.to_string(),
+            "assigneeType": assignee_type,
+            "channelId": event.source_key,
+        },
+        "eventTime": event.at.timestamp_millis().to_string(),
+        "eventType": "IM_Session_Status",
+        "orgId": event.workspace_id,
+        "chat": ChatObject::new(&event.chat, public_url, false, event.at),
+    }]);
     serde_json::to_vec(&payload).expect("payloads always serialise")
 }
 
@@ -159,6 +191,8 @@ pub fn sample(public_url: &str, bundled: bool, at: DateTime<Utc>) -> Vec<u8> {
         responsible_email: None,
         token: "sample".into(),
         first_seen_at: at,
+        session_status: None,
+        reply_window_expires_at: None,
     };
     let message = StoredMessage {
         seq: 0,

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{Account, Direction, Event, Granularity, Party};
+use crate::domain::{Account, Direction, Event, Granularity, Party, SessionStatus, SourceKind};
 
 /// Why the store could not do what was asked. Callers answer 503 for these: the request may be
 /// retried, and nothing of it was committed.
@@ -136,6 +136,10 @@ pub struct Chat {
     /// The unguessable part of the transcript link `{public_url}/c/{token}`.
     pub token: String,
     pub first_seen_at: DateTime<Utc>,
+    pub session_status: Option<SessionStatus>,
+    /// When the channel stops allowing free-form replies (WhatsApp 24 h, WeChat 48 h after the
+    /// customer's last message); `None` where the channel sets no window.
+    pub reply_window_expires_at: Option<DateTime<Utc>>,
 }
 
 /// A validated text message, ready to store.
@@ -158,6 +162,9 @@ pub struct NewMessage {
 /// payload is frozen in the same commit as the message.
 pub type RenderImmediate = Arc<dyn Fn(&Account, &Chat, &NewMessage, bool) -> Vec<u8> + Send + Sync>;
 
+/// What a `session_status` webhook is sent for one change (rendered outside the store).
+pub type RenderSession = Arc<dyn Fn(&SessionEvent) -> Vec<u8> + Send + Sync>;
+
 /// One ingest request: all of it is stored, or none of it.
 pub struct IngestBatch {
     pub workspace_id: String,
@@ -165,6 +172,73 @@ pub struct IngestBatch {
     pub source_key: String,
     pub messages: Vec<NewMessage>,
     pub render_immediate: RenderImmediate,
+    /// For the session changes messages cause (a new chat is CREATED).
+    pub render_session: RenderSession,
+}
+
+/// A change of a chat's session, as a channel reports it.
+#[derive(Debug, Clone)]
+pub struct SessionChange {
+    pub workspace_id: String,
+    pub source_key: String,
+    pub chat: ChatInfo,
+    /// The channel's own id for the conversation.
+    pub session_id: Option<String>,
+    pub status: Option<SessionStatus>,
+    /// `AGENT` or `BOT`, when the channel says.
+    pub assignee_type: Option<String>,
+    pub channel: Option<String>,
+}
+
+/// A session event, as `session_status` webhooks receive it.
+#[derive(Debug, Clone)]
+pub struct SessionEvent {
+    pub workspace_id: String,
+    pub chat: Chat,
+    /// The source (channel) the chat belongs to: `api` or a source id.
+    pub source_key: String,
+    pub session_id: Option<String>,
+    pub status: Option<SessionStatus>,
+    pub old_status: Option<SessionStatus>,
+    /// `ACCEPTED`, `SESSION_EXPIRED`, `SESSION_ENDED`, `SESSION_BLOCKED`, …
+    pub reply_status: String,
+    pub assignee_type: Option<String>,
+    pub messages_count: u64,
+    pub at: DateTime<Utc>,
+}
+
+/// A connected inbound channel.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub id: String,
+    pub workspace_id: String,
+    pub kind: SourceKind,
+    pub name: String,
+    /// The business account it speaks for (the payloads' `whatsapp_account`).
+    pub account: Account,
+    /// Secrets; never shown by the API.
+    pub credentials: serde_json::Value,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSource {
+    pub workspace_id: String,
+    pub kind: SourceKind,
+    pub name: String,
+    pub account: Account,
+    pub credentials: serde_json::Value,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SourcePatch {
+    pub name: Option<String>,
+    pub account: Option<Account>,
+    pub credentials: Option<serde_json::Value>,
+    pub enabled: Option<bool>,
 }
 
 /// What became of an ingest request's messages.
@@ -502,6 +576,27 @@ pub trait Store: Send + Sync + 'static {
 
     /// The stored state behind the gauges of `/metrics`.
     async fn gauges(&self) -> StoreResult<Gauges>;
+
+    async fn create_source(&self, new: NewSource) -> StoreResult<Source>;
+    async fn list_sources(&self, workspace_id: &str) -> StoreResult<Vec<Source>>;
+    async fn get_source(&self, id: &str) -> StoreResult<Option<Source>>;
+    async fn update_source(&self, id: &str, patch: SourcePatch) -> StoreResult<Option<Source>>;
+    /// Deletes a source; its chats and messages stay.
+    async fn delete_source(&self, id: &str) -> StoreResult<bool>;
+
+    /// Applies a session change reported by a channel, and queues a `session_status` event for
+    /// subscribed webhooks when the status changed. Returns whether it did.
+    async fn session_change(&self, change: SessionChange, render: RenderSession) -> StoreResult<bool>;
+    /// Queues a SESSION_EXPIRED event for chats whose reply window lapsed by `now` (up to `limit`);
+    /// returns how many.
+    async fn announce_expiries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        render: RenderSession,
+    ) -> StoreResult<u64>;
+    /// When the next reply window lapses, if any is pending.
+    async fn next_expiry(&self) -> StoreResult<Option<DateTime<Utc>>>;
 
     /// Checks the database answers.
     async fn ping(&self) -> StoreResult<()>;

@@ -9,9 +9,9 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::ingest::DUE_AT_ONCE;
 use super::writer::BatchClock;
-use super::{from_ms, ms};
+use super::{CHAT_COLUMNS, chat_from_row, from_ms, ms};
 use crate::domain::{Account, Direction, Party};
-use crate::store::{Chat, CloseProgress, CloseStep, DeliveryKind, StoreResult, StoredMessage};
+use crate::store::{CloseProgress, CloseStep, DeliveryKind, StoreResult, StoredMessage};
 
 pub(super) async fn step(
     conn: &mut SqliteConnection,
@@ -41,37 +41,19 @@ pub(super) async fn step(
     }
     let cursor: i64 = row.try_get::<Option<i64>, _>("closing_cursor")?.unwrap_or(0);
 
-    let chat_rows = sqlx::query(
-        "SELECT id, external_id, full_name, phone, is_group, responsible_name, responsible_email,
-                token, first_seen_at, first_message_seq
-         FROM chats
+    let sql = format!(
+        "SELECT {CHAT_COLUMNS} FROM chats
          WHERE workspace_id = ? AND last_received_at >= ? AND id > ?
-         ORDER BY id LIMIT ?",
-    )
-    .bind(&workspace_id)
-    .bind(bundled_before)
-    .bind(cursor)
-    .bind(step.chats as i64)
-    .fetch_all(&mut *conn)
-    .await?;
-
-    let mut chats = Vec::with_capacity(chat_rows.len());
-    for row in &chat_rows {
-        chats.push((
-            Chat {
-                id: row.try_get("id")?,
-                external_id: row.try_get("external_id")?,
-                full_name: row.try_get("full_name")?,
-                phone: row.try_get("phone")?,
-                is_group: row.try_get::<Option<bool>, _>("is_group")?.unwrap_or(false),
-                responsible_name: row.try_get("responsible_name")?,
-                responsible_email: row.try_get("responsible_email")?,
-                token: row.try_get("token")?,
-                first_seen_at: from_ms(row.try_get("first_seen_at")?),
-            },
-            row.try_get::<Option<i64>, _>("first_message_seq")?,
-        ));
-    }
+         ORDER BY id LIMIT ?"
+    );
+    let chat_rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&workspace_id)
+        .bind(bundled_before)
+        .bind(cursor)
+        .bind(step.chats as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+    let chats = chat_rows.iter().map(chat_from_row).collect::<StoreResult<Vec<_>>>()?;
 
     let mut messages: HashMap<i64, Vec<StoredMessage>> = HashMap::new();
     if !chats.is_empty() {

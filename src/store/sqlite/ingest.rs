@@ -13,8 +13,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use chrono::{DateTime, Utc};
 
-use super::{from_ms, ms};
-use crate::domain::{Account, new_id, random_token};
+use super::{CHAT_COLUMNS, chat_from_row, ms, sessions};
+use crate::domain::{Account, Direction, SessionStatus, new_id, random_token, reply_window};
 use crate::store::{Chat, ChatInfo, IngestBatch, IngestOutcome, NewMessage, StoreResult};
 
 /// `next_attempt_at` of a delivery never tried: due whatever any clock says. (The transaction's
@@ -61,7 +61,7 @@ pub(super) async fn ingest_many(
     let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
     let mut candidates = Vec::new();
     // Chat details, merged in arrival order so later details win, as sequential updates would.
-    let mut chats: HashMap<ChatKey, (ChatInfo, i64)> = HashMap::new();
+    let mut chats: HashMap<ChatKey, ChatUpdate> = HashMap::new();
     let mut chat_order: Vec<ChatKey> = Vec::new();
     for (index, batch) in batches.iter().enumerate() {
         for message in &batch.messages {
@@ -72,18 +72,30 @@ pub(super) async fn ingest_many(
             }
             let chat =
                 (batch.workspace_id.as_str(), batch.source_key.as_str(), message.chat.external_id.as_str());
-            match chats.get_mut(&chat) {
-                Some((merged, _)) => merge_chat(merged, &message.chat),
-                None => {
-                    chats.insert(chat, (message.chat.clone(), now));
-                    chat_order.push(chat);
+            let update = chats.entry(chat).or_insert_with(|| {
+                chat_order.push(chat);
+                ChatUpdate {
+                    info: message.chat.clone(),
+                    channel: message.channel.clone(),
+                    customer_at: None,
+                    window: None,
+                }
+            });
+            merge_chat(&mut update.info, &message.chat);
+            update.channel.clone_from(&message.channel);
+            if message.direction == Direction::Received {
+                // The reply window runs from the customer's latest message.
+                let at = ms(message.timestamp);
+                if update.customer_at.is_none_or(|c| at > c) {
+                    update.customer_at = Some(at);
+                    update.window = reply_window(&message.channel).map(|w| at + w.as_millis() as i64);
                 }
             }
             candidates.push(Candidate { batch: index, message, chat });
         }
     }
 
-    let stored_chats = upsert_chats(conn, &chat_order, &chats).await?;
+    let stored_chats = upsert_chats(conn, &chat_order, &chats, now).await?;
     let inserted = insert_messages(conn, &candidates, &stored_chats, now).await?;
 
     // A chat is new when no message of it was stored before; its first message here says so.
@@ -128,6 +140,17 @@ pub(super) async fn ingest_many(
         }
     }
 
+    // Chats created by this merge start their session: tell session_status webhooks.
+    for (key, (chat, _)) in &stored_chats {
+        if ms(chat.first_seen_at) == now && sessions::has_listeners(conn, key.0).await? {
+            let render = &batches
+                .iter()
+                .find(|b| b.workspace_id == key.0)
+                .expect("a batch of the chat")
+                .render_session;
+            sessions::announce(conn, key.0, chat, None, None, now, render).await?;
+        }
+    }
     mark_first_messages(conn, &first_of_chat).await?;
     insert_deliveries(conn, &deliveries).await?;
     Ok(outcomes)
@@ -177,17 +200,20 @@ fn merge_chat(into: &mut ChatInfo, later: &ChatInfo) {
 async fn upsert_chats<'a>(
     conn: &mut SqliteConnection,
     order: &[ChatKey<'a>],
-    chats: &HashMap<ChatKey<'a>, (ChatInfo, i64)>,
+    chats: &HashMap<ChatKey<'a>, ChatUpdate>,
+    now: i64,
 ) -> StoreResult<HashMap<ChatKey<'a>, (Chat, Option<i64>)>> {
     let mut stored = HashMap::with_capacity(order.len());
     for keys in order.chunks(ROWS_PER_STATEMENT) {
         let mut query = QueryBuilder::<Sqlite>::new(
             "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group,
                                 responsible_name, responsible_email, token, first_seen_at,
-                                last_received_at) ",
+                                last_received_at, channel, session_status, last_customer_message_at,
+                                reply_window_expires_at, expiry_announced) ",
         );
         query.push_values(keys, |mut row, key| {
-            let (info, received_at) = &chats[key];
+            let update = &chats[key];
+            let info = &update.info;
             row.push_bind(key.0.to_string())
                 .push_bind(key.1.to_string())
                 .push_bind(key.2.to_string())
@@ -197,20 +223,33 @@ async fn upsert_chats<'a>(
                 .push_bind(info.responsible_name.clone())
                 .push_bind(info.responsible_email.clone())
                 .push_bind(random_token(32))
-                .push_bind(*received_at)
-                .push_bind(*received_at);
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(update.channel.clone())
+                // A chat that starts with a message starts a session.
+                .push_bind(SessionStatus::Created.as_str())
+                .push_bind(update.customer_at)
+                .push_bind(update.window)
+                .push_bind(update.window.is_none());
         });
-        query.push(
+        // A later customer message moves the reply window, and a lapse of it is due again.
+        query.push(format!(
             " ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET
                 full_name = COALESCE(excluded.full_name, chats.full_name),
                 phone = COALESCE(excluded.phone, chats.phone),
                 is_group = COALESCE(excluded.is_group, chats.is_group),
                 responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
                 responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email),
-                last_received_at = excluded.last_received_at
-             RETURNING id, workspace_id, source_key, external_id, full_name, phone, is_group,
-                       responsible_name, responsible_email, token, first_seen_at, first_message_seq",
-        );
+                last_received_at = excluded.last_received_at,
+                channel = excluded.channel,
+                last_customer_message_at = CASE WHEN {LATER} THEN excluded.last_customer_message_at
+                                                ELSE chats.last_customer_message_at END,
+                reply_window_expires_at = CASE WHEN {LATER} THEN excluded.reply_window_expires_at
+                                               ELSE chats.reply_window_expires_at END,
+                expiry_announced = CASE WHEN {LATER} THEN excluded.expiry_announced
+                                        ELSE chats.expiry_announced END
+             RETURNING workspace_id, source_key, {CHAT_COLUMNS}"
+        ));
         let rows = query.build().fetch_all(&mut *conn).await?;
         // RETURNING promises no order: match rows to keys by their values.
         let by_value: HashMap<(String, String, String), &ChatKey> =
@@ -219,21 +258,23 @@ async fn upsert_chats<'a>(
             let value: (String, String, String) =
                 (row.try_get("workspace_id")?, row.try_get("source_key")?, row.try_get("external_id")?);
             let key = **by_value.get(&value).expect("RETURNING gives back the rows inserted");
-            let chat = Chat {
-                id: row.try_get("id")?,
-                external_id: value.2,
-                full_name: row.try_get("full_name")?,
-                phone: row.try_get("phone")?,
-                is_group: row.try_get::<Option<bool>, _>("is_group")?.unwrap_or(false),
-                responsible_name: row.try_get("responsible_name")?,
-                responsible_email: row.try_get("responsible_email")?,
-                token: row.try_get("token")?,
-                first_seen_at: from_ms(row.try_get("first_seen_at")?),
-            };
-            stored.insert(key, (chat, row.try_get::<Option<i64>, _>("first_message_seq")?));
+            stored.insert(key, chat_from_row(&row)?);
         }
     }
     Ok(stored)
+}
+
+/// The condition, in a chat upsert, that this batch carries a later customer message.
+const LATER: &str = "excluded.last_customer_message_at > COALESCE(chats.last_customer_message_at, -1)";
+
+/// What one merge says of a chat.
+struct ChatUpdate {
+    info: ChatInfo,
+    /// The channel of its latest message (it decides the reply window).
+    channel: String,
+    /// The latest customer message's time, and the reply window it opens.
+    customer_at: Option<i64>,
+    window: Option<i64>,
 }
 
 /// Inserts the candidates; returns the queue position of each one that was new, by

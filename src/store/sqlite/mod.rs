@@ -4,6 +4,7 @@
 mod close;
 mod ingest;
 mod operations;
+mod sessions;
 mod writer;
 
 use std::path::Path;
@@ -108,6 +109,30 @@ fn ms(t: DateTime<Utc>) -> i64 {
 
 fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// The columns [`chat_from_row`] reads.
+pub(crate) const CHAT_COLUMNS: &str = "id, external_id, full_name, phone, is_group, responsible_name, \
+     responsible_email, token, first_seen_at, first_message_seq, session_status, reply_window_expires_at";
+
+/// A chat and the sequence number of its first message, if it has one.
+fn chat_from_row(row: &SqliteRow) -> StoreResult<(Chat, Option<i64>)> {
+    let chat = Chat {
+        id: row.try_get("id")?,
+        external_id: row.try_get("external_id")?,
+        full_name: row.try_get("full_name")?,
+        phone: row.try_get("phone")?,
+        is_group: row.try_get::<Option<bool>, _>("is_group")?.unwrap_or(false),
+        responsible_name: row.try_get("responsible_name")?,
+        responsible_email: row.try_get("responsible_email")?,
+        token: row.try_get("token")?,
+        first_seen_at: from_ms(row.try_get("first_seen_at")?),
+        session_status: row
+            .try_get::<Option<String>, _>("session_status")?
+            .and_then(|s| crate::domain::SessionStatus::parse(&s)),
+        reply_window_expires_at: row.try_get::<Option<i64>, _>("reply_window_expires_at")?.map(from_ms),
+    };
+    Ok((chat, row.try_get("first_message_seq")?))
 }
 
 fn parse_granularity(s: &str) -> Granularity {
@@ -768,6 +793,74 @@ impl Store for SqliteStore {
     async fn close_step(&self, step: CloseStep) -> StoreResult<CloseProgress> {
         let clock = self.writer.clock();
         self.write(move |conn| Box::pin(close::step(conn, clock, step))).await
+    }
+
+    async fn create_source(&self, new: NewSource) -> StoreResult<Source> {
+        let clock = self.writer.clock();
+        self.write(move |conn| {
+            Box::pin(async move { sessions::insert_source(conn, new, ms(clock.now())).await })
+        })
+        .await
+    }
+
+    async fn list_sources(&self, workspace_id: &str) -> StoreResult<Vec<Source>> {
+        let sql = format!(
+            "SELECT {} FROM sources WHERE workspace_id = ? ORDER BY created_at, id",
+            sessions::SOURCE_COLUMNS
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(workspace_id).fetch_all(&self.readers).await?;
+        rows.iter().map(sessions::source_from_row).collect()
+    }
+
+    async fn get_source(&self, id: &str) -> StoreResult<Option<Source>> {
+        let mut conn = self.readers.acquire().await?;
+        sessions::fetch_source(&mut conn, id).await
+    }
+
+    async fn update_source(&self, id: &str, patch: SourcePatch) -> StoreResult<Option<Source>> {
+        let (id, clock) = (id.to_string(), self.writer.clock());
+        self.write(move |conn| {
+            Box::pin(async move { sessions::patch_source(conn, &id, patch, ms(clock.now())).await })
+        })
+        .await
+    }
+
+    async fn delete_source(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query("DELETE FROM sources WHERE id = ?").bind(&id).execute(conn).await?;
+                Ok(done.rows_affected() > 0)
+            })
+        })
+        .await
+    }
+
+    async fn session_change(&self, change: SessionChange, render: RenderSession) -> StoreResult<bool> {
+        let clock = self.writer.clock();
+        self.write(move |conn| {
+            Box::pin(async move { sessions::change(conn, change, render, ms(clock.now())).await })
+        })
+        .await
+    }
+
+    async fn announce_expiries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        render: RenderSession,
+    ) -> StoreResult<u64> {
+        let now = ms(now);
+        self.write(move |conn| Box::pin(async move { sessions::expiries(conn, now, limit, render).await }))
+            .await
+    }
+
+    async fn next_expiry(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(reply_window_expires_at) FROM chats WHERE expiry_announced = 0")
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(next.map(from_ms))
     }
 
     async fn gauges(&self) -> StoreResult<Gauges> {

@@ -1,6 +1,7 @@
 //! The admin API under `/api/v1`, behind the admin token: workspaces and their webhooks.
 
 pub mod activity;
+pub mod sources;
 pub mod webhooks;
 pub mod workspaces;
 
@@ -20,6 +21,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/workspaces/{id}/stats", get(workspaces::stats))
         .route("/api/v1/workspaces/{id}/flush", post(workspaces::flush))
         .route("/api/v1/workspaces/{id}/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/api/v1/workspaces/{id}/sources", post(sources::create).get(sources::list))
+        .route(
+            "/api/v1/workspaces/{id}/sources/{source_id}",
+            get(sources::show).patch(sources::update).delete(sources::delete),
+        )
         .route("/api/v1/webhooks/{id}/activity", get(activity::latest))
         .route("/api/v1/webhooks/{id}/log", get(activity::log))
         .route("/api/v1/webhooks/{id}/test", post(activity::test))

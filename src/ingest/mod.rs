@@ -3,8 +3,14 @@
 //! and wakes the delivery worker.
 
 pub mod canonical;
+pub mod chatwoot;
+pub mod hooks;
 pub mod json;
+pub mod twilio;
+pub mod wechat;
+pub mod whatsapp;
 pub mod workspaces;
+pub mod zoho_desk;
 
 use std::sync::Arc;
 
@@ -23,6 +29,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/workspaces/{id}/messages", post(json::post_messages))
+        .route("/hooks/{kind}/{source_id}", axum::routing::get(hooks::get).post(hooks::post))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 

@@ -114,9 +114,9 @@ impl Closer {
         }
     }
 
-    /// Closes whatever is due at `now`; returns the next boundary to wake for.
+    /// Closes whatever is due at `now`, and announces lapsed reply windows; returns when to wake.
     async fn close_due(&self, now: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>> {
-        let mut next: Option<DateTime<Utc>> = None;
+        let mut next: Option<DateTime<Utc>> = self.announce_expiries(now).await?;
         for webhook in self.store.bundling_webhooks(None).await? {
             let Some(tz) = zone(&webhook) else { continue };
             if let Some(boundary) = webhook.closing_boundary {
@@ -137,6 +137,26 @@ impl Closer {
             next = Some(next.map_or(window.end, |n| n.min(window.end)));
         }
         Ok(next)
+    }
+
+    /// Queues SESSION_EXPIRED events for reply windows that lapsed by `now`; returns when the next
+    /// one lapses. The schedule is in the database, so a restart announces what lapsed meanwhile.
+    async fn announce_expiries(&self, now: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>> {
+        const BATCH: u32 = 500;
+        let public_url = self.public_url.clone();
+        let render: crate::store::RenderSession =
+            Arc::new(move |event| render::session_event(&public_url, event));
+        loop {
+            let announced = self.store.announce_expiries(now, BATCH, render.clone()).await?;
+            if announced > 0 {
+                info!(chats = announced, "reply windows lapsed");
+                self.deliveries_waiting.notify_one();
+            }
+            if announced < u64::from(BATCH) {
+                break;
+            }
+        }
+        self.store.next_expiry().await
     }
 
     /// Releases every open window of one workspace now.

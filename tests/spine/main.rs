@@ -3,6 +3,7 @@
 
 mod admin;
 mod bundles;
+mod channels;
 mod delivery;
 mod helpers;
 mod ingest;

@@ -11,7 +11,7 @@ use crate::store::{
     Chat, NewSource, RenderSession, SessionChange, SessionEvent, Source, SourcePatch, StoreResult,
 };
 
-pub(super) const SOURCE_COLUMNS: &str = "id, workspace_id, kind, name, account_full_name, account_email, \\
+pub(super) const SOURCE_COLUMNS: &str = "id, workspace_id, kind, name, account_full_name, account_email, \
      account_phone, credentials, enabled, created_at, updated_at";
 
 pub(super) fn source_from_row(row: &SqliteRow) -> StoreResult<Source> {

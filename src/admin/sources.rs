@@ -1,0 +1,204 @@
+//! Sources: `POST/GET /api/v1/workspaces/{id}/sources`, `GET/PATCH/DELETE
+//! /api/v1/workspaces/{id}/sources/{source_id}`. Credentials go in and are never shown again; each
+//! source shows the inbound URL to paste into its channel.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tracing::{info, instrument};
+
+use super::{Body, required_text};
+use crate::api::auth::Admin;
+use crate::api::{ApiError, AppState};
+use crate::domain::{Account, SourceKind};
+use crate::store::{NewSource, Source, SourcePatch};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSource {
+    kind: SourceKind,
+    name: String,
+    account: Option<Account>,
+    credentials: Option<Map<String, Value>>,
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSource {
+    name: Option<String>,
+    account: Option<Account>,
+    /// Replaces the credentials (all of them).
+    credentials: Option<Map<String, Value>>,
+    enabled: Option<bool>,
+}
+
+/// A source as the API shows it: never its secrets, only which are set.
+#[derive(Debug, Serialize)]
+pub struct SourceView {
+    id: String,
+    workspace_id: String,
+    kind: SourceKind,
+    name: String,
+    account: Account,
+    enabled: bool,
+    /// Paste this into the channel's webhook settings.
+    inbound_url: String,
+    credentials_set: Vec<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl SourceView {
+    fn new(source: Source, public_url: &str) -> Self {
+        let credentials_set = match &source.credentials {
+            Value::Object(map) => map.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect(),
+            _ => Vec::new(),
+        };
+        SourceView {
+            inbound_url: format!("{public_url}/hooks/{}/{}", source.kind.path(), source.id),
+            id: source.id,
+            workspace_id: source.workspace_id,
+            kind: source.kind,
+            name: source.name,
+            account: source.account,
+            enabled: source.enabled,
+            credentials_set,
+            created_at: source.created_at,
+            updated_at: source.updated_at,
+        }
+    }
+}
+
+/// Which credentials each kind takes: (name, required).
+fn expected(kind: SourceKind) -> &'static [(&'static str, bool)] {
+    match kind {
+        SourceKind::Twilio => &[("auth_token", true)],
+        SourceKind::Whatsapp => &[("app_secret", true), ("verify_token", true)],
+        SourceKind::Wechat => &[("token", true), ("app_id", true), ("encoding_aes_key", false)],
+        SourceKind::Chatwoot => &[("secret", false)],
+        SourceKind::ZohoDesk => &[],
+    }
+}
+
+/// Checks a kind's credentials: the required ones present, all strings, nothing unknown.
+fn credentials(kind: SourceKind, given: Map<String, Value>) -> Result<Value, ApiError> {
+    let allowed = expected(kind);
+    for (key, value) in &given {
+        if !allowed.iter().any(|(name, _)| name == key) {
+            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+            return Err(ApiError::field(
+                format!("credentials.{key}"),
+                format!("not a credential of a {} source (those are: {})", kind.as_str(), names.join(", ")),
+            ));
+        }
+        if !(value.is_string() || value.is_null()) {
+            return Err(ApiError::field(format!("credentials.{key}"), "must be a string"));
+        }
+    }
+    for (name, required) in allowed {
+        let value = given.get(*name).and_then(Value::as_str).map(str::trim);
+        if *required && value.is_none_or(str::is_empty) {
+            return Err(ApiError::field(format!("credentials.{name}"), "missing"));
+        }
+    }
+    if let Some(key) = given.get("encoding_aes_key").and_then(Value::as_str)
+        && crate::ingest::wechat::aes_key(key).is_none()
+    {
+        return Err(ApiError::field(
+            "credentials.encoding_aes_key",
+            "must be the 43-character EncodingAESKey from the WeChat console",
+        ));
+    }
+    Ok(Value::Object(given))
+}
+
+async fn owned(state: &AppState, workspace_id: &str, id: &str) -> Result<Source, ApiError> {
+    match state.store.get_source(id).await? {
+        Some(source) if source.workspace_id == workspace_id => Ok(source),
+        _ => Err(ApiError::not_found("source")),
+    }
+}
+
+#[instrument(skip_all, fields(workspace_id = %workspace_id))]
+pub async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(workspace_id): Path<String>,
+    Body(body): Body<CreateSource>,
+) -> Result<(StatusCode, Json<SourceView>), ApiError> {
+    if state.store.get_workspace(&workspace_id).await?.is_none() {
+        return Err(ApiError::not_found("workspace"));
+    }
+    let new = NewSource {
+        workspace_id,
+        kind: body.kind,
+        name: required_text("name", &body.name, 200)?,
+        account: body.account.unwrap_or_default(),
+        credentials: credentials(body.kind, body.credentials.unwrap_or_default())?,
+        enabled: body.enabled.unwrap_or(true),
+    };
+    let source = state.store.create_source(new).await?;
+    info!(source_id = %source.id, kind = source.kind.as_str(), "source created");
+    Ok((StatusCode::CREATED, Json(SourceView::new(source, &state.public_url))))
+}
+
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(workspace_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if state.store.get_workspace(&workspace_id).await?.is_none() {
+        return Err(ApiError::not_found("workspace"));
+    }
+    let sources: Vec<SourceView> = state
+        .store
+        .list_sources(&workspace_id)
+        .await?
+        .into_iter()
+        .map(|s| SourceView::new(s, &state.public_url))
+        .collect();
+    Ok(Json(json!({ "sources": sources })))
+}
+
+pub async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((workspace_id, id)): Path<(String, String)>,
+) -> Result<Json<SourceView>, ApiError> {
+    Ok(Json(SourceView::new(owned(&state, &workspace_id, &id).await?, &state.public_url)))
+}
+
+#[instrument(skip_all, fields(source_id = %id))]
+pub async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((workspace_id, id)): Path<(String, String)>,
+    Body(body): Body<UpdateSource>,
+) -> Result<Json<SourceView>, ApiError> {
+    let source = owned(&state, &workspace_id, &id).await?;
+    let patch = SourcePatch {
+        name: body.name.as_deref().map(|n| required_text("name", n, 200)).transpose()?,
+        account: body.account,
+        credentials: body.credentials.map(|c| credentials(source.kind, c)).transpose()?,
+        enabled: body.enabled,
+    };
+    let source = state.store.update_source(&id, patch).await?.ok_or_else(|| ApiError::not_found("source"))?;
+    info!("source updated");
+    Ok(Json(SourceView::new(source, &state.public_url)))
+}
+
+#[instrument(skip_all, fields(source_id = %id))]
+pub async fn delete(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((workspace_id, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    owned(&state, &workspace_id, &id).await?;
+    state.store.delete_source(&id).await?;
+    info!("source deleted; its chats and messages stay");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,204 @@
+//! The inbound URLs of sources, `/hooks/{kind}/{source_id}`: find the source (unknown or switched
+//! off: 404, nothing read), let the channel's adapter check and parse the request, store what it
+//! found, and answer the way the channel expects. Adapters are pure functions of the request, so
+//! they can be tested and fuzzed alone.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use tracing::{instrument, warn};
+
+use super::{accept, chatwoot, session_renderer, twilio, wechat, whatsapp, zoho_desk};
+use crate::api::{ApiError, AppState};
+use crate::domain::{SessionStatus, SourceKind};
+use crate::store::{ChatInfo, NewMessage, SessionChange, Source};
+
+/// An inbound request, as adapters see it.
+pub struct HookRequest<'a> {
+    pub headers: &'a HeaderMap,
+    /// The public URL the channel called (`public_url` + path + query): what signatures cover.
+    pub url: String,
+    pub query: Vec<(String, String)>,
+    pub body: &'a [u8],
+    pub received_at: DateTime<Utc>,
+}
+
+impl HookRequest<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What an adapter found in a request.
+#[derive(Debug, Default)]
+pub struct Inbound {
+    pub messages: Vec<NewMessage>,
+    /// Non-text messages (and receipts), by id where they have one: counted, not stored.
+    pub skipped: Vec<Option<String>>,
+    pub sessions: Vec<SessionUpdate>,
+}
+
+/// A chat's session as a channel reports it.
+#[derive(Debug, Clone)]
+pub struct SessionUpdate {
+    pub chat: ChatInfo,
+    pub session_id: Option<String>,
+    pub status: Option<SessionStatus>,
+    pub assignee_type: Option<String>,
+    pub channel: Option<String>,
+}
+
+/// The answer the channel expects, sent once what it brought is stored.
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn text(body: impl Into<String>) -> Answer {
+        Answer { status: StatusCode::OK, content_type: "text/plain; charset=utf-8", body: body.into() }
+    }
+
+    pub fn json(value: serde_json::Value) -> Answer {
+        Answer { status: StatusCode::OK, content_type: "application/json", body: value.to_string() }
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        (self.status, [(axum::http::header::CONTENT_TYPE, self.content_type)], self.body).into_response()
+    }
+}
+
+/// A bad signature: 401, whatever the adapter.
+pub fn forged(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", detail.to_string())
+}
+
+/// A body the adapter cannot read: 400.
+pub fn malformed(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "malformed", detail.into())
+}
+
+async fn source_for(state: &AppState, segment: &str, id: &str) -> Result<Source, ApiError> {
+    let kind = SourceKind::from_path(segment).ok_or_else(|| ApiError::not_found("source"))?;
+    match state.store.get_source(id).await? {
+        Some(source) if source.kind == kind && source.enabled => Ok(source),
+        // Unknown, of another kind, or switched off: indistinguishable from outside.
+        _ => Err(ApiError::not_found("source")),
+    }
+}
+
+fn request<'a>(state: &AppState, uri: &Uri, headers: &'a HeaderMap, body: &'a [u8]) -> HookRequest<'a> {
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let query = uri
+        .query()
+        .map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).unwrap_or_default())
+        .unwrap_or_default();
+    HookRequest {
+        headers,
+        url: format!("{}{path_and_query}", state.public_url),
+        query,
+        body,
+        received_at: state.clock.now(),
+    }
+}
+
+/// `GET /hooks/{kind}/{source_id}`: the channels' URL checks (Meta's and WeChat's handshakes,
+/// Zoho Desk's validation).
+#[instrument(skip_all, fields(source_id = %id))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path((segment, id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Answer, ApiError> {
+    let source = source_for(&state, &segment, &id).await?;
+    let request = request(&state, &uri, &headers, &[]);
+    match source.kind {
+        SourceKind::Whatsapp => whatsapp::handshake(&source.credentials, &request),
+        SourceKind::Wechat => wechat::handshake(&source.credentials, &request),
+        SourceKind::ZohoDesk => Ok(zoho_desk::validation()),
+        SourceKind::Twilio | SourceKind::Chatwoot => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this inbound URL takes POST",
+        )),
+    }
+}
+
+/// `POST /hooks/{kind}/{source_id}`: messages and session news from a channel.
+#[instrument(skip_all, fields(source_id = %id))]
+pub async fn post(
+    State(state): State<AppState>,
+    Path((segment, id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Answer, ApiError> {
+    let source = source_for(&state, &segment, &id).await?;
+    let body =
+        body.map_err(|r| ApiError::new(r.status(), "invalid_body", format!("body: {}", r.body_text())))?;
+    let request = request(&state, &uri, &headers, &body);
+    let credentials = &source.credentials;
+    let (inbound, answer) = match source.kind {
+        SourceKind::Twilio => twilio::parse(credentials, &request)?,
+        SourceKind::Whatsapp => whatsapp::parse(credentials, &request)?,
+        SourceKind::Wechat => wechat::parse(credentials, &request)?,
+        SourceKind::Chatwoot => chatwoot::parse(credentials, &request)?,
+        SourceKind::ZohoDesk => zoho_desk::parse(&request)?,
+    };
+    store(&state, &source, inbound).await?;
+    Ok(answer)
+}
+
+/// Stores what a channel brought: messages through the same path as the JSON API (as the
+/// source's business account), then session news.
+async fn store(state: &AppState, source: &Source, inbound: Inbound) -> Result<(), ApiError> {
+    let workspace = state
+        .workspaces
+        .get(&state.store, &source.workspace_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source"))?;
+    let speaks_for = source.account != crate::domain::Account::default();
+    let messages = inbound
+        .messages
+        .into_iter()
+        .map(|mut m| {
+            if m.account.is_none() && speaks_for {
+                m.account = Some(source.account.clone());
+            }
+            m
+        })
+        .collect();
+    accept(state, &workspace, &source.id, messages, inbound.skipped).await?;
+    for update in inbound.sessions {
+        let change = SessionChange {
+            workspace_id: workspace.id.clone(),
+            source_key: source.id.clone(),
+            chat: update.chat,
+            session_id: update.session_id,
+            status: update.status,
+            assignee_type: update.assignee_type,
+            channel: update.channel,
+        };
+        if state.store.session_change(change, session_renderer(state)).await? {
+            state.deliveries_waiting.notify_one();
+        }
+    }
+    Ok(())
+}
+
+/// Logs and refuses a request whose signature does not match.
+pub fn refuse(kind: SourceKind, why: &str) -> ApiError {
+    warn!(kind = kind.as_str(), why, "refused an inbound request");
+    forged(why)
+}

@@ -1,0 +1,275 @@
+//! WeChat Official Accounts. The URL is checked with a `GET` carrying `echostr`; messages come as
+//! XML `POST`s. Every request is signed: `signature` = SHA-1 of the sorted token, timestamp and
+//! nonce. In safe mode the XML is encrypted (AES-256-CBC with the EncodingAESKey) and signed again
+//! with `msg_signature`, which covers the ciphertext too; the decrypted message ends with the app
+//! id, which must be ours. WeChat wants `success` back within 5 seconds, and redelivers up to
+//! three times: `MsgId` makes the redeliveries duplicates.
+
+use aes::cipher::{BlockDecryptMut, KeyIvInit, block_padding::NoPadding};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::DateTime;
+use quick_xml::events::Event;
+use serde_json::Value;
+use sha1::{Digest, Sha1};
+
+use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
+use crate::api::ApiError;
+use crate::domain::{Direction, Party, SourceKind};
+use crate::store::{ChatInfo, NewMessage};
+
+/// SHA-1 of the parts sorted and joined: the WeChat signature.
+pub fn signature(parts: &[&str]) -> String {
+    let mut sorted = parts.to_vec();
+    sorted.sort_unstable();
+    let digest = Sha1::digest(sorted.concat().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn same(a: &str, b: &str) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()).into()
+}
+
+/// The AES key an EncodingAESKey (43 characters of base64) stands for.
+pub fn aes_key(encoding_aes_key: &str) -> Option<[u8; 32]> {
+    if encoding_aes_key.len() != 43 {
+        return None;
+    }
+    // Keys from the WeChat console often end in a character with stray low bits; WeChat's own
+    // decoders ignore them, so this one must too.
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let bytes = lenient.decode(format!("{encoding_aes_key}=")).ok()?;
+    bytes.try_into().ok()
+}
+
+/// Decrypts a safe-mode `Encrypt` value and checks the app id at its end; returns the message XML.
+pub fn decrypt(key: &[u8; 32], app_id: &str, encrypted: &str) -> Result<String, String> {
+    let mut data = STANDARD.decode(encrypted.trim()).map_err(|_| "Encrypt: not base64")?;
+    if data.is_empty() || data.len() % 16 != 0 {
+        return Err("Encrypt: not a whole number of AES blocks".into());
+    }
+    let iv: [u8; 16] = key[..16].try_into().expect("16 bytes");
+    let plain = cbc::Decryptor::<aes::Aes256>::new(key.into(), &iv.into())
+        .decrypt_padded_mut::<NoPadding>(&mut data)
+        .map_err(|_| "Encrypt: cannot decrypt")?;
+    // PKCS#7 over 32-byte blocks: 1 to 32 bytes of padding, each holding its count.
+    let pad = *plain.last().ok_or("Encrypt: empty")? as usize;
+    if !(1..=32).contains(&pad) || pad > plain.len() {
+        return Err("Encrypt: bad padding (wrong EncodingAESKey?)".into());
+    }
+    let plain = &plain[..plain.len() - pad];
+    // 16 random bytes, a big-endian length, the XML, the app id.
+    if plain.len() < 20 {
+        return Err("Encrypt: too short".into());
+    }
+    let length = u32::from_be_bytes(plain[16..20].try_into().expect("4 bytes")) as usize;
+    let rest = &plain[20..];
+    if length > rest.len() {
+        return Err("Encrypt: length beyond the message".into());
+    }
+    let (xml, id) = rest.split_at(length);
+    if id != app_id.as_bytes() {
+        return Err("Encrypt: for another app id".into());
+    }
+    String::from_utf8(xml.to_vec()).map_err(|_| "Encrypt: not UTF-8".into())
+}
+
+/// Encrypts a message as WeChat does (for tests and tools): random ‖ length ‖ XML ‖ app id.
+pub fn encrypt(key: &[u8; 32], app_id: &str, random: &[u8; 16], xml: &str) -> String {
+    use aes::cipher::BlockEncryptMut;
+    let mut plain = random.to_vec();
+    plain.extend_from_slice(&(xml.len() as u32).to_be_bytes());
+    plain.extend_from_slice(xml.as_bytes());
+    plain.extend_from_slice(app_id.as_bytes());
+    let pad = 32 - plain.len() % 32;
+    plain.extend(std::iter::repeat_n(pad as u8, pad));
+    let length = plain.len();
+    let iv: [u8; 16] = key[..16].try_into().expect("16 bytes");
+    let cipher = cbc::Encryptor::<aes::Aes256>::new(key.into(), &iv.into())
+        .encrypt_padded_mut::<NoPadding>(&mut plain, length)
+        .expect("whole blocks");
+    STANDARD.encode(cipher)
+}
+
+/// The top-level elements of a WeChat XML message, by name (CDATA or text).
+pub fn fields(xml: &str) -> Result<Vec<(String, String)>, String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut fields = Vec::new();
+    let mut depth = 0usize;
+    let mut current: Option<(String, String)> = None;
+    loop {
+        match reader.read_event().map_err(|e| format!("not XML: {e}"))? {
+            Event::Start(start) => {
+                depth += 1;
+                if depth == 2 {
+                    let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
+                    current = Some((name, String::new()));
+                }
+            }
+            Event::End(_) => {
+                if depth == 2
+                    && let Some(field) = current.take()
+                {
+                    fields.push(field);
+                }
+                depth = depth.saturating_sub(1);
+            }
+            Event::Empty(empty) if depth == 1 => {
+                fields.push((String::from_utf8_lossy(empty.name().as_ref()).into_owned(), String::new()));
+            }
+            Event::Text(text) if depth == 2 => {
+                if let Some((_, value)) = current.as_mut() {
+                    let decoded = text.decode().map_err(|e| format!("bad text: {e}"))?;
+                    let unescaped =
+                        quick_xml::escape::unescape(&decoded).map_err(|e| format!("bad text: {e}"))?;
+                    value.push_str(&unescaped);
+                }
+            }
+            Event::CData(data) if depth == 2 => {
+                if let Some((_, value)) = current.as_mut() {
+                    value.push_str(&String::from_utf8_lossy(&data));
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("not XML: unclosed element".into());
+    }
+    Ok(fields)
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+}
+
+/// Checks the query `signature` over token, timestamp and nonce.
+fn check_signature(token: &str, request: &HookRequest) -> Result<(), ApiError> {
+    let (Some(given), Some(timestamp), Some(nonce)) =
+        (request.param("signature"), request.param("timestamp"), request.param("nonce"))
+    else {
+        return Err(refuse(SourceKind::Wechat, "missing signature, timestamp or nonce"));
+    };
+    if token.is_empty() || !same(&signature(&[token, timestamp, nonce]), given) {
+        return Err(refuse(SourceKind::Wechat, "signature does not match"));
+    }
+    Ok(())
+}
+
+/// `GET`: the server check; answers `echostr` when the signature matches.
+pub fn handshake(credentials: &Value, request: &HookRequest) -> Result<Answer, ApiError> {
+    check_signature(credentials["token"].as_str().unwrap_or_default(), request)?;
+    let echo = request.param("echostr").ok_or_else(|| malformed("echostr: missing"))?;
+    Ok(Answer::text(echo))
+}
+
+/// `POST`: one message or event, plain or encrypted.
+pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Answer), ApiError> {
+    let token = credentials["token"].as_str().unwrap_or_default();
+    let app_id = credentials["app_id"].as_str().unwrap_or_default();
+    check_signature(token, request)?;
+    let body = std::str::from_utf8(request.body).map_err(|_| malformed("body: not UTF-8"))?;
+    let outer = fields(body).map_err(|e| malformed(format!("body: {e}")))?;
+    let xml = match field(&outer, "Encrypt") {
+        Some(encrypted)
+            if request.param("encrypt_type") == Some("aes") || field(&outer, "MsgType").is_none() =>
+        {
+            let key = credentials["encoding_aes_key"].as_str().and_then(aes_key).ok_or_else(|| {
+                refuse(SourceKind::Wechat, "an encrypted message, but no encoding_aes_key is set")
+            })?;
+            let (Some(given), Some(timestamp), Some(nonce)) =
+                (request.param("msg_signature"), request.param("timestamp"), request.param("nonce"))
+            else {
+                return Err(refuse(SourceKind::Wechat, "missing msg_signature"));
+            };
+            if !same(&signature(&[token, timestamp, nonce, encrypted]), given) {
+                return Err(refuse(SourceKind::Wechat, "msg_signature does not match"));
+            }
+            Some(decrypt(&key, app_id, encrypted).map_err(|e| refuse(SourceKind::Wechat, &e))?)
+        }
+        _ => None,
+    };
+    let message = match &xml {
+        Some(xml) => fields(xml).map_err(|e| malformed(format!("Encrypt: {e}")))?,
+        None => outer,
+    };
+    let mut inbound = Inbound::default();
+    let kind = field(&message, "MsgType").ok_or_else(|| malformed("MsgType: missing"))?;
+    // Events (follow, unfollow, menu clicks, scans) are not messages.
+    if kind == "event" {
+        return Ok((inbound, Answer::text("success")));
+    }
+    let id = field(&message, "MsgId").ok_or_else(|| malformed("MsgId: missing"))?.to_string();
+    let from = field(&message, "FromUserName").ok_or_else(|| malformed("FromUserName: missing"))?.to_string();
+    let text = field(&message, "Content").filter(|t| !t.trim().is_empty());
+    let (true, Some(text)) = (kind == "text", text) else {
+        inbound.skipped.push(Some(id));
+        return Ok((inbound, Answer::text("success")));
+    };
+    let timestamp = field(&message, "CreateTime")
+        .and_then(|t| t.parse::<i64>().ok())
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+        .unwrap_or(request.received_at);
+    inbound.messages.push(NewMessage {
+        message_id: id,
+        direction: Direction::Received,
+        timestamp,
+        chat: ChatInfo { external_id: from.clone(), is_group: Some(false), ..ChatInfo::default() },
+        // WeChat names its users only by their openid.
+        sender: Party { full_name: Some(from), phone: None },
+        recipient: Party { full_name: field(&message, "ToUserName").map(str::to_string), phone: None },
+        text: text.to_string(),
+        account: None,
+        channel: "wechat".into(),
+    });
+    Ok((inbound, Answer::text("success")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_signature_matches_the_published_vector() {
+        assert_eq!(signature(&["test", "1410685589", "test"]), "f21891de399b4e33a1a93c9a7b8a8fffb5a443ff");
+    }
+
+    #[test]
+    fn encryption_matches_tencents_sample_and_round_trips() {
+        let key = aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
+        let cipher = encrypt(&key, "wxb11529c136998cb6", b"aaaabbbbccccdddd", "我是中文abcd123");
+        assert_eq!(
+            cipher,
+            "jn1L23DB+6ELqJ+6bruv21Y6MD7KeIfP82D6gU39rmkgczbWwt5+3bnyg5K55bgVtVzd832WzZGMhkP72vVOfg=="
+        );
+        assert_eq!(decrypt(&key, "wxb11529c136998cb6", &cipher).unwrap(), "我是中文abcd123");
+    }
+
+    #[test]
+    fn decryption_refuses_another_app_id_wrong_keys_and_garbage() {
+        let key = aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
+        let cipher =
+            "jn1L23DB+6ELqJ+6bruv21Y6MD7KeIfP82D6gU39rmkgczbWwt5+3bnyg5K55bgVtVzd832WzZGMhkP72vVOfg==";
+        assert!(decrypt(&key, "wx_someone_else", cipher).is_err());
+        let other = aes_key("kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR").unwrap();
+        assert!(decrypt(&other, "wxb11529c136998cb6", cipher).is_err());
+        assert!(decrypt(&key, "wxb11529c136998cb6", "not base64!").is_err());
+        assert!(decrypt(&key, "wxb11529c136998cb6", "AAAA").is_err());
+        assert!(aes_key("short").is_none());
+    }
+
+    #[test]
+    fn xml_fields_are_read_from_cdata_and_text() {
+        let xml = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><CreateTime>1478317060</CreateTime>\
+                   <Content><![CDATA[你好 <b>]]></Content><MsgId>6349323426230210995</MsgId></xml>";
+        let f = fields(xml).unwrap();
+        assert_eq!(field(&f, "ToUserName"), Some("gh_1"));
+        assert_eq!(field(&f, "Content"), Some("你好 <b>"));
+        assert_eq!(field(&f, "CreateTime"), Some("1478317060"));
+        assert!(fields("<xml><a>").is_err());
+    }
+}

@@ -1,0 +1,579 @@
+//! The inbound channels, with requests shaped like the vendors' documented examples and signed
+//! the way each vendor signs.
+
+use std::time::Duration;
+
+use chatbundle::ingest::{twilio, wechat};
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn source(app: &TestApp, ws: &Workspace, body: Value) -> Value {
+    let response = app
+        .admin(Method::POST, &format!("/api/v1/workspaces/{}/sources", ws.id))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "creating a source");
+    response.json().await.unwrap()
+}
+
+fn hex_hmac_sha256(key: &str, parts: &[&[u8]]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A workspace with an immediate webhook and a session_status webhook.
+async fn setup(app: &TestApp) -> (Workspace, Receiver, Receiver) {
+    let ws = app.workspace().await;
+    let (messages, sessions) = (Receiver::start().await, Receiver::start().await);
+    app.create_webhook(&ws.id, json!({"url": messages.url})).await;
+    app.create_webhook(&ws.id, json!({"url": sessions.url, "events": ["session_status"]})).await;
+    (ws, messages, sessions)
+}
+
+#[tokio::test]
+async fn sources_show_their_inbound_url_and_never_their_secrets() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    let created = source(
+        &app,
+        &ws,
+        json!({"kind": "zoho_desk", "name": "Desk", "account": {"full_name": "Acme Support"}, "credentials": {}}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap();
+    assert!(id.starts_with("src_"));
+    assert_eq!(created["inbound_url"], format!("{}/hooks/zoho-desk/{id}", app.base));
+    let twilio =
+        source(&app, &ws, json!({"kind": "twilio", "name": "T", "credentials": {"auth_token": "tok-123"}}))
+            .await;
+    let shown: Value = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/workspaces/{}/sources/{}", ws.id, twilio["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["credentials_set"], json!(["auth_token"]));
+    assert!(!shown.to_string().contains("tok-123"), "secrets never come back: {shown}");
+    let list: Value = app
+        .admin(Method::GET, &format!("/api/v1/workspaces/{}/sources", ws.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["sources"].as_array().unwrap().len(), 2);
+
+    for (body, field) in [
+        (json!({"kind": "twilio", "name": "T", "credentials": {}}), "credentials.auth_token"),
+        (
+            json!({"kind": "whatsapp", "name": "W", "credentials": {"app_secret": "x"}}),
+            "credentials.verify_token",
+        ),
+        (
+            json!({"kind": "wechat", "name": "C", "credentials": {"token": "t", "app_id": "a", "encoding_aes_key": "short"}}),
+            "credentials.encoding_aes_key",
+        ),
+        (json!({"kind": "chatwoot", "name": "C", "credentials": {"password": "x"}}), "credentials.password"),
+        (json!({"kind": "telegram", "name": "X"}), "kind"),
+    ] {
+        let response = app
+            .admin(Method::POST, &format!("/api/v1/workspaces/{}/sources", ws.id))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"]["detail"].as_str().unwrap().contains(field), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn twilio_messages_are_verified_stored_and_answered_with_empty_twiml() {
+    let app = TestApp::spawn().await;
+    let (ws, receiver, _) = setup(&app).await;
+    let src = source(
+        &app,
+        &ws,
+        json!({"kind": "twilio", "name": "Twilio", "credentials": {"auth_token": "12345"},
+               "account": {"full_name": "Acme WhatsApp", "phone": "+15558675310"}}),
+    )
+    .await;
+    let url = src["inbound_url"].as_str().unwrap().to_string();
+    let params: Vec<(String, String)> = [
+        ("MessageSid", "SM3558804311501f712c1b4772546a80e0"),
+        ("SmsMessageSid", "SM3558804311501f712c1b4772546a80e0"),
+        ("AccountSid", "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
+        ("From", "whatsapp:+14017122661"),
+        ("To", "whatsapp:+15558675310"),
+        ("Body", "Hi, is my order on its way?"),
+        ("NumMedia", "0"),
+        ("NumSegments", "1"),
+        ("ProfileName", "Perspective Coffee"),
+        ("WaId", "14017122661"),
+        ("SmsStatus", "received"),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let post = |params: &Vec<(String, String)>, signature: String| {
+        app.http
+            .post(&url)
+            .header("x-twilio-signature", signature)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(params).unwrap())
+            .send()
+    };
+    let response = post(&params, twilio::signature("12345", &url, &params)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/xml");
+    assert!(response.text().await.unwrap().contains("<Response></Response>"));
+    let body = receiver.wait_for(1).await[0].json();
+    assert_eq!(body["message"]["message_id"], "SM3558804311501f712c1b4772546a80e0");
+    assert_eq!(body["message"]["text"], "Hi, is my order on its way?");
+    assert_eq!(
+        body["message"]["timestamp"], "2024-03-01T12:00:00+0000",
+        "Twilio sends no time: receipt time"
+    );
+    assert_eq!(body["chat"]["chat_id"], "+14017122661");
+    assert_eq!(body["chat"]["full_name"], "Perspective Coffee");
+    assert_eq!(body["chat"]["can_reply"], true);
+    assert_eq!(body["chat"]["reply_window_expires_at"], "2024-03-02T12:00:00+0000", "WhatsApp allows 24 h");
+    assert_eq!(body["whatsapp_account"]["full_name"], "Acme WhatsApp", "the source's account");
+    assert_eq!(body["channel"], "whatsapp");
+
+    // Twilio retries: the same MessageSid is a duplicate. A forged signature stores nothing.
+    post(&params, twilio::signature("12345", &url, &params)).await.unwrap();
+    let mut forged = params.clone();
+    forged[0].1 = "SMforged".into();
+    forged[1].1 = "SMforged".into();
+    let refused = post(&forged, twilio::signature("12345", &url, &params)).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let refused = app.http.post(&url).body("MessageSid=SMx").send().await.unwrap();
+    assert_eq!(refused.status(), 401, "no signature at all");
+    // A picture without words is counted, not stored.
+    let media: Vec<(String, String)> = [
+        ("MessageSid", "MM258c7d2face97078418bc205b8683cf2"),
+        ("From", "whatsapp:+14017122661"),
+        ("To", "whatsapp:+15558675310"),
+        ("Body", ""),
+        ("NumMedia", "1"),
+        ("MediaContentType0", "image/jpeg"),
+        ("MediaUrl0", "https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM/Media/ME"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(post(&media, twilio::signature("12345", &url, &media)).await.unwrap().status(), 200);
+    assert_eq!(app.stats(&ws).await.messages, 1);
+}
+
+#[tokio::test]
+async fn meta_whatsapp_handshake_signatures_receipts_and_usernames() {
+    let app = TestApp::spawn().await;
+    let (ws, receiver, _) = setup(&app).await;
+    let src = source(
+        &app,
+        &ws,
+        json!({"kind": "whatsapp", "name": "Cloud API", "credentials": {"app_secret": "app-secret", "verify_token": "vt-1"}}),
+    )
+    .await;
+    let url = src["inbound_url"].as_str().unwrap().to_string();
+    let challenge = app
+        .http
+        .get(format!("{url}?hub.mode=subscribe&hub.verify_token=vt-1&hub.challenge=1158201444"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(challenge.status(), 200);
+    assert_eq!(challenge.text().await.unwrap(), "1158201444");
+    let wrong = app
+        .http
+        .get(format!("{url}?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234", "user_id": "US.13491208655302741918"},
+                     {"profile": {"name": "Pablo M.", "username": "@pablomorales"}, "wa_id": "", "user_id": "US.99"}],
+        "messages": [
+            {"from": "16505551234", "from_user_id": "US.13491208655302741918", "id": "wamid.A1",
+             "timestamp": "1749416383", "type": "text", "text": {"body": "Does it come in another color?"}},
+            {"from": "", "from_user_id": "US.99", "id": "wamid.A2", "timestamp": "1749416390", "type": "text",
+             "text": {"body": "And in blue?"}},
+            {"from": "16505551234", "id": "wamid.A3", "timestamp": "1749416400", "type": "image",
+             "image": {"caption": "", "mime_type": "image/jpeg", "id": "1003383421387256"}}
+        ],
+        "statuses": [{"id": "wamid.S1", "status": "delivered", "timestamp": "1750030073", "recipient_id": "16505551234"}]
+    }}]}]});
+    let raw = serde_json::to_vec(&body).unwrap();
+    let signature = format!("sha256={}", hex_hmac_sha256("app-secret", &[&raw]));
+    let response = app
+        .http
+        .post(&url)
+        .header("x-hub-signature-256", &signature)
+        .header("content-type", "application/json")
+        .body(raw.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = receiver.wait_for(2).await;
+    let first = seen.iter().find(|r| r.message_id() == "wamid.A1").unwrap().json();
+    assert_eq!(first["chat"]["chat_id"], "16505551234");
+    assert_eq!(first["chat"]["phone"], "+16505551234");
+    assert_eq!(first["chat"]["full_name"], "Sheena Nelson");
+    assert_eq!(first["message"]["timestamp"], "2025-06-08T20:59:43+0000");
+    let username = seen.iter().find(|r| r.message_id() == "wamid.A2").unwrap().json();
+    assert_eq!(username["chat"]["chat_id"], "US.99", "a customer without a phone number is known by user id");
+    assert!(username["chat"]["phone"].is_null());
+    assert_eq!(username["chat"]["full_name"], "Pablo M.");
+    assert_eq!(app.stats(&ws).await.messages, 2, "the image and the receipt are skipped");
+
+    let tampered = raw.iter().map(|b| if *b == b'?' { b'!' } else { *b }).collect::<Vec<u8>>();
+    let refused =
+        app.http.post(&url).header("x-hub-signature-256", &signature).body(tampered).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let good_sig = format!("sha256={}", hex_hmac_sha256("app-secret", &[b"{not json"]));
+    let malformed =
+        app.http.post(&url).header("x-hub-signature-256", good_sig).body("{not json").send().await.unwrap();
+    assert_eq!(malformed.status(), 400);
+    assert_eq!(app.stats(&ws).await.messages, 2);
+}
+
+fn wechat_query(token: &str, timestamp: &str, nonce: &str) -> String {
+    format!("signature={}&timestamp={timestamp}&nonce={nonce}", wechat::signature(&[token, timestamp, nonce]))
+}
+
+#[tokio::test]
+async fn wechat_plaintext_and_safe_mode_with_redeliveries_deduplicated() {
+    let app = TestApp::spawn().await;
+    let (ws, receiver, _) = setup(&app).await;
+    let aes = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    let src = source(
+        &app,
+        &ws,
+        json!({"kind": "wechat", "name": "Official Account",
+               "credentials": {"token": "wx-token", "app_id": "wxb11529c136998cb6", "encoding_aes_key": aes}}),
+    )
+    .await;
+    let url = src["inbound_url"].as_str().unwrap().to_string();
+    let echo = app
+        .http
+        .get(format!("{url}?{}&echostr=hello-echo", wechat_query("wx-token", "1410685589", "n1")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echo.text().await.unwrap(), "hello-echo");
+    let bad = app.http.get(format!("{url}?signature=00&timestamp=1&nonce=2&echostr=x")).send().await.unwrap();
+    assert_eq!(bad.status(), 401);
+
+    let text = "<xml><ToUserName><![CDATA[gh_866835093fea]]></ToUserName>\
+        <FromUserName><![CDATA[ogdotwSc_MmEEsJs9-ABZ1QL_4r4]]></FromUserName><CreateTime>1478317060</CreateTime>\
+        <MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好]]></Content><MsgId>6349323426230210995</MsgId></xml>";
+    let plain_url = format!("{url}?{}", wechat_query("wx-token", "1478317060", "n2"));
+    for _ in 0..2 {
+        // WeChat redelivers when an answer is slow: the second is a duplicate.
+        let answer = app.http.post(&plain_url).body(text).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.text().await.unwrap(), "success");
+    }
+    let body = receiver.wait_for(1).await[0].json();
+    assert_eq!(body["message"]["text"], "你好");
+    assert_eq!(body["chat"]["chat_id"], "ogdotwSc_MmEEsJs9-ABZ1QL_4r4");
+    assert_eq!(body["message"]["timestamp"], "2016-11-05T03:37:40+0000");
+    assert_eq!(body["chat"]["reply_window_expires_at"], "2016-11-07T03:37:40+0000", "WeChat allows 48 h");
+
+    // Safe mode: encrypted, signed with msg_signature, for our app id.
+    let key = wechat::aes_key(aes).unwrap();
+    let inner = text.replace("你好", "加密的消息").replace("6349323426230210995", "6349323426230210996");
+    let encrypted = wechat::encrypt(&key, "wxb11529c136998cb6", b"0123456789abcdef", &inner);
+    let envelope = format!(
+        "<xml><ToUserName><![CDATA[gh_866835093fea]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+    );
+    let msg_signature = wechat::signature(&["wx-token", "1478317061", "n3", &encrypted]);
+    let safe_url = format!(
+        "{url}?{}&encrypt_type=aes&msg_signature={msg_signature}",
+        wechat_query("wx-token", "1478317061", "n3")
+    );
+    assert_eq!(app.http.post(&safe_url).body(envelope.clone()).send().await.unwrap().status(), 200);
+    let seen = receiver.wait_for(2).await;
+    assert_eq!(seen[1].json()["message"]["text"], "加密的消息");
+
+    // Another app's message, a bad msg_signature, an event and an image.
+    let foreign = wechat::encrypt(&key, "wx_someone_else", b"0123456789abcdef", &inner.replace("996", "997"));
+    let foreign_sig = wechat::signature(&["wx-token", "1478317061", "n3", &foreign]);
+    let foreign_url = format!(
+        "{url}?{}&encrypt_type=aes&msg_signature={foreign_sig}",
+        wechat_query("wx-token", "1478317061", "n3")
+    );
+    let envelope_foreign = format!("<xml><Encrypt><![CDATA[{foreign}]]></Encrypt></xml>");
+    assert_eq!(app.http.post(&foreign_url).body(envelope_foreign).send().await.unwrap().status(), 401);
+    let wrong_sig = safe_url.replace(&msg_signature, "0000");
+    assert_eq!(app.http.post(&wrong_sig).body(envelope).send().await.unwrap().status(), 401);
+    let event = "<xml><ToUserName><![CDATA[gh_b629c48b653e]]></ToUserName><FromUserName><![CDATA[ollB4jv7LA3tydjviJp5V9qTU_kA]]></FromUserName>\
+        <CreateTime>1372307736</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[]]></EventKey></xml>";
+    assert_eq!(app.http.post(&plain_url).body(event).send().await.unwrap().text().await.unwrap(), "success");
+    assert_eq!(app.http.post(&plain_url).body("<xml><MsgType>").send().await.unwrap().status(), 400);
+    assert_eq!(app.stats(&ws).await.messages, 2);
+}
+
+fn chatwoot_message(id: u64, kind: &str, content: &str, private: bool) -> Value {
+    json!({"event": "message_created", "id": id, "content": content, "created_at": "2025-05-15T19:11:08.000Z",
+           "message_type": kind, "content_type": "text", "private": private, "source_id": "wamid.HBgL",
+           "sender": if kind == "incoming" { json!({"id": 14, "name": "Li Wei", "phone_number": "+8613800138000"}) }
+                     else { json!({"id": 1, "name": "John", "available_name": "John", "type": "user"}) },
+           "inbox": {"id": 3, "name": "WhatsApp Support"},
+           "conversation": {"id": 207, "inbox_id": 3, "channel": "Channel::Whatsapp", "status": "open",
+               "meta": {"sender": {"id": 14, "name": "Li Wei", "phone_number": "+8613800138000", "type": "contact"},
+                        "assignee": null}},
+           "account": {"id": 1, "name": "Acme Inc"}})
+}
+
+#[tokio::test]
+async fn chatwoot_messages_and_sessions_with_signatures_and_replays() {
+    let app = TestApp::spawn().await;
+    let (ws, receiver, sessions) = setup(&app).await;
+    let src = source(
+        &app,
+        &ws,
+        json!({"kind": "chatwoot", "name": "Chatwoot", "credentials": {"secret": "cw-secret"}}),
+    )
+    .await;
+    let url = src["inbound_url"].as_str().unwrap().to_string();
+    let now = start_time().timestamp().to_string();
+    let send = |body: Value, timestamp: String, secret: &'static str| {
+        let raw = serde_json::to_vec(&body).unwrap();
+        let signature = format!("sha256={}", hex_hmac_sha256(secret, &[timestamp.as_bytes(), b".", &raw]));
+        app.http
+            .post(&url)
+            .header("x-chatwoot-signature", signature)
+            .header("x-chatwoot-timestamp", timestamp)
+            .header("x-chatwoot-delivery", "8e9a1c3e")
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+    };
+    for body in [
+        chatwoot_message(118, "incoming", "Hi, is my order shipped?", false),
+        chatwoot_message(119, "outgoing", "Yes, this morning.", false),
+        chatwoot_message(120, "outgoing", "internal: check the warehouse", true),
+        chatwoot_message(121, "activity", "Conversation was assigned to John", false),
+    ] {
+        assert_eq!(send(body, now.clone(), "cw-secret").await.unwrap().status(), 200);
+    }
+    let seen = receiver.wait_for(2).await;
+    let (received, sent) = (seen[0].json(), seen[1].json());
+    assert_eq!(received["message"]["direction"], "received");
+    assert_eq!(received["message"]["sender"]["full_name"], "Li Wei");
+    assert_eq!(received["chat"]["chat_id"], "207");
+    assert_eq!(received["chat"]["phone"], "+8613800138000");
+    assert_eq!(received["message"]["timestamp"], "2025-05-15T19:11:08+0000");
+    assert_eq!(sent["message"]["direction"], "sent");
+    assert_eq!(sent["message"]["sender"]["full_name"], "John");
+    assert_eq!(sent["message"]["recipient"]["full_name"], "Li Wei");
+    assert_eq!(app.stats(&ws).await.messages, 2, "the private note and the activity line are skipped");
+
+    // Edits do nothing; a forged, stale or unsigned request stores nothing.
+    let mut edited = chatwoot_message(118, "incoming", "edited", false);
+    edited["event"] = json!("message_updated");
+    assert_eq!(send(edited, now.clone(), "cw-secret").await.unwrap().status(), 200);
+    let forged =
+        send(chatwoot_message(130, "incoming", "forged", false), now.clone(), "wrong").await.unwrap();
+    assert_eq!(forged.status(), 401);
+    let stale = (start_time().timestamp() - 3600).to_string();
+    assert_eq!(
+        send(chatwoot_message(131, "incoming", "replayed", false), stale, "cw-secret")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let unsigned =
+        app.http.post(&url).json(&chatwoot_message(132, "incoming", "x", false)).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    assert_eq!(app.stats(&ws).await.messages, 2);
+
+    // The conversation is resolved: a session event, in Zoho's IM_Session_Status shape.
+    let resolved = json!({"event": "conversation_status_changed", "id": 207, "inbox_id": 3, "channel": "Channel::Whatsapp",
+        "status": "resolved",
+        "meta": {"sender": {"id": 14, "name": "Li Wei", "phone_number": "+8613800138000", "type": "contact"},
+                 "assignee": {"id": 1, "name": "John", "available_name": "John", "email": "john@acme.example", "type": "user"}},
+        "changed_attributes": [{"status": {"previous_value": "open", "current_value": "resolved"}}]});
+    assert_eq!(send(resolved, now.clone(), "cw-secret").await.unwrap().status(), 200);
+    let events: Vec<Value> = sessions.wait_for(2).await.iter().map(Received::json).collect();
+    let created = &events[0][0];
+    assert_eq!(created["eventType"], "IM_Session_Status");
+    assert_eq!(created["payload"]["sessionStatus"], "CREATED");
+    let ended = &events[1][0];
+    assert_eq!(ended["payload"]["sessionStatus"], "ENDED");
+    assert_eq!(ended["payload"]["sessionOldStatus"], "CREATED");
+    assert_eq!(ended["payload"]["replyStatus"], "SESSION_ENDED");
+    assert_eq!(ended["payload"]["sessionId"], "207");
+    assert_eq!(ended["payload"]["currentAssigneeId"], "john@acme.example");
+    assert_eq!(ended["payload"]["assigneeType"], "AGENT");
+    assert_eq!(ended["payload"]["messagesCount"], "2");
+    assert_eq!(ended["payload"]["channelId"], src["id"]);
+    assert_eq!(ended["orgId"], ws.id);
+    assert!(ended["eventTime"].as_str().unwrap().parse::<i64>().is_ok());
+    assert_eq!(ended["chat"]["can_reply"], false);
+    let chat_view = app
+        .admin(Method::GET, &format!("/api/v1/workspaces/{}/stats", ws.id))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(chat_view["chats"], 1);
+}
+
+#[tokio::test]
+async fn zoho_desk_validation_messages_and_session_statuses() {
+    let app = TestApp::spawn().await;
+    let (ws, receiver, sessions) = setup(&app).await;
+    let src = source(&app, &ws, json!({"kind": "zoho_desk", "name": "Zoho Desk"})).await;
+    let url = src["inbound_url"].as_str().unwrap().to_string();
+    assert_eq!(app.http.get(&url).send().await.unwrap().status(), 200, "Zoho's URL check");
+    let events = json!([
+        {"payload": {"actor": {"contactId": "186543000000451259", "name": "Kamal Nayan", "externalId": "+919878765654", "type": "ENDUSER"},
+                     "messageType": "TEXT", "meta": {"DESK_TICKET_ID": "186543000001543003", "DESK_TICKET_NUMBER": "434"},
+                     "integration": "WHATSAPP", "createdTime": "1710293987000", "sessionId": "3942000001025025",
+                     "id": "3942000001321149", "text": "This is Zykler Cares. I have some issues with my phone",
+                     "channelId": "3942000000995017", "direction": "IN", "status": "SAVED"},
+         "eventTime": "1710313788286", "eventType": "IM_Message_Add", "orgId": "78412359"},
+        {"payload": {"currentAssigneeId": "106554156", "sessionStatus": "ON_PROGRESS", "replyStatus": "ACCEPTED",
+                     "sessionOldStatus": "OPEN", "sessionId": "3942000001025025", "messagesCount": "1",
+                     "assigneeType": "AGENT", "channelId": "3942000000995017"},
+         "eventTime": "1710313788290", "eventType": "IM_Session_Status", "orgId": "78412359"},
+        {"payload": {"messageOldStatus": "SENT", "messageNewStatus": {"updatedTime": "2025-10-09T07:27:19.394Z", "status": "DELIVERED"},
+                     "messageId": 50007000000006017_u64, "sessionId": 3942000001025025_u64, "channelId": 3942000000995017_u64},
+         "eventTime": "1751022087019", "eventType": "IM_Message_Status", "orgId": "106553778"}
+    ]);
+    let response = app.http.post(&url).json(&events).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = receiver.wait_for(1).await[0].json();
+    assert_eq!(body["message"]["message_id"], "3942000001321149");
+    assert_eq!(body["message"]["direction"], "received");
+    assert_eq!(body["message"]["sender"]["full_name"], "Kamal Nayan");
+    assert_eq!(body["message"]["timestamp"], "2024-03-13T01:39:47+0000");
+    assert_eq!(body["chat"]["chat_id"], "3942000001025025");
+    assert_eq!(body["channel"], "whatsapp");
+    let statuses: Vec<Value> = sessions.wait_for(2).await.iter().map(Received::json).collect();
+    assert_eq!(statuses[1][0]["payload"]["sessionStatus"], "ON_PROGRESS");
+    assert_eq!(statuses[1][0]["payload"]["sessionOldStatus"], "CREATED");
+    assert_eq!(app.http.post(&url).body("[{\"eventType\":").send().await.unwrap().status(), 400);
+    let missing_id = json!([{"eventType": "IM_Message_Add", "payload": {"sessionId": "1", "direction": "IN", "text": "x"}}]);
+    assert_eq!(app.http.post(&url).json(&missing_id).send().await.unwrap().status(), 400);
+    assert_eq!(app.stats(&ws).await.messages, 1);
+}
+
+#[tokio::test]
+async fn unknown_disabled_and_mismatched_sources_are_404_and_deleting_keeps_chats() {
+    let app = TestApp::spawn().await;
+    let (ws, _receiver, _) = setup(&app).await;
+    let src = source(&app, &ws, json!({"kind": "zoho_desk", "name": "Zoho Desk"})).await;
+    let id = src["id"].as_str().unwrap();
+    let url = src["inbound_url"].as_str().unwrap().to_string();
+    let event = |n: u32| json!([{"eventType": "IM_Message_Add", "payload": {"id": format!("m-{n}"), "sessionId": "s-1", "direction": "IN", "text": "hello"}}]);
+    assert_eq!(app.http.post(&url).json(&event(1)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.http.post(app.url("/hooks/zoho-desk/src_unknown")).json(&event(2)).send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        app.http
+            .post(app.url(&format!("/hooks/chatwoot/{id}")))
+            .json(&event(3))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let source_path = format!("/api/v1/workspaces/{}/sources/{id}", ws.id);
+    let off: Value = app
+        .admin(Method::PATCH, &source_path)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(off["enabled"], false);
+    assert_eq!(app.http.post(&url).json(&event(4)).send().await.unwrap().status(), 404, "switched off");
+    app.admin(Method::PATCH, &source_path).json(&json!({"enabled": true})).send().await.unwrap();
+    assert_eq!(app.http.post(&url).json(&event(5)).send().await.unwrap().status(), 200, "and on again");
+    assert_eq!(app.stats(&ws).await.messages, 2);
+    assert_eq!(app.admin(Method::DELETE, &source_path).send().await.unwrap().status(), 204);
+    assert_eq!(app.http.post(&url).json(&event(6)).send().await.unwrap().status(), 404);
+    let stats = app.stats(&ws).await;
+    assert_eq!((stats.chats, stats.messages), (1, 2), "a deleted source's chats and messages stay");
+}
+
+#[tokio::test]
+async fn a_lapsed_reply_window_is_announced_even_across_a_restart() {
+    let app = TestApp::spawn().await;
+    let (ws, receiver, sessions) = setup(&app).await;
+    let src = source(
+        &app,
+        &ws,
+        json!({"kind": "twilio", "name": "Twilio", "credentials": {"auth_token": "12345"}}),
+    )
+    .await;
+    let url = src["inbound_url"].as_str().unwrap().to_string();
+    let params: Vec<(String, String)> = [
+        ("MessageSid", "SM1"),
+        ("From", "whatsapp:+14017122661"),
+        ("To", "whatsapp:+15558675310"),
+        ("Body", "Hello"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let response = app
+        .http
+        .post(&url)
+        .header("x-twilio-signature", twilio::signature("12345", &url, &params))
+        .body(serde_urlencoded::to_string(&params).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    receiver.wait_for(1).await;
+    let created = sessions.wait_for(1).await[0].json();
+    assert_eq!(created[0]["payload"]["sessionStatus"], "CREATED");
+    app.delivered(&ws, 2).await;
+
+    // The daemon stops before the window lapses and comes back after.
+    let config = app.config.clone();
+    let (dir, clock) = app.stop().await;
+    clock.advance(Duration::from_secs(25 * 3600));
+    let app = TestApp::spawn_with(dir, config, clock).await;
+    let events = sessions.wait_for(2).await;
+    let expired = events[1].json();
+    assert_eq!(expired[0]["payload"]["replyStatus"], "SESSION_EXPIRED");
+    assert_eq!(expired[0]["chat"]["can_reply"], false);
+    app.closer_settled().await;
+    assert_eq!(sessions.received().len(), 2, "announced once");
+}

@@ -250,6 +250,20 @@ mod tests {
     }
 
     #[test]
+    fn safe_mode_matches_the_wechatpy_vector() {
+        let encrypted = "RgqEoJj5A4EMYlLvWO1F86ioRjZfaex/gePD0gOXTxpsq5Yj4GNglrBb8I2BAJVODGajiFnXBu7mCPatfjsu6IHCrsTyeDXzF6Bv283dGymzxh6ydJRvZsryDyZbLTE7rhnus50qGPMfp2wASFlzEgMW9z1ef/RD8XzaFYgm7iTdaXpXaG4+BiYyolBug/gYNx410cvkKR2/nPwBiT+P4hIiOAQqGp/TywZBtDh1yCF2KOd0gpiMZ5jSw3e29mTvmUHzkVQiMS6td7vXUaWOMZnYZlF3So2SjHnwh4jYFxdgpkHHqIrH/54SNdshoQgWYEvccTKe7FS709/5t6NMxuGhcUGAPOQipvWTT4dShyqio7mlsl5noTrb++x6En749zCpQVhDpbV6GDnTbcX2e8K9QaNWHp91eBdCRxthuL0=";
+        assert_eq!(
+            signature(&["123456", "1411525903", "461056294", encrypted]),
+            "74d92dfeb87ba7c714f89d98870ae5eb62dff26d"
+        );
+        let key = aes_key("kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR").unwrap();
+        let xml = decrypt(&key, "wx49f0ab532d5d035a", encrypted).unwrap();
+        let message = fields(&xml).unwrap();
+        assert_eq!(field(&message, "Content"), Some("test"));
+        assert_eq!(field(&message, "FromUserName"), Some("messense"));
+    }
+
+    #[test]
     fn decryption_refuses_another_app_id_wrong_keys_and_garbage() {
         let key = aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
         let cipher =

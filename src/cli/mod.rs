@@ -62,6 +62,13 @@ enum Command {
         #[command(subcommand)]
         command: remote::WebhookCommand,
     },
+    /// Sources (connected channels), through the running daemon's admin API.
+    Source {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::SourceCommand,
+    },
 }
 
 const EXIT_RUNTIME: u8 = 1;
@@ -91,7 +98,7 @@ pub fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    if let Command::Workspace { .. } | Command::Webhook { .. } = cli.command {
+    if let Command::Workspace { .. } | Command::Webhook { .. } | Command::Source { .. } = cli.command {
         return remote_command(config, cli.command);
     }
     telemetry::init(config.log_format);
@@ -109,7 +116,8 @@ pub fn main() -> ExitCode {
             Command::CheckConfig
             | Command::PrintDefaultConfig
             | Command::Workspace { .. }
-            | Command::Webhook { .. } => unreachable!("handled above"),
+            | Command::Webhook { .. }
+            | Command::Source { .. } => unreachable!("handled above"),
         }
     });
     match result {
@@ -140,6 +148,7 @@ fn remote_command(config: Config, command: Command) -> ExitCode {
         match command {
             Command::Workspace { remote, command } => remote::workspace(&config, &remote, command).await,
             Command::Webhook { remote, command } => remote::webhook(&config, &remote, command).await,
+            Command::Source { remote, command } => remote::source(&config, &remote, command).await,
             _ => unreachable!("only remote commands come here"),
         }
     });

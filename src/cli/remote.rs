@@ -143,6 +143,94 @@ pub enum WebhookCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// List a workspace's sources, with their inbound URLs.
+    List { workspace: String },
+    /// Show one source (never its credentials, only which are set).
+    Show { workspace: String, id: String },
+    /// Connect a channel; prints the inbound URL to paste into it.
+    Create {
+        workspace: String,
+        /// twilio, whatsapp, wechat, chatwoot or zoho_desk.
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        name: String,
+        /// A credential as key=value (repeat), e.g. --credential auth_token=…
+        #[arg(long = "credential", value_name = "KEY=VALUE")]
+        credentials: Vec<String>,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Change a source; --credential replaces all credentials.
+    Update {
+        workspace: String,
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        enabled: Option<bool>,
+        #[arg(long = "credential", value_name = "KEY=VALUE")]
+        credentials: Vec<String>,
+        #[command(flatten)]
+        account: AccountArgs,
+    },
+    /// Delete a source; its chats and messages stay.
+    Delete { workspace: String, id: String },
+}
+
+fn credentials(pairs: &[String]) -> Result<Option<Value>, Failure> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut map = Map::new();
+    for pair in pairs {
+        let (key, value) = pair.split_once('=').ok_or_else(|| Failure {
+            bad_input: true,
+            message: format!("--credential {pair:?}: expected KEY=VALUE"),
+        })?;
+        map.insert(key.to_string(), json!(value));
+    }
+    Ok(Some(Value::Object(map)))
+}
+
+pub async fn source(config: &Config, remote: &Remote, command: SourceCommand) -> Outcome {
+    use reqwest::Method;
+    let client = Client::new(config, remote)?;
+    match command {
+        SourceCommand::List { workspace } => {
+            client.show(Method::GET, &format!("/api/v1/workspaces/{workspace}/sources"), None).await
+        }
+        SourceCommand::Show { workspace, id } => {
+            client.show(Method::GET, &format!("/api/v1/workspaces/{workspace}/sources/{id}"), None).await
+        }
+        SourceCommand::Create { workspace, kind, name, credentials: pairs, account } => {
+            let body = object(&[
+                ("kind", Some(json!(kind))),
+                ("name", Some(json!(name))),
+                ("credentials", credentials(&pairs)?),
+                ("account", account.to_json()),
+            ]);
+            client.show(Method::POST, &format!("/api/v1/workspaces/{workspace}/sources"), Some(body)).await
+        }
+        SourceCommand::Update { workspace, id, name, enabled, credentials: pairs, account } => {
+            let body = object(&[
+                ("name", text(&name)),
+                ("enabled", enabled.map(|e| json!(e))),
+                ("credentials", credentials(&pairs)?),
+                ("account", account.to_json()),
+            ]);
+            client
+                .show(Method::PATCH, &format!("/api/v1/workspaces/{workspace}/sources/{id}"), Some(body))
+                .await
+        }
+        SourceCommand::Delete { workspace, id } => {
+            client.show(Method::DELETE, &format!("/api/v1/workspaces/{workspace}/sources/{id}"), None).await
+        }
+    }
+}
+
 /// A failed remote command: bad input (exit 2) or anything else (exit 1).
 pub struct Failure {
     pub bad_input: bool,

@@ -180,6 +180,10 @@ async fn twilio_messages_are_verified_stored_and_answered_with_empty_twiml() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     assert_eq!(post(&media, twilio::signature("12345", &url, &media)).await.unwrap().status(), 200);
+    // Signed, but not a message: 400, nothing stored.
+    let no_sid: Vec<(String, String)> =
+        vec![("From".into(), "whatsapp:+1".into()), ("Body".into(), "x".into())];
+    assert_eq!(post(&no_sid, twilio::signature("12345", &url, &no_sid)).await.unwrap().status(), 400);
     assert_eq!(app.stats(&ws).await.messages, 1);
 }
 
@@ -248,6 +252,11 @@ async fn meta_whatsapp_handshake_signatures_receipts_and_usernames() {
     assert!(username["chat"]["phone"].is_null());
     assert_eq!(username["chat"]["full_name"], "Pablo M.");
     assert_eq!(app.stats(&ws).await.messages, 2, "the image and the receipt are skipped");
+    // Meta retries a notification it thinks was lost: nothing twice.
+    let again =
+        app.http.post(&url).header("x-hub-signature-256", &signature).body(raw.clone()).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(app.stats(&ws).await.messages, 2);
 
     let tampered = raw.iter().map(|b| if *b == b'?' { b'!' } else { *b }).collect::<Vec<u8>>();
     let refused =

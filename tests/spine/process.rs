@@ -392,6 +392,22 @@ fn the_cli_drives_the_running_daemon() {
     assert!(stderr.contains("404"), "{stderr}");
     let (code, _, _) = run(&["webhook", "delete", &hook_id]);
     assert_eq!(code, Some(0));
+    let (code, source, _) = run(&[
+        "source",
+        "create",
+        &ws_id,
+        "--kind",
+        "twilio",
+        "--name",
+        "Twilio",
+        "--credential",
+        "auth_token=abc",
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(source["inbound_url"].as_str().unwrap().contains("/hooks/twilio/src_"));
+    assert_eq!(source["credentials_set"], json!(["auth_token"]));
+    let (code, _, stderr) = run(&["source", "create", &ws_id, "--kind", "twilio", "--name", "T"]);
+    assert_eq!(code, Some(2), "the missing auth token is bad input: {stderr}");
 
     let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let output = chatbundle()

@@ -8,7 +8,8 @@
 //! - [`deliver`]: the worker that claims, signs, sends, records attempts and schedules retries.
 //! - [`window`]: window boundaries, and the closer that turns buffered messages into bundles.
 //! - [`notify`]: the owner's e-mail when a webhook is switched off, and the mailer.
-//! - [`admin`]: the admin API (workspaces, webhooks, activity).
+//! - [`admin`]: the admin API (workspaces, webhooks, sources, activity).
+//! - [`web`]: the admin web page and the public chat transcripts.
 //!
 //! Around them: [`api`] (router, errors, auth), [`app`] (assembly and shutdown), [`config`],
 //! [`clock`] (injected time), [`domain`] (shared vocabulary), [`telemetry`] and [`cli`].
@@ -27,4 +28,5 @@ pub mod notify;
 pub mod render;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 pub mod window;

@@ -40,7 +40,7 @@ pub struct LogQuery {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     Jsonl,
     Csv,
 }
@@ -79,7 +79,7 @@ pub async fn log(
 }
 
 /// The log as a stream of byte chunks, one per page.
-fn pages(
+pub fn pages(
     store: SharedStore,
     webhook_id: String,
     format: Format,
@@ -151,16 +151,23 @@ fn csv(rows: &[ActivityRow], header: bool) -> Result<Vec<u8>, std::io::Error> {
     writer.into_inner().map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-/// `POST /api/v1/webhooks/{id}/test`: sends the webhook a real sample now and answers with what
-/// happened: the workspace's most recent bundle or message in the webhook's shape, or a clearly
-/// marked sample when there is none.
-#[instrument(skip_all, fields(webhook_id = %id))]
-pub async fn test(
-    _: Admin,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let webhook = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+/// What a test send did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub duration_ms: u64,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+    /// Whether a marked sample went out (the workspace had nothing real to send).
+    pub sample: bool,
+    pub webhook_id_header: String,
+}
+
+/// Sends a webhook a real sample now: the workspace's most recent bundle or message in the
+/// webhook's shape, or a clearly marked sample when there is none. Logged as a test; never
+/// counted towards a disable.
+pub async fn send_test(state: &AppState, webhook: &crate::store::Webhook) -> Result<TestResult, ApiError> {
     let workspace = state
         .store
         .get_workspace(&webhook.workspace_id)
@@ -178,14 +185,24 @@ pub async fn test(
         timeout: webhook.timeout,
     };
     let record = state.deliverer.send_test(&target, &payload).await;
-    let ok = record.status.is_some_and(|s| (200..300).contains(&s));
-    Ok(Json(json!({
-        "ok": ok,
-        "status": record.status,
-        "duration_ms": record.duration.as_millis() as u64,
-        "response_excerpt": record.response_excerpt,
-        "error": record.error,
-        "sample": sample,
-        "webhook_id_header": record.delivery_id,
-    })))
+    Ok(TestResult {
+        ok: record.status.is_some_and(|s| (200..300).contains(&s)),
+        status: record.status,
+        duration_ms: record.duration.as_millis() as u64,
+        response_excerpt: record.response_excerpt,
+        error: record.error,
+        sample,
+        webhook_id_header: record.delivery_id,
+    })
+}
+
+/// `POST /api/v1/webhooks/{id}/test`: [`send_test`], answered with what happened.
+#[instrument(skip_all, fields(webhook_id = %id))]
+pub async fn test(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TestResult>, ApiError> {
+    let webhook = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    Ok(Json(send_test(&state, &webhook).await?))
 }

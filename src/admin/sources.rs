@@ -53,7 +53,7 @@ pub struct SourceView {
 }
 
 impl SourceView {
-    fn new(source: Source, public_url: &str) -> Self {
+    pub fn new(source: Source, public_url: &str) -> Self {
         let credentials_set = match &source.credentials {
             Value::Object(map) => map.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect(),
             _ => Vec::new(),

@@ -79,7 +79,7 @@ pub struct WebhookView {
 }
 
 impl WebhookView {
-    fn new(webhook: Webhook, workspace_granularity: Granularity, default_timeout: Duration) -> Self {
+    pub fn new(webhook: Webhook, workspace_granularity: Granularity, default_timeout: Duration) -> Self {
         WebhookView {
             granularity: webhook.granularity.unwrap_or(workspace_granularity),
             inherits_granularity: webhook.granularity.is_none(),
@@ -109,7 +109,7 @@ async fn view(state: &AppState, webhook: Webhook) -> Result<WebhookView, ApiErro
 }
 
 /// A webhook URL: well-formed, and (the SSRF guard) leading only to public addresses.
-async fn url(state: &AppState, value: &str) -> Result<String, ApiError> {
+pub async fn url(state: &AppState, value: &str) -> Result<String, ApiError> {
     let url = value.trim().parse::<WebhookUrl>().map_err(|e| ApiError::field("url", e))?;
     state.addresses.check_url(url.url()).await.map_err(|e| ApiError::field("url", e))?;
     Ok(url.as_str().to_string())
@@ -133,7 +133,7 @@ fn events(list: Vec<Event>) -> Result<Vec<Event>, ApiError> {
     Ok(list)
 }
 
-fn timeout(value: &str) -> Result<Duration, ApiError> {
+pub fn timeout(value: &str) -> Result<Duration, ApiError> {
     let t = humantime::parse_duration(value.trim())
         .map_err(|e| ApiError::field("timeout", format!("{value:?} is not a duration like \"10s\": {e}")))?;
     let (min, max) = TIMEOUT_RANGE;
@@ -245,7 +245,7 @@ pub async fn delete(
 
 /// Notes a change in the webhook's activity log: switched on, switched off, or what else changed
 /// (a secret only as changed or removed, never its value).
-async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
+pub async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
     let mut events = Vec::new();
     if !before.enabled && after.enabled {
         events.push(("enabled", json!({"was_disabled_because": before.disabled_reason})));

@@ -33,7 +33,7 @@ pub struct UpdateWorkspace {
     account: Option<Account>,
 }
 
-fn timezone(value: &str) -> Result<String, ApiError> {
+pub fn timezone(value: &str) -> Result<String, ApiError> {
     value.parse::<Timezone>().map(|tz| tz.name().to_string()).map_err(|e| ApiError::field("timezone", e))
 }
 

@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(crate::admin::routes())
         .merge(crate::ingest::routes())
+        .merge(crate::web::routes())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::no_method)
         .with_state(state)

@@ -475,6 +475,25 @@ pub struct Pruned {
     pub rows: u64,
 }
 
+/// A chat in a workspace's list.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatSummary {
+    pub id: i64,
+    pub source_key: String,
+    pub chat: ChatInfoView,
+    pub messages: u64,
+    pub last_received_at: DateTime<Utc>,
+}
+
+/// The parts of a chat a list shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatInfoView {
+    pub external_id: String,
+    pub full_name: Option<String>,
+    pub phone: Option<String>,
+    pub session_status: Option<String>,
+}
+
 /// Stored state the metrics report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Gauges {
@@ -573,6 +592,17 @@ pub trait Store: Send + Sync + 'static {
     /// Closes part of a range in one transaction; see [`CloseStep`]. Repeating a step after a crash
     /// is harmless: a bundle part is created once.
     async fn close_step(&self, step: CloseStep) -> StoreResult<CloseProgress>;
+
+    /// A workspace's chats, most recently active first.
+    async fn list_chats(&self, workspace_id: &str, limit: u32, offset: u32) -> StoreResult<Vec<ChatSummary>>;
+    /// A chat by its id, with its workspace's id.
+    async fn get_chat(&self, id: i64) -> StoreResult<Option<(String, Chat)>>;
+    /// A chat by its transcript token, with its workspace's id.
+    async fn chat_by_token(&self, token: &str) -> StoreResult<Option<(String, Chat)>>;
+    /// A chat's messages, newest first: `limit` of them after skipping `offset`.
+    async fn chat_messages(&self, chat_id: i64, limit: u32, offset: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// Gives a chat a new transcript token (the old link stops working); returns it.
+    async fn rotate_chat_token(&self, chat_id: i64) -> StoreResult<Option<String>>;
 
     /// The stored state behind the gauges of `/metrics`.
     async fn gauges(&self) -> StoreResult<Gauges>;

@@ -70,23 +70,7 @@ pub(super) async fn step(
         }
         query.push(") ORDER BY chat_id, ts, message_id");
         for row in query.build().fetch_all(&mut *conn).await? {
-            let direction: String = row.try_get("direction")?;
-            let account: Option<String> = row.try_get("account")?;
-            messages.entry(row.try_get("chat_id")?).or_default().push(StoredMessage {
-                seq: row.try_get("seq")?,
-                message_id: row.try_get("message_id")?,
-                direction: if direction == "sent" { Direction::Sent } else { Direction::Received },
-                timestamp: from_ms(row.try_get("ts")?),
-                received_at: from_ms(row.try_get("received_at")?),
-                sender: Party { full_name: row.try_get("sender_name")?, phone: row.try_get("sender_phone")? },
-                recipient: Party {
-                    full_name: row.try_get("recipient_name")?,
-                    phone: row.try_get("recipient_phone")?,
-                },
-                text: row.try_get("text")?,
-                account: account.and_then(|a| serde_json::from_str::<Account>(&a).ok()),
-                channel: row.try_get("channel")?,
-            });
+            messages.entry(row.try_get("chat_id")?).or_default().push(stored_message(&row)?);
         }
     }
 
@@ -150,4 +134,25 @@ pub(super) async fn step(
             .await?;
         Ok(CloseProgress::More { deliveries: count })
     }
+}
+
+/// A message row (the columns of the queries above) as a [`StoredMessage`].
+pub(super) fn stored_message(row: &sqlx::sqlite::SqliteRow) -> StoreResult<StoredMessage> {
+    let direction: String = row.try_get("direction")?;
+    let account: Option<String> = row.try_get("account")?;
+    Ok(StoredMessage {
+        seq: row.try_get("seq")?,
+        message_id: row.try_get("message_id")?,
+        direction: if direction == "sent" { Direction::Sent } else { Direction::Received },
+        timestamp: from_ms(row.try_get("ts")?),
+        received_at: from_ms(row.try_get("received_at")?),
+        sender: Party { full_name: row.try_get("sender_name")?, phone: row.try_get("sender_phone")? },
+        recipient: Party {
+            full_name: row.try_get("recipient_name")?,
+            phone: row.try_get("recipient_phone")?,
+        },
+        text: row.try_get("text")?,
+        account: account.and_then(|a| serde_json::from_str::<Account>(&a).ok()),
+        channel: row.try_get("channel")?,
+    })
 }

@@ -863,6 +863,77 @@ impl Store for SqliteStore {
         Ok(next.map(from_ms))
     }
 
+    async fn list_chats(&self, workspace_id: &str, limit: u32, offset: u32) -> StoreResult<Vec<ChatSummary>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.source_key, c.external_id, c.full_name, c.phone, c.session_status, c.last_received_at,
+                    (SELECT COUNT(*) FROM messages m WHERE m.chat_id = c.id) AS messages
+             FROM chats c WHERE c.workspace_id = ?
+             ORDER BY c.last_received_at DESC, c.id DESC LIMIT ? OFFSET ?",
+        )
+        .bind(workspace_id)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ChatSummary {
+                    id: row.try_get("id")?,
+                    source_key: row.try_get("source_key")?,
+                    chat: ChatInfoView {
+                        external_id: row.try_get("external_id")?,
+                        full_name: row.try_get("full_name")?,
+                        phone: row.try_get("phone")?,
+                        session_status: row.try_get("session_status")?,
+                    },
+                    messages: row.try_get::<i64, _>("messages")? as u64,
+                    last_received_at: from_ms(row.try_get("last_received_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn get_chat(&self, id: i64) -> StoreResult<Option<(String, Chat)>> {
+        let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.readers).await?;
+        row.map(|row| Ok((row.try_get("workspace_id")?, chat_from_row(&row)?.0))).transpose()
+    }
+
+    async fn chat_by_token(&self, token: &str) -> StoreResult<Option<(String, Chat)>> {
+        let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE token = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(token).fetch_optional(&self.readers).await?;
+        row.map(|row| Ok((row.try_get("workspace_id")?, chat_from_row(&row)?.0))).transpose()
+    }
+
+    async fn chat_messages(&self, chat_id: i64, limit: u32, offset: u32) -> StoreResult<Vec<StoredMessage>> {
+        let rows = sqlx::query(
+            "SELECT seq, message_id, direction, ts, received_at, sender_name, sender_phone, recipient_name,
+                    recipient_phone, text, account, channel
+             FROM messages WHERE chat_id = ? ORDER BY received_at DESC, ts DESC, seq DESC LIMIT ? OFFSET ?",
+        )
+        .bind(chat_id)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(close::stored_message).collect()
+    }
+
+    async fn rotate_chat_token(&self, chat_id: i64) -> StoreResult<Option<String>> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let token = random_token(32);
+                let done = sqlx::query("UPDATE chats SET token = ? WHERE id = ?")
+                    .bind(&token)
+                    .bind(chat_id)
+                    .execute(conn)
+                    .await?;
+                Ok((done.rows_affected() > 0).then_some(token))
+            })
+        })
+        .await
+    }
+
     async fn gauges(&self) -> StoreResult<Gauges> {
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS pending,

@@ -1,0 +1,110 @@
+//! `GET /c/{token}`: a chat's transcript, read-only and without sign-in, behind the chat's
+//! unguessable token. Only that chat's name and messages are shown; a rotated token answers 404.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderName;
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, REFERRER_POLICY};
+use axum::response::{Html, IntoResponse, Response};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::api::AppState;
+use crate::domain::Direction;
+
+/// Messages per page.
+const PAGE: u32 = 50;
+
+struct Line {
+    direction: &'static str,
+    sender: String,
+    time: String,
+    text: String,
+}
+
+struct Day {
+    date: String,
+    messages: Vec<Line>,
+}
+
+#[derive(Template)]
+#[template(path = "web/transcript.html")]
+struct TranscriptPage {
+    name: String,
+    zone: String,
+    days: Vec<Day>,
+    newer: Option<u32>,
+    older: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct PageQuery {
+    page: Option<u32>,
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html(
+            "<!doctype html><title>Not found</title><p>This conversation link does not exist (any more).</p>",
+        ),
+    )
+        .into_response()
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    // Tokens are 32 alphanumeric characters; anything else cannot be one.
+    if token.len() != 32 || !token.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return not_found();
+    }
+    let Ok(Some((workspace_id, chat))) = state.store.chat_by_token(&token).await else { return not_found() };
+    let zone: Tz = match state.store.get_workspace(&workspace_id).await {
+        Ok(Some(ws)) => ws.timezone.parse().unwrap_or(chrono_tz::UTC),
+        _ => chrono_tz::UTC,
+    };
+    let page = query.page.unwrap_or(0).min(100_000);
+    let Ok(messages) = state.store.chat_messages(chat.id, PAGE + 1, page * PAGE).await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.").into_response();
+    };
+    let more = messages.len() > PAGE as usize;
+    let mut days: Vec<Day> = Vec::new();
+    for m in messages.iter().take(PAGE as usize) {
+        let local = m.timestamp.with_timezone(&zone);
+        let date = local.format("%Y-%m-%d").to_string();
+        let line = Line {
+            direction: if m.direction == Direction::Sent { "sent" } else { "received" },
+            sender: m.sender.full_name.clone().or(m.sender.phone.clone()).unwrap_or_else(|| "unknown".into()),
+            time: local.format("%H:%M").to_string(),
+            text: m.text.clone(),
+        };
+        match days.last_mut() {
+            Some(day) if day.date == date => day.messages.push(line),
+            _ => days.push(Day { date, messages: vec![line] }),
+        }
+    }
+    let content = TranscriptPage {
+        name: chat.full_name.clone().or(chat.phone.clone()).unwrap_or_else(|| chat.external_id.clone()),
+        zone: zone.name().to_string(),
+        days,
+        newer: page.checked_sub(1),
+        older: more.then_some(page + 1),
+    };
+    match content.render() {
+        // The token is in the URL: keep it out of referrers, caches and search engines.
+        Ok(html) => (
+            [
+                (REFERRER_POLICY, "no-referrer"),
+                (HeaderName::from_static("x-robots-tag"), "noindex"),
+                (CACHE_CONTROL, "private, no-store"),
+            ],
+            Html(html),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "This page could not be rendered.").into_response(),
+    }
+}

@@ -1,0 +1,154 @@
+//! The web page over plain HTTP: sign-in, CSRF, form errors, transcripts. (The browser tests drive
+//! the same pages in Chromium.)
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap()
+}
+
+async fn signed_in(app: &TestApp) -> (reqwest::Client, String) {
+    let http = client();
+    let response =
+        http.post(app.url("/login")).form(&[("token", ADMIN_TOKEN), ("next", "/ui")]).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain http public_url: no Secure flag");
+    let page = http.get(app.url("/ui")).send().await.unwrap().text().await.unwrap();
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    (http, csrf)
+}
+
+#[tokio::test]
+async fn pages_need_a_sign_in_and_a_wrong_token_is_refused() {
+    let app = TestApp::spawn().await;
+    let http = client();
+    let response = http.get(app.url("/ui")).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/login?next=%2Fui");
+    let wrong = http.post(app.url("/login")).form(&[("token", "nope")]).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.text().await.unwrap().contains("That is not the admin token."));
+    let forged = http
+        .get(app.url("/ui"))
+        .header("cookie", "chatbundle_session=99999999999.deadbeef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 303, "a made-up cookie is no session");
+}
+
+#[tokio::test]
+async fn forms_need_the_csrf_token_and_keep_values_next_to_errors() {
+    let app = TestApp::spawn().await;
+    let (http, csrf) = signed_in(&app).await;
+    let no_csrf = http
+        .post(app.url("/ui/workspaces"))
+        .form(&[("name", "A"), ("owner_email", "a@b.example")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_csrf.status(), 403);
+    let bad = http
+        .post(app.url("/ui/workspaces"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "Kept name"),
+            ("owner_email", "not-an-email"),
+            ("timezone", "Mars/Base"),
+            ("granularity", "6h"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let html = bad.text().await.unwrap();
+    assert!(html.contains("value=\"Kept name\""), "entered values are kept");
+    assert!(html.contains("is not an e-mail address"));
+    assert!(html.contains("unknown IANA time zone"));
+    assert!(html.contains("<option value=\"6h\" selected>Every 6 hours</option>"));
+    let listed: serde_json::Value =
+        app.admin(Method::GET, "/api/v1/workspaces").send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["workspaces"].as_array().unwrap().len(), 0, "nothing was created");
+
+    let ok = http
+        .post(app.url("/ui/workspaces"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "Acme"),
+            ("owner_email", "ops@acme.example"),
+            ("timezone", "Europe/Berlin"),
+            ("granularity", "none"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    let page = http
+        .get(app.url(ok.headers()["location"].to_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let page = page.replace("&#39;", "'");
+    for label in [
+        "Don't aggregate",
+        "Every 1 hour",
+        "Every 6 hours",
+        "Every 12 hours",
+        "Every 24 hours",
+        "Release now",
+    ] {
+        assert!(page.contains(label), "{label} on the page");
+    }
+}
+
+#[tokio::test]
+async fn transcripts_open_without_sign_in_and_a_rotated_token_is_404() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    app.ingest(&ws, &json!([message("m-1", "c-1", "first <b>words</b>"), message("m-2", "c-1", "second")]))
+        .await;
+    app.ingest(&ws, &message("x-1", "c-2", "someone else's chat")).await;
+    let link = receiver.wait_for(1).await[0].json()["chat"]["chat_url"].as_str().unwrap().to_string();
+    let anonymous = client();
+    let response = anonymous.get(&link).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("first &#60;b&#62;words&#60;/b&#62;")
+            || html.contains("first &lt;b&gt;words&lt;/b&gt;"),
+        "escaped: {html}"
+    );
+    assert!(html.contains("second"));
+    assert!(!html.contains("someone else"), "only this chat");
+    assert!(!html.contains(&ws.id) && !html.contains("Acme"), "nothing of the workspace");
+    assert!(html.find("second").unwrap() < html.find("first").unwrap(), "newest first");
+
+    let (http, csrf) = signed_in(&app).await;
+    let chats = app.store.list_chats(&ws.id, 10, 0).await.unwrap();
+    let chat = chats.iter().find(|c| c.chat.external_id == "c-1").unwrap();
+    let rotated = http
+        .post(app.url(&format!("/ui/chats/{}/rotate", chat.id)))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 303);
+    assert_eq!(anonymous.get(&link).send().await.unwrap().status(), 404, "the old link is dead");
+    let page =
+        http.get(app.url(&format!("/ui/chats/{}", chat.id))).send().await.unwrap().text().await.unwrap();
+    let new_link = page.split("id=\"transcript-link\" href=\"").nth(1).unwrap().split('"').next().unwrap();
+    assert_ne!(new_link, link);
+    assert_eq!(anonymous.get(new_link).send().await.unwrap().status(), 200);
+    assert_eq!(anonymous.get(app.url("/c/short")).send().await.unwrap().status(), 404);
+}

@@ -13,7 +13,7 @@ use tracing::instrument;
 use crate::api::auth::Admin;
 use crate::api::{ApiError, AppState};
 use crate::deliver::Target;
-use crate::domain::Granularity;
+use crate::domain::{Granularity, Timezone};
 use crate::render;
 use crate::store::{ActivityCursor, ActivityRow, SharedStore};
 
@@ -176,7 +176,10 @@ pub async fn send_test(state: &AppState, webhook: &crate::store::Webhook) -> Res
     let bundled = webhook.granularity.unwrap_or(workspace.granularity) != Granularity::None;
     let (payload, sample) = match state.store.latest_payload(&workspace.id, bundled).await? {
         Some(payload) => (payload, false),
-        None => (render::sample(&state.public_url, bundled, state.clock.now()), true),
+        None => match recent_bundle(state, &workspace, bundled).await? {
+            Some(payload) => (payload, false),
+            None => (render::sample(&state.public_url, bundled, state.clock.now()), true),
+        },
     };
     let target = Target {
         webhook_id: &webhook.id,
@@ -194,6 +197,23 @@ pub async fn send_test(state: &AppState, webhook: &crate::store::Webhook) -> Res
         sample,
         webhook_id_header: record.delivery_id,
     })
+}
+
+/// For a bundling webhook that has never had a bundle: one of the latest chat's recent messages.
+async fn recent_bundle(
+    state: &AppState,
+    workspace: &crate::store::Workspace,
+    bundled: bool,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if !bundled {
+        return Ok(None);
+    }
+    let Some(latest) = state.store.list_chats(&workspace.id, 1, 0).await?.pop() else { return Ok(None) };
+    let Some((_, chat)) = state.store.get_chat(latest.id).await? else { return Ok(None) };
+    let mut messages = state.store.chat_messages(latest.id, 50, 0).await?;
+    messages.reverse();
+    let timezone = workspace.timezone.parse::<Timezone>().map(|tz| tz.tz()).unwrap_or(chrono_tz::UTC);
+    Ok(render::preview_bundle(&state.public_url, timezone, &workspace.account, &chat, &messages))
 }
 
 /// `POST /api/v1/webhooks/{id}/test`: [`send_test`], answered with what happened.

@@ -178,6 +178,29 @@ pub fn session_event(public_url: &str, event: &SessionEvent) -> Vec<u8> {
     serde_json::to_vec(&payload).expect("payloads always serialise")
 }
 
+/// A bundle of a chat's latest messages (oldest first), for testing a bundling webhook before any
+/// window has closed: real content in the real shape, its window spanning those messages.
+pub fn preview_bundle(
+    public_url: &str,
+    timezone: chrono_tz::Tz,
+    account: &Account,
+    chat: &Chat,
+    messages: &[StoredMessage],
+) -> Option<Vec<u8>> {
+    let (first, last) = (messages.first()?, messages.last()?);
+    let input = bundle::BundleInput {
+        public_url,
+        timezone,
+        account,
+        chat,
+        first_message_seq: None,
+        window_start: first.received_at,
+        window_end: last.received_at,
+        messages,
+    };
+    Some(bundle::render(&input, bundle::Limits::default()).remove(0).payload)
+}
+
 /// A clearly marked sample in the shape a webhook receives (a bundle, or a single message), for
 /// testing a webhook before any real message has arrived. It carries `"sample": true`.
 pub fn sample(public_url: &str, bundled: bool, at: DateTime<Utc>) -> Vec<u8> {

@@ -337,6 +337,8 @@ struct WorkspacePage {
     webhooks: Vec<WebhookCard>,
     new_webhook: WebhookForm,
     sources: Vec<SourceLine>,
+    /// Where the plain JSON API takes this workspace's messages.
+    ingest_url: String,
     chats: Vec<ChatLine>,
     granularities: [(&'static str, &'static str); 5],
 }
@@ -418,6 +420,7 @@ async fn workspace_page(
             .collect();
         let chats = state.store.list_chats(id, 50, 0).await?.iter().map(ChatLine::from).collect();
         Ok(WorkspacePage {
+            ingest_url: format!("{}/api/v1/workspaces/{}/messages", state.public_url, ws.id),
             csrf: session.csrf,
             settings: overlay.settings.unwrap_or_else(|| WorkspaceForm::from(&ws)),
             ws,

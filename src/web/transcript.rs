@@ -47,7 +47,10 @@ fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         Html(
-            "<!doctype html><title>Not found</title><p>This conversation link does not exist (any more).</p>",
+            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>Not found</title><h1>Not found</h1>\
+             <p>This conversation link does not exist (any more). Ask for a new one.</p></html>",
         ),
     )
         .into_response()

@@ -1,0 +1,329 @@
+//! The web page driven in real headless Chromium through ChromeDriver (Debian's `chromium` and
+//! `chromium-driver`, which `.ci/run` installs). With `CHATBUNDLE_SCREENSHOTS=<dir>` set, the test
+//! also saves screenshots of the main pages there (the README shows the ones in `docs/`).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::helpers::*;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A ChromeDriver process and a browser session on it, with its own profile and download folder.
+struct Browser {
+    client: Client,
+    driver: Child,
+    downloads: TempDir,
+    _profile: TempDir,
+}
+
+impl Browser {
+    /// A desktop-sized window, or (with `phone`) a phone's screen as Chromium's device emulation
+    /// gives it (a desktop window cannot be made narrower than about 500 pixels).
+    async fn start(phone: bool) -> Browser {
+        assert!(
+            Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
+            "the browser tests need Debian's chromium and chromium-driver (.ci/run installs them)"
+        );
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let downloads = tempfile::tempdir().unwrap();
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.path().display()),
+                    "--window-size=1280,1000",
+                ],
+                "prefs": {
+                    "download.default_directory": downloads.path(),
+                    "download.prompt_for_download": false,
+                },
+            }
+        });
+        let Value::Object(mut capabilities) = capabilities else { unreachable!() };
+        if phone {
+            capabilities["goog:chromeOptions"]["mobileEmulation"] =
+                json!({"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2.0, "touch": true}});
+        }
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + BOUND;
+        let client = loop {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&webdriver)
+                .await
+            {
+                Ok(client) => break client,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no browser session within the bound: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        Browser { client, driver, downloads, _profile: profile }
+    }
+
+    async fn css(&self, selector: &str) -> Element {
+        self.client.wait().at_most(BOUND).for_element(Locator::Css(selector)).await.unwrap_or_else(|e| {
+            panic!("no {selector} on the page: {e}");
+        })
+    }
+
+    async fn button(&self, text: &str) -> Element {
+        let xpath = format!("//button[normalize-space()=\"{text}\"]");
+        self.client.wait().at_most(BOUND).for_element(Locator::XPath(&xpath)).await.unwrap_or_else(|e| {
+            panic!("no button {text:?}: {e}");
+        })
+    }
+
+    /// Fills a field found by its label's `for` id.
+    async fn fill(&self, id: &str, value: &str) {
+        let field = self.css(&format!("#{id}")).await;
+        field.clear().await.unwrap();
+        field.send_keys(value).await.unwrap();
+    }
+
+    async fn text(&self) -> String {
+        self.css("body").await.text().await.unwrap()
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_string()
+    }
+
+    /// Clicks and waits until the browser has left the current page for another.
+    async fn click_and_wait(&self, element: Element) {
+        let body = self.css("body").await;
+        element.click().await.unwrap();
+        let deadline = Instant::now() + BOUND;
+        while body.text().await.is_ok() {
+            assert!(Instant::now() < deadline, "the page did not change");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.css("body").await;
+    }
+
+    /// Saves the window, or one element of it, as `<name>.png` when screenshots were asked for.
+    async fn screenshot(&self, name: &str) {
+        self.screenshot_of(name, None).await;
+    }
+
+    async fn screenshot_of(&self, name: &str, element: Option<&Element>) {
+        let Some(dir) = std::env::var_os("CHATBUNDLE_SCREENSHOTS") else { return };
+        let png = match element {
+            Some(element) => element.screenshot().await.unwrap(),
+            None => self.client.screenshot().await.unwrap(),
+        };
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Waits for a finished download whose name ends with `suffix`.
+    async fn downloaded(&self, suffix: &str) -> String {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            let done = std::fs::read_dir(self.downloads.path())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(suffix));
+            if let Some(path) = done {
+                return std::fs::read_to_string(path).unwrap();
+            }
+            assert!(Instant::now() < deadline, "no {suffix} download within the bound");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+async fn sign_in(browser: &Browser, app: &TestApp) {
+    browser.client.goto(&app.url("/ui")).await.unwrap();
+    assert_eq!(browser.path().await, "/login", "signing in comes first");
+    browser.screenshot("sign-in").await;
+    browser.fill("token", ADMIN_TOKEN).await;
+    browser.click_and_wait(browser.button("Sign in").await).await;
+    assert_eq!(browser.path().await, "/ui");
+}
+
+#[tokio::test]
+async fn an_admin_sets_up_tests_and_reads_in_the_browser() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let browser = Browser::start(false).await;
+    sign_in(&browser, &app).await;
+
+    // A workspace, with one mistake first: the error sits next to the field and the values stay.
+    browser.fill("ws-name", "Acme Support").await;
+    browser.fill("ws-owner", "owner-at-acme").await;
+    browser.fill("ws-tz", "Europe/Berlin").await;
+    browser.click_and_wait(browser.button("Create workspace").await).await;
+    assert!(browser.css("#ws-owner-error").await.text().await.unwrap().contains("e-mail"));
+    assert_eq!(browser.css("#ws-name").await.prop("value").await.unwrap().as_deref(), Some("Acme Support"));
+    browser.fill("ws-owner", "owner@acme.example").await;
+    browser.click_and_wait(browser.button("Create workspace").await).await;
+    assert!(browser.path().await.starts_with("/ui/workspaces/"));
+    let ws = Workspace {
+        id: browser.path().await.rsplit('/').next().unwrap().to_string(),
+        ingest_key: browser.css("#ingest-key").await.text().await.unwrap(),
+    };
+
+    // A webhook that sends each message at once.
+    browser.fill("new-url", &receiver.url).await;
+    let choice = browser.css("#new-granularity").await;
+    choice.select_by_value("none").await.unwrap();
+    let label = browser.css("#new-granularity option:checked").await.text().await.unwrap();
+    assert_eq!(label, "Don't aggregate");
+    browser.click_and_wait(browser.button("Add webhook").await).await;
+    let hooks: Value = app
+        .admin(Method::GET, &format!("/api/v1/workspaces/{}/webhooks", ws.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let webhook_id = hooks["webhooks"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(hooks["webhooks"][0]["granularity"], "none");
+
+    app.ingest(
+        &ws,
+        &json!([
+            message("m-1", "c-1", "Hello, is the blue kettle in stock?"),
+            message("m-2", "c-1", "And can it ship to Haifa?"),
+        ]),
+    )
+    .await;
+    receiver.wait_for(2).await;
+
+    // Every 6 hours, saved and tested: the result shows at once on the page.
+    let select = browser.css(&format!("[id='{webhook_id}-granularity']")).await;
+    select.select_by_label("Every 6 hours").await.unwrap();
+    browser.click_and_wait(browser.button("Save and test").await).await;
+    let result = browser.css(&format!("[id='{webhook_id}-test']")).await.text().await.unwrap();
+    assert!(result.contains("Test delivered") && result.contains("HTTP 200"), "{result}");
+    browser.screenshot_of("save-and-test", Some(&browser.css(&format!("[id='{webhook_id}']")).await)).await;
+    let test = receiver.wait_for(3).await.pop().unwrap();
+    let bundle = test.json();
+    assert_eq!(bundle["messages"][1]["text"], "And can it ship to Haifa?", "real messages, as a bundle");
+    assert!(bundle["aggregation"].as_str().unwrap().contains("blue kettle"), "{bundle}");
+    assert_eq!(bundle.get("sample"), None, "not a made-up sample");
+    let hook: Value = app
+        .admin(Method::GET, &format!("/api/v1/webhooks/{webhook_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hook["granularity"], "6h", "the granularity was saved");
+    let selected = browser.css(&format!("[id='{webhook_id}-granularity'] option:checked")).await;
+    assert_eq!(selected.text().await.unwrap(), "Every 6 hours");
+
+    // Activity rows: the two deliveries, the change and the test (a fresh GET: reloading the
+    // page the test answered would send the form again, as any browser does with a POST).
+    browser.client.goto(&app.url(&format!("/ui/workspaces/{}", ws.id))).await.unwrap();
+    let rows = browser.client.find_all(Locator::Css(&format!("[id='{webhook_id}'] tbody tr"))).await.unwrap();
+    let mut kinds = Vec::new();
+    for row in rows {
+        kinds.push(row.find(Locator::Css("td:nth-child(2)")).await.unwrap().text().await.unwrap());
+    }
+    assert_eq!(kinds, ["config_changed", "test", "attempt", "attempt"], "newest first");
+    browser.screenshot("workspace").await;
+
+    // The log download, through the browser's own session.
+    browser.css(&format!("a[href='/ui/webhooks/{webhook_id}/log?format=csv']")).await.click().await.unwrap();
+    let csv = browser.downloaded(".csv").await;
+    assert!(csv.lines().count() >= 4, "a header and three rows: {csv}");
+
+    // The chat's page, its transcript link, and a rotation that kills the old link.
+    browser.click_and_wait(browser.css("a[href^='/ui/chats/']").await).await;
+    let old_link = browser.css("#transcript-link").await.attr("href").await.unwrap().unwrap();
+    browser.screenshot("chat").await;
+    browser.client.goto(&old_link).await.unwrap();
+    let transcript = browser.text().await;
+    assert!(transcript.contains("Hello, is the blue kettle in stock?"), "{transcript}");
+    assert!(
+        transcript.find("ship to Haifa").unwrap() < transcript.find("blue kettle").unwrap(),
+        "newest first"
+    );
+    browser.screenshot("transcript").await;
+    browser.client.back().await.unwrap();
+    browser.click_and_wait(browser.button("Rotate link").await).await;
+    let new_link = browser.css("#transcript-link").await.attr("href").await.unwrap().unwrap();
+    assert_ne!(new_link, old_link);
+    browser.client.goto(&old_link).await.unwrap();
+    assert!(browser.text().await.contains("does not exist"), "the old link is dead");
+    browser.client.goto(&new_link).await.unwrap();
+    assert!(browser.text().await.contains("blue kettle"));
+
+    // Signing out ends the session.
+    browser.client.goto(&app.url(&format!("/ui/workspaces/{}", ws.id))).await.unwrap();
+    browser.click_and_wait(browser.button("Sign out").await).await;
+    browser.client.goto(&app.url("/ui")).await.unwrap();
+    assert_eq!(browser.path().await, "/login");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_disabled_webhook_shows_why_and_comes_back_on_a_phone() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let id = hook["id"].as_str().unwrap();
+    app.admin(Method::PATCH, &format!("/api/v1/webhooks/{id}"))
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    let browser = Browser::start(true).await;
+    sign_in(&browser, &app).await;
+    browser.client.goto(&app.url(&format!("/ui/workspaces/{}", ws.id))).await.unwrap();
+    let width: f64 = browser
+        .client
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(width <= 390.0, "nothing wider than a phone's screen: {width}px");
+    let alert = browser.css("[role='alert']").await.text().await.unwrap();
+    assert!(alert.contains("switched off"), "{alert}");
+    browser.screenshot("phone").await;
+    browser.click_and_wait(browser.button("Re-enable").await).await;
+    let shown: Value =
+        app.admin(Method::GET, &format!("/api/v1/webhooks/{id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(shown["enabled"], true);
+    browser.close().await;
+}

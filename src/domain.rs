@@ -9,7 +9,7 @@ use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 
 /// How a webhook receives messages: one call per message, or one bundle per chat per window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Granularity {
     /// "Don't aggregate": every message is delivered at once.
     #[serde(rename = "none")]
@@ -62,7 +62,7 @@ impl FromStr for Granularity {
 }
 
 /// Whether the business received the message from the customer or sent it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Received,
@@ -98,7 +98,7 @@ pub struct Party {
 }
 
 /// The business account a message belongs to (the payload's `whatsapp_account`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Account {
     pub full_name: Option<String>,
@@ -107,7 +107,7 @@ pub struct Account {
 }
 
 /// What a webhook subscribes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
     /// Chat messages, immediately or bundled according to the granularity.
@@ -117,7 +117,7 @@ pub enum Event {
 }
 
 /// The kind of a connected inbound channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     /// WhatsApp through Twilio.

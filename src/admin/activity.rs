@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +23,7 @@ const LATEST: u32 = 10;
 /// Rows read per page while streaming the log.
 const PAGE: u32 = 500;
 
+#[utoipa::path(get, operation_id = "webhook_activity", path = "/api/v1/webhooks/{id}/activity", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Webhook id")), responses((status = 200, description = "The latest 10 rows", body = crate::api::openapi::ActivityList), crate::api::openapi::Errors))]
 pub async fn latest(
     _: Admin,
     State(state): State<AppState>,
@@ -34,8 +36,11 @@ pub async fn latest(
     Ok(Json(json!({ "activity": rows })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// `jsonl` (the default) or `csv`.
+    #[param(value_type = Option<crate::api::openapi::LogFormat>)]
     format: Option<String>,
 }
 
@@ -45,14 +50,16 @@ pub enum Format {
     Csv,
 }
 
+#[utoipa::path(get, operation_id = "webhook_log", path = "/api/v1/webhooks/{id}/log", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Webhook id"), LogQuery), responses((status = 200, description = "The whole log, newest first, streamed", content((String = "application/x-ndjson"), (String = "text/csv"))), crate::api::openapi::Errors))]
 /// `GET /api/v1/webhooks/{id}/log?format=jsonl|csv`: everything within the retention period,
 /// newest first, streamed page by page so a large log never sits in memory.
 pub async fn log(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<LogQuery>,
+    query: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::field("format", e.body_text()))?;
     let format = match query.format.as_deref().unwrap_or("jsonl") {
         "jsonl" => Format::Jsonl,
         "csv" => Format::Csv,
@@ -152,7 +159,7 @@ fn csv(rows: &[ActivityRow], header: bool) -> Result<Vec<u8>, std::io::Error> {
 }
 
 /// What a test send did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TestResult {
     pub ok: bool,
     pub status: Option<u16>,
@@ -216,6 +223,7 @@ async fn recent_bundle(
     Ok(render::preview_bundle(&state.public_url, timezone, &workspace.account, &chat, &messages))
 }
 
+#[utoipa::path(post, operation_id = "webhook_test", path = "/api/v1/webhooks/{id}/test", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Webhook id")), responses((status = 200, description = "What the test send did", body = TestResult), crate::api::openapi::Errors))]
 /// `POST /api/v1/webhooks/{id}/test`: [`send_test`], answered with what happened.
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn test(

@@ -1,35 +1,37 @@
-//! The admin API under `/api/v1`, behind the admin token: workspaces and their webhooks.
+//! The admin API under `/api/v1`, behind the admin token: workspaces, webhooks, sources, chats.
 
 pub mod activity;
+pub mod chats;
 pub mod sources;
 pub mod webhooks;
 pub mod workspaces;
 
-use axum::Router;
 use axum::extract::FromRequest;
 use axum::extract::Request;
-use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::{ApiError, AppState};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/workspaces", post(workspaces::create).get(workspaces::list))
-        .route("/api/v1/workspaces/{id}", get(workspaces::show).patch(workspaces::update))
-        .route("/api/v1/workspaces/{id}/stats", get(workspaces::stats))
-        .route("/api/v1/workspaces/{id}/flush", post(workspaces::flush))
-        .route("/api/v1/workspaces/{id}/webhooks", post(webhooks::create).get(webhooks::list))
-        .route("/api/v1/workspaces/{id}/sources", post(sources::create).get(sources::list))
-        .route(
-            "/api/v1/workspaces/{id}/sources/{source_id}",
-            get(sources::show).patch(sources::update).delete(sources::delete),
-        )
-        .route("/api/v1/webhooks/{id}/activity", get(activity::latest))
-        .route("/api/v1/webhooks/{id}/log", get(activity::log))
-        .route("/api/v1/webhooks/{id}/test", post(activity::test))
-        .route("/api/v1/webhooks/{id}", get(webhooks::show).patch(webhooks::update).delete(webhooks::delete))
+/// The admin routes, each registered with its OpenAPI annotation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(workspaces::create, workspaces::list))
+        .routes(routes!(workspaces::show, workspaces::update))
+        .routes(routes!(workspaces::stats))
+        .routes(routes!(workspaces::flush))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(sources::create, sources::list))
+        .routes(routes!(sources::show, sources::update, sources::delete))
+        .routes(routes!(activity::latest))
+        .routes(routes!(activity::log))
+        .routes(routes!(activity::test))
+        .routes(routes!(webhooks::show, webhooks::update, webhooks::delete))
+        .routes(routes!(chats::list))
+        .routes(routes!(chats::show))
+        .routes(routes!(chats::rotate_token))
 }
 
 /// A JSON request body whose errors answer in the API's error shape, naming the field.
@@ -59,8 +61,8 @@ pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, Api
     if value.is_empty() {
         return Err(ApiError::field(field, "must not be empty"));
     }
-    if value.len() > max {
-        return Err(ApiError::field(field, format!("must be at most {max} bytes")));
+    if value.chars().count() > max {
+        return Err(ApiError::field(field, format!("must be at most {max} characters")));
     }
     Ok(value.to_string())
 }

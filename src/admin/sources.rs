@@ -16,28 +16,32 @@ use crate::api::{ApiError, AppState};
 use crate::domain::{Account, SourceKind};
 use crate::store::{NewSource, Source, SourcePatch};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSource {
     kind: SourceKind,
+    #[schema(pattern = "\\S", max_length = 200)]
     name: String,
     account: Option<Account>,
+    #[schema(value_type = Option<Object>)]
     credentials: Option<Map<String, Value>>,
     enabled: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSource {
+    #[schema(pattern = "\\S", max_length = 200)]
     name: Option<String>,
     account: Option<Account>,
     /// Replaces the credentials (all of them).
+    #[schema(value_type = Option<Object>)]
     credentials: Option<Map<String, Value>>,
     enabled: Option<bool>,
 }
 
 /// A source as the API shows it: never its secrets, only which are set.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SourceView {
     id: String,
     workspace_id: String,
@@ -123,6 +127,7 @@ async fn owned(state: &AppState, workspace_id: &str, id: &str) -> Result<Source,
     }
 }
 
+#[utoipa::path(post, operation_id = "sources_create", path = "/api/v1/workspaces/{id}/sources", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = CreateSource, responses((status = 201, description = "Created; paste `inbound_url` into the channel", body = SourceView), crate::api::openapi::Errors))]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn create(
     _: Admin,
@@ -146,6 +151,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(SourceView::new(source, &state.public_url))))
 }
 
+#[utoipa::path(get, operation_id = "sources_list", path = "/api/v1/workspaces/{id}/sources", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "The workspace's sources", body = crate::api::openapi::SourceList), crate::api::openapi::Errors))]
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -164,6 +170,7 @@ pub async fn list(
     Ok(Json(json!({ "sources": sources })))
 }
 
+#[utoipa::path(get, operation_id = "sources_show", path = "/api/v1/workspaces/{id}/sources/{source_id}", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id"), ("source_id" = String, Path, description = "Source id")), responses((status = 200, description = "The source, without its secrets", body = SourceView), crate::api::openapi::Errors))]
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
@@ -172,6 +179,7 @@ pub async fn show(
     Ok(Json(SourceView::new(owned(&state, &workspace_id, &id).await?, &state.public_url)))
 }
 
+#[utoipa::path(patch, operation_id = "sources_update", path = "/api/v1/workspaces/{id}/sources/{source_id}", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id"), ("source_id" = String, Path, description = "Source id")), request_body = UpdateSource, responses((status = 200, description = "The updated source", body = SourceView), crate::api::openapi::Errors))]
 #[instrument(skip_all, fields(source_id = %id))]
 pub async fn update(
     _: Admin,
@@ -191,6 +199,7 @@ pub async fn update(
     Ok(Json(SourceView::new(source, &state.public_url)))
 }
 
+#[utoipa::path(delete, operation_id = "sources_delete", path = "/api/v1/workspaces/{id}/sources/{source_id}", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id"), ("source_id" = String, Path, description = "Source id")), responses((status = 204, description = "Deleted"), crate::api::openapi::Errors))]
 #[instrument(skip_all, fields(source_id = %id))]
 pub async fn delete(
     _: Admin,

@@ -21,14 +21,14 @@ use crate::store::{NewWebhook, Webhook, WebhookPatch};
 const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(120));
 
 /// `secret` in a request: `true` to generate one, a `whsec_…` string to set it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum SecretInput {
     Generate(bool),
     Given(String),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     url: String,
@@ -39,7 +39,7 @@ pub struct CreateWebhook {
     timeout: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
     url: Option<String>,
@@ -57,7 +57,7 @@ pub struct UpdateWebhook {
 }
 
 /// A webhook as the API shows it. The secret appears only in the answer that set it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookView {
     id: String,
     workspace_id: String,
@@ -143,6 +143,7 @@ pub fn timeout(value: &str) -> Result<Duration, ApiError> {
     Ok(t)
 }
 
+#[utoipa::path(post, operation_id = "webhooks_create", path = "/api/v1/workspaces/{id}/webhooks", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = CreateWebhook, responses((status = 201, description = "Created; a generated `secret` is shown this once", body = WebhookView), crate::api::openapi::Errors))]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn create(
     _: Admin,
@@ -171,6 +172,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+#[utoipa::path(get, operation_id = "webhooks_list", path = "/api/v1/workspaces/{id}/webhooks", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "The workspace's webhooks", body = crate::api::openapi::WebhookList), crate::api::openapi::Errors))]
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -188,6 +190,7 @@ pub async fn list(
     Ok(Json(json!({ "webhooks": webhooks })))
 }
 
+#[utoipa::path(get, operation_id = "webhooks_show", path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Webhook id")), responses((status = 200, description = "The webhook", body = WebhookView), crate::api::openapi::Errors))]
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
@@ -197,6 +200,7 @@ pub async fn show(
     Ok(Json(view(&state, webhook).await?))
 }
 
+#[utoipa::path(patch, operation_id = "webhooks_update", path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Webhook id")), request_body = UpdateWebhook, responses((status = 200, description = "The updated webhook", body = WebhookView), crate::api::openapi::Errors))]
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn update(
     _: Admin,
@@ -229,6 +233,7 @@ pub async fn update(
     Ok(Json(view))
 }
 
+#[utoipa::path(delete, operation_id = "webhooks_delete", path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Webhook id")), responses((status = 204, description = "Deleted, with its queue"), crate::api::openapi::Errors))]
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn delete(
     _: Admin,

@@ -13,21 +13,27 @@ use crate::api::{ApiError, AppState};
 use crate::domain::{Account, Granularity, Timezone};
 use crate::store::{NewWorkspace, Workspace, WorkspacePatch, WorkspaceStats};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
+    #[schema(pattern = "\\S", max_length = 200)]
     name: String,
+    #[schema(pattern = r"^\s*[^@\s]+@[^@\s]*\.[^@\s]*\s*$", max_length = 320)]
     owner_email: String,
+    /// An IANA time zone name (UTC by default).
     timezone: Option<String>,
     granularity: Option<Granularity>,
     account: Option<Account>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkspace {
+    #[schema(pattern = "\\S", max_length = 200)]
     name: Option<String>,
+    #[schema(pattern = r"^\s*[^@\s]+@[^@\s]*\.[^@\s]*\s*$", max_length = 320)]
     owner_email: Option<String>,
+    /// An IANA time zone name (UTC by default).
     timezone: Option<String>,
     granularity: Option<Granularity>,
     account: Option<Account>,
@@ -37,6 +43,7 @@ pub fn timezone(value: &str) -> Result<String, ApiError> {
     value.parse::<Timezone>().map(|tz| tz.name().to_string()).map_err(|e| ApiError::field("timezone", e))
 }
 
+#[utoipa::path(post, operation_id = "workspaces_create", path = "/api/v1/workspaces", tag = "workspaces", security(("admin_token" = [])), request_body = CreateWorkspace, responses((status = 201, description = "Created; `ingest_key` authorises ingest into it", body = Workspace), crate::api::openapi::Errors))]
 #[instrument(skip_all)]
 pub async fn create(
     _: Admin,
@@ -55,11 +62,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(workspace)))
 }
 
+#[utoipa::path(get, operation_id = "workspaces_list", path = "/api/v1/workspaces", tag = "workspaces", security(("admin_token" = [])), responses((status = 200, description = "Every workspace", body = crate::api::openapi::WorkspaceList), crate::api::openapi::Errors))]
 pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let workspaces = state.store.list_workspaces().await?;
     Ok(Json(json!({ "workspaces": workspaces })))
 }
 
+#[utoipa::path(get, operation_id = "workspaces_show", path = "/api/v1/workspaces/{id}", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "The workspace", body = Workspace), crate::api::openapi::Errors))]
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
@@ -69,6 +78,7 @@ pub async fn show(
     Ok(Json(workspace))
 }
 
+#[utoipa::path(patch, operation_id = "workspaces_update", path = "/api/v1/workspaces/{id}", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = UpdateWorkspace, responses((status = 200, description = "The updated workspace", body = Workspace), crate::api::openapi::Errors))]
 #[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn update(
     _: Admin,
@@ -94,6 +104,7 @@ pub async fn update(
     Ok(Json(workspace))
 }
 
+#[utoipa::path(get, operation_id = "workspaces_stats", path = "/api/v1/workspaces/{id}/stats", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "Where its messages are", body = WorkspaceStats), crate::api::openapi::Errors))]
 pub async fn stats(
     _: Admin,
     State(state): State<AppState>,
@@ -105,6 +116,7 @@ pub async fn stats(
     Ok(Json(state.store.workspace_stats(&id).await?))
 }
 
+#[utoipa::path(post, operation_id = "workspaces_flush", path = "/api/v1/workspaces/{id}/flush", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "Every open window released now", body = crate::api::openapi::Flushed), crate::api::openapi::Errors))]
 /// `POST /api/v1/workspaces/{id}/flush`: releases every open window of the workspace now.
 #[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn flush(

@@ -28,10 +28,12 @@ impl Workers {
     }
 }
 
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "operations", responses((status = 200, description = "The process is alive", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
+#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "operations", responses((status = 200, description = "Storage answers and the workers run"), (status = 503, description = "Not ready")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     // Migrations run before the store opens, so a store that answers has them applied.
     let database = state.store.ping().await.is_ok();
@@ -48,6 +50,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, axum::Json(body))
 }
 
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let handle = prometheus();
     match state.store.gauges().await {

@@ -3,12 +3,16 @@
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod openapi;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
 use tokio::sync::Notify;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -39,14 +43,23 @@ pub struct AppState {
     pub workers: Arc<health::Workers>,
 }
 
-/// Every route of the daemon.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+/// The routes the OpenAPI document describes, with it.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
         .merge(crate::admin::routes())
         .merge(crate::ingest::routes())
+}
+
+/// Every route of the daemon.
+pub fn router(state: AppState) -> Router {
+    let (api, document) = api_routes().split_for_parts();
+    let document = openapi::document(document);
+    Router::new()
+        .merge(api)
+        .route(openapi::PATH, get(openapi::serve).with_state(document))
         .merge(crate::web::routes())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::no_method)

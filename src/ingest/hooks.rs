@@ -112,6 +112,7 @@ fn request<'a>(state: &AppState, uri: &Uri, headers: &'a HeaderMap, body: &'a [u
     }
 }
 
+#[utoipa::path(get, operation_id = "hooks_get", path = "/hooks/{kind}/{source_id}", tag = "ingest", params(("kind" = String, Path, description = "twilio, whatsapp, wechat, chatwoot or zoho-desk"), ("source_id" = String, Path, description = "Source id")), responses((status = 200, description = "The channel's verification handshake answered"), (status = 405, description = "This kind of channel makes no GET requests", body = crate::api::openapi::ErrorBody), crate::api::openapi::Errors))]
 /// `GET /hooks/{kind}/{source_id}`: the channels' URL checks (Meta's and WeChat's handshakes,
 /// Zoho Desk's validation).
 #[instrument(skip_all, fields(source_id = %id))]
@@ -135,6 +136,7 @@ pub async fn get(
     }
 }
 
+#[utoipa::path(post, operation_id = "hooks_post", path = "/hooks/{kind}/{source_id}", tag = "ingest", params(("kind" = String, Path, description = "twilio, whatsapp, wechat, chatwoot or zoho-desk"), ("source_id" = String, Path, description = "Source id")), request_body(description = "The vendor's own webhook body, signed as the vendor signs it", content((String = "application/json"), (String = "application/x-www-form-urlencoded"), (String = "text/xml"))), responses((status = 200, description = "Stored durably, answered as the vendor expects"), crate::api::openapi::Errors))]
 /// `POST /hooks/{kind}/{source_id}`: messages and session news from a channel.
 #[instrument(skip_all, fields(source_id = %id))]
 pub async fn post(

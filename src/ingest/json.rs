@@ -22,6 +22,7 @@ pub const MAX_MESSAGES_PER_REQUEST: usize = 1000;
 /// The source key of messages that arrive through the JSON API.
 pub const SOURCE_KEY: &str = "api";
 
+#[utoipa::path(post, operation_id = "messages_post", path = "/api/v1/workspaces/{id}/messages", tag = "ingest", security(("ingest_key" = []), ("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = crate::api::openapi::MessagesDoc, responses((status = 202, description = "Stored durably (all or nothing) before this answer", body = IngestOutcome), crate::api::openapi::Errors))]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn post_messages(
     State(state): State<AppState>,

@@ -14,9 +14,9 @@ pub mod zoho_desk;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::post;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::api::{ApiError, AppState};
 use crate::render;
@@ -26,10 +26,10 @@ use crate::telemetry::metric;
 /// The largest request body any inbound route reads.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/workspaces/{id}/messages", post(json::post_messages))
-        .route("/hooks/{kind}/{source_id}", axum::routing::get(hooks::get).post(hooks::post))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(json::post_messages))
+        .routes(routes!(hooks::get, hooks::post))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 

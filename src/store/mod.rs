@@ -36,7 +36,7 @@ impl From<sqlx::Error> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A workspace: the owner of sources, chats and webhooks.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Workspace {
     pub id: String,
     pub name: String,
@@ -242,7 +242,7 @@ pub struct SourcePatch {
 }
 
 /// What became of an ingest request's messages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestOutcome {
     pub accepted: u32,
     pub duplicates: u32,
@@ -441,7 +441,7 @@ pub struct OutboxEmail {
 }
 
 /// One row of a webhook's activity log: a delivery attempt, or an event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ActivityRow {
     pub at: DateTime<Utc>,
     /// `attempt`, `test`, `disabled`, `enabled`, `config_changed` or `skipped`.
@@ -458,6 +458,7 @@ pub struct ActivityRow {
     pub detail: Option<serde_json::Value>,
     /// Where to continue reading older rows.
     #[serde(skip)]
+    #[schema(ignore)]
     pub cursor: ActivityCursor,
 }
 
@@ -505,7 +506,7 @@ pub struct Gauges {
 }
 
 /// Counts that show where a workspace's messages are.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WorkspaceStats {
     pub chats: u64,
     pub messages: u64,

@@ -8,6 +8,7 @@ mod channels;
 mod delivery;
 mod helpers;
 mod ingest;
+mod openapi;
 mod operations;
 mod process;
 mod web;

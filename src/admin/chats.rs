@@ -1,0 +1,164 @@
+//! Chats: `GET /api/v1/workspaces/{id}/chats`, `GET /api/v1/chats/{id}` with its transcript link,
+//! and `POST /api/v1/chats/{id}/rotate-token`, after which the old link answers 404.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::{info, instrument};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::auth::Admin;
+use crate::api::{ApiError, AppState};
+use crate::render::chat_url;
+use crate::store::{Chat, ChatSummary};
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+const MAX_OFFSET: u32 = 1_000_000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// How many chats, 1 to 500 (50 by default), most recently active first.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// How many to skip.
+    #[param(minimum = 0, maximum = 1000000)]
+    offset: Option<u32>,
+}
+
+/// A chat in a workspace's list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatLine {
+    id: i64,
+    /// The chat's id in its channel (the payloads' `chat.chat_id`).
+    chat_id: String,
+    /// Which source it came through (`api` for the JSON API).
+    source: String,
+    full_name: Option<String>,
+    phone: Option<String>,
+    session_status: Option<String>,
+    messages: u64,
+    last_received_at: DateTime<Utc>,
+}
+
+impl From<ChatSummary> for ChatLine {
+    fn from(c: ChatSummary) -> Self {
+        ChatLine {
+            id: c.id,
+            chat_id: c.chat.external_id,
+            source: c.source_key,
+            full_name: c.chat.full_name,
+            phone: c.chat.phone,
+            session_status: c.chat.session_status,
+            messages: c.messages,
+            last_received_at: c.last_received_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatList {
+    chats: Vec<ChatLine>,
+}
+
+/// One chat, with the link to its read-only transcript.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatView {
+    id: i64,
+    workspace_id: String,
+    chat_id: String,
+    full_name: Option<String>,
+    phone: Option<String>,
+    is_group: bool,
+    responsible_name: Option<String>,
+    responsible_email: Option<String>,
+    session_status: Option<String>,
+    reply_window_expires_at: Option<DateTime<Utc>>,
+    first_seen_at: DateTime<Utc>,
+    /// Anyone with this link can read this chat's messages, and nothing else.
+    transcript_url: String,
+}
+
+impl ChatView {
+    fn new(workspace_id: String, chat: Chat, public_url: &str) -> Self {
+        ChatView {
+            transcript_url: chat_url(public_url, &chat.token),
+            id: chat.id,
+            workspace_id,
+            chat_id: chat.external_id,
+            full_name: chat.full_name,
+            phone: chat.phone,
+            is_group: chat.is_group,
+            responsible_name: chat.responsible_name,
+            responsible_email: chat.responsible_email,
+            session_status: chat.session_status.map(|s| s.as_str().to_string()),
+            reply_window_expires_at: chat.reply_window_expires_at,
+            first_seen_at: chat.first_seen_at,
+        }
+    }
+}
+
+/// A chat id from the path: anything that is not one of ours is simply not found.
+fn chat_id(id: &str) -> Result<i64, ApiError> {
+    id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::not_found("chat"))
+}
+
+#[utoipa::path(get, operation_id = "chats_list", path = "/api/v1/workspaces/{id}/chats", tag = "chats", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Workspace id"), ListQuery),
+    responses((status = 200, description = "The workspace's chats, most recently active first", body = ChatList),
+        crate::api::openapi::Errors))]
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(workspace_id): Path<String>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<ChatList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_LIMIT}")));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::field("offset", format!("must be at most {MAX_OFFSET}")));
+    }
+    if state.store.get_workspace(&workspace_id).await?.is_none() {
+        return Err(ApiError::not_found("workspace"));
+    }
+    let chats = state.store.list_chats(&workspace_id, limit, offset).await?;
+    Ok(Json(ChatList { chats: chats.into_iter().map(ChatLine::from).collect() }))
+}
+
+#[utoipa::path(get, operation_id = "chats_show", path = "/api/v1/chats/{id}", tag = "chats", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Chat id")),
+    responses((status = 200, description = "The chat and its transcript link", body = ChatView),
+        crate::api::openapi::Errors))]
+pub async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ChatView>, ApiError> {
+    let (workspace_id, chat) =
+        state.store.get_chat(chat_id(&id)?).await?.ok_or_else(|| ApiError::not_found("chat"))?;
+    Ok(Json(ChatView::new(workspace_id, chat, &state.public_url)))
+}
+
+#[utoipa::path(post, operation_id = "chats_rotate_token", path = "/api/v1/chats/{id}/rotate-token", tag = "chats", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Chat id")),
+    responses((status = 200, description = "The chat with its new transcript link; the old link answers 404",
+        body = ChatView), crate::api::openapi::Errors))]
+#[instrument(skip_all, fields(chat = %id))]
+pub async fn rotate_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ChatView>, ApiError> {
+    let id = chat_id(&id)?;
+    state.store.rotate_chat_token(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
+    let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
+    info!("transcript link rotated");
+    Ok(Json(ChatView::new(workspace_id, chat, &state.public_url)))
+}

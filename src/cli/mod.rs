@@ -69,6 +69,13 @@ enum Command {
         #[command(subcommand)]
         command: remote::SourceCommand,
     },
+    /// Chats and their transcript links, through the running daemon's admin API.
+    Chat {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::ChatCommand,
+    },
 }
 
 const EXIT_RUNTIME: u8 = 1;
@@ -98,7 +105,11 @@ pub fn main() -> ExitCode {
         print!("{}", config.to_toml());
         return ExitCode::SUCCESS;
     }
-    if let Command::Workspace { .. } | Command::Webhook { .. } | Command::Source { .. } = cli.command {
+    if let Command::Workspace { .. }
+    | Command::Webhook { .. }
+    | Command::Source { .. }
+    | Command::Chat { .. } = cli.command
+    {
         return remote_command(config, cli.command);
     }
     telemetry::init(config.log_format);
@@ -117,7 +128,8 @@ pub fn main() -> ExitCode {
             | Command::PrintDefaultConfig
             | Command::Workspace { .. }
             | Command::Webhook { .. }
-            | Command::Source { .. } => unreachable!("handled above"),
+            | Command::Source { .. }
+            | Command::Chat { .. } => unreachable!("handled above"),
         }
     });
     match result {
@@ -149,6 +161,7 @@ fn remote_command(config: Config, command: Command) -> ExitCode {
             Command::Workspace { remote, command } => remote::workspace(&config, &remote, command).await,
             Command::Webhook { remote, command } => remote::webhook(&config, &remote, command).await,
             Command::Source { remote, command } => remote::source(&config, &remote, command).await,
+            Command::Chat { remote, command } => remote::chat(&config, &remote, command).await,
             _ => unreachable!("only remote commands come here"),
         }
     });

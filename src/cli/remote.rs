@@ -231,6 +231,37 @@ pub async fn source(config: &Config, remote: &Remote, command: SourceCommand) ->
     }
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ChatCommand {
+    /// List a workspace's chats, most recently active first.
+    List {
+        workspace: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Show a chat with its transcript link.
+    Show { id: String },
+    /// Give a chat a new transcript link; the old one stops working.
+    RotateToken { id: String },
+}
+
+pub async fn chat(config: &Config, remote: &Remote, command: ChatCommand) -> Outcome {
+    use reqwest::Method;
+    let client = Client::new(config, remote)?;
+    match command {
+        ChatCommand::List { workspace, limit, offset } => {
+            let path = format!("/api/v1/workspaces/{workspace}/chats?limit={limit}&offset={offset}");
+            client.show(Method::GET, &path, None).await
+        }
+        ChatCommand::Show { id } => client.show(Method::GET, &format!("/api/v1/chats/{id}"), None).await,
+        ChatCommand::RotateToken { id } => {
+            client.show(Method::POST, &format!("/api/v1/chats/{id}/rotate-token"), None).await
+        }
+    }
+}
+
 /// A failed remote command: bad input (exit 2) or anything else (exit 1).
 pub struct Failure {
     pub bad_input: bool,

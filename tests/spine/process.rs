@@ -409,6 +409,28 @@ fn the_cli_drives_the_running_daemon() {
     let (code, _, stderr) = run(&["source", "create", &ws_id, "--kind", "twilio", "--name", "T"]);
     assert_eq!(code, Some(2), "the missing auth token is bad input: {stderr}");
 
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ingest = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::new()
+            .post(format!("{url}/api/v1/workspaces/{ws_id}/messages"))
+            .bearer_auth(ws["ingest_key"].as_str().unwrap())
+            .json(&crate::helpers::message("m-1", "c-1", "hello"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(ingest, 202);
+    let (code, chats, _) = run(&["chat", "list", &ws_id]);
+    assert_eq!(code, Some(0));
+    let chat_id = chats["chats"][0]["id"].as_i64().unwrap().to_string();
+    let (_, shown, _) = run(&["chat", "show", &chat_id]);
+    let (code, rotated, _) = run(&["chat", "rotate-token", &chat_id]);
+    assert_eq!(code, Some(0));
+    assert_ne!(shown["transcript_url"], rotated["transcript_url"], "a new transcript link");
+    let (code, _, _) = run(&["chat", "show", "999999"]);
+    assert_eq!(code, Some(1), "no such chat");
+
     let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let output = chatbundle()
         .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")

@@ -318,6 +318,16 @@ async fn a_disabled_webhook_shows_why_and_comes_back_on_a_phone() {
         .as_f64()
         .unwrap();
     assert!(width <= 390.0, "nothing wider than a phone's screen: {width}px");
+    let unlabelled = browser
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))\
+                 .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.id || e.name)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(unlabelled, json!([]), "every field has a label");
     let alert = browser.css("[role='alert']").await.text().await.unwrap();
     assert!(alert.contains("switched off"), "{alert}");
     browser.screenshot("phone").await;

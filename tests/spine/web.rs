@@ -152,3 +152,45 @@ async fn transcripts_open_without_sign_in_and_a_rotated_token_is_404() {
     assert_eq!(anonymous.get(new_link).send().await.unwrap().status(), 200);
     assert_eq!(anonymous.get(app.url("/c/short")).send().await.unwrap().status(), 404);
 }
+
+#[tokio::test]
+async fn a_new_signing_secret_is_shown_once_and_release_now_sends_the_buffer() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url, "granularity": "24h"})).await;
+    let id = hook["id"].as_str().unwrap();
+    let (http, csrf) = signed_in(&app).await;
+
+    let answer = http
+        .post(app.url(&format!("/ui/webhooks/{id}/secret")))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let html = answer.text().await.unwrap();
+    let secret = html.split("data-copy=\"signing secret\">").nth(1).unwrap().split('<').next().unwrap();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let page =
+        http.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains(secret), "shown once only");
+    assert!(page.contains("Signing secret: set."));
+
+    app.ingest(&ws, &message("m-1", "c-1", "buffered for a day")).await;
+    app.advance(std::time::Duration::from_secs(60));
+    let released = http
+        .post(app.url(&format!("/ui/workspaces/{}/flush", ws.id)))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(released.status(), 303);
+    let target = released.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(target, format!("/ui/workspaces/{}?released=1", ws.id));
+    let bundle = receiver.wait_for(1).await.remove(0);
+    assert!(bundle.json()["aggregation"].as_str().unwrap().contains("buffered for a day"));
+    assert!(!bundle.header("webhook-signature").is_empty(), "signed with the new secret");
+    let page = http.get(app.url(&target)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Released every open window now: 1 deliveries queued."));
+}

@@ -70,23 +70,25 @@ pub async fn log(
     if state.store.get_webhook(&id).await?.is_none() {
         return Err(ApiError::not_found("webhook"));
     }
+    Ok(download(state.store.clone(), id, format))
+}
+
+/// A webhook's whole log as a streamed file download (the API's and the web page's).
+pub fn download(store: SharedStore, id: String, format: Format) -> Response {
     let (content_type, extension) = match format {
         Format::Jsonl => ("application/x-ndjson", "jsonl"),
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
     };
-    let stream = pages(state.store.clone(), id.clone(), format);
-    Ok((
-        [
-            (CONTENT_TYPE, content_type.to_string()),
-            (CONTENT_DISPOSITION, format!("attachment; filename=\"{id}-log.{extension}\"")),
-        ],
-        Body::from_stream(stream),
+    let disposition = format!("attachment; filename=\"{id}-log.{extension}\"");
+    (
+        [(CONTENT_TYPE, content_type.to_string()), (CONTENT_DISPOSITION, disposition)],
+        Body::from_stream(pages(store, id, format)),
     )
-        .into_response())
+        .into_response()
 }
 
 /// The log as a stream of byte chunks, one per page.
-pub fn pages(
+fn pages(
     store: SharedStore,
     webhook_id: String,
     format: Format,

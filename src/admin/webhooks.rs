@@ -223,10 +223,7 @@ pub async fn update(
     };
     let webhook =
         state.store.update_webhook(&id, patch).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
-    record_changes(&state, &before, &webhook).await;
-    // Re-enabling or a new granularity may have made deliveries due, or moved windows.
-    state.deliveries_waiting.notify_one();
-    state.closer.kick();
+    updated(&state, &before, &webhook).await;
     info!("webhook updated");
     let mut view = view(&state, webhook).await?;
     view.secret = secret.flatten();
@@ -250,7 +247,16 @@ pub async fn delete(
 
 /// Notes a change in the webhook's activity log: switched on, switched off, or what else changed
 /// (a secret only as changed or removed, never its value).
-pub async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
+/// What follows every change to a webhook, from the API or the web page: the activity log notes
+/// it, and the workers look again (re-enabling or a new granularity may have made deliveries due,
+/// or moved windows).
+pub async fn updated(state: &AppState, before: &Webhook, after: &Webhook) {
+    record_changes(state, before, after).await;
+    state.deliveries_waiting.notify_one();
+    state.closer.kick();
+}
+
+async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
     let mut events = Vec::new();
     if !before.enabled && after.enabled {
         events.push(("enabled", json!({"was_disabled_because": before.disabled_reason})));

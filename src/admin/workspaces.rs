@@ -78,6 +78,15 @@ pub async fn show(
     Ok(Json(workspace))
 }
 
+/// What follows every change to a workspace, from the API or the web page.
+pub fn updated(state: &AppState, id: &str) {
+    state.workspaces.forget(id);
+    // A new default granularity or time zone moves the windows of the webhooks that follow it.
+    state.closer.kick();
+    // Webhooks that follow the workspace's granularity may have changed what is due.
+    state.deliveries_waiting.notify_one();
+}
+
 #[utoipa::path(patch, operation_id = "workspaces_update", path = "/api/v1/workspaces/{id}", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = UpdateWorkspace, responses((status = 200, description = "The updated workspace", body = Workspace), crate::api::openapi::Errors))]
 #[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn update(
@@ -95,11 +104,7 @@ pub async fn update(
     };
     let workspace =
         state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
-    state.workspaces.forget(&id);
-    // A new default granularity or time zone moves the windows of the webhooks that follow it.
-    state.closer.kick();
-    // Webhooks that follow the workspace's granularity may have changed what is due.
-    state.deliveries_waiting.notify_one();
+    updated(&state, &id);
     info!("workspace updated");
     Ok(Json(workspace))
 }

@@ -6,17 +6,15 @@ use std::collections::HashMap;
 
 use askama::Template;
 use axum::Form;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{Session, see_other, sign_in, sign_out};
-use crate::admin::activity::{Format, TestResult, pages as log_pages, send_test};
+use crate::admin::activity::{Format, TestResult, download, send_test};
 use crate::admin::sources::SourceView;
-use crate::admin::webhooks::{record_changes, url as checked_url};
+use crate::admin::webhooks::{updated, url as checked_url};
 use crate::admin::workspaces::timezone;
 use crate::admin::{email, required_text};
 use crate::api::auth::same_secret;
@@ -499,9 +497,7 @@ pub async fn save_workspace(
     };
     match state.store.update_workspace(&id, patch).await {
         Ok(Some(_)) => {
-            state.workspaces.forget(&id);
-            state.closer.kick();
-            state.deliveries_waiting.notify_one();
+            crate::admin::workspaces::updated(&state, &id);
             see_other(&format!("/ui/workspaces/{id}?settings=saved"))
         }
         Ok(None) => failure(ApiError::not_found("workspace")),
@@ -596,9 +592,7 @@ pub async fn save_webhook(
         Ok(None) => return failure(ApiError::not_found("webhook")),
         Err(e) => return failure(e.into()),
     };
-    record_changes(&state, &before, &after).await;
-    state.deliveries_waiting.notify_one();
-    state.closer.kick();
+    updated(&state, &before, &after).await;
     if form.action.as_deref() != Some("test") {
         return see_other(&format!("/ui/workspaces/{workspace_id}?saved={id}#{id}"));
     }
@@ -635,7 +629,7 @@ pub async fn new_secret(
     let patch = WebhookPatch { secret: Some(Some(secret.clone())), ..WebhookPatch::default() };
     match state.store.update_webhook(&id, patch).await {
         Ok(Some(after)) => {
-            record_changes(&state, &before, &after).await;
+            updated(&state, &before, &after).await;
             let workspace_id = after.workspace_id.clone();
             let ws = state.store.get_workspace(&workspace_id).await.ok().flatten();
             let form = ws.map(|ws| card(&ws, &after, Vec::new()).form).unwrap_or_default();
@@ -664,18 +658,8 @@ pub async fn download_log(
         Ok(None) => return failure(ApiError::not_found("webhook")),
         Err(e) => return failure(e.into()),
     }
-    let (format, content_type, extension) = match query.format.as_deref() {
-        Some("jsonl") => (Format::Jsonl, "application/x-ndjson", "jsonl"),
-        _ => (Format::Csv, "text/csv; charset=utf-8", "csv"),
-    };
-    (
-        [
-            (CONTENT_TYPE, content_type.to_string()),
-            (CONTENT_DISPOSITION, format!("attachment; filename=\"{id}-log.{extension}\"")),
-        ],
-        Body::from_stream(log_pages(state.store.clone(), id, format)),
-    )
-        .into_response()
+    let format = if query.format.as_deref() == Some("jsonl") { Format::Jsonl } else { Format::Csv };
+    download(state.store.clone(), id, format)
 }
 
 // ----- a chat -----

@@ -3,29 +3,34 @@
 //! then drains in order: stop accepting, finish in-flight requests and deliveries within the
 //! grace period, close the store.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::api::health::Workers;
+use crate::api::health::Readiness;
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::deliver::{AddressPolicy, Deliverer, DeliverySettings, RetrySchedule};
 use crate::domain::random_token;
+use crate::fault::Fault;
 use crate::notify::{self, mailer::Mailer};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{DisablePolicy, SharedStore, StoreError};
+use crate::store::{FailurePolicy, SharedStore, StoreError};
+use crate::supervise::{Fatal, Workers};
 use crate::window::closer::Closer;
 
 /// Why the daemon could not start or run.
@@ -40,6 +45,10 @@ pub enum AppError {
     /// A setting that only proved unusable when put to use; exit code 2 like any bad config.
     #[error("bad configuration: {0}")]
     Config(String),
+    /// A part of the running daemon failed for good (a dead writer, a worker that panicked, an
+    /// HTTP server that stopped on its own): exit non-zero so the supervisor restarts it.
+    #[error("stopped because {0}")]
+    Failed(String),
 }
 
 /// A daemon that is ready to serve: migrated and bound.
@@ -50,6 +59,8 @@ pub struct Application {
     deliverer: Arc<Deliverer>,
     closer: Closer,
     mailer: Mailer,
+    /// Where parts report failures they cannot recover from.
+    fatal: Fatal,
 }
 
 impl Application {
@@ -84,9 +95,14 @@ impl Application {
             rate_per_webhook: NonZeroU32::new(d.rate_per_webhook),
             schedule: RetrySchedule::new(d.retry_schedule.iter().map(|h| h.0).collect()),
             retention: d.retention.0,
-            disable: DisablePolicy {
+            reject_after: d.reject_after,
+            failure: FailurePolicy {
                 disable_after: d.disable_after,
-                notice: Arc::new(move |n| notify::disabled_email(&notice_url, n)),
+                disabled: Arc::new({
+                    let url = notice_url.clone();
+                    move |n| notify::disabled_email(&url, n)
+                }),
+                gave_up: Arc::new(move |n| notify::gave_up_email(&notice_url, n)),
             },
             mail_waiting: mail_waiting.clone(),
             addresses: addresses.clone(),
@@ -99,7 +115,9 @@ impl Application {
             mail_waiting,
         )
         .map_err(|e| AppError::Config(e.to_string()))?;
-        let deliverer = Arc::new(Deliverer::new(store.clone(), clock.clone(), settings, wake.clone()));
+        let fatal = Fatal::default();
+        let deliverer =
+            Arc::new(Deliverer::new(store.clone(), clock.clone(), settings, wake.clone(), fatal.clone()));
         let public_url: Arc<str> = public_url.into();
         let (closer, closer_handle) =
             Closer::new(store.clone(), clock.clone(), public_url.clone(), wake.clone());
@@ -117,7 +135,7 @@ impl Application {
             workers: Default::default(),
         };
         crate::telemetry::prometheus();
-        Ok(Application { config, listener, state, deliverer, closer, mailer })
+        Ok(Application { config, listener, state, deliverer, closer, mailer, fatal })
     }
 
     /// The address actually bound.
@@ -137,12 +155,15 @@ impl Application {
         self.state.store.clone()
     }
 
-    /// Serves and delivers until `shutdown` resolves, then shuts down in order.
+    /// Serves and delivers until `shutdown` resolves, then shuts down in order. Every part runs
+    /// under supervision: if one ends before `shutdown` (a worker panicked, the HTTP server
+    /// stopped on its own) or the store dies, the daemon shuts down the same way and returns
+    /// [`AppError::Failed`], so the process exits non-zero and systemd restarts it.
     pub async fn run_until<F>(self, shutdown: F) -> Result<(), AppError>
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let Application { config, listener, state, deliverer, closer, mailer } = self;
+        let Application { config, listener, state, deliverer, closer, mailer, fatal } = self;
         let store = state.store.clone();
         let released = store.recover_after_restart().await?;
         if released > 0 {
@@ -150,70 +171,123 @@ impl Application {
         }
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let (cancel_for_worker, tracker_for_worker) = (cancel.clone(), tracker.clone());
         let workers = state.workers.clone();
-        let worker = tokio::spawn(async move {
-            Workers::running(&workers.delivery, deliverer.run(cancel_for_worker, tracker_for_worker)).await
+        let mut parts: JoinSet<()> = JoinSet::new();
+        let mut names: HashMap<tokio::task::Id, &'static str> = HashMap::new();
+        let mut spawn = |name: &'static str, part: futures::future::BoxFuture<'static, ()>| {
+            names.insert(parts.spawn(part).id(), name);
+        };
+
+        spawn("the delivery worker", {
+            let (workers, cancel, tracker) = (workers.clone(), cancel.clone(), tracker.clone());
+            Box::pin(async move { workers.delivery.run(deliverer.run(cancel, tracker)).await })
         });
         // Windows that ended while the daemon was down are closed first thing.
-        let workers = state.workers.clone();
-        let cancel_for_closer = cancel.clone();
-        let closing =
-            tokio::spawn(
-                async move { Workers::running(&workers.closer, closer.run(cancel_for_closer)).await },
-            );
-        let mailing = tokio::spawn(mailer.run(cancel.clone()));
-        let pruning = tokio::spawn(crate::activity::retention_job(
-            store.clone(),
-            state.clock.clone(),
-            config.delivery.retention.0,
-            cancel.clone(),
-        ));
+        spawn("the window closer", {
+            let (workers, cancel) = (workers.clone(), cancel.clone());
+            Box::pin(async move { workers.closer.run(closer.run(cancel)).await })
+        });
+        spawn("the mailer", {
+            let (workers, cancel) = (workers.clone(), cancel.clone());
+            Box::pin(async move { workers.mailer.run(mailer.run(cancel)).await })
+        });
+        spawn(
+            "the retention job",
+            Box::pin(crate::activity::retention_job(
+                store.clone(),
+                state.clock.clone(),
+                config.delivery.retention.0,
+                cancel.clone(),
+            )),
+        );
 
         let addr = listener.local_addr().ok();
         let listen = addr.map(|a| a.to_string()).unwrap_or_default();
         info!(%listen, public_url = %state.public_url, "chatbundle is serving");
-        let server = axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(cancel.clone().cancelled_owned());
-        let mut server = tokio::spawn(async move { server.await });
+        let mut router = api::router(state.clone());
+        // Test-only: the server stops on its own after its first answer.
+        let stop_on_its_own = Arc::new(Notify::new());
+        if Fault::Http.armed() {
+            let stop = stop_on_its_own.clone();
+            router =
+                router.layer(axum::middleware::map_response(move |response: axum::response::Response| {
+                    stop.notify_one();
+                    async move { response }
+                }));
+        }
+        let server_cancel = cancel.clone();
+        spawn(
+            "the HTTP server",
+            Box::pin(async move {
+                let stopped = async move {
+                    tokio::select! {
+                        _ = server_cancel.cancelled() => {}
+                        _ = stop_on_its_own.notified() => {}
+                    }
+                };
+                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
+                    error!(error = %e, "the HTTP server failed");
+                }
+            }),
+        );
         // Migrations have run and the port is bound: tell systemd (Type=notify), and keep its
-        // watchdog fed while the database answers.
+        // watchdog fed while the daemon is ready (the store commits, the workers run).
         let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
-        let watchdog = sd_notify::watchdog_enabled()
-            .map(|every| tokio::spawn(feed_watchdog(store.clone(), every / 2, cancel.clone())));
-        tokio::select! {
-            _ = shutdown => info!("shutting down"),
-            result = &mut server => {
-                warn!(?result, "the HTTP server stopped on its own; shutting down");
+        if let Some(every) = sd_notify::watchdog_enabled() {
+            spawn(
+                "the watchdog feeder",
+                Box::pin(feed_watchdog(store.clone(), workers.clone(), every / 2, cancel.clone())),
+            );
+        }
+
+        let failure = tokio::select! {
+            _ = shutdown => {
+                info!("shutting down");
+                None
             }
+            cause = fatal.wait() => Some(cause),
+            cause = store.died() => Some(cause),
+            Some(ended) = parts.join_next_with_id() => Some(match ended {
+                Ok((id, ())) => format!("{} stopped on its own", names.get(&id).copied().unwrap_or("a part")),
+                Err(e) => format!(
+                    "{} {}",
+                    names.get(&e.id()).copied().unwrap_or("a part"),
+                    if e.is_panic() {
+                        format!("panicked: {}", crate::supervise::panic_message(&*e.into_panic()))
+                    } else {
+                        "was cancelled".to_string()
+                    }
+                ),
+            }),
+        };
+        if let Some(cause) = &failure {
+            error!(%cause, "stopping: a part of the daemon failed");
         }
         cancel.cancel();
         let _ = sd_notify::notify(&[
             NotifyState::Stopping,
             NotifyState::Status("finishing deliveries in flight"),
         ]);
-        if let Some(watchdog) = watchdog {
-            watchdog.abort();
-        }
 
         let grace = config.shutdown.grace.0;
         let drained = tokio::time::timeout(grace, async {
-            let _ = (&mut server).await;
-            let _ = closing.await;
-            let _ = mailing.await;
-            let _ = pruning.await;
-            let _ = worker.await;
+            while parts.join_next().await.is_some() {}
             tracker.close();
             tracker.wait().await;
         })
         .await;
         if drained.is_err() {
             warn!(?grace, "in-flight work did not finish within the grace period; it resumes at next start");
-            server.abort();
+            parts.abort_all();
         }
         store.close().await;
-        info!("stopped");
-        Ok(())
+        match failure {
+            Some(cause) => Err(AppError::Failed(cause)),
+            None => {
+                info!("stopped");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -244,20 +318,25 @@ fn generated_admin_token(data_dir: &Path) -> Result<String, AppError> {
     Ok(token)
 }
 
-/// Pings systemd's watchdog every `every` while the database answers; a wedged daemon stops
-/// pinging and systemd restarts it.
-async fn feed_watchdog(store: SharedStore, every: std::time::Duration, cancel: CancellationToken) {
+/// Pings systemd's watchdog every `every` while the daemon is ready (the store commits, the
+/// workers run); a wedged daemon stops pinging and systemd restarts it.
+async fn feed_watchdog(
+    store: SharedStore,
+    workers: Arc<Workers>,
+    every: Duration,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match tokio::time::timeout(every, store.ping()).await {
-            Ok(Ok(())) => {
-                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
-            }
-            _ => warn!("the database did not answer; withholding the watchdog ping"),
+        let readiness = Readiness::check(&store, &workers).await;
+        if readiness.ready() {
+            let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+        } else {
+            warn!(store = readiness.store.as_deref(), down = ?readiness.down, "not ready; withholding the watchdog ping");
         }
     }
 }

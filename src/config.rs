@@ -79,6 +79,8 @@ pub struct DeliveryConfig {
     /// Delay before each retry; the last entry repeats.
     pub retry_schedule: Vec<HumanDuration>,
     pub disable_after: u32,
+    /// Rejected attempts (a 4xx other than 408, 409, 425, 429) after which a delivery is given up.
+    pub reject_after: u32,
     /// How long attempts are kept, and how long a delivery is retried.
     pub retention: HumanDuration,
     /// Networks exempt from the SSRF guard.
@@ -129,6 +131,7 @@ impl Default for DeliveryConfig {
                 .map(|s| HumanDuration(humantime::parse_duration(s).expect("built-in duration")))
                 .collect(),
             disable_after: 10,
+            reject_after: 5,
             retention: HumanDuration(Duration::from_secs(10 * 24 * 3600)),
             allow_private: Vec::new(),
         }
@@ -195,6 +198,15 @@ impl Config {
                 &format!("{db:?}: only sqlite:// URLs are supported by this build"),
             ));
         }
+        if is_in_memory(&db) {
+            return Err(invalid(
+                "database_url",
+                &format!(
+                    "{db:?} is an in-memory database: it would lose every acknowledged message at a \
+                     restart (and each connection would see its own empty copy); name a file"
+                ),
+            ));
+        }
         if let Some(token) = &self.admin_token
             && token.trim().len() < 16
         {
@@ -212,6 +224,9 @@ impl Config {
         }
         if d.disable_after == 0 {
             return Err(invalid("delivery.disable_after", "must be at least 1"));
+        }
+        if d.reject_after == 0 {
+            return Err(invalid("delivery.reject_after", "must be at least 1"));
         }
         if d.retention.0 < Duration::from_secs(3600) {
             return Err(invalid("delivery.retention", "must be at least 1h"));
@@ -236,6 +251,16 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml_string(self)
     }
+}
+
+/// Whether a SQLite URL names a database that lives only in memory.
+fn is_in_memory(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    path.is_empty()
+        || path == ":memory:"
+        || path.starts_with("file::memory:")
+        || query.split('&').any(|pair| pair.eq_ignore_ascii_case("mode=memory"))
 }
 
 fn read_secret(key: &'static str, path: &Path) -> Result<String, ConfigError> {
@@ -289,6 +314,7 @@ concurrency      = {concurrency}
 rate_per_webhook = {rate}              # requests per second to one webhook; 0 = unlimited
 retry_schedule   = [{schedule}]        # the last delay repeats
 disable_after    = {disable_after}     # consecutive failed attempts
+reject_after     = {reject_after}      # rejections (4xx but 408/409/425/429) before a delivery is given up
 retention        = "{retention}"
 allow_private    = [{allow}]           # CIDRs exempt from the SSRF guard
 
@@ -311,6 +337,7 @@ grace = "{grace}"
         concurrency = d.concurrency,
         rate = d.rate_per_webhook,
         disable_after = d.disable_after,
+        reject_after = d.reject_after,
         retention = dur(&d.retention),
         from = config.smtp.from,
         grace = dur(&config.shutdown.grace),
@@ -410,6 +437,28 @@ mod tests {
 
         let err = load_with(Some("listen = \"nowhere\"\n"), &[], None).unwrap_err();
         assert!(err.contains("listen"), "{err}");
+
+        let err = load_with(Some("[delivery]\nreject_after = 0\n"), &[], None).unwrap_err();
+        assert!(err.contains("delivery.reject_after"), "{err}");
+    }
+
+    #[test]
+    fn a_database_that_cannot_keep_what_it_acknowledges_is_refused() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://data/x.db?mode=memory",
+            "sqlite://x.db?cache=shared&mode=memory",
+            "sqlite:",
+        ] {
+            let toml = format!("database_url = {url:?}\n");
+            let err = load_with(Some(&toml), &[], None).unwrap_err();
+            assert!(err.contains("database_url") && err.contains("memory"), "{url}: {err}");
+        }
+        for url in ["sqlite://./data/x.db", "sqlite:///var/lib/chatbundle/x.db?mode=rwc", "sqlite:x.db"] {
+            let toml = format!("database_url = {url:?}\n");
+            assert!(load_with(Some(&toml), &[], None).is_ok(), "{url}");
+        }
     }
 
     #[test]

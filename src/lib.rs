@@ -14,6 +14,8 @@
 //! Around them: [`api`] (router, errors, auth), [`app`] (assembly and shutdown), [`config`],
 //! [`clock`] (injected time), [`domain`] (shared vocabulary), [`telemetry`] and [`cli`].
 
+#![forbid(unsafe_code)]
+
 pub mod activity;
 pub mod admin;
 pub mod api;
@@ -23,10 +25,12 @@ pub mod clock;
 pub mod config;
 pub mod deliver;
 pub mod domain;
+pub mod fault;
 pub mod ingest;
 pub mod notify;
 pub mod render;
 pub mod store;
+pub mod supervise;
 pub mod telemetry;
 pub mod web;
 pub mod window;

@@ -1,5 +1,7 @@
 //! The `chatbundle` binary: everything lives in the library; this only dispatches.
 
+#![forbid(unsafe_code)]
+
 fn main() -> std::process::ExitCode {
     chatbundle::cli::main()
 }

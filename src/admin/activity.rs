@@ -11,12 +11,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::instrument;
 
+use chrono::{DateTime, Utc};
+
 use crate::api::auth::Admin;
 use crate::api::{ApiError, AppState};
 use crate::deliver::Target;
-use crate::domain::{Granularity, Timezone};
-use crate::render;
-use crate::store::{ActivityCursor, ActivityRow, SharedStore};
+use crate::domain::{Event, Granularity, Timezone};
+use crate::render::{self, bundle};
+use crate::store::{ActivityCursor, ActivityRow, SharedStore, StoredMessage, Webhook, Workspace};
+use crate::window;
 
 /// Rows shown by `GET …/activity`.
 const LATEST: u32 = 10;
@@ -168,28 +171,28 @@ pub struct TestResult {
     pub duration_ms: u64,
     pub response_excerpt: Option<String>,
     pub error: Option<String>,
-    /// Whether a marked sample went out (the workspace had nothing real to send).
+    /// Whether a made-up sample went out (the workspace has no chat yet).
     pub sample: bool,
+    /// The `webhook-id` the test went out under; it starts with `test_`.
     pub webhook_id_header: String,
 }
 
-/// Sends a webhook a real sample now: the workspace's most recent bundle or message in the
-/// webhook's shape, or a clearly marked sample when there is none. Logged as a test; never
-/// counted towards a disable.
-pub async fn send_test(state: &AppState, webhook: &crate::store::Webhook) -> Result<TestResult, ApiError> {
+/// Sends a webhook a fresh test payload now: what the workspace's most recently active chat would
+/// give this webhook at this moment, rendered now and marked `"test": true` (a made-up sample
+/// when there is no chat yet). Nothing buffered, queued or delivered changes. Logged as a test;
+/// never counted towards a disable.
+pub async fn send_test(state: &AppState, webhook: &Webhook) -> Result<TestResult, ApiError> {
     let workspace = state
         .store
         .get_workspace(&webhook.workspace_id)
         .await?
         .ok_or_else(|| ApiError::not_found("workspace"))?;
-    let bundled = webhook.granularity.unwrap_or(workspace.granularity) != Granularity::None;
-    let (payload, sample) = match state.store.latest_payload(&workspace.id, bundled).await? {
+    let now = state.clock.now();
+    let (payload, sample) = match test_payload(state, &workspace, webhook, now).await? {
         Some(payload) => (payload, false),
-        None => match recent_bundle(state, &workspace, bundled).await? {
-            Some(payload) => (payload, false),
-            None => (render::sample(&state.public_url, bundled, state.clock.now()), true),
-        },
+        None => (render::sample(&state.public_url, shape(&workspace, webhook), now), true),
     };
+    let payload = render::marked_as_test(&payload);
     let target = Target {
         webhook_id: &webhook.id,
         url: &webhook.url,
@@ -208,21 +211,73 @@ pub async fn send_test(state: &AppState, webhook: &crate::store::Webhook) -> Res
     })
 }
 
-/// For a bundling webhook that has never had a bundle: one of the latest chat's recent messages.
-async fn recent_bundle(
-    state: &AppState,
-    workspace: &crate::store::Workspace,
-    bundled: bool,
-) -> Result<Option<Vec<u8>>, ApiError> {
-    if !bundled {
-        return Ok(None);
+/// The shape of what a webhook receives.
+fn shape(workspace: &Workspace, webhook: &Webhook) -> render::Shape {
+    if !webhook.events.contains(&Event::Messages) {
+        render::Shape::Session
+    } else if webhook.granularity.unwrap_or(workspace.granularity) == Granularity::None {
+        render::Shape::Message
+    } else {
+        render::Shape::Bundle
     }
+}
+
+/// The payload the workspace's most recently active chat would give `webhook` now; `None` when
+/// the workspace has no chat.
+async fn test_payload(
+    state: &AppState,
+    workspace: &Workspace,
+    webhook: &Webhook,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<u8>>, ApiError> {
     let Some(latest) = state.store.list_chats(&workspace.id, 1, 0).await?.pop() else { return Ok(None) };
     let Some((_, chat)) = state.store.get_chat(latest.id).await? else { return Ok(None) };
-    let mut messages = state.store.chat_messages(latest.id, 50, 0).await?;
-    messages.reverse();
-    let timezone = workspace.timezone.parse::<Timezone>().map(|tz| tz.tz()).unwrap_or(chrono_tz::UTC);
-    Ok(render::preview_bundle(&state.public_url, timezone, &workspace.account, &chat, &messages))
+    let public_url = &state.public_url;
+    // The chat's first message is among `messages` when they are all it has.
+    let first_seq = |messages: &[StoredMessage]| {
+        (messages.len() as u64 == latest.messages).then(|| messages.iter().map(|m| m.seq).min()).flatten()
+    };
+    match shape(workspace, webhook) {
+        render::Shape::Session => {
+            let Some(event) = state.store.session_snapshot(chat.id, now).await? else { return Ok(None) };
+            Ok(Some(render::session_event(public_url, &event)))
+        }
+        render::Shape::Message => {
+            let messages = state.store.chat_messages(chat.id, 1, 0).await?;
+            let Some(message) = messages.first() else { return Ok(None) };
+            let is_new = first_seq(&messages) == Some(message.seq);
+            Ok(Some(render::single_stored_message(public_url, &workspace.account, &chat, message, is_new)))
+        }
+        render::Shape::Bundle => {
+            let granularity = webhook.granularity.unwrap_or(workspace.granularity);
+            let tz = workspace.timezone.parse::<Timezone>().map(|tz| tz.tz()).unwrap_or(chrono_tz::UTC);
+            // What this webhook holds buffered for the chat: everything since its last close.
+            let closing = state.store.bundling_webhooks(Some(&workspace.id)).await?;
+            let since = closing.iter().find(|w| w.id == webhook.id).map(|w| (w.bundled_before, w.flushed_at));
+            let mut messages = match since {
+                Some((bundled_before, _)) => state.store.messages_since(chat.id, bundled_before, 500).await?,
+                None => Vec::new(),
+            };
+            if messages.is_empty() {
+                messages = state.store.chat_messages(chat.id, 50, 0).await?;
+            }
+            let Some(first) = messages.iter().map(|m| m.received_at).min() else { return Ok(None) };
+            messages.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+            let flushed_at = since.map(|(_, f)| f).unwrap_or(first);
+            let open = window::bounds::containing(now, granularity, tz).start.max(flushed_at);
+            let input = bundle::BundleInput {
+                public_url,
+                timezone: tz,
+                account: &workspace.account,
+                chat: &chat,
+                first_message_seq: first_seq(&messages),
+                window_start: open.min(first),
+                window_end: now,
+                messages: &messages,
+            };
+            Ok(bundle::render(&input, bundle::Limits::default()).into_iter().next().map(|part| part.payload))
+        }
+    }
 }
 
 #[utoipa::path(post, operation_id = "webhook_test", path = "/api/v1/webhooks/{id}/test", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Webhook id")), responses((status = 200, description = "What the test send did", body = TestResult), crate::api::openapi::Errors))]

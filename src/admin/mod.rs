@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod chats;
+pub mod deliveries;
 pub mod sources;
 pub mod webhooks;
 pub mod workspaces;
@@ -28,6 +29,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(activity::latest))
         .routes(routes!(activity::log))
         .routes(routes!(activity::test))
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::resend))
         .routes(routes!(webhooks::show, webhooks::update, webhooks::delete))
         .routes(routes!(chats::list))
         .routes(routes!(chats::show))

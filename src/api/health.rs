@@ -1,7 +1,7 @@
-//! `/healthz` (the process answers), `/readyz` (database reachable, migrations applied, workers
-//! running) and `/metrics` (Prometheus text).
+//! `/healthz` (the process answers), `/readyz` (the store can commit now, and the delivery
+//! worker, the window closer and the mailer run) and `/metrics` (Prometheus text).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,21 +10,35 @@ use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::AppState;
+use crate::store::SharedStore;
+use crate::supervise::Workers;
 use crate::telemetry::{metric, prometheus};
 
-/// Which background workers are running; each sets its flag while its loop runs.
-#[derive(Debug, Default)]
-pub struct Workers {
-    pub delivery: AtomicBool,
-    pub closer: AtomicBool,
+/// How long the write probe may take before the store counts as unable to commit.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the daemon can do its work now: the store commits, and every background part runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// Why the store cannot commit, if it cannot.
+    pub store: Option<String>,
+    /// Background parts that are not running.
+    pub down: Vec<&'static str>,
 }
 
-impl Workers {
-    /// Runs `task` with `flag` raised for as long as it runs.
-    pub async fn running<F: std::future::Future<Output = ()>>(flag: &AtomicBool, task: F) {
-        flag.store(true, Ordering::SeqCst);
-        task.await;
-        flag.store(false, Ordering::SeqCst);
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.store.is_none() && self.down.is_empty()
+    }
+
+    /// Probes the store through its write path and reads the workers' flags.
+    pub async fn check(store: &SharedStore, workers: &Workers) -> Readiness {
+        let store = match tokio::time::timeout(PROBE_TIMEOUT, store.probe_write()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("cannot commit: {e}")),
+            Err(_) => Some(format!("no commit within {} s", PROBE_TIMEOUT.as_secs())),
+        };
+        Readiness { store, down: workers.down() }
     }
 }
 
@@ -33,19 +47,16 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "operations", responses((status = 200, description = "Storage answers and the workers run"), (status = 503, description = "Not ready")))]
+#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "operations", responses((status = 200, description = "The store commits and the workers run"), (status = 503, description = "Not ready: the body names the store's error or the workers that stopped")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    // Migrations run before the store opens, so a store that answers has them applied.
-    let database = state.store.ping().await.is_ok();
-    let delivery = state.workers.delivery.load(Ordering::SeqCst);
-    let closer = state.workers.closer.load(Ordering::SeqCst);
-    let ready = database && delivery && closer;
+    let readiness = Readiness::check(&state.store, &state.workers).await;
+    let ready = readiness.ready();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let alive = |name: &str| !readiness.down.contains(&name);
     let body = json!({
         "ready": ready,
-        "database": if database { "ok" } else { "unreachable" },
-        "migrations": if database { "applied" } else { "unknown" },
-        "workers": {"delivery": delivery, "closer": closer},
+        "store": readiness.store.as_deref().unwrap_or("ok"),
+        "workers": {"delivery": alive("delivery"), "closer": alive("closer"), "mailer": alive("mailer")},
     });
     (status, axum::Json(body))
 }

@@ -40,7 +40,7 @@ pub struct AppState {
     /// The SSRF guard's view of which addresses webhooks may point at.
     pub addresses: Arc<crate::deliver::AddressPolicy>,
     /// Which background workers are running, for `/readyz`.
-    pub workers: Arc<health::Workers>,
+    pub workers: Arc<crate::supervise::Workers>,
 }
 
 /// The routes the OpenAPI document describes, with it.

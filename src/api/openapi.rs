@@ -24,7 +24,7 @@ pub const PATH: &str = "/api/v1/openapi.json";
         description = "Takes chat messages in, buffers them per chat, and delivers each one at once or \
                        one bundle per chat per window to webhooks. Admin routes take the admin token as \
                        a bearer token; a workspace's ingest route also takes its ingest key.",
-        license(name = "MIT OR Apache-2.0")
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&Security),
     components(schemas(ErrorBody, ErrorDetail, LogFormat)),

@@ -141,6 +141,23 @@ pub enum WebhookCommand {
         #[arg(long, default_value = "jsonl")]
         format: String,
     },
+    /// The webhook's deliveries, newest first.
+    Deliveries {
+        id: String,
+        /// pending, delivered, failed or expired.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Send a failed or expired delivery again (same webhook-id, same bytes).
+    Resend {
+        id: String,
+        /// The delivery's id, as `webhook deliveries` lists it.
+        delivery: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -445,6 +462,15 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
                 out.write_all(&chunk).map_err(|e| failure(e.to_string()))?;
             }
             Ok(())
+        }
+        WebhookCommand::Deliveries { id, status, limit, offset } => {
+            let status = status.map(|s| format!("&status={s}")).unwrap_or_default();
+            let path = format!("/api/v1/webhooks/{id}/deliveries?limit={limit}&offset={offset}{status}");
+            client.show(Method::GET, &path, None).await
+        }
+        WebhookCommand::Resend { id, delivery } => {
+            let path = format!("/api/v1/webhooks/{id}/deliveries/{delivery}/resend");
+            client.show(Method::POST, &path, None).await
         }
     }
 }

@@ -13,7 +13,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use futures::FutureExt;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,8 @@ use tracing::{Instrument, debug, error, info_span, warn};
 
 use crate::clock::SharedClock;
 use crate::domain::new_id;
-use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DisablePolicy, SharedStore};
+use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, FailurePolicy, SharedStore};
+use crate::supervise::Fatal;
 use crate::telemetry::metric;
 pub use guard::AddressPolicy;
 use guard::GuardedResolver;
@@ -44,12 +45,14 @@ pub fn user_agent() -> String {
 }
 
 /// An HTTP client for deliveries: no redirects followed (a 3xx is a failure), our User-Agent,
-/// and names resolved through the SSRF guard.
+/// names resolved through the SSRF guard, and never a proxy from the environment: a proxy would
+/// resolve the host itself, and the address the guard checked must be the one connected to.
 pub fn http_client(policy: Arc<AddressPolicy>) -> reqwest::Client {
     // reqwest is built without a bundled crypto provider; ring is ours. Installing twice is a no-op.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(user_agent())
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(GuardedResolver { policy }))
         .pool_idle_timeout(Duration::from_secs(60))
@@ -76,8 +79,10 @@ pub struct DeliverySettings {
     pub schedule: RetrySchedule,
     /// A delivery is retried until this long after it was created, then marked expired.
     pub retention: Duration,
-    /// When a failing webhook is switched off.
-    pub disable: DisablePolicy,
+    /// Rejections (a 4xx other than 408, 409, 425, 429) after which a delivery is given up.
+    pub reject_after: u32,
+    /// When a failing webhook is switched off, and what its owner is told.
+    pub failure: FailurePolicy,
     /// Wakes the mailer when a disable queued an e-mail.
     pub mail_waiting: Arc<Notify>,
     /// Which addresses deliveries may reach.
@@ -90,10 +95,10 @@ pub struct Deliverer {
     clock: SharedClock,
     client: reqwest::Client,
     settings: DeliverySettings,
-    /// Paces requests per webhook (Zapier throttles at about 30/s).
-    limiter: Option<DefaultKeyedRateLimiter<String>>,
     /// Woken by ingest when there is new work and by each finished send (its lane is free).
     wake: Arc<Notify>,
+    /// Told when a send task fails in a way the worker cannot recover from (a panic).
+    fatal: Fatal,
 }
 
 impl Deliverer {
@@ -102,9 +107,9 @@ impl Deliverer {
         clock: SharedClock,
         settings: DeliverySettings,
         wake: Arc<Notify>,
+        fatal: Fatal,
     ) -> Self {
-        let limiter = settings.rate_per_webhook.map(|rate| RateLimiter::keyed(Quota::per_second(rate)));
-        Deliverer { store, clock, client: http_client(settings.addresses.clone()), settings, limiter, wake }
+        Deliverer { store, clock, client: http_client(settings.addresses.clone()), settings, wake, fatal }
     }
 
     /// Claims and sends until `cancel` fires; sends are spawned on `tracker`, so the caller can
@@ -120,6 +125,9 @@ impl Deliverer {
             // A full claim may have left due work behind: go round again (the slots are now
             // taken, so the next round waits for a send to finish). Otherwise wait for news.
             let more = !claimed.is_empty() && claimed.len() == free;
+            if !claimed.is_empty() {
+                crate::fault::Fault::Delivery.trip();
+            }
             for delivery in claimed {
                 let permit = slots.clone().try_acquire_owned().expect("claimed no more than the free slots");
                 let this = self.clone();
@@ -127,7 +135,15 @@ impl Deliverer {
                     info_span!("deliver", delivery_id = %delivery.id, webhook_id = %delivery.webhook_id);
                 tracker.spawn(
                     async move {
-                        this.deliver(delivery).await;
+                        // A send that panics would otherwise vanish into its task: report it, so
+                        // the daemon exits rather than silently losing a delivery slot.
+                        let sent = std::panic::AssertUnwindSafe(this.deliver(delivery)).catch_unwind().await;
+                        if let Err(panic) = sent {
+                            this.fatal.report(format!(
+                                "a delivery task panicked: {}",
+                                crate::supervise::panic_message(&panic)
+                            ));
+                        }
                         drop(permit);
                         this.wake.notify_one();
                     }
@@ -150,7 +166,7 @@ impl Deliverer {
     async fn claim(&self, now: chrono::DateTime<chrono::Utc>, limit: usize) -> Vec<ClaimedDelivery> {
         let longest = self.settings.default_timeout.max(Duration::from_secs(120));
         let lease_until = now + chrono::Duration::from_std(longest + LEASE_MARGIN).expect("small");
-        match self.store.claim_deliveries(now, lease_until, limit).await {
+        match self.store.claim_deliveries(now, lease_until, limit, self.settings.rate_per_webhook).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 error!(error = %e, "claiming deliveries failed; will try again");
@@ -159,11 +175,9 @@ impl Deliverer {
         }
     }
 
-    /// One attempt: send, then record the attempt and what happens next.
+    /// One attempt: send, then record the attempt and what happens next. The claim already took
+    /// a token of the webhook's rate, so the lease is spent on sending alone.
     async fn deliver(&self, delivery: ClaimedDelivery) {
-        if let Some(limiter) = &self.limiter {
-            limiter.until_key_ready(&delivery.webhook_id).await;
-        }
         let target = Target {
             webhook_id: &delivery.webhook_id,
             url: &delivery.url,
@@ -172,9 +186,15 @@ impl Deliverer {
         };
         let (mut record, retry_after) = self.attempt(&target, &delivery.id, &delivery.payload).await;
         record.delivery_seq = delivery.seq;
+        record.lease_token = delivery.lease_token;
         let delivered = record.status.is_some_and(|s| (200..300).contains(&s));
-        let outcome =
-            if delivered { AttemptOutcome::Delivered } else { self.next_step(&delivery, retry_after) };
+        let outcome = if delivered {
+            AttemptOutcome::Delivered
+        } else if record.rejected() && delivery.rejections + 1 >= self.settings.reject_after {
+            AttemptOutcome::GivenUp
+        } else {
+            self.next_step(&delivery, retry_after)
+        };
         match &outcome {
             AttemptOutcome::Delivered => debug!(status = record.status, "delivered"),
             AttemptOutcome::RetryAt(at) => warn!(
@@ -188,21 +208,33 @@ impl Deliverer {
                 error = record.error.as_deref(),
                 "delivery expired after its retention period"
             ),
+            AttemptOutcome::GivenUp => warn!(
+                status = record.status,
+                rejections = delivery.rejections + 1,
+                "the endpoint keeps rejecting this delivery; given up, its chat moves on"
+            ),
         }
         let label = match outcome {
             AttemptOutcome::Delivered => "delivered",
             AttemptOutcome::RetryAt(_) => "retry",
             AttemptOutcome::Expired => "expired",
+            AttemptOutcome::GivenUp => "failed",
         };
         metrics::counter!(metric::DELIVERIES, "outcome" => label).increment(1);
         metrics::histogram!(metric::DELIVERY_SECONDS).record(record.duration.as_secs_f64());
-        match self.store.record_attempt(record, outcome, &self.settings.disable).await {
-            Ok(Some(reason)) => {
-                metrics::counter!(metric::WEBHOOKS_AUTO_DISABLED).increment(1);
-                warn!(%reason, "webhook disabled; its owner is told by e-mail");
-                self.settings.mail_waiting.notify_one();
+        match self.store.record_attempt(record, outcome, &self.settings.failure).await {
+            Ok(recorded) => {
+                if recorded.stale {
+                    warn!("the lease ran out before this attempt was recorded; another claim owns it now");
+                }
+                if let Some(reason) = recorded.disabled {
+                    metrics::counter!(metric::WEBHOOKS_AUTO_DISABLED).increment(1);
+                    warn!(%reason, "webhook disabled; its owner is told by e-mail");
+                }
+                if recorded.emailed {
+                    self.settings.mail_waiting.notify_one();
+                }
             }
-            Ok(None) => {}
             // The lease runs out and the delivery is tried again: at least once, never lost.
             Err(e) => error!(error = %e, "recording the attempt failed"),
         }
@@ -229,6 +261,7 @@ impl Deliverer {
         if let Some(refusal) = literal.and_then(|ip| self.settings.addresses.refusal(ip)) {
             let record = AttemptRecord {
                 delivery_seq: 0,
+                lease_token: 0,
                 delivery_id: id.to_string(),
                 webhook_id: target.webhook_id.to_string(),
                 attempted_at,
@@ -251,6 +284,7 @@ impl Deliverer {
             .await;
         let mut record = AttemptRecord {
             delivery_seq: 0,
+            lease_token: 0,
             delivery_id: id.to_string(),
             webhook_id: target.webhook_id.to_string(),
             attempted_at,
@@ -301,7 +335,7 @@ impl Deliverer {
         let failures = delivery.attempts + 1;
         let delay = self.settings.schedule.delay(failures, retry_after, &mut rand::rng());
         let next = self.clock.now() + chrono::Duration::from_std(delay).expect("delays are at most a day");
-        let give_up_at = delivery.created_at
+        let give_up_at = delivery.retry_since
             + chrono::Duration::from_std(self.settings.retention).expect("retention fits");
         if next > give_up_at { AttemptOutcome::Expired } else { AttemptOutcome::RetryAt(next) }
     }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use tracing::{instrument, warn};
 
-use super::{accept, chatwoot, session_renderer, twilio, wechat, whatsapp, zoho_desk};
+use super::{accept, chatwoot, twilio, wechat, whatsapp, zoho_desk};
 use crate::api::{ApiError, AppState};
 use crate::domain::{SessionStatus, SourceKind};
 use crate::store::{ChatInfo, NewMessage, SessionChange, Source};
@@ -162,8 +162,8 @@ pub async fn post(
     Ok(answer)
 }
 
-/// Stores what a channel brought: messages through the same path as the JSON API (as the
-/// source's business account), then session news.
+/// Stores what a channel brought, through the same path as the JSON API (its messages as the
+/// source's business account), session news included: one transaction for the whole request.
 async fn store(state: &AppState, source: &Source, inbound: Inbound) -> Result<(), ApiError> {
     let workspace = state
         .workspaces
@@ -181,9 +181,10 @@ async fn store(state: &AppState, source: &Source, inbound: Inbound) -> Result<()
             m
         })
         .collect();
-    accept(state, &workspace, &source.id, messages, inbound.skipped).await?;
-    for update in inbound.sessions {
-        let change = SessionChange {
+    let sessions = inbound
+        .sessions
+        .into_iter()
+        .map(|update| SessionChange {
             workspace_id: workspace.id.clone(),
             source_key: source.id.clone(),
             chat: update.chat,
@@ -191,11 +192,9 @@ async fn store(state: &AppState, source: &Source, inbound: Inbound) -> Result<()
             status: update.status,
             assignee_type: update.assignee_type,
             channel: update.channel,
-        };
-        if state.store.session_change(change, session_renderer(state)).await? {
-            state.deliveries_waiting.notify_one();
-        }
-    }
+        })
+        .collect();
+    accept(state, &workspace, &source.id, messages, sessions, inbound.skipped).await?;
     Ok(())
 }
 

@@ -103,7 +103,7 @@ pub async fn post_messages(
             Parsed::Skipped(id) => skipped.push(id),
         }
     }
-    let outcome = accept(&state, &workspace, SOURCE_KEY, messages, skipped).await?;
+    let outcome = accept(&state, &workspace, SOURCE_KEY, messages, Vec::new(), skipped).await?;
     Ok((StatusCode::ACCEPTED, Json(outcome)))
 }
 

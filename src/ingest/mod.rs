@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use crate::api::{ApiError, AppState};
 use crate::render;
-use crate::store::{IngestBatch, IngestOutcome, NewMessage, Workspace};
+use crate::store::{IngestBatch, IngestOutcome, NewMessage, SessionChange, Workspace};
 use crate::telemetry::metric;
 
 /// The largest request body any inbound route reads.
@@ -33,45 +33,38 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// Stores parsed messages for a workspace and source, all or nothing, and returns once they are
-/// durable. `skipped` lists the request's non-text messages (by id, where they have one): they are
-/// counted, and noted in the activity log of the workspace's webhooks.
+/// Stores what one inbound request brought for a workspace and source: its text messages, the
+/// session news it reported and the non-text messages it skipped (by id, where they have one:
+/// counted, and noted in the activity log of the workspace's webhooks). All of it commits in one
+/// transaction, or nothing does; this returns once it is durable.
 pub async fn accept(
     state: &AppState,
     workspace: &Workspace,
     source_key: &str,
     messages: Vec<NewMessage>,
+    sessions: Vec<SessionChange>,
     skipped: Vec<Option<String>>,
 ) -> Result<IngestOutcome, ApiError> {
-    if !skipped.is_empty() {
-        let detail =
-            serde_json::json!({"count": skipped.len(), "source": source_key, "message_ids": skipped});
-        // Only a log line: losing it to a storage error must not fail the messages themselves.
-        if let Err(e) = state.store.record_event(&workspace.id, None, "skipped", detail).await {
-            tracing::warn!(error = %e, "recording skipped messages failed");
-        }
-    }
-    let skipped = skipped.len() as u32;
-    if messages.is_empty() {
-        metrics::counter!(metric::MESSAGES_SKIPPED).increment(u64::from(skipped));
-        return Ok(IngestOutcome { skipped, ..IngestOutcome::default() });
-    }
+    let skipped_count = skipped.len() as u32;
+    let changes = sessions.len();
     let public_url = state.public_url.clone();
     let batch = IngestBatch {
         workspace_id: workspace.id.clone(),
         source_key: source_key.to_string(),
         messages,
+        sessions,
+        skipped,
         render_immediate: Arc::new(move |account, chat, message, is_new_chat| {
             render::single_message(&public_url, account, chat, message, is_new_chat)
         }),
         render_session: session_renderer(state),
     };
     let mut outcome = state.store.ingest(batch).await?;
-    outcome.skipped = skipped;
+    outcome.skipped = skipped_count;
     metrics::counter!(metric::MESSAGES_RECEIVED).increment(u64::from(outcome.accepted));
     metrics::counter!(metric::MESSAGES_DUPLICATE).increment(u64::from(outcome.duplicates));
-    metrics::counter!(metric::MESSAGES_SKIPPED).increment(u64::from(skipped));
-    if outcome.accepted > 0 {
+    metrics::counter!(metric::MESSAGES_SKIPPED).increment(u64::from(skipped_count));
+    if outcome.accepted > 0 || changes > 0 {
         state.deliveries_waiting.notify_one();
     }
     Ok(outcome)

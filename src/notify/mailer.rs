@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::clock::SharedClock;
 use crate::deliver::RetrySchedule;
-use crate::store::{OutboxEmail, SharedStore};
+use crate::store::{EmailOutcome, OutboxEmail, SharedStore};
 
 /// How long a claimed e-mail is held before another try may take it.
 const LEASE: Duration = Duration::from_secs(300);
@@ -65,6 +65,9 @@ impl Mailer {
     pub async fn run(self, cancel: CancellationToken) {
         let Some(transport) = &self.transport else {
             warn!("no [smtp] url configured: owner e-mails stay in the outbox until one is");
+            // Nothing to do, but still running: a mailer that returned would look like one that
+            // died.
+            cancel.cancelled().await;
             return;
         };
         while !cancel.is_cancelled() {
@@ -87,33 +90,55 @@ impl Mailer {
     }
 
     async fn send(&self, transport: &AsyncSmtpTransport<Tokio1Executor>, outbox: OutboxEmail) {
-        let result = async {
-            let to = outbox.email.recipient.parse::<Mailbox>().map_err(|e| format!("recipient: {e}"))?;
-            let message = Message::builder()
-                .from(self.from.clone())
-                .to(to)
-                .subject(&outbox.email.subject)
-                .header(ContentType::TEXT_PLAIN)
-                .body(outbox.email.body.clone())
-                .map_err(|e| format!("building the message: {e}"))?;
-            transport.send(message).await.map_err(|e| e.to_string())?;
-            Ok::<(), String>(())
-        }
-        .await;
-        let recorded = match result {
+        let outcome = match self.attempt(transport, &outbox).await {
             Ok(()) => {
                 info!(to = %outbox.email.recipient, subject = %outbox.email.subject, "e-mail sent");
-                self.store.email_result(outbox.id, Ok(())).await
+                EmailOutcome::Sent
             }
-            Err(e) => {
+            Err(Failure::Permanent(error)) => {
+                warn!(to = %outbox.email.recipient, %error, "the e-mail cannot be sent; given up");
+                EmailOutcome::GaveUp { error }
+            }
+            Err(Failure::Transient(error)) => {
                 let delay = self.schedule.delay(outbox.attempts + 1, None, &mut rand::rng());
-                let next = self.clock.now() + chrono::Duration::from_std(delay).expect("small");
-                warn!(to = %outbox.email.recipient, error = %e, retry_at = %next, "sending an e-mail failed");
-                self.store.email_result(outbox.id, Err((e, next))).await
+                let at = self.clock.now() + chrono::Duration::from_std(delay).expect("small");
+                warn!(to = %outbox.email.recipient, %error, retry_at = %at, "sending an e-mail failed");
+                EmailOutcome::Retry { error, at }
             }
         };
+        let recorded = self.store.email_result(outbox.id, outcome).await;
         if let Err(e) = recorded {
             error!(error = %e, "recording an e-mail's fate failed; its lease runs out and it is tried again");
         }
     }
+
+    /// One try. An address that cannot be parsed and an SMTP 5xx are permanent: trying again
+    /// would only be refused again. Everything else (4xx, connection, TLS, timeouts) is transient.
+    async fn attempt(
+        &self,
+        transport: &AsyncSmtpTransport<Tokio1Executor>,
+        outbox: &OutboxEmail,
+    ) -> Result<(), Failure> {
+        let to = outbox.email.recipient.parse::<Mailbox>().map_err(|e| {
+            Failure::Permanent(format!("the recipient {:?} is not an address: {e}", outbox.email.recipient))
+        })?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(&outbox.email.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(outbox.email.body.clone())
+            .map_err(|e| Failure::Permanent(format!("building the message: {e}")))?;
+        match transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_permanent() => Err(Failure::Permanent(e.to_string())),
+            Err(e) => Err(Failure::Transient(e.to_string())),
+        }
+    }
+}
+
+/// Why an e-mail did not go out.
+enum Failure {
+    Permanent(String),
+    Transient(String),
 }

@@ -1,11 +1,11 @@
-//! Telling people: the e-mail a workspace owner gets when a webhook is switched off, and the
-//! mailer that sends the outbox through the configured SMTP server.
+//! Telling people: the e-mails a workspace owner gets when a webhook is switched off or gives up
+//! a delivery, and the mailer that sends the outbox through the configured SMTP server.
 
 pub mod mailer;
 
 use askama::Template;
 
-use crate::store::{DisableNotice, Email};
+use crate::store::{DisableNotice, Email, GaveUpNotice};
 
 #[derive(Template)]
 #[template(path = "disabled_email.txt")]
@@ -29,6 +29,37 @@ pub fn disabled_email(public_url: &str, notice: &DisableNotice) -> Email {
     Email {
         recipient: notice.owner_email.clone(),
         subject: format!("chatbundle: a webhook of \"{}\" was switched off", notice.workspace_name),
+        body,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "gave_up_email.txt")]
+struct GaveUpEmail<'a> {
+    n: &'a GaveUpNotice,
+    at: String,
+    chat: &'a str,
+    answer: String,
+    public_url: &'a str,
+}
+
+/// The e-mail for a delivery given up after its endpoint rejected it.
+pub fn gave_up_email(public_url: &str, notice: &GaveUpNotice) -> Email {
+    let status = notice.status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| "no status".into());
+    let excerpt: String = notice.response_excerpt.as_deref().unwrap_or("").chars().take(300).collect();
+    let answer = if excerpt.trim().is_empty() { status } else { format!("{status}: {}", excerpt.trim()) };
+    let body = GaveUpEmail {
+        n: notice,
+        at: notice.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        chat: notice.chat.as_deref().unwrap_or("none"),
+        answer,
+        public_url,
+    }
+    .render()
+    .expect("the e-mail template renders");
+    Email {
+        recipient: notice.owner_email.clone(),
+        subject: format!("chatbundle: a webhook of \"{}\" refused a delivery", notice.workspace_name),
         body,
     }
 }

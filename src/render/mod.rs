@@ -178,32 +178,17 @@ pub fn session_event(public_url: &str, event: &SessionEvent) -> Vec<u8> {
     serde_json::to_vec(&payload).expect("payloads always serialise")
 }
 
-/// A bundle of a chat's latest messages (oldest first), for testing a bundling webhook before any
-/// window has closed: real content in the real shape, its window spanning those messages.
-pub fn preview_bundle(
-    public_url: &str,
-    timezone: chrono_tz::Tz,
-    account: &Account,
-    chat: &Chat,
-    messages: &[StoredMessage],
-) -> Option<Vec<u8>> {
-    let (first, last) = (messages.first()?, messages.last()?);
-    let input = bundle::BundleInput {
-        public_url,
-        timezone,
-        account,
-        chat,
-        first_message_seq: None,
-        window_start: first.received_at,
-        window_end: last.received_at,
-        messages,
-    };
-    Some(bundle::render(&input, bundle::Limits::default()).remove(0).payload)
+/// What a webhook receives: one message, a bundle, or session events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Message,
+    Bundle,
+    Session,
 }
 
-/// A clearly marked sample in the shape a webhook receives (a bundle, or a single message), for
-/// testing a webhook before any real message has arrived. It carries `"sample": true`.
-pub fn sample(public_url: &str, bundled: bool, at: DateTime<Utc>) -> Vec<u8> {
+/// A made-up sample in the shape a webhook receives, for testing a webhook before any chat
+/// exists. It carries `"sample": true` beside the test mark.
+pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
     let chat = Chat {
         id: 0,
         external_id: "sample-chat".into(),
@@ -214,7 +199,7 @@ pub fn sample(public_url: &str, bundled: bool, at: DateTime<Utc>) -> Vec<u8> {
         responsible_email: None,
         token: "sample".into(),
         first_seen_at: at,
-        session_status: None,
+        session_status: Some(SessionStatus::Open),
         reply_window_expires_at: None,
     };
     let message = StoredMessage {
@@ -230,23 +215,56 @@ pub fn sample(public_url: &str, bundled: bool, at: DateTime<Utc>) -> Vec<u8> {
         channel: "sample".into(),
     };
     let account = Account { full_name: Some("chatbundle sample".into()), email: None, phone: None };
-    let payload = if bundled {
-        let input = bundle::BundleInput {
+    let payload = match shape {
+        Shape::Bundle => {
+            let input = bundle::BundleInput {
+                public_url,
+                timezone: chrono_tz::UTC,
+                account: &account,
+                chat: &chat,
+                first_message_seq: Some(0),
+                window_start: at,
+                window_end: at,
+                messages: std::slice::from_ref(&message),
+            };
+            bundle::render(&input, bundle::Limits::default()).remove(0).payload
+        }
+        Shape::Message => single_stored_message(public_url, &account, &chat, &message, true),
+        Shape::Session => session_event(
             public_url,
-            timezone: chrono_tz::UTC,
-            account: &account,
-            chat: &chat,
-            first_message_seq: Some(0),
-            window_start: at,
-            window_end: at,
-            messages: std::slice::from_ref(&message),
-        };
-        bundle::render(&input, bundle::Limits::default()).remove(0).payload
-    } else {
-        single_stored_message(public_url, &account, &chat, &message, true)
+            &SessionEvent {
+                workspace_id: "sample".into(),
+                chat: chat.clone(),
+                source_key: "sample".into(),
+                session_id: Some("sample-session".into()),
+                status: Some(SessionStatus::Open),
+                old_status: Some(SessionStatus::Created),
+                reply_status: "ACCEPTED".into(),
+                assignee_type: None,
+                messages_count: 1,
+                at,
+            },
+        ),
     };
-    let mut value: serde_json::Value = serde_json::from_slice(&payload).expect("our own JSON");
-    value["sample"] = serde_json::Value::Bool(true);
+    mark(&payload, "sample")
+}
+
+/// A payload marked as a test: `"test": true` at the top level of each payload object (a
+/// session event is an array of them), so receivers and Zaps can tell it from real traffic.
+pub fn marked_as_test(payload: &[u8]) -> Vec<u8> {
+    mark(payload, "test")
+}
+
+fn mark(payload: &[u8], key: &str) -> Vec<u8> {
+    let mut value: serde_json::Value = serde_json::from_slice(payload).expect("our own JSON");
+    match &mut value {
+        serde_json::Value::Array(items) => {
+            for item in items {
+                item[key] = serde_json::Value::Bool(true);
+            }
+        }
+        other => other[key] = serde_json::Value::Bool(true),
+    }
     serde_json::to_vec(&value).expect("payloads always serialise")
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Account, Direction, Event, Granularity, Party, SessionStatus, SourceKind};
 
@@ -165,14 +165,19 @@ pub type RenderImmediate = Arc<dyn Fn(&Account, &Chat, &NewMessage, bool) -> Vec
 /// What a `session_status` webhook is sent for one change (rendered outside the store).
 pub type RenderSession = Arc<dyn Fn(&SessionEvent) -> Vec<u8> + Send + Sync>;
 
-/// One ingest request: all of it is stored, or none of it.
+/// One inbound request: its messages, the session changes it reports and the non-text messages
+/// it skipped. All of it is stored in one transaction, or none of it.
 pub struct IngestBatch {
     pub workspace_id: String,
     /// `api` for the JSON API, the source id for channel adapters.
     pub source_key: String,
     pub messages: Vec<NewMessage>,
+    /// Session news from the channel, applied after the messages.
+    pub sessions: Vec<SessionChange>,
+    /// Non-text messages (by id where they have one): noted in the workspace's activity log.
+    pub skipped: Vec<Option<String>>,
     pub render_immediate: RenderImmediate,
-    /// For the session changes messages cause (a new chat is CREATED).
+    /// For the session events the request causes (a new chat is CREATED, a status changes).
     pub render_session: RenderSession,
 }
 
@@ -255,6 +260,8 @@ pub struct IngestOutcome {
 pub struct ClaimedDelivery {
     /// Queue position; deliveries of one webhook and chat go out in this order.
     pub seq: i64,
+    /// The claim's fencing token: only an attempt carrying it may record a result.
+    pub lease_token: i64,
     /// The `webhook-id` header: the same on every retry, so receivers can de-duplicate.
     pub id: String,
     pub webhook_id: String,
@@ -265,13 +272,18 @@ pub struct ClaimedDelivery {
     pub payload: Vec<u8>,
     /// Attempts made before this one.
     pub attempts: u32,
-    pub created_at: DateTime<Utc>,
+    /// Attempts before this one that the endpoint rejected (see [`AttemptRecord::rejected`]).
+    pub rejections: u32,
+    /// When retrying started: creation, or the last manual resend. Retention counts from here.
+    pub retry_since: DateTime<Utc>,
 }
 
 /// One HTTP try, as it is written to the activity log.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
     pub delivery_seq: i64,
+    /// The token of the claim this attempt was made under (0 for test sends).
+    pub lease_token: i64,
     pub delivery_id: String,
     pub webhook_id: String,
     pub attempted_at: DateTime<Utc>,
@@ -285,6 +297,14 @@ pub struct AttemptRecord {
     pub request_body: Vec<u8>,
 }
 
+impl AttemptRecord {
+    /// Whether the endpoint refused this request for good: a 4xx other than 408 Request Timeout,
+    /// 409 Conflict, 425 Too Early and 429 Too Many Requests, which say "try again later".
+    pub fn rejected(&self) -> bool {
+        self.status.is_some_and(|s| (400..500).contains(&s) && !matches!(s, 408 | 409 | 425 | 429))
+    }
+}
+
 /// What happens to a delivery after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
@@ -292,6 +312,19 @@ pub enum AttemptOutcome {
     RetryAt(DateTime<Utc>),
     /// Retried until the retention period ended.
     Expired,
+    /// Rejected by the endpoint `delivery.reject_after` times: given up, so its chat moves on.
+    GivenUp,
+}
+
+/// What recording an attempt did besides recording it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The claim's lease had been taken over: the result was logged, the delivery left alone.
+    pub stale: bool,
+    /// Why this attempt switched the webhook off, when it did.
+    pub disabled: Option<String>,
+    /// An e-mail to the owner was put in the outbox.
+    pub emailed: bool,
 }
 
 /// An attempt as read back from the activity log.
@@ -369,6 +402,8 @@ pub struct BundlingWebhook {
     pub closing_boundary: Option<DateTime<Utc>>,
     /// The last flush, which cut its window short.
     pub flushed_at: DateTime<Utc>,
+    /// Whether the close in progress is a flush.
+    pub closing_flush: bool,
 }
 
 /// One transaction's worth of closing: up to `chats` chats of the range
@@ -397,6 +432,24 @@ pub enum CloseProgress {
     NotYet,
 }
 
+/// A delivery given up after its endpoint rejected it, for the owner's e-mail.
+#[derive(Debug, Clone, Serialize)]
+pub struct GaveUpNotice {
+    pub workspace_id: String,
+    pub workspace_name: String,
+    pub owner_email: String,
+    pub webhook_id: String,
+    pub webhook_url: String,
+    /// The `webhook-id` of the delivery.
+    pub delivery_id: String,
+    /// The chat's own id and name, where the delivery belongs to a chat.
+    pub chat: Option<String>,
+    pub status: Option<u16>,
+    pub response_excerpt: Option<String>,
+    pub rejections: u32,
+    pub at: DateTime<Utc>,
+}
+
 /// Why and when a webhook was switched off automatically, for the owner's e-mail.
 #[derive(Debug, Clone, Serialize)]
 pub struct DisableNotice {
@@ -410,26 +463,28 @@ pub struct DisableNotice {
     pub at: DateTime<Utc>,
 }
 
-/// An e-mail for the outbox.
+/// When a failing webhook is switched off, and what its owner is told then and when a delivery
+/// is given up.
+#[derive(Clone)]
+pub struct FailurePolicy {
+    /// Consecutive failed attempts that disable a webhook (a 410 Gone disables at once).
+    pub disable_after: u32,
+    pub disabled: Arc<dyn Fn(&DisableNotice) -> Email + Send + Sync>,
+    pub gave_up: Arc<dyn Fn(&GaveUpNotice) -> Email + Send + Sync>,
+}
+
+impl std::fmt::Debug for FailurePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailurePolicy").field("disable_after", &self.disable_after).finish_non_exhaustive()
+    }
+}
+
+/// An e-mail in the outbox, with what it is about (for its activity row).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
     pub recipient: String,
     pub subject: String,
     pub body: String,
-}
-
-/// When a failing webhook is switched off, and what its owner is told.
-#[derive(Clone)]
-pub struct DisablePolicy {
-    /// Consecutive failed attempts that disable a webhook (a 410 Gone disables at once).
-    pub disable_after: u32,
-    pub notice: Arc<dyn Fn(&DisableNotice) -> Email + Send + Sync>,
-}
-
-impl std::fmt::Debug for DisablePolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DisablePolicy").field("disable_after", &self.disable_after).finish_non_exhaustive()
-    }
 }
 
 /// An e-mail claimed from the outbox for sending.
@@ -438,6 +493,79 @@ pub struct OutboxEmail {
     pub id: i64,
     pub email: Email,
     pub attempts: u32,
+}
+
+/// What became of an attempt to send an e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailOutcome {
+    Sent,
+    /// A transient failure: try again at the given time.
+    Retry {
+        error: String,
+        at: DateTime<Utc>,
+    },
+    /// The server refused it for good (a 5xx, an address it cannot take): given up, with an
+    /// activity row in the log of the webhook it was about.
+    GaveUp {
+        error: String,
+    },
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its first or next attempt.
+    Pending,
+    Delivered,
+    /// Given up after the endpoint rejected it `delivery.reject_after` times.
+    Failed,
+    /// Retried until the retention period ended.
+    Expired,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        [DeliveryStatus::Pending, DeliveryStatus::Delivered, DeliveryStatus::Failed, DeliveryStatus::Expired]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+}
+
+/// A delivery as a webhook's deliveries list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryInfo {
+    /// The `webhook-id` header.
+    pub id: String,
+    /// `message`, `bundle` or `session_status`.
+    pub kind: String,
+    /// The chat's id in the admin API.
+    pub chat_id: Option<i64>,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What a resend did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// Queued again, due at once, with the same id and bytes.
+    Queued,
+    NotFound,
+    /// Only failed and expired deliveries can be sent again.
+    NotFinished(DeliveryStatus),
 }
 
 /// One row of a webhook's activity log: a delivery attempt, or an event.
@@ -513,6 +641,7 @@ pub struct WorkspaceStats {
     pub deliveries_pending: u64,
     pub deliveries_delivered: u64,
     pub deliveries_expired: u64,
+    pub deliveries_failed: u64,
 }
 
 /// Every persistent operation chatbundle performs.
@@ -531,32 +660,51 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a webhook with its queue and attempts; `false` when there was none.
     async fn delete_webhook(&self, id: &str) -> StoreResult<bool>;
 
-    /// Stores a request's messages and the immediate deliveries they cause, atomically and
-    /// durably: when this returns `Ok`, the data survives a crash.
+    /// Stores an inbound request (its messages, the immediate deliveries and session events they
+    /// cause, its session changes and skipped-message records) in one transaction, durably: when
+    /// this returns `Ok`, all of it survives a crash; when it returns `Err`, none of it was stored.
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome>;
 
-    /// Leases up to `limit` due deliveries until `lease_until`: at most one per webhook and chat,
-    /// and only the oldest unfinished one of each, so a chat's deliveries go out in order.
+    /// Leases up to `limit` due deliveries until `lease_until` under a fresh fencing token: at
+    /// most one per webhook and chat, and only the oldest unfinished one of each, so a chat's
+    /// deliveries go out in order. With a `rate`, each webhook's claims also take tokens from its
+    /// bucket (`rate` a second, bursts of `rate`), so nothing waits for the limiter after a claim.
     async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        rate: Option<std::num::NonZeroU32>,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
-    /// Records an attempt and moves its delivery on (delivered, retry later, or expired), keeps the
-    /// webhook's consecutive-failure count, and disables the webhook (with an event and an e-mail
-    /// in the outbox, in the same transaction) when `policy` says so. Returns the reason when this
-    /// attempt disabled it.
+    /// Records an attempt and moves its delivery on (delivered, retry later, given up or
+    /// expired), keeps the webhook's consecutive-failure count, and disables the webhook (with an
+    /// event and an e-mail in the outbox, in the same transaction) when `policy` says so. Only
+    /// the holder of the delivery's current lease moves it on: a stale token's attempt is logged
+    /// and changes nothing else.
     async fn record_attempt(
         &self,
         attempt: AttemptRecord,
         outcome: AttemptOutcome,
-        policy: &DisablePolicy,
-    ) -> StoreResult<Option<String>>;
+        policy: &FailurePolicy,
+    ) -> StoreResult<Recorded>;
     /// Records a test send: an attempt outside the queue that never counts towards a disable.
     async fn record_test(&self, attempt: AttemptRecord) -> StoreResult<()>;
-    /// The most recent payload queued for any webhook of the workspace, if any.
-    async fn latest_payload(&self, workspace_id: &str, bundles: bool) -> StoreResult<Option<Vec<u8>>>;
+    /// A webhook's deliveries, newest first, optionally of one status.
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        status: Option<DeliveryStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> StoreResult<Vec<DeliveryInfo>>;
+    /// Queues a failed or expired delivery again, due at once, with the same id and bytes; its
+    /// retention starts afresh at `now`.
+    async fn resend_delivery(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Resend>;
     /// Called once at start: makes deliveries that were in flight when the process last stopped
     /// claimable again, where the store can know that safely. Returns how many.
     async fn recover_after_restart(&self) -> StoreResult<u64>;
@@ -585,8 +733,8 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> StoreResult<Option<OutboxEmail>>;
-    /// Marks an e-mail sent, or schedules another try.
-    async fn email_result(&self, id: i64, result: Result<(), (String, DateTime<Utc>)>) -> StoreResult<()>;
+    /// Marks an e-mail sent, schedules another try, or gives it up.
+    async fn email_result(&self, id: i64, outcome: EmailOutcome) -> StoreResult<()>;
 
     /// Webhooks that take messages (of one workspace, or all), with their closing state.
     async fn bundling_webhooks(&self, workspace_id: Option<&str>) -> StoreResult<Vec<BundlingWebhook>>;
@@ -602,6 +750,16 @@ pub trait Store: Send + Sync + 'static {
     async fn chat_by_token(&self, token: &str) -> StoreResult<Option<(String, Chat)>>;
     /// A chat's messages, newest first: `limit` of them after skipping `offset`.
     async fn chat_messages(&self, chat_id: i64, limit: u32, offset: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// A chat's messages received at or after `since`, oldest received first, at most `limit`:
+    /// what a webhook that has bundled everything before `since` holds buffered for it.
+    async fn messages_since(
+        &self,
+        chat_id: i64,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// The session event a `session_status` webhook would get for a chat now, if the chat exists.
+    async fn session_snapshot(&self, chat_id: i64, now: DateTime<Utc>) -> StoreResult<Option<SessionEvent>>;
     /// Gives a chat a new transcript token (the old link stops working); returns it.
     async fn rotate_chat_token(&self, chat_id: i64) -> StoreResult<Option<String>>;
 
@@ -615,9 +773,6 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a source; its chats and messages stay.
     async fn delete_source(&self, id: &str) -> StoreResult<bool>;
 
-    /// Applies a session change reported by a channel, and queues a `session_status` event for
-    /// subscribed webhooks when the status changed. Returns whether it did.
-    async fn session_change(&self, change: SessionChange, render: RenderSession) -> StoreResult<bool>;
     /// Queues a SESSION_EXPIRED event for chats whose reply window lapsed by `now` (up to `limit`);
     /// returns how many.
     async fn announce_expiries(
@@ -629,8 +784,11 @@ pub trait Store: Send + Sync + 'static {
     /// When the next reply window lapses, if any is pending.
     async fn next_expiry(&self) -> StoreResult<Option<DateTime<Utc>>>;
 
-    /// Checks the database answers.
-    async fn ping(&self) -> StoreResult<()>;
+    /// Checks the store can commit now: a small write through the same path as every other.
+    async fn probe_write(&self) -> StoreResult<()>;
+    /// Resolves, with the cause, if the store stops being able to work at all (its writer died):
+    /// the daemon must then exit so that its supervisor restarts it. Never resolves otherwise.
+    fn died(&self) -> futures::future::BoxFuture<'static, String>;
     /// Finishes pending writes and closes connections.
     async fn close(&self);
 }

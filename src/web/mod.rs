@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/webhooks/{id}", post(pages::save_webhook))
         .route("/ui/webhooks/{id}/secret", post(pages::new_secret))
         .route("/ui/webhooks/{id}/log", get(pages::download_log))
+        .route("/ui/webhooks/{id}/deliveries/{delivery_id}/resend", post(pages::resend))
         .route("/ui/chats/{id}", get(pages::chat))
         .route("/ui/chats/{id}/rotate", post(pages::rotate_token))
         .route("/c/{token}", get(transcript::page))

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::{Session, see_other, sign_in, sign_out};
 use crate::admin::activity::{Format, TestResult, download, send_test};
+use crate::admin::deliveries::resend_now;
 use crate::admin::sources::SourceView;
 use crate::admin::webhooks::{updated, url as checked_url};
 use crate::admin::workspaces::timezone;
@@ -23,7 +24,8 @@ use crate::deliver::SigningSecret;
 use crate::domain::{Account, Event, Granularity};
 use crate::render::chat_url;
 use crate::store::{
-    ActivityRow, ChatSummary, NewWebhook, NewWorkspace, Webhook, WebhookPatch, Workspace, WorkspacePatch,
+    ActivityRow, ChatSummary, DeliveryInfo, DeliveryStatus, NewWebhook, NewWorkspace, Webhook, WebhookPatch,
+    Workspace, WorkspacePatch,
 };
 
 /// The granularity select, with exactly these labels.
@@ -254,6 +256,10 @@ pub struct WebhookForm {
 struct WebhookCard {
     id: String,
     effective: String,
+    /// The granularity choices: the workspace's default first, then each one by name.
+    choices: Vec<(&'static str, String)>,
+    /// Deliveries given up or expired, which can be sent again.
+    failed: Vec<FailedLine>,
     enabled: bool,
     disabled_reason: Option<String>,
     has_secret: bool,
@@ -263,6 +269,49 @@ struct WebhookCard {
     test: Option<TestResult>,
     new_secret: Option<String>,
     saved: bool,
+}
+
+struct FailedLine {
+    id: String,
+    status: &'static str,
+    answer: String,
+    finished: String,
+}
+
+impl FailedLine {
+    fn from(d: &DeliveryInfo) -> Self {
+        let answer = match (d.last_status, &d.last_error) {
+            (Some(status), _) => format!("HTTP {status}"),
+            (None, Some(error)) => error.chars().take(120).collect(),
+            (None, None) => String::new(),
+        };
+        FailedLine {
+            id: d.id.clone(),
+            status: d.status.as_str(),
+            answer,
+            finished: d.finished_at.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// The value of the granularity choice that follows the workspace.
+const FOLLOW_WORKSPACE: &str = "default";
+
+/// The granularity choices of a webhook form, the workspace's default first.
+fn choices(ws: &Workspace) -> Vec<(&'static str, String)> {
+    let default =
+        GRANULARITIES.iter().find(|(v, _)| *v == ws.granularity.as_str()).map(|(_, l)| *l).unwrap_or("");
+    std::iter::once((FOLLOW_WORKSPACE, format!("Workspace default ({default})")))
+        .chain(GRANULARITIES.iter().map(|(v, l)| (*v, l.to_string())))
+        .collect()
+}
+
+/// A granularity choice: `None` follows the workspace.
+fn chosen_granularity(value: &str) -> Result<Option<Granularity>, String> {
+    match value {
+        FOLLOW_WORKSPACE | "" => Ok(None),
+        other => other.parse().map(Some),
+    }
 }
 
 struct ActivityLine {
@@ -338,6 +387,9 @@ struct WorkspacePage {
     /// Where the plain JSON API takes this workspace's messages.
     ingest_url: String,
     chats: Vec<ChatLine>,
+    /// The granularity choices of the new-webhook form.
+    choices: Vec<(&'static str, String)>,
+    /// The workspace settings' granularity choices.
     granularities: [(&'static str, &'static str); 5],
 }
 
@@ -357,6 +409,7 @@ pub struct WorkspaceQuery {
     released: Option<u64>,
     saved: Option<String>,
     settings: Option<String>,
+    resent: Option<String>,
 }
 
 pub async fn workspace(
@@ -372,6 +425,9 @@ pub async fn workspace(
     }
     if query.settings.is_some() {
         overlay.notice = Some(("good".into(), "Workspace settings saved.".into()));
+    }
+    if let Some(id) = query.resent {
+        overlay.notice = Some(("good".into(), format!("Delivery {id} is being sent again.")));
     }
     overlay.saved = query.saved;
     workspace_page(&state, session, &id, overlay, StatusCode::OK).await
@@ -390,6 +446,10 @@ async fn workspace_page(
         for webhook in state.store.list_webhooks(id).await? {
             let activity = state.store.activity(&webhook.id, None, 10).await?;
             let mut card = card(&ws, &webhook, activity.iter().map(ActivityLine::from).collect());
+            for status in [DeliveryStatus::Failed, DeliveryStatus::Expired] {
+                let given_up = state.store.list_deliveries(&webhook.id, Some(status), 10, 0).await?;
+                card.failed.extend(given_up.iter().map(FailedLine::from));
+            }
             if let Some((webhook_id, form, test, secret)) = &overlay.webhook
                 && *webhook_id == webhook.id
             {
@@ -426,9 +486,10 @@ async fn workspace_page(
             webhooks,
             new_webhook: overlay.new_webhook.unwrap_or(WebhookForm {
                 enabled: Some("on".into()),
-                granularity: String::new(),
+                granularity: FOLLOW_WORKSPACE.into(),
                 ..WebhookForm::default()
             }),
+            choices: Vec::new(),
             sources,
             chats,
             granularities: GRANULARITIES,
@@ -437,9 +498,7 @@ async fn workspace_page(
     .await;
     match result {
         Ok(mut content) => {
-            if content.new_webhook.granularity.is_empty() {
-                content.new_webhook.granularity = content.ws.granularity.as_str().into();
-            }
+            content.choices = choices(&content.ws);
             let mut response = page(content);
             *response.status_mut() = status;
             response
@@ -450,21 +509,23 @@ async fn workspace_page(
 
 fn card(ws: &Workspace, webhook: &Webhook, activity: Vec<ActivityLine>) -> WebhookCard {
     let effective = webhook.granularity.unwrap_or(ws.granularity);
+    let label = GRANULARITIES.iter().find(|(v, _)| *v == effective.as_str()).map(|(_, l)| *l).unwrap_or("");
     WebhookCard {
         id: webhook.id.clone(),
-        effective: GRANULARITIES
-            .iter()
-            .find(|(v, _)| *v == effective.as_str())
-            .map(|(_, l)| *l)
-            .unwrap_or("")
-            .into(),
+        effective: if webhook.granularity.is_none() {
+            format!("{label}, the workspace's default")
+        } else {
+            label.to_string()
+        },
+        choices: choices(ws),
+        failed: Vec::new(),
         enabled: webhook.enabled,
         disabled_reason: webhook.disabled_reason.clone(),
         has_secret: webhook.secret.is_some(),
         consecutive_failures: webhook.consecutive_failures,
         form: WebhookForm {
             url: webhook.url.clone(),
-            granularity: effective.as_str().into(),
+            granularity: webhook.granularity.map(|g| g.as_str()).unwrap_or(FOLLOW_WORKSPACE).into(),
             enabled: webhook.enabled.then(|| "on".into()),
             ..WebhookForm::default()
         },
@@ -520,11 +581,12 @@ pub async fn flush(
     }
 }
 
-/// Checks a webhook form: the URL (with the SSRF guard) and the granularity.
-async fn check_webhook(state: &AppState, form: &mut WebhookForm) -> Option<(String, Granularity)> {
+/// Checks a webhook form: the URL (with the SSRF guard) and the granularity (`None`: follow the
+/// workspace).
+async fn check_webhook(state: &AppState, form: &mut WebhookForm) -> Option<(String, Option<Granularity>)> {
     let url = checked_url(state, &form.url).await.map_err(|e| form.errors.insert("url", plain(e))).ok();
     let granularity =
-        form.granularity.parse::<Granularity>().map_err(|e| form.errors.insert("granularity", e)).ok();
+        chosen_granularity(&form.granularity).map_err(|e| form.errors.insert("granularity", e)).ok();
     Some((url?, granularity?))
 }
 
@@ -544,7 +606,7 @@ pub async fn create_webhook(
     let new = NewWebhook {
         workspace_id: id.clone(),
         url,
-        granularity: Some(granularity),
+        granularity,
         enabled: form.enabled.is_some(),
         secret: None,
         events: vec![Event::Messages],
@@ -583,7 +645,7 @@ pub async fn save_webhook(
     };
     let patch = WebhookPatch {
         url: Some(url),
-        granularity: Some(Some(granularity)),
+        granularity: Some(granularity),
         enabled: Some(form.enabled.is_some()),
         ..WebhookPatch::default()
     };
@@ -660,6 +722,27 @@ pub async fn download_log(
     }
     let format = if query.format.as_deref() == Some("jsonl") { Format::Jsonl } else { Format::Csv };
     download(state.store.clone(), id, format)
+}
+
+/// Sends a failed or expired delivery again.
+pub async fn resend(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, delivery_id)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = session.refusal(&form.csrf) {
+        return refused;
+    }
+    let webhook = match state.store.get_webhook(&id).await {
+        Ok(Some(webhook)) => webhook,
+        Ok(None) => return failure(ApiError::not_found("webhook")),
+        Err(e) => return failure(e.into()),
+    };
+    match resend_now(&state, &id, &delivery_id).await {
+        Ok(()) => see_other(&format!("/ui/workspaces/{}?resent={delivery_id}#{id}", webhook.workspace_id)),
+        Err(e) => failure(e),
+    }
 }
 
 // ----- a chat -----

@@ -5,13 +5,14 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderName;
 use axum::http::StatusCode;
-use axum::http::header::{CACHE_CONTROL, REFERRER_POLICY};
+use axum::http::header::{CACHE_CONTROL, REFERRER_POLICY, RETRY_AFTER};
 use axum::response::{Html, IntoResponse, Response};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
 use crate::api::AppState;
 use crate::domain::Direction;
+use crate::store::StoreError;
 
 /// Messages per page.
 const PAGE: u32 = 50;
@@ -56,6 +57,21 @@ fn not_found() -> Response {
         .into_response()
 }
 
+fn unavailable(error: StoreError) -> Response {
+    tracing::error!(%error, "a transcript could not be read");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(RETRY_AFTER, crate::api::error::RETRY_AFTER_SECONDS.to_string())],
+        Html(
+            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>Try again shortly</title><h1>Try again shortly</h1>\
+             <p>This conversation cannot be shown right now. The link is fine: reload in a moment.</p></html>",
+        ),
+    )
+        .into_response()
+}
+
 pub async fn page(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -65,14 +81,21 @@ pub async fn page(
     if token.len() != 32 || !token.chars().all(|c| c.is_ascii_alphanumeric()) {
         return not_found();
     }
-    let Ok(Some((workspace_id, chat))) = state.store.chat_by_token(&token).await else { return not_found() };
+    // Only an unknown token is "not found"; a store that cannot answer says so.
+    let (workspace_id, chat) = match state.store.chat_by_token(&token).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(e),
+    };
     let zone: Tz = match state.store.get_workspace(&workspace_id).await {
         Ok(Some(ws)) => ws.timezone.parse().unwrap_or(chrono_tz::UTC),
-        _ => chrono_tz::UTC,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(e),
     };
     let page = query.page.unwrap_or(0).min(100_000);
-    let Ok(messages) = state.store.chat_messages(chat.id, PAGE + 1, page * PAGE).await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "Try again in a moment.").into_response();
+    let messages = match state.store.chat_messages(chat.id, PAGE + 1, page * PAGE).await {
+        Ok(messages) => messages,
+        Err(e) => return unavailable(e),
     };
     let more = messages.len() > PAGE as usize;
     let mut days: Vec<Day> = Vec::new();

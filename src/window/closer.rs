@@ -101,6 +101,7 @@ impl Closer {
                 _ = cancel.cancelled() => break,
                 request = self.requests.recv() => match request {
                     Some(Request::Flush { workspace_id, reply }) => {
+                        crate::fault::Fault::Closer.trip();
                         let _ = reply.send(self.flush(&workspace_id).await);
                     }
                     None => break,
@@ -120,8 +121,8 @@ impl Closer {
         for webhook in self.store.bundling_webhooks(None).await? {
             let Some(tz) = zone(&webhook) else { continue };
             if let Some(boundary) = webhook.closing_boundary {
-                // A close that a stop or crash interrupted: finish it first.
-                self.close(&webhook, boundary, false).await?;
+                // A close that a stop or crash interrupted: finish it first, as what it was.
+                self.close(&webhook, boundary, webhook.closing_flush).await?;
                 continue;
             }
             if webhook.granularity == Granularity::None {
@@ -166,7 +167,7 @@ impl Closer {
         for webhook in self.store.bundling_webhooks(Some(workspace_id)).await? {
             let webhook = match webhook.closing_boundary {
                 Some(boundary) => {
-                    total += self.close(&webhook, boundary, false).await?;
+                    total += self.close(&webhook, boundary, webhook.closing_flush).await?;
                     // Read again: the finished close moved `bundled_before` on.
                     let fresh = self.store.bundling_webhooks(Some(workspace_id)).await?;
                     match fresh.into_iter().find(|w| w.id == webhook.id) {

@@ -177,6 +177,7 @@ async fn sign_in(browser: &Browser, app: &TestApp) {
 }
 
 #[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver: run scripts/test"]
 async fn an_admin_sets_up_tests_and_reads_in_the_browser() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
@@ -296,6 +297,7 @@ async fn an_admin_sets_up_tests_and_reads_in_the_browser() {
 }
 
 #[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver: run scripts/test"]
 async fn a_disabled_webhook_shows_why_and_comes_back_on_a_phone() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;

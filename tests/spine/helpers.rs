@@ -440,7 +440,7 @@ impl TestApp {
     }
 }
 
-/// A real SMTP server (aiosmtpd, installed by .ci/run) that records the messages it accepts.
+/// A real SMTP server (aiosmtpd, which scripts/test installs) that records the messages it accepts.
 pub struct SmtpSink {
     pub port: u16,
     child: std::process::Child,
@@ -456,7 +456,6 @@ impl SmtpSink {
 
     pub fn start_on(port: u16) -> SmtpSink {
         use std::io::BufRead;
-        ensure_aiosmtpd();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
         let mut child = std::process::Command::new("python3")
             .arg(script)
@@ -469,7 +468,7 @@ impl SmtpSink {
         let first = lines.next().and_then(Result::ok).unwrap_or_default();
         assert!(
             first.contains("ready"),
-            "the SMTP sink did not start ({first:?}); it needs aiosmtpd: python3 -m pip install aiosmtpd"
+            "the SMTP sink did not start ({first:?}); it needs aiosmtpd, which scripts/test installs"
         );
         let messages: Arc<Mutex<Vec<Value>>> = Default::default();
         let sink = messages.clone();
@@ -495,24 +494,6 @@ impl SmtpSink {
         })
         .await
     }
-}
-
-/// Installs aiosmtpd from PyPI if it is missing, so the test command needs nothing done by hand
-/// (CI's .ci/run installs it up front).
-fn ensure_aiosmtpd() {
-    let present = |_: ()| {
-        std::process::Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if present(()) {
-        return;
-    }
-    let _ = std::process::Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "aiosmtpd"])
-        .status();
-    assert!(present(()), "aiosmtpd is needed for the e-mail tests: python3 -m pip install aiosmtpd");
 }
 
 impl Drop for SmtpSink {

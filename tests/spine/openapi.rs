@@ -137,6 +137,7 @@ async fn chats_are_listed_shown_and_their_transcript_link_rotated() {
 /// types and response schemas. Webhook creation and updates are left out: their URLs are resolved
 /// by the SSRF guard, and generated host names would be looked up in DNS.
 #[tokio::test]
+#[ignore = "needs schemathesis (PyPI): run scripts/test"]
 async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     let app = TestApp::spawn().await;
     // Something to find, so not every generated id meets an empty store.

@@ -307,6 +307,7 @@ fn the_daemon_speaks_the_systemd_notify_protocol() {
 /// The unit file is valid and well sandboxed: `systemd-analyze security` rates its exposure
 /// under 2.0 (on its 0–10 scale; the threshold is given in tenths).
 #[test]
+#[ignore = "needs systemd-analyze (Debian's systemd): run scripts/test"]
 fn the_systemd_unit_verifies_and_scores_under_two() {
     let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/chatbundle.service");
     let security = Command::new("systemd-analyze")

@@ -115,7 +115,7 @@ pub(super) async fn step(
     if chats.len() < step.chats {
         sqlx::query(
             "UPDATE webhooks SET bundled_before = ?1, closing_boundary = NULL, closing_cursor = NULL,
-                flushed_at = CASE WHEN ?2 THEN ?1 ELSE flushed_at END
+                closing_flush = 0, flushed_at = CASE WHEN ?2 THEN ?1 ELSE flushed_at END
              WHERE id = ?3",
         )
         .bind(boundary)
@@ -126,12 +126,16 @@ pub(super) async fn step(
         Ok(CloseProgress::Done { deliveries: count })
     } else {
         let last = chats.last().map(|(c, _)| c.id).unwrap_or(cursor);
-        sqlx::query("UPDATE webhooks SET closing_boundary = ?, closing_cursor = ? WHERE id = ?")
-            .bind(boundary)
-            .bind(last)
-            .bind(&step.webhook_id)
-            .execute(&mut *conn)
-            .await?;
+        // A flush cut off here resumes as a flush, with the labels it would have had.
+        sqlx::query(
+            "UPDATE webhooks SET closing_boundary = ?, closing_cursor = ?, closing_flush = ? WHERE id = ?",
+        )
+        .bind(boundary)
+        .bind(last)
+        .bind(step.flush)
+        .bind(&step.webhook_id)
+        .execute(&mut *conn)
+        .await?;
         Ok(CloseProgress::More { deliveries: count })
     }
 }

@@ -13,6 +13,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use chrono::{DateTime, Utc};
 
+use super::operations::insert_event;
 use super::{CHAT_COLUMNS, chat_from_row, ms, sessions};
 use crate::domain::{Account, Direction, SessionStatus, new_id, random_token, reply_window};
 use crate::store::{Chat, ChatInfo, IngestBatch, IngestOutcome, NewMessage, StoreResult};
@@ -153,6 +154,20 @@ pub(super) async fn ingest_many(
     }
     mark_first_messages(conn, &first_of_chat).await?;
     insert_deliveries(conn, &deliveries).await?;
+
+    // What else each request brought commits with its messages: session news, then the note of
+    // what it skipped.
+    for batch in batches {
+        for change in &batch.sessions {
+            sessions::change(conn, change, &batch.render_session, now).await?;
+        }
+        if !batch.skipped.is_empty() {
+            let detail = serde_json::json!({
+                "count": batch.skipped.len(), "source": batch.source_key, "message_ids": batch.skipped,
+            });
+            insert_event(conn, &batch.workspace_id, None, now, "skipped", &detail).await?;
+        }
+    }
     Ok(outcomes)
 }
 

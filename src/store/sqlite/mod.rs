@@ -4,6 +4,7 @@
 mod close;
 mod ingest;
 mod operations;
+mod queue;
 mod sessions;
 mod writer;
 
@@ -372,7 +373,9 @@ impl Store for SqliteStore {
                (SELECT COUNT(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
                  WHERE w.workspace_id = ?1 AND d.status = 'delivered') AS delivered,
                (SELECT COUNT(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-                 WHERE w.workspace_id = ?1 AND d.status = 'expired') AS expired",
+                 WHERE w.workspace_id = ?1 AND d.status = 'expired') AS expired,
+               (SELECT COUNT(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                 WHERE w.workspace_id = ?1 AND d.status = 'failed') AS failed",
         )
         .bind(id)
         .fetch_one(&self.readers)
@@ -384,6 +387,7 @@ impl Store for SqliteStore {
             deliveries_pending: count("pending")?,
             deliveries_delivered: count("delivered")?,
             deliveries_expired: count("expired")?,
+            deliveries_failed: count("failed")?,
         })
     }
 
@@ -520,60 +524,12 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
+        rate: Option<std::num::NonZeroU32>,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
         let (now, lease_until) = (ms(now), ms(lease_until));
-        self.write(move |conn| {
-            Box::pin(async move {
-                let rows = sqlx::query(
-                    "UPDATE deliveries SET lease_until = ?1
-                     WHERE seq IN (
-                       SELECT d.seq FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-                       WHERE d.status = 'pending' AND d.next_attempt_at <= ?2
-                         AND (d.lease_until IS NULL OR d.lease_until <= ?2)
-                         AND w.enabled = 1
-                         AND NOT EXISTS (
-                           SELECT 1 FROM deliveries e
-                           WHERE e.webhook_id = d.webhook_id AND e.chat_id IS d.chat_id
-                             AND e.status = 'pending' AND e.seq < d.seq)
-                       ORDER BY d.next_attempt_at, d.seq
-                       LIMIT ?3)
-                     RETURNING seq, id, webhook_id, payload, attempts, created_at",
-                )
-                .bind(lease_until)
-                .bind(now)
-                .bind(limit as i64)
-                .fetch_all(&mut *conn)
-                .await?;
-                let mut claimed = Vec::with_capacity(rows.len());
-                let mut targets: std::collections::HashMap<String, Webhook> = Default::default();
-                for row in rows {
-                    let webhook_id: String = row.try_get("webhook_id")?;
-                    if !targets.contains_key(&webhook_id)
-                        && let Some(w) = fetch_webhook(&mut *conn, &webhook_id).await?
-                    {
-                        targets.insert(webhook_id.clone(), w);
-                    }
-                    let Some(target) = targets.get(&webhook_id) else {
-                        continue;
-                    };
-                    claimed.push(ClaimedDelivery {
-                        seq: row.try_get("seq")?,
-                        id: row.try_get("id")?,
-                        webhook_id,
-                        url: target.url.clone(),
-                        secret: target.secret.clone(),
-                        timeout: target.timeout,
-                        payload: row.try_get("payload")?,
-                        attempts: row.try_get::<i64, _>("attempts")? as u32,
-                        created_at: from_ms(row.try_get("created_at")?),
-                    });
-                }
-                // RETURNING gives no order guarantee; hand them out oldest first.
-                claimed.sort_by_key(|d| d.seq);
-                Ok(claimed)
-            })
-        })
-        .await
+        // Tokens are random: a claim can never guess another's.
+        let token = rand::random::<i64>() & i64::MAX;
+        self.write(move |conn| Box::pin(queue::claim(conn, now, lease_until, limit, rate, token))).await
     }
 
     #[instrument(skip_all, fields(delivery_id = %attempt.delivery_id, webhook_id = %attempt.webhook_id))]
@@ -581,28 +537,40 @@ impl Store for SqliteStore {
         &self,
         attempt: AttemptRecord,
         outcome: AttemptOutcome,
-        policy: &DisablePolicy,
-    ) -> StoreResult<Option<String>> {
+        policy: &FailurePolicy,
+    ) -> StoreResult<Recorded> {
         let policy = policy.clone();
         let clock = self.writer.clock();
-        self.write(move |conn| Box::pin(operations::record_attempt(conn, clock, attempt, outcome, policy)))
-            .await
+        self.write(move |conn| Box::pin(queue::record_attempt(conn, clock, attempt, outcome, policy))).await
     }
 
     async fn record_test(&self, attempt: AttemptRecord) -> StoreResult<()> {
         self.write(move |conn| Box::pin(operations::insert_attempt(conn, attempt, true))).await
     }
 
-    async fn latest_payload(&self, workspace_id: &str, bundles: bool) -> StoreResult<Option<Vec<u8>>> {
-        let payload = sqlx::query_scalar(
-            "SELECT d.payload FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-             WHERE w.workspace_id = ? AND d.kind = ? ORDER BY d.seq DESC LIMIT 1",
-        )
-        .bind(workspace_id)
-        .bind(if bundles { "bundle" } else { "message" })
-        .fetch_optional(&self.readers)
-        .await?;
-        Ok(payload)
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        status: Option<DeliveryStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> StoreResult<Vec<DeliveryInfo>> {
+        let mut conn = self.readers.acquire().await?;
+        queue::list(&mut conn, webhook_id, status, limit, offset).await
+    }
+
+    #[instrument(skip_all, fields(webhook_id, delivery_id))]
+    async fn resend_delivery(
+        &self,
+        webhook_id: &str,
+        delivery_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Resend> {
+        let (webhook_id, delivery_id, now) = (webhook_id.to_string(), delivery_id.to_string(), ms(now));
+        self.write(move |conn| {
+            Box::pin(async move { queue::resend(conn, &webhook_id, &delivery_id, now).await })
+        })
+        .await
     }
 
     async fn activity(
@@ -656,7 +624,8 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 let row = sqlx::query(
                     "UPDATE outbox SET next_attempt_at = ?1
-                     WHERE id = (SELECT id FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ?2
+                     WHERE id = (SELECT id FROM outbox
+                                 WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ?2
                                  ORDER BY next_attempt_at, id LIMIT 1)
                      RETURNING id, recipient, subject, body, attempts",
                 )
@@ -681,33 +650,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn email_result(&self, id: i64, result: Result<(), (String, DateTime<Utc>)>) -> StoreResult<()> {
+    async fn email_result(&self, id: i64, outcome: EmailOutcome) -> StoreResult<()> {
         let clock = self.writer.clock();
-        self.write(move |conn| {
-            Box::pin(async move {
-                match result {
-                    Ok(()) => {
-                        sqlx::query("UPDATE outbox SET sent_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?")
-                            .bind(ms(clock.now()))
-                            .bind(id)
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Err((error, next)) => {
-                        sqlx::query(
-                            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
-                        )
-                        .bind(error)
-                        .bind(ms(next))
-                        .bind(id)
-                        .execute(&mut *conn)
-                        .await?;
-                    }
-                }
-                Ok(())
-            })
-        })
-        .await
+        self.write(move |conn| Box::pin(operations::email_result(conn, id, outcome, ms(clock.now())))).await
     }
 
     async fn recover_after_restart(&self) -> StoreResult<u64> {
@@ -760,7 +705,8 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT w.id, w.workspace_id, COALESCE(w.granularity, s.granularity) AS granularity,
                     s.timezone, s.account_full_name, s.account_email, s.account_phone,
-                    w.bundled_before, w.granularity_changed_at, w.closing_boundary, w.flushed_at
+                    w.bundled_before, w.granularity_changed_at, w.closing_boundary, w.flushed_at,
+                    w.closing_flush
              FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id
              WHERE w.sub_messages = 1 AND (?1 IS NULL OR w.workspace_id = ?1)
              ORDER BY w.created_at, w.id",
@@ -784,6 +730,7 @@ impl Store for SqliteStore {
                     granularity_changed_at: from_ms(row.try_get("granularity_changed_at")?),
                     closing_boundary: row.try_get::<Option<i64>, _>("closing_boundary")?.map(from_ms),
                     flushed_at: from_ms(row.try_get("flushed_at")?),
+                    closing_flush: row.try_get("closing_flush")?,
                 })
             })
             .collect()
@@ -832,14 +779,6 @@ impl Store for SqliteStore {
                 let done = sqlx::query("DELETE FROM sources WHERE id = ?").bind(&id).execute(conn).await?;
                 Ok(done.rows_affected() > 0)
             })
-        })
-        .await
-    }
-
-    async fn session_change(&self, change: SessionChange, render: RenderSession) -> StoreResult<bool> {
-        let clock = self.writer.clock();
-        self.write(move |conn| {
-            Box::pin(async move { sessions::change(conn, change, render, ms(clock.now())).await })
         })
         .await
     }
@@ -919,6 +858,30 @@ impl Store for SqliteStore {
         rows.iter().map(close::stored_message).collect()
     }
 
+    async fn messages_since(
+        &self,
+        chat_id: i64,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let rows = sqlx::query(
+            "SELECT seq, message_id, direction, ts, received_at, sender_name, sender_phone, recipient_name,
+                    recipient_phone, text, account, channel
+             FROM messages WHERE chat_id = ? AND received_at >= ? ORDER BY received_at, seq LIMIT ?",
+        )
+        .bind(chat_id)
+        .bind(ms(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(close::stored_message).collect()
+    }
+
+    async fn session_snapshot(&self, chat_id: i64, now: DateTime<Utc>) -> StoreResult<Option<SessionEvent>> {
+        let mut conn = self.readers.acquire().await?;
+        sessions::snapshot(&mut conn, chat_id, ms(now)).await
+    }
+
     async fn rotate_chat_token(&self, chat_id: i64) -> StoreResult<Option<String>> {
         self.write(move |conn| {
             Box::pin(async move {
@@ -939,7 +902,7 @@ impl Store for SqliteStore {
             "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS pending,
                     (SELECT created_at FROM deliveries WHERE status = 'pending' ORDER BY seq LIMIT 1) AS oldest,
                     (SELECT COUNT(*) FROM webhooks WHERE enabled = 0) AS disabled,
-                    (SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL) AS emails",
+                    (SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL) AS emails",
         )
         .fetch_one(&self.readers)
         .await?;
@@ -951,9 +914,24 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.readers).await?;
-        Ok(())
+    async fn probe_write(&self) -> StoreResult<()> {
+        let clock = self.writer.clock();
+        self.write(move |conn| {
+            Box::pin(async move {
+                // A real change, so the commit appends to the WAL like any other: on a full or
+                // read-only disk this fails as ingest would.
+                sqlx::query("UPDATE health SET probed_at = ? WHERE id = 1")
+                    .bind(ms(clock.now()))
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    fn died(&self) -> BoxFuture<'static, String> {
+        self.writer.died()
     }
 
     async fn close(&self) {

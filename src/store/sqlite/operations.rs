@@ -1,15 +1,11 @@
-//! Attempts, auto-disable, events, the activity log, and retention.
+//! Attempts and events (the activity log), the outbox, and retention.
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::ingest::DUE_AT_ONCE;
-use super::writer::BatchClock;
 use super::{from_ms, ms};
-use crate::store::{
-    ActivityCursor, ActivityRow, AttemptOutcome, AttemptRecord, DisableNotice, DisablePolicy, Pruned,
-    StoreResult,
-};
+use crate::store::{ActivityCursor, ActivityRow, AttemptRecord, Email, EmailOutcome, Pruned, StoreResult};
 
 pub(super) async fn insert_attempt(
     conn: &mut SqliteConnection,
@@ -56,104 +52,92 @@ pub(super) async fn insert_event(
     Ok(())
 }
 
-/// See [`crate::store::Store::record_attempt`].
-pub(super) async fn record_attempt(
+/// Puts an e-mail in the outbox, due at once, noting the workspace and webhook it is about.
+pub(super) async fn queue_email(
     conn: &mut SqliteConnection,
-    clock: BatchClock,
-    attempt: AttemptRecord,
-    outcome: AttemptOutcome,
-    policy: DisablePolicy,
-) -> StoreResult<Option<String>> {
-    let at = ms(attempt.attempted_at);
-    let delivered = outcome == AttemptOutcome::Delivered;
-    let (status, next, finished) = match outcome {
-        AttemptOutcome::Delivered => ("delivered", None, Some(at)),
-        AttemptOutcome::RetryAt(t) => ("pending", Some(ms(t)), None),
-        AttemptOutcome::Expired => ("expired", None, Some(at)),
-    };
-    let failure = (!delivered).then(|| {
-        attempt
-            .error
-            .clone()
-            .or_else(|| attempt.status.map(|s| format!("HTTP {s}")))
-            .unwrap_or_else(|| "failed".into())
-    });
-    let updated = sqlx::query(
-        "UPDATE deliveries SET status = ?, attempts = attempts + 1, lease_until = NULL,
-            next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?, finished_at = ?
-         WHERE seq = ?",
-    )
-    .bind(status)
-    .bind(next)
-    .bind(&failure)
-    .bind(finished)
-    .bind(attempt.delivery_seq)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if updated == 0 {
-        // The webhook (and with it the delivery) was deleted while this was in flight.
-        return Ok(None);
-    }
-    let row = sqlx::query(
-        "UPDATE webhooks SET consecutive_failures = CASE WHEN ?1 THEN 0 ELSE consecutive_failures + 1 END
-         WHERE id = ?2
-         RETURNING enabled, consecutive_failures, url, workspace_id",
-    )
-    .bind(delivered)
-    .bind(&attempt.webhook_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let (enabled, failures): (bool, i64) = (row.try_get("enabled")?, row.try_get("consecutive_failures")?);
-    let (url, workspace_id): (String, String) = (row.try_get("url")?, row.try_get("workspace_id")?);
-    insert_attempt(conn, attempt.clone(), false).await?;
-
-    let reason = match (delivered, attempt.status) {
-        (true, _) => None,
-        (false, Some(410)) => Some("the endpoint answered 410 Gone".to_string()),
-        (false, _) if failures >= i64::from(policy.disable_after) => {
-            Some(format!("{failures} consecutive failed attempts"))
-        }
-        _ => None,
-    };
-    let Some(reason) = reason.filter(|_| enabled) else {
-        return Ok(None);
-    };
-    let now = ms(clock.now());
-    sqlx::query("UPDATE webhooks SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?")
-        .bind(&reason)
-        .bind(now)
-        .bind(&attempt.webhook_id)
-        .execute(&mut *conn)
-        .await?;
-    let detail = serde_json::json!({"reason": reason, "last_error": failure, "automatic": true});
-    insert_event(conn, &workspace_id, Some(&attempt.webhook_id), now, "disabled", &detail).await?;
-    let workspace = sqlx::query("SELECT name, owner_email FROM workspaces WHERE id = ?")
-        .bind(&workspace_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let notice = DisableNotice {
-        workspace_id: workspace_id.clone(),
-        workspace_name: workspace.try_get("name")?,
-        owner_email: workspace.try_get("owner_email")?,
-        webhook_id: attempt.webhook_id.clone(),
-        webhook_url: url,
-        reason: reason.clone(),
-        last_error: failure,
-        at: from_ms(now),
-    };
-    let email = (policy.notice)(&notice);
+    email: &Email,
+    workspace_id: &str,
+    webhook_id: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO outbox (recipient, subject, body, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO outbox (recipient, subject, body, created_at, next_attempt_at, workspace_id, webhook_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&email.recipient)
     .bind(&email.subject)
     .bind(&email.body)
     .bind(now)
     .bind(DUE_AT_ONCE)
-    .execute(&mut *conn)
+    .bind(workspace_id)
+    .bind(webhook_id)
+    .execute(conn)
     .await?;
-    Ok(Some(reason))
+    Ok(())
+}
+
+/// See [`crate::store::Store::email_result`].
+pub(super) async fn email_result(
+    conn: &mut SqliteConnection,
+    id: i64,
+    outcome: EmailOutcome,
+    now: i64,
+) -> StoreResult<()> {
+    match outcome {
+        EmailOutcome::Sent => {
+            sqlx::query(
+                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EmailOutcome::Retry { error, at } => {
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+            )
+            .bind(error)
+            .bind(ms(at))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        EmailOutcome::GaveUp { error } => {
+            let row = sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, failed_at = ? WHERE id = ?
+                 RETURNING recipient, subject, workspace_id, webhook_id",
+            )
+            .bind(&error)
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(row) = row
+                && let Some(workspace_id) = row.try_get::<Option<String>, _>("workspace_id")?
+            {
+                let webhook_id: Option<String> = row.try_get("webhook_id")?;
+                let detail = serde_json::json!({
+                    "recipient": row.try_get::<String, _>("recipient")?,
+                    "subject": row.try_get::<String, _>("subject")?,
+                    "error": error,
+                });
+                // The webhook may be gone by now; then the row belongs to the workspace.
+                let exists: Option<i64> = match &webhook_id {
+                    Some(w) => {
+                        sqlx::query_scalar("SELECT 1 FROM webhooks WHERE id = ?")
+                            .bind(w)
+                            .fetch_optional(&mut *conn)
+                            .await?
+                    }
+                    None => None,
+                };
+                let webhook = webhook_id.filter(|_| exists.is_some());
+                insert_event(conn, &workspace_id, webhook.as_deref(), now, "email_failed", &detail).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn activity(
@@ -227,7 +211,8 @@ pub(super) async fn prune(conn: &mut SqliteConnection, before: i64, limit: u32) 
         "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?1 LIMIT ?2)",
         "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries
             WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2)",
-        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?1 LIMIT ?2)",
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox
+            WHERE COALESCE(sent_at, failed_at) IS NOT NULL AND COALESCE(sent_at, failed_at) < ?1 LIMIT ?2)",
     ] {
         rows +=
             sqlx::query(sql).bind(before).bind(i64::from(limit)).execute(&mut *conn).await?.rows_affected();

@@ -183,19 +183,17 @@ async fn session_row(conn: &mut SqliteConnection, chat_id: i64) -> StoreResult<(
     ))
 }
 
-/// Queues the event for a chat whose session changed (or whose reply window lapsed).
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn announce(
+/// The event for a chat's session as it stands.
+async fn event(
     conn: &mut SqliteConnection,
     workspace_id: &str,
     chat: &Chat,
     old_status: Option<SessionStatus>,
     reply: Option<&str>,
     now: i64,
-    render: &RenderSession,
-) -> StoreResult<()> {
+) -> StoreResult<SessionEvent> {
     let (detail, messages_count) = session_row(conn, chat.id).await?;
-    let event = SessionEvent {
+    Ok(SessionEvent {
         workspace_id: workspace_id.to_string(),
         chat: chat.clone(),
         source_key: detail.source_key,
@@ -206,16 +204,47 @@ pub(super) async fn announce(
         assignee_type: detail.assignee_type,
         messages_count,
         at: from_ms(now),
-    };
+    })
+}
+
+/// Queues the event for a chat whose session changed (or whose reply window lapsed).
+pub(super) async fn announce(
+    conn: &mut SqliteConnection,
+    workspace_id: &str,
+    chat: &Chat,
+    old_status: Option<SessionStatus>,
+    reply: Option<&str>,
+    now: i64,
+    render: &RenderSession,
+) -> StoreResult<()> {
+    let event = event(conn, workspace_id, chat, old_status, reply, now).await?;
     let payload = render(&event);
     queue(conn, workspace_id, chat.id, &payload, now).await
 }
 
-/// See [`crate::store::Store::session_change`].
+/// See [`crate::store::Store::session_snapshot`].
+pub(super) async fn snapshot(
+    conn: &mut SqliteConnection,
+    chat_id: i64,
+    now: i64,
+) -> StoreResult<Option<SessionEvent>> {
+    let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE id = ?");
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(chat_id).fetch_optional(&mut *conn).await?
+    else {
+        return Ok(None);
+    };
+    let workspace_id: String = row.try_get("workspace_id")?;
+    let (chat, _) = chat_from_row(&row)?;
+    let status = chat.session_status;
+    Ok(Some(event(conn, &workspace_id, &chat, status, None, now).await?))
+}
+
+/// Applies a session change a channel reported, and queues a `session_status` event for
+/// subscribed webhooks when the status changed. Returns whether it did.
 pub(super) async fn change(
     conn: &mut SqliteConnection,
-    change: SessionChange,
-    render: RenderSession,
+    change: &SessionChange,
+    render: &RenderSession,
     now: i64,
 ) -> StoreResult<bool> {
     let old: Option<Option<String>> = sqlx::query_scalar(
@@ -264,7 +293,7 @@ pub(super) async fn change(
     let (chat, _) = chat_from_row(&row)?;
     let changed = change.status.is_some() && change.status != old;
     if changed {
-        announce(conn, &change.workspace_id, &chat, old, None, now, &render).await?;
+        announce(conn, &change.workspace_id, &chat, old, None, now, render).await?;
     }
     Ok(changed)
 }

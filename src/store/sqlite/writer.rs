@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::future::BoxFuture;
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tracing::{debug, error};
 
 use super::ingest::ingest_many;
@@ -59,6 +59,8 @@ pub(super) struct Writer {
     /// Fires when the writer has stopped; awaited on close, so the last commit lands before the
     /// process exits.
     stopped: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Set, with the cause, if the writer thread died: every write would fail from then on.
+    death: watch::Receiver<Option<String>>,
     clock: BatchClock,
 }
 
@@ -73,14 +75,35 @@ impl Writer {
         batch_clock.advance(&clock);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let loop_clock = batch_clock.clone();
+        let (death_tx, death) = watch::channel(None);
         std::thread::Builder::new().name("chatbundle-writer".into()).spawn(move || {
-            runtime.block_on(writer_loop(conn, rx, clock, loop_clock));
+            let run =
+                std::panic::AssertUnwindSafe(|| runtime.block_on(writer_loop(conn, rx, clock, loop_clock)));
+            if let Err(panic) = std::panic::catch_unwind(run) {
+                let cause = crate::supervise::panic_message(&*panic);
+                error!(%cause, "the store's writer thread died");
+                let _ = death_tx.send(Some(format!("the store's writer thread died: {cause}")));
+            }
             let _ = stopped_tx.send(());
         })?;
         Ok(Writer {
             sender: std::sync::RwLock::new(Some(tx)),
             stopped: Mutex::new(Some(stopped_rx)),
+            death,
             clock: batch_clock,
+        })
+    }
+
+    /// Resolves with the cause if the writer thread dies; never if it stops because it was closed.
+    pub fn died(&self) -> BoxFuture<'static, String> {
+        let mut death = self.death.clone();
+        Box::pin(async move {
+            let cause = death.wait_for(Option::is_some).await.map(|cause| cause.clone());
+            match cause {
+                Ok(cause) => cause.unwrap_or_default(),
+                // Closed in order: nothing will ever be reported.
+                Err(_) => std::future::pending().await,
+            }
         })
     }
 
@@ -179,6 +202,7 @@ async fn writer_loop(
             match item {
                 Work::Job(job) => jobs.push(job),
                 Work::Ingest(batch, reply) => {
+                    crate::fault::Fault::Writer.trip();
                     ingests.push(batch);
                     replies.push(reply);
                 }

@@ -160,8 +160,9 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        // CHATBUNDLE_CONFIG names the file itself (see the CLI), so it is not a key.
-        figment = figment.merge(Env::prefixed("CHATBUNDLE_").split("__").ignore(&["config"]));
+        // CHATBUNDLE_CONFIG names the file itself (see the CLI) and CHATBUNDLE_FAULTS arms test
+        // faults (see `fault`): neither is a key.
+        figment = figment.merge(Env::prefixed("CHATBUNDLE_").split("__").ignore(&["config", "faults"]));
         if let Some(listen) = sources.listen {
             figment = figment.merge(Serialized::default("listen", listen));
         }

@@ -11,8 +11,9 @@
 //! - [`admin`]: the admin API (workspaces, webhooks, sources, activity).
 //! - [`web`]: the admin web page and the public chat transcripts.
 //!
-//! Around them: [`api`] (router, errors, auth), [`app`] (assembly and shutdown), [`config`],
-//! [`clock`] (injected time), [`domain`] (shared vocabulary), [`telemetry`] and [`cli`].
+//! Around them: [`api`] (router, errors, auth), [`app`] (assembly, supervision and shutdown),
+//! [`supervise`] (liveness flags and fatal failures), [`config`], [`clock`] (injected time),
+//! [`domain`] (shared vocabulary), [`telemetry`], [`cli`] and [`fault`] (test-only fault switches).
 
 #![forbid(unsafe_code)]
 

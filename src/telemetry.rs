@@ -22,13 +22,14 @@ pub fn init(format: LogFormat) {
 }
 
 /// Prometheus metrics. Counters are bumped where things happen; gauges that describe stored
-/// state (queue depth, disabled webhooks, e-mails waiting) are read from the store at scrape time.
+/// state (queue depth, disabled webhooks, e-mails waiting) are read from the store at scrape time
+/// and written by the `/metrics` handler itself.
 pub mod metric {
     pub const MESSAGES_RECEIVED: &str = "chatbundle_messages_received_total";
     pub const MESSAGES_DUPLICATE: &str = "chatbundle_messages_duplicate_total";
     pub const MESSAGES_SKIPPED: &str = "chatbundle_messages_skipped_total";
     pub const BUNDLES_CREATED: &str = "chatbundle_bundles_created_total";
-    /// Labelled `outcome`: `delivered`, `retry` or `expired`.
+    /// Labelled `outcome`: `delivered`, `retry`, `failed` (given up) or `expired`.
     pub const DELIVERIES: &str = "chatbundle_deliveries_total";
     pub const DELIVERY_SECONDS: &str = "chatbundle_delivery_seconds";
     pub const WEBHOOKS_AUTO_DISABLED: &str = "chatbundle_webhooks_auto_disabled_total";
@@ -65,8 +66,4 @@ fn describe() {
     metrics::describe_counter!(DELIVERIES, "Delivery attempts by outcome");
     metrics::describe_histogram!(DELIVERY_SECONDS, "Duration of delivery attempts");
     metrics::describe_counter!(WEBHOOKS_AUTO_DISABLED, "Webhooks switched off after failing");
-    metrics::describe_gauge!(QUEUE_DEPTH, "Deliveries waiting to be sent");
-    metrics::describe_gauge!(OLDEST_PENDING_SECONDS, "Age of the oldest delivery waiting");
-    metrics::describe_gauge!(WEBHOOKS_DISABLED, "Webhooks currently switched off");
-    metrics::describe_gauge!(EMAILS_PENDING, "E-mails waiting in the outbox");
 }

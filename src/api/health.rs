@@ -64,19 +64,26 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let handle = prometheus();
+    handle.run_upkeep();
+    let mut text = handle.render();
+    // The gauges describe this daemon's store as of this scrape, so they are written here rather
+    // than kept in the process-wide recorder, where a concurrent scrape could overwrite them.
     match state.store.gauges().await {
         Ok(g) => {
-            metrics::gauge!(metric::QUEUE_DEPTH).set(g.deliveries_pending as f64);
             let age = g
                 .oldest_pending
                 .map(|t| (state.clock.now() - t).num_milliseconds().max(0) as f64 / 1000.0)
                 .unwrap_or(0.0);
-            metrics::gauge!(metric::OLDEST_PENDING_SECONDS).set(age);
-            metrics::gauge!(metric::WEBHOOKS_DISABLED).set(g.webhooks_disabled as f64);
-            metrics::gauge!(metric::EMAILS_PENDING).set(g.emails_pending as f64);
+            for (name, help, value) in [
+                (metric::QUEUE_DEPTH, "Deliveries waiting to be sent", g.deliveries_pending as f64),
+                (metric::OLDEST_PENDING_SECONDS, "Age of the oldest delivery waiting", age),
+                (metric::WEBHOOKS_DISABLED, "Webhooks currently switched off", g.webhooks_disabled as f64),
+                (metric::EMAILS_PENDING, "E-mails waiting in the outbox", g.emails_pending as f64),
+            ] {
+                text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+            }
         }
         Err(e) => tracing::warn!(error = %e, "reading gauges for /metrics failed"),
     }
-    handle.run_upkeep();
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -20,6 +20,15 @@ use tempfile::TempDir;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
+/// Daemons started in this test process.
+static APPS_STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether one daemon is all this test process ever started, so that process-wide metric
+/// counters are its own.
+pub fn only_app_in_process() -> bool {
+    APPS_STARTED.load(Ordering::SeqCst) == 1
+}
+
 /// How long any wait in a test may take before the test fails.
 pub const BOUND: Duration = Duration::from_secs(10);
 
@@ -82,6 +91,7 @@ impl TestApp {
 
     /// Starts a daemon on an existing data directory (a restart) or with a custom configuration.
     pub async fn spawn_with(dir: Arc<TempDir>, config: Config, clock: ManualClock) -> TestApp {
+        APPS_STARTED.fetch_add(1, Ordering::SeqCst);
         if std::env::var_os("TEST_LOG").is_some() {
             chatbundle::telemetry::init(chatbundle::config::LogFormat::Plain);
         }
@@ -445,6 +455,7 @@ pub struct SmtpSink {
     pub port: u16,
     child: std::process::Child,
     messages: Arc<Mutex<Vec<Value>>>,
+    refusals: Arc<Mutex<Vec<Value>>>,
 }
 
 impl SmtpSink {
@@ -471,19 +482,35 @@ impl SmtpSink {
             "the SMTP sink did not start ({first:?}); it needs aiosmtpd, which scripts/test installs"
         );
         let messages: Arc<Mutex<Vec<Value>>> = Default::default();
-        let sink = messages.clone();
+        let refusals: Arc<Mutex<Vec<Value>>> = Default::default();
+        let (accepted, refused) = (messages.clone(), refusals.clone());
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str(&line) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    let sink = if value.get("refused").is_some() { &refused } else { &accepted };
                     sink.lock().unwrap().push(value);
                 }
             }
         });
-        SmtpSink { port, child, messages }
+        SmtpSink { port, child, messages, refusals }
     }
 
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until `n` recipients have been refused (550 or 451), as `{"refused", "code"}`.
+    pub async fn wait_for_refusals(&self, n: usize) -> Vec<Value> {
+        eventually(&format!("{n} refusals"), || async {
+            let got = self.refusals.lock().unwrap().clone();
+            (got.len() >= n).then_some(got)
+        })
+        .await
+    }
+
+    /// The messages accepted so far.
+    pub fn received(&self) -> Vec<Value> {
+        self.messages.lock().unwrap().clone()
     }
 
     /// Waits until `n` messages have been accepted.

@@ -29,6 +29,10 @@ async fn the_document_describes_exactly_the_routes_the_daemon_answers() {
     let app = TestApp::spawn().await;
     let doc = document(&app).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "OpenAPI 3");
+    // The licence it names is the crate's, whose text is in LICENSE.
+    assert_eq!(doc["info"]["license"]["identifier"], env!("CARGO_PKG_LICENSE"));
+    let license = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/LICENSE")).unwrap();
+    assert!(license.contains("Apache License") && license.contains("Version 2.0"));
     let paths = doc["paths"].as_object().unwrap();
 
     // Every documented operation is answered by a handler (a made-up id gets the handler's own
@@ -36,8 +40,11 @@ async fn the_document_describes_exactly_the_routes_the_daemon_answers() {
     let mut operations = Vec::new();
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
-            let concrete =
-                path.replace("{id}", "x1").replace("{source_id}", "x2").replace("{kind}", "twilio");
+            let concrete = path
+                .replace("{id}", "x1")
+                .replace("{source_id}", "x2")
+                .replace("{kind}", "twilio")
+                .replace("{delivery_id}", "x3");
             assert!(
                 !router_refuses(&app, method, &concrete).await,
                 "{method} {path} is documented but not routed"
@@ -59,6 +66,8 @@ async fn the_document_describes_exactly_the_routes_the_daemon_answers() {
         "POST /api/v1/webhooks/{id}/test",
         "GET /api/v1/webhooks/{id}/activity",
         "GET /api/v1/webhooks/{id}/log",
+        "GET /api/v1/webhooks/{id}/deliveries",
+        "POST /api/v1/webhooks/{id}/deliveries/{delivery_id}/resend",
         "POST /api/v1/workspaces/{id}/sources",
         "GET /api/v1/workspaces/{id}/chats",
         "GET /api/v1/chats/{id}",
@@ -144,26 +153,35 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     let ws = app.workspace().await;
     app.ingest(&ws, &message("m-1", "c-1", "hello")).await;
     let seconds = std::env::var("CHATBUNDLE_SCHEMATHESIS_SECONDS").unwrap_or_else(|_| "45".into());
-    let base = app.base.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("schemathesis")
-            .current_dir(dir.path())
-            .args(["run", &format!("{base}/api/v1/openapi.json")])
-            .args(["--header", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
-            .args([
-                "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-            ])
-            .args(["--exclude-operation-id", "webhooks_create", "--exclude-operation-id", "webhooks_update"])
-            .args(["--max-time", &seconds, "--request-timeout", "10", "--workers", "2"])
-            .args(["--no-color", "--generation-database", "none"])
-            .output()
-            .expect("schemathesis runs (.ci/run installs it with pip)")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let run = || {
+        let base = app.base.clone();
+        let seconds = seconds.clone();
+        tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().unwrap();
+            Command::new("schemathesis")
+                .current_dir(dir.path())
+                .args(["run", &format!("{base}/api/v1/openapi.json")])
+                .args(["--header", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
+                .args([
+                    "--checks",
+                    "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                ])
+                .args(["--exclude-operation-id", "webhooks_create", "--exclude-operation-id", "webhooks_update"])
+                .args(["--max-time", &seconds, "--request-timeout", "10", "--workers", "2"])
+                .args(["--no-color", "--generation-database", "none"])
+                .output()
+                .expect("schemathesis runs (scripts/test installs it with pip)")
+        })
+    };
+    let mut output = run().await.unwrap();
+    let mut stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    // schemathesis sometimes trips over its own example generation ("Inconsistent results", a
+    // Hypothesis flake reported as an error, not a finding): that run proves nothing either way,
+    // so it is run once more. Findings (a FAILURES section) fail at once.
+    if !output.status.success() && !stdout.contains("FAILURES") && stdout.contains("Inconsistent results") {
+        output = run().await.unwrap();
+        stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    }
     assert!(
         output.status.success(),
         "schemathesis found failures:\n{stdout}\n{}",

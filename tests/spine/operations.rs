@@ -314,9 +314,19 @@ async fn health_readiness_and_metrics_describe_the_daemon() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
     };
-    assert_eq!(value("chatbundle_messages_received_total"), 2.0);
-    assert_eq!(value("chatbundle_messages_duplicate_total"), 1.0);
-    assert_eq!(value("chatbundle_messages_skipped_total"), 1.0);
+    // Counters belong to the process: exact where this daemon is its only one (nextest runs each
+    // test in a process of its own), at least this much where `cargo test` shares one.
+    let counted = |name: &str, expected: f64| {
+        let seen = value(name);
+        if only_app_in_process() {
+            assert_eq!(seen, expected, "{name}");
+        } else {
+            assert!(seen >= expected, "{name}: {seen}");
+        }
+    };
+    counted("chatbundle_messages_received_total", 2.0);
+    counted("chatbundle_messages_duplicate_total", 1.0);
+    counted("chatbundle_messages_skipped_total", 1.0);
     assert!(value("chatbundle_deliveries_total{outcome=\"retry\"}") >= 2.0);
     assert_eq!(value("chatbundle_queue_depth"), 2.0);
     assert!(value("chatbundle_queue_oldest_pending_seconds") >= 59.0);

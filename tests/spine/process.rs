@@ -385,6 +385,13 @@ fn the_cli_drives_the_running_daemon() {
     assert!(log.status.success());
     assert!(String::from_utf8_lossy(&log.stdout).starts_with("at,kind,"));
 
+    let (code, listed, _) = run(&["webhook", "deliveries", &hook_id, "--status", "failed"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(listed["deliveries"], json!([]));
+    let (code, _, stderr) = run(&["webhook", "resend", &hook_id, "msg_nope"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("404") && stderr.contains("delivery"), "{stderr}");
+
     let (code, _, stderr) = run(&["webhook", "update", &hook_id, "--granularity", "2h"]);
     assert_eq!(code, Some(2), "input the API refuses is bad usage");
     assert!(stderr.contains("granularity"), "{stderr}");

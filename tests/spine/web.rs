@@ -194,3 +194,95 @@ async fn a_new_signing_secret_is_shown_once_and_release_now_sends_the_buffer() {
     let page = http.get(app.url(&target)).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Released every open window now: 1 deliveries queued."));
 }
+
+#[tokio::test]
+async fn a_webhook_that_follows_its_workspace_keeps_following_when_saved_or_re_enabled() {
+    let app = TestApp::spawn().await;
+    let (http, csrf) = signed_in(&app).await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace_with("6h", "UTC").await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let id = hook["id"].as_str().unwrap();
+    let shown = || async {
+        let response = app.admin(Method::GET, &format!("/api/v1/webhooks/{id}")).send().await.unwrap();
+        response.json::<serde_json::Value>().await.unwrap()
+    };
+    let page =
+        http.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("<option value=\"default\" selected>Workspace default (Every 6 hours)</option>"),
+        "the webhook's choice is the workspace default"
+    );
+
+    // Saved unchanged, then switched off and re-enabled with the page's buttons.
+    let save = |enabled: bool| {
+        let mut form =
+            vec![("csrf", csrf.clone()), ("url", receiver.url.clone()), ("granularity", "default".into())];
+        form.push(("action", "save".into()));
+        if enabled {
+            form.push(("enabled", "on".into()));
+        }
+        http.post(app.url(&format!("/ui/webhooks/{id}"))).form(&form).send()
+    };
+    for enabled in [true, false, true] {
+        assert_eq!(save(enabled).await.unwrap().status(), 303);
+        let shown = shown().await;
+        assert_eq!(
+            (shown["inherits_granularity"].clone(), shown["enabled"].clone()),
+            (json!(true), json!(enabled))
+        );
+    }
+    // A later change of the workspace's default reaches it.
+    app.patch_workspace(&ws.id, json!({"granularity": "12h"})).await;
+    let now = shown().await;
+    assert_eq!(
+        (now["granularity"].clone(), now["inherits_granularity"].clone()),
+        (json!("12h"), json!(true))
+    );
+
+    // Choosing a granularity by name pins it.
+    let form =
+        [("csrf", csrf.as_str()), ("url", receiver.url.as_str()), ("granularity", "1h"), ("enabled", "on")];
+    assert_eq!(
+        http.post(app.url(&format!("/ui/webhooks/{id}"))).form(&form).send().await.unwrap().status(),
+        303
+    );
+    let now = shown().await;
+    assert_eq!(
+        (now["granularity"].clone(), now["inherits_granularity"].clone()),
+        (json!("1h"), json!(false))
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_given_up_is_listed_under_its_webhook_and_resent_from_the_page() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.delivery.reject_after = 1;
+    let app = TestApp::spawn_with(dir, config, chatbundle::clock::ManualClock::new(start_time())).await;
+    let (http, csrf) = signed_in(&app).await;
+    let receiver = Receiver::start().await;
+    receiver.then(Reply::status(400));
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let id = hook["id"].as_str().unwrap();
+    app.ingest(&ws, &message("m-1", "c-1", "one")).await;
+    let delivery = receiver.wait_for(1).await[0].header("webhook-id").to_string();
+    let page = eventually("the failed delivery on the page", || async {
+        let page = http.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap();
+        let page = page.text().await.unwrap();
+        page.contains("Deliveries given up").then_some(page)
+    })
+    .await;
+    assert!(page.contains(&delivery) && page.contains("HTTP 400"), "{page}");
+    let action = format!("/ui/webhooks/{id}/deliveries/{delivery}/resend");
+    assert!(page.contains(&format!("action=\"{action}\"")));
+
+    let no_csrf = http.post(app.url(&action)).form(&[("csrf", "nope")]).send().await.unwrap();
+    assert_eq!(no_csrf.status(), 403);
+    let resent = http.post(app.url(&action)).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(resent.status(), 303);
+    let again = receiver.wait_for(2).await.remove(1);
+    assert_eq!(again.header("webhook-id"), delivery);
+    app.delivered(&ws, 1).await;
+}

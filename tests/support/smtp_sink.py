@@ -1,4 +1,8 @@
-"""A real SMTP server for the tests: prints every message it accepts as a JSON line.
+"""A real SMTP server for the tests: prints every message it accepts, and every recipient it
+refuses, as a JSON line.
+
+Recipients whose local part starts with "reject" are refused for good (550); those starting with
+"later" are refused once for now (451) and accepted the next time.
 
 Usage: python3 smtp_sink.py PORT. Prints {"ready": PORT} once listening; stops when stdin closes.
 """
@@ -9,6 +13,21 @@ from aiosmtpd.controller import Controller
 
 
 class Sink:
+    def __init__(self):
+        self.deferred = set()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@")[0]
+        if local.startswith("reject"):
+            print(json.dumps({"refused": address, "code": 550}), flush=True)
+            return "550 5.1.1 No such user here"
+        if local.startswith("later") and address not in self.deferred:
+            self.deferred.add(address)
+            print(json.dumps({"refused": address, "code": 451}), flush=True)
+            return "451 4.3.0 Try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         print(json.dumps({
             "from": envelope.mail_from,

@@ -66,7 +66,7 @@ pub struct Application {
 impl Application {
     /// Opens the store, applies migrations, resolves the admin token and binds the listener.
     pub async fn build(config: Config, clock: SharedClock) -> Result<Application, AppError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::Io {
+        crate::files::private_dir(&config.data_dir).map_err(|source| AppError::Io {
             what: format!("creating data_dir {}", config.data_dir.display()),
             source,
         })?;
@@ -121,6 +121,7 @@ impl Application {
         let public_url: Arc<str> = public_url.into();
         let (closer, closer_handle) =
             Closer::new(store.clone(), clock.clone(), public_url.clone(), wake.clone());
+        let throttle_clock = clock.clone();
         let state = AppState {
             store,
             clock,
@@ -133,6 +134,9 @@ impl Application {
             deliverer: deliverer.clone(),
             addresses,
             workers: Default::default(),
+            http: Arc::new(config.http.clone()),
+            throttle: Arc::new(crate::api::throttle::Throttle::new(throttle_clock)),
+            replays: Default::default(),
         };
         crate::telemetry::prometheus();
         Ok(Application { config, listener, state, deliverer, closer, mailer, fatal })
@@ -216,6 +220,7 @@ impl Application {
                 }));
         }
         let server_cancel = cancel.clone();
+        let limits = config.http.clone();
         spawn(
             "the HTTP server",
             Box::pin(async move {
@@ -225,7 +230,7 @@ impl Application {
                         _ = stop_on_its_own.notified() => {}
                     }
                 };
-                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
+                if let Err(e) = api::server::serve(listener, router, limits, stopped).await {
                     error!(error = %e, "the HTTP server failed");
                 }
             }),
@@ -300,6 +305,9 @@ fn generated_admin_token(data_dir: &Path) -> Result<String, AppError> {
     };
     match std::fs::read_to_string(&path) {
         Ok(token) if !token.trim().is_empty() => {
+            crate::config::strong_enough(&token)
+                .map_err(|detail| AppError::Config(format!("{}: {detail}", path.display())))?;
+            crate::files::make_private(&path).map_err(io("protecting"))?;
             info!(path = %path.display(), "admin token read from file");
             return Ok(token.trim().to_string());
         }
@@ -308,11 +316,8 @@ fn generated_admin_token(data_dir: &Path) -> Result<String, AppError> {
         Err(e) => return Err(io("reading")(e)),
     }
     let token = format!("cb_{}", random_token(40));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).map_err(io("creating"))?;
+    // Private whatever the umask, and even if an empty file was there before with looser bits.
+    let mut file = crate::files::private_file(&path, true).map_err(io("creating"))?;
     writeln!(file, "{token}").map_err(io("writing"))?;
     info!(path = %path.display(), "generated an admin token; read it from this file");
     Ok(token)

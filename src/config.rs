@@ -62,9 +62,39 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub admin_token_file: Option<PathBuf>,
     pub log_format: LogFormat,
+    pub http: HttpConfig,
     pub delivery: DeliveryConfig,
     pub smtp: SmtpConfig,
     pub shutdown: ShutdownConfig,
+}
+
+/// Bounds on what one HTTP client can make the server hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A request's headers must arrive within this, counted from when the connection is ready
+    /// for a request: it is also how long a kept-alive connection may stay idle.
+    pub header_timeout: HumanDuration,
+    /// A request's whole body must arrive within this.
+    pub body_timeout: HumanDuration,
+    /// Connections open at once, in all.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_client: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for limits and logs).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout: HumanDuration(Duration::from_secs(10)),
+            body_timeout: HumanDuration(Duration::from_secs(30)),
+            max_connections: 4096,
+            max_connections_per_client: 256,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +142,7 @@ impl Default for Config {
             admin_token: None,
             admin_token_file: None,
             log_format: LogFormat::Plain,
+            http: HttpConfig::default(),
             delivery: DeliveryConfig::default(),
             smtp: SmtpConfig { url: None, url_file: None, from: "chatbundle@localhost".into() },
             shutdown: ShutdownConfig { grace: HumanDuration(Duration::from_secs(25)) },
@@ -209,9 +240,23 @@ impl Config {
             ));
         }
         if let Some(token) = &self.admin_token
-            && token.trim().len() < 16
+            && let Err(detail) = strong_enough(token)
         {
-            return Err(invalid("admin_token", "must be at least 16 characters"));
+            let key = if self.admin_token_file.is_some() { "admin_token_file" } else { "admin_token" };
+            return Err(invalid(key, &detail));
+        }
+        let h = &self.http;
+        if h.header_timeout.0.is_zero() {
+            return Err(invalid("http.header_timeout", "must be longer than zero"));
+        }
+        if h.body_timeout.0.is_zero() {
+            return Err(invalid("http.body_timeout", "must be longer than zero"));
+        }
+        if h.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        if h.max_connections_per_client == 0 {
+            return Err(invalid("http.max_connections_per_client", "must be at least 1"));
         }
         let d = &self.delivery;
         if d.concurrency == 0 {
@@ -252,6 +297,35 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml_string(self)
     }
+}
+
+/// The fewest bits of guessing an admin token must stand for.
+pub const ADMIN_TOKEN_BITS: f64 = 128.0;
+
+/// Refuses an admin token with less than [`ADMIN_TOKEN_BITS`] bits, estimated as its length
+/// times the bits per character of the character classes it draws from (lower case, upper case,
+/// digits, others). A generated token (`openssl rand -hex 32`, or the daemon's own) has far more.
+pub fn strong_enough(token: &str) -> Result<(), String> {
+    let token = token.trim();
+    let uses = |class: fn(&char) -> bool| token.chars().any(|c| class(&c));
+    let alphabet: f64 = [
+        (uses(char::is_ascii_lowercase), 26.0),
+        (uses(char::is_ascii_uppercase), 26.0),
+        (uses(char::is_ascii_digit), 10.0),
+        (uses(|c| !c.is_ascii_alphanumeric()), 33.0),
+    ]
+    .iter()
+    .filter(|(used, _)| *used)
+    .map(|(_, n)| n)
+    .sum();
+    let bits = token.chars().count() as f64 * alphabet.max(1.0).log2();
+    if bits < ADMIN_TOKEN_BITS {
+        return Err(format!(
+            "too easy to guess: about {bits:.0} bits, at least {ADMIN_TOKEN_BITS:.0} are needed \
+             (e.g. 32 random hex digits: openssl rand -hex 32)"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a SQLite URL names a database that lives only in memory.
@@ -298,6 +372,9 @@ fn toml_string(config: &Config) -> String {
         .join(", ");
     let allow = d.allow_private.iter().map(|n| format!("{:?}", n.to_string())).collect::<Vec<_>>().join(", ");
     let dur = |h: &HumanDuration| humantime::format_duration(h.0).to_string();
+    let h = &config.http;
+    let trusted =
+        h.trusted_proxies.iter().map(|n| format!("{:?}", n.to_string())).collect::<Vec<_>>().join(", ");
     format!(
         r#"# chatbundle configuration. Every key can also be set as CHATBUNDLE_<KEY>
 # (sections joined by "__", e.g. CHATBUNDLE_DELIVERY__TIMEOUT=5s).
@@ -308,6 +385,13 @@ database_url = "{database_url}"
 # admin_token = "..."                  # or admin_token_file; when neither is set a token is
                                        # generated into <data_dir>/admin-token (mode 0600)
 log_format   = "{log_format}"          # or "json"
+
+[http]
+header_timeout             = "{header_timeout}"   # also how long a kept-alive connection may idle
+body_timeout               = "{body_timeout}"
+max_connections            = {max_connections}
+max_connections_per_client = {max_per_client}
+trusted_proxies            = [{trusted}]           # reverse proxies whose X-Forwarded-For is believed
 
 [delivery]
 timeout          = "{timeout}"
@@ -334,6 +418,10 @@ grace = "{grace}"
             LogFormat::Plain => "plain",
             LogFormat::Json => "json",
         },
+        header_timeout = dur(&h.header_timeout),
+        body_timeout = dur(&h.body_timeout),
+        max_connections = h.max_connections,
+        max_per_client = h.max_connections_per_client,
         timeout = dur(&d.timeout),
         concurrency = d.concurrency,
         rate = d.rate_per_webhook,
@@ -441,6 +529,29 @@ mod tests {
 
         let err = load_with(Some("[delivery]\nreject_after = 0\n"), &[], None).unwrap_err();
         assert!(err.contains("delivery.reject_after"), "{err}");
+    }
+
+    #[test]
+    fn an_admin_token_must_stand_for_128_bits() {
+        for weak in ["0123456789abcdef", "short", "aaaaaaaaaaaaaaaaaaaa", "Abcdefghijklmnopqrst"] {
+            let err = load_with(None, &[("CHATBUNDLE_ADMIN_TOKEN", weak)], None).unwrap_err();
+            assert!(err.contains("admin_token") && err.contains("bits"), "{weak}: {err}");
+        }
+        // 32 hex digits, 22 mixed alphanumerics, the test suites' tokens.
+        for strong in [
+            "0123456789abcdef0123456789abcdef",
+            "Ab3dEf6hIj9lMn2pQr5tUv",
+            "test-admin-token-0123456789",
+            "process-test-admin-token",
+        ] {
+            assert!(load_with(None, &[("CHATBUNDLE_ADMIN_TOKEN", strong)], None).is_ok(), "{strong}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "weak-token\n").unwrap();
+        let vars = [("CHATBUNDLE_ADMIN_TOKEN_FILE", path.to_str().unwrap())];
+        let err = load_with(None, &vars, None).unwrap_err();
+        assert!(err.contains("admin_token_file"), "{err}");
     }
 
     #[test]

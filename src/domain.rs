@@ -287,6 +287,27 @@ impl FromStr for WebhookUrl {
     }
 }
 
+/// What a password in a URL is shown as.
+pub const MASK: &str = "****";
+
+/// A URL as it may be shown again: a password in it (`https://user:secret@host/…`) becomes
+/// `****`. Webhook URLs are set once and shown many times, in the API, on the page and in logs.
+pub fn masked_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some(MASK));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The URL a form or PATCH means: what it sent, unless that is the stored URL as it is shown
+/// (masked), which means "unchanged".
+pub fn unmasked_url<'a>(submitted: &'a str, stored: &'a str) -> &'a str {
+    if submitted.trim() != stored && submitted.trim() == masked_url(stored) { stored } else { submitted }
+}
+
 /// A new random id with a kind prefix, e.g. `ws_3k2Jf…`. Ids are opaque to clients.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", random_token(20))
@@ -316,6 +337,20 @@ mod tests {
         assert!("ftp://example.com".parse::<WebhookUrl>().is_err());
         assert!("http://".parse::<WebhookUrl>().is_err());
         assert!("not a url".parse::<WebhookUrl>().is_err());
+    }
+
+    #[test]
+    fn passwords_in_urls_are_never_shown_again() {
+        let stored = "https://zap:s3cr%40t@hooks.example.com/catch/1?x=1";
+        let shown = masked_url(stored);
+        assert_eq!(shown, "https://zap:****@hooks.example.com/catch/1?x=1");
+        assert_eq!(unmasked_url(&shown, stored), stored, "sent back as shown: unchanged");
+        assert_eq!(unmasked_url("https://other.example.com/x", stored), "https://other.example.com/x");
+        assert_eq!(masked_url("https://hooks.example.com/x"), "https://hooks.example.com/x");
+        assert_eq!(
+            unmasked_url("https://hooks.example.com/x", "https://hooks.example.com/x"),
+            "https://hooks.example.com/x"
+        );
     }
 
     #[test]

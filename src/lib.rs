@@ -27,6 +27,7 @@ pub mod config;
 pub mod deliver;
 pub mod domain;
 pub mod fault;
+pub mod files;
 pub mod ingest;
 pub mod notify;
 pub mod render;

@@ -132,35 +132,48 @@ fn jsonl(rows: &[ActivityRow]) -> Result<Vec<u8>, std::io::Error> {
 struct CsvRow<'a> {
     at: String,
     kind: &'a str,
-    delivery_id: Option<&'a str>,
+    delivery_id: Option<std::borrow::Cow<'a, str>>,
     status: Option<u16>,
     duration_ms: Option<u64>,
-    error: Option<&'a str>,
-    response_excerpt: Option<&'a str>,
-    request_headers: Option<String>,
-    request_body: Option<&'a str>,
-    detail: Option<String>,
+    error: Option<std::borrow::Cow<'a, str>>,
+    response_excerpt: Option<std::borrow::Cow<'a, str>>,
+    request_headers: Option<std::borrow::Cow<'a, str>>,
+    request_body: Option<std::borrow::Cow<'a, str>>,
+    detail: Option<std::borrow::Cow<'a, str>>,
 }
 
 fn csv(rows: &[ActivityRow], header: bool) -> Result<Vec<u8>, std::io::Error> {
     let mut writer = csv::WriterBuilder::new().has_headers(header).from_writer(Vec::new());
     for row in rows {
+        let headers = row.request_headers.as_ref().map(Value::to_string);
+        let detail = row.detail.as_ref().map(Value::to_string);
         writer
             .serialize(CsvRow {
                 at: row.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 kind: &row.kind,
-                delivery_id: row.delivery_id.as_deref(),
+                delivery_id: row.delivery_id.as_deref().map(cell),
                 status: row.status,
                 duration_ms: row.duration_ms,
-                error: row.error.as_deref(),
-                response_excerpt: row.response_excerpt.as_deref(),
-                request_headers: row.request_headers.as_ref().map(Value::to_string),
-                request_body: row.request_body.as_deref(),
-                detail: row.detail.as_ref().map(Value::to_string),
+                error: row.error.as_deref().map(cell),
+                response_excerpt: row.response_excerpt.as_deref().map(cell),
+                request_headers: headers.as_deref().map(cell),
+                request_body: row.request_body.as_deref().map(cell),
+                detail: detail.as_deref().map(cell),
             })
             .map_err(std::io::Error::other)?;
     }
     writer.into_inner().map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// A CSV cell that a spreadsheet will not run as a formula: text beginning with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return gets a leading `'` (OWASP's rule for CSV injection). Much of
+/// what the log holds comes from outside (a receiver's answer, a payload's text).
+fn cell(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 /// What a test send did.
@@ -290,4 +303,19 @@ pub async fn test(
 ) -> Result<Json<TestResult>, ApiError> {
     let webhook = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     Ok(Json(send_test(&state, &webhook).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    #[test]
+    fn cells_that_a_spreadsheet_would_run_are_neutralised() {
+        for hostile in ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(cell(hostile), format!("'{hostile}"), "{hostile:?}");
+        }
+        for plain in ["ok", "HTTP 500", " =not first", "", "{\"a\":1}"] {
+            assert_eq!(cell(plain), plain);
+        }
+    }
 }

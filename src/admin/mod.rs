@@ -15,6 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api::{ApiError, AppState};
+use crate::domain::Account;
 
 /// The admin routes, each registered with its OpenAPI annotation.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -58,7 +59,8 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// Trims a required text field and checks its length.
+/// Trims a required text field and checks its length; control characters (line breaks
+/// included) are refused, since names end up in log lines, e-mail subjects and pages.
 pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     let value = value.trim();
     if value.is_empty() {
@@ -67,18 +69,80 @@ pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, Api
     if value.chars().count() > max {
         return Err(ApiError::field(field, format!("must be at most {max} characters")));
     }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(ApiError::field(field, format!("contains the control character U+{:04X}", c as u32)));
+    }
     Ok(value.to_string())
 }
 
-/// A plausible e-mail address: something, an `@`, a domain with a dot.
+/// A business account's details: each at most 512 bytes, without control characters.
+pub fn account(field: &str, account: Account) -> Result<Account, ApiError> {
+    for (key, value) in
+        [("full_name", &account.full_name), ("email", &account.email), ("phone", &account.phone)]
+    {
+        if let Some(value) = value {
+            let field = format!("{field}.{key}");
+            if value.len() > 512 {
+                return Err(ApiError::field(field, "must be at most 512 bytes"));
+            }
+            if let Some(c) = value.chars().find(|c| c.is_control()) {
+                return Err(ApiError::field(
+                    field,
+                    format!("contains the control character U+{:04X}", c as u32),
+                ));
+            }
+        }
+    }
+    Ok(account)
+}
+
+/// An e-mail address the mailer can send to: parsed by the mail library (`lettre`), with a plain
+/// local part (no quoted string) and a domain name with a dot (no IP literal, no bare host), so
+/// that what is accepted here is what an SMTP server will take.
 pub fn email(field: &str, value: &str) -> Result<String, ApiError> {
     let value = required_text(field, value, 320)?;
-    let plausible = value
-        .split_once('@')
-        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.contains('@'))
-        && !value.contains(char::is_whitespace);
-    if !plausible {
-        return Err(ApiError::field(field, format!("{value:?} is not an e-mail address")));
+    let refuse = |why: &str| ApiError::field(field, format!("{value:?} is not an e-mail address: {why}"));
+    let address = value.parse::<lettre::Address>().map_err(|e| refuse(&e.to_string()))?;
+    if address.user().starts_with('"') {
+        return Err(refuse("a quoted local part is not accepted"));
     }
-    Ok(value)
+    if address.domain().starts_with('[') {
+        return Err(refuse("the domain must be a name, not an address"));
+    }
+    if !address.domain().contains('.') {
+        return Err(refuse("the domain must be a full name, such as example.com"));
+    }
+    Ok(address.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_addresses_are_parsed_not_pattern_matched() {
+        for bad in [
+            "\">‹svg onload=x>\"@x.com",
+            "a@[127.0.0.1]",
+            "a@localhost.",
+            "a@localhost",
+            "a b@x.com",
+            "a@x..com",
+            "<svg>@x.com",
+            "a@x.com\r\nBcc: b@y.com",
+        ] {
+            let err = email("owner_email", bad).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("owner_email"), "{bad}");
+        }
+        for good in ["owner@acme.example", "first.last+tag@mail.example.co.jp", "ünï@例え.jp"] {
+            assert_eq!(email("owner_email", good).unwrap(), good);
+        }
+    }
+
+    #[test]
+    fn names_with_line_breaks_are_refused() {
+        assert!(required_text("name", "Acme\r\nINFO forged", 200).is_err());
+        assert!(required_text("name", "Acme\u{0}", 200).is_err());
+        assert_eq!(required_text("name", "  Acme GmbH ", 200).unwrap(), "Acme GmbH");
+    }
 }

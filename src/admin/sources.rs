@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tracing::{info, instrument};
 
-use super::{Body, required_text};
+use super::{Body, account, required_text};
 use crate::api::auth::Admin;
 use crate::api::{ApiError, AppState};
 use crate::domain::{Account, SourceKind};
@@ -142,12 +142,12 @@ pub async fn create(
         workspace_id,
         kind: body.kind,
         name: required_text("name", &body.name, 200)?,
-        account: body.account.unwrap_or_default(),
+        account: account("account", body.account.unwrap_or_default())?,
         credentials: credentials(body.kind, body.credentials.unwrap_or_default())?,
         enabled: body.enabled.unwrap_or(true),
     };
     let source = state.store.create_source(new).await?;
-    info!(source_id = %source.id, kind = source.kind.as_str(), "source created");
+    info!(source = %crate::telemetry::redact(&source.id), kind = source.kind.as_str(), "source created");
     Ok((StatusCode::CREATED, Json(SourceView::new(source, &state.public_url))))
 }
 
@@ -180,7 +180,7 @@ pub async fn show(
 }
 
 #[utoipa::path(patch, operation_id = "sources_update", path = "/api/v1/workspaces/{id}/sources/{source_id}", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id"), ("source_id" = String, Path, description = "Source id")), request_body = UpdateSource, responses((status = 200, description = "The updated source", body = SourceView), crate::api::openapi::Errors))]
-#[instrument(skip_all, fields(source_id = %id))]
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(&id)))]
 pub async fn update(
     _: Admin,
     State(state): State<AppState>,
@@ -190,7 +190,7 @@ pub async fn update(
     let source = owned(&state, &workspace_id, &id).await?;
     let patch = SourcePatch {
         name: body.name.as_deref().map(|n| required_text("name", n, 200)).transpose()?,
-        account: body.account,
+        account: body.account.map(|a| account("account", a)).transpose()?,
         credentials: body.credentials.map(|c| credentials(source.kind, c)).transpose()?,
         enabled: body.enabled,
     };
@@ -200,7 +200,7 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, operation_id = "sources_delete", path = "/api/v1/workspaces/{id}/sources/{source_id}", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id"), ("source_id" = String, Path, description = "Source id")), responses((status = 204, description = "Deleted"), crate::api::openapi::Errors))]
-#[instrument(skip_all, fields(source_id = %id))]
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(&id)))]
 pub async fn delete(
     _: Admin,
     State(state): State<AppState>,

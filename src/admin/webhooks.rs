@@ -14,7 +14,7 @@ use super::{Body, nullable};
 use crate::api::auth::Admin;
 use crate::api::{ApiError, AppState};
 use crate::deliver::SigningSecret;
-use crate::domain::{Event, Granularity, WebhookUrl};
+use crate::domain::{Event, Granularity, WebhookUrl, masked_url, unmasked_url};
 use crate::store::{NewWebhook, Webhook, WebhookPatch};
 
 /// The shortest and longest per-webhook timeout accepted.
@@ -88,7 +88,7 @@ impl WebhookView {
             secret: None,
             id: webhook.id,
             workspace_id: webhook.workspace_id,
-            url: webhook.url,
+            url: masked_url(&webhook.url),
             enabled: webhook.enabled,
             events: webhook.events,
             consecutive_failures: webhook.consecutive_failures,
@@ -212,6 +212,8 @@ pub async fn update(
     let secret = body.secret.map(|s| s.map(secret).transpose().map(Option::flatten)).transpose()?;
     let patch = WebhookPatch {
         url: match body.url.as_deref() {
+            // The URL as the API shows it (password masked) means "unchanged".
+            Some(value) if unmasked_url(value, &before.url) == before.url => None,
             Some(value) => Some(url(&state, value).await?),
             None => None,
         },
@@ -266,7 +268,7 @@ async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
     }
     let mut changed = serde_json::Map::new();
     if before.url != after.url {
-        changed.insert("url".into(), json!(after.url));
+        changed.insert("url".into(), json!(masked_url(&after.url)));
     }
     if before.granularity != after.granularity {
         changed.insert(

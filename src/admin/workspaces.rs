@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::{info, instrument};
 
-use super::{Body, email, required_text};
+use super::{Body, account, email, required_text};
 use crate::api::auth::Admin;
 use crate::api::{ApiError, AppState};
 use crate::domain::{Account, Granularity, Timezone};
@@ -55,7 +55,7 @@ pub async fn create(
         owner_email: email("owner_email", &body.owner_email)?,
         timezone: timezone(body.timezone.as_deref().unwrap_or("UTC"))?,
         granularity: body.granularity.unwrap_or(Granularity::None),
-        account: body.account.unwrap_or_default(),
+        account: account("account", body.account.unwrap_or_default())?,
     };
     let workspace = state.store.create_workspace(new).await?;
     info!(workspace_id = %workspace.id, "workspace created");
@@ -100,7 +100,7 @@ pub async fn update(
         owner_email: body.owner_email.as_deref().map(|e| email("owner_email", e)).transpose()?,
         timezone: body.timezone.as_deref().map(timezone).transpose()?,
         granularity: body.granularity,
-        account: body.account,
+        account: body.account.map(|a| account("account", a)).transpose()?,
     };
     let workspace =
         state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;

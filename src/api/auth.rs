@@ -5,6 +5,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
 
+use super::server::Client;
 use super::{ApiError, AppState};
 
 /// The bearer token of a request, if it carries one.
@@ -29,6 +30,18 @@ pub fn same_secret(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
+/// Refuses a client that is still shut out for guessing, before anything it sent is looked at.
+fn not_shut_out(parts: &Parts, state: &AppState) -> Result<Client, ApiError> {
+    let client = Client::of(parts, &state.http.trusted_proxies);
+    match state.throttle.wait(client.0) {
+        Some(wait) => {
+            metrics::counter!(crate::telemetry::metric::AUTH_THROTTLED).increment(1);
+            Err(ApiError::throttled(wait))
+        }
+        None => Ok(client),
+    }
+}
+
 /// Proof that the request carries the admin token.
 pub struct Admin;
 
@@ -36,10 +49,12 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let client = not_shut_out(parts, state)?;
         let token = bearer(parts)?;
         if same_secret(token, &state.admin_token) {
             Ok(Admin)
         } else {
+            state.throttle.failed(client.0, "admin token");
             Err(ApiError::unauthorized("the bearer token is not the admin token"))
         }
     }
@@ -48,19 +63,30 @@ impl FromRequestParts<AppState> for Admin {
 /// Who an ingest request comes from.
 pub enum Caller {
     Admin,
-    /// Someone holding a bearer token that is not the admin token: maybe an ingest key.
-    Key(String),
+    /// Someone holding a bearer token that is not the admin token: maybe an ingest key. The
+    /// handler checks it, and reports a wrong one to the throttle with [`Caller::wrong_key`].
+    Key(String, Client),
+}
+
+impl Caller {
+    /// Notes that the key this caller sent opens nothing.
+    pub fn wrong_key(&self, state: &AppState) {
+        if let Caller::Key(_, client) = self {
+            state.throttle.failed(client.0, "ingest key");
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let client = not_shut_out(parts, state)?;
         let token = bearer(parts)?;
         if same_secret(token, &state.admin_token) {
             Ok(Caller::Admin)
         } else {
-            Ok(Caller::Key(token.to_string()))
+            Ok(Caller::Key(token.to_string(), client))
         }
     }
 }

@@ -20,11 +20,13 @@ pub struct ApiError {
     pub detail: String,
     /// The input at fault, as a path like `[2].chat.id`.
     pub field: Option<String>,
+    /// Seconds to wait before trying again (`Retry-After`); 503s say 5 when nothing else is set.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into(), field: None }
+        ApiError { status, code, detail: detail.into(), field: None, retry_after: None }
     }
 
     /// A 400 naming the field at fault; the detail starts with the field, so it reads alone.
@@ -35,6 +37,7 @@ impl ApiError {
             code: "invalid_field",
             detail: format!("{field}: {detail}"),
             field: Some(field),
+            retry_after: None,
         }
     }
 
@@ -50,6 +53,18 @@ impl ApiError {
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// Too many wrong credentials from this client: it must wait `wait` first.
+    pub fn throttled(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many wrong credentials from this address; try again in {seconds} s"),
+        );
+        error.retry_after = Some(seconds);
+        error
     }
 
     pub fn unavailable() -> Self {
@@ -91,8 +106,14 @@ impl IntoResponse for ApiError {
             error["field"] = field.into();
         }
         let mut response = (self.status, Json(json!({ "error": error }))).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS.into());
+        let retry_after = match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                Some(self.retry_after.unwrap_or(u64::from(RETRY_AFTER_SECONDS)))
+            }
+            _ => self.retry_after,
+        };
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
     }

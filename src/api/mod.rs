@@ -4,6 +4,8 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod openapi;
+pub mod server;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -41,6 +43,12 @@ pub struct AppState {
     pub addresses: Arc<crate::deliver::AddressPolicy>,
     /// Which background workers are running, for `/readyz`.
     pub workers: Arc<crate::supervise::Workers>,
+    /// The bounds on connections and requests, and which proxies to believe.
+    pub http: Arc<crate::config::HttpConfig>,
+    /// Wrong credentials cost a client time.
+    pub throttle: Arc<throttle::Throttle>,
+    /// Signed WeChat pushes seen lately, so a captured signature cannot carry another body.
+    pub replays: Arc<crate::ingest::replay::ReplayMemory>,
 }
 
 /// The routes the OpenAPI document describes, with it.
@@ -53,15 +61,29 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::ingest::routes())
 }
 
-/// Every route of the daemon.
+/// Every route of the daemon. Bodies are read whole within `http.body_timeout` before a route
+/// sees them.
 pub fn router(state: AppState) -> Router {
     let (api, document) = api_routes().split_for_parts();
     let document = openapi::document(document);
+    let body_timeout = state.http.body_timeout.0;
     Router::new()
         .merge(api)
         .route(openapi::PATH, get(openapi::serve).with_state(document))
         .merge(crate::web::routes())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::no_method)
+        .layer(axum::middleware::from_fn_with_state(body_timeout, server::buffer_body))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers every answer carries: no content sniffing, no framing by other sites.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    use axum::http::header::{X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+    let headers = response.headers_mut();
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.entry(X_FRAME_OPTIONS).or_insert(HeaderValue::from_static("DENY"));
+    response
 }

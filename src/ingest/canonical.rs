@@ -77,14 +77,6 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
     if text.trim().is_empty() {
         return Err(ApiError::field(top.name("text"), "must not be empty"));
     }
-    if text.len() > MAX_TEXT_BYTES {
-        return Err(ApiError::field(
-            top.name("text"),
-            format!("is {} bytes; the limit is {MAX_TEXT_BYTES} (64 KiB)", text.len()),
-        )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
-    }
-
     let message_id = required_id(map, "message_id", top)?;
     let direction = match map.get("direction") {
         None | Some(Value::Null) => return Err(ApiError::field(top.name("direction"), "missing")),
@@ -136,17 +128,83 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
     };
     let channel = optional_string(map, "channel", top, 64)?.unwrap_or_else(|| "api".to_string());
 
-    Ok(Parsed::Text(Box::new(NewMessage {
-        message_id,
-        direction,
-        timestamp,
-        chat,
-        sender,
-        recipient,
-        text,
-        account,
-        channel,
-    })))
+    let message =
+        NewMessage { message_id, direction, timestamp, chat, sender, recipient, text, account, channel };
+    check(&message, prefix)?;
+    Ok(Parsed::Text(Box::new(message)))
+}
+
+/// The limits every stored message obeys, whichever route brought it (the JSON API, or a channel
+/// adapter): sizes, and no control characters but tab, line feed and carriage return in the text
+/// and none at all elsewhere (they would forge log lines and break pages). A message that breaks
+/// one is refused whole, naming the field under `prefix`: nothing is stored, nothing is altered.
+pub fn check(message: &NewMessage, prefix: &str) -> Result<(), ApiError> {
+    let at = |key: &str| path(prefix, key);
+    if message.text.len() > MAX_TEXT_BYTES {
+        return Err(ApiError::field(
+            at("text"),
+            format!("is {} bytes; the limit is {MAX_TEXT_BYTES} (64 KiB)", message.text.len()),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+    }
+    if let Some(c) = message.text.chars().find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+        return Err(ApiError::field(
+            at("text"),
+            format!("contains the control character U+{:04X}", c as u32),
+        ));
+    }
+    check_chat(&message.chat, prefix)?;
+    let account = message.account.as_ref();
+    fields(
+        prefix,
+        [
+            ("message_id", Some(&message.message_id), MAX_ID_BYTES),
+            ("sender.full_name", message.sender.full_name.as_ref(), MAX_SHORT_BYTES),
+            ("sender.phone", message.sender.phone.as_ref(), MAX_SHORT_BYTES),
+            ("recipient.full_name", message.recipient.full_name.as_ref(), MAX_SHORT_BYTES),
+            ("recipient.phone", message.recipient.phone.as_ref(), MAX_SHORT_BYTES),
+            ("account.full_name", account.and_then(|a| a.full_name.as_ref()), MAX_SHORT_BYTES),
+            ("account.email", account.and_then(|a| a.email.as_ref()), MAX_SHORT_BYTES),
+            ("account.phone", account.and_then(|a| a.phone.as_ref()), MAX_SHORT_BYTES),
+            ("channel", Some(&message.channel), 64),
+        ],
+    )
+}
+
+/// The limits of a chat's details (see [`check`]), which session news carries too.
+pub fn check_chat(chat: &ChatInfo, prefix: &str) -> Result<(), ApiError> {
+    fields(
+        prefix,
+        [
+            ("chat.id", Some(&chat.external_id), MAX_ID_BYTES),
+            ("chat.full_name", chat.full_name.as_ref(), MAX_SHORT_BYTES),
+            ("chat.phone", chat.phone.as_ref(), MAX_SHORT_BYTES),
+            ("chat.responsible_name", chat.responsible_name.as_ref(), MAX_SHORT_BYTES),
+            ("chat.responsible_email", chat.responsible_email.as_ref(), MAX_SHORT_BYTES),
+        ],
+    )
+}
+
+/// Checks short fields: at most so many bytes, no control characters.
+fn fields<const N: usize>(prefix: &str, fields: [(&str, Option<&String>, usize); N]) -> Result<(), ApiError> {
+    for (key, value, max) in fields {
+        let Some(value) = value else { continue };
+        if value.len() > max {
+            return Err(ApiError::field(path(prefix, key), format!("must be at most {max} bytes")));
+        }
+        if let Some(c) = value.chars().find(|c| c.is_control()) {
+            return Err(ApiError::field(
+                path(prefix, key),
+                format!("contains the control character U+{:04X}", c as u32),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `prefix.key`, or `key` alone.
+fn path(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }
 }
 
 /// RFC 3339, or the payloads' own `2021-02-24T16:25:29+0000` form (so a payload can be replayed).
@@ -282,6 +340,23 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("text"));
         v["text"] = json!("x".repeat(MAX_TEXT_BYTES));
         assert!(parse_message(&v, "", now()).is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_refused_where_they_do_not_belong() {
+        let mut v = valid();
+        v["text"] = json!("line one\nline two\tand a tab\r\n");
+        assert!(parse_message(&v, "", now()).is_ok(), "text keeps its line breaks and tabs");
+        v["text"] = json!("nul \u{0} here");
+        let err = parse_message(&v, "[1]", now()).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("[1].text"));
+        assert!(err.detail.contains("U+0000"), "{}", err.detail);
+        let mut v = valid();
+        v["chat"]["full_name"] = json!("Mallory\r\nINFO forged log line");
+        assert_eq!(field_of(v, ""), "chat.full_name");
+        let mut v = valid();
+        v["message_id"] = json!("m\u{7}1");
+        assert_eq!(field_of(v, ""), "message_id");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use tracing::{instrument, warn};
 
-use super::{accept, chatwoot, twilio, wechat, whatsapp, zoho_desk};
+use super::json::MAX_MESSAGES_PER_REQUEST;
+use super::{accept, canonical, chatwoot, twilio, wechat, whatsapp, zoho_desk};
 use crate::api::{ApiError, AppState};
 use crate::domain::{SessionStatus, SourceKind};
 use crate::store::{ChatInfo, NewMessage, SessionChange, Source};
@@ -115,7 +116,7 @@ fn request<'a>(state: &AppState, uri: &Uri, headers: &'a HeaderMap, body: &'a [u
 #[utoipa::path(get, operation_id = "hooks_get", path = "/hooks/{kind}/{source_id}", tag = "ingest", params(("kind" = String, Path, description = "twilio, whatsapp, wechat, chatwoot or zoho-desk"), ("source_id" = String, Path, description = "Source id")), responses((status = 200, description = "The channel's verification handshake answered"), (status = 405, description = "This kind of channel makes no GET requests", body = crate::api::openapi::ErrorBody), crate::api::openapi::Errors))]
 /// `GET /hooks/{kind}/{source_id}`: the channels' URL checks (Meta's and WeChat's handshakes,
 /// Zoho Desk's validation).
-#[instrument(skip_all, fields(source_id = %id))]
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(&id)))]
 pub async fn get(
     State(state): State<AppState>,
     Path((segment, id)): Path<(String, String)>,
@@ -138,7 +139,7 @@ pub async fn get(
 
 #[utoipa::path(post, operation_id = "hooks_post", path = "/hooks/{kind}/{source_id}", tag = "ingest", params(("kind" = String, Path, description = "twilio, whatsapp, wechat, chatwoot or zoho-desk"), ("source_id" = String, Path, description = "Source id")), request_body(description = "The vendor's own webhook body, signed as the vendor signs it", content((String = "application/json"), (String = "application/x-www-form-urlencoded"), (String = "text/xml"))), responses((status = 200, description = "Stored durably, answered as the vendor expects"), crate::api::openapi::Errors))]
 /// `POST /hooks/{kind}/{source_id}`: messages and session news from a channel.
-#[instrument(skip_all, fields(source_id = %id))]
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(&id)))]
 pub async fn post(
     State(state): State<AppState>,
     Path((segment, id)): Path<(String, String)>,
@@ -154,12 +155,45 @@ pub async fn post(
     let (inbound, answer) = match source.kind {
         SourceKind::Twilio => twilio::parse(credentials, &request)?,
         SourceKind::Whatsapp => whatsapp::parse(credentials, &request)?,
-        SourceKind::Wechat => wechat::parse(credentials, &request)?,
+        SourceKind::Wechat => {
+            let parsed = wechat::parse(credentials, &request)?;
+            // The signature checked out; it must not carry a body other than its first.
+            let (timestamp, nonce) = (request.param("timestamp"), request.param("nonce"));
+            let (timestamp, nonce) = (timestamp.unwrap_or_default(), nonce.unwrap_or_default());
+            if !state.replays.admit(&source.id, timestamp, nonce, request.body, request.received_at) {
+                return Err(refuse(
+                    SourceKind::Wechat,
+                    "a signature seen before, with another body (a replay)",
+                ));
+            }
+            parsed
+        }
         SourceKind::Chatwoot => chatwoot::parse(credentials, &request)?,
         SourceKind::ZohoDesk => zoho_desk::parse(&request)?,
     };
+    within_limits(&inbound)?;
     store(&state, &source, inbound).await?;
     Ok(answer)
+}
+
+/// What a channel brought obeys the same limits as the JSON API: at most 1,000 messages a request,
+/// and each message and chat within the canonical sizes, without control characters.
+fn within_limits(inbound: &Inbound) -> Result<(), ApiError> {
+    let count = inbound.messages.len() + inbound.skipped.len();
+    if count > MAX_MESSAGES_PER_REQUEST {
+        return Err(ApiError::field(
+            "body",
+            format!("holds {count} messages; the limit is {MAX_MESSAGES_PER_REQUEST}"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+    }
+    for (i, message) in inbound.messages.iter().enumerate() {
+        canonical::check(message, &format!("messages[{i}]"))?;
+    }
+    for (i, session) in inbound.sessions.iter().enumerate() {
+        canonical::check_chat(&session.chat, &format!("sessions[{i}]"))?;
+    }
+    Ok(())
 }
 
 /// Stores what a channel brought, through the same path as the JSON API (its messages as the

@@ -36,9 +36,10 @@ pub async fn post_messages(
         .get(&state.store, &workspace_id)
         .await?
         .ok_or_else(|| ApiError::not_found("workspace"))?;
-    if let Caller::Key(key) = &caller
+    if let Caller::Key(key, _) = &caller
         && !same_secret(key, &workspace.ingest_key)
     {
+        caller.wrong_key(&state);
         return Err(ApiError::unauthorized(
             "the bearer token is neither this workspace's ingest key nor the admin token",
         ));

@@ -6,6 +6,7 @@ pub mod canonical;
 pub mod chatwoot;
 pub mod hooks;
 pub mod json;
+pub mod replay;
 pub mod twilio;
 pub mod wechat;
 pub mod whatsapp;

@@ -120,12 +120,24 @@ pub fn fields(xml: &str) -> Result<Vec<(String, String)>, String> {
             Event::Empty(empty) if depth == 1 => {
                 fields.push((String::from_utf8_lossy(empty.name().as_ref()).into_owned(), String::new()));
             }
+            // Text comes in pieces: plain runs, and each entity or character reference on its own,
+            // so `&lt;script&gt;&amp;&#65;` is the customer's `<script>&A`, byte for byte.
             Event::Text(text) if depth == 2 => {
                 if let Some((_, value)) = current.as_mut() {
-                    let decoded = text.decode().map_err(|e| format!("bad text: {e}"))?;
-                    let unescaped =
-                        quick_xml::escape::unescape(&decoded).map_err(|e| format!("bad text: {e}"))?;
-                    value.push_str(&unescaped);
+                    value.push_str(&text.decode().map_err(|e| format!("bad text: {e}"))?);
+                }
+            }
+            Event::GeneralRef(reference) if depth == 2 => {
+                if let Some((_, value)) = current.as_mut() {
+                    match reference.resolve_char_ref().map_err(|e| format!("bad character reference: {e}"))? {
+                        Some(ch) => value.push(ch),
+                        None => {
+                            let name = reference.decode().map_err(|e| format!("bad entity: {e}"))?;
+                            let resolved = quick_xml::escape::resolve_predefined_entity(&name)
+                                .ok_or_else(|| format!("unknown entity &{name};"))?;
+                            value.push_str(resolved);
+                        }
+                    }
                 }
             }
             Event::CData(data) if depth == 2 => {
@@ -156,6 +168,10 @@ fn check_signature(token: &str, request: &HookRequest) -> Result<(), ApiError> {
     };
     if token.is_empty() || !same(&signature(&[token, timestamp, nonce]), given) {
         return Err(refuse(SourceKind::Wechat, "signature does not match"));
+    }
+    // A signature does not expire by itself: one captured long ago would still match.
+    if !super::replay::fresh(timestamp, request.received_at) {
+        return Err(refuse(SourceKind::Wechat, "timestamp is more than five minutes from now (a replay?)"));
     }
     Ok(())
 }
@@ -285,5 +301,15 @@ mod tests {
         assert_eq!(field(&f, "Content"), Some("你好 <b>"));
         assert_eq!(field(&f, "CreateTime"), Some("1478317060"));
         assert!(fields("<xml><a>").is_err());
+    }
+
+    #[test]
+    fn entities_and_character_references_give_the_text_exactly() {
+        let xml = "<xml><Content>&lt;script&gt;&amp;&#65;&#x42; &quot;q&quot; &apos;a&apos; &amp;lt;</Content>\
+                   <Other><![CDATA[&lt; stays]]>&amp;<![CDATA[!]]></Other></xml>";
+        let f = fields(xml).unwrap();
+        assert_eq!(field(&f, "Content"), Some("<script>&AB \"q\" 'a' &lt;"));
+        assert_eq!(field(&f, "Other"), Some("&lt; stays&!"));
+        assert!(fields("<xml><Content>&nope;</Content></xml>").is_err(), "no undeclared entities");
     }
 }

@@ -724,7 +724,8 @@ pub trait Store: Send + Sync + 'static {
         kind: &str,
         detail: serde_json::Value,
     ) -> StoreResult<()>;
-    /// Deletes up to `limit` log rows, finished deliveries and sent e-mails older than `before`.
+    /// Deletes up to `limit` log rows, finished deliveries, sent or given-up e-mails and web
+    /// sessions older than `before`.
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<Pruned>;
 
     /// Claims the next e-mail due at `now`, leasing it until `lease_until`.
@@ -783,6 +784,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u64>;
     /// When the next reply window lapses, if any is pending.
     async fn next_expiry(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
+    /// Records a signed-in web session until `expires_at`.
+    async fn start_web_session(&self, id: &str, expires_at: DateTime<Utc>) -> StoreResult<()>;
+    /// Whether a web session exists and has not expired by `now`.
+    async fn web_session_alive(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Ends a web session (sign-out); its cookie opens nothing from then on.
+    async fn end_web_session(&self, id: &str) -> StoreResult<()>;
 
     /// Checks the store can commit now: a small write through the same path as every other.
     async fn probe_write(&self) -> StoreResult<()>;

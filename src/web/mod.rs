@@ -1,16 +1,21 @@
 //! The web page for workspace admins, and the public chat transcripts.
 //!
 //! Pages are rendered on the server with askama and work without JavaScript (a little script only
-//! adds "copy" buttons). Signing in with the admin token sets a session cookie derived from that
-//! token (so changing the token signs everyone out), `HttpOnly`, `SameSite=Lax`, and `Secure`
+//! adds "copy" buttons). Signing in with the admin token starts a session kept in the store; its
+//! cookie is the session's id signed with the admin token (so changing the token signs everyone
+//! out, and signing out ends that session for good), `HttpOnly`, `SameSite=Lax`, and `Secure`
 //! when `public_url` is https; every form carries a CSRF token derived from the session.
+//!
+//! Every page defends itself: a Content-Security-Policy that allows only this site's own script
+//! and style sheet and no framing, `nosniff`, a referrer policy, and `no-store` on everything
+//! behind the sign-in (the ingest key and secrets are shown there).
 
 pub mod pages;
 pub mod transcript;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
-use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +32,8 @@ const COOKIE_NAME: &str = "chatbundle_session";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/static/chatbundle.css", get(stylesheet))
+        .route("/static/chatbundle.js", get(script))
         .route("/", get(pages::root))
         .route("/login", get(pages::login_page).post(pages::login))
         .route("/logout", post(pages::logout))
@@ -42,6 +49,32 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/chats/{id}", get(pages::chat))
         .route("/ui/chats/{id}/rotate", post(pages::rotate_token))
         .route("/c/{token}", get(transcript::page))
+        .layer(axum::middleware::map_response(page_headers))
+}
+
+/// What the pages may load: their own style sheet and script, nothing inline, no frames.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+async fn page_headers(mut response: Response) -> Response {
+    use axum::http::header::{CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY_HEADER, REFERRER_POLICY};
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY_HEADER, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.entry(REFERRER_POLICY).or_insert(HeaderValue::from_static("same-origin"));
+    headers.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", include_str!("../../templates/web/static/chatbundle.css"))
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("../../templates/web/static/chatbundle.js"))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "public, max-age=3600")], body).into_response()
 }
 
 fn mac(key: &str, parts: &[&str]) -> String {
@@ -55,6 +88,8 @@ fn mac(key: &str, parts: &[&str]) -> String {
 
 /// A signed-in admin, with the CSRF token their forms must carry.
 pub struct Session {
+    /// The session's id in the store.
+    id: String,
     pub csrf: String,
 }
 
@@ -71,9 +106,9 @@ impl Session {
     }
 }
 
-/// The cookie value for a session ending at `expires` (Unix seconds).
-fn session_value(admin_token: &str, expires: i64) -> String {
-    format!("{expires}.{}", mac(admin_token, &["session", &expires.to_string()]))
+/// The cookie value for session `id`: the id, signed with the admin token.
+fn session_value(admin_token: &str, id: &str) -> String {
+    format!("{id}.{}", mac(admin_token, &["session", id]))
 }
 
 fn cookie_from(parts: &Parts) -> Option<String> {
@@ -95,13 +130,20 @@ impl FromRequestParts<AppState> for Session {
             (StatusCode::SEE_OTHER, [(LOCATION, target)]).into_response()
         };
         let Some(value) = cookie_from(parts) else { return Err(to_login()) };
-        let Some((expires, _)) = value.split_once('.') else { return Err(to_login()) };
-        let Ok(expires) = expires.parse::<i64>() else { return Err(to_login()) };
-        let valid = same_secret(&value, &session_value(&state.admin_token, expires));
-        if !valid || expires < state.clock.now().timestamp() {
+        let Some((id, _)) = value.split_once('.') else { return Err(to_login()) };
+        if !same_secret(&value, &session_value(&state.admin_token, id)) {
             return Err(to_login());
         }
-        Ok(Session { csrf: mac(&state.admin_token, &["csrf", &value]) })
+        // Signed by us, but perhaps signed out or expired since.
+        match state.store.web_session_alive(id, state.clock.now()).await {
+            Ok(true) => {}
+            Ok(false) => return Err(to_login()),
+            Err(e) => {
+                tracing::error!(error = %e, "checking a web session failed");
+                return Err(pages::unavailable());
+            }
+        }
+        Ok(Session { id: id.to_string(), csrf: mac(&state.admin_token, &["csrf", &value]) })
     }
 }
 
@@ -118,10 +160,15 @@ fn set_cookie(state: &AppState, value: Option<&str>) -> HeaderValue {
     HeaderValue::from_str(&text).expect("cookie text is ASCII")
 }
 
-/// Signs in: a redirect that sets the session cookie.
-fn sign_in(state: &AppState, next: &str) -> Response {
-    let expires = state.clock.now().timestamp() + SESSION_HOURS * 3600;
-    let value = session_value(&state.admin_token, expires);
+/// Signs in: starts a session in the store, and redirects with its cookie.
+async fn sign_in(state: &AppState, next: &str) -> Response {
+    let id = crate::domain::random_token(32);
+    let expires = state.clock.now() + chrono::Duration::hours(SESSION_HOURS);
+    if let Err(e) = state.store.start_web_session(&id, expires).await {
+        tracing::error!(error = %e, "starting a web session failed");
+        return pages::unavailable();
+    }
+    let value = session_value(&state.admin_token, &id);
     let target = if next.starts_with("/ui") || next.starts_with("/c/") { next } else { "/ui" };
     (
         StatusCode::SEE_OTHER,
@@ -133,7 +180,12 @@ fn sign_in(state: &AppState, next: &str) -> Response {
         .into_response()
 }
 
-fn sign_out(state: &AppState) -> Response {
+/// Signs out: ends the session in the store, so a copy of its cookie opens nothing either.
+async fn sign_out(state: &AppState, session: &Session) -> Response {
+    if let Err(e) = state.store.end_web_session(&session.id).await {
+        tracing::error!(error = %e, "ending a web session failed");
+        return pages::unavailable();
+    }
     (
         StatusCode::SEE_OTHER,
         [(SET_COOKIE, set_cookie(state, None)), (LOCATION, HeaderValue::from_static("/login"))],

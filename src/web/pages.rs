@@ -19,9 +19,10 @@ use crate::admin::webhooks::{updated, url as checked_url};
 use crate::admin::workspaces::timezone;
 use crate::admin::{email, required_text};
 use crate::api::auth::same_secret;
+use crate::api::server::Client;
 use crate::api::{ApiError, AppState};
 use crate::deliver::SigningSecret;
-use crate::domain::{Account, Event, Granularity};
+use crate::domain::{Account, Event, Granularity, masked_url, unmasked_url};
 use crate::render::chat_url;
 use crate::store::{
     ActivityRow, ChatSummary, DeliveryInfo, DeliveryStatus, NewWebhook, NewWorkspace, Webhook, WebhookPatch,
@@ -55,6 +56,11 @@ fn page<T: Template>(template: T) -> Response {
             (StatusCode::INTERNAL_SERVER_ERROR, "This page could not be rendered.").into_response()
         }
     }
+}
+
+/// The page for a store that cannot answer now.
+pub fn unavailable() -> Response {
+    failure(ApiError::unavailable())
 }
 
 fn failure(error: ApiError) -> Response {
@@ -102,11 +108,22 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+pub async fn login(State(state): State<AppState>, client: Client, Form(form): Form<LoginForm>) -> Response {
     let next = form.next.unwrap_or_else(|| "/ui".into());
-    if same_secret(form.token.trim(), &state.admin_token) {
-        return sign_in(&state, &next);
+    // A client shut out for guessing is not even checked.
+    if let Some(wait) = state.throttle.wait(client.0) {
+        metrics::counter!(crate::telemetry::metric::AUTH_THROTTLED).increment(1);
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let error = format!("Too many wrong tokens from this address. Try again in {seconds} s.");
+        let mut response = page(LoginPage { next, error: Some(error) });
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        return response;
     }
+    if same_secret(form.token.trim(), &state.admin_token) {
+        return sign_in(&state, &next).await;
+    }
+    state.throttle.failed(client.0, "sign-in");
     let mut response = page(LoginPage { next, error: Some("That is not the admin token.".into()) });
     *response.status_mut() = StatusCode::UNAUTHORIZED;
     response
@@ -121,7 +138,7 @@ pub async fn logout(State(state): State<AppState>, session: Session, Form(form):
     if let Some(refused) = session.refusal(&form.csrf) {
         return refused;
     }
-    sign_out(&state)
+    sign_out(&state, &session).await
 }
 
 // ----- the workspace list -----
@@ -524,7 +541,7 @@ fn card(ws: &Workspace, webhook: &Webhook, activity: Vec<ActivityLine>) -> Webho
         has_secret: webhook.secret.is_some(),
         consecutive_failures: webhook.consecutive_failures,
         form: WebhookForm {
-            url: webhook.url.clone(),
+            url: masked_url(&webhook.url),
             granularity: webhook.granularity.map(|g| g.as_str()).unwrap_or(FOLLOW_WORKSPACE).into(),
             enabled: webhook.enabled.then(|| "on".into()),
             ..WebhookForm::default()
@@ -638,7 +655,11 @@ pub async fn save_webhook(
         Err(e) => return failure(e.into()),
     };
     let workspace_id = before.workspace_id.clone();
-    let Some((url, granularity)) = check_webhook(&state, &mut form).await else {
+    // The URL as the page shows it (password masked) means "unchanged".
+    form.url = unmasked_url(&form.url, &before.url).to_string();
+    let checked = check_webhook(&state, &mut form).await;
+    form.url = masked_url(&form.url);
+    let Some((url, granularity)) = checked else {
         let overlay = Overlay { webhook: Some((id.clone(), form, None, None)), ..Overlay::default() };
         return workspace_page(&state, session, &workspace_id, overlay, StatusCode::UNPROCESSABLE_ENTITY)
             .await;

@@ -288,7 +288,7 @@ async fn wechat_plaintext_and_safe_mode_with_redeliveries_deduplicated() {
     let url = src["inbound_url"].as_str().unwrap().to_string();
     let echo = app
         .http
-        .get(format!("{url}?{}&echostr=hello-echo", wechat_query("wx-token", "1410685589", "n1")))
+        .get(format!("{url}?{}&echostr=hello-echo", wechat_query("wx-token", "1709294400", "n1")))
         .send()
         .await
         .unwrap();
@@ -299,7 +299,7 @@ async fn wechat_plaintext_and_safe_mode_with_redeliveries_deduplicated() {
     let text = "<xml><ToUserName><![CDATA[gh_866835093fea]]></ToUserName>\
         <FromUserName><![CDATA[ogdotwSc_MmEEsJs9-ABZ1QL_4r4]]></FromUserName><CreateTime>1478317060</CreateTime>\
         <MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好]]></Content><MsgId>6349323426230210995</MsgId></xml>";
-    let plain_url = format!("{url}?{}", wechat_query("wx-token", "1478317060", "n2"));
+    let plain_url = format!("{url}?{}", wechat_query("wx-token", "1709294401", "n2"));
     for _ in 0..2 {
         // WeChat redelivers when an answer is slow: the second is a duplicate.
         let answer = app.http.post(&plain_url).body(text).send().await.unwrap();
@@ -319,10 +319,10 @@ async fn wechat_plaintext_and_safe_mode_with_redeliveries_deduplicated() {
     let envelope = format!(
         "<xml><ToUserName><![CDATA[gh_866835093fea]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
     );
-    let msg_signature = wechat::signature(&["wx-token", "1478317061", "n3", &encrypted]);
+    let msg_signature = wechat::signature(&["wx-token", "1709294402", "n3", &encrypted]);
     let safe_url = format!(
         "{url}?{}&encrypt_type=aes&msg_signature={msg_signature}",
-        wechat_query("wx-token", "1478317061", "n3")
+        wechat_query("wx-token", "1709294402", "n3")
     );
     assert_eq!(app.http.post(&safe_url).body(envelope.clone()).send().await.unwrap().status(), 200);
     let seen = receiver.wait_for(2).await;
@@ -330,10 +330,10 @@ async fn wechat_plaintext_and_safe_mode_with_redeliveries_deduplicated() {
 
     // Another app's message, a bad msg_signature, an event and an image.
     let foreign = wechat::encrypt(&key, "wx_someone_else", b"0123456789abcdef", &inner.replace("996", "997"));
-    let foreign_sig = wechat::signature(&["wx-token", "1478317061", "n3", &foreign]);
+    let foreign_sig = wechat::signature(&["wx-token", "1709294402", "n3", &foreign]);
     let foreign_url = format!(
         "{url}?{}&encrypt_type=aes&msg_signature={foreign_sig}",
-        wechat_query("wx-token", "1478317061", "n3")
+        wechat_query("wx-token", "1709294402", "n3")
     );
     let envelope_foreign = format!("<xml><Encrypt><![CDATA[{foreign}]]></Encrypt></xml>");
     assert_eq!(app.http.post(&foreign_url).body(envelope_foreign).send().await.unwrap().status(), 401);
@@ -341,8 +341,12 @@ async fn wechat_plaintext_and_safe_mode_with_redeliveries_deduplicated() {
     assert_eq!(app.http.post(&wrong_sig).body(envelope).send().await.unwrap().status(), 401);
     let event = "<xml><ToUserName><![CDATA[gh_b629c48b653e]]></ToUserName><FromUserName><![CDATA[ollB4jv7LA3tydjviJp5V9qTU_kA]]></FromUserName>\
         <CreateTime>1372307736</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[]]></EventKey></xml>";
-    assert_eq!(app.http.post(&plain_url).body(event).send().await.unwrap().text().await.unwrap(), "success");
-    assert_eq!(app.http.post(&plain_url).body("<xml><MsgType>").send().await.unwrap().status(), 400);
+    let signed = |nonce: &str| format!("{url}?{}", wechat_query("wx-token", "1709294403", nonce));
+    assert_eq!(
+        app.http.post(signed("n4")).body(event).send().await.unwrap().text().await.unwrap(),
+        "success"
+    );
+    assert_eq!(app.http.post(signed("n5")).body("<xml><MsgType>").send().await.unwrap().status(), 400);
     assert_eq!(app.stats(&ws).await.messages, 2);
 }
 

@@ -53,12 +53,24 @@ impl SqliteStore {
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory");
         let file = Path::new(options.get_filename());
+        let io = |e: std::io::Error| StoreError::Database(Arc::new(e.into()));
         if let Some(dir) = file.parent()
             && !dir.as_os_str().is_empty()
+            && !dir.exists()
         {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(Arc::new(e.into())))?;
+            crate::files::private_dir(dir).map_err(io)?;
         }
         let lock = lock_database(file)?;
+        // The database is created 0600 before SQLite opens it: SQLite gives its WAL and shared
+        // memory files the database's own mode. Files an older version left are tightened too.
+        if !file.as_os_str().is_empty() && !file.to_string_lossy().starts_with(':') {
+            crate::files::private_file(file, false).map_err(io)?;
+            for suffix in ["-wal", "-shm"] {
+                let mut companion = file.as_os_str().to_owned();
+                companion.push(suffix);
+                crate::files::make_private(Path::new(&companion)).map_err(io)?;
+            }
+        }
         let mut writer = SqliteConnection::connect_with(&options).await?;
         sqlx::migrate!("./migrations")
             .run(&mut writer)
@@ -95,8 +107,7 @@ fn lock_database(file: &Path) -> StoreResult<Option<std::fs::File>> {
     let mut path = file.as_os_str().to_owned();
     path.push(".lock");
     let io = |e: std::io::Error| StoreError::Database(Arc::new(e.into()));
-    let lock =
-        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+    let lock = crate::files::private_file(Path::new(&path), false).map_err(io)?;
     match lock.try_lock() {
         Ok(()) => Ok(Some(lock)),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(file.display().to_string())),
@@ -912,6 +923,43 @@ impl Store for SqliteStore {
             webhooks_disabled: row.try_get::<i64, _>("disabled")? as u64,
             emails_pending: row.try_get::<i64, _>("emails")? as u64,
         })
+    }
+
+    async fn start_web_session(&self, id: &str, expires_at: DateTime<Utc>) -> StoreResult<()> {
+        let (id, expires_at, clock) = (id.to_string(), ms(expires_at), self.writer.clock());
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO web_sessions (id, created_at, expires_at) VALUES (?, ?, ?)")
+                    .bind(&id)
+                    .bind(ms(clock.now()))
+                    .bind(expires_at)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn web_session_alive(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM web_sessions WHERE id = ? AND expires_at > ?")
+                .bind(id)
+                .bind(ms(now))
+                .fetch_optional(&self.readers)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn end_web_session(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM web_sessions WHERE id = ?").bind(&id).execute(conn).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn probe_write(&self) -> StoreResult<()> {

@@ -211,6 +211,7 @@ pub(super) async fn prune(conn: &mut SqliteConnection, before: i64, limit: u32) 
         "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ?1 LIMIT ?2)",
         "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries
             WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2)",
+        "DELETE FROM web_sessions WHERE id IN (SELECT id FROM web_sessions WHERE expires_at < ?1 LIMIT ?2)",
         "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox
             WHERE COALESCE(sent_at, failed_at) IS NOT NULL AND COALESCE(sent_at, failed_at) < ?1 LIMIT ?2)",
     ] {

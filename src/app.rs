@@ -75,6 +75,7 @@ impl Application {
             None => generated_admin_token(&config.data_dir)?,
         };
         let store: SharedStore = Arc::new(SqliteStore::open(&config.database_url(), clock.clone()).await?);
+        let config = with_room_for_connections(config);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Bind { addr: config.listen, source })?;
@@ -296,6 +297,30 @@ impl Application {
     }
 }
 
+/// Raises the soft limit on open files to the hard one (every connection is a file), and keeps
+/// `http.max_connections` under what is left once the store and the deliveries have theirs.
+fn with_room_for_connections(mut config: Config) -> Config {
+    /// Files kept for the store, outgoing deliveries and everything else.
+    const RESERVE: u64 = 256;
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the limit on open files");
+            return config;
+        }
+    };
+    let room = limit.saturating_sub(RESERVE + config.delivery.concurrency as u64).max(16) as usize;
+    if config.http.max_connections > room {
+        warn!(
+            limit,
+            max_connections = room,
+            "the limit on open files is low; serving fewer connections at once (set LimitNOFILE)"
+        );
+        config.http.max_connections = room;
+    }
+    config
+}
+
 /// Reads `<data_dir>/admin-token`, creating it (mode 0600) with a random token on first start.
 fn generated_admin_token(data_dir: &Path) -> Result<String, AppError> {
     let path: PathBuf = data_dir.join("admin-token");
@@ -346,18 +371,24 @@ async fn feed_watchdog(
     }
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called, not
+/// when the future is first polled, so a signal that arrives while the daemon is starting (or
+/// just after it says it is serving) still means an orderly stop rather than sudden death.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        let mut interrupt = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

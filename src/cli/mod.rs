@@ -175,8 +175,9 @@ fn remote_command(config: Config, command: Command) -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
     let app = Application::build(config, Arc::new(SystemClock)).await?;
-    app.run_until(shutdown_signal()).await?;
+    app.run_until(shutdown).await?;
     Ok(())
 }
 

@@ -15,33 +15,45 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-const TOKEN: &str = "supervision-test-admin-token";
+pub const TOKEN: &str = "supervision-test-admin-token";
 
-/// A daemon process, its address and everything it has logged so far (JSON lines).
-struct Daemon {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<Vec<Value>>>,
+/// A daemon process, its address and everything it has logged so far (JSON lines, or plain
+/// lines as strings).
+pub struct Daemon {
+    pub child: Child,
+    pub base: String,
+    pub log: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Daemon {
-    /// Starts `chatbundle serve` with its data in `data_dir` and the given extra environment.
-    fn start(data_dir: &Path, env: &[(&str, &str)]) -> Daemon {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chatbundle"));
+    /// `chatbundle serve` with its data in `data_dir`, JSON logs, a known admin token and
+    /// loopback allowed as a webhook address; `program` runs it (the binary, or a shell).
+    pub fn command(program: &str, data_dir: &Path) -> Command {
+        let mut command = Command::new(program);
         command
             .env_remove("CHATBUNDLE_CONFIG")
             .env_remove("CHATBUNDLE_FAULTS")
             .env("RUST_LOG", "info")
-            .args(["serve", "--listen", "127.0.0.1:0"])
             .env("CHATBUNDLE_DATA_DIR", data_dir)
             .env("CHATBUNDLE_LOG_FORMAT", "json")
             .env("CHATBUNDLE_ADMIN_TOKEN", TOKEN)
-            .env("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]");
+        command
+    }
+
+    /// Starts `chatbundle serve` with its data in `data_dir` and the given extra environment.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut command = Self::command(env!("CARGO_BIN_EXE_chatbundle"), data_dir);
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
         for (key, value) in env {
             command.env(key, value);
         }
+        Self::launch(command)
+    }
+
+    /// Runs a prepared command and waits until it serves.
+    pub fn launch(mut command: Command) -> Daemon {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();
         let log: Arc<Mutex<Vec<Value>>> = Default::default();
         let (stdout, stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
@@ -59,12 +71,28 @@ impl Daemon {
         });
         let mut daemon = Daemon { child, base: String::new(), log };
         let serving = daemon.wait_for_log("chatbundle is serving");
-        daemon.base = format!("http://{}", serving["listen"].as_str().unwrap());
+        let listen = match &serving {
+            Value::String(line) => {
+                line.split("listen=").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
+            }
+            event => event["listen"].as_str().unwrap().to_string(),
+        };
+        daemon.base = format!("http://{listen}");
         daemon
     }
 
+    /// Every line logged so far, as text.
+    pub fn log_text(&self) -> String {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| format!("{}\n", l.as_str().map(str::to_string).unwrap_or(l.to_string())))
+            .collect()
+    }
+
     /// Waits until a log line contains `needle`; returns it.
-    fn wait_for_log(&self, needle: &str) -> Value {
+    pub fn wait_for_log(&self, needle: &str) -> Value {
         let deadline = Instant::now() + BOUND;
         loop {
             if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.to_string().contains(needle)) {
@@ -80,7 +108,7 @@ impl Daemon {
     }
 
     /// Waits, within the bound, for the process to exit.
-    fn exit(&mut self) -> ExitStatus {
+    pub fn exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + BOUND;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -91,17 +119,17 @@ impl Daemon {
         }
     }
 
-    fn terminate(&mut self) -> ExitStatus {
+    pub fn terminate(&mut self) -> ExitStatus {
         Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         self.exit()
     }
 
-    fn http() -> reqwest::Client {
+    pub fn http() -> reqwest::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder().no_proxy().build().unwrap()
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
         let mut request = Self::http().request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
@@ -109,14 +137,14 @@ impl Daemon {
         request.send().await.unwrap()
     }
 
-    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let response = self.call(method, path, body).await;
         assert!(response.status().is_success(), "{path}: {}", response.status());
         response.json().await.unwrap()
     }
 
     /// A workspace with an immediate webhook to `url`; its id and ingest key.
-    async fn workspace_with_webhook(&self, url: &str) -> (String, String) {
+    pub async fn workspace_with_webhook(&self, url: &str) -> (String, String) {
         let body = json!({"name": "Acme", "owner_email": "owner@acme.example"});
         let ws = self.json(reqwest::Method::POST, "/api/v1/workspaces", Some(body)).await;
         let id = ws["id"].as_str().unwrap().to_string();
@@ -125,7 +153,7 @@ impl Daemon {
         (id, ws["ingest_key"].as_str().unwrap().to_string())
     }
 
-    async fn post_message(&self, (workspace, key): &(String, String), id: &str) -> reqwest::Response {
+    pub async fn post_message(&self, (workspace, key): &(String, String), id: &str) -> reqwest::Response {
         Self::http()
             .post(format!("{}/api/v1/workspaces/{workspace}/messages", self.base))
             .bearer_auth(key)
@@ -135,7 +163,7 @@ impl Daemon {
             .unwrap()
     }
 
-    async fn ready(&self) -> (u16, Value) {
+    pub async fn ready(&self) -> (u16, Value) {
         let response = Self::http().get(format!("{}/readyz", self.base)).send().await.unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
     }

@@ -7,7 +7,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
 use crate::clock::SharedClock;
-use crate::store::SharedStore;
+use std::sync::Arc;
+
+use crate::store::ActivityLog;
 
 /// Rows of each kind per pruning transaction.
 const BATCH: u32 = 500;
@@ -16,7 +18,7 @@ const EVERY: Duration = Duration::from_secs(3600);
 
 /// Prunes once at start and then every hour, until `cancel` fires.
 pub async fn retention_job(
-    store: SharedStore,
+    log: Arc<dyn ActivityLog>,
     clock: SharedClock,
     retention: Duration,
     cancel: CancellationToken,
@@ -29,7 +31,7 @@ pub async fn retention_job(
             if cancel.is_cancelled() {
                 return;
             }
-            match store.prune(before, BATCH).await {
+            match log.prune(before, BATCH).await {
                 Ok(pruned) => {
                     total += pruned.rows;
                     if pruned.rows == 0 {

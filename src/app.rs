@@ -28,7 +28,6 @@ use crate::deliver::{AddressPolicy, Deliverer, DeliverySettings, RetrySchedule};
 use crate::domain::random_token;
 use crate::fault::Fault;
 use crate::notify::{self, mailer::Mailer};
-use crate::store::sqlite::SqliteStore;
 use crate::store::{FailurePolicy, SharedStore, StoreError};
 use crate::supervise::{Fatal, Workers};
 use crate::window::closer::Closer;
@@ -74,7 +73,7 @@ impl Application {
             Some(token) => token.clone(),
             None => generated_admin_token(&config.data_dir)?,
         };
-        let store: SharedStore = Arc::new(SqliteStore::open(&config.database_url(), clock.clone()).await?);
+        let store: SharedStore = crate::store::connect(&config.database_url(), clock.clone()).await?;
         let config = with_room_for_connections(config);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -120,8 +119,7 @@ impl Application {
         let deliverer =
             Arc::new(Deliverer::new(store.clone(), clock.clone(), settings, wake.clone(), fatal.clone()));
         let public_url: Arc<str> = public_url.into();
-        let (closer, closer_handle) =
-            Closer::new(store.clone(), clock.clone(), public_url.clone(), wake.clone());
+        let (closer, closer_handle) = Closer::new(&store, clock.clone(), public_url.clone(), wake.clone());
         let throttle_clock = clock.clone();
         let state = AppState {
             store,

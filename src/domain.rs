@@ -287,6 +287,148 @@ impl FromStr for WebhookUrl {
     }
 }
 
+/// Ids that cross the store's seam, each its own type, so one can never be passed where another
+/// belongs. They serialise as plain strings (or a number, for chats): the API's JSON is unchanged.
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(transparent)]
+        #[schema(value_type = String)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh random id with this kind's prefix.
+            pub fn generate() -> Self {
+                $name(new_id($prefix))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                $name(id)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                $name(id.to_string())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+text_id!(
+    /// A workspace's id, `ws_…`.
+    WorkspaceId,
+    "ws"
+);
+text_id!(
+    /// A webhook's id, `wh_…`.
+    WebhookId,
+    "wh"
+);
+text_id!(
+    /// A source's id, `src_…`: also the secret part of its inbound URL.
+    SourceId,
+    "src"
+);
+text_id!(
+    /// A delivery's id: the `webhook-id` header it is sent under (`msg_…`, `b_…`, `ses_…`).
+    DeliveryId,
+    "msg"
+);
+
+/// A chat's id in the store (the admin API's `/api/v1/chats/{id}`); the channel's own id for the
+/// chat is [`crate::store::ChatInfo::external_id`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(transparent)]
+pub struct ChatId(pub i64);
+
+impl fmt::Display for ChatId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its first or next attempt.
+    Pending,
+    Delivered,
+    /// Given up after the endpoint rejected it `delivery.reject_after` times.
+    Failed,
+    /// Retried until the retention period ended.
+    Expired,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 4] =
+        [DeliveryStatus::Pending, DeliveryStatus::Delivered, DeliveryStatus::Failed, DeliveryStatus::Expired];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        DeliveryStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// What a delivery carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryKind {
+    /// One message, to a webhook that does not aggregate.
+    Message,
+    /// One part of a chat's bundle for one window.
+    Bundle,
+    /// A session-status event.
+    SessionStatus,
+}
+
+impl DeliveryKind {
+    pub const ALL: [DeliveryKind; 3] =
+        [DeliveryKind::Message, DeliveryKind::Bundle, DeliveryKind::SessionStatus];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryKind::Message => "message",
+            DeliveryKind::Bundle => "bundle",
+            DeliveryKind::SessionStatus => "session_status",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryKind> {
+        DeliveryKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// What a password in a URL is shown as.
 pub const MASK: &str = "****";
 

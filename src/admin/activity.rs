@@ -16,10 +16,47 @@ use chrono::{DateTime, Utc};
 use crate::api::auth::Admin;
 use crate::api::{ApiError, AppState};
 use crate::deliver::Target;
-use crate::domain::{Event, Granularity, Timezone};
+use crate::domain::{DeliveryId, Event, Granularity, Timezone, WebhookId};
 use crate::render::{self, bundle};
 use crate::store::{ActivityCursor, ActivityRow, SharedStore, StoredMessage, Webhook, Workspace};
 use crate::window;
+
+/// One row of a webhook's activity log, as the API and the JSON-lines export show it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ActivityRow)]
+pub struct ActivityView {
+    at: DateTime<Utc>,
+    /// `attempt`, `test`, `failed`, `resent`, `disabled`, `enabled`, `config_changed`, `skipped`
+    /// or `email_failed`.
+    kind: String,
+    delivery_id: Option<DeliveryId>,
+    status: Option<u16>,
+    duration_ms: Option<u64>,
+    error: Option<String>,
+    response_excerpt: Option<String>,
+    request_headers: Option<Value>,
+    /// The request body as sent.
+    request_body: Option<String>,
+    /// What an event says.
+    detail: Option<Value>,
+}
+
+impl From<&ActivityRow> for ActivityView {
+    fn from(row: &ActivityRow) -> Self {
+        ActivityView {
+            at: row.at,
+            kind: row.kind.clone(),
+            delivery_id: row.delivery_id.clone(),
+            status: row.status,
+            duration_ms: row.duration_ms,
+            error: row.error.clone(),
+            response_excerpt: row.response_excerpt.clone(),
+            request_headers: row.request_headers.clone(),
+            request_body: row.request_body.clone(),
+            detail: row.detail.clone(),
+        }
+    }
+}
 
 /// Rows shown by `GET …/activity`.
 const LATEST: u32 = 10;
@@ -30,12 +67,13 @@ const PAGE: u32 = 500;
 pub async fn latest(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<Json<Value>, ApiError> {
     if state.store.get_webhook(&id).await?.is_none() {
         return Err(ApiError::not_found("webhook"));
     }
     let rows = state.store.activity(&id, None, LATEST).await?;
+    let rows: Vec<ActivityView> = rows.iter().map(ActivityView::from).collect();
     Ok(Json(json!({ "activity": rows })))
 }
 
@@ -59,7 +97,7 @@ pub enum Format {
 pub async fn log(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     query: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::field("format", e.body_text()))?;
@@ -77,7 +115,7 @@ pub async fn log(
 }
 
 /// A webhook's whole log as a streamed file download (the API's and the web page's).
-pub fn download(store: SharedStore, id: String, format: Format) -> Response {
+pub fn download(store: SharedStore, id: WebhookId, format: Format) -> Response {
     let (content_type, extension) = match format {
         Format::Jsonl => ("application/x-ndjson", "jsonl"),
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
@@ -93,7 +131,7 @@ pub fn download(store: SharedStore, id: String, format: Format) -> Response {
 /// The log as a stream of byte chunks, one per page.
 fn pages(
     store: SharedStore,
-    webhook_id: String,
+    webhook_id: WebhookId,
     format: Format,
 ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     // (position, first page?) — `None` position once the log is exhausted.
@@ -121,7 +159,7 @@ fn pages(
 fn jsonl(rows: &[ActivityRow]) -> Result<Vec<u8>, std::io::Error> {
     let mut out = Vec::new();
     for row in rows {
-        serde_json::to_writer(&mut out, row).map_err(std::io::Error::other)?;
+        serde_json::to_writer(&mut out, &ActivityView::from(row)).map_err(std::io::Error::other)?;
         out.push(b'\n');
     }
     Ok(out)
@@ -151,7 +189,7 @@ fn csv(rows: &[ActivityRow], header: bool) -> Result<Vec<u8>, std::io::Error> {
             .serialize(CsvRow {
                 at: row.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 kind: &row.kind,
-                delivery_id: row.delivery_id.as_deref().map(cell),
+                delivery_id: row.delivery_id.as_ref().map(|d| cell(d.as_str())),
                 status: row.status,
                 duration_ms: row.duration_ms,
                 error: row.error.as_deref().map(cell),
@@ -187,7 +225,7 @@ pub struct TestResult {
     /// Whether a made-up sample went out (the workspace has no chat yet).
     pub sample: bool,
     /// The `webhook-id` the test went out under; it starts with `test_`.
-    pub webhook_id_header: String,
+    pub webhook_id_header: DeliveryId,
 }
 
 /// Sends a webhook a fresh test payload now: what the workspace's most recently active chat would
@@ -299,7 +337,7 @@ async fn test_payload(
 pub async fn test(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<Json<TestResult>, ApiError> {
     let webhook = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     Ok(Json(send_test(&state, &webhook).await?))

@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::auth::Admin;
 use crate::api::{ApiError, AppState};
+use crate::domain::{ChatId, WorkspaceId};
 use crate::render::chat_url;
 use crate::store::{Chat, ChatSummary};
 
@@ -47,12 +48,12 @@ pub struct ChatLine {
 impl From<ChatSummary> for ChatLine {
     fn from(c: ChatSummary) -> Self {
         ChatLine {
-            id: c.id,
-            chat_id: c.chat.external_id,
+            id: c.id.0,
+            chat_id: c.external_id,
             source: c.source_key,
-            full_name: c.chat.full_name,
-            phone: c.chat.phone,
-            session_status: c.chat.session_status,
+            full_name: c.full_name,
+            phone: c.phone,
+            session_status: c.session_status.map(|s| s.as_str().to_string()),
             messages: c.messages,
             last_received_at: c.last_received_at,
         }
@@ -68,7 +69,7 @@ pub struct ChatList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChatView {
     id: i64,
-    workspace_id: String,
+    workspace_id: WorkspaceId,
     chat_id: String,
     full_name: Option<String>,
     phone: Option<String>,
@@ -83,10 +84,10 @@ pub struct ChatView {
 }
 
 impl ChatView {
-    fn new(workspace_id: String, chat: Chat, public_url: &str) -> Self {
+    fn new(workspace_id: WorkspaceId, chat: Chat, public_url: &str) -> Self {
         ChatView {
             transcript_url: chat_url(public_url, &chat.token),
-            id: chat.id,
+            id: chat.id.0,
             workspace_id,
             chat_id: chat.external_id,
             full_name: chat.full_name,
@@ -102,8 +103,8 @@ impl ChatView {
 }
 
 /// A chat id from the path: anything that is not one of ours is simply not found.
-fn chat_id(id: &str) -> Result<i64, ApiError> {
-    id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::not_found("chat"))
+fn chat_id(id: &str) -> Result<ChatId, ApiError> {
+    id.parse::<i64>().ok().filter(|id| *id > 0).map(ChatId).ok_or_else(|| ApiError::not_found("chat"))
 }
 
 #[utoipa::path(get, operation_id = "chats_list", path = "/api/v1/workspaces/{id}/chats", tag = "chats", security(("admin_token" = [])),
@@ -113,7 +114,7 @@ fn chat_id(id: &str) -> Result<i64, ApiError> {
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ChatList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::field("query", e.body_text()))?;

@@ -13,7 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::auth::Admin;
 use crate::api::{ApiError, AppState};
-use crate::store::{DeliveryInfo, DeliveryStatus, Resend};
+use crate::domain::{ChatId, DeliveryId, DeliveryKind, DeliveryStatus, WebhookId};
+use crate::store::{DeliveryInfo, Resend};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
@@ -36,11 +37,10 @@ pub struct DeliveriesQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
     /// The `webhook-id` it is sent under, the same on every attempt.
-    id: String,
-    /// `message`, `bundle` or `session_status`.
-    kind: String,
+    id: DeliveryId,
+    kind: DeliveryKind,
     /// The chat it belongs to (`GET /api/v1/chats/{id}`).
-    chat_id: Option<i64>,
+    chat_id: Option<ChatId>,
     status: DeliveryStatus,
     attempts: u32,
     /// The HTTP status of the last attempt, if it got one.
@@ -86,7 +86,7 @@ pub struct DeliveryList {
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     query: Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
@@ -109,7 +109,7 @@ pub async fn list(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Resent {
     /// The `webhook-id` it goes out under again.
-    id: String,
+    id: DeliveryId,
     status: DeliveryStatus,
 }
 
@@ -133,14 +133,18 @@ pub struct Resent {
 pub async fn resend(
     _: Admin,
     State(state): State<AppState>,
-    Path((id, delivery_id)): Path<(String, String)>,
+    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
 ) -> Result<(StatusCode, Json<Resent>), ApiError> {
     resend_now(&state, &id, &delivery_id).await?;
     Ok((StatusCode::ACCEPTED, Json(Resent { id: delivery_id, status: DeliveryStatus::Pending })))
 }
 
 /// Queues a failed or expired delivery again and wakes the worker (the API's and the web page's).
-pub async fn resend_now(state: &AppState, webhook_id: &str, delivery_id: &str) -> Result<(), ApiError> {
+pub async fn resend_now(
+    state: &AppState,
+    webhook_id: &WebhookId,
+    delivery_id: &DeliveryId,
+) -> Result<(), ApiError> {
     match state.store.resend_delivery(webhook_id, delivery_id, state.clock.now()).await? {
         Resend::Queued => {
             info!("delivery queued again");

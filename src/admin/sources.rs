@@ -13,7 +13,7 @@ use tracing::{info, instrument};
 use super::{Body, account, required_text};
 use crate::api::auth::Admin;
 use crate::api::{ApiError, AppState};
-use crate::domain::{Account, SourceKind};
+use crate::domain::{Account, SourceId, SourceKind, WorkspaceId};
 use crate::store::{NewSource, Source, SourcePatch};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -43,8 +43,8 @@ pub struct UpdateSource {
 /// A source as the API shows it: never its secrets, only which are set.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SourceView {
-    id: String,
-    workspace_id: String,
+    id: SourceId,
+    workspace_id: WorkspaceId,
     kind: SourceKind,
     name: String,
     account: Account,
@@ -63,7 +63,7 @@ impl SourceView {
             _ => Vec::new(),
         };
         SourceView {
-            inbound_url: format!("{public_url}/hooks/{}/{}", source.kind.path(), source.id),
+            inbound_url: inbound_url(public_url, &source),
             id: source.id,
             workspace_id: source.workspace_id,
             kind: source.kind,
@@ -75,6 +75,11 @@ impl SourceView {
             updated_at: source.updated_at,
         }
     }
+}
+
+/// Where a channel sends what it brings for a source: `{public_url}/hooks/{kind}/{source_id}`.
+pub fn inbound_url(public_url: &str, source: &Source) -> String {
+    format!("{public_url}/hooks/{}/{}", source.kind.path(), source.id)
 }
 
 /// Which credentials each kind takes: (name, required).
@@ -120,9 +125,9 @@ fn credentials(kind: SourceKind, given: Map<String, Value>) -> Result<Value, Api
     Ok(Value::Object(given))
 }
 
-async fn owned(state: &AppState, workspace_id: &str, id: &str) -> Result<Source, ApiError> {
+async fn owned(state: &AppState, workspace_id: &WorkspaceId, id: &SourceId) -> Result<Source, ApiError> {
     match state.store.get_source(id).await? {
-        Some(source) if source.workspace_id == workspace_id => Ok(source),
+        Some(source) if source.workspace_id == *workspace_id => Ok(source),
         _ => Err(ApiError::not_found("source")),
     }
 }
@@ -132,7 +137,7 @@ async fn owned(state: &AppState, workspace_id: &str, id: &str) -> Result<Source,
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
     Body(body): Body<CreateSource>,
 ) -> Result<(StatusCode, Json<SourceView>), ApiError> {
     if state.store.get_workspace(&workspace_id).await?.is_none() {
@@ -147,7 +152,7 @@ pub async fn create(
         enabled: body.enabled.unwrap_or(true),
     };
     let source = state.store.create_source(new).await?;
-    info!(source = %crate::telemetry::redact(&source.id), kind = source.kind.as_str(), "source created");
+    info!(source = %crate::telemetry::redact(source.id.as_str()), kind = source.kind.as_str(), "source created");
     Ok((StatusCode::CREATED, Json(SourceView::new(source, &state.public_url))))
 }
 
@@ -155,7 +160,7 @@ pub async fn create(
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
     if state.store.get_workspace(&workspace_id).await?.is_none() {
         return Err(ApiError::not_found("workspace"));
@@ -174,17 +179,17 @@ pub async fn list(
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
-    Path((workspace_id, id)): Path<(String, String)>,
+    Path((workspace_id, id)): Path<(WorkspaceId, SourceId)>,
 ) -> Result<Json<SourceView>, ApiError> {
     Ok(Json(SourceView::new(owned(&state, &workspace_id, &id).await?, &state.public_url)))
 }
 
 #[utoipa::path(patch, operation_id = "sources_update", path = "/api/v1/workspaces/{id}/sources/{source_id}", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id"), ("source_id" = String, Path, description = "Source id")), request_body = UpdateSource, responses((status = 200, description = "The updated source", body = SourceView), crate::api::openapi::Errors))]
-#[instrument(skip_all, fields(source = %crate::telemetry::redact(&id)))]
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn update(
     _: Admin,
     State(state): State<AppState>,
-    Path((workspace_id, id)): Path<(String, String)>,
+    Path((workspace_id, id)): Path<(WorkspaceId, SourceId)>,
     Body(body): Body<UpdateSource>,
 ) -> Result<Json<SourceView>, ApiError> {
     let source = owned(&state, &workspace_id, &id).await?;
@@ -200,11 +205,11 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, operation_id = "sources_delete", path = "/api/v1/workspaces/{id}/sources/{source_id}", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id"), ("source_id" = String, Path, description = "Source id")), responses((status = 204, description = "Deleted"), crate::api::openapi::Errors))]
-#[instrument(skip_all, fields(source = %crate::telemetry::redact(&id)))]
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn delete(
     _: Admin,
     State(state): State<AppState>,
-    Path((workspace_id, id)): Path<(String, String)>,
+    Path((workspace_id, id)): Path<(WorkspaceId, SourceId)>,
 ) -> Result<StatusCode, ApiError> {
     owned(&state, &workspace_id, &id).await?;
     state.store.delete_source(&id).await?;

@@ -14,7 +14,7 @@ use super::{Body, nullable};
 use crate::api::auth::Admin;
 use crate::api::{ApiError, AppState};
 use crate::deliver::SigningSecret;
-use crate::domain::{Event, Granularity, WebhookUrl, masked_url, unmasked_url};
+use crate::domain::{Event, Granularity, WebhookId, WebhookUrl, WorkspaceId, masked_url, unmasked_url};
 use crate::store::{NewWebhook, Webhook, WebhookPatch};
 
 /// The shortest and longest per-webhook timeout accepted.
@@ -59,8 +59,8 @@ pub struct UpdateWebhook {
 /// A webhook as the API shows it. The secret appears only in the answer that set it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookView {
-    id: String,
-    workspace_id: String,
+    id: WebhookId,
+    workspace_id: WorkspaceId,
     url: String,
     /// The granularity in effect.
     granularity: Granularity,
@@ -148,7 +148,7 @@ pub fn timeout(value: &str) -> Result<Duration, ApiError> {
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
     Body(body): Body<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
     if state.store.get_workspace(&workspace_id).await?.is_none() {
@@ -176,7 +176,7 @@ pub async fn create(
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
     let workspace =
         state.store.get_workspace(&workspace_id).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
@@ -194,7 +194,7 @@ pub async fn list(
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<Json<WebhookView>, ApiError> {
     let webhook = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     Ok(Json(view(&state, webhook).await?))
@@ -205,7 +205,7 @@ pub async fn show(
 pub async fn update(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     Body(body): Body<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
     let before = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
@@ -237,7 +237,7 @@ pub async fn update(
 pub async fn delete(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_webhook(&id).await? {
         info!("webhook deleted");

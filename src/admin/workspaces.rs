@@ -3,15 +3,82 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{info, instrument};
 
 use super::{Body, account, email, required_text};
 use crate::api::auth::Admin;
 use crate::api::{ApiError, AppState};
-use crate::domain::{Account, Granularity, Timezone};
+use crate::domain::{Account, Granularity, Timezone, WorkspaceId};
 use crate::store::{NewWorkspace, Workspace, WorkspacePatch, WorkspaceStats};
+
+/// A workspace as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Workspace)]
+pub struct WorkspaceView {
+    id: WorkspaceId,
+    name: String,
+    owner_email: String,
+    /// An IANA time zone name; windows follow its wall clock.
+    timezone: String,
+    /// The granularity of webhooks that have none of their own.
+    granularity: Granularity,
+    /// The business account used when a message names none.
+    account: Account,
+    /// The bearer key that authorises ingest into this workspace alone.
+    ingest_key: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Workspace> for WorkspaceView {
+    fn from(w: Workspace) -> Self {
+        WorkspaceView {
+            id: w.id,
+            name: w.name,
+            owner_email: w.owner_email,
+            timezone: w.timezone,
+            granularity: w.granularity,
+            account: w.account,
+            ingest_key: w.ingest_key,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+/// Where a workspace's messages are.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = WorkspaceStats)]
+pub struct StatsView {
+    chats: u64,
+    messages: u64,
+    deliveries_pending: u64,
+    deliveries_delivered: u64,
+    deliveries_expired: u64,
+    deliveries_failed: u64,
+}
+
+impl From<WorkspaceStats> for StatsView {
+    fn from(s: WorkspaceStats) -> Self {
+        StatsView {
+            chats: s.chats,
+            messages: s.messages,
+            deliveries_pending: s.deliveries_pending,
+            deliveries_delivered: s.deliveries_delivered,
+            deliveries_expired: s.deliveries_expired,
+            deliveries_failed: s.deliveries_failed,
+        }
+    }
+}
+
+/// Every workspace.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkspaceList {
+    workspaces: Vec<WorkspaceView>,
+}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -43,13 +110,13 @@ pub fn timezone(value: &str) -> Result<String, ApiError> {
     value.parse::<Timezone>().map(|tz| tz.name().to_string()).map_err(|e| ApiError::field("timezone", e))
 }
 
-#[utoipa::path(post, operation_id = "workspaces_create", path = "/api/v1/workspaces", tag = "workspaces", security(("admin_token" = [])), request_body = CreateWorkspace, responses((status = 201, description = "Created; `ingest_key` authorises ingest into it", body = Workspace), crate::api::openapi::Errors))]
+#[utoipa::path(post, operation_id = "workspaces_create", path = "/api/v1/workspaces", tag = "workspaces", security(("admin_token" = [])), request_body = CreateWorkspace, responses((status = 201, description = "Created; `ingest_key` authorises ingest into it", body = WorkspaceView), crate::api::openapi::Errors))]
 #[instrument(skip_all)]
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
     Body(body): Body<CreateWorkspace>,
-) -> Result<(StatusCode, Json<Workspace>), ApiError> {
+) -> Result<(StatusCode, Json<WorkspaceView>), ApiError> {
     let new = NewWorkspace {
         name: required_text("name", &body.name, 200)?,
         owner_email: email("owner_email", &body.owner_email)?,
@@ -59,27 +126,27 @@ pub async fn create(
     };
     let workspace = state.store.create_workspace(new).await?;
     info!(workspace_id = %workspace.id, "workspace created");
-    Ok((StatusCode::CREATED, Json(workspace)))
+    Ok((StatusCode::CREATED, Json(workspace.into())))
 }
 
-#[utoipa::path(get, operation_id = "workspaces_list", path = "/api/v1/workspaces", tag = "workspaces", security(("admin_token" = [])), responses((status = 200, description = "Every workspace", body = crate::api::openapi::WorkspaceList), crate::api::openapi::Errors))]
-pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, operation_id = "workspaces_list", path = "/api/v1/workspaces", tag = "workspaces", security(("admin_token" = [])), responses((status = 200, description = "Every workspace", body = WorkspaceList), crate::api::openapi::Errors))]
+pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<WorkspaceList>, ApiError> {
     let workspaces = state.store.list_workspaces().await?;
-    Ok(Json(json!({ "workspaces": workspaces })))
+    Ok(Json(WorkspaceList { workspaces: workspaces.into_iter().map(WorkspaceView::from).collect() }))
 }
 
-#[utoipa::path(get, operation_id = "workspaces_show", path = "/api/v1/workspaces/{id}", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "The workspace", body = Workspace), crate::api::openapi::Errors))]
+#[utoipa::path(get, operation_id = "workspaces_show", path = "/api/v1/workspaces/{id}", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "The workspace", body = WorkspaceView), crate::api::openapi::Errors))]
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Workspace>, ApiError> {
+    Path(id): Path<WorkspaceId>,
+) -> Result<Json<WorkspaceView>, ApiError> {
     let workspace = state.store.get_workspace(&id).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
-    Ok(Json(workspace))
+    Ok(Json(workspace.into()))
 }
 
 /// What follows every change to a workspace, from the API or the web page.
-pub fn updated(state: &AppState, id: &str) {
+pub fn updated(state: &AppState, id: &WorkspaceId) {
     state.workspaces.forget(id);
     // A new default granularity or time zone moves the windows of the webhooks that follow it.
     state.closer.kick();
@@ -87,14 +154,14 @@ pub fn updated(state: &AppState, id: &str) {
     state.deliveries_waiting.notify_one();
 }
 
-#[utoipa::path(patch, operation_id = "workspaces_update", path = "/api/v1/workspaces/{id}", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = UpdateWorkspace, responses((status = 200, description = "The updated workspace", body = Workspace), crate::api::openapi::Errors))]
+#[utoipa::path(patch, operation_id = "workspaces_update", path = "/api/v1/workspaces/{id}", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = UpdateWorkspace, responses((status = 200, description = "The updated workspace", body = WorkspaceView), crate::api::openapi::Errors))]
 #[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn update(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<WorkspaceId>,
     Body(body): Body<UpdateWorkspace>,
-) -> Result<Json<Workspace>, ApiError> {
+) -> Result<Json<WorkspaceView>, ApiError> {
     let patch = WorkspacePatch {
         name: body.name.as_deref().map(|n| required_text("name", n, 200)).transpose()?,
         owner_email: body.owner_email.as_deref().map(|e| email("owner_email", e)).transpose()?,
@@ -106,19 +173,19 @@ pub async fn update(
         state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
     updated(&state, &id);
     info!("workspace updated");
-    Ok(Json(workspace))
+    Ok(Json(workspace.into()))
 }
 
-#[utoipa::path(get, operation_id = "workspaces_stats", path = "/api/v1/workspaces/{id}/stats", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "Where its messages are", body = WorkspaceStats), crate::api::openapi::Errors))]
+#[utoipa::path(get, operation_id = "workspaces_stats", path = "/api/v1/workspaces/{id}/stats", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "Where its messages are", body = StatsView), crate::api::openapi::Errors))]
 pub async fn stats(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<WorkspaceStats>, ApiError> {
+    Path(id): Path<WorkspaceId>,
+) -> Result<Json<StatsView>, ApiError> {
     if state.store.get_workspace(&id).await?.is_none() {
         return Err(ApiError::not_found("workspace"));
     }
-    Ok(Json(state.store.workspace_stats(&id).await?))
+    Ok(Json(state.store.workspace_stats(&id).await?.into()))
 }
 
 #[utoipa::path(post, operation_id = "workspaces_flush", path = "/api/v1/workspaces/{id}/flush", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "Every open window released now", body = crate::api::openapi::Flushed), crate::api::openapi::Errors))]
@@ -127,7 +194,7 @@ pub async fn stats(
 pub async fn flush(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
     if state.store.get_workspace(&id).await?.is_none() {
         return Err(ApiError::not_found("workspace"));

@@ -10,10 +10,10 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::admin::activity::ActivityView;
 use crate::admin::sources::SourceView;
 use crate::admin::webhooks::WebhookView;
 use crate::domain::{Account, Direction};
-use crate::store::{ActivityRow, Workspace};
 
 pub const PATH: &str = "/api/v1/openapi.json";
 
@@ -75,11 +75,6 @@ pub struct ErrorDetail {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct WorkspaceList {
-    pub workspaces: Vec<Workspace>,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct WebhookList {
     pub webhooks: Vec<WebhookView>,
 }
@@ -92,7 +87,7 @@ pub struct SourceList {
 #[derive(Serialize, ToSchema)]
 pub struct ActivityList {
     /// The latest 10 rows, newest first.
-    pub activity: Vec<ActivityRow>,
+    pub activity: Vec<ActivityView>,
 }
 
 #[derive(Serialize, ToSchema)]

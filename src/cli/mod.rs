@@ -15,8 +15,6 @@ use clap::{Parser, Subcommand};
 use crate::app::{Application, shutdown_signal};
 use crate::clock::SystemClock;
 use crate::config::{Config, Sources};
-use crate::store::Store;
-use crate::store::sqlite::SqliteStore;
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -183,7 +181,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let store = SqliteStore::open(&config.database_url(), Arc::new(SystemClock)).await?;
+    let store = crate::store::connect(&config.database_url(), Arc::new(SystemClock)).await?;
     store.close().await;
     println!("migrations applied to {}", config.database_url());
     Ok(())

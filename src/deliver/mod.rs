@@ -22,7 +22,8 @@ use tracing::{Instrument, debug, error, info_span, warn};
 
 use crate::clock::SharedClock;
 use crate::domain::new_id;
-use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, FailurePolicy, SharedStore};
+use crate::domain::{DeliveryId, WebhookId};
+use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryQueue, FailurePolicy};
 use crate::supervise::Fatal;
 use crate::telemetry::metric;
 pub use guard::AddressPolicy;
@@ -62,7 +63,7 @@ pub fn http_client(policy: Arc<AddressPolicy>) -> reqwest::Client {
 
 /// Where one request goes.
 pub struct Target<'a> {
-    pub webhook_id: &'a str,
+    pub webhook_id: &'a WebhookId,
     pub url: &'a str,
     pub secret: Option<&'a str>,
     /// `None` for the configured default.
@@ -91,7 +92,7 @@ pub struct DeliverySettings {
 
 /// The delivery worker and what it shares with its in-flight sends.
 pub struct Deliverer {
-    store: SharedStore,
+    queue: Arc<dyn DeliveryQueue>,
     clock: SharedClock,
     client: reqwest::Client,
     settings: DeliverySettings,
@@ -103,13 +104,13 @@ pub struct Deliverer {
 
 impl Deliverer {
     pub fn new(
-        store: SharedStore,
+        queue: Arc<dyn DeliveryQueue>,
         clock: SharedClock,
         settings: DeliverySettings,
         wake: Arc<Notify>,
         fatal: Fatal,
     ) -> Self {
-        Deliverer { store, clock, client: http_client(settings.addresses.clone()), settings, wake, fatal }
+        Deliverer { queue, clock, client: http_client(settings.addresses.clone()), settings, wake, fatal }
     }
 
     /// Claims and sends until `cancel` fires; sends are spawned on `tracker`, so the caller can
@@ -166,7 +167,7 @@ impl Deliverer {
     async fn claim(&self, now: chrono::DateTime<chrono::Utc>, limit: usize) -> Vec<ClaimedDelivery> {
         let longest = self.settings.default_timeout.max(Duration::from_secs(120));
         let lease_until = now + chrono::Duration::from_std(longest + LEASE_MARGIN).expect("small");
-        match self.store.claim_deliveries(now, lease_until, limit, self.settings.rate_per_webhook).await {
+        match self.queue.claim_deliveries(now, lease_until, limit, self.settings.rate_per_webhook).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 error!(error = %e, "claiming deliveries failed; will try again");
@@ -222,7 +223,7 @@ impl Deliverer {
         };
         metrics::counter!(metric::DELIVERIES, "outcome" => label).increment(1);
         metrics::histogram!(metric::DELIVERY_SECONDS).record(record.duration.as_secs_f64());
-        match self.store.record_attempt(record, outcome, &self.settings.failure).await {
+        match self.queue.record_attempt(record, outcome, &self.settings.failure).await {
             Ok(recorded) => {
                 if recorded.stale {
                     warn!("the lease ran out before this attempt was recorded; another claim owns it now");
@@ -245,11 +246,11 @@ impl Deliverer {
     async fn attempt(
         &self,
         target: &Target<'_>,
-        id: &str,
+        id: &DeliveryId,
         payload: &[u8],
     ) -> (AttemptRecord, Option<Duration>) {
         let attempted_at = self.clock.now();
-        let headers = self.headers(id, target.secret, payload, attempted_at.timestamp());
+        let headers = self.headers(id.as_str(), target.secret, payload, attempted_at.timestamp());
         let timeout = target.timeout.unwrap_or(self.settings.default_timeout);
         let started = Instant::now();
         // Names are checked by the resolver; an address written into the URL never reaches it.
@@ -262,8 +263,8 @@ impl Deliverer {
             let record = AttemptRecord {
                 delivery_seq: 0,
                 lease_token: 0,
-                delivery_id: id.to_string(),
-                webhook_id: target.webhook_id.to_string(),
+                delivery_id: id.clone(),
+                webhook_id: target.webhook_id.clone(),
                 attempted_at,
                 duration: Duration::ZERO,
                 status: None,
@@ -285,8 +286,8 @@ impl Deliverer {
         let mut record = AttemptRecord {
             delivery_seq: 0,
             lease_token: 0,
-            delivery_id: id.to_string(),
-            webhook_id: target.webhook_id.to_string(),
+            delivery_id: id.clone(),
+            webhook_id: target.webhook_id.clone(),
             attempted_at,
             duration: Duration::ZERO,
             status: None,
@@ -323,9 +324,9 @@ impl Deliverer {
     /// Sends a webhook a payload outside the queue ("Save and test"): recorded in its activity
     /// log as a test, never counted towards a disable.
     pub async fn send_test(&self, target: &Target<'_>, payload: &[u8]) -> AttemptRecord {
-        let id = new_id("test");
+        let id = DeliveryId::from(new_id("test"));
         let (record, _) = self.attempt(target, &id, payload).await;
-        if let Err(e) = self.store.record_test(record.clone()).await {
+        if let Err(e) = self.queue.record_test(record.clone()).await {
             error!(error = %e, "recording a test send failed");
         }
         record

@@ -14,7 +14,7 @@ use tracing::{instrument, warn};
 use super::json::MAX_MESSAGES_PER_REQUEST;
 use super::{accept, canonical, chatwoot, twilio, wechat, whatsapp, zoho_desk};
 use crate::api::{ApiError, AppState};
-use crate::domain::{SessionStatus, SourceKind};
+use crate::domain::{SessionStatus, SourceId, SourceKind};
 use crate::store::{ChatInfo, NewMessage, SessionChange, Source};
 
 /// An inbound request, as adapters see it.
@@ -91,7 +91,7 @@ pub fn malformed(detail: impl Into<String>) -> ApiError {
 
 async fn source_for(state: &AppState, segment: &str, id: &str) -> Result<Source, ApiError> {
     let kind = SourceKind::from_path(segment).ok_or_else(|| ApiError::not_found("source"))?;
-    match state.store.get_source(id).await? {
+    match state.store.get_source(&SourceId::from(id)).await? {
         Some(source) if source.kind == kind && source.enabled => Ok(source),
         // Unknown, of another kind, or switched off: indistinguishable from outside.
         _ => Err(ApiError::not_found("source")),
@@ -160,7 +160,7 @@ pub async fn post(
             // The signature checked out; it must not carry a body other than its first.
             let (timestamp, nonce) = (request.param("timestamp"), request.param("nonce"));
             let (timestamp, nonce) = (timestamp.unwrap_or_default(), nonce.unwrap_or_default());
-            if !state.replays.admit(&source.id, timestamp, nonce, request.body, request.received_at) {
+            if !state.replays.admit(source.id.as_str(), timestamp, nonce, request.body, request.received_at) {
                 return Err(refuse(
                     SourceKind::Wechat,
                     "a signature seen before, with another body (a replay)",
@@ -220,7 +220,7 @@ async fn store(state: &AppState, source: &Source, inbound: Inbound) -> Result<()
         .into_iter()
         .map(|update| SessionChange {
             workspace_id: workspace.id.clone(),
-            source_key: source.id.clone(),
+            source_key: source.id.to_string(),
             chat: update.chat,
             session_id: update.session_id,
             status: update.status,
@@ -228,7 +228,7 @@ async fn store(state: &AppState, source: &Source, inbound: Inbound) -> Result<()
             channel: update.channel,
         })
         .collect();
-    accept(state, &workspace, &source.id, messages, sessions, inbound.skipped).await?;
+    accept(state, &workspace, source.id.as_str(), messages, sessions, inbound.skipped).await?;
     Ok(())
 }
 

@@ -10,11 +10,12 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use tracing::instrument;
 
+use super::Accepted;
 use super::canonical::{Parsed, parse_message};
 use super::{MAX_BODY_BYTES, accept};
 use crate::api::auth::{Caller, same_secret};
 use crate::api::{ApiError, AppState};
-use crate::store::IngestOutcome;
+use crate::domain::WorkspaceId;
 
 /// The most messages one request may carry.
 pub const MAX_MESSAGES_PER_REQUEST: usize = 1000;
@@ -22,15 +23,15 @@ pub const MAX_MESSAGES_PER_REQUEST: usize = 1000;
 /// The source key of messages that arrive through the JSON API.
 pub const SOURCE_KEY: &str = "api";
 
-#[utoipa::path(post, operation_id = "messages_post", path = "/api/v1/workspaces/{id}/messages", tag = "ingest", security(("ingest_key" = []), ("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = crate::api::openapi::MessagesDoc, responses((status = 202, description = "Stored durably (all or nothing) before this answer", body = IngestOutcome), crate::api::openapi::Errors))]
+#[utoipa::path(post, operation_id = "messages_post", path = "/api/v1/workspaces/{id}/messages", tag = "ingest", security(("ingest_key" = []), ("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = crate::api::openapi::MessagesDoc, responses((status = 202, description = "Stored durably (all or nothing) before this answer", body = Accepted), crate::api::openapi::Errors))]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn post_messages(
     State(state): State<AppState>,
-    Path(workspace_id): Path<String>,
+    Path(workspace_id): Path<WorkspaceId>,
     caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<IngestOutcome>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let workspace = state
         .workspaces
         .get(&state.store, &workspace_id)

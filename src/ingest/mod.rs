@@ -21,7 +21,19 @@ use utoipa_axum::routes;
 
 use crate::api::{ApiError, AppState};
 use crate::render;
-use crate::store::{IngestBatch, IngestOutcome, NewMessage, SessionChange, Workspace};
+use crate::store::{IngestBatch, NewMessage, SessionChange, Workspace};
+
+/// What became of an inbound request's messages: the JSON API's answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = IngestOutcome)]
+pub struct Accepted {
+    /// Stored now.
+    pub accepted: u32,
+    /// Stored before (the same message id): not stored again.
+    pub duplicates: u32,
+    /// Not text: counted and noted in the activity log, not stored.
+    pub skipped: u32,
+}
 use crate::telemetry::metric;
 
 /// The largest request body any inbound route reads.
@@ -45,7 +57,7 @@ pub async fn accept(
     messages: Vec<NewMessage>,
     sessions: Vec<SessionChange>,
     skipped: Vec<Option<String>>,
-) -> Result<IngestOutcome, ApiError> {
+) -> Result<Accepted, ApiError> {
     let skipped_count = skipped.len() as u32;
     let changes = sessions.len();
     let public_url = state.public_url.clone();
@@ -60,15 +72,14 @@ pub async fn accept(
         }),
         render_session: session_renderer(state),
     };
-    let mut outcome = state.store.ingest(batch).await?;
-    outcome.skipped = skipped_count;
+    let outcome = state.store.ingest(batch).await?;
     metrics::counter!(metric::MESSAGES_RECEIVED).increment(u64::from(outcome.accepted));
     metrics::counter!(metric::MESSAGES_DUPLICATE).increment(u64::from(outcome.duplicates));
     metrics::counter!(metric::MESSAGES_SKIPPED).increment(u64::from(skipped_count));
     if outcome.accepted > 0 || changes > 0 {
         state.deliveries_waiting.notify_one();
     }
-    Ok(outcome)
+    Ok(Accepted { accepted: outcome.accepted, duplicates: outcome.duplicates, skipped: skipped_count })
 }
 
 /// How `session_status` payloads are rendered for this daemon.

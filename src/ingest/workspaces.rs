@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::domain::WorkspaceId;
 use crate::store::{SharedStore, StoreResult, Workspace};
 
 const TTL: Duration = Duration::from_secs(2);
@@ -19,8 +20,8 @@ pub struct WorkspaceCache {
 impl WorkspaceCache {
     /// The workspace, from the cache when fresh, else from the store. Unknown ids are not
     /// cached, so a workspace created a moment ago is found at once.
-    pub async fn get(&self, store: &SharedStore, id: &str) -> StoreResult<Option<Arc<Workspace>>> {
-        if let Some((workspace, fetched)) = self.entries.read().expect("cache lock").get(id)
+    pub async fn get(&self, store: &SharedStore, id: &WorkspaceId) -> StoreResult<Option<Arc<Workspace>>> {
+        if let Some((workspace, fetched)) = self.entries.read().expect("cache lock").get(id.as_str())
             && fetched.elapsed() < TTL
         {
             return Ok(Some(workspace.clone()));
@@ -40,7 +41,7 @@ impl WorkspaceCache {
     }
 
     /// Drops a workspace's entry after it changed.
-    pub fn forget(&self, id: &str) {
-        self.entries.write().expect("cache lock").remove(id);
+    pub fn forget(&self, id: &WorkspaceId) {
+        self.entries.write().expect("cache lock").remove(id.as_str());
     }
 }

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::clock::SharedClock;
 use crate::deliver::RetrySchedule;
-use crate::store::{EmailOutcome, OutboxEmail, SharedStore};
+use crate::store::{EmailOutcome, Outbox, OutboxEmail};
 
 /// How long a claimed e-mail is held before another try may take it.
 const LEASE: Duration = Duration::from_secs(300);
@@ -31,7 +31,7 @@ pub enum MailerError {
 }
 
 pub struct Mailer {
-    store: SharedStore,
+    outbox: Arc<dyn Outbox>,
     clock: SharedClock,
     /// `None` without an SMTP server configured.
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
@@ -43,7 +43,7 @@ pub struct Mailer {
 
 impl Mailer {
     pub fn new(
-        store: SharedStore,
+        outbox: Arc<dyn Outbox>,
         clock: SharedClock,
         url: Option<&str>,
         from: &str,
@@ -59,7 +59,7 @@ impl Mailer {
         let from = from.parse::<Mailbox>().map_err(|e| MailerError::From(e.to_string()))?;
         let schedule =
             RetrySchedule::new([30, 120, 600, 1800, 3600].iter().map(|s| Duration::from_secs(*s)).collect());
-        Ok(Mailer { store, clock, transport, from, schedule, wake })
+        Ok(Mailer { outbox, clock, transport, from, schedule, wake })
     }
 
     pub async fn run(self, cancel: CancellationToken) {
@@ -73,7 +73,7 @@ impl Mailer {
         while !cancel.is_cancelled() {
             let now = self.clock.now();
             let lease = now + chrono::Duration::from_std(LEASE).expect("small");
-            match self.store.claim_email(now, lease).await {
+            match self.outbox.claim_email(now, lease).await {
                 Ok(Some(email)) => {
                     self.send(transport, email).await;
                     continue;
@@ -106,7 +106,7 @@ impl Mailer {
                 EmailOutcome::Retry { error, at }
             }
         };
-        let recorded = self.store.email_result(outbox.id, outcome).await;
+        let recorded = self.outbox.email_result(outbox.id, outcome).await;
         if let Err(e) = recorded {
             error!(error = %e, "recording an e-mail's fate failed; its lease runs out and it is tried again");
         }

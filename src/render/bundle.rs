@@ -212,7 +212,7 @@ mod tests {
 
     fn chat() -> Chat {
         Chat {
-            id: 7,
+            id: crate::domain::ChatId(7),
             external_id: "c-1".into(),
             full_name: Some("John Doe".into()),
             phone: Some("+97254000000".into()),

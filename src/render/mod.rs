@@ -190,7 +190,7 @@ pub enum Shape {
 /// exists. It carries `"sample": true` beside the test mark.
 pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
     let chat = Chat {
-        id: 0,
+        id: crate::domain::ChatId(0),
         external_id: "sample-chat".into(),
         full_name: Some("Sample Customer".into()),
         phone: Some("+10000000000".into()),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{Session, see_other, sign_in, sign_out};
 use crate::admin::activity::{Format, TestResult, download, send_test};
 use crate::admin::deliveries::resend_now;
-use crate::admin::sources::SourceView;
+use crate::admin::sources::inbound_url;
 use crate::admin::webhooks::{updated, url as checked_url};
 use crate::admin::workspaces::timezone;
 use crate::admin::{email, required_text};
@@ -22,11 +22,14 @@ use crate::api::auth::same_secret;
 use crate::api::server::Client;
 use crate::api::{ApiError, AppState};
 use crate::deliver::SigningSecret;
-use crate::domain::{Account, Event, Granularity, masked_url, unmasked_url};
+use crate::domain::{
+    Account, ChatId, DeliveryId, DeliveryStatus, Event, Granularity, WebhookId, WorkspaceId, masked_url,
+    unmasked_url,
+};
 use crate::render::chat_url;
 use crate::store::{
-    ActivityRow, ChatSummary, DeliveryInfo, DeliveryStatus, NewWebhook, NewWorkspace, Webhook, WebhookPatch,
-    Workspace, WorkspacePatch,
+    ActivityRow, ChatSummary, DeliveryInfo, NewWebhook, NewWorkspace, Webhook, WebhookPatch, Workspace,
+    WorkspacePatch,
 };
 
 /// The granularity select, with exactly these labels.
@@ -303,7 +306,7 @@ impl FailedLine {
             (None, None) => String::new(),
         };
         FailedLine {
-            id: d.id.clone(),
+            id: d.id.to_string(),
             status: d.status.as_str(),
             answer,
             finished: d.finished_at.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default(),
@@ -376,16 +379,11 @@ struct ChatLine {
 impl ChatLine {
     fn from(chat: &ChatSummary) -> Self {
         ChatLine {
-            id: chat.id,
-            name: chat
-                .chat
-                .full_name
-                .clone()
-                .or(chat.chat.phone.clone())
-                .unwrap_or_else(|| chat.chat.external_id.clone()),
-            external_id: chat.chat.external_id.clone(),
+            id: chat.id.0,
+            name: chat.full_name.clone().or(chat.phone.clone()).unwrap_or_else(|| chat.external_id.clone()),
+            external_id: chat.external_id.clone(),
             messages: chat.messages,
-            session: chat.chat.session_status.clone().unwrap_or_default(),
+            session: chat.session_status.map(|s| s.as_str().to_string()).unwrap_or_default(),
             last: chat.last_received_at.format("%Y-%m-%d %H:%M UTC").to_string(),
         }
     }
@@ -417,14 +415,14 @@ struct Overlay {
     notice: Option<(String, String)>,
     new_webhook: Option<WebhookForm>,
     /// A webhook's form as submitted, with its errors, test result or new secret.
-    webhook: Option<(String, WebhookForm, Option<TestResult>, Option<String>)>,
-    saved: Option<String>,
+    webhook: Option<(WebhookId, WebhookForm, Option<TestResult>, Option<String>)>,
+    saved: Option<WebhookId>,
 }
 
 #[derive(Deserialize, Default)]
 pub struct WorkspaceQuery {
     released: Option<u64>,
-    saved: Option<String>,
+    saved: Option<WebhookId>,
     settings: Option<String>,
     resent: Option<String>,
 }
@@ -432,7 +430,7 @@ pub struct WorkspaceQuery {
 pub async fn workspace(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    Path(id): Path<WorkspaceId>,
     Query(query): Query<WorkspaceQuery>,
 ) -> Response {
     let mut overlay = Overlay::default();
@@ -453,7 +451,7 @@ pub async fn workspace(
 async fn workspace_page(
     state: &AppState,
     session: Session,
-    id: &str,
+    id: &WorkspaceId,
     overlay: Overlay,
     status: StatusCode,
 ) -> Response {
@@ -474,7 +472,7 @@ async fn workspace_page(
                 card.test = test.clone();
                 card.new_secret = secret.clone();
             }
-            card.saved = overlay.saved.as_deref() == Some(webhook.id.as_str());
+            card.saved = overlay.saved.as_ref() == Some(&webhook.id);
             webhooks.push(card);
         }
         let sources = state
@@ -482,15 +480,11 @@ async fn workspace_page(
             .list_sources(id)
             .await?
             .into_iter()
-            .map(|s| {
-                let view =
-                    serde_json::to_value(SourceView::new(s.clone(), &state.public_url)).unwrap_or_default();
-                SourceLine {
-                    name: s.name,
-                    kind: s.kind.as_str().into(),
-                    enabled: s.enabled,
-                    inbound_url: view["inbound_url"].as_str().unwrap_or_default().into(),
-                }
+            .map(|s| SourceLine {
+                inbound_url: inbound_url(&state.public_url, &s),
+                name: s.name,
+                kind: s.kind.as_str().into(),
+                enabled: s.enabled,
             })
             .collect();
         let chats = state.store.list_chats(id, 50, 0).await?.iter().map(ChatLine::from).collect();
@@ -528,7 +522,7 @@ fn card(ws: &Workspace, webhook: &Webhook, activity: Vec<ActivityLine>) -> Webho
     let effective = webhook.granularity.unwrap_or(ws.granularity);
     let label = GRANULARITIES.iter().find(|(v, _)| *v == effective.as_str()).map(|(_, l)| *l).unwrap_or("");
     WebhookCard {
-        id: webhook.id.clone(),
+        id: webhook.id.to_string(),
         effective: if webhook.granularity.is_none() {
             format!("{label}, the workspace's default")
         } else {
@@ -556,7 +550,7 @@ fn card(ws: &Workspace, webhook: &Webhook, activity: Vec<ActivityLine>) -> Webho
 pub async fn save_workspace(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    Path(id): Path<WorkspaceId>,
     Form(mut form): Form<WorkspaceForm>,
 ) -> Response {
     if let Some(refused) = session.refusal(&form.csrf) {
@@ -586,7 +580,7 @@ pub async fn save_workspace(
 pub async fn flush(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    Path(id): Path<WorkspaceId>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Some(refused) = session.refusal(&form.csrf) {
@@ -610,7 +604,7 @@ async fn check_webhook(state: &AppState, form: &mut WebhookForm) -> Option<(Stri
 pub async fn create_webhook(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    Path(id): Path<WorkspaceId>,
     Form(mut form): Form<WebhookForm>,
 ) -> Response {
     if let Some(refused) = session.refusal(&form.csrf) {
@@ -643,7 +637,7 @@ pub async fn create_webhook(
 pub async fn save_webhook(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     Form(mut form): Form<WebhookForm>,
 ) -> Response {
     if let Some(refused) = session.refusal(&form.csrf) {
@@ -697,7 +691,7 @@ pub async fn save_webhook(
 pub async fn new_secret(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Some(refused) = session.refusal(&form.csrf) {
@@ -733,7 +727,7 @@ pub struct LogQuery {
 pub async fn download_log(
     State(state): State<AppState>,
     _session: Session,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
     Query(query): Query<LogQuery>,
 ) -> Response {
     match state.store.get_webhook(&id).await {
@@ -749,7 +743,7 @@ pub async fn download_log(
 pub async fn resend(
     State(state): State<AppState>,
     session: Session,
-    Path((id, delivery_id)): Path<(String, String)>,
+    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Some(refused) = session.refusal(&form.csrf) {
@@ -788,14 +782,14 @@ pub struct ChatQuery {
 pub async fn chat(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<i64>,
+    Path(id): Path<ChatId>,
     Query(query): Query<ChatQuery>,
 ) -> Response {
     match state.store.get_chat(id).await {
         Ok(Some((workspace_id, chat))) => page(ChatPage {
             csrf: session.csrf,
-            workspace_id,
-            chat_id: chat.id,
+            workspace_id: workspace_id.to_string(),
+            chat_id: chat.id.0,
             name: chat.full_name.clone().or(chat.phone.clone()).unwrap_or_else(|| chat.external_id.clone()),
             external_id: chat.external_id.clone(),
             transcript: chat_url(&state.public_url, &chat.token),
@@ -811,7 +805,7 @@ pub async fn chat(
 pub async fn rotate_token(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<i64>,
+    Path(id): Path<ChatId>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Some(refused) = session.refusal(&form.csrf) {

@@ -17,11 +17,11 @@ use tracing::{error, info, instrument, warn};
 
 use super::bounds;
 use crate::clock::SharedClock;
-use crate::domain::{Granularity, new_id};
+use crate::domain::{DeliveryId, Granularity, WorkspaceId};
 use crate::render::{self, bundle};
 use crate::store::{
-    BundlingWebhook, CloseProgress, CloseStep, DeliveryKind, NewDelivery, PlanDeliveries, SharedStore,
-    StoreResult,
+    BundlingWebhook, CloseProgress, CloseStep, PlanDeliveries, PlannedDelivery, SessionStore, SharedStore,
+    StoreResult, WindowStore,
 };
 
 /// Chats per close transaction: enough to amortise a commit, few enough that memory stays small
@@ -33,7 +33,7 @@ const IDLE: Duration = Duration::from_secs(3600);
 
 /// Asks the closer for something.
 enum Request {
-    Flush { workspace_id: String, reply: oneshot::Sender<StoreResult<u64>> },
+    Flush { workspace_id: WorkspaceId, reply: oneshot::Sender<StoreResult<u64>> },
 }
 
 /// The handle handlers hold.
@@ -45,9 +45,9 @@ pub struct CloserHandle {
 
 impl CloserHandle {
     /// Releases every open window of a workspace now; returns the deliveries made.
-    pub async fn flush(&self, workspace_id: &str) -> StoreResult<u64> {
+    pub async fn flush(&self, workspace_id: &WorkspaceId) -> StoreResult<u64> {
         let (reply, answer) = oneshot::channel();
-        let request = Request::Flush { workspace_id: workspace_id.to_string(), reply };
+        let request = Request::Flush { workspace_id: workspace_id.clone(), reply };
         self.requests.send(request).await.map_err(|_| crate::store::StoreError::Closed)?;
         answer.await.map_err(|_| crate::store::StoreError::Closed)?
     }
@@ -60,7 +60,8 @@ impl CloserHandle {
 
 /// The closer task.
 pub struct Closer {
-    store: SharedStore,
+    windows: Arc<dyn WindowStore>,
+    sessions: Arc<dyn SessionStore>,
     clock: SharedClock,
     public_url: Arc<str>,
     /// Wakes the delivery worker when new deliveries are queued.
@@ -71,7 +72,7 @@ pub struct Closer {
 
 impl Closer {
     pub fn new(
-        store: SharedStore,
+        store: &SharedStore,
         clock: SharedClock,
         public_url: Arc<str>,
         deliveries_waiting: Arc<Notify>,
@@ -79,7 +80,9 @@ impl Closer {
         let (tx, rx) = mpsc::channel(64);
         let kick = Arc::new(Notify::new());
         let handle = CloserHandle { requests: tx, kick: kick.clone() };
-        let closer = Closer { store, clock, public_url, deliveries_waiting, requests: rx, kick };
+        let (windows, sessions) =
+            (store.clone() as Arc<dyn WindowStore>, store.clone() as Arc<dyn SessionStore>);
+        let closer = Closer { windows, sessions, clock, public_url, deliveries_waiting, requests: rx, kick };
         (closer, handle)
     }
 
@@ -118,7 +121,7 @@ impl Closer {
     /// Closes whatever is due at `now`, and announces lapsed reply windows; returns when to wake.
     async fn close_due(&self, now: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>> {
         let mut next: Option<DateTime<Utc>> = self.announce_expiries(now).await?;
-        for webhook in self.store.bundling_webhooks(None).await? {
+        for webhook in self.windows.bundling_webhooks(None).await? {
             let Some(tz) = zone(&webhook) else { continue };
             if let Some(boundary) = webhook.closing_boundary {
                 // A close that a stop or crash interrupted: finish it first, as what it was.
@@ -148,7 +151,7 @@ impl Closer {
         let render: crate::store::RenderSession =
             Arc::new(move |event| render::session_event(&public_url, event));
         loop {
-            let announced = self.store.announce_expiries(now, BATCH, render.clone()).await?;
+            let announced = self.sessions.announce_expiries(now, BATCH, render.clone()).await?;
             if announced > 0 {
                 info!(chats = announced, "reply windows lapsed");
                 self.deliveries_waiting.notify_one();
@@ -157,19 +160,19 @@ impl Closer {
                 break;
             }
         }
-        self.store.next_expiry().await
+        self.sessions.next_expiry().await
     }
 
     /// Releases every open window of one workspace now.
     #[instrument(skip(self))]
-    async fn flush(&self, workspace_id: &str) -> StoreResult<u64> {
+    async fn flush(&self, workspace_id: &WorkspaceId) -> StoreResult<u64> {
         let mut total = 0;
-        for webhook in self.store.bundling_webhooks(Some(workspace_id)).await? {
+        for webhook in self.windows.bundling_webhooks(Some(workspace_id)).await? {
             let webhook = match webhook.closing_boundary {
                 Some(boundary) => {
                     total += self.close(&webhook, boundary, webhook.closing_flush).await?;
                     // Read again: the finished close moved `bundled_before` on.
-                    let fresh = self.store.bundling_webhooks(Some(workspace_id)).await?;
+                    let fresh = self.windows.bundling_webhooks(Some(workspace_id)).await?;
                     match fresh.into_iter().find(|w| w.id == webhook.id) {
                         Some(w) => w,
                         None => continue,
@@ -209,7 +212,7 @@ impl Closer {
                 plan: plan.clone(),
                 flush,
             };
-            let progress = self.store.close_step(step).await?;
+            let progress = self.windows.close_step(step).await?;
             let made = match progress {
                 CloseProgress::More { deliveries } | CloseProgress::Done { deliveries } => deliveries,
                 CloseProgress::Superseded | CloseProgress::NotYet => 0,
@@ -261,9 +264,9 @@ pub fn plan(
             // The webhook stopped aggregating: what it had buffered goes out message by message.
             return messages
                 .iter()
-                .map(|m| NewDelivery {
-                    id: new_id("msg"),
-                    kind: DeliveryKind::Message,
+                .map(|m| PlannedDelivery {
+                    id: DeliveryId::generate(),
+                    bundle: None,
                     payload: render::single_stored_message(
                         &public_url,
                         &webhook.account,
@@ -305,13 +308,13 @@ pub fn plan(
                 messages: &list,
             };
             for part in bundle::render(&input, bundle::Limits::default()) {
-                deliveries.push(NewDelivery {
-                    id: if part.parts == 1 {
+                deliveries.push(PlannedDelivery {
+                    id: DeliveryId::from(if part.parts == 1 {
                         part.bundle_id.clone()
                     } else {
                         format!("{}-{}", part.bundle_id, part.part)
-                    },
-                    kind: DeliveryKind::Bundle { window_end: window.end, part: part.part },
+                    }),
+                    bundle: Some((window.end, part.part)),
                     payload: part.payload,
                 });
             }

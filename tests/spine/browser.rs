@@ -195,7 +195,7 @@ async fn an_admin_sets_up_tests_and_reads_in_the_browser() {
     browser.click_and_wait(browser.button("Create workspace").await).await;
     assert!(browser.path().await.starts_with("/ui/workspaces/"));
     let ws = Workspace {
-        id: browser.path().await.rsplit('/').next().unwrap().to_string(),
+        id: browser.path().await.rsplit('/').next().unwrap().into(),
         ingest_key: browser.css("#ingest-key").await.text().await.unwrap(),
     };
 

@@ -446,7 +446,7 @@ async fn chatwoot_messages_and_sessions_with_signatures_and_replays() {
     assert_eq!(ended["payload"]["assigneeType"], "AGENT");
     assert_eq!(ended["payload"]["messagesCount"], "2");
     assert_eq!(ended["payload"]["channelId"], src["id"]);
-    assert_eq!(ended["orgId"], ws.id);
+    assert_eq!(ended["orgId"], ws.id.as_str());
     assert!(ended["eventTime"].as_str().unwrap().parse::<i64>().is_ok());
     assert_eq!(ended["chat"]["can_reply"], false);
     let chat_view = app

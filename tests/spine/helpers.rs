@@ -150,12 +150,13 @@ impl TestApp {
             }))
             .await;
         Workspace {
-            id: ws["id"].as_str().unwrap().to_string(),
+            id: ws["id"].as_str().unwrap().into(),
             ingest_key: ws["ingest_key"].as_str().unwrap().to_string(),
         }
     }
 
-    pub async fn create_webhook(&self, workspace_id: &str, body: Value) -> Value {
+    pub async fn create_webhook(&self, workspace_id: impl AsRef<str>, body: Value) -> Value {
+        let workspace_id = workspace_id.as_ref();
         let response = self
             .admin(reqwest::Method::POST, &format!("/api/v1/workspaces/{workspace_id}/webhooks"))
             .json(&body)
@@ -191,7 +192,7 @@ impl TestApp {
     /// Waits until the webhook has at least `n` recorded attempts; newest first.
     pub async fn attempts(&self, webhook_id: &str, n: usize) -> Vec<Attempt> {
         eventually(&format!("{n} attempts on {webhook_id}"), || async {
-            let attempts = self.store.list_attempts(webhook_id, n.max(1000) as u32).await.unwrap();
+            let attempts = self.store.list_attempts(&webhook_id.into(), n.max(1000) as u32).await.unwrap();
             (attempts.len() >= n).then_some(attempts)
         })
         .await
@@ -211,7 +212,7 @@ impl Drop for TestApp {
 }
 
 pub struct Workspace {
-    pub id: String,
+    pub id: chatbundle::domain::WorkspaceId,
     pub ingest_key: String,
 }
 
@@ -368,7 +369,8 @@ async fn receive(
 }
 
 impl TestApp {
-    pub async fn patch_webhook(&self, id: &str, body: Value) -> Value {
+    pub async fn patch_webhook(&self, id: impl AsRef<str>, body: Value) -> Value {
+        let id = id.as_ref();
         let response = self
             .admin(reqwest::Method::PATCH, &format!("/api/v1/webhooks/{id}"))
             .json(&body)
@@ -379,7 +381,8 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    pub async fn patch_workspace(&self, id: &str, body: Value) -> Value {
+    pub async fn patch_workspace(&self, id: impl AsRef<str>, body: Value) -> Value {
+        let id = id.as_ref();
         let response = self
             .admin(reqwest::Method::PATCH, &format!("/api/v1/workspaces/{id}"))
             .json(&body)
@@ -391,7 +394,8 @@ impl TestApp {
     }
 
     /// Releases a workspace's open windows; returns the number of deliveries made.
-    pub async fn flush(&self, workspace_id: &str) -> u64 {
+    pub async fn flush(&self, workspace_id: impl AsRef<str>) -> u64 {
+        let workspace_id = workspace_id.as_ref();
         let response = self
             .admin(reqwest::Method::POST, &format!("/api/v1/workspaces/{workspace_id}/flush"))
             .send()
@@ -411,7 +415,7 @@ impl TestApp {
             }))
             .await;
         Workspace {
-            id: ws["id"].as_str().unwrap().to_string(),
+            id: ws["id"].as_str().unwrap().into(),
             ingest_key: ws["ingest_key"].as_str().unwrap().to_string(),
         }
     }

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatbundle::clock::{Clock, ManualClock};
-use chatbundle::domain::{Account, Direction, Event, Granularity, Party};
+use chatbundle::domain::{Account, DeliveryStatus, Direction, Event, Granularity, Party, WebhookId};
 use chatbundle::store::sqlite::SqliteStore;
 use chatbundle::store::{
-    AttemptOutcome, AttemptRecord, ChatInfo, ClaimedDelivery, DeliveryStatus, Email, FailurePolicy,
-    IngestBatch, NewMessage, NewWebhook, NewWorkspace, SharedStore,
+    AttemptOutcome, AttemptRecord, ChatInfo, ClaimedDelivery, Email, FailurePolicy, IngestBatch, NewMessage,
+    NewWebhook, NewWorkspace, SharedStore,
 };
 use chrono::{DateTime, Utc};
 
@@ -17,7 +17,7 @@ use crate::helpers::start_time;
 struct Fixture {
     store: SharedStore,
     clock: ManualClock,
-    webhook: String,
+    webhook: WebhookId,
     _dir: tempfile::TempDir,
 }
 

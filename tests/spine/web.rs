@@ -131,13 +131,13 @@ async fn transcripts_open_without_sign_in_and_a_rotated_token_is_404() {
     );
     assert!(html.contains("second"));
     assert!(!html.contains("someone else"), "only this chat");
-    assert!(!html.contains(&ws.id) && !html.contains("Acme"), "nothing of the workspace");
+    assert!(!html.contains(ws.id.as_str()) && !html.contains("Acme"), "nothing of the workspace");
     let (second, first) = (html.find(">second<").unwrap(), html.find(">first ").unwrap());
     assert!(second < first, "newest first");
 
     let (http, csrf) = signed_in(&app).await;
     let chats = app.store.list_chats(&ws.id, 10, 0).await.unwrap();
-    let chat = chats.iter().find(|c| c.chat.external_id == "c-1").unwrap();
+    let chat = chats.iter().find(|c| c.external_id == "c-1").unwrap();
     let rotated = http
         .post(app.url(&format!("/ui/chats/{}/rotate", chat.id)))
         .form(&[("csrf", csrf.as_str())])

@@ -8,19 +8,30 @@
 
 use std::collections::{HashMap, HashSet};
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Row, Sqlite};
+use tracing::instrument;
 
-use chrono::{DateTime, Utc};
+use super::SqliteStore;
+use super::activity::insert_event;
+use super::queue::{Enqueue, enqueue};
+use super::rows::{CHAT_COLUMNS, chat, ms};
+use super::sessions;
+use crate::domain::{
+    Account, ChatId, DeliveryId, DeliveryKind, Direction, SessionStatus, WebhookId, WorkspaceId,
+    random_token, reply_window,
+};
+use crate::store::{Chat, ChatInfo, IngestBatch, IngestOutcome, IngestStore, NewMessage, StoreResult};
 
-use super::operations::insert_event;
-use super::{CHAT_COLUMNS, chat_from_row, ms, sessions};
-use crate::domain::{Account, Direction, SessionStatus, new_id, random_token, reply_window};
-use crate::store::{Chat, ChatInfo, IngestBatch, IngestOutcome, NewMessage, StoreResult};
-
-/// `next_attempt_at` of a delivery never tried: due whatever any clock says. (The transaction's
-/// time can run a little ahead of the clock the delivery worker reads.)
-pub(super) const DUE_AT_ONCE: i64 = 0;
+#[async_trait]
+impl IngestStore for SqliteStore {
+    #[instrument(skip_all, fields(workspace_id = %batch.workspace_id, messages = batch.messages.len()))]
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
+        self.writer.ingest(batch).await
+    }
+}
 
 /// Rows per multi-row statement: far below SQLite's limit of 32,766 bound values.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -38,7 +49,7 @@ struct Candidate<'a> {
 struct WorkspaceInfo {
     account: Account,
     /// Webhooks that get each message at once, oldest first.
-    immediate: Vec<String>,
+    immediate: Vec<WebhookId>,
 }
 
 /// Stores the requests as received at `now` (the transaction's time).
@@ -54,7 +65,7 @@ pub(super) async fn ingest_many(
     for batch in batches {
         if !workspaces.contains_key(batch.workspace_id.as_str()) {
             let info = workspace_info(conn, &batch.workspace_id).await?;
-            workspaces.insert(&batch.workspace_id, info);
+            workspaces.insert(batch.workspace_id.as_str(), info);
         }
     }
 
@@ -100,15 +111,9 @@ pub(super) async fn ingest_many(
     let inserted = insert_messages(conn, &candidates, &stored_chats, now).await?;
 
     // A chat is new when no message of it was stored before; its first message here says so.
-    let mut new_chats: Vec<i64> = stored_chats
-        .values()
-        .filter(|(_, first_message_seq)| first_message_seq.is_none())
-        .map(|(chat, _)| chat.id)
-        .collect();
-    new_chats.sort_unstable();
-    let mut first_of_chat: HashMap<i64, i64> = HashMap::new();
+    let mut first_of_chat: HashMap<ChatId, i64> = HashMap::new();
 
-    let mut deliveries: Vec<(String, &str, i64, Vec<u8>, i64)> = Vec::new();
+    let mut deliveries: Vec<Enqueue> = Vec::new();
     let mut accepted: Vec<(&Candidate, i64)> = candidates
         .iter()
         .filter_map(|c| {
@@ -130,8 +135,15 @@ pub(super) async fn ingest_many(
             continue;
         }
         let payload = (batch.render_immediate)(&workspace.account, chat, candidate.message, is_new_chat);
-        for webhook_id in &workspace.immediate {
-            deliveries.push((new_id("msg"), webhook_id, chat.id, payload.clone(), now));
+        for webhook in &workspace.immediate {
+            deliveries.push(Enqueue {
+                id: DeliveryId::generate(),
+                kind: DeliveryKind::Message,
+                webhook: webhook.clone(),
+                chat: Some(chat.id),
+                payload: payload.clone(),
+                bundle: None,
+            });
         }
     }
     for candidate in &candidates {
@@ -142,18 +154,19 @@ pub(super) async fn ingest_many(
     }
 
     // Chats created by this merge start their session: tell session_status webhooks.
-    for (key, (chat, _)) in &stored_chats {
-        if ms(chat.first_seen_at) == now && sessions::has_listeners(conn, key.0).await? {
+    for (key, (created, _)) in &stored_chats {
+        let workspace = WorkspaceId::from(key.0);
+        if ms(created.first_seen_at) == now && sessions::has_listeners(conn, &workspace).await? {
             let render = &batches
                 .iter()
-                .find(|b| b.workspace_id == key.0)
+                .find(|b| b.workspace_id.as_str() == key.0)
                 .expect("a batch of the chat")
                 .render_session;
-            sessions::announce(conn, key.0, chat, None, None, now, render).await?;
+            sessions::announce(conn, &workspace, created, None, None, now, render).await?;
         }
     }
     mark_first_messages(conn, &first_of_chat).await?;
-    insert_deliveries(conn, &deliveries).await?;
+    enqueue(conn, &deliveries, now).await?;
 
     // What else each request brought commits with its messages: session news, then the note of
     // what it skipped.
@@ -171,7 +184,10 @@ pub(super) async fn ingest_many(
     Ok(outcomes)
 }
 
-async fn workspace_info(conn: &mut SqliteConnection, workspace_id: &str) -> StoreResult<WorkspaceInfo> {
+async fn workspace_info(
+    conn: &mut SqliteConnection,
+    workspace_id: &WorkspaceId,
+) -> StoreResult<WorkspaceInfo> {
     // One statement: the account, and the webhooks that get each message at once as a JSON list.
     let row = sqlx::query(
         "SELECT s.account_full_name, s.account_email, s.account_phone,
@@ -182,7 +198,7 @@ async fn workspace_info(conn: &mut SqliteConnection, workspace_id: &str) -> Stor
                     ORDER BY w.created_at, w.id)) AS immediate
          FROM workspaces s WHERE s.id = ?",
     )
-    .bind(workspace_id)
+    .bind(workspace_id.as_str())
     .fetch_one(&mut *conn)
     .await?;
     let account = Account {
@@ -191,7 +207,8 @@ async fn workspace_info(conn: &mut SqliteConnection, workspace_id: &str) -> Stor
         phone: row.try_get("account_phone")?,
     };
     let immediate: String = row.try_get("immediate")?;
-    let immediate = serde_json::from_str(&immediate).unwrap_or_default();
+    let immediate: Vec<String> = serde_json::from_str(&immediate).unwrap_or_default();
+    let immediate = immediate.into_iter().map(WebhookId::from).collect();
     Ok(WorkspaceInfo { account, immediate })
 }
 
@@ -273,7 +290,7 @@ async fn upsert_chats<'a>(
             let value: (String, String, String) =
                 (row.try_get("workspace_id")?, row.try_get("source_key")?, row.try_get("external_id")?);
             let key = **by_value.get(&value).expect("RETURNING gives back the rows inserted");
-            stored.insert(key, chat_from_row(&row)?);
+            stored.insert(key, chat(&row)?);
         }
     }
     Ok(stored)
@@ -311,7 +328,7 @@ async fn insert_messages<'a>(
             let m = c.message;
             let account = m.account.as_ref().map(|a| serde_json::to_string(a).expect("accounts serialise"));
             row.push_bind(c.chat.0.to_string())
-                .push_bind(chats[&c.chat].0.id)
+                .push_bind(chats[&c.chat].0.id.0)
                 .push_bind(c.chat.1.to_string())
                 .push_bind(m.message_id.clone())
                 .push_bind(m.direction.as_str())
@@ -346,9 +363,9 @@ async fn insert_messages<'a>(
 /// Records the first message of chats that had none, which decides `is_new_chat` later.
 async fn mark_first_messages(
     conn: &mut SqliteConnection,
-    first_of_chat: &HashMap<i64, i64>,
+    first_of_chat: &HashMap<ChatId, i64>,
 ) -> StoreResult<()> {
-    let pairs: Vec<(i64, i64)> = first_of_chat.iter().map(|(c, s)| (*c, *s)).collect();
+    let pairs: Vec<(i64, i64)> = first_of_chat.iter().map(|(c, s)| (c.0, *s)).collect();
     for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
         let mut query = QueryBuilder::<Sqlite>::new("WITH firsts (chat_id, seq) AS (");
         query.push_values(chunk, |mut row, (chat, seq)| {
@@ -358,30 +375,6 @@ async fn mark_first_messages(
             ") UPDATE chats SET first_message_seq = (SELECT seq FROM firsts WHERE chat_id = chats.id)
                WHERE id IN (SELECT chat_id FROM firsts) AND first_message_seq IS NULL",
         );
-        query.build().execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-async fn insert_deliveries(
-    conn: &mut SqliteConnection,
-    deliveries: &[(String, &str, i64, Vec<u8>, i64)],
-) -> StoreResult<()> {
-    for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO deliveries (id, kind, webhook_id, chat_id, payload, status, next_attempt_at,
-                                     created_at) ",
-        );
-        query.push_values(chunk, |mut row, (id, webhook_id, chat_id, payload, at)| {
-            row.push_bind(id.clone())
-                .push_bind("message")
-                .push_bind(webhook_id.to_string())
-                .push_bind(*chat_id)
-                .push_bind(payload.clone())
-                .push_bind("pending")
-                .push_bind(DUE_AT_ONCE)
-                .push_bind(*at);
-        });
         query.build().execute(&mut *conn).await?;
     }
     Ok(())

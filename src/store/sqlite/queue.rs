@@ -1,21 +1,78 @@
-//! The delivery queue: claims under a fencing token and a per-webhook token bucket, the result of
-//! each attempt (delivered, retry, given up, expired, and the switch-off a run of failures
-//! causes), the deliveries list and resends.
+//! The delivery queue: the one place deliveries are written ([`enqueue`]), claims under a fencing
+//! token and a per-webhook token bucket, the result of each attempt (delivered, retry, given up,
+//! expired, and the switch-off a run of failures causes), the deliveries list and resends.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Row, Sqlite};
+use tracing::instrument;
 
-use super::ingest::DUE_AT_ONCE;
-use super::operations::{insert_attempt, insert_event, queue_email};
+use super::SqliteStore;
+use super::activity::{insert_attempt, insert_event};
+use super::outbox::queue_email;
+use super::rows::{delivery, fetch_webhook, from_ms, ms, pending};
 use super::writer::BatchClock;
-use super::{fetch_webhook, from_ms, ms};
+use crate::domain::{ChatId, DeliveryId, DeliveryKind, DeliveryStatus, WebhookId, WorkspaceId};
 use crate::store::{
-    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryInfo, DeliveryStatus, DisableNotice,
+    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryInfo, DeliveryLog, DeliveryQueue, DisableNotice,
     FailurePolicy, GaveUpNotice, Recorded, Resend, StoreResult, Webhook,
 };
+
+/// `next_attempt_at` of a delivery never tried: due whatever any clock says. (The transaction's
+/// time can run a little ahead of the clock the delivery worker reads.)
+const DUE_AT_ONCE: i64 = 0;
+
+/// Rows per multi-row statement: far below SQLite's limit of 32,766 bound values.
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// A delivery to put in the queue.
+pub(super) struct Enqueue {
+    /// The `webhook-id` header.
+    pub id: DeliveryId,
+    pub kind: DeliveryKind,
+    pub webhook: WebhookId,
+    /// Its lane within the webhook: deliveries of one chat go out in the order queued.
+    pub chat: Option<ChatId>,
+    pub payload: Vec<u8>,
+    /// For a bundle part: the window's end (ms) and the part's number. (webhook, chat, window
+    /// end, part) is unique, so a repeated close finds its bundles already there.
+    pub bundle: Option<(i64, u32)>,
+}
+
+/// The one place that writes deliveries: pending, due at once, queued at `now` in the lanes of
+/// their (webhook, chat), in the order given.
+pub(super) async fn enqueue(
+    conn: &mut SqliteConnection,
+    deliveries: &[Enqueue],
+    now: i64,
+) -> StoreResult<()> {
+    for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries (id, kind, webhook_id, chat_id, payload, status, next_attempt_at,
+                                     created_at, retry_since, window_end, part) ",
+        );
+        query.push_values(chunk, |mut row, d| {
+            row.push_bind(d.id.as_str().to_string())
+                .push_bind(d.kind.as_str())
+                .push_bind(d.webhook.as_str().to_string())
+                .push_bind(d.chat.map(|c| c.0))
+                .push_bind(d.payload.clone())
+                .push_bind(DeliveryStatus::Pending.as_str())
+                .push_bind(DUE_AT_ONCE)
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(d.bundle.map(|(end, _)| end))
+                .push_bind(d.bundle.map(|(_, part)| i64::from(part)));
+        });
+        query.push(" ON CONFLICT DO NOTHING");
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
 
 /// Rounds of claiming per call: a round that found only webhooks out of tokens looks again
 /// without them, so one throttled webhook cannot starve the others.
@@ -27,6 +84,25 @@ struct Candidate {
     webhook_id: String,
 }
 
+/// Due lane heads (in three pieces around the two bindings of `now`): pending, due, not leased,
+/// of an enabled webhook, and no earlier pending delivery in the same (webhook, chat).
+const DUE: &str = concat!(
+    "SELECT d.seq, d.webhook_id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+     WHERE d.status = ",
+    pending!(),
+    " AND d.next_attempt_at <= "
+);
+const NOT_LEASED: &str = " AND (d.lease_until IS NULL OR d.lease_until <= ";
+const LANE_HEAD: &str = concat!(
+    ") AND w.enabled = 1
+       AND NOT EXISTS (
+         SELECT 1 FROM deliveries e
+         WHERE e.webhook_id = d.webhook_id AND e.chat_id IS d.chat_id
+           AND e.status = ",
+    pending!(),
+    " AND e.seq < d.seq)"
+);
+
 /// Due lane heads of enabled webhooks, oldest due first, leaving out `exclude`.
 async fn candidates(
     conn: &mut SqliteConnection,
@@ -34,17 +110,8 @@ async fn candidates(
     limit: usize,
     exclude: &HashSet<String>,
 ) -> StoreResult<Vec<Candidate>> {
-    let mut query = QueryBuilder::<Sqlite>::new(
-        "SELECT d.seq, d.webhook_id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-         WHERE d.status = 'pending' AND d.next_attempt_at <= ",
-    );
-    query.push_bind(now).push(" AND (d.lease_until IS NULL OR d.lease_until <= ").push_bind(now).push(
-        ") AND w.enabled = 1
-           AND NOT EXISTS (
-             SELECT 1 FROM deliveries e
-             WHERE e.webhook_id = d.webhook_id AND e.chat_id IS d.chat_id
-               AND e.status = 'pending' AND e.seq < d.seq)",
-    );
+    let mut query = QueryBuilder::<Sqlite>::new(DUE);
+    query.push_bind(now).push(NOT_LEASED).push_bind(now).push(LANE_HEAD);
     if !exclude.is_empty() {
         query.push(" AND d.webhook_id NOT IN (");
         let mut ids = query.separated(", ");
@@ -68,8 +135,8 @@ fn tokens_at(stored: Option<f64>, at: Option<i64>, now: i64, rate: f64) -> f64 {
     }
 }
 
-/// See [`crate::store::Store::claim_deliveries`].
-pub(super) async fn claim(
+/// See [`DeliveryQueue::claim_deliveries`].
+async fn claim(
     conn: &mut SqliteConnection,
     now: i64,
     lease_until: i64,
@@ -150,7 +217,7 @@ pub(super) async fn claim(
     for row in rows {
         let webhook_id: String = row.try_get("webhook_id")?;
         if !targets.contains_key(&webhook_id)
-            && let Some(w) = fetch_webhook(&mut *conn, &webhook_id).await?
+            && let Some(w) = fetch_webhook(&mut *conn, &WebhookId::from(webhook_id.as_str())).await?
         {
             targets.insert(webhook_id.clone(), w);
         }
@@ -161,8 +228,8 @@ pub(super) async fn claim(
         claimed.push(ClaimedDelivery {
             seq: row.try_get("seq")?,
             lease_token: token,
-            id: row.try_get("id")?,
-            webhook_id,
+            id: DeliveryId::from(row.try_get::<String, _>("id")?),
+            webhook_id: target.id.clone(),
             url: target.url.clone(),
             secret: target.secret.clone(),
             timeout: target.timeout,
@@ -177,8 +244,8 @@ pub(super) async fn claim(
     Ok(claimed)
 }
 
-/// See [`crate::store::Store::record_attempt`].
-pub(super) async fn record_attempt(
+/// See [`DeliveryQueue::record_attempt`].
+async fn record_attempt(
     conn: &mut SqliteConnection,
     clock: BatchClock,
     attempt: AttemptRecord,
@@ -201,13 +268,14 @@ pub(super) async fn record_attempt(
             .unwrap_or_else(|| "failed".into())
     });
     // Fencing: only the claim that holds the lease moves the delivery on.
-    let updated = sqlx::query(
+    let updated = sqlx::query(concat!(
         "UPDATE deliveries SET status = ?, attempts = attempts + 1, lease_until = NULL, lease_token = NULL,
             next_attempt_at = COALESCE(?, next_attempt_at), last_error = ?, last_status = ?,
             rejections = rejections + ?, finished_at = ?
-         WHERE seq = ? AND lease_token = ? AND status = 'pending'
-         RETURNING chat_id, rejections",
-    )
+         WHERE seq = ? AND lease_token = ? AND status = ",
+        pending!(),
+        " RETURNING chat_id, rejections"
+    ))
     .bind(status.as_str())
     .bind(next)
     .bind(&failure)
@@ -222,7 +290,7 @@ pub(super) async fn record_attempt(
         // Deleted with its webhook, or its lease ran out and another claim took it over. The
         // request was sent all the same, so the log says so.
         let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM webhooks WHERE id = ?")
-            .bind(&attempt.webhook_id)
+            .bind(attempt.webhook_id.as_str())
             .fetch_optional(&mut *conn)
             .await?;
         if exists.is_some() {
@@ -238,11 +306,12 @@ pub(super) async fn record_attempt(
          RETURNING enabled, consecutive_failures, url, workspace_id, gave_up_notice_at",
     )
     .bind(delivered)
-    .bind(&attempt.webhook_id)
+    .bind(attempt.webhook_id.as_str())
     .fetch_one(&mut *conn)
     .await?;
     let (enabled, failures): (bool, i64) = (row.try_get("enabled")?, row.try_get("consecutive_failures")?);
-    let (url, workspace_id): (String, String) = (row.try_get("url")?, row.try_get("workspace_id")?);
+    let url: String = row.try_get("url")?;
+    let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
     let notified_at: Option<i64> = row.try_get("gave_up_notice_at")?;
     insert_attempt(conn, attempt.clone(), false).await?;
     let now = ms(clock.now());
@@ -250,7 +319,7 @@ pub(super) async fn record_attempt(
 
     if outcome == AttemptOutcome::GivenUp {
         let detail = serde_json::json!({
-            "delivery_id": attempt.delivery_id, "chat_id": chat_id, "status": attempt.status,
+            "delivery_id": attempt.delivery_id.as_str(), "chat_id": chat_id, "status": attempt.status,
             "response_excerpt": attempt.response_excerpt, "error": attempt.error, "rejections": rejections,
         });
         insert_event(conn, &workspace_id, Some(&attempt.webhook_id), now, "failed", &detail).await?;
@@ -291,7 +360,7 @@ pub(super) async fn record_attempt(
             queue_email(conn, &email, &workspace_id, Some(&attempt.webhook_id), now).await?;
             sqlx::query("UPDATE webhooks SET gave_up_notice_at = ? WHERE id = ?")
                 .bind(now)
-                .bind(&attempt.webhook_id)
+                .bind(attempt.webhook_id.as_str())
                 .execute(&mut *conn)
                 .await?;
             recorded.emailed = true;
@@ -312,7 +381,7 @@ pub(super) async fn record_attempt(
     sqlx::query("UPDATE webhooks SET enabled = 0, disabled_reason = ?, updated_at = ? WHERE id = ?")
         .bind(&reason)
         .bind(now)
-        .bind(&attempt.webhook_id)
+        .bind(attempt.webhook_id.as_str())
         .execute(&mut *conn)
         .await?;
     let detail = serde_json::json!({"reason": reason, "last_error": failure, "automatic": true});
@@ -336,62 +405,91 @@ pub(super) async fn record_attempt(
 }
 
 /// A workspace's name and owner's address.
-async fn owner(conn: &mut SqliteConnection, workspace_id: &str) -> StoreResult<(String, String)> {
+async fn owner(conn: &mut SqliteConnection, workspace_id: &WorkspaceId) -> StoreResult<(String, String)> {
     let row = sqlx::query("SELECT name, owner_email FROM workspaces WHERE id = ?")
-        .bind(workspace_id)
+        .bind(workspace_id.as_str())
         .fetch_one(&mut *conn)
         .await?;
     Ok((row.try_get("name")?, row.try_get("owner_email")?))
 }
 
-fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<DeliveryInfo> {
-    let status: String = row.try_get("status")?;
-    Ok(DeliveryInfo {
-        id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
-        chat_id: row.try_get("chat_id")?,
-        // Only ever written from a `DeliveryStatus`.
-        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        last_status: row.try_get::<Option<i64>, _>("last_status")?.map(|s| s as u16),
-        last_error: row.try_get("last_error")?,
-        created_at: from_ms(row.try_get("created_at")?),
-        finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(from_ms),
-    })
+#[async_trait]
+impl DeliveryQueue for SqliteStore {
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+        rate: Option<NonZeroU32>,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        let (now, lease_until) = (ms(now), ms(lease_until));
+        // Tokens are random: a claim can never guess another's.
+        let token = rand::random::<i64>() & i64::MAX;
+        self.write(move |conn| Box::pin(claim(conn, now, lease_until, limit, rate, token))).await
+    }
+
+    #[instrument(skip_all, fields(delivery_id = %attempt.delivery_id, webhook_id = %attempt.webhook_id))]
+    async fn record_attempt(
+        &self,
+        attempt: AttemptRecord,
+        outcome: AttemptOutcome,
+        policy: &FailurePolicy,
+    ) -> StoreResult<Recorded> {
+        let policy = policy.clone();
+        let clock = self.writer.clock();
+        self.write(move |conn| Box::pin(record_attempt(conn, clock, attempt, outcome, policy))).await
+    }
+
+    async fn record_test(&self, attempt: AttemptRecord) -> StoreResult<()> {
+        self.write(move |conn| Box::pin(insert_attempt(conn, attempt, true))).await
+    }
 }
 
-/// See [`crate::store::Store::list_deliveries`].
-pub(super) async fn list(
-    conn: &mut SqliteConnection,
-    webhook_id: &str,
-    status: Option<DeliveryStatus>,
-    limit: u32,
-    offset: u32,
-) -> StoreResult<Vec<DeliveryInfo>> {
-    let rows = sqlx::query(
-        "SELECT id, kind, chat_id, status, attempts, last_status, last_error, created_at, finished_at
-         FROM deliveries WHERE webhook_id = ?1 AND (?2 IS NULL OR status = ?2)
-         ORDER BY seq DESC LIMIT ?3 OFFSET ?4",
-    )
-    .bind(webhook_id)
-    .bind(status.map(DeliveryStatus::as_str))
-    .bind(i64::from(limit))
-    .bind(i64::from(offset))
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(delivery_from_row).collect()
+#[async_trait]
+impl DeliveryLog for SqliteStore {
+    async fn list_deliveries(
+        &self,
+        webhook: &WebhookId,
+        status: Option<DeliveryStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> StoreResult<Vec<DeliveryInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, chat_id, status, attempts, last_status, last_error, created_at, finished_at
+             FROM deliveries WHERE webhook_id = ?1 AND (?2 IS NULL OR status = ?2)
+             ORDER BY seq DESC LIMIT ?3 OFFSET ?4",
+        )
+        .bind(webhook.as_str())
+        .bind(status.map(DeliveryStatus::as_str))
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(delivery).collect()
+    }
+
+    #[instrument(skip_all, fields(webhook_id = %webhook, delivery_id = %id))]
+    async fn resend_delivery(
+        &self,
+        webhook: &WebhookId,
+        id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Resend> {
+        let (webhook, id, now) = (webhook.clone(), id.clone(), ms(now));
+        self.write(move |conn| Box::pin(async move { resend(conn, &webhook, &id, now).await })).await
+    }
 }
 
-/// See [`crate::store::Store::resend_delivery`].
-pub(super) async fn resend(
+/// See [`DeliveryLog::resend_delivery`].
+async fn resend(
     conn: &mut SqliteConnection,
-    webhook_id: &str,
-    delivery_id: &str,
+    webhook: &WebhookId,
+    id: &DeliveryId,
     now: i64,
 ) -> StoreResult<Resend> {
     let row = sqlx::query("SELECT status FROM deliveries WHERE webhook_id = ? AND id = ?")
-        .bind(webhook_id)
-        .bind(delivery_id)
+        .bind(webhook.as_str())
+        .bind(id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
     let Some(row) = row else { return Ok(Resend::NotFound) };
@@ -401,21 +499,22 @@ pub(super) async fn resend(
         return Ok(Resend::NotFinished(status));
     }
     sqlx::query(
-        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, rejections = 0, retry_since = ?,
+        "UPDATE deliveries SET status = ?, next_attempt_at = ?, rejections = 0, retry_since = ?,
             finished_at = NULL, lease_until = NULL, lease_token = NULL
          WHERE webhook_id = ? AND id = ?",
     )
+    .bind(DeliveryStatus::Pending.as_str())
     .bind(DUE_AT_ONCE)
     .bind(now)
-    .bind(webhook_id)
-    .bind(delivery_id)
+    .bind(webhook.as_str())
+    .bind(id.as_str())
     .execute(&mut *conn)
     .await?;
     let workspace_id: String = sqlx::query_scalar("SELECT workspace_id FROM webhooks WHERE id = ?")
-        .bind(webhook_id)
+        .bind(webhook.as_str())
         .fetch_one(&mut *conn)
         .await?;
-    let detail = serde_json::json!({"delivery_id": delivery_id, "was": status.as_str()});
-    insert_event(conn, &workspace_id, Some(webhook_id), now, "resent", &detail).await?;
+    let detail = serde_json::json!({"delivery_id": id.as_str(), "was": status.as_str()});
+    insert_event(conn, &WorkspaceId::from(workspace_id), Some(webhook), now, "resent", &detail).await?;
     Ok(Resend::Queued)
 }

@@ -1,109 +1,18 @@
-//! Sources (connected channels) and chat sessions: status changes and reply windows, and the
-//! `session_status` events they put in the delivery queue.
+//! Chat sessions: status changes and reply windows, and the `session_status` events they put in
+//! the delivery queue.
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::sqlite::SqliteConnection;
 
-use super::ingest::DUE_AT_ONCE;
-use super::{CHAT_COLUMNS, chat_from_row, from_ms, ms};
-use crate::domain::{Account, SessionStatus, SourceKind, new_id, random_token};
-use crate::store::{
-    Chat, NewSource, RenderSession, SessionChange, SessionEvent, Source, SourcePatch, StoreResult,
+use super::SqliteStore;
+use super::queue::{Enqueue, enqueue};
+use super::rows::{CHAT_COLUMNS, chat, from_ms, ms};
+use crate::domain::{
+    ChatId, DeliveryId, DeliveryKind, SessionStatus, WebhookId, WorkspaceId, new_id, random_token,
 };
-
-pub(super) const SOURCE_COLUMNS: &str = "id, workspace_id, kind, name, account_full_name, account_email, \
-     account_phone, credentials, enabled, created_at, updated_at";
-
-pub(super) fn source_from_row(row: &SqliteRow) -> StoreResult<Source> {
-    let kind: String = row.try_get("kind")?;
-    let credentials: String = row.try_get("credentials")?;
-    Ok(Source {
-        id: row.try_get("id")?,
-        workspace_id: row.try_get("workspace_id")?,
-        kind: kind.parse().unwrap_or(SourceKind::Chatwoot),
-        name: row.try_get("name")?,
-        account: Account {
-            full_name: row.try_get("account_full_name")?,
-            email: row.try_get("account_email")?,
-            phone: row.try_get("account_phone")?,
-        },
-        credentials: serde_json::from_str(&credentials).unwrap_or_default(),
-        enabled: row.try_get("enabled")?,
-        created_at: from_ms(row.try_get("created_at")?),
-        updated_at: from_ms(row.try_get("updated_at")?),
-    })
-}
-
-pub(super) async fn fetch_source(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Source>> {
-    let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE id = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(conn).await?;
-    row.as_ref().map(source_from_row).transpose()
-}
-
-pub(super) async fn insert_source(
-    conn: &mut SqliteConnection,
-    new: NewSource,
-    now: i64,
-) -> StoreResult<Source> {
-    let id = new_id("src");
-    sqlx::query(
-        "INSERT INTO sources (id, workspace_id, kind, name, account_full_name, account_email, account_phone,
-            credentials, enabled, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(&new.workspace_id)
-    .bind(new.kind.as_str())
-    .bind(&new.name)
-    .bind(&new.account.full_name)
-    .bind(&new.account.email)
-    .bind(&new.account.phone)
-    .bind(new.credentials.to_string())
-    .bind(new.enabled)
-    .bind(now)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(fetch_source(conn, &id).await?.expect("just inserted"))
-}
-
-pub(super) async fn patch_source(
-    conn: &mut SqliteConnection,
-    id: &str,
-    patch: SourcePatch,
-    now: i64,
-) -> StoreResult<Option<Source>> {
-    let account = patch.account.clone();
-    let changed = sqlx::query(
-        "UPDATE sources SET
-            name = COALESCE(?, name),
-            account_full_name = CASE WHEN ? THEN ? ELSE account_full_name END,
-            account_email = CASE WHEN ? THEN ? ELSE account_email END,
-            account_phone = CASE WHEN ? THEN ? ELSE account_phone END,
-            credentials = COALESCE(?, credentials),
-            enabled = COALESCE(?, enabled),
-            updated_at = ?
-         WHERE id = ?",
-    )
-    .bind(&patch.name)
-    .bind(account.is_some())
-    .bind(account.as_ref().and_then(|a| a.full_name.clone()))
-    .bind(account.is_some())
-    .bind(account.as_ref().and_then(|a| a.email.clone()))
-    .bind(account.is_some())
-    .bind(account.as_ref().and_then(|a| a.phone.clone()))
-    .bind(patch.credentials.as_ref().map(|c| c.to_string()))
-    .bind(patch.enabled)
-    .bind(now)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if changed == 0 {
-        return Ok(None);
-    }
-    fetch_source(conn, id).await
-}
+use crate::store::{Chat, RenderSession, SessionChange, SessionEvent, SessionStore, StoreResult};
 
 /// What the chat's reply looks like now: can messages be exchanged, and if not, why.
 fn reply_status(chat: &Chat, now: i64) -> &'static str {
@@ -119,39 +28,39 @@ fn reply_status(chat: &Chat, now: i64) -> &'static str {
 /// chat's lane (so they interleave in order with its messages and bundles).
 async fn queue(
     conn: &mut SqliteConnection,
-    workspace_id: &str,
-    chat_id: i64,
+    workspace_id: &WorkspaceId,
+    chat_id: ChatId,
     payload: &[u8],
     now: i64,
 ) -> StoreResult<()> {
     let webhooks: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM webhooks WHERE workspace_id = ? AND sub_session_status = 1 ORDER BY created_at, id",
     )
-    .bind(workspace_id)
+    .bind(workspace_id.as_str())
     .fetch_all(&mut *conn)
     .await?;
-    for webhook_id in webhooks {
-        sqlx::query(
-            "INSERT INTO deliveries (id, kind, webhook_id, chat_id, payload, status, next_attempt_at, created_at)
-             VALUES (?, 'session_status', ?, ?, ?, 'pending', ?, ?)",
-        )
-        .bind(new_id("ses"))
-        .bind(&webhook_id)
-        .bind(chat_id)
-        .bind(payload)
-        .bind(DUE_AT_ONCE)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+    let deliveries: Vec<Enqueue> = webhooks
+        .into_iter()
+        .map(|webhook| Enqueue {
+            id: DeliveryId::from(new_id("ses")),
+            kind: DeliveryKind::SessionStatus,
+            webhook: WebhookId::from(webhook),
+            chat: Some(chat_id),
+            payload: payload.to_vec(),
+            bundle: None,
+        })
+        .collect();
+    enqueue(conn, &deliveries, now).await
 }
 
 /// Whether anyone in the workspace listens to session events (so nothing is rendered in vain).
-pub(super) async fn has_listeners(conn: &mut SqliteConnection, workspace_id: &str) -> StoreResult<bool> {
+pub(super) async fn has_listeners(
+    conn: &mut SqliteConnection,
+    workspace_id: &WorkspaceId,
+) -> StoreResult<bool> {
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE workspace_id = ? AND sub_session_status = 1")
-            .bind(workspace_id)
+            .bind(workspace_id.as_str())
             .fetch_one(conn)
             .await?;
     Ok(n > 0)
@@ -164,13 +73,13 @@ struct SessionRow {
     assignee_type: Option<String>,
 }
 
-async fn session_row(conn: &mut SqliteConnection, chat_id: i64) -> StoreResult<(SessionRow, u64)> {
+async fn session_row(conn: &mut SqliteConnection, chat_id: ChatId) -> StoreResult<(SessionRow, u64)> {
     let row = sqlx::query(
         "SELECT source_key, session_id, assignee_type,
                 (SELECT COUNT(*) FROM messages WHERE chat_id = ?1) AS messages
          FROM chats WHERE id = ?1",
     )
-    .bind(chat_id)
+    .bind(chat_id.0)
     .fetch_one(conn)
     .await?;
     Ok((
@@ -186,7 +95,7 @@ async fn session_row(conn: &mut SqliteConnection, chat_id: i64) -> StoreResult<(
 /// The event for a chat's session as it stands.
 async fn event(
     conn: &mut SqliteConnection,
-    workspace_id: &str,
+    workspace_id: &WorkspaceId,
     chat: &Chat,
     old_status: Option<SessionStatus>,
     reply: Option<&str>,
@@ -194,7 +103,7 @@ async fn event(
 ) -> StoreResult<SessionEvent> {
     let (detail, messages_count) = session_row(conn, chat.id).await?;
     Ok(SessionEvent {
-        workspace_id: workspace_id.to_string(),
+        workspace_id: workspace_id.clone(),
         chat: chat.clone(),
         source_key: detail.source_key,
         session_id: detail.session_id,
@@ -210,7 +119,7 @@ async fn event(
 /// Queues the event for a chat whose session changed (or whose reply window lapsed).
 pub(super) async fn announce(
     conn: &mut SqliteConnection,
-    workspace_id: &str,
+    workspace_id: &WorkspaceId,
     chat: &Chat,
     old_status: Option<SessionStatus>,
     reply: Option<&str>,
@@ -222,21 +131,21 @@ pub(super) async fn announce(
     queue(conn, workspace_id, chat.id, &payload, now).await
 }
 
-/// See [`crate::store::Store::session_snapshot`].
-pub(super) async fn snapshot(
+/// See [`SessionStore::session_snapshot`].
+async fn snapshot(
     conn: &mut SqliteConnection,
-    chat_id: i64,
+    chat_id: ChatId,
     now: i64,
 ) -> StoreResult<Option<SessionEvent>> {
     let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE id = ?");
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(chat_id).fetch_optional(&mut *conn).await?
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(chat_id.0).fetch_optional(&mut *conn).await?
     else {
         return Ok(None);
     };
-    let workspace_id: String = row.try_get("workspace_id")?;
-    let (chat, _) = chat_from_row(&row)?;
-    let status = chat.session_status;
-    Ok(Some(event(conn, &workspace_id, &chat, status, None, now).await?))
+    let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
+    let (found, _) = chat(&row)?;
+    let status = found.session_status;
+    Ok(Some(event(conn, &workspace_id, &found, status, None, now).await?))
 }
 
 /// Applies a session change a channel reported, and queues a `session_status` event for
@@ -250,7 +159,7 @@ pub(super) async fn change(
     let old: Option<Option<String>> = sqlx::query_scalar(
         "SELECT session_status FROM chats WHERE workspace_id = ? AND source_key = ? AND external_id = ?",
     )
-    .bind(&change.workspace_id)
+    .bind(change.workspace_id.as_str())
     .bind(&change.source_key)
     .bind(&change.chat.external_id)
     .fetch_optional(&mut *conn)
@@ -274,7 +183,7 @@ pub(super) async fn change(
          RETURNING {CHAT_COLUMNS}"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&change.workspace_id)
+        .bind(change.workspace_id.as_str())
         .bind(&change.source_key)
         .bind(&c.external_id)
         .bind(&c.full_name)
@@ -290,16 +199,16 @@ pub(super) async fn change(
         .bind(&change.assignee_type)
         .fetch_one(&mut *conn)
         .await?;
-    let (chat, _) = chat_from_row(&row)?;
+    let (changed_chat, _) = chat(&row)?;
     let changed = change.status.is_some() && change.status != old;
     if changed {
-        announce(conn, &change.workspace_id, &chat, old, None, now, render).await?;
+        announce(conn, &change.workspace_id, &changed_chat, old, None, now, render).await?;
     }
     Ok(changed)
 }
 
-/// See [`crate::store::Store::announce_expiries`].
-pub(super) async fn expiries(
+/// See [`SessionStore::announce_expiries`].
+async fn expiries(
     conn: &mut SqliteConnection,
     now: i64,
     limit: u32,
@@ -313,14 +222,40 @@ pub(super) async fn expiries(
     let rows =
         sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(i64::from(limit)).fetch_all(&mut *conn).await?;
     for row in &rows {
-        let workspace_id: String = row.try_get("workspace_id")?;
-        let (chat, _) = chat_from_row(row)?;
+        let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
+        let (lapsed, _) = chat(row)?;
         sqlx::query("UPDATE chats SET expiry_announced = 1 WHERE id = ?")
-            .bind(chat.id)
+            .bind(lapsed.id.0)
             .execute(&mut *conn)
             .await?;
-        let status = chat.session_status;
-        announce(conn, &workspace_id, &chat, status, Some("SESSION_EXPIRED"), now, &render).await?;
+        let status = lapsed.session_status;
+        announce(conn, &workspace_id, &lapsed, status, Some("SESSION_EXPIRED"), now, &render).await?;
     }
     Ok(rows.len() as u64)
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn announce_expiries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        render: RenderSession,
+    ) -> StoreResult<u64> {
+        let now = ms(now);
+        self.write(move |conn| Box::pin(async move { expiries(conn, now, limit, render).await })).await
+    }
+
+    async fn next_expiry(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(reply_window_expires_at) FROM chats WHERE expiry_announced = 0")
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(next.map(from_ms))
+    }
+
+    async fn session_snapshot(&self, chat: ChatId, now: DateTime<Utc>) -> StoreResult<Option<SessionEvent>> {
+        let mut conn = self.readers.acquire().await?;
+        snapshot(&mut conn, chat, ms(now)).await
+    }
 }

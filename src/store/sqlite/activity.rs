@@ -1,11 +1,14 @@
-//! Attempts and events (the activity log), the outbox, and retention.
+//! The activity log: attempts and events, reading them back page by page, and retention.
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
-use super::ingest::DUE_AT_ONCE;
-use super::{from_ms, ms};
-use crate::store::{ActivityCursor, ActivityRow, AttemptRecord, Email, EmailOutcome, Pruned, StoreResult};
+use super::SqliteStore;
+use super::rows::{from_ms, ms};
+use crate::domain::{DeliveryId, WebhookId, WorkspaceId};
+use crate::store::{ActivityCursor, ActivityLog, ActivityRow, Attempt, AttemptRecord, Pruned, StoreResult};
 
 pub(super) async fn insert_attempt(
     conn: &mut SqliteConnection,
@@ -18,8 +21,8 @@ pub(super) async fn insert_attempt(
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(attempt.delivery_seq)
-    .bind(&attempt.delivery_id)
-    .bind(&attempt.webhook_id)
+    .bind(attempt.delivery_id.as_str())
+    .bind(attempt.webhook_id.as_str())
     .bind(ms(attempt.attempted_at))
     .bind(attempt.duration.as_millis() as i64)
     .bind(attempt.status.map(i64::from))
@@ -35,15 +38,15 @@ pub(super) async fn insert_attempt(
 
 pub(super) async fn insert_event(
     conn: &mut SqliteConnection,
-    workspace_id: &str,
-    webhook_id: Option<&str>,
+    workspace_id: &WorkspaceId,
+    webhook_id: Option<&WebhookId>,
     at: i64,
     kind: &str,
     detail: &serde_json::Value,
 ) -> StoreResult<()> {
     sqlx::query("INSERT INTO events (workspace_id, webhook_id, at, kind, detail) VALUES (?, ?, ?, ?, ?)")
-        .bind(workspace_id)
-        .bind(webhook_id)
+        .bind(workspace_id.as_str())
+        .bind(webhook_id.map(WebhookId::as_str))
         .bind(at)
         .bind(kind)
         .bind(detail.to_string())
@@ -52,102 +55,14 @@ pub(super) async fn insert_event(
     Ok(())
 }
 
-/// Puts an e-mail in the outbox, due at once, noting the workspace and webhook it is about.
-pub(super) async fn queue_email(
+async fn activity(
     conn: &mut SqliteConnection,
-    email: &Email,
-    workspace_id: &str,
-    webhook_id: Option<&str>,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO outbox (recipient, subject, body, created_at, next_attempt_at, workspace_id, webhook_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&email.recipient)
-    .bind(&email.subject)
-    .bind(&email.body)
-    .bind(now)
-    .bind(DUE_AT_ONCE)
-    .bind(workspace_id)
-    .bind(webhook_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// See [`crate::store::Store::email_result`].
-pub(super) async fn email_result(
-    conn: &mut SqliteConnection,
-    id: i64,
-    outcome: EmailOutcome,
-    now: i64,
-) -> StoreResult<()> {
-    match outcome {
-        EmailOutcome::Sent => {
-            sqlx::query(
-                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        EmailOutcome::Retry { error, at } => {
-            sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
-            )
-            .bind(error)
-            .bind(ms(at))
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        EmailOutcome::GaveUp { error } => {
-            let row = sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, failed_at = ? WHERE id = ?
-                 RETURNING recipient, subject, workspace_id, webhook_id",
-            )
-            .bind(&error)
-            .bind(now)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(row) = row
-                && let Some(workspace_id) = row.try_get::<Option<String>, _>("workspace_id")?
-            {
-                let webhook_id: Option<String> = row.try_get("webhook_id")?;
-                let detail = serde_json::json!({
-                    "recipient": row.try_get::<String, _>("recipient")?,
-                    "subject": row.try_get::<String, _>("subject")?,
-                    "error": error,
-                });
-                // The webhook may be gone by now; then the row belongs to the workspace.
-                let exists: Option<i64> = match &webhook_id {
-                    Some(w) => {
-                        sqlx::query_scalar("SELECT 1 FROM webhooks WHERE id = ?")
-                            .bind(w)
-                            .fetch_optional(&mut *conn)
-                            .await?
-                    }
-                    None => None,
-                };
-                let webhook = webhook_id.filter(|_| exists.is_some());
-                insert_event(conn, &workspace_id, webhook.as_deref(), now, "email_failed", &detail).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-pub(super) async fn activity(
-    conn: &mut SqliteConnection,
-    webhook_id: &str,
+    webhook_id: &WebhookId,
     after: Option<ActivityCursor>,
     limit: u32,
 ) -> StoreResult<Vec<ActivityRow>> {
     let workspace: Option<String> = sqlx::query_scalar("SELECT workspace_id FROM webhooks WHERE id = ?")
-        .bind(webhook_id)
+        .bind(webhook_id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
     let Some(workspace) = workspace else {
@@ -168,7 +83,7 @@ pub(super) async fn activity(
          ORDER BY at DESC, source DESC, id DESC
          LIMIT ?6",
     )
-    .bind(webhook_id)
+    .bind(webhook_id.as_str())
     .bind(&workspace)
     .bind(cursor.at)
     .bind(cursor.source)
@@ -187,7 +102,7 @@ pub(super) async fn activity(
             Ok(ActivityRow {
                 at: from_ms(at),
                 kind: row.try_get("kind")?,
-                delivery_id: row.try_get("delivery_id")?,
+                delivery_id: row.try_get::<Option<String>, _>("delivery_id")?.map(DeliveryId::from),
                 status: row.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
                 duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d as u64),
                 error: row.try_get("error")?,
@@ -204,7 +119,7 @@ pub(super) async fn activity(
 }
 
 /// Deletes, in one small transaction, up to `limit` rows of each kind older than `before`.
-pub(super) async fn prune(conn: &mut SqliteConnection, before: i64, limit: u32) -> StoreResult<Pruned> {
+async fn prune(conn: &mut SqliteConnection, before: i64, limit: u32) -> StoreResult<Pruned> {
     let mut rows = 0;
     for sql in [
         "DELETE FROM attempts WHERE id IN (SELECT id FROM attempts WHERE attempted_at < ?1 LIMIT ?2)",
@@ -219,4 +134,69 @@ pub(super) async fn prune(conn: &mut SqliteConnection, before: i64, limit: u32) 
             sqlx::query(sql).bind(before).bind(i64::from(limit)).execute(&mut *conn).await?.rows_affected();
     }
     Ok(Pruned { rows })
+}
+
+#[async_trait]
+impl ActivityLog for SqliteStore {
+    async fn list_attempts(&self, webhook: &WebhookId, limit: u32) -> StoreResult<Vec<Attempt>> {
+        let rows = sqlx::query(
+            "SELECT id, delivery_id, webhook_id, attempted_at, duration_ms, status,
+                    response_excerpt, error, request_headers, request_body
+             FROM attempts WHERE webhook_id = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(webhook.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let headers: String = row.try_get("request_headers")?;
+                let body: Vec<u8> = row.try_get("request_body")?;
+                Ok(Attempt {
+                    id: row.try_get("id")?,
+                    delivery_id: DeliveryId::from(row.try_get::<String, _>("delivery_id")?),
+                    webhook_id: WebhookId::from(row.try_get::<String, _>("webhook_id")?),
+                    attempted_at: from_ms(row.try_get("attempted_at")?),
+                    duration_ms: row.try_get::<i64, _>("duration_ms")? as u64,
+                    status: row.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
+                    response_excerpt: row.try_get("response_excerpt")?,
+                    error: row.try_get("error")?,
+                    request_headers: serde_json::from_str(&headers).unwrap_or_default(),
+                    request_body: String::from_utf8_lossy(&body).into_owned(),
+                })
+            })
+            .collect()
+    }
+
+    async fn activity(
+        &self,
+        webhook: &WebhookId,
+        after: Option<ActivityCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<ActivityRow>> {
+        let mut conn = self.readers.acquire().await?;
+        activity(&mut conn, webhook, after, limit).await
+    }
+
+    async fn record_event(
+        &self,
+        workspace: &WorkspaceId,
+        webhook: Option<&WebhookId>,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> StoreResult<()> {
+        let (workspace, webhook, kind) = (workspace.clone(), webhook.cloned(), kind.to_string());
+        let clock = self.writer.clock();
+        self.write(move |conn| {
+            Box::pin(async move {
+                insert_event(conn, &workspace, webhook.as_ref(), ms(clock.now()), &kind, &detail).await
+            })
+        })
+        .await
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<Pruned> {
+        let before = ms(before);
+        self.write(move |conn| Box::pin(prune(conn, before, limit))).await
+    }
 }

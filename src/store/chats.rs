@@ -1,0 +1,97 @@
+//! Chats and their messages: lists, transcripts, transcript links.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreResult;
+use crate::domain::{Account, ChatId, Direction, Party, SessionStatus, WorkspaceId};
+
+/// The chat as the sender describes it in a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatInfo {
+    pub external_id: String,
+    pub full_name: Option<String>,
+    pub phone: Option<String>,
+    pub is_group: Option<bool>,
+    pub responsible_name: Option<String>,
+    pub responsible_email: Option<String>,
+}
+
+/// A stored chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chat {
+    pub id: ChatId,
+    pub external_id: String,
+    pub full_name: Option<String>,
+    pub phone: Option<String>,
+    pub is_group: bool,
+    pub responsible_name: Option<String>,
+    pub responsible_email: Option<String>,
+    /// The unguessable part of the transcript link `{public_url}/c/{token}`.
+    pub token: String,
+    pub first_seen_at: DateTime<Utc>,
+    pub session_status: Option<SessionStatus>,
+    /// When the channel stops allowing free-form replies (WhatsApp 24 h, WeChat 48 h after the
+    /// customer's last message); `None` where the channel sets no window.
+    pub reply_window_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A message as stored, read back for a bundle or a transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Position in the store; later messages of a chat have larger ones. `is_new_chat` compares
+    /// it with the chat's first message.
+    pub seq: i64,
+    pub message_id: String,
+    pub direction: Direction,
+    pub timestamp: DateTime<Utc>,
+    /// When the daemon received it: this decides its window.
+    pub received_at: DateTime<Utc>,
+    pub sender: Party,
+    pub recipient: Party,
+    pub text: String,
+    pub account: Option<Account>,
+    pub channel: String,
+}
+
+/// A chat in a workspace's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatSummary {
+    pub id: ChatId,
+    /// `api` or the source id it came through.
+    pub source_key: String,
+    pub external_id: String,
+    pub full_name: Option<String>,
+    pub phone: Option<String>,
+    pub session_status: Option<SessionStatus>,
+    pub messages: u64,
+    pub last_received_at: DateTime<Utc>,
+}
+
+/// Chats, for the admin API and page, transcripts and test sends.
+#[async_trait]
+pub trait ChatStore: Send + Sync {
+    /// A workspace's chats, most recently active first.
+    async fn list_chats(
+        &self,
+        workspace_id: &WorkspaceId,
+        limit: u32,
+        offset: u32,
+    ) -> StoreResult<Vec<ChatSummary>>;
+    /// A chat, with its workspace.
+    async fn get_chat(&self, id: ChatId) -> StoreResult<Option<(WorkspaceId, Chat)>>;
+    /// A chat by its transcript token, with its workspace; an old (rotated) token finds nothing.
+    async fn chat_by_token(&self, token: &str) -> StoreResult<Option<(WorkspaceId, Chat)>>;
+    /// A chat's messages, newest received first: `limit` of them after skipping `offset`.
+    async fn chat_messages(&self, chat: ChatId, limit: u32, offset: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// A chat's messages received at or after `since`, oldest received first, at most `limit`:
+    /// what a webhook that has bundled everything before `since` holds buffered for it.
+    async fn messages_since(
+        &self,
+        chat: ChatId,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// Gives a chat a new transcript token; the old one finds nothing from then on.
+    async fn rotate_chat_token(&self, chat: ChatId) -> StoreResult<Option<String>>;
+}

@@ -1,0 +1,89 @@
+//! Ingest: what one inbound request brought, stored whole.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{Chat, ChatInfo, SessionEvent, StoreResult};
+use crate::domain::{Account, Direction, Party, SessionStatus, WorkspaceId};
+
+/// A validated text message, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub message_id: String,
+    pub direction: Direction,
+    pub timestamp: DateTime<Utc>,
+    pub chat: ChatInfo,
+    pub sender: Party,
+    pub recipient: Party,
+    pub text: String,
+    pub account: Option<Account>,
+    pub channel: String,
+}
+
+/// What a webhook that does not aggregate is sent for one message, given the workspace's
+/// account, the chat, the message and whether it is the chat's first. Rendering lives outside the
+/// store; the store calls this inside the ingest transaction, once the chat is known, so the
+/// payload is frozen in the same commit as the message.
+pub type RenderImmediate = Arc<dyn Fn(&Account, &Chat, &NewMessage, bool) -> Vec<u8> + Send + Sync>;
+
+/// What a `session_status` webhook is sent for one session event (rendered outside the store).
+pub type RenderSession = Arc<dyn Fn(&SessionEvent) -> Vec<u8> + Send + Sync>;
+
+/// A change of a chat's session, as a channel reports it.
+#[derive(Debug, Clone)]
+pub struct SessionChange {
+    pub workspace_id: WorkspaceId,
+    pub source_key: String,
+    pub chat: ChatInfo,
+    /// The channel's own id for the conversation.
+    pub session_id: Option<String>,
+    pub status: Option<SessionStatus>,
+    /// `AGENT` or `BOT`, when the channel says.
+    pub assignee_type: Option<String>,
+    pub channel: Option<String>,
+}
+
+/// One inbound request: its messages, the session changes it reports and the non-text messages
+/// it skipped.
+pub struct IngestBatch {
+    pub workspace_id: WorkspaceId,
+    /// `api` for the JSON API, the source id for channel adapters.
+    pub source_key: String,
+    pub messages: Vec<NewMessage>,
+    /// Session news from the channel, applied after the messages.
+    pub sessions: Vec<SessionChange>,
+    /// Non-text messages (by id where they have one): noted in the workspace's activity log.
+    pub skipped: Vec<Option<String>>,
+    pub render_immediate: RenderImmediate,
+    /// For the session events the request causes (a new chat is CREATED, a status changes).
+    pub render_session: RenderSession,
+}
+
+/// What became of an ingest request's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub accepted: u32,
+    pub duplicates: u32,
+}
+
+/// Ingest.
+#[async_trait]
+pub trait IngestStore: Send + Sync {
+    /// Stores an inbound request: its messages, the deliveries they cause for webhooks that do
+    /// not aggregate (one per message and webhook, queued in the chat's lane in message order),
+    /// the session events they cause, its session changes and its skipped-message note.
+    ///
+    /// - **Atomic and durable**: when this returns `Ok`, all of it survives a crash; when it
+    ///   returns `Err`, none of it was stored (a retry stores it once).
+    /// - **Idempotent by message id**: a `message_id` already stored for the same workspace and
+    ///   source key is a duplicate, counted and not stored again, also when several requests
+    ///   carry it at the same moment: exactly one of them stores it.
+    /// - **Received at commit**: a message's time of receipt (which decides its window) is the
+    ///   moment it commits. A window close that starts after a message is acknowledged takes it;
+    ///   one that began before never misses it: see [`super::WindowStore::close_step`].
+    /// - **First messages**: `is_new_chat` is handed to `render_immediate` as true for exactly
+    ///   one message of each chat, the first ever stored.
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome>;
+}

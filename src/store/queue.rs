@@ -1,0 +1,169 @@
+//! The delivery queue: what the worker claims and records, and what an admin lists and resends.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreResult;
+use super::outbox::FailurePolicy;
+use crate::domain::{ChatId, DeliveryId, DeliveryKind, DeliveryStatus, WebhookId};
+
+/// A delivery handed to the worker, with what it needs to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// Queue position; deliveries of one webhook and chat go out in this order.
+    pub seq: i64,
+    /// The claim's fencing token: only an attempt carrying it may record a result.
+    pub lease_token: i64,
+    /// The `webhook-id` header: the same on every retry, so receivers can de-duplicate.
+    pub id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub url: String,
+    pub secret: Option<String>,
+    pub timeout: Option<Duration>,
+    /// The frozen request body.
+    pub payload: Vec<u8>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// Attempts before this one that the endpoint rejected (see [`AttemptRecord::rejected`]).
+    pub rejections: u32,
+    /// When retrying started: creation, or the last manual resend. Retention counts from here.
+    pub retry_since: DateTime<Utc>,
+}
+
+/// One HTTP try, as it is written to the activity log.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_seq: i64,
+    /// The token of the claim this attempt was made under (0 for test sends).
+    pub lease_token: i64,
+    pub delivery_id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub attempted_at: DateTime<Utc>,
+    pub duration: Duration,
+    pub status: Option<u16>,
+    /// At most the first 2 KiB of the response body.
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+    /// The request headers sent, as a JSON object.
+    pub request_headers: String,
+    pub request_body: Vec<u8>,
+}
+
+impl AttemptRecord {
+    /// Whether the endpoint refused this request for good: a 4xx other than 408 Request Timeout,
+    /// 409 Conflict, 425 Too Early and 429 Too Many Requests, which say "try again later".
+    pub fn rejected(&self) -> bool {
+        self.status.is_some_and(|s| (400..500).contains(&s) && !matches!(s, 408 | 409 | 425 | 429))
+    }
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    /// Retried until the retention period ended.
+    Expired,
+    /// Rejected by the endpoint `delivery.reject_after` times: given up, so its chat moves on.
+    GivenUp,
+}
+
+/// What recording an attempt did besides recording it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The claim's lease had been taken over: the attempt was logged, the delivery left alone.
+    pub stale: bool,
+    /// Why this attempt switched the webhook off, when it did.
+    pub disabled: Option<String>,
+    /// An e-mail to the owner was put in the outbox.
+    pub emailed: bool,
+}
+
+/// The delivery worker's queue.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    /// Leases up to `limit` due deliveries of enabled webhooks until `lease_until`, under a fresh
+    /// fencing token.
+    ///
+    /// - **Per-chat order**: within one (webhook, chat), deliveries are handed out in the order
+    ///   they were queued (acknowledgement order), and a later one is not handed out while an
+    ///   earlier one is pending, leased or not. Different chats go in parallel.
+    /// - **One holder**: a delivery is leased to one claim at a time, also when claims race; a
+    ///   lease that has run out (by the store's clock, `now`) may be taken by the next claim.
+    /// - **Rate**: with `rate`, each webhook's claims take tokens from its bucket (`rate` a
+    ///   second, bursts of `rate`), shared by every claimer, so nothing waits after a claim.
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+        rate: Option<NonZeroU32>,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+
+    /// Records an attempt and moves its delivery on (delivered, retry at a time, given up or
+    /// expired), keeps the webhook's consecutive-failure count (a success resets it, every
+    /// failure counts), and switches the webhook off (with an event and an e-mail in the outbox,
+    /// in the same transaction) when `policy` says so.
+    ///
+    /// - **Fencing**: only the holder of the delivery's current lease moves it on. An attempt
+    ///   carrying a stale token (its lease ran out and another claim took the delivery, or its
+    ///   result was already recorded) is logged and changes nothing else: [`Recorded::stale`].
+    ///   A delivered delivery is never turned back into a pending one.
+    async fn record_attempt(
+        &self,
+        attempt: AttemptRecord,
+        outcome: AttemptOutcome,
+        policy: &FailurePolicy,
+    ) -> StoreResult<Recorded>;
+
+    /// Records a test send: an attempt outside the queue that never counts towards a disable.
+    async fn record_test(&self, attempt: AttemptRecord) -> StoreResult<()>;
+}
+
+/// A delivery as a webhook's deliveries list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryInfo {
+    pub id: DeliveryId,
+    pub kind: DeliveryKind,
+    pub chat_id: Option<ChatId>,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What a resend did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// Queued again, due at once, with the same id and bytes.
+    Queued,
+    NotFound,
+    /// Only failed and expired deliveries can be sent again.
+    NotFinished(DeliveryStatus),
+}
+
+/// A webhook's deliveries, for the admin API and page.
+#[async_trait]
+pub trait DeliveryLog: Send + Sync {
+    /// A webhook's deliveries, newest first, optionally of one status.
+    async fn list_deliveries(
+        &self,
+        webhook: &WebhookId,
+        status: Option<DeliveryStatus>,
+        limit: u32,
+        offset: u32,
+    ) -> StoreResult<Vec<DeliveryInfo>>;
+    /// Queues a failed or expired delivery again, due at once, with the same id and bytes; its
+    /// retention starts afresh at `now`.
+    async fn resend_delivery(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Resend>;
+}

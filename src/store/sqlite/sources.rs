@@ -1,0 +1,114 @@
+//! Sources.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteConnection;
+
+use super::SqliteStore;
+use super::rows::{SOURCE_COLUMNS, ms, source};
+use crate::domain::{SourceId, WorkspaceId};
+use crate::store::{NewSource, Source, SourcePatch, SourceStore, StoreResult};
+
+async fn fetch_source(conn: &mut SqliteConnection, id: &SourceId) -> StoreResult<Option<Source>> {
+    let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE id = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(conn).await?;
+    row.as_ref().map(source).transpose()
+}
+
+#[async_trait]
+impl SourceStore for SqliteStore {
+    async fn create_source(&self, new: NewSource) -> StoreResult<Source> {
+        let clock = self.writer.clock();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let id = SourceId::generate();
+                let now = ms(clock.now());
+                sqlx::query(
+                    "INSERT INTO sources (id, workspace_id, kind, name, account_full_name, account_email, account_phone,
+                        credentials, enabled, created_at, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(id.as_str())
+                .bind(new.workspace_id.as_str())
+                .bind(new.kind.as_str())
+                .bind(&new.name)
+                .bind(&new.account.full_name)
+                .bind(&new.account.email)
+                .bind(&new.account.phone)
+                .bind(new.credentials.to_string())
+                .bind(new.enabled)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(fetch_source(conn, &id).await?.expect("just inserted"))
+            })
+        })
+        .await
+    }
+
+    async fn list_sources(&self, workspace_id: &WorkspaceId) -> StoreResult<Vec<Source>> {
+        let sql =
+            format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE workspace_id = ? ORDER BY created_at, id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(workspace_id.as_str())
+            .fetch_all(&self.readers)
+            .await?;
+        rows.iter().map(source).collect()
+    }
+
+    async fn get_source(&self, id: &SourceId) -> StoreResult<Option<Source>> {
+        let mut conn = self.readers.acquire().await?;
+        fetch_source(&mut conn, id).await
+    }
+
+    async fn update_source(&self, id: &SourceId, patch: SourcePatch) -> StoreResult<Option<Source>> {
+        let (id, clock) = (id.clone(), self.writer.clock());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let account = patch.account.clone();
+                let changed = sqlx::query(
+                    "UPDATE sources SET
+                        name = COALESCE(?, name),
+                        account_full_name = CASE WHEN ? THEN ? ELSE account_full_name END,
+                        account_email = CASE WHEN ? THEN ? ELSE account_email END,
+                        account_phone = CASE WHEN ? THEN ? ELSE account_phone END,
+                        credentials = COALESCE(?, credentials),
+                        enabled = COALESCE(?, enabled),
+                        updated_at = ?
+                     WHERE id = ?",
+                )
+                .bind(&patch.name)
+                .bind(account.is_some())
+                .bind(account.as_ref().and_then(|a| a.full_name.clone()))
+                .bind(account.is_some())
+                .bind(account.as_ref().and_then(|a| a.email.clone()))
+                .bind(account.is_some())
+                .bind(account.as_ref().and_then(|a| a.phone.clone()))
+                .bind(patch.credentials.as_ref().map(|c| c.to_string()))
+                .bind(patch.enabled)
+                .bind(ms(clock.now()))
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    return Ok(None);
+                }
+                fetch_source(conn, &id).await
+            })
+        })
+        .await
+    }
+
+    async fn delete_source(&self, id: &SourceId) -> StoreResult<bool> {
+        let id = id.clone();
+        self.write(move |conn| {
+            Box::pin(async move {
+                let done =
+                    sqlx::query("DELETE FROM sources WHERE id = ?").bind(id.as_str()).execute(conn).await?;
+                Ok(done.rows_affected() > 0)
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,71 @@
+//! Webhooks: the outbound endpoints of a workspace.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreResult;
+use crate::domain::{Event, Granularity, WebhookId, WorkspaceId};
+
+/// A webhook as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: WebhookId,
+    pub workspace_id: WorkspaceId,
+    pub url: String,
+    /// `None` follows the workspace's default granularity.
+    pub granularity: Option<Granularity>,
+    pub enabled: bool,
+    pub secret: Option<String>,
+    pub events: Vec<Event>,
+    /// `None` uses the configured delivery timeout.
+    pub timeout: Option<Duration>,
+    pub consecutive_failures: u32,
+    pub disabled_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    pub workspace_id: WorkspaceId,
+    pub url: String,
+    pub granularity: Option<Granularity>,
+    pub enabled: bool,
+    pub secret: Option<String>,
+    pub events: Vec<Event>,
+    pub timeout: Option<Duration>,
+}
+
+/// Fields to change on a webhook; the outer `None` leaves a field as it is, an inner `None`
+/// clears it (back to the workspace default, no secret, the configured timeout).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    pub url: Option<String>,
+    pub granularity: Option<Option<Granularity>>,
+    pub enabled: Option<bool>,
+    pub secret: Option<Option<String>>,
+    pub events: Option<Vec<Event>>,
+    pub timeout: Option<Option<Duration>>,
+}
+
+/// Webhooks, for the admin API and page.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Creates a webhook. It takes the messages acknowledged after this call returns, never
+    /// one acknowledged before.
+    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook>;
+    /// A workspace's webhooks, oldest first.
+    async fn list_webhooks(&self, workspace_id: &WorkspaceId) -> StoreResult<Vec<Webhook>>;
+    async fn get_webhook(&self, id: &WebhookId) -> StoreResult<Option<Webhook>>;
+    /// Changes a webhook. A change of what it takes or how it windows takes effect at a single
+    /// instant: messages acknowledged before it were handled under the old settings, those after
+    /// under the new. What is buffered stays buffered and belongs to the window open now under
+    /// the new settings, or goes out at once, message by message, when the new granularity is
+    /// `none`; nothing buffered is lost or bundled twice. Switching it on again resets its
+    /// failure count; switching it off keeps what it has queued.
+    async fn update_webhook(&self, id: &WebhookId, patch: WebhookPatch) -> StoreResult<Option<Webhook>>;
+    /// Deletes a webhook with its queue and attempts; `false` when there was none.
+    async fn delete_webhook(&self, id: &WebhookId) -> StoreResult<bool>;
+}

@@ -1,0 +1,75 @@
+//! Workspaces: the owners of sources, chats and webhooks.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreResult;
+use crate::domain::{Account, Granularity, WorkspaceId};
+
+/// A workspace as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub owner_email: String,
+    /// An IANA time zone name; windows follow its wall clock.
+    pub timezone: String,
+    /// The granularity of webhooks that have none of their own.
+    pub granularity: Granularity,
+    /// The business account used when a message names none.
+    pub account: Account,
+    /// The bearer key that authorises ingest into this workspace alone.
+    pub ingest_key: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewWorkspace {
+    pub name: String,
+    pub owner_email: String,
+    pub timezone: String,
+    pub granularity: Granularity,
+    pub account: Account,
+}
+
+/// Fields to change on a workspace; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspacePatch {
+    pub name: Option<String>,
+    pub owner_email: Option<String>,
+    pub timezone: Option<String>,
+    pub granularity: Option<Granularity>,
+    pub account: Option<Account>,
+}
+
+/// Counts that show where a workspace's messages are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkspaceStats {
+    pub chats: u64,
+    pub messages: u64,
+    pub deliveries_pending: u64,
+    pub deliveries_delivered: u64,
+    pub deliveries_expired: u64,
+    pub deliveries_failed: u64,
+}
+
+/// Workspaces, for the admin API and page.
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync {
+    /// Creates a workspace with a fresh id and ingest key.
+    async fn create_workspace(&self, new: NewWorkspace) -> StoreResult<Workspace>;
+    /// Every workspace, oldest first.
+    async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>>;
+    async fn get_workspace(&self, id: &WorkspaceId) -> StoreResult<Option<Workspace>>;
+    /// Changes a workspace. A change of its granularity or time zone takes effect for every
+    /// webhook that follows it exactly as [`super::WebhookStore::update_webhook`] describes: what
+    /// is buffered stays buffered and belongs to the window open now, or goes out at once under
+    /// `none`; nothing buffered is lost or bundled twice.
+    async fn update_workspace(
+        &self,
+        id: &WorkspaceId,
+        patch: WorkspacePatch,
+    ) -> StoreResult<Option<Workspace>>;
+    async fn workspace_stats(&self, id: &WorkspaceId) -> StoreResult<WorkspaceStats>;
+}

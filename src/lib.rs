@@ -3,7 +3,7 @@
 //!
 //! The way a message travels is the module list:
 //! - [`ingest`]: inbound routes; parses and validates, then hands messages to the store.
-//! - [`store`]: every SQL statement; group commit, and the durable delivery queue.
+//! - [`store`]: narrow traits with written guarantees, and their implementations (SQLite).
 //! - [`render`]: the outbound payloads, frozen when a delivery is created.
 //! - [`deliver`]: the worker that claims, signs, sends, records attempts and schedules retries.
 //! - [`window`]: window boundaries, and the closer that turns buffered messages into bundles.

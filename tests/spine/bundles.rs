@@ -264,8 +264,7 @@ async fn a_close_cut_short_resumes_without_a_second_bundle() {
     // process dies: exactly what the database holds after a kill between two steps.
     clock.set(DateTime::parse_from_rfc3339("2024-03-01T13:00:05Z").unwrap().to_utc());
     let url = format!("sqlite://{}", dir.path().join("chatbundle.db").display());
-    let store = chatbundle::store::sqlite::SqliteStore::open(&url, Arc::new(clock.clone())).await.unwrap();
-    let store: chatbundle::store::SharedStore = Arc::new(store);
+    let store = chatbundle::store::connect(&url, Arc::new(clock.clone())).await.unwrap();
     let webhook = store.bundling_webhooks(None).await.unwrap().remove(0);
     let boundary = DateTime::parse_from_rfc3339("2024-03-01T13:00:00Z").unwrap().to_utc();
     let plan = chatbundle::window::closer::plan(&webhook, chrono_tz::UTC, boundary, "http://cb.test".into());

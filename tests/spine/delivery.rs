@@ -351,16 +351,21 @@ async fn shutdown_lets_an_in_flight_delivery_finish() {
     let receiver = Receiver::start().await;
     receiver.answer(Reply::status(200).delay(Duration::from_millis(500)));
     let ws = app.workspace().await;
-    app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
     app.ingest(&ws, &message("m-1", "c-1", "Hi")).await;
     receiver.wait_for(1).await; // the request is now in flight
-    let (dir, _) = app.stop().await;
+    let (dir, clock) = app.stop().await;
 
     let url = format!("sqlite://{}", dir.path().join("chatbundle.db").display());
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
-    let statuses: Vec<String> =
-        sqlx::query_scalar("SELECT status FROM deliveries").fetch_all(&mut conn).await.unwrap();
-    assert_eq!(statuses, ["delivered"], "the answer that came during shutdown was recorded");
+    let store = chatbundle::store::connect(&url, std::sync::Arc::new(clock)).await.unwrap();
+    let webhook = hook["id"].as_str().unwrap().into();
+    let statuses: Vec<_> =
+        store.list_deliveries(&webhook, None, 10, 0).await.unwrap().iter().map(|d| d.status).collect();
+    assert_eq!(
+        statuses,
+        [chatbundle::domain::DeliveryStatus::Delivered],
+        "the answer that came during shutdown was recorded"
+    );
 }
 
 #[tokio::test]

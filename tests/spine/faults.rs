@@ -214,8 +214,7 @@ async fn a_flush_cut_off_resumes_as_a_flush() {
     let flushed_at = DateTime::parse_from_rfc3339("2024-03-01T12:20:00Z").unwrap().to_utc();
     clock.set(flushed_at);
     let url = format!("sqlite://{}", dir.path().join("chatbundle.db").display());
-    let store = chatbundle::store::sqlite::SqliteStore::open(&url, Arc::new(clock.clone())).await.unwrap();
-    let store: chatbundle::store::SharedStore = Arc::new(store);
+    let store = chatbundle::store::connect(&url, Arc::new(clock.clone())).await.unwrap();
     let webhook = store.bundling_webhooks(None).await.unwrap().remove(0);
     let plan =
         chatbundle::window::closer::plan(&webhook, chrono_tz::UTC, flushed_at, "http://cb.test".into());

@@ -96,8 +96,9 @@ impl SqliteStore {
             }
         }
         let mut writer = SqliteConnection::connect_with(&options).await?;
+        // `run_direct` rather than `run`: its future is Send however it is boxed.
         sqlx::migrate!("./migrations")
-            .run(&mut writer)
+            .run_direct(None, &mut writer, false)
             .await
             .map_err(|e| StoreError::Migrate(Arc::new(e)))?;
         let readers = SqlitePoolOptions::new()

@@ -1,0 +1,611 @@
+//! The store conformance suite: every guarantee written on the store's traits, checked through
+//! the traits alone, against every implementation. A store is reached through a [`Factory`], which
+//! opens it and opens the same data again after a "crash"; [`conformance!`] generates the cases
+//! for one factory. Nothing here knows which database is behind the traits.
+
+use std::collections::{BTreeMap, HashSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatbundle::clock::{Clock, ManualClock};
+use chatbundle::domain::{
+    Account, DeliveryId, DeliveryStatus, Direction, Event, Granularity, Party, WebhookId, WorkspaceId,
+};
+use chatbundle::store::{
+    AttemptOutcome, AttemptRecord, ChatInfo, ClaimedDelivery, CloseProgress, CloseStep, Email, FailurePolicy,
+    IngestBatch, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries, PlannedDelivery, SharedStore,
+};
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+
+use crate::helpers::start_time;
+
+/// Opens a store for a case, and the same data again.
+pub trait Factory: Send + Sync + 'static {
+    /// Opens the store (the first time, empty) on `clock`.
+    fn open(&self, clock: ManualClock) -> BoxFuture<'_, SharedStore>;
+}
+
+/// SQLite: a file in a directory of the case's own.
+pub struct Sqlite(tempfile::TempDir);
+
+impl Sqlite {
+    pub fn new() -> Sqlite {
+        Sqlite(tempfile::tempdir().unwrap())
+    }
+}
+
+impl Factory for Sqlite {
+    fn open(&self, clock: ManualClock) -> BoxFuture<'_, SharedStore> {
+        let url = format!("sqlite://{}", self.0.path().join("conformance.db").display());
+        Box::pin(async move { chatbundle::store::connect(&url, Arc::new(clock)).await.unwrap() })
+    }
+}
+
+/// One case's world: a store, its clock, a workspace with webhooks.
+struct World {
+    store: SharedStore,
+    clock: ManualClock,
+    workspace: WorkspaceId,
+}
+
+impl World {
+    async fn new(factory: &dyn Factory) -> World {
+        let clock = ManualClock::new(start_time());
+        let store = factory.open(clock.clone()).await;
+        let workspace = store
+            .create_workspace(NewWorkspace {
+                name: "Acme".into(),
+                owner_email: "owner@acme.example".into(),
+                timezone: "UTC".into(),
+                granularity: Granularity::None,
+                account: Account::default(),
+            })
+            .await
+            .unwrap();
+        World { store, clock, workspace: workspace.id }
+    }
+
+    async fn webhook(&self, granularity: Granularity, events: &[Event]) -> WebhookId {
+        let new = NewWebhook {
+            workspace_id: self.workspace.clone(),
+            url: "https://hooks.example.com/x".into(),
+            granularity: Some(granularity),
+            enabled: true,
+            secret: None,
+            events: events.to_vec(),
+            timeout: None,
+        };
+        self.store.create_webhook(new).await.unwrap().id
+    }
+
+    /// Ingests one request; immediate payloads name the message, its chat and `is_new_chat`.
+    async fn ingest(&self, messages: &[(&str, &str)]) -> (u32, u32) {
+        ingest(&self.store, &self.workspace, messages, "api").await
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Claims until nothing is due, marking each delivered; the payloads, in claim order.
+    async fn drain(&self) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let claimed = claim(&self.store, self.now(), 1000).await;
+            if claimed.is_empty() {
+                return seen;
+            }
+            for delivery in claimed {
+                seen.push(serde_json::from_slice(&delivery.payload).unwrap());
+                record(&self.store, &delivery, self.now(), AttemptOutcome::Delivered).await;
+            }
+        }
+    }
+}
+
+async fn ingest(
+    store: &SharedStore,
+    workspace: &WorkspaceId,
+    messages: &[(&str, &str)],
+    channel: &str,
+) -> (u32, u32) {
+    let messages = messages
+        .iter()
+        .map(|(id, chat)| NewMessage {
+            message_id: id.to_string(),
+            direction: Direction::Received,
+            timestamp: start_time(),
+            chat: ChatInfo { external_id: chat.to_string(), ..ChatInfo::default() },
+            sender: Party::default(),
+            recipient: Party::default(),
+            text: format!("text of {id}"),
+            account: None,
+            channel: channel.to_string(),
+        })
+        .collect();
+    let batch = IngestBatch {
+        workspace_id: workspace.clone(),
+        source_key: "api".into(),
+        messages,
+        sessions: Vec::new(),
+        skipped: Vec::new(),
+        render_immediate: Arc::new(|_, chat, message, is_new| {
+            serde_json::to_vec(&json!({"m": message.message_id, "chat": chat.external_id, "new": is_new}))
+                .unwrap()
+        }),
+        render_session: Arc::new(|event| {
+            serde_json::to_vec(&json!({"session": event.chat.external_id, "reply": event.reply_status}))
+                .unwrap()
+        }),
+    };
+    let outcome = store.ingest(batch).await.unwrap();
+    (outcome.accepted, outcome.duplicates)
+}
+
+async fn claim(store: &SharedStore, now: DateTime<Utc>, limit: usize) -> Vec<ClaimedDelivery> {
+    store.claim_deliveries(now, now + chrono::Duration::seconds(60), limit, None).await.unwrap()
+}
+
+fn policy() -> FailurePolicy {
+    let email = || Email { recipient: "owner@acme.example".into(), subject: "s".into(), body: "b".into() };
+    FailurePolicy {
+        disable_after: 1000,
+        disabled: Arc::new(move |_| email()),
+        gave_up: Arc::new(move |_| email()),
+    }
+}
+
+fn attempt(claimed: &ClaimedDelivery, at: DateTime<Utc>, status: u16) -> AttemptRecord {
+    AttemptRecord {
+        delivery_seq: claimed.seq,
+        lease_token: claimed.lease_token,
+        delivery_id: claimed.id.clone(),
+        webhook_id: claimed.webhook_id.clone(),
+        attempted_at: at,
+        duration: Duration::from_millis(5),
+        status: Some(status),
+        response_excerpt: None,
+        error: None,
+        request_headers: "{}".into(),
+        request_body: claimed.payload.clone(),
+    }
+}
+
+async fn record(
+    store: &SharedStore,
+    claimed: &ClaimedDelivery,
+    at: DateTime<Utc>,
+    outcome: AttemptOutcome,
+) -> bool {
+    let status = if outcome == AttemptOutcome::Delivered { 200 } else { 500 };
+    !store.record_attempt(attempt(claimed, at, status), outcome, &policy()).await.unwrap().stale
+}
+
+/// A plan whose bundle for each chat names its messages, whether it holds the chat's first,
+/// and the boundary it was closed at (one part per chat and boundary).
+fn plan(boundary: DateTime<Utc>) -> PlanDeliveries {
+    Arc::new(move |chat, first, messages| {
+        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+        let new = messages.iter().any(|m| Some(m.seq) == first);
+        let payload =
+            json!({"chat": chat.external_id, "messages": ids, "new": new, "until": boundary.to_rfc3339()});
+        vec![PlannedDelivery {
+            id: DeliveryId::from(format!("b-{}-{}", chat.external_id, boundary.timestamp_millis())),
+            payload: serde_json::to_vec(&payload).unwrap(),
+            bundle: Some((boundary, 1)),
+        }]
+    })
+}
+
+/// Closes `[bundled_before, boundary)` of `webhook` step by step, as the closer does; returns
+/// the last progress (Done, Superseded or NotYet).
+async fn close(
+    store: &SharedStore,
+    webhook: &WebhookId,
+    boundary: DateTime<Utc>,
+    chats: usize,
+    flush: bool,
+) -> CloseProgress {
+    loop {
+        let state =
+            store.bundling_webhooks(None).await.unwrap().into_iter().find(|w| w.id == *webhook).unwrap();
+        let step = CloseStep {
+            webhook_id: webhook.clone(),
+            bundled_before: state.bundled_before,
+            boundary,
+            chats,
+            plan: plan(boundary),
+            flush,
+        };
+        match store.close_step(step).await.unwrap() {
+            CloseProgress::More { .. } => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Message ids in the bundle payloads, with how often each appears.
+fn bundled(payloads: &[Value]) -> BTreeMap<String, usize> {
+    let mut count = BTreeMap::new();
+    for p in payloads {
+        for id in p["messages"].as_array().unwrap() {
+            *count.entry(id.as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    count
+}
+
+/// [`chatbundle::store::WindowStore::close_step`]: every acknowledged message ends up in exactly
+/// one bundle, also when it is committed while another task keeps closing its window.
+pub async fn messages_committed_while_closing_are_bundled_exactly_once(factory: &dyn Factory) {
+    let world = Arc::new(World::new(factory).await);
+    let webhook = world.webhook(Granularity::Hours1, &[Event::Messages]).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for task in 0..4 {
+        let world = world.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..40 {
+                let id = format!("t{task}-m{i}");
+                let chat = if i % 3 == 0 { format!("c-{task}") } else { "c-shared".to_string() };
+                if world.ingest(&[(&id, &chat)]).await.0 == 1 {
+                    acknowledged.push(id);
+                }
+            }
+            acknowledged
+        }));
+    }
+    let closer = {
+        let (world, webhook, stop) = (world.clone(), webhook.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                world.clock.advance(Duration::from_millis(3));
+                close(&world.store, &webhook, world.now(), 7, false).await;
+                rounds += 1;
+                tokio::task::yield_now().await;
+            }
+            rounds
+        })
+    };
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(closer.await.unwrap() > 1, "closes ran while messages were committed");
+    world.clock.advance(Duration::from_secs(3600));
+    assert!(matches!(close(&world.store, &webhook, world.now(), 7, false).await, CloseProgress::Done { .. }));
+
+    let payloads = world.drain().await;
+    let count = bundled(&payloads);
+    assert_eq!(count.len(), acknowledged.len(), "every acknowledged message is in a bundle");
+    for id in &acknowledged {
+        assert_eq!(count.get(id), Some(&1), "{id} is in exactly one bundle");
+    }
+    assert_eq!(acknowledged.len(), 160);
+    let news = payloads.iter().filter(|p| p["new"] == true).count();
+    let chats: HashSet<&str> = payloads.iter().map(|p| p["chat"].as_str().unwrap()).collect();
+    assert_eq!(news, chats.len(), "is_new_chat in exactly one bundle per chat");
+}
+
+/// [`chatbundle::store::WindowStore::close_step`]: one bundle per (webhook, chat, window),
+/// whoever closes it and however often.
+pub async fn a_window_closed_twice_at_once_makes_one_bundle_per_chat(factory: &dyn Factory) {
+    let world = Arc::new(World::new(factory).await);
+    let webhook = world.webhook(Granularity::Hours1, &[Event::Messages]).await;
+    for chunk in (0..30).collect::<Vec<_>>().chunks(10) {
+        let ids: Vec<(String, String)> = chunk.iter().map(|i| (format!("m-{i}"), format!("c-{i}"))).collect();
+        let refs: Vec<(&str, &str)> = ids.iter().map(|(m, c)| (m.as_str(), c.as_str())).collect();
+        world.ingest(&refs).await;
+    }
+    world.clock.advance(Duration::from_secs(60));
+    let boundary = world.now();
+    let racers: Vec<_> = (0..3)
+        .map(|_| {
+            let (world, webhook) = (world.clone(), webhook.clone());
+            tokio::spawn(async move { close(&world.store, &webhook, boundary, 4, false).await })
+        })
+        .collect();
+    for racer in racers {
+        let progress = racer.await.unwrap();
+        assert!(matches!(progress, CloseProgress::Done { .. } | CloseProgress::Superseded), "{progress:?}");
+    }
+    // Repeating a finished close does nothing.
+    let again = CloseStep {
+        webhook_id: webhook.clone(),
+        bundled_before: start_time(),
+        boundary,
+        chats: 100,
+        plan: plan(boundary),
+        flush: false,
+    };
+    assert_eq!(world.store.close_step(again).await.unwrap(), CloseProgress::Superseded);
+    let payloads = world.drain().await;
+    assert_eq!(payloads.len(), 30, "one bundle per chat");
+    assert!(bundled(&payloads).values().all(|n| *n == 1));
+}
+
+/// [`chatbundle::store::WindowStore::close_step`]: a close can only take what can no longer grow.
+pub async fn a_close_ahead_of_the_stores_clock_waits(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::Hours1, &[Event::Messages]).await;
+    world.ingest(&[("m-1", "c-1")]).await;
+    let ahead = world.now() + chrono::Duration::hours(1);
+    assert_eq!(close(&world.store, &webhook, ahead, 10, false).await, CloseProgress::NotYet);
+    assert!(world.drain().await.is_empty());
+}
+
+/// [`chatbundle::store::WindowStore::close_step`]: a close (here a flush) cut off survives a
+/// crash, is reported, and resumes once, as what it was.
+pub async fn a_close_cut_off_resumes_once_after_a_crash(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::Hours1, &[Event::Messages]).await;
+    let ids: Vec<(String, String)> = (0..25).map(|i| (format!("m-{i}"), format!("c-{i}"))).collect();
+    let refs: Vec<(&str, &str)> = ids.iter().map(|(m, c)| (m.as_str(), c.as_str())).collect();
+    world.ingest(&refs).await;
+    world.clock.advance(Duration::from_secs(60));
+    let boundary = world.now();
+    let state = world.store.bundling_webhooks(None).await.unwrap().remove(0);
+    let step = |bundled_before| CloseStep {
+        webhook_id: webhook.clone(),
+        bundled_before,
+        boundary,
+        chats: 10,
+        plan: plan(boundary),
+        flush: true,
+    };
+    assert!(matches!(
+        world.store.close_step(step(state.bundled_before)).await.unwrap(),
+        CloseProgress::More { .. }
+    ));
+    // The process dies here.
+    world.store.close().await;
+    let store = factory.open(world.clock.clone()).await;
+    let state = store.bundling_webhooks(None).await.unwrap().remove(0);
+    assert_eq!(state.closing_boundary, Some(boundary), "the close in progress is reported");
+    assert!(state.closing_flush, "as a flush");
+    let resumed = World { store, clock: world.clock.clone(), workspace: world.workspace.clone() };
+    assert!(matches!(close(&resumed.store, &webhook, boundary, 10, true).await, CloseProgress::Done { .. }));
+    let state = resumed.store.bundling_webhooks(None).await.unwrap().remove(0);
+    assert_eq!((state.closing_boundary, state.bundled_before, state.flushed_at), (None, boundary, boundary));
+    let payloads = resumed.drain().await;
+    assert_eq!(payloads.len(), 25, "each chat once");
+    assert_eq!(bundled(&payloads).len(), 25);
+}
+
+/// [`chatbundle::store::DeliveryQueue::claim_deliveries`]: within one (webhook, chat) deliveries
+/// go out in acknowledgement order, a later one never while an earlier one is pending.
+pub async fn a_chats_deliveries_go_out_in_order_one_at_a_time(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    world.webhook(Granularity::None, &[Event::Messages]).await;
+    for (m, c) in [("a-1", "A"), ("a-2", "A"), ("b-1", "B"), ("a-3", "A")] {
+        world.ingest(&[(m, c)]).await;
+    }
+    let first = claim(&world.store, world.now(), 10).await;
+    let heads: HashSet<String> = first.iter().map(payload_id).collect();
+    assert_eq!(heads, HashSet::from(["a-1".to_string(), "b-1".to_string()]), "one per chat, the oldest");
+    assert!(claim(&world.store, world.now(), 10).await.is_empty(), "leased heads block their lanes");
+    let a1 = first.iter().find(|d| payload_id(d) == "a-1").unwrap();
+    let retry = world.now() + chrono::Duration::seconds(5);
+    assert!(record(&world.store, a1, world.now(), AttemptOutcome::RetryAt(retry)).await);
+    assert!(claim(&world.store, world.now(), 10).await.is_empty(), "a-2 waits while a-1 is pending");
+    world.clock.advance(Duration::from_secs(5));
+    let mut order = Vec::new();
+    loop {
+        let claimed = claim(&world.store, world.now(), 10).await;
+        let Some(d) = claimed.into_iter().find(|d| payload_id(d).starts_with("a-")) else { break };
+        order.push(payload_id(&d));
+        assert!(record(&world.store, &d, world.now(), AttemptOutcome::Delivered).await);
+    }
+    assert_eq!(order, ["a-1", "a-2", "a-3"]);
+}
+
+fn payload_id(delivery: &ClaimedDelivery) -> String {
+    serde_json::from_slice::<Value>(&delivery.payload).unwrap()["m"].as_str().unwrap().to_string()
+}
+
+/// [`chatbundle::store::DeliveryQueue::claim_deliveries`]: claims racing for the same deliveries
+/// get each one once.
+pub async fn racing_claims_get_each_delivery_once(factory: &dyn Factory) {
+    let world = Arc::new(World::new(factory).await);
+    world.webhook(Granularity::None, &[Event::Messages]).await;
+    let ids: Vec<(String, String)> = (0..40).map(|i| (format!("m-{i}"), format!("c-{}", i % 20))).collect();
+    let refs: Vec<(&str, &str)> = ids.iter().map(|(m, c)| (m.as_str(), c.as_str())).collect();
+    world.ingest(&refs).await;
+    let claimers: Vec<_> = (0..4)
+        .map(|_| {
+            let world = world.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for _ in 0..20 {
+                    for d in claim(&world.store, world.now(), 3).await {
+                        mine.push(payload_id(&d));
+                        assert!(record(&world.store, &d, world.now(), AttemptOutcome::Delivered).await);
+                    }
+                    tokio::task::yield_now().await;
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    all.extend(world.drain().await.iter().map(|p| p["m"].as_str().unwrap().to_string()));
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 40, "no delivery handed out twice: {all:?}");
+    assert_eq!(unique.len(), 40);
+}
+
+/// [`chatbundle::store::DeliveryQueue::record_attempt`]: only the holder of the current lease
+/// records a result; leases run out by the store's clock; nothing is delivered twice over.
+pub async fn only_the_current_lease_holder_records_a_result(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::None, &[Event::Messages]).await;
+    world.ingest(&[("m-1", "c-1")]).await;
+    let first = claim(&world.store, world.now(), 10).await.remove(0);
+    world.clock.advance(Duration::from_secs(61));
+    let second = claim(&world.store, world.now(), 10).await.remove(0);
+    assert_eq!(second.id, first.id, "the same delivery, the same webhook-id");
+    assert_ne!(second.lease_token, first.lease_token);
+    let status = || async { world.store.list_deliveries(&webhook, None, 10, 0).await.unwrap()[0].status };
+    assert!(!record(&world.store, &first, world.now(), AttemptOutcome::Delivered).await, "stale");
+    assert_eq!(status().await, DeliveryStatus::Pending);
+    assert_eq!(world.store.list_attempts(&webhook, 10).await.unwrap().len(), 1, "the send is logged");
+    assert!(record(&world.store, &second, world.now(), AttemptOutcome::Delivered).await);
+    assert_eq!(status().await, DeliveryStatus::Delivered);
+    let retry = AttemptOutcome::RetryAt(world.now());
+    assert!(!record(&world.store, &first, world.now(), retry).await);
+    assert!(!record(&world.store, &second, world.now(), retry).await, "once per claim");
+    assert_eq!(status().await, DeliveryStatus::Delivered, "never back to pending");
+}
+
+/// [`chatbundle::store::DeliveryQueue::claim_deliveries`]: the rate is taken from each webhook's
+/// bucket when a delivery is claimed.
+pub async fn the_rate_is_taken_from_the_webhooks_bucket_at_claim_time(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    world.webhook(Granularity::None, &[Event::Messages]).await;
+    world.ingest(&[("m-1", "c-1"), ("m-2", "c-2"), ("m-3", "c-3")]).await;
+    let rate = NonZeroU32::new(2);
+    let store = world.store.clone();
+    let take = |now: DateTime<Utc>| {
+        let store = store.clone();
+        async move {
+            store.claim_deliveries(now, now + chrono::Duration::seconds(60), 10, rate).await.unwrap().len()
+        }
+    };
+    assert_eq!(take(world.now()).await, 2, "a burst of the rate");
+    assert_eq!(take(world.now()).await, 0);
+    world.clock.advance(Duration::from_millis(499));
+    assert_eq!(take(world.now()).await, 0);
+    world.clock.advance(Duration::from_millis(1));
+    assert_eq!(take(world.now()).await, 1, "one more every 1/rate seconds");
+}
+
+/// [`chatbundle::store::IngestStore::ingest`]: a message id is stored once, also when many
+/// requests carry it at the same moment.
+pub async fn a_message_sent_many_times_at_once_is_stored_once(factory: &dyn Factory) {
+    let world = Arc::new(World::new(factory).await);
+    world.webhook(Granularity::None, &[Event::Messages]).await;
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let world = world.clone();
+            tokio::spawn(async move { world.ingest(&[("dup-1", "c-1")]).await })
+        })
+        .collect();
+    let (mut accepted, mut duplicates) = (0, 0);
+    for sender in senders {
+        let (a, d) = sender.await.unwrap();
+        accepted += a;
+        duplicates += d;
+    }
+    assert_eq!((accepted, duplicates), (1, 7));
+    assert_eq!(world.drain().await.len(), 1, "delivered once");
+}
+
+/// [`chatbundle::store::IngestStore::ingest`]: `is_new_chat` is true in exactly one payload per
+/// chat, however its first messages arrive.
+pub async fn is_new_chat_is_true_once_per_chat(factory: &dyn Factory) {
+    let world = Arc::new(World::new(factory).await);
+    world.webhook(Granularity::None, &[Event::Messages]).await;
+    let senders: Vec<_> = (0..6)
+        .map(|i| {
+            let world = world.clone();
+            tokio::spawn(async move {
+                let (a, b) = (format!("m-{i}-a"), format!("m-{i}-b"));
+                world.ingest(&[(&a, "c-new"), (&b, "c-new")]).await
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let payloads = world.drain().await;
+    assert_eq!(payloads.len(), 12);
+    assert_eq!(payloads.iter().filter(|p| p["new"] == true).count(), 1);
+}
+
+/// [`chatbundle::store::SessionStore::announce_expiries`]: a lapsed reply window is announced
+/// once, across restarts; a new customer message opens a new one.
+pub async fn a_lapsed_reply_window_is_announced_once_across_restarts(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    world.webhook(Granularity::None, &[Event::SessionStatus]).await;
+    let render: chatbundle::store::RenderSession = Arc::new(|_| b"[]".to_vec());
+    // WhatsApp allows replies for 24 hours after the customer's last message.
+    ingest(&world.store, &world.workspace, &[("w-1", "wa-1")], "whatsapp").await;
+    world.clock.advance(Duration::from_secs(25 * 3600));
+    assert_eq!(world.store.announce_expiries(world.now(), 10, render.clone()).await.unwrap(), 1);
+    assert_eq!(world.store.announce_expiries(world.now(), 10, render.clone()).await.unwrap(), 0);
+    world.store.close().await;
+    let store = factory.open(world.clock.clone()).await;
+    assert_eq!(
+        store.announce_expiries(world.now(), 10, render.clone()).await.unwrap(),
+        0,
+        "not again after a restart"
+    );
+    // A customer message written now (its timestamp is the customer's own) opens a new window.
+    let late = NewMessage {
+        message_id: "w-2".into(),
+        direction: Direction::Received,
+        timestamp: world.now(),
+        chat: ChatInfo { external_id: "wa-1".into(), ..ChatInfo::default() },
+        sender: Party::default(),
+        recipient: Party::default(),
+        text: "again".into(),
+        account: None,
+        channel: "whatsapp".into(),
+    };
+    let batch = IngestBatch {
+        workspace_id: world.workspace.clone(),
+        source_key: "api".into(),
+        messages: vec![late],
+        sessions: Vec::new(),
+        skipped: Vec::new(),
+        render_immediate: Arc::new(|_, _, _, _| b"{}".to_vec()),
+        render_session: render.clone(),
+    };
+    store.ingest(batch).await.unwrap();
+    assert_eq!(store.next_expiry().await.unwrap(), Some(world.now() + chrono::Duration::hours(24)));
+    world.clock.advance(Duration::from_secs(25 * 3600));
+    assert_eq!(store.announce_expiries(world.now(), 10, render).await.unwrap(), 1);
+}
+
+/// The cases above, as tests for one store.
+#[macro_export]
+macro_rules! conformance {
+    ($name:ident, $factory:expr) => {
+        mod $name {
+            use super::*;
+
+            macro_rules! case {
+                ($case:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        let factory = $factory;
+                        super::$case(&factory).await;
+                    }
+                };
+            }
+
+            case!(messages_committed_while_closing_are_bundled_exactly_once);
+            case!(a_window_closed_twice_at_once_makes_one_bundle_per_chat);
+            case!(a_close_ahead_of_the_stores_clock_waits);
+            case!(a_close_cut_off_resumes_once_after_a_crash);
+            case!(a_chats_deliveries_go_out_in_order_one_at_a_time);
+            case!(racing_claims_get_each_delivery_once);
+            case!(only_the_current_lease_holder_records_a_result);
+            case!(the_rate_is_taken_from_the_webhooks_bucket_at_claim_time);
+            case!(a_message_sent_many_times_at_once_is_stored_once);
+            case!(is_new_chat_is_true_once_per_chat);
+            case!(a_lapsed_reply_window_is_announced_once_across_restarts);
+        }
+    };
+}
+
+conformance!(sqlite, Sqlite::new());

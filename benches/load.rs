@@ -3,7 +3,10 @@
 //!
 //! Run with `cargo bench --bench load` (optionally `BENCH_SECONDS=20`, `BENCH_CONNECTIONS=64`,
 //! `BENCH_PHASES=ingest1,ingest100,drain,e2e`). To drive a daemon that is already running, set
-//! `BENCH_TARGET=http://127.0.0.1:8080` and `BENCH_TOKEN=<its admin token>`.
+//! `BENCH_TARGET=http://127.0.0.1:8080` and `BENCH_TOKEN=<its admin token>`. With
+//! `BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432` it starts `BENCH_DAEMONS` daemons (1 unless
+//! set) on one fresh PostgreSQL database instead, and spreads the requests over them as a load
+//! balancer would.
 //! Phases:
 //! 1. ingest, one message per request;
 //! 2. ingest, arrays of 100 messages per request;
@@ -31,62 +34,112 @@ fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// The daemons under test: one, or several sharing a PostgreSQL database.
 struct Daemon {
-    /// `None` when the benchmark drives a daemon it did not start (`BENCH_TARGET`).
-    child: Option<Child>,
+    /// Empty when the benchmark drives a daemon it did not start (`BENCH_TARGET`).
+    children: Vec<Child>,
+    /// The first daemon's address; admin calls go there.
     base: String,
+    /// Every daemon's address; load is spread over them.
+    bases: Vec<String>,
     token: String,
-    _dir: tempfile::TempDir,
+    _dirs: Vec<tempfile::TempDir>,
+    /// The PostgreSQL database the daemons share, dropped after them.
+    database: Option<(String, String)>,
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
+        for child in &mut self.children {
             let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
+        for child in &mut self.children {
             let _ = child.wait();
+        }
+        if let Some((admin, name)) = &self.database {
+            postgres(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
     }
 }
 
+/// Runs one statement on the `postgres` database of the server at `admin`.
+fn postgres(admin: &str, sql: &str) {
+    let (admin, sql) = (admin.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&format!("{admin}/postgres")).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+        })
+    })
+    .join()
+    .unwrap();
+}
+
+const TOKEN: &str = "bench-admin-token-0123456789";
+
 fn start_daemon() -> Daemon {
     if let Ok(target) = std::env::var("BENCH_TARGET") {
+        let base = target.trim_end_matches('/').to_string();
         return Daemon {
-            child: None,
-            base: target.trim_end_matches('/').to_string(),
+            children: Vec::new(),
+            bases: vec![base.clone()],
+            base,
             token: std::env::var("BENCH_TOKEN").expect("BENCH_TOKEN: the target's admin token"),
-            _dir: tempfile::tempdir().unwrap(),
+            _dirs: Vec::new(),
+            database: None,
         };
     }
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatbundle"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env("CHATBUNDLE_ADMIN_TOKEN", "bench-admin-token-0123456789")
-        .env("CHATBUNDLE_LOG_FORMAT", "json")
-        // No per-webhook pacing: this measures the daemon, not Zapier's limit.
-        .env("CHATBUNDLE_DELIVERY__RATE_PER_WEBHOOK", "0")
-        // The receiver is on loopback, which the SSRF guard refuses by default.
-        .env("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the daemon starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let listen = loop {
-        let line = lines.next().expect("the daemon reports serving").unwrap();
-        let event: Value = serde_json::from_str(&line).unwrap_or_default();
-        if event["message"] == "chatbundle is serving" {
-            break event["listen"].as_str().unwrap().to_string();
-        }
+    let database = std::env::var("BENCH_POSTGRES").ok().map(|admin| {
+        let admin = admin.trim_end_matches('/').to_string();
+        let name = format!("chatbundle_bench_{}", std::process::id());
+        postgres(&admin, &format!("CREATE DATABASE {name}"));
+        (admin, name)
+    });
+    let count = if database.is_some() { env_or("BENCH_DAEMONS", 1).max(1) } else { 1 };
+    let mut daemon = Daemon {
+        children: Vec::new(),
+        base: String::new(),
+        bases: Vec::new(),
+        token: TOKEN.into(),
+        _dirs: Vec::new(),
+        database,
     };
-    // Keep draining the daemon's log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Daemon {
-        child: Some(child),
-        base: format!("http://{listen}"),
-        token: "bench-admin-token-0123456789".into(),
-        _dir: dir,
+    for _ in 0..count {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chatbundle"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env("CHATBUNDLE_ADMIN_TOKEN", TOKEN)
+            .env("CHATBUNDLE_LOG_FORMAT", "json")
+            // No per-webhook pacing: this measures the daemon, not Zapier's limit.
+            .env("CHATBUNDLE_DELIVERY__RATE_PER_WEBHOOK", "0")
+            // The receiver is on loopback, which the SSRF guard refuses by default.
+            .env("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped());
+        if let Some((admin, name)) = &daemon.database {
+            command.env("CHATBUNDLE_DATABASE_URL", format!("{admin}/{name}"));
+        }
+        let mut child = command.spawn().expect("the daemon starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let listen = loop {
+            let line = lines.next().expect("the daemon reports serving").unwrap();
+            let event: Value = serde_json::from_str(&line).unwrap_or_default();
+            if event["message"] == "chatbundle is serving" {
+                break event["listen"].as_str().unwrap().to_string();
+            }
+        };
+        // Keep draining the daemon's log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        daemon.children.push(child);
+        daemon.bases.push(format!("http://{listen}"));
+        daemon._dirs.push(dir);
     }
+    daemon.base = daemon.bases[0].clone();
+    daemon
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -165,13 +218,15 @@ async fn ingest_phase(
     batch: u64,
     tag: &str,
 ) {
-    let authority = daemon.base.trim_start_matches("http://").to_string();
+    let authorities: Vec<String> =
+        daemon.bases.iter().map(|b| b.trim_start_matches("http://").to_string()).collect();
     let path = format!("/api/v1/workspaces/{}/messages", ws.id);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let (authority, path, key, tag) = (authority.clone(), path.clone(), ws.key.clone(), tag.to_string());
+        let authority = authorities[c as usize % authorities.len()].clone();
+        let (path, key, tag) = (path.clone(), ws.key.clone(), tag.to_string());
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
             stream.set_nodelay(true).unwrap();
@@ -315,7 +370,8 @@ async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, 
         json!({"url": url}),
     )
     .await;
-    let ingest_url = format!("{}/api/v1/workspaces/{}/messages", daemon.base, ws.id);
+    let ingest_urls: Vec<String> =
+        daemon.bases.iter().map(|base| format!("{base}/api/v1/workspaces/{}/messages", ws.id)).collect();
     let accepted: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
     let total = rate * seconds;
     let started = Instant::now();
@@ -324,8 +380,8 @@ async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, 
         // Paced: message n is sent at n / rate seconds.
         let due = started + Duration::from_secs_f64(n as f64 / rate as f64);
         tokio::time::sleep_until(due.into()).await;
-        let (client, url, key, accepted) =
-            (client.clone(), ingest_url.clone(), ws.key.clone(), accepted.clone());
+        let url = ingest_urls[n as usize % ingest_urls.len()].clone();
+        let (client, key, accepted) = (client.clone(), ws.key.clone(), accepted.clone());
         tasks.push(tokio::spawn(async move {
             let id = format!("e-{n}");
             let r = client.post(&url).bearer_auth(&key).json(&message(&id, n % CHATS)).send().await.unwrap();
@@ -358,7 +414,7 @@ async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, 
 
 /// The daemon's resident memory now and at its peak, in MiB, from /proc.
 fn memory(daemon: &Daemon) -> Option<(f64, f64)> {
-    let pid = daemon.child.as_ref()?.id();
+    let pid = daemon.children.first()?.id();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<f64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
@@ -370,7 +426,7 @@ fn memory(daemon: &Daemon) -> Option<(f64, f64)> {
 
 /// Starts a new peak-memory measurement (Linux: writing 5 to clear_refs resets VmHWM).
 fn reset_peak(daemon: &Daemon) {
-    if let Some(child) = &daemon.child {
+    if let Some(child) = daemon.children.first() {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", child.id()), "5");
     }
 }
@@ -517,7 +573,7 @@ fn main() {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::new();
         let daemon = start_daemon();
-        println!("chatbundle load benchmark against {}", daemon.base);
+        println!("chatbundle load benchmark against {}", daemon.bases.join(", "));
         let ws = workspace(&client, &daemon).await;
         if phase("ingest1") {
             ingest_phase(&daemon, &ws, connections, seconds, 1, "s").await;

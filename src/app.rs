@@ -73,7 +73,7 @@ impl Application {
             Some(token) => token.clone(),
             None => generated_admin_token(&config.data_dir)?,
         };
-        let store: SharedStore = crate::store::connect(&config.database_url(), clock.clone()).await?;
+        let store: SharedStore = crate::store::open(&config.store_options(), clock.clone()).await?;
         let config = with_room_for_connections(config);
         let listener = TcpListener::bind(config.listen)
             .await

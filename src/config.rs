@@ -57,8 +57,12 @@ pub struct Config {
     /// Base of inbound URLs and transcript links; defaults to `http://{listen}`.
     pub public_url: Option<String>,
     pub data_dir: PathBuf,
-    /// Defaults to `sqlite://{data_dir}/chatbundle.db`.
+    /// Defaults to `sqlite://{data_dir}/chatbundle.db`; `postgres://…` shares one database
+    /// between several daemons.
     pub database_url: Option<String>,
+    /// A file holding `database_url` (for a URL with a password).
+    pub database_url_file: Option<PathBuf>,
+    pub database: DatabaseConfig,
     pub admin_token: Option<String>,
     pub admin_token_file: Option<PathBuf>,
     pub log_format: LogFormat,
@@ -66,6 +70,20 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub smtp: SmtpConfig,
     pub shutdown: ShutdownConfig,
+}
+
+/// How the daemon uses its database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Connections to PostgreSQL this daemon opens at most (SQLite ignores it).
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { max_connections: crate::store::DEFAULT_MAX_CONNECTIONS }
+    }
 }
 
 /// Bounds on what one HTTP client can make the server hold.
@@ -139,6 +157,8 @@ impl Default for Config {
             public_url: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            database_url_file: None,
+            database: DatabaseConfig::default(),
             admin_token: None,
             admin_token_file: None,
             log_format: LogFormat::Plain,
@@ -212,6 +232,9 @@ impl Config {
         if let Some(path) = &self.smtp.url_file {
             self.smtp.url = Some(read_secret("smtp.url_file", path)?);
         }
+        if let Some(path) = &self.database_url_file {
+            self.database_url = Some(read_secret("database_url_file", path)?);
+        }
         Ok(())
     }
 
@@ -224,11 +247,19 @@ impl Config {
             return Err(invalid("public_url", "must start with http:// or https://"));
         }
         let db = self.database_url();
-        if !db.starts_with("sqlite:") {
+        let db_key = if self.database_url_file.is_some() { "database_url_file" } else { "database_url" };
+        let postgres = db.starts_with("postgres://") || db.starts_with("postgresql://");
+        if !db.starts_with("sqlite:") && !postgres {
             return Err(invalid(
-                "database_url",
-                &format!("{db:?}: only sqlite:// URLs are supported by this build"),
+                db_key,
+                &format!("{:?}: must start with sqlite:// or postgres://", crate::domain::masked_url(&db)),
             ));
+        }
+        if postgres && let Err(e) = db.parse::<sqlx::postgres::PgConnectOptions>() {
+            return Err(invalid(db_key, &format!("{:?}: {e}", crate::domain::masked_url(&db))));
+        }
+        if self.database.max_connections < 2 {
+            return Err(invalid("database.max_connections", "must be at least 2"));
         }
         if is_in_memory(&db) {
             return Err(invalid(
@@ -291,6 +322,14 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("chatbundle.db").display()))
+    }
+
+    /// Where the store is, and how to use it.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            url: self.database_url(),
+            max_connections: self.database.max_connections,
+        }
     }
 
     /// The configuration as TOML, with every default written out.
@@ -381,10 +420,14 @@ fn toml_string(config: &Config) -> String {
 listen       = "{listen}"
 public_url   = "{public_url}"        # base of inbound URLs and transcript links
 data_dir     = "{data_dir}"
-database_url = "{database_url}"
+database_url = "{database_url}"   # or postgres://user@host/db?sslmode=require to share
+                                       # one database between daemons; or database_url_file
 # admin_token = "..."                  # or admin_token_file; when neither is set a token is
                                        # generated into <data_dir>/admin-token (mode 0600)
 log_format   = "{log_format}"          # or "json"
+
+[database]
+max_connections = {db_connections}           # connections to PostgreSQL per daemon
 
 [http]
 header_timeout             = "{header_timeout}"   # also how long a kept-alive connection may idle
@@ -413,7 +456,8 @@ grace = "{grace}"
         listen = config.listen,
         public_url = config.public_url(),
         data_dir = config.data_dir.display(),
-        database_url = config.database_url(),
+        database_url = crate::domain::masked_url(&config.database_url()),
+        db_connections = config.database.max_connections,
         log_format = match config.log_format {
             LogFormat::Plain => "plain",
             LogFormat::Json => "json",
@@ -571,6 +615,30 @@ mod tests {
             let toml = format!("database_url = {url:?}\n");
             assert!(load_with(Some(&toml), &[], None).is_ok(), "{url}");
         }
+    }
+
+    #[test]
+    fn postgres_is_named_by_url_or_by_a_file_and_other_kinds_are_refused_without_their_password() {
+        let toml = "database_url = \"postgres://chatbundle@db.internal/chatbundle?sslmode=require\"\n[database]\nmax_connections = 8\n";
+        let c = load_with(Some(toml), &[], None).unwrap();
+        assert_eq!(c.store_options().max_connections, 8);
+        assert!(c.store_options().url.starts_with("postgres://"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("database-url");
+        std::fs::write(&path, "postgresql://chatbundle:s3cret@db.internal/chatbundle\n").unwrap();
+        let c = load_with(None, &[("CHATBUNDLE_DATABASE_URL_FILE", path.to_str().unwrap())], None).unwrap();
+        assert_eq!(c.database_url(), "postgresql://chatbundle:s3cret@db.internal/chatbundle");
+        assert!(!c.to_toml().contains("s3cret"), "printed configuration masks the password");
+
+        let err = load_with(Some("database_url = \"mysql://root:hunter2@db/x\"\n"), &[], None).unwrap_err();
+        assert!(err.contains("database_url") && err.contains("postgres://"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err =
+            load_with(Some("database_url = \"postgres://db/x?sslmode=sometimes\"\n"), &[], None).unwrap_err();
+        assert!(err.contains("database_url"), "{err}");
+        let err = load_with(Some("[database]\nmax_connections = 1\n"), &[], None).unwrap_err();
+        assert!(err.contains("database.max_connections"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `check-config`, `print-default-config`, and
+//! The command line: `serve`, `migrate`, `copy-store`, `check-config`, `print-default-config`, and
 //! `workspace …` / `webhook …`, which mirror the admin API against the running daemon ([`remote`]).
 //! Exit codes: 0 success, 2 bad usage, bad configuration or input the API refused, 1 failure at
 //! run time.
@@ -42,6 +42,15 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Copy a stopped daemon's SQLite store, everything in it, into an empty PostgreSQL database.
+    CopyStore {
+        /// The SQLite store, e.g. sqlite:///var/lib/chatbundle/chatbundle.db (its daemon stopped).
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The PostgreSQL database, e.g. postgres://chatbundle@db.internal/chatbundle (empty).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Validate the configuration and print it with every default filled in.
     CheckConfig,
     /// Print the built-in defaults as a configuration file.
@@ -122,6 +131,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve { .. } => serve(config).await,
             Command::Migrate => migrate(config).await,
+            Command::CopyStore { from, to } => copy_store(config, from, to).await,
             Command::CheckConfig
             | Command::PrintDefaultConfig
             | Command::Workspace { .. }
@@ -133,7 +143,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e)
-            if matches!(e.downcast_ref::<crate::app::AppError>(), Some(crate::app::AppError::Config(_))) =>
+            if matches!(e.downcast_ref::<crate::app::AppError>(), Some(crate::app::AppError::Config(_)))
+                || matches!(
+                    e.downcast_ref::<crate::store::copy::CopyError>(),
+                    Some(crate::store::copy::CopyError::Refused(_))
+                ) =>
         {
             eprintln!("chatbundle: {e:#}");
             ExitCode::from(EXIT_CONFIG)
@@ -179,10 +193,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn copy_store(config: Config, from: String, to: String) -> anyhow::Result<()> {
+    use crate::store::copy::copy_store;
+    let options = crate::store::StoreOptions { url: to, max_connections: config.database.max_connections };
+    match copy_store(&from, &options, Arc::new(SystemClock)).await {
+        Ok(copied) => {
+            for (table, rows) in &copied.tables {
+                println!("{table:<12} {rows:>10} rows");
+            }
+            println!(
+                "copied into {}; start the daemons with that database_url",
+                crate::domain::masked_url(&options.url)
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn migrate(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let store = crate::store::connect(&config.database_url(), Arc::new(SystemClock)).await?;
+    let store = crate::store::open(&config.store_options(), Arc::new(SystemClock)).await?;
     store.close().await;
-    println!("migrations applied to {}", config.database_url());
+    println!("migrations applied to {}", crate::domain::masked_url(&config.database_url()));
     Ok(())
 }

@@ -23,7 +23,7 @@ use tracing::{Instrument, debug, error, info_span, warn};
 use crate::clock::SharedClock;
 use crate::domain::new_id;
 use crate::domain::{DeliveryId, WebhookId};
-use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryQueue, FailurePolicy};
+use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryQueue, FailurePolicy, Lease};
 use crate::supervise::Fatal;
 use crate::telemetry::metric;
 pub use guard::AddressPolicy;
@@ -37,8 +37,9 @@ pub const RESPONSE_EXCERPT_BYTES: usize = 2048;
 /// How often the worker looks for due retries when nothing wakes it.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// How long a claim holds a delivery beyond its timeout before another claim may take it.
-const LEASE_MARGIN: Duration = Duration::from_secs(120);
+/// How long a claim holds a delivery beyond its timeout before another claim (of this daemon
+/// or another) may take it.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
 /// The `User-Agent` of every delivery.
 pub fn user_agent() -> String {
@@ -122,7 +123,7 @@ impl Deliverer {
             // clock anew, time that passed during the claim would be slept through unseen.
             let now = self.clock.now();
             let free = slots.available_permits();
-            let claimed = if free > 0 { self.claim(now, free).await } else { Vec::new() };
+            let claimed = if free > 0 { self.claim(free).await } else { Vec::new() };
             // A full claim may have left due work behind: go round again (the slots are now
             // taken, so the next round waits for a send to finish). Otherwise wait for news.
             let more = !claimed.is_empty() && claimed.len() == free;
@@ -164,10 +165,9 @@ impl Deliverer {
         debug!("delivery worker stopped claiming");
     }
 
-    async fn claim(&self, now: chrono::DateTime<chrono::Utc>, limit: usize) -> Vec<ClaimedDelivery> {
-        let longest = self.settings.default_timeout.max(Duration::from_secs(120));
-        let lease_until = now + chrono::Duration::from_std(longest + LEASE_MARGIN).expect("small");
-        match self.queue.claim_deliveries(now, lease_until, limit, self.settings.rate_per_webhook).await {
+    async fn claim(&self, limit: usize) -> Vec<ClaimedDelivery> {
+        let lease = Lease { default_timeout: self.settings.default_timeout, margin: LEASE_MARGIN };
+        match self.queue.claim_deliveries(lease, limit, self.settings.rate_per_webhook).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 error!(error = %e, "claiming deliveries failed; will try again");

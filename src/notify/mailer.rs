@@ -72,8 +72,7 @@ impl Mailer {
         };
         while !cancel.is_cancelled() {
             let now = self.clock.now();
-            let lease = now + chrono::Duration::from_std(LEASE).expect("small");
-            match self.outbox.claim_email(now, lease).await {
+            match self.outbox.claim_email(LEASE).await {
                 Ok(Some(email)) => {
                     self.send(transport, email).await;
                     continue;

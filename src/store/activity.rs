@@ -80,6 +80,7 @@ pub trait ActivityLog: Send + Sync {
     ) -> StoreResult<()>;
     /// Deletes up to `limit` log rows, finished deliveries, sent or given-up e-mails and web
     /// sessions older than `before`, a few at a time so that it never holds up ingest. Pending
-    /// deliveries and unsent e-mails are never deleted.
+    /// deliveries and unsent e-mails are never deleted. Where several daemons share the store,
+    /// one prunes at a time; a call that finds another pruning deletes nothing.
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<Pruned>;
 }

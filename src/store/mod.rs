@@ -18,16 +18,23 @@
 //! | [`Health`] | `/readyz`, the watchdog, `/metrics` |
 //! | [`Lifecycle`] | the application: start, supervision, shutdown |
 //!
-//! One struct may implement them all ([`sqlite::SqliteStore`] does); [`Store`] is that whole, and
-//! [`connect`] picks the implementation from `database_url`. The guarantees an implementation
+//! One struct may implement them all ([`sqlite::SqliteStore`] and [`postgres::PgStore`] do);
+//! [`Store`] is that whole, and [`connect`] picks the implementation from `database_url`. The SQL
+//! they share lives in `rows` (row mapping), `rewindow` (what a settings change does to
+//! windows) and `merge` (ingest requests merged and turned into deliveries). The guarantees an implementation
 //! must keep are written on the traits, and `tests/spine/conformance.rs` checks each of them
 //! against every implementation.
 
 mod activity;
 mod chats;
+pub mod copy;
 mod ingest;
+mod merge;
 mod outbox;
+pub mod postgres;
 mod queue;
+mod rewindow;
+mod rows;
 mod sessions;
 mod sources;
 pub mod sqlite;
@@ -166,11 +173,42 @@ impl<T> Store for T where
 /// The handle the application holds.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the store `database_url` names (creating it if needed), applies its migrations, and
-/// starts it. `sqlite://…` is the embedded default.
-pub async fn connect(database_url: &str, clock: SharedClock) -> StoreResult<SharedStore> {
-    if database_url.starts_with("sqlite:") {
-        return Ok(Arc::new(sqlite::SqliteStore::open(database_url, clock).await?));
+/// How to reach the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// `sqlite://…` (the embedded default) or `postgres://…`.
+    pub url: String,
+    /// Connections to PostgreSQL per daemon.
+    pub max_connections: u32,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>) -> StoreOptions {
+        StoreOptions { url: url.into(), max_connections: DEFAULT_MAX_CONNECTIONS }
     }
-    Err(StoreError::Unsupported(format!("{database_url:?}: this build opens sqlite:// URLs")))
+}
+
+/// Connections to PostgreSQL per daemon, unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// Opens the store `database_url` names (creating an SQLite file if needed), applies its
+/// migrations, and starts it. `sqlite://…` is the embedded default; `postgres://…` (or
+/// `postgresql://…`) is the store several daemons share.
+pub async fn connect(database_url: &str, clock: SharedClock) -> StoreResult<SharedStore> {
+    open(&StoreOptions::new(database_url), clock).await
+}
+
+/// [`connect`], with the options of `[database]`.
+pub async fn open(options: &StoreOptions, clock: SharedClock) -> StoreResult<SharedStore> {
+    let url = options.url.as_str();
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(sqlite::SqliteStore::open(url, clock).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PgStore::open(url, options.max_connections, clock).await?));
+    }
+    Err(StoreError::Unsupported(format!(
+        "{}: chatbundle opens sqlite:// and postgres:// URLs",
+        crate::domain::masked_url(url)
+    )))
 }

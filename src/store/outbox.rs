@@ -89,13 +89,10 @@ pub enum EmailOutcome {
 /// The mailer's outbox.
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Claims the next e-mail due at `now`, leasing it until `lease_until`: one claimer at a
-    /// time gets it; an e-mail that was sent or given up is never claimed again.
-    async fn claim_email(
-        &self,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> StoreResult<Option<OutboxEmail>>;
+    /// Claims the next e-mail due by the store's clock, leasing it for `lease`: one claimer at a
+    /// time gets it, also across daemons; an e-mail that was sent or given up is never claimed
+    /// again.
+    async fn claim_email(&self, lease: std::time::Duration) -> StoreResult<Option<OutboxEmail>>;
     /// Marks an e-mail sent, schedules another try, or gives it up.
     async fn email_result(&self, id: i64, outcome: EmailOutcome) -> StoreResult<()>;
 }

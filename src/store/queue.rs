@@ -33,6 +33,21 @@ pub struct ClaimedDelivery {
     pub retry_since: DateTime<Utc>,
 }
 
+/// How long a claim holds each delivery: its webhook's timeout (or `default_timeout`) plus
+/// `margin`. A daemon that dies mid-send holds nothing longer than that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub default_timeout: Duration,
+    pub margin: Duration,
+}
+
+impl Lease {
+    /// The lease of a delivery to a webhook with `timeout`, in milliseconds.
+    pub fn millis(&self, timeout: Option<Duration>) -> i64 {
+        (timeout.unwrap_or(self.default_timeout) + self.margin).as_millis() as i64
+    }
+}
+
 /// One HTTP try, as it is written to the activity log.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
@@ -85,8 +100,9 @@ pub struct Recorded {
 /// The delivery worker's queue.
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
-    /// Leases up to `limit` due deliveries of enabled webhooks until `lease_until`, under a fresh
-    /// fencing token.
+    /// Leases up to `limit` due deliveries of enabled webhooks, under a fresh fencing token, each
+    /// for as long as [`Lease`] gives it; due and leased are judged by the store's clock (the
+    /// database's, where several daemons share it).
     ///
     /// - **Per-chat order**: within one (webhook, chat), deliveries are handed out in the order
     ///   they were queued (acknowledgement order), and a later one is not handed out while an
@@ -97,8 +113,7 @@ pub trait DeliveryQueue: Send + Sync {
     ///   second, bursts of `rate`), shared by every claimer, so nothing waits after a claim.
     async fn claim_deliveries(
         &self,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: Lease,
         limit: usize,
         rate: Option<NonZeroU32>,
     ) -> StoreResult<Vec<ClaimedDelivery>>;
@@ -166,4 +181,27 @@ pub trait DeliveryLog: Send + Sync {
         delivery: &DeliveryId,
         now: DateTime<Utc>,
     ) -> StoreResult<Resend>;
+}
+
+/// A delivery to put in the queue, as the SQL stores write it.
+pub(super) struct Enqueue {
+    /// The `webhook-id` header.
+    pub id: DeliveryId,
+    pub kind: DeliveryKind,
+    pub webhook: WebhookId,
+    /// Its lane within the webhook: deliveries of one chat go out in the order queued.
+    pub chat: Option<ChatId>,
+    pub payload: Vec<u8>,
+    /// For a bundle part: the window's end (ms) and the part's number. (webhook, chat, window
+    /// end, part) is unique, so a repeated close finds its bundles already there.
+    pub bundle: Option<(i64, u32)>,
+}
+
+/// Whole tokens in a webhook's rate bucket at `now` (ms), from what was stored at `at`: it refills
+/// at `rate` a second up to bursts of `rate`; a bucket never used is full.
+pub(super) fn tokens_at(stored: Option<f64>, at: Option<i64>, now: i64, rate: f64) -> f64 {
+    match (stored, at) {
+        (Some(tokens), Some(at)) => (tokens + (now - at).max(0) as f64 * rate / 1000.0).min(rate),
+        _ => rate,
+    }
 }

@@ -41,3 +41,13 @@ pub trait SessionStore: Send + Sync {
     /// The session event a `session_status` webhook would get for a chat now, if it exists.
     async fn session_snapshot(&self, chat: ChatId, now: DateTime<Utc>) -> StoreResult<Option<SessionEvent>>;
 }
+
+/// What the chat's reply looks like now: can messages be exchanged, and if not, why.
+pub(super) fn reply_status(chat: &Chat, now: i64) -> &'static str {
+    match chat.session_status {
+        Some(SessionStatus::Blocked) => "SESSION_BLOCKED",
+        Some(SessionStatus::Ended) => "SESSION_ENDED",
+        _ if chat.reply_window_expires_at.is_some_and(|t| t.timestamp_millis() <= now) => "SESSION_EXPIRED",
+        _ => "ACCEPTED",
+    }
+}

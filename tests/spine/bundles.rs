@@ -263,7 +263,7 @@ async fn a_close_cut_short_resumes_without_a_second_bundle() {
     // Past the window's end, with the daemon down, one step of the close commits, and then the
     // process dies: exactly what the database holds after a kill between two steps.
     clock.set(DateTime::parse_from_rfc3339("2024-03-01T13:00:05Z").unwrap().to_utc());
-    let url = format!("sqlite://{}", dir.path().join("chatbundle.db").display());
+    let url = dir.store_url();
     let store = chatbundle::store::connect(&url, Arc::new(clock.clone())).await.unwrap();
     let webhook = store.bundling_webhooks(None).await.unwrap().remove(0);
     let boundary = DateTime::parse_from_rfc3339("2024-03-01T13:00:00Z").unwrap().to_utc();

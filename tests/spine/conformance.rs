@@ -14,7 +14,7 @@ use chatbundle::domain::{
 };
 use chatbundle::store::{
     AttemptOutcome, AttemptRecord, ChatInfo, ClaimedDelivery, CloseProgress, CloseStep, Email, FailurePolicy,
-    IngestBatch, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries, PlannedDelivery, SharedStore,
+    IngestBatch, Lease, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries, PlannedDelivery, SharedStore,
 };
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -40,6 +40,22 @@ impl Sqlite {
 impl Factory for Sqlite {
     fn open(&self, clock: ManualClock) -> BoxFuture<'_, SharedStore> {
         let url = format!("sqlite://{}", self.0.path().join("conformance.db").display());
+        Box::pin(async move { chatbundle::store::connect(&url, Arc::new(clock)).await.unwrap() })
+    }
+}
+
+/// PostgreSQL: a database of the case's own, dropped after it.
+pub struct Postgres(crate::helpers::TestDatabase);
+
+impl Postgres {
+    pub fn new() -> Postgres {
+        Postgres(crate::helpers::TestDatabase::create())
+    }
+}
+
+impl Factory for Postgres {
+    fn open(&self, clock: ManualClock) -> BoxFuture<'_, SharedStore> {
+        let url = self.0.url.clone();
         Box::pin(async move { chatbundle::store::connect(&url, Arc::new(clock)).await.unwrap() })
     }
 }
@@ -94,7 +110,7 @@ impl World {
     async fn drain(&self) -> Vec<Value> {
         let mut seen = Vec::new();
         loop {
-            let claimed = claim(&self.store, self.now(), 1000).await;
+            let claimed = claim(&self.store, 1000).await;
             if claimed.is_empty() {
                 return seen;
             }
@@ -145,8 +161,12 @@ async fn ingest(
     (outcome.accepted, outcome.duplicates)
 }
 
-async fn claim(store: &SharedStore, now: DateTime<Utc>, limit: usize) -> Vec<ClaimedDelivery> {
-    store.claim_deliveries(now, now + chrono::Duration::seconds(60), limit, None).await.unwrap()
+/// Leases of a minute.
+const LEASE: Lease = Lease { default_timeout: Duration::from_secs(30), margin: Duration::from_secs(30) };
+
+/// Claims what is due by the store's clock (which the case's clock drives).
+async fn claim(store: &SharedStore, limit: usize) -> Vec<ClaimedDelivery> {
+    store.claim_deliveries(LEASE, limit, None).await.unwrap()
 }
 
 fn policy() -> FailurePolicy {
@@ -386,18 +406,18 @@ pub async fn a_chats_deliveries_go_out_in_order_one_at_a_time(factory: &dyn Fact
     for (m, c) in [("a-1", "A"), ("a-2", "A"), ("b-1", "B"), ("a-3", "A")] {
         world.ingest(&[(m, c)]).await;
     }
-    let first = claim(&world.store, world.now(), 10).await;
+    let first = claim(&world.store, 10).await;
     let heads: HashSet<String> = first.iter().map(payload_id).collect();
     assert_eq!(heads, HashSet::from(["a-1".to_string(), "b-1".to_string()]), "one per chat, the oldest");
-    assert!(claim(&world.store, world.now(), 10).await.is_empty(), "leased heads block their lanes");
+    assert!(claim(&world.store, 10).await.is_empty(), "leased heads block their lanes");
     let a1 = first.iter().find(|d| payload_id(d) == "a-1").unwrap();
     let retry = world.now() + chrono::Duration::seconds(5);
     assert!(record(&world.store, a1, world.now(), AttemptOutcome::RetryAt(retry)).await);
-    assert!(claim(&world.store, world.now(), 10).await.is_empty(), "a-2 waits while a-1 is pending");
+    assert!(claim(&world.store, 10).await.is_empty(), "a-2 waits while a-1 is pending");
     world.clock.advance(Duration::from_secs(5));
     let mut order = Vec::new();
     loop {
-        let claimed = claim(&world.store, world.now(), 10).await;
+        let claimed = claim(&world.store, 10).await;
         let Some(d) = claimed.into_iter().find(|d| payload_id(d).starts_with("a-")) else { break };
         order.push(payload_id(&d));
         assert!(record(&world.store, &d, world.now(), AttemptOutcome::Delivered).await);
@@ -423,7 +443,7 @@ pub async fn racing_claims_get_each_delivery_once(factory: &dyn Factory) {
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 for _ in 0..20 {
-                    for d in claim(&world.store, world.now(), 3).await {
+                    for d in claim(&world.store, 3).await {
                         mine.push(payload_id(&d));
                         assert!(record(&world.store, &d, world.now(), AttemptOutcome::Delivered).await);
                     }
@@ -449,9 +469,9 @@ pub async fn only_the_current_lease_holder_records_a_result(factory: &dyn Factor
     let world = World::new(factory).await;
     let webhook = world.webhook(Granularity::None, &[Event::Messages]).await;
     world.ingest(&[("m-1", "c-1")]).await;
-    let first = claim(&world.store, world.now(), 10).await.remove(0);
+    let first = claim(&world.store, 10).await.remove(0);
     world.clock.advance(Duration::from_secs(61));
-    let second = claim(&world.store, world.now(), 10).await.remove(0);
+    let second = claim(&world.store, 10).await.remove(0);
     assert_eq!(second.id, first.id, "the same delivery, the same webhook-id");
     assert_ne!(second.lease_token, first.lease_token);
     let status = || async { world.store.list_deliveries(&webhook, None, 10, 0).await.unwrap()[0].status };
@@ -474,18 +494,17 @@ pub async fn the_rate_is_taken_from_the_webhooks_bucket_at_claim_time(factory: &
     world.ingest(&[("m-1", "c-1"), ("m-2", "c-2"), ("m-3", "c-3")]).await;
     let rate = NonZeroU32::new(2);
     let store = world.store.clone();
-    let take = |now: DateTime<Utc>| {
+    let take = || {
         let store = store.clone();
-        async move {
-            store.claim_deliveries(now, now + chrono::Duration::seconds(60), 10, rate).await.unwrap().len()
-        }
+        async move { store.claim_deliveries(LEASE, 10, rate).await.unwrap().len() }
     };
-    assert_eq!(take(world.now()).await, 2, "a burst of the rate");
-    assert_eq!(take(world.now()).await, 0);
-    world.clock.advance(Duration::from_millis(499));
-    assert_eq!(take(world.now()).await, 0);
-    world.clock.advance(Duration::from_millis(1));
-    assert_eq!(take(world.now()).await, 1, "one more every 1/rate seconds");
+    // (A store on a database clock sees the case's clock give or take a millisecond.)
+    assert_eq!(take().await, 2, "a burst of the rate");
+    assert_eq!(take().await, 0);
+    world.clock.advance(Duration::from_millis(400));
+    assert_eq!(take().await, 0, "not a whole token yet");
+    world.clock.advance(Duration::from_millis(200));
+    assert_eq!(take().await, 1, "one more every 1/rate seconds");
 }
 
 /// [`chatbundle::store::IngestStore::ingest`]: a message id is stored once, also when many
@@ -576,16 +595,80 @@ pub async fn a_lapsed_reply_window_is_announced_once_across_restarts(factory: &d
     assert_eq!(store.announce_expiries(world.now(), 10, render).await.unwrap(), 1);
 }
 
+/// [`chatbundle::store::SessionStore::announce_expiries`]: announcers racing (several daemons'
+/// closers) announce each lapse once between them.
+pub async fn racing_announcers_announce_each_lapse_once(factory: &dyn Factory) {
+    let world = Arc::new(World::new(factory).await);
+    world.webhook(Granularity::None, &[Event::SessionStatus]).await;
+    for i in 0..20 {
+        let (id, chat) = (format!("w-{i}"), format!("wa-{i}"));
+        ingest(&world.store, &world.workspace, &[(&id, &chat)], "whatsapp").await;
+    }
+    let before = world.drain().await.len();
+    world.clock.advance(Duration::from_secs(25 * 3600));
+    let announcers: Vec<_> = (0..4)
+        .map(|_| {
+            let world = world.clone();
+            tokio::spawn(async move {
+                let render: chatbundle::store::RenderSession = Arc::new(|_| b"{}".to_vec());
+                let mut announced = 0;
+                loop {
+                    let n = world.store.announce_expiries(world.now(), 3, render.clone()).await.unwrap();
+                    if n == 0 {
+                        return announced;
+                    }
+                    announced += n;
+                }
+            })
+        })
+        .collect();
+    let mut announced = 0;
+    for announcer in announcers {
+        announced += announcer.await.unwrap();
+    }
+    assert_eq!(announced, 20, "each lapse once");
+    assert_eq!(world.drain().await.len(), 20, "one event each");
+    assert!(before >= 20, "each new chat was announced as created");
+}
+
+/// [`chatbundle::store::Outbox::claim_email`]: mailers racing (one per daemon) get each e-mail
+/// once.
+pub async fn racing_mailers_claim_each_email_once(factory: &dyn Factory) {
+    let world = Arc::new(World::new(factory).await);
+    let webhook = world.webhook(Granularity::None, &[Event::Messages]).await;
+    world.ingest(&[("m-1", "c-1")]).await;
+    let claimed = claim(&world.store, 10).await.remove(0);
+    // A 410 switches the webhook off and writes to its owner.
+    let gone = attempt(&claimed, world.now(), 410);
+    let recorded = world.store.record_attempt(gone, AttemptOutcome::RetryAt(world.now()), &policy()).await;
+    assert!(recorded.unwrap().emailed);
+    let mailers: Vec<_> = (0..4)
+        .map(|_| {
+            let world = world.clone();
+            tokio::spawn(
+                async move { world.store.claim_email(Duration::from_secs(300)).await.unwrap().is_some() },
+            )
+        })
+        .collect();
+    let mut got = 0;
+    for mailer in mailers {
+        got += usize::from(mailer.await.unwrap());
+    }
+    assert_eq!(got, 1, "one mailer sends it");
+    assert!(world.store.get_webhook(&webhook).await.unwrap().is_some_and(|w| !w.enabled));
+}
+
 /// The cases above, as tests for one store.
 #[macro_export]
 macro_rules! conformance {
-    ($name:ident, $factory:expr) => {
+    ($name:ident, $factory:expr $(, #[$attr:meta])*) => {
         mod $name {
             use super::*;
 
             macro_rules! case {
                 ($case:ident) => {
                     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    $(#[$attr])*
                     async fn $case() {
                         let factory = $factory;
                         super::$case(&factory).await;
@@ -604,8 +687,11 @@ macro_rules! conformance {
             case!(a_message_sent_many_times_at_once_is_stored_once);
             case!(is_new_chat_is_true_once_per_chat);
             case!(a_lapsed_reply_window_is_announced_once_across_restarts);
+            case!(racing_announcers_announce_each_lapse_once);
+            case!(racing_mailers_claim_each_email_once);
         }
     };
 }
 
 conformance!(sqlite, Sqlite::new());
+conformance!(postgres, Postgres::new(), #[ignore = "needs PostgreSQL on 127.0.0.1:5432: run scripts/test"]);

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 async fn app_with(configure: impl FnOnce(&mut chatbundle::config::Config)) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let dir = crate::helpers::test_dir();
     let mut config = test_config(&dir);
     configure(&mut config);
     TestApp::spawn_with(dir, config, chatbundle::clock::ManualClock::new(start_time())).await
@@ -168,15 +168,13 @@ async fn one_inbound_request_is_stored_whole_or_not_at_all() {
     let url = src["inbound_url"].as_str().unwrap().to_string();
 
     // The last thing the request stores (the note of the skipped image) cannot be written.
-    let db = format!("sqlite://{}", app.dir.path().join("chatbundle.db").display());
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db).await.unwrap();
-    sqlx::query("ALTER TABLE events RENAME TO events_away").execute(&mut conn).await.unwrap();
+    app.dir.rename_table("events", "events_away").await;
     let refused = app.http.post(&url).json(&zoho_request()).send().await.unwrap();
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
     let stats = app.stats(&ws).await;
     assert_eq!((stats.chats, stats.messages, stats.deliveries_pending), (0, 0, 0), "nothing of it was kept");
-    sqlx::query("ALTER TABLE events_away RENAME TO events").execute(&mut conn).await.unwrap();
+    app.dir.rename_table("events_away", "events").await;
 
     // The channel's retry stores everything once.
     let stored = app.http.post(&url).json(&zoho_request()).send().await.unwrap();
@@ -213,7 +211,7 @@ async fn a_flush_cut_off_resumes_as_a_flush() {
     // A flush at 12:20 commits its first step, then the process dies.
     let flushed_at = DateTime::parse_from_rfc3339("2024-03-01T12:20:00Z").unwrap().to_utc();
     clock.set(flushed_at);
-    let url = format!("sqlite://{}", dir.path().join("chatbundle.db").display());
+    let url = dir.store_url();
     let store = chatbundle::store::connect(&url, Arc::new(clock.clone())).await.unwrap();
     let webhook = store.bundling_webhooks(None).await.unwrap().remove(0);
     let plan =
@@ -256,13 +254,11 @@ async fn a_transcript_the_store_cannot_read_is_a_503_not_a_404() {
     let link = chat["transcript_url"].as_str().unwrap().to_string();
     assert_eq!(app.http.get(&link).send().await.unwrap().status(), 200);
 
-    let db = format!("sqlite://{}", app.dir.path().join("chatbundle.db").display());
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db).await.unwrap();
-    sqlx::query("ALTER TABLE chats RENAME TO chats_away").execute(&mut conn).await.unwrap();
+    app.dir.rename_table("chats", "chats_away").await;
     let failing = app.http.get(&link).send().await.unwrap();
     assert_eq!(failing.status(), 503);
     assert!(failing.text().await.unwrap().contains("Try again"));
-    sqlx::query("ALTER TABLE chats_away RENAME TO chats").execute(&mut conn).await.unwrap();
+    app.dir.rename_table("chats_away", "chats").await;
 
     assert_eq!(app.http.get(&link).send().await.unwrap().status(), 200);
     let unknown = link.rsplit_once('/').unwrap().0.to_string() + "/" + &"x".repeat(32);

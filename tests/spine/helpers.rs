@@ -1,4 +1,5 @@
-//! The test harness: the daemon on port 0 with a temporary SQLite file and a manual clock, and a
+//! The test harness: the daemon on port 0 with a temporary SQLite file (or, with
+//! `TEST_STORE=postgres`, a PostgreSQL database of its own) and a manual clock, and a
 //! real HTTP receiver whose answers can be changed mid-test.
 
 use std::collections::VecDeque;
@@ -55,23 +56,148 @@ where
     }
 }
 
+/// Where the tests' PostgreSQL is: trust authentication on 127.0.0.1 on these machines and in CI.
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Whether this run tests the PostgreSQL store (`TEST_STORE=postgres`) rather than
+/// the default SQLite one.
+pub fn testing_postgres() -> bool {
+    std::env::var("TEST_STORE").is_ok_and(|s| s == "postgres")
+}
+
+/// A PostgreSQL database of a test's own, created empty and dropped (with whatever is still
+/// connected to it) when this is dropped.
+pub struct TestDatabase {
+    name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> TestDatabase {
+        let name = format!("chatbundle_test_{}", chatbundle::domain::random_token(12).to_lowercase());
+        let url = format!("{}/{name}", postgres_admin_url());
+        admin_sql(format!("CREATE DATABASE {name}"));
+        TestDatabase { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        admin_sql(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+/// Runs one statement on the `postgres` database, from a thread of its own (so it works in and
+/// out of an async test, and in `Drop`).
+fn admin_sql(sql: String) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            use sqlx::Connection;
+            let url = format!("{}/postgres", postgres_admin_url());
+            let mut conn = sqlx::PgConnection::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at {url} (see README, Tests): {e}"));
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            conn.close().await.unwrap();
+        })
+    })
+    .join()
+    .unwrap();
+}
+
+/// A test's data: a temporary directory, and with `TEST_STORE=postgres` a database of
+/// its own. Both go when the last daemon using them is dropped.
+pub struct TestDir {
+    dir: TempDir,
+    pub database: Option<TestDatabase>,
+}
+
+impl std::ops::Deref for TestDir {
+    type Target = TempDir;
+
+    fn deref(&self) -> &TempDir {
+        &self.dir
+    }
+}
+
+impl TestDir {
+    /// The `database_url` of the test's store.
+    pub fn store_url(&self) -> String {
+        match &self.database {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}", self.path().join("chatbundle.db").display()),
+        }
+    }
+
+    /// One number from the test's store, read behind the daemon's back (for what no API shows).
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Connection;
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match &self.database {
+            Some(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+            }
+            None => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.store_url()).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+            }
+        }
+    }
+
+    /// Renames a table behind the daemon's back: how the fault tests make one part of the store
+    /// fail (and, renamed back, heal).
+    pub async fn rename_table(&self, from: &str, to: &str) {
+        use sqlx::Connection;
+        let sql = format!("ALTER TABLE {from} RENAME TO {to}");
+        match &self.database {
+            Some(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            None => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.store_url()).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+}
+
+/// Data for a test, on the store under test.
+pub fn test_dir() -> Arc<TestDir> {
+    Arc::new(TestDir {
+        dir: tempfile::tempdir().unwrap(),
+        database: testing_postgres().then(TestDatabase::create),
+    })
+}
+
 /// A running daemon.
 pub struct TestApp {
     pub base: String,
     pub clock: ManualClock,
     pub store: SharedStore,
     pub http: reqwest::Client,
-    pub dir: Arc<TempDir>,
+    pub dir: Arc<TestDir>,
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), AppError>>>,
 }
 
-/// The configuration tests start from: port 0, a temporary data directory, a known token.
-pub fn test_config(dir: &TempDir) -> Config {
+/// The configuration tests start from: port 0, a temporary data directory (and database), a
+/// known token.
+pub fn test_config(dir: &TestDir) -> Config {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
+        database_url: dir.database.as_ref().map(|db| db.url.clone()),
         admin_token: Some(ADMIN_TOKEN.into()),
         ..Config::default()
     };
@@ -84,13 +210,13 @@ pub fn test_config(dir: &TempDir) -> Config {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let dir = test_dir();
         let config = test_config(&dir);
         TestApp::spawn_with(dir, config, ManualClock::new(start_time())).await
     }
 
     /// Starts a daemon on an existing data directory (a restart) or with a custom configuration.
-    pub async fn spawn_with(dir: Arc<TempDir>, config: Config, clock: ManualClock) -> TestApp {
+    pub async fn spawn_with(dir: Arc<TestDir>, config: Config, clock: ManualClock) -> TestApp {
         APPS_STARTED.fetch_add(1, Ordering::SeqCst);
         if std::env::var_os("TEST_LOG").is_some() {
             chatbundle::telemetry::init(chatbundle::config::LogFormat::Plain);
@@ -115,7 +241,7 @@ impl TestApp {
     }
 
     /// Shuts the daemon down as SIGTERM would, and waits until it has stopped.
-    pub async fn stop(mut self) -> (Arc<TempDir>, ManualClock) {
+    pub async fn stop(mut self) -> (Arc<TestDir>, ManualClock) {
         self.shutdown.take().unwrap().send(()).unwrap();
         let task = self.task.take().unwrap();
         tokio::time::timeout(BOUND, task)

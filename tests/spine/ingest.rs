@@ -155,17 +155,14 @@ async fn a_storage_failure_answers_503_and_keeps_nothing_of_the_request() {
     app.ingest(&ws, &message("m-0", "c-0", "before")).await;
 
     // Break the messages table from a second connection, as a full disk or corruption would.
-    let db = app.dir.path().join("chatbundle.db");
-    let url = format!("sqlite://{}", db.display());
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
-    sqlx::query("ALTER TABLE messages RENAME TO messages_away").execute(&mut conn).await.unwrap();
+    app.dir.rename_table("messages", "messages_away").await;
 
     let response = app.post_messages(&ws, &message("m-1", "c-new", "lost?")).await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unavailable");
 
-    sqlx::query("ALTER TABLE messages_away RENAME TO messages").execute(&mut conn).await.unwrap();
+    app.dir.rename_table("messages_away", "messages").await;
     let stats = app.stats(&ws).await;
     assert_eq!((stats.messages, stats.chats), (1, 1), "the failed request left no chat behind");
     // And the store keeps working once the fault is gone.

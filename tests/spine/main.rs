@@ -15,5 +15,6 @@ mod ingest;
 mod openapi;
 mod operations;
 mod process;
+mod scale;
 mod supervision;
 mod web;

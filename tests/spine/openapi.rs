@@ -2,6 +2,7 @@
 //! schemathesis (PyPI) generating requests from it against a running daemon.
 
 use std::process::Command;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -101,6 +102,7 @@ async fn chats_are_listed_shown_and_their_transcript_link_rotated() {
     let app = TestApp::spawn().await;
     let ws = app.workspace().await;
     app.ingest(&ws, &json!([message("m-1", "c-1", "hello"), message("m-2", "c-2", "hi")])).await;
+    app.advance(Duration::from_secs(1));
     app.ingest(&ws, &message("m-3", "c-1", "again")).await;
 
     let listed: Value = app

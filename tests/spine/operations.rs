@@ -1,4 +1,3 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -7,7 +6,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 async fn app_with(configure: impl FnOnce(&mut chatbundle::config::Config)) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let dir = crate::helpers::test_dir();
     let mut config = test_config(&dir);
     configure(&mut config);
     TestApp::spawn_with(dir, config, chatbundle::clock::ManualClock::new(start_time())).await
@@ -122,14 +121,8 @@ async fn an_smtp_outage_delays_the_email_but_never_loses_it() {
     })
     .await;
     // The SMTP server is down: let the mailer try and fail at least once.
-    let db = format!("sqlite://{}?mode=ro", app.dir.path().join("chatbundle.db").display());
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
     eventually("a failed e-mail attempt", || async {
-        let tried: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE attempts > 0 AND sent_at IS NULL")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let tried = app.dir.count("SELECT COUNT(*) FROM outbox WHERE attempts > 0 AND sent_at IS NULL").await;
         (tried > 0).then_some(())
     })
     .await;

@@ -257,7 +257,7 @@ async fn a_webhook_that_follows_its_workspace_keeps_following_when_saved_or_re_e
 
 #[tokio::test]
 async fn a_delivery_given_up_is_listed_under_its_webhook_and_resent_from_the_page() {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let dir = crate::helpers::test_dir();
     let mut config = test_config(&dir);
     config.delivery.reject_after = 1;
     let app = TestApp::spawn_with(dir, config, chatbundle::clock::ManualClock::new(start_time())).await;

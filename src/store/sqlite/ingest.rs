@@ -1,12 +1,9 @@
 //! Ingest, merged: every ingest request waiting for a commit is stored with a few multi-row
-//! statements instead of a few statements per message. Each statement costs a round trip to
-//! SQLite's worker thread, so this is what lets one writer keep up with many connections.
-//!
-//! The merge keeps the meaning of storing the requests one after another: a message id seen
-//! earlier (in the database or earlier in the merge) is a duplicate, chat details given later
-//! override earlier ones, and deliveries are queued in message order.
+//! statements instead of a few statements per message ([`crate::store::merge`]). Each statement
+//! costs a round trip to SQLite's worker thread, so this is what lets one writer keep up with
+//! many connections.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,14 +13,12 @@ use tracing::instrument;
 
 use super::SqliteStore;
 use super::activity::insert_event;
-use super::queue::{Enqueue, enqueue};
+use super::queue::enqueue;
 use super::rows::{CHAT_COLUMNS, chat, ms};
 use super::sessions;
-use crate::domain::{
-    Account, ChatId, DeliveryId, DeliveryKind, Direction, SessionStatus, WebhookId, WorkspaceId,
-    random_token, reply_window,
-};
-use crate::store::{Chat, ChatInfo, IngestBatch, IngestOutcome, IngestStore, NewMessage, StoreResult};
+use crate::domain::{Account, ChatId, SessionStatus, WebhookId, WorkspaceId, random_token};
+use crate::store::merge::{self, Candidate, ChatKey, ChatUpdate, LATER, MessageKey, WorkspaceInfo, merge};
+use crate::store::{Chat, IngestBatch, IngestOutcome, IngestStore, StoreResult};
 
 #[async_trait]
 impl IngestStore for SqliteStore {
@@ -36,22 +31,6 @@ impl IngestStore for SqliteStore {
 /// Rows per multi-row statement: far below SQLite's limit of 32,766 bound values.
 const ROWS_PER_STATEMENT: usize = 500;
 
-type ChatKey<'a> = (&'a str, &'a str, &'a str);
-
-/// A message that is new to this merge (it may still be a duplicate of a stored one).
-struct Candidate<'a> {
-    batch: usize,
-    message: &'a NewMessage,
-    chat: ChatKey<'a>,
-}
-
-/// What the merge knows of a workspace.
-struct WorkspaceInfo {
-    account: Account,
-    /// Webhooks that get each message at once, oldest first.
-    immediate: Vec<WebhookId>,
-}
-
 /// Stores the requests as received at `now` (the transaction's time).
 pub(super) async fn ingest_many(
     conn: &mut SqliteConnection,
@@ -59,8 +38,6 @@ pub(super) async fn ingest_many(
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<IngestOutcome>> {
     let now = ms(now);
-    let mut outcomes = vec![IngestOutcome::default(); batches.len()];
-
     let mut workspaces: HashMap<&str, WorkspaceInfo> = HashMap::new();
     for batch in batches {
         if !workspaces.contains_key(batch.workspace_id.as_str()) {
@@ -69,89 +46,11 @@ pub(super) async fn ingest_many(
         }
     }
 
-    // Later copies of a message id within the merge are duplicates of the first.
-    let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
-    let mut candidates = Vec::new();
-    // Chat details, merged in arrival order so later details win, as sequential updates would.
-    let mut chats: HashMap<ChatKey, ChatUpdate> = HashMap::new();
-    let mut chat_order: Vec<ChatKey> = Vec::new();
-    for (index, batch) in batches.iter().enumerate() {
-        for message in &batch.messages {
-            let key = (batch.workspace_id.as_str(), batch.source_key.as_str(), message.message_id.as_str());
-            if !seen.insert(key) {
-                outcomes[index].duplicates += 1;
-                continue;
-            }
-            let chat =
-                (batch.workspace_id.as_str(), batch.source_key.as_str(), message.chat.external_id.as_str());
-            let update = chats.entry(chat).or_insert_with(|| {
-                chat_order.push(chat);
-                ChatUpdate {
-                    info: message.chat.clone(),
-                    channel: message.channel.clone(),
-                    customer_at: None,
-                    window: None,
-                }
-            });
-            merge_chat(&mut update.info, &message.chat);
-            update.channel.clone_from(&message.channel);
-            if message.direction == Direction::Received {
-                // The reply window runs from the customer's latest message.
-                let at = ms(message.timestamp);
-                if update.customer_at.is_none_or(|c| at > c) {
-                    update.customer_at = Some(at);
-                    update.window = reply_window(&message.channel).map(|w| at + w.as_millis() as i64);
-                }
-            }
-            candidates.push(Candidate { batch: index, message, chat });
-        }
-    }
-
-    let stored_chats = upsert_chats(conn, &chat_order, &chats, now).await?;
-    let inserted = insert_messages(conn, &candidates, &stored_chats, now).await?;
-
-    // A chat is new when no message of it was stored before; its first message here says so.
-    let mut first_of_chat: HashMap<ChatId, i64> = HashMap::new();
-
-    let mut deliveries: Vec<Enqueue> = Vec::new();
-    let mut accepted: Vec<(&Candidate, i64)> = candidates
-        .iter()
-        .filter_map(|c| {
-            let key = (c.chat.0, c.chat.1, c.message.message_id.as_str());
-            inserted.get(&key).map(|seq| (c, *seq))
-        })
-        .collect();
-    accepted.sort_by_key(|(_, seq)| *seq);
-    for (candidate, seq) in &accepted {
-        let (chat, first_message_seq) = &stored_chats[&candidate.chat];
-        let is_new_chat = first_message_seq.is_none() && !first_of_chat.contains_key(&chat.id);
-        if is_new_chat {
-            first_of_chat.insert(chat.id, *seq);
-        }
-        outcomes[candidate.batch].accepted += 1;
-        let batch = &batches[candidate.batch];
-        let workspace = &workspaces[batch.workspace_id.as_str()];
-        if workspace.immediate.is_empty() {
-            continue;
-        }
-        let payload = (batch.render_immediate)(&workspace.account, chat, candidate.message, is_new_chat);
-        for webhook in &workspace.immediate {
-            deliveries.push(Enqueue {
-                id: DeliveryId::generate(),
-                kind: DeliveryKind::Message,
-                webhook: webhook.clone(),
-                chat: Some(chat.id),
-                payload: payload.clone(),
-                bundle: None,
-            });
-        }
-    }
-    for candidate in &candidates {
-        let key = (candidate.chat.0, candidate.chat.1, candidate.message.message_id.as_str());
-        if !inserted.contains_key(&key) {
-            outcomes[candidate.batch].duplicates += 1;
-        }
-    }
+    let mut merged = merge(batches);
+    let stored_chats = upsert_chats(conn, &merged.chat_order, &merged.chats, now).await?;
+    let inserted = insert_messages(conn, &merged.candidates, &stored_chats, now).await?;
+    let (deliveries, first_of_chat) =
+        merge::deliveries(batches, &mut merged, &stored_chats, &inserted, &workspaces);
 
     // Chats created by this merge start their session: tell session_status webhooks.
     for (key, (created, _)) in &stored_chats {
@@ -181,7 +80,7 @@ pub(super) async fn ingest_many(
             insert_event(conn, &batch.workspace_id, None, now, "skipped", &detail).await?;
         }
     }
-    Ok(outcomes)
+    Ok(merged.outcomes)
 }
 
 async fn workspace_info(
@@ -210,21 +109,6 @@ async fn workspace_info(
     let immediate: Vec<String> = serde_json::from_str(&immediate).unwrap_or_default();
     let immediate = immediate.into_iter().map(WebhookId::from).collect();
     Ok(WorkspaceInfo { account, immediate })
-}
-
-fn merge_chat(into: &mut ChatInfo, later: &ChatInfo) {
-    fn take(into: &mut Option<String>, later: &Option<String>) {
-        if later.is_some() {
-            into.clone_from(later);
-        }
-    }
-    take(&mut into.full_name, &later.full_name);
-    take(&mut into.phone, &later.phone);
-    take(&mut into.responsible_name, &later.responsible_name);
-    take(&mut into.responsible_email, &later.responsible_email);
-    if later.is_group.is_some() {
-        into.is_group = later.is_group;
-    }
 }
 
 /// Inserts or updates each chat once; returns the stored chat and whether it already had a
@@ -296,19 +180,6 @@ async fn upsert_chats<'a>(
     Ok(stored)
 }
 
-/// The condition, in a chat upsert, that this batch carries a later customer message.
-const LATER: &str = "excluded.last_customer_message_at > COALESCE(chats.last_customer_message_at, -1)";
-
-/// What one merge says of a chat.
-struct ChatUpdate {
-    info: ChatInfo,
-    /// The channel of its latest message (it decides the reply window).
-    channel: String,
-    /// The latest customer message's time, and the reply window it opens.
-    customer_at: Option<i64>,
-    window: Option<i64>,
-}
-
 /// Inserts the candidates; returns the queue position of each one that was new, by
 /// (workspace, source, message id). The others were already stored: duplicates.
 async fn insert_messages<'a>(
@@ -316,7 +187,7 @@ async fn insert_messages<'a>(
     candidates: &[Candidate<'a>],
     chats: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
     now: i64,
-) -> StoreResult<HashMap<(&'a str, &'a str, &'a str), i64>> {
+) -> StoreResult<HashMap<MessageKey<'a>, i64>> {
     let mut inserted = HashMap::with_capacity(candidates.len());
     for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
         let mut query = QueryBuilder::<Sqlite>::new(
@@ -354,7 +225,7 @@ async fn insert_messages<'a>(
             let source: String = row.try_get("source_key")?;
             let id: String = row.try_get("message_id")?;
             let c = by_value[&(ws.as_str(), source.as_str(), id.as_str())];
-            inserted.insert((c.chat.0, c.chat.1, c.message.message_id.as_str()), row.try_get("seq")?);
+            inserted.insert(c.key(), row.try_get("seq")?);
         }
     }
     Ok(inserted)

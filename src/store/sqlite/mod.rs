@@ -64,6 +64,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The read connections (for copying a store).
+    pub(in crate::store) fn readers(&self) -> &SqlitePool {
+        &self.readers
+    }
+
     /// Opens (creating if needed) the database at `url`, applies the migrations, and starts the
     /// writer. The database and its companion files are private (0600) whatever the umask.
     pub async fn open(url: &str, clock: SharedClock) -> StoreResult<SqliteStore> {

@@ -1,7 +1,6 @@
 //! The outbox of e-mails to workspace owners.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
@@ -103,14 +102,12 @@ async fn email_result(
 
 #[async_trait]
 impl Outbox for SqliteStore {
-    async fn claim_email(
-        &self,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> StoreResult<Option<OutboxEmail>> {
-        let (now, lease_until) = (ms(now), ms(lease_until));
+    async fn claim_email(&self, lease: std::time::Duration) -> StoreResult<Option<OutboxEmail>> {
+        let clock = self.writer.clock();
         self.write(move |conn| {
             Box::pin(async move {
+                let now = ms(clock.now());
+                let lease_until = now + lease.as_millis() as i64;
                 let row = sqlx::query(
                     "UPDATE outbox SET next_attempt_at = ?1
                      WHERE id = (SELECT id FROM outbox

@@ -16,10 +16,11 @@ use super::activity::{insert_attempt, insert_event};
 use super::outbox::queue_email;
 use super::rows::{delivery, fetch_webhook, from_ms, ms, pending};
 use super::writer::BatchClock;
-use crate::domain::{ChatId, DeliveryId, DeliveryKind, DeliveryStatus, WebhookId, WorkspaceId};
+use crate::domain::{DeliveryId, DeliveryStatus, WebhookId, WorkspaceId};
+use crate::store::queue::{Enqueue, tokens_at};
 use crate::store::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryInfo, DeliveryLog, DeliveryQueue, DisableNotice,
-    FailurePolicy, GaveUpNotice, Recorded, Resend, StoreResult, Webhook,
+    FailurePolicy, GaveUpNotice, Lease, Recorded, Resend, StoreResult, Webhook,
 };
 
 /// `next_attempt_at` of a delivery never tried: due whatever any clock says. (The transaction's
@@ -28,20 +29,6 @@ const DUE_AT_ONCE: i64 = 0;
 
 /// Rows per multi-row statement: far below SQLite's limit of 32,766 bound values.
 const ROWS_PER_STATEMENT: usize = 400;
-
-/// A delivery to put in the queue.
-pub(super) struct Enqueue {
-    /// The `webhook-id` header.
-    pub id: DeliveryId,
-    pub kind: DeliveryKind,
-    pub webhook: WebhookId,
-    /// Its lane within the webhook: deliveries of one chat go out in the order queued.
-    pub chat: Option<ChatId>,
-    pub payload: Vec<u8>,
-    /// For a bundle part: the window's end (ms) and the part's number. (webhook, chat, window
-    /// end, part) is unique, so a repeated close finds its bundles already there.
-    pub bundle: Option<(i64, u32)>,
-}
 
 /// The one place that writes deliveries: pending, due at once, queued at `now` in the lanes of
 /// their (webhook, chat), in the order given.
@@ -127,19 +114,11 @@ async fn candidates(
         .collect()
 }
 
-/// Whole tokens in a webhook's bucket at `now`, and the exact fill (bursts of `rate`).
-fn tokens_at(stored: Option<f64>, at: Option<i64>, now: i64, rate: f64) -> f64 {
-    match (stored, at) {
-        (Some(tokens), Some(at)) => (tokens + (now - at).max(0) as f64 * rate / 1000.0).min(rate),
-        _ => rate,
-    }
-}
-
 /// See [`DeliveryQueue::claim_deliveries`].
 async fn claim(
     conn: &mut SqliteConnection,
     now: i64,
-    lease_until: i64,
+    lease: Lease,
     limit: usize,
     rate: Option<NonZeroU32>,
     token: i64,
@@ -204,8 +183,15 @@ async fn claim(
         return Ok(Vec::new());
     }
 
+    // Each delivery is held for its webhook's timeout and the margin.
     let mut query = QueryBuilder::<Sqlite>::new("UPDATE deliveries SET lease_until = ");
-    query.push_bind(lease_until).push(", lease_token = ").push_bind(token).push(" WHERE seq IN (");
+    query
+        .push_bind(now + lease.margin.as_millis() as i64)
+        .push(" + COALESCE((SELECT timeout_ms FROM webhooks WHERE id = deliveries.webhook_id), ")
+        .push_bind(lease.default_timeout.as_millis() as i64)
+        .push("), lease_token = ")
+        .push_bind(token)
+        .push(" WHERE seq IN (");
     let mut seqs = query.separated(", ");
     for seq in &chosen {
         seqs.push_bind(*seq);
@@ -417,15 +403,14 @@ async fn owner(conn: &mut SqliteConnection, workspace_id: &WorkspaceId) -> Store
 impl DeliveryQueue for SqliteStore {
     async fn claim_deliveries(
         &self,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
+        lease: Lease,
         limit: usize,
         rate: Option<NonZeroU32>,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
-        let (now, lease_until) = (ms(now), ms(lease_until));
         // Tokens are random: a claim can never guess another's.
         let token = rand::random::<i64>() & i64::MAX;
-        self.write(move |conn| Box::pin(claim(conn, now, lease_until, limit, rate, token))).await
+        let clock = self.writer.clock();
+        self.write(move |conn| Box::pin(claim(conn, ms(clock.now()), lease, limit, rate, token))).await
     }
 
     #[instrument(skip_all, fields(delivery_id = %attempt.delivery_id, webhook_id = %attempt.webhook_id))]

@@ -7,22 +7,14 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
-use super::queue::{Enqueue, enqueue};
+use super::queue::enqueue;
 use super::rows::{CHAT_COLUMNS, chat, from_ms, ms};
 use crate::domain::{
     ChatId, DeliveryId, DeliveryKind, SessionStatus, WebhookId, WorkspaceId, new_id, random_token,
 };
+use crate::store::queue::Enqueue;
+use crate::store::sessions::reply_status;
 use crate::store::{Chat, RenderSession, SessionChange, SessionEvent, SessionStore, StoreResult};
-
-/// What the chat's reply looks like now: can messages be exchanged, and if not, why.
-fn reply_status(chat: &Chat, now: i64) -> &'static str {
-    match chat.session_status {
-        Some(SessionStatus::Blocked) => "SESSION_BLOCKED",
-        Some(SessionStatus::Ended) => "SESSION_ENDED",
-        _ if chat.reply_window_expires_at.is_some_and(|t| ms(t) <= now) => "SESSION_EXPIRED",
-        _ => "ACCEPTED",
-    }
-}
 
 /// Queues `payload` for every webhook of the workspace subscribed to session events, in the
 /// chat's lane (so they interleave in order with its messages and bundles).

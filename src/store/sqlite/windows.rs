@@ -11,10 +11,11 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tracing::instrument;
 
 use super::SqliteStore;
-use super::queue::{Enqueue, enqueue};
+use super::queue::enqueue;
 use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, chat, from_ms, ms, stored_message};
 use super::writer::BatchClock;
 use crate::domain::{Account, ChatId, DeliveryKind, WorkspaceId};
+use crate::store::queue::Enqueue;
 use crate::store::{BundlingWebhook, CloseProgress, CloseStep, StoreResult, StoredMessage, WindowStore};
 
 #[async_trait]

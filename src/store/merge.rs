@@ -1,0 +1,171 @@
+//! What the SQL stores share of ingest, apart from the SQL: merging requests into one set of
+//! chats and candidate messages, and turning the messages that were new into deliveries.
+//!
+//! The merge keeps the meaning of storing the requests one after another: a message id seen
+//! earlier (in the database or earlier in the merge) is a duplicate, chat details given later
+//! override earlier ones, and deliveries are queued in message order.
+
+use std::collections::{HashMap, HashSet};
+
+use super::queue::Enqueue;
+use super::{Chat, ChatInfo, IngestBatch, IngestOutcome, NewMessage};
+use crate::domain::{Account, ChatId, DeliveryId, DeliveryKind, Direction, WebhookId, reply_window};
+
+/// A chat by (workspace, source key, external id).
+pub(super) type ChatKey<'a> = (&'a str, &'a str, &'a str);
+
+/// A message by (workspace, source key, message id).
+pub(super) type MessageKey<'a> = (&'a str, &'a str, &'a str);
+
+/// A message that is new to this merge (it may still be a duplicate of a stored one).
+pub(super) struct Candidate<'a> {
+    /// Which request it came in.
+    pub batch: usize,
+    pub message: &'a NewMessage,
+    pub chat: ChatKey<'a>,
+}
+
+impl<'a> Candidate<'a> {
+    pub fn key(&self) -> MessageKey<'a> {
+        (self.chat.0, self.chat.1, self.message.message_id.as_str())
+    }
+}
+
+/// What the merged requests say of a chat.
+pub(super) struct ChatUpdate {
+    pub info: ChatInfo,
+    /// The channel of its latest message (it decides the reply window).
+    pub channel: String,
+    /// The latest customer message's time (ms), and the reply window it opens.
+    pub customer_at: Option<i64>,
+    pub window: Option<i64>,
+}
+
+/// The condition, in a chat upsert, that this merge carries a later customer message (`excluded`
+/// is the proposed row, `chats` the stored one, in SQLite and PostgreSQL alike).
+pub(super) const LATER: &str =
+    "excluded.last_customer_message_at > COALESCE(chats.last_customer_message_at, -1)";
+
+/// Requests merged, before anything is stored.
+pub(super) struct Merged<'a> {
+    pub outcomes: Vec<IngestOutcome>,
+    pub candidates: Vec<Candidate<'a>>,
+    pub chats: HashMap<ChatKey<'a>, ChatUpdate>,
+    /// The chats in the order they first appear.
+    pub chat_order: Vec<ChatKey<'a>>,
+}
+
+/// Merges requests: later copies of a message id are duplicates of the first; chat details are
+/// merged in arrival order, so later details win.
+pub(super) fn merge(batches: &[IngestBatch]) -> Merged<'_> {
+    let mut outcomes = vec![IngestOutcome::default(); batches.len()];
+    let mut seen: HashSet<MessageKey> = HashSet::new();
+    let mut candidates = Vec::new();
+    let mut chats: HashMap<ChatKey, ChatUpdate> = HashMap::new();
+    let mut chat_order: Vec<ChatKey> = Vec::new();
+    for (index, batch) in batches.iter().enumerate() {
+        for message in &batch.messages {
+            let key = (batch.workspace_id.as_str(), batch.source_key.as_str(), message.message_id.as_str());
+            if !seen.insert(key) {
+                outcomes[index].duplicates += 1;
+                continue;
+            }
+            let chat =
+                (batch.workspace_id.as_str(), batch.source_key.as_str(), message.chat.external_id.as_str());
+            let update = chats.entry(chat).or_insert_with(|| {
+                chat_order.push(chat);
+                ChatUpdate {
+                    info: message.chat.clone(),
+                    channel: message.channel.clone(),
+                    customer_at: None,
+                    window: None,
+                }
+            });
+            merge_chat(&mut update.info, &message.chat);
+            update.channel.clone_from(&message.channel);
+            if message.direction == Direction::Received {
+                // The reply window runs from the customer's latest message.
+                let at = message.timestamp.timestamp_millis();
+                if update.customer_at.is_none_or(|c| at > c) {
+                    update.customer_at = Some(at);
+                    update.window = reply_window(&message.channel).map(|w| at + w.as_millis() as i64);
+                }
+            }
+            candidates.push(Candidate { batch: index, message, chat });
+        }
+    }
+    Merged { outcomes, candidates, chats, chat_order }
+}
+
+fn merge_chat(into: &mut ChatInfo, later: &ChatInfo) {
+    fn take(into: &mut Option<String>, later: &Option<String>) {
+        if later.is_some() {
+            into.clone_from(later);
+        }
+    }
+    take(&mut into.full_name, &later.full_name);
+    take(&mut into.phone, &later.phone);
+    take(&mut into.responsible_name, &later.responsible_name);
+    take(&mut into.responsible_email, &later.responsible_email);
+    if later.is_group.is_some() {
+        into.is_group = later.is_group;
+    }
+}
+
+/// What ingest needs of a workspace.
+pub(super) struct WorkspaceInfo {
+    pub account: Account,
+    /// Webhooks that get each message at once, oldest first.
+    pub immediate: Vec<WebhookId>,
+}
+
+/// After the messages were inserted: counts each request's accepted messages and duplicates,
+/// and makes the deliveries of webhooks that get each message at once, in `seq` order. `stored`
+/// holds each chat with the position of its first message before this merge; `inserted` the
+/// position of each message that was new. Returns the deliveries and, for chats that had no
+/// message before, the position of their first.
+pub(super) fn deliveries<'a>(
+    batches: &[IngestBatch],
+    merged: &mut Merged<'a>,
+    stored: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    inserted: &HashMap<MessageKey<'a>, i64>,
+    workspaces: &HashMap<&str, WorkspaceInfo>,
+) -> (Vec<Enqueue>, HashMap<ChatId, i64>) {
+    let mut first_of_chat: HashMap<ChatId, i64> = HashMap::new();
+    let mut deliveries = Vec::new();
+    let mut accepted: Vec<(&Candidate, i64)> =
+        merged.candidates.iter().filter_map(|c| inserted.get(&c.key()).map(|seq| (c, *seq))).collect();
+    accepted.sort_by_key(|(_, seq)| *seq);
+    for (candidate, seq) in &accepted {
+        let (chat, first_message_seq) = &stored[&candidate.chat];
+        // A chat is new when no message of it was stored before; its first message here says so.
+        let is_new_chat = first_message_seq.is_none() && !first_of_chat.contains_key(&chat.id);
+        if is_new_chat {
+            first_of_chat.insert(chat.id, *seq);
+        }
+        let batch = &batches[candidate.batch];
+        let workspace = &workspaces[batch.workspace_id.as_str()];
+        if workspace.immediate.is_empty() {
+            continue;
+        }
+        let payload = (batch.render_immediate)(&workspace.account, chat, candidate.message, is_new_chat);
+        for webhook in &workspace.immediate {
+            deliveries.push(Enqueue {
+                id: DeliveryId::generate(),
+                kind: DeliveryKind::Message,
+                webhook: webhook.clone(),
+                chat: Some(chat.id),
+                payload: payload.clone(),
+                bundle: None,
+            });
+        }
+    }
+    for candidate in &merged.candidates {
+        if inserted.contains_key(&candidate.key()) {
+            merged.outcomes[candidate.batch].accepted += 1;
+        } else {
+            merged.outcomes[candidate.batch].duplicates += 1;
+        }
+    }
+    (deliveries, first_of_chat)
+}

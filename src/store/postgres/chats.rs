@@ -1,0 +1,103 @@
+//! Chats and their messages.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::PgStore;
+use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, chat, from_ms, ms, stored_message};
+use crate::domain::{ChatId, SessionStatus, WorkspaceId, random_token};
+use crate::store::{Chat, ChatStore, ChatSummary, StoreResult, StoredMessage};
+
+#[async_trait]
+impl ChatStore for PgStore {
+    async fn list_chats(
+        &self,
+        workspace_id: &WorkspaceId,
+        limit: u32,
+        offset: u32,
+    ) -> StoreResult<Vec<ChatSummary>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.source_key, c.external_id, c.full_name, c.phone, c.session_status, c.last_received_at,
+                    (SELECT COUNT(*) FROM messages m WHERE m.chat_id = c.id) AS messages
+             FROM chats c WHERE c.workspace_id = $1
+             ORDER BY c.last_received_at DESC, c.id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(workspace_id.as_str())
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ChatSummary {
+                    id: ChatId(row.try_get("id")?),
+                    source_key: row.try_get("source_key")?,
+                    external_id: row.try_get("external_id")?,
+                    full_name: row.try_get("full_name")?,
+                    phone: row.try_get("phone")?,
+                    session_status: row
+                        .try_get::<Option<String>, _>("session_status")?
+                        .and_then(|s| SessionStatus::parse(&s)),
+                    messages: row.try_get::<i64, _>("messages")? as u64,
+                    last_received_at: from_ms(row.try_get("last_received_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn get_chat(&self, id: ChatId) -> StoreResult<Option<(WorkspaceId, Chat)>> {
+        let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.0).fetch_optional(&self.pool).await?;
+        row.map(|row| Ok((row.try_get::<String, _>("workspace_id")?.into(), chat(&row)?.0))).transpose()
+    }
+
+    async fn chat_by_token(&self, token: &str) -> StoreResult<Option<(WorkspaceId, Chat)>> {
+        let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE token = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(token).fetch_optional(&self.pool).await?;
+        row.map(|row| Ok((row.try_get::<String, _>("workspace_id")?.into(), chat(&row)?.0))).transpose()
+    }
+
+    async fn chat_messages(&self, id: ChatId, limit: u32, offset: u32) -> StoreResult<Vec<StoredMessage>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = $1
+             ORDER BY received_at DESC, ts DESC, seq DESC LIMIT $2 OFFSET $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(stored_message).collect()
+    }
+
+    async fn messages_since(
+        &self,
+        id: ChatId,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = $1 AND received_at >= $2
+             ORDER BY received_at, seq LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .bind(ms(since))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(stored_message).collect()
+    }
+
+    async fn rotate_chat_token(&self, id: ChatId) -> StoreResult<Option<String>> {
+        let token = random_token(32);
+        let done = sqlx::query("UPDATE chats SET token = $1 WHERE id = $2")
+            .bind(&token)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok((done.rows_affected() > 0).then_some(token))
+    }
+}

@@ -1,0 +1,210 @@
+//! The PostgreSQL store: any number of daemons share one database, with no leader and no other
+//! coordination service. Each keeps every guarantee of the store's traits together with the
+//! others; this is how, in one place:
+//!
+//! - **One clock.** Times of receipt, close boundaries, leases and due times are the database's
+//!   clock (`clock_timestamp()`), never a daemon's, so daemons whose clocks disagree still agree
+//!   on what is due and on which window a message belongs to. (The injected clock only shifts it,
+//!   by its difference from the system clock: zero in production, the test's in tests.)
+//! - **Windows: a per-workspace lock shared by ingest and close.** Every transaction that stores
+//!   messages of a workspace holds that workspace's advisory lock in shared mode, and reads the
+//!   time of receipt only once it holds it; a close step holds it exclusively, and closes only up
+//!   to a boundary that the database's clock has passed while it holds the lock. So every ingest
+//!   either committed before the close step looked (and is in it), or reads its time after the
+//!   step committed, which is at or past the boundary (and belongs to a later range). The step
+//!   also raises the workspace's `closed_through`, and ingest never receives a message before it,
+//!   so even a clock that steps back cannot put a message behind a closed boundary.
+//! - **Exactly one bundle per (webhook, chat, window)**: a close step locks its webhook's row and
+//!   proceeds only from the `bundled_before` its caller read; bundles are unique by (webhook, chat,
+//!   window end, part).
+//! - **Per-chat order**: every transaction that adds to a (webhook, chat) lane holds the chat's
+//!   row lock (ingest upserts the chat first; expiry announcements lock it) or the workspace's
+//!   exclusive lock (closing), so a lane's deliveries are numbered in commit order. Claims take
+//!   lane heads with `FOR UPDATE SKIP LOCKED`; a later delivery is never a head while an earlier
+//!   one is pending.
+//! - **Leases and fencing** as in every store: a random token per claim, results recorded only
+//!   under it, leases judged by the database's clock. A daemon killed mid-send leaves a lease that
+//!   runs out (its webhook's timeout plus a margin), and another daemon sends the delivery again
+//!   under the same `webhook-id`.
+//! - **Rate**: the token bucket is on the webhook row, locked by each claim that takes from it.
+//! - **Once, not once per daemon**: expiry announcements lock the chats they announce (`SKIP
+//!   LOCKED`); e-mails are claimed with a lease; pruning runs where it gets a transaction-level
+//!   advisory lock, and is skipped where another daemon holds it.
+
+mod activity;
+mod chats;
+mod ingest;
+mod outbox;
+mod queue;
+mod rewindow;
+mod rows;
+mod sessions;
+mod sources;
+mod web_sessions;
+mod webhooks;
+mod windows;
+mod workspaces;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::future::BoxFuture;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+
+use self::rows::from_ms;
+use crate::clock::SharedClock;
+use crate::domain::WorkspaceId;
+use crate::store::{Gauges, Health, Lifecycle, StoreError, StoreResult};
+
+/// The shared store.
+pub struct PgStore {
+    pool: PgPool,
+    /// Shifts the database's clock (see the module's notes).
+    clock: SharedClock,
+    /// The latest time this daemon read: its readings never go back, even when the database's
+    /// clock steps back or a shifted reading lands a millisecond early.
+    latest: AtomicI64,
+}
+
+impl PgStore {
+    /// The connections (for copying a store).
+    pub(in crate::store) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Connects with up to `max_connections` connections and applies the migrations (several
+    /// daemons starting together take turns: the migrator holds an advisory lock).
+    pub async fn open(url: &str, max_connections: u32, clock: SharedClock) -> StoreResult<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations-postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(Arc::new(e)))?;
+        Ok(PgStore { pool, clock, latest: AtomicI64::new(0) })
+    }
+
+    /// The injected clock's difference from the system clock, in milliseconds.
+    fn skew(&self) -> i64 {
+        (self.clock.now() - Utc::now()).num_milliseconds()
+    }
+
+    /// The store's time now, in milliseconds: the database's clock (shifted by the injected
+    /// clock's skew).
+    async fn now(&self, conn: &mut PgConnection) -> StoreResult<i64> {
+        // The skew is read before the database's clock, so the sum is never behind the
+        // injected clock.
+        let skew = self.skew();
+        let db: i64 = sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT")
+            .fetch_one(conn)
+            .await?;
+        Ok(self.not_before_latest(db + skew))
+    }
+
+    /// `at`, or the latest time read before if that is later; remembers the result.
+    fn not_before_latest(&self, at: i64) -> i64 {
+        self.latest.fetch_max(at, Ordering::SeqCst).max(at)
+    }
+
+    /// The store's time for a transaction that holds `workspace`'s exclusive lock: not before
+    /// any message of the workspace already received, nor before its `closed_through`.
+    async fn now_exclusive(&self, conn: &mut PgConnection, workspace: &WorkspaceId) -> StoreResult<i64> {
+        let now = self.now(conn).await?;
+        let floor: i64 = sqlx::query_scalar(
+            "SELECT GREATEST(closed_through,
+                             COALESCE((SELECT MAX(received_at) FROM messages WHERE workspace_id = $1), 0))
+             FROM workspaces WHERE id = $1",
+        )
+        .bind(workspace.as_str())
+        .fetch_optional(conn)
+        .await?
+        .unwrap_or(0);
+        Ok(now.max(floor))
+    }
+
+    /// A transaction, and the store's time at its start.
+    async fn begin(&self) -> StoreResult<(Transaction<'static, Postgres>, i64)> {
+        let mut tx = self.pool.begin().await?;
+        let now = self.now(&mut tx).await?;
+        Ok((tx, now))
+    }
+}
+
+/// Raises a workspace's `closed_through` to `at`: no message of it committed later is received
+/// before `at`. Called under the workspace's exclusive lock.
+async fn raise_closed_through(conn: &mut PgConnection, id: &WorkspaceId, at: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE workspaces SET closed_through = GREATEST(closed_through, $1) WHERE id = $2")
+        .bind(at)
+        .bind(id.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The advisory-lock key of a workspace.
+fn workspace_key(id: &WorkspaceId) -> String {
+    format!("chatbundle:workspace:{id}")
+}
+
+/// Holds a workspace's lock until the transaction ends: shared for storing its messages,
+/// exclusive for closing its windows.
+async fn lock_workspace(conn: &mut PgConnection, id: &WorkspaceId, exclusive: bool) -> StoreResult<()> {
+    let sql = if exclusive {
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))"
+    };
+    sqlx::query(sql).bind(workspace_key(id)).execute(conn).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Health for PgStore {
+    async fn probe_write(&self) -> StoreResult<()> {
+        let (mut tx, at) = self.begin().await?;
+        sqlx::query("UPDATE health SET probed_at = $1 WHERE id = 1").bind(at).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn gauges(&self) -> StoreResult<Gauges> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS pending,
+                    (SELECT created_at FROM deliveries WHERE status = 'pending' ORDER BY seq LIMIT 1) AS oldest,
+                    (SELECT COUNT(*) FROM webhooks WHERE NOT enabled) AS disabled,
+                    (SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL) AS emails",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Gauges {
+            deliveries_pending: row.try_get::<i64, _>("pending")? as u64,
+            oldest_pending: row.try_get::<Option<i64>, _>("oldest")?.map(from_ms),
+            webhooks_disabled: row.try_get::<i64, _>("disabled")? as u64,
+            emails_pending: row.try_get::<i64, _>("emails")? as u64,
+        })
+    }
+}
+
+#[async_trait]
+impl Lifecycle for PgStore {
+    async fn recover_after_restart(&self) -> StoreResult<u64> {
+        // Other daemons may be sending right now: their leases run out by themselves.
+        Ok(0)
+    }
+
+    fn died(&self) -> BoxFuture<'static, String> {
+        // No writer thread: a lost database shows as failing writes, which readiness reports.
+        Box::pin(std::future::pending())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

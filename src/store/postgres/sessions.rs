@@ -1,0 +1,246 @@
+//! Chat sessions on PostgreSQL: status changes and reply windows, and the `session_status`
+//! events they queue. A lapse is announced by whichever daemon locks its chat first; the others
+//! skip the locked row, and find it announced once it commits.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgConnection;
+
+use super::queue::enqueue;
+use super::rows::{CHAT_COLUMNS, chat, from_ms, ms};
+use super::{PgStore, lock_workspace};
+use crate::domain::{
+    ChatId, DeliveryId, DeliveryKind, SessionStatus, WebhookId, WorkspaceId, new_id, random_token,
+};
+use crate::store::queue::Enqueue;
+use crate::store::sessions::reply_status;
+use crate::store::{Chat, RenderSession, SessionChange, SessionEvent, SessionStore, StoreResult};
+
+/// Queues `payload` for every webhook of the workspace subscribed to session events, in the
+/// chat's lane (so they interleave in order with its messages and bundles).
+async fn queue(
+    conn: &mut PgConnection,
+    workspace_id: &WorkspaceId,
+    chat_id: ChatId,
+    payload: &[u8],
+    now: i64,
+) -> StoreResult<()> {
+    let webhooks: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM webhooks WHERE workspace_id = $1 AND sub_session_status ORDER BY created_at, id",
+    )
+    .bind(workspace_id.as_str())
+    .fetch_all(&mut *conn)
+    .await?;
+    let deliveries: Vec<Enqueue> = webhooks
+        .into_iter()
+        .map(|webhook| Enqueue {
+            id: DeliveryId::from(new_id("ses")),
+            kind: DeliveryKind::SessionStatus,
+            webhook: WebhookId::from(webhook),
+            chat: Some(chat_id),
+            payload: payload.to_vec(),
+            bundle: None,
+        })
+        .collect();
+    enqueue(conn, &deliveries, now).await
+}
+
+/// Whether anyone in the workspace listens to session events (so nothing is rendered in vain).
+pub(super) async fn has_listeners(conn: &mut PgConnection, workspace_id: &WorkspaceId) -> StoreResult<bool> {
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM webhooks WHERE workspace_id = $1 AND sub_session_status LIMIT 1")
+            .bind(workspace_id.as_str())
+            .fetch_optional(conn)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// The event for a chat's session as it stands.
+async fn event(
+    conn: &mut PgConnection,
+    workspace_id: &WorkspaceId,
+    chat: &Chat,
+    old_status: Option<SessionStatus>,
+    reply: Option<&str>,
+    now: i64,
+) -> StoreResult<SessionEvent> {
+    let row = sqlx::query(
+        "SELECT source_key, session_id, assignee_type,
+                (SELECT COUNT(*) FROM messages WHERE chat_id = $1) AS messages
+         FROM chats WHERE id = $1",
+    )
+    .bind(chat.id.0)
+    .fetch_one(conn)
+    .await?;
+    Ok(SessionEvent {
+        workspace_id: workspace_id.clone(),
+        chat: chat.clone(),
+        source_key: row.try_get("source_key")?,
+        session_id: row.try_get("session_id")?,
+        status: chat.session_status,
+        old_status,
+        reply_status: reply.unwrap_or_else(|| reply_status(chat, now)).to_string(),
+        assignee_type: row.try_get("assignee_type")?,
+        messages_count: row.try_get::<i64, _>("messages")? as u64,
+        at: from_ms(now),
+    })
+}
+
+/// Queues the event for a chat whose session changed (or whose reply window lapsed).
+pub(super) async fn announce(
+    conn: &mut PgConnection,
+    workspace_id: &WorkspaceId,
+    chat: &Chat,
+    old_status: Option<SessionStatus>,
+    reply: Option<&str>,
+    now: i64,
+    render: &RenderSession,
+) -> StoreResult<()> {
+    let event = event(conn, workspace_id, chat, old_status, reply, now).await?;
+    let payload = render(&event);
+    queue(conn, workspace_id, chat.id, &payload, now).await
+}
+
+/// Applies a session change a channel reported, and queues a `session_status` event for
+/// subscribed webhooks when the status changed. The chat's row stays locked until the ingest
+/// transaction ends. Returns whether the status changed.
+pub(super) async fn change(
+    conn: &mut PgConnection,
+    change: &SessionChange,
+    render: &RenderSession,
+    now: i64,
+) -> StoreResult<bool> {
+    let c = &change.chat;
+    // The old status is read under the row's lock: two daemons reporting the same change
+    // announce it once.
+    let old: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT session_status FROM chats WHERE workspace_id = $1 AND source_key = $2 AND external_id = $3
+         FOR UPDATE",
+    )
+    .bind(change.workspace_id.as_str())
+    .bind(&change.source_key)
+    .bind(&c.external_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let old = old.flatten().and_then(|s| SessionStatus::parse(&s));
+    let sql = format!(
+        "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group, responsible_name,
+                            responsible_email, token, first_seen_at, last_received_at, channel, session_status,
+                            session_id, assignee_type)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14)
+         ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET
+            full_name = COALESCE(excluded.full_name, chats.full_name),
+            phone = COALESCE(excluded.phone, chats.phone),
+            responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
+            responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email),
+            channel = COALESCE(excluded.channel, chats.channel),
+            session_status = COALESCE(excluded.session_status, chats.session_status),
+            session_id = COALESCE(excluded.session_id, chats.session_id),
+            assignee_type = COALESCE(excluded.assignee_type, chats.assignee_type)
+         RETURNING {CHAT_COLUMNS}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(change.workspace_id.as_str())
+        .bind(&change.source_key)
+        .bind(&c.external_id)
+        .bind(&c.full_name)
+        .bind(&c.phone)
+        .bind(c.is_group)
+        .bind(&c.responsible_name)
+        .bind(&c.responsible_email)
+        .bind(random_token(32))
+        .bind(now)
+        .bind(&change.channel)
+        .bind(change.status.map(SessionStatus::as_str))
+        .bind(&change.session_id)
+        .bind(&change.assignee_type)
+        .fetch_one(&mut *conn)
+        .await?;
+    let (changed_chat, _) = chat(&row)?;
+    let changed = change.status.is_some() && change.status != old;
+    if changed {
+        announce(conn, &change.workspace_id, &changed_chat, old, None, now, render).await?;
+    }
+    Ok(changed)
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    async fn announce_expiries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        render: RenderSession,
+    ) -> StoreResult<u64> {
+        let now = ms(now);
+        let mut tx = self.pool.begin().await?;
+        // The workspaces first (shared, in a fixed order: a close of one of them waits, so the
+        // events take their place in the chats' lanes), then the chats, skipping those another
+        // daemon is announcing (or ingest is writing) right now.
+        let workspaces: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT workspace_id FROM (
+                SELECT workspace_id FROM chats
+                WHERE NOT expiry_announced AND reply_window_expires_at <= $1
+                ORDER BY reply_window_expires_at LIMIT $2) AS due
+             ORDER BY workspace_id",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        for workspace in &workspaces {
+            lock_workspace(&mut tx, &WorkspaceId::from(workspace.as_str()), false).await?;
+        }
+        let sql = format!(
+            "SELECT workspace_id, {CHAT_COLUMNS} FROM chats
+             WHERE NOT expiry_announced AND reply_window_expires_at <= $1 AND workspace_id = ANY($2)
+             ORDER BY reply_window_expires_at LIMIT $3
+             FOR UPDATE SKIP LOCKED"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(&workspaces)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &rows {
+            let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
+            let (lapsed, _) = chat(row)?;
+            sqlx::query("UPDATE chats SET expiry_announced = TRUE WHERE id = $1")
+                .bind(lapsed.id.0)
+                .execute(&mut *tx)
+                .await?;
+            let status = lapsed.session_status;
+            announce(&mut tx, &workspace_id, &lapsed, status, Some("SESSION_EXPIRED"), now, &render).await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn next_expiry(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(reply_window_expires_at) FROM chats WHERE NOT expiry_announced")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(next.map(from_ms))
+    }
+
+    async fn session_snapshot(
+        &self,
+        chat_id: ChatId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<SessionEvent>> {
+        let mut conn = self.pool.acquire().await?;
+        let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE id = $1");
+        let Some(row) =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(chat_id.0).fetch_optional(&mut *conn).await?
+        else {
+            return Ok(None);
+        };
+        let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
+        let (found, _) = chat(&row)?;
+        let status = found.session_status;
+        Ok(Some(event(&mut conn, &workspace_id, &found, status, None, ms(now)).await?))
+    }
+}

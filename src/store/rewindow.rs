@@ -1,0 +1,83 @@
+//! The rule that moves a webhook's windowing when its settings (or its workspace's) change,
+//! shared by the SQL stores: they read each webhook's [`Subscription`] before and after a change
+//! in the same transaction, and apply what [`changes`] says.
+
+/// What decides how a webhook's messages are windowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Subscription {
+    pub id: String,
+    /// The granularity in effect (`none`, `1h`, …).
+    pub granularity: String,
+    /// Whether it takes messages.
+    pub subscribed: bool,
+    pub timezone: String,
+}
+
+/// What a change does to one webhook's windowing, effective at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rewindow {
+    /// It takes messages again (or stops sending them one by one): its windows start at `at`,
+    /// keeping the place of messages still waiting to go out one by one.
+    Restart { webhook: String, at: i64 },
+    /// Its windows moved (granularity or time zone): what is buffered belongs to the window open
+    /// at `at`.
+    Move { webhook: String, at: i64 },
+}
+
+/// After a change to webhooks or their workspace at `now` (the transaction's time), what moves.
+/// Taking messages again starts from just after now. Otherwise what is buffered stays buffered,
+/// and belongs to the window open now (under the new granularity and time zone), or goes out at
+/// once when the new granularity is `none`; nothing buffered is dropped.
+///
+/// The change takes effect just after `now`: messages committed in the same transaction
+/// (received at `now`) were handled under the old settings, and every later one is past `now`.
+pub(crate) fn changes(before: &[Subscription], after: &[Subscription], now: i64) -> Vec<Rewindow> {
+    let at = now + 1;
+    after
+        .iter()
+        .filter_map(|new| {
+            let old = before.iter().find(|b| b.id == new.id)?;
+            let fresh = new.subscribed && (!old.subscribed || old.granularity == "none");
+            let moved = old.granularity != new.granularity
+                || (old.timezone != new.timezone && new.granularity != "none");
+            if fresh && new.granularity != "none" {
+                Some(Rewindow::Restart { webhook: new.id.clone(), at })
+            } else if new.subscribed && moved {
+                Some(Rewindow::Move { webhook: new.id.clone(), at })
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(granularity: &str, subscribed: bool, timezone: &str) -> Subscription {
+        Subscription {
+            id: "wh".into(),
+            granularity: granularity.into(),
+            subscribed,
+            timezone: timezone.into(),
+        }
+    }
+
+    #[test]
+    fn what_moves_when_settings_change() {
+        let at = |r: Vec<Rewindow>| r;
+        assert_eq!(
+            at(changes(&[sub("none", true, "UTC")], &[sub("1h", true, "UTC")], 10)),
+            [Rewindow::Restart { webhook: "wh".into(), at: 11 }]
+        );
+        assert_eq!(
+            changes(&[sub("1h", true, "UTC")], &[sub("6h", true, "UTC")], 10),
+            [Rewindow::Move { webhook: "wh".into(), at: 11 }]
+        );
+        assert_eq!(changes(&[sub("1h", true, "UTC")], &[sub("1h", true, "Asia/Tokyo")], 10).len(), 1);
+        assert!(changes(&[sub("none", true, "UTC")], &[sub("none", true, "Asia/Tokyo")], 10).is_empty());
+        assert!(changes(&[sub("1h", true, "UTC")], &[sub("1h", true, "UTC")], 10).is_empty());
+        assert!(changes(&[sub("1h", true, "UTC")], &[sub("6h", false, "UTC")], 10).is_empty());
+    }
+}

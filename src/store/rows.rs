@@ -1,0 +1,172 @@
+//! Row mapping shared by the SQL stores: the same columns hold the same things in SQLite and in
+//! PostgreSQL, so one set of functions reads both; [`row_mapping!`] instantiates them for a row
+//! type. Instants are stored as milliseconds since the Unix epoch, so that they compare as numbers.
+
+/// The row-mapping functions (and the column lists they read) for one database's row type.
+macro_rules! row_mapping {
+    ($row:ty) => {
+        use std::time::Duration;
+
+        use chrono::{DateTime, TimeZone, Utc};
+        use sqlx::Row;
+
+        use crate::domain::{
+            Account, ChatId, DeliveryId, DeliveryKind, DeliveryStatus, Direction, Event, Granularity, Party,
+            SessionStatus, SourceKind,
+        };
+        use crate::store::{Chat, DeliveryInfo, Source, StoreResult, StoredMessage, Webhook, Workspace};
+
+        pub(super) fn ms(t: DateTime<Utc>) -> i64 {
+            t.timestamp_millis()
+        }
+
+        pub(super) fn from_ms(v: i64) -> DateTime<Utc> {
+            Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+        }
+
+        fn account(row: &$row) -> StoreResult<Account> {
+            Ok(Account {
+                full_name: row.try_get("account_full_name")?,
+                email: row.try_get("account_email")?,
+                phone: row.try_get("account_phone")?,
+            })
+        }
+
+        fn granularity(s: &str) -> Granularity {
+            // Only ever written from a `Granularity`, so anything else is a corrupted row.
+            s.parse().unwrap_or(Granularity::None)
+        }
+
+        pub(super) const WORKSPACE_COLUMNS: &str = "id, name, owner_email, timezone, granularity, account_full_name, \
+             account_email, account_phone, ingest_key, created_at, updated_at";
+
+        pub(super) fn workspace(row: &$row) -> StoreResult<Workspace> {
+            Ok(Workspace {
+                id: row.try_get::<String, _>("id")?.into(),
+                name: row.try_get("name")?,
+                owner_email: row.try_get("owner_email")?,
+                timezone: row.try_get("timezone")?,
+                granularity: granularity(row.try_get("granularity")?),
+                account: account(row)?,
+                ingest_key: row.try_get("ingest_key")?,
+                created_at: from_ms(row.try_get("created_at")?),
+                updated_at: from_ms(row.try_get("updated_at")?),
+            })
+        }
+
+        pub(super) const WEBHOOK_COLUMNS: &str = "id, workspace_id, url, granularity, enabled, secret, sub_messages, \
+             sub_session_status, timeout_ms, consecutive_failures, disabled_reason, created_at, updated_at";
+
+        pub(super) fn webhook(row: &$row) -> StoreResult<Webhook> {
+            let mut events = Vec::new();
+            if row.try_get::<bool, _>("sub_messages")? {
+                events.push(Event::Messages);
+            }
+            if row.try_get::<bool, _>("sub_session_status")? {
+                events.push(Event::SessionStatus);
+            }
+            Ok(Webhook {
+                id: row.try_get::<String, _>("id")?.into(),
+                workspace_id: row.try_get::<String, _>("workspace_id")?.into(),
+                url: row.try_get("url")?,
+                granularity: row.try_get::<Option<String>, _>("granularity")?.map(|g| granularity(&g)),
+                enabled: row.try_get("enabled")?,
+                secret: row.try_get("secret")?,
+                events,
+                timeout: row.try_get::<Option<i64>, _>("timeout_ms")?.map(|v| Duration::from_millis(v as u64)),
+                consecutive_failures: row.try_get::<i64, _>("consecutive_failures")? as u32,
+                disabled_reason: row.try_get("disabled_reason")?,
+                created_at: from_ms(row.try_get("created_at")?),
+                updated_at: from_ms(row.try_get("updated_at")?),
+            })
+        }
+
+        /// The columns [`chat`] reads.
+        pub(super) const CHAT_COLUMNS: &str = "id, external_id, full_name, phone, is_group, responsible_name, \
+             responsible_email, token, first_seen_at, first_message_seq, session_status, reply_window_expires_at";
+
+        /// A chat and the position of its first message, if it has one.
+        pub(super) fn chat(row: &$row) -> StoreResult<(Chat, Option<i64>)> {
+            let chat = Chat {
+                id: ChatId(row.try_get("id")?),
+                external_id: row.try_get("external_id")?,
+                full_name: row.try_get("full_name")?,
+                phone: row.try_get("phone")?,
+                is_group: row.try_get::<Option<bool>, _>("is_group")?.unwrap_or(false),
+                responsible_name: row.try_get("responsible_name")?,
+                responsible_email: row.try_get("responsible_email")?,
+                token: row.try_get("token")?,
+                first_seen_at: from_ms(row.try_get("first_seen_at")?),
+                session_status: row
+                    .try_get::<Option<String>, _>("session_status")?
+                    .and_then(|s| SessionStatus::parse(&s)),
+                reply_window_expires_at: row.try_get::<Option<i64>, _>("reply_window_expires_at")?.map(from_ms),
+            };
+            Ok((chat, row.try_get("first_message_seq")?))
+        }
+
+        /// The columns [`stored_message`] reads.
+        pub(super) const MESSAGE_COLUMNS: &str = "seq, message_id, direction, ts, received_at, sender_name, sender_phone, \
+             recipient_name, recipient_phone, text, account, channel";
+
+        pub(super) fn stored_message(row: &$row) -> StoreResult<StoredMessage> {
+            let direction: String = row.try_get("direction")?;
+            let account: Option<String> = row.try_get("account")?;
+            Ok(StoredMessage {
+                seq: row.try_get("seq")?,
+                message_id: row.try_get("message_id")?,
+                direction: if direction == Direction::Sent.as_str() { Direction::Sent } else { Direction::Received },
+                timestamp: from_ms(row.try_get("ts")?),
+                received_at: from_ms(row.try_get("received_at")?),
+                sender: Party { full_name: row.try_get("sender_name")?, phone: row.try_get("sender_phone")? },
+                recipient: Party {
+                    full_name: row.try_get("recipient_name")?,
+                    phone: row.try_get("recipient_phone")?,
+                },
+                text: row.try_get("text")?,
+                account: account.and_then(|a| serde_json::from_str::<Account>(&a).ok()),
+                channel: row.try_get("channel")?,
+            })
+        }
+
+        pub(super) const SOURCE_COLUMNS: &str = "id, workspace_id, kind, name, account_full_name, account_email, \
+             account_phone, credentials, enabled, created_at, updated_at";
+
+        pub(super) fn source(row: &$row) -> StoreResult<Source> {
+            let kind: String = row.try_get("kind")?;
+            let credentials: String = row.try_get("credentials")?;
+            Ok(Source {
+                id: row.try_get::<String, _>("id")?.into(),
+                workspace_id: row.try_get::<String, _>("workspace_id")?.into(),
+                kind: kind.parse().unwrap_or(SourceKind::Chatwoot),
+                name: row.try_get("name")?,
+                account: account(row)?,
+                credentials: serde_json::from_str(&credentials).unwrap_or_default(),
+                enabled: row.try_get("enabled")?,
+                created_at: from_ms(row.try_get("created_at")?),
+                updated_at: from_ms(row.try_get("updated_at")?),
+            })
+        }
+
+        pub(super) fn delivery(row: &$row) -> StoreResult<DeliveryInfo> {
+            let status: String = row.try_get("status")?;
+            let kind: String = row.try_get("kind")?;
+            Ok(DeliveryInfo {
+                id: DeliveryId::from(row.try_get::<String, _>("id")?),
+                // Only ever written from the enums.
+                kind: DeliveryKind::parse(&kind).unwrap_or(DeliveryKind::Message),
+                chat_id: row.try_get::<Option<i64>, _>("chat_id")?.map(ChatId),
+                status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
+                attempts: row.try_get::<i64, _>("attempts")? as u32,
+                last_status: row.try_get::<Option<i64>, _>("last_status")?.map(|s| s as u16),
+                last_error: row.try_get("last_error")?,
+                created_at: from_ms(row.try_get("created_at")?),
+                finished_at: row.try_get::<Option<i64>, _>("finished_at")?.map(from_ms),
+            })
+        }
+
+
+    };
+}
+
+pub(crate) use row_mapping;

@@ -116,6 +116,8 @@ fn start_daemon() -> Daemon {
             .env("CHATBUNDLE_LOG_FORMAT", "json")
             // No per-webhook pacing: this measures the daemon, not Zapier's limit.
             .env("CHATBUNDLE_DELIVERY__RATE_PER_WEBHOOK", "0")
+            // The generator is one client address standing in for many.
+            .env("CHATBUNDLE_HTTP__MAX_CONNECTIONS_PER_CLIENT", "4096")
             // The receiver is on loopback, which the SSRF guard refuses by default.
             .env("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")
             .env("RUST_LOG", "info")

@@ -176,6 +176,9 @@ async fn chats_keep_their_first_seen_time_assignee_and_transcript_token() {
     let ws = app.workspace().await;
     app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
     app.ingest(&ws, &message("m-1", "c-1", "one")).await;
+    // Delivered before the clock moves on (a delivery still in flight a minute later would have
+    // outlived its lease, and rightly be sent again).
+    app.delivered(&ws, 1).await;
     app.advance(std::time::Duration::from_secs(60));
     let mut reassigned = message("m-2", "c-1", "two");
     reassigned["chat"]["responsible_name"] = json!("Dana");

@@ -225,10 +225,11 @@ async fn mark_first_messages(
         return Ok(());
     }
     let (chats, seqs): (Vec<i64>, Vec<i64>) = first_of_chat.iter().map(|(c, s)| (c.0, *s)).unzip();
+    // `id = ANY(…)` finds the rows by the primary key (a join with UNNEST would be planned for
+    // a hundred rows, as a scan of every chat).
     sqlx::query(
-        "UPDATE chats SET first_message_seq = f.seq
-         FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS f (chat_id, seq)
-         WHERE chats.id = f.chat_id AND chats.first_message_seq IS NULL",
+        "UPDATE chats SET first_message_seq = $2[array_position($1, id)]
+         WHERE id = ANY($1) AND first_message_seq IS NULL",
     )
     .bind(&chats)
     .bind(&seqs)

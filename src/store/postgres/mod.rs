@@ -5,31 +5,41 @@
 //! - **One clock.** Times of receipt, close boundaries, leases and due times are the database's
 //!   clock (`clock_timestamp()`), never a daemon's, so daemons whose clocks disagree still agree
 //!   on what is due and on which window a message belongs to. (The injected clock only shifts it,
-//!   by its difference from the system clock: zero in production, the test's in tests.)
+//!   by its difference from the system clock: zero in production, the test's in tests. A daemon's
+//!   readings never go back, so a reading a millisecond early cannot reorder its own writes.)
 //! - **Windows: a per-workspace lock shared by ingest and close.** Every transaction that stores
 //!   messages of a workspace holds that workspace's advisory lock in shared mode, and reads the
 //!   time of receipt only once it holds it; a close step holds it exclusively, and closes only up
-//!   to a boundary that the database's clock has passed while it holds the lock. So every ingest
-//!   either committed before the close step looked (and is in it), or reads its time after the
-//!   step committed, which is at or past the boundary (and belongs to a later range). The step
+//!   to a boundary that the store's time has reached while it holds the lock (the database's
+//!   clock, the workspace's `closed_through`, or its newest message, whichever is latest). So every
+//!   ingest either committed before the close step looked (and is in it), or reads its time after
+//!   the step committed, which is at or past the boundary (and belongs to a later range). The step
 //!   also raises the workspace's `closed_through`, and ingest never receives a message before it,
-//!   so even a clock that steps back cannot put a message behind a closed boundary.
+//!   so even a clock that steps back cannot put a message behind a closed boundary. Changes of
+//!   windowing (a webhook created or changed, a workspace's granularity or zone) take the same
+//!   exclusive lock and raise `closed_through` past their instant, so they take effect at one
+//!   instant for every daemon.
 //! - **Exactly one bundle per (webhook, chat, window)**: a close step locks its webhook's row and
 //!   proceeds only from the `bundled_before` its caller read; bundles are unique by (webhook, chat,
 //!   window end, part).
 //! - **Per-chat order**: every transaction that adds to a (webhook, chat) lane holds the chat's
-//!   row lock (ingest upserts the chat first; expiry announcements lock it) or the workspace's
-//!   exclusive lock (closing), so a lane's deliveries are numbered in commit order. Claims take
-//!   lane heads with `FOR UPDATE SKIP LOCKED`; a later delivery is never a head while an earlier
-//!   one is pending.
+//!   row lock (ingest upserts its chats first, in key order, so two daemons never deadlock on
+//!   them; expiry announcements lock the chats after their workspace's shared lock) or the
+//!   workspace's exclusive lock (closing), so a lane's deliveries are numbered in commit order.
+//!   Claims take lane heads with `FOR UPDATE SKIP LOCKED`; a later delivery is never a head while
+//!   an earlier one is pending.
 //! - **Leases and fencing** as in every store: a random token per claim, results recorded only
 //!   under it, leases judged by the database's clock. A daemon killed mid-send leaves a lease that
 //!   runs out (its webhook's timeout plus a margin), and another daemon sends the delivery again
 //!   under the same `webhook-id`.
 //! - **Rate**: the token bucket is on the webhook row, locked by each claim that takes from it.
 //! - **Once, not once per daemon**: expiry announcements lock the chats they announce (`SKIP
-//!   LOCKED`); e-mails are claimed with a lease; pruning runs where it gets a transaction-level
-//!   advisory lock, and is skipped where another daemon holds it.
+//!   LOCKED`); e-mails are claimed with a lease (`SKIP LOCKED`); pruning runs where it gets a
+//!   transaction-level advisory lock, and is skipped where another daemon holds it.
+//!
+//! Statements whose best plan depends on how large the tables are (the claim's lane heads, a
+//! close step's chats and messages) are planned afresh each time: a plan cached while the queue
+//! was short would scan it once it is long.
 
 mod activity;
 mod chats;

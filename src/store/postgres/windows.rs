@@ -71,6 +71,8 @@ impl WindowStore for PgStore {
         // No message of the workspace commits while this step runs; every one that committed
         // before it is visible to it, and every later one is received at or after the boundary.
         lock_workspace(&mut tx, &workspace, true).await?;
+        // Planned for the tables as they are now (see the module's notes).
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await?;
         let now = self.now_exclusive(&mut tx, &workspace).await?;
         if now < boundary {
             return Ok(CloseProgress::NotYet);

@@ -11,7 +11,9 @@
 //! 1. ingest, one message per request;
 //! 2. ingest, arrays of 100 messages per request;
 //! 3. delivery throughput: a backlog of messages drained to a webhook that was switched on;
-//! 4. end to end at a steady offered rate: accept (the 202) → arrival at the receiver;
+//! 4. end to end at a steady offered rate: accept (the 202) → arrival at the receiver; and
+//!    end-to-end throughput (`throughput`): 20,000 single-message requests over 1,000 chats from 32
+//!    connections, first request to last arrival (`BENCH_MESSAGES`, `BENCH_E2E_CONNECTIONS`);
 //! 5. closing a day window that holds 1,000,000 messages in 100,000 chats (`BENCH_CLOSE_MESSAGES`,
 //!    `BENCH_CLOSE_CHATS`): the time it takes and the daemon's peak memory meanwhile;
 //! 6. webhook calls per message on a realistic day of chats (1–200 messages each, in bursts), for
@@ -414,6 +416,84 @@ async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, 
     );
 }
 
+/// Phase 4b: end-to-end throughput, as svix was measured beside chatbundle: `total` single-message
+/// requests (1,000 chats) as fast as `connections` keep-alive connections take them, to a
+/// workspace with an immediate webhook; from the first request to the last arrival.
+async fn throughput_phase(daemon: &Daemon, client: &reqwest::Client, total: u64, connections: u64) {
+    const CHATS_HERE: u64 = 1_000;
+    let ws = workspace(client, daemon).await;
+    let (url, arrivals) = start_receiver().await;
+    admin(
+        client,
+        daemon,
+        reqwest::Method::POST,
+        &format!("/api/v1/workspaces/{}/webhooks", ws.id),
+        json!({"url": url}),
+    )
+    .await;
+    let authorities: Vec<String> =
+        daemon.bases.iter().map(|b| b.trim_start_matches("http://").to_string()).collect();
+    let path = format!("/api/v1/workspaces/{}/messages", ws.id);
+    let next = Arc::new(AtomicU64::new(0));
+    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let authority = authorities[c as usize % authorities.len()].clone();
+        let (path, key, next, accepted) = (path.clone(), ws.key.clone(), next.clone(), accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(connection);
+            let auth = format!("Bearer {key}");
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                let id = format!("t-{n}");
+                let request = hyper::Request::post(&path)
+                    .header("host", &authority)
+                    .header("content-type", "application/json")
+                    .header("authorization", &auth)
+                    .body(http_body_util::Full::new(Bytes::from(message_json(&id, n % CHATS_HERE))))
+                    .unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                let status = response.status();
+                let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+                assert_eq!(status, 202);
+                accepted.lock().unwrap().insert(id, Instant::now());
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let sent = started.elapsed().as_secs_f64();
+    let limit = Instant::now() + Duration::from_secs(600);
+    while arrivals.count.load(Ordering::Relaxed) < total && Instant::now() < limit {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let done = started.elapsed().as_secs_f64();
+    let got = arrivals.count.load(Ordering::Relaxed);
+    let accepted = accepted.lock().unwrap();
+    let arrived = arrivals.at.lock().unwrap();
+    let mut latencies: Vec<Duration> = accepted
+        .iter()
+        .filter_map(|(id, at)| arrived.get(id).map(|arr| arr.saturating_duration_since(*at)))
+        .collect();
+    latencies.sort();
+    println!(
+        "end to end, {total} messages in {CHATS_HERE} chats, {connections} connections: {:>8.0} messages/s ({got} arrived in {done:.1} s; ingest {:.0}/s); accept→arrival p50 {}, p99 {}",
+        got as f64 / done,
+        total as f64 / sent,
+        ms(percentile(&latencies, 0.50)),
+        ms(percentile(&latencies, 0.99)),
+    );
+}
+
 /// The daemon's resident memory now and at its peak, in MiB, from /proc.
 fn memory(daemon: &Daemon) -> Option<(f64, f64)> {
     let pid = daemon.children.first()?.id();
@@ -588,6 +668,15 @@ fn main() {
         }
         if phase("e2e") {
             end_to_end_phase(&daemon, &client, rate, seconds).await;
+        }
+        if phase("throughput") {
+            throughput_phase(
+                &daemon,
+                &client,
+                env_or("BENCH_MESSAGES", 20_000),
+                env_or("BENCH_E2E_CONNECTIONS", 32),
+            )
+            .await;
         }
         if phase("close") {
             let total = env_or("BENCH_CLOSE_MESSAGES", 1_000_000);

@@ -205,3 +205,50 @@ pub(super) fn tokens_at(stored: Option<f64>, at: Option<i64>, now: i64, rate: f6
         _ => rate,
     }
 }
+
+/// What an attempt does to its delivery, the same in every store: its new status, when it is
+/// tried next (ms), when it finished (ms), and the error the log keeps for it.
+pub(super) struct AttemptEffect {
+    pub status: DeliveryStatus,
+    pub next_attempt_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub failure: Option<String>,
+}
+
+impl AttemptEffect {
+    pub fn of(attempt: &AttemptRecord, outcome: AttemptOutcome) -> AttemptEffect {
+        let at = attempt.attempted_at.timestamp_millis();
+        let (status, next_attempt_at, finished_at) = match outcome {
+            AttemptOutcome::Delivered => (DeliveryStatus::Delivered, None, Some(at)),
+            AttemptOutcome::RetryAt(t) => (DeliveryStatus::Pending, Some(t.timestamp_millis()), None),
+            AttemptOutcome::GivenUp => (DeliveryStatus::Failed, None, Some(at)),
+            AttemptOutcome::Expired => (DeliveryStatus::Expired, None, Some(at)),
+        };
+        let failure = (outcome != AttemptOutcome::Delivered).then(|| {
+            attempt
+                .error
+                .clone()
+                .or_else(|| attempt.status.map(|s| format!("HTTP {s}")))
+                .unwrap_or_else(|| "failed".into())
+        });
+        AttemptEffect { status, next_attempt_at, finished_at, failure }
+    }
+}
+
+/// Why a failed attempt switches its (enabled) webhook off, if it does: a 410 Gone at once, or a
+/// run of `disable_after` failures.
+pub(super) fn disable_reason(status: Option<u16>, failures: i64, disable_after: u32) -> Option<String> {
+    match status {
+        Some(410) => Some("the endpoint answered 410 Gone".to_string()),
+        _ if failures >= i64::from(disable_after) => Some(format!("{failures} consecutive failed attempts")),
+        _ => None,
+    }
+}
+
+/// How an owner's e-mail names a chat.
+pub(super) fn chat_label(external_id: String, full_name: Option<String>) -> String {
+    match full_name {
+        Some(name) => format!("{name} ({external_id})"),
+        None => external_id,
+    }
+}

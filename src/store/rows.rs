@@ -148,6 +148,49 @@ macro_rules! row_mapping {
             })
         }
 
+        /// A row of the activity log: an attempt (source 1) or an event (source 0).
+        pub(super) fn activity_row(row: &$row) -> StoreResult<crate::store::ActivityRow> {
+            let json = |name: &str| -> StoreResult<Option<serde_json::Value>> {
+                Ok(row
+                    .try_get::<Option<String>, _>(name)?
+                    .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
+            };
+            let at: i64 = row.try_get("at")?;
+            Ok(crate::store::ActivityRow {
+                at: from_ms(at),
+                kind: row.try_get("kind")?,
+                delivery_id: row.try_get::<Option<String>, _>("delivery_id")?.map(DeliveryId::from),
+                status: row.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
+                duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d as u64),
+                error: row.try_get("error")?,
+                response_excerpt: row.try_get("response_excerpt")?,
+                request_headers: json("request_headers")?,
+                request_body: row
+                    .try_get::<Option<Vec<u8>>, _>("request_body")?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                detail: json("detail")?,
+                cursor: crate::store::ActivityCursor { at, source: row.try_get("source")?, id: row.try_get("id")? },
+            })
+        }
+
+        /// An attempt, as a webhook's latest attempts list it.
+        pub(super) fn attempt(row: &$row) -> StoreResult<crate::store::Attempt> {
+            let headers: String = row.try_get("request_headers")?;
+            let body: Vec<u8> = row.try_get("request_body")?;
+            Ok(crate::store::Attempt {
+                id: row.try_get("id")?,
+                delivery_id: DeliveryId::from(row.try_get::<String, _>("delivery_id")?),
+                webhook_id: crate::domain::WebhookId::from(row.try_get::<String, _>("webhook_id")?),
+                attempted_at: from_ms(row.try_get("attempted_at")?),
+                duration_ms: row.try_get::<i64, _>("duration_ms")? as u64,
+                status: row.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
+                response_excerpt: row.try_get("response_excerpt")?,
+                error: row.try_get("error")?,
+                request_headers: serde_json::from_str(&headers).unwrap_or_default(),
+                request_body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        }
+
         pub(super) fn delivery(row: &$row) -> StoreResult<DeliveryInfo> {
             let status: String = row.try_get("status")?;
             let kind: String = row.try_get("kind")?;

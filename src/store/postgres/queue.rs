@@ -17,7 +17,7 @@ use super::activity::{insert_attempt, insert_event};
 use super::outbox::queue_email;
 use super::rows::{delivery, from_ms, ms};
 use crate::domain::{DeliveryId, DeliveryStatus, WebhookId, WorkspaceId};
-use crate::store::queue::{Enqueue, tokens_at};
+use crate::store::queue::{AttemptEffect, Enqueue, chat_label, disable_reason, tokens_at};
 use crate::store::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryInfo, DeliveryLog, DeliveryQueue, DisableNotice,
     FailurePolicy, GaveUpNotice, Lease, Recorded, Resend, StoreResult,
@@ -215,19 +215,8 @@ async fn record_attempt(
 ) -> StoreResult<Recorded> {
     let at = ms(attempt.attempted_at);
     let delivered = outcome == AttemptOutcome::Delivered;
-    let (status, next, finished) = match outcome {
-        AttemptOutcome::Delivered => (DeliveryStatus::Delivered, None, Some(at)),
-        AttemptOutcome::RetryAt(t) => (DeliveryStatus::Pending, Some(ms(t)), None),
-        AttemptOutcome::GivenUp => (DeliveryStatus::Failed, None, Some(at)),
-        AttemptOutcome::Expired => (DeliveryStatus::Expired, None, Some(at)),
-    };
-    let failure = (!delivered).then(|| {
-        attempt
-            .error
-            .clone()
-            .or_else(|| attempt.status.map(|s| format!("HTTP {s}")))
-            .unwrap_or_else(|| "failed".into())
-    });
+    let AttemptEffect { status, next_attempt_at: next, finished_at: finished, failure } =
+        AttemptEffect::of(&attempt, outcome);
     // Fencing: only the claim that holds the lease moves the delivery on.
     let updated = sqlx::query(
         "UPDATE deliveries SET status = $1, attempts = attempts + 1, lease_until = NULL, lease_token = NULL,
@@ -296,12 +285,7 @@ async fn record_attempt(
                     .fetch_optional(&mut *conn)
                     .await?
                     .map(|r| -> StoreResult<String> {
-                        let external: String = r.try_get("external_id")?;
-                        let name: Option<String> = r.try_get("full_name")?;
-                        Ok(match name {
-                            Some(name) => format!("{name} ({external})"),
-                            None => external,
-                        })
+                        Ok(chat_label(r.try_get("external_id")?, r.try_get("full_name")?))
                     })
                     .transpose()?,
                 None => None,
@@ -330,14 +314,8 @@ async fn record_attempt(
         }
     }
 
-    let reason = match (delivered, attempt.status) {
-        (true, _) => None,
-        (false, Some(410)) => Some("the endpoint answered 410 Gone".to_string()),
-        (false, _) if failures >= i64::from(policy.disable_after) => {
-            Some(format!("{failures} consecutive failed attempts"))
-        }
-        _ => None,
-    };
+    let reason =
+        (!delivered).then(|| disable_reason(attempt.status, failures, policy.disable_after)).flatten();
     let Some(reason) = reason.filter(|_| enabled) else {
         return Ok(recorded);
     };

@@ -2,12 +2,11 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
-use super::rows::{from_ms, ms};
-use crate::domain::{DeliveryId, WebhookId, WorkspaceId};
+use super::rows::{activity_row, attempt, ms};
+use crate::domain::{WebhookId, WorkspaceId};
 use crate::store::{ActivityCursor, ActivityLog, ActivityRow, Attempt, AttemptRecord, Pruned, StoreResult};
 
 pub(super) async fn insert_attempt(
@@ -91,31 +90,7 @@ async fn activity(
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let json = |name: &str| -> StoreResult<Option<serde_json::Value>> {
-                Ok(row
-                    .try_get::<Option<String>, _>(name)?
-                    .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
-            };
-            let at: i64 = row.try_get("at")?;
-            Ok(ActivityRow {
-                at: from_ms(at),
-                kind: row.try_get("kind")?,
-                delivery_id: row.try_get::<Option<String>, _>("delivery_id")?.map(DeliveryId::from),
-                status: row.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
-                duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d as u64),
-                error: row.try_get("error")?,
-                response_excerpt: row.try_get("response_excerpt")?,
-                request_headers: json("request_headers")?,
-                request_body: row
-                    .try_get::<Option<Vec<u8>>, _>("request_body")?
-                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
-                detail: json("detail")?,
-                cursor: ActivityCursor { at, source: row.try_get("source")?, id: row.try_get("id")? },
-            })
-        })
-        .collect()
+    rows.iter().map(activity_row).collect()
 }
 
 /// Deletes, in one small transaction, up to `limit` rows of each kind older than `before`.
@@ -148,24 +123,7 @@ impl ActivityLog for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let headers: String = row.try_get("request_headers")?;
-                let body: Vec<u8> = row.try_get("request_body")?;
-                Ok(Attempt {
-                    id: row.try_get("id")?,
-                    delivery_id: DeliveryId::from(row.try_get::<String, _>("delivery_id")?),
-                    webhook_id: WebhookId::from(row.try_get::<String, _>("webhook_id")?),
-                    attempted_at: from_ms(row.try_get("attempted_at")?),
-                    duration_ms: row.try_get::<i64, _>("duration_ms")? as u64,
-                    status: row.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
-                    response_excerpt: row.try_get("response_excerpt")?,
-                    error: row.try_get("error")?,
-                    request_headers: serde_json::from_str(&headers).unwrap_or_default(),
-                    request_body: String::from_utf8_lossy(&body).into_owned(),
-                })
-            })
-            .collect()
+        rows.iter().map(attempt).collect()
     }
 
     async fn activity(

@@ -486,6 +486,33 @@ pub async fn only_the_current_lease_holder_records_a_result(factory: &dyn Factor
     assert_eq!(status().await, DeliveryStatus::Delivered, "never back to pending");
 }
 
+/// [`chatbundle::store::DeliveryQueue::record_attempt`]: results recorded at the same moment (a
+/// stale claim's, the current claim's, and the current claim's again) move the delivery once,
+/// under the current lease, and every request sent is logged.
+pub async fn results_recorded_at_once_move_a_delivery_once(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::None, &[Event::Messages]).await;
+    world.ingest(&[("m-1", "c-1")]).await;
+    let stale = claim(&world.store, 10).await.remove(0);
+    world.clock.advance(Duration::from_secs(61));
+    let current = claim(&world.store, 10).await.remove(0);
+    let now = world.now();
+    let (a, b, c) = tokio::join!(
+        record(&world.store, &stale, now, AttemptOutcome::Delivered),
+        record(&world.store, &current, now, AttemptOutcome::Delivered),
+        record(&world.store, &current, now, AttemptOutcome::Delivered),
+    );
+    assert!(!a, "the stale claim moves nothing");
+    assert!(b ^ c, "the current claim moves it once: {b} {c}");
+    let listed = world.store.list_deliveries(&webhook, None, 10, 0).await.unwrap();
+    assert_eq!((listed[0].status, listed[0].attempts), (DeliveryStatus::Delivered, 1));
+    assert_eq!(
+        world.store.list_attempts(&webhook, 10).await.unwrap().len(),
+        3,
+        "every request sent is logged"
+    );
+}
+
 /// [`chatbundle::store::DeliveryQueue::claim_deliveries`]: the rate is taken from each webhook's
 /// bucket when a delivery is claimed.
 pub async fn the_rate_is_taken_from_the_webhooks_bucket_at_claim_time(factory: &dyn Factory) {
@@ -689,6 +716,7 @@ macro_rules! conformance {
             case!(a_lapsed_reply_window_is_announced_once_across_restarts);
             case!(racing_announcers_announce_each_lapse_once);
             case!(racing_mailers_claim_each_email_once);
+            case!(results_recorded_at_once_move_a_delivery_once);
         }
     };
 }

@@ -3,9 +3,11 @@
 //! syncs once, and only then answers each caller. Under load hundreds of requests share a sync;
 //! when idle, a write commits alone at once.
 //!
-//! Two kinds of work share a commit. Generic jobs each run in their own savepoint, so one failing
-//! job undoes only itself. Ingest requests are merged into a handful of multi-row statements
-//! (see [`super::ingest`]): per-statement overhead, not the disk, is what limits a busy writer.
+//! Three kinds of work share a commit. Generic jobs each run in their own savepoint, so one failing
+//! job undoes only itself. Ingest requests, and the results of delivered attempts (the bulk of the
+//! delivery worker's writes), are each merged into a handful of multi-row statements (see
+//! [`super::ingest`] and [`super::queue::record_delivered_many`]): per-statement overhead, not the
+//! disk, is what limits a busy writer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -18,8 +20,9 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tracing::{debug, error};
 
 use super::ingest::ingest_many;
+use super::queue::record_delivered_many;
 use crate::clock::SharedClock;
-use crate::store::{IngestBatch, IngestOutcome, StoreError, StoreResult};
+use crate::store::{AttemptRecord, IngestBatch, IngestOutcome, Recorded, StoreError, StoreResult};
 
 /// The writer's time: read once per transaction from the clock, and strictly increasing from one
 /// transaction to the next (by a millisecond when the clock has not moved), so that everything
@@ -50,6 +53,7 @@ const MAX_WORK_PER_COMMIT: usize = 512;
 pub(super) enum Work {
     Job(Box<dyn WriteJob>),
     Ingest(IngestBatch, oneshot::Sender<StoreResult<IngestOutcome>>),
+    Delivered(AttemptRecord, oneshot::Sender<StoreResult<Recorded>>),
 }
 
 /// The handle to the writer task.
@@ -135,6 +139,13 @@ impl Writer {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Records a delivered attempt in the next group commit; returns once it is durable.
+    pub async fn delivered(&self, attempt: AttemptRecord) -> StoreResult<Recorded> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Work::Delivered(attempt, reply)).await?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Lets the writer finish what is queued, then stops it.
     pub async fn close(&self) {
         self.sender.write().expect("writer lock").take();
@@ -198,6 +209,8 @@ async fn writer_loop(
         let mut jobs = Vec::new();
         let mut ingests = Vec::new();
         let mut replies = Vec::new();
+        let mut delivered = Vec::new();
+        let mut delivered_replies = Vec::new();
         for item in work.drain(..) {
             match item {
                 Work::Job(job) => jobs.push(job),
@@ -206,14 +219,20 @@ async fn writer_loop(
                     ingests.push(batch);
                     replies.push(reply);
                 }
+                Work::Delivered(attempt, reply) => {
+                    delivered.push(attempt);
+                    delivered_replies.push(reply);
+                }
             }
         }
         let started = std::time::Instant::now();
         let now = batch_clock.advance(&clock);
-        let (committed, ingested) = run_batch(&mut conn, &mut jobs, &ingests, now).await;
+        let (committed, ingested, recorded) =
+            run_batch(&mut conn, &mut jobs, &ingests, &delivered, now).await;
         debug!(
             jobs = jobs.len(),
             ingests = ingests.len(),
+            delivered = delivered.len(),
             micros = started.elapsed().as_micros() as u64,
             "group commit"
         );
@@ -224,22 +243,8 @@ async fn writer_loop(
         for job in jobs {
             job.finish(failure.clone());
         }
-        let outcomes: StoreResult<Vec<IngestOutcome>> = match (failure, ingested) {
-            (Some(e), _) => Err(e),
-            (None, result) => result,
-        };
-        match outcomes {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
+        answer(replies, failure.clone(), ingested);
+        answer(delivered_replies, failure, recorded);
     }
     if let Err(e) = conn.close().await {
         error!(error = %e, "closing the writer connection");
@@ -247,19 +252,42 @@ async fn writer_loop(
     debug!("writer stopped");
 }
 
-/// Runs one transaction. The first result is the commit's; the second is the ingest part's (all
-/// of this commit's ingest requests succeed or fail together, in their own savepoint).
+/// Answers each merged caller with its result, or all of them with the failure.
+fn answer<T>(
+    replies: Vec<oneshot::Sender<StoreResult<T>>>,
+    failure: Option<StoreError>,
+    results: StoreResult<Vec<T>>,
+) {
+    match failure.map_or(results, Err) {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Runs one transaction. The first result is the commit's; the second is the ingest part's and
+/// the third the delivered attempts' (each merged part succeeds or fails as a whole, in a
+/// savepoint of its own).
 async fn run_batch(
     conn: &mut SqliteConnection,
     jobs: &mut [Box<dyn WriteJob>],
     ingests: &[IngestBatch],
+    delivered: &[AttemptRecord],
     now: DateTime<Utc>,
-) -> (StoreResult<()>, StoreResult<Vec<IngestOutcome>>) {
+) -> (StoreResult<()>, StoreResult<Vec<IngestOutcome>>, StoreResult<Vec<Recorded>>) {
     // Each statement is a round trip to SQLite's thread, so savepoints are taken only where they
     // separate one unit of work from another. A unit alone in its transaction that fails takes
     // the transaction with it, and reports its own error.
-    let alone = usize::from(!ingests.is_empty()) + jobs.len() == 1;
+    let alone = usize::from(!ingests.is_empty()) + usize::from(!delivered.is_empty()) + jobs.len() == 1;
     let mut ingested = Ok(Vec::new());
+    let mut recorded = Ok(Vec::new());
     let committed: StoreResult<()> = async {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let mut failed = false;
@@ -274,6 +302,19 @@ async fn run_batch(
                     sqlx::query("ROLLBACK TO ingest").execute(&mut *conn).await?;
                 }
                 sqlx::query("RELEASE ingest").execute(&mut *conn).await?;
+            }
+        }
+        if !delivered.is_empty() {
+            if !alone {
+                sqlx::query("SAVEPOINT delivered").execute(&mut *conn).await?;
+            }
+            recorded = record_delivered_many(conn, delivered).await;
+            failed |= recorded.is_err();
+            if !alone {
+                if recorded.is_err() {
+                    sqlx::query("ROLLBACK TO delivered").execute(&mut *conn).await?;
+                }
+                sqlx::query("RELEASE delivered").execute(&mut *conn).await?;
             }
         }
         for job in jobs.iter_mut() {
@@ -300,5 +341,5 @@ async fn run_batch(
     if committed.is_err() {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
-    (committed, ingested)
+    (committed, ingested, recorded)
 }

@@ -148,6 +148,62 @@ macro_rules! row_mapping {
             })
         }
 
+        /// A bundling webhook with its closing state (`granularity` is the one in effect).
+        pub(super) fn bundling_webhook(row: &$row) -> StoreResult<crate::store::BundlingWebhook> {
+            let granularity: String = row.try_get("granularity")?;
+            Ok(crate::store::BundlingWebhook {
+                id: row.try_get::<String, _>("id")?.into(),
+                workspace_id: row.try_get::<String, _>("workspace_id")?.into(),
+                granularity: granularity.parse().unwrap_or(Granularity::None),
+                timezone: row.try_get("timezone")?,
+                account: account(row)?,
+                bundled_before: from_ms(row.try_get("bundled_before")?),
+                granularity_changed_at: from_ms(row.try_get("granularity_changed_at")?),
+                closing_boundary: row.try_get::<Option<i64>, _>("closing_boundary")?.map(from_ms),
+                closing_flush: row.try_get("closing_flush")?,
+                flushed_at: from_ms(row.try_get("flushed_at")?),
+            })
+        }
+
+        /// A chat in a workspace's list (with its message count as `messages`).
+        pub(super) fn chat_summary(row: &$row) -> StoreResult<crate::store::ChatSummary> {
+            Ok(crate::store::ChatSummary {
+                id: ChatId(row.try_get("id")?),
+                source_key: row.try_get("source_key")?,
+                external_id: row.try_get("external_id")?,
+                full_name: row.try_get("full_name")?,
+                phone: row.try_get("phone")?,
+                session_status: row
+                    .try_get::<Option<String>, _>("session_status")?
+                    .and_then(|s| SessionStatus::parse(&s)),
+                messages: row.try_get::<i64, _>("messages")? as u64,
+                last_received_at: from_ms(row.try_get("last_received_at")?),
+            })
+        }
+
+        /// A workspace's counts, one column each.
+        pub(super) fn workspace_stats(row: &$row) -> StoreResult<crate::store::WorkspaceStats> {
+            let count = |name: &str| -> StoreResult<u64> { Ok(row.try_get::<i64, _>(name)? as u64) };
+            Ok(crate::store::WorkspaceStats {
+                chats: count("chats")?,
+                messages: count("messages")?,
+                deliveries_pending: count("pending")?,
+                deliveries_delivered: count("delivered")?,
+                deliveries_expired: count("expired")?,
+                deliveries_failed: count("failed")?,
+            })
+        }
+
+        /// What decides how a webhook's messages are windowed.
+        pub(super) fn subscription(row: &$row) -> StoreResult<crate::store::rewindow::Subscription> {
+            Ok(crate::store::rewindow::Subscription {
+                id: row.try_get("id")?,
+                granularity: row.try_get("granularity")?,
+                subscribed: row.try_get("sub_messages")?,
+                timezone: row.try_get("timezone")?,
+            })
+        }
+
         /// A row of the activity log: an attempt (source 1) or an event (source 0).
         pub(super) fn activity_row(row: &$row) -> StoreResult<crate::store::ActivityRow> {
             let json = |name: &str| -> StoreResult<Option<serde_json::Value>> {

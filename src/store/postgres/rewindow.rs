@@ -1,8 +1,8 @@
 //! Reading and applying [`crate::store::rewindow`] in PostgreSQL.
 
-use sqlx::Row;
 use sqlx::postgres::PgConnection;
 
+use super::rows::subscription;
 use crate::domain::WorkspaceId;
 use crate::store::StoreResult;
 use crate::store::rewindow::{Rewindow, Subscription, changes};
@@ -19,16 +19,7 @@ pub(super) async fn subscriptions(
     .bind(workspace.as_str())
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Subscription {
-                id: r.try_get("id")?,
-                granularity: r.try_get("granularity")?,
-                subscribed: r.try_get("sub_messages")?,
-                timezone: r.try_get("timezone")?,
-            })
-        })
-        .collect()
+    rows.iter().map(subscription).collect()
 }
 
 /// Applies what changed between `before` and `after` (see [`changes`]).

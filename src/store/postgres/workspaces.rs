@@ -1,12 +1,11 @@
 //! Workspaces.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::postgres::PgConnection;
 use tracing::instrument;
 
 use super::rewindow::{rewindow, subscriptions};
-use super::rows::{WORKSPACE_COLUMNS, workspace};
+use super::rows::{WORKSPACE_COLUMNS, workspace, workspace_stats};
 use super::{PgStore, lock_workspace, raise_closed_through};
 use crate::domain::{DeliveryStatus, Granularity, WorkspaceId, random_token};
 use crate::store::{NewWorkspace, StoreResult, Workspace, WorkspacePatch, WorkspaceStats, WorkspaceStore};
@@ -129,14 +128,6 @@ impl WorkspaceStore for PgStore {
         .bind(DeliveryStatus::Failed.as_str())
         .fetch_one(&self.pool)
         .await?;
-        let count = |name: &str| -> StoreResult<u64> { Ok(row.try_get::<i64, _>(name)? as u64) };
-        Ok(WorkspaceStats {
-            chats: count("chats")?,
-            messages: count("messages")?,
-            deliveries_pending: count("pending")?,
-            deliveries_delivered: count("delivered")?,
-            deliveries_expired: count("expired")?,
-            deliveries_failed: count("failed")?,
-        })
+        workspace_stats(&row)
     }
 }

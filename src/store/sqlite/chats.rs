@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::SqliteStore;
-use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, chat, from_ms, ms, stored_message};
-use crate::domain::{ChatId, SessionStatus, WorkspaceId, random_token};
+use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, chat, chat_summary, ms, stored_message};
+use crate::domain::{ChatId, WorkspaceId, random_token};
 use crate::store::{Chat, ChatStore, ChatSummary, StoreResult, StoredMessage};
 
 #[async_trait]
@@ -28,22 +28,7 @@ impl ChatStore for SqliteStore {
         .bind(i64::from(offset))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ChatSummary {
-                    id: ChatId(row.try_get("id")?),
-                    source_key: row.try_get("source_key")?,
-                    external_id: row.try_get("external_id")?,
-                    full_name: row.try_get("full_name")?,
-                    phone: row.try_get("phone")?,
-                    session_status: row
-                        .try_get::<Option<String>, _>("session_status")?
-                        .and_then(|s| SessionStatus::parse(&s)),
-                    messages: row.try_get::<i64, _>("messages")? as u64,
-                    last_received_at: from_ms(row.try_get("last_received_at")?),
-                })
-            })
-            .collect()
+        rows.iter().map(chat_summary).collect()
     }
 
     async fn get_chat(&self, id: ChatId) -> StoreResult<Option<(WorkspaceId, Chat)>> {

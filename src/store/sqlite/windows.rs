@@ -12,9 +12,9 @@ use tracing::instrument;
 
 use super::SqliteStore;
 use super::queue::enqueue;
-use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, chat, from_ms, ms, stored_message};
+use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, bundling_webhook, chat, ms, stored_message};
 use super::writer::BatchClock;
-use crate::domain::{Account, ChatId, DeliveryKind, WorkspaceId};
+use crate::domain::{ChatId, DeliveryKind, WorkspaceId};
 use crate::store::queue::Enqueue;
 use crate::store::{BundlingWebhook, CloseProgress, CloseStep, StoreResult, StoredMessage, WindowStore};
 
@@ -36,27 +36,7 @@ impl WindowStore for SqliteStore {
         .bind(workspace_id.map(WorkspaceId::as_str))
         .fetch_all(&self.readers)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let granularity: String = row.try_get("granularity")?;
-                Ok(BundlingWebhook {
-                    id: row.try_get::<String, _>("id")?.into(),
-                    workspace_id: row.try_get::<String, _>("workspace_id")?.into(),
-                    granularity: granularity.parse().unwrap_or(crate::domain::Granularity::None),
-                    timezone: row.try_get("timezone")?,
-                    account: Account {
-                        full_name: row.try_get("account_full_name")?,
-                        email: row.try_get("account_email")?,
-                        phone: row.try_get("account_phone")?,
-                    },
-                    bundled_before: from_ms(row.try_get("bundled_before")?),
-                    granularity_changed_at: from_ms(row.try_get("granularity_changed_at")?),
-                    closing_boundary: row.try_get::<Option<i64>, _>("closing_boundary")?.map(from_ms),
-                    closing_flush: row.try_get("closing_flush")?,
-                    flushed_at: from_ms(row.try_get("flushed_at")?),
-                })
-            })
-            .collect()
+        rows.iter().map(bundling_webhook).collect()
     }
 
     #[instrument(skip_all, fields(webhook_id = %step.webhook_id, boundary = %step.boundary))]

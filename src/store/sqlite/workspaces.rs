@@ -1,13 +1,12 @@
 //! Workspaces.
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::SqliteConnection;
 use tracing::instrument;
 
 use super::SqliteStore;
 use super::rewindow::{rewindow, subscriptions};
-use super::rows::{WORKSPACE_COLUMNS, ms, pending, workspace};
+use super::rows::{WORKSPACE_COLUMNS, ms, pending, workspace, workspace_stats};
 use crate::domain::{Granularity, WorkspaceId, random_token};
 use crate::store::{NewWorkspace, StoreResult, Workspace, WorkspacePatch, WorkspaceStats, WorkspaceStore};
 
@@ -138,14 +137,6 @@ impl WorkspaceStore for SqliteStore {
         .bind(crate::domain::DeliveryStatus::Failed.as_str())
         .fetch_one(&self.readers)
         .await?;
-        let count = |name: &str| -> StoreResult<u64> { Ok(row.try_get::<i64, _>(name)? as u64) };
-        Ok(WorkspaceStats {
-            chats: count("chats")?,
-            messages: count("messages")?,
-            deliveries_pending: count("pending")?,
-            deliveries_delivered: count("delivered")?,
-            deliveries_expired: count("expired")?,
-            deliveries_failed: count("failed")?,
-        })
+        workspace_stats(&row)
     }
 }

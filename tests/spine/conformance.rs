@@ -685,6 +685,52 @@ pub async fn racing_mailers_claim_each_email_once(factory: &dyn Factory) {
     assert!(world.store.get_webhook(&webhook).await.unwrap().is_some_and(|w| !w.enabled));
 }
 
+/// [`chatbundle::store::ActivityLog::prune`]: retention jobs racing (one per daemon) delete each
+/// old row once between them, and never a pending delivery.
+pub async fn racing_prunes_delete_each_old_row_once(factory: &dyn Factory) {
+    let world = Arc::new(World::new(factory).await);
+    let webhook = world.webhook(Granularity::None, &[Event::Messages]).await;
+    let ids: Vec<(String, String)> = (0..30).map(|i| (format!("m-{i}"), format!("c-{i}"))).collect();
+    let refs: Vec<(&str, &str)> = ids.iter().map(|(m, c)| (m.as_str(), c.as_str())).collect();
+    world.ingest(&refs).await;
+    assert_eq!(world.drain().await.len(), 30);
+    world.ingest(&[("waiting", "c-w")]).await;
+    world.clock.advance(Duration::from_secs(3600));
+    let before = world.now();
+    let prunes: Vec<_> = (0..4)
+        .map(|_| {
+            let world = world.clone();
+            tokio::spawn(async move {
+                let mut rows = 0;
+                loop {
+                    let pruned = world.store.prune(before, 7).await.unwrap().rows;
+                    if pruned == 0 {
+                        return rows;
+                    }
+                    rows += pruned;
+                }
+            })
+        })
+        .collect();
+    let mut rows = 0;
+    for prune in prunes {
+        rows += prune.await.unwrap();
+    }
+    // A prune that found another one at work did nothing; what it left goes now.
+    loop {
+        let pruned = world.store.prune(before, 7).await.unwrap().rows;
+        if pruned == 0 {
+            break;
+        }
+        rows += pruned;
+    }
+    assert_eq!(rows, 60, "30 attempts and 30 delivered deliveries, each deleted once");
+    assert!(world.store.list_attempts(&webhook, 100).await.unwrap().is_empty());
+    let left = world.store.list_deliveries(&webhook, None, 100, 0).await.unwrap();
+    assert_eq!(left.len(), 1, "the pending delivery stays");
+    assert_eq!(left[0].status, DeliveryStatus::Pending);
+}
+
 /// The cases above, as tests for one store.
 #[macro_export]
 macro_rules! conformance {
@@ -717,6 +763,7 @@ macro_rules! conformance {
             case!(racing_announcers_announce_each_lapse_once);
             case!(racing_mailers_claim_each_email_once);
             case!(results_recorded_at_once_move_a_delivery_once);
+            case!(racing_prunes_delete_each_old_row_once);
         }
     };
 }

@@ -175,7 +175,7 @@ impl Default for DeliveryConfig {
         let schedule = ["5s", "30s", "2m", "10m", "30m", "1h", "2h", "4h", "8h"];
         DeliveryConfig {
             timeout: HumanDuration(Duration::from_secs(10)),
-            concurrency: 32,
+            concurrency: 256,
             rate_per_webhook: 25,
             retry_schedule: schedule
                 .iter()

@@ -85,5 +85,8 @@ pub trait IngestStore: Send + Sync {
     ///   one that began before never misses it: see [`super::WindowStore::close_step`].
     /// - **First messages**: `is_new_chat` is handed to `render_immediate` as true for exactly
     ///   one message of each chat, the first ever stored.
+    /// - **Each request for itself**: requests arriving at the same moment may share a
+    ///   transaction (both stores merge them: one commit, a few statements), but each gets its
+    ///   own outcome, counted as if the requests had been stored one after another.
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome>;
 }

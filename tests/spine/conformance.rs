@@ -555,6 +555,66 @@ pub async fn a_message_sent_many_times_at_once_is_stored_once(factory: &dyn Fact
     assert_eq!(world.drain().await.len(), 1, "delivered once");
 }
 
+/// [`chatbundle::store::IngestStore::ingest`]: requests stored at the same moment, for two
+/// workspaces and sharing message ids, each get their own outcome, and every message is stored
+/// once in its own workspace (a store may merge such requests into one transaction).
+pub async fn requests_stored_at_once_each_get_their_own_outcome(factory: &dyn Factory) {
+    let world = Arc::new(World::new(factory).await);
+    world.webhook(Granularity::None, &[Event::Messages]).await;
+    let other = world
+        .store
+        .create_workspace(NewWorkspace {
+            name: "Other".into(),
+            owner_email: "owner@other.example".into(),
+            timezone: "UTC".into(),
+            granularity: Granularity::None,
+            account: Account::default(),
+        })
+        .await
+        .unwrap()
+        .id;
+    let new = NewWebhook {
+        workspace_id: other.clone(),
+        url: "https://hooks.example.com/y".into(),
+        granularity: Some(Granularity::None),
+        enabled: true,
+        secret: None,
+        events: vec![Event::Messages],
+        timeout: None,
+    };
+    world.store.create_webhook(new).await.unwrap();
+    // Request i: a message of its own, and one it shares with the request two after or before
+    // it in the same workspace.
+    let senders: Vec<_> = (0..24)
+        .map(|i| {
+            let (store, workspace) =
+                (world.store.clone(), if i % 2 == 0 { world.workspace.clone() } else { other.clone() });
+            tokio::spawn(async move {
+                let (own, shared, chat) = (format!("u-{i}"), format!("s-{}", i / 4), format!("c-{}", i % 3));
+                ingest(&store, &workspace, &[(&own, &chat), (&shared, "c-shared")], "api").await
+            })
+        })
+        .collect();
+    let (mut accepted, mut duplicates) = (0, 0);
+    for sender in senders {
+        let (a, d) = sender.await.unwrap();
+        assert_eq!(a + d, 2, "each request is answered for its own two messages");
+        assert!(a >= 1, "a request's own message is never a duplicate");
+        accepted += a;
+        duplicates += d;
+    }
+    // 24 own messages; 6 shared ids in each of the two workspaces, each sent twice.
+    assert_eq!((accepted, duplicates), (36, 12));
+    let payloads = world.drain().await;
+    let ids: BTreeMap<String, usize> = payloads.iter().fold(BTreeMap::new(), |mut ids, p| {
+        *ids.entry(p["m"].as_str().unwrap().to_string()).or_default() += 1;
+        ids
+    });
+    assert_eq!(payloads.len(), 36, "one delivery per stored message");
+    assert_eq!(ids.len(), 24 + 6, "shared ids are stored once per workspace");
+    assert!(ids.iter().all(|(id, n)| *n == if id.starts_with("s-") { 2 } else { 1 }), "{ids:?}");
+}
+
 /// [`chatbundle::store::IngestStore::ingest`]: `is_new_chat` is true in exactly one payload per
 /// chat, however its first messages arrive.
 pub async fn is_new_chat_is_true_once_per_chat(factory: &dyn Factory) {
@@ -758,6 +818,7 @@ macro_rules! conformance {
             case!(only_the_current_lease_holder_records_a_result);
             case!(the_rate_is_taken_from_the_webhooks_bucket_at_claim_time);
             case!(a_message_sent_many_times_at_once_is_stored_once);
+            case!(requests_stored_at_once_each_get_their_own_outcome);
             case!(is_new_chat_is_true_once_per_chat);
             case!(a_lapsed_reply_window_is_announced_once_across_restarts);
             case!(racing_announcers_announce_each_lapse_once);

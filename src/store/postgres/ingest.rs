@@ -1,50 +1,176 @@
-//! Ingest on PostgreSQL: one transaction per request, under its workspace's shared lock (so a
-//! close of the workspace's windows waits for it, or it for the close), with the chats it writes
-//! locked in key order (so the lanes it adds to are numbered in commit order, and two daemons
-//! writing the same chats never deadlock).
+//! Ingest on PostgreSQL: requests waiting at the same moment share one transaction (as the
+//! SQLite writer merges them; see [`crate::store::merge`]), under the shared lock of each of
+//! their workspaces, taken in key order (so a close of a workspace's windows waits for it, or it
+//! for the close), with the chats they write locked in key order (so the lanes they add to are
+//! numbered in commit order, and two daemons writing the same chats never deadlock).
+//!
+//! Each request is a transaction's worth of round trips to the database and a WAL flush at
+//! commit; merged, thirty requests cost about what one did.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, QueryBuilder, Row};
+use tokio::sync::{Semaphore, oneshot};
 use tracing::instrument;
 
 use super::activity::insert_event;
 use super::queue::enqueue;
 use super::rows::{CHAT_COLUMNS, chat, ms};
-use super::{PgStore, lock_workspace, sessions};
-use crate::domain::{Account, ChatId, SessionStatus, WebhookId, random_token};
+use super::{PgStore, StoreTime, lock_workspace, sessions};
+use crate::domain::{Account, ChatId, SessionStatus, WebhookId, WorkspaceId, random_token};
 use crate::store::merge::{self, Candidate, ChatKey, ChatUpdate, LATER, MessageKey, WorkspaceInfo, merge};
-use crate::store::{Chat, IngestBatch, IngestOutcome, IngestStore, StoreResult};
+use crate::store::{Chat, IngestBatch, IngestOutcome, IngestStore, StoreError, StoreResult};
 
 /// Rows per multi-row statement: 16 values each, far below PostgreSQL's 65,535 parameters.
 const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Merged transactions in flight at once from one daemon: while some commit, the requests
+/// arriving meanwhile gather for the next.
+const TRANSACTIONS_IN_FLIGHT: usize = 4;
+
+/// Requests merged into one transaction at most.
+const REQUESTS_PER_TRANSACTION: usize = 256;
+
+type Waiting = (IngestBatch, oneshot::Sender<StoreResult<IngestOutcome>>);
+
+/// Ingest requests waiting for a transaction, and the right to run one.
+pub(super) struct Combiner {
+    waiting: std::sync::Mutex<Vec<Waiting>>,
+    transactions: Arc<Semaphore>,
+}
+
+impl Default for Combiner {
+    fn default() -> Self {
+        Combiner {
+            waiting: std::sync::Mutex::new(Vec::new()),
+            transactions: Arc::new(Semaphore::new(TRANSACTIONS_IN_FLIGHT)),
+        }
+    }
+}
+
+impl Combiner {
+    /// Takes up to [`REQUESTS_PER_TRANSACTION`] waiting requests, oldest first.
+    fn take(&self) -> Vec<Waiting> {
+        let mut waiting = self.waiting.lock().expect("ingest queue");
+        let n = waiting.len().min(REQUESTS_PER_TRANSACTION);
+        waiting.drain(..n).collect()
+    }
+}
 
 #[async_trait]
 impl IngestStore for PgStore {
     #[instrument(skip_all, fields(workspace_id = %batch.workspace_id, messages = batch.messages.len()))]
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
-        let mut tx = self.pool.begin().await?;
-        // Shared: requests of one workspace run side by side; a close of its windows waits.
-        lock_workspace(&mut tx, &batch.workspace_id, false).await?;
-        // The time of receipt is read only now, holding the lock; it is never before the
-        // workspace's last closed boundary, whatever the clock did.
-        let skew = self.skew();
-        let row = sqlx::query(
-            "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS db_now, closed_through,
-                    account_full_name, account_email, account_phone,
-                    ARRAY(SELECT w.id FROM webhooks w
-                          WHERE w.workspace_id = s.id AND w.sub_messages
-                            AND COALESCE(w.granularity, s.granularity) = 'none'
-                          ORDER BY w.created_at, w.id) AS immediate
-             FROM workspaces s WHERE s.id = $1",
-        )
-        .bind(batch.workspace_id.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+        let (reply, mut answer) = oneshot::channel();
+        self.ingest.waiting.lock().expect("ingest queue").push((batch, reply));
+        // Whoever gets a transaction takes everything waiting, this request or not; a request
+        // taken by another is answered by it. The transaction runs in a task of its own, so a
+        // caller that goes away (a client hanging up) never cuts off the others' commit.
+        tokio::select! {
+            biased;
+            answered = &mut answer => return answered.map_err(|_| StoreError::Closed)?,
+            permit = self.ingest.transactions.clone().acquire_owned() => {
+                let permit = permit.map_err(|_| StoreError::Closed)?;
+                let group = self.ingest.take();
+                if !group.is_empty() {
+                    let (pool, time) = (self.pool.clone(), self.time.clone());
+                    tokio::spawn(async move {
+                        let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+                        let results = ingest_group(&pool, &time, batches).await;
+                        drop(permit);
+                        for (reply, result) in replies.into_iter().zip(results) {
+                            // The caller may have gone away; the data is committed either way.
+                            let _ = reply.send(result);
+                        }
+                    });
+                }
+            }
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Stores requests in one transaction; one result per request, in order. A request whose
+/// workspace is gone fails alone (as it did on its own: the workspace is not found); a failing
+/// transaction fails them all.
+async fn ingest_group(
+    pool: &PgPool,
+    time: &StoreTime,
+    mut batches: Vec<IngestBatch>,
+) -> Vec<StoreResult<IngestOutcome>> {
+    let not_found = || Err(StoreError::Unavailable(Arc::new(sqlx::Error::RowNotFound)));
+    let mut results: Vec<StoreResult<IngestOutcome>> = batches.iter().map(|_| not_found()).collect();
+    // Where each remaining request's result goes.
+    let mut places: Vec<usize> = (0..batches.len()).collect();
+    while !batches.is_empty() {
+        match ingest_together(pool, time, &batches).await {
+            Ok(Together::Stored(outcomes)) => {
+                for (place, outcome) in places.iter().zip(outcomes) {
+                    results[*place] = Ok(outcome);
+                }
+                break;
+            }
+            // Rare (a workspace deleted while its requests waited): again without them.
+            Ok(Together::Gone(gone)) => {
+                let keep: Vec<bool> =
+                    batches.iter().map(|b| !gone.contains(b.workspace_id.as_str())).collect();
+                let mut flags = keep.iter();
+                batches.retain(|_| *flags.next().expect("a flag per request"));
+                let mut flags = keep.iter();
+                places.retain(|_| *flags.next().expect("a flag per request"));
+            }
+            Err(e) => {
+                for place in &places {
+                    results[*place] = Err(e.clone());
+                }
+                break;
+            }
+        }
+    }
+    results
+}
+
+/// What one try at storing requests together did.
+enum Together {
+    /// Committed: the outcome of each request, in order.
+    Stored(Vec<IngestOutcome>),
+    /// Nothing stored: these workspaces no longer exist.
+    Gone(std::collections::HashSet<String>),
+}
+
+async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch]) -> StoreResult<Together> {
+    let mut tx = pool.begin().await?;
+    // Shared: requests of one workspace run side by side; a close of its windows waits. In key
+    // order, so two transactions never wait on each other's workspaces.
+    let mut workspace_ids: Vec<&str> = batches.iter().map(|b| b.workspace_id.as_str()).collect();
+    workspace_ids.sort_unstable();
+    workspace_ids.dedup();
+    for id in &workspace_ids {
+        lock_workspace(&mut tx, &WorkspaceId::from(*id), false).await?;
+    }
+    // The time of receipt is read only now, holding the locks; it is never before any of the
+    // workspaces' last closed boundary, whatever the clock did.
+    let skew = time.skew();
+    let rows = sqlx::query(
+        "SELECT s.id, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS db_now, closed_through,
+                account_full_name, account_email, account_phone,
+                ARRAY(SELECT w.id FROM webhooks w
+                      WHERE w.workspace_id = s.id AND w.sub_messages
+                        AND COALESCE(w.granularity, s.granularity) = 'none'
+                      ORDER BY w.created_at, w.id) AS immediate
+         FROM workspaces s WHERE s.id = ANY($1)",
+    )
+    .bind(&workspace_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut now = i64::MIN;
+    let mut workspaces = HashMap::with_capacity(rows.len());
+    for row in &rows {
         let db_now: i64 = row.try_get("db_now")?;
-        let now = self.not_before_latest((db_now + skew).max(row.try_get("closed_through")?));
+        now = now.max(db_now + skew).max(row.try_get("closed_through")?);
         let info = WorkspaceInfo {
             account: Account {
                 full_name: row.try_get("account_full_name")?,
@@ -53,51 +179,77 @@ impl IngestStore for PgStore {
             },
             immediate: row.try_get::<Vec<String>, _>("immediate")?.into_iter().map(WebhookId::from).collect(),
         };
-        let batches = std::slice::from_ref(&batch);
-        let workspaces = HashMap::from([(batch.workspace_id.as_str(), info)]);
-
-        let mut merged = merge(batches);
-        let mut order = merged.chat_order.clone();
-        order.sort();
-        let (stored, created) = upsert_chats(&mut tx, &order, &merged.chats, now).await?;
-        let inserted = insert_messages(&mut tx, &merged.candidates, &stored, now).await?;
-        let (deliveries, first_of_chat) =
-            merge::deliveries(batches, &mut merged, &stored, &inserted, &workspaces);
-
-        // Chats this request created start their session: tell session_status webhooks.
-        if !created.is_empty() && sessions::has_listeners(&mut tx, &batch.workspace_id).await? {
-            for key in &created {
-                let (chat, _) = &stored[key];
-                sessions::announce(
-                    &mut tx,
-                    &batch.workspace_id,
-                    chat,
-                    None,
-                    None,
-                    now,
-                    &batch.render_session,
-                )
-                .await?;
-            }
+        let id: String = row.try_get("id")?;
+        if let Some(id) = workspace_ids.iter().find(|w| **w == id) {
+            workspaces.insert(*id, info);
         }
-        mark_first_messages(&mut tx, &first_of_chat).await?;
-        enqueue(&mut tx, &deliveries, now).await?;
+    }
+    if workspaces.len() < workspace_ids.len() {
+        let gone = workspace_ids.iter().filter(|id| !workspaces.contains_key(**id)).map(|id| id.to_string());
+        return Ok(Together::Gone(gone.collect()));
+    }
+    let now = time.not_before_latest(now);
+    let outcomes = store_merged(&mut tx, batches, &workspaces, now).await?;
+    tx.commit().await?;
+    Ok(Together::Stored(outcomes))
+}
+
+/// Stores the merged requests at `now`, inside the caller's transaction.
+async fn store_merged(
+    tx: &mut PgConnection,
+    batches: &[IngestBatch],
+    workspaces: &HashMap<&str, WorkspaceInfo>,
+    now: i64,
+) -> StoreResult<Vec<IngestOutcome>> {
+    let mut merged = merge(batches);
+    let mut order = merged.chat_order.clone();
+    order.sort();
+    let (stored, created) = upsert_chats(tx, &order, &merged.chats, now).await?;
+    let inserted = insert_messages(tx, &merged.candidates, &stored, now).await?;
+    let (deliveries, first_of_chat) = merge::deliveries(batches, &mut merged, &stored, &inserted, workspaces);
+
+    // Chats created here start their session: tell session_status webhooks.
+    let mut listening: HashMap<&str, bool> = HashMap::new();
+    for key in &created {
+        let workspace = WorkspaceId::from(key.0);
+        let listens = match listening.get(key.0) {
+            Some(listens) => *listens,
+            None => {
+                let listens = sessions::has_listeners(tx, &workspace).await?;
+                listening.insert(key.0, listens);
+                listens
+            }
+        };
+        if listens {
+            let render = &batches
+                .iter()
+                .find(|b| b.workspace_id.as_str() == key.0)
+                .expect("a request of the chat")
+                .render_session;
+            let (chat, _) = &stored[key];
+            sessions::announce(tx, &workspace, chat, None, None, now, render).await?;
+        }
+    }
+    mark_first_messages(tx, &first_of_chat).await?;
+    enqueue(tx, &deliveries, now).await?;
+    // What else each request brought commits with its messages: session news, then the note of
+    // what it skipped.
+    for batch in batches {
         for change in &batch.sessions {
-            sessions::change(&mut tx, change, &batch.render_session, now).await?;
+            sessions::change(tx, change, &batch.render_session, now).await?;
         }
         if !batch.skipped.is_empty() {
             let detail = serde_json::json!({
                 "count": batch.skipped.len(), "source": batch.source_key, "message_ids": batch.skipped,
             });
-            insert_event(&mut tx, &batch.workspace_id, None, now, "skipped", &detail).await?;
+            insert_event(tx, &batch.workspace_id, None, now, "skipped", &detail).await?;
         }
-        tx.commit().await?;
-        Ok(merged.outcomes.remove(0))
     }
+    Ok(merged.outcomes)
 }
 
 /// Inserts or updates each chat once, in `order`; returns the stored chat with the position of
-/// its first message before this request, by key, and the keys of the chats it created.
+/// its first message before these requests, by key, and the keys of the chats it created.
 async fn upsert_chats<'a>(
     conn: &mut PgConnection,
     order: &[ChatKey<'a>],
@@ -202,15 +354,19 @@ async fn insert_messages<'a>(
                 .push_bind(account)
                 .push_bind(m.channel.clone());
         });
-        query
-            .push(" ON CONFLICT (workspace_id, source_key, message_id) DO NOTHING RETURNING seq, message_id");
+        query.push(
+            " ON CONFLICT (workspace_id, source_key, message_id) DO NOTHING
+             RETURNING seq, workspace_id, source_key, message_id",
+        );
         let rows = query.build().fetch_all(&mut *conn).await?;
-        // One request: workspace and source are the same for every message.
-        let by_id: HashMap<&str, &Candidate> =
-            chunk.iter().map(|c| (c.message.message_id.as_str(), c)).collect();
+        // Merged requests may be of several workspaces and sources: match rows by the whole key.
+        let by_key: HashMap<(&str, &str, &str), MessageKey<'a>> =
+            chunk.iter().map(|c| (c.key(), c.key())).collect();
         for row in rows {
-            let id: String = row.try_get("message_id")?;
-            inserted.insert(by_id[id.as_str()].key(), row.try_get("seq")?);
+            let (workspace, source, id): (String, String, String) =
+                (row.try_get("workspace_id")?, row.try_get("source_key")?, row.try_get("message_id")?);
+            let key = by_key[&(workspace.as_str(), source.as_str(), id.as_str())];
+            inserted.insert(key, row.try_get("seq")?);
         }
     }
     Ok(inserted)

@@ -73,11 +73,30 @@ use crate::store::{Gauges, Health, Lifecycle, StoreError, StoreResult};
 /// The shared store.
 pub struct PgStore {
     pool: PgPool,
+    time: Arc<StoreTime>,
+    /// Ingest requests waiting to share a transaction.
+    ingest: Arc<ingest::Combiner>,
+}
+
+/// How this daemon reads the store's time.
+struct StoreTime {
     /// Shifts the database's clock (see the module's notes).
     clock: SharedClock,
     /// The latest time this daemon read: its readings never go back, even when the database's
     /// clock steps back or a shifted reading lands a millisecond early.
     latest: AtomicI64,
+}
+
+impl StoreTime {
+    /// The injected clock's difference from the system clock, in milliseconds.
+    fn skew(&self) -> i64 {
+        (self.clock.now() - Utc::now()).num_milliseconds()
+    }
+
+    /// `at`, or the latest time read before if that is later; remembers the result.
+    fn not_before_latest(&self, at: i64) -> i64 {
+        self.latest.fetch_max(at, Ordering::SeqCst).max(at)
+    }
 }
 
 impl PgStore {
@@ -98,12 +117,11 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(Arc::new(e)))?;
-        Ok(PgStore { pool, clock, latest: AtomicI64::new(0) })
-    }
-
-    /// The injected clock's difference from the system clock, in milliseconds.
-    fn skew(&self) -> i64 {
-        (self.clock.now() - Utc::now()).num_milliseconds()
+        Ok(PgStore {
+            pool,
+            time: Arc::new(StoreTime { clock, latest: AtomicI64::new(0) }),
+            ingest: Arc::default(),
+        })
     }
 
     /// The store's time now, in milliseconds: the database's clock (shifted by the injected
@@ -111,16 +129,11 @@ impl PgStore {
     async fn now(&self, conn: &mut PgConnection) -> StoreResult<i64> {
         // The skew is read before the database's clock, so the sum is never behind the
         // injected clock.
-        let skew = self.skew();
+        let skew = self.time.skew();
         let db: i64 = sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT")
             .fetch_one(conn)
             .await?;
-        Ok(self.not_before_latest(db + skew))
-    }
-
-    /// `at`, or the latest time read before if that is later; remembers the result.
-    fn not_before_latest(&self, at: i64) -> i64 {
-        self.latest.fetch_max(at, Ordering::SeqCst).max(at)
+        Ok(self.time.not_before_latest(db + skew))
     }
 
     /// The store's time for a transaction that holds `workspace`'s exclusive lock: not before

@@ -450,9 +450,28 @@ pub fn unmasked_url<'a>(submitted: &'a str, stored: &'a str) -> &'a str {
     if submitted.trim() != stored && submitted.trim() == masked_url(stored) { stored } else { submitted }
 }
 
-/// A new random id with a kind prefix, e.g. `ws_3k2Jf…`. Ids are opaque to clients.
+/// A new id with a kind prefix, e.g. `msg_0ujsszwN8NRY24YaXiTI`: eight characters of the
+/// creation time (milliseconds, base 62 in ASCII order), then twelve random ones. Ids made later
+/// sort later, so a new row's id lands at the end of its unique index (the same page for a whole
+/// commit, where a random id dirties a page of its own); to clients they are as opaque as before.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", random_token(20))
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    id_at(prefix, millis)
+}
+
+/// An id made at `millis` since the epoch (see [`new_id`]).
+fn id_at(prefix: &str, mut millis: u64) -> String {
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    // 62^8 milliseconds is about 6,900 years.
+    let mut time = [b'0'; 8];
+    for digit in time.iter_mut().rev() {
+        *digit = DIGITS[(millis % 62) as usize];
+        millis /= 62;
+    }
+    let time = std::str::from_utf8(&time).expect("ASCII digits");
+    format!("{prefix}_{time}{}", random_token(12))
 }
 
 /// A random alphanumeric string, used for ids, ingest keys and transcript tokens.
@@ -463,6 +482,22 @@ pub fn random_token(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_made_later_sort_later_and_keep_their_shape() {
+        // Across a digit's carry, a long way apart, and at today's clock.
+        let times = [0, 61, 62, 3_843, 3_844, 1_700_000_000_000, 1_700_000_000_001, 4_102_444_800_000];
+        let ids: Vec<String> = times.iter().map(|t| id_at("msg", *t)).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
+        }
+        for id in ids.iter().chain([&new_id("msg")]) {
+            assert_eq!(id.len(), "msg_".len() + 20, "{id}");
+            assert!(id["msg_".len()..].chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+        }
+        let (a, b) = (id_at("msg", 5), id_at("msg", 5));
+        assert_ne!(a, b, "ids made in the same millisecond differ by their random part");
+    }
 
     #[test]
     fn granularity_round_trips_through_its_wire_name() {

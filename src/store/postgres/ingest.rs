@@ -31,8 +31,10 @@ const ROWS_PER_STATEMENT: usize = 1000;
 /// arriving meanwhile gather for the next.
 const TRANSACTIONS_IN_FLIGHT: usize = 4;
 
-/// Requests merged into one transaction at most.
-const REQUESTS_PER_TRANSACTION: usize = 256;
+/// Messages merged into one transaction, roughly: requests are taken until they reach it (at
+/// least one request). Larger transactions hold their chats' row locks longer, and the
+/// transactions in flight then wait on each other.
+const MESSAGES_PER_TRANSACTION: usize = 500;
 
 type Waiting = (IngestBatch, oneshot::Sender<StoreResult<IngestOutcome>>);
 
@@ -52,10 +54,18 @@ impl Default for Combiner {
 }
 
 impl Combiner {
-    /// Takes up to [`REQUESTS_PER_TRANSACTION`] waiting requests, oldest first.
+    /// Takes waiting requests, oldest first, up to about [`MESSAGES_PER_TRANSACTION`] messages.
     fn take(&self) -> Vec<Waiting> {
         let mut waiting = self.waiting.lock().expect("ingest queue");
-        let n = waiting.len().min(REQUESTS_PER_TRANSACTION);
+        let mut messages = 0;
+        let n = waiting
+            .iter()
+            .take_while(|(batch, _)| {
+                let take = messages < MESSAGES_PER_TRANSACTION;
+                messages += batch.messages.len().max(1);
+                take
+            })
+            .count();
         waiting.drain(..n).collect()
     }
 }

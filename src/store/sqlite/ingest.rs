@@ -53,9 +53,21 @@ pub(super) async fn ingest_many(
         merge::deliveries(batches, &mut merged, &stored_chats, &inserted, &workspaces);
 
     // Chats created by this merge start their session: tell session_status webhooks.
+    let mut listening: HashMap<&str, bool> = HashMap::new();
     for (key, (created, _)) in &stored_chats {
+        if ms(created.first_seen_at) != now {
+            continue;
+        }
         let workspace = WorkspaceId::from(key.0);
-        if ms(created.first_seen_at) == now && sessions::has_listeners(conn, &workspace).await? {
+        let listens = match listening.get(key.0) {
+            Some(listens) => *listens,
+            None => {
+                let listens = sessions::has_listeners(conn, &workspace).await?;
+                listening.insert(key.0, listens);
+                listens
+            }
+        };
+        if listens {
             let render = &batches
                 .iter()
                 .find(|b| b.workspace_id.as_str() == key.0)

@@ -282,66 +282,84 @@ async fn run_batch(
     delivered: &[AttemptRecord],
     now: DateTime<Utc>,
 ) -> (StoreResult<()>, StoreResult<Vec<IngestOutcome>>, StoreResult<Vec<Recorded>>) {
-    // Each statement is a round trip to SQLite's thread, so savepoints are taken only where they
-    // separate one unit of work from another. A unit alone in its transaction that fails takes
-    // the transaction with it, and reports its own error.
+    // Savepoints are taken only where they separate one unit of work from another. A unit alone
+    // in its transaction that fails takes the transaction with it, and reports its own error.
     let alone = usize::from(!ingests.is_empty()) + usize::from(!delivered.is_empty()) + jobs.len() == 1;
     let mut ingested = Ok(Vec::new());
     let mut recorded = Ok(Vec::new());
+    let mut control = Control::default();
     let committed: StoreResult<()> = async {
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        control.push("BEGIN IMMEDIATE");
         let mut failed = false;
         if !ingests.is_empty() {
-            if !alone {
-                sqlx::query("SAVEPOINT ingest").execute(&mut *conn).await?;
-            }
+            control.savepoint(conn, alone, "ingest").await?;
             ingested = ingest_many(conn, ingests, now).await;
             failed |= ingested.is_err();
-            if !alone {
-                if ingested.is_err() {
-                    sqlx::query("ROLLBACK TO ingest").execute(&mut *conn).await?;
-                }
-                sqlx::query("RELEASE ingest").execute(&mut *conn).await?;
-            }
+            control.release(alone, "ingest", ingested.is_err());
         }
         if !delivered.is_empty() {
-            if !alone {
-                sqlx::query("SAVEPOINT delivered").execute(&mut *conn).await?;
-            }
+            control.savepoint(conn, alone, "delivered").await?;
             recorded = record_delivered_many(conn, delivered).await;
             failed |= recorded.is_err();
-            if !alone {
-                if recorded.is_err() {
-                    sqlx::query("ROLLBACK TO delivered").execute(&mut *conn).await?;
-                }
-                sqlx::query("RELEASE delivered").execute(&mut *conn).await?;
-            }
+            control.release(alone, "delivered", recorded.is_err());
         }
         for job in jobs.iter_mut() {
-            if !alone {
-                sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
-            }
+            control.savepoint(conn, alone, "job").await?;
             let ok = job.run(conn).await;
             failed |= !ok;
-            if !alone {
-                if !ok {
-                    sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
-                }
-                sqlx::query("RELEASE job").execute(&mut *conn).await?;
-            }
+            control.release(alone, "job", !ok);
         }
-        if alone && failed {
-            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
-            return Ok(());
-        }
-        sqlx::query("COMMIT").execute(&mut *conn).await?;
-        Ok(())
+        control.push(if alone && failed { "ROLLBACK" } else { "COMMIT" });
+        control.run(conn).await
     }
     .await;
     if committed.is_err() {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
     (committed, ingested, recorded)
+}
+
+/// The transaction-control statements (BEGIN, SAVEPOINT, RELEASE, ROLLBACK TO, COMMIT) due
+/// before the next statement of work. Each call to SQLite is a round trip to its thread, so the
+/// ones that follow each other (the release of one part and the savepoint of the next) go in one
+/// call.
+#[derive(Default)]
+struct Control(String);
+
+impl Control {
+    fn push(&mut self, statement: &str) {
+        if !self.0.is_empty() {
+            self.0.push_str("; ");
+        }
+        self.0.push_str(statement);
+    }
+
+    /// Opens a part's savepoint (unless the part is alone) and runs what is due.
+    async fn savepoint(&mut self, conn: &mut SqliteConnection, alone: bool, name: &str) -> StoreResult<()> {
+        if !alone {
+            self.push(&format!("SAVEPOINT {name}"));
+        }
+        self.run(conn).await
+    }
+
+    /// Ends a part's savepoint, undoing the part if it failed; run with what comes next.
+    fn release(&mut self, alone: bool, name: &str, failed: bool) {
+        if alone {
+            return;
+        }
+        if failed {
+            self.push(&format!("ROLLBACK TO {name}"));
+        }
+        self.push(&format!("RELEASE {name}"));
+    }
+
+    async fn run(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        if !self.0.is_empty() {
+            let statements = std::mem::take(&mut self.0);
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statements)).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
 }
 
 /// How long the writer keeps the core between two of a transaction's statements before it sleeps.

@@ -53,6 +53,9 @@ fn io(e: std::io::Error) -> StoreError {
     StoreError::Unavailable(Arc::new(e))
 }
 
+/// Prepared statements the writer keeps.
+const WRITER_STATEMENTS: usize = 512;
+
 /// The embedded store.
 pub struct SqliteStore {
     /// The one connection that writes, behind its group-commit task.
@@ -100,7 +103,11 @@ impl SqliteStore {
                 crate::files::make_private(Path::new(&companion)).map_err(io)?;
             }
         }
-        let mut writer = SqliteConnection::connect_with(&options).await?;
+        // The writer's multi-row statements differ by their row count, so they come in hundreds
+        // of shapes: keep them all prepared rather than parse them again and again.
+        let mut writer =
+            SqliteConnection::connect_with(&options.clone().statement_cache_capacity(WRITER_STATEMENTS))
+                .await?;
         // `run_direct` rather than `run`: its future is Send however it is boxed.
         sqlx::migrate!("./migrations")
             .run_direct(None, &mut writer, false)

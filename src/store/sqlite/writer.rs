@@ -356,7 +356,8 @@ impl Control {
     async fn run(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
         if !self.0.is_empty() {
             let statements = std::mem::take(&mut self.0);
-            sqlx::raw_sql(sqlx::AssertSqlSafe(statements)).execute(&mut *conn).await?;
+            // Prepared once and kept, like any statement: there are only a few such sequences.
+            sqlx::query(sqlx::AssertSqlSafe(statements)).execute(&mut *conn).await?;
         }
         Ok(())
     }

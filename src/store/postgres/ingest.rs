@@ -13,7 +13,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, QueryBuilder, Row};
-use tokio::sync::{Semaphore, oneshot};
 use tracing::instrument;
 
 use super::activity::insert_event;
@@ -29,77 +28,26 @@ const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Merged transactions in flight at once from one daemon: while some commit, the requests
 /// arriving meanwhile gather for the next.
-const TRANSACTIONS_IN_FLIGHT: usize = 4;
+pub(super) const TRANSACTIONS_IN_FLIGHT: usize = 4;
 
 /// Messages merged into one transaction, roughly: requests are taken until they reach it (at
 /// least one request). Larger transactions hold their chats' row locks longer, and the
 /// transactions in flight then wait on each other.
-const MESSAGES_PER_TRANSACTION: usize = 500;
+pub(super) const MESSAGES_PER_TRANSACTION: usize = 500;
 
-type Waiting = (IngestBatch, oneshot::Sender<StoreResult<IngestOutcome>>);
-
-/// Ingest requests waiting for a transaction, and the right to run one.
-pub(super) struct Combiner {
-    waiting: std::sync::Mutex<Vec<Waiting>>,
-    transactions: Arc<Semaphore>,
-}
-
-impl Default for Combiner {
-    fn default() -> Self {
-        Combiner {
-            waiting: std::sync::Mutex::new(Vec::new()),
-            transactions: Arc::new(Semaphore::new(TRANSACTIONS_IN_FLIGHT)),
-        }
-    }
-}
-
-impl Combiner {
-    /// Takes waiting requests, oldest first, up to about [`MESSAGES_PER_TRANSACTION`] messages.
-    fn take(&self) -> Vec<Waiting> {
-        let mut waiting = self.waiting.lock().expect("ingest queue");
-        let mut messages = 0;
-        let n = waiting
-            .iter()
-            .take_while(|(batch, _)| {
-                let take = messages < MESSAGES_PER_TRANSACTION;
-                messages += batch.messages.len().max(1);
-                take
-            })
-            .count();
-        waiting.drain(..n).collect()
-    }
+/// What a request weighs when requests are merged.
+pub(super) fn messages(batch: &IngestBatch) -> usize {
+    batch.messages.len()
 }
 
 #[async_trait]
 impl IngestStore for PgStore {
     #[instrument(skip_all, fields(workspace_id = %batch.workspace_id, messages = batch.messages.len()))]
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
-        let (reply, mut answer) = oneshot::channel();
-        self.ingest.waiting.lock().expect("ingest queue").push((batch, reply));
-        // Whoever gets a transaction takes everything waiting, this request or not; a request
-        // taken by another is answered by it. The transaction runs in a task of its own, so a
-        // caller that goes away (a client hanging up) never cuts off the others' commit.
-        tokio::select! {
-            biased;
-            answered = &mut answer => return answered.map_err(|_| StoreError::Closed)?,
-            permit = self.ingest.transactions.clone().acquire_owned() => {
-                let permit = permit.map_err(|_| StoreError::Closed)?;
-                let group = self.ingest.take();
-                if !group.is_empty() {
-                    let (pool, time) = (self.pool.clone(), self.time.clone());
-                    tokio::spawn(async move {
-                        let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-                        let results = ingest_group(&pool, &time, batches).await;
-                        drop(permit);
-                        for (reply, result) in replies.into_iter().zip(results) {
-                            // The caller may have gone away; the data is committed either way.
-                            let _ = reply.send(result);
-                        }
-                    });
-                }
-            }
-        }
-        answer.await.map_err(|_| StoreError::Closed)?
+        let (pool, time) = (self.pool.clone(), self.time.clone());
+        self.ingest
+            .submit(batch, move |batches| async move { ingest_group(&pool, &time, batches).await })
+            .await
     }
 }
 

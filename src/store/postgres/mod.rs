@@ -43,6 +43,7 @@
 
 mod activity;
 mod chats;
+mod combine;
 mod ingest;
 mod outbox;
 mod queue;
@@ -75,7 +76,9 @@ pub struct PgStore {
     pool: PgPool,
     time: Arc<StoreTime>,
     /// Ingest requests waiting to share a transaction.
-    ingest: Arc<ingest::Combiner>,
+    ingest: combine::Combiner<crate::store::IngestBatch, crate::store::IngestOutcome>,
+    /// Delivered attempts waiting to be recorded in a shared transaction.
+    delivered: combine::Combiner<crate::store::AttemptRecord, crate::store::Recorded>,
 }
 
 /// How this daemon reads the store's time.
@@ -120,7 +123,16 @@ impl PgStore {
         Ok(PgStore {
             pool,
             time: Arc::new(StoreTime { clock, latest: AtomicI64::new(0) }),
-            ingest: Arc::default(),
+            ingest: combine::Combiner::new(
+                ingest::TRANSACTIONS_IN_FLIGHT,
+                ingest::messages,
+                ingest::MESSAGES_PER_TRANSACTION,
+            ),
+            delivered: combine::Combiner::new(
+                queue::TRANSACTIONS_IN_FLIGHT,
+                |_| 1,
+                queue::DELIVERED_PER_TRANSACTION,
+            ),
         })
     }
 

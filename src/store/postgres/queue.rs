@@ -348,7 +348,46 @@ async fn record_attempt(
 /// [`record_attempt`] for a delivered attempt, the common case, in one statement (one round trip,
 /// its own transaction): the delivery moved on under its lease, a run of failures ended, the
 /// attempt logged; or, for a stale lease, only the attempt logged.
-async fn record_delivered(pool: &sqlx::PgPool, attempt: &AttemptRecord) -> StoreResult<Recorded> {
+/// Delivered attempts recording transactions in flight at once from one daemon.
+pub(super) const TRANSACTIONS_IN_FLIGHT: usize = 4;
+
+/// Delivered attempts recorded in one transaction at most.
+pub(super) const DELIVERED_PER_TRANSACTION: usize = 200;
+
+/// Records delivered attempts in one transaction, in (webhook, delivery) order, so that two such
+/// transactions touching the same webhooks lock them in the same order; one result per attempt.
+async fn record_delivered_group(
+    pool: &sqlx::PgPool,
+    attempts: Vec<AttemptRecord>,
+) -> Vec<StoreResult<Recorded>> {
+    let mut order: Vec<usize> = (0..attempts.len()).collect();
+    order.sort_by(|a, b| {
+        let (a, b) = (&attempts[*a], &attempts[*b]);
+        (a.webhook_id.as_str(), a.delivery_seq).cmp(&(b.webhook_id.as_str(), b.delivery_seq))
+    });
+    let recorded: StoreResult<Vec<(usize, Recorded)>> = async {
+        let mut tx = pool.begin().await?;
+        let mut recorded = Vec::with_capacity(attempts.len());
+        for i in order {
+            recorded.push((i, record_delivered(&mut tx, &attempts[i]).await?));
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+    .await;
+    match recorded {
+        Ok(recorded) => {
+            let mut results: Vec<Option<Recorded>> = attempts.iter().map(|_| None).collect();
+            for (i, one) in recorded {
+                results[i] = Some(one);
+            }
+            results.into_iter().map(|one| Ok(one.expect("every attempt recorded"))).collect()
+        }
+        Err(e) => attempts.iter().map(|_| Err(e.clone())).collect(),
+    }
+}
+
+async fn record_delivered(conn: &mut PgConnection, attempt: &AttemptRecord) -> StoreResult<Recorded> {
     let row = sqlx::query(
         "WITH done AS (
             UPDATE deliveries SET status = $1, attempts = attempts + 1, lease_until = NULL, lease_token = NULL,
@@ -378,7 +417,7 @@ async fn record_delivered(pool: &sqlx::PgPool, attempt: &AttemptRecord) -> Store
     .bind(&attempt.error)
     .bind(&attempt.request_headers)
     .bind(&attempt.request_body)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     Ok(Recorded { stale: !row.try_get::<bool, _>("moved")?, ..Recorded::default() })
 }
@@ -416,7 +455,11 @@ impl DeliveryQueue for PgStore {
         policy: &FailurePolicy,
     ) -> StoreResult<Recorded> {
         if outcome == AttemptOutcome::Delivered {
-            return record_delivered(&self.pool, &attempt).await;
+            let pool = self.pool.clone();
+            return self
+                .delivered
+                .submit(attempt, move |attempts| async move { record_delivered_group(&pool, attempts).await })
+                .await;
         }
         let (mut tx, now) = self.begin().await?;
         let recorded = record_attempt(&mut tx, now, attempt, outcome, policy).await?;

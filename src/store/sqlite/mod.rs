@@ -82,8 +82,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            // 64 MiB of page cache: index pages of a large message table stay in memory.
-            .pragma("cache_size", "-65536")
+            // 32 MiB of page cache: the hot index pages stay in memory, and the rest is a read
+            // from the kernel's cache away. 64 MiB closed a day of a million messages no faster
+            // and held 37 MiB more while doing it.
+            .pragma("cache_size", "-32768")
             .pragma("temp_store", "memory");
         let file = Path::new(options.get_filename());
         if let Some(dir) = file.parent()

@@ -345,10 +345,7 @@ async fn record_attempt(
     Ok(recorded)
 }
 
-/// [`record_attempt`] for a delivered attempt, the common case, in one statement (one round trip,
-/// its own transaction): the delivery moved on under its lease, a run of failures ended, the
-/// attempt logged; or, for a stale lease, only the attempt logged.
-/// Delivered attempts recording transactions in flight at once from one daemon.
+/// Transactions recording delivered attempts in flight at once from one daemon.
 pub(super) const TRANSACTIONS_IN_FLIGHT: usize = 4;
 
 /// Delivered attempts recorded in one transaction at most.
@@ -387,6 +384,9 @@ async fn record_delivered_group(
     }
 }
 
+/// [`record_attempt`] for a delivered attempt, the common case, in one statement (one round trip,
+/// in the caller's transaction, which others share): the delivery moved on under its lease, a run
+/// of failures ended, the attempt logged; or, for a stale lease, only the attempt logged.
 async fn record_delivered(conn: &mut PgConnection, attempt: &AttemptRecord) -> StoreResult<Recorded> {
     let row = sqlx::query(
         "WITH done AS (

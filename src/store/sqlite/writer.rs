@@ -410,3 +410,32 @@ fn wait_here<F: std::future::Future>(transaction: F) -> F::Output {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// An answer from another thread reaches the transaction whether it comes while the writer is
+    /// still awake or after it has gone to sleep (past `STAY_AWAKE`), and several in a row.
+    #[test]
+    fn a_transaction_gets_answers_that_come_soon_and_late() {
+        for delay in [Duration::ZERO, STAY_AWAKE * 10] {
+            let answers: Vec<u32> = wait_here(async move {
+                let mut answers = Vec::new();
+                for n in 0..3 {
+                    let (reply, answer) = oneshot::channel();
+                    std::thread::spawn(move || {
+                        // The other side of the round trip takes its time, as SQLite's thread may.
+                        std::thread::sleep(delay);
+                        let _ = reply.send(n);
+                    });
+                    answers.push(answer.await.expect("answered"));
+                }
+                answers
+            });
+            assert_eq!(answers, vec![0, 1, 2], "delay {delay:?}");
+        }
+    }
+}

@@ -76,7 +76,7 @@ pub async fn accept(
     metrics::counter!(metric::MESSAGES_RECEIVED).increment(u64::from(outcome.accepted));
     metrics::counter!(metric::MESSAGES_DUPLICATE).increment(u64::from(outcome.duplicates));
     metrics::counter!(metric::MESSAGES_SKIPPED).increment(u64::from(skipped_count));
-    if outcome.accepted > 0 || changes > 0 {
+    if outcome.queued || changes > 0 {
         state.deliveries_waiting.notify_one();
     }
     Ok(Accepted { accepted: outcome.accepted, duplicates: outcome.duplicates, skipped: skipped_count })

@@ -66,6 +66,10 @@ pub struct IngestBatch {
 pub struct IngestOutcome {
     pub accepted: u32,
     pub duplicates: u32,
+    /// Whether storing the request's messages queued deliveries (for webhooks that get each
+    /// message at once, or session events of chats it started): the delivery worker need only be
+    /// woken then.
+    pub queued: bool,
 }
 
 /// Ingest.

@@ -119,6 +119,16 @@ pub(super) struct WorkspaceInfo {
     pub immediate: Vec<WebhookId>,
 }
 
+/// Notes that a session event was queued for a chat the merge started in `workspace`: the
+/// requests of that workspace say they queued deliveries.
+pub(super) fn session_started(batches: &[IngestBatch], merged: &mut Merged<'_>, workspace: &str) {
+    for (batch, outcome) in batches.iter().zip(merged.outcomes.iter_mut()) {
+        if batch.workspace_id.as_str() == workspace {
+            outcome.queued = true;
+        }
+    }
+}
+
 /// After the messages were inserted: counts each request's accepted messages and duplicates,
 /// and makes the deliveries of webhooks that get each message at once, in `seq` order. `stored`
 /// holds each chat with the position of its first message before this merge; `inserted` the
@@ -148,6 +158,7 @@ pub(super) fn deliveries<'a>(
         if workspace.immediate.is_empty() {
             continue;
         }
+        merged.outcomes[candidate.batch].queued = true;
         let payload = (batch.render_immediate)(&workspace.account, chat, candidate.message, is_new_chat);
         for webhook in &workspace.immediate {
             deliveries.push(Enqueue {

@@ -14,7 +14,8 @@ use chatbundle::domain::{
 };
 use chatbundle::store::{
     AttemptOutcome, AttemptRecord, ChatInfo, ClaimedDelivery, CloseProgress, CloseStep, Email, FailurePolicy,
-    IngestBatch, Lease, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries, PlannedDelivery, SharedStore,
+    IngestBatch, IngestOutcome, Lease, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries, PlannedDelivery,
+    SharedStore,
 };
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -128,6 +129,16 @@ async fn ingest(
     messages: &[(&str, &str)],
     channel: &str,
 ) -> (u32, u32) {
+    let outcome = ingest_outcome(store, workspace, messages, channel).await;
+    (outcome.accepted, outcome.duplicates)
+}
+
+async fn ingest_outcome(
+    store: &SharedStore,
+    workspace: &WorkspaceId,
+    messages: &[(&str, &str)],
+    channel: &str,
+) -> IngestOutcome {
     let messages = messages
         .iter()
         .map(|(id, chat)| NewMessage {
@@ -157,8 +168,7 @@ async fn ingest(
                 .unwrap()
         }),
     };
-    let outcome = store.ingest(batch).await.unwrap();
-    (outcome.accepted, outcome.duplicates)
+    store.ingest(batch).await.unwrap()
 }
 
 /// Leases of a minute.
@@ -615,6 +625,52 @@ pub async fn requests_stored_at_once_each_get_their_own_outcome(factory: &dyn Fa
     assert!(ids.iter().all(|(id, n)| *n == if id.starts_with("s-") { 2 } else { 1 }), "{ids:?}");
 }
 
+/// [`chatbundle::store::IngestStore::ingest`]: an outcome says it queued deliveries exactly when
+/// its messages did (a webhook that gets each message at once, a session event of a new chat),
+/// so the delivery worker is woken for work and only for work.
+pub async fn an_outcome_says_whether_it_queued_deliveries(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let queued = |messages: &'static [(&'static str, &'static str)]| {
+        let (store, workspace) = (world.store.clone(), world.workspace.clone());
+        async move { ingest_outcome(&store, &workspace, messages, "api").await.queued }
+    };
+    assert!(!queued(&[("m-1", "c-1")]).await, "no webhook: nothing queued");
+    world.webhook(Granularity::Hours24, &[Event::Messages]).await;
+    assert!(!queued(&[("m-2", "c-1")]).await, "a bundling webhook queues at the window's end, not now");
+    world.webhook(Granularity::None, &[Event::Messages]).await;
+    assert!(queued(&[("m-3", "c-1")]).await, "a webhook that gets each message at once");
+    assert!(!queued(&[("m-3", "c-1")]).await, "a duplicate queues nothing");
+    assert_eq!(world.drain().await.len(), 1, "the one message queued is the one said");
+
+    let other = world
+        .store
+        .create_workspace(NewWorkspace {
+            name: "Sessions".into(),
+            owner_email: "owner@sessions.example".into(),
+            timezone: "UTC".into(),
+            granularity: Granularity::None,
+            account: Account::default(),
+        })
+        .await
+        .unwrap()
+        .id;
+    let sessions = NewWebhook {
+        workspace_id: other.clone(),
+        url: "https://hooks.example.com/s".into(),
+        granularity: Some(Granularity::Hours24),
+        enabled: true,
+        secret: None,
+        events: vec![Event::SessionStatus],
+        timeout: None,
+    };
+    world.store.create_webhook(sessions).await.unwrap();
+    let started = ingest_outcome(&world.store, &other, &[("s-1", "new-chat")], "api").await;
+    assert!(started.queued, "a new chat's session event for a session_status webhook");
+    let later = ingest_outcome(&world.store, &other, &[("s-2", "new-chat")], "api").await;
+    assert!(!later.queued, "a known chat's message starts no session");
+    assert_eq!(world.drain().await.len(), 1, "one session event queued");
+}
+
 /// [`chatbundle::store::IngestStore::ingest`]: `is_new_chat` is true in exactly one payload per
 /// chat, however its first messages arrive.
 pub async fn is_new_chat_is_true_once_per_chat(factory: &dyn Factory) {
@@ -820,6 +876,7 @@ macro_rules! conformance {
             case!(a_message_sent_many_times_at_once_is_stored_once);
             case!(requests_stored_at_once_each_get_their_own_outcome);
             case!(is_new_chat_is_true_once_per_chat);
+            case!(an_outcome_says_whether_it_queued_deliveries);
             case!(a_lapsed_reply_window_is_announced_once_across_restarts);
             case!(racing_announcers_announce_each_lapse_once);
             case!(racing_mailers_claim_each_email_once);

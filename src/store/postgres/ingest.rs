@@ -186,6 +186,7 @@ async fn store_merged(
                 .render_session;
             let (chat, _) = &stored[key];
             sessions::announce(tx, &workspace, chat, None, None, now, render).await?;
+            merge::session_started(batches, &mut merged, key.0);
         }
     }
     mark_first_messages(tx, &first_of_chat).await?;

@@ -74,6 +74,7 @@ pub(super) async fn ingest_many(
                 .expect("a batch of the chat")
                 .render_session;
             sessions::announce(conn, &workspace, created, None, None, now, render).await?;
+            merge::session_started(batches, &mut merged, key.0);
         }
     }
     mark_first_messages(conn, &first_of_chat).await?;

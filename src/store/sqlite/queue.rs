@@ -107,9 +107,13 @@ async fn candidates(
         }
         query.push(")");
     }
-    query.push(" ORDER BY d.next_attempt_at, d.seq LIMIT ").push_bind(limit as i64);
+    // The limit is written into the statement, rounded up to a power of two: SQLite plans a
+    // bound LIMIT for the value bound, so a statement with `LIMIT ?` is parsed and planned anew
+    // at every run, while a handful of literal limits each stay prepared.
+    query.push(format!(" ORDER BY d.next_attempt_at, d.seq LIMIT {}", limit.max(1).next_power_of_two()));
     let rows = query.build().fetch_all(&mut *conn).await?;
     rows.iter()
+        .take(limit)
         .map(|r| Ok(Candidate { seq: r.try_get("seq")?, webhook_id: r.try_get("webhook_id")? }))
         .collect()
 }

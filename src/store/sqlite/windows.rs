@@ -79,15 +79,17 @@ async fn close_step(
     // ordering them reads no table row. Selecting the whole rows here would read every active
     // chat's row into the sort at every step (a day of 100,000 active chats: ten million reads
     // over its hundred steps), to keep a thousand.
-    let ids: Vec<i64> = sqlx::query_scalar(
+    // The limit is a literal: a bound one would have the statement planned anew at each step
+    // (see `queue::candidates`).
+    let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT id FROM chats
          WHERE workspace_id = ? AND last_received_at >= ? AND id > ?
-         ORDER BY id LIMIT ?",
-    )
+         ORDER BY id LIMIT {}",
+        step.chats
+    )))
     .bind(&workspace_id)
     .bind(bundled_before)
     .bind(cursor)
-    .bind(step.chats as i64)
     .fetch_all(&mut *conn)
     .await?;
     let mut chats = Vec::with_capacity(ids.len());

@@ -20,7 +20,7 @@
 //!    each granularity, with the same window arithmetic the daemon uses.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -122,7 +122,9 @@ fn start_daemon() -> Daemon {
             .env("CHATBUNDLE_HTTP__MAX_CONNECTIONS_PER_CLIENT", "4096")
             // The receiver is on loopback, which the SSRF guard refuses by default.
             .env("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")
-            .env("RUST_LOG", "info")
+            // BENCH_RUST_LOG (e.g. `info,chatbundle::store::sqlite::writer=debug` for each group
+            // commit) and BENCH_DAEMON_LOG (a file to keep the daemon's log in) help see inside.
+            .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped());
         if let Some((admin, name)) = &daemon.database {
             command.env("CHATBUNDLE_DATABASE_URL", format!("{admin}/{name}"));
@@ -137,7 +139,15 @@ fn start_daemon() -> Daemon {
             }
         };
         // Keep draining the daemon's log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let mut keep =
+            std::env::var("BENCH_DAEMON_LOG").ok().map(|path| std::fs::File::create(path).unwrap());
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Some(file) = keep.as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
+            }
+        });
         daemon.children.push(child);
         daemon.bases.push(format!("http://{listen}"));
         daemon._dirs.push(dir);
@@ -673,7 +683,10 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::new();
+        // Idle pooled connections are dropped well before the daemon closes them (it lets a
+        // kept-alive connection idle for `http.header_timeout`, 10 s): a request sent on one the
+        // daemon is closing fails with an incomplete message.
+        let client = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(2)).build().unwrap();
         let daemon = start_daemon();
         println!("chatbundle load benchmark against {}", daemon.bases.join(", "));
         let ws = workspace(&client, &daemon).await;

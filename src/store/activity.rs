@@ -59,7 +59,7 @@ pub struct Pruned {
 /// The activity log, for the admin API and page, and the retention job.
 #[async_trait]
 pub trait ActivityLog: Send + Sync {
-    /// A webhook's latest attempts, newest first.
+    /// A webhook's latest attempts, the most recently attempted first.
     async fn list_attempts(&self, webhook: &WebhookId, limit: u32) -> StoreResult<Vec<Attempt>>;
     /// A webhook's activity log, newest first, starting after `after` (or at the newest): its
     /// attempts and events, and its workspace's events that concern every webhook. Reading page

@@ -65,7 +65,7 @@ impl ActivityLog for PgStore {
         let rows = sqlx::query(
             "SELECT id, delivery_id, webhook_id, attempted_at, duration_ms, status,
                     response_excerpt, error, request_headers, request_body
-             FROM attempts WHERE webhook_id = $1 ORDER BY id DESC LIMIT $2",
+             FROM attempts WHERE webhook_id = $1 ORDER BY attempted_at DESC, id DESC LIMIT $2",
         )
         .bind(webhook.as_str())
         .bind(i64::from(limit))

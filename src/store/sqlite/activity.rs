@@ -117,7 +117,7 @@ impl ActivityLog for SqliteStore {
         let rows = sqlx::query(
             "SELECT id, delivery_id, webhook_id, attempted_at, duration_ms, status,
                     response_excerpt, error, request_headers, request_body
-             FROM attempts WHERE webhook_id = ? ORDER BY id DESC LIMIT ?",
+             FROM attempts WHERE webhook_id = ? ORDER BY attempted_at DESC, id DESC LIMIT ?",
         )
         .bind(webhook.as_str())
         .bind(i64::from(limit))

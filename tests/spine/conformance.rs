@@ -473,6 +473,26 @@ pub async fn racing_claims_get_each_delivery_once(factory: &dyn Factory) {
     assert_eq!(unique.len(), 40);
 }
 
+/// [`chatbundle::store::DeliveryQueue::claim_deliveries`] (one holder): a delivery in flight is
+/// not handed out again while its lease runs, however many claims come, and is due again the
+/// moment it ends.
+pub async fn a_delivery_in_flight_is_due_again_when_its_lease_ends(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    world.webhook(Granularity::None, &[Event::Messages]).await;
+    world.ingest(&[("m-1", "c-1"), ("m-2", "c-2"), ("m-3", "c-3")]).await;
+    let first = claim(&world.store, 1).await;
+    assert_eq!(first.len(), 1);
+    let rest = claim(&world.store, 10).await;
+    assert_eq!(rest.len(), 2, "the others, not the one in flight");
+    assert!(rest.iter().all(|d| d.id != first[0].id));
+    world.clock.advance(LEASE.default_timeout + LEASE.margin - Duration::from_secs(1));
+    assert!(claim(&world.store, 10).await.is_empty(), "all three still in flight");
+    world.clock.advance(Duration::from_secs(2));
+    let again: HashSet<String> = claim(&world.store, 10).await.iter().map(|d| d.id.to_string()).collect();
+    let all: HashSet<String> = first.iter().chain(&rest).map(|d| d.id.to_string()).collect();
+    assert_eq!(again, all, "each lease ran out: each is due again");
+}
+
 /// [`chatbundle::store::DeliveryQueue::record_attempt`]: only the holder of the current lease
 /// records a result; leases run out by the store's clock; nothing is delivered twice over.
 pub async fn only_the_current_lease_holder_records_a_result(factory: &dyn Factory) {
@@ -876,6 +896,7 @@ macro_rules! conformance {
             case!(a_message_sent_many_times_at_once_is_stored_once);
             case!(requests_stored_at_once_each_get_their_own_outcome);
             case!(is_new_chat_is_true_once_per_chat);
+            case!(a_delivery_in_flight_is_due_again_when_its_lease_ends);
             case!(an_outcome_says_whether_it_queued_deliveries);
             case!(a_lapsed_reply_window_is_announced_once_across_restarts);
             case!(racing_announcers_announce_each_lapse_once);

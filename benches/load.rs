@@ -142,8 +142,9 @@ fn start_daemon() -> Daemon {
         let mut keep =
             std::env::var("BENCH_DAEMON_LOG").ok().map(|path| std::fs::File::create(path).unwrap());
         std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if let Some(file) = keep.as_mut() {
+            // Read errors are skipped, as lines are: the pipe must keep draining.
+            for line in lines {
+                if let (Ok(line), Some(file)) = (line, keep.as_mut()) {
                     let _ = writeln!(file, "{line}");
                 }
             }

@@ -1,5 +1,4 @@
--- Indexes no query needs, each written on every message or attempt: counting a workspace's
--- messages reads the unique (workspace_id, source_key, message_id) index, and a webhook's latest
--- attempts are read in attempt order through attempts_by_webhook_time.
-DROP INDEX messages_by_received;
+-- An index no query needs, written on every attempt: a webhook's latest attempts are read in
+-- attempt order through attempts_by_webhook_time. (messages_by_received stays here: the latest
+-- receipt time of a workspace, read under its exclusive lock, is one entry of it.)
 DROP INDEX attempts_by_webhook;

@@ -67,8 +67,8 @@ pub struct IngestOutcome {
     pub accepted: u32,
     pub duplicates: u32,
     /// Whether storing the request's messages queued deliveries (for webhooks that get each
-    /// message at once, or session events of chats it started): the delivery worker need only be
-    /// woken then.
+    /// message at once, or the session event of a chat started in its workspace in the same
+    /// commit): the delivery worker need only be woken then. Never false when they did.
     pub queued: bool,
 }
 

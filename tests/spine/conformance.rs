@@ -474,9 +474,9 @@ pub async fn racing_claims_get_each_delivery_once(factory: &dyn Factory) {
 }
 
 /// [`chatbundle::store::DeliveryQueue::claim_deliveries`] (one holder): a delivery in flight is
-/// not handed out again while its lease runs, however many claims come, and is due again the
-/// moment it ends.
-pub async fn a_delivery_in_flight_is_due_again_when_its_lease_ends(factory: &dyn Factory) {
+/// not handed out again by later claims while its lease runs (a second before it ends), and is
+/// due again once it has ended (a second after).
+pub async fn a_delivery_in_flight_is_not_handed_out_again_before_its_lease_ends(factory: &dyn Factory) {
     let world = World::new(factory).await;
     world.webhook(Granularity::None, &[Event::Messages]).await;
     world.ingest(&[("m-1", "c-1"), ("m-2", "c-2"), ("m-3", "c-3")]).await;
@@ -645,9 +645,9 @@ pub async fn requests_stored_at_once_each_get_their_own_outcome(factory: &dyn Fa
     assert!(ids.iter().all(|(id, n)| *n == if id.starts_with("s-") { 2 } else { 1 }), "{ids:?}");
 }
 
-/// [`chatbundle::store::IngestStore::ingest`]: an outcome says it queued deliveries exactly when
-/// its messages did (a webhook that gets each message at once, a session event of a new chat),
-/// so the delivery worker is woken for work and only for work.
+/// [`chatbundle::store::IngestStore::ingest`]: an outcome says it queued deliveries when its
+/// messages did (a webhook that gets each message at once, a session event of a new chat), and
+/// not when they queued none, so the delivery worker is woken for work and not for nothing.
 pub async fn an_outcome_says_whether_it_queued_deliveries(factory: &dyn Factory) {
     let world = World::new(factory).await;
     let queued = |messages: &'static [(&'static str, &'static str)]| {
@@ -896,7 +896,7 @@ macro_rules! conformance {
             case!(a_message_sent_many_times_at_once_is_stored_once);
             case!(requests_stored_at_once_each_get_their_own_outcome);
             case!(is_new_chat_is_true_once_per_chat);
-            case!(a_delivery_in_flight_is_due_again_when_its_lease_ends);
+            case!(a_delivery_in_flight_is_not_handed_out_again_before_its_lease_ends);
             case!(an_outcome_says_whether_it_queued_deliveries);
             case!(a_lapsed_reply_window_is_announced_once_across_restarts);
             case!(racing_announcers_announce_each_lapse_once);

@@ -79,6 +79,7 @@ async fn close_step(
     // ordering them reads no table row. Selecting the whole rows here would read every active
     // chat's row into the sort at every step (a day of 100,000 active chats: ten million reads
     // over its hundred steps), to keep a thousand.
+    //
     // The limit is a literal: a bound one would have the statement planned anew at each step
     // (see `queue::candidates`).
     let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

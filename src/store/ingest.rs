@@ -92,5 +92,9 @@ pub trait IngestStore: Send + Sync {
     /// - **Each request for itself**: requests arriving at the same moment may share a
     ///   transaction (both stores merge them: one commit, a few statements), but each gets its
     ///   own outcome, counted as if the requests had been stored one after another.
+    /// - **Says whether it queued**: `queued` is true whenever the request's messages queued a
+    ///   delivery (an immediate webhook, a new chat's session event), so a caller that wakes the
+    ///   delivery worker on it never leaves one waiting; it is false when nothing was queued for
+    ///   the request's workspace in its commit.
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome>;
 }

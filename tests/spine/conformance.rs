@@ -72,22 +72,27 @@ impl World {
     async fn new(factory: &dyn Factory) -> World {
         let clock = ManualClock::new(start_time());
         let store = factory.open(clock.clone()).await;
-        let workspace = store
-            .create_workspace(NewWorkspace {
-                name: "Acme".into(),
-                owner_email: "owner@acme.example".into(),
-                timezone: "UTC".into(),
-                granularity: Granularity::None,
-                account: Account::default(),
-            })
-            .await
-            .unwrap();
-        World { store, clock, workspace: workspace.id }
+        let workspace = create_workspace(&store, "acme").await;
+        World { store, clock, workspace }
+    }
+
+    /// Another workspace in the same store.
+    async fn other_workspace(&self, name: &str) -> WorkspaceId {
+        create_workspace(&self.store, name).await
     }
 
     async fn webhook(&self, granularity: Granularity, events: &[Event]) -> WebhookId {
+        self.webhook_in(&self.workspace, granularity, events).await
+    }
+
+    async fn webhook_in(
+        &self,
+        workspace: &WorkspaceId,
+        granularity: Granularity,
+        events: &[Event],
+    ) -> WebhookId {
         let new = NewWebhook {
-            workspace_id: self.workspace.clone(),
+            workspace_id: workspace.clone(),
             url: "https://hooks.example.com/x".into(),
             granularity: Some(granularity),
             enabled: true,
@@ -121,6 +126,17 @@ impl World {
             }
         }
     }
+}
+
+async fn create_workspace(store: &SharedStore, name: &str) -> WorkspaceId {
+    let new = NewWorkspace {
+        name: name.into(),
+        owner_email: format!("owner@{name}.example"),
+        timezone: "UTC".into(),
+        granularity: Granularity::None,
+        account: Account::default(),
+    };
+    store.create_workspace(new).await.unwrap().id
 }
 
 async fn ingest(
@@ -591,28 +607,8 @@ pub async fn a_message_sent_many_times_at_once_is_stored_once(factory: &dyn Fact
 pub async fn requests_stored_at_once_each_get_their_own_outcome(factory: &dyn Factory) {
     let world = Arc::new(World::new(factory).await);
     world.webhook(Granularity::None, &[Event::Messages]).await;
-    let other = world
-        .store
-        .create_workspace(NewWorkspace {
-            name: "Other".into(),
-            owner_email: "owner@other.example".into(),
-            timezone: "UTC".into(),
-            granularity: Granularity::None,
-            account: Account::default(),
-        })
-        .await
-        .unwrap()
-        .id;
-    let new = NewWebhook {
-        workspace_id: other.clone(),
-        url: "https://hooks.example.com/y".into(),
-        granularity: Some(Granularity::None),
-        enabled: true,
-        secret: None,
-        events: vec![Event::Messages],
-        timeout: None,
-    };
-    world.store.create_webhook(new).await.unwrap();
+    let other = world.other_workspace("other").await;
+    world.webhook_in(&other, Granularity::None, &[Event::Messages]).await;
     // Request i: a message of its own, and one it shares with the request two after or before
     // it in the same workspace.
     let senders: Vec<_> = (0..24)
@@ -662,28 +658,8 @@ pub async fn an_outcome_says_whether_it_queued_deliveries(factory: &dyn Factory)
     assert!(!queued(&[("m-3", "c-1")]).await, "a duplicate queues nothing");
     assert_eq!(world.drain().await.len(), 1, "the one message queued is the one said");
 
-    let other = world
-        .store
-        .create_workspace(NewWorkspace {
-            name: "Sessions".into(),
-            owner_email: "owner@sessions.example".into(),
-            timezone: "UTC".into(),
-            granularity: Granularity::None,
-            account: Account::default(),
-        })
-        .await
-        .unwrap()
-        .id;
-    let sessions = NewWebhook {
-        workspace_id: other.clone(),
-        url: "https://hooks.example.com/s".into(),
-        granularity: Some(Granularity::Hours24),
-        enabled: true,
-        secret: None,
-        events: vec![Event::SessionStatus],
-        timeout: None,
-    };
-    world.store.create_webhook(sessions).await.unwrap();
+    let other = world.other_workspace("sessions").await;
+    world.webhook_in(&other, Granularity::Hours24, &[Event::SessionStatus]).await;
     let started = ingest_outcome(&world.store, &other, &[("s-1", "new-chat")], "api").await;
     assert!(started.queued, "a new chat's session event for a session_status webhook");
     let later = ingest_outcome(&world.store, &other, &[("s-2", "new-chat")], "api").await;

@@ -303,6 +303,14 @@ async fn a_full_disk_is_reported_and_heals_without_a_restart() {
     let ws = daemon.workspace_with_webhook(&receiver.url).await;
     assert_eq!(daemon.post_message(&ws, "m-1").await.status(), 202);
     receiver.wait_for(1).await;
+    // Its attempt recorded before the disk fills: an attempt that cannot be recorded keeps the
+    // delivery leased, and m-2, behind it in the chat, would wait for that lease to run out.
+    let stats_path = format!("/api/v1/workspaces/{}/stats", ws.0);
+    eventually("m-1's attempt recorded", || async {
+        let stats = daemon.json(reqwest::Method::GET, &stats_path, None).await;
+        (stats["deliveries_delivered"] == 1).then_some(())
+    })
+    .await;
 
     // Filled to the last byte: refused with the error shape and a time to come back, and
     // nothing half-stored.
@@ -332,7 +340,7 @@ async fn a_full_disk_is_reported_and_heals_without_a_restart() {
     let seen = receiver.wait_for(2).await;
     let ids: Vec<String> = seen.iter().map(Received::message_id).collect();
     assert_eq!(ids, ["m-1", "m-2"], "each message delivered once");
-    let stats = daemon.json(reqwest::Method::GET, &format!("/api/v1/workspaces/{}/stats", ws.0), None).await;
+    let stats = daemon.json(reqwest::Method::GET, &stats_path, None).await;
     assert_eq!(stats["messages"], 2);
     assert_eq!(daemon.terminate().code(), Some(0));
 }

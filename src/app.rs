@@ -20,13 +20,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::api::health::Readiness;
-use crate::api::{self, AppState};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::deliver::{AddressPolicy, Deliverer, DeliverySettings, RetrySchedule};
 use crate::domain::random_token;
 use crate::fault::Fault;
+use crate::http::health::Readiness;
+use crate::http::{self, AppState};
 use crate::notify::{self, mailer::Mailer};
 use crate::store::{FailurePolicy, SharedStore, StoreError};
 use crate::supervise::{Fatal, Workers};
@@ -48,6 +48,17 @@ pub enum AppError {
     /// HTTP server that stopped on its own): exit non-zero so the supervisor restarts it.
     #[error("stopped because {0}")]
     Failed(String),
+}
+
+/// Brings the store's schema up to date (the `migrate` command; `serve` does it at start too).
+pub async fn migrate(config: &Config) -> Result<(), AppError> {
+    crate::files::private_dir(&config.data_dir).map_err(|source| AppError::Io {
+        what: format!("creating data_dir {}", config.data_dir.display()),
+        source,
+    })?;
+    let store = crate::store::open(&config.store_options(), Arc::new(crate::clock::SystemClock)).await?;
+    store.close().await;
+    Ok(())
 }
 
 /// A daemon that is ready to serve: migrated and bound.
@@ -134,7 +145,7 @@ impl Application {
             addresses,
             workers: Default::default(),
             http: Arc::new(config.http.clone()),
-            throttle: Arc::new(crate::api::throttle::Throttle::new(throttle_clock)),
+            throttle: Arc::new(crate::http::throttle::Throttle::new(throttle_clock)),
             replays: Default::default(),
         };
         crate::telemetry::prometheus();
@@ -196,7 +207,7 @@ impl Application {
         });
         spawn(
             "the retention job",
-            Box::pin(crate::activity::retention_job(
+            Box::pin(crate::retention::retention_job(
                 store.clone(),
                 state.clock.clone(),
                 config.delivery.retention.0,
@@ -207,7 +218,7 @@ impl Application {
         let addr = listener.local_addr().ok();
         let listen = addr.map(|a| a.to_string()).unwrap_or_default();
         info!(%listen, public_url = %state.public_url, "chatbundle is serving");
-        let mut router = api::router(state.clone());
+        let mut router = crate::routes::router(state.clone());
         // Test-only: the server stops on its own after its first answer.
         let stop_on_its_own = Arc::new(Notify::new());
         if Fault::Http.armed() {
@@ -229,7 +240,7 @@ impl Application {
                         _ = stop_on_its_own.notified() => {}
                     }
                 };
-                if let Err(e) = api::server::serve(listener, router, limits, stopped).await {
+                if let Err(e) = http::server::serve(listener, router, limits, stopped).await {
                     error!(error = %e, "the HTTP server failed");
                 }
             }),

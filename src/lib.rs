@@ -2,24 +2,34 @@
 //! automation tools: each message at once, or bundled per chat per window.
 //!
 //! The way a message travels is the module list:
-//! - [`ingest`]: inbound routes; parses and validates, then hands messages to the store.
-//! - [`store`]: narrow traits with written guarantees, and their implementations (SQLite).
+//! - [`ingest`]: inbound routes and channel adapters; parses and validates (refusals in its own
+//!   [`ingest::error::IngestError`]), then hands messages to the store.
+//! - [`store`]: narrow traits with written guarantees, and their implementations (SQLite,
+//!   PostgreSQL).
 //! - [`render`]: the outbound payloads, frozen when a delivery is created.
 //! - [`deliver`]: the worker that claims, signs, sends, records attempts and schedules retries.
 //! - [`window`]: window boundaries, and the closer that turns buffered messages into bundles.
 //! - [`notify`]: the owner's e-mail when a webhook is switched off, and the mailer.
-//! - [`admin`]: the admin API (workspaces, webhooks, sources, activity).
-//! - [`web`]: the admin web page and the public chat transcripts.
 //!
-//! Around them: [`api`] (router, errors, auth), [`app`] (assembly, supervision and shutdown),
-//! [`supervise`] (liveness flags and fatal failures), [`config`], [`clock`] (injected time),
-//! [`domain`] (shared vocabulary), [`telemetry`], [`cli`] and [`fault`] (test-only fault switches).
+//! The HTTP side, in layers that only look down:
+//! - [`http`]: what every route stands on (state, the error answer, authentication, request
+//!   bodies, the connection server, health); it knows no route.
+//! - [`service`]: what the admin API and the web page both do (the steps after a change, test
+//!   sends, log downloads, resends).
+//! - [`admin`] (the admin API), [`ingest`] (above) and [`web`] (the admin pages and the public
+//!   transcripts): the front ends.
+//! - [`routes`]: the composition root, the one place that knows every route and builds the
+//!   OpenAPI document.
+//!
+//! Around them: [`app`] (assembly, supervision and shutdown), [`cli`], [`supervise`] (liveness
+//! flags and fatal failures), [`retention`] (the activity log's upkeep), [`config`], [`clock`]
+//! (injected time), [`domain`] (shared vocabulary, and the validated inputs every front end
+//! takes), [`telemetry`], [`files`] and [`fault`] (test-only fault switches). No module depends
+//! on one that depends on it; `tests/spine/architecture.rs` checks.
 
 #![forbid(unsafe_code)]
 
-pub mod activity;
 pub mod admin;
-pub mod api;
 pub mod app;
 pub mod cli;
 pub mod clock;
@@ -28,9 +38,13 @@ pub mod deliver;
 pub mod domain;
 pub mod fault;
 pub mod files;
+pub mod http;
 pub mod ingest;
 pub mod notify;
 pub mod render;
+pub mod retention;
+pub mod routes;
+pub mod service;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;

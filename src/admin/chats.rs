@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::auth::Admin;
-use crate::api::{ApiError, AppState};
 use crate::domain::{ChatId, WorkspaceId};
+use crate::http::auth::Admin;
+use crate::http::{ApiError, AppState};
 use crate::render::chat_url;
 use crate::store::{Chat, ChatSummary};
 
@@ -110,7 +110,8 @@ fn chat_id(id: &str) -> Result<ChatId, ApiError> {
 #[utoipa::path(get, operation_id = "chats_list", path = "/api/v1/workspaces/{id}/chats", tag = "chats", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Workspace id"), ListQuery),
     responses((status = 200, description = "The workspace's chats, most recently active first", body = ChatList),
-        crate::api::openapi::Errors))]
+        crate::http::Errors))]
+#[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -136,7 +137,8 @@ pub async fn list(
 #[utoipa::path(get, operation_id = "chats_show", path = "/api/v1/chats/{id}", tag = "chats", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Chat id")),
     responses((status = 200, description = "The chat and its transcript link", body = ChatView),
-        crate::api::openapi::Errors))]
+        crate::http::Errors))]
+#[instrument(skip_all, fields(chat_id = %id))]
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
@@ -150,8 +152,8 @@ pub async fn show(
 #[utoipa::path(post, operation_id = "chats_rotate_token", path = "/api/v1/chats/{id}/rotate-token", tag = "chats", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Chat id")),
     responses((status = 200, description = "The chat with its new transcript link; the old link answers 404",
-        body = ChatView), crate::api::openapi::Errors))]
-#[instrument(skip_all, fields(chat = %id))]
+        body = ChatView), crate::http::Errors))]
+#[instrument(skip_all, fields(chat_id = %id))]
 pub async fn rotate_token(
     _: Admin,
     State(state): State<AppState>,

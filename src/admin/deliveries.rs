@@ -8,13 +8,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tracing::{info, instrument};
+use tracing::instrument;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::auth::Admin;
-use crate::api::{ApiError, AppState};
 use crate::domain::{ChatId, DeliveryId, DeliveryKind, DeliveryStatus, WebhookId};
-use crate::store::{DeliveryInfo, Resend};
+use crate::http::auth::Admin;
+use crate::http::{ApiError, AppState};
+use crate::store::DeliveryInfo;
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
@@ -80,9 +80,10 @@ pub struct DeliveryList {
     params(("id" = String, Path, description = "Webhook id"), DeliveriesQuery),
     responses(
         (status = 200, description = "The webhook's deliveries, newest first", body = DeliveryList),
-        crate::api::openapi::Errors
+        crate::http::Errors
     )
 )]
+#[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -125,8 +126,8 @@ pub struct Resent {
     ),
     responses(
         (status = 202, description = "Queued again, due at once, with the same webhook-id and bytes", body = Resent),
-        (status = 409, description = "The delivery is pending or delivered: only failed and expired ones are sent again", body = crate::api::openapi::ErrorBody),
-        crate::api::openapi::Errors
+        (status = 409, description = "The delivery is pending or delivered: only failed and expired ones are sent again", body = crate::http::ErrorBody),
+        crate::http::Errors
     )
 )]
 #[instrument(skip_all, fields(webhook_id = %id, delivery_id = %delivery_id))]
@@ -135,30 +136,6 @@ pub async fn resend(
     State(state): State<AppState>,
     Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
 ) -> Result<(StatusCode, Json<Resent>), ApiError> {
-    resend_now(&state, &id, &delivery_id).await?;
+    crate::service::deliveries::resend(&state, &id, &delivery_id).await?;
     Ok((StatusCode::ACCEPTED, Json(Resent { id: delivery_id, status: DeliveryStatus::Pending })))
-}
-
-/// Queues a failed or expired delivery again and wakes the worker (the API's and the web page's).
-pub async fn resend_now(
-    state: &AppState,
-    webhook_id: &WebhookId,
-    delivery_id: &DeliveryId,
-) -> Result<(), ApiError> {
-    match state.store.resend_delivery(webhook_id, delivery_id, state.clock.now()).await? {
-        Resend::Queued => {
-            info!("delivery queued again");
-            state.deliveries_waiting.notify_one();
-            Ok(())
-        }
-        Resend::NotFound => Err(ApiError::not_found("delivery")),
-        Resend::NotFinished(status) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "the delivery is {}: only failed and expired deliveries can be sent again",
-                status.as_str()
-            ),
-        )),
-    }
 }

@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tracing::{info, instrument};
 
-use super::{Body, account, required_text};
-use crate::api::auth::Admin;
-use crate::api::{ApiError, AppState};
+use super::{account, name};
 use crate::domain::{Account, SourceId, SourceKind, WorkspaceId};
+use crate::http::Body;
+use crate::http::auth::Admin;
+use crate::http::{ApiError, AppState};
+use crate::service::sources::inbound_url;
 use crate::store::{NewSource, Source, SourcePatch};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -77,52 +79,9 @@ impl SourceView {
     }
 }
 
-/// Where a channel sends what it brings for a source: `{public_url}/hooks/{kind}/{source_id}`.
-pub fn inbound_url(public_url: &str, source: &Source) -> String {
-    format!("{public_url}/hooks/{}/{}", source.kind.path(), source.id)
-}
-
-/// Which credentials each kind takes: (name, required).
-fn expected(kind: SourceKind) -> &'static [(&'static str, bool)] {
-    match kind {
-        SourceKind::Twilio => &[("auth_token", true)],
-        SourceKind::Whatsapp => &[("app_secret", true), ("verify_token", true)],
-        SourceKind::Wechat => &[("token", true), ("app_id", true), ("encoding_aes_key", false)],
-        SourceKind::Chatwoot => &[("secret", false)],
-        SourceKind::ZohoDesk => &[],
-    }
-}
-
-/// Checks a kind's credentials: the required ones present, all strings, nothing unknown.
+/// A kind's credentials as its adapter publishes them, answered as an error naming the key.
 fn credentials(kind: SourceKind, given: Map<String, Value>) -> Result<Value, ApiError> {
-    let allowed = expected(kind);
-    for (key, value) in &given {
-        if !allowed.iter().any(|(name, _)| name == key) {
-            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
-            return Err(ApiError::field(
-                format!("credentials.{key}"),
-                format!("not a credential of a {} source (those are: {})", kind.as_str(), names.join(", ")),
-            ));
-        }
-        if !(value.is_string() || value.is_null()) {
-            return Err(ApiError::field(format!("credentials.{key}"), "must be a string"));
-        }
-    }
-    for (name, required) in allowed {
-        let value = given.get(*name).and_then(Value::as_str).map(str::trim);
-        if *required && value.is_none_or(str::is_empty) {
-            return Err(ApiError::field(format!("credentials.{name}"), "missing"));
-        }
-    }
-    if let Some(key) = given.get("encoding_aes_key").and_then(Value::as_str)
-        && crate::ingest::wechat::aes_key(key).is_none()
-    {
-        return Err(ApiError::field(
-            "credentials.encoding_aes_key",
-            "must be the 43-character EncodingAESKey from the WeChat console",
-        ));
-    }
-    Ok(Value::Object(given))
+    Ok(crate::ingest::credentials::check(kind, given)?)
 }
 
 async fn owned(state: &AppState, workspace_id: &WorkspaceId, id: &SourceId) -> Result<Source, ApiError> {
@@ -132,7 +91,19 @@ async fn owned(state: &AppState, workspace_id: &WorkspaceId, id: &SourceId) -> R
     }
 }
 
-#[utoipa::path(post, operation_id = "sources_create", path = "/api/v1/workspaces/{id}/sources", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = CreateSource, responses((status = 201, description = "Created; paste `inbound_url` into the channel", body = SourceView), crate::api::openapi::Errors))]
+#[utoipa::path(
+    post,
+    operation_id = "sources_create",
+    path = "/api/v1/workspaces/{id}/sources",
+    tag = "sources",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Workspace id")),
+    request_body = CreateSource,
+    responses(
+        (status = 201, description = "Created; paste `inbound_url` into the channel", body = SourceView),
+        crate::http::Errors
+    )
+)]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn create(
     _: Admin,
@@ -146,7 +117,7 @@ pub async fn create(
     let new = NewSource {
         workspace_id,
         kind: body.kind,
-        name: required_text("name", &body.name, 200)?,
+        name: name("name", &body.name, 200)?,
         account: account("account", body.account.unwrap_or_default())?,
         credentials: credentials(body.kind, body.credentials.unwrap_or_default())?,
         enabled: body.enabled.unwrap_or(true),
@@ -156,7 +127,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(SourceView::new(source, &state.public_url))))
 }
 
-#[utoipa::path(get, operation_id = "sources_list", path = "/api/v1/workspaces/{id}/sources", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "The workspace's sources", body = crate::api::openapi::SourceList), crate::api::openapi::Errors))]
+#[utoipa::path(
+    get,
+    operation_id = "sources_list",
+    path = "/api/v1/workspaces/{id}/sources",
+    tag = "sources",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Workspace id")),
+    responses(
+        (status = 200, description = "The workspace's sources", body = SourceList),
+        crate::http::Errors
+    )
+)]
+#[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -175,7 +158,22 @@ pub async fn list(
     Ok(Json(json!({ "sources": sources })))
 }
 
-#[utoipa::path(get, operation_id = "sources_show", path = "/api/v1/workspaces/{id}/sources/{source_id}", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id"), ("source_id" = String, Path, description = "Source id")), responses((status = 200, description = "The source, without its secrets", body = SourceView), crate::api::openapi::Errors))]
+#[utoipa::path(
+    get,
+    operation_id = "sources_show",
+    path = "/api/v1/workspaces/{id}/sources/{source_id}",
+    tag = "sources",
+    security(("admin_token" = [])),
+    params(
+        ("id" = String, Path, description = "Workspace id"),
+        ("source_id" = String, Path, description = "Source id")
+    ),
+    responses(
+        (status = 200, description = "The source, without its secrets", body = SourceView),
+        crate::http::Errors
+    )
+)]
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
@@ -184,7 +182,22 @@ pub async fn show(
     Ok(Json(SourceView::new(owned(&state, &workspace_id, &id).await?, &state.public_url)))
 }
 
-#[utoipa::path(patch, operation_id = "sources_update", path = "/api/v1/workspaces/{id}/sources/{source_id}", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id"), ("source_id" = String, Path, description = "Source id")), request_body = UpdateSource, responses((status = 200, description = "The updated source", body = SourceView), crate::api::openapi::Errors))]
+#[utoipa::path(
+    patch,
+    operation_id = "sources_update",
+    path = "/api/v1/workspaces/{id}/sources/{source_id}",
+    tag = "sources",
+    security(("admin_token" = [])),
+    params(
+        ("id" = String, Path, description = "Workspace id"),
+        ("source_id" = String, Path, description = "Source id")
+    ),
+    request_body = UpdateSource,
+    responses(
+        (status = 200, description = "The updated source", body = SourceView),
+        crate::http::Errors
+    )
+)]
 #[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn update(
     _: Admin,
@@ -194,7 +207,7 @@ pub async fn update(
 ) -> Result<Json<SourceView>, ApiError> {
     let source = owned(&state, &workspace_id, &id).await?;
     let patch = SourcePatch {
-        name: body.name.as_deref().map(|n| required_text("name", n, 200)).transpose()?,
+        name: body.name.as_deref().map(|n| name("name", n, 200)).transpose()?,
         account: body.account.map(|a| account("account", a)).transpose()?,
         credentials: body.credentials.map(|c| credentials(source.kind, c)).transpose()?,
         enabled: body.enabled,
@@ -204,7 +217,21 @@ pub async fn update(
     Ok(Json(SourceView::new(source, &state.public_url)))
 }
 
-#[utoipa::path(delete, operation_id = "sources_delete", path = "/api/v1/workspaces/{id}/sources/{source_id}", tag = "sources", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id"), ("source_id" = String, Path, description = "Source id")), responses((status = 204, description = "Deleted"), crate::api::openapi::Errors))]
+#[utoipa::path(
+    delete,
+    operation_id = "sources_delete",
+    path = "/api/v1/workspaces/{id}/sources/{source_id}",
+    tag = "sources",
+    security(("admin_token" = [])),
+    params(
+        ("id" = String, Path, description = "Workspace id"),
+        ("source_id" = String, Path, description = "Source id")
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        crate::http::Errors
+    )
+)]
 #[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn delete(
     _: Admin,
@@ -215,4 +242,9 @@ pub async fn delete(
     state.store.delete_source(&id).await?;
     info!("source deleted; its chats and messages stay");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SourceList {
+    pub sources: Vec<SourceView>,
 }

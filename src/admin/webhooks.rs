@@ -10,15 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{info, instrument};
 
-use super::{Body, nullable};
-use crate::api::auth::Admin;
-use crate::api::{ApiError, AppState};
 use crate::deliver::SigningSecret;
-use crate::domain::{Event, Granularity, WebhookId, WebhookUrl, WorkspaceId, masked_url, unmasked_url};
+use crate::domain::{DeliveryTimeout, Event, Granularity, WebhookId, WorkspaceId, masked_url, unmasked_url};
+use crate::http::auth::Admin;
+use crate::http::{ApiError, AppState};
+use crate::http::{Body, nullable};
+use crate::service;
 use crate::store::{NewWebhook, Webhook, WebhookPatch};
-
-/// The shortest and longest per-webhook timeout accepted.
-const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(120));
 
 /// `secret` in a request: `true` to generate one, a `whsec_…` string to set it.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -108,11 +106,9 @@ async fn view(state: &AppState, webhook: Webhook) -> Result<WebhookView, ApiErro
     Ok(WebhookView::new(webhook, workspace.granularity, state.default_timeout))
 }
 
-/// A webhook URL: well-formed, and (the SSRF guard) leading only to public addresses.
-pub async fn url(state: &AppState, value: &str) -> Result<String, ApiError> {
-    let url = value.trim().parse::<WebhookUrl>().map_err(|e| ApiError::field("url", e))?;
-    state.addresses.check_url(url.url()).await.map_err(|e| ApiError::field("url", e))?;
-    Ok(url.as_str().to_string())
+/// A webhook URL as [`service::webhooks::checked_url`] takes it, answered as a field error.
+async fn url(state: &AppState, value: &str) -> Result<String, ApiError> {
+    service::webhooks::checked_url(state, value).await.map_err(|e| ApiError::field("url", e))
 }
 
 fn secret(input: SecretInput) -> Result<Option<String>, ApiError> {
@@ -133,17 +129,23 @@ fn events(list: Vec<Event>) -> Result<Vec<Event>, ApiError> {
     Ok(list)
 }
 
-pub fn timeout(value: &str) -> Result<Duration, ApiError> {
-    let t = humantime::parse_duration(value.trim())
-        .map_err(|e| ApiError::field("timeout", format!("{value:?} is not a duration like \"10s\": {e}")))?;
-    let (min, max) = TIMEOUT_RANGE;
-    if t < min || t > max {
-        return Err(ApiError::field("timeout", "must be between 1s and 2m"));
-    }
-    Ok(t)
+fn timeout(value: &str) -> Result<Duration, ApiError> {
+    value.parse::<DeliveryTimeout>().map(DeliveryTimeout::duration).map_err(|e| ApiError::field("timeout", e))
 }
 
-#[utoipa::path(post, operation_id = "webhooks_create", path = "/api/v1/workspaces/{id}/webhooks", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = CreateWebhook, responses((status = 201, description = "Created; a generated `secret` is shown this once", body = WebhookView), crate::api::openapi::Errors))]
+#[utoipa::path(
+    post,
+    operation_id = "webhooks_create",
+    path = "/api/v1/workspaces/{id}/webhooks",
+    tag = "webhooks",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Workspace id")),
+    request_body = CreateWebhook,
+    responses(
+        (status = 201, description = "Created; a generated `secret` is shown this once", body = WebhookView),
+        crate::http::Errors
+    )
+)]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn create(
     _: Admin,
@@ -164,15 +166,26 @@ pub async fn create(
         events: events(body.events.unwrap_or_else(|| vec![Event::Messages]))?,
         timeout: body.timeout.as_deref().map(timeout).transpose()?,
     };
-    let webhook = state.store.create_webhook(new).await?;
-    state.closer.kick();
+    let webhook = service::webhooks::create(&state, new).await?;
     info!(webhook_id = %webhook.id, "webhook created");
     let mut view = view(&state, webhook).await?;
     view.secret = secret;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-#[utoipa::path(get, operation_id = "webhooks_list", path = "/api/v1/workspaces/{id}/webhooks", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "The workspace's webhooks", body = crate::api::openapi::WebhookList), crate::api::openapi::Errors))]
+#[utoipa::path(
+    get,
+    operation_id = "webhooks_list",
+    path = "/api/v1/workspaces/{id}/webhooks",
+    tag = "webhooks",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Workspace id")),
+    responses(
+        (status = 200, description = "The workspace's webhooks", body = WebhookList),
+        crate::http::Errors
+    )
+)]
+#[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -190,7 +203,19 @@ pub async fn list(
     Ok(Json(json!({ "webhooks": webhooks })))
 }
 
-#[utoipa::path(get, operation_id = "webhooks_show", path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Webhook id")), responses((status = 200, description = "The webhook", body = WebhookView), crate::api::openapi::Errors))]
+#[utoipa::path(
+    get,
+    operation_id = "webhooks_show",
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Webhook id")),
+    responses(
+        (status = 200, description = "The webhook", body = WebhookView),
+        crate::http::Errors
+    )
+)]
+#[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
@@ -200,7 +225,19 @@ pub async fn show(
     Ok(Json(view(&state, webhook).await?))
 }
 
-#[utoipa::path(patch, operation_id = "webhooks_update", path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Webhook id")), request_body = UpdateWebhook, responses((status = 200, description = "The updated webhook", body = WebhookView), crate::api::openapi::Errors))]
+#[utoipa::path(
+    patch,
+    operation_id = "webhooks_update",
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Webhook id")),
+    request_body = UpdateWebhook,
+    responses(
+        (status = 200, description = "The updated webhook", body = WebhookView),
+        crate::http::Errors
+    )
+)]
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn update(
     _: Admin,
@@ -225,14 +262,25 @@ pub async fn update(
     };
     let webhook =
         state.store.update_webhook(&id, patch).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
-    updated(&state, &before, &webhook).await;
+    service::webhooks::changed(&state, &before, &webhook).await;
     info!("webhook updated");
     let mut view = view(&state, webhook).await?;
     view.secret = secret.flatten();
     Ok(Json(view))
 }
 
-#[utoipa::path(delete, operation_id = "webhooks_delete", path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("admin_token" = [])), params(("id" = String, Path, description = "Webhook id")), responses((status = 204, description = "Deleted, with its queue"), crate::api::openapi::Errors))]
+#[utoipa::path(
+    delete,
+    operation_id = "webhooks_delete",
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Webhook id")),
+    responses(
+        (status = 204, description = "Deleted, with its queue"),
+        crate::http::Errors
+    )
+)]
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn delete(
     _: Admin,
@@ -247,53 +295,7 @@ pub async fn delete(
     }
 }
 
-/// Notes a change in the webhook's activity log: switched on, switched off, or what else changed
-/// (a secret only as changed or removed, never its value).
-/// What follows every change to a webhook, from the API or the web page: the activity log notes
-/// it, and the workers look again (re-enabling or a new granularity may have made deliveries due,
-/// or moved windows).
-pub async fn updated(state: &AppState, before: &Webhook, after: &Webhook) {
-    record_changes(state, before, after).await;
-    state.deliveries_waiting.notify_one();
-    state.closer.kick();
-}
-
-async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
-    let mut events = Vec::new();
-    if !before.enabled && after.enabled {
-        events.push(("enabled", json!({"was_disabled_because": before.disabled_reason})));
-    }
-    if before.enabled && !after.enabled {
-        events.push(("disabled", json!({"reason": after.disabled_reason, "automatic": false})));
-    }
-    let mut changed = serde_json::Map::new();
-    if before.url != after.url {
-        changed.insert("url".into(), json!(masked_url(&after.url)));
-    }
-    if before.granularity != after.granularity {
-        changed.insert(
-            "granularity".into(),
-            json!(after.granularity.map(|g| g.as_str()).unwrap_or("workspace default")),
-        );
-    }
-    if before.events != after.events {
-        changed.insert("events".into(), json!(after.events));
-    }
-    if before.timeout != after.timeout {
-        changed.insert(
-            "timeout".into(),
-            json!(after.timeout.map(|t| humantime::format_duration(t).to_string())),
-        );
-    }
-    if before.secret != after.secret {
-        changed.insert("secret".into(), json!(if after.secret.is_some() { "changed" } else { "removed" }));
-    }
-    if !changed.is_empty() {
-        events.push(("config_changed", Value::Object(changed)));
-    }
-    for (kind, detail) in events {
-        if let Err(e) = state.store.record_event(&after.workspace_id, Some(&after.id), kind, detail).await {
-            tracing::warn!(error = %e, "recording a configuration change failed");
-        }
-    }
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookView>,
 }

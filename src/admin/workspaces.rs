@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{info, instrument};
 
-use super::{Body, account, email, required_text};
-use crate::api::auth::Admin;
-use crate::api::{ApiError, AppState};
-use crate::domain::{Account, Granularity, Timezone, WorkspaceId};
+use super::{account, email, name, timezone};
+use crate::domain::{Account, Granularity, WorkspaceId};
+use crate::http::Body;
+use crate::http::auth::Admin;
+use crate::http::{ApiError, AppState};
+use crate::service;
 use crate::store::{NewWorkspace, Workspace, WorkspacePatch, WorkspaceStats};
 
 /// A workspace as the API shows it.
@@ -106,11 +108,18 @@ pub struct UpdateWorkspace {
     account: Option<Account>,
 }
 
-pub fn timezone(value: &str) -> Result<String, ApiError> {
-    value.parse::<Timezone>().map(|tz| tz.name().to_string()).map_err(|e| ApiError::field("timezone", e))
-}
-
-#[utoipa::path(post, operation_id = "workspaces_create", path = "/api/v1/workspaces", tag = "workspaces", security(("admin_token" = [])), request_body = CreateWorkspace, responses((status = 201, description = "Created; `ingest_key` authorises ingest into it", body = WorkspaceView), crate::api::openapi::Errors))]
+#[utoipa::path(
+    post,
+    operation_id = "workspaces_create",
+    path = "/api/v1/workspaces",
+    tag = "workspaces",
+    security(("admin_token" = [])),
+    request_body = CreateWorkspace,
+    responses(
+        (status = 201, description = "Created; `ingest_key` authorises ingest into it", body = WorkspaceView),
+        crate::http::Errors
+    )
+)]
 #[instrument(skip_all)]
 pub async fn create(
     _: Admin,
@@ -118,7 +127,7 @@ pub async fn create(
     Body(body): Body<CreateWorkspace>,
 ) -> Result<(StatusCode, Json<WorkspaceView>), ApiError> {
     let new = NewWorkspace {
-        name: required_text("name", &body.name, 200)?,
+        name: name("name", &body.name, 200)?,
         owner_email: email("owner_email", &body.owner_email)?,
         timezone: timezone(body.timezone.as_deref().unwrap_or("UTC"))?,
         granularity: body.granularity.unwrap_or(Granularity::None),
@@ -129,13 +138,36 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(workspace.into())))
 }
 
-#[utoipa::path(get, operation_id = "workspaces_list", path = "/api/v1/workspaces", tag = "workspaces", security(("admin_token" = [])), responses((status = 200, description = "Every workspace", body = WorkspaceList), crate::api::openapi::Errors))]
+#[utoipa::path(
+    get,
+    operation_id = "workspaces_list",
+    path = "/api/v1/workspaces",
+    tag = "workspaces",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every workspace", body = WorkspaceList),
+        crate::http::Errors
+    )
+)]
+#[instrument(skip_all)]
 pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<WorkspaceList>, ApiError> {
     let workspaces = state.store.list_workspaces().await?;
     Ok(Json(WorkspaceList { workspaces: workspaces.into_iter().map(WorkspaceView::from).collect() }))
 }
 
-#[utoipa::path(get, operation_id = "workspaces_show", path = "/api/v1/workspaces/{id}", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "The workspace", body = WorkspaceView), crate::api::openapi::Errors))]
+#[utoipa::path(
+    get,
+    operation_id = "workspaces_show",
+    path = "/api/v1/workspaces/{id}",
+    tag = "workspaces",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Workspace id")),
+    responses(
+        (status = 200, description = "The workspace", body = WorkspaceView),
+        crate::http::Errors
+    )
+)]
+#[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
@@ -145,16 +177,19 @@ pub async fn show(
     Ok(Json(workspace.into()))
 }
 
-/// What follows every change to a workspace, from the API or the web page.
-pub fn updated(state: &AppState, id: &WorkspaceId) {
-    state.workspaces.forget(id);
-    // A new default granularity or time zone moves the windows of the webhooks that follow it.
-    state.closer.kick();
-    // Webhooks that follow the workspace's granularity may have changed what is due.
-    state.deliveries_waiting.notify_one();
-}
-
-#[utoipa::path(patch, operation_id = "workspaces_update", path = "/api/v1/workspaces/{id}", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = UpdateWorkspace, responses((status = 200, description = "The updated workspace", body = WorkspaceView), crate::api::openapi::Errors))]
+#[utoipa::path(
+    patch,
+    operation_id = "workspaces_update",
+    path = "/api/v1/workspaces/{id}",
+    tag = "workspaces",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Workspace id")),
+    request_body = UpdateWorkspace,
+    responses(
+        (status = 200, description = "The updated workspace", body = WorkspaceView),
+        crate::http::Errors
+    )
+)]
 #[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn update(
     _: Admin,
@@ -163,7 +198,7 @@ pub async fn update(
     Body(body): Body<UpdateWorkspace>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
     let patch = WorkspacePatch {
-        name: body.name.as_deref().map(|n| required_text("name", n, 200)).transpose()?,
+        name: body.name.as_deref().map(|n| name("name", n, 200)).transpose()?,
         owner_email: body.owner_email.as_deref().map(|e| email("owner_email", e)).transpose()?,
         timezone: body.timezone.as_deref().map(timezone).transpose()?,
         granularity: body.granularity,
@@ -171,12 +206,24 @@ pub async fn update(
     };
     let workspace =
         state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
-    updated(&state, &id);
+    service::workspaces::changed(&state, &id);
     info!("workspace updated");
     Ok(Json(workspace.into()))
 }
 
-#[utoipa::path(get, operation_id = "workspaces_stats", path = "/api/v1/workspaces/{id}/stats", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "Where its messages are", body = StatsView), crate::api::openapi::Errors))]
+#[utoipa::path(
+    get,
+    operation_id = "workspaces_stats",
+    path = "/api/v1/workspaces/{id}/stats",
+    tag = "workspaces",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Workspace id")),
+    responses(
+        (status = 200, description = "Where its messages are", body = StatsView),
+        crate::http::Errors
+    )
+)]
+#[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn stats(
     _: Admin,
     State(state): State<AppState>,
@@ -188,7 +235,18 @@ pub async fn stats(
     Ok(Json(state.store.workspace_stats(&id).await?.into()))
 }
 
-#[utoipa::path(post, operation_id = "workspaces_flush", path = "/api/v1/workspaces/{id}/flush", tag = "workspaces", security(("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), responses((status = 200, description = "Every open window released now", body = crate::api::openapi::Flushed), crate::api::openapi::Errors))]
+#[utoipa::path(
+    post,
+    operation_id = "workspaces_flush",
+    path = "/api/v1/workspaces/{id}/flush",
+    tag = "workspaces",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Workspace id")),
+    responses(
+        (status = 200, description = "Every open window released now", body = Flushed),
+        crate::http::Errors
+    )
+)]
 /// `POST /api/v1/workspaces/{id}/flush`: releases every open window of the workspace now.
 #[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn flush(
@@ -201,4 +259,10 @@ pub async fn flush(
     }
     let deliveries = state.closer.flush(&id).await?;
     Ok(Json(json!({ "deliveries": deliveries })))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Flushed {
+    /// How many deliveries the flush queued.
+    pub deliveries: u64,
 }

@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::app::{Application, shutdown_signal};
+use crate::app::{AppError, Application, shutdown_signal};
 use crate::clock::SystemClock;
 use crate::config::{Config, Sources};
+use crate::store::copy::CopyError;
 use crate::telemetry;
 
 #[derive(Debug, Parser)]
@@ -86,135 +87,162 @@ enum Command {
 }
 
 const EXIT_RUNTIME: u8 = 1;
-const EXIT_CONFIG: u8 = 2;
+const EXIT_USAGE: u8 = 2;
+
+/// Why a command failed, which decides the exit code: bad usage, configuration or input (2), or
+/// a failure at run time (1).
+#[derive(Debug)]
+enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+impl From<AppError> for Failure {
+    fn from(e: AppError) -> Failure {
+        match e {
+            AppError::Config(_) => Failure::Usage(e.to_string()),
+            e => Failure::Runtime(e.to_string()),
+        }
+    }
+}
+
+impl From<CopyError> for Failure {
+    fn from(e: CopyError) -> Failure {
+        match e {
+            CopyError::Refused(_) => Failure::Usage(e.to_string()),
+            CopyError::Store(_) => Failure::Runtime(e.to_string()),
+        }
+    }
+}
+
+impl From<remote::Failure> for Failure {
+    fn from(e: remote::Failure) -> Failure {
+        if e.bad_input { Failure::Usage(e.message) } else { Failure::Runtime(e.message) }
+    }
+}
 
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let listen = match &cli.command {
-        Command::Serve { listen } => *listen,
-        _ => None,
+    let file = cli.config;
+    let outcome = match cli.command {
+        Command::Serve { listen } => serve(file, listen),
+        Command::Migrate => migrate(file),
+        Command::CopyStore { from, to } => copy_store(file, from, to),
+        Command::CheckConfig => check_config(file),
+        Command::PrintDefaultConfig => print_default_config(),
+        Command::Workspace { remote, command } => workspace(file, remote, command),
+        Command::Webhook { remote, command } => webhook(file, remote, command),
+        Command::Source { remote, command } => source(file, remote, command),
+        Command::Chat { remote, command } => chat(file, remote, command),
     };
-    if let Command::PrintDefaultConfig = cli.command {
-        print!("{}", Config::default().to_toml());
-        return ExitCode::SUCCESS;
-    }
-    let sources = Sources { file: cli.config.clone(), listen };
-    let config = match Config::load(&sources) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("chatbundle: bad configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    if let Command::CheckConfig = cli.command {
-        println!("# configuration is valid; effective values:");
-        print!("{}", config.to_toml());
-        return ExitCode::SUCCESS;
-    }
-    if let Command::Workspace { .. }
-    | Command::Webhook { .. }
-    | Command::Source { .. }
-    | Command::Chat { .. } = cli.command
-    {
-        return remote_command(config, cli.command);
-    }
-    telemetry::init(config.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("chatbundle: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
-    };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve { .. } => serve(config).await,
-            Command::Migrate => migrate(config).await,
-            Command::CopyStore { from, to } => copy_store(config, from, to).await,
-            Command::CheckConfig
-            | Command::PrintDefaultConfig
-            | Command::Workspace { .. }
-            | Command::Webhook { .. }
-            | Command::Source { .. }
-            | Command::Chat { .. } => unreachable!("handled above"),
-        }
-    });
-    match result {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e)
-            if matches!(e.downcast_ref::<crate::app::AppError>(), Some(crate::app::AppError::Config(_)))
-                || matches!(
-                    e.downcast_ref::<crate::store::copy::CopyError>(),
-                    Some(crate::store::copy::CopyError::Refused(_))
-                ) =>
-        {
-            eprintln!("chatbundle: {e:#}");
-            ExitCode::from(EXIT_CONFIG)
+        Err(Failure::Usage(message)) => {
+            eprintln!("chatbundle: {message}");
+            ExitCode::from(EXIT_USAGE)
         }
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("chatbundle: {e:#}");
+        Err(Failure::Runtime(message)) => {
+            tracing::error!("{message}");
+            eprintln!("chatbundle: {message}");
             ExitCode::from(EXIT_RUNTIME)
         }
     }
 }
 
-fn remote_command(config: Config, command: Command) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("chatbundle: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
-    };
-    let outcome = runtime.block_on(async {
-        match command {
-            Command::Workspace { remote, command } => remote::workspace(&config, &remote, command).await,
-            Command::Webhook { remote, command } => remote::webhook(&config, &remote, command).await,
-            Command::Source { remote, command } => remote::source(&config, &remote, command).await,
-            Command::Chat { remote, command } => remote::chat(&config, &remote, command).await,
-            _ => unreachable!("only remote commands come here"),
-        }
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("chatbundle: {}", failure.message);
-            ExitCode::from(if failure.bad_input { EXIT_CONFIG } else { EXIT_RUNTIME })
-        }
-    }
+/// The configuration from the file, the environment and `listen`.
+fn load(file: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<Config, Failure> {
+    Config::load(&Sources { file, listen }).map_err(|e| Failure::Usage(format!("bad configuration: {e}")))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let shutdown = shutdown_signal();
-    let app = Application::build(config, Arc::new(SystemClock)).await?;
-    app.run_until(shutdown).await?;
+/// A runtime for the daemon's commands, with logging set up as configured.
+fn daemon_runtime(config: &Config) -> Result<tokio::runtime::Runtime, Failure> {
+    telemetry::init(config.log_format);
+    tokio::runtime::Runtime::new().map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))
+}
+
+/// A small runtime for the commands that call the running daemon's API.
+fn client_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))
+}
+
+fn serve(file: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), Failure> {
+    let config = load(file, listen)?;
+    let runtime = daemon_runtime(&config)?;
+    runtime.block_on(async {
+        let shutdown = shutdown_signal();
+        let app = Application::build(config, Arc::new(SystemClock)).await?;
+        app.run_until(shutdown).await
+    })?;
     Ok(())
 }
 
-async fn copy_store(config: Config, from: String, to: String) -> anyhow::Result<()> {
-    use crate::store::copy::copy_store;
-    let options = crate::store::StoreOptions { url: to, max_connections: config.database.max_connections };
-    match copy_store(&from, &options, Arc::new(SystemClock)).await {
-        Ok(copied) => {
-            for (table, rows) in &copied.tables {
-                println!("{table:<12} {rows:>10} rows");
-            }
-            println!(
-                "copied into {}; start the daemons with that database_url",
-                crate::domain::masked_url(&options.url)
-            );
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn migrate(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)?;
-    let store = crate::store::open(&config.store_options(), Arc::new(SystemClock)).await?;
-    store.close().await;
+fn migrate(file: Option<PathBuf>) -> Result<(), Failure> {
+    let config = load(file, None)?;
+    let runtime = daemon_runtime(&config)?;
+    runtime.block_on(crate::app::migrate(&config))?;
     println!("migrations applied to {}", crate::domain::masked_url(&config.database_url()));
     Ok(())
+}
+
+fn copy_store(file: Option<PathBuf>, from: String, to: String) -> Result<(), Failure> {
+    let config = load(file, None)?;
+    let runtime = daemon_runtime(&config)?;
+    let options = crate::store::StoreOptions { url: to, max_connections: config.database.max_connections };
+    let copied = runtime.block_on(crate::store::copy::copy_store(&from, &options, Arc::new(SystemClock)))?;
+    for (table, rows) in &copied.tables {
+        println!("{table:<12} {rows:>10} rows");
+    }
+    println!(
+        "copied into {}; start the daemons with that database_url",
+        crate::domain::masked_url(&options.url)
+    );
+    Ok(())
+}
+
+fn check_config(file: Option<PathBuf>) -> Result<(), Failure> {
+    let config = load(file, None)?;
+    println!("# configuration is valid; effective values:");
+    print!("{}", config.to_toml());
+    Ok(())
+}
+
+fn print_default_config() -> Result<(), Failure> {
+    print!("{}", Config::default().to_toml());
+    Ok(())
+}
+
+fn workspace(
+    file: Option<PathBuf>,
+    remote: remote::Remote,
+    command: remote::WorkspaceCommand,
+) -> Result<(), Failure> {
+    let config = load(file, None)?;
+    Ok(client_runtime()?.block_on(remote::workspace(&config, &remote, command))?)
+}
+
+fn webhook(
+    file: Option<PathBuf>,
+    remote: remote::Remote,
+    command: remote::WebhookCommand,
+) -> Result<(), Failure> {
+    let config = load(file, None)?;
+    Ok(client_runtime()?.block_on(remote::webhook(&config, &remote, command))?)
+}
+
+fn source(
+    file: Option<PathBuf>,
+    remote: remote::Remote,
+    command: remote::SourceCommand,
+) -> Result<(), Failure> {
+    let config = load(file, None)?;
+    Ok(client_runtime()?.block_on(remote::source(&config, &remote, command))?)
+}
+
+fn chat(file: Option<PathBuf>, remote: remote::Remote, command: remote::ChatCommand) -> Result<(), Failure> {
+    let config = load(file, None)?;
+    Ok(client_runtime()?.block_on(remote::chat(&config, &remote, command))?)
 }

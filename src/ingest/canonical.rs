@@ -5,10 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::api::ApiError;
+use super::error::IngestError;
 use crate::domain::{Account, Direction, Party};
 use crate::store::{ChatInfo, NewMessage};
-use axum::http::StatusCode;
 
 /// The longest message text accepted, in bytes of UTF-8.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
@@ -51,11 +50,11 @@ impl At<'_> {
 }
 
 /// Parses one message object; `prefix` locates it in the request (`""` or `"[i]"`).
-pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) -> Result<Parsed, ApiError> {
+pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) -> Result<Parsed, IngestError> {
     let top = At { prefix, object: "" };
     let Some(map) = value.as_object() else {
         let field = if prefix.is_empty() { "body".to_string() } else { prefix.to_string() };
-        return Err(ApiError::field(field, "must be a message object"));
+        return Err(IngestError::field(field, "must be a message object"));
     };
 
     let skipped = || Parsed::Skipped(map.get("message_id").and_then(|v| v.as_str().map(str::to_string)));
@@ -69,28 +68,28 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
             if map.get("attachments").is_some_and(Value::is_array) {
                 return Ok(skipped());
             }
-            return Err(ApiError::field(top.name("text"), "missing"));
+            return Err(IngestError::field(top.name("text"), "missing"));
         }
         Some(Value::String(text)) => text.clone(),
-        Some(_) => return Err(ApiError::field(top.name("text"), "must be a string")),
+        Some(_) => return Err(IngestError::field(top.name("text"), "must be a string")),
     };
     if text.trim().is_empty() {
-        return Err(ApiError::field(top.name("text"), "must not be empty"));
+        return Err(IngestError::field(top.name("text"), "must not be empty"));
     }
     let message_id = required_id(map, "message_id", top)?;
     let direction = match map.get("direction") {
-        None | Some(Value::Null) => return Err(ApiError::field(top.name("direction"), "missing")),
+        None | Some(Value::Null) => return Err(IngestError::field(top.name("direction"), "missing")),
         Some(Value::String(s)) => {
-            s.parse::<Direction>().map_err(|e| ApiError::field(top.name("direction"), e))?
+            s.parse::<Direction>().map_err(|e| IngestError::field(top.name("direction"), e))?
         }
         Some(_) => {
-            return Err(ApiError::field(top.name("direction"), "must be \"received\" or \"sent\""));
+            return Err(IngestError::field(top.name("direction"), "must be \"received\" or \"sent\""));
         }
     };
     let timestamp = match optional_string(map, "timestamp", top, MAX_SHORT_BYTES)? {
         None => received_at,
         Some(s) => parse_timestamp(&s).ok_or_else(|| {
-            ApiError::field(
+            IngestError::field(
                 top.name("timestamp"),
                 format!("{s:?} is not an RFC 3339 time such as \"2021-02-24T16:25:29Z\""),
             )
@@ -98,9 +97,9 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
     };
 
     let chat_map = match map.get("chat") {
-        None | Some(Value::Null) => return Err(ApiError::field(top.name("chat"), "missing")),
+        None | Some(Value::Null) => return Err(IngestError::field(top.name("chat"), "missing")),
         Some(Value::Object(m)) => m,
-        Some(_) => return Err(ApiError::field(top.name("chat"), "must be an object")),
+        Some(_) => return Err(IngestError::field(top.name("chat"), "must be an object")),
     };
     let at_chat = At { prefix, object: "chat" };
     let chat = ChatInfo {
@@ -124,7 +123,7 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
                 phone: optional_string(m, "phone", at, MAX_SHORT_BYTES)?,
             })
         }
-        Some(_) => return Err(ApiError::field(top.name("account"), "must be an object")),
+        Some(_) => return Err(IngestError::field(top.name("account"), "must be an object")),
     };
     let channel = optional_string(map, "channel", top, 64)?.unwrap_or_else(|| "api".to_string());
 
@@ -138,17 +137,16 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
 /// adapter): sizes, and no control characters but tab, line feed and carriage return in the text
 /// and none at all elsewhere (they would forge log lines and break pages). A message that breaks
 /// one is refused whole, naming the field under `prefix`: nothing is stored, nothing is altered.
-pub fn check(message: &NewMessage, prefix: &str) -> Result<(), ApiError> {
+pub fn check(message: &NewMessage, prefix: &str) -> Result<(), IngestError> {
     let at = |key: &str| path(prefix, key);
     if message.text.len() > MAX_TEXT_BYTES {
-        return Err(ApiError::field(
+        return Err(IngestError::too_large(
             at("text"),
             format!("is {} bytes; the limit is {MAX_TEXT_BYTES} (64 KiB)", message.text.len()),
-        )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+        ));
     }
     if let Some(c) = message.text.chars().find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
-        return Err(ApiError::field(
+        return Err(IngestError::field(
             at("text"),
             format!("contains the control character U+{:04X}", c as u32),
         ));
@@ -172,7 +170,7 @@ pub fn check(message: &NewMessage, prefix: &str) -> Result<(), ApiError> {
 }
 
 /// The limits of a chat's details (see [`check`]), which session news carries too.
-pub fn check_chat(chat: &ChatInfo, prefix: &str) -> Result<(), ApiError> {
+pub fn check_chat(chat: &ChatInfo, prefix: &str) -> Result<(), IngestError> {
     fields(
         prefix,
         [
@@ -186,14 +184,17 @@ pub fn check_chat(chat: &ChatInfo, prefix: &str) -> Result<(), ApiError> {
 }
 
 /// Checks short fields: at most so many bytes, no control characters.
-fn fields<const N: usize>(prefix: &str, fields: [(&str, Option<&String>, usize); N]) -> Result<(), ApiError> {
+fn fields<const N: usize>(
+    prefix: &str,
+    fields: [(&str, Option<&String>, usize); N],
+) -> Result<(), IngestError> {
     for (key, value, max) in fields {
         let Some(value) = value else { continue };
         if value.len() > max {
-            return Err(ApiError::field(path(prefix, key), format!("must be at most {max} bytes")));
+            return Err(IngestError::field(path(prefix, key), format!("must be at most {max} bytes")));
         }
         if let Some(c) = value.chars().find(|c| c.is_control()) {
-            return Err(ApiError::field(
+            return Err(IngestError::field(
                 path(prefix, key),
                 format!("contains the control character U+{:04X}", c as u32),
             ));
@@ -216,18 +217,18 @@ fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// An id: a non-empty string, or an integer (chat ids are often numeric), as text.
-fn required_id(map: &Map<String, Value>, key: &str, at: At) -> Result<String, ApiError> {
+fn required_id(map: &Map<String, Value>, key: &str, at: At) -> Result<String, IngestError> {
     let id = match map.get(key) {
-        None | Some(Value::Null) => return Err(ApiError::field(at.name(key), "missing")),
+        None | Some(Value::Null) => return Err(IngestError::field(at.name(key), "missing")),
         Some(Value::String(s)) => s.trim().to_string(),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-        Some(_) => return Err(ApiError::field(at.name(key), "must be a string")),
+        Some(_) => return Err(IngestError::field(at.name(key), "must be a string")),
     };
     if id.is_empty() {
-        return Err(ApiError::field(at.name(key), "must not be empty"));
+        return Err(IngestError::field(at.name(key), "must not be empty"));
     }
     if id.len() > MAX_ID_BYTES {
-        return Err(ApiError::field(at.name(key), format!("must be at most {MAX_ID_BYTES} bytes")));
+        return Err(IngestError::field(at.name(key), format!("must be at most {MAX_ID_BYTES} bytes")));
     }
     Ok(id)
 }
@@ -237,26 +238,26 @@ fn optional_string(
     key: &str,
     at: At,
     max: usize,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, IngestError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.len() > max => {
-            Err(ApiError::field(at.name(key), format!("must be at most {max} bytes")))
+            Err(IngestError::field(at.name(key), format!("must be at most {max} bytes")))
         }
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::field(at.name(key), "must be a string")),
+        Some(_) => Err(IngestError::field(at.name(key), "must be a string")),
     }
 }
 
-fn optional_bool(map: &Map<String, Value>, key: &str, at: At) -> Result<Option<bool>, ApiError> {
+fn optional_bool(map: &Map<String, Value>, key: &str, at: At) -> Result<Option<bool>, IngestError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::field(at.name(key), "must be true or false")),
+        Some(_) => Err(IngestError::field(at.name(key), "must be true or false")),
     }
 }
 
-fn optional_party(map: &Map<String, Value>, key: &str, prefix: &str) -> Result<Party, ApiError> {
+fn optional_party(map: &Map<String, Value>, key: &str, prefix: &str) -> Result<Party, IngestError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(Party::default()),
         Some(Value::Object(m)) => {
@@ -266,7 +267,7 @@ fn optional_party(map: &Map<String, Value>, key: &str, prefix: &str) -> Result<P
                 phone: optional_string(m, "phone", at, MAX_SHORT_BYTES)?,
             })
         }
-        Some(_) => Err(ApiError::field(At { prefix, object: "" }.name(key), "must be an object")),
+        Some(_) => Err(IngestError::field(At { prefix, object: "" }.name(key), "must be an object")),
     }
 }
 
@@ -336,7 +337,7 @@ mod tests {
         let mut v = valid();
         v["text"] = json!("x".repeat(MAX_TEXT_BYTES + 1));
         let err = parse_message(&v, "", now()).unwrap_err();
-        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(err.refusal, super::super::error::Refusal::TooLarge);
         assert_eq!(err.field.as_deref(), Some("text"));
         v["text"] = json!("x".repeat(MAX_TEXT_BYTES));
         assert!(parse_message(&v, "", now()).is_ok());

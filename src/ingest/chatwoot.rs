@@ -10,11 +10,18 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, SessionUpdate, malformed, refuse};
 use super::whatsapp::decode_hex;
-use crate::api::ApiError;
 use crate::domain::{Direction, Party, SessionStatus, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
+
+use super::credentials::Credential;
+
+/// The webhook's secret, when the account signs its webhooks (optional: older ones do not).
+pub const SECRET: Credential = Credential::optional("secret");
+/// What a MessageHub (Chatwoot) source takes.
+pub const CREDENTIALS: &[Credential] = &[SECRET];
 
 /// How far a signed request's timestamp may be from now.
 const MAX_SKEW_SECONDS: i64 = 300;
@@ -29,7 +36,7 @@ pub fn verify(secret: &str, timestamp: &str, body: &[u8], header: &str) -> bool 
     mac.verify_slice(&given).is_ok()
 }
 
-fn check(secret: &str, request: &HookRequest) -> Result<(), ApiError> {
+fn check(secret: &str, request: &HookRequest) -> Result<(), IngestError> {
     let (Some(header), Some(timestamp)) =
         (request.header("x-chatwoot-signature"), request.header("x-chatwoot-timestamp"))
     else {
@@ -90,7 +97,7 @@ fn channel(conversation: &Value) -> String {
 }
 
 /// The chat a conversation is: its id, the contact's name and phone, the assignee.
-fn chat(conversation: &Value, contact: &Value) -> Result<ChatInfo, ApiError> {
+fn chat(conversation: &Value, contact: &Value) -> Result<ChatInfo, IngestError> {
     let assignee = &conversation["meta"]["assignee"];
     Ok(ChatInfo {
         external_id: id(&conversation["id"]).ok_or_else(|| malformed("conversation.id: missing"))?,
@@ -114,8 +121,8 @@ fn status(conversation: &Value) -> Option<SessionStatus> {
     }
 }
 
-pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Answer), ApiError> {
-    if let Some(secret) = credentials["secret"].as_str().filter(|s| !s.is_empty()) {
+pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Answer), IngestError> {
+    if let Some(secret) = SECRET.read(credentials) {
         check(secret, request)?;
     }
     let body: Value =
@@ -141,7 +148,7 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
     Ok((inbound, Answer::text("ok")))
 }
 
-fn message(body: &Value, request: &HookRequest, inbound: &mut Inbound) -> Result<(), ApiError> {
+fn message(body: &Value, request: &HookRequest, inbound: &mut Inbound) -> Result<(), IngestError> {
     let message_id = id(&body["id"]).ok_or_else(|| malformed("id: missing"))?;
     // `message_type` is a word in webhooks, a number in some releases' nested objects.
     let direction = match &body["message_type"] {

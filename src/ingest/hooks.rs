@@ -11,10 +11,11 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use tracing::{instrument, warn};
 
+use super::error::IngestError;
 use super::json::MAX_MESSAGES_PER_REQUEST;
 use super::{accept, canonical, chatwoot, twilio, wechat, whatsapp, zoho_desk};
-use crate::api::{ApiError, AppState};
 use crate::domain::{SessionStatus, SourceId, SourceKind};
+use crate::http::{ApiError, AppState};
 use crate::store::{ChatInfo, NewMessage, SessionChange, Source};
 
 /// An inbound request, as adapters see it.
@@ -79,14 +80,9 @@ impl IntoResponse for Answer {
     }
 }
 
-/// A bad signature: 401, whatever the adapter.
-pub fn forged(detail: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", detail.to_string())
-}
-
-/// A body the adapter cannot read: 400.
-pub fn malformed(detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "malformed", detail.into())
+/// A body the adapter cannot read.
+pub fn malformed(detail: impl Into<String>) -> IngestError {
+    IngestError::malformed(detail)
 }
 
 async fn source_for(state: &AppState, segment: &str, id: &str) -> Result<Source, ApiError> {
@@ -113,7 +109,21 @@ fn request<'a>(state: &AppState, uri: &Uri, headers: &'a HeaderMap, body: &'a [u
     }
 }
 
-#[utoipa::path(get, operation_id = "hooks_get", path = "/hooks/{kind}/{source_id}", tag = "ingest", params(("kind" = String, Path, description = "twilio, whatsapp, wechat, chatwoot or zoho-desk"), ("source_id" = String, Path, description = "Source id")), responses((status = 200, description = "The channel's verification handshake answered"), (status = 405, description = "This kind of channel makes no GET requests", body = crate::api::openapi::ErrorBody), crate::api::openapi::Errors))]
+#[utoipa::path(
+    get,
+    operation_id = "hooks_get",
+    path = "/hooks/{kind}/{source_id}",
+    tag = "ingest",
+    params(
+        ("kind" = String, Path, description = "twilio, whatsapp, wechat, chatwoot or zoho-desk"),
+        ("source_id" = String, Path, description = "Source id")
+    ),
+    responses(
+        (status = 200, description = "The channel's verification handshake answered"),
+        (status = 405, description = "This kind of channel makes no GET requests", body = crate::http::ErrorBody),
+        crate::http::Errors
+    )
+)]
 /// `GET /hooks/{kind}/{source_id}`: the channels' URL checks (Meta's and WeChat's handshakes,
 /// Zoho Desk's validation).
 #[instrument(skip_all, fields(source = %crate::telemetry::redact(&id)))]
@@ -126,8 +136,8 @@ pub async fn get(
     let source = source_for(&state, &segment, &id).await?;
     let request = request(&state, &uri, &headers, &[]);
     match source.kind {
-        SourceKind::Whatsapp => whatsapp::handshake(&source.credentials, &request),
-        SourceKind::Wechat => wechat::handshake(&source.credentials, &request),
+        SourceKind::Whatsapp => Ok(whatsapp::handshake(&source.credentials, &request)?),
+        SourceKind::Wechat => Ok(wechat::handshake(&source.credentials, &request)?),
         SourceKind::ZohoDesk => Ok(zoho_desk::validation()),
         SourceKind::Twilio | SourceKind::Chatwoot => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -137,7 +147,21 @@ pub async fn get(
     }
 }
 
-#[utoipa::path(post, operation_id = "hooks_post", path = "/hooks/{kind}/{source_id}", tag = "ingest", params(("kind" = String, Path, description = "twilio, whatsapp, wechat, chatwoot or zoho-desk"), ("source_id" = String, Path, description = "Source id")), request_body(description = "The vendor's own webhook body, signed as the vendor signs it", content((String = "application/json"), (String = "application/x-www-form-urlencoded"), (String = "text/xml"))), responses((status = 200, description = "Stored durably, answered as the vendor expects"), crate::api::openapi::Errors))]
+#[utoipa::path(
+    post,
+    operation_id = "hooks_post",
+    path = "/hooks/{kind}/{source_id}",
+    tag = "ingest",
+    params(
+        ("kind" = String, Path, description = "twilio, whatsapp, wechat, chatwoot or zoho-desk"),
+        ("source_id" = String, Path, description = "Source id")
+    ),
+    request_body(description = "The vendor's own webhook body, signed as the vendor signs it", content((String = "application/json"), (String = "application/x-www-form-urlencoded"), (String = "text/xml"))),
+    responses(
+        (status = 200, description = "Stored durably, answered as the vendor expects"),
+        crate::http::Errors
+    )
+)]
 /// `POST /hooks/{kind}/{source_id}`: messages and session news from a channel.
 #[instrument(skip_all, fields(source = %crate::telemetry::redact(&id)))]
 pub async fn post(
@@ -164,7 +188,8 @@ pub async fn post(
                 return Err(refuse(
                     SourceKind::Wechat,
                     "a signature seen before, with another body (a replay)",
-                ));
+                )
+                .into());
             }
             parsed
         }
@@ -178,14 +203,13 @@ pub async fn post(
 
 /// What a channel brought obeys the same limits as the JSON API: at most 1,000 messages a request,
 /// and each message and chat within the canonical sizes, without control characters.
-fn within_limits(inbound: &Inbound) -> Result<(), ApiError> {
+fn within_limits(inbound: &Inbound) -> Result<(), IngestError> {
     let count = inbound.messages.len() + inbound.skipped.len();
     if count > MAX_MESSAGES_PER_REQUEST {
-        return Err(ApiError::field(
+        return Err(IngestError::too_large(
             "body",
             format!("holds {count} messages; the limit is {MAX_MESSAGES_PER_REQUEST}"),
-        )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+        ));
     }
     for (i, message) in inbound.messages.iter().enumerate() {
         canonical::check(message, &format!("messages[{i}]"))?;
@@ -233,7 +257,7 @@ async fn store(state: &AppState, source: &Source, inbound: Inbound) -> Result<()
 }
 
 /// Logs and refuses a request whose signature does not match.
-pub fn refuse(kind: SourceKind, why: &str) -> ApiError {
+pub fn refuse(kind: SourceKind, why: &str) -> IngestError {
     warn!(kind = kind.as_str(), why, "refused an inbound request");
-    forged(why)
+    IngestError::forged(why)
 }

@@ -12,10 +12,11 @@ use tracing::instrument;
 
 use super::Accepted;
 use super::canonical::{Parsed, parse_message};
+use super::error::IngestError;
 use super::{MAX_BODY_BYTES, accept};
-use crate::api::auth::{Caller, same_secret};
-use crate::api::{ApiError, AppState};
-use crate::domain::WorkspaceId;
+use crate::domain::{Account, Direction, WorkspaceId};
+use crate::http::auth::{Caller, same_secret};
+use crate::http::{ApiError, AppState};
 
 /// The most messages one request may carry.
 pub const MAX_MESSAGES_PER_REQUEST: usize = 1000;
@@ -23,7 +24,19 @@ pub const MAX_MESSAGES_PER_REQUEST: usize = 1000;
 /// The source key of messages that arrive through the JSON API.
 pub const SOURCE_KEY: &str = "api";
 
-#[utoipa::path(post, operation_id = "messages_post", path = "/api/v1/workspaces/{id}/messages", tag = "ingest", security(("ingest_key" = []), ("admin_token" = [])), params(("id" = String, Path, description = "Workspace id")), request_body = crate::api::openapi::MessagesDoc, responses((status = 202, description = "Stored durably (all or nothing) before this answer", body = Accepted), crate::api::openapi::Errors))]
+#[utoipa::path(
+    post,
+    operation_id = "messages_post",
+    path = "/api/v1/workspaces/{id}/messages",
+    tag = "ingest",
+    security(("ingest_key" = []), ("admin_token" = [])),
+    params(("id" = String, Path, description = "Workspace id")),
+    request_body = MessagesDoc,
+    responses(
+        (status = 202, description = "Stored durably (all or nothing) before this answer", body = Accepted),
+        crate::http::Errors
+    )
+)]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn post_messages(
     State(state): State<AppState>,
@@ -73,17 +86,17 @@ pub async fn post_messages(
     let parsed = match &value {
         Value::Array(items) => {
             if items.is_empty() {
-                return Err(ApiError::field("body", "the array holds no messages"));
+                return Err(IngestError::field("body", "the array holds no messages").into());
             }
             if items.len() > MAX_MESSAGES_PER_REQUEST {
-                return Err(ApiError::field(
+                return Err(IngestError::too_large(
                     "body",
                     format!(
                         "the array holds {} messages; the limit is {MAX_MESSAGES_PER_REQUEST}",
                         items.len()
                     ),
                 )
-                .with_status(StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+                .into());
             }
             items
                 .iter()
@@ -93,7 +106,7 @@ pub async fn post_messages(
         }
         Value::Object(_) => vec![parse_message(&value, "", received_at)?],
         _ => {
-            return Err(ApiError::field("body", "must be a message object or an array of them"));
+            return Err(IngestError::field("body", "must be a message object or an array of them").into());
         }
     };
 
@@ -113,4 +126,60 @@ fn is_json(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     essence.eq_ignore_ascii_case("application/json")
         || (essence.len() > 5 && essence.to_ascii_lowercase().ends_with("+json"))
+}
+
+/// One message for `POST /api/v1/workspaces/{id}/messages` (documentation of the hand-written
+/// parser in `ingest::canonical`, which names the field at fault in its errors).
+#[allow(dead_code)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = Message)]
+pub struct MessageDoc {
+    /// Unique per workspace and chat; a repeat is counted as a duplicate and stored once.
+    #[schema(min_length = 1, max_length = 256)]
+    message_id: String,
+    direction: Direction,
+    /// RFC 3339; the time of receipt when absent.
+    timestamp: Option<String>,
+    chat: ChatDoc,
+    sender: Option<PartyDoc>,
+    recipient: Option<PartyDoc>,
+    /// Plain text, at most 64 KiB; required for text messages.
+    text: Option<String>,
+    /// `text` (the default); other types are counted as skipped.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    account: Option<Account>,
+    /// The channel name carried into payloads (`api` by default).
+    channel: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = MessageChat)]
+pub struct ChatDoc {
+    #[schema(min_length = 1, max_length = 256)]
+    id: String,
+    full_name: Option<String>,
+    phone: Option<String>,
+    is_group: Option<bool>,
+    responsible_name: Option<String>,
+    responsible_email: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = Party)]
+pub struct PartyDoc {
+    full_name: Option<String>,
+    phone: Option<String>,
+}
+
+/// A message, or an array of up to 1,000 of them (stored all or nothing).
+#[allow(dead_code)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = Messages)]
+pub enum MessagesDoc {
+    One(Box<MessageDoc>),
+    Many(Vec<MessageDoc>),
 }

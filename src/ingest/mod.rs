@@ -4,13 +4,13 @@
 
 pub mod canonical;
 pub mod chatwoot;
+pub mod credentials;
+pub mod error;
 pub mod hooks;
 pub mod json;
-pub mod replay;
 pub mod twilio;
 pub mod wechat;
 pub mod whatsapp;
-pub mod workspaces;
 pub mod zoho_desk;
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use axum::extract::DefaultBodyLimit;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{ApiError, AppState};
+use crate::http::{ApiError, AppState};
 use crate::render;
 use crate::store::{IngestBatch, NewMessage, SessionChange, Workspace};
 

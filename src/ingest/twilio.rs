@@ -8,10 +8,17 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha1::Sha1;
 
+use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
-use crate::api::ApiError;
 use crate::domain::{Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
+
+use super::credentials::Credential;
+
+/// The account's Auth Token, which signs every request.
+pub const AUTH_TOKEN: Credential = Credential::required("auth_token");
+/// What a Twilio source takes.
+pub const CREDENTIALS: &[Credential] = &[AUTH_TOKEN];
 
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
@@ -59,8 +66,8 @@ fn number(address: &str) -> String {
     address.strip_prefix("whatsapp:").unwrap_or(address).to_string()
 }
 
-pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Answer), ApiError> {
-    let token = credentials["auth_token"].as_str().unwrap_or_default();
+pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Answer), IngestError> {
+    let token = AUTH_TOKEN.read(credentials).unwrap_or_default();
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(request.body)
         .map_err(|e| malformed(format!("body: not a form: {e}")))?;
     let given = request

@@ -13,10 +13,27 @@ use quick_xml::events::Event;
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 
+use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
-use crate::api::ApiError;
 use crate::domain::{Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
+
+use super::credentials::Credential;
+
+/// The token set in the WeChat console, which signs every push.
+pub const TOKEN: Credential = Credential::required("token");
+/// The official account's AppID, which encrypted pushes carry.
+pub const APP_ID: Credential = Credential::required("app_id");
+/// The EncodingAESKey of safe mode (optional: plaintext mode has none).
+pub const ENCODING_AES_KEY: Credential = Credential {
+    check: Some((
+        |key| aes_key(key).is_some(),
+        "must be the 43-character EncodingAESKey from the WeChat console",
+    )),
+    ..Credential::optional("encoding_aes_key")
+};
+/// What a WeChat source takes.
+pub const CREDENTIALS: &[Credential] = &[TOKEN, APP_ID, ENCODING_AES_KEY];
 
 /// SHA-1 of the parts sorted and joined: the WeChat signature.
 pub fn signature(parts: &[&str]) -> String {
@@ -160,7 +177,7 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// Checks the query `signature` over token, timestamp and nonce.
-fn check_signature(token: &str, request: &HookRequest) -> Result<(), ApiError> {
+fn check_signature(token: &str, request: &HookRequest) -> Result<(), IngestError> {
     let (Some(given), Some(timestamp), Some(nonce)) =
         (request.param("signature"), request.param("timestamp"), request.param("nonce"))
     else {
@@ -170,23 +187,23 @@ fn check_signature(token: &str, request: &HookRequest) -> Result<(), ApiError> {
         return Err(refuse(SourceKind::Wechat, "signature does not match"));
     }
     // A signature does not expire by itself: one captured long ago would still match.
-    if !super::replay::fresh(timestamp, request.received_at) {
+    if !crate::http::replay::fresh(timestamp, request.received_at) {
         return Err(refuse(SourceKind::Wechat, "timestamp is more than five minutes from now (a replay?)"));
     }
     Ok(())
 }
 
 /// `GET`: the server check; answers `echostr` when the signature matches.
-pub fn handshake(credentials: &Value, request: &HookRequest) -> Result<Answer, ApiError> {
-    check_signature(credentials["token"].as_str().unwrap_or_default(), request)?;
+pub fn handshake(credentials: &Value, request: &HookRequest) -> Result<Answer, IngestError> {
+    check_signature(TOKEN.read(credentials).unwrap_or_default(), request)?;
     let echo = request.param("echostr").ok_or_else(|| malformed("echostr: missing"))?;
     Ok(Answer::text(echo))
 }
 
 /// `POST`: one message or event, plain or encrypted.
-pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Answer), ApiError> {
-    let token = credentials["token"].as_str().unwrap_or_default();
-    let app_id = credentials["app_id"].as_str().unwrap_or_default();
+pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Answer), IngestError> {
+    let token = TOKEN.read(credentials).unwrap_or_default();
+    let app_id = APP_ID.read(credentials).unwrap_or_default();
     check_signature(token, request)?;
     let body = std::str::from_utf8(request.body).map_err(|_| malformed("body: not UTF-8"))?;
     let outer = fields(body).map_err(|e| malformed(format!("body: {e}")))?;
@@ -194,7 +211,7 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
         Some(encrypted)
             if request.param("encrypt_type") == Some("aes") || field(&outer, "MsgType").is_none() =>
         {
-            let key = credentials["encoding_aes_key"].as_str().and_then(aes_key).ok_or_else(|| {
+            let key = ENCODING_AES_KEY.read(credentials).and_then(aes_key).ok_or_else(|| {
                 refuse(SourceKind::Wechat, "an encrypted message, but no encoding_aes_key is set")
             })?;
             let (Some(given), Some(timestamp), Some(nonce)) =

@@ -8,15 +8,23 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
+use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
-use crate::api::ApiError;
 use crate::domain::{Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
-use axum::http::StatusCode;
+
+use super::credentials::Credential;
+
+/// The Meta app's secret, which signs every request.
+pub const APP_SECRET: Credential = Credential::required("app_secret");
+/// The token Meta's URL check must bring.
+pub const VERIFY_TOKEN: Credential = Credential::required("verify_token");
+/// What a WhatsApp (Meta Cloud API) source takes.
+pub const CREDENTIALS: &[Credential] = &[APP_SECRET, VERIFY_TOKEN];
 
 /// `GET`: Meta's subscription check.
-pub fn handshake(credentials: &Value, request: &HookRequest) -> Result<Answer, ApiError> {
-    let expected = credentials["verify_token"].as_str().unwrap_or_default();
+pub fn handshake(credentials: &Value, request: &HookRequest) -> Result<Answer, IngestError> {
+    let expected = VERIFY_TOKEN.read(credentials).unwrap_or_default();
     let mode = request.param("hub.mode");
     let token = request.param("hub.verify_token").unwrap_or_default();
     let challenge = request.param("hub.challenge");
@@ -25,7 +33,7 @@ pub fn handshake(credentials: &Value, request: &HookRequest) -> Result<Answer, A
         (Some("subscribe"), Some(challenge)) if matches && !expected.is_empty() => {
             Ok(Answer::text(challenge))
         }
-        _ => Err(ApiError::new(StatusCode::FORBIDDEN, "bad_verify_token", "hub.verify_token does not match")),
+        _ => Err(IngestError::bad_verify_token()),
     }
 }
 
@@ -66,8 +74,8 @@ fn unix_seconds(value: &Value) -> Option<DateTime<Utc>> {
 }
 
 /// `POST`: messages and receipts.
-pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Answer), ApiError> {
-    let secret = credentials["app_secret"].as_str().unwrap_or_default();
+pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Answer), IngestError> {
+    let secret = APP_SECRET.read(credentials).unwrap_or_default();
     let header = request
         .header("x-hub-signature-256")
         .ok_or_else(|| refuse(SourceKind::Whatsapp, "missing X-Hub-Signature-256"))?;

@@ -7,10 +7,15 @@
 use chrono::DateTime;
 use serde_json::Value;
 
+use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, SessionUpdate, malformed};
-use crate::api::ApiError;
 use crate::domain::{Direction, Party, SessionStatus};
 use crate::store::{ChatInfo, NewMessage};
+
+use super::credentials::Credential;
+
+/// What a Zoho Desk source takes: nothing (its inbound URL is the secret).
+pub const CREDENTIALS: &[Credential] = &[];
 
 /// `GET`: Zoho's check that the URL answers.
 pub fn validation() -> Answer {
@@ -37,7 +42,7 @@ fn channel(payload: &Value) -> String {
     }
 }
 
-pub fn parse(request: &HookRequest) -> Result<(Inbound, Answer), ApiError> {
+pub fn parse(request: &HookRequest) -> Result<(Inbound, Answer), IngestError> {
     let body: Value =
         serde_json::from_slice(request.body).map_err(|e| malformed(format!("body: not valid JSON: {e}")))?;
     let events = match &body {
@@ -72,7 +77,12 @@ pub fn parse(request: &HookRequest) -> Result<(Inbound, Answer), ApiError> {
     Ok((inbound, Answer::text("ok")))
 }
 
-fn message(payload: &Value, i: usize, request: &HookRequest, inbound: &mut Inbound) -> Result<(), ApiError> {
+fn message(
+    payload: &Value,
+    i: usize,
+    request: &HookRequest,
+    inbound: &mut Inbound,
+) -> Result<(), IngestError> {
     let message_id = id(&payload["id"]).ok_or_else(|| malformed(format!("[{i}].payload.id: missing")))?;
     let session =
         id(&payload["sessionId"]).ok_or_else(|| malformed(format!("[{i}].payload.sessionId: missing")))?;

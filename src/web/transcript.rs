@@ -10,8 +10,10 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use crate::api::AppState;
+use tracing::instrument;
+
 use crate::domain::Direction;
+use crate::http::AppState;
 use crate::store::StoreError;
 
 /// Messages per page.
@@ -61,7 +63,7 @@ fn unavailable(error: StoreError) -> Response {
     tracing::error!(%error, "a transcript could not be read");
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        [(RETRY_AFTER, crate::api::error::RETRY_AFTER_SECONDS.to_string())],
+        [(RETRY_AFTER, crate::http::error::RETRY_AFTER_SECONDS.to_string())],
         Html(
             "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -72,6 +74,7 @@ fn unavailable(error: StoreError) -> Response {
         .into_response()
 }
 
+#[instrument(skip_all)]
 pub async fn page(
     State(state): State<AppState>,
     Path(token): Path<String>,

@@ -2,6 +2,7 @@
 //! receiver, and time driven through an injected clock.
 
 mod admin;
+mod architecture;
 mod browser;
 mod bundles;
 mod channels;

@@ -1,22 +1,22 @@
-//! The HTTP surface: shared state, the router, errors and authentication.
+//! What every HTTP route stands on: the shared state, the error answer, authentication (admin
+//! token, ingest keys, throttling of wrong guesses, replay memory), request bodies, the
+//! connection server and health. It knows no route: [`crate::routes`] composes them.
 
 pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod health;
-pub mod openapi;
+pub mod replay;
 pub mod server;
 pub mod throttle;
+pub mod workspaces;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::routing::get;
 use tokio::sync::Notify;
-use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody, Errors};
+pub use extract::{Body, nullable};
 
 use crate::clock::SharedClock;
 use crate::store::SharedStore;
@@ -34,7 +34,7 @@ pub struct AppState {
     /// The default timeout of a webhook without its own.
     pub default_timeout: std::time::Duration,
     /// Workspaces as ingest authenticates them.
-    pub workspaces: Arc<crate::ingest::workspaces::WorkspaceCache>,
+    pub workspaces: Arc<workspaces::WorkspaceCache>,
     /// The window closer: flushes, and news of granularity changes.
     pub closer: crate::window::closer::CloserHandle,
     /// The delivery worker, for test sends.
@@ -48,38 +48,11 @@ pub struct AppState {
     /// Wrong credentials cost a client time.
     pub throttle: Arc<throttle::Throttle>,
     /// Signed WeChat pushes seen lately, so a captured signature cannot carry another body.
-    pub replays: Arc<crate::ingest::replay::ReplayMemory>,
-}
-
-/// The routes the OpenAPI document describes, with it.
-pub fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(health::healthz))
-        .routes(routes!(health::readyz))
-        .routes(routes!(health::metrics))
-        .merge(crate::admin::routes())
-        .merge(crate::ingest::routes())
-}
-
-/// Every route of the daemon. Bodies are read whole within `http.body_timeout` before a route
-/// sees them.
-pub fn router(state: AppState) -> Router {
-    let (api, document) = api_routes().split_for_parts();
-    let document = openapi::document(document);
-    let body_timeout = state.http.body_timeout.0;
-    Router::new()
-        .merge(api)
-        .route(openapi::PATH, get(openapi::serve).with_state(document))
-        .merge(crate::web::routes())
-        .fallback(error::no_route)
-        .method_not_allowed_fallback(error::no_method)
-        .layer(axum::middleware::from_fn_with_state(body_timeout, server::buffer_body))
-        .layer(axum::middleware::map_response(security_headers))
-        .with_state(state)
+    pub replays: Arc<replay::ReplayMemory>,
 }
 
 /// Headers every answer carries: no content sniffing, no framing by other sites.
-async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+pub async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
     use axum::http::HeaderValue;
     use axum::http::header::{X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
     let headers = response.headers_mut();

@@ -9,6 +9,8 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use serde_json::json;
 
+use tracing::instrument;
+
 use super::AppState;
 use crate::store::SharedStore;
 use crate::supervise::Workers;
@@ -42,12 +44,31 @@ impl Readiness {
     }
 }
 
-#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "operations", responses((status = 200, description = "The process is alive", body = String, content_type = "text/plain")))]
+#[utoipa::path(
+    get,
+    operation_id = "healthz",
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The process is alive", body = String, content_type = "text/plain")
+    )
+)]
+#[instrument(skip_all, level = "debug")]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "operations", responses((status = 200, description = "The store commits and the workers run"), (status = 503, description = "Not ready: the body names the store's error or the workers that stopped")))]
+#[utoipa::path(
+    get,
+    operation_id = "readyz",
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The store commits and the workers run"),
+        (status = 503, description = "Not ready: the body names the store's error or the workers that stopped")
+    )
+)]
+#[instrument(skip_all, level = "debug")]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let readiness = Readiness::check(&state.store, &state.workers).await;
     let ready = readiness.ready();
@@ -61,7 +82,16 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, axum::Json(body))
 }
 
-#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+#[utoipa::path(
+    get,
+    operation_id = "metrics",
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")
+    )
+)]
+#[instrument(skip_all, level = "debug")]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let handle = prometheus();
     handle.run_upkeep();

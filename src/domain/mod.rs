@@ -8,6 +8,10 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 
+mod input;
+
+pub use input::{DeliveryTimeout, EmailAddress, Invalid, Name};
+
 /// How a webhook receives messages: one call per message, or one bundle per chat per window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Granularity {
@@ -248,10 +252,10 @@ impl Default for Timezone {
 }
 
 impl FromStr for Timezone {
-    type Err = String;
+    type Err = Invalid;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse::<chrono_tz::Tz>().map(Timezone).map_err(|_| format!("unknown IANA time zone {s:?}"))
+        s.parse::<chrono_tz::Tz>().map(Timezone).map_err(|_| Invalid(format!("unknown IANA time zone {s:?}")))
     }
 }
 
@@ -270,18 +274,18 @@ impl WebhookUrl {
 }
 
 impl FromStr for WebhookUrl {
-    type Err = String;
+    type Err = Invalid;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let url = reqwest::Url::parse(s).map_err(|e| format!("not a valid URL: {e}"))?;
+        let url = reqwest::Url::parse(s).map_err(|e| Invalid(format!("not a valid URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("scheme must be http or https (got {:?})", url.scheme()));
+            return Err(Invalid(format!("scheme must be http or https (got {:?})", url.scheme())));
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err("must have a host".into());
+            return Err(Invalid("must have a host".into()));
         }
         if url.fragment().is_some() {
-            return Err("must not have a #fragment".into());
+            return Err(Invalid("must not have a #fragment".into()));
         }
         Ok(WebhookUrl(url))
     }

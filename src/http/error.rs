@@ -132,3 +132,44 @@ pub async fn no_method() -> ApiError {
         "this route does not take that method",
     )
 }
+
+/// The error answer of every route.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable, e.g. `invalid_field`, `not_found`, `unauthorized`.
+    pub code: String,
+    /// A sentence for the human reading it.
+    pub detail: String,
+    /// The input at fault, as a path like `[2].chat.id`, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The error answers every API route may give, in the [`ErrorBody`] shape.
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+pub enum Errors {
+    /// The request is malformed or a field is invalid; `field` names it.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// No bearer token, or not the right one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No such workspace, webhook, source or chat.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The body is over 1 MiB (or an array over 1,000 messages, or a text over 64 KiB).
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body is not `application/json`.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// Storage is unavailable; nothing was stored. Try again.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}

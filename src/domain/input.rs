@@ -1,0 +1,179 @@
+//! Input as the admin API, the web page and the CLI accept it, checked in one place. A parse gives
+//! the value or an [`Invalid`] saying what is wrong with it; the front end that read the value
+//! knows which field it came from and says so in its own form (a JSON error naming the field, a
+//! message next to the form's input).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::Account;
+
+/// Why a value is refused: a sentence that reads after the field's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// The first control character in `value`, as the refusal says it.
+fn control_character(value: &str) -> Option<Invalid> {
+    value
+        .chars()
+        .find(|c| c.is_control())
+        .map(|c| Invalid(format!("contains the control character U+{:04X}", c as u32)))
+}
+
+/// A name someone gives a thing (a workspace, a source): trimmed, not empty, at most a given
+/// number of characters, and without control characters (line breaks included), since names end
+/// up in log lines, e-mail subjects and pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(value: &str, max_chars: usize) -> Result<Name, Invalid> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(Invalid("must not be empty".into()));
+        }
+        if value.chars().count() > max_chars {
+            return Err(Invalid(format!("must be at most {max_chars} characters")));
+        }
+        if let Some(refusal) = control_character(value) {
+            return Err(refusal);
+        }
+        Ok(Name(value.to_string()))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// An e-mail address the mailer can send to: parsed by the mail library (`lettre`), with a plain
+/// local part (no quoted string) and a domain name with a dot (no IP literal, no bare host), so
+/// that what is accepted here is what an SMTP server will take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl FromStr for EmailAddress {
+    type Err = Invalid;
+
+    fn from_str(value: &str) -> Result<Self, Invalid> {
+        let value = Name::parse(value, 320)?.into_string();
+        let refuse = |why: &str| Invalid(format!("{value:?} is not an e-mail address: {why}"));
+        let address = value.parse::<lettre::Address>().map_err(|e| refuse(&e.to_string()))?;
+        if address.user().starts_with('"') {
+            return Err(refuse("a quoted local part is not accepted"));
+        }
+        if address.domain().starts_with('[') {
+            return Err(refuse("the domain must be a name, not an address"));
+        }
+        if !address.domain().contains('.') {
+            return Err(refuse("the domain must be a full name, such as example.com"));
+        }
+        Ok(EmailAddress(address.to_string()))
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Account {
+    /// The account's details as given, each at most 512 bytes and without control characters;
+    /// a refusal names the detail at fault (`full_name`, `email` or `phone`).
+    pub fn checked(self) -> Result<Account, (&'static str, Invalid)> {
+        for (key, value) in [("full_name", &self.full_name), ("email", &self.email), ("phone", &self.phone)] {
+            if let Some(value) = value {
+                if value.len() > 512 {
+                    return Err((key, Invalid("must be at most 512 bytes".into())));
+                }
+                if let Some(refusal) = control_character(value) {
+                    return Err((key, refusal));
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// How long a delivery may take, written like `10s` or `2m`: between 1 second and 2 minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryTimeout(Duration);
+
+impl DeliveryTimeout {
+    pub const MIN: Duration = Duration::from_secs(1);
+    pub const MAX: Duration = Duration::from_secs(120);
+
+    pub fn duration(self) -> Duration {
+        self.0
+    }
+}
+
+impl FromStr for DeliveryTimeout {
+    type Err = Invalid;
+
+    fn from_str(value: &str) -> Result<Self, Invalid> {
+        let t = humantime::parse_duration(value.trim())
+            .map_err(|e| Invalid(format!("{value:?} is not a duration like \"10s\": {e}")))?;
+        if !(Self::MIN..=Self::MAX).contains(&t) {
+            return Err(Invalid("must be between 1s and 2m".into()));
+        }
+        Ok(DeliveryTimeout(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_addresses_are_parsed_not_pattern_matched() {
+        for bad in [
+            "\">‹svg onload=x>\"@x.com",
+            "a@[127.0.0.1]",
+            "a@localhost.",
+            "a@localhost",
+            "a b@x.com",
+            "a@x..com",
+            "<svg>@x.com",
+            "a@x.com\r\nBcc: b@y.com",
+        ] {
+            assert!(bad.parse::<EmailAddress>().is_err(), "{bad}");
+        }
+        for good in ["owner@acme.example", "first.last+tag@mail.example.co.jp", "ünï@例え.jp"] {
+            assert_eq!(good.parse::<EmailAddress>().unwrap().into_string(), good);
+        }
+    }
+
+    #[test]
+    fn names_with_line_breaks_are_refused() {
+        assert!(Name::parse("Acme\r\nINFO forged", 200).is_err());
+        assert!(Name::parse("Acme\u{0}", 200).is_err());
+        assert_eq!(Name::parse("  Acme GmbH ", 200).unwrap().into_string(), "Acme GmbH");
+        assert_eq!(Name::parse("ab", 1), Err(Invalid("must be at most 1 characters".into())));
+    }
+
+    #[test]
+    fn accounts_name_the_detail_at_fault() {
+        let account = Account { phone: Some("+1\n2".into()), ..Account::default() };
+        assert_eq!(account.checked().unwrap_err().0, "phone");
+        let long = Account { full_name: Some("x".repeat(513)), ..Account::default() };
+        assert_eq!(long.checked().unwrap_err().0, "full_name");
+    }
+
+    #[test]
+    fn timeouts_stay_between_a_second_and_two_minutes() {
+        assert_eq!("10s".parse::<DeliveryTimeout>().unwrap().duration(), Duration::from_secs(10));
+        assert!("0s".parse::<DeliveryTimeout>().is_err());
+        assert!("3m".parse::<DeliveryTimeout>().is_err());
+        assert!("soon".parse::<DeliveryTimeout>().is_err());
+    }
+}

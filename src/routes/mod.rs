@@ -1,0 +1,39 @@
+//! The composition root of the HTTP side: the one place that knows every route (admin, ingest,
+//! web pages, health) and builds the OpenAPI document from their annotations.
+
+pub mod openapi;
+
+use axum::Router;
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::http::{AppState, error, health, security_headers, server};
+
+/// The routes the OpenAPI document describes, with it.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .merge(crate::admin::routes())
+        .merge(crate::ingest::routes())
+}
+
+/// Every route of the daemon. Bodies are read whole within `http.body_timeout` before a route
+/// sees them.
+pub fn router(state: AppState) -> Router {
+    let (api, document) = api_routes().split_for_parts();
+    let document = openapi::document(document);
+    let body_timeout = state.http.body_timeout.0;
+    Router::new()
+        .merge(api)
+        .route(openapi::PATH, get(openapi::serve).with_state(document))
+        .merge(crate::web::routes())
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::no_method)
+        .layer(axum::middleware::from_fn_with_state(body_timeout, server::buffer_body))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}

@@ -1,0 +1,295 @@
+//! A webhook's activity as both front ends give it: the full log as a streamed download (JSON
+//! lines or CSV), and a test send.
+
+use axum::body::Body;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::deliver::Target;
+use crate::domain::{DeliveryId, Event, Granularity, Timezone, WebhookId};
+use crate::http::{ApiError, AppState};
+use crate::render::{self, bundle};
+use crate::store::{ActivityCursor, ActivityRow, SharedStore, StoredMessage, Webhook, Workspace};
+use crate::window;
+
+/// One row of a webhook's activity log, as the API and the JSON-lines export show it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ActivityRow)]
+pub struct ActivityView {
+    at: DateTime<Utc>,
+    /// `attempt`, `test`, `failed`, `resent`, `disabled`, `enabled`, `config_changed`, `skipped`
+    /// or `email_failed`.
+    kind: String,
+    delivery_id: Option<DeliveryId>,
+    status: Option<u16>,
+    duration_ms: Option<u64>,
+    error: Option<String>,
+    response_excerpt: Option<String>,
+    request_headers: Option<Value>,
+    /// The request body as sent.
+    request_body: Option<String>,
+    /// What an event says.
+    detail: Option<Value>,
+}
+
+impl From<&ActivityRow> for ActivityView {
+    fn from(row: &ActivityRow) -> Self {
+        ActivityView {
+            at: row.at,
+            kind: row.kind.clone(),
+            delivery_id: row.delivery_id.clone(),
+            status: row.status,
+            duration_ms: row.duration_ms,
+            error: row.error.clone(),
+            response_excerpt: row.response_excerpt.clone(),
+            request_headers: row.request_headers.clone(),
+            request_body: row.request_body.clone(),
+            detail: row.detail.clone(),
+        }
+    }
+}
+
+/// Rows read per page while streaming the log.
+const PAGE: u32 = 500;
+
+/// The formats of a log download.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// A webhook's whole log as a streamed file download (the API's and the web page's).
+pub fn download(store: SharedStore, id: WebhookId, format: Format) -> Response {
+    let (content_type, extension) = match format {
+        Format::Jsonl => ("application/x-ndjson", "jsonl"),
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+    };
+    let disposition = format!("attachment; filename=\"{id}-log.{extension}\"");
+    (
+        [(CONTENT_TYPE, content_type.to_string()), (CONTENT_DISPOSITION, disposition)],
+        Body::from_stream(pages(store, id, format)),
+    )
+        .into_response()
+}
+
+/// The log as a stream of byte chunks, one per page.
+fn pages(
+    store: SharedStore,
+    webhook_id: WebhookId,
+    format: Format,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    // (position, first page?) — `None` position once the log is exhausted.
+    futures::stream::unfold((Some(None::<ActivityCursor>), true), move |(cursor, first)| {
+        let (store, webhook_id) = (store.clone(), webhook_id.clone());
+        async move {
+            let after = cursor?;
+            let rows = match store.activity(&webhook_id, after, PAGE).await {
+                Ok(rows) => rows,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), (None, false))),
+            };
+            if rows.is_empty() && !first {
+                return None;
+            }
+            let next = (rows.len() == PAGE as usize).then(|| rows.last().map(|r| r.cursor));
+            let chunk = match format {
+                Format::Jsonl => jsonl(&rows),
+                Format::Csv => csv(&rows, first),
+            };
+            Some((chunk, (next.flatten().map(Some), false)))
+        }
+    })
+}
+
+fn jsonl(rows: &[ActivityRow]) -> Result<Vec<u8>, std::io::Error> {
+    let mut out = Vec::new();
+    for row in rows {
+        serde_json::to_writer(&mut out, &ActivityView::from(row)).map_err(std::io::Error::other)?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// A CSV row; the header comes from these field names.
+#[derive(Serialize)]
+struct CsvRow<'a> {
+    at: String,
+    kind: &'a str,
+    delivery_id: Option<std::borrow::Cow<'a, str>>,
+    status: Option<u16>,
+    duration_ms: Option<u64>,
+    error: Option<std::borrow::Cow<'a, str>>,
+    response_excerpt: Option<std::borrow::Cow<'a, str>>,
+    request_headers: Option<std::borrow::Cow<'a, str>>,
+    request_body: Option<std::borrow::Cow<'a, str>>,
+    detail: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn csv(rows: &[ActivityRow], header: bool) -> Result<Vec<u8>, std::io::Error> {
+    let mut writer = csv::WriterBuilder::new().has_headers(header).from_writer(Vec::new());
+    for row in rows {
+        let headers = row.request_headers.as_ref().map(Value::to_string);
+        let detail = row.detail.as_ref().map(Value::to_string);
+        writer
+            .serialize(CsvRow {
+                at: row.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                kind: &row.kind,
+                delivery_id: row.delivery_id.as_ref().map(|d| cell(d.as_str())),
+                status: row.status,
+                duration_ms: row.duration_ms,
+                error: row.error.as_deref().map(cell),
+                response_excerpt: row.response_excerpt.as_deref().map(cell),
+                request_headers: headers.as_deref().map(cell),
+                request_body: row.request_body.as_deref().map(cell),
+                detail: detail.as_deref().map(cell),
+            })
+            .map_err(std::io::Error::other)?;
+    }
+    writer.into_inner().map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// A CSV cell that a spreadsheet will not run as a formula: text beginning with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return gets a leading `'` (OWASP's rule for CSV injection). Much of
+/// what the log holds comes from outside (a receiver's answer, a payload's text).
+fn cell(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// What a test send did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TestResult {
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub duration_ms: u64,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+    /// Whether a made-up sample went out (the workspace has no chat yet).
+    pub sample: bool,
+    /// The `webhook-id` the test went out under; it starts with `test_`.
+    pub webhook_id_header: DeliveryId,
+}
+
+/// Sends a webhook a fresh test payload now: what the workspace's most recently active chat would
+/// give this webhook at this moment, rendered now and marked `"test": true` (a made-up sample
+/// when there is no chat yet). Nothing buffered, queued or delivered changes. Logged as a test;
+/// never counted towards a disable.
+pub async fn send_test(state: &AppState, webhook: &Webhook) -> Result<TestResult, ApiError> {
+    let workspace = state
+        .store
+        .get_workspace(&webhook.workspace_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workspace"))?;
+    let now = state.clock.now();
+    let (payload, sample) = match test_payload(state, &workspace, webhook, now).await? {
+        Some(payload) => (payload, false),
+        None => (render::sample(&state.public_url, shape(&workspace, webhook), now), true),
+    };
+    let payload = render::marked_as_test(&payload);
+    let target = Target {
+        webhook_id: &webhook.id,
+        url: &webhook.url,
+        secret: webhook.secret.as_deref(),
+        timeout: webhook.timeout,
+    };
+    let record = state.deliverer.send_test(&target, &payload).await;
+    Ok(TestResult {
+        ok: record.status.is_some_and(|s| (200..300).contains(&s)),
+        status: record.status,
+        duration_ms: record.duration.as_millis() as u64,
+        response_excerpt: record.response_excerpt,
+        error: record.error,
+        sample,
+        webhook_id_header: record.delivery_id,
+    })
+}
+
+/// The shape of what a webhook receives.
+fn shape(workspace: &Workspace, webhook: &Webhook) -> render::Shape {
+    if !webhook.events.contains(&Event::Messages) {
+        render::Shape::Session
+    } else if webhook.granularity.unwrap_or(workspace.granularity) == Granularity::None {
+        render::Shape::Message
+    } else {
+        render::Shape::Bundle
+    }
+}
+
+/// The payload the workspace's most recently active chat would give `webhook` now; `None` when
+/// the workspace has no chat.
+async fn test_payload(
+    state: &AppState,
+    workspace: &Workspace,
+    webhook: &Webhook,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let Some(latest) = state.store.list_chats(&workspace.id, 1, 0).await?.pop() else { return Ok(None) };
+    let Some((_, chat)) = state.store.get_chat(latest.id).await? else { return Ok(None) };
+    let public_url = &state.public_url;
+    // The chat's first message is among `messages` when they are all it has.
+    let first_seq = |messages: &[StoredMessage]| {
+        (messages.len() as u64 == latest.messages).then(|| messages.iter().map(|m| m.seq).min()).flatten()
+    };
+    match shape(workspace, webhook) {
+        render::Shape::Session => {
+            let Some(event) = state.store.session_snapshot(chat.id, now).await? else { return Ok(None) };
+            Ok(Some(render::session_event(public_url, &event)))
+        }
+        render::Shape::Message => {
+            let messages = state.store.chat_messages(chat.id, 1, 0).await?;
+            let Some(message) = messages.first() else { return Ok(None) };
+            let is_new = first_seq(&messages) == Some(message.seq);
+            Ok(Some(render::single_stored_message(public_url, &workspace.account, &chat, message, is_new)))
+        }
+        render::Shape::Bundle => {
+            let granularity = webhook.granularity.unwrap_or(workspace.granularity);
+            let tz = workspace.timezone.parse::<Timezone>().map(|tz| tz.tz()).unwrap_or(chrono_tz::UTC);
+            // What this webhook holds buffered for the chat: everything since its last close.
+            let closing = state.store.bundling_webhooks(Some(&workspace.id)).await?;
+            let since = closing.iter().find(|w| w.id == webhook.id).map(|w| (w.bundled_before, w.flushed_at));
+            let mut messages = match since {
+                Some((bundled_before, _)) => state.store.messages_since(chat.id, bundled_before, 500).await?,
+                None => Vec::new(),
+            };
+            if messages.is_empty() {
+                messages = state.store.chat_messages(chat.id, 50, 0).await?;
+            }
+            let Some(first) = messages.iter().map(|m| m.received_at).min() else { return Ok(None) };
+            messages.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+            let flushed_at = since.map(|(_, f)| f).unwrap_or(first);
+            let open = window::bounds::containing(now, granularity, tz).start.max(flushed_at);
+            let input = bundle::BundleInput {
+                public_url,
+                timezone: tz,
+                account: &workspace.account,
+                chat: &chat,
+                first_message_seq: first_seq(&messages),
+                window_start: open.min(first),
+                window_end: now,
+                messages: &messages,
+            };
+            Ok(bundle::render(&input, bundle::Limits::default()).into_iter().next().map(|part| part.payload))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    #[test]
+    fn cells_that_a_spreadsheet_would_run_are_neutralised() {
+        for hostile in ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(cell(hostile), format!("'{hostile}"), "{hostile:?}");
+        }
+        for plain in ["ok", "HTTP 500", " =not first", "", "{\"a\":1}"] {
+            assert_eq!(cell(plain), plain);
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Sending a failed or expired delivery again.
+
+use axum::http::StatusCode;
+use tracing::info;
+
+use crate::domain::{DeliveryId, WebhookId};
+use crate::http::{ApiError, AppState};
+use crate::store::Resend;
+
+/// Queues a failed or expired delivery again and wakes the worker (the API's and the web page's).
+pub async fn resend(
+    state: &AppState,
+    webhook_id: &WebhookId,
+    delivery_id: &DeliveryId,
+) -> Result<(), ApiError> {
+    match state.store.resend_delivery(webhook_id, delivery_id, state.clock.now()).await? {
+        Resend::Queued => {
+            info!("delivery queued again");
+            state.deliveries_waiting.notify_one();
+            Ok(())
+        }
+        Resend::NotFound => Err(ApiError::not_found("delivery")),
+        Resend::NotFinished(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "the delivery is {}: only failed and expired deliveries can be sent again",
+                status.as_str()
+            ),
+        )),
+    }
+}

@@ -1,0 +1,74 @@
+//! Webhooks as both front ends change them: the URL check, and what follows a creation or a
+//! change.
+
+use serde_json::{Value, json};
+
+use crate::domain::{Invalid, WebhookUrl, masked_url};
+use crate::http::AppState;
+use crate::store::{NewWebhook, StoreResult, Webhook};
+
+/// A webhook URL: well-formed, and (the SSRF guard) leading only to public addresses.
+pub async fn checked_url(state: &AppState, value: &str) -> Result<String, Invalid> {
+    let url = value.trim().parse::<WebhookUrl>()?;
+    state.addresses.check_url(url.url()).await.map_err(|e| Invalid(e.to_string()))?;
+    Ok(url.as_str().to_string())
+}
+
+/// Creates a webhook; the window closer looks at it at once (a bundling webhook has a window
+/// to open).
+pub async fn create(state: &AppState, new: NewWebhook) -> StoreResult<Webhook> {
+    let webhook = state.store.create_webhook(new).await?;
+    state.closer.kick();
+    Ok(webhook)
+}
+
+/// What follows every change to a webhook, from the API or the web page: the activity log notes
+/// it, and the workers look again (re-enabling or a new granularity may have made deliveries due,
+/// or moved windows).
+pub async fn changed(state: &AppState, before: &Webhook, after: &Webhook) {
+    record_changes(state, before, after).await;
+    state.deliveries_waiting.notify_one();
+    state.closer.kick();
+}
+
+/// Notes a change in the webhook's activity log: switched on, switched off, or what else changed
+/// (a secret only as changed or removed, never its value).
+async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
+    let mut events = Vec::new();
+    if !before.enabled && after.enabled {
+        events.push(("enabled", json!({"was_disabled_because": before.disabled_reason})));
+    }
+    if before.enabled && !after.enabled {
+        events.push(("disabled", json!({"reason": after.disabled_reason, "automatic": false})));
+    }
+    let mut changed = serde_json::Map::new();
+    if before.url != after.url {
+        changed.insert("url".into(), json!(masked_url(&after.url)));
+    }
+    if before.granularity != after.granularity {
+        changed.insert(
+            "granularity".into(),
+            json!(after.granularity.map(|g| g.as_str()).unwrap_or("workspace default")),
+        );
+    }
+    if before.events != after.events {
+        changed.insert("events".into(), json!(after.events));
+    }
+    if before.timeout != after.timeout {
+        changed.insert(
+            "timeout".into(),
+            json!(after.timeout.map(|t| humantime::format_duration(t).to_string())),
+        );
+    }
+    if before.secret != after.secret {
+        changed.insert("secret".into(), json!(if after.secret.is_some() { "changed" } else { "removed" }));
+    }
+    if !changed.is_empty() {
+        events.push(("config_changed", Value::Object(changed)));
+    }
+    for (kind, detail) in events {
+        if let Err(e) = state.store.record_event(&after.workspace_id, Some(&after.id), kind, detail).await {
+            tracing::warn!(error = %e, "recording a configuration change failed");
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! A webhook on the workspace's page: its card (state, form, latest activity, deliveries given
+//! up), a new webhook, Save and Save-and-test, a new signing secret, the log download and resends.
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use tracing::instrument;
+
+use super::session::CsrfForm;
+use super::workspaces::{Overlay, workspace_page};
+use super::{FormErrors, GRANULARITIES, PageError, Session, keep, see_other};
+use crate::deliver::SigningSecret;
+use crate::domain::{
+    DeliveryId, DeliveryStatus, Event, Granularity, WebhookId, WorkspaceId, masked_url, unmasked_url,
+};
+use crate::http::AppState;
+use crate::service;
+use crate::service::activity::{Format, TestResult};
+use crate::store::{ActivityRow, DeliveryInfo, NewWebhook, StoreResult, Webhook, WebhookPatch, Workspace};
+
+#[derive(Debug, Default, Deserialize, Clone)]
+pub struct WebhookForm {
+    #[serde(default)]
+    pub(super) csrf: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub granularity: String,
+    /// A checkbox: present ("on") when ticked.
+    pub enabled: Option<String>,
+    /// Which button: "save" or "test".
+    pub(super) action: Option<String>,
+    #[serde(skip)]
+    pub(super) errors: FormErrors,
+}
+
+/// A webhook on the page: its state, its form, what it last did.
+pub struct WebhookCard {
+    pub(super) id: String,
+    pub(super) effective: String,
+    /// The granularity choices: the workspace's default first, then each one by name.
+    pub(super) choices: Vec<(&'static str, String)>,
+    /// Deliveries given up or expired, which can be sent again.
+    pub(super) failed: Vec<FailedLine>,
+    pub(super) enabled: bool,
+    pub(super) disabled_reason: Option<String>,
+    pub(super) has_secret: bool,
+    pub(super) consecutive_failures: u32,
+    pub form: WebhookForm,
+    pub(super) activity: Vec<ActivityLine>,
+    pub test: Option<TestResult>,
+    pub new_secret: Option<String>,
+    pub saved: bool,
+}
+
+pub struct FailedLine {
+    pub(super) id: String,
+    pub(super) status: &'static str,
+    pub(super) answer: String,
+    pub(super) finished: String,
+}
+
+impl FailedLine {
+    fn from(d: &DeliveryInfo) -> Self {
+        let answer = match (d.last_status, &d.last_error) {
+            (Some(status), _) => format!("HTTP {status}"),
+            (None, Some(error)) => error.chars().take(120).collect(),
+            (None, None) => String::new(),
+        };
+        FailedLine {
+            id: d.id.to_string(),
+            status: d.status.as_str(),
+            answer,
+            finished: d.finished_at.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+pub struct ActivityLine {
+    pub(super) at: String,
+    pub(super) kind: String,
+    pub(super) status: String,
+    pub(super) duration: String,
+    pub(super) note: String,
+}
+
+impl ActivityLine {
+    fn from(row: &ActivityRow) -> Self {
+        let note = row
+            .error
+            .clone()
+            .or_else(|| row.response_excerpt.clone())
+            .or_else(|| row.detail.as_ref().map(|d| d.to_string()))
+            .unwrap_or_default();
+        ActivityLine {
+            at: row.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            kind: row.kind.clone(),
+            status: row.status.map(|s| s.to_string()).unwrap_or_default(),
+            duration: row.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
+            note: note.chars().take(200).collect(),
+        }
+    }
+}
+
+/// The value of the granularity choice that follows the workspace.
+pub const FOLLOW_WORKSPACE: &str = "default";
+
+/// The granularity choices of a webhook form, the workspace's default first.
+pub fn choices(ws: &Workspace) -> Vec<(&'static str, String)> {
+    let default =
+        GRANULARITIES.iter().find(|(v, _)| *v == ws.granularity.as_str()).map(|(_, l)| *l).unwrap_or("");
+    std::iter::once((FOLLOW_WORKSPACE, format!("Workspace default ({default})")))
+        .chain(GRANULARITIES.iter().map(|(v, l)| (*v, l.to_string())))
+        .collect()
+}
+
+/// A granularity choice: `None` follows the workspace.
+fn chosen_granularity(value: &str) -> Result<Option<Granularity>, String> {
+    match value {
+        FOLLOW_WORKSPACE | "" => Ok(None),
+        other => other.parse().map(Some),
+    }
+}
+
+impl WebhookCard {
+    /// The card as stored: the webhook, its latest activity and the deliveries it gave up.
+    pub async fn load(state: &AppState, ws: &Workspace, webhook: &Webhook) -> StoreResult<WebhookCard> {
+        let activity = state.store.activity(&webhook.id, None, 10).await?;
+        let mut card = WebhookCard::new(ws, webhook, activity.iter().map(ActivityLine::from).collect());
+        for status in [DeliveryStatus::Failed, DeliveryStatus::Expired] {
+            let given_up = state.store.list_deliveries(&webhook.id, Some(status), 10, 0).await?;
+            card.failed.extend(given_up.iter().map(FailedLine::from));
+        }
+        Ok(card)
+    }
+
+    fn new(ws: &Workspace, webhook: &Webhook, activity: Vec<ActivityLine>) -> WebhookCard {
+        let effective = webhook.granularity.unwrap_or(ws.granularity);
+        let label =
+            GRANULARITIES.iter().find(|(v, _)| *v == effective.as_str()).map(|(_, l)| *l).unwrap_or("");
+        WebhookCard {
+            id: webhook.id.to_string(),
+            effective: if webhook.granularity.is_none() {
+                format!("{label}, the workspace's default")
+            } else {
+                label.to_string()
+            },
+            choices: choices(ws),
+            failed: Vec::new(),
+            enabled: webhook.enabled,
+            disabled_reason: webhook.disabled_reason.clone(),
+            has_secret: webhook.secret.is_some(),
+            consecutive_failures: webhook.consecutive_failures,
+            form: WebhookForm::from(webhook),
+            activity,
+            test: None,
+            new_secret: None,
+            saved: false,
+        }
+    }
+}
+
+impl WebhookForm {
+    /// The form as the page shows a stored webhook (its URL's password masked).
+    fn from(webhook: &Webhook) -> WebhookForm {
+        WebhookForm {
+            url: masked_url(&webhook.url),
+            granularity: webhook.granularity.map(|g| g.as_str()).unwrap_or(FOLLOW_WORKSPACE).into(),
+            enabled: webhook.enabled.then(|| "on".into()),
+            ..WebhookForm::default()
+        }
+    }
+
+    /// Checks the URL (with the SSRF guard) and the granularity (`None`: follow the workspace).
+    async fn check(&mut self, state: &AppState) -> Option<(String, Option<Granularity>)> {
+        let url = service::webhooks::checked_url(state, &self.url).await;
+        let url = keep(&mut self.errors, "url", url);
+        let granularity = keep(&mut self.errors, "granularity", chosen_granularity(&self.granularity));
+        Some((url?, granularity?))
+    }
+}
+
+#[instrument(skip_all, fields(workspace_id = %id))]
+pub async fn create(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<WorkspaceId>,
+    Form(mut form): Form<WebhookForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let Some((url, granularity)) = form.check(&state).await else {
+        let overlay = Overlay { new_webhook: Some(form), ..Overlay::default() };
+        return workspace_page(&state, session, &id, overlay, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let new = NewWebhook {
+        workspace_id: id.clone(),
+        url,
+        granularity,
+        enabled: form.enabled.is_some(),
+        secret: None,
+        events: vec![Event::Messages],
+        timeout: None,
+    };
+    let webhook = service::webhooks::create(&state, new).await?;
+    Ok(see_other(&format!("/ui/workspaces/{id}?saved={}#{}", webhook.id, webhook.id)))
+}
+
+async fn stored(state: &AppState, id: &WebhookId) -> Result<Webhook, PageError> {
+    state.store.get_webhook(id).await?.ok_or_else(|| PageError::not_found("webhook"))
+}
+
+/// Save, or Save and test: saves the form, and for a test sends the webhook a real sample at once
+/// and shows the result on the page.
+#[instrument(skip_all, fields(webhook_id = %id))]
+pub async fn save(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<WebhookId>,
+    Form(mut form): Form<WebhookForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let before = stored(&state, &id).await?;
+    let workspace_id = before.workspace_id.clone();
+    // The URL as the page shows it (password masked) means "unchanged".
+    form.url = unmasked_url(&form.url, &before.url).to_string();
+    let checked = form.check(&state).await;
+    form.url = masked_url(&form.url);
+    let Some((url, granularity)) = checked else {
+        let overlay = Overlay { webhook: Some((id.clone(), form, None, None)), ..Overlay::default() };
+        return workspace_page(&state, session, &workspace_id, overlay, StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
+    };
+    let patch = WebhookPatch {
+        url: Some(url),
+        granularity: Some(granularity),
+        enabled: Some(form.enabled.is_some()),
+        ..WebhookPatch::default()
+    };
+    let after =
+        state.store.update_webhook(&id, patch).await?.ok_or_else(|| PageError::not_found("webhook"))?;
+    service::webhooks::changed(&state, &before, &after).await;
+    if form.action.as_deref() != Some("test") {
+        return Ok(see_other(&format!("/ui/workspaces/{workspace_id}?saved={id}#{id}")));
+    }
+    let result = service::activity::send_test(&state, &after).await?;
+    let form = WebhookForm { errors: FormErrors::new(), ..form };
+    let overlay = Overlay {
+        webhook: Some((id.clone(), form, Some(result), None)),
+        saved: Some(id),
+        ..Overlay::default()
+    };
+    workspace_page(&state, session, &workspace_id, overlay, StatusCode::OK).await
+}
+
+/// Generates (or rotates) a webhook's signing secret and shows it once.
+#[instrument(skip_all, fields(webhook_id = %id))]
+pub async fn new_secret(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<WebhookId>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let before = stored(&state, &id).await?;
+    let secret = SigningSecret::generate();
+    let patch = WebhookPatch { secret: Some(Some(secret.clone())), ..WebhookPatch::default() };
+    let after =
+        state.store.update_webhook(&id, patch).await?.ok_or_else(|| PageError::not_found("webhook"))?;
+    service::webhooks::changed(&state, &before, &after).await;
+    let form = WebhookForm::from(&after);
+    let overlay = Overlay { webhook: Some((id, form, None, Some(secret))), ..Overlay::default() };
+    workspace_page(&state, session, &after.workspace_id, overlay, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+pub struct LogQuery {
+    format: Option<String>,
+}
+
+/// The activity log as a download (CSV unless JSON lines are asked for), for the signed-in admin.
+#[instrument(skip_all, fields(webhook_id = %id))]
+pub async fn download_log(
+    State(state): State<AppState>,
+    _session: Session,
+    Path(id): Path<WebhookId>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, PageError> {
+    stored(&state, &id).await?;
+    let format = if query.format.as_deref() == Some("jsonl") { Format::Jsonl } else { Format::Csv };
+    Ok(service::activity::download(state.store.clone(), id, format))
+}
+
+/// Sends a failed or expired delivery again.
+#[instrument(skip_all, fields(webhook_id = %id, delivery_id = %delivery_id))]
+pub async fn resend(
+    State(state): State<AppState>,
+    session: Session,
+    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let webhook = stored(&state, &id).await?;
+    service::deliveries::resend(&state, &id, &delivery_id).await?;
+    Ok(see_other(&format!("/ui/workspaces/{}?resent={delivery_id}#{id}", webhook.workspace_id)))
+}

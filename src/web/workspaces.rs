@@ -1,0 +1,331 @@
+//! The workspace list, a new workspace, and a workspace's page: its settings, webhooks, sources
+//! and chats, with "release now".
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use tracing::instrument;
+
+use super::session::CsrfForm;
+use super::webhooks::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
+use super::{FormErrors, GRANULARITIES, PageError, Session, keep, page, see_other};
+use crate::domain::{
+    Account, EmailAddress, Granularity, Name, SessionStatus, Timezone, WebhookId, WorkspaceId,
+};
+use crate::http::AppState;
+use crate::service;
+use crate::store::{ChatSummary, NewWorkspace, Workspace, WorkspacePatch};
+
+#[derive(Template)]
+#[template(path = "web/home.html")]
+struct HomePage {
+    csrf: String,
+    workspaces: Vec<Workspace>,
+    form: WorkspaceForm,
+    granularities: [(&'static str, &'static str); 5],
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+pub struct WorkspaceForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    owner_email: String,
+    #[serde(default)]
+    timezone: String,
+    #[serde(default)]
+    granularity: String,
+    #[serde(default)]
+    account_full_name: String,
+    #[serde(default)]
+    account_email: String,
+    #[serde(default)]
+    account_phone: String,
+    #[serde(skip)]
+    errors: FormErrors,
+}
+
+/// A workspace form's values, each checked.
+struct CheckedWorkspace {
+    name: String,
+    owner_email: String,
+    timezone: String,
+    granularity: Granularity,
+    account: Account,
+}
+
+impl WorkspaceForm {
+    fn from(ws: &Workspace) -> Self {
+        WorkspaceForm {
+            name: ws.name.clone(),
+            owner_email: ws.owner_email.clone(),
+            timezone: ws.timezone.clone(),
+            granularity: ws.granularity.as_str().into(),
+            account_full_name: ws.account.full_name.clone().unwrap_or_default(),
+            account_email: ws.account.email.clone().unwrap_or_default(),
+            account_phone: ws.account.phone.clone().unwrap_or_default(),
+            ..WorkspaceForm::default()
+        }
+    }
+
+    /// Checks every field with the domain's rules (the admin API's), collecting each field's
+    /// error rather than stopping at the first.
+    fn check(&mut self) -> Option<CheckedWorkspace> {
+        let errors = &mut self.errors;
+        let name = keep(errors, "name", Name::parse(&self.name, 200));
+        let owner = keep(errors, "owner_email", self.owner_email.parse::<EmailAddress>());
+        let zone = match self.timezone.trim() {
+            "" => "UTC",
+            zone => zone,
+        };
+        let zone = keep(errors, "timezone", zone.parse::<Timezone>());
+        let granularity = keep(errors, "granularity", self.granularity.parse::<Granularity>());
+        let optional = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
+        let account = Account {
+            full_name: optional(&self.account_full_name),
+            email: optional(&self.account_email),
+            phone: optional(&self.account_phone),
+        };
+        let account = match account.checked() {
+            Ok(account) => Some(account),
+            Err((key, e)) => {
+                let field = match key {
+                    "full_name" => "account_full_name",
+                    "email" => "account_email",
+                    _ => "account_phone",
+                };
+                errors.insert(field, e.to_string());
+                None
+            }
+        };
+        Some(CheckedWorkspace {
+            name: name?.into_string(),
+            owner_email: owner?.into_string(),
+            timezone: zone?.name().to_string(),
+            granularity: granularity?,
+            account: account?,
+        })
+    }
+}
+
+#[instrument(skip_all)]
+pub async fn home(State(state): State<AppState>, session: Session) -> Result<Response, PageError> {
+    let form =
+        WorkspaceForm { granularity: "none".into(), timezone: "UTC".into(), ..WorkspaceForm::default() };
+    home_page(&state, session, form).await
+}
+
+async fn home_page(state: &AppState, session: Session, form: WorkspaceForm) -> Result<Response, PageError> {
+    let workspaces = state.store.list_workspaces().await?;
+    Ok(page(HomePage { csrf: session.csrf, workspaces, form, granularities: GRANULARITIES }))
+}
+
+#[instrument(skip_all)]
+pub async fn create(
+    State(state): State<AppState>,
+    session: Session,
+    Form(mut form): Form<WorkspaceForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let Some(checked) = form.check() else {
+        let mut response = home_page(&state, session, form).await?;
+        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        return Ok(response);
+    };
+    let new = NewWorkspace {
+        name: checked.name,
+        owner_email: checked.owner_email,
+        timezone: checked.timezone,
+        granularity: checked.granularity,
+        account: checked.account,
+    };
+    let ws = state.store.create_workspace(new).await?;
+    Ok(see_other(&format!("/ui/workspaces/{}", ws.id)))
+}
+
+struct SourceLine {
+    name: String,
+    kind: String,
+    enabled: bool,
+    inbound_url: String,
+}
+
+struct ChatLine {
+    id: i64,
+    name: String,
+    external_id: String,
+    messages: u64,
+    session: String,
+    last: String,
+}
+
+impl ChatLine {
+    fn from(chat: &ChatSummary) -> Self {
+        ChatLine {
+            id: chat.id.0,
+            name: chat.full_name.clone().or(chat.phone.clone()).unwrap_or_else(|| chat.external_id.clone()),
+            external_id: chat.external_id.clone(),
+            messages: chat.messages,
+            session: chat.session_status.map(SessionStatus::as_str).unwrap_or_default().to_string(),
+            last: chat.last_received_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "web/workspace.html")]
+struct WorkspacePage {
+    csrf: String,
+    ws: Workspace,
+    settings: WorkspaceForm,
+    notice: Option<(String, String)>,
+    webhooks: Vec<WebhookCard>,
+    new_webhook: WebhookForm,
+    sources: Vec<SourceLine>,
+    /// Where the plain JSON API takes this workspace's messages.
+    ingest_url: String,
+    chats: Vec<ChatLine>,
+    /// The granularity choices of the new-webhook form.
+    choices: Vec<(&'static str, String)>,
+    /// The workspace settings' granularity choices.
+    granularities: [(&'static str, &'static str); 5],
+}
+
+/// What one render of the workspace page shows beyond the stored state.
+#[derive(Default)]
+pub struct Overlay {
+    pub settings: Option<WorkspaceForm>,
+    pub notice: Option<(String, String)>,
+    pub new_webhook: Option<WebhookForm>,
+    /// A webhook's form as submitted, with its errors, test result or new secret.
+    pub webhook: Option<(WebhookId, WebhookForm, Option<service::activity::TestResult>, Option<String>)>,
+    pub saved: Option<WebhookId>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct WorkspaceQuery {
+    released: Option<u64>,
+    saved: Option<WebhookId>,
+    settings: Option<String>,
+    resent: Option<String>,
+}
+
+#[instrument(skip_all, fields(workspace_id = %id))]
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<WorkspaceId>,
+    Query(query): Query<WorkspaceQuery>,
+) -> Result<Response, PageError> {
+    let mut overlay = Overlay::default();
+    if let Some(n) = query.released {
+        overlay.notice =
+            Some(("good".into(), format!("Released every open window now: {n} deliveries queued.")));
+    }
+    if query.settings.is_some() {
+        overlay.notice = Some(("good".into(), "Workspace settings saved.".into()));
+    }
+    if let Some(id) = query.resent {
+        overlay.notice = Some(("good".into(), format!("Delivery {id} is being sent again.")));
+    }
+    overlay.saved = query.saved;
+    workspace_page(&state, session, &id, overlay, StatusCode::OK).await
+}
+
+/// The workspace's page as stored, with `overlay` over it, answered with `status`.
+pub async fn workspace_page(
+    state: &AppState,
+    session: Session,
+    id: &WorkspaceId,
+    overlay: Overlay,
+    status: StatusCode,
+) -> Result<Response, PageError> {
+    let ws = state.store.get_workspace(id).await?.ok_or_else(|| PageError::not_found("workspace"))?;
+    let mut webhooks = Vec::new();
+    for webhook in state.store.list_webhooks(id).await? {
+        let mut card = WebhookCard::load(state, &ws, &webhook).await?;
+        if let Some((webhook_id, form, test, secret)) = &overlay.webhook
+            && *webhook_id == webhook.id
+        {
+            card.form = form.clone();
+            card.test = test.clone();
+            card.new_secret = secret.clone();
+        }
+        card.saved = overlay.saved.as_ref() == Some(&webhook.id);
+        webhooks.push(card);
+    }
+    let sources = state
+        .store
+        .list_sources(id)
+        .await?
+        .into_iter()
+        .map(|s| SourceLine {
+            inbound_url: service::sources::inbound_url(&state.public_url, &s),
+            name: s.name,
+            kind: s.kind.as_str().into(),
+            enabled: s.enabled,
+        })
+        .collect();
+    let chats = state.store.list_chats(id, 50, 0).await?.iter().map(ChatLine::from).collect();
+    let content = WorkspacePage {
+        ingest_url: format!("{}/api/v1/workspaces/{}/messages", state.public_url, ws.id),
+        csrf: session.csrf,
+        settings: overlay.settings.unwrap_or_else(|| WorkspaceForm::from(&ws)),
+        choices: choices(&ws),
+        ws,
+        notice: overlay.notice,
+        webhooks,
+        new_webhook: overlay.new_webhook.unwrap_or(WebhookForm {
+            enabled: Some("on".into()),
+            granularity: FOLLOW_WORKSPACE.into(),
+            ..WebhookForm::default()
+        }),
+        sources,
+        chats,
+        granularities: GRANULARITIES,
+    };
+    let mut response = page(content);
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+#[instrument(skip_all, fields(workspace_id = %id))]
+pub async fn save(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<WorkspaceId>,
+    Form(mut form): Form<WorkspaceForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let Some(checked) = form.check() else {
+        let overlay = Overlay { settings: Some(form), ..Overlay::default() };
+        return workspace_page(&state, session, &id, overlay, StatusCode::UNPROCESSABLE_ENTITY).await;
+    };
+    let patch = WorkspacePatch {
+        name: Some(checked.name),
+        owner_email: Some(checked.owner_email),
+        timezone: Some(checked.timezone),
+        granularity: Some(checked.granularity),
+        account: Some(checked.account),
+    };
+    state.store.update_workspace(&id, patch).await?.ok_or_else(|| PageError::not_found("workspace"))?;
+    service::workspaces::changed(&state, &id);
+    Ok(see_other(&format!("/ui/workspaces/{id}?settings=saved")))
+}
+
+#[instrument(skip_all, fields(workspace_id = %id))]
+pub async fn flush(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<WorkspaceId>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let n = state.closer.flush(&id).await?;
+    Ok(see_other(&format!("/ui/workspaces/{id}?released={n}")))
+}

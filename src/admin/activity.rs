@@ -34,9 +34,7 @@ pub async fn latest(
     State(state): State<AppState>,
     Path(id): Path<WebhookId>,
 ) -> Result<Json<Value>, ApiError> {
-    if state.store.get_webhook(&id).await?.is_none() {
-        return Err(ApiError::not_found("webhook"));
-    }
+    super::webhook(&state, &id).await?;
     let rows = state.store.activity(&id, None, LATEST).await?;
     let rows: Vec<ActivityView> = rows.iter().map(ActivityView::from).collect();
     Ok(Json(json!({ "activity": rows })))
@@ -82,9 +80,7 @@ pub async fn log(
             return Err(ApiError::field("format", format!("must be jsonl or csv (got {other:?})")));
         }
     };
-    if state.store.get_webhook(&id).await?.is_none() {
-        return Err(ApiError::not_found("webhook"));
-    }
+    super::webhook(&state, &id).await?;
     Ok(download(state.store.clone(), id, format))
 }
 
@@ -107,7 +103,7 @@ pub async fn test(
     State(state): State<AppState>,
     Path(id): Path<WebhookId>,
 ) -> Result<Json<TestResult>, ApiError> {
-    let webhook = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    let webhook = super::webhook(&state, &id).await?;
     Ok(Json(send_test(&state, &webhook).await?))
 }
 

@@ -127,9 +127,7 @@ pub async fn list(
     if offset > MAX_OFFSET {
         return Err(ApiError::field("offset", format!("must be at most {MAX_OFFSET}")));
     }
-    if state.store.get_workspace(&workspace_id).await?.is_none() {
-        return Err(ApiError::not_found("workspace"));
-    }
+    super::workspace(&state, &workspace_id).await?;
     let chats = state.store.list_chats(&workspace_id, limit, offset).await?;
     Ok(Json(ChatList { chats: chats.into_iter().map(ChatLine::from).collect() }))
 }

@@ -99,9 +99,7 @@ pub async fn list(
     if offset > MAX_OFFSET {
         return Err(ApiError::field("offset", format!("must be at most {MAX_OFFSET}")));
     }
-    if state.store.get_webhook(&id).await?.is_none() {
-        return Err(ApiError::not_found("webhook"));
-    }
+    super::webhook(&state, &id).await?;
     let deliveries = state.store.list_deliveries(&id, query.status, limit, offset).await?;
     Ok(Json(DeliveryList { deliveries: deliveries.into_iter().map(DeliveryView::from).collect() }))
 }

@@ -10,8 +10,9 @@ pub mod workspaces;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::domain::{Account, EmailAddress, Name, Timezone};
+use crate::domain::{Account, EmailAddress, Name, Timezone, WebhookId, WorkspaceId};
 use crate::http::{ApiError, AppState};
+use crate::store::{Webhook, Workspace};
 
 /// The admin routes, each registered with its OpenAPI annotation.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -32,6 +33,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(chats::list))
         .routes(routes!(chats::show))
         .routes(routes!(chats::rotate_token))
+}
+
+/// The workspace, or a 404 saying there is none.
+pub async fn workspace(state: &AppState, id: &WorkspaceId) -> Result<Workspace, ApiError> {
+    state.store.get_workspace(id).await?.ok_or_else(|| ApiError::not_found("workspace"))
+}
+
+/// The webhook, or a 404 saying there is none.
+pub async fn webhook(state: &AppState, id: &WebhookId) -> Result<Webhook, ApiError> {
+    state.store.get_webhook(id).await?.ok_or_else(|| ApiError::not_found("webhook"))
 }
 
 /// A name as [`Name`] takes it, answered as an error naming `field`.

@@ -18,28 +18,35 @@ use crate::http::{ApiError, AppState};
 use crate::service::sources::inbound_url;
 use crate::store::{NewSource, Source, SourcePatch};
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSource {
-    kind: SourceKind,
+    pub kind: SourceKind,
     #[schema(pattern = "\\S", max_length = 200)]
-    name: String,
-    account: Option<Account>,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<Account>,
     #[schema(value_type = Option<Object>)]
-    credentials: Option<Map<String, Value>>,
-    enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSource {
     #[schema(pattern = "\\S", max_length = 200)]
-    name: Option<String>,
-    account: Option<Account>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<Account>,
     /// Replaces the credentials (all of them).
     #[schema(value_type = Option<Object>)]
-    credentials: Option<Map<String, Value>>,
-    enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
 }
 
 /// A source as the API shows it: never its secrets, only which are set.
@@ -111,9 +118,7 @@ pub async fn create(
     Path(workspace_id): Path<WorkspaceId>,
     Body(body): Body<CreateSource>,
 ) -> Result<(StatusCode, Json<SourceView>), ApiError> {
-    if state.store.get_workspace(&workspace_id).await?.is_none() {
-        return Err(ApiError::not_found("workspace"));
-    }
+    super::workspace(&state, &workspace_id).await?;
     let new = NewSource {
         workspace_id,
         kind: body.kind,
@@ -145,9 +150,7 @@ pub async fn list(
     State(state): State<AppState>,
     Path(workspace_id): Path<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
-    if state.store.get_workspace(&workspace_id).await?.is_none() {
-        return Err(ApiError::not_found("workspace"));
-    }
+    super::workspace(&state, &workspace_id).await?;
     let sources: Vec<SourceView> = state
         .store
         .list_sources(&workspace_id)

@@ -19,39 +19,50 @@ use crate::service;
 use crate::store::{NewWebhook, Webhook, WebhookPatch};
 
 /// `secret` in a request: `true` to generate one, a `whsec_…` string to set it.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum SecretInput {
     Generate(bool),
     Given(String),
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
-    url: String,
-    granularity: Option<Granularity>,
-    enabled: Option<bool>,
-    secret: Option<SecretInput>,
-    events: Option<Vec<Event>>,
-    timeout: Option<String>,
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<Granularity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretInput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<Event>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
-    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// `null` follows the workspace's granularity again.
     #[serde(default, deserialize_with = "nullable")]
-    granularity: Option<Option<Granularity>>,
-    enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<Option<Granularity>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     /// `null` or `false` removes the secret.
     #[serde(default, deserialize_with = "nullable")]
-    secret: Option<Option<SecretInput>>,
-    events: Option<Vec<Event>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Option<SecretInput>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<Event>>,
     /// `null` goes back to the configured timeout.
     #[serde(default, deserialize_with = "nullable")]
-    timeout: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Option<String>>,
 }
 
 /// A webhook as the API shows it. The secret appears only in the answer that set it.
@@ -153,9 +164,7 @@ pub async fn create(
     Path(workspace_id): Path<WorkspaceId>,
     Body(body): Body<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
-    if state.store.get_workspace(&workspace_id).await?.is_none() {
-        return Err(ApiError::not_found("workspace"));
-    }
+    super::workspace(&state, &workspace_id).await?;
     let secret = body.secret.map(secret).transpose()?.flatten();
     let new = NewWebhook {
         workspace_id,
@@ -191,8 +200,7 @@ pub async fn list(
     State(state): State<AppState>,
     Path(workspace_id): Path<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
-    let workspace =
-        state.store.get_workspace(&workspace_id).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
+    let workspace = super::workspace(&state, &workspace_id).await?;
     let webhooks: Vec<WebhookView> = state
         .store
         .list_webhooks(&workspace_id)
@@ -221,7 +229,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<WebhookId>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let webhook = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    let webhook = super::webhook(&state, &id).await?;
     Ok(Json(view(&state, webhook).await?))
 }
 
@@ -245,7 +253,7 @@ pub async fn update(
     Path(id): Path<WebhookId>,
     Body(body): Body<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let before = state.store.get_webhook(&id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    let before = super::webhook(&state, &id).await?;
     let secret = body.secret.map(|s| s.map(secret).transpose().map(Option::flatten)).transpose()?;
     let patch = WebhookPatch {
         url: match body.url.as_deref() {

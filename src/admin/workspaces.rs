@@ -82,30 +82,38 @@ pub struct WorkspaceList {
     workspaces: Vec<WorkspaceView>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkspace {
     #[schema(pattern = "\\S", max_length = 200)]
-    name: String,
+    pub name: String,
     #[schema(pattern = r"^\s*[^@\s]+@[^@\s]*\.[^@\s]*\s*$", max_length = 320)]
-    owner_email: String,
+    pub owner_email: String,
     /// An IANA time zone name (UTC by default).
-    timezone: Option<String>,
-    granularity: Option<Granularity>,
-    account: Option<Account>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<Granularity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<Account>,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkspace {
     #[schema(pattern = "\\S", max_length = 200)]
-    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[schema(pattern = r"^\s*[^@\s]+@[^@\s]*\.[^@\s]*\s*$", max_length = 320)]
-    owner_email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_email: Option<String>,
     /// An IANA time zone name (UTC by default).
-    timezone: Option<String>,
-    granularity: Option<Granularity>,
-    account: Option<Account>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granularity: Option<Granularity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<Account>,
 }
 
 #[utoipa::path(
@@ -173,7 +181,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<WorkspaceId>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
-    let workspace = state.store.get_workspace(&id).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
+    let workspace = super::workspace(&state, &id).await?;
     Ok(Json(workspace.into()))
 }
 
@@ -229,9 +237,7 @@ pub async fn stats(
     State(state): State<AppState>,
     Path(id): Path<WorkspaceId>,
 ) -> Result<Json<StatsView>, ApiError> {
-    if state.store.get_workspace(&id).await?.is_none() {
-        return Err(ApiError::not_found("workspace"));
-    }
+    super::workspace(&state, &id).await?;
     Ok(Json(state.store.workspace_stats(&id).await?.into()))
 }
 
@@ -254,9 +260,7 @@ pub async fn flush(
     State(state): State<AppState>,
     Path(id): Path<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
-    if state.store.get_workspace(&id).await?.is_none() {
-        return Err(ApiError::not_found("workspace"));
-    }
+    super::workspace(&state, &id).await?;
     let deliveries = state.closer.flush(&id).await?;
     Ok(Json(json!({ "deliveries": deliveries })))
 }

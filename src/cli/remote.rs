@@ -5,9 +5,15 @@
 use std::io::Write;
 
 use clap::{Args, Subcommand};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
+use crate::admin::sources::{CreateSource, UpdateSource};
+use crate::admin::webhooks::{CreateWebhook, SecretInput, UpdateWebhook};
+use crate::admin::workspaces::{CreateWorkspace, UpdateWorkspace};
 use crate::config::Config;
+use crate::domain::{Account, Event};
 
 #[derive(Debug, Args)]
 pub struct Remote {
@@ -69,14 +75,35 @@ pub struct AccountArgs {
 }
 
 impl AccountArgs {
-    fn to_json(&self) -> Option<Value> {
-        if self.account_name.is_none() && self.account_email.is_none() && self.account_phone.is_none() {
+    /// The account the flags give, if any is given.
+    fn account(self) -> Option<Account> {
+        let AccountArgs { account_name, account_email, account_phone } = self;
+        if account_name.is_none() && account_email.is_none() && account_phone.is_none() {
             return None;
         }
-        Some(
-            json!({"full_name": self.account_name, "email": self.account_email, "phone": self.account_phone}),
-        )
+        Some(Account { full_name: account_name, email: account_email, phone: account_phone })
     }
+}
+
+/// A flag's value as the API's request type takes it (a granularity, an event, a kind of
+/// source), refused here as bad usage naming the flag.
+fn parsed<T: DeserializeOwned>(flag: &str, value: &str) -> Result<T, Failure> {
+    serde_json::from_value(Value::String(value.to_string()))
+        .map_err(|e| Failure { bad_input: true, message: format!("--{flag} {value:?}: {e}") })
+}
+
+/// `value` parsed, or `None` for "default": back to the workspace's or the configured value.
+fn or_default<T: DeserializeOwned>(flag: &str, value: Option<String>) -> Result<Option<Option<T>>, Failure> {
+    value.map(|v| if v == "default" { Ok(None) } else { parsed(flag, &v).map(Some) }).transpose()
+}
+
+fn events(values: Option<Vec<String>>) -> Result<Option<Vec<Event>>, Failure> {
+    values.map(|list| list.iter().map(|e| parsed("events", e)).collect()).transpose()
+}
+
+/// A request body, as the API's own request type serialises it.
+fn body(request: impl Serialize) -> Option<Value> {
+    Some(serde_json::to_value(request).expect("request types serialise"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,7 +224,7 @@ pub enum SourceCommand {
     Delete { workspace: String, id: String },
 }
 
-fn credentials(pairs: &[String]) -> Result<Option<Value>, Failure> {
+fn credentials(pairs: &[String]) -> Result<Option<Map<String, Value>>, Failure> {
     if pairs.is_empty() {
         return Ok(None);
     }
@@ -207,9 +234,9 @@ fn credentials(pairs: &[String]) -> Result<Option<Value>, Failure> {
             bad_input: true,
             message: format!("--credential {pair:?}: expected KEY=VALUE"),
         })?;
-        map.insert(key.to_string(), json!(value));
+        map.insert(key.to_string(), Value::String(value.to_string()));
     }
-    Ok(Some(Value::Object(map)))
+    Ok(Some(map))
 }
 
 pub async fn source(config: &Config, remote: &Remote, command: SourceCommand) -> Outcome {
@@ -223,23 +250,20 @@ pub async fn source(config: &Config, remote: &Remote, command: SourceCommand) ->
             client.show(Method::GET, &format!("/api/v1/workspaces/{workspace}/sources/{id}"), None).await
         }
         SourceCommand::Create { workspace, kind, name, credentials: pairs, account } => {
-            let body = object(&[
-                ("kind", Some(json!(kind))),
-                ("name", Some(json!(name))),
-                ("credentials", credentials(&pairs)?),
-                ("account", account.to_json()),
-            ]);
-            client.show(Method::POST, &format!("/api/v1/workspaces/{workspace}/sources"), Some(body)).await
+            let request = CreateSource {
+                kind: parsed("kind", &kind)?,
+                name,
+                account: account.account(),
+                credentials: credentials(&pairs)?,
+                enabled: None,
+            };
+            client.show(Method::POST, &format!("/api/v1/workspaces/{workspace}/sources"), body(request)).await
         }
         SourceCommand::Update { workspace, id, name, enabled, credentials: pairs, account } => {
-            let body = object(&[
-                ("name", text(&name)),
-                ("enabled", enabled.map(|e| json!(e))),
-                ("credentials", credentials(&pairs)?),
-                ("account", account.to_json()),
-            ]);
+            let request =
+                UpdateSource { name, account: account.account(), credentials: credentials(&pairs)?, enabled };
             client
-                .show(Method::PATCH, &format!("/api/v1/workspaces/{workspace}/sources/{id}"), Some(body))
+                .show(Method::PATCH, &format!("/api/v1/workspaces/{workspace}/sources/{id}"), body(request))
                 .await
         }
         SourceCommand::Delete { workspace, id } => {
@@ -353,20 +377,6 @@ impl Client {
 }
 
 /// Drops `null` entries, so unset flags leave fields alone.
-fn object(pairs: &[(&str, Option<Value>)]) -> Value {
-    let mut map = Map::new();
-    for (key, value) in pairs {
-        if let Some(value) = value {
-            map.insert((*key).to_string(), value.clone());
-        }
-    }
-    Value::Object(map)
-}
-
-fn text(value: &Option<String>) -> Option<Value> {
-    value.as_ref().map(|v| json!(v))
-}
-
 pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceCommand) -> Outcome {
     use reqwest::Method;
     let client = Client::new(config, remote)?;
@@ -376,24 +386,24 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
             client.show(Method::GET, &format!("/api/v1/workspaces/{id}"), None).await
         }
         WorkspaceCommand::Create { name, owner_email, timezone, granularity, account } => {
-            let body = object(&[
-                ("name", Some(json!(name))),
-                ("owner_email", Some(json!(owner_email))),
-                ("timezone", text(&timezone)),
-                ("granularity", text(&granularity)),
-                ("account", account.to_json()),
-            ]);
-            client.show(Method::POST, "/api/v1/workspaces", Some(body)).await
+            let request = CreateWorkspace {
+                name,
+                owner_email,
+                timezone,
+                granularity: granularity.map(|g| parsed("granularity", &g)).transpose()?,
+                account: account.account(),
+            };
+            client.show(Method::POST, "/api/v1/workspaces", body(request)).await
         }
         WorkspaceCommand::Update { id, name, owner_email, timezone, granularity, account } => {
-            let body = object(&[
-                ("name", text(&name)),
-                ("owner_email", text(&owner_email)),
-                ("timezone", text(&timezone)),
-                ("granularity", text(&granularity)),
-                ("account", account.to_json()),
-            ]);
-            client.show(Method::PATCH, &format!("/api/v1/workspaces/{id}"), Some(body)).await
+            let request = UpdateWorkspace {
+                name,
+                owner_email,
+                timezone,
+                granularity: granularity.map(|g| parsed("granularity", &g)).transpose()?,
+                account: account.account(),
+            };
+            client.show(Method::PATCH, &format!("/api/v1/workspaces/{id}"), body(request)).await
         }
         WorkspaceCommand::Flush { id } => {
             client.show(Method::POST, &format!("/api/v1/workspaces/{id}/flush"), None).await
@@ -415,33 +425,33 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
             client.show(Method::GET, &format!("/api/v1/webhooks/{id}"), None).await
         }
         WebhookCommand::Create { workspace, endpoint, granularity, secret, disabled, timeout, events } => {
-            let body = object(&[
-                ("url", Some(json!(endpoint))),
-                ("granularity", text(&granularity)),
-                ("secret", secret.then_some(json!(true))),
-                ("enabled", disabled.then_some(json!(false))),
-                ("timeout", text(&timeout)),
-                ("events", events.map(|e| json!(e))),
-            ]);
-            client.show(Method::POST, &format!("/api/v1/workspaces/{workspace}/webhooks"), Some(body)).await
+            let request = CreateWebhook {
+                url: endpoint,
+                granularity: granularity.map(|g| parsed("granularity", &g)).transpose()?,
+                enabled: disabled.then_some(false),
+                secret: secret.then_some(SecretInput::Generate(true)),
+                events: self::events(events)?,
+                timeout,
+            };
+            client
+                .show(Method::POST, &format!("/api/v1/workspaces/{workspace}/webhooks"), body(request))
+                .await
         }
         WebhookCommand::Update { id, webhook_url, granularity, enabled, secret, timeout, events } => {
-            let or_default =
-                |v: &Option<String>| v.as_ref().map(|v| if v == "default" { Value::Null } else { json!(v) });
             let secret = secret.map(|s| match s.as_str() {
-                "generate" => json!(true),
-                "remove" => Value::Null,
-                other => json!(other),
+                "generate" => Some(SecretInput::Generate(true)),
+                "remove" => None,
+                _ => Some(SecretInput::Given(s)),
             });
-            let body = object(&[
-                ("url", text(&webhook_url)),
-                ("granularity", or_default(&granularity)),
-                ("enabled", enabled.map(|e| json!(e))),
-                ("secret", secret),
-                ("timeout", or_default(&timeout)),
-                ("events", events.map(|e| json!(e))),
-            ]);
-            client.show(Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(body)).await
+            let request = UpdateWebhook {
+                url: webhook_url,
+                granularity: or_default("granularity", granularity)?,
+                enabled,
+                secret,
+                events: self::events(events)?,
+                timeout: timeout.map(|t| (t != "default").then_some(t)),
+            };
+            client.show(Method::PATCH, &format!("/api/v1/webhooks/{id}"), body(request)).await
         }
         WebhookCommand::Delete { id } => {
             client.show(Method::DELETE, &format!("/api/v1/webhooks/{id}"), None).await

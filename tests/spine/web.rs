@@ -53,6 +53,10 @@ async fn forms_need_the_csrf_token_and_keep_values_next_to_errors() {
         .await
         .unwrap();
     assert_eq!(no_csrf.status(), 403);
+    let missing = http.get(app.url("/ui/webhooks/wh_nope/log")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let text = missing.text().await.unwrap();
+    assert!(text.contains("<h1>404 Not Found</h1>") && text.contains("webhook not found"), "{text}");
     let bad = http
         .post(app.url("/ui/workspaces"))
         .form(&[
@@ -61,6 +65,7 @@ async fn forms_need_the_csrf_token_and_keep_values_next_to_errors() {
             ("owner_email", "not-an-email"),
             ("timezone", "Mars/Base"),
             ("granularity", "6h"),
+            ("account_phone", "+49\r\n30"),
         ])
         .send()
         .await
@@ -70,6 +75,8 @@ async fn forms_need_the_csrf_token_and_keep_values_next_to_errors() {
     assert!(html.contains("value=\"Kept name\""), "entered values are kept");
     assert!(html.contains("is not an e-mail address"));
     assert!(html.contains("unknown IANA time zone"));
+    // The page checks the account as the API does, and says so next to the field.
+    assert!(html.contains("id=\"ws-acc-phone-error\">contains the control character U+000D"), "{html}");
     assert!(html.contains("<option value=\"6h\" selected>Every 6 hours</option>"));
     let listed: serde_json::Value =
         app.admin(Method::GET, "/api/v1/workspaces").send().await.unwrap().json().await.unwrap();

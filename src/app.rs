@@ -26,8 +26,9 @@ use crate::deliver::{AddressPolicy, Deliverer, DeliverySettings, RetrySchedule};
 use crate::domain::random_token;
 use crate::fault::Fault;
 use crate::http::health::Readiness;
-use crate::http::{self, AppState};
+use crate::http::{self, HttpState};
 use crate::notify::{self, mailer::Mailer};
+use crate::service::AppState;
 use crate::store::{FailurePolicy, SharedStore, StoreError};
 use crate::supervise::{Fatal, Workers};
 use crate::window::closer::Closer;
@@ -132,7 +133,7 @@ impl Application {
         let public_url: Arc<str> = public_url.into();
         let (closer, closer_handle) = Closer::new(&store, clock.clone(), public_url.clone(), wake.clone());
         let throttle_clock = clock.clone();
-        let state = AppState {
+        let base = HttpState {
             store,
             clock,
             public_url,
@@ -140,14 +141,12 @@ impl Application {
             deliveries_waiting: wake,
             default_timeout: d.timeout.0,
             workspaces: Default::default(),
-            closer: closer_handle,
-            deliverer: deliverer.clone(),
-            addresses,
             workers: Default::default(),
             http: Arc::new(config.http.clone()),
             throttle: Arc::new(crate::http::throttle::Throttle::new(throttle_clock)),
             replays: Default::default(),
         };
+        let state = AppState { base, closer: closer_handle, deliverer: deliverer.clone(), addresses };
         crate::telemetry::prometheus();
         Ok(Application { config, listener, state, deliverer, closer, mailer, fatal })
     }

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use tracing::instrument;
 
 use crate::domain::WebhookId;
+use crate::http::ApiError;
 use crate::http::auth::Admin;
-use crate::http::{ApiError, AppState};
+use crate::service::AppState;
 use crate::service::activity::{ActivityView, Format, TestResult, download, send_test};
 
 /// Rows shown by `GET …/activity`.

@@ -10,9 +10,10 @@ use tracing::{info, instrument};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{ChatId, WorkspaceId};
+use crate::http::ApiError;
 use crate::http::auth::Admin;
-use crate::http::{ApiError, AppState};
 use crate::render::chat_url;
+use crate::service::AppState;
 use crate::store::{Chat, ChatSummary};
 
 const DEFAULT_LIMIT: u32 = 50;

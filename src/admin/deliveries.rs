@@ -12,8 +12,9 @@ use tracing::instrument;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{ChatId, DeliveryId, DeliveryKind, DeliveryStatus, WebhookId};
+use crate::http::ApiError;
 use crate::http::auth::Admin;
-use crate::http::{ApiError, AppState};
+use crate::service::AppState;
 use crate::store::DeliveryInfo;
 
 const DEFAULT_LIMIT: u32 = 50;

@@ -11,7 +11,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::domain::{Account, EmailAddress, Name, Timezone, WebhookId, WorkspaceId};
-use crate::http::{ApiError, AppState};
+use crate::http::ApiError;
+use crate::service::AppState;
 use crate::store::{Webhook, Workspace};
 
 /// The admin routes, each registered with its OpenAPI annotation.

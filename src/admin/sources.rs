@@ -12,9 +12,10 @@ use tracing::{info, instrument};
 
 use super::{account, name};
 use crate::domain::{Account, SourceId, SourceKind, WorkspaceId};
+use crate::http::ApiError;
 use crate::http::Body;
 use crate::http::auth::Admin;
-use crate::http::{ApiError, AppState};
+use crate::service::AppState;
 use crate::service::sources::inbound_url;
 use crate::store::{NewSource, Source, SourcePatch};
 

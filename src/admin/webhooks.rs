@@ -12,10 +12,11 @@ use tracing::{info, instrument};
 
 use crate::deliver::SigningSecret;
 use crate::domain::{DeliveryTimeout, Event, Granularity, WebhookId, WorkspaceId, masked_url, unmasked_url};
+use crate::http::ApiError;
 use crate::http::auth::Admin;
-use crate::http::{ApiError, AppState};
 use crate::http::{Body, nullable};
 use crate::service;
+use crate::service::AppState;
 use crate::store::{NewWebhook, Webhook, WebhookPatch};
 
 /// `secret` in a request: `true` to generate one, a `whsec_…` string to set it.

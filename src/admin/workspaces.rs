@@ -10,10 +10,11 @@ use tracing::{info, instrument};
 
 use super::{account, email, name, timezone};
 use crate::domain::{Account, Granularity, WorkspaceId};
+use crate::http::ApiError;
 use crate::http::Body;
 use crate::http::auth::Admin;
-use crate::http::{ApiError, AppState};
 use crate::service;
+use crate::service::AppState;
 use crate::store::{NewWorkspace, Workspace, WorkspacePatch, WorkspaceStats};
 
 /// A workspace as the API shows it.

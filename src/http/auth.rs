@@ -1,12 +1,12 @@
 //! Bearer tokens: the admin token opens everything, a workspace's ingest key opens its ingest.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
 
 use super::server::Client;
-use super::{ApiError, AppState};
+use super::{ApiError, HttpState};
 
 /// The bearer token of a request, if it carries one.
 pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
@@ -31,7 +31,7 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 }
 
 /// Refuses a client that is still shut out for guessing, before anything it sent is looked at.
-fn not_shut_out(parts: &Parts, state: &AppState) -> Result<Client, ApiError> {
+fn not_shut_out(parts: &Parts, state: &HttpState) -> Result<Client, ApiError> {
     let client = Client::of(parts, &state.http.trusted_proxies);
     match state.throttle.wait(client.0) {
         Some(wait) => {
@@ -45,10 +45,14 @@ fn not_shut_out(parts: &Parts, state: &AppState) -> Result<Client, ApiError> {
 /// Proof that the request carries the admin token.
 pub struct Admin;
 
-impl FromRequestParts<AppState> for Admin {
+impl<S: Send + Sync> FromRequestParts<S> for Admin
+where
+    HttpState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = &HttpState::from_ref(state);
         let client = not_shut_out(parts, state)?;
         let token = bearer(parts)?;
         if same_secret(token, &state.admin_token) {
@@ -70,17 +74,21 @@ pub enum Caller {
 
 impl Caller {
     /// Notes that the key this caller sent opens nothing.
-    pub fn wrong_key(&self, state: &AppState) {
+    pub fn wrong_key(&self, state: &HttpState) {
         if let Caller::Key(_, client) = self {
             state.throttle.failed(client.0, "ingest key");
         }
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller
+where
+    HttpState: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = &HttpState::from_ref(state);
         let client = not_shut_out(parts, state)?;
         let token = bearer(parts)?;
         if same_secret(token, &state.admin_token) {

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use tracing::instrument;
 
-use super::AppState;
+use super::HttpState;
 use crate::store::SharedStore;
 use crate::supervise::Workers;
 use crate::telemetry::{metric, prometheus};
@@ -69,7 +69,7 @@ pub async fn healthz() -> &'static str {
     )
 )]
 #[instrument(skip_all, level = "debug")]
-pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     let readiness = Readiness::check(&state.store, &state.workers).await;
     let ready = readiness.ready();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -92,7 +92,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     )
 )]
 #[instrument(skip_all, level = "debug")]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let handle = prometheus();
     handle.run_upkeep();
     let mut text = handle.render();

@@ -21,9 +21,10 @@ pub use extract::{Body, nullable};
 use crate::clock::SharedClock;
 use crate::store::SharedStore;
 
-/// What every handler can reach.
+/// What the HTTP infrastructure needs (authentication, throttling, health), and what every
+/// handler reaches through the front ends' [`crate::service::AppState`], which adds the workers.
 #[derive(Clone)]
-pub struct AppState {
+pub struct HttpState {
     pub store: SharedStore,
     pub clock: SharedClock,
     /// Base of transcript links and inbound URLs, without a trailing slash.
@@ -35,12 +36,6 @@ pub struct AppState {
     pub default_timeout: std::time::Duration,
     /// Workspaces as ingest authenticates them.
     pub workspaces: Arc<workspaces::WorkspaceCache>,
-    /// The window closer: flushes, and news of granularity changes.
-    pub closer: crate::window::closer::CloserHandle,
-    /// The delivery worker, for test sends.
-    pub deliverer: Arc<crate::deliver::Deliverer>,
-    /// The SSRF guard's view of which addresses webhooks may point at.
-    pub addresses: Arc<crate::deliver::AddressPolicy>,
     /// Which background workers are running, for `/readyz`.
     pub workers: Arc<crate::supervise::Workers>,
     /// The bounds on connections and requests, and which proxies to believe.

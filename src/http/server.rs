@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -25,7 +25,7 @@ use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use super::{ApiError, AppState};
+use super::{ApiError, HttpState};
 use crate::config::HttpConfig;
 
 /// The largest body the server buffers before a route's own limit applies (axum's default).
@@ -180,10 +180,14 @@ impl Client {
     }
 }
 
-impl FromRequestParts<AppState> for Client {
+impl<S: Send + Sync> FromRequestParts<S> for Client
+where
+    HttpState: FromRef<S>,
+{
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = &HttpState::from_ref(state);
         Ok(Client::of(parts, &state.http.trusted_proxies))
     }
 }

@@ -15,7 +15,8 @@ use super::error::IngestError;
 use super::json::MAX_MESSAGES_PER_REQUEST;
 use super::{accept, canonical, chatwoot, twilio, wechat, whatsapp, zoho_desk};
 use crate::domain::{SessionStatus, SourceId, SourceKind};
-use crate::http::{ApiError, AppState};
+use crate::http::ApiError;
+use crate::service::AppState;
 use crate::store::{ChatInfo, NewMessage, SessionChange, Source};
 
 /// An inbound request, as adapters see it.

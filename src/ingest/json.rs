@@ -15,8 +15,9 @@ use super::canonical::{Parsed, parse_message};
 use super::error::IngestError;
 use super::{MAX_BODY_BYTES, accept};
 use crate::domain::{Account, Direction, WorkspaceId};
+use crate::http::ApiError;
 use crate::http::auth::{Caller, same_secret};
-use crate::http::{ApiError, AppState};
+use crate::service::AppState;
 
 /// The most messages one request may carry.
 pub const MAX_MESSAGES_PER_REQUEST: usize = 1000;

@@ -19,8 +19,9 @@ use axum::extract::DefaultBodyLimit;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::{ApiError, AppState};
+use crate::http::ApiError;
 use crate::render;
+use crate::service::AppState;
 use crate::store::{IngestBatch, NewMessage, SessionChange, Workspace};
 
 /// What became of an inbound request's messages: the JSON API's answer.

@@ -9,7 +9,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::{AppState, error, health, security_headers, server};
+use crate::http::{error, health, security_headers, server};
+use crate::service::AppState;
 
 /// The routes the OpenAPI document describes, with it.
 pub fn api_routes() -> OpenApiRouter<AppState> {

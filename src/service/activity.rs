@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use crate::deliver::Target;
 use crate::domain::{DeliveryId, Event, Granularity, Timezone, WebhookId};
-use crate::http::{ApiError, AppState};
+use crate::http::ApiError;
 use crate::render::{self, bundle};
+use crate::service::AppState;
 use crate::store::{ActivityCursor, ActivityRow, SharedStore, StoredMessage, Webhook, Workspace};
 use crate::window;
 

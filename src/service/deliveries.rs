@@ -4,7 +4,8 @@ use axum::http::StatusCode;
 use tracing::info;
 
 use crate::domain::{DeliveryId, WebhookId};
-use crate::http::{ApiError, AppState};
+use crate::http::ApiError;
+use crate::service::AppState;
 use crate::store::Resend;
 
 /// Queues a failed or expired delivery again and wakes the worker (the API's and the web page's).

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::domain::{Invalid, WebhookUrl, masked_url};
-use crate::http::AppState;
+use crate::service::AppState;
 use crate::store::{NewWebhook, StoreResult, Webhook};
 
 /// A webhook URL: well-formed, and (the SSRF guard) leading only to public addresses.

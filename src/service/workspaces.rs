@@ -1,7 +1,7 @@
 //! What follows a change to a workspace, from either front end.
 
 use crate::domain::WorkspaceId;
-use crate::http::AppState;
+use crate::service::AppState;
 
 /// What follows every change to a workspace, from the API or the web page.
 pub fn changed(state: &AppState, id: &WorkspaceId) {

@@ -10,8 +10,8 @@ use tracing::instrument;
 use super::session::CsrfForm;
 use super::{PageError, Session, page, see_other};
 use crate::domain::ChatId;
-use crate::http::AppState;
 use crate::render::chat_url;
+use crate::service::AppState;
 
 #[derive(Template)]
 #[template(path = "web/chat.html")]

@@ -25,8 +25,9 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::http::ApiError;
 use crate::http::error::RETRY_AFTER_SECONDS;
-use crate::http::{ApiError, AppState};
+use crate::service::AppState;
 use crate::store::StoreError;
 
 pub use session::Session;

@@ -14,9 +14,9 @@ use sha2::Sha256;
 use tracing::instrument;
 
 use super::{PageError, page, see_other};
-use crate::http::AppState;
 use crate::http::auth::same_secret;
 use crate::http::server::Client;
+use crate::service::AppState;
 
 /// How long a sign-in lasts.
 const SESSION_HOURS: i64 = 12;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tracing::instrument;
 
 use crate::domain::Direction;
-use crate::http::AppState;
+use crate::service::AppState;
 use crate::store::StoreError;
 
 /// Messages per page.

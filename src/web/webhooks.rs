@@ -15,8 +15,8 @@ use crate::deliver::SigningSecret;
 use crate::domain::{
     DeliveryId, DeliveryStatus, Event, Granularity, WebhookId, WorkspaceId, masked_url, unmasked_url,
 };
-use crate::http::AppState;
 use crate::service;
+use crate::service::AppState;
 use crate::service::activity::{Format, TestResult};
 use crate::store::{ActivityRow, DeliveryInfo, NewWebhook, StoreResult, Webhook, WebhookPatch, Workspace};
 

@@ -15,8 +15,8 @@ use super::{FormErrors, GRANULARITIES, PageError, Session, keep, page, see_other
 use crate::domain::{
     Account, EmailAddress, Granularity, Name, SessionStatus, Timezone, WebhookId, WorkspaceId,
 };
-use crate::http::AppState;
 use crate::service;
+use crate::service::AppState;
 use crate::store::{ChatSummary, NewWorkspace, Workspace, WorkspacePatch};
 
 #[derive(Template)]

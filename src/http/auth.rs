@@ -42,29 +42,7 @@ fn not_shut_out(parts: &Parts, state: &HttpState) -> Result<Client, ApiError> {
     }
 }
 
-/// Proof that the request carries the admin token.
-pub struct Admin;
-
-impl<S: Send + Sync> FromRequestParts<S> for Admin
-where
-    HttpState: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = &HttpState::from_ref(state);
-        let client = not_shut_out(parts, state)?;
-        let token = bearer(parts)?;
-        if same_secret(token, &state.admin_token) {
-            Ok(Admin)
-        } else {
-            state.throttle.failed(client.0, "admin token");
-            Err(ApiError::unauthorized("the bearer token is not the admin token"))
-        }
-    }
-}
-
-/// Who an ingest request comes from.
+/// Who a request comes from, by its bearer token.
 pub enum Caller {
     Admin,
     /// Someone holding a bearer token that is not the admin token: maybe an ingest key. The
@@ -95,6 +73,26 @@ where
             Ok(Caller::Admin)
         } else {
             Ok(Caller::Key(token.to_string(), client))
+        }
+    }
+}
+
+/// Proof that the request carries the admin token.
+pub struct Admin;
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin
+where
+    HttpState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Admin => Ok(Admin),
+            Caller::Key(_, client) => {
+                HttpState::from_ref(state).throttle.failed(client.0, "admin token");
+                Err(ApiError::unauthorized("the bearer token is not the admin token"))
+            }
         }
     }
 }

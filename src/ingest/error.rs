@@ -21,6 +21,8 @@ pub enum Refusal {
     BadSignature,
     /// Meta's URL check with a verify token other than the source's.
     BadVerifyToken,
+    /// Signed correctly, but for another account than the one the source is set up for.
+    WrongAccount,
 }
 
 /// A refused inbound request; nothing of it is stored.
@@ -60,6 +62,11 @@ impl IngestError {
         IngestError::new(Refusal::BadSignature, None, detail.into())
     }
 
+    /// A request for another account than the source's (`field` names what said so).
+    pub fn wrong_account(field: &str, detail: impl Display) -> IngestError {
+        IngestError { refusal: Refusal::WrongAccount, ..IngestError::field(field, detail) }
+    }
+
     pub fn bad_verify_token() -> IngestError {
         IngestError::new(Refusal::BadVerifyToken, None, "hub.verify_token does not match".into())
     }
@@ -73,6 +80,7 @@ impl From<IngestError> for ApiError {
             Refusal::Malformed => (StatusCode::BAD_REQUEST, "malformed"),
             Refusal::BadSignature => (StatusCode::UNAUTHORIZED, "bad_signature"),
             Refusal::BadVerifyToken => (StatusCode::FORBIDDEN, "bad_verify_token"),
+            Refusal::WrongAccount => (StatusCode::FORBIDDEN, "wrong_account"),
         };
         let mut answer = ApiError::new(status, code, e.detail);
         answer.field = e.field;

@@ -121,6 +121,7 @@ fn request<'a>(state: &AppState, uri: &Uri, headers: &'a HeaderMap, body: &'a [u
     ),
     responses(
         (status = 200, description = "The channel's verification handshake answered"),
+        (status = 403, description = "Meta's check with a verify token other than the source's (`bad_verify_token`)", body = crate::http::ErrorBody),
         (status = 405, description = "This kind of channel makes no GET requests", body = crate::http::ErrorBody),
         crate::http::Errors
     )
@@ -160,6 +161,7 @@ pub async fn get(
     request_body(description = "The vendor's own webhook body, signed as the vendor signs it", content((String = "application/json"), (String = "application/x-www-form-urlencoded"), (String = "text/xml"))),
     responses(
         (status = 200, description = "Stored durably, answered as the vendor expects"),
+        (status = 403, description = "Signed, but for another account than the source's `account_sid` (Twilio) or `original_id` (WeChat): `wrong_account`, nothing stored", body = crate::http::ErrorBody),
         crate::http::Errors
     )
 )]

@@ -14,11 +14,14 @@ use crate::domain::{Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
 
 use super::credentials::Credential;
+use tracing::warn;
 
 /// The account's Auth Token, which signs every request.
 pub const AUTH_TOKEN: Credential = Credential::required("auth_token");
+/// The account's SID (`AC…`): when set, a request for another account is refused.
+pub const ACCOUNT_SID: Credential = Credential::optional("account_sid");
 /// What a Twilio source takes.
-pub const CREDENTIALS: &[Credential] = &[AUTH_TOKEN];
+pub const CREDENTIALS: &[Credential] = &[AUTH_TOKEN, ACCOUNT_SID];
 
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
@@ -77,6 +80,13 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
         return Err(refuse(SourceKind::Twilio, "X-Twilio-Signature does not match"));
     }
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    // Subaccounts share nothing; one whose token leaked elsewhere cannot post into this source.
+    if let Some(expected) = ACCOUNT_SID.read(credentials)
+        && param("AccountSid") != Some(expected)
+    {
+        warn!(kind = "twilio", "refused a request for another account");
+        return Err(IngestError::wrong_account("AccountSid", "is not this source's account_sid"));
+    }
     let sid = param("MessageSid")
         .or(param("SmsMessageSid"))
         .filter(|s| !s.is_empty())

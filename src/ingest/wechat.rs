@@ -17,6 +17,7 @@ use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
 use crate::domain::{Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
+use tracing::warn;
 
 use super::credentials::Credential;
 
@@ -32,8 +33,11 @@ pub const ENCODING_AES_KEY: Credential = Credential {
     )),
     ..Credential::optional("encoding_aes_key")
 };
+/// The official account's Original ID (`gh_…`, under Settings → Account Info): when set, a push
+/// addressed to another account (`ToUserName`) is refused.
+pub const ORIGINAL_ID: Credential = Credential::optional("original_id");
 /// What a WeChat source takes.
-pub const CREDENTIALS: &[Credential] = &[TOKEN, APP_ID, ENCODING_AES_KEY];
+pub const CREDENTIALS: &[Credential] = &[TOKEN, APP_ID, ENCODING_AES_KEY, ORIGINAL_ID];
 
 /// SHA-1 of the parts sorted and joined: the WeChat signature.
 pub fn signature(parts: &[&str]) -> String {
@@ -230,6 +234,12 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
         Some(xml) => fields(xml).map_err(|e| malformed(format!("Encrypt: {e}")))?,
         None => outer,
     };
+    if let Some(expected) = ORIGINAL_ID.read(credentials)
+        && field(&message, "ToUserName") != Some(expected)
+    {
+        warn!(kind = "wechat", "refused a push addressed to another account");
+        return Err(IngestError::wrong_account("ToUserName", "is not this source's original_id"));
+    }
     let mut inbound = Inbound::default();
     let kind = field(&message, "MsgType").ok_or_else(|| malformed("MsgType: missing"))?;
     // Events (follow, unfollow, menu clicks, scans) are not messages.

@@ -590,3 +590,78 @@ async fn a_lapsed_reply_window_is_announced_even_across_a_restart() {
     app.closer_settled().await;
     assert_eq!(sessions.received().len(), 2, "announced once");
 }
+
+#[tokio::test]
+async fn a_source_set_to_one_account_refuses_requests_for_another() {
+    let app = TestApp::spawn().await;
+    let (ws, receiver, _) = setup(&app).await;
+
+    // Twilio: the AccountSid of a signed request must be the source's account_sid.
+    let twilio_source = source(
+        &app,
+        &ws,
+        json!({"kind": "twilio", "name": "Twilio",
+               "credentials": {"auth_token": "12345", "account_sid": "AC00000000000000000000000000000001"}}),
+    )
+    .await;
+    let url = twilio_source["inbound_url"].as_str().unwrap().to_string();
+    let form = |sid: &str, account: &str| -> Vec<(String, String)> {
+        [("MessageSid", sid), ("AccountSid", account), ("From", "whatsapp:+14017122661"), ("Body", "Hi")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let post = |params: Vec<(String, String)>| {
+        app.http
+            .post(&url)
+            .header("x-twilio-signature", twilio::signature("12345", &url, &params))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&params).unwrap())
+            .send()
+    };
+    let other = post(form("SMother", "AC00000000000000000000000000000002")).await.unwrap();
+    assert_eq!(other.status(), 403);
+    let error: Value = other.json().await.unwrap();
+    assert_eq!(
+        (error["error"]["code"].as_str(), error["error"]["field"].as_str()),
+        (Some("wrong_account"), Some("AccountSid"))
+    );
+    let none =
+        post(vec![("MessageSid".into(), "SMnone".into()), ("Body".into(), "Hi".into())]).await.unwrap();
+    assert_eq!(none.status(), 403, "no AccountSid at all is not this account either");
+    assert_eq!(app.stats(&ws).await.messages, 0, "nothing stored");
+    assert_eq!(post(form("SMours", "AC00000000000000000000000000000001")).await.unwrap().status(), 200);
+    assert_eq!(receiver.wait_for(1).await[0].json()["message"]["message_id"], "SMours");
+
+    // WeChat: the ToUserName of a push must be the source's original_id.
+    let wechat_source = source(
+        &app,
+        &ws,
+        json!({"kind": "wechat", "name": "Official Account",
+               "credentials": {"token": "wx-token", "app_id": "wxb11529c136998cb6", "original_id": "gh_866835093fea"}}),
+    )
+    .await;
+    let url = wechat_source["inbound_url"].as_str().unwrap().to_string();
+    let push = |to: &str, id: &str| {
+        format!(
+            "<xml><ToUserName><![CDATA[{to}]]></ToUserName><FromUserName><![CDATA[ogdotwSc_MmEEsJs9-ABZ1QL_4r4]]></FromUserName>\
+             <CreateTime>1709294400</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好]]></Content><MsgId>{id}</MsgId></xml>"
+        )
+    };
+    let signed =
+        |timestamp: &str, nonce: &str| format!("{url}?{}", wechat_query("wx-token", timestamp, nonce));
+    let foreign =
+        app.http.post(signed("1709294400", "a1")).body(push("gh_someone_else", "1")).send().await.unwrap();
+    assert_eq!(foreign.status(), 403);
+    let error: Value = foreign.json().await.unwrap();
+    assert_eq!(error["error"]["field"], "ToUserName");
+    // A plaintext push signed more than five minutes ago is a replay, whatever it carries.
+    let stale =
+        app.http.post(signed("1709294099", "a2")).body(push("gh_866835093fea", "2")).send().await.unwrap();
+    assert_eq!(stale.status(), 401);
+    assert_eq!(app.stats(&ws).await.messages, 1, "nothing more stored");
+    let ours =
+        app.http.post(signed("1709294400", "a3")).body(push("gh_866835093fea", "3")).send().await.unwrap();
+    assert_eq!(ours.status(), 200);
+    assert_eq!(receiver.wait_for(2).await[1].json()["message"]["text"], "你好");
+}

@@ -24,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
         query
     };
     let _ = wechat::parse(&credentials, &common::request(&headers, signed(vec![]), data));
+    let held = serde_json::json!({"token": "t", "app_id": "wxfuzz", "original_id": "gh_fuzz"});
+    let _ = wechat::parse(&held, &common::request(&headers, signed(vec![]), data));
     let Ok(text) = std::str::from_utf8(data) else { return };
     let key = wechat::aes_key(AES).unwrap();
     let _ = wechat::decrypt(&key, "wxfuzz", text);

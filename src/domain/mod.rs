@@ -155,6 +155,16 @@ impl SourceKind {
         }
     }
 
+    /// The channel its messages carry, where one kind of source has one channel (Chatwoot and
+    /// Zoho Desk say per conversation).
+    pub fn channel(self) -> Option<&'static str> {
+        match self {
+            SourceKind::Twilio | SourceKind::Whatsapp => Some("whatsapp"),
+            SourceKind::Wechat => Some("wechat"),
+            SourceKind::Chatwoot | SourceKind::ZohoDesk => None,
+        }
+    }
+
     /// The path segment of its inbound URL, `/hooks/{segment}/{source_id}`.
     pub fn path(self) -> &'static str {
         match self {

@@ -231,17 +231,7 @@ async fn store(state: &AppState, source: &Source, inbound: Inbound) -> Result<()
         .get(&state.store, &source.workspace_id)
         .await?
         .ok_or_else(|| ApiError::not_found("source"))?;
-    let speaks_for = source.account != crate::domain::Account::default();
-    let messages = inbound
-        .messages
-        .into_iter()
-        .map(|mut m| {
-            if m.account.is_none() && speaks_for {
-                m.account = Some(source.account.clone());
-            }
-            m
-        })
-        .collect();
+    let messages = super::as_source(source, inbound.messages);
     let sessions = inbound
         .sessions
         .into_iter()

@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
@@ -14,7 +15,7 @@ use super::Accepted;
 use super::canonical::{Parsed, parse_message};
 use super::error::IngestError;
 use super::{MAX_BODY_BYTES, accept};
-use crate::domain::{Account, Direction, WorkspaceId};
+use crate::domain::{Account, Direction, SourceId, WorkspaceId};
 use crate::http::ApiError;
 use crate::http::auth::{Caller, same_secret};
 use crate::service::AppState;
@@ -25,13 +26,23 @@ pub const MAX_MESSAGES_PER_REQUEST: usize = 1000;
 /// The source key of messages that arrive through the JSON API.
 pub const SOURCE_KEY: &str = "api";
 
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessagesQuery {
+    /// File the messages under this source's chats, by the chat ids its channel uses: how a tool
+    /// that sends replies through Twilio or WeChat adds them (`direction: "sent"`) to the
+    /// customer's conversation. Messages without a `channel` take the source's.
+    #[param(value_type = Option<String>)]
+    source_id: Option<SourceId>,
+}
+
 #[utoipa::path(
     post,
     operation_id = "messages_post",
     path = "/api/v1/workspaces/{id}/messages",
     tag = "ingest",
     security(("ingest_key" = []), ("admin_token" = [])),
-    params(("id" = String, Path, description = "Workspace id")),
+    params(("id" = String, Path, description = "Workspace id"), MessagesQuery),
     request_body = MessagesDoc,
     responses(
         (status = 202, description = "Stored durably (all or nothing) before this answer", body = Accepted),
@@ -43,6 +54,7 @@ pub async fn post_messages(
     State(state): State<AppState>,
     Path(workspace_id): Path<WorkspaceId>,
     caller: Caller,
+    query: Result<Query<MessagesQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
@@ -119,7 +131,23 @@ pub async fn post_messages(
             Parsed::Skipped(id) => skipped.push(id),
         }
     }
-    let outcome = accept(&state, &workspace, SOURCE_KEY, messages, Vec::new(), skipped).await?;
+    let Query(query) = query.map_err(|e| IngestError::field("source_id", e.body_text()))?;
+    let outcome = match query.source_id {
+        None => accept(&state, &workspace, SOURCE_KEY, messages, Vec::new(), skipped).await?,
+        Some(id) => {
+            let source = match state.store.get_source(&id).await? {
+                Some(source) if source.workspace_id == workspace.id => source,
+                _ => return Err(IngestError::field("source_id", "no such source in this workspace").into()),
+            };
+            if let Some(channel) = source.kind.channel() {
+                for m in messages.iter_mut().filter(|m| m.channel == SOURCE_KEY) {
+                    m.channel = channel.to_string();
+                }
+            }
+            let messages = super::as_source(&source, messages);
+            accept(&state, &workspace, source.id.as_str(), messages, Vec::new(), skipped).await?
+        }
+    };
     Ok((StatusCode::ACCEPTED, Json(outcome)))
 }
 

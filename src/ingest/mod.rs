@@ -88,3 +88,17 @@ pub fn session_renderer(state: &AppState) -> crate::store::RenderSession {
     let public_url = state.public_url.clone();
     Arc::new(move |event| render::session_event(&public_url, event))
 }
+
+/// Messages of a source: those that name no business account speak for the source's.
+pub fn as_source(source: &crate::store::Source, messages: Vec<NewMessage>) -> Vec<NewMessage> {
+    let speaks_for = source.account != crate::domain::Account::default();
+    messages
+        .into_iter()
+        .map(|mut m| {
+            if m.account.is_none() && speaks_for {
+                m.account = Some(source.account.clone());
+            }
+            m
+        })
+        .collect()
+}

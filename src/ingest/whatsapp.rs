@@ -73,7 +73,7 @@ fn unix_seconds(value: &Value) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(seconds, 0)
 }
 
-/// `POST`: messages and receipts.
+/// `POST`: messages, the business app's echoes of what it sent, and receipts.
 pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Answer), IngestError> {
     let secret = APP_SECRET.read(credentials).unwrap_or_default();
     let header = request
@@ -87,7 +87,9 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
     let entries = body["entry"].as_array().ok_or_else(|| malformed("entry: missing"))?;
     let mut inbound = Inbound::default();
     for change in entries.iter().filter_map(|e| e["changes"].as_array()).flatten() {
-        if change["field"] != "messages" {
+        // `messages`: what customers send; `smb_message_echoes`: what the business sends from the
+        // WhatsApp Business app on the same number (coexistence), echoed so both sides are kept.
+        if change["field"] != "messages" && change["field"] != "smb_message_echoes" {
             continue;
         }
         let value = &change["value"];
@@ -141,6 +143,38 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                     full_name: None,
                     phone: business_phone.clone().map(|p| format!("+{}", p.trim_start_matches('+'))),
                 },
+                text: text.to_string(),
+                account: None,
+                channel: "whatsapp".into(),
+            });
+        }
+        for echo in value["message_echoes"].as_array().into_iter().flatten() {
+            let id = string(&echo["id"])
+                .ok_or_else(|| malformed("entry[].changes[].value.message_echoes[].id: missing"))?;
+            let customer = string(&echo["to"])
+                .ok_or_else(|| malformed("entry[].changes[].value.message_echoes[].to: missing"))?;
+            let text = echo["text"]["body"].as_str().filter(|t| !t.trim().is_empty());
+            let (true, Some(text)) = (echo["type"] == "text", text) else {
+                inbound.skipped.push(Some(id));
+                continue;
+            };
+            let phone = Some(format!("+{}", customer.trim_start_matches('+')));
+            let business = string(&echo["from"]).or(business_phone.clone());
+            inbound.messages.push(NewMessage {
+                message_id: id,
+                direction: Direction::Sent,
+                timestamp: unix_seconds(&echo["timestamp"]).unwrap_or(request.received_at),
+                chat: ChatInfo {
+                    external_id: customer,
+                    phone: phone.clone(),
+                    is_group: Some(false),
+                    ..ChatInfo::default()
+                },
+                sender: Party {
+                    full_name: None,
+                    phone: business.map(|p| format!("+{}", p.trim_start_matches('+'))),
+                },
+                recipient: Party { full_name: None, phone },
                 text: text.to_string(),
                 account: None,
                 channel: "whatsapp".into(),

@@ -665,3 +665,112 @@ async fn a_source_set_to_one_account_refuses_requests_for_another() {
     assert_eq!(ours.status(), 200);
     assert_eq!(receiver.wait_for(2).await[1].json()["message"]["text"], "你好");
 }
+
+#[tokio::test]
+async fn meta_echoes_of_what_the_business_app_sent_are_sent_messages_of_the_same_chat() {
+    let app = TestApp::spawn().await;
+    let (ws, receiver, _) = setup(&app).await;
+    let src = source(
+        &app,
+        &ws,
+        json!({"kind": "whatsapp", "name": "Cloud API", "credentials": {"app_secret": "app-secret", "verify_token": "vt-1"}}),
+    )
+    .await;
+    let url = src["inbound_url"].as_str().unwrap().to_string();
+    let post = |body: Value| {
+        let raw = serde_json::to_vec(&body).unwrap();
+        let signature = format!("sha256={}", hex_hmac_sha256("app-secret", &[&raw]));
+        app.http.post(&url).header("x-hub-signature-256", signature).body(raw).send()
+    };
+    let metadata = json!({"display_phone_number": "15550783881", "phone_number_id": "106540352242922"});
+    let customer = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": metadata,
+        "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+        "messages": [{"from": "16505551234", "id": "wamid.IN1", "timestamp": "1749416383", "type": "text",
+                      "text": {"body": "Does it come in another color?"}}]
+    }}]}]});
+    assert_eq!(post(customer).await.unwrap().status(), 200);
+    // The owner answers from the WhatsApp Business app on the same number (coexistence).
+    let echo = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{"field": "smb_message_echoes", "value": {
+        "messaging_product": "whatsapp", "metadata": metadata,
+        "message_echoes": [
+            {"from": "15550783881", "to": "16505551234", "id": "wamid.OUT1", "timestamp": "1749416450",
+             "type": "text", "text": {"body": "Yes, in blue and in red."}},
+            {"from": "15550783881", "to": "16505551234", "id": "wamid.OUT2", "timestamp": "1749416460",
+             "type": "image", "image": {"id": "1003383421387257", "mime_type": "image/jpeg"}}
+        ]
+    }}]}]});
+    assert_eq!(post(echo.clone()).await.unwrap().status(), 200);
+    let seen = receiver.wait_for(2).await;
+    let sent = seen.iter().find(|r| r.message_id() == "wamid.OUT1").unwrap().json();
+    assert_eq!(sent["message"]["direction"], "sent");
+    assert_eq!(sent["message"]["text"], "Yes, in blue and in red.");
+    assert_eq!(sent["message"]["timestamp"], "2025-06-08T21:00:50+0000");
+    assert_eq!(sent["chat"]["chat_id"], "16505551234", "the customer's chat, not the business's");
+    assert_eq!(sent["chat"]["full_name"], "Sheena Nelson", "the name the customer's message gave is kept");
+    let received = seen.iter().find(|r| r.message_id() == "wamid.IN1").unwrap().json();
+    assert_eq!(received["chat"]["chat_id"], sent["chat"]["chat_id"]);
+    // The picture is counted, not stored; an echo Meta repeats is a duplicate.
+    assert_eq!(post(echo).await.unwrap().status(), 200);
+    assert_eq!(app.stats(&ws).await.messages, 2);
+    let no_recipient = json!({"entry": [{"changes": [{"field": "smb_message_echoes", "value": {
+        "message_echoes": [{"from": "15550783881", "id": "wamid.OUT3", "type": "text", "text": {"body": "x"}}]
+    }}]}]});
+    assert_eq!(post(no_recipient).await.unwrap().status(), 400, "an echo must say whom it went to");
+    assert_eq!(app.stats(&ws).await.messages, 2);
+}
+
+#[tokio::test]
+async fn replies_sent_through_other_tools_join_the_channels_conversation() {
+    let app = TestApp::spawn().await;
+    let (ws, receiver, _) = setup(&app).await;
+    let src = source(
+        &app,
+        &ws,
+        json!({"kind": "twilio", "name": "Twilio", "credentials": {"auth_token": "12345"},
+               "account": {"full_name": "Acme WhatsApp"}}),
+    )
+    .await;
+    let url = src["inbound_url"].as_str().unwrap().to_string();
+    let params: Vec<(String, String)> =
+        [("MessageSid", "SMin1"), ("From", "whatsapp:+14017122661"), ("Body", "Where is my order?")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    let customer = app
+        .http
+        .post(&url)
+        .header("x-twilio-signature", twilio::signature("12345", &url, &params))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&params).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(customer.status(), 200);
+    // The tool that answered through Twilio's API posts its reply, naming the source.
+    let reply = json!({"message_id": "SMout1", "direction": "sent", "text": "It ships today.",
+                       "chat": {"id": "+14017122661"}});
+    let path = format!("/api/v1/workspaces/{}/messages?source_id={}", ws.id, src["id"].as_str().unwrap());
+    let posted = app.http.post(app.url(&path)).bearer_auth(&ws.ingest_key).json(&reply).send().await.unwrap();
+    assert_eq!(posted.status(), 202);
+    let seen = receiver.wait_for(2).await;
+    let (inbound, outbound) = (seen[0].json(), seen[1].json());
+    assert_eq!(outbound["message"]["direction"], "sent");
+    assert_eq!(outbound["chat"]["chat_id"], inbound["chat"]["chat_id"], "the same conversation");
+    assert_eq!(outbound["channel"], "whatsapp", "the source's channel, not the API's");
+    assert_eq!(outbound["whatsapp_account"]["full_name"], "Acme WhatsApp", "the source's account");
+    assert_eq!(app.stats(&ws).await.chats, 1);
+
+    // Another workspace's source, or none, is refused naming the parameter; nothing is stored.
+    let other = app.workspace().await;
+    let foreign = source(&app, &other, json!({"kind": "zoho_desk", "name": "Z"})).await;
+    for id in [foreign["id"].as_str().unwrap(), "src_nope"] {
+        let path = format!("/api/v1/workspaces/{}/messages?source_id={id}", ws.id);
+        let refused =
+            app.http.post(app.url(&path)).bearer_auth(&ws.ingest_key).json(&reply).send().await.unwrap();
+        assert_eq!(refused.status(), 400);
+        let error: Value = refused.json().await.unwrap();
+        assert_eq!(error["error"]["field"], "source_id");
+    }
+    assert_eq!(app.stats(&ws).await.messages, 2);
+}

@@ -1,5 +1,6 @@
 //! Chats: `GET /api/v1/workspaces/{id}/chats`, `GET /api/v1/chats/{id}` with its transcript link,
-//! and `POST /api/v1/chats/{id}/rotate-token`, after which the old link answers 404.
+//! `PATCH /api/v1/chats/{id}` for who owns it, and `POST /api/v1/chats/{id}/rotate-token`, after
+//! which the old link answers 404.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -10,11 +11,11 @@ use tracing::{info, instrument};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{ChatId, WorkspaceId};
-use crate::http::ApiError;
 use crate::http::auth::Admin;
+use crate::http::{ApiError, Body, nullable};
 use crate::render::chat_url;
 use crate::service::AppState;
-use crate::store::{Chat, ChatSummary};
+use crate::store::{Chat, ChatOwner, ChatSummary};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
@@ -77,6 +78,8 @@ pub struct ChatView {
     is_group: bool,
     responsible_name: Option<String>,
     responsible_email: Option<String>,
+    /// The channel's id of the owner (Zoho Desk's assignee id), when it gave one.
+    responsible_id: Option<String>,
     session_status: Option<String>,
     reply_window_expires_at: Option<DateTime<Utc>>,
     first_seen_at: DateTime<Utc>,
@@ -96,6 +99,7 @@ impl ChatView {
             is_group: chat.is_group,
             responsible_name: chat.responsible_name,
             responsible_email: chat.responsible_email,
+            responsible_id: chat.responsible_id,
             session_status: chat.session_status.map(|s| s.as_str().to_string()),
             reply_window_expires_at: chat.reply_window_expires_at,
             first_seen_at: chat.first_seen_at,
@@ -162,5 +166,54 @@ pub async fn rotate_token(
     state.store.rotate_chat_token(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
     let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
     info!("transcript link rotated");
+    Ok(Json(ChatView::new(workspace_id, chat, &state.public_url)))
+}
+
+/// Who owns a chat: each key given replaces the stored value, `null` clears it.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateChat {
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 200)]
+    pub responsible_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, max_length = 320)]
+    pub responsible_email: Option<Option<String>>,
+}
+
+#[utoipa::path(
+    patch,
+    operation_id = "chats_update",
+    path = "/api/v1/chats/{id}",
+    tag = "chats",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Chat id")),
+    request_body = UpdateChat,
+    responses(
+        (status = 200, description = "The chat with its owner as set", body = ChatView),
+        crate::http::Errors
+    )
+)]
+#[instrument(skip_all, fields(chat_id = %id))]
+pub async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateChat>,
+) -> Result<Json<ChatView>, ApiError> {
+    let id = chat_id(&id)?;
+    let owner = ChatOwner {
+        name: body
+            .responsible_name
+            .map(|n| n.map(|n| super::name("responsible_name", &n, 200)).transpose())
+            .transpose()?,
+        email: body
+            .responsible_email
+            .map(|e| e.map(|e| super::email("responsible_email", &e)).transpose())
+            .transpose()?,
+    };
+    state.store.set_chat_owner(id, owner).await?.ok_or_else(|| ApiError::not_found("chat"))?;
+    let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
+    info!("chat owner set");
     Ok(Json(ChatView::new(workspace_id, chat, &state.public_url)))
 }

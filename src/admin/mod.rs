@@ -32,7 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deliveries::resend))
         .routes(routes!(webhooks::show, webhooks::update, webhooks::delete))
         .routes(routes!(chats::list))
-        .routes(routes!(chats::show))
+        .routes(routes!(chats::show, chats::update))
         .routes(routes!(chats::rotate_token))
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::admin::chats::UpdateChat;
 use crate::admin::sources::{CreateSource, UpdateSource};
 use crate::admin::webhooks::{CreateWebhook, SecretInput, UpdateWebhook};
 use crate::admin::workspaces::{CreateWorkspace, UpdateWorkspace};
@@ -286,6 +287,14 @@ pub enum ChatCommand {
     Show { id: String },
     /// Give a chat a new transcript link; the old one stops working.
     RotateToken { id: String },
+    /// Set who owns a chat; an empty value clears it.
+    Update {
+        id: String,
+        #[arg(long)]
+        responsible_name: Option<String>,
+        #[arg(long)]
+        responsible_email: Option<String>,
+    },
 }
 
 pub async fn chat(config: &Config, remote: &Remote, command: ChatCommand) -> Outcome {
@@ -299,6 +308,14 @@ pub async fn chat(config: &Config, remote: &Remote, command: ChatCommand) -> Out
         ChatCommand::Show { id } => client.show(Method::GET, &format!("/api/v1/chats/{id}"), None).await,
         ChatCommand::RotateToken { id } => {
             client.show(Method::POST, &format!("/api/v1/chats/{id}/rotate-token"), None).await
+        }
+        ChatCommand::Update { id, responsible_name, responsible_email } => {
+            let cleared = |value: Option<String>| value.map(|v| Some(v).filter(|v| !v.trim().is_empty()));
+            let request = UpdateChat {
+                responsible_name: cleared(responsible_name),
+                responsible_email: cleared(responsible_email),
+            };
+            client.show(Method::PATCH, &format!("/api/v1/chats/{id}"), body(request)).await
         }
     }
 }

@@ -109,6 +109,7 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
         is_group: optional_bool(chat_map, "is_group", at_chat)?,
         responsible_name: optional_string(chat_map, "responsible_name", at_chat, MAX_SHORT_BYTES)?,
         responsible_email: optional_string(chat_map, "responsible_email", at_chat, MAX_SHORT_BYTES)?,
+        responsible_id: optional_string(chat_map, "responsible_id", at_chat, MAX_SHORT_BYTES)?,
     };
 
     let sender = optional_party(map, "sender", prefix)?;
@@ -179,6 +180,7 @@ pub fn check_chat(chat: &ChatInfo, prefix: &str) -> Result<(), IngestError> {
             ("chat.phone", chat.phone.as_ref(), MAX_SHORT_BYTES),
             ("chat.responsible_name", chat.responsible_name.as_ref(), MAX_SHORT_BYTES),
             ("chat.responsible_email", chat.responsible_email.as_ref(), MAX_SHORT_BYTES),
+            ("chat.responsible_id", chat.responsible_id.as_ref(), MAX_SHORT_BYTES),
         ],
     )
 }

@@ -106,6 +106,7 @@ fn chat(conversation: &Value, contact: &Value) -> Result<ChatInfo, IngestError> 
         is_group: Some(false),
         responsible_name: text(&assignee["available_name"]).or_else(|| text(&assignee["name"])),
         responsible_email: text(&assignee["email"]),
+        responsible_id: id(&assignee["id"]),
     })
 }
 

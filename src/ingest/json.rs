@@ -193,6 +193,8 @@ pub struct ChatDoc {
     is_group: Option<bool>,
     responsible_name: Option<String>,
     responsible_email: Option<String>,
+    /// The owner as the sending system identifies them (an agent id): kept apart from the name.
+    responsible_id: Option<String>,
 }
 
 #[allow(dead_code)]

@@ -61,7 +61,8 @@ pub fn parse(request: &HookRequest) -> Result<(Inbound, Answer), IngestError> {
                 inbound.sessions.push(SessionUpdate {
                     chat: ChatInfo {
                         external_id: session.clone(),
-                        responsible_name: id(&payload["currentAssigneeId"]),
+                        // An id, not a name: it goes to its own field.
+                        responsible_id: id(&payload["currentAssigneeId"]),
                         ..ChatInfo::default()
                     },
                     session_id: Some(session),

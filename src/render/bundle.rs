@@ -219,6 +219,7 @@ mod tests {
             is_group: false,
             responsible_name: Some("Amnon".into()),
             responsible_email: None,
+            responsible_id: None,
             token: "tok123".into(),
             first_seen_at: at("2021-02-24T16:00:00Z"),
             session_status: None,

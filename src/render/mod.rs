@@ -157,7 +157,13 @@ pub fn single_stored_message(
 /// The `session_status` payload: Zoho Desk's `IM_Session_Status` webhook shape, a JSON array of
 /// one event, plus the `chat` object the other payloads carry.
 pub fn session_event(public_url: &str, event: &SessionEvent) -> Vec<u8> {
-    let assignee = event.chat.responsible_email.as_deref().or(event.chat.responsible_name.as_deref());
+    let chat = &event.chat;
+    // The e-mail where the channel gave one (Chatwoot), else the channel's id (Zoho Desk's).
+    let assignee = chat
+        .responsible_email
+        .as_deref()
+        .or(chat.responsible_id.as_deref())
+        .or(chat.responsible_name.as_deref());
     let assignee_type = event.assignee_type.as_deref().or(assignee.map(|_| "AGENT"));
     let payload = serde_json::json!([{
         "payload": {
@@ -197,6 +203,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
         is_group: false,
         responsible_name: None,
         responsible_email: None,
+        responsible_id: None,
         token: "sample".into(),
         first_seen_at: at,
         session_status: Some(SessionStatus::Open),

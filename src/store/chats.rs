@@ -15,6 +15,8 @@ pub struct ChatInfo {
     pub is_group: Option<bool>,
     pub responsible_name: Option<String>,
     pub responsible_email: Option<String>,
+    /// The channel's id of whoever owns the chat (Zoho Desk's assignee id), never shown as a name.
+    pub responsible_id: Option<String>,
 }
 
 /// A stored chat.
@@ -27,6 +29,7 @@ pub struct Chat {
     pub is_group: bool,
     pub responsible_name: Option<String>,
     pub responsible_email: Option<String>,
+    pub responsible_id: Option<String>,
     /// The unguessable part of the transcript link `{public_url}/c/{token}`.
     pub token: String,
     pub first_seen_at: DateTime<Utc>,
@@ -94,4 +97,16 @@ pub trait ChatStore: Send + Sync {
     ) -> StoreResult<Vec<StoredMessage>>;
     /// Gives a chat a new transcript token; the old one finds nothing from then on.
     async fn rotate_chat_token(&self, chat: ChatId) -> StoreResult<Option<String>>;
+    /// Sets who owns a chat, as an admin says: each of `owner`'s fields that is `Some` replaces
+    /// the stored value (`Some(None)` clears it), the others stay. A later message or session
+    /// update that names an owner replaces it again. The chat as it is then, or `None` for an
+    /// unknown chat.
+    async fn set_chat_owner(&self, chat: ChatId, owner: ChatOwner) -> StoreResult<Option<Chat>>;
+}
+
+/// Who owns a chat, as an admin sets it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatOwner {
+    pub name: Option<Option<String>>,
+    pub email: Option<Option<String>>,
 }

@@ -106,6 +106,7 @@ fn merge_chat(into: &mut ChatInfo, later: &ChatInfo) {
     take(&mut into.full_name, &later.full_name);
     take(&mut into.phone, &later.phone);
     take(&mut into.responsible_name, &later.responsible_name);
+    take(&mut into.responsible_id, &later.responsible_id);
     take(&mut into.responsible_email, &later.responsible_email);
     if later.is_group.is_some() {
         into.is_group = later.is_group;

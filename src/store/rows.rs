@@ -83,7 +83,7 @@ macro_rules! row_mapping {
 
         /// The columns [`chat`] reads.
         pub(super) const CHAT_COLUMNS: &str = "id, external_id, full_name, phone, is_group, responsible_name, \
-             responsible_email, token, first_seen_at, first_message_seq, session_status, reply_window_expires_at";
+             responsible_email, responsible_id, token, first_seen_at, first_message_seq, session_status, reply_window_expires_at";
 
         /// A chat and the position of its first message, if it has one.
         pub(super) fn chat(row: &$row) -> StoreResult<(Chat, Option<i64>)> {
@@ -95,6 +95,7 @@ macro_rules! row_mapping {
                 is_group: row.try_get::<Option<bool>, _>("is_group")?.unwrap_or(false),
                 responsible_name: row.try_get("responsible_name")?,
                 responsible_email: row.try_get("responsible_email")?,
+                responsible_id: row.try_get("responsible_id")?,
                 token: row.try_get("token")?,
                 first_seen_at: from_ms(row.try_get("first_seen_at")?),
                 session_status: row

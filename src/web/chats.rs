@@ -1,17 +1,19 @@
-//! A chat's page: its transcript link, and a new link that retires the old one.
+//! A chat's page: who owns it, its transcript link, and a new link that retires the old one.
 
 use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use tracing::instrument;
 
 use super::session::CsrfForm;
-use super::{PageError, Session, page, see_other};
-use crate::domain::ChatId;
+use super::{FormErrors, PageError, Session, keep, page, see_other};
+use crate::domain::{ChatId, EmailAddress, Name};
 use crate::render::chat_url;
 use crate::service::AppState;
+use crate::store::{Chat, ChatOwner};
 
 #[derive(Template)]
 #[template(path = "web/chat.html")]
@@ -23,11 +25,79 @@ struct ChatPage {
     external_id: String,
     transcript: String,
     notice: Option<String>,
+    owner: OwnerForm,
+    /// The channel's id of the owner, when it gave one (shown, not editable).
+    responsible_id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 pub struct ChatQuery {
     rotated: Option<String>,
+    owner: Option<String>,
+}
+
+/// Who owns the chat, as the page's form holds it; an empty field clears the value.
+#[derive(Debug, Default, Deserialize, Clone)]
+pub struct OwnerForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    responsible_name: String,
+    #[serde(default)]
+    responsible_email: String,
+    #[serde(skip)]
+    errors: FormErrors,
+}
+
+impl OwnerForm {
+    fn from(chat: &Chat) -> OwnerForm {
+        OwnerForm {
+            responsible_name: chat.responsible_name.clone().unwrap_or_default(),
+            responsible_email: chat.responsible_email.clone().unwrap_or_default(),
+            ..OwnerForm::default()
+        }
+    }
+
+    /// Checks both fields with the domain's rules (the admin API's).
+    fn check(&mut self) -> Option<ChatOwner> {
+        let name = match self.responsible_name.trim() {
+            "" => Some(None),
+            name => keep(&mut self.errors, "responsible_name", Name::parse(name, 200))
+                .map(|n| Some(n.into_string())),
+        };
+        let email = match self.responsible_email.trim() {
+            "" => Some(None),
+            email => keep(&mut self.errors, "responsible_email", email.parse::<EmailAddress>())
+                .map(|e| Some(e.into_string())),
+        };
+        Some(ChatOwner { name: Some(name?), email: Some(email?) })
+    }
+}
+
+async fn chat_page(
+    state: &AppState,
+    session: Session,
+    id: ChatId,
+    notice: Option<String>,
+    owner: Option<OwnerForm>,
+) -> Result<Response, PageError> {
+    let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    let failed = owner.as_ref().is_some_and(|o| !o.errors.is_empty());
+    let mut response = page(ChatPage {
+        csrf: session.csrf,
+        workspace_id: workspace_id.to_string(),
+        chat_id: chat.id.0,
+        name: chat.full_name.clone().or(chat.phone.clone()).unwrap_or_else(|| chat.external_id.clone()),
+        external_id: chat.external_id.clone(),
+        transcript: chat_url(&state.public_url, &chat.token),
+        notice,
+        owner: owner.unwrap_or_else(|| OwnerForm::from(&chat)),
+        responsible_id: chat.responsible_id.clone(),
+    });
+    if failed {
+        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(response)
 }
 
 #[instrument(skip_all, fields(chat_id = %id))]
@@ -37,18 +107,28 @@ pub async fn show(
     Path(id): Path<ChatId>,
     Query(query): Query<ChatQuery>,
 ) -> Result<Response, PageError> {
-    let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
-    Ok(page(ChatPage {
-        csrf: session.csrf,
-        workspace_id: workspace_id.to_string(),
-        chat_id: chat.id.0,
-        name: chat.full_name.clone().or(chat.phone.clone()).unwrap_or_else(|| chat.external_id.clone()),
-        external_id: chat.external_id.clone(),
-        transcript: chat_url(&state.public_url, &chat.token),
-        notice: query
-            .rotated
-            .map(|_| "A new link was made; the old one no longer opens this transcript.".into()),
-    }))
+    let notice = match (query.rotated, query.owner) {
+        (Some(_), _) => Some("A new link was made; the old one no longer opens this transcript.".into()),
+        (None, Some(_)) => Some("Owner saved.".into()),
+        (None, None) => None,
+    };
+    chat_page(&state, session, id, notice, None).await
+}
+
+/// Sets who owns the chat.
+#[instrument(skip_all, fields(chat_id = %id))]
+pub async fn save_owner(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<ChatId>,
+    Form(mut form): Form<OwnerForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let Some(owner) = form.check() else {
+        return chat_page(&state, session, id, None, Some(form)).await;
+    };
+    state.store.set_chat_owner(id, owner).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    Ok(see_other(&format!("/ui/chats/{id}?owner=saved")))
 }
 
 #[instrument(skip_all, fields(chat_id = %id))]

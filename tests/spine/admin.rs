@@ -210,3 +210,49 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     let (status, error) = error_of(app.admin(Method::PUT, "/api/v1/workspaces").send().await.unwrap()).await;
     assert_eq!((status, error["code"].as_str().unwrap()), (405, "method_not_allowed"));
 }
+
+#[tokio::test]
+async fn a_chats_owner_is_set_checked_and_cleared() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    app.ingest(&ws, &message("m-1", "c-1", "hello")).await;
+    let chats = app.admin(Method::GET, &format!("/api/v1/workspaces/{}/chats", ws.id)).send().await.unwrap();
+    let chats: Value = chats.json().await.unwrap();
+    let path = format!("/api/v1/chats/{}", chats["chats"][0]["id"]);
+    let patch = |body: Value| app.admin(Method::PATCH, &path).json(&body).send();
+
+    let set = patch(json!({"responsible_name": " Dana Levi ", "responsible_email": "dana@acme.example"}))
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let set: Value = set.json().await.unwrap();
+    assert_eq!(
+        (set["responsible_name"].as_str(), set["responsible_email"].as_str()),
+        (Some("Dana Levi"), Some("dana@acme.example"))
+    );
+    for (body, field) in [
+        (json!({"responsible_email": "not-an-address"}), "responsible_email"),
+        (json!({"responsible_name": "Dana\r\nINFO forged"}), "responsible_name"),
+        (json!({"responsible_name": ""}), "responsible_name"),
+    ] {
+        let refused = patch(body).await.unwrap();
+        assert_eq!(refused.status(), 400);
+        let error: Value = refused.json().await.unwrap();
+        assert_eq!(error["error"]["field"], field);
+    }
+    let cleared = patch(json!({"responsible_email": null})).await.unwrap();
+    let cleared: Value = cleared.json().await.unwrap();
+    assert_eq!(
+        (cleared["responsible_name"].as_str(), cleared["responsible_email"].as_str()),
+        (Some("Dana Levi"), None)
+    );
+    // The next message names no owner: its payload names the one set here.
+    let receiver = Receiver::start().await;
+    app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let mut next = message("m-2", "c-1", "again");
+    next["chat"].as_object_mut().unwrap().remove("responsible_name");
+    app.ingest(&ws, &next).await;
+    assert_eq!(receiver.wait_for(1).await[0].json()["chat"]["responsible_name"], "Dana Levi");
+    let unknown = app.admin(Method::PATCH, "/api/v1/chats/999999").json(&json!({})).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+}

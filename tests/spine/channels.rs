@@ -494,6 +494,33 @@ async fn zoho_desk_validation_messages_and_session_statuses() {
     let statuses: Vec<Value> = sessions.wait_for(2).await.iter().map(Received::json).collect();
     assert_eq!(statuses[1][0]["payload"]["sessionStatus"], "ON_PROGRESS");
     assert_eq!(statuses[1][0]["payload"]["sessionOldStatus"], "CREATED");
+    assert_eq!(statuses[1][0]["payload"]["currentAssigneeId"], "106554156");
+    // The assignee is an id: kept as the chat's responsible_id, never as a name.
+    let chats = app.admin(Method::GET, &format!("/api/v1/workspaces/{}/chats", ws.id)).send().await.unwrap();
+    let chats: Value = chats.json().await.unwrap();
+    let chat_path = format!("/api/v1/chats/{}", chats["chats"][0]["id"]);
+    let chat: Value = app.admin(Method::GET, &chat_path).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (chat["responsible_id"].as_str(), chat["responsible_name"].as_str()),
+        (Some("106554156"), None)
+    );
+    // An admin names the owner; the id stays.
+    let named = app
+        .admin(Method::PATCH, &chat_path)
+        .json(&json!({"responsible_name": "Asha Rao", "responsible_email": "asha@zylker.example"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(named.status(), 200);
+    let named: Value = named.json().await.unwrap();
+    assert_eq!(
+        (
+            named["responsible_name"].as_str(),
+            named["responsible_email"].as_str(),
+            named["responsible_id"].as_str()
+        ),
+        (Some("Asha Rao"), Some("asha@zylker.example"), Some("106554156"))
+    );
     assert_eq!(app.http.post(&url).body("[{\"eventType\":").send().await.unwrap().status(), 400);
     let missing_id = json!([{"eventType": "IM_Message_Add", "payload": {"sessionId": "1", "direction": "IN", "text": "x"}}]);
     assert_eq!(app.http.post(&url).json(&missing_id).send().await.unwrap().status(), 400);

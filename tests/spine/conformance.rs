@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use chatbundle::clock::{Clock, ManualClock};
 use chatbundle::domain::{
-    Account, DeliveryId, DeliveryStatus, Direction, Event, Granularity, Party, WebhookId, WorkspaceId,
+    Account, ChatId, DeliveryId, DeliveryStatus, Direction, Event, Granularity, Party, WebhookId, WorkspaceId,
 };
 use chatbundle::store::{
-    AttemptOutcome, AttemptRecord, ChatInfo, ClaimedDelivery, CloseProgress, CloseStep, Email, FailurePolicy,
-    IngestBatch, IngestOutcome, Lease, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries, PlannedDelivery,
-    SharedStore,
+    AttemptOutcome, AttemptRecord, ChatInfo, ChatOwner, ClaimedDelivery, CloseProgress, CloseStep, Email,
+    FailurePolicy, IngestBatch, IngestOutcome, Lease, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries,
+    PlannedDelivery, SharedStore,
 };
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -843,6 +843,69 @@ pub async fn racing_prunes_delete_each_old_row_once(factory: &dyn Factory) {
     assert_eq!(left[0].status, DeliveryStatus::Pending);
 }
 
+/// An owner set by an admin stays through messages that name none, is replaced by one that
+/// names one, and the channel's assignee id is kept apart from the name.
+pub async fn a_chat_owner_set_by_hand_stays_until_a_message_names_another(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    world.ingest(&[("m1", "c1")]).await;
+    let chats = world.store.list_chats(&world.workspace, 10, 0).await.unwrap();
+    let id = chats[0].id;
+    let set = ChatOwner { name: Some(Some("Dana".into())), email: Some(Some("dana@acme.example".into())) };
+    let chat = world.store.set_chat_owner(id, set).await.unwrap().unwrap();
+    assert_eq!(
+        (chat.responsible_name.as_deref(), chat.responsible_email.as_deref()),
+        (Some("Dana"), Some("dana@acme.example"))
+    );
+    // Only the e-mail cleared; the name stays.
+    let chat = world
+        .store
+        .set_chat_owner(id, ChatOwner { email: Some(None), ..ChatOwner::default() })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((chat.responsible_name.as_deref(), chat.responsible_email), (Some("Dana"), None));
+    // A message that names no owner keeps the admin's.
+    world.ingest(&[("m2", "c1")]).await;
+    assert_eq!(world.store.get_chat(id).await.unwrap().unwrap().1.responsible_name.as_deref(), Some("Dana"));
+    // A message naming an owner (and the channel's id of them) replaces it.
+    let named = NewMessage {
+        message_id: "m3".into(),
+        direction: Direction::Received,
+        timestamp: start_time(),
+        chat: ChatInfo {
+            external_id: "c1".into(),
+            responsible_name: Some("Eli".into()),
+            responsible_id: Some("4000000012345".into()),
+            ..ChatInfo::default()
+        },
+        sender: Party::default(),
+        recipient: Party::default(),
+        text: "t".into(),
+        account: None,
+        channel: "api".into(),
+    };
+    let batch = IngestBatch {
+        workspace_id: world.workspace.clone(),
+        source_key: "api".into(),
+        messages: vec![named],
+        sessions: Vec::new(),
+        skipped: Vec::new(),
+        render_immediate: Arc::new(|_, _, _, _| Vec::new()),
+        render_session: Arc::new(|_| Vec::new()),
+    };
+    world.store.ingest(batch).await.unwrap();
+    let (_, chat) = world.store.get_chat(id).await.unwrap().unwrap();
+    assert_eq!(
+        (chat.responsible_name.as_deref(), chat.responsible_id.as_deref()),
+        (Some("Eli"), Some("4000000012345"))
+    );
+    assert_eq!(
+        world.store.set_chat_owner(ChatId(id.0 + 1000), ChatOwner::default()).await.unwrap(),
+        None,
+        "no such chat"
+    );
+}
+
 /// The cases above, as tests for one store.
 #[macro_export]
 macro_rules! conformance {
@@ -879,6 +942,7 @@ macro_rules! conformance {
             case!(racing_mailers_claim_each_email_once);
             case!(results_recorded_at_once_move_a_delivery_once);
             case!(racing_prunes_delete_each_old_row_once);
+            case!(a_chat_owner_set_by_hand_stays_until_a_message_names_another);
         }
     };
 }

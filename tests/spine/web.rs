@@ -294,3 +294,58 @@ async fn a_delivery_given_up_is_listed_under_its_webhook_and_resent_from_the_pag
     assert_eq!(again.header("webhook-id"), delivery);
     app.delivered(&ws, 1).await;
 }
+
+#[tokio::test]
+async fn a_chats_owner_is_set_on_its_page_with_the_apis_checks() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    app.ingest(&ws, &message("m-1", "c-1", "hello")).await;
+    let chat = app.store.list_chats(&ws.id, 10, 0).await.unwrap()[0].id;
+    let before = app.store.get_chat(chat).await.unwrap().unwrap().1;
+    let (http, csrf) = signed_in(&app).await;
+    let owner_url = app.url(&format!("/ui/chats/{chat}/owner"));
+    let bad = http
+        .post(&owner_url)
+        .form(&[("csrf", csrf.as_str()), ("responsible_name", "Dana Levi"), ("responsible_email", "dana@")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let html = bad.text().await.unwrap();
+    assert!(
+        html.contains("id=\"owner-email-error\">&#34;dana@&#34; is not an e-mail address")
+            || html.contains("id=\"owner-email-error\">&quot;dana@&quot; is not an e-mail address"),
+        "{html}"
+    );
+    assert!(html.contains("value=\"Dana Levi\""), "the entered name is kept");
+    let unchanged = app.store.get_chat(chat).await.unwrap().unwrap().1;
+    assert_eq!(unchanged, before, "nothing saved");
+
+    let saved = http
+        .post(&owner_url)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("responsible_name", "Dana Levi"),
+            ("responsible_email", "dana@acme.example"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 303);
+    let stored = app.store.get_chat(chat).await.unwrap().unwrap().1;
+    assert_eq!(
+        (stored.responsible_name.as_deref(), stored.responsible_email.as_deref()),
+        (Some("Dana Levi"), Some("dana@acme.example"))
+    );
+    let page = http
+        .get(app.url(saved.headers()["location"].to_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Owner saved.") && page.contains("value=\"dana@acme.example\""));
+    let forged = http.post(&owner_url).form(&[("responsible_name", "X")]).send().await.unwrap();
+    assert_eq!(forged.status(), 403, "the form needs the CSRF token");
+}

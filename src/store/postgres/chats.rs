@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::PgStore;
 use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, chat, chat_summary, ms, stored_message};
 use crate::domain::{ChatId, WorkspaceId, random_token};
-use crate::store::{Chat, ChatStore, ChatSummary, StoreResult, StoredMessage};
+use crate::store::{Chat, ChatOwner, ChatStore, ChatSummary, StoreResult, StoredMessage};
 
 #[async_trait]
 impl ChatStore for PgStore {
@@ -84,5 +84,25 @@ impl ChatStore for PgStore {
             .execute(&self.pool)
             .await?;
         Ok((done.rows_affected() > 0).then_some(token))
+    }
+
+    async fn set_chat_owner(&self, id: ChatId, owner: ChatOwner) -> StoreResult<Option<Chat>> {
+        let done = sqlx::query(
+            "UPDATE chats SET
+                responsible_name = CASE WHEN $1 THEN $2 ELSE responsible_name END,
+                responsible_email = CASE WHEN $3 THEN $4 ELSE responsible_email END
+             WHERE id = $5",
+        )
+        .bind(owner.name.is_some())
+        .bind(owner.name.clone().flatten())
+        .bind(owner.email.is_some())
+        .bind(owner.email.clone().flatten())
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        Ok(self.get_chat(id).await?.map(|(_, chat)| chat))
     }
 }

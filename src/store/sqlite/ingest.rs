@@ -138,7 +138,7 @@ async fn upsert_chats<'a>(
             "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group,
                                 responsible_name, responsible_email, token, first_seen_at,
                                 last_received_at, channel, session_status, last_customer_message_at,
-                                reply_window_expires_at, expiry_announced) ",
+                                reply_window_expires_at, expiry_announced, responsible_id) ",
         );
         query.push_values(keys, |mut row, key| {
             let update = &chats[key];
@@ -159,7 +159,8 @@ async fn upsert_chats<'a>(
                 .push_bind(SessionStatus::Created.as_str())
                 .push_bind(update.customer_at)
                 .push_bind(update.window)
-                .push_bind(update.window.is_none());
+                .push_bind(update.window.is_none())
+                .push_bind(info.responsible_id.clone());
         });
         // A later customer message moves the reply window, and a lapse of it is due again.
         query.push(format!(
@@ -169,6 +170,7 @@ async fn upsert_chats<'a>(
                 is_group = COALESCE(excluded.is_group, chats.is_group),
                 responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
                 responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email),
+                responsible_id = COALESCE(excluded.responsible_id, chats.responsible_id),
                 last_received_at = excluded.last_received_at,
                 channel = excluded.channel,
                 last_customer_message_at = CASE WHEN {LATER} THEN excluded.last_customer_message_at

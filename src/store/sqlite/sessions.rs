@@ -161,13 +161,14 @@ pub(super) async fn change(
     let sql = format!(
         "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group, responsible_name,
                             responsible_email, token, first_seen_at, last_received_at, channel, session_status,
-                            session_id, assignee_type)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14)
+                            session_id, assignee_type, responsible_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET
             full_name = COALESCE(excluded.full_name, chats.full_name),
             phone = COALESCE(excluded.phone, chats.phone),
             responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
             responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email),
+            responsible_id = COALESCE(excluded.responsible_id, chats.responsible_id),
             channel = COALESCE(excluded.channel, chats.channel),
             session_status = COALESCE(excluded.session_status, chats.session_status),
             session_id = COALESCE(excluded.session_id, chats.session_id),
@@ -189,6 +190,7 @@ pub(super) async fn change(
         .bind(change.status.map(SessionStatus::as_str))
         .bind(&change.session_id)
         .bind(&change.assignee_type)
+        .bind(&c.responsible_id)
         .fetch_one(&mut *conn)
         .await?;
     let (changed_chat, _) = chat(&row)?;

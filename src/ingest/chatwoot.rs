@@ -141,6 +141,8 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                 status: status(conversation),
                 assignee_type: conversation["meta"]["assignee"].is_object().then(|| "AGENT".to_string()),
                 channel: Some(channel(conversation)),
+                // Chatwoot says nothing in Zoho's words: chatbundle's own values stand.
+                reported: Default::default(),
             });
         }
         // Edits of earlier messages do not change what was bundled; other events carry no message.

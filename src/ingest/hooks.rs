@@ -17,7 +17,7 @@ use super::{accept, canonical, chatwoot, twilio, wechat, whatsapp, zoho_desk};
 use crate::domain::{SessionStatus, SourceId, SourceKind};
 use crate::http::ApiError;
 use crate::service::AppState;
-use crate::store::{ChatInfo, NewMessage, SessionChange, Source};
+use crate::store::{ChatInfo, NewMessage, ReportedSession, SessionChange, Source};
 
 /// An inbound request, as adapters see it.
 pub struct HookRequest<'a> {
@@ -56,6 +56,8 @@ pub struct SessionUpdate {
     pub status: Option<SessionStatus>,
     pub assignee_type: Option<String>,
     pub channel: Option<String>,
+    /// What the channel said in its own words, passed through to the session event.
+    pub reported: ReportedSession,
 }
 
 /// The answer the channel expects, sent once what it brought is stored.
@@ -243,6 +245,7 @@ async fn store(state: &AppState, source: &Source, inbound: Inbound) -> Result<()
             status: update.status,
             assignee_type: update.assignee_type,
             channel: update.channel,
+            reported: update.reported,
         })
         .collect();
     accept(state, &workspace, source.id.as_str(), messages, sessions, inbound.skipped).await?;

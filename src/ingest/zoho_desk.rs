@@ -10,7 +10,8 @@ use serde_json::Value;
 use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, SessionUpdate, malformed};
 use crate::domain::{Direction, Party, SessionStatus};
-use crate::store::{ChatInfo, NewMessage};
+use crate::store::{ChatInfo, NewMessage, REPLY_STATUSES, ReportedSession};
+use tracing::warn;
 
 use super::credentials::Credential;
 
@@ -58,6 +59,7 @@ pub fn parse(request: &HookRequest) -> Result<(Inbound, Answer), IngestError> {
             Some("IM_Session_Status") => {
                 let session = id(&payload["sessionId"])
                     .ok_or_else(|| malformed(format!("[{i}].payload.sessionId: missing")))?;
+                let status = payload["sessionStatus"].as_str();
                 inbound.sessions.push(SessionUpdate {
                     chat: ChatInfo {
                         external_id: session.clone(),
@@ -66,9 +68,10 @@ pub fn parse(request: &HookRequest) -> Result<(Inbound, Answer), IngestError> {
                         ..ChatInfo::default()
                     },
                     session_id: Some(session),
-                    status: payload["sessionStatus"].as_str().and_then(SessionStatus::parse),
+                    status: status.and_then(SessionStatus::parse),
                     assignee_type: text(&payload["assigneeType"]),
                     channel: None,
+                    reported: reported(event, payload),
                 });
             }
             // Delivery receipts and anything newer carry no message.
@@ -125,4 +128,28 @@ fn message(
         channel: channel(payload),
     });
     Ok(())
+}
+
+/// What Zoho Desk says of a session, as it says it: passed through to the `session_status` event.
+/// A status or reply status chatbundle does not know is kept as sent, and logged.
+fn reported(event: &Value, payload: &Value) -> ReportedSession {
+    let status = text(&payload["sessionStatus"]);
+    let unknown_status = status.filter(|s| SessionStatus::parse(s).is_none());
+    let reply_status = text(&payload["replyStatus"]);
+    if let Some(status) = &unknown_status {
+        warn!(status, "Zoho Desk sent a session status chatbundle does not know; passed through as sent");
+    }
+    if let Some(reply) = reply_status.as_deref().filter(|r| !REPLY_STATUSES.contains(r)) {
+        warn!(reply, "Zoho Desk sent a reply status chatbundle does not know; passed through as sent");
+    }
+    ReportedSession {
+        reply_status,
+        session_status: unknown_status,
+        old_status: text(&payload["sessionOldStatus"]),
+        messages_count: id(&payload["messagesCount"]),
+        channel_id: id(&payload["channelId"]),
+        org_id: id(&event["orgId"]),
+        event_time: id(&event["eventTime"]),
+        assignee_id: id(&payload["currentAssigneeId"]),
+    }
 }

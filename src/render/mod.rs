@@ -158,27 +158,32 @@ pub fn single_stored_message(
 /// one event, plus the `chat` object the other payloads carry.
 pub fn session_event(public_url: &str, event: &SessionEvent) -> Vec<u8> {
     let chat = &event.chat;
-    // The e-mail where the channel gave one (Chatwoot), else the channel's id (Zoho Desk's).
-    let assignee = chat
-        .responsible_email
+    let reported = &event.reported;
+    // What the channel said itself goes out as it said it; chatbundle's own values fill the rest.
+    // The assignee: the channel's id (Zoho Desk's), else the e-mail (Chatwoot's), else the name.
+    let assignee = reported
+        .assignee_id
         .as_deref()
+        .or(chat.responsible_email.as_deref())
         .or(chat.responsible_id.as_deref())
         .or(chat.responsible_name.as_deref());
     let assignee_type = event.assignee_type.as_deref().or(assignee.map(|_| "AGENT"));
+    let status = reported.session_status.as_deref().or(event.status.map(SessionStatus::as_str));
+    let old_status = reported.old_status.as_deref().or(event.old_status.map(SessionStatus::as_str));
     let payload = serde_json::json!([{
         "payload": {
             "currentAssigneeId": assignee,
-            "sessionStatus": event.status.map(SessionStatus::as_str),
+            "sessionStatus": status,
             "replyStatus": event.reply_status,
-            "sessionOldStatus": event.old_status.map(SessionStatus::as_str),
+            "sessionOldStatus": old_status,
             "sessionId": event.session_id.as_deref().unwrap_or(&event.chat.external_id),
-            "messagesCount": event.messages_count.to_string(),
+            "messagesCount": reported.messages_count.clone().unwrap_or_else(|| event.messages_count.to_string()),
             "assigneeType": assignee_type,
-            "channelId": event.source_key,
+            "channelId": reported.channel_id.as_deref().unwrap_or(&event.source_key),
         },
-        "eventTime": event.at.timestamp_millis().to_string(),
+        "eventTime": reported.event_time.clone().unwrap_or_else(|| event.at.timestamp_millis().to_string()),
         "eventType": "IM_Session_Status",
-        "orgId": event.workspace_id,
+        "orgId": reported.org_id.as_deref().unwrap_or(event.workspace_id.as_str()),
         "chat": ChatObject::new(&event.chat, public_url, false, event.at),
     }]);
     serde_json::to_vec(&payload).expect("payloads always serialise")
@@ -250,6 +255,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
                 assignee_type: None,
                 messages_count: 1,
                 at,
+                reported: Default::default(),
             },
         ),
     };

@@ -43,6 +43,8 @@ pub struct SessionChange {
     /// `AGENT` or `BOT`, when the channel says.
     pub assignee_type: Option<String>,
     pub channel: Option<String>,
+    /// What the channel said of the session in its own words, passed through to the event.
+    pub reported: super::ReportedSession,
 }
 
 /// One inbound request: its messages, the session changes it reports and the non-text messages

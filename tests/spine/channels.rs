@@ -492,9 +492,43 @@ async fn zoho_desk_validation_messages_and_session_statuses() {
     assert_eq!(body["chat"]["chat_id"], "3942000001025025");
     assert_eq!(body["channel"], "whatsapp");
     let statuses: Vec<Value> = sessions.wait_for(2).await.iter().map(Received::json).collect();
-    assert_eq!(statuses[1][0]["payload"]["sessionStatus"], "ON_PROGRESS");
-    assert_eq!(statuses[1][0]["payload"]["sessionOldStatus"], "CREATED");
-    assert_eq!(statuses[1][0]["payload"]["currentAssigneeId"], "106554156");
+    // What Zoho said goes out as it said it, not as chatbundle would have derived it.
+    let event = &statuses[1][0];
+    assert_eq!(event["payload"]["sessionStatus"], "ON_PROGRESS");
+    assert_eq!(event["payload"]["sessionOldStatus"], "OPEN", "Zoho's old status, not chatbundle's CREATED");
+    assert_eq!(event["payload"]["currentAssigneeId"], "106554156");
+    assert_eq!(event["payload"]["messagesCount"], "1");
+    assert_eq!(event["payload"]["channelId"], "3942000000995017");
+    assert_eq!(
+        (event["orgId"].as_str(), event["eventTime"].as_str()),
+        (Some("78412359"), Some("1710313788290"))
+    );
+    // Same status, but Zoho says the credit is exhausted: that is the alert, passed on as such.
+    // Then another agent takes the chat (an assignment alone is news), then a status chatbundle
+    // does not know, passed through as sent.
+    let session = |status: &str, reply: &str, assignee: &str, time: &str| {
+        json!([{"payload": {"currentAssigneeId": assignee, "sessionStatus": status, "replyStatus": reply,
+                            "sessionId": "3942000001025025", "assigneeType": "AGENT", "channelId": "3942000000995017"},
+                "eventTime": time, "eventType": "IM_Session_Status", "orgId": "78412359"}])
+    };
+    for body in [
+        session("ON_PROGRESS", "CREDIT_EXHAUSTED", "106554156", "1710313790000"),
+        session("ON_PROGRESS", "ACCEPTED", "106554999", "1710313791000"),
+        session("ESCALATED", "ACCEPTED", "106554999", "1710313792000"),
+    ] {
+        assert_eq!(app.http.post(&url).json(&body).send().await.unwrap().status(), 200);
+    }
+    let statuses: Vec<Value> = sessions.wait_for(5).await.iter().map(Received::json).collect();
+    assert_eq!(statuses[2][0]["payload"]["replyStatus"], "CREDIT_EXHAUSTED");
+    assert_eq!(statuses[3][0]["payload"]["currentAssigneeId"], "106554999");
+    assert_eq!(statuses[4][0]["payload"]["sessionStatus"], "ESCALATED");
+    // A retry of the same assignment is no news: the next event out is the one after it.
+    let retry = session("ESCALATED", "ACCEPTED", "106554999", "1710313792000");
+    assert_eq!(app.http.post(&url).json(&retry).send().await.unwrap().status(), 200);
+    let ended = session("ENDED", "SESSION_ENDED", "106554999", "1710313793000");
+    assert_eq!(app.http.post(&url).json(&ended).send().await.unwrap().status(), 200);
+    let statuses: Vec<Value> = sessions.wait_for(6).await.iter().map(Received::json).collect();
+    assert_eq!(statuses[5][0]["payload"]["sessionStatus"], "ENDED", "the retry made no event");
     // The assignee is an id: kept as the chat's responsible_id, never as a name.
     let chats = app.admin(Method::GET, &format!("/api/v1/workspaces/{}/chats", ws.id)).send().await.unwrap();
     let chats: Value = chats.json().await.unwrap();
@@ -502,7 +536,7 @@ async fn zoho_desk_validation_messages_and_session_statuses() {
     let chat: Value = app.admin(Method::GET, &chat_path).send().await.unwrap().json().await.unwrap();
     assert_eq!(
         (chat["responsible_id"].as_str(), chat["responsible_name"].as_str()),
-        (Some("106554156"), None)
+        (Some("106554999"), None)
     );
     // An admin names the owner; the id stays.
     let named = app
@@ -519,7 +553,7 @@ async fn zoho_desk_validation_messages_and_session_statuses() {
             named["responsible_email"].as_str(),
             named["responsible_id"].as_str()
         ),
-        (Some("Asha Rao"), Some("asha@zylker.example"), Some("106554156"))
+        (Some("Asha Rao"), Some("asha@zylker.example"), Some("106554999"))
     );
     assert_eq!(app.http.post(&url).body("[{\"eventType\":").send().await.unwrap().status(), 400);
     let missing_id = json!([{"eventType": "IM_Message_Add", "payload": {"sessionId": "1", "direction": "IN", "text": "x"}}]);

@@ -185,7 +185,7 @@ async fn store_merged(
                 .expect("a request of the chat")
                 .render_session;
             let (chat, _) = &stored[key];
-            sessions::announce(tx, &workspace, chat, None, None, now, render).await?;
+            sessions::announce(tx, &workspace, chat, None, &Default::default(), now, render).await?;
             merge::session_started(batches, &mut merged, key.0);
         }
     }

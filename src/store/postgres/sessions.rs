@@ -14,7 +14,9 @@ use crate::domain::{
     ChatId, DeliveryId, DeliveryKind, SessionStatus, WebhookId, WorkspaceId, new_id, random_token,
 };
 use crate::store::queue::Enqueue;
-use crate::store::sessions::reply_status;
+use crate::store::sessions::{
+    Owned, ReportedSession, expired, reply_status, reported_status, worth_an_event,
+};
 use crate::store::{Chat, RenderSession, SessionChange, SessionEvent, SessionStore, StoreResult};
 
 /// Queues `payload` for every webhook of the workspace subscribed to session events, in the
@@ -62,7 +64,7 @@ async fn event(
     workspace_id: &WorkspaceId,
     chat: &Chat,
     old_status: Option<SessionStatus>,
-    reply: Option<&str>,
+    reported: &ReportedSession,
     now: i64,
 ) -> StoreResult<SessionEvent> {
     let row = sqlx::query(
@@ -80,10 +82,11 @@ async fn event(
         session_id: row.try_get("session_id")?,
         status: chat.session_status,
         old_status,
-        reply_status: reply.unwrap_or_else(|| reply_status(chat, now)).to_string(),
+        reply_status: reported.reply_status.clone().unwrap_or_else(|| reply_status(chat, now).to_string()),
         assignee_type: row.try_get("assignee_type")?,
         messages_count: row.try_get::<i64, _>("messages")? as u64,
         at: from_ms(now),
+        reported: reported.clone(),
     })
 }
 
@@ -93,11 +96,11 @@ pub(super) async fn announce(
     workspace_id: &WorkspaceId,
     chat: &Chat,
     old_status: Option<SessionStatus>,
-    reply: Option<&str>,
+    reported: &ReportedSession,
     now: i64,
     render: &RenderSession,
 ) -> StoreResult<()> {
-    let event = event(conn, workspace_id, chat, old_status, reply, now).await?;
+    let event = event(conn, workspace_id, chat, old_status, reported, now).await?;
     let payload = render(&event);
     queue(conn, workspace_id, chat.id, &payload, now).await
 }
@@ -114,8 +117,9 @@ pub(super) async fn change(
     let c = &change.chat;
     // The old status is read under the row's lock: two daemons reporting the same change
     // announce it once.
-    let old: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT session_status FROM chats WHERE workspace_id = $1 AND source_key = $2 AND external_id = $3
+    let before: Option<Owned> = sqlx::query_as(
+        "SELECT session_status, responsible_id, responsible_name, responsible_email FROM chats
+         WHERE workspace_id = $1 AND source_key = $2 AND external_id = $3
          FOR UPDATE",
     )
     .bind(change.workspace_id.as_str())
@@ -123,7 +127,7 @@ pub(super) async fn change(
     .bind(&c.external_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let old = old.flatten().and_then(|s| SessionStatus::parse(&s));
+    let old = before.as_ref().and_then(|b| b.0.as_deref()).and_then(SessionStatus::parse);
     let sql = format!(
         "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group, responsible_name,
                             responsible_email, token, first_seen_at, last_received_at, channel, session_status,
@@ -153,16 +157,16 @@ pub(super) async fn change(
         .bind(random_token(32))
         .bind(now)
         .bind(&change.channel)
-        .bind(change.status.map(SessionStatus::as_str))
+        .bind(reported_status(change))
         .bind(&change.session_id)
         .bind(&change.assignee_type)
         .bind(&c.responsible_id)
         .fetch_one(&mut *conn)
         .await?;
     let (changed_chat, _) = chat(&row)?;
-    let changed = change.status.is_some() && change.status != old;
+    let changed = worth_an_event(change, before.as_ref(), &changed_chat);
     if changed {
-        announce(conn, &change.workspace_id, &changed_chat, old, None, now, render).await?;
+        announce(conn, &change.workspace_id, &changed_chat, old, &change.reported, now, render).await?;
     }
     Ok(changed)
 }
@@ -214,7 +218,7 @@ impl SessionStore for PgStore {
                 .execute(&mut *tx)
                 .await?;
             let status = lapsed.session_status;
-            announce(&mut tx, &workspace_id, &lapsed, status, Some("SESSION_EXPIRED"), now, &render).await?;
+            announce(&mut tx, &workspace_id, &lapsed, status, &expired(), now, &render).await?;
         }
         tx.commit().await?;
         Ok(rows.len() as u64)
@@ -243,6 +247,6 @@ impl SessionStore for PgStore {
         let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
         let (found, _) = chat(&row)?;
         let status = found.session_status;
-        Ok(Some(event(&mut conn, &workspace_id, &found, status, None, ms(now)).await?))
+        Ok(Some(event(&mut conn, &workspace_id, &found, status, &ReportedSession::default(), ms(now)).await?))
     }
 }

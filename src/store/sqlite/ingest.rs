@@ -73,7 +73,7 @@ pub(super) async fn ingest_many(
                 .find(|b| b.workspace_id.as_str() == key.0)
                 .expect("a batch of the chat")
                 .render_session;
-            sessions::announce(conn, &workspace, created, None, None, now, render).await?;
+            sessions::announce(conn, &workspace, created, None, &Default::default(), now, render).await?;
             merge::session_started(batches, &mut merged, key.0);
         }
     }

@@ -13,7 +13,9 @@ use crate::domain::{
     ChatId, DeliveryId, DeliveryKind, SessionStatus, WebhookId, WorkspaceId, new_id, random_token,
 };
 use crate::store::queue::Enqueue;
-use crate::store::sessions::reply_status;
+use crate::store::sessions::{
+    Owned, ReportedSession, expired, reply_status, reported_status, worth_an_event,
+};
 use crate::store::{Chat, RenderSession, SessionChange, SessionEvent, SessionStore, StoreResult};
 
 /// Queues `payload` for every webhook of the workspace subscribed to session events, in the
@@ -90,7 +92,7 @@ async fn event(
     workspace_id: &WorkspaceId,
     chat: &Chat,
     old_status: Option<SessionStatus>,
-    reply: Option<&str>,
+    reported: &ReportedSession,
     now: i64,
 ) -> StoreResult<SessionEvent> {
     let (detail, messages_count) = session_row(conn, chat.id).await?;
@@ -101,10 +103,11 @@ async fn event(
         session_id: detail.session_id,
         status: chat.session_status,
         old_status,
-        reply_status: reply.unwrap_or_else(|| reply_status(chat, now)).to_string(),
+        reply_status: reported.reply_status.clone().unwrap_or_else(|| reply_status(chat, now).to_string()),
         assignee_type: detail.assignee_type,
         messages_count,
         at: from_ms(now),
+        reported: reported.clone(),
     })
 }
 
@@ -114,11 +117,11 @@ pub(super) async fn announce(
     workspace_id: &WorkspaceId,
     chat: &Chat,
     old_status: Option<SessionStatus>,
-    reply: Option<&str>,
+    reported: &ReportedSession,
     now: i64,
     render: &RenderSession,
 ) -> StoreResult<()> {
-    let event = event(conn, workspace_id, chat, old_status, reply, now).await?;
+    let event = event(conn, workspace_id, chat, old_status, reported, now).await?;
     let payload = render(&event);
     queue(conn, workspace_id, chat.id, &payload, now).await
 }
@@ -137,7 +140,7 @@ async fn snapshot(
     let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
     let (found, _) = chat(&row)?;
     let status = found.session_status;
-    Ok(Some(event(conn, &workspace_id, &found, status, None, now).await?))
+    Ok(Some(event(conn, &workspace_id, &found, status, &ReportedSession::default(), now).await?))
 }
 
 /// Applies a session change a channel reported, and queues a `session_status` event for
@@ -148,15 +151,16 @@ pub(super) async fn change(
     render: &RenderSession,
     now: i64,
 ) -> StoreResult<bool> {
-    let old: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT session_status FROM chats WHERE workspace_id = ? AND source_key = ? AND external_id = ?",
+    let before: Option<Owned> = sqlx::query_as(
+        "SELECT session_status, responsible_id, responsible_name, responsible_email FROM chats
+         WHERE workspace_id = ? AND source_key = ? AND external_id = ?",
     )
     .bind(change.workspace_id.as_str())
     .bind(&change.source_key)
     .bind(&change.chat.external_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let old = old.flatten().and_then(|s| SessionStatus::parse(&s));
+    let old = before.as_ref().and_then(|b| b.0.as_deref()).and_then(SessionStatus::parse);
     let c = &change.chat;
     let sql = format!(
         "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group, responsible_name,
@@ -187,16 +191,16 @@ pub(super) async fn change(
         .bind(random_token(32))
         .bind(now)
         .bind(&change.channel)
-        .bind(change.status.map(SessionStatus::as_str))
+        .bind(reported_status(change))
         .bind(&change.session_id)
         .bind(&change.assignee_type)
         .bind(&c.responsible_id)
         .fetch_one(&mut *conn)
         .await?;
     let (changed_chat, _) = chat(&row)?;
-    let changed = change.status.is_some() && change.status != old;
+    let changed = worth_an_event(change, before.as_ref(), &changed_chat);
     if changed {
-        announce(conn, &change.workspace_id, &changed_chat, old, None, now, render).await?;
+        announce(conn, &change.workspace_id, &changed_chat, old, &change.reported, now, render).await?;
     }
     Ok(changed)
 }
@@ -223,7 +227,7 @@ async fn expiries(
             .execute(&mut *conn)
             .await?;
         let status = lapsed.session_status;
-        announce(conn, &workspace_id, &lapsed, status, Some("SESSION_EXPIRED"), now, &render).await?;
+        announce(conn, &workspace_id, &lapsed, status, &expired(), now, &render).await?;
     }
     Ok(rows.len() as u64)
 }

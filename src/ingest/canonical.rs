@@ -9,6 +9,9 @@ use super::error::IngestError;
 use crate::domain::{Account, Direction, Party};
 use crate::store::{ChatInfo, NewMessage};
 
+/// The channel of a message that names none.
+pub const DEFAULT_CHANNEL: &str = "api";
+
 /// The longest message text accepted, in bytes of UTF-8.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// The longest id (message or chat) accepted.
@@ -126,7 +129,7 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
         }
         Some(_) => return Err(IngestError::field(top.name("account"), "must be an object")),
     };
-    let channel = optional_string(map, "channel", top, 64)?.unwrap_or_else(|| "api".to_string());
+    let channel = optional_string(map, "channel", top, 64)?.unwrap_or_else(|| DEFAULT_CHANNEL.to_string());
 
     let message =
         NewMessage { message_id, direction, timestamp, chat, sender, recipient, text, account, channel };

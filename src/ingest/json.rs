@@ -12,7 +12,7 @@ use serde_json::Value;
 use tracing::instrument;
 
 use super::Accepted;
-use super::canonical::{Parsed, parse_message};
+use super::canonical::{DEFAULT_CHANNEL, Parsed, parse_message};
 use super::error::IngestError;
 use super::{MAX_BODY_BYTES, accept};
 use crate::domain::{Account, Direction, SourceId, WorkspaceId};
@@ -140,7 +140,7 @@ pub async fn post_messages(
                 _ => return Err(IngestError::field("source_id", "no such source in this workspace").into()),
             };
             if let Some(channel) = source.kind.channel() {
-                for m in messages.iter_mut().filter(|m| m.channel == SOURCE_KEY) {
+                for m in messages.iter_mut().filter(|m| m.channel == DEFAULT_CHANNEL) {
                     m.channel = channel.to_string();
                 }
             }

@@ -98,5 +98,10 @@ pub trait IngestStore: Send + Sync {
     ///   delivery (an immediate webhook, a new chat's session event), so a caller that wakes the
     ///   delivery worker on it never leaves one waiting; it is false when nothing was queued for
     ///   the request's workspace in its commit.
+    /// - **Session news once**: a session change queues a `session_status` event when the status
+    ///   moves (one the store does not know compared as sent), when the chat's owner changes, or
+    ///   when the source reports a reply status other than `ACCEPTED`; the same report again
+    ///   (a retry, or two daemons) queues none. What the source said itself (`reported`) reaches
+    ///   the event unchanged.
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome>;
 }

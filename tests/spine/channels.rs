@@ -29,6 +29,30 @@ fn hex_hmac_sha256(key: &str, parts: &[&[u8]]) -> String {
     mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Form fields as Twilio posts them.
+fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// A form posted to `url` the way Twilio does, signed with auth token `12345`.
+async fn post_twilio(app: &TestApp, url: &str, params: &[(String, String)]) -> reqwest::Response {
+    app.http
+        .post(url)
+        .header("x-twilio-signature", twilio::signature("12345", url, params))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(params).unwrap())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A JSON body posted to `url` the way Meta does, signed with app secret `app-secret`.
+async fn post_meta(app: &TestApp, url: &str, body: &Value) -> reqwest::Response {
+    let raw = serde_json::to_vec(body).unwrap();
+    let signature = format!("sha256={}", hex_hmac_sha256("app-secret", &[&raw]));
+    app.http.post(url).header("x-hub-signature-256", signature).body(raw).send().await.unwrap()
+}
+
 /// A workspace with an immediate webhook and a session_status webhook.
 async fn setup(app: &TestApp) -> (Workspace, Receiver, Receiver) {
     let ws = app.workspace().await;
@@ -666,32 +690,28 @@ async fn a_source_set_to_one_account_refuses_requests_for_another() {
     )
     .await;
     let url = twilio_source["inbound_url"].as_str().unwrap().to_string();
-    let form = |sid: &str, account: &str| -> Vec<(String, String)> {
-        [("MessageSid", sid), ("AccountSid", account), ("From", "whatsapp:+14017122661"), ("Body", "Hi")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    let message = |sid: &str, account: &str| {
+        form(&[
+            ("MessageSid", sid),
+            ("AccountSid", account),
+            ("From", "whatsapp:+14017122661"),
+            ("Body", "Hi"),
+        ])
     };
-    let post = |params: Vec<(String, String)>| {
-        app.http
-            .post(&url)
-            .header("x-twilio-signature", twilio::signature("12345", &url, &params))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string(&params).unwrap())
-            .send()
-    };
-    let other = post(form("SMother", "AC00000000000000000000000000000002")).await.unwrap();
+    let other = post_twilio(&app, &url, &message("SMother", "AC00000000000000000000000000000002")).await;
     assert_eq!(other.status(), 403);
     let error: Value = other.json().await.unwrap();
     assert_eq!(
         (error["error"]["code"].as_str(), error["error"]["field"].as_str()),
         (Some("wrong_account"), Some("AccountSid"))
     );
-    let none =
-        post(vec![("MessageSid".into(), "SMnone".into()), ("Body".into(), "Hi".into())]).await.unwrap();
+    let none = post_twilio(&app, &url, &form(&[("MessageSid", "SMnone"), ("Body", "Hi")])).await;
     assert_eq!(none.status(), 403, "no AccountSid at all is not this account either");
     assert_eq!(app.stats(&ws).await.messages, 0, "nothing stored");
-    assert_eq!(post(form("SMours", "AC00000000000000000000000000000001")).await.unwrap().status(), 200);
+    assert_eq!(
+        post_twilio(&app, &url, &message("SMours", "AC00000000000000000000000000000001")).await.status(),
+        200
+    );
     assert_eq!(receiver.wait_for(1).await[0].json()["message"]["message_id"], "SMours");
 
     // WeChat: the ToUserName of a push must be the source's original_id.
@@ -738,11 +758,6 @@ async fn meta_echoes_of_what_the_business_app_sent_are_sent_messages_of_the_same
     )
     .await;
     let url = src["inbound_url"].as_str().unwrap().to_string();
-    let post = |body: Value| {
-        let raw = serde_json::to_vec(&body).unwrap();
-        let signature = format!("sha256={}", hex_hmac_sha256("app-secret", &[&raw]));
-        app.http.post(&url).header("x-hub-signature-256", signature).body(raw).send()
-    };
     let metadata = json!({"display_phone_number": "15550783881", "phone_number_id": "106540352242922"});
     let customer = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp", "metadata": metadata,
@@ -750,7 +765,7 @@ async fn meta_echoes_of_what_the_business_app_sent_are_sent_messages_of_the_same
         "messages": [{"from": "16505551234", "id": "wamid.IN1", "timestamp": "1749416383", "type": "text",
                       "text": {"body": "Does it come in another color?"}}]
     }}]}]});
-    assert_eq!(post(customer).await.unwrap().status(), 200);
+    assert_eq!(post_meta(&app, &url, &customer).await.status(), 200);
     // The owner answers from the WhatsApp Business app on the same number (coexistence).
     let echo = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{"field": "smb_message_echoes", "value": {
         "messaging_product": "whatsapp", "metadata": metadata,
@@ -761,7 +776,7 @@ async fn meta_echoes_of_what_the_business_app_sent_are_sent_messages_of_the_same
              "type": "image", "image": {"id": "1003383421387257", "mime_type": "image/jpeg"}}
         ]
     }}]}]});
-    assert_eq!(post(echo.clone()).await.unwrap().status(), 200);
+    assert_eq!(post_meta(&app, &url, &echo).await.status(), 200);
     let seen = receiver.wait_for(2).await;
     let sent = seen.iter().find(|r| r.message_id() == "wamid.OUT1").unwrap().json();
     assert_eq!(sent["message"]["direction"], "sent");
@@ -772,12 +787,12 @@ async fn meta_echoes_of_what_the_business_app_sent_are_sent_messages_of_the_same
     let received = seen.iter().find(|r| r.message_id() == "wamid.IN1").unwrap().json();
     assert_eq!(received["chat"]["chat_id"], sent["chat"]["chat_id"]);
     // The picture is counted, not stored; an echo Meta repeats is a duplicate.
-    assert_eq!(post(echo).await.unwrap().status(), 200);
+    assert_eq!(post_meta(&app, &url, &echo).await.status(), 200);
     assert_eq!(app.stats(&ws).await.messages, 2);
     let no_recipient = json!({"entry": [{"changes": [{"field": "smb_message_echoes", "value": {
         "message_echoes": [{"from": "15550783881", "id": "wamid.OUT3", "type": "text", "text": {"body": "x"}}]
     }}]}]});
-    assert_eq!(post(no_recipient).await.unwrap().status(), 400, "an echo must say whom it went to");
+    assert_eq!(post_meta(&app, &url, &no_recipient).await.status(), 400, "an echo must say whom it went to");
     assert_eq!(app.stats(&ws).await.messages, 2);
 }
 
@@ -793,20 +808,9 @@ async fn replies_sent_through_other_tools_join_the_channels_conversation() {
     )
     .await;
     let url = src["inbound_url"].as_str().unwrap().to_string();
-    let params: Vec<(String, String)> =
-        [("MessageSid", "SMin1"), ("From", "whatsapp:+14017122661"), ("Body", "Where is my order?")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-    let customer = app
-        .http
-        .post(&url)
-        .header("x-twilio-signature", twilio::signature("12345", &url, &params))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(&params).unwrap())
-        .send()
-        .await
-        .unwrap();
+    let params =
+        form(&[("MessageSid", "SMin1"), ("From", "whatsapp:+14017122661"), ("Body", "Where is my order?")]);
+    let customer = post_twilio(&app, &url, &params).await;
     assert_eq!(customer.status(), 200);
     // The tool that answered through Twilio's API posts its reply, naming the source.
     let reply = json!({"message_id": "SMout1", "direction": "sent", "text": "It ships today.",

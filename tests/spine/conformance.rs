@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use chatbundle::clock::{Clock, ManualClock};
 use chatbundle::domain::{
-    Account, ChatId, DeliveryId, DeliveryStatus, Direction, Event, Granularity, Party, WebhookId, WorkspaceId,
+    Account, ChatId, DeliveryId, DeliveryStatus, Direction, Event, Granularity, Party, SessionStatus,
+    WebhookId, WorkspaceId,
 };
 use chatbundle::store::{
     AttemptOutcome, AttemptRecord, ChatInfo, ChatOwner, ClaimedDelivery, CloseProgress, CloseStep, Email,
     FailurePolicy, IngestBatch, IngestOutcome, Lease, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries,
-    PlannedDelivery, SharedStore,
+    PlannedDelivery, ReportedSession, SessionChange, SharedStore,
 };
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -906,6 +907,50 @@ pub async fn a_chat_owner_set_by_hand_stays_until_a_message_names_another(factor
     );
 }
 
+/// A session report is news once: the status moving, the owner changing or a reply status other
+/// than ACCEPTED each queue an event; the same report again queues none.
+pub async fn a_session_report_is_announced_once_and_an_assignment_alone_is_news(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::None, &[Event::SessionStatus]).await;
+    let report = |status: SessionStatus, assignee: &str, reply: &str| SessionChange {
+        workspace_id: world.workspace.clone(),
+        source_key: "src_zoho".into(),
+        chat: ChatInfo {
+            external_id: "s-1".into(),
+            responsible_id: Some(assignee.into()),
+            ..ChatInfo::default()
+        },
+        session_id: Some("s-1".into()),
+        status: Some(status),
+        assignee_type: Some("AGENT".into()),
+        channel: None,
+        reported: ReportedSession { reply_status: Some(reply.into()), ..ReportedSession::default() },
+    };
+    let events = || async { world.store.list_deliveries(&webhook, None, 100, 0).await.unwrap().len() };
+    let mut expected = 0;
+    for (change, news) in [
+        (report(SessionStatus::Open, "a-1", "ACCEPTED"), true),
+        (report(SessionStatus::Open, "a-1", "ACCEPTED"), false),
+        (report(SessionStatus::OnProgress, "a-1", "ACCEPTED"), true),
+        (report(SessionStatus::OnProgress, "a-2", "ACCEPTED"), true),
+        (report(SessionStatus::OnProgress, "a-2", "ACCEPTED"), false),
+        (report(SessionStatus::OnProgress, "a-2", "CREDIT_EXHAUSTED"), true),
+    ] {
+        let batch = IngestBatch {
+            workspace_id: world.workspace.clone(),
+            source_key: "src_zoho".into(),
+            messages: Vec::new(),
+            sessions: vec![change],
+            skipped: Vec::new(),
+            render_immediate: Arc::new(|_, _, _, _| Vec::new()),
+            render_session: Arc::new(|event| event.reply_status.clone().into_bytes()),
+        };
+        world.store.ingest(batch).await.unwrap();
+        expected += usize::from(news);
+        assert_eq!(events().await, expected, "after {expected} pieces of news");
+    }
+}
+
 /// The cases above, as tests for one store.
 #[macro_export]
 macro_rules! conformance {
@@ -943,6 +988,7 @@ macro_rules! conformance {
             case!(results_recorded_at_once_move_a_delivery_once);
             case!(racing_prunes_delete_each_old_row_once);
             case!(a_chat_owner_set_by_hand_stays_until_a_message_names_another);
+            case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
         }
     };
 }

@@ -3,7 +3,8 @@
 //! ciphertext to decrypt.
 
 use axum::http::HeaderMap;
-use chatbundle::ingest::wechat;
+use chatbundle::domain::SourceKind;
+use chatbundle::ingest::{credentials, wechat};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]
@@ -24,9 +25,14 @@ fuzz_target!(|data: &[u8]| {
         query
     };
     let _ = wechat::parse(&credentials, &common::request(&headers, signed(vec![]), data));
-    let held = serde_json::json!({"token": "t", "app_id": "wxfuzz", "original_id": "gh_fuzz"});
+    let held = serde_json::json!({"token": "t", "app_id": "wxfuzz", "original_id": "gh_fuzz", "account_type": "subscription"});
     let _ = wechat::parse(&held, &common::request(&headers, signed(vec![]), data));
     let Ok(text) = std::str::from_utf8(data) else { return };
+    // Any account type an admin might give is checked, never a panic; one that passes is one of three.
+    let given = serde_json::json!({"token": "t", "app_id": "wxfuzz", "account_type": text});
+    if let Ok(checked) = credentials::check(SourceKind::Wechat, given.as_object().unwrap().clone()) {
+        assert!(text.trim().is_empty() || wechat::account_type(&checked).as_str() == text);
+    }
     let key = wechat::aes_key(AES).unwrap();
     let _ = wechat::decrypt(&key, "wxfuzz", text);
     let encrypted = wechat::encrypt(&key, "wxfuzz", b"0123456789abcdef", text);

@@ -1,6 +1,6 @@
 //! Chats: `GET /api/v1/workspaces/{id}/chats`, `GET /api/v1/chats/{id}` with its transcript link,
-//! `PATCH /api/v1/chats/{id}` for who owns it, and `POST /api/v1/chats/{id}/rotate-token`, after
-//! which the old link answers 404.
+//! `PATCH /api/v1/chats/{id}` for who owns it, `GET /api/v1/chats/{id}/sessions` for its session
+//! history, and `POST /api/v1/chats/{id}/rotate-token`, after which the old link answers 404.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -15,7 +15,7 @@ use crate::http::auth::Admin;
 use crate::http::{ApiError, Body, nullable};
 use crate::render::chat_url;
 use crate::service::AppState;
-use crate::store::{Chat, ChatOwner, ChatSummary};
+use crate::store::{Chat, ChatOwner, ChatSummary, ReplyState, SessionTransition};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
@@ -82,14 +82,28 @@ pub struct ChatView {
     responsible_id: Option<String>,
     session_status: Option<String>,
     reply_window_expires_at: Option<DateTime<Utc>>,
+    /// Whether the business can reply now (the payloads' `chat.can_reply`).
+    can_reply: bool,
+    /// Why, in Zoho Desk's words: ACCEPTED, SESSION_BLOCKED, SESSION_ENDED, SESSION_EXPIRED,
+    /// OUTGOING_LIMIT_REACHED.
+    reply_status: String,
+    /// After a WeChat chat's 48-hour window: the messages it may still be sent this period.
+    replies_left: Option<u32>,
+    /// The WeChat account type of its source: service, subscription or enterprise.
+    account_type: Option<String>,
     first_seen_at: DateTime<Utc>,
     /// Anyone with this link can read this chat's messages, and nothing else.
     transcript_url: String,
 }
 
 impl ChatView {
-    fn new(workspace_id: WorkspaceId, chat: Chat, public_url: &str) -> Self {
+    fn new(workspace_id: WorkspaceId, chat: Chat, public_url: &str, now: DateTime<Utc>) -> Self {
+        let reply = ReplyState::of(&chat, now);
         ChatView {
+            can_reply: reply.can_reply,
+            reply_status: reply.status.to_string(),
+            replies_left: reply.replies_left,
+            account_type: chat.account_type.map(|t| t.as_str().to_string()),
             transcript_url: chat_url(public_url, &chat.token),
             id: chat.id.0,
             workspace_id,
@@ -149,7 +163,7 @@ pub async fn show(
 ) -> Result<Json<ChatView>, ApiError> {
     let (workspace_id, chat) =
         state.store.get_chat(chat_id(&id)?).await?.ok_or_else(|| ApiError::not_found("chat"))?;
-    Ok(Json(ChatView::new(workspace_id, chat, &state.public_url)))
+    Ok(Json(ChatView::new(workspace_id, chat, &state.public_url, state.clock.now())))
 }
 
 #[utoipa::path(post, operation_id = "chats_rotate_token", path = "/api/v1/chats/{id}/rotate-token", tag = "chats", security(("admin_token" = [])),
@@ -166,7 +180,7 @@ pub async fn rotate_token(
     state.store.rotate_chat_token(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
     let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
     info!("transcript link rotated");
-    Ok(Json(ChatView::new(workspace_id, chat, &state.public_url)))
+    Ok(Json(ChatView::new(workspace_id, chat, &state.public_url, state.clock.now())))
 }
 
 /// Who owns a chat: each key given replaces the stored value, `null` clears it.
@@ -215,5 +229,64 @@ pub async fn update(
     state.store.set_chat_owner(id, owner).await?.ok_or_else(|| ApiError::not_found("chat"))?;
     let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
     info!("chat owner set");
-    Ok(Json(ChatView::new(workspace_id, chat, &state.public_url)))
+    Ok(Json(ChatView::new(workspace_id, chat, &state.public_url, state.clock.now())))
+}
+
+/// One move of a chat's session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransitionView {
+    at: DateTime<Utc>,
+    /// The status before; null for the chat's first.
+    from: Option<String>,
+    /// CREATED, OPEN, ON_PROGRESS, ON_HOLD, ENDED, BLOCKED, or a newer status as a source sent it.
+    to: String,
+    /// What moved it: `message` (the first message, or a customer's message after ENDED),
+    /// `reply` (the business answered an open session), `reported` (the source said so), or
+    /// `earlier` (the status the chat had when history began to be kept).
+    cause: String,
+    /// The source the news came through: `api` or a source id.
+    source: String,
+    /// The reply status the source reported with it (Zoho Desk's `replyStatus`).
+    reply_status: Option<String>,
+}
+
+impl From<SessionTransition> for TransitionView {
+    fn from(t: SessionTransition) -> Self {
+        TransitionView {
+            at: t.at,
+            from: t.from,
+            to: t.to,
+            cause: t.cause.as_str().to_string(),
+            source: t.source_key,
+            reply_status: t.reply_status,
+        }
+    }
+}
+
+/// A chat's session history, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionHistory {
+    chat_id: i64,
+    /// The status the chat is in now (the last transition's `to`).
+    session_status: Option<String>,
+    transitions: Vec<TransitionView>,
+}
+
+#[utoipa::path(get, operation_id = "chats_sessions", path = "/api/v1/chats/{id}/sessions", tag = "chats", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Chat id")),
+    responses((status = 200, description = "Each move of the chat's session, oldest first", body = SessionHistory),
+        crate::http::Errors))]
+#[instrument(skip_all, fields(chat_id = %id))]
+pub async fn sessions(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SessionHistory>, ApiError> {
+    let id = chat_id(&id)?;
+    let transitions = state.store.session_history(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
+    Ok(Json(SessionHistory {
+        chat_id: id.0,
+        session_status: transitions.last().map(|t| t.to.clone()),
+        transitions: transitions.into_iter().map(TransitionView::from).collect(),
+    }))
 }

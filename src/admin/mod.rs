@@ -34,6 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(chats::list))
         .routes(routes!(chats::show, chats::update))
         .routes(routes!(chats::rotate_token))
+        .routes(routes!(chats::sessions))
 }
 
 /// The workspace, or a 404 saying there is none.

@@ -62,6 +62,10 @@ pub struct SourceView {
     /// Paste this into the channel's webhook settings.
     inbound_url: String,
     credentials_set: Vec<String>,
+    /// WeChat: the official account's type (`credentials.account_type`, `service` when unset),
+    /// which decides what may be sent after the 48-hour reply window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_type: Option<&'static str>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -72,7 +76,10 @@ impl SourceView {
             Value::Object(map) => map.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect(),
             _ => Vec::new(),
         };
+        let account_type = (source.kind == SourceKind::Wechat)
+            .then(|| crate::ingest::wechat::account_type(&source.credentials).as_str());
         SourceView {
+            account_type,
             inbound_url: inbound_url(public_url, &source),
             id: source.id,
             workspace_id: source.workspace_id,

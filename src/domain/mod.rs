@@ -229,6 +229,19 @@ impl SessionStatus {
         .into_iter()
         .find(|st| st.as_str() == s)
     }
+
+    /// Where a message moves a session: a customer's message after the session ENDED starts a
+    /// new one (CREATED); the business's message moves an open session (CREATED, OPEN, ON_HOLD)
+    /// to ON_PROGRESS. Anything else leaves it where it is (a BLOCKED chat stays blocked).
+    pub fn after(self, direction: Direction) -> Option<SessionStatus> {
+        match (self, direction) {
+            (SessionStatus::Ended, Direction::Received) => Some(SessionStatus::Created),
+            (SessionStatus::Created | SessionStatus::Open | SessionStatus::OnHold, Direction::Sent) => {
+                Some(SessionStatus::OnProgress)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How long a channel lets a business reply freely after the customer's last message: WhatsApp
@@ -238,6 +251,68 @@ pub fn reply_window(channel: &str) -> Option<std::time::Duration> {
         "whatsapp" => Some(std::time::Duration::from_secs(24 * 3600)),
         "wechat" => Some(std::time::Duration::from_secs(48 * 3600)),
         _ => None,
+    }
+}
+
+/// A WeChat official account's type, which decides what it may still send a follower once the
+/// 48-hour reply window has lapsed (Zoho Desk's WeChat guide): a service account up to 4
+/// messages a month, a subscription account one a day. An enterprise account, followed only by
+/// its organisation's approved members, is given no limit of its own there, so the general one
+/// applies: 4 a month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountType {
+    Subscription,
+    Service,
+    Enterprise,
+}
+
+/// How often a reply allowance renews.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    Daily,
+    Monthly,
+}
+
+impl AccountType {
+    pub const ALL: [AccountType; 3] =
+        [AccountType::Subscription, AccountType::Service, AccountType::Enterprise];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountType::Subscription => "subscription",
+            AccountType::Service => "service",
+            AccountType::Enterprise => "enterprise",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AccountType> {
+        AccountType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// How many messages the account may send a follower after the reply window, per period.
+    pub fn allowance(self) -> (u32, Renewal) {
+        match self {
+            AccountType::Subscription => (1, Renewal::Daily),
+            AccountType::Service | AccountType::Enterprise => (4, Renewal::Monthly),
+        }
+    }
+
+    /// The start (ms) of the allowance period `t` falls in, by WeChat's own clock (China
+    /// Standard Time): the day or the calendar month.
+    pub fn period_of(self, t: chrono::DateTime<chrono::Utc>) -> i64 {
+        use chrono::{Datelike, TimeZone};
+        let local = t.with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
+        let first = match self.allowance().1 {
+            Renewal::Daily => local,
+            Renewal::Monthly => local.with_day(1).expect("every month has a first day"),
+        };
+        let midnight = first.and_hms_opt(0, 0, 0).expect("midnight exists");
+        // China has kept one offset without daylight saving since 1991: midnight is unambiguous.
+        chrono_tz::Asia::Shanghai
+            .from_local_datetime(&midnight)
+            .earliest()
+            .map_or(0, |m| m.timestamp_millis())
     }
 }
 
@@ -363,6 +438,15 @@ text_id!(
     SourceId,
     "src"
 );
+
+impl SourceId {
+    /// A fresh id for a new source: 24 random base-62 characters (about 143 bits) and nothing
+    /// else, since for a channel that signs nothing (Zoho Desk) it is all that keeps others from
+    /// posting to the inbound URL. (Other ids start with their creation time, to sort.)
+    pub fn unguessable() -> Self {
+        SourceId(format!("src_{}", random_token(24)))
+    }
+}
 text_id!(
     /// A delivery's id: the `webhook-id` header it is sent under (`msg_…`, `b_…`, `ses_…`).
     DeliveryId,
@@ -496,6 +580,36 @@ pub fn random_token(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_id_is_all_random_and_long() {
+        let id = SourceId::unguessable();
+        let random = id.as_str().strip_prefix("src_").expect("the prefix");
+        assert_eq!(random.len(), 24);
+        assert!(random.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(id, SourceId::unguessable());
+    }
+
+    #[test]
+    fn a_customer_reopens_an_ended_session_and_the_business_answers_an_open_one() {
+        use Direction::{Received, Sent};
+        use SessionStatus::*;
+        let moves: Vec<(SessionStatus, Direction, Option<SessionStatus>)> =
+            [Created, Open, OnProgress, OnHold, Ended, Blocked]
+                .into_iter()
+                .flat_map(|s| [(s, Received, s.after(Received)), (s, Sent, s.after(Sent))])
+                .filter(|(_, _, to)| to.is_some())
+                .collect();
+        assert_eq!(
+            moves,
+            [
+                (Created, Sent, Some(OnProgress)),
+                (Open, Sent, Some(OnProgress)),
+                (OnHold, Sent, Some(OnProgress)),
+                (Ended, Received, Some(Created)),
+            ]
+        );
+    }
 
     #[test]
     fn ids_made_later_sort_later_and_keep_their_shape() {

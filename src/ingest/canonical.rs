@@ -113,6 +113,8 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
         responsible_name: optional_string(chat_map, "responsible_name", at_chat, MAX_SHORT_BYTES)?,
         responsible_email: optional_string(chat_map, "responsible_email", at_chat, MAX_SHORT_BYTES)?,
         responsible_id: optional_string(chat_map, "responsible_id", at_chat, MAX_SHORT_BYTES)?,
+        // A source's, never the request's: see `ingest::as_source`.
+        account_type: None,
     };
 
     let sender = optional_party(map, "sender", prefix)?;

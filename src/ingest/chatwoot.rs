@@ -107,6 +107,7 @@ fn chat(conversation: &Value, contact: &Value) -> Result<ChatInfo, IngestError> 
         responsible_name: text(&assignee["available_name"]).or_else(|| text(&assignee["name"])),
         responsible_email: text(&assignee["email"]),
         responsible_id: id(&assignee["id"]),
+        account_type: None,
     })
 }
 

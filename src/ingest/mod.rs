@@ -89,15 +89,19 @@ pub fn session_renderer(state: &AppState) -> crate::store::RenderSession {
     Arc::new(move |event| render::session_event(&public_url, event))
 }
 
-/// Messages of a source: those that name no business account speak for the source's.
+/// Messages of a source: those that name no business account speak for the source's, and a
+/// WeChat source's chats take its account type.
 pub fn as_source(source: &crate::store::Source, messages: Vec<NewMessage>) -> Vec<NewMessage> {
     let speaks_for = source.account != crate::domain::Account::default();
+    let account_type =
+        (source.kind == crate::domain::SourceKind::Wechat).then(|| wechat::account_type(&source.credentials));
     messages
         .into_iter()
         .map(|mut m| {
             if m.account.is_none() && speaks_for {
                 m.account = Some(source.account.clone());
             }
+            m.chat.account_type = account_type;
             m
         })
         .collect()

@@ -15,7 +15,7 @@ use sha1::{Digest, Sha1};
 
 use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
-use crate::domain::{Direction, Party, SourceKind};
+use crate::domain::{AccountType, Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
 use tracing::warn;
 
@@ -37,7 +37,19 @@ pub const ENCODING_AES_KEY: Credential = Credential {
 /// addressed to another account (`ToUserName`) is refused.
 pub const ORIGINAL_ID: Credential = Credential::optional("original_id");
 /// What a WeChat source takes.
-pub const CREDENTIALS: &[Credential] = &[TOKEN, APP_ID, ENCODING_AES_KEY, ORIGINAL_ID];
+/// The official account's type: `service` (when unset), `subscription` or `enterprise`. It decides
+/// what the business may still send a follower after the 48-hour reply window.
+pub const ACCOUNT_TYPE: Credential = Credential {
+    check: Some((|t| AccountType::parse(t).is_some(), "must be one of service, subscription, enterprise")),
+    ..Credential::optional("account_type")
+};
+
+pub const CREDENTIALS: &[Credential] = &[TOKEN, APP_ID, ENCODING_AES_KEY, ORIGINAL_ID, ACCOUNT_TYPE];
+
+/// The account type a WeChat source speaks as.
+pub fn account_type(credentials: &Value) -> AccountType {
+    ACCOUNT_TYPE.read(credentials).and_then(AccountType::parse).unwrap_or(AccountType::Service)
+}
 
 /// SHA-1 of the parts sorted and joined: the WeChat signature.
 pub fn signature(parts: &[&str]) -> String {

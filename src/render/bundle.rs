@@ -224,6 +224,8 @@ mod tests {
             first_seen_at: at("2021-02-24T16:00:00Z"),
             session_status: None,
             reply_window_expires_at: None,
+            account_type: None,
+            replies_used: None,
         }
     }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::domain::{Account, Party};
 use crate::domain::{Direction, SessionStatus};
-use crate::store::{Chat, NewMessage, SessionEvent, StoredMessage};
+use crate::store::{Chat, NewMessage, ReplyState, SessionEvent, StoredMessage};
 
 /// Formats an instant the way the payloads carry it: `2021-02-24T16:25:29+0000`.
 pub fn timestamp(t: DateTime<Utc>) -> String {
@@ -32,19 +32,28 @@ pub struct ChatObject<'a> {
     pub is_new_chat: bool,
     pub is_group: bool,
     pub phone: Option<&'a str>,
-    /// Whether a free-form reply is possible: the session is not blocked or ended, and the
-    /// channel's reply window (WhatsApp 24 h, WeChat 48 h) has not lapsed.
+    /// Whether a reply is possible: the session is not blocked or ended, and the channel's
+    /// reply window (WhatsApp 24 h, WeChat 48 h) has not lapsed or, after it, the account's
+    /// allowance (WeChat) is not used up.
     pub can_reply: bool,
     pub reply_window_expires_at: Option<String>,
+    /// Why, in Zoho Desk's `replyStatus` words: `ACCEPTED`, `SESSION_BLOCKED`, `SESSION_ENDED`,
+    /// `SESSION_EXPIRED`, `OUTGOING_LIMIT_REACHED`.
+    pub reply_status: &'static str,
+    /// After a WeChat chat's 48-hour window: the messages it may still be sent this period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replies_left: Option<u32>,
 }
 
 impl<'a> ChatObject<'a> {
     /// The chat as of `at` (which decides whether its reply window is still open).
     pub fn new(chat: &'a Chat, public_url: &str, is_new_chat: bool, at: DateTime<Utc>) -> Self {
-        let blocked = matches!(chat.session_status, Some(SessionStatus::Blocked | SessionStatus::Ended));
+        let reply = ReplyState::of(chat, at);
         ChatObject {
-            can_reply: !blocked && chat.reply_window_expires_at.is_none_or(|t| t > at),
+            can_reply: reply.can_reply,
             reply_window_expires_at: chat.reply_window_expires_at.map(timestamp),
+            reply_status: reply.status,
+            replies_left: reply.replies_left,
             full_name: chat.full_name.as_deref(),
             responsible_name: chat.responsible_name.as_deref(),
             responsible_email: chat.responsible_email.as_deref(),
@@ -213,6 +222,8 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
         first_seen_at: at,
         session_status: Some(SessionStatus::Open),
         reply_window_expires_at: None,
+        account_type: None,
+        replies_used: None,
     };
     let message = StoredMessage {
         seq: 0,

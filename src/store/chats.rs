@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Account, ChatId, Direction, Party, SessionStatus, WorkspaceId};
+use crate::domain::{Account, AccountType, ChatId, Direction, Party, SessionStatus, WorkspaceId};
 
 /// The chat as the sender describes it in a message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct ChatInfo {
     pub responsible_email: Option<String>,
     /// The channel's id of whoever owns the chat (Zoho Desk's assignee id), never shown as a name.
     pub responsible_id: Option<String>,
+    /// The WeChat account type the chat's source speaks as (set for WeChat sources).
+    pub account_type: Option<AccountType>,
 }
 
 /// A stored chat.
@@ -37,6 +39,11 @@ pub struct Chat {
     /// When the channel stops allowing free-form replies (WhatsApp 24 h, WeChat 48 h after the
     /// customer's last message); `None` where the channel sets no window.
     pub reply_window_expires_at: Option<DateTime<Utc>>,
+    /// The WeChat account type, which decides what may still be sent after the reply window.
+    pub account_type: Option<AccountType>,
+    /// Messages the business sent after the reply window lapsed, counted in the allowance
+    /// period starting at `.0` (ms; see [`AccountType::period_of`]).
+    pub replies_used: Option<(i64, u32)>,
 }
 
 /// A message as stored, read back for a bundle or a transcript.

@@ -19,11 +19,12 @@ use super::{StoreError, StoreOptions};
 use crate::clock::SharedClock;
 
 /// The tables copied, parents before children.
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "workspaces",
     "webhooks",
     "sources",
     "chats",
+    "session_history",
     "messages",
     "deliveries",
     "attempts",
@@ -33,8 +34,9 @@ const TABLES: [&str; 10] = [
 ];
 
 /// Identity columns whose sequences must continue after the copied rows.
-const IDENTITIES: [(&str, &str); 6] = [
+const IDENTITIES: [(&str, &str); 7] = [
     ("chats", "id"),
+    ("session_history", "id"),
     ("messages", "seq"),
     ("deliveries", "seq"),
     ("attempts", "id"),

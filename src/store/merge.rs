@@ -8,8 +8,10 @@
 use std::collections::{HashMap, HashSet};
 
 use super::queue::Enqueue;
-use super::{Chat, ChatInfo, IngestBatch, IngestOutcome, NewMessage};
-use crate::domain::{Account, ChatId, DeliveryId, DeliveryKind, Direction, WebhookId, reply_window};
+use super::{Chat, ChatInfo, IngestBatch, IngestOutcome, NewMessage, RenderSession};
+use crate::domain::{
+    Account, ChatId, DeliveryId, DeliveryKind, Direction, SessionStatus, WebhookId, reply_window,
+};
 
 /// A chat by (workspace, source key, external id).
 pub(super) type ChatKey<'a> = (&'a str, &'a str, &'a str);
@@ -111,6 +113,9 @@ fn merge_chat(into: &mut ChatInfo, later: &ChatInfo) {
     if later.is_group.is_some() {
         into.is_group = later.is_group;
     }
+    if later.account_type.is_some() {
+        into.account_type = later.account_type;
+    }
 }
 
 /// What ingest needs of a workspace.
@@ -128,6 +133,90 @@ pub(super) fn session_started(batches: &[IngestBatch], merged: &mut Merged<'_>, 
             outcome.queued = true;
         }
     }
+}
+
+/// How session events of `workspace` are rendered: as its requests say.
+pub(super) fn render_session<'b>(batches: &'b [IngestBatch], workspace: &str) -> &'b RenderSession {
+    &batches
+        .iter()
+        .find(|b| b.workspace_id.as_str() == workspace)
+        .expect("a request of the workspace")
+        .render_session
+}
+
+/// How a chat's new messages move its session ([`SessionStatus::after`]), in message order.
+pub(super) struct SessionMove<'a> {
+    pub chat: ChatKey<'a>,
+    /// The status the chat had before these messages.
+    pub from: SessionStatus,
+    /// Each step, from → to.
+    pub steps: Vec<(SessionStatus, SessionStatus)>,
+}
+
+/// The session moves the messages that were new make, one per chat whose status they move.
+/// Duplicates move nothing; a chat in a status chatbundle does not know is left alone.
+pub(super) fn session_moves<'a>(
+    merged: &Merged<'a>,
+    stored: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    inserted: &HashMap<MessageKey<'a>, i64>,
+) -> Vec<SessionMove<'a>> {
+    let mut accepted: Vec<(&Candidate, i64)> =
+        merged.candidates.iter().filter_map(|c| inserted.get(&c.key()).map(|seq| (c, *seq))).collect();
+    accepted.sort_by_key(|(_, seq)| *seq);
+    let mut moves: Vec<SessionMove> = Vec::new();
+    let mut at: HashMap<ChatKey, (usize, SessionStatus)> = HashMap::new();
+    for (candidate, _) in accepted {
+        let now = match at.get(&candidate.chat) {
+            Some((_, status)) => *status,
+            None => match stored[&candidate.chat].0.session_status {
+                Some(status) => status,
+                None => continue,
+            },
+        };
+        let Some(next) = now.after(candidate.message.direction) else { continue };
+        let index = match at.get(&candidate.chat) {
+            Some((index, _)) => *index,
+            None => {
+                moves.push(SessionMove { chat: candidate.chat, from: now, steps: Vec::new() });
+                moves.len() - 1
+            }
+        };
+        moves[index].steps.push((now, next));
+        at.insert(candidate.chat, (index, next));
+    }
+    moves
+}
+
+/// What the business sent after a chat's reply window lapsed, for chats whose account has an
+/// allowance there (WeChat): by chat, the allowance period and how many of the new messages fall
+/// in it. Only the latest period the messages reach is counted; an earlier one is over.
+pub(super) fn replies_after_window<'a>(
+    merged: &Merged<'a>,
+    stored: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    inserted: &HashMap<MessageKey<'a>, i64>,
+) -> Vec<(ChatKey<'a>, i64, u32)> {
+    let mut counted: Vec<(ChatKey<'a>, i64, u32)> = Vec::new();
+    for candidate in &merged.candidates {
+        let message = candidate.message;
+        if message.direction != Direction::Sent || !inserted.contains_key(&candidate.key()) {
+            continue;
+        }
+        let (chat, _) = &stored[&candidate.chat];
+        let (Some(account), Some(window)) = (chat.account_type, chat.reply_window_expires_at) else {
+            continue;
+        };
+        if message.timestamp <= window {
+            continue;
+        }
+        let period = account.period_of(message.timestamp);
+        match counted.iter_mut().find(|(key, _, _)| *key == candidate.chat) {
+            Some(entry) if entry.1 == period => entry.2 += 1,
+            Some(entry) if entry.1 < period => *entry = (candidate.chat, period, 1),
+            Some(_) => {}
+            None => counted.push((candidate.chat, period, 1)),
+        }
+    }
+    counted
 }
 
 /// After the messages were inserted: counts each request's accepted messages and duplicates,

@@ -11,7 +11,7 @@ macro_rules! row_mapping {
         use sqlx::Row;
 
         use crate::domain::{
-            Account, ChatId, DeliveryId, DeliveryKind, DeliveryStatus, Direction, Event, Granularity, Party,
+            Account, AccountType, ChatId, DeliveryId, DeliveryKind, DeliveryStatus, Direction, Event, Granularity, Party,
             SessionStatus, SourceKind,
         };
         use crate::store::{Chat, DeliveryInfo, Source, StoreResult, StoredMessage, Webhook, Workspace};
@@ -83,7 +83,8 @@ macro_rules! row_mapping {
 
         /// The columns [`chat`] reads.
         pub(super) const CHAT_COLUMNS: &str = "id, external_id, full_name, phone, is_group, responsible_name, \
-             responsible_email, responsible_id, token, first_seen_at, first_message_seq, session_status, reply_window_expires_at";
+             responsible_email, responsible_id, token, first_seen_at, first_message_seq, session_status, reply_window_expires_at, \
+             account_type, replies_period, replies_used";
 
         /// A chat and the position of its first message, if it has one.
         pub(super) fn chat(row: &$row) -> StoreResult<(Chat, Option<i64>)> {
@@ -102,6 +103,11 @@ macro_rules! row_mapping {
                     .try_get::<Option<String>, _>("session_status")?
                     .and_then(|s| SessionStatus::parse(&s)),
                 reply_window_expires_at: row.try_get::<Option<i64>, _>("reply_window_expires_at")?.map(from_ms),
+                account_type: row.try_get::<Option<String>, _>("account_type")?.and_then(|t| AccountType::parse(&t)),
+                replies_used: row
+                    .try_get::<Option<i64>, _>("replies_period")?
+                    .map(|period| Ok::<_, sqlx::Error>((period, row.try_get::<i64, _>("replies_used")? as u32)))
+                    .transpose()?,
             };
             Ok((chat, row.try_get("first_message_seq")?))
         }

@@ -1,4 +1,5 @@
-//! A chat's page: who owns it, its transcript link, and a new link that retires the old one.
+//! A chat's page: who owns it, its session history, its transcript link, and a new link that
+//! retires the old one.
 
 use askama::Template;
 use axum::Form;
@@ -13,7 +14,7 @@ use super::{FormErrors, PageError, Session, keep, page, see_other};
 use crate::domain::{ChatId, EmailAddress, Name};
 use crate::render::chat_url;
 use crate::service::AppState;
-use crate::store::{Chat, ChatOwner};
+use crate::store::{Chat, ChatOwner, SessionCause, SessionTransition};
 
 #[derive(Template)]
 #[template(path = "web/chat.html")]
@@ -28,6 +29,36 @@ struct ChatPage {
     owner: OwnerForm,
     /// The channel's id of the owner, when it gave one (shown, not editable).
     responsible_id: Option<String>,
+    /// Each move of the chat's session, newest first.
+    sessions: Vec<TransitionLine>,
+}
+
+/// A row of the chat's session history.
+struct TransitionLine {
+    at: String,
+    from: String,
+    to: String,
+    cause: &'static str,
+    source: String,
+    reply_status: String,
+}
+
+impl From<SessionTransition> for TransitionLine {
+    fn from(t: SessionTransition) -> Self {
+        TransitionLine {
+            at: t.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            from: t.from.unwrap_or_else(|| "—".into()),
+            to: t.to,
+            cause: match t.cause {
+                SessionCause::Message => "a customer's message",
+                SessionCause::Reply => "the business replied",
+                SessionCause::Reported => "the source reported it",
+                SessionCause::Earlier => "before history was kept",
+            },
+            source: t.source_key,
+            reply_status: t.reply_status.unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -83,6 +114,7 @@ async fn chat_page(
 ) -> Result<Response, PageError> {
     let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
     let failed = owner.as_ref().is_some_and(|o| !o.errors.is_empty());
+    let history = state.store.session_history(id).await?.unwrap_or_default();
     let mut response = page(ChatPage {
         csrf: session.csrf,
         workspace_id: workspace_id.to_string(),
@@ -93,6 +125,7 @@ async fn chat_page(
         notice,
         owner: owner.unwrap_or_else(|| OwnerForm::from(&chat)),
         responsible_id: chat.responsible_id.clone(),
+        sessions: history.into_iter().rev().map(TransitionLine::from).collect(),
     });
     if failed {
         *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;

@@ -457,13 +457,19 @@ async fn chatwoot_messages_and_sessions_with_signatures_and_replays() {
                  "assignee": {"id": 1, "name": "John", "available_name": "John", "email": "john@acme.example", "type": "user"}},
         "changed_attributes": [{"status": {"previous_value": "open", "current_value": "resolved"}}]});
     assert_eq!(send(resolved, now.clone(), "cw-secret").await.unwrap().status(), 200);
-    let events: Vec<Value> = sessions.wait_for(2).await.iter().map(Received::json).collect();
+    let events: Vec<Value> = sessions.wait_for(3).await.iter().map(Received::json).collect();
     let created = &events[0][0];
     assert_eq!(created["eventType"], "IM_Session_Status");
     assert_eq!(created["payload"]["sessionStatus"], "CREATED");
-    let ended = &events[1][0];
+    // The agent's answer put the session in progress.
+    let answered = &events[1][0];
+    assert_eq!(
+        (answered["payload"]["sessionOldStatus"].as_str(), answered["payload"]["sessionStatus"].as_str()),
+        (Some("CREATED"), Some("ON_PROGRESS"))
+    );
+    let ended = &events[2][0];
     assert_eq!(ended["payload"]["sessionStatus"], "ENDED");
-    assert_eq!(ended["payload"]["sessionOldStatus"], "CREATED");
+    assert_eq!(ended["payload"]["sessionOldStatus"], "ON_PROGRESS");
     assert_eq!(ended["payload"]["replyStatus"], "SESSION_ENDED");
     assert_eq!(ended["payload"]["sessionId"], "207");
     assert_eq!(ended["payload"]["currentAssigneeId"], "john@acme.example");
@@ -473,6 +479,60 @@ async fn chatwoot_messages_and_sessions_with_signatures_and_replays() {
     assert_eq!(ended["orgId"], ws.id.as_str());
     assert!(ended["eventTime"].as_str().unwrap().parse::<i64>().is_ok());
     assert_eq!(ended["chat"]["can_reply"], false);
+
+    // The customer writes again: a new session; the agent answers it.
+    for body in [
+        chatwoot_message(140, "incoming", "One more question", false),
+        chatwoot_message(141, "outgoing", "Sure, go ahead.", false),
+    ] {
+        assert_eq!(send(body, now.clone(), "cw-secret").await.unwrap().status(), 200);
+    }
+    let events: Vec<Value> = sessions.wait_for(5).await.iter().map(Received::json).collect();
+    let moved = |e: &Value| {
+        (
+            e[0]["payload"]["sessionOldStatus"].as_str().map(String::from),
+            e[0]["payload"]["sessionStatus"].as_str().map(String::from),
+        )
+    };
+    assert_eq!(moved(&events[3]), (Some("ENDED".into()), Some("CREATED".into())));
+    assert_eq!(events[3][0]["payload"]["replyStatus"], "ACCEPTED", "a new session can be answered");
+    assert_eq!(moved(&events[4]), (Some("CREATED".into()), Some("ON_PROGRESS".into())));
+    let chats: Value = app
+        .admin(Method::GET, &format!("/api/v1/workspaces/{}/chats", ws.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let history = app
+        .admin(Method::GET, &format!("/api/v1/chats/{}/sessions", chats["chats"][0]["id"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(history.status(), 200);
+    let history: Value = history.json().await.unwrap();
+    let steps: Vec<(Value, Value, Value, Value)> = history["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["from"].clone(), t["to"].clone(), t["cause"].clone(), t["source"].clone()))
+        .collect();
+    let source = src["id"].clone();
+    assert_eq!(
+        steps,
+        [
+            (Value::Null, json!("CREATED"), json!("message"), source.clone()),
+            (json!("CREATED"), json!("ON_PROGRESS"), json!("reply"), source.clone()),
+            (json!("ON_PROGRESS"), json!("ENDED"), json!("reported"), source.clone()),
+            (json!("ENDED"), json!("CREATED"), json!("message"), source.clone()),
+            (json!("CREATED"), json!("ON_PROGRESS"), json!("reply"), source),
+        ]
+    );
+    assert_eq!(history["session_status"], "ON_PROGRESS");
+    assert_eq!(history["transitions"][2]["reply_status"], Value::Null, "Chatwoot reports none");
+    let missing = app.admin(Method::GET, "/api/v1/chats/999999/sessions").send().await.unwrap();
+    assert_eq!(missing.status(), 404);
     let chat_view = app
         .admin(Method::GET, &format!("/api/v1/workspaces/{}/stats", ws.id))
         .send()
@@ -561,6 +621,27 @@ async fn zoho_desk_validation_messages_and_session_statuses() {
     assert_eq!(
         (chat["responsible_id"].as_str(), chat["responsible_name"].as_str()),
         (Some("106554999"), None)
+    );
+    // Zoho's own words in the history: its statuses (one it has not documented too) with its
+    // reply status; the assignment and the credit alert moved no status.
+    let history: Value =
+        app.admin(Method::GET, &format!("{chat_path}/sessions")).send().await.unwrap().json().await.unwrap();
+    let steps: Vec<String> = history["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!("{}>{} {} {}", t["from"].as_str().unwrap_or("-"), t["to"], t["cause"], t["reply_status"])
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "->\"CREATED\" \"message\" null",
+            "CREATED>\"ON_PROGRESS\" \"reported\" \"ACCEPTED\"",
+            "ON_PROGRESS>\"ESCALATED\" \"reported\" \"ACCEPTED\"",
+            "ESCALATED>\"ENDED\" \"reported\" \"SESSION_ENDED\"",
+        ]
     );
     // An admin names the owner; the id stays.
     let named = app
@@ -838,4 +919,88 @@ async fn replies_sent_through_other_tools_join_the_channels_conversation() {
         assert_eq!(error["error"]["field"], "source_id");
     }
     assert_eq!(app.stats(&ws).await.messages, 2);
+}
+
+/// The seed's WeChat limits: replies are free for 48 hours after the customer's message; after
+/// that a service account may send 4 messages a month (by WeChat's clock, China time), and the
+/// chat says what is left in `replies_left`, `can_reply` and `reply_status`.
+#[tokio::test]
+async fn a_wechat_service_account_may_send_four_messages_a_month_after_the_48_hour_window() {
+    let app = TestApp::spawn().await;
+    let (ws, receiver, sessions) = setup(&app).await;
+    let sources = format!("/api/v1/workspaces/{}/sources", ws.id);
+    let wrong = app
+        .admin(Method::POST, &sources)
+        .json(&json!({"kind": "wechat", "name": "OA", "credentials": {"token": "t", "account_type": "personal"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 400);
+    let wrong: Value = wrong.json().await.unwrap();
+    assert_eq!(wrong["error"]["field"], "credentials.account_type");
+    let src = source(
+        &app,
+        &ws,
+        json!({"kind": "wechat", "name": "Service Account",
+               "credentials": {"token": "wx-token", "app_id": "wxb11529c136998cb6", "account_type": "service"}}),
+    )
+    .await;
+    assert_eq!(src["account_type"], "service");
+    let url = src["inbound_url"].as_str().unwrap().to_string();
+    let push = "<xml><ToUserName><![CDATA[gh_866835093fea]]></ToUserName>\
+        <FromUserName><![CDATA[ogdotwSc_MmEEsJs9-ABZ1QL_4r4]]></FromUserName><CreateTime>1709294400</CreateTime>\
+        <MsgType><![CDATA[text]]></MsgType><Content><![CDATA[请问什么时候发货?]]></Content><MsgId>6349323426230210995</MsgId></xml>";
+    let signed = format!("{url}?{}", wechat_query("wx-token", "1709294400", "n1"));
+    assert_eq!(app.http.post(&signed).body(push).send().await.unwrap().status(), 200);
+    receiver.wait_for(1).await;
+    let chats: Value = app
+        .admin(Method::GET, &format!("/api/v1/workspaces/{}/chats", ws.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let chat_path = format!("/api/v1/chats/{}", chats["chats"][0]["id"]);
+    let reply = || async {
+        let chat: Value = app.admin(Method::GET, &chat_path).send().await.unwrap().json().await.unwrap();
+        (chat["reply_status"].clone(), chat["can_reply"].clone(), chat["replies_left"].clone())
+    };
+    assert_eq!(reply().await, (json!("ACCEPTED"), json!(true), Value::Null), "within 48 hours: no limit");
+
+    // 49 hours on, the window has lapsed: the lapse is announced, and 4 messages remain.
+    app.set_time("2024-03-03T13:00:00Z");
+    assert_eq!(reply().await, (json!("ACCEPTED"), json!(true), json!(4)));
+    let lapse = sessions.wait_for(2).await[1].json();
+    assert_eq!(lapse[0]["payload"]["replyStatus"], "ACCEPTED", "a service account may still send");
+    assert_eq!(lapse[0]["chat"]["replies_left"], 4);
+
+    // The tool that answers through WeChat's API files its messages through the JSON API.
+    let path = format!("/api/v1/workspaces/{}/messages?source_id={}", ws.id, src["id"].as_str().unwrap());
+    for n in 1..=4 {
+        let sent = json!({"message_id": format!("out-{n}"), "direction": "sent", "text": format!("Update {n}"),
+                          "timestamp": format!("2024-03-03T13:0{n}:00Z"),
+                          "chat": {"id": "ogdotwSc_MmEEsJs9-ABZ1QL_4r4"}});
+        let posted =
+            app.http.post(app.url(&path)).bearer_auth(&ws.ingest_key).json(&sent).send().await.unwrap();
+        assert_eq!(posted.status(), 202);
+    }
+    let seen = receiver.wait_for(5).await;
+    let chat_of = |id: &str| seen.iter().find(|r| r.message_id() == id).unwrap().json()["chat"].clone();
+    assert_eq!(
+        (chat_of("out-1")["replies_left"].clone(), chat_of("out-1")["can_reply"].clone()),
+        (json!(3), json!(true))
+    );
+    let last = chat_of("out-4");
+    assert_eq!(
+        (last["reply_status"].clone(), last["can_reply"].clone(), last["replies_left"].clone()),
+        (json!("OUTGOING_LIMIT_REACHED"), json!(false), json!(0))
+    );
+    assert_eq!(reply().await, (json!("OUTGOING_LIMIT_REACHED"), json!(false), json!(0)));
+
+    // The month ends at midnight in China (16:00 UTC): then 4 more.
+    app.set_time("2024-03-31T15:59:00Z");
+    assert_eq!(reply().await.2, json!(0));
+    app.set_time("2024-03-31T16:00:00Z");
+    assert_eq!(reply().await, (json!("ACCEPTED"), json!(true), json!(4)));
 }

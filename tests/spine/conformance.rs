@@ -951,6 +951,157 @@ pub async fn a_session_report_is_announced_once_and_an_assignment_alone_is_news(
     }
 }
 
+/// A text message of the JSON API, received from the customer or sent by the business.
+fn said(id: &str, chat: &str, direction: Direction) -> NewMessage {
+    NewMessage {
+        message_id: id.into(),
+        direction,
+        timestamp: start_time(),
+        chat: ChatInfo { external_id: chat.into(), ..ChatInfo::default() },
+        sender: Party::default(),
+        recipient: Party::default(),
+        text: format!("text of {id}"),
+        account: None,
+        channel: "api".into(),
+    }
+}
+
+/// One request of the JSON API; session events render as "OLD>NEW".
+fn request(world: &World, messages: Vec<NewMessage>, sessions: Vec<SessionChange>) -> IngestBatch {
+    IngestBatch {
+        workspace_id: world.workspace.clone(),
+        source_key: "api".into(),
+        messages,
+        sessions,
+        skipped: Vec::new(),
+        render_immediate: Arc::new(|_, _, _, _| Vec::new()),
+        render_session: Arc::new(|event| {
+            let name = |s: Option<SessionStatus>| s.map_or("-", SessionStatus::as_str);
+            format!("{}>{}", name(event.old_status), name(event.status)).into_bytes()
+        }),
+    }
+}
+
+/// The chat's history as "FROM>TO cause" steps, checking that each step starts where the one
+/// before it ended.
+async fn history(world: &World, chat: ChatId) -> Vec<String> {
+    let transitions = world.store.session_history(chat).await.unwrap().expect("the chat exists");
+    let mut last: Option<String> = None;
+    let mut steps = Vec::new();
+    for t in transitions {
+        assert_eq!(t.from, last, "each transition starts where the one before ended");
+        steps.push(format!("{}>{} {}", t.from.as_deref().unwrap_or("-"), t.to, t.cause.as_str()));
+        last = Some(t.to);
+    }
+    steps
+}
+
+/// [`chatbundle::store::SessionStore::session_history`]: a first message starts a session, the
+/// business's reply puts it in progress, a customer's message after ENDED starts a new one
+/// (and a reply in the same request moves that on); duplicates and repeats move nothing; each
+/// move is recorded once, chained, and announced to session_status webhooks in order.
+pub async fn messages_move_sessions_and_each_move_is_recorded_once(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::None, &[Event::SessionStatus]).await;
+    let ingest = |messages: Vec<NewMessage>, sessions: Vec<SessionChange>| {
+        let batch = request(&world, messages, sessions);
+        async { world.store.ingest(batch).await.unwrap() }
+    };
+    ingest(vec![said("m1", "c1", Direction::Received)], vec![]).await;
+    let id = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
+    ingest(vec![said("m2", "c1", Direction::Sent), said("m3", "c1", Direction::Sent)], vec![]).await;
+    ingest(vec![said("m1", "c1", Direction::Received)], vec![]).await;
+    let ended = SessionChange {
+        workspace_id: world.workspace.clone(),
+        source_key: "api".into(),
+        chat: ChatInfo { external_id: "c1".into(), ..ChatInfo::default() },
+        session_id: None,
+        status: Some(SessionStatus::Ended),
+        assignee_type: None,
+        channel: None,
+        reported: ReportedSession::default(),
+    };
+    ingest(vec![], vec![ended.clone()]).await;
+    ingest(vec![], vec![ended]).await;
+    // A sent message does not reopen an ended session; the customer's next message does.
+    ingest(vec![said("m4", "c1", Direction::Sent)], vec![]).await;
+    ingest(vec![said("m5", "c1", Direction::Received), said("m6", "c1", Direction::Sent)], vec![]).await;
+    ingest(vec![said("m7", "c1", Direction::Received)], vec![]).await;
+
+    assert_eq!(
+        history(&world, id).await,
+        [
+            "->CREATED message",
+            "CREATED>ON_PROGRESS reply",
+            "ON_PROGRESS>ENDED reported",
+            "ENDED>CREATED message",
+            "CREATED>ON_PROGRESS reply",
+        ]
+    );
+    let (_, chat) = world.store.get_chat(id).await.unwrap().unwrap();
+    assert_eq!(chat.session_status, Some(SessionStatus::OnProgress));
+    // The chat's lane hands its events out one at a time, in order.
+    let mut events = Vec::new();
+    loop {
+        let claimed = claim(&world.store, 10).await;
+        if claimed.is_empty() {
+            break;
+        }
+        for delivery in claimed {
+            assert_eq!(delivery.webhook_id, webhook);
+            events.push(String::from_utf8(delivery.payload.clone()).unwrap());
+            record(&world.store, &delivery, world.now(), AttemptOutcome::Delivered).await;
+        }
+    }
+    assert_eq!(
+        events,
+        ["->CREATED", "CREATED>ON_PROGRESS", "ON_PROGRESS>ENDED", "ENDED>CREATED", "CREATED>ON_PROGRESS"]
+    );
+    assert_eq!(world.store.session_history(ChatId(id.0 + 1000)).await.unwrap(), None, "no such chat");
+}
+
+/// Customers writing to an ended chat at once (one request each, as from several daemons)
+/// start one new session; the business answering at once moves it on once; the history stays
+/// one chain.
+pub async fn racing_messages_move_a_session_once(factory: &dyn Factory) {
+    let world = Arc::new(World::new(factory).await);
+    world
+        .store
+        .ingest(request(&world, vec![said("first", "c1", Direction::Received)], vec![]))
+        .await
+        .unwrap();
+    let id = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
+    let ended = SessionChange {
+        workspace_id: world.workspace.clone(),
+        source_key: "api".into(),
+        chat: ChatInfo { external_id: "c1".into(), ..ChatInfo::default() },
+        session_id: None,
+        status: Some(SessionStatus::Ended),
+        assignee_type: None,
+        channel: None,
+        reported: ReportedSession::default(),
+    };
+    world.store.ingest(request(&world, vec![], vec![ended])).await.unwrap();
+    for direction in [Direction::Received, Direction::Sent] {
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let world = world.clone();
+                tokio::spawn(async move {
+                    let message = said(&format!("{}-{i}", direction.as_str()), "c1", direction);
+                    world.store.ingest(request(&world, vec![message], vec![])).await.unwrap();
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+    }
+    assert_eq!(
+        history(&world, id).await,
+        ["->CREATED message", "CREATED>ENDED reported", "ENDED>CREATED message", "CREATED>ON_PROGRESS reply"]
+    );
+}
+
 /// The cases above, as tests for one store.
 #[macro_export]
 macro_rules! conformance {
@@ -989,6 +1140,8 @@ macro_rules! conformance {
             case!(racing_prunes_delete_each_old_row_once);
             case!(a_chat_owner_set_by_hand_stays_until_a_message_names_another);
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
+            case!(messages_move_sessions_and_each_move_is_recorded_once);
+            case!(racing_messages_move_a_session_once);
         }
     };
 }

@@ -25,7 +25,7 @@ async fn a_message_is_delivered_at_once_in_the_timelinesai_shape() {
             "chat": {"full_name": "John Doe", "responsible_name": "Amnon",
                      "responsible_email": "amnon@acme.com", "chat_url": chat_url, "chat_id": "c-1",
                      "is_new_chat": true, "is_group": false, "phone": "+97254000000",
-                     "can_reply": true, "reply_window_expires_at": null},
+                     "can_reply": true, "reply_window_expires_at": null, "reply_status": "ACCEPTED"},
             "message": {"direction": "received", "timestamp": "2021-02-24T16:25:29+0000",
                         "message_id": "m-1",
                         "sender": {"full_name": "John Doe", "phone": "+97254000000"},

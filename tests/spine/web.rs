@@ -346,6 +346,19 @@ async fn a_chats_owner_is_set_on_its_page_with_the_apis_checks() {
         .await
         .unwrap();
     assert!(page.contains("Owner saved.") && page.contains("value=\"dana@acme.example\""));
+    // The session history, newest first: the business's answer put the session in progress.
+    let mut answer = message("m-2", "c-1", "on its way");
+    answer["direction"] = json!("sent");
+    app.ingest(&ws, &answer).await;
+    let page = http.get(app.url(&format!("/ui/chats/{chat}"))).send().await.unwrap().text().await.unwrap();
+    let table = &page[page.find("id=\"session-history\"").expect("a history table")..];
+    let replied =
+        table.find("<td>CREATED</td><td>ON_PROGRESS</td><td>the business replied</td>").expect("the reply");
+    let started = table
+        .find("<td>—</td><td>CREATED</td><td>a customer&#39;s message</td>")
+        .or_else(|| table.find("<td>—</td><td>CREATED</td><td>a customer&#x27;s message</td>"))
+        .expect(&page);
+    assert!(replied < started, "newest first");
     let forged = http.post(&owner_url).form(&[("responsible_name", "X")]).send().await.unwrap();
     assert_eq!(forged.status(), 403, "the form needs the CSRF token");
 }

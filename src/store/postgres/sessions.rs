@@ -2,10 +2,12 @@
 //! events they queue. A lapse is announced by whichever daemon locks its chat first; the others
 //! skip the locked row, and find it announced once it commits.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use sqlx::postgres::PgConnection;
+use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::queue::enqueue;
 use super::rows::{CHAT_COLUMNS, chat, from_ms, ms};
@@ -13,11 +15,13 @@ use super::{PgStore, lock_workspace};
 use crate::domain::{
     ChatId, DeliveryId, DeliveryKind, SessionStatus, WebhookId, WorkspaceId, new_id, random_token,
 };
+use crate::store::merge::{self, ChatKey, Merged, SessionMove};
 use crate::store::queue::Enqueue;
-use crate::store::sessions::{
-    Owned, ReportedSession, expired, reply_status, reported_status, worth_an_event,
+use crate::store::sessions::{Owned, ReplyState, ReportedSession, reported_status, worth_an_event};
+use crate::store::{
+    Chat, IngestBatch, RenderSession, SessionCause, SessionChange, SessionEvent, SessionStore,
+    SessionTransition, StoreResult,
 };
-use crate::store::{Chat, RenderSession, SessionChange, SessionEvent, SessionStore, StoreResult};
 
 /// Queues `payload` for every webhook of the workspace subscribed to session events, in the
 /// chat's lane (so they interleave in order with its messages and bundles).
@@ -58,6 +62,149 @@ pub(super) async fn has_listeners(conn: &mut PgConnection, workspace_id: &Worksp
     Ok(found.is_some())
 }
 
+/// Whether each workspace listens to session events, asked once per commit.
+#[derive(Default)]
+pub(super) struct Listeners<'a>(HashMap<&'a str, bool>);
+
+impl<'a> Listeners<'a> {
+    pub(super) async fn of(&mut self, conn: &mut PgConnection, workspace: &'a str) -> StoreResult<bool> {
+        if let Some(listens) = self.0.get(workspace) {
+            return Ok(*listens);
+        }
+        let listens = has_listeners(conn, &WorkspaceId::from(workspace)).await?;
+        self.0.insert(workspace, listens);
+        Ok(listens)
+    }
+}
+
+/// Records that a chat's session moved to `to`. Its `from` is the status the chat's history
+/// last recorded, so the chain holds whoever wrote before; nothing is recorded when that
+/// already is `to`.
+pub(super) async fn record(
+    conn: &mut PgConnection,
+    chat_id: ChatId,
+    to: &str,
+    cause: SessionCause,
+    source_key: &str,
+    reply_status: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO session_history (chat_id, at, from_status, to_status, cause, source_key, reply_status)
+         SELECT $1, $2, last.status, $3, $4, $5, $6
+         FROM (SELECT (SELECT to_status FROM session_history WHERE chat_id = $1 ORDER BY id DESC LIMIT 1)
+               AS status) AS last
+         WHERE last.status IS DISTINCT FROM $3",
+    )
+    .bind(chat_id.0)
+    .bind(now)
+    .bind(to)
+    .bind(cause.as_str())
+    .bind(source_key)
+    .bind(reply_status)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the first session of chats a message created (they have no history yet).
+pub(super) async fn record_started(
+    conn: &mut PgConnection,
+    chats: &[(ChatId, &str)],
+    now: i64,
+) -> StoreResult<()> {
+    for chunk in chats.chunks(500) {
+        let mut query = QueryBuilder::<Postgres>::new(
+            "INSERT INTO session_history (chat_id, at, to_status, cause, source_key) ",
+        );
+        query.push_values(chunk, |mut row, (chat, source_key)| {
+            row.push_bind(chat.0)
+                .push_bind(now)
+                .push_bind(SessionStatus::Created.as_str())
+                .push_bind(SessionCause::Message.as_str())
+                .push_bind(source_key.to_string());
+        });
+        query.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Applies the moves messages make to sessions: the chat's status changes if it still is what
+/// the merge saw, each step is recorded and announced to session_status webhooks, and the
+/// stored chat says its new status (the message payloads show it).
+pub(super) async fn apply_moves<'a>(
+    conn: &mut PgConnection,
+    moves: &[SessionMove<'a>],
+    stored: &mut HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    listeners: &mut Listeners<'a>,
+    batches: &[IngestBatch],
+    merged: &mut Merged<'a>,
+    now: i64,
+) -> StoreResult<()> {
+    for moved in moves {
+        let Some(&(_, last)) = moved.steps.last() else { continue };
+        let chat_id = stored[&moved.chat].0.id;
+        let done = sqlx::query("UPDATE chats SET session_status = $1 WHERE id = $2 AND session_status = $3")
+            .bind(last.as_str())
+            .bind(chat_id.0)
+            .bind(moved.from.as_str())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if done == 0 {
+            continue;
+        }
+        let (workspace, source_key, _) = moved.chat;
+        for &(from, to) in &moved.steps {
+            record(conn, chat_id, to.as_str(), SessionCause::of_message(to), source_key, None, now).await?;
+            if listeners.of(conn, workspace).await? {
+                let mut at_step = stored[&moved.chat].0.clone();
+                at_step.session_status = Some(to);
+                let render = merge::render_session(batches, workspace);
+                let id = WorkspaceId::from(workspace);
+                announce(conn, &id, &at_step, Some(from), &ReportedSession::default(), now, render).await?;
+                merge::session_started(batches, merged, workspace);
+            }
+        }
+        if let Some((chat, _)) = stored.get_mut(&moved.chat) {
+            chat.session_status = Some(last);
+        }
+    }
+    Ok(())
+}
+
+/// See [`SessionStore::session_history`].
+async fn history(conn: &mut PgConnection, chat_id: ChatId) -> StoreResult<Option<Vec<SessionTransition>>> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT id FROM chats WHERE id = $1")
+        .bind(chat_id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if found.is_none() {
+        return Ok(None);
+    }
+    let rows = sqlx::query(
+        "SELECT at, from_status, to_status, cause, source_key, reply_status FROM session_history
+         WHERE chat_id = $1 ORDER BY id",
+    )
+    .bind(chat_id.0)
+    .fetch_all(conn)
+    .await?;
+    let transitions = rows
+        .iter()
+        .map(|row| {
+            Ok(SessionTransition {
+                at: from_ms(row.try_get("at")?),
+                from: row.try_get("from_status")?,
+                to: row.try_get("to_status")?,
+                cause: SessionCause::parse(row.try_get("cause")?),
+                source_key: row.try_get("source_key")?,
+                reply_status: row.try_get("reply_status")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Some(transitions))
+}
+
 /// The event for a chat's session as it stands.
 async fn event(
     conn: &mut PgConnection,
@@ -82,7 +229,10 @@ async fn event(
         session_id: row.try_get("session_id")?,
         status: chat.session_status,
         old_status,
-        reply_status: reported.reply_status.clone().unwrap_or_else(|| reply_status(chat, now).to_string()),
+        reply_status: reported
+            .reply_status
+            .clone()
+            .unwrap_or_else(|| ReplyState::of(chat, from_ms(now)).status.into()),
         assignee_type: row.try_get("assignee_type")?,
         messages_count: row.try_get::<i64, _>("messages")? as u64,
         at: from_ms(now),
@@ -164,6 +314,11 @@ pub(super) async fn change(
         .fetch_one(&mut *conn)
         .await?;
     let (changed_chat, _) = chat(&row)?;
+    if let Some(status) = reported_status(change) {
+        let reply = change.reported.reply_status.as_deref();
+        let cause = SessionCause::Reported;
+        record(conn, changed_chat.id, status, cause, &change.source_key, reply, now).await?;
+    }
     let changed = worth_an_event(change, before.as_ref(), &changed_chat);
     if changed {
         announce(conn, &change.workspace_id, &changed_chat, old, &change.reported, now, render).await?;
@@ -218,7 +373,8 @@ impl SessionStore for PgStore {
                 .execute(&mut *tx)
                 .await?;
             let status = lapsed.session_status;
-            announce(&mut tx, &workspace_id, &lapsed, status, &expired(), now, &render).await?;
+            announce(&mut tx, &workspace_id, &lapsed, status, &ReportedSession::default(), now, &render)
+                .await?;
         }
         tx.commit().await?;
         Ok(rows.len() as u64)
@@ -248,5 +404,10 @@ impl SessionStore for PgStore {
         let (found, _) = chat(&row)?;
         let status = found.session_status;
         Ok(Some(event(&mut conn, &workspace_id, &found, status, &ReportedSession::default(), ms(now)).await?))
+    }
+
+    async fn session_history(&self, chat: ChatId) -> StoreResult<Option<Vec<SessionTransition>>> {
+        let mut conn = self.pool.acquire().await?;
+        history(&mut conn, chat).await
     }
 }

@@ -17,7 +17,7 @@ async fn fetch_source(conn: &mut PgConnection, id: &SourceId) -> StoreResult<Opt
 #[async_trait]
 impl SourceStore for PgStore {
     async fn create_source(&self, new: NewSource) -> StoreResult<Source> {
-        let id = SourceId::generate();
+        let id = SourceId::unguessable();
         let (mut tx, now) = self.begin().await?;
         sqlx::query(
             "INSERT INTO sources (id, workspace_id, kind, name, account_full_name, account_email, account_phone,

@@ -16,7 +16,7 @@ use super::activity::insert_event;
 use super::queue::enqueue;
 use super::rows::{CHAT_COLUMNS, chat, ms};
 use super::sessions;
-use crate::domain::{Account, ChatId, SessionStatus, WebhookId, WorkspaceId, random_token};
+use crate::domain::{Account, AccountType, ChatId, SessionStatus, WebhookId, WorkspaceId, random_token};
 use crate::store::merge::{self, Candidate, ChatKey, ChatUpdate, LATER, MessageKey, WorkspaceInfo, merge};
 use crate::store::{Chat, IngestBatch, IngestOutcome, IngestStore, StoreResult};
 
@@ -47,36 +47,35 @@ pub(super) async fn ingest_many(
     }
 
     let mut merged = merge(batches);
-    let stored_chats = upsert_chats(conn, &merged.chat_order, &merged.chats, now).await?;
+    let mut stored_chats = upsert_chats(conn, &merged.chat_order, &merged.chats, now).await?;
     let inserted = insert_messages(conn, &merged.candidates, &stored_chats, now).await?;
-    let (deliveries, first_of_chat) =
-        merge::deliveries(batches, &mut merged, &stored_chats, &inserted, &workspaces);
 
-    // Chats created by this merge start their session: tell session_status webhooks.
-    let mut listening: HashMap<&str, bool> = HashMap::new();
-    for (key, (created, _)) in &stored_chats {
-        if ms(created.first_seen_at) != now {
-            continue;
-        }
-        let workspace = WorkspaceId::from(key.0);
-        let listens = match listening.get(key.0) {
-            Some(listens) => *listens,
-            None => {
-                let listens = sessions::has_listeners(conn, &workspace).await?;
-                listening.insert(key.0, listens);
-                listens
-            }
-        };
-        if listens {
-            let render = &batches
-                .iter()
-                .find(|b| b.workspace_id.as_str() == key.0)
-                .expect("a batch of the chat")
-                .render_session;
-            sessions::announce(conn, &workspace, created, None, &Default::default(), now, render).await?;
+    // Chats created by this merge start their session: recorded, and told to session_status
+    // webhooks. Then the new messages move sessions on (a new session after ENDED, a reply).
+    let created: Vec<ChatKey> = merged
+        .chat_order
+        .iter()
+        .filter(|key| ms(stored_chats[*key].0.first_seen_at) == now)
+        .copied()
+        .collect();
+    let started: Vec<(ChatId, &str)> = created.iter().map(|key| (stored_chats[key].0.id, key.1)).collect();
+    sessions::record_started(conn, &started, now).await?;
+    let mut listeners = sessions::Listeners::default();
+    for key in &created {
+        if listeners.of(conn, key.0).await? {
+            let workspace = WorkspaceId::from(key.0);
+            let render = merge::render_session(batches, key.0);
+            let chat = &stored_chats[key].0;
+            sessions::announce(conn, &workspace, chat, None, &Default::default(), now, render).await?;
             merge::session_started(batches, &mut merged, key.0);
         }
     }
+    let moves = merge::session_moves(&merged, &stored_chats, &inserted);
+    sessions::apply_moves(conn, &moves, &mut stored_chats, &mut listeners, batches, &mut merged, now).await?;
+    let replies = merge::replies_after_window(&merged, &stored_chats, &inserted);
+    count_replies(conn, &replies, &mut stored_chats).await?;
+    let (deliveries, first_of_chat) =
+        merge::deliveries(batches, &mut merged, &stored_chats, &inserted, &workspaces);
     mark_first_messages(conn, &first_of_chat).await?;
     enqueue(conn, &deliveries, now).await?;
 
@@ -138,7 +137,7 @@ async fn upsert_chats<'a>(
             "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group,
                                 responsible_name, responsible_email, token, first_seen_at,
                                 last_received_at, channel, session_status, last_customer_message_at,
-                                reply_window_expires_at, expiry_announced, responsible_id) ",
+                                reply_window_expires_at, expiry_announced, responsible_id, account_type) ",
         );
         query.push_values(keys, |mut row, key| {
             let update = &chats[key];
@@ -160,7 +159,8 @@ async fn upsert_chats<'a>(
                 .push_bind(update.customer_at)
                 .push_bind(update.window)
                 .push_bind(update.window.is_none())
-                .push_bind(info.responsible_id.clone());
+                .push_bind(info.responsible_id.clone())
+                .push_bind(info.account_type.map(AccountType::as_str));
         });
         // A later customer message moves the reply window, and a lapse of it is due again.
         query.push(format!(
@@ -171,6 +171,7 @@ async fn upsert_chats<'a>(
                 responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
                 responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email),
                 responsible_id = COALESCE(excluded.responsible_id, chats.responsible_id),
+                account_type = COALESCE(excluded.account_type, chats.account_type),
                 last_received_at = excluded.last_received_at,
                 channel = excluded.channel,
                 last_customer_message_at = CASE WHEN {LATER} THEN excluded.last_customer_message_at
@@ -244,6 +245,32 @@ async fn insert_messages<'a>(
         }
     }
     Ok(inserted)
+}
+
+/// Counts what the business sent after chats' reply windows into their allowance periods
+/// ([`merge::replies_after_window`]); the stored chats say the new count (the payloads show it).
+async fn count_replies<'a>(
+    conn: &mut SqliteConnection,
+    counts: &[(ChatKey<'a>, i64, u32)],
+    stored: &mut HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+) -> StoreResult<()> {
+    for (key, period, sent) in counts {
+        let Some((chat, _)) = stored.get_mut(key) else { continue };
+        let (period, used): (i64, i64) = sqlx::query_as(
+            "UPDATE chats SET
+                replies_used = CASE WHEN replies_period = ?1 THEN replies_used + ?2
+                                    WHEN replies_period > ?1 THEN replies_used ELSE ?2 END,
+                replies_period = MAX(COALESCE(replies_period, ?1), ?1)
+             WHERE id = ?3 RETURNING replies_period, replies_used",
+        )
+        .bind(period)
+        .bind(i64::from(*sent))
+        .bind(chat.id.0)
+        .fetch_one(&mut *conn)
+        .await?;
+        chat.replies_used = Some((period, used as u32));
+    }
+    Ok(())
 }
 
 /// Records the first message of chats that had none, which decides `is_new_chat` later.

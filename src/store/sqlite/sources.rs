@@ -20,7 +20,7 @@ impl SourceStore for SqliteStore {
         let clock = self.writer.clock();
         self.write(move |conn| {
             Box::pin(async move {
-                let id = SourceId::generate();
+                let id = SourceId::unguessable();
                 let now = ms(clock.now());
                 sqlx::query(
                     "INSERT INTO sources (id, workspace_id, kind, name, account_full_name, account_email, account_phone,

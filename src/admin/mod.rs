@@ -3,6 +3,7 @@
 pub mod activity;
 pub mod chats;
 pub mod deliveries;
+pub mod preview;
 pub mod sources;
 pub mod webhooks;
 pub mod workspaces;
@@ -31,6 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::resend))
         .routes(routes!(webhooks::show, webhooks::update, webhooks::delete))
+        .routes(routes!(preview::preview))
         .routes(routes!(chats::list))
         .routes(routes!(chats::show, chats::update))
         .routes(routes!(chats::rotate_token))

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use tracing::{info, instrument};
 
 use crate::deliver::SigningSecret;
-use crate::domain::{DeliveryTimeout, Event, Granularity, WebhookId, WorkspaceId, masked_url, unmasked_url};
+use crate::domain::{
+    DeliveryTimeout, Event, Granularity, NoteMaxChars, WebhookId, WorkspaceId, masked_url, unmasked_url,
+};
 use crate::http::ApiError;
 use crate::http::auth::Admin;
 use crate::http::{Body, nullable};
@@ -41,6 +43,11 @@ pub struct CreateWebhook {
     pub events: Option<Vec<Event>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Characters of note per bundle part, 500 to 1,000,000 (60,000 when left out): bundles
+    /// longer than that go out in parts marked "(1/3)".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 500, maximum = 1000000)]
+    pub note_max_chars: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -64,6 +71,10 @@ pub struct UpdateWebhook {
     #[serde(default, deserialize_with = "nullable")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Option<String>>,
+    /// Characters of note per bundle part, 500 to 1,000,000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 500, maximum = 1000000)]
+    pub note_max_chars: Option<u64>,
 }
 
 /// A webhook as the API shows it. The secret appears only in the answer that set it.
@@ -79,6 +90,8 @@ pub struct WebhookView {
     enabled: bool,
     events: Vec<Event>,
     timeout: String,
+    /// Characters of note per bundle part.
+    note_max_chars: u32,
     has_secret: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
@@ -95,6 +108,7 @@ impl WebhookView {
             inherits_granularity: webhook.granularity.is_none(),
             timeout: humantime::format_duration(webhook.timeout.unwrap_or(default_timeout)).to_string(),
             has_secret: webhook.secret.is_some(),
+            note_max_chars: webhook.note_max_chars,
             secret: None,
             id: webhook.id,
             workspace_id: webhook.workspace_id,
@@ -141,6 +155,10 @@ fn events(list: Vec<Event>) -> Result<Vec<Event>, ApiError> {
     Ok(list)
 }
 
+fn note_max_chars(value: u64) -> Result<u32, ApiError> {
+    NoteMaxChars::checked(value).map(NoteMaxChars::get).map_err(|e| ApiError::field("note_max_chars", e))
+}
+
 fn timeout(value: &str) -> Result<Duration, ApiError> {
     value.parse::<DeliveryTimeout>().map(DeliveryTimeout::duration).map_err(|e| ApiError::field("timeout", e))
 }
@@ -175,6 +193,7 @@ pub async fn create(
         secret: secret.clone(),
         events: events(body.events.unwrap_or_else(|| vec![Event::Messages]))?,
         timeout: body.timeout.as_deref().map(timeout).transpose()?,
+        note_max_chars: body.note_max_chars.map(note_max_chars).transpose()?,
     };
     let webhook = service::webhooks::create(&state, new).await?;
     info!(webhook_id = %webhook.id, "webhook created");
@@ -268,6 +287,7 @@ pub async fn update(
         secret: secret.clone(),
         events: body.events.map(events).transpose()?,
         timeout: body.timeout.map(|t| t.as_deref().map(timeout).transpose()).transpose()?,
+        note_max_chars: body.note_max_chars.map(note_max_chars).transpose()?,
     };
     let webhook =
         state.store.update_webhook(&id, patch).await?.ok_or_else(|| ApiError::not_found("webhook"))?;

@@ -134,6 +134,9 @@ pub enum WebhookCommand {
         /// Comma-separated: messages, session_status.
         #[arg(long, value_delimiter = ',')]
         events: Option<Vec<String>>,
+        /// Characters of note per bundle part, 500 to 1000000 (default 60000).
+        #[arg(long)]
+        note_max_chars: Option<u64>,
     },
     /// Change a webhook.
     Update {
@@ -155,6 +158,9 @@ pub enum WebhookCommand {
         timeout: Option<String>,
         #[arg(long, value_delimiter = ',')]
         events: Option<Vec<String>>,
+        /// Characters of note per bundle part, 500 to 1000000.
+        #[arg(long)]
+        note_max_chars: Option<u64>,
     },
     /// Delete a webhook and what is queued for it.
     Delete { id: String },
@@ -287,6 +293,8 @@ pub enum ChatCommand {
     Show { id: String },
     /// Give a chat a new transcript link; the old one stops working.
     RotateToken { id: String },
+    /// A chat's session history, oldest first.
+    Sessions { id: String },
     /// Set who owns a chat; an empty value clears it.
     Update {
         id: String,
@@ -308,6 +316,9 @@ pub async fn chat(config: &Config, remote: &Remote, command: ChatCommand) -> Out
         ChatCommand::Show { id } => client.show(Method::GET, &format!("/api/v1/chats/{id}"), None).await,
         ChatCommand::RotateToken { id } => {
             client.show(Method::POST, &format!("/api/v1/chats/{id}/rotate-token"), None).await
+        }
+        ChatCommand::Sessions { id } => {
+            client.show(Method::GET, &format!("/api/v1/chats/{id}/sessions"), None).await
         }
         ChatCommand::Update { id, responsible_name, responsible_email } => {
             let cleared = |value: Option<String>| value.map(|v| Some(v).filter(|v| !v.trim().is_empty()));
@@ -441,7 +452,16 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
         WebhookCommand::Show { id } => {
             client.show(Method::GET, &format!("/api/v1/webhooks/{id}"), None).await
         }
-        WebhookCommand::Create { workspace, endpoint, granularity, secret, disabled, timeout, events } => {
+        WebhookCommand::Create {
+            workspace,
+            endpoint,
+            granularity,
+            secret,
+            disabled,
+            timeout,
+            events,
+            note_max_chars,
+        } => {
             let request = CreateWebhook {
                 url: endpoint,
                 granularity: granularity.map(|g| parsed("granularity", &g)).transpose()?,
@@ -449,12 +469,22 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
                 secret: secret.then_some(SecretInput::Generate(true)),
                 events: self::events(events)?,
                 timeout,
+                note_max_chars,
             };
             client
                 .show(Method::POST, &format!("/api/v1/workspaces/{workspace}/webhooks"), body(request))
                 .await
         }
-        WebhookCommand::Update { id, webhook_url, granularity, enabled, secret, timeout, events } => {
+        WebhookCommand::Update {
+            id,
+            webhook_url,
+            granularity,
+            enabled,
+            secret,
+            timeout,
+            events,
+            note_max_chars,
+        } => {
             let secret = secret.map(|s| match s.as_str() {
                 "generate" => Some(SecretInput::Generate(true)),
                 "remove" => None,
@@ -467,6 +497,7 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
                 secret,
                 events: self::events(events)?,
                 timeout: timeout.map(|t| (t != "default").then_some(t)),
+                note_max_chars,
             };
             client.show(Method::PATCH, &format!("/api/v1/webhooks/{id}"), body(request)).await
         }

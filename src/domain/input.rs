@@ -130,9 +130,49 @@ impl FromStr for DeliveryTimeout {
     }
 }
 
+/// How many characters of note one bundle part may hold: at least 500 (room for a message and
+/// the link), at most 1,000,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoteMaxChars(u32);
+
+impl NoteMaxChars {
+    pub const MIN: u64 = 500;
+    pub const MAX: u64 = 1_000_000;
+
+    pub fn checked(value: u64) -> Result<NoteMaxChars, Invalid> {
+        if !(Self::MIN..=Self::MAX).contains(&value) {
+            return Err(Invalid(format!("must be between {} and {} (got {value})", Self::MIN, Self::MAX)));
+        }
+        Ok(NoteMaxChars(value as u32))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl FromStr for NoteMaxChars {
+    type Err = Invalid;
+
+    fn from_str(value: &str) -> Result<Self, Invalid> {
+        let n =
+            value.trim().parse::<u64>().map_err(|_| Invalid(format!("{value:?} is not a whole number")))?;
+        NoteMaxChars::checked(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_note_limit_leaves_room_for_a_message() {
+        assert_eq!("500".parse::<NoteMaxChars>().map(NoteMaxChars::get), Ok(500));
+        assert_eq!(NoteMaxChars::checked(32_000).map(NoteMaxChars::get), Ok(32_000));
+        for bad in ["499", "0", "-1", "1000001", "60k", ""] {
+            assert!(bad.parse::<NoteMaxChars>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn owner_addresses_are_parsed_not_pattern_matched() {

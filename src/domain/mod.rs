@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 mod input;
 
-pub use input::{DeliveryTimeout, EmailAddress, Invalid, Name};
+pub use input::{DeliveryTimeout, EmailAddress, Invalid, Name, NoteMaxChars};
 
 /// How a webhook receives messages: one call per message, or one bundle per chat per window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -394,6 +394,16 @@ macro_rules! text_id {
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// Whether this could be an id chatbundle made: its prefix, `_`, then letters and
+            /// digits only, 64 characters at most. What comes from a URL is checked with this
+            /// before any store sees it (PostgreSQL refuses text holding a NUL outright).
+            pub fn is_well_formed(&self) -> bool {
+                self.0.len() <= 64
+                    && self.0.strip_prefix(concat!($prefix, "_")).is_some_and(|rest| {
+                        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    })
             }
         }
 

@@ -1,6 +1,8 @@
 //! Bundles: one chat's messages of one window as a single payload, with a note to paste into a
-//! CRM. A bundle over 500 messages or 60,000 characters of note is cut into parts, each a
-//! complete payload (HubSpot notes hold 65,536 characters).
+//! CRM. A bundle over 500 messages or the webhook's `note_max_chars` characters of note (60,000
+//! unless set: HubSpot notes hold 65,536, Salesforce's 32,000) is cut into parts, each a
+//! complete payload whose note starts "(1/3)". Characters are counted as CRMs count them
+//! (`char`s, not bytes), and a cut falls between messages, never inside a character or a tag.
 
 use askama::Template;
 use chrono::{DateTime, Utc};
@@ -61,6 +63,8 @@ struct NoteLine<'a> {
 #[derive(Template)]
 #[template(path = "note.html")]
 struct Note<'a> {
+    /// "(1/3)" when the bundle has parts.
+    marker: Option<String>,
     lines: &'a [String],
     chat_url: &'a str,
 }
@@ -74,8 +78,39 @@ struct TextLine<'a> {
 #[derive(Template)]
 #[template(path = "note.txt")]
 struct NoteText<'a> {
+    marker: Option<String>,
     lines: Vec<TextLine<'a>>,
     chat_url: &'a str,
+}
+
+/// Room kept in each line for a part's marker, "(99999/99999)<br/>".
+const MARKER_ROOM: usize = 18;
+
+/// Where a part ends: before the line that would take it over either limit, with `fixed`
+/// characters (the link, the marker) in every part.
+fn cut(lines: &[String], fixed: usize, limits: Limits) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let (mut start, mut chars) = (0, fixed);
+    for (i, line) in lines.iter().enumerate() {
+        let add = line.chars().count() + if i > start { 5 } else { 0 };
+        if i > start && (i - start == limits.max_messages || chars + add > limits.max_note_chars) {
+            ranges.push(start..i);
+            start = i;
+            chars = fixed + line.chars().count();
+        } else {
+            chars += add;
+        }
+    }
+    if start < lines.len() {
+        ranges.push(start..lines.len());
+    }
+    ranges
+}
+
+/// The link a bundle's note ends with: the transcript, opened at `at` (the part's first
+/// message), with the bundle's messages (`from` to `to`, by position) marked.
+pub fn bundle_link(public_url: &str, token: &str, at: i64, from: i64, to: i64) -> String {
+    format!("{}?at={at}&from={from}&to={to}#m{at}", chat_url(public_url, token))
 }
 
 #[derive(Serialize)]
@@ -126,30 +161,31 @@ fn note_line(message: &StoredMessage, at: &str, max_chars: usize) -> String {
 
 /// Renders a bundle as one or more complete parts.
 pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
-    let link = chat_url(input.public_url, &input.chat.token);
-    let footer_chars = Note { lines: &[], chat_url: &link }.render().expect("notes render").chars().count();
-    let room = limits.max_note_chars.saturating_sub(footer_chars + 5).max(1);
+    let from = input.messages.iter().map(|m| m.seq).min().unwrap_or_default();
+    let to = input.messages.iter().map(|m| m.seq).max().unwrap_or_default();
+    let link = |at: i64| bundle_link(input.public_url, &input.chat.token, at, from, to);
+    // The longest link any part can end with.
+    let longest = Note { marker: None, lines: &[], chat_url: &link(to) }.render().expect("notes render");
+    let footer_chars = longest.chars().count();
+    let room = limits.max_note_chars.saturating_sub(footer_chars + MARKER_ROOM + 5).max(1);
     let local = |t: DateTime<Utc>| t.with_timezone(&input.timezone).format("%Y-%m-%d %H:%M").to_string();
     let stamps: Vec<String> = input.messages.iter().map(|m| local(m.timestamp)).collect();
     let lines: Vec<String> =
         input.messages.iter().zip(&stamps).map(|(m, at)| note_line(m, at, room)).collect();
 
-    // Cut into parts: a part ends before the line that would take it over either limit.
-    let mut ranges = Vec::new();
-    let (mut start, mut chars) = (0, footer_chars);
-    for (i, line) in lines.iter().enumerate() {
-        let add = line.chars().count() + if i > start { 5 } else { 0 };
-        if i > start && (i - start == limits.max_messages || chars + add > limits.max_note_chars) {
-            ranges.push(start..i);
-            start = i;
-            chars = footer_chars + line.chars().count();
-        } else {
-            chars += add;
+    // Cut into parts; once there are parts, each carries its marker too.
+    let mut marker_chars = 0;
+    let ranges = loop {
+        let ranges = cut(&lines, footer_chars + marker_chars, limits);
+        let needed = match ranges.len() {
+            1 => 0,
+            n => format!("({n}/{n})<br/>").chars().count(),
+        };
+        if needed <= marker_chars {
+            break ranges;
         }
-    }
-    if start < lines.len() {
-        ranges.push(start..lines.len());
-    }
+        marker_chars = needed;
+    };
 
     let bundle_id = new_id("b");
     let parts = ranges.len() as u32;
@@ -162,9 +198,13 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
             let last = messages.last().expect("parts are never empty");
             let is_new_chat =
                 input.first_message_seq.is_some_and(|seq| messages.iter().any(|m| m.seq == seq));
-            let aggregation =
-                Note { lines: &lines[range.clone()], chat_url: &link }.render().expect("notes render");
+            let marker = (parts > 1).then(|| format!("({}/{parts})", index + 1));
+            let link = link(first.seq);
+            let aggregation = Note { marker: marker.clone(), lines: &lines[range.clone()], chat_url: &link }
+                .render()
+                .expect("notes render");
             let aggregation_text = NoteText {
+                marker,
                 lines: messages
                     .iter()
                     .zip(&stamps[range.clone()])
@@ -174,6 +214,8 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
             }
             .render()
             .expect("notes render");
+            let mut chat = ChatObject::new(input.chat, input.public_url, is_new_chat, input.window_end);
+            chat.chat_url.clone_from(&link);
             let payload = BundlePayload {
                 bundle_id: &bundle_id,
                 part: index as u32 + 1,
@@ -182,7 +224,7 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
                 window_start: timestamp(input.window_start),
                 window_end: timestamp(input.window_end),
                 whatsapp_account: first.account.as_ref().unwrap_or(input.account),
-                chat: ChatObject::new(input.chat, input.public_url, is_new_chat, input.window_end),
+                chat,
                 messages: messages.iter().map(MessageObject::stored).collect(),
                 first_message_timestamp: timestamp(first.timestamp),
                 last_message_timestamp: timestamp(last.timestamp),
@@ -279,16 +321,17 @@ mod tests {
         assert_eq!(b["last_message_timestamp"], "2021-02-24T16:30:29+0000");
         assert_eq!(b["message_count"], 2);
         assert_eq!(b["chat"]["is_new_chat"], true);
-        assert_eq!(b["chat"]["chat_url"], "https://cb.example/c/tok123");
+        // The link opens the transcript at the bundle's first message, the bundle marked.
+        assert_eq!(b["chat"]["chat_url"], "https://cb.example/c/tok123?at=1&from=1&to=2#m1");
         assert_eq!(
             b["aggregation"],
             "from John Doe on 2021-02-24 16:25: lorem ipsum<br/>from John Doe on 2021-02-24 16:30: dolor\
-             <br/>Click <a href='https://cb.example/c/tok123'>here</a> to open the conversation"
+             <br/>Click <a href='https://cb.example/c/tok123?at=1&#38;from=1&#38;to=2#m1'>here</a> to open the conversation"
         );
         assert_eq!(
             b["aggregation_text"],
             "from John Doe on 2021-02-24 16:25: lorem ipsum\nfrom John Doe on 2021-02-24 16:30: dolor\n\
-             Open the conversation: https://cb.example/c/tok123"
+             Open the conversation: https://cb.example/c/tok123?at=1&from=1&to=2#m1"
         );
     }
 
@@ -395,5 +438,70 @@ mod tests {
         assert_eq!(parts.len(), 1);
         assert!(parts[0]["aggregation"].as_str().unwrap().chars().count() <= 60_000);
         assert_eq!(parts[0]["messages"][0]["text"].as_str().unwrap().len(), 65_000);
+    }
+
+    /// Every tag in a note is whole: each `<` is closed by a `>` before the next `<`.
+    fn whole_tags(note: &str) -> bool {
+        let mut open = false;
+        for c in note.chars() {
+            match c {
+                '<' if open => return false,
+                '<' => open = true,
+                '>' => open = false,
+                _ => {}
+            }
+        }
+        !open
+    }
+
+    #[test]
+    fn a_small_note_limit_splits_japanese_text_between_messages_and_numbers_the_parts() {
+        let text = "ご注文の商品は明日発送いたします。😀 <確認> & よろしくお願いします。".repeat(3);
+        let messages: Vec<StoredMessage> = (1..=12).map(|i| message(i, i as u32, &text)).collect();
+        let limits = Limits { max_note_chars: 500, ..Limits::default() };
+        let parts = render_with(&messages, "UTC", limits);
+        let n = parts.len();
+        assert!(n >= 4, "{n} parts");
+        let mut seen = 0;
+        for (i, p) in parts.iter().enumerate() {
+            let note = p["aggregation"].as_str().unwrap();
+            assert!(note.chars().count() <= 500, "part {}: {} characters", i + 1, note.chars().count());
+            assert!(note.starts_with(&format!("({}/{n})<br/>from John Doe on ", i + 1)), "{note}");
+            assert!(whole_tags(note), "{note}");
+            let plain = p["aggregation_text"].as_str().unwrap();
+            assert!(plain.starts_with(&format!("({}/{n})\nfrom John Doe", i + 1)), "{plain}");
+            // Each part's link opens the transcript at its own first message.
+            let first = p["messages"][0]["message_id"].as_str().unwrap().trim_start_matches("m-").to_string();
+            assert!(note.contains(&format!("?at={first}&#38;from=1&#38;to=12#m{first}'")), "{note}");
+            // Whole messages only: none shortened, the text intact in the note.
+            let count = p["message_count"].as_u64().unwrap() as usize;
+            assert_eq!(
+                note.matches("ご注文の商品は明日発送いたします。😀 &#60;確認&#62; &#38; よろしく").count(),
+                count * 3
+            );
+            seen += count;
+        }
+        assert_eq!(seen, 12, "no message lost or doubled");
+        // A bundle that fits has no marker.
+        let one = render_with(&messages[..1], "UTC", limits);
+        assert_eq!(one.len(), 1);
+        assert!(one[0]["aggregation"].as_str().unwrap().starts_with("from John Doe"));
+    }
+
+    #[test]
+    fn a_long_message_is_shortened_by_characters_not_bytes_and_the_markup_stays_whole() {
+        let text = "日本語のとても長いメッセージ<b>".repeat(100);
+        let limits = Limits { max_note_chars: 500, ..Limits::default() };
+        let parts = render_with(&[message(1, 1, &text), message(2, 2, "短い")], "UTC", limits);
+        for p in &parts {
+            let note = p["aggregation"].as_str().unwrap();
+            assert!(note.chars().count() <= 500, "{} characters", note.chars().count());
+            assert!(whole_tags(note), "{note}");
+            assert!(note.ends_with("to open the conversation"));
+        }
+        let first = parts[0]["aggregation"].as_str().unwrap();
+        assert!(first.contains('…'), "shortened in the note: {first}");
+        assert!(!first.contains("&#6…") && !first.contains("&#…"), "no entity cut in half: {first}");
+        assert_eq!(parts[0]["messages"][0]["text"], text, "the message itself is whole");
     }
 }

@@ -275,7 +275,11 @@ async fn test_payload(
                 window_end: now,
                 messages: &messages,
             };
-            Ok(bundle::render(&input, bundle::Limits::default()).into_iter().next().map(|part| part.payload))
+            let limits = bundle::Limits {
+                max_note_chars: webhook.note_max_chars as usize,
+                ..bundle::Limits::default()
+            };
+            Ok(bundle::render(&input, limits).into_iter().next().map(|part| part.payload))
         }
     }
 }

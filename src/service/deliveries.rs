@@ -14,6 +14,11 @@ pub async fn resend(
     webhook_id: &WebhookId,
     delivery_id: &DeliveryId,
 ) -> Result<(), ApiError> {
+    // Ids chatbundle makes are letters, digits, `_` and `-`: anything else names nothing.
+    let plausible = |id: &str| id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !webhook_id.is_well_formed() || !plausible(delivery_id.as_str()) {
+        return Err(ApiError::not_found("delivery"));
+    }
     match state.store.resend_delivery(webhook_id, delivery_id, state.clock.now()).await? {
         Resend::Queued => {
             info!("delivery queued again");

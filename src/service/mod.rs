@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod deliveries;
+pub mod preview;
 pub mod sources;
 pub mod webhooks;
 pub mod workspaces;

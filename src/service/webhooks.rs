@@ -60,6 +60,9 @@ async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
             json!(after.timeout.map(|t| humantime::format_duration(t).to_string())),
         );
     }
+    if before.note_max_chars != after.note_max_chars {
+        changed.insert("note_max_chars".into(), json!(after.note_max_chars));
+    }
     if before.secret != after.secret {
         changed.insert("secret".into(), json!(if after.secret.is_some() { "changed" } else { "removed" }));
     }

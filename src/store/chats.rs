@@ -94,6 +94,10 @@ pub trait ChatStore: Send + Sync {
     async fn chat_by_token(&self, token: &str) -> StoreResult<Option<(WorkspaceId, Chat)>>;
     /// A chat's messages, newest received first: `limit` of them after skipping `offset`.
     async fn chat_messages(&self, chat: ChatId, limit: u32, offset: u32) -> StoreResult<Vec<StoredMessage>>;
+    /// Where a message stands in [`ChatStore::chat_messages`]'s order: how many of the chat's
+    /// messages come before the one at position `seq` (so `chat_messages(chat, 1, n)` is that
+    /// message). `None` when the chat holds no message at `seq`.
+    async fn message_rank(&self, chat: ChatId, seq: i64) -> StoreResult<Option<u32>>;
     /// A chat's messages received at or after `since`, oldest received first, at most `limit`:
     /// what a webhook that has bundled everything before `since` holds buffered for it.
     async fn messages_since(

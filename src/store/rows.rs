@@ -55,7 +55,7 @@ macro_rules! row_mapping {
         }
 
         pub(super) const WEBHOOK_COLUMNS: &str = "id, workspace_id, url, granularity, enabled, secret, sub_messages, \
-             sub_session_status, timeout_ms, consecutive_failures, disabled_reason, created_at, updated_at";
+             sub_session_status, timeout_ms, note_max_chars, consecutive_failures, disabled_reason, created_at, updated_at";
 
         pub(super) fn webhook(row: &$row) -> StoreResult<Webhook> {
             let mut events = Vec::new();
@@ -74,6 +74,7 @@ macro_rules! row_mapping {
                 secret: row.try_get("secret")?,
                 events,
                 timeout: row.try_get::<Option<i64>, _>("timeout_ms")?.map(|v| Duration::from_millis(v as u64)),
+                note_max_chars: row.try_get::<i64, _>("note_max_chars")? as u32,
                 consecutive_failures: row.try_get::<i64, _>("consecutive_failures")? as u32,
                 disabled_reason: row.try_get("disabled_reason")?,
                 created_at: from_ms(row.try_get("created_at")?),
@@ -168,6 +169,7 @@ macro_rules! row_mapping {
                 granularity_changed_at: from_ms(row.try_get("granularity_changed_at")?),
                 closing_boundary: row.try_get::<Option<i64>, _>("closing_boundary")?.map(from_ms),
                 closing_flush: row.try_get("closing_flush")?,
+                note_max_chars: row.try_get::<i64, _>("note_max_chars")? as u32,
                 flushed_at: from_ms(row.try_get("flushed_at")?),
             })
         }

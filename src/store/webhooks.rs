@@ -21,6 +21,8 @@ pub struct Webhook {
     pub events: Vec<Event>,
     /// `None` uses the configured delivery timeout.
     pub timeout: Option<Duration>,
+    /// Characters of note a bundle part may hold: where bundles are cut into parts.
+    pub note_max_chars: u32,
     pub consecutive_failures: u32,
     pub disabled_reason: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -36,7 +38,12 @@ pub struct NewWebhook {
     pub secret: Option<String>,
     pub events: Vec<Event>,
     pub timeout: Option<Duration>,
+    /// `None`: [`DEFAULT_NOTE_MAX_CHARS`].
+    pub note_max_chars: Option<u32>,
 }
+
+/// Where bundles are cut unless a webhook says otherwise: HubSpot notes take 65,536 characters.
+pub const DEFAULT_NOTE_MAX_CHARS: u32 = 60_000;
 
 /// Fields to change on a webhook; the outer `None` leaves a field as it is, an inner `None`
 /// clears it (back to the workspace default, no secret, the configured timeout).
@@ -48,6 +55,7 @@ pub struct WebhookPatch {
     pub secret: Option<Option<String>>,
     pub events: Option<Vec<Event>>,
     pub timeout: Option<Option<Duration>>,
+    pub note_max_chars: Option<u32>,
 }
 
 /// Webhooks, for the admin API and page.
@@ -58,6 +66,7 @@ pub trait WebhookStore: Send + Sync {
     async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook>;
     /// A workspace's webhooks, oldest first.
     async fn list_webhooks(&self, workspace_id: &WorkspaceId) -> StoreResult<Vec<Webhook>>;
+    /// `None` when there is none, also for an id that is not well formed (`is_well_formed`).
     async fn get_webhook(&self, id: &WebhookId) -> StoreResult<Option<Webhook>>;
     /// Changes a webhook. A change of what it takes or how it windows takes effect at a single
     /// instant: messages acknowledged before it were handled under the old settings, those after

@@ -28,6 +28,8 @@ pub struct BundlingWebhook {
     pub closing_flush: bool,
     /// The last flush, which cut its window short.
     pub flushed_at: DateTime<Utc>,
+    /// Characters of note a bundle part may hold.
+    pub note_max_chars: u32,
 }
 
 /// A delivery made by closing a window: one bundle part, or (when a webhook stopped

@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/webhooks/{id}", post(webhooks::save))
         .route("/ui/webhooks/{id}/secret", post(webhooks::new_secret))
         .route("/ui/webhooks/{id}/log", get(webhooks::download_log))
+        .route("/ui/webhooks/{id}/preview", get(webhooks::preview))
         .route("/ui/webhooks/{id}/deliveries/{delivery_id}/resend", post(webhooks::resend))
         .route("/ui/chats/{id}", get(chats::show))
         .route("/ui/chats/{id}/owner", post(chats::save_owner))

@@ -1,5 +1,7 @@
 //! `GET /c/{token}`: a chat's transcript, read-only and without sign-in, behind the chat's
 //! unguessable token. Only that chat's name and messages are shown; a rotated token answers 404.
+//! A bundle's note links to `?at=N&from=A&to=B#mN`: the page holding message N, the bundle's
+//! messages (positions A to B) marked.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -20,6 +22,10 @@ use crate::store::StoreError;
 const PAGE: u32 = 50;
 
 struct Line {
+    /// The message's position, its anchor (`#m{seq}`).
+    seq: i64,
+    /// Whether it is one of the bundle the link came from.
+    marked: bool,
     direction: &'static str,
     sender: String,
     time: String,
@@ -39,11 +45,18 @@ struct TranscriptPage {
     days: Vec<Day>,
     newer: Option<u32>,
     older: Option<u32>,
+    /// `&from=A&to=B`, kept on the page links while a bundle is marked.
+    marking: String,
 }
 
 #[derive(Deserialize, Default)]
 pub struct PageQuery {
     page: Option<u32>,
+    /// Open the page holding the message at this position.
+    at: Option<i64>,
+    /// Mark the messages at these positions and between (a bundle).
+    from: Option<i64>,
+    to: Option<i64>,
 }
 
 fn not_found() -> Response {
@@ -95,7 +108,19 @@ pub async fn page(
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
-    let page = query.page.unwrap_or(0).min(100_000);
+    // A link from a note opens the page that holds the bundle's first message.
+    let rank = match query.at {
+        Some(seq) if query.page.is_none() => match state.store.message_rank(chat.id, seq).await {
+            Ok(rank) => rank,
+            Err(e) => return unavailable(e),
+        },
+        _ => None,
+    };
+    let page = rank.map(|r| r / PAGE).or(query.page).unwrap_or(0).min(100_000);
+    let marked = match (query.from, query.to) {
+        (Some(from), Some(to)) if from <= to => Some(from..=to),
+        _ => None,
+    };
     let messages = match state.store.chat_messages(chat.id, PAGE + 1, page * PAGE).await {
         Ok(messages) => messages,
         Err(e) => return unavailable(e),
@@ -106,6 +131,8 @@ pub async fn page(
         let local = m.timestamp.with_timezone(&zone);
         let date = local.format("%Y-%m-%d").to_string();
         let line = Line {
+            seq: m.seq,
+            marked: marked.as_ref().is_some_and(|range| range.contains(&m.seq)),
             direction: if m.direction == Direction::Sent { "sent" } else { "received" },
             sender: m.sender.full_name.clone().or(m.sender.phone.clone()).unwrap_or_else(|| "unknown".into()),
             time: local.format("%H:%M").to_string(),
@@ -122,6 +149,7 @@ pub async fn page(
         days,
         newer: page.checked_sub(1),
         older: more.then_some(page + 1),
+        marking: marked.map(|r| format!("&from={}&to={}", r.start(), r.end())).unwrap_or_default(),
     };
     match content.render() {
         // The token is in the URL: keep it out of referrers, caches and search engines.

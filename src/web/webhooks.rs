@@ -1,6 +1,7 @@
 //! A webhook on the workspace's page: its card (state, form, latest activity, deliveries given
 //! up), a new webhook, Save and Save-and-test, a new signing secret, the log download and resends.
 
+use askama::Template;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -10,10 +11,11 @@ use tracing::instrument;
 
 use super::session::CsrfForm;
 use super::workspaces::{Overlay, workspace_page};
-use super::{FormErrors, GRANULARITIES, PageError, Session, keep, see_other};
+use super::{FormErrors, GRANULARITIES, PageError, Session, keep, page, see_other};
 use crate::deliver::SigningSecret;
 use crate::domain::{
-    DeliveryId, DeliveryStatus, Event, Granularity, WebhookId, WorkspaceId, masked_url, unmasked_url,
+    DeliveryId, DeliveryStatus, Event, Granularity, NoteMaxChars, WebhookId, WorkspaceId, masked_url,
+    unmasked_url,
 };
 use crate::service;
 use crate::service::AppState;
@@ -30,6 +32,9 @@ pub struct WebhookForm {
     pub granularity: String,
     /// A checkbox: present ("on") when ticked.
     pub enabled: Option<String>,
+    /// Characters of note per bundle part; empty leaves it as it is.
+    #[serde(default)]
+    pub note_max_chars: String,
     /// Which button: "save" or "test".
     pub(super) action: Option<String>,
     #[serde(skip)]
@@ -169,16 +174,24 @@ impl WebhookForm {
             url: masked_url(&webhook.url),
             granularity: webhook.granularity.map(|g| g.as_str()).unwrap_or(FOLLOW_WORKSPACE).into(),
             enabled: webhook.enabled.then(|| "on".into()),
+            note_max_chars: webhook.note_max_chars.to_string(),
             ..WebhookForm::default()
         }
     }
 
-    /// Checks the URL (with the SSRF guard) and the granularity (`None`: follow the workspace).
-    async fn check(&mut self, state: &AppState) -> Option<(String, Option<Granularity>)> {
+    /// Checks the URL (with the SSRF guard), the granularity (`None`: follow the workspace) and
+    /// the note length (`None`: as it is).
+    async fn check(&mut self, state: &AppState) -> Option<(String, Option<Granularity>, Option<u32>)> {
         let url = service::webhooks::checked_url(state, &self.url).await;
         let url = keep(&mut self.errors, "url", url);
         let granularity = keep(&mut self.errors, "granularity", chosen_granularity(&self.granularity));
-        Some((url?, granularity?))
+        let note = match self.note_max_chars.trim() {
+            "" => Some(None),
+            given => {
+                keep(&mut self.errors, "note_max_chars", given.parse::<NoteMaxChars>()).map(|n| Some(n.get()))
+            }
+        };
+        Some((url?, granularity?, note?))
     }
 }
 
@@ -190,7 +203,7 @@ pub async fn create(
     Form(mut form): Form<WebhookForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
-    let Some((url, granularity)) = form.check(&state).await else {
+    let Some((url, granularity, note_max_chars)) = form.check(&state).await else {
         let overlay = Overlay { new_webhook: Some(form), ..Overlay::default() };
         return workspace_page(&state, session, &id, overlay, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
@@ -202,6 +215,7 @@ pub async fn create(
         secret: None,
         events: vec![Event::Messages],
         timeout: None,
+        note_max_chars,
     };
     let webhook = service::webhooks::create(&state, new).await?;
     Ok(see_other(&format!("/ui/workspaces/{id}?saved={}#{}", webhook.id, webhook.id)))
@@ -227,7 +241,7 @@ pub async fn save(
     form.url = unmasked_url(&form.url, &before.url).to_string();
     let checked = form.check(&state).await;
     form.url = masked_url(&form.url);
-    let Some((url, granularity)) = checked else {
+    let Some((url, granularity, note_max_chars)) = checked else {
         let overlay = Overlay { webhook: Some((id.clone(), form, None, None)), ..Overlay::default() };
         return workspace_page(&state, session, &workspace_id, overlay, StatusCode::UNPROCESSABLE_ENTITY)
             .await;
@@ -236,6 +250,7 @@ pub async fn save(
         url: Some(url),
         granularity: Some(granularity),
         enabled: Some(form.enabled.is_some()),
+        note_max_chars,
         ..WebhookPatch::default()
     };
     let after =
@@ -290,6 +305,63 @@ pub async fn download_log(
     stored(&state, &id).await?;
     let format = if query.format.as_deref() == Some("jsonl") { Format::Jsonl } else { Format::Csv };
     Ok(service::activity::download(state.store.clone(), id, format))
+}
+
+#[derive(Template)]
+#[template(path = "web/preview.html")]
+struct PreviewPage {
+    csrf: String,
+    workspace_id: String,
+    webhook_id: String,
+    url: String,
+    at: String,
+    chats: Vec<ChatCard>,
+}
+
+/// A chat's next bundle on the preview page.
+struct ChatCard {
+    id: i64,
+    name: String,
+    messages: usize,
+    /// Each part: its note (markup chatbundle made, the text in it escaped) and its payload.
+    parts: Vec<(String, String)>,
+}
+
+/// What each chat's next bundle would look like now; nothing is sent or changed.
+#[instrument(skip_all, fields(webhook_id = %id))]
+pub async fn preview(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<WebhookId>,
+) -> Result<Response, PageError> {
+    let webhook = stored(&state, &id).await?;
+    let now = state.clock.now();
+    let chats = service::preview::preview(&state, &webhook, None, now).await?;
+    let chats = chats
+        .into_iter()
+        .map(|p| ChatCard {
+            id: p.chat.id.0,
+            name: p.chat.full_name.clone().or(p.chat.phone.clone()).unwrap_or(p.chat.external_id.clone()),
+            messages: p.messages,
+            parts: p
+                .parts
+                .iter()
+                .map(|body| {
+                    let payload: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+                    let note = payload["aggregation"].as_str().unwrap_or_default().to_string();
+                    (note, serde_json::to_string_pretty(&payload).unwrap_or_default())
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(page(PreviewPage {
+        csrf: session.csrf,
+        workspace_id: webhook.workspace_id.to_string(),
+        webhook_id: webhook.id.to_string(),
+        url: masked_url(&webhook.url),
+        at: now.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        chats,
+    }))
 }
 
 /// Sends a failed or expired delivery again.

@@ -307,7 +307,11 @@ pub fn plan(
                 window_end: window.end,
                 messages: &list,
             };
-            for part in bundle::render(&input, bundle::Limits::default()) {
+            let limits = bundle::Limits {
+                max_note_chars: webhook.note_max_chars as usize,
+                ..bundle::Limits::default()
+            };
+            for part in bundle::render(&input, limits) {
                 deliveries.push(PlannedDelivery {
                     id: DeliveryId::from(if part.parts == 1 {
                         part.bundle_id.clone()

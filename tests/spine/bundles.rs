@@ -294,3 +294,114 @@ async fn a_close_cut_short_resumes_without_a_second_bundle() {
 }
 
 use chrono::DateTime;
+
+/// A webhook's `note_max_chars` decides where bundles split, each part's note says "(k/n)", and
+/// the note's link opens the transcript on the page that holds the bundle's first message, with
+/// the bundle's messages marked, however many came after it.
+#[tokio::test]
+async fn a_webhooks_note_limit_splits_bundles_and_the_link_opens_the_bundle_in_the_transcript() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace_with("6h", "UTC").await;
+    let path = format!("/api/v1/workspaces/{}/webhooks", ws.id);
+    let small = app
+        .admin(reqwest::Method::POST, &path)
+        .json(&json!({"url": receiver.url, "note_max_chars": 499}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 400);
+    assert_eq!(small.json::<Value>().await.unwrap()["error"]["field"], "note_max_chars");
+    let webhook = app.create_webhook(&ws.id, json!({"url": receiver.url, "note_max_chars": 500})).await;
+    assert_eq!(webhook["note_max_chars"], 500);
+
+    app.set_time("2024-03-01T13:00:00Z");
+    let text = "ご注文ありがとうございます。発送は明日の予定です。<よろしく> & 😀".repeat(2);
+    let bundle: Vec<Value> = (1..=8).map(|i| message(&format!("b-{i}"), "c-1", &text)).collect();
+    app.ingest(&ws, &Value::Array(bundle)).await;
+    app.set_time("2024-03-01T14:00:00Z");
+    let parts = app.flush(&ws.id).await as usize;
+    assert!(parts >= 2, "{parts} parts");
+    let seen: Vec<Value> = receiver.wait_for(parts).await.iter().map(Received::json).collect();
+    for (i, part) in seen.iter().enumerate() {
+        let note = part["aggregation"].as_str().unwrap();
+        assert!(note.chars().count() <= 500, "{} characters", note.chars().count());
+        assert!(note.starts_with(&format!("({}/{parts})<br/>", i + 1)), "{note}");
+    }
+
+    // Sixty newer messages push the bundle to the transcript's second page.
+    app.set_time("2024-03-01T14:30:00Z");
+    let later: Vec<Value> = (1..=60).map(|i| message(&format!("n-{i}"), "c-1", "later")).collect();
+    app.ingest(&ws, &Value::Array(later)).await;
+    let link = seen[0]["chat"]["chat_url"].as_str().unwrap();
+    let (page_url, anchor) = link.split_once('#').unwrap();
+    let page = app.http.get(page_url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("id=\"{anchor}\"")), "the bundle's first message is on the page");
+    assert_eq!(page.matches(" marked\"").count(), 8, "the bundle's messages are marked: {page}");
+    assert_eq!(page.matches(">later<").count(), 10, "the page after the 50 newest");
+    assert!(page.contains("href=\"?page=0&amp;from=") || page.contains("href=\"?page=0&#38;from="), "{page}");
+    let token_page = page_url.split('?').next().unwrap();
+    let plain = app.http.get(token_page).send().await.unwrap().text().await.unwrap();
+    assert!(!plain.contains(" marked\""), "nothing is marked without a bundle");
+
+    let id = webhook["id"].as_str().unwrap();
+    let changed = app
+        .admin(reqwest::Method::PATCH, &format!("/api/v1/webhooks/{id}"))
+        .json(&json!({"note_max_chars": 32000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.json::<Value>().await.unwrap()["note_max_chars"], 32000);
+}
+
+/// The preview shows each chat's next bundle, most recently active first (or one chat), sends and
+/// changes nothing, and is what a flush at that moment then delivers.
+#[tokio::test]
+async fn a_preview_shows_each_chats_next_bundle_and_a_flush_delivers_the_same() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace_with("1h", "UTC").await;
+    let webhook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let id = webhook["id"].as_str().unwrap();
+    app.set_time("2024-03-01T12:10:00Z");
+    app.ingest(&ws, &json!([message("m-1", "c-1", "first"), message("m-2", "c-1", "second")])).await;
+    app.set_time("2024-03-01T12:20:00Z");
+    app.ingest(&ws, &message("m-3", "c-2", "<b>other</b>")).await;
+    app.set_time("2024-03-01T12:30:00Z");
+
+    let shared = &app;
+    let preview = |query: String| {
+        let path = format!("/api/v1/webhooks/{id}/preview{query}");
+        async move { shared.admin(reqwest::Method::GET, &path).send().await.unwrap() }
+    };
+    let all: Value = preview(String::new()).await.json().await.unwrap();
+    let chats = all["chats"].as_array().unwrap();
+    let order: Vec<&str> = chats.iter().map(|c| c["chat_id"].as_str().unwrap()).collect();
+    assert_eq!(order, ["c-2", "c-1"], "most recently active first");
+    assert_eq!(chats[1]["messages"], 2);
+    let note = chats[1]["parts"][0]["note"].as_str().unwrap();
+    assert!(note.starts_with("from John Doe on 2021-02-24 16:25: first<br/>"), "{note}");
+    assert!(chats[0]["parts"][0]["note"].as_str().unwrap().contains("&#60;b&#62;other"), "escaped");
+    let one: Value = preview(format!("?chat_id={}", chats[1]["id"])).await.json().await.unwrap();
+    assert_eq!(one["chats"].as_array().unwrap().len(), 1);
+    assert_eq!(one["chats"][0]["chat_id"], "c-1");
+    assert_eq!(preview("?chat_id=999999".into()).await.status(), 404);
+    assert_eq!(preview("?chat_id=x".into()).await.status(), 400);
+    assert_eq!(app.stats(&ws).await.deliveries_pending, 0, "a preview queues nothing");
+
+    // A flush now delivers what the preview showed (a bundle gets its id when it is made).
+    assert_eq!(app.flush(&ws.id).await, 2);
+    let delivered: Vec<Value> = receiver.wait_for(2).await.iter().map(Received::json).collect();
+    let without_id = |mut payload: Value| {
+        payload.as_object_mut().unwrap().remove("bundle_id");
+        payload
+    };
+    for chat in chats {
+        let shown = without_id(chat["parts"][0]["payload"].clone());
+        let sent = delivered.iter().find(|d| d["chat"]["chat_id"] == chat["chat_id"]).unwrap();
+        assert_eq!(shown, without_id(sent.clone()));
+    }
+    app.delivered(&ws, 2).await;
+    let after: Value = preview(String::new()).await.json().await.unwrap();
+    assert_eq!(after["chats"], json!([]), "nothing is buffered after the flush");
+}

@@ -910,7 +910,8 @@ async fn replies_sent_through_other_tools_join_the_channels_conversation() {
     // Another workspace's source, or none, is refused naming the parameter; nothing is stored.
     let other = app.workspace().await;
     let foreign = source(&app, &other, json!({"kind": "zoho_desk", "name": "Z"})).await;
-    for id in [foreign["id"].as_str().unwrap(), "src_nope"] {
+    // (One that cannot be an id, a NUL in it, is no store error either, PostgreSQL included.)
+    for id in [foreign["id"].as_str().unwrap(), "src_nope", "F%F2%A1%85%83%00%1C"] {
         let path = format!("/api/v1/workspaces/{}/messages?source_id={id}", ws.id);
         let refused =
             app.http.post(app.url(&path)).bearer_auth(&ws.ingest_key).json(&reply).send().await.unwrap();
@@ -918,6 +919,8 @@ async fn replies_sent_through_other_tools_join_the_channels_conversation() {
         let error: Value = refused.json().await.unwrap();
         assert_eq!(error["error"]["field"], "source_id");
     }
+    let hook = app.http.post(app.url("/hooks/twilio/src_%00x")).form(&params).send().await.unwrap();
+    assert_eq!(hook.status(), 404);
     assert_eq!(app.stats(&ws).await.messages, 2);
 }
 
@@ -968,7 +971,11 @@ async fn a_wechat_service_account_may_send_four_messages_a_month_after_the_48_ho
     };
     assert_eq!(reply().await, (json!("ACCEPTED"), json!(true), Value::Null), "within 48 hours: no limit");
 
-    // 49 hours on, the window has lapsed: the lapse is announced, and 4 messages remain.
+    // 49 hours on, the window has lapsed: the lapse is announced, and 4 messages remain. (First
+    // the message and the CREATED event are recorded as delivered: a jump past their leases
+    // would hand them out again.)
+    sessions.wait_for(1).await;
+    app.delivered(&ws, 2).await;
     app.set_time("2024-03-03T13:00:00Z");
     assert_eq!(reply().await, (json!("ACCEPTED"), json!(true), json!(4)));
     let lapse = sessions.wait_for(2).await[1].json();

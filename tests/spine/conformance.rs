@@ -100,6 +100,7 @@ impl World {
             secret: None,
             events: events.to_vec(),
             timeout: None,
+            note_max_chars: None,
         };
         self.store.create_webhook(new).await.unwrap().id
     }
@@ -1102,6 +1103,42 @@ pub async fn racing_messages_move_a_session_once(factory: &dyn Factory) {
     );
 }
 
+/// [`chatbundle::store::ChatStore::message_rank`]: each message's rank is its place in
+/// `chat_messages`' order; a position the chat does not hold has none.
+pub async fn a_messages_rank_is_its_place_in_the_transcript(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    world.ingest(&[("m1", "c1"), ("m2", "c1"), ("x1", "c2")]).await;
+    world.clock.advance(Duration::from_secs(1));
+    world.ingest(&[("m3", "c1")]).await;
+    let chats = world.store.list_chats(&world.workspace, 10, 0).await.unwrap();
+    let chat = chats.iter().find(|c| c.external_id == "c1").unwrap().id;
+    let other = chats.iter().find(|c| c.external_id == "c2").unwrap().id;
+    let listed = world.store.chat_messages(chat, 10, 0).await.unwrap();
+    assert_eq!(listed.iter().map(|m| m.message_id.as_str()).collect::<Vec<_>>(), ["m3", "m2", "m1"]);
+    for (place, message) in listed.iter().enumerate() {
+        assert_eq!(world.store.message_rank(chat, message.seq).await.unwrap(), Some(place as u32));
+    }
+    let foreign = world.store.chat_messages(other, 1, 0).await.unwrap()[0].seq;
+    assert_eq!(world.store.message_rank(chat, foreign).await.unwrap(), None, "another chat's message");
+}
+
+/// Lookups by an id from a URL: one that is not well formed (a NUL in it, say, which
+/// PostgreSQL cannot even compare) finds nothing, on every store.
+pub async fn an_id_that_cannot_be_one_finds_nothing(factory: &dyn Factory) {
+    use chatbundle::domain::SourceId;
+    let world = World::new(factory).await;
+    for bad in ["ws_\u{0}", "ws_a b", "ws_", "", "wh_x"] {
+        assert_eq!(
+            world.store.get_workspace(&WorkspaceId::from(bad.to_string())).await.unwrap(),
+            None,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(world.store.get_webhook(&WebhookId::from("wh_\u{0}".to_string())).await.unwrap(), None);
+    assert_eq!(world.store.get_source(&SourceId::from("src_F\u{0}\u{1c}".to_string())).await.unwrap(), None);
+    assert!(world.store.get_workspace(&world.workspace).await.unwrap().is_some(), "a real one is found");
+}
+
 /// The cases above, as tests for one store.
 #[macro_export]
 macro_rules! conformance {
@@ -1142,6 +1179,8 @@ macro_rules! conformance {
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
             case!(messages_move_sessions_and_each_move_is_recorded_once);
             case!(racing_messages_move_a_session_once);
+            case!(a_messages_rank_is_its_place_in_the_transcript);
+            case!(an_id_that_cannot_be_one_finds_nothing);
         }
     };
 }

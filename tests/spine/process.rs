@@ -368,6 +368,11 @@ fn the_cli_drives_the_running_daemon() {
     assert_eq!((updated["granularity"].clone(), updated["enabled"].clone()), (json!("6h"), json!(false)));
     let (_, back, _) = run(&["webhook", "update", &hook_id, "--granularity", "default", "--enabled", "true"]);
     assert_eq!((back["inherits_granularity"].clone(), back["enabled"].clone()), (json!(true), json!(true)));
+    let (code, noted, _) = run(&["webhook", "update", &hook_id, "--note-max-chars", "32000"]);
+    assert_eq!((code, noted["note_max_chars"].clone()), (Some(0), json!(32000)));
+    let (code, _, err) = run(&["webhook", "update", &hook_id, "--note-max-chars", "100"]);
+    assert_eq!(code, Some(2), "bad input");
+    assert!(err.contains("note_max_chars"), "{err}");
 
     let (code, listed, _) = run(&["webhook", "list", &ws_id]);
     assert_eq!(code, Some(0));
@@ -436,6 +441,15 @@ fn the_cli_drives_the_running_daemon() {
     let (code, rotated, _) = run(&["chat", "rotate-token", &chat_id]);
     assert_eq!(code, Some(0));
     assert_ne!(shown["transcript_url"], rotated["transcript_url"], "a new transcript link");
+    let (code, owned, _) =
+        run(&["chat", "update", &chat_id, "--responsible-name", "Dana Levi", "--responsible-email", ""]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        (owned["responsible_name"].clone(), owned["responsible_email"].clone()),
+        (json!("Dana Levi"), json!(null))
+    );
+    let (code, history, _) = run(&["chat", "sessions", &chat_id]);
+    assert_eq!((code, history["transitions"][0]["to"].clone()), (Some(0), json!("CREATED")));
     let (code, _, _) = run(&["chat", "show", "999999"]);
     assert_eq!(code, Some(1), "no such chat");
 

@@ -260,6 +260,27 @@ async fn a_webhook_that_follows_its_workspace_keeps_following_when_saved_or_re_e
         (now["granularity"].clone(), now["inherits_granularity"].clone()),
         (json!("1h"), json!(false))
     );
+    assert_eq!(now["note_max_chars"], 60000, "an empty note length leaves it as it was");
+
+    // The note length: too small is refused next to the field, a CRM's limit is kept.
+    let note = |chars: &'static str| {
+        let form = [
+            ("csrf", csrf.clone()),
+            ("url", receiver.url.clone()),
+            ("granularity", "1h".into()),
+            ("enabled", "on".into()),
+            ("note_max_chars", chars.into()),
+        ];
+        http.post(app.url(&format!("/ui/webhooks/{id}"))).form(&form).send()
+    };
+    let refused = note("400").await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains(&format!("id=\"{id}-note-error\">must be between 500 and 1000000")), "{html}");
+    assert!(html.contains("value=\"400\""), "what was typed is kept");
+    assert_eq!(shown().await["note_max_chars"], 60000, "nothing saved");
+    assert_eq!(note("32000").await.unwrap().status(), 303);
+    assert_eq!(shown().await["note_max_chars"], 32000);
 }
 
 #[tokio::test]
@@ -361,4 +382,30 @@ async fn a_chats_owner_is_set_on_its_page_with_the_apis_checks() {
     assert!(replied < started, "newest first");
     let forged = http.post(&owner_url).form(&[("responsible_name", "X")]).send().await.unwrap();
     assert_eq!(forged.status(), 403, "the form needs the CSRF token");
+}
+
+#[tokio::test]
+async fn a_webhooks_next_bundles_are_previewed_on_a_page_of_their_own() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace_with("1h", "UTC").await;
+    let receiver = Receiver::start().await;
+    let webhook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let id = webhook["id"].as_str().unwrap();
+    let preview_url = app.url(&format!("/ui/webhooks/{id}/preview"));
+    let anonymous = client().get(&preview_url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 303, "signed-in admins only");
+    let (http, _) = signed_in(&app).await;
+    let empty = http.get(&preview_url).send().await.unwrap().text().await.unwrap();
+    assert!(empty.contains("Nothing is buffered for this webhook."), "{empty}");
+    app.ingest(&ws, &message("m-1", "c-1", "Where is <my> order?")).await;
+    let page = http.get(&preview_url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("1 message buffered"), "{page}");
+    let note = &page[page.find("<div class=\"note-preview\">").expect("a note")..];
+    assert!(
+        note.contains("from John Doe on 2021-02-24 16:25: Where is &#60;my&#62; order?<br/>Click <a href='"),
+        "{note}"
+    );
+    let workspace = http.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap();
+    assert!(workspace.text().await.unwrap().contains(&format!("href=\"/ui/webhooks/{id}/preview\"")));
+    assert_eq!(app.stats(&ws).await.deliveries_pending, 0, "nothing queued");
 }

@@ -50,6 +50,9 @@ impl SourceStore for PgStore {
     }
 
     async fn get_source(&self, id: &SourceId) -> StoreResult<Option<Source>> {
+        if !id.is_well_formed() {
+            return Ok(None);
+        }
         let mut conn = self.pool.acquire().await?;
         fetch_source(&mut conn, id).await
     }

@@ -7,7 +7,7 @@ use super::rewindow::{rewindow, subscriptions};
 use super::rows::{WEBHOOK_COLUMNS, fetch_webhook, webhook};
 use super::{PgStore, lock_workspace, raise_closed_through};
 use crate::domain::{Event, Granularity, WebhookId, WorkspaceId};
-use crate::store::{NewWebhook, StoreResult, Webhook, WebhookPatch, WebhookStore};
+use crate::store::{DEFAULT_NOTE_MAX_CHARS, NewWebhook, StoreResult, Webhook, WebhookPatch, WebhookStore};
 
 #[async_trait]
 impl WebhookStore for PgStore {
@@ -21,8 +21,8 @@ impl WebhookStore for PgStore {
         sqlx::query(
             "INSERT INTO webhooks (id, workspace_id, url, granularity, enabled, secret, sub_messages,
                 sub_session_status, timeout_ms, created_at, updated_at, bundled_before,
-                granularity_changed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $11)",
+                granularity_changed_at, note_max_chars)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $11, $12)",
         )
         .bind(id.as_str())
         .bind(new.workspace_id.as_str())
@@ -35,6 +35,7 @@ impl WebhookStore for PgStore {
         .bind(new.timeout.map(|t| t.as_millis() as i64))
         .bind(now)
         .bind(now + 1)
+        .bind(i64::from(new.note_max_chars.unwrap_or(DEFAULT_NOTE_MAX_CHARS)))
         .execute(&mut *tx)
         .await?;
         raise_closed_through(&mut tx, &new.workspace_id, now + 1).await?;
@@ -52,6 +53,9 @@ impl WebhookStore for PgStore {
     }
 
     async fn get_webhook(&self, id: &WebhookId) -> StoreResult<Option<Webhook>> {
+        if !id.is_well_formed() {
+            return Ok(None);
+        }
         let mut conn = self.pool.acquire().await?;
         fetch_webhook(&mut conn, id).await
     }
@@ -84,7 +88,8 @@ impl WebhookStore for PgStore {
                 disabled_reason = CASE WHEN $11 THEN NULL
                     WHEN $12 AND enabled THEN 'switched off through the admin API'
                     ELSE disabled_reason END,
-                updated_at = $13
+                updated_at = $13,
+                note_max_chars = COALESCE($15, note_max_chars)
              WHERE id = $14",
         )
         .bind(&patch.url)
@@ -101,6 +106,7 @@ impl WebhookStore for PgStore {
         .bind(patch.enabled == Some(false))
         .bind(now)
         .bind(id.as_str())
+        .bind(patch.note_max_chars.map(i64::from))
         .execute(&mut *tx)
         .await?
         .rows_affected();

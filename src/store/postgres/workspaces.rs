@@ -54,6 +54,9 @@ impl WorkspaceStore for PgStore {
     }
 
     async fn get_workspace(&self, id: &WorkspaceId) -> StoreResult<Option<Workspace>> {
+        if !id.is_well_formed() {
+            return Ok(None);
+        }
         let mut conn = self.pool.acquire().await?;
         fetch_workspace(&mut conn, id).await
     }

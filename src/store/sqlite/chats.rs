@@ -57,6 +57,19 @@ impl ChatStore for SqliteStore {
         rows.iter().map(stored_message).collect()
     }
 
+    async fn message_rank(&self, id: ChatId, seq: i64) -> StoreResult<Option<u32>> {
+        let rank: Option<i64> = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM messages m
+                     WHERE m.chat_id = ?1 AND (m.received_at, m.ts, m.seq) > (x.received_at, x.ts, x.seq))
+             FROM messages x WHERE x.chat_id = ?1 AND x.seq = ?2",
+        )
+        .bind(id.0)
+        .bind(seq)
+        .fetch_optional(&self.readers)
+        .await?;
+        Ok(rank.map(|r| r as u32))
+    }
+
     async fn messages_since(
         &self,
         id: ChatId,

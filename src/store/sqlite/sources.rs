@@ -57,6 +57,9 @@ impl SourceStore for SqliteStore {
     }
 
     async fn get_source(&self, id: &SourceId) -> StoreResult<Option<Source>> {
+        if !id.is_well_formed() {
+            return Ok(None);
+        }
         let mut conn = self.readers.acquire().await?;
         fetch_source(&mut conn, id).await
     }

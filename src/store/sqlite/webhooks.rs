@@ -7,7 +7,7 @@ use super::SqliteStore;
 use super::rewindow::{rewindow, subscriptions};
 use super::rows::{WEBHOOK_COLUMNS, fetch_webhook, ms, webhook};
 use crate::domain::{Event, Granularity, WebhookId, WorkspaceId};
-use crate::store::{NewWebhook, StoreResult, Webhook, WebhookPatch, WebhookStore};
+use crate::store::{DEFAULT_NOTE_MAX_CHARS, NewWebhook, StoreResult, Webhook, WebhookPatch, WebhookStore};
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
@@ -22,8 +22,8 @@ impl WebhookStore for SqliteStore {
                 sqlx::query(
                     "INSERT INTO webhooks (id, workspace_id, url, granularity, enabled, secret,
                         sub_messages, sub_session_status, timeout_ms, created_at, updated_at,
-                        bundled_before, granularity_changed_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        bundled_before, granularity_changed_at, note_max_chars)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(id.as_str())
                 .bind(new.workspace_id.as_str())
@@ -39,6 +39,7 @@ impl WebhookStore for SqliteStore {
                 // Messages committed in this same transaction (received at `now`) are not its.
                 .bind(now + 1)
                 .bind(now + 1)
+                .bind(i64::from(new.note_max_chars.unwrap_or(DEFAULT_NOTE_MAX_CHARS)))
                 .execute(&mut *conn)
                 .await?;
                 Ok(fetch_webhook(conn, &id).await?.expect("just inserted"))
@@ -58,6 +59,9 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn get_webhook(&self, id: &WebhookId) -> StoreResult<Option<Webhook>> {
+        if !id.is_well_formed() {
+            return Ok(None);
+        }
         let mut conn = self.readers.acquire().await?;
         fetch_webhook(&mut conn, id).await
     }
@@ -88,6 +92,7 @@ impl WebhookStore for SqliteStore {
                         sub_messages = COALESCE(?, sub_messages),
                         sub_session_status = COALESCE(?, sub_session_status),
                         timeout_ms = CASE WHEN ? THEN ? ELSE timeout_ms END,
+                        note_max_chars = COALESCE(?, note_max_chars),
                         -- turning a webhook on again starts its failure count afresh
                         consecutive_failures = CASE WHEN ? THEN 0 ELSE consecutive_failures END,
                         disabled_reason = CASE WHEN ? THEN NULL
@@ -106,6 +111,7 @@ impl WebhookStore for SqliteStore {
                 .bind(events.as_ref().map(|e| e.contains(&Event::SessionStatus)))
                 .bind(patch.timeout.is_some())
                 .bind(patch.timeout.flatten().map(|t| t.as_millis() as i64))
+                .bind(patch.note_max_chars.map(i64::from))
                 .bind(patch.enabled == Some(true))
                 .bind(patch.enabled == Some(true))
                 .bind(patch.enabled == Some(false))

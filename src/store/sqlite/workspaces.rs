@@ -60,6 +60,9 @@ impl WorkspaceStore for SqliteStore {
     }
 
     async fn get_workspace(&self, id: &WorkspaceId) -> StoreResult<Option<Workspace>> {
+        if !id.is_well_formed() {
+            return Ok(None);
+        }
         let mut conn = self.readers.acquire().await?;
         fetch_workspace(&mut conn, id).await
     }

@@ -1,0 +1,89 @@
+//! What a webhook's next bundles would look like now: each chat's buffered messages, planned
+//! exactly as the window closer plans them when the window ends (or a flush cuts it), rendered,
+//! and neither sent nor stored. The API (`GET /api/v1/webhooks/{id}/preview`) and the webhook's
+//! page show it.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{ChatId, Timezone};
+use crate::http::ApiError;
+use crate::service::AppState;
+use crate::store::{Chat, StoredMessage, Webhook};
+use crate::window::closer;
+
+/// Chats previewed at most, most recently active first.
+pub const MAX_CHATS: u32 = 50;
+
+/// Messages of one chat previewed at most (a bundle part holds at most 500).
+const MAX_MESSAGES: u32 = 5_000;
+
+/// One chat's next bundle: its parts, as the webhook would receive them.
+pub struct ChatPreview {
+    pub chat: Chat,
+    /// How many of its messages are buffered.
+    pub messages: usize,
+    /// Each part's request body.
+    pub parts: Vec<Vec<u8>>,
+}
+
+/// The next bundle of each chat with buffered messages (or of `only` that chat), as of `now`.
+/// A webhook that does not bundle (granularity `none`, or not subscribed to messages) holds
+/// nothing: the list is empty.
+pub async fn preview(
+    state: &AppState,
+    webhook: &Webhook,
+    only: Option<ChatId>,
+    now: DateTime<Utc>,
+) -> Result<Vec<ChatPreview>, ApiError> {
+    let workspace = &webhook.workspace_id;
+    let bundling = state.store.bundling_webhooks(Some(workspace)).await?;
+    let Some(bundling) = bundling.into_iter().find(|w| w.id == webhook.id) else { return Ok(Vec::new()) };
+    if bundling.granularity == crate::domain::Granularity::None {
+        return Ok(Vec::new());
+    }
+    let chats: Vec<Chat> = match only {
+        Some(id) => match state.store.get_chat(id).await? {
+            Some((in_workspace, chat)) if &in_workspace == workspace => vec![chat],
+            _ => return Err(ApiError::not_found("chat")),
+        },
+        None => {
+            let mut chats = Vec::new();
+            for summary in state.store.list_chats(workspace, MAX_CHATS, 0).await? {
+                if summary.last_received_at < bundling.bundled_before {
+                    break;
+                }
+                if let Some((_, chat)) = state.store.get_chat(summary.id).await? {
+                    chats.push(chat);
+                }
+            }
+            chats
+        }
+    };
+    let tz = bundling.timezone.parse::<Timezone>().map(|tz| tz.tz()).unwrap_or(chrono_tz::UTC);
+    let plan = closer::plan(&bundling, tz, now, state.public_url.clone());
+    let mut previews = Vec::with_capacity(chats.len());
+    for chat in chats {
+        let buffered = state.store.messages_since(chat.id, bundling.bundled_before, MAX_MESSAGES).await?;
+        if buffered.is_empty() && only.is_none() {
+            continue;
+        }
+        let first = first_message(state, &chat, &buffered).await?;
+        let parts = plan(&chat, first, &buffered).into_iter().map(|planned| planned.payload).collect();
+        previews.push(ChatPreview { messages: buffered.len(), chat, parts });
+    }
+    Ok(previews)
+}
+
+/// The chat's first message ever, when it is among the buffered ones: the oldest of them, if no
+/// message of the chat is older.
+async fn first_message(
+    state: &AppState,
+    chat: &Chat,
+    buffered: &[StoredMessage],
+) -> Result<Option<i64>, ApiError> {
+    let Some(oldest) = buffered.iter().min_by_key(|m| (m.received_at, m.timestamp, m.seq)) else {
+        return Ok(None);
+    };
+    let newer = state.store.message_rank(chat.id, oldest.seq).await?;
+    Ok((newer == Some(buffered.len() as u32 - 1)).then_some(oldest.seq))
+}

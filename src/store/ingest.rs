@@ -103,5 +103,11 @@ pub trait IngestStore: Send + Sync {
     ///   when the source reports a reply status other than `ACCEPTED`; the same report again
     ///   (a retry, or two daemons) queues none. What the source said itself (`reported`) reaches
     ///   the event unchanged.
+    /// - **Sessions move with messages**: a customer's message after ENDED starts a new session
+    ///   (CREATED), the business's message moves an open one to ON_PROGRESS; each move is
+    ///   recorded in the chat's history and announced once ([`super::SessionStore::session_history`]).
+    /// - **Allowance counted**: for a chat whose account has an allowance after the reply window
+    ///   (WeChat), the business's messages sent after the window count in their period; the
+    ///   message that uses the allowance up queues one `OUTGOING_LIMIT_REACHED` event.
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome>;
 }

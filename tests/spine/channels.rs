@@ -1004,6 +1004,16 @@ async fn a_wechat_service_account_may_send_four_messages_a_month_after_the_48_ho
         (json!("OUTGOING_LIMIT_REACHED"), json!(false), json!(0))
     );
     assert_eq!(reply().await, (json!("OUTGOING_LIMIT_REACHED"), json!(false), json!(0)));
+    // Session webhooks hear of it once: CREATED, the lapse, the answer (ON_PROGRESS), the limit.
+    let events: Vec<Value> = sessions.wait_for(4).await.iter().map(Received::json).collect();
+    let replies: Vec<&str> =
+        events.iter().map(|e| e[0]["payload"]["replyStatus"].as_str().unwrap()).collect();
+    assert_eq!(replies.iter().filter(|r| **r == "OUTGOING_LIMIT_REACHED").count(), 1, "{replies:?}");
+    let limit = events.iter().find(|e| e[0]["payload"]["replyStatus"] == "OUTGOING_LIMIT_REACHED").unwrap();
+    assert_eq!(
+        (limit[0]["chat"]["can_reply"].clone(), limit[0]["chat"]["replies_left"].clone()),
+        (json!(false), json!(0))
+    );
 
     // The month ends at midnight in China (16:00 UTC): then 4 more.
     app.set_time("2024-03-31T15:59:00Z");

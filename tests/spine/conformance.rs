@@ -1139,6 +1139,56 @@ pub async fn an_id_that_cannot_be_one_finds_nothing(factory: &dyn Factory) {
     assert!(world.store.get_workspace(&world.workspace).await.unwrap().is_some(), "a real one is found");
 }
 
+/// After a WeChat chat's reply window the business's messages count against the account's
+/// allowance; the message that uses it up queues one OUTGOING_LIMIT_REACHED event (later ones
+/// none), and the chat keeps the count.
+pub async fn the_message_that_uses_up_an_allowance_is_announced_once(factory: &dyn Factory) {
+    use chatbundle::domain::AccountType;
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::None, &[Event::SessionStatus]).await;
+    let wechat = |id: &str, direction: Direction, hours_later: i64| {
+        let mut m = said(id, "c1", direction);
+        m.channel = "wechat".into();
+        m.timestamp =
+            start_time() + chrono::Duration::hours(hours_later) + chrono::Duration::seconds(id.len() as i64);
+        m.chat.account_type = Some(AccountType::Service);
+        m
+    };
+    let ingest = |messages: Vec<NewMessage>| {
+        let mut batch = request(&world, messages, vec![]);
+        batch.render_session = Arc::new(|event| event.reply_status.clone().into_bytes());
+        async { world.store.ingest(batch).await.unwrap() }
+    };
+    ingest(vec![wechat("in", Direction::Received, 0)]).await;
+    // 49 hours on: three, then two more; the fourth uses the allowance up.
+    ingest(vec![
+        wechat("s1", Direction::Sent, 49),
+        wechat("s22", Direction::Sent, 49),
+        wechat("s333", Direction::Sent, 49),
+    ])
+    .await;
+    ingest(vec![wechat("s4444", Direction::Sent, 49), wechat("s55555", Direction::Sent, 49)]).await;
+    let mut replies = Vec::new();
+    loop {
+        let claimed = claim(&world.store, 10).await;
+        if claimed.is_empty() {
+            break;
+        }
+        for delivery in claimed {
+            assert_eq!(delivery.webhook_id, webhook);
+            replies.push(String::from_utf8(delivery.payload.clone()).unwrap());
+            record(&world.store, &delivery, world.now(), AttemptOutcome::Delivered).await;
+        }
+    }
+    // CREATED, ON_PROGRESS (the first answer), the limit.
+    assert_eq!(replies, ["ACCEPTED", "ACCEPTED", "OUTGOING_LIMIT_REACHED"]);
+    let id = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
+    let (_, chat) = world.store.get_chat(id).await.unwrap().unwrap();
+    let later = start_time() + chrono::Duration::hours(49);
+    assert_eq!(chat.replies_used, Some((AccountType::Service.period_of(later), 5)));
+    assert_eq!(chat.account_type, Some(AccountType::Service));
+}
+
 /// The cases above, as tests for one store.
 #[macro_export]
 macro_rules! conformance {
@@ -1181,6 +1231,7 @@ macro_rules! conformance {
             case!(racing_messages_move_a_session_once);
             case!(a_messages_rank_is_its_place_in_the_transcript);
             case!(an_id_that_cannot_be_one_finds_nothing);
+            case!(the_message_that_uses_up_an_allowance_is_announced_once);
         }
     };
 }

@@ -73,7 +73,17 @@ pub(super) async fn ingest_many(
     let moves = merge::session_moves(&merged, &stored_chats, &inserted);
     sessions::apply_moves(conn, &moves, &mut stored_chats, &mut listeners, batches, &mut merged, now).await?;
     let replies = merge::replies_after_window(&merged, &stored_chats, &inserted);
-    count_replies(conn, &replies, &mut stored_chats).await?;
+    for key in count_replies(conn, &replies, &mut stored_chats).await? {
+        // The business can no longer write to the chat: news for session_status webhooks.
+        if listeners.of(conn, key.0).await? {
+            let workspace = WorkspaceId::from(key.0);
+            let render = merge::render_session(batches, key.0);
+            let chat = &stored_chats[&key].0;
+            let status = chat.session_status;
+            sessions::announce(conn, &workspace, chat, status, &merge::limit_reached(), now, render).await?;
+            merge::session_started(batches, &mut merged, key.0);
+        }
+    }
     let (deliveries, first_of_chat) =
         merge::deliveries(batches, &mut merged, &stored_chats, &inserted, &workspaces);
     mark_first_messages(conn, &first_of_chat).await?;
@@ -249,14 +259,16 @@ async fn insert_messages<'a>(
 
 /// Counts what the business sent after chats' reply windows into their allowance periods
 /// ([`merge::replies_after_window`]); the stored chats say the new count (the payloads show it).
+/// Returns the chats whose allowance these messages used up.
 async fn count_replies<'a>(
     conn: &mut SqliteConnection,
     counts: &[(ChatKey<'a>, i64, u32)],
     stored: &mut HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<ChatKey<'a>>> {
+    let mut used_up = Vec::new();
     for (key, period, sent) in counts {
         let Some((chat, _)) = stored.get_mut(key) else { continue };
-        let (period, used): (i64, i64) = sqlx::query_as(
+        let (now_period, used): (i64, i64) = sqlx::query_as(
             "UPDATE chats SET
                 replies_used = CASE WHEN replies_period = ?1 THEN replies_used + ?2
                                     WHEN replies_period > ?1 THEN replies_used ELSE ?2 END,
@@ -268,9 +280,12 @@ async fn count_replies<'a>(
         .bind(chat.id.0)
         .fetch_one(&mut *conn)
         .await?;
-        chat.replies_used = Some((period, used as u32));
+        chat.replies_used = Some((now_period, used as u32));
+        if now_period == *period && merge::used_up(chat, used as u32, *sent) {
+            used_up.push(*key);
+        }
     }
-    Ok(())
+    Ok(used_up)
 }
 
 /// Records the first message of chats that had none, which decides `is_new_chat` later.

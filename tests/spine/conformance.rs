@@ -114,6 +114,23 @@ impl World {
         self.clock.now()
     }
 
+    /// Claims until nothing is due, marking each delivered; the payloads as text, in claim
+    /// order, each checked to be `webhook`'s.
+    async fn drain_text(&self, webhook: &WebhookId) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let claimed = claim(&self.store, 10).await;
+            if claimed.is_empty() {
+                return seen;
+            }
+            for delivery in claimed {
+                assert_eq!(&delivery.webhook_id, webhook);
+                seen.push(String::from_utf8(delivery.payload.clone()).unwrap());
+                record(&self.store, &delivery, self.now(), AttemptOutcome::Delivered).await;
+            }
+        }
+    }
+
     /// Claims until nothing is due, marking each delivered; the payloads, in claim order.
     async fn drain(&self) -> Vec<Value> {
         let mut seen = Vec::new();
@@ -1042,18 +1059,7 @@ pub async fn messages_move_sessions_and_each_move_is_recorded_once(factory: &dyn
     let (_, chat) = world.store.get_chat(id).await.unwrap().unwrap();
     assert_eq!(chat.session_status, Some(SessionStatus::OnProgress));
     // The chat's lane hands its events out one at a time, in order.
-    let mut events = Vec::new();
-    loop {
-        let claimed = claim(&world.store, 10).await;
-        if claimed.is_empty() {
-            break;
-        }
-        for delivery in claimed {
-            assert_eq!(delivery.webhook_id, webhook);
-            events.push(String::from_utf8(delivery.payload.clone()).unwrap());
-            record(&world.store, &delivery, world.now(), AttemptOutcome::Delivered).await;
-        }
-    }
+    let events = world.drain_text(&webhook).await;
     assert_eq!(
         events,
         ["->CREATED", "CREATED>ON_PROGRESS", "ON_PROGRESS>ENDED", "ENDED>CREATED", "CREATED>ON_PROGRESS"]
@@ -1168,18 +1174,7 @@ pub async fn the_message_that_uses_up_an_allowance_is_announced_once(factory: &d
     ])
     .await;
     ingest(vec![wechat("s4444", Direction::Sent, 49), wechat("s55555", Direction::Sent, 49)]).await;
-    let mut replies = Vec::new();
-    loop {
-        let claimed = claim(&world.store, 10).await;
-        if claimed.is_empty() {
-            break;
-        }
-        for delivery in claimed {
-            assert_eq!(delivery.webhook_id, webhook);
-            replies.push(String::from_utf8(delivery.payload.clone()).unwrap());
-            record(&world.store, &delivery, world.now(), AttemptOutcome::Delivered).await;
-        }
-    }
+    let replies = world.drain_text(&webhook).await;
     // CREATED, ON_PROGRESS (the first answer), the limit.
     assert_eq!(replies, ["ACCEPTED", "ACCEPTED", "OUTGOING_LIMIT_REACHED"]);
     let id = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;

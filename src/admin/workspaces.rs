@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tracing::{info, instrument};
 
 use super::{account, email, name, timezone};
-use crate::domain::{Account, Granularity, WorkspaceId};
+use crate::domain::{Account, Granularity, Locale, WorkspaceId};
 use crate::http::ApiError;
 use crate::http::Body;
 use crate::http::auth::Admin;
@@ -30,6 +30,8 @@ pub struct WorkspaceView {
     granularity: Granularity,
     /// The business account used when a message names none.
     account: Account,
+    /// The language of its notes: `en` or `ja`.
+    locale: Locale,
     /// The bearer key that authorises ingest into this workspace alone.
     ingest_key: String,
     created_at: DateTime<Utc>,
@@ -45,6 +47,7 @@ impl From<Workspace> for WorkspaceView {
             timezone: w.timezone,
             granularity: w.granularity,
             account: w.account,
+            locale: w.locale,
             ingest_key: w.ingest_key,
             created_at: w.created_at,
             updated_at: w.updated_at,
@@ -97,6 +100,9 @@ pub struct CreateWorkspace {
     pub granularity: Option<Granularity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<Account>,
+    /// The language of its notes: `en` (the default) or `ja`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locale: Option<Locale>,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -115,6 +121,9 @@ pub struct UpdateWorkspace {
     pub granularity: Option<Granularity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<Account>,
+    /// The language of its notes: `en` (the default) or `ja`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locale: Option<Locale>,
 }
 
 #[utoipa::path(
@@ -141,6 +150,7 @@ pub async fn create(
         timezone: timezone(body.timezone.as_deref().unwrap_or("UTC"))?,
         granularity: body.granularity.unwrap_or(Granularity::None),
         account: account("account", body.account.unwrap_or_default())?,
+        locale: body.locale.unwrap_or_default(),
     };
     let workspace = state.store.create_workspace(new).await?;
     info!(workspace_id = %workspace.id, "workspace created");
@@ -212,6 +222,7 @@ pub async fn update(
         timezone: body.timezone.as_deref().map(timezone).transpose()?,
         granularity: body.granularity,
         account: body.account.map(|a| account("account", a)).transpose()?,
+        locale: body.locale,
     };
     let workspace =
         state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;

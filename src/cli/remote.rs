@@ -41,6 +41,9 @@ pub enum WorkspaceCommand {
         /// none, 1h, 6h, 12h or 24h (default none).
         #[arg(long)]
         granularity: Option<String>,
+        /// The language of its notes: en (default) or ja.
+        #[arg(long)]
+        locale: Option<String>,
         #[command(flatten)]
         account: AccountArgs,
     },
@@ -55,6 +58,9 @@ pub enum WorkspaceCommand {
         timezone: Option<String>,
         #[arg(long)]
         granularity: Option<String>,
+        /// en or ja.
+        #[arg(long)]
+        locale: Option<String>,
         #[command(flatten)]
         account: AccountArgs,
     },
@@ -413,23 +419,25 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
         WorkspaceCommand::Show { id } => {
             client.show(Method::GET, &format!("/api/v1/workspaces/{id}"), None).await
         }
-        WorkspaceCommand::Create { name, owner_email, timezone, granularity, account } => {
+        WorkspaceCommand::Create { name, owner_email, timezone, granularity, locale, account } => {
             let request = CreateWorkspace {
                 name,
                 owner_email,
                 timezone,
                 granularity: granularity.map(|g| parsed("granularity", &g)).transpose()?,
                 account: account.account(),
+                locale: locale.map(|l| parsed("locale", &l)).transpose()?,
             };
             client.show(Method::POST, "/api/v1/workspaces", body(request)).await
         }
-        WorkspaceCommand::Update { id, name, owner_email, timezone, granularity, account } => {
+        WorkspaceCommand::Update { id, name, owner_email, timezone, granularity, locale, account } => {
             let request = UpdateWorkspace {
                 name,
                 owner_email,
                 timezone,
                 granularity: granularity.map(|g| parsed("granularity", &g)).transpose()?,
                 account: account.account(),
+                locale: locale.map(|l| parsed("locale", &l)).transpose()?,
             };
             client.show(Method::PATCH, &format!("/api/v1/workspaces/{id}"), body(request)).await
         }

@@ -316,6 +316,37 @@ impl AccountType {
     }
 }
 
+/// The language chatbundle writes a workspace's notes in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Locale {
+    #[default]
+    En,
+    Ja,
+}
+
+impl Locale {
+    pub const ALL: [Locale; 2] = [Locale::En, Locale::Ja];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Locale::En => "en",
+            Locale::Ja => "ja",
+        }
+    }
+}
+
+impl FromStr for Locale {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        Locale::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| Invalid(format!("must be one of en, ja (got {s:?})")))
+    }
+}
+
 /// An IANA time zone name that `chrono-tz` knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timezone(chrono_tz::Tz);

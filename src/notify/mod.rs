@@ -1,10 +1,12 @@
 //! Telling people: the e-mails a workspace owner gets when a webhook is switched off or gives up
-//! a delivery, and the mailer that sends the outbox through the configured SMTP server.
+//! a delivery, in the workspace's language (one template per language), and the mailer that
+//! sends the outbox through the configured SMTP server.
 
 pub mod mailer;
 
 use askama::Template;
 
+use crate::domain::Locale;
 use crate::store::{DisableNotice, Email, GaveUpNotice};
 
 #[derive(Template)]
@@ -16,21 +18,41 @@ struct DisabledEmail<'a> {
     public_url: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "disabled_email.ja.txt")]
+struct DisabledEmailJa<'a> {
+    n: &'a DisableNotice,
+    at: String,
+    last_error: &'a str,
+    public_url: &'a str,
+}
+
 /// The e-mail for an automatic disable.
 pub fn disabled_email(public_url: &str, notice: &DisableNotice) -> Email {
-    let body = DisabledEmail {
-        n: notice,
-        at: notice.at.format("%Y-%m-%d %H:%M:%S").to_string(),
-        last_error: notice.last_error.as_deref().unwrap_or("none recorded"),
-        public_url,
-    }
-    .render()
-    .expect("the e-mail template renders");
-    Email {
-        recipient: notice.owner_email.clone(),
-        subject: format!("chatbundle: a webhook of \"{}\" was switched off", notice.workspace_name),
-        body,
-    }
+    let at = notice.at.format("%Y-%m-%d %H:%M:%S").to_string();
+    let (body, subject) = match notice.locale {
+        Locale::En => (
+            DisabledEmail {
+                n: notice,
+                at,
+                last_error: notice.last_error.as_deref().unwrap_or("none recorded"),
+                public_url,
+            }
+            .render(),
+            format!("chatbundle: a webhook of \"{}\" was switched off", notice.workspace_name),
+        ),
+        Locale::Ja => (
+            DisabledEmailJa {
+                n: notice,
+                at,
+                last_error: notice.last_error.as_deref().unwrap_or("記録なし"),
+                public_url,
+            }
+            .render(),
+            format!("chatbundle: ワークスペース「{}」の Webhook を停止しました", notice.workspace_name),
+        ),
+    };
+    Email { recipient: notice.owner_email.clone(), subject, body: body.expect("the e-mail template renders") }
 }
 
 #[derive(Template)]
@@ -43,25 +65,41 @@ struct GaveUpEmail<'a> {
     public_url: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "gave_up_email.ja.txt")]
+struct GaveUpEmailJa<'a> {
+    n: &'a GaveUpNotice,
+    at: String,
+    chat: &'a str,
+    answer: String,
+    public_url: &'a str,
+}
+
 /// The e-mail for a delivery given up after its endpoint rejected it.
 pub fn gave_up_email(public_url: &str, notice: &GaveUpNotice) -> Email {
     let status = notice.status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| "no status".into());
     let excerpt: String = notice.response_excerpt.as_deref().unwrap_or("").chars().take(300).collect();
     let answer = if excerpt.trim().is_empty() { status } else { format!("{status}: {}", excerpt.trim()) };
-    let body = GaveUpEmail {
-        n: notice,
-        at: notice.at.format("%Y-%m-%d %H:%M:%S").to_string(),
-        chat: notice.chat.as_deref().unwrap_or("none"),
-        answer,
-        public_url,
-    }
-    .render()
-    .expect("the e-mail template renders");
-    Email {
-        recipient: notice.owner_email.clone(),
-        subject: format!("chatbundle: a webhook of \"{}\" refused a delivery", notice.workspace_name),
-        body,
-    }
+    let at = notice.at.format("%Y-%m-%d %H:%M:%S").to_string();
+    let (body, subject) = match notice.locale {
+        Locale::En => (
+            GaveUpEmail { n: notice, at, chat: notice.chat.as_deref().unwrap_or("none"), answer, public_url }
+                .render(),
+            format!("chatbundle: a webhook of \"{}\" refused a delivery", notice.workspace_name),
+        ),
+        Locale::Ja => (
+            GaveUpEmailJa {
+                n: notice,
+                at,
+                chat: notice.chat.as_deref().unwrap_or("なし"),
+                answer,
+                public_url,
+            }
+            .render(),
+            format!("chatbundle: ワークスペース「{}」の Webhook が配信を拒否しました", notice.workspace_name),
+        ),
+    };
+    Email { recipient: notice.owner_email.clone(), subject, body: body.expect("the e-mail template renders") }
 }
 
 #[cfg(test)]
@@ -75,6 +113,7 @@ mod tests {
             workspace_id: "ws_1".into(),
             workspace_name: "Acme".into(),
             owner_email: "owner@acme.example".into(),
+            locale: Locale::En,
             webhook_id: "wh_1".into(),
             webhook_url: "https://hooks.example.com/x".into(),
             reason: "10 consecutive failed attempts".into(),
@@ -91,6 +130,56 @@ mod tests {
             "HTTP 500",
             "{\"enabled\": true}",
             "https://cb.example/api/v1/webhooks/wh_1",
+        ] {
+            assert!(email.body.contains(needle), "{needle:?} missing from\n{}", email.body);
+        }
+    }
+
+    #[test]
+    fn a_japanese_workspace_gets_its_owner_e_mails_in_japanese() {
+        let at = chrono::Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap();
+        let disabled = DisableNotice {
+            workspace_id: "ws_1".into(),
+            workspace_name: "アクメ".into(),
+            owner_email: "owner@acme.example".into(),
+            locale: Locale::Ja,
+            webhook_id: "wh_1".into(),
+            webhook_url: "https://hooks.example.com/x".into(),
+            reason: "10 consecutive failed attempts".into(),
+            last_error: None,
+            at,
+        };
+        let email = disabled_email("https://cb.example", &disabled);
+        assert_eq!(email.subject, "chatbundle: ワークスペース「アクメ」の Webhook を停止しました");
+        for needle in [
+            "ご担当者様",
+            "2024-03-01 12:00:00(UTC)に停止しました",
+            "最後のエラー: 記録なし",
+            "{\"enabled\": true}",
+        ] {
+            assert!(email.body.contains(needle), "{needle:?} missing from\n{}", email.body);
+        }
+        let gave_up = GaveUpNotice {
+            workspace_id: "ws_1".into(),
+            workspace_name: "アクメ".into(),
+            owner_email: "owner@acme.example".into(),
+            locale: Locale::Ja,
+            webhook_id: "wh_1".into(),
+            webhook_url: "https://hooks.example.com/x".into(),
+            delivery_id: "msg_1".into(),
+            chat: None,
+            status: Some(422),
+            response_excerpt: Some("bad field".into()),
+            rejections: 3,
+            at,
+        };
+        let email = gave_up_email("https://cb.example", &gave_up);
+        assert_eq!(email.subject, "chatbundle: ワークスペース「アクメ」の Webhook が配信を拒否しました");
+        for needle in [
+            "配信を 3 回拒否",
+            "チャット:  なし",
+            "応答:      HTTP 422: bad field",
+            "/deliveries/msg_1/resend",
         ] {
             assert!(email.body.contains(needle), "{needle:?} missing from\n{}", email.body);
         }

@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use super::words::{Words, words};
 use super::{ChatObject, MessageObject, chat_url, timestamp};
-use crate::domain::{Account, new_id};
+use crate::domain::{Account, Locale, new_id};
 use crate::store::{Chat, StoredMessage};
 
 /// Where a bundle is cut into parts.
@@ -31,6 +32,8 @@ impl Default for Limits {
 pub struct BundleInput<'a> {
     pub public_url: &'a str,
     pub timezone: Tz,
+    /// The workspace's language: the note's words and date format.
+    pub locale: Locale,
     /// The workspace's account, used when the messages name none.
     pub account: &'a Account,
     pub chat: &'a Chat,
@@ -55,6 +58,7 @@ pub struct Part {
 #[derive(Template)]
 #[template(path = "note_line.html")]
 struct NoteLine<'a> {
+    w: &'a Words,
     sender: &'a str,
     at: &'a str,
     pieces: Vec<&'a str>,
@@ -63,6 +67,7 @@ struct NoteLine<'a> {
 #[derive(Template)]
 #[template(path = "note.html")]
 struct Note<'a> {
+    w: &'a Words,
     /// "(1/3)" when the bundle has parts.
     marker: Option<String>,
     lines: &'a [String],
@@ -78,6 +83,7 @@ struct TextLine<'a> {
 #[derive(Template)]
 #[template(path = "note.txt")]
 struct NoteText<'a> {
+    w: &'a Words,
     marker: Option<String>,
     lines: Vec<TextLine<'a>>,
     chat_url: &'a str,
@@ -132,20 +138,20 @@ struct BundlePayload<'a> {
 }
 
 /// Who a note line says a message is from.
-fn sender_name(message: &StoredMessage) -> &str {
+fn sender_name<'a>(message: &'a StoredMessage, w: &'a Words) -> &'a str {
     message
         .sender
         .full_name
         .as_deref()
         .or(message.sender.phone.as_deref())
         .filter(|s| !s.trim().is_empty())
-        .unwrap_or("unknown")
+        .unwrap_or(w.unknown_sender)
 }
 
 /// Renders one note line, shortening the text (never the markup) until the line fits `max_chars`.
-fn note_line(message: &StoredMessage, at: &str, max_chars: usize) -> String {
+fn note_line(w: &Words, message: &StoredMessage, at: &str, max_chars: usize) -> String {
     let render = |text: &str| {
-        NoteLine { sender: sender_name(message), at, pieces: text.lines().collect() }
+        NoteLine { w, sender: sender_name(message, w), at, pieces: text.lines().collect() }
             .render()
             .expect("note lines render")
     };
@@ -164,14 +170,15 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
     let from = input.messages.iter().map(|m| m.seq).min().unwrap_or_default();
     let to = input.messages.iter().map(|m| m.seq).max().unwrap_or_default();
     let link = |at: i64| bundle_link(input.public_url, &input.chat.token, at, from, to);
+    let w = words(input.locale);
     // The longest link any part can end with.
-    let longest = Note { marker: None, lines: &[], chat_url: &link(to) }.render().expect("notes render");
+    let longest = Note { w, marker: None, lines: &[], chat_url: &link(to) }.render().expect("notes render");
     let footer_chars = longest.chars().count();
     let room = limits.max_note_chars.saturating_sub(footer_chars + MARKER_ROOM + 5).max(1);
-    let local = |t: DateTime<Utc>| t.with_timezone(&input.timezone).format("%Y-%m-%d %H:%M").to_string();
+    let local = |t: DateTime<Utc>| t.with_timezone(&input.timezone).format(w.note_time).to_string();
     let stamps: Vec<String> = input.messages.iter().map(|m| local(m.timestamp)).collect();
     let lines: Vec<String> =
-        input.messages.iter().zip(&stamps).map(|(m, at)| note_line(m, at, room)).collect();
+        input.messages.iter().zip(&stamps).map(|(m, at)| note_line(w, m, at, room)).collect();
 
     // Cut into parts; once there are parts, each carries its marker too.
     let mut marker_chars = 0;
@@ -200,15 +207,17 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
                 input.first_message_seq.is_some_and(|seq| messages.iter().any(|m| m.seq == seq));
             let marker = (parts > 1).then(|| format!("({}/{parts})", index + 1));
             let link = link(first.seq);
-            let aggregation = Note { marker: marker.clone(), lines: &lines[range.clone()], chat_url: &link }
-                .render()
-                .expect("notes render");
+            let aggregation =
+                Note { w, marker: marker.clone(), lines: &lines[range.clone()], chat_url: &link }
+                    .render()
+                    .expect("notes render");
             let aggregation_text = NoteText {
+                w,
                 marker,
                 lines: messages
                     .iter()
                     .zip(&stamps[range.clone()])
-                    .map(|(m, at)| TextLine { sender: sender_name(m), at: at.clone(), text: &m.text })
+                    .map(|(m, at)| TextLine { sender: sender_name(m, w), at: at.clone(), text: &m.text })
                     .collect(),
                 chat_url: &link,
             }
@@ -287,6 +296,10 @@ mod tests {
     }
 
     fn render_with(messages: &[StoredMessage], tz: &str, limits: Limits) -> Vec<Value> {
+        render_in(Locale::En, messages, tz, limits)
+    }
+
+    fn render_in(locale: Locale, messages: &[StoredMessage], tz: &str, limits: Limits) -> Vec<Value> {
         let account = Account {
             full_name: Some("Amnon Haha".into()),
             email: Some("amnon@acme.com".into()),
@@ -296,6 +309,7 @@ mod tests {
         let input = BundleInput {
             public_url: "https://cb.example",
             timezone: tz.parse().unwrap(),
+            locale,
             account: &account,
             chat: &chat,
             first_message_seq: Some(1),
@@ -343,6 +357,7 @@ mod tests {
         let input = BundleInput {
             public_url: "https://cb.example",
             timezone: chrono_tz::UTC,
+            locale: Locale::En,
             account: &account,
             chat: &chat,
             first_message_seq: None,
@@ -503,5 +518,35 @@ mod tests {
         assert!(first.contains('…'), "shortened in the note: {first}");
         assert!(!first.contains("&#6…") && !first.contains("&#…"), "no entity cut in half: {first}");
         assert_eq!(parts[0]["messages"][0]["text"], text, "the message itself is whole");
+    }
+
+    #[test]
+    fn a_japanese_note_gives_the_date_in_japanese_first_and_escapes_the_text() {
+        let text = "<b>こんにちは</b> & よろしく";
+        let parts = render_in(Locale::Ja, &[message(1, 25, text)], "Asia/Tokyo", Limits::default());
+        assert_eq!(
+            parts[0]["aggregation"],
+            "2021年2月25日 01:25 John Doe: &#60;b&#62;こんにちは&#60;/b&#62; &#38; よろしく\
+             <br/><a href='https://cb.example/c/tok123?at=1&#38;from=1&#38;to=1#m1'>こちら</a>から会話を開けます"
+        );
+        assert_eq!(
+            parts[0]["aggregation_text"],
+            "2021年2月25日 01:25 John Doe: <b>こんにちは</b> & よろしく\n\
+             会話を開く: https://cb.example/c/tok123?at=1&from=1&to=1#m1"
+        );
+        // The payload's keys stay as they are.
+        let english = render_in(Locale::En, &[message(1, 25, text)], "Asia/Tokyo", Limits::default());
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&parts[0]), keys(&english[0]));
+        // Parts are marked the same way, and a sender-less message is 不明.
+        let long = "長".repeat(250);
+        let mut nobody = message(2, 26, &long);
+        nobody.sender = Party::default();
+        let limits = Limits { max_note_chars: 500, ..Limits::default() };
+        let parts = render_in(Locale::Ja, &[message(1, 25, &long), nobody], "Asia/Tokyo", limits);
+        assert_eq!(parts.len(), 2);
+        assert!(
+            parts[1]["aggregation"].as_str().unwrap().starts_with("(2/2)<br/>2021年2月25日 01:26 不明: 長")
+        );
     }
 }

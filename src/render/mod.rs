@@ -3,6 +3,7 @@
 //! Bundles and their notes are in [`bundle`].
 
 pub mod bundle;
+pub mod words;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -243,6 +244,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
             let input = bundle::BundleInput {
                 public_url,
                 timezone: chrono_tz::UTC,
+                locale: crate::domain::Locale::En,
                 account: &account,
                 chat: &chat,
                 first_message_seq: Some(0),

@@ -268,6 +268,7 @@ async fn test_payload(
             let input = bundle::BundleInput {
                 public_url,
                 timezone: tz,
+                locale: workspace.locale,
                 account: &workspace.account,
                 chat: &chat,
                 first_message_seq: first_seq(&messages),

@@ -22,6 +22,8 @@ pub struct DisableNotice {
     pub workspace_id: WorkspaceId,
     pub workspace_name: String,
     pub owner_email: String,
+    /// The workspace's language, which the e-mail is written in.
+    pub locale: crate::domain::Locale,
     pub webhook_id: WebhookId,
     pub webhook_url: String,
     pub reason: String,
@@ -35,6 +37,8 @@ pub struct GaveUpNotice {
     pub workspace_id: WorkspaceId,
     pub workspace_name: String,
     pub owner_email: String,
+    /// The workspace's language, which the e-mail is written in.
+    pub locale: crate::domain::Locale,
     pub webhook_id: WebhookId,
     pub webhook_url: String,
     pub delivery_id: DeliveryId,

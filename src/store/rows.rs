@@ -38,7 +38,7 @@ macro_rules! row_mapping {
         }
 
         pub(super) const WORKSPACE_COLUMNS: &str = "id, name, owner_email, timezone, granularity, account_full_name, \
-             account_email, account_phone, ingest_key, created_at, updated_at";
+             account_email, account_phone, ingest_key, created_at, updated_at, locale";
 
         pub(super) fn workspace(row: &$row) -> StoreResult<Workspace> {
             Ok(Workspace {
@@ -48,6 +48,7 @@ macro_rules! row_mapping {
                 timezone: row.try_get("timezone")?,
                 granularity: granularity(row.try_get("granularity")?),
                 account: account(row)?,
+                locale: row.try_get::<String, _>("locale")?.parse().unwrap_or_default(),
                 ingest_key: row.try_get("ingest_key")?,
                 created_at: from_ms(row.try_get("created_at")?),
                 updated_at: from_ms(row.try_get("updated_at")?),
@@ -170,6 +171,7 @@ macro_rules! row_mapping {
                 closing_boundary: row.try_get::<Option<i64>, _>("closing_boundary")?.map(from_ms),
                 closing_flush: row.try_get("closing_flush")?,
                 note_max_chars: row.try_get::<i64, _>("note_max_chars")? as u32,
+                locale: row.try_get::<String, _>("locale")?.parse().unwrap_or_default(),
                 flushed_at: from_ms(row.try_get("flushed_at")?),
             })
         }

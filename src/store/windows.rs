@@ -30,6 +30,8 @@ pub struct BundlingWebhook {
     pub flushed_at: DateTime<Utc>,
     /// Characters of note a bundle part may hold.
     pub note_max_chars: u32,
+    /// The workspace's language, for the notes.
+    pub locale: crate::domain::Locale,
 }
 
 /// A delivery made by closing a window: one bundle part, or (when a webhook stopped

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Account, Granularity, WorkspaceId};
+use crate::domain::{Account, Granularity, Locale, WorkspaceId};
 
 /// A workspace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub struct Workspace {
     pub granularity: Granularity,
     /// The business account used when a message names none.
     pub account: Account,
+    /// The language of its notes.
+    pub locale: Locale,
     /// The bearer key that authorises ingest into this workspace alone.
     pub ingest_key: String,
     pub created_at: DateTime<Utc>,
@@ -31,6 +33,7 @@ pub struct NewWorkspace {
     pub timezone: String,
     pub granularity: Granularity,
     pub account: Account,
+    pub locale: Locale,
 }
 
 /// Fields to change on a workspace; `None` leaves a field as it is.
@@ -41,6 +44,7 @@ pub struct WorkspacePatch {
     pub timezone: Option<String>,
     pub granularity: Option<Granularity>,
     pub account: Option<Account>,
+    pub locale: Option<Locale>,
 }
 
 /// Counts that show where a workspace's messages are.

@@ -13,7 +13,7 @@ use super::session::CsrfForm;
 use super::webhooks::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
 use super::{FormErrors, GRANULARITIES, PageError, Session, keep, page, see_other};
 use crate::domain::{
-    Account, EmailAddress, Granularity, Name, SessionStatus, Timezone, WebhookId, WorkspaceId,
+    Account, EmailAddress, Granularity, Locale, Name, SessionStatus, Timezone, WebhookId, WorkspaceId,
 };
 use crate::service;
 use crate::service::AppState;
@@ -46,6 +46,9 @@ pub struct WorkspaceForm {
     account_email: String,
     #[serde(default)]
     account_phone: String,
+    /// `en` or `ja`; empty is English.
+    #[serde(default)]
+    locale: String,
     #[serde(skip)]
     errors: FormErrors,
 }
@@ -57,6 +60,8 @@ struct CheckedWorkspace {
     timezone: String,
     granularity: Granularity,
     account: Account,
+    /// `None`: not given (a new workspace writes English; a saved one keeps its language).
+    locale: Option<Locale>,
 }
 
 impl WorkspaceForm {
@@ -69,6 +74,7 @@ impl WorkspaceForm {
             account_full_name: ws.account.full_name.clone().unwrap_or_default(),
             account_email: ws.account.email.clone().unwrap_or_default(),
             account_phone: ws.account.phone.clone().unwrap_or_default(),
+            locale: ws.locale.as_str().into(),
             ..WorkspaceForm::default()
         }
     }
@@ -85,6 +91,10 @@ impl WorkspaceForm {
         };
         let zone = keep(errors, "timezone", zone.parse::<Timezone>());
         let granularity = keep(errors, "granularity", self.granularity.parse::<Granularity>());
+        let locale = match self.locale.trim() {
+            "" => Some(None),
+            given => keep(errors, "locale", given.parse::<Locale>()).map(Some),
+        };
         let optional = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
         let account = Account {
             full_name: optional(&self.account_full_name),
@@ -109,6 +119,7 @@ impl WorkspaceForm {
             timezone: zone?.name().to_string(),
             granularity: granularity?,
             account: account?,
+            locale: locale?,
         })
     }
 }
@@ -143,6 +154,7 @@ pub async fn create(
         timezone: checked.timezone,
         granularity: checked.granularity,
         account: checked.account,
+        locale: checked.locale.unwrap_or_default(),
     };
     let ws = state.store.create_workspace(new).await?;
     Ok(see_other(&format!("/ui/workspaces/{}", ws.id)))
@@ -312,6 +324,7 @@ pub async fn save(
         timezone: Some(checked.timezone),
         granularity: Some(checked.granularity),
         account: Some(checked.account),
+        locale: checked.locale,
     };
     state.store.update_workspace(&id, patch).await?.ok_or_else(|| PageError::not_found("workspace"))?;
     service::workspaces::changed(&state, &id);

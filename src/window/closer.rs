@@ -300,6 +300,7 @@ pub fn plan(
             let input = bundle::BundleInput {
                 public_url: &public_url,
                 timezone: tz,
+                locale: webhook.locale,
                 account: &webhook.account,
                 chat,
                 first_message_seq,

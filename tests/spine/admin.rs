@@ -64,6 +64,7 @@ async fn workspace_input_errors_name_the_field() {
         (json!({"name": "A", "owner_email": "not-an-email"}), "owner_email"),
         (json!({"name": "A", "owner_email": "a@b.example", "timezone": "Mars/Base"}), "timezone"),
         (json!({"name": "A", "owner_email": "a@b.example", "granularity": "2h"}), "granularity"),
+        (json!({"name": "A", "owner_email": "a@b.example", "locale": "fr"}), "locale"),
         (json!({"name": "A", "owner_email": "a@b.example", "colour": "red"}), "colour"),
         (json!({"owner_email": "a@b.example"}), "name"),
     ];

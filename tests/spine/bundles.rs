@@ -405,3 +405,39 @@ async fn a_preview_shows_each_chats_next_bundle_and_a_flush_delivers_the_same() 
     let after: Value = preview(String::new()).await.json().await.unwrap();
     assert_eq!(after["chats"], json!([]), "nothing is buffered after the flush");
 }
+
+/// A workspace in Japanese gets its bundle notes in Japanese (the date first, 年月日, the link
+/// line); the payload's keys stay; an unknown language is refused naming the field.
+#[tokio::test]
+async fn a_japanese_workspace_gets_japanese_notes() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let refused = app
+        .admin(reqwest::Method::POST, "/api/v1/workspaces")
+        .json(&json!({"name": "Acme", "owner_email": "owner@acme.example", "locale": "fr"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused: Value = refused.json().await.unwrap();
+    assert!(refused["error"]["detail"].as_str().unwrap().contains("locale"), "{refused}");
+    let ws = app.workspace_with("1h", "Asia/Tokyo").await;
+    let changed = app
+        .admin(reqwest::Method::PATCH, &format!("/api/v1/workspaces/{}", ws.id))
+        .json(&json!({"locale": "ja"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.json::<Value>().await.unwrap()["locale"], "ja");
+    app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    app.set_time("2024-03-01T12:10:00Z");
+    app.ingest(&ws, &message("m-1", "c-1", "発送はいつですか?")).await;
+    app.set_time("2024-03-01T12:20:00Z");
+    assert_eq!(app.flush(&ws.id).await, 1);
+    let bundle = receiver.wait_for(1).await[0].json();
+    let note = bundle["aggregation"].as_str().unwrap();
+    assert!(note.starts_with("2021年2月25日 01:25 John Doe: 発送はいつですか?<br/><a href='"), "{note}");
+    assert!(note.ends_with("'>こちら</a>から会話を開けます"), "{note}");
+    assert!(bundle["aggregation_text"].as_str().unwrap().contains("\n会話を開く: http"));
+    assert_eq!(bundle["message_count"], 1, "the keys are the same in every language");
+}

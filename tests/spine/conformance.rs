@@ -154,6 +154,7 @@ async fn create_workspace(store: &SharedStore, name: &str) -> WorkspaceId {
         timezone: "UTC".into(),
         granularity: Granularity::None,
         account: Account::default(),
+        locale: Default::default(),
     };
     store.create_workspace(new).await.unwrap().id
 }

@@ -396,10 +396,20 @@ async fn the_owner_hears_of_a_delivery_given_up_once_a_day_at_most() {
     assert_eq!(metric(&metrics, "chatbundle_emails_pending"), 0.0, "nothing else in the outbox");
     assert_eq!(smtp.wait_for(1).await.len(), 1);
 
-    // A day later, the next one is worth telling again.
+    // A day later, the next one is worth telling again: in the workspace's language, now Japanese.
+    let patched = app
+        .admin(Method::PATCH, &format!("/api/v1/workspaces/{}", ws.id))
+        .json(&json!({"locale": "ja"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
     app.advance(Duration::from_secs(24 * 3600 + 60));
     app.ingest(&ws, &message("m-3", "c-3", "three")).await;
-    assert!(smtp.wait_for(2).await[1]["data"].as_str().unwrap().contains("John Doe (c-3)"));
+    let japanese = smtp.wait_for(2).await.remove(1);
+    assert_eq!(japanese["subject"], "chatbundle: ワークスペース「Acme」の Webhook が配信を拒否しました");
+    let body = japanese["body"].as_str().unwrap();
+    assert!(body.contains("チャット:  John Doe (c-3)") && body.contains("ご担当者様"), "{body}");
 }
 
 #[tokio::test]

@@ -352,10 +352,15 @@ fn the_cli_drives_the_running_daemon() {
         "Europe/Berlin",
         "--account-name",
         "Acme Sales",
+        "--locale",
+        "ja",
     ]);
     assert_eq!(code, Some(0));
     let ws_id = ws["id"].as_str().unwrap().to_string();
-    assert_eq!(ws["account"]["full_name"], "Acme Sales");
+    assert_eq!(
+        (ws["account"]["full_name"].clone(), ws["locale"].clone()),
+        (json!("Acme Sales"), json!("ja"))
+    );
 
     let (code, hook, _) = run(&["webhook", "create", &ws_id, "http://127.0.0.1:9/x", "--secret"]);
     assert_eq!(code, Some(0));

@@ -66,6 +66,7 @@ async fn forms_need_the_csrf_token_and_keep_values_next_to_errors() {
             ("timezone", "Mars/Base"),
             ("granularity", "6h"),
             ("account_phone", "+49\r\n30"),
+            ("locale", "fr"),
         ])
         .send()
         .await
@@ -78,6 +79,7 @@ async fn forms_need_the_csrf_token_and_keep_values_next_to_errors() {
     // The page checks the account as the API does, and says so next to the field.
     assert!(html.contains("id=\"ws-acc-phone-error\">contains the control character U+000D"), "{html}");
     assert!(html.contains("<option value=\"6h\" selected>Every 6 hours</option>"));
+    assert!(html.contains("id=\"ws-locale-error\">must be one of en, ja"), "{html}");
     let listed: serde_json::Value =
         app.admin(Method::GET, "/api/v1/workspaces").send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["workspaces"].as_array().unwrap().len(), 0, "nothing was created");
@@ -90,11 +92,15 @@ async fn forms_need_the_csrf_token_and_keep_values_next_to_errors() {
             ("owner_email", "ops@acme.example"),
             ("timezone", "Europe/Berlin"),
             ("granularity", "none"),
+            ("locale", "ja"),
         ])
         .send()
         .await
         .unwrap();
     assert_eq!(ok.status(), 303);
+    let listed: serde_json::Value =
+        app.admin(Method::GET, "/api/v1/workspaces").send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["workspaces"][0]["locale"], "ja", "the language chosen on the page");
     let page = http
         .get(app.url(ok.headers()["location"].to_str().unwrap()))
         .send()

@@ -6,6 +6,8 @@ Recipients whose local part starts with "reject" are refused for good (550); tho
 
 Usage: python3 smtp_sink.py PORT. Prints {"ready": PORT} once listening; stops when stdin closes.
 """
+import email
+import email.policy
 import json
 import sys
 
@@ -29,10 +31,15 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        # "data" as it came over the wire; "subject" and "body" decoded, as a mail client shows them.
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",))
         print(json.dumps({
             "from": envelope.mail_from,
             "to": envelope.rcpt_tos,
             "data": envelope.original_content.decode("utf-8", "replace"),
+            "subject": str(message["subject"] or ""),
+            "body": body.get_content() if body is not None else "",
         }), flush=True)
         return "250 OK"
 

@@ -7,7 +7,7 @@ use tracing::instrument;
 use super::rewindow::{rewindow, subscriptions};
 use super::rows::{WORKSPACE_COLUMNS, workspace, workspace_stats};
 use super::{PgStore, lock_workspace, raise_closed_through};
-use crate::domain::{DeliveryStatus, Granularity, WorkspaceId, random_token};
+use crate::domain::{DeliveryStatus, Granularity, Locale, WorkspaceId, random_token};
 use crate::store::{NewWorkspace, StoreResult, Workspace, WorkspacePatch, WorkspaceStats, WorkspaceStore};
 
 pub(super) async fn fetch_workspace(
@@ -27,8 +27,8 @@ impl WorkspaceStore for PgStore {
         let (mut tx, now) = self.begin().await?;
         sqlx::query(
             "INSERT INTO workspaces (id, name, owner_email, timezone, granularity, account_full_name,
-                account_email, account_phone, ingest_key, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                account_email, account_phone, ingest_key, created_at, updated_at, locale)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
         )
         .bind(id.as_str())
         .bind(&new.name)
@@ -40,6 +40,7 @@ impl WorkspaceStore for PgStore {
         .bind(&new.account.phone)
         .bind(format!("ik_{}", random_token(32)))
         .bind(now)
+        .bind(new.locale.as_str())
         .execute(&mut *tx)
         .await?;
         let created = fetch_workspace(&mut tx, &id).await?.expect("just inserted");
@@ -83,7 +84,8 @@ impl WorkspaceStore for PgStore {
                 account_full_name = CASE WHEN $5 THEN $6 ELSE account_full_name END,
                 account_email = CASE WHEN $5 THEN $7 ELSE account_email END,
                 account_phone = CASE WHEN $5 THEN $8 ELSE account_phone END,
-                updated_at = $9
+                updated_at = $9,
+                locale = COALESCE($11, locale)
              WHERE id = $10",
         )
         .bind(&patch.name)
@@ -96,6 +98,7 @@ impl WorkspaceStore for PgStore {
         .bind(account.as_ref().and_then(|a| a.phone.clone()))
         .bind(now)
         .bind(id.as_str())
+        .bind(patch.locale.map(Locale::as_str))
         .execute(&mut *tx)
         .await?
         .rows_affected();

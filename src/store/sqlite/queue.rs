@@ -304,7 +304,7 @@ async fn record_attempt(
         // The owner hears of the first one, and then at most once a day.
         const DAY_MS: i64 = 24 * 3600 * 1000;
         if notified_at.is_none_or(|t| now - t >= DAY_MS) {
-            let (name, owner) = owner(conn, &workspace_id).await?;
+            let (name, owner, locale) = owner(conn, &workspace_id).await?;
             let chat = match chat_id {
                 Some(id) => sqlx::query("SELECT external_id, full_name FROM chats WHERE id = ?")
                     .bind(id)
@@ -320,6 +320,7 @@ async fn record_attempt(
                 workspace_id: workspace_id.clone(),
                 workspace_name: name,
                 owner_email: owner,
+                locale,
                 webhook_id: attempt.webhook_id.clone(),
                 webhook_url: url.clone(),
                 delivery_id: attempt.delivery_id.clone(),
@@ -353,11 +354,12 @@ async fn record_attempt(
         .await?;
     let detail = serde_json::json!({"reason": reason, "last_error": failure, "automatic": true});
     insert_event(conn, &workspace_id, Some(&attempt.webhook_id), now, "disabled", &detail).await?;
-    let (name, owner) = owner(conn, &workspace_id).await?;
+    let (name, owner, locale) = owner(conn, &workspace_id).await?;
     let notice = DisableNotice {
         workspace_id: workspace_id.clone(),
         workspace_name: name,
         owner_email: owner,
+        locale,
         webhook_id: attempt.webhook_id.clone(),
         webhook_url: url,
         reason: reason.clone(),
@@ -457,12 +459,17 @@ pub(super) async fn record_delivered_many(
 }
 
 /// A workspace's name and owner's address.
-async fn owner(conn: &mut SqliteConnection, workspace_id: &WorkspaceId) -> StoreResult<(String, String)> {
-    let row = sqlx::query("SELECT name, owner_email FROM workspaces WHERE id = ?")
+/// The workspace's name, owner and language, for the owner's e-mails.
+async fn owner(
+    conn: &mut SqliteConnection,
+    workspace_id: &WorkspaceId,
+) -> StoreResult<(String, String, crate::domain::Locale)> {
+    let row = sqlx::query("SELECT name, owner_email, locale FROM workspaces WHERE id = ?")
         .bind(workspace_id.as_str())
         .fetch_one(&mut *conn)
         .await?;
-    Ok((row.try_get("name")?, row.try_get("owner_email")?))
+    let locale = row.try_get::<String, _>("locale")?.parse().unwrap_or_default();
+    Ok((row.try_get("name")?, row.try_get("owner_email")?, locale))
 }
 
 #[async_trait]

@@ -7,7 +7,7 @@ use tracing::instrument;
 use super::SqliteStore;
 use super::rewindow::{rewindow, subscriptions};
 use super::rows::{WORKSPACE_COLUMNS, ms, pending, workspace, workspace_stats};
-use crate::domain::{Granularity, WorkspaceId, random_token};
+use crate::domain::{Granularity, Locale, WorkspaceId, random_token};
 use crate::store::{NewWorkspace, StoreResult, Workspace, WorkspacePatch, WorkspaceStats, WorkspaceStore};
 
 pub(super) async fn fetch_workspace(
@@ -31,8 +31,8 @@ impl WorkspaceStore for SqliteStore {
                 sqlx::query(
                     "INSERT INTO workspaces (id, name, owner_email, timezone, granularity,
                         account_full_name, account_email, account_phone, ingest_key, created_at,
-                        updated_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        updated_at, locale)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(id.as_str())
                 .bind(&new.name)
@@ -45,6 +45,7 @@ impl WorkspaceStore for SqliteStore {
                 .bind(format!("ik_{}", random_token(32)))
                 .bind(now)
                 .bind(now)
+                .bind(new.locale.as_str())
                 .execute(&mut *conn)
                 .await?;
                 Ok(fetch_workspace(conn, &id).await?.expect("just inserted"))
@@ -89,6 +90,7 @@ impl WorkspaceStore for SqliteStore {
                         account_full_name = CASE WHEN ? THEN ? ELSE account_full_name END,
                         account_email = CASE WHEN ? THEN ? ELSE account_email END,
                         account_phone = CASE WHEN ? THEN ? ELSE account_phone END,
+                        locale = COALESCE(?, locale),
                         updated_at = ?
                      WHERE id = ?",
                 )
@@ -102,6 +104,7 @@ impl WorkspaceStore for SqliteStore {
                 .bind(account.as_ref().and_then(|a| a.email.clone()))
                 .bind(account.is_some())
                 .bind(account.as_ref().and_then(|a| a.phone.clone()))
+                .bind(patch.locale.map(Locale::as_str))
                 .bind(now)
                 .bind(id.as_str())
                 .execute(&mut *conn)

@@ -1,0 +1,16 @@
+//! English: "from John Doe on 2024-03-01 12:08: …".
+
+use super::Words;
+
+pub const WORDS: Words = Words {
+    note_time: "%Y-%m-%d %H:%M",
+    line_before: "from ",
+    sender_first: true,
+    line_between: " on ",
+    line_after: ": ",
+    link_before: "Click ",
+    link_text: "here",
+    link_after: " to open the conversation",
+    link_plain: "Open the conversation:",
+    unknown_sender: "unknown",
+};

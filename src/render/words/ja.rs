@@ -1,0 +1,16 @@
+//! Japanese: "2024年3月1日 12:08 John Doe: …".
+
+use super::Words;
+
+pub const WORDS: Words = Words {
+    note_time: "%Y年%-m月%-d日 %H:%M",
+    line_before: "",
+    sender_first: false,
+    line_between: " ",
+    line_after: ": ",
+    link_before: "",
+    link_text: "こちら",
+    link_after: "から会話を開けます",
+    link_plain: "会話を開く:",
+    unknown_sender: "不明",
+};

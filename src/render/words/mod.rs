@@ -1,0 +1,36 @@
+//! The words chatbundle writes into notes, one catalogue per language: adding a language is
+//! adding one file here (and its [`Locale`] variant). The note templates take their words and
+//! word order from the catalogue; payload keys never change.
+
+mod en;
+mod ja;
+
+use crate::domain::Locale;
+
+/// One language's words for a bundle's note.
+pub struct Words {
+    /// How a note line gives a message's time (`strftime`).
+    pub note_time: &'static str,
+    /// A note line's head is `before`, the sender and the time (in this order when
+    /// `sender_first`, else the time first), `between` them, then `after`.
+    pub line_before: &'static str,
+    pub sender_first: bool,
+    pub line_between: &'static str,
+    pub line_after: &'static str,
+    /// The link line of the HTML note: `before`, the link with `text`, `after`.
+    pub link_before: &'static str,
+    pub link_text: &'static str,
+    pub link_after: &'static str,
+    /// The link line of the plain-text note, before the URL.
+    pub link_plain: &'static str,
+    /// Who a line is from when the message names no one.
+    pub unknown_sender: &'static str,
+}
+
+/// The catalogue of a language.
+pub fn words(locale: Locale) -> &'static Words {
+    match locale {
+        Locale::En => &en::WORDS,
+        Locale::Ja => &ja::WORDS,
+    }
+}

@@ -316,7 +316,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<WebhookId>,
 ) -> Result<StatusCode, ApiError> {
-    if state.store.delete_webhook(&id).await? {
+    if id.is_well_formed() && state.store.delete_webhook(&id).await? {
         info!("webhook deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -216,6 +216,9 @@ pub async fn update(
     Path(id): Path<WorkspaceId>,
     Body(body): Body<UpdateWorkspace>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
+    if !id.is_well_formed() {
+        return Err(ApiError::not_found("workspace"));
+    }
     let patch = WorkspacePatch {
         name: body.name.as_deref().map(|n| name("name", n, 200)).transpose()?,
         owner_email: body.owner_email.as_deref().map(|e| email("owner_email", e)).transpose()?,

@@ -427,9 +427,9 @@ macro_rules! text_id {
                 &self.0
             }
 
-            /// Whether this could be an id chatbundle made: its prefix, `_`, then letters and
-            /// digits only, 64 characters at most. What comes from a URL is checked with this
-            /// before any store sees it (PostgreSQL refuses text holding a NUL outright).
+            /// Whether this could be an id chatbundle made: its prefix, `_`, then letters, digits
+            /// and `-` only, 64 characters at most. An id from a URL is checked with this before a
+            /// store looks it up (PostgreSQL refuses text holding a NUL outright).
             pub fn is_well_formed(&self) -> bool {
                 self.0.len() <= 64
                     && self.0.strip_prefix(concat!($prefix, "_")).is_some_and(|rest| {

@@ -74,8 +74,8 @@ pub async fn preview(
     Ok(previews)
 }
 
-/// The chat's first message ever, when it is among the buffered ones: the oldest of them, if no
-/// message of the chat is older.
+/// The chat's first message ever, when it is among the buffered ones: the oldest of them, if the
+/// chat holds no message older still (nothing after it in the transcript's order).
 async fn first_message(
     state: &AppState,
     chat: &Chat,
@@ -84,6 +84,7 @@ async fn first_message(
     let Some(oldest) = buffered.iter().min_by_key(|m| (m.received_at, m.timestamp, m.seq)) else {
         return Ok(None);
     };
-    let newer = state.store.message_rank(chat.id, oldest.seq).await?;
-    Ok((newer == Some(buffered.len() as u32 - 1)).then_some(oldest.seq))
+    let Some(rank) = state.store.message_rank(chat.id, oldest.seq).await? else { return Ok(None) };
+    let older = state.store.chat_messages(chat.id, 1, rank + 1).await?;
+    Ok(older.is_empty().then_some(oldest.seq))
 }

@@ -172,6 +172,12 @@ pub(super) fn worth_an_event(change: &SessionChange, before: Option<&Owned>, aft
     moved || reassigned || alert
 }
 
+/// What a lapsed reply window reports: the channel's free window is over (on WeChat the chat
+/// object still says what may be sent after it).
+pub(super) fn expired() -> ReportedSession {
+    ReportedSession { reply_status: Some("SESSION_EXPIRED".into()), ..ReportedSession::default() }
+}
+
 /// Whether the business can reply to a chat at some moment, and if not why not, in the words of
 /// [`REPLY_STATUSES`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

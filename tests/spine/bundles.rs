@@ -404,6 +404,13 @@ async fn a_preview_shows_each_chats_next_bundle_and_a_flush_delivers_the_same() 
     app.delivered(&ws, 2).await;
     let after: Value = preview(String::new()).await.json().await.unwrap();
     assert_eq!(after["chats"], json!([]), "nothing is buffered after the flush");
+    assert_eq!(chats[1]["parts"][0]["payload"]["chat"]["is_new_chat"], true, "c-1 began in that bundle");
+    app.ingest(&ws, &message("m-4", "c-1", "again")).await;
+    let again: Value = preview(String::new()).await.json().await.unwrap();
+    assert_eq!(
+        again["chats"][0]["parts"][0]["payload"]["chat"]["is_new_chat"], false,
+        "c-1 is not new any more"
+    );
 }
 
 /// A workspace in Japanese gets its bundle notes in Japanese (the date first, 年月日, the link

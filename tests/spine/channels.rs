@@ -979,8 +979,13 @@ async fn a_wechat_service_account_may_send_four_messages_a_month_after_the_48_ho
     app.set_time("2024-03-03T13:00:00Z");
     assert_eq!(reply().await, (json!("ACCEPTED"), json!(true), json!(4)));
     let lapse = sessions.wait_for(2).await[1].json();
-    assert_eq!(lapse[0]["payload"]["replyStatus"], "ACCEPTED", "a service account may still send");
-    assert_eq!(lapse[0]["chat"]["replies_left"], 4);
+    assert_eq!(lapse[0]["payload"]["replyStatus"], "SESSION_EXPIRED", "the free window is over");
+    let chat = &lapse[0]["chat"];
+    assert_eq!(
+        (chat["can_reply"].clone(), chat["replies_left"].clone()),
+        (json!(true), json!(4)),
+        "4 may still go"
+    );
 
     // The tool that answers through WeChat's API files its messages through the JSON API.
     let path = format!("/api/v1/workspaces/{}/messages?source_id={}", ws.id, src["id"].as_str().unwrap());

@@ -17,7 +17,7 @@ use crate::domain::{
 };
 use crate::store::merge::{self, ChatKey, Merged, SessionMove};
 use crate::store::queue::Enqueue;
-use crate::store::sessions::{Owned, ReplyState, ReportedSession, reported_status, worth_an_event};
+use crate::store::sessions::{Owned, ReplyState, ReportedSession, expired, reported_status, worth_an_event};
 use crate::store::{
     Chat, IngestBatch, RenderSession, SessionCause, SessionChange, SessionEvent, SessionStore,
     SessionTransition, StoreResult,
@@ -373,8 +373,7 @@ impl SessionStore for PgStore {
                 .execute(&mut *tx)
                 .await?;
             let status = lapsed.session_status;
-            announce(&mut tx, &workspace_id, &lapsed, status, &ReportedSession::default(), now, &render)
-                .await?;
+            announce(&mut tx, &workspace_id, &lapsed, status, &expired(), now, &render).await?;
         }
         tx.commit().await?;
         Ok(rows.len() as u64)

@@ -16,7 +16,7 @@ use crate::domain::{
 };
 use crate::store::merge::{self, ChatKey, Merged, SessionMove};
 use crate::store::queue::Enqueue;
-use crate::store::sessions::{Owned, ReplyState, ReportedSession, reported_status, worth_an_event};
+use crate::store::sessions::{Owned, ReplyState, ReportedSession, expired, reported_status, worth_an_event};
 use crate::store::{
     Chat, IngestBatch, RenderSession, SessionCause, SessionChange, SessionEvent, SessionStore,
     SessionTransition, StoreResult,
@@ -385,7 +385,7 @@ async fn expiries(
             .execute(&mut *conn)
             .await?;
         let status = lapsed.session_status;
-        announce(conn, &workspace_id, &lapsed, status, &ReportedSession::default(), now, &render).await?;
+        announce(conn, &workspace_id, &lapsed, status, &expired(), now, &render).await?;
     }
     Ok(rows.len() as u64)
 }

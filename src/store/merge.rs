@@ -135,6 +135,17 @@ pub(super) fn session_started(batches: &[IngestBatch], merged: &mut Merged<'_>, 
     }
 }
 
+/// The candidates that were new, with their queue positions, in message order.
+fn accepted<'m, 'a>(
+    candidates: &'m [Candidate<'a>],
+    inserted: &HashMap<MessageKey<'a>, i64>,
+) -> Vec<(&'m Candidate<'a>, i64)> {
+    let mut accepted: Vec<(&Candidate, i64)> =
+        candidates.iter().filter_map(|c| inserted.get(&c.key()).map(|seq| (c, *seq))).collect();
+    accepted.sort_by_key(|(_, seq)| *seq);
+    accepted
+}
+
 /// How session events of `workspace` are rendered: as its requests say.
 pub(super) fn render_session<'b>(batches: &'b [IngestBatch], workspace: &str) -> &'b RenderSession {
     &batches
@@ -160,9 +171,7 @@ pub(super) fn session_moves<'a>(
     stored: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
     inserted: &HashMap<MessageKey<'a>, i64>,
 ) -> Vec<SessionMove<'a>> {
-    let mut accepted: Vec<(&Candidate, i64)> =
-        merged.candidates.iter().filter_map(|c| inserted.get(&c.key()).map(|seq| (c, *seq))).collect();
-    accepted.sort_by_key(|(_, seq)| *seq);
+    let accepted = accepted(&merged.candidates, inserted);
     let mut moves: Vec<SessionMove> = Vec::new();
     let mut at: HashMap<ChatKey, (usize, SessionStatus)> = HashMap::new();
     for (candidate, _) in accepted {
@@ -247,9 +256,7 @@ pub(super) fn deliveries<'a>(
 ) -> (Vec<Enqueue>, HashMap<ChatId, i64>) {
     let mut first_of_chat: HashMap<ChatId, i64> = HashMap::new();
     let mut deliveries = Vec::new();
-    let mut accepted: Vec<(&Candidate, i64)> =
-        merged.candidates.iter().filter_map(|c| inserted.get(&c.key()).map(|seq| (c, *seq))).collect();
-    accepted.sort_by_key(|(_, seq)| *seq);
+    let accepted = accepted(&merged.candidates, inserted);
     for (candidate, seq) in &accepted {
         let (chat, first_message_seq) = &stored[&candidate.chat];
         // A chat is new when no message of it was stored before; its first message here says so.

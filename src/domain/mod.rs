@@ -316,7 +316,7 @@ impl AccountType {
     }
 }
 
-/// The language chatbundle writes a workspace's notes in.
+/// The language chatbundle writes a workspace's notes, e-mails and pages in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Locale {

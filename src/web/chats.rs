@@ -10,22 +10,25 @@ use serde::Deserialize;
 use tracing::instrument;
 
 use super::session::CsrfForm;
+use super::words::{PageWords, page_words};
 use super::{FormErrors, PageError, Session, keep, page, see_other};
 use crate::domain::{ChatId, EmailAddress, Name};
 use crate::render::chat_url;
 use crate::service::AppState;
-use crate::store::{Chat, ChatOwner, SessionCause, SessionTransition};
+use crate::store::{Chat, ChatOwner, SessionTransition};
 
 #[derive(Template)]
 #[template(path = "web/chat.html")]
 struct ChatPage {
+    /// The chat's workspace's language.
+    w: &'static PageWords,
     csrf: String,
     workspace_id: String,
     chat_id: i64,
     name: String,
     external_id: String,
     transcript: String,
-    notice: Option<String>,
+    notice: Option<&'static str>,
     owner: OwnerForm,
     /// The channel's id of the owner, when it gave one (shown, not editable).
     responsible_id: Option<String>,
@@ -43,22 +46,25 @@ struct TransitionLine {
     reply_status: String,
 }
 
-impl From<SessionTransition> for TransitionLine {
-    fn from(t: SessionTransition) -> Self {
+impl TransitionLine {
+    fn from(t: SessionTransition, w: &PageWords) -> Self {
         TransitionLine {
-            at: t.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            at: t.at.format(w.time_seconds).to_string(),
             from: t.from.unwrap_or_else(|| "—".into()),
             to: t.to,
-            cause: match t.cause {
-                SessionCause::Message => "a customer's message",
-                SessionCause::Reply => "the business replied",
-                SessionCause::Reported => "the source reported it",
-                SessionCause::Earlier => "before history was kept",
-            },
+            cause: w.session_cause(t.cause),
             source: t.source_key,
             reply_status: t.reply_status.unwrap_or_default(),
         }
     }
+}
+
+/// What was just done, said at the top of the chat's page.
+#[derive(Clone, Copy)]
+enum Notice {
+    /// A new transcript link replaced the old one.
+    Rotated,
+    OwnerSaved,
 }
 
 #[derive(Deserialize, Default)]
@@ -109,23 +115,29 @@ async fn chat_page(
     state: &AppState,
     session: Session,
     id: ChatId,
-    notice: Option<String>,
+    notice: Option<Notice>,
     owner: Option<OwnerForm>,
 ) -> Result<Response, PageError> {
     let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    let ws = state.store.get_workspace(&workspace_id).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    let w = page_words(ws.locale);
     let failed = owner.as_ref().is_some_and(|o| !o.errors.is_empty());
     let history = state.store.session_history(id).await?.unwrap_or_default();
     let mut response = page(ChatPage {
+        w,
         csrf: session.csrf,
         workspace_id: workspace_id.to_string(),
         chat_id: chat.id.0,
         name: chat.full_name.clone().or(chat.phone.clone()).unwrap_or_else(|| chat.external_id.clone()),
         external_id: chat.external_id.clone(),
         transcript: chat_url(&state.public_url, &chat.token),
-        notice,
+        notice: notice.map(|notice| match notice {
+            Notice::Rotated => w.notice_link_rotated,
+            Notice::OwnerSaved => w.notice_owner_saved,
+        }),
         owner: owner.unwrap_or_else(|| OwnerForm::from(&chat)),
         responsible_id: chat.responsible_id.clone(),
-        sessions: history.into_iter().rev().map(TransitionLine::from).collect(),
+        sessions: history.into_iter().rev().map(|t| TransitionLine::from(t, w)).collect(),
     });
     if failed {
         *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
@@ -141,8 +153,8 @@ pub async fn show(
     Query(query): Query<ChatQuery>,
 ) -> Result<Response, PageError> {
     let notice = match (query.rotated, query.owner) {
-        (Some(_), _) => Some("A new link was made; the old one no longer opens this transcript.".into()),
-        (None, Some(_)) => Some("Owner saved.".into()),
+        (Some(_), _) => Some(Notice::Rotated),
+        (None, Some(_)) => Some(Notice::OwnerSaved),
         (None, None) => None,
     };
     chat_page(&state, session, id, notice, None).await

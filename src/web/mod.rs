@@ -9,11 +9,15 @@
 //! Every page defends itself: a Content-Security-Policy that allows only this site's own script
 //! and style sheet and no framing, `nosniff`, a referrer policy, and `no-store` on everything
 //! behind the sign-in (the ingest key and secrets are shown there).
+//!
+//! A page that belongs to one workspace speaks that workspace's language, its words from
+//! [`words`]; the others (sign-in, the list of workspaces, failures) speak the default one.
 
 mod chats;
 mod session;
 mod transcript;
 mod webhooks;
+mod words;
 mod workspaces;
 
 use std::collections::HashMap;
@@ -31,6 +35,7 @@ use crate::service::AppState;
 use crate::store::StoreError;
 
 pub use session::Session;
+use words::{PageWords, default_words};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -153,6 +158,7 @@ impl From<StoreError> for PageError {
 #[derive(Template)]
 #[template(path = "web/failure.html")]
 struct FailurePage<'a> {
+    w: &'static PageWords,
     status: &'a str,
     detail: &'a str,
 }
@@ -160,7 +166,7 @@ struct FailurePage<'a> {
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let status = self.status.to_string();
-        let mut response = page(FailurePage { status: &status, detail: &self.detail });
+        let mut response = page(FailurePage { w: default_words(), status: &status, detail: &self.detail });
         *response.status_mut() = self.status;
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(RETRY_AFTER, RETRY_AFTER_SECONDS.into());
@@ -168,12 +174,3 @@ impl IntoResponse for PageError {
         response
     }
 }
-
-/// The granularity select, with exactly these labels.
-pub const GRANULARITIES: [(&str, &str); 5] = [
-    ("none", "Don't aggregate"),
-    ("1h", "Every 1 hour"),
-    ("6h", "Every 6 hours"),
-    ("12h", "Every 12 hours"),
-    ("24h", "Every 24 hours"),
-];

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tracing::instrument;
 
+use super::words::{PageWords, default_words};
 use super::{PageError, page, see_other};
 use crate::http::auth::same_secret;
 use crate::http::server::Client;
@@ -130,6 +131,7 @@ fn urlencode(text: &str) -> String {
 #[derive(Template)]
 #[template(path = "web/login.html")]
 struct LoginPage {
+    w: &'static PageWords,
     next: String,
     error: Option<String>,
 }
@@ -146,7 +148,7 @@ pub async fn root() -> Response {
 
 #[instrument(skip_all)]
 pub async fn login_page(Query(query): Query<NextQuery>) -> Response {
-    page(LoginPage { next: query.next.unwrap_or_else(|| "/ui".into()), error: None })
+    page(LoginPage { w: default_words(), next: query.next.unwrap_or_else(|| "/ui".into()), error: None })
 }
 
 #[derive(Deserialize)]
@@ -167,7 +169,7 @@ pub async fn login(
         metrics::counter!(crate::telemetry::metric::AUTH_THROTTLED).increment(1);
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         let error = format!("Too many wrong tokens from this address. Try again in {seconds} s.");
-        let mut response = page(LoginPage { next, error: Some(error) });
+        let mut response = page(LoginPage { w: default_words(), next, error: Some(error) });
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         return Ok(response);
@@ -176,7 +178,8 @@ pub async fn login(
         return sign_in(&state, &next).await;
     }
     state.throttle.failed(client.0, "sign-in");
-    let mut response = page(LoginPage { next, error: Some("That is not the admin token.".into()) });
+    let mut response =
+        page(LoginPage { w: default_words(), next, error: Some("That is not the admin token.".into()) });
     *response.status_mut() = StatusCode::UNAUTHORIZED;
     Ok(response)
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use tracing::instrument;
 
+use super::words::{PageWords, page_words};
 use crate::domain::Direction;
 use crate::service::AppState;
 use crate::store::StoreError;
@@ -40,6 +41,8 @@ struct Day {
 #[derive(Template)]
 #[template(path = "web/transcript.html")]
 struct TranscriptPage {
+    /// The chat's workspace's language.
+    w: &'static PageWords,
     name: String,
     zone: String,
     days: Vec<Day>,
@@ -103,8 +106,8 @@ pub async fn page(
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
-    let zone: Tz = match state.store.get_workspace(&workspace_id).await {
-        Ok(Some(ws)) => ws.timezone.parse().unwrap_or(chrono_tz::UTC),
+    let (zone, w): (Tz, _) = match state.store.get_workspace(&workspace_id).await {
+        Ok(Some(ws)) => (ws.timezone.parse().unwrap_or(chrono_tz::UTC), page_words(ws.locale)),
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
@@ -129,12 +132,17 @@ pub async fn page(
     let mut days: Vec<Day> = Vec::new();
     for m in messages.iter().take(PAGE as usize) {
         let local = m.timestamp.with_timezone(&zone);
-        let date = local.format("%Y-%m-%d").to_string();
+        let date = local.format(w.transcript_day).to_string();
         let line = Line {
             seq: m.seq,
             marked: marked.as_ref().is_some_and(|range| range.contains(&m.seq)),
             direction: if m.direction == Direction::Sent { "sent" } else { "received" },
-            sender: m.sender.full_name.clone().or(m.sender.phone.clone()).unwrap_or_else(|| "unknown".into()),
+            sender: m
+                .sender
+                .full_name
+                .clone()
+                .or(m.sender.phone.clone())
+                .unwrap_or_else(|| w.transcript_unknown_sender.into()),
             time: local.format("%H:%M").to_string(),
             text: m.text.clone(),
         };
@@ -144,6 +152,7 @@ pub async fn page(
         }
     }
     let content = TranscriptPage {
+        w,
         name: chat.full_name.clone().or(chat.phone.clone()).unwrap_or_else(|| chat.external_id.clone()),
         zone: zone.name().to_string(),
         days,

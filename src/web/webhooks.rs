@@ -10,8 +10,9 @@ use serde::Deserialize;
 use tracing::instrument;
 
 use super::session::CsrfForm;
+use super::words::{PageWords, page_words};
 use super::workspaces::{Overlay, workspace_page};
-use super::{FormErrors, GRANULARITIES, PageError, Session, keep, page, see_other};
+use super::{FormErrors, PageError, Session, keep, page, see_other};
 use crate::deliver::SigningSecret;
 use crate::domain::{
     DeliveryId, DeliveryStatus, Event, Granularity, NoteMaxChars, WebhookId, WorkspaceId, masked_url,
@@ -44,6 +45,7 @@ pub struct WebhookForm {
 /// A webhook on the page: its state, its form, what it last did.
 pub struct WebhookCard {
     pub(super) id: String,
+    /// The granularity in force, as a sentence.
     pub(super) effective: String,
     /// The granularity choices: the workspace's default first, then each one by name.
     pub(super) choices: Vec<(&'static str, String)>,
@@ -68,7 +70,7 @@ pub struct FailedLine {
 }
 
 impl FailedLine {
-    fn from(d: &DeliveryInfo) -> Self {
+    fn from(d: &DeliveryInfo, w: &PageWords) -> Self {
         let answer = match (d.last_status, &d.last_error) {
             (Some(status), _) => format!("HTTP {status}"),
             (None, Some(error)) => error.chars().take(120).collect(),
@@ -76,9 +78,9 @@ impl FailedLine {
         };
         FailedLine {
             id: d.id.to_string(),
-            status: d.status.as_str(),
+            status: w.delivery_status(d.status),
             answer,
-            finished: d.finished_at.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default(),
+            finished: d.finished_at.map(|t| t.format(w.time).to_string()).unwrap_or_default(),
         }
     }
 }
@@ -92,7 +94,7 @@ pub struct ActivityLine {
 }
 
 impl ActivityLine {
-    fn from(row: &ActivityRow) -> Self {
+    fn from(row: &ActivityRow, w: &PageWords) -> Self {
         let note = row
             .error
             .clone()
@@ -100,7 +102,7 @@ impl ActivityLine {
             .or_else(|| row.detail.as_ref().map(|d| d.to_string()))
             .unwrap_or_default();
         ActivityLine {
-            at: row.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            at: row.at.format(w.time_seconds).to_string(),
             kind: row.kind.clone(),
             status: row.status.map(|s| s.to_string()).unwrap_or_default(),
             duration: row.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
@@ -112,12 +114,13 @@ impl ActivityLine {
 /// The value of the granularity choice that follows the workspace.
 pub const FOLLOW_WORKSPACE: &str = "default";
 
-/// The granularity choices of a webhook form, the workspace's default first.
+/// The granularity choices of a webhook form, the workspace's default first, in its language.
 pub fn choices(ws: &Workspace) -> Vec<(&'static str, String)> {
-    let default =
-        GRANULARITIES.iter().find(|(v, _)| *v == ws.granularity.as_str()).map(|(_, l)| *l).unwrap_or("");
-    std::iter::once((FOLLOW_WORKSPACE, format!("Workspace default ({default})")))
-        .chain(GRANULARITIES.iter().map(|(v, l)| (*v, l.to_string())))
+    let w = page_words(ws.locale);
+    let default = w.granularity(ws.granularity);
+    let follow = format!("{}{default}{}", w.workspace_default_before, w.workspace_default_after);
+    std::iter::once((FOLLOW_WORKSPACE, follow))
+        .chain(w.granularities().map(|(value, label)| (value, label.to_string())))
         .collect()
 }
 
@@ -132,26 +135,25 @@ fn chosen_granularity(value: &str) -> Result<Option<Granularity>, String> {
 impl WebhookCard {
     /// The card as stored: the webhook, its latest activity and the deliveries it gave up.
     pub async fn load(state: &AppState, ws: &Workspace, webhook: &Webhook) -> StoreResult<WebhookCard> {
+        let w = page_words(ws.locale);
         let activity = state.store.activity(&webhook.id, None, 10).await?;
-        let mut card = WebhookCard::new(ws, webhook, activity.iter().map(ActivityLine::from).collect());
+        let activity = activity.iter().map(|row| ActivityLine::from(row, w)).collect();
+        let mut card = WebhookCard::new(ws, webhook, activity);
         for status in [DeliveryStatus::Failed, DeliveryStatus::Expired] {
             let given_up = state.store.list_deliveries(&webhook.id, Some(status), 10, 0).await?;
-            card.failed.extend(given_up.iter().map(FailedLine::from));
+            card.failed.extend(given_up.iter().map(|d| FailedLine::from(d, w)));
         }
         Ok(card)
     }
 
     fn new(ws: &Workspace, webhook: &Webhook, activity: Vec<ActivityLine>) -> WebhookCard {
-        let effective = webhook.granularity.unwrap_or(ws.granularity);
-        let label =
-            GRANULARITIES.iter().find(|(v, _)| *v == effective.as_str()).map(|(_, l)| *l).unwrap_or("");
+        let w = page_words(ws.locale);
+        let label = w.granularity(webhook.granularity.unwrap_or(ws.granularity));
+        let after =
+            if webhook.granularity.is_none() { w.effective_follows_after } else { w.effective_own_after };
         WebhookCard {
             id: webhook.id.to_string(),
-            effective: if webhook.granularity.is_none() {
-                format!("{label}, the workspace's default")
-            } else {
-                label.to_string()
-            },
+            effective: format!("{label}{after}"),
             choices: choices(ws),
             failed: Vec::new(),
             enabled: webhook.enabled,
@@ -310,6 +312,8 @@ pub async fn download_log(
 #[derive(Template)]
 #[template(path = "web/preview.html")]
 struct PreviewPage {
+    /// The webhook's workspace's language.
+    w: &'static PageWords,
     csrf: String,
     workspace_id: String,
     webhook_id: String,
@@ -335,6 +339,12 @@ pub async fn preview(
     Path(id): Path<WebhookId>,
 ) -> Result<Response, PageError> {
     let webhook = stored(&state, &id).await?;
+    let ws = state
+        .store
+        .get_workspace(&webhook.workspace_id)
+        .await?
+        .ok_or_else(|| PageError::not_found("workspace"))?;
+    let w = page_words(ws.locale);
     let now = state.clock.now();
     let chats = service::preview::preview(&state, &webhook, None, now).await?;
     let chats = chats
@@ -355,11 +365,12 @@ pub async fn preview(
         })
         .collect();
     Ok(page(PreviewPage {
+        w,
         csrf: session.csrf,
         workspace_id: webhook.workspace_id.to_string(),
         webhook_id: webhook.id.to_string(),
         url: masked_url(&webhook.url),
-        at: now.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        at: now.format(w.time_seconds).to_string(),
         chats,
     }))
 }

@@ -11,7 +11,8 @@ use tracing::instrument;
 
 use super::session::CsrfForm;
 use super::webhooks::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
-use super::{FormErrors, GRANULARITIES, PageError, Session, keep, page, see_other};
+use super::words::{PageWords, default_words, page_words};
+use super::{FormErrors, PageError, Session, keep, page, see_other};
 use crate::domain::{
     Account, EmailAddress, Granularity, Locale, Name, SessionStatus, Timezone, WebhookId, WorkspaceId,
 };
@@ -22,6 +23,7 @@ use crate::store::{ChatSummary, NewWorkspace, Workspace, WorkspacePatch};
 #[derive(Template)]
 #[template(path = "web/home.html")]
 struct HomePage {
+    w: &'static PageWords,
     csrf: String,
     workspaces: Vec<Workspace>,
     form: WorkspaceForm,
@@ -133,7 +135,8 @@ pub async fn home(State(state): State<AppState>, session: Session) -> Result<Res
 
 async fn home_page(state: &AppState, session: Session, form: WorkspaceForm) -> Result<Response, PageError> {
     let workspaces = state.store.list_workspaces().await?;
-    Ok(page(HomePage { csrf: session.csrf, workspaces, form, granularities: GRANULARITIES }))
+    let w = default_words();
+    Ok(page(HomePage { w, csrf: session.csrf, workspaces, form, granularities: w.granularities() }))
 }
 
 #[instrument(skip_all)]
@@ -177,14 +180,14 @@ struct ChatLine {
 }
 
 impl ChatLine {
-    fn from(chat: &ChatSummary) -> Self {
+    fn from(chat: &ChatSummary, w: &PageWords) -> Self {
         ChatLine {
             id: chat.id.0,
             name: chat.full_name.clone().or(chat.phone.clone()).unwrap_or_else(|| chat.external_id.clone()),
             external_id: chat.external_id.clone(),
             messages: chat.messages,
             session: chat.session_status.map(SessionStatus::as_str).unwrap_or_default().to_string(),
-            last: chat.last_received_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            last: chat.last_received_at.format(w.time).to_string(),
         }
     }
 }
@@ -192,10 +195,12 @@ impl ChatLine {
 #[derive(Template)]
 #[template(path = "web/workspace.html")]
 struct WorkspacePage {
+    /// The workspace's language.
+    w: &'static PageWords,
     csrf: String,
     ws: Workspace,
     settings: WorkspaceForm,
-    notice: Option<(String, String)>,
+    notice: Option<String>,
     webhooks: Vec<WebhookCard>,
     new_webhook: WebhookForm,
     sources: Vec<SourceLine>,
@@ -208,11 +213,30 @@ struct WorkspacePage {
     granularities: [(&'static str, &'static str); 5],
 }
 
+/// What was just done, said at the top of the workspace's page.
+pub enum Notice {
+    /// "Release now", with the number of deliveries it queued.
+    Released(u64),
+    SettingsSaved,
+    /// A delivery sent again, by its id.
+    Resent(String),
+}
+
+impl Notice {
+    fn text(&self, w: &PageWords) -> String {
+        match self {
+            Notice::Released(n) => format!("{}{n}{}", w.notice_released_before, w.notice_released_after),
+            Notice::SettingsSaved => w.notice_settings_saved.to_string(),
+            Notice::Resent(id) => format!("{}{id}{}", w.notice_resent_before, w.notice_resent_after),
+        }
+    }
+}
+
 /// What one render of the workspace page shows beyond the stored state.
 #[derive(Default)]
 pub struct Overlay {
     pub settings: Option<WorkspaceForm>,
-    pub notice: Option<(String, String)>,
+    pub notice: Option<Notice>,
     pub new_webhook: Option<WebhookForm>,
     /// A webhook's form as submitted, with its errors, test result or new secret.
     pub webhook: Option<(WebhookId, WebhookForm, Option<service::activity::TestResult>, Option<String>)>,
@@ -236,14 +260,13 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let mut overlay = Overlay::default();
     if let Some(n) = query.released {
-        overlay.notice =
-            Some(("good".into(), format!("Released every open window now: {n} deliveries queued.")));
+        overlay.notice = Some(Notice::Released(n));
     }
     if query.settings.is_some() {
-        overlay.notice = Some(("good".into(), "Workspace settings saved.".into()));
+        overlay.notice = Some(Notice::SettingsSaved);
     }
     if let Some(id) = query.resent {
-        overlay.notice = Some(("good".into(), format!("Delivery {id} is being sent again.")));
+        overlay.notice = Some(Notice::Resent(id));
     }
     overlay.saved = query.saved;
     workspace_page(&state, session, &id, overlay, StatusCode::OK).await
@@ -258,6 +281,7 @@ pub async fn workspace_page(
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let ws = state.store.get_workspace(id).await?.ok_or_else(|| PageError::not_found("workspace"))?;
+    let w = page_words(ws.locale);
     let mut webhooks = Vec::new();
     for webhook in state.store.list_webhooks(id).await? {
         let mut card = WebhookCard::load(state, &ws, &webhook).await?;
@@ -283,14 +307,15 @@ pub async fn workspace_page(
             enabled: s.enabled,
         })
         .collect();
-    let chats = state.store.list_chats(id, 50, 0).await?.iter().map(ChatLine::from).collect();
+    let chats = state.store.list_chats(id, 50, 0).await?.iter().map(|c| ChatLine::from(c, w)).collect();
     let content = WorkspacePage {
+        w,
         ingest_url: format!("{}/api/v1/workspaces/{}/messages", state.public_url, ws.id),
         csrf: session.csrf,
         settings: overlay.settings.unwrap_or_else(|| WorkspaceForm::from(&ws)),
         choices: choices(&ws),
         ws,
-        notice: overlay.notice,
+        notice: overlay.notice.map(|n| n.text(w)),
         webhooks,
         new_webhook: overlay.new_webhook.unwrap_or(WebhookForm {
             enabled: Some("on".into()),
@@ -299,7 +324,7 @@ pub async fn workspace_page(
         }),
         sources,
         chats,
-        granularities: GRANULARITIES,
+        granularities: w.granularities(),
     };
     let mut response = page(content);
     *response.status_mut() = status;

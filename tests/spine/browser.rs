@@ -339,3 +339,73 @@ async fn a_disabled_webhook_shows_why_and_comes_back_on_a_phone() {
     assert_eq!(shown["enabled"], true);
     browser.close().await;
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver: run scripts/test"]
+async fn a_japanese_workspace_is_run_in_japanese_in_the_browser() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let created = app
+        .create_workspace(json!({
+            "name": "Acme 東京", "owner_email": "owner@acme.example", "granularity": "1h",
+            "timezone": "Asia/Tokyo", "locale": "ja",
+            "account": {"full_name": "Acme サポート", "email": "support@acme.example"},
+        }))
+        .await;
+    let ws = Workspace {
+        id: created["id"].as_str().unwrap().into(),
+        ingest_key: created["ingest_key"].as_str().unwrap().to_string(),
+    };
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let webhook_id = hook["id"].as_str().unwrap().to_string();
+    let from_yamada = |id: &str, text: &str, timestamp: &str| {
+        let mut m = message_at(id, "c-1", text, timestamp);
+        m["chat"]["full_name"] = json!("山田 太郎");
+        m["sender"]["full_name"] = json!("山田 太郎");
+        m
+    };
+    app.ingest(
+        &ws,
+        &json!([
+            from_yamada("m-1", "こんにちは。青いやかんの在庫はありますか？", "2021-02-24T01:10:00Z"),
+            from_yamada("m-2", "大阪への配送はできますか？", "2021-02-24T01:12:00Z"),
+        ]),
+    )
+    .await;
+    let browser = Browser::start(false).await;
+    sign_in(&browser, &app).await;
+    browser.client.goto(&app.url(&format!("/ui/workspaces/{}", ws.id))).await.unwrap();
+    let lang = browser.css("html").await.attr("lang").await.unwrap();
+    assert_eq!(lang.as_deref(), Some("ja"));
+
+    // Saved and tested with the page's Japanese buttons; the result is in Japanese too.
+    browser.click_and_wait(browser.button("保存してテスト送信").await).await;
+    let result = browser.css(&format!("[id='{webhook_id}-test']")).await.text().await.unwrap();
+    assert!(result.contains("テスト送信に成功しました") && result.contains("HTTP 200"), "{result}");
+    receiver.wait_for(1).await;
+
+    // The script's copy buttons speak the page's language as well.
+    browser.client.goto(&app.url(&format!("/ui/workspaces/{}", ws.id))).await.unwrap();
+    let copy = browser.css("#ingest-key + button").await;
+    assert_eq!(copy.text().await.unwrap(), "コピー");
+    assert_eq!(copy.attr("aria-label").await.unwrap().as_deref(), Some("取り込みキーをコピー"));
+    let text = browser.text().await;
+    for label in ["送信先（Webhook）", "今すぐ送る", "最近のアクティビティ", "ログアウト"]
+    {
+        assert!(text.contains(label), "{label}: {text}");
+    }
+    browser.screenshot("workspace-ja").await;
+
+    // The chat's page and its transcript, dated in Tokyo.
+    browser.click_and_wait(browser.css("a[href^='/ui/chats/']").await).await;
+    assert!(browser.text().await.contains("セッション履歴"));
+    let link = browser.css("#transcript-link").await.attr("href").await.unwrap().unwrap();
+    browser.client.goto(&link).await.unwrap();
+    let transcript = browser.text().await;
+    assert!(
+        transcript.contains("山田 太郎 との会話") && transcript.contains("2021年2月24日"),
+        "{transcript}"
+    );
+    browser.screenshot("transcript-ja").await;
+    browser.close().await;
+}

@@ -109,15 +109,9 @@ async fn forms_need_the_csrf_token_and_keep_values_next_to_errors() {
         .text()
         .await
         .unwrap();
-    let page = page.replace("&#39;", "'");
-    for label in [
-        "Don't aggregate",
-        "Every 1 hour",
-        "Every 6 hours",
-        "Every 12 hours",
-        "Every 24 hours",
-        "Release now",
-    ] {
+    // The workspace's page speaks the language chosen for it.
+    for label in ["まとめずに送る", "1時間ごと", "6時間ごと", "12時間ごと", "24時間ごと", "今すぐ送る"]
+    {
         assert!(page.contains(label), "{label} on the page");
     }
 }
@@ -414,4 +408,145 @@ async fn a_webhooks_next_bundles_are_previewed_on_a_page_of_their_own() {
     let workspace = http.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap();
     assert!(workspace.text().await.unwrap().contains(&format!("href=\"/ui/webhooks/{id}/preview\"")));
     assert_eq!(app.stats(&ws).await.deliveries_pending, 0, "nothing queued");
+}
+
+/// Fetches a page as the signed-in admin: its status and text.
+async fn fetched(http: &reqwest::Client, url: &str) -> (u16, String) {
+    let response = http.get(url).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_japanese_workspaces_pages_speak_japanese_and_an_english_ones_stay_english() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let created = app
+        .create_workspace(json!({
+            "name": "Acme JP", "owner_email": "owner@acme.example", "granularity": "1h",
+            "timezone": "Asia/Tokyo", "locale": "ja",
+        }))
+        .await;
+    let ja = Workspace {
+        id: created["id"].as_str().unwrap().into(),
+        ingest_key: created["ingest_key"].as_str().unwrap().to_string(),
+    };
+    let hook = app.create_webhook(&ja.id, json!({"url": receiver.url})).await;
+    let hook = hook["id"].as_str().unwrap();
+    app.ingest(&ja, &message("m-1", "c-1", "在庫はありますか？")).await;
+    let en = app.workspace().await;
+    app.create_webhook(&en.id, json!({"url": receiver.url})).await;
+    app.ingest(&en, &message("m-1", "c-1", "Is it in stock?")).await;
+    let (http, csrf) = signed_in(&app).await;
+
+    // The workspace's page: every label, the granularity choices and the notices.
+    let (status, page) = fetched(&http, &app.url(&format!("/ui/workspaces/{}?settings=saved", ja.id))).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<html lang=\"ja\">"), "{page}");
+    for label in [
+        "ワークスペースの設定を保存しました。",
+        "送信先（Webhook）",
+        "ワークスペースの既定（1時間ごと）",
+        "1時間ごと（ワークスペースの既定）",
+        ">保存</button>",
+        ">保存してテスト送信</button>",
+        "署名シークレット：未設定",
+        "最近のアクティビティ",
+        "次のまとめをプレビュー",
+        ">今すぐ送る</button>",
+        "連携元",
+        "会話",
+        "ワークスペースの設定",
+        "オーナーのメールアドレス",
+        ">ログアウト</button>",
+    ] {
+        assert!(page.contains(label), "{label} on the Japanese page");
+    }
+    for english in [
+        ">Save<",
+        "Outbound webhooks",
+        "Release now",
+        "Workspace settings",
+        "Every 1 hour",
+        "Latest activity",
+        "Signing secret",
+        "Sign out",
+    ] {
+        assert!(!page.contains(english), "{english} left on the Japanese page");
+    }
+    // Form values stay what the API takes.
+    assert!(page.contains("<option value=\"1h\" selected>1時間ごと</option>"), "{page}");
+    // A refused form comes back in Japanese; the domain's refusal itself stays English.
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("url", receiver.url.as_str()),
+        ("granularity", "default"),
+        ("note_max_chars", "400"),
+    ];
+    let refused = http.post(app.url(&format!("/ui/webhooks/{hook}"))).form(&form).send().await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("<html lang=\"ja\">") && html.contains("メモの長さ（文字数）"), "{html}");
+    assert!(html.contains("must be between 500 and 1000000"), "{html}");
+
+    // A chat's page.
+    let chat = app.store.list_chats(&ja.id, 10, 0).await.unwrap()[0].id;
+    let (_, page) = fetched(&http, &app.url(&format!("/ui/chats/{chat}?owner=saved"))).await;
+    assert!(page.contains("<html lang=\"ja\">"), "{page}");
+    for label in [
+        "担当者を保存しました。",
+        "セッション履歴",
+        "お客様のメッセージ",
+        "会話のリンク",
+        ">リンクを再発行</button>",
+    ] {
+        assert!(page.contains(label), "{label} on the chat's page");
+    }
+    for english in ["Owner saved", "Session history", "customer", "Rotate link", "Sign out"] {
+        assert!(!page.contains(english), "{english} left on the chat's page");
+    }
+    let link = page.split("id=\"transcript-link\" href=\"").nth(1).unwrap().split('"').next().unwrap();
+
+    // The preview of the webhook's next bundles, its note in Japanese too.
+    let (_, page) = fetched(&http, &app.url(&format!("/ui/webhooks/{hook}/preview"))).await;
+    assert!(page.contains("<html lang=\"ja\">"), "{page}");
+    assert!(page.contains("<h1>次のまとめ</h1>") && page.contains("保留中のメッセージ：1件"), "{page}");
+    assert!(page.contains("から会話を開けます"), "the note: {page}");
+    for english in ["Next bundles", "buffered", "Nothing is sent"] {
+        assert!(!page.contains(english), "{english} left on the preview");
+    }
+
+    // The public transcript, dated in the workspace's time zone and language.
+    let (status, page) = fetched(&client(), link).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<html lang=\"ja\">"), "{page}");
+    assert!(page.contains("John Doe との会話") && page.contains("閲覧専用です。"), "{page}");
+    assert!(page.contains("<h2>2021年2月25日</h2>"), "16:25 UTC is the next day in Tokyo: {page}");
+    assert!(!page.contains("Conversation with") && !page.contains("Read-only"), "{page}");
+
+    // "Release now" says what it did in Japanese.
+    app.advance(std::time::Duration::from_secs(60));
+    let released = http
+        .post(app.url(&format!("/ui/workspaces/{}/flush", ja.id)))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let target = released.headers()["location"].to_str().unwrap().to_string();
+    let (_, page) = fetched(&http, &app.url(&target)).await;
+    assert!(page.contains("今すぐ送りました。配信1件を送信待ちに追加しました。"), "{page}");
+
+    // The English workspace's pages stay English.
+    let (_, page) = fetched(&http, &app.url(&format!("/ui/workspaces/{}", en.id))).await;
+    assert!(page.contains("<html lang=\"en\">"), "{page}");
+    for label in ["Outbound webhooks", ">Save</button>", "Release now", "Workspace settings", "Sign out"] {
+        assert!(page.contains(label), "{label} on the English page");
+    }
+    assert!(!page.contains("送信先") && !page.contains("ログアウト"), "{page}");
+    let chat = app.store.list_chats(&en.id, 10, 0).await.unwrap()[0].id;
+    let (_, page) = fetched(&http, &app.url(&format!("/ui/chats/{chat}"))).await;
+    assert!(page.contains("<html lang=\"en\">") && page.contains("Session history"), "{page}");
+    let link = page.split("id=\"transcript-link\" href=\"").nth(1).unwrap().split('"').next().unwrap();
+    let (_, page) = fetched(&client(), link).await;
+    assert!(page.contains("<html lang=\"en\">") && page.contains("Conversation with John Doe"), "{page}");
+    assert!(page.contains("<h2>2021-02-24</h2>"), "{page}");
 }

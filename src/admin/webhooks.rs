@@ -12,7 +12,8 @@ use tracing::{info, instrument};
 
 use crate::deliver::SigningSecret;
 use crate::domain::{
-    DeliveryTimeout, Event, Granularity, NoteMaxChars, WebhookId, WorkspaceId, masked_url, unmasked_url,
+    DeliveryTimeout, Event, Granularity, Media, NoteMaxChars, WebhookId, WorkspaceId, masked_url,
+    unmasked_url,
 };
 use crate::http::ApiError;
 use crate::http::auth::Admin;
@@ -48,6 +49,10 @@ pub struct CreateWebhook {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 500, maximum = 1000000)]
     pub note_max_chars: Option<u64>,
+    /// What it does with a message that carries media: `skip` it (the default) or keep it with a
+    /// `placeholder` ("[image]", or its caption) and its `attachments`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<Media>,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -75,6 +80,10 @@ pub struct UpdateWebhook {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 500, maximum = 1000000)]
     pub note_max_chars: Option<u64>,
+    /// What it does with a message that carries media: `skip` it (the default) or keep it with a
+    /// `placeholder` ("[image]", or its caption) and its `attachments`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<Media>,
 }
 
 /// A webhook as the API shows it. The secret appears only in the answer that set it.
@@ -92,6 +101,8 @@ pub struct WebhookView {
     timeout: String,
     /// Characters of note per bundle part.
     note_max_chars: u32,
+    /// What it does with messages that carry media.
+    media: Media,
     has_secret: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
@@ -109,6 +120,7 @@ impl WebhookView {
             timeout: humantime::format_duration(webhook.timeout.unwrap_or(default_timeout)).to_string(),
             has_secret: webhook.secret.is_some(),
             note_max_chars: webhook.note_max_chars,
+            media: webhook.media,
             secret: None,
             id: webhook.id,
             workspace_id: webhook.workspace_id,
@@ -194,6 +206,7 @@ pub async fn create(
         events: events(body.events.unwrap_or_else(|| vec![Event::Messages]))?,
         timeout: body.timeout.as_deref().map(timeout).transpose()?,
         note_max_chars: body.note_max_chars.map(note_max_chars).transpose()?,
+        media: body.media.unwrap_or_default(),
     };
     let webhook = service::webhooks::create(&state, new).await?;
     info!(webhook_id = %webhook.id, "webhook created");
@@ -288,6 +301,7 @@ pub async fn update(
         events: body.events.map(events).transpose()?,
         timeout: body.timeout.map(|t| t.as_deref().map(timeout).transpose()).transpose()?,
         note_max_chars: body.note_max_chars.map(note_max_chars).transpose()?,
+        media: body.media,
     };
     let webhook =
         state.store.update_webhook(&id, patch).await?.ok_or_else(|| ApiError::not_found("webhook"))?;

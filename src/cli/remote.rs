@@ -143,6 +143,9 @@ pub enum WebhookCommand {
         /// Characters of note per bundle part, 500 to 1000000 (default 60000).
         #[arg(long)]
         note_max_chars: Option<u64>,
+        /// What to do with messages that carry media: skip (default) or placeholder.
+        #[arg(long)]
+        media: Option<String>,
     },
     /// Change a webhook.
     Update {
@@ -167,6 +170,9 @@ pub enum WebhookCommand {
         /// Characters of note per bundle part, 500 to 1000000.
         #[arg(long)]
         note_max_chars: Option<u64>,
+        /// What to do with messages that carry media: skip (default) or placeholder.
+        #[arg(long)]
+        media: Option<String>,
     },
     /// Delete a webhook and what is queued for it.
     Delete { id: String },
@@ -469,6 +475,7 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
             timeout,
             events,
             note_max_chars,
+            media,
         } => {
             let request = CreateWebhook {
                 url: endpoint,
@@ -478,6 +485,7 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
                 events: self::events(events)?,
                 timeout,
                 note_max_chars,
+                media: media.map(|m| parsed("media", &m)).transpose()?,
             };
             client
                 .show(Method::POST, &format!("/api/v1/workspaces/{workspace}/webhooks"), body(request))
@@ -492,6 +500,7 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
             timeout,
             events,
             note_max_chars,
+            media,
         } => {
             let secret = secret.map(|s| match s.as_str() {
                 "generate" => Some(SecretInput::Generate(true)),
@@ -506,6 +515,7 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
                 events: self::events(events)?,
                 timeout: timeout.map(|t| (t != "default").then_some(t)),
                 note_max_chars,
+                media: media.map(|m| parsed("media", &m)).transpose()?,
             };
             client.show(Method::PATCH, &format!("/api/v1/webhooks/{id}"), body(request)).await
         }

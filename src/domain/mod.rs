@@ -9,8 +9,10 @@ use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 
 mod input;
+mod media;
 
 pub use input::{DeliveryTimeout, EmailAddress, Invalid, Name, NoteMaxChars};
+pub use media::{Attachment, AttachmentKind, Media};
 
 /// How a webhook receives messages: one call per message, or one bundle per chat per window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

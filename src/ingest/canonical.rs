@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::error::IngestError;
-use crate::domain::{Account, Direction, Party};
+use crate::domain::{Account, Attachment, AttachmentKind, Direction, Party};
 use crate::store::{ChatInfo, NewMessage};
 
 /// The channel of a message that names none.
@@ -19,13 +19,18 @@ const MAX_ID_BYTES: usize = 256;
 /// The longest name, phone, e-mail or channel accepted.
 const MAX_SHORT_BYTES: usize = 512;
 
+/// The most attachments one message may carry (Twilio's limit is 10).
+pub const MAX_ATTACHMENTS: usize = 20;
+/// The longest attachment URL accepted.
+const MAX_URL_BYTES: usize = 2048;
+
 /// What one element of an ingest request turned out to be.
 #[derive(Debug)]
 pub enum Parsed {
-    /// A text message, to be stored.
+    /// A message to be stored: text, or media with their caption.
     Text(Box<NewMessage>),
-    /// An attachment, location, sticker, reaction or other non-text message: counted and logged
-    /// (with its id, when it has one), not stored.
+    /// A reaction, receipt, system event or other message with neither text nor media: counted
+    /// and logged (with its id, when it has one), not stored.
     Skipped(Option<String>),
 }
 
@@ -61,12 +66,17 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
     };
 
     let skipped = || Parsed::Skipped(map.get("message_id").and_then(|v| v.as_str().map(str::to_string)));
+    let attachments = attachments(map, prefix)?;
+    // A message of another type with no media (a reaction, a receipt) is not one to store.
     if let Some(kind) = optional_string(map, "type", top, MAX_SHORT_BYTES)?
         && kind != "text"
+        && attachments.is_empty()
     {
         return Ok(skipped());
     }
     let text = match map.get("text") {
+        // Media need no text: it is their caption.
+        None | Some(Value::Null) if !attachments.is_empty() => String::new(),
         None | Some(Value::Null) => {
             if map.get("attachments").is_some_and(Value::is_array) {
                 return Ok(skipped());
@@ -76,7 +86,7 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
         Some(Value::String(text)) => text.clone(),
         Some(_) => return Err(IngestError::field(top.name("text"), "must be a string")),
     };
-    if text.trim().is_empty() {
+    if text.trim().is_empty() && attachments.is_empty() {
         return Err(IngestError::field(top.name("text"), "must not be empty"));
     }
     let message_id = required_id(map, "message_id", top)?;
@@ -133,8 +143,18 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
     };
     let channel = optional_string(map, "channel", top, 64)?.unwrap_or_else(|| DEFAULT_CHANNEL.to_string());
 
-    let message =
-        NewMessage { message_id, direction, timestamp, chat, sender, recipient, text, account, channel };
+    let message = NewMessage {
+        message_id,
+        direction,
+        timestamp,
+        chat,
+        sender,
+        recipient,
+        text,
+        account,
+        channel,
+        attachments,
+    };
     check(&message, prefix)?;
     Ok(Parsed::Text(Box::new(message)))
 }
@@ -158,6 +178,7 @@ pub fn check(message: &NewMessage, prefix: &str) -> Result<(), IngestError> {
         ));
     }
     check_chat(&message.chat, prefix)?;
+    check_attachments(&message.attachments, prefix)?;
     let account = message.account.as_ref();
     fields(
         prefix,
@@ -173,6 +194,104 @@ pub fn check(message: &NewMessage, prefix: &str) -> Result<(), IngestError> {
             ("channel", Some(&message.channel), 64),
         ],
     )
+}
+
+/// The limits of a message's media: how many, short fields, an `http(s)` URL (the transcript
+/// links it), coordinates on the globe.
+fn check_attachments(attachments: &[Attachment], prefix: &str) -> Result<(), IngestError> {
+    if attachments.len() > MAX_ATTACHMENTS {
+        return Err(IngestError::field(
+            path(prefix, "attachments"),
+            format!("must hold at most {MAX_ATTACHMENTS} attachments"),
+        ));
+    }
+    for (i, a) in attachments.iter().enumerate() {
+        let at = |key: &str| format!("attachments[{i}].{key}");
+        if let Some(url) = &a.url {
+            let web =
+                url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if url.len() > MAX_URL_BYTES || !web {
+                return Err(IngestError::field(
+                    path(prefix, &at("url")),
+                    format!("must be an http or https URL of at most {MAX_URL_BYTES} bytes"),
+                ));
+            }
+        }
+        if a.latitude.is_some_and(|v| !(-90.0..=90.0).contains(&v)) {
+            return Err(IngestError::field(path(prefix, &at("latitude")), "must be between -90 and 90"));
+        }
+        if a.longitude.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
+            return Err(IngestError::field(path(prefix, &at("longitude")), "must be between -180 and 180"));
+        }
+        for (key, value, max) in [
+            ("mime_type", &a.mime_type, 255),
+            ("media_id", &a.media_id, MAX_ID_BYTES),
+            ("filename", &a.filename, MAX_SHORT_BYTES),
+            ("caption", &a.caption, MAX_TEXT_BYTES),
+            ("name", &a.name, MAX_SHORT_BYTES),
+        ] {
+            let Some(value) = value else { continue };
+            if value.len() > max {
+                return Err(IngestError::field(
+                    path(prefix, &at(key)),
+                    format!("must be at most {max} bytes"),
+                ));
+            }
+            let allowed = |c: char| key == "caption" && matches!(c, '\t' | '\n' | '\r');
+            if let Some(c) = value.chars().find(|c| c.is_control() && !allowed(*c)) {
+                return Err(IngestError::field(
+                    path(prefix, &at(key)),
+                    format!("contains the control character U+{:04X}", c as u32),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The JSON API's `attachments`: a list of `{type, mime_type?, url?, media_id?, filename?,
+/// caption?, latitude?, longitude?, name?}`; limits are checked with the rest ([`check`]).
+fn attachments(map: &Map<String, Value>, prefix: &str) -> Result<Vec<Attachment>, IngestError> {
+    let list = match map.get("attachments") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(IngestError::field(path(prefix, "attachments"), "must be a list")),
+    };
+    let mut attachments = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let object = format!("attachments[{i}]");
+        let at = At { prefix, object: &object };
+        let Some(m) = item.as_object() else {
+            return Err(IngestError::field(at.name(""), "must be an attachment object"));
+        };
+        let kind = match m.get("type") {
+            None | Some(Value::Null) => return Err(IngestError::field(at.name("type"), "missing")),
+            Some(Value::String(s)) => {
+                s.parse::<AttachmentKind>().map_err(|e| IngestError::field(at.name("type"), e))?
+            }
+            Some(_) => return Err(IngestError::field(at.name("type"), "must be a string")),
+        };
+        let text = |key: &str| optional_string(m, key, at, usize::MAX);
+        let mut attachment = Attachment::new(kind);
+        attachment.mime_type = text("mime_type")?;
+        attachment.url = text("url")?;
+        attachment.media_id = text("media_id")?;
+        attachment.filename = text("filename")?;
+        attachment.caption = text("caption")?;
+        attachment.name = text("name")?;
+        attachment.latitude = optional_number(m, "latitude", at)?;
+        attachment.longitude = optional_number(m, "longitude", at)?;
+        attachments.push(attachment);
+    }
+    Ok(attachments)
+}
+
+fn optional_number(map: &Map<String, Value>, key: &str, at: At) -> Result<Option<f64>, IngestError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(_) => Err(IngestError::field(at.name(key), "must be a number")),
+    }
 }
 
 /// The limits of a chat's details (see [`check`]), which session news carries too.
@@ -368,14 +487,63 @@ mod tests {
     }
 
     #[test]
-    fn non_text_messages_are_skipped() {
+    fn messages_with_neither_words_nor_media_are_skipped() {
         let mut v = valid();
-        v["type"] = json!("image");
+        v["type"] = json!("reaction");
         assert!(matches!(parse_message(&v, "", now()).unwrap(), Parsed::Skipped(_)));
         let mut v = valid();
         v.as_object_mut().unwrap().remove("text");
-        v["attachments"] = json!([{"url": "https://x/y.jpg"}]);
+        v["attachments"] = json!([]);
         assert!(matches!(parse_message(&v, "", now()).unwrap(), Parsed::Skipped(_)));
+    }
+
+    #[test]
+    fn media_are_read_with_their_caption_as_text() {
+        let mut v = valid();
+        v.as_object_mut().unwrap().remove("text");
+        v["type"] = json!("image");
+        v["attachments"] = json!([
+            {"type": "image", "mime_type": "image/jpeg", "url": "https://x.example/y.jpg"},
+            {"type": "location", "latitude": 35.68, "longitude": 139.76, "name": "Tokyo"},
+        ]);
+        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else { panic!("skipped") };
+        assert_eq!(m.text, "");
+        assert_eq!(m.attachments.len(), 2);
+        assert_eq!(m.attachments[0].url.as_deref(), Some("https://x.example/y.jpg"));
+        assert_eq!((m.attachments[1].latitude, m.attachments[1].longitude), (Some(35.68), Some(139.76)));
+        v["text"] = json!("caption");
+        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else { panic!("skipped") };
+        assert_eq!(m.text, "caption");
+    }
+
+    #[test]
+    fn bad_attachments_are_refused_naming_the_field() {
+        let with = |attachments: Value| {
+            let mut v = valid();
+            v["attachments"] = attachments;
+            v
+        };
+        assert_eq!(field_of(with(json!({"type": "image"})), ""), "attachments");
+        assert_eq!(field_of(with(json!([{"url": "https://x/y"}])), "[1]"), "[1].attachments[0].type");
+        assert_eq!(field_of(with(json!([{"type": "hologram"}])), ""), "attachments[0].type");
+        assert_eq!(
+            field_of(with(json!([{"type": "image"}, {"type": "image", "url": "javascript:alert(1)"}])), ""),
+            "attachments[1].url"
+        );
+        assert_eq!(
+            field_of(with(json!([{"type": "location", "latitude": 91}])), ""),
+            "attachments[0].latitude"
+        );
+        assert_eq!(
+            field_of(with(json!([{"type": "location", "longitude": "east"}])), ""),
+            "attachments[0].longitude"
+        );
+        assert_eq!(
+            field_of(with(json!([{"type": "document", "filename": "a\u{0}b"}])), ""),
+            "attachments[0].filename"
+        );
+        let many: Vec<Value> = (0..=MAX_ATTACHMENTS).map(|_| json!({"type": "image"})).collect();
+        assert_eq!(field_of(with(Value::Array(many)), ""), "attachments");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use sha2::Sha256;
 use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, SessionUpdate, malformed, refuse};
 use super::whatsapp::decode_hex;
-use crate::domain::{Direction, Party, SessionStatus, SourceKind};
+use crate::domain::{Attachment, AttachmentKind, Direction, Party, SessionStatus, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
 
 use super::credentials::Credential;
@@ -162,10 +162,11 @@ fn message(body: &Value, request: &HookRequest, inbound: &mut Inbound) -> Result
         Value::Number(n) if matches!(n.as_i64(), Some(1) | Some(3)) => Some(Direction::Sent),
         _ => None,
     };
-    let content = text(&body["content"]);
+    let attachments = attachments(&body["attachments"]);
+    let content = text(&body["content"]).or_else(|| (!attachments.is_empty()).then(String::new));
     let private = body["private"].as_bool().unwrap_or(false);
     let (Some(direction), Some(content), false) = (direction, content, private) else {
-        // Private notes, activity lines and attachments without words: counted, not stored.
+        // Private notes and activity lines: counted, not stored.
         inbound.skipped.push(Some(message_id));
         return Ok(());
     };
@@ -198,8 +199,48 @@ fn message(body: &Value, request: &HookRequest, inbound: &mut Inbound) -> Result
         text: content,
         account: None,
         channel: channel(conversation),
+        attachments,
     });
     Ok(())
+}
+
+/// A message's `attachments` as Chatwoot lists them: a `file_type` (image, audio, video, file,
+/// location, contact, fallback for a shared link), the file's `data_url`, a location's
+/// `coordinates_lat`/`coordinates_long` and `fallback_title`.
+fn attachments(list: &Value) -> Vec<Attachment> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a.is_object())
+        .map(|item| {
+            let kind = match item["file_type"].as_str().unwrap_or_default() {
+                "image" => AttachmentKind::Image,
+                "audio" => AttachmentKind::Audio,
+                "video" => AttachmentKind::Video,
+                "file" => AttachmentKind::Document,
+                "location" => AttachmentKind::Location,
+                "contact" => AttachmentKind::Contact,
+                "fallback" | "share" => AttachmentKind::Link,
+                _ => AttachmentKind::File,
+            };
+            let mut a = Attachment::new(kind);
+            a.url = text(&item["data_url"]).or_else(|| text(&item["external_url"]));
+            a.media_id = id(&item["id"]);
+            a.name = text(&item["fallback_title"]);
+            a.latitude = item["coordinates_lat"].as_f64().filter(|_| kind == AttachmentKind::Location);
+            a.longitude = item["coordinates_long"].as_f64().filter(|_| kind == AttachmentKind::Location);
+            if kind == AttachmentKind::Document {
+                // The file's name is the last part of its URL's path.
+                a.filename = a
+                    .url
+                    .as_deref()
+                    .and_then(|u| url::Url::parse(u).ok())
+                    .and_then(|u| u.path_segments()?.next_back().map(str::to_string))
+                    .filter(|name| !name.is_empty());
+            }
+            a
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -172,11 +172,17 @@ pub struct MessageDoc {
     chat: ChatDoc,
     sender: Option<PartyDoc>,
     recipient: Option<PartyDoc>,
-    /// Plain text, at most 64 KiB; required for text messages.
+    /// Plain text, at most 64 KiB; required unless the message carries `attachments`, whose
+    /// caption it then is.
     text: Option<String>,
-    /// `text` (the default); other types are counted as skipped.
+    /// `text` (the default); a message of another type without `attachments` (a reaction, a
+    /// receipt) is counted as skipped.
     #[serde(rename = "type")]
     kind: Option<String>,
+    /// The message's media (at most 20), passed on as given to webhooks that take media; an
+    /// attachment's `url` must be http or https.
+    #[schema(max_items = 20)]
+    attachments: Option<Vec<crate::domain::Attachment>>,
     account: Option<Account>,
     /// The channel name carried into payloads (`api` by default).
     channel: Option<String>,

@@ -68,8 +68,8 @@ pub async fn accept(
         messages,
         sessions,
         skipped,
-        render_immediate: Arc::new(move |account, chat, message, is_new_chat| {
-            render::single_message(&public_url, account, chat, message, is_new_chat)
+        render_immediate: Arc::new(move |account, locale, chat, message, is_new_chat| {
+            render::single_message(&public_url, account, locale, chat, message, is_new_chat)
         }),
         render_session: session_renderer(state),
     };

@@ -8,9 +8,10 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha1::Sha1;
 
+use super::canonical::MAX_ATTACHMENTS;
 use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
-use crate::domain::{Direction, Party, SourceKind};
+use crate::domain::{Attachment, AttachmentKind, Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
 
 use super::credentials::Credential;
@@ -96,8 +97,9 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
     let mut inbound = Inbound::default();
     let answer =
         Answer { status: axum::http::StatusCode::OK, content_type: "text/xml", body: EMPTY_TWIML.into() };
-    // Pictures, voice notes, locations, stickers: counted, not stored.
-    if text.trim().is_empty() {
+    let attachments = media(&param);
+    // Neither words nor media: nothing to keep.
+    if text.trim().is_empty() && attachments.is_empty() {
         inbound.skipped.push(Some(sid.to_string()));
         return Ok((inbound, answer));
     }
@@ -122,8 +124,33 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
         text: text.to_string(),
         account: None,
         channel: "whatsapp".into(),
+        attachments,
     });
     Ok((inbound, answer))
+}
+
+/// The media of a request: `NumMedia` files at `MediaUrlN` of type `MediaContentTypeN` (Body is
+/// their caption), and a shared location's `Latitude`, `Longitude`, `Label` and `Address`.
+fn media<'p>(param: &impl Fn(&str) -> Option<&'p str>) -> Vec<Attachment> {
+    let count = param("NumMedia").and_then(|n| n.trim().parse::<usize>().ok()).unwrap_or(0);
+    let mut attachments: Vec<Attachment> = (0..count.min(MAX_ATTACHMENTS))
+        .map(|i| {
+            let mime = param(&format!("MediaContentType{i}")).filter(|m| !m.is_empty());
+            let mut a = Attachment::new(mime.map(AttachmentKind::of_mime).unwrap_or(AttachmentKind::File));
+            a.mime_type = mime.map(str::to_string);
+            a.url = param(&format!("MediaUrl{i}")).filter(|u| !u.is_empty()).map(str::to_string);
+            a
+        })
+        .collect();
+    let coordinate = |name: &str| param(name).and_then(|v| v.trim().parse::<f64>().ok());
+    if let (Some(latitude), Some(longitude)) = (coordinate("Latitude"), coordinate("Longitude")) {
+        let mut place = Attachment::new(AttachmentKind::Location);
+        place.latitude = Some(latitude);
+        place.longitude = Some(longitude);
+        place.name = param("Label").or(param("Address")).filter(|s| !s.is_empty()).map(str::to_string);
+        attachments.push(place);
+    }
+    attachments
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use sha1::{Digest, Sha1};
 
 use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
-use crate::domain::{AccountType, Direction, Party, SourceKind};
+use crate::domain::{AccountType, Attachment, AttachmentKind, Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
 use tracing::warn;
 
@@ -260,8 +260,7 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
     }
     let id = field(&message, "MsgId").ok_or_else(|| malformed("MsgId: missing"))?.to_string();
     let from = field(&message, "FromUserName").ok_or_else(|| malformed("FromUserName: missing"))?.to_string();
-    let text = field(&message, "Content").filter(|t| !t.trim().is_empty());
-    let (true, Some(text)) = (kind == "text", text) else {
+    let Some((text, attachments)) = content(kind, &message) else {
         inbound.skipped.push(Some(id));
         return Ok((inbound, Answer::text("success")));
     };
@@ -277,11 +276,52 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
         // WeChat names its users only by their openid.
         sender: Party { full_name: Some(from), phone: None },
         recipient: Party { full_name: field(&message, "ToUserName").map(str::to_string), phone: None },
-        text: text.to_string(),
+        text,
         account: None,
         channel: "wechat".into(),
+        attachments,
     });
     Ok((inbound, Answer::text("success")))
+}
+
+/// What a pushed message says: its `Content`, or its medium (image, voice, video, short video,
+/// location, link) as WeChat describes it. `None` for text without words and unknown types.
+fn content(kind: &str, message: &[(String, String)]) -> Option<(String, Vec<Attachment>)> {
+    let get = |name: &str| field(message, name).filter(|v| !v.trim().is_empty()).map(str::to_string);
+    let attachment = match kind {
+        "text" => return get("Content").map(|text| (text, Vec::new())),
+        "image" => {
+            let mut a = Attachment::new(AttachmentKind::Image);
+            a.url = get("PicUrl");
+            a
+        }
+        "voice" => {
+            let mut a = Attachment::new(AttachmentKind::Voice);
+            // `amr` or `speex`.
+            a.mime_type = get("Format").map(|f| format!("audio/{}", f.to_ascii_lowercase()));
+            a
+        }
+        "video" | "shortvideo" => Attachment::new(AttachmentKind::Video),
+        "location" => {
+            let mut a = Attachment::new(AttachmentKind::Location);
+            a.latitude = get("Location_X").and_then(|v| v.parse().ok());
+            a.longitude = get("Location_Y").and_then(|v| v.parse().ok());
+            a.name = get("Label");
+            a
+        }
+        "link" => {
+            let mut a = Attachment::new(AttachmentKind::Link);
+            a.url = get("Url");
+            a.name = get("Title");
+            a.caption = get("Description");
+            a
+        }
+        _ => return None,
+    };
+    let mut attachment = attachment;
+    // Fetched through WeChat's media API by whoever holds the account's access token.
+    attachment.media_id = get("MediaId");
+    Some((String::new(), vec![attachment]))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use sha2::Sha256;
 
 use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
-use crate::domain::{Direction, Party, SourceKind};
+use crate::domain::{Attachment, AttachmentKind, Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
 
 use super::credentials::Credential;
@@ -120,8 +120,7 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                 .or_else(|| string(&message["user_id"]))
                 .ok_or_else(|| malformed("entry[].changes[].value.messages[].from: missing"))?;
             let has_phone = string(&message["from"]).is_some();
-            let text = message["text"]["body"].as_str().filter(|t| !t.trim().is_empty());
-            let (true, Some(text)) = (message["type"] == "text", text) else {
+            let Some((text, attachments)) = content(message) else {
                 inbound.skipped.push(Some(id));
                 continue;
             };
@@ -143,9 +142,10 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                     full_name: None,
                     phone: business_phone.clone().map(|p| format!("+{}", p.trim_start_matches('+'))),
                 },
-                text: text.to_string(),
+                text,
                 account: None,
                 channel: "whatsapp".into(),
+                attachments,
             });
         }
         for echo in value["message_echoes"].as_array().into_iter().flatten() {
@@ -153,8 +153,7 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                 .ok_or_else(|| malformed("entry[].changes[].value.message_echoes[].id: missing"))?;
             let customer = string(&echo["to"])
                 .ok_or_else(|| malformed("entry[].changes[].value.message_echoes[].to: missing"))?;
-            let text = echo["text"]["body"].as_str().filter(|t| !t.trim().is_empty());
-            let (true, Some(text)) = (echo["type"] == "text", text) else {
+            let Some((text, attachments)) = content(echo) else {
                 inbound.skipped.push(Some(id));
                 continue;
             };
@@ -175,13 +174,68 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                     phone: business.map(|p| format!("+{}", p.trim_start_matches('+'))),
                 },
                 recipient: Party { full_name: None, phone },
-                text: text.to_string(),
+                text,
                 account: None,
                 channel: "whatsapp".into(),
+                attachments,
             });
         }
     }
     Ok((inbound, Answer::text("EVENT_RECEIVED")))
+}
+
+/// What a message says: its text, or its media (image, video, audio, document, sticker, location,
+/// contacts) with their caption as its text. `None` for what is not kept: reactions, buttons,
+/// system notices, unsupported types, and text without words.
+fn content(message: &Value) -> Option<(String, Vec<Attachment>)> {
+    let kind = message["type"].as_str()?;
+    let object = &message[kind];
+    let mut attachments = Vec::new();
+    match kind {
+        "text" => {
+            let body = object["body"].as_str().filter(|t| !t.trim().is_empty())?;
+            return Some((body.to_string(), attachments));
+        }
+        "image" | "video" | "audio" | "document" | "sticker" => {
+            let kind = match kind {
+                "image" => AttachmentKind::Image,
+                "video" => AttachmentKind::Video,
+                "audio" if object["voice"].as_bool() == Some(true) => AttachmentKind::Voice,
+                "audio" => AttachmentKind::Audio,
+                "document" => AttachmentKind::Document,
+                _ => AttachmentKind::Sticker,
+            };
+            let mut a = Attachment::new(kind);
+            a.mime_type = string(&object["mime_type"]);
+            a.media_id = string(&object["id"]);
+            a.url = string(&object["url"]);
+            a.filename = string(&object["filename"]);
+            a.caption = string(&object["caption"]);
+            attachments.push(a);
+        }
+        "location" => {
+            let mut a = Attachment::new(AttachmentKind::Location);
+            a.latitude = object["latitude"].as_f64();
+            a.longitude = object["longitude"].as_f64();
+            a.name = string(&object["name"]).or_else(|| string(&object["address"]));
+            a.url = string(&object["url"]);
+            attachments.push(a);
+        }
+        "contacts" => {
+            for contact in message["contacts"].as_array().into_iter().flatten() {
+                let mut a = Attachment::new(AttachmentKind::Contact);
+                a.name = string(&contact["name"]["formatted_name"])
+                    .or_else(|| string(&contact["phones"][0]["phone"]));
+                attachments.push(a);
+            }
+        }
+        _ => return None,
+    }
+    if attachments.is_empty() {
+        return None;
+    }
+    let caption = attachments.iter().find_map(|a| a.caption.clone()).unwrap_or_default();
+    Some((caption, attachments))
 }
 
 #[cfg(test)]

@@ -126,6 +126,8 @@ fn message(
         text: content,
         account: None,
         channel: channel(payload),
+        // Zoho Desk's IM webhooks name an attachment's type but not where it is.
+        attachments: Vec::new(),
     });
     Ok(())
 }

@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::words::{Words, words};
-use super::{ChatObject, MessageObject, chat_url, timestamp};
+use super::{ChatObject, MessageObject, chat_url, media, timestamp};
 use crate::domain::{Account, Locale, new_id};
 use crate::store::{Chat, StoredMessage};
 
@@ -77,7 +77,7 @@ struct Note<'a> {
 struct TextLine<'a> {
     sender: &'a str,
     at: String,
-    text: &'a str,
+    text: std::borrow::Cow<'a, str>,
 }
 
 #[derive(Template)]
@@ -155,11 +155,12 @@ fn note_line(w: &Words, message: &StoredMessage, at: &str, max_chars: usize) -> 
             .render()
             .expect("note lines render")
     };
-    let mut line = render(&message.text);
-    let mut keep = message.text.chars().count();
+    let text = media::note_text(&message.text, &message.attachments, w);
+    let mut line = render(&text);
+    let mut keep = text.chars().count();
     while line.chars().count() > max_chars && keep > 0 {
         keep = keep * 9 / 10;
-        let cut: String = message.text.chars().take(keep).collect();
+        let cut: String = text.chars().take(keep).collect();
         line = render(&format!("{cut}…"));
     }
     line
@@ -217,7 +218,11 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
                 lines: messages
                     .iter()
                     .zip(&stamps[range.clone()])
-                    .map(|(m, at)| TextLine { sender: sender_name(m, w), at: at.clone(), text: &m.text })
+                    .map(|(m, at)| TextLine {
+                        sender: sender_name(m, w),
+                        at: at.clone(),
+                        text: media::note_text(&m.text, &m.attachments, w),
+                    })
                     .collect(),
                 chat_url: &link,
             }
@@ -234,7 +239,7 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
                 window_end: timestamp(input.window_end),
                 whatsapp_account: first.account.as_ref().unwrap_or(input.account),
                 chat,
-                messages: messages.iter().map(MessageObject::stored).collect(),
+                messages: messages.iter().map(|m| MessageObject::stored(m, input.locale)).collect(),
                 first_message_timestamp: timestamp(first.timestamp),
                 last_message_timestamp: timestamp(last.timestamp),
                 message_count: messages.len(),
@@ -292,6 +297,7 @@ mod tests {
             text: text.into(),
             account: None,
             channel: "whatsapp".into(),
+            attachments: Vec::new(),
         }
     }
 

@@ -3,12 +3,15 @@
 //! Bundles and their notes are in [`bundle`].
 
 pub mod bundle;
+pub mod media;
 pub mod words;
+
+use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{Account, Party};
+use crate::domain::{Account, Attachment, Locale, Party};
 use crate::domain::{Direction, SessionStatus};
 use crate::store::{Chat, NewMessage, ReplyState, SessionEvent, StoredMessage};
 
@@ -75,48 +78,36 @@ pub struct MessageObject<'a> {
     pub message_id: &'a str,
     pub sender: &'a Party,
     pub recipient: &'a Party,
-    pub text: &'a str,
+    /// The message's text; for media, the caption or their placeholders ([`media::message_text`]).
+    pub text: Cow<'a, str>,
+    /// Its media as the channel described them; only a message that carries some has the key.
+    #[serde(skip_serializing_if = "<[Attachment]>::is_empty")]
+    pub attachments: &'a [Attachment],
+}
+
+/// A [`MessageObject`] of a new or a stored message (they share these fields).
+macro_rules! message_object {
+    ($message:expr, $locale:expr) => {{
+        let m = $message;
+        MessageObject {
+            direction: m.direction.as_str(),
+            timestamp: timestamp(m.timestamp),
+            message_id: &m.message_id,
+            sender: &m.sender,
+            recipient: &m.recipient,
+            text: media::message_text(&m.text, &m.attachments, words::words($locale)),
+            attachments: &m.attachments,
+        }
+    }};
 }
 
 impl<'a> MessageObject<'a> {
-    pub fn new(message: &'a NewMessage) -> Self {
-        Self::from_parts(
-            message.direction,
-            message.timestamp,
-            &message.message_id,
-            &message.sender,
-            &message.recipient,
-            &message.text,
-        )
+    pub fn new(message: &'a NewMessage, locale: Locale) -> Self {
+        message_object!(message, locale)
     }
 
-    pub fn stored(message: &'a StoredMessage) -> Self {
-        Self::from_parts(
-            message.direction,
-            message.timestamp,
-            &message.message_id,
-            &message.sender,
-            &message.recipient,
-            &message.text,
-        )
-    }
-
-    fn from_parts(
-        direction: Direction,
-        at: DateTime<Utc>,
-        message_id: &'a str,
-        sender: &'a Party,
-        recipient: &'a Party,
-        text: &'a str,
-    ) -> Self {
-        MessageObject {
-            direction: direction.as_str(),
-            timestamp: timestamp(at),
-            message_id,
-            sender,
-            recipient,
-            text,
-        }
+    pub fn stored(message: &'a StoredMessage, locale: Locale) -> Self {
+        message_object!(message, locale)
     }
 }
 
@@ -129,10 +120,12 @@ pub struct SingleMessagePayload<'a> {
     pub channel: &'a str,
 }
 
-/// Renders the single-message payload; `account` is the message's own or the workspace's.
+/// Renders the single-message payload; `account` is the message's own or the workspace's,
+/// `locale` the workspace's language (a media message's placeholders).
 pub fn single_message(
     public_url: &str,
     account: &Account,
+    locale: Locale,
     chat: &Chat,
     message: &NewMessage,
     is_new_chat: bool,
@@ -140,7 +133,7 @@ pub fn single_message(
     let payload = SingleMessagePayload {
         whatsapp_account: message.account.as_ref().unwrap_or(account),
         chat: ChatObject::new(chat, public_url, is_new_chat, message.timestamp),
-        message: MessageObject::new(message),
+        message: MessageObject::new(message, locale),
         channel: &message.channel,
     };
     serde_json::to_vec(&payload).expect("payloads always serialise")
@@ -151,6 +144,7 @@ pub fn single_message(
 pub fn single_stored_message(
     public_url: &str,
     account: &Account,
+    locale: Locale,
     chat: &Chat,
     message: &StoredMessage,
     is_new_chat: bool,
@@ -158,7 +152,7 @@ pub fn single_stored_message(
     let payload = SingleMessagePayload {
         whatsapp_account: message.account.as_ref().unwrap_or(account),
         chat: ChatObject::new(chat, public_url, is_new_chat, message.timestamp),
-        message: MessageObject::stored(message),
+        message: MessageObject::stored(message, locale),
         channel: &message.channel,
     };
     serde_json::to_vec(&payload).expect("payloads always serialise")
@@ -237,6 +231,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
         text: "This is a sample delivery from chatbundle to test this webhook; no customer wrote it.".into(),
         account: None,
         channel: "sample".into(),
+        attachments: Vec::new(),
     };
     let account = Account { full_name: Some("chatbundle sample".into()), email: None, phone: None };
     let payload = match shape {
@@ -254,7 +249,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
             };
             bundle::render(&input, bundle::Limits::default()).remove(0).payload
         }
-        Shape::Message => single_stored_message(public_url, &account, &chat, &message, true),
+        Shape::Message => single_stored_message(public_url, &account, Locale::En, &chat, &message, true),
         Shape::Session => session_event(
             public_url,
             &SessionEvent {

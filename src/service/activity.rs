@@ -243,10 +243,14 @@ async fn test_payload(
             Ok(Some(render::session_event(public_url, &event)))
         }
         render::Shape::Message => {
-            let messages = state.store.chat_messages(chat.id, 1, 0).await?;
-            let Some(message) = messages.first() else { return Ok(None) };
+            let messages = state.store.chat_messages(chat.id, 50, 0).await?;
+            // The latest message this webhook would take.
+            let Some(message) = messages.iter().find(|m| webhook.media.takes(&m.attachments)) else {
+                return Ok(None);
+            };
             let is_new = first_seq(&messages) == Some(message.seq);
-            Ok(Some(render::single_stored_message(public_url, &workspace.account, &chat, message, is_new)))
+            let (account, locale) = (&workspace.account, workspace.locale);
+            Ok(Some(render::single_stored_message(public_url, account, locale, &chat, message, is_new)))
         }
         render::Shape::Bundle => {
             let granularity = webhook.granularity.unwrap_or(workspace.granularity);
@@ -261,6 +265,8 @@ async fn test_payload(
             if messages.is_empty() {
                 messages = state.store.chat_messages(chat.id, 50, 0).await?;
             }
+            let first_seq = first_seq(&messages);
+            messages.retain(|m| webhook.media.takes(&m.attachments));
             let Some(first) = messages.iter().map(|m| m.received_at).min() else { return Ok(None) };
             messages.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
             let flushed_at = since.map(|(_, f)| f).unwrap_or(first);
@@ -271,7 +277,7 @@ async fn test_payload(
                 locale: workspace.locale,
                 account: &workspace.account,
                 chat: &chat,
-                first_message_seq: first_seq(&messages),
+                first_message_seq: first_seq,
                 window_start: open.min(first),
                 window_end: now,
                 messages: &messages,

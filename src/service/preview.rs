@@ -20,7 +20,7 @@ const MAX_MESSAGES: u32 = 5_000;
 /// One chat's next bundle: its parts, as the webhook would receive them.
 pub struct ChatPreview {
     pub chat: Chat,
-    /// How many of its messages are buffered.
+    /// How many of its buffered messages the bundle takes.
     pub messages: usize,
     /// Each part's request body.
     pub parts: Vec<Vec<u8>>,
@@ -64,12 +64,14 @@ pub async fn preview(
     let mut previews = Vec::with_capacity(chats.len());
     for chat in chats {
         let buffered = state.store.messages_since(chat.id, bundling.bundled_before, MAX_MESSAGES).await?;
-        if buffered.is_empty() && only.is_none() {
+        // What the bundle will take of them (a webhook that skips media leaves some out).
+        let taken = buffered.iter().filter(|m| bundling.media.takes(&m.attachments)).count();
+        if taken == 0 && only.is_none() {
             continue;
         }
         let first = first_message(state, &chat, &buffered).await?;
         let parts = plan(&chat, first, &buffered).into_iter().map(|planned| planned.payload).collect();
-        previews.push(ChatPreview { messages: buffered.len(), chat, parts });
+        previews.push(ChatPreview { messages: taken, chat, parts });
     }
     Ok(previews)
 }

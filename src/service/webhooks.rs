@@ -63,6 +63,9 @@ async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
     if before.note_max_chars != after.note_max_chars {
         changed.insert("note_max_chars".into(), json!(after.note_max_chars));
     }
+    if before.media != after.media {
+        changed.insert("media".into(), json!(after.media));
+    }
     if before.secret != after.secret {
         changed.insert("secret".into(), json!(if after.secret.is_some() { "changed" } else { "removed" }));
     }

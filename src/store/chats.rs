@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Account, AccountType, ChatId, Direction, Party, SessionStatus, WorkspaceId};
+use crate::domain::{Account, AccountType, Attachment, ChatId, Direction, Party, SessionStatus, WorkspaceId};
 
 /// The chat as the sender describes it in a message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct Chat {
 }
 
 /// A message as stored, read back for a bundle or a transcript.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredMessage {
     /// Position in the store; later messages of a chat have larger ones. `is_new_chat` compares
     /// it with the chat's first message.
@@ -62,6 +62,7 @@ pub struct StoredMessage {
     pub text: String,
     pub account: Option<Account>,
     pub channel: String,
+    pub attachments: Vec<Attachment>,
 }
 
 /// A chat in a workspace's list.

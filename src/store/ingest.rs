@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{Chat, ChatInfo, SessionEvent, StoreResult};
-use crate::domain::{Account, Direction, Party, SessionStatus, WorkspaceId};
+use crate::domain::{Account, Attachment, Direction, Locale, Party, SessionStatus, WorkspaceId};
 
-/// A validated text message, ready to store.
+/// A validated message, ready to store: text, or media with their caption (if any) as text.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub message_id: String,
@@ -17,16 +17,19 @@ pub struct NewMessage {
     pub chat: ChatInfo,
     pub sender: Party,
     pub recipient: Party,
+    /// Never empty without attachments; a media message's caption, or empty.
     pub text: String,
     pub account: Option<Account>,
     pub channel: String,
+    /// Its media, as the channel described them (none for a text message).
+    pub attachments: Vec<Attachment>,
 }
 
 /// What a webhook that does not aggregate is sent for one message, given the workspace's
-/// account, the chat, the message and whether it is the chat's first. Rendering lives outside the
+/// account and language, the chat, the message and whether it is the chat's first. Rendering lives outside the
 /// store; the store calls this inside the ingest transaction, once the chat is known, so the
 /// payload is frozen in the same commit as the message.
-pub type RenderImmediate = Arc<dyn Fn(&Account, &Chat, &NewMessage, bool) -> Vec<u8> + Send + Sync>;
+pub type RenderImmediate = Arc<dyn Fn(&Account, Locale, &Chat, &NewMessage, bool) -> Vec<u8> + Send + Sync>;
 
 /// What a `session_status` webhook is sent for one session event (rendered outside the store).
 pub type RenderSession = Arc<dyn Fn(&SessionEvent) -> Vec<u8> + Send + Sync>;
@@ -89,6 +92,9 @@ pub trait IngestStore: Send + Sync {
     /// - **Received at commit**: a message's time of receipt (which decides its window) is the
     ///   moment it commits. A window close that starts after a message is acknowledged takes it;
     ///   one that began before never misses it: see [`super::WindowStore::close_step`].
+    /// - **Media kept whole**: a message's attachments are stored as given and read back with
+    ///   it; a webhook that skips media gets no immediate delivery for a message that carries
+    ///   some (and `queued` stays false when nothing else was queued).
     /// - **First messages**: `is_new_chat` is handed to `render_immediate` as true for exactly
     ///   one message of each chat, the first ever stored.
     /// - **Each request for itself**: requests arriving at the same moment may share a

@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use super::queue::Enqueue;
 use super::{Chat, ChatInfo, IngestBatch, IngestOutcome, NewMessage, RenderSession};
 use crate::domain::{
-    Account, ChatId, DeliveryId, DeliveryKind, Direction, SessionStatus, WebhookId, reply_window,
+    Account, ChatId, DeliveryId, DeliveryKind, Direction, Locale, Media, SessionStatus, WebhookId,
+    reply_window,
 };
 
 /// A chat by (workspace, source key, external id).
@@ -121,8 +122,9 @@ fn merge_chat(into: &mut ChatInfo, later: &ChatInfo) {
 /// What ingest needs of a workspace.
 pub(super) struct WorkspaceInfo {
     pub account: Account,
-    /// Webhooks that get each message at once, oldest first.
-    pub immediate: Vec<WebhookId>,
+    pub locale: Locale,
+    /// Webhooks that get each message at once, oldest first, with what they do with media.
+    pub immediate: Vec<(WebhookId, Media)>,
 }
 
 /// Notes that a session event was queued for a chat the merge started in `workspace`: the
@@ -266,12 +268,18 @@ pub(super) fn deliveries<'a>(
         }
         let batch = &batches[candidate.batch];
         let workspace = &workspaces[batch.workspace_id.as_str()];
-        if workspace.immediate.is_empty() {
-            continue;
-        }
-        merged.outcomes[candidate.batch].queued = true;
-        let payload = (batch.render_immediate)(&workspace.account, chat, candidate.message, is_new_chat);
-        for webhook in &workspace.immediate {
+        let message = candidate.message;
+        // Rendered once for every webhook that takes the message (a webhook that skips media
+        // does not take a message that carries some).
+        let mut payload = None;
+        for (webhook, media) in &workspace.immediate {
+            if !media.takes(&message.attachments) {
+                continue;
+            }
+            merged.outcomes[candidate.batch].queued = true;
+            let payload = payload.get_or_insert_with(|| {
+                (batch.render_immediate)(&workspace.account, workspace.locale, chat, message, is_new_chat)
+            });
             deliveries.push(Enqueue {
                 id: DeliveryId::generate(),
                 kind: DeliveryKind::Message,

@@ -11,7 +11,7 @@ macro_rules! row_mapping {
         use sqlx::Row;
 
         use crate::domain::{
-            Account, AccountType, ChatId, DeliveryId, DeliveryKind, DeliveryStatus, Direction, Event, Granularity, Party,
+            Account, AccountType, Attachment, ChatId, DeliveryId, DeliveryKind, DeliveryStatus, Direction, Event, Granularity, Party,
             SessionStatus, SourceKind,
         };
         use crate::store::{Chat, DeliveryInfo, Source, StoreResult, StoredMessage, Webhook, Workspace};
@@ -56,7 +56,7 @@ macro_rules! row_mapping {
         }
 
         pub(super) const WEBHOOK_COLUMNS: &str = "id, workspace_id, url, granularity, enabled, secret, sub_messages, \
-             sub_session_status, timeout_ms, note_max_chars, consecutive_failures, disabled_reason, created_at, updated_at";
+             sub_session_status, timeout_ms, note_max_chars, media, consecutive_failures, disabled_reason, created_at, updated_at";
 
         pub(super) fn webhook(row: &$row) -> StoreResult<Webhook> {
             let mut events = Vec::new();
@@ -76,6 +76,7 @@ macro_rules! row_mapping {
                 events,
                 timeout: row.try_get::<Option<i64>, _>("timeout_ms")?.map(|v| Duration::from_millis(v as u64)),
                 note_max_chars: row.try_get::<i64, _>("note_max_chars")? as u32,
+                media: row.try_get::<String, _>("media")?.parse().unwrap_or_default(),
                 consecutive_failures: row.try_get::<i64, _>("consecutive_failures")? as u32,
                 disabled_reason: row.try_get("disabled_reason")?,
                 created_at: from_ms(row.try_get("created_at")?),
@@ -116,11 +117,12 @@ macro_rules! row_mapping {
 
         /// The columns [`stored_message`] reads.
         pub(super) const MESSAGE_COLUMNS: &str = "seq, message_id, direction, ts, received_at, sender_name, sender_phone, \
-             recipient_name, recipient_phone, text, account, channel";
+             recipient_name, recipient_phone, text, account, channel, attachments";
 
         pub(super) fn stored_message(row: &$row) -> StoreResult<StoredMessage> {
             let direction: String = row.try_get("direction")?;
             let account: Option<String> = row.try_get("account")?;
+            let attachments: Option<String> = row.try_get("attachments")?;
             Ok(StoredMessage {
                 seq: row.try_get("seq")?,
                 message_id: row.try_get("message_id")?,
@@ -135,6 +137,9 @@ macro_rules! row_mapping {
                 text: row.try_get("text")?,
                 account: account.and_then(|a| serde_json::from_str::<Account>(&a).ok()),
                 channel: row.try_get("channel")?,
+                attachments: attachments
+                    .and_then(|a| serde_json::from_str::<Vec<Attachment>>(&a).ok())
+                    .unwrap_or_default(),
             })
         }
 
@@ -172,6 +177,7 @@ macro_rules! row_mapping {
                 closing_flush: row.try_get("closing_flush")?,
                 note_max_chars: row.try_get::<i64, _>("note_max_chars")? as u32,
                 locale: row.try_get::<String, _>("locale")?.parse().unwrap_or_default(),
+                media: row.try_get::<String, _>("media")?.parse().unwrap_or_default(),
                 flushed_at: from_ms(row.try_get("flushed_at")?),
             })
         }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Event, Granularity, WebhookId, WorkspaceId};
+use crate::domain::{Event, Granularity, Media, WebhookId, WorkspaceId};
 
 /// A webhook as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct Webhook {
     pub timeout: Option<Duration>,
     /// Characters of note a bundle part may hold: where bundles are cut into parts.
     pub note_max_chars: u32,
+    /// Whether it takes messages that carry media.
+    pub media: Media,
     pub consecutive_failures: u32,
     pub disabled_reason: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -40,6 +42,7 @@ pub struct NewWebhook {
     pub timeout: Option<Duration>,
     /// `None`: [`DEFAULT_NOTE_MAX_CHARS`].
     pub note_max_chars: Option<u32>,
+    pub media: Media,
 }
 
 /// Where bundles are cut unless a webhook says otherwise: HubSpot notes take 65,536 characters.
@@ -56,6 +59,7 @@ pub struct WebhookPatch {
     pub events: Option<Vec<Event>>,
     pub timeout: Option<Option<Duration>>,
     pub note_max_chars: Option<u32>,
+    pub media: Option<Media>,
 }
 
 /// Webhooks, for the admin API and page.
@@ -72,7 +76,8 @@ pub trait WebhookStore: Send + Sync {
     /// instant: messages acknowledged before it were handled under the old settings, those after
     /// under the new. What is buffered stays buffered and belongs to the window open now under
     /// the new settings, or goes out at once, message by message, when the new granularity is
-    /// `none`; nothing buffered is lost or bundled twice. Switching it on again resets its
+    /// `none`; nothing buffered is lost or bundled twice. Where bundles are cut and whether they
+    /// take media apply to every bundle made after the change, of buffered messages too. Switching it on again resets its
     /// failure count; switching it off keeps what it has queued.
     async fn update_webhook(&self, id: &WebhookId, patch: WebhookPatch) -> StoreResult<Option<Webhook>>;
     /// Deletes a webhook with its queue and attempts; `false` when there was none.

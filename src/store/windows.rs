@@ -32,6 +32,8 @@ pub struct BundlingWebhook {
     pub note_max_chars: u32,
     /// The workspace's language, for the notes.
     pub locale: crate::domain::Locale,
+    /// Whether its bundles take messages that carry media.
+    pub media: crate::domain::Media,
 }
 
 /// A delivery made by closing a window: one bundle part, or (when a webhook stopped

@@ -31,6 +31,8 @@ struct Line {
     sender: String,
     time: String,
     text: String,
+    /// Its media: each one's placeholder ("[image]"), linked where the channel gave a URL.
+    media: Vec<(String, Option<String>)>,
 }
 
 struct Day {
@@ -106,11 +108,12 @@ pub async fn page(
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
-    let (zone, w): (Tz, _) = match state.store.get_workspace(&workspace_id).await {
-        Ok(Some(ws)) => (ws.timezone.parse().unwrap_or(chrono_tz::UTC), page_words(ws.locale)),
+    let (zone, locale): (Tz, _) = match state.store.get_workspace(&workspace_id).await {
+        Ok(Some(ws)) => (ws.timezone.parse().unwrap_or(chrono_tz::UTC), ws.locale),
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
+    let (w, note_words) = (page_words(locale), crate::render::words::words(locale));
     // A link from a note opens the page that holds the bundle's first message.
     let rank = match query.at {
         Some(seq) if query.page.is_none() => match state.store.message_rank(chat.id, seq).await {
@@ -145,6 +148,11 @@ pub async fn page(
                 .unwrap_or_else(|| w.transcript_unknown_sender.into()),
             time: local.format("%H:%M").to_string(),
             text: m.text.clone(),
+            media: m
+                .attachments
+                .iter()
+                .map(|a| (crate::render::media::placeholder(a, note_words), a.url.clone()))
+                .collect(),
         };
         match days.last_mut() {
             Some(day) if day.date == date => day.messages.push(line),

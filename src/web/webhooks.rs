@@ -15,7 +15,7 @@ use super::workspaces::{Overlay, workspace_page};
 use super::{FormErrors, PageError, Session, keep, page, see_other};
 use crate::deliver::SigningSecret;
 use crate::domain::{
-    DeliveryId, DeliveryStatus, Event, Granularity, NoteMaxChars, WebhookId, WorkspaceId, masked_url,
+    DeliveryId, DeliveryStatus, Event, Granularity, Media, NoteMaxChars, WebhookId, WorkspaceId, masked_url,
     unmasked_url,
 };
 use crate::service;
@@ -36,6 +36,9 @@ pub struct WebhookForm {
     /// Characters of note per bundle part; empty leaves it as it is.
     #[serde(default)]
     pub note_max_chars: String,
+    /// `skip` or `placeholder`; empty leaves it as it is.
+    #[serde(default)]
+    pub media: String,
     /// Which button: "save" or "test".
     pub(super) action: Option<String>,
     #[serde(skip)]
@@ -177,13 +180,14 @@ impl WebhookForm {
             granularity: webhook.granularity.map(|g| g.as_str()).unwrap_or(FOLLOW_WORKSPACE).into(),
             enabled: webhook.enabled.then(|| "on".into()),
             note_max_chars: webhook.note_max_chars.to_string(),
+            media: webhook.media.as_str().into(),
             ..WebhookForm::default()
         }
     }
 
-    /// Checks the URL (with the SSRF guard), the granularity (`None`: follow the workspace) and
-    /// the note length (`None`: as it is).
-    async fn check(&mut self, state: &AppState) -> Option<(String, Option<Granularity>, Option<u32>)> {
+    /// Checks the URL (with the SSRF guard), the granularity (`None`: follow the workspace), the
+    /// note length and the media choice (`None`: as they are).
+    async fn check(&mut self, state: &AppState) -> Option<Checked> {
         let url = service::webhooks::checked_url(state, &self.url).await;
         let url = keep(&mut self.errors, "url", url);
         let granularity = keep(&mut self.errors, "granularity", chosen_granularity(&self.granularity));
@@ -193,8 +197,20 @@ impl WebhookForm {
                 keep(&mut self.errors, "note_max_chars", given.parse::<NoteMaxChars>()).map(|n| Some(n.get()))
             }
         };
-        Some((url?, granularity?, note?))
+        let media = match self.media.trim() {
+            "" => Some(None),
+            given => keep(&mut self.errors, "media", given.parse::<Media>()).map(Some),
+        };
+        Some(Checked { url: url?, granularity: granularity?, note_max_chars: note?, media: media? })
     }
+}
+
+/// A webhook form that passed its checks.
+struct Checked {
+    url: String,
+    granularity: Option<Granularity>,
+    note_max_chars: Option<u32>,
+    media: Option<Media>,
 }
 
 #[instrument(skip_all, fields(workspace_id = %id))]
@@ -205,7 +221,7 @@ pub async fn create(
     Form(mut form): Form<WebhookForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
-    let Some((url, granularity, note_max_chars)) = form.check(&state).await else {
+    let Some(Checked { url, granularity, note_max_chars, media }) = form.check(&state).await else {
         let overlay = Overlay { new_webhook: Some(form), ..Overlay::default() };
         return workspace_page(&state, session, &id, overlay, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
@@ -218,6 +234,7 @@ pub async fn create(
         events: vec![Event::Messages],
         timeout: None,
         note_max_chars,
+        media: media.unwrap_or_default(),
     };
     let webhook = service::webhooks::create(&state, new).await?;
     Ok(see_other(&format!("/ui/workspaces/{id}?saved={}#{}", webhook.id, webhook.id)))
@@ -243,7 +260,7 @@ pub async fn save(
     form.url = unmasked_url(&form.url, &before.url).to_string();
     let checked = form.check(&state).await;
     form.url = masked_url(&form.url);
-    let Some((url, granularity, note_max_chars)) = checked else {
+    let Some(Checked { url, granularity, note_max_chars, media }) = checked else {
         let overlay = Overlay { webhook: Some((id.clone(), form, None, None)), ..Overlay::default() };
         return workspace_page(&state, session, &workspace_id, overlay, StatusCode::UNPROCESSABLE_ENTITY)
             .await;
@@ -253,6 +270,7 @@ pub async fn save(
         granularity: Some(granularity),
         enabled: Some(form.enabled.is_some()),
         note_max_chars,
+        media,
         ..WebhookPatch::default()
     };
     let after =

@@ -251,7 +251,8 @@ fn zone(webhook: &BundlingWebhook) -> Option<Tz> {
     }
 }
 
-/// How one chat's messages of `[bundled_before, boundary)` become deliveries for `webhook`.
+/// How one chat's messages of `[bundled_before, boundary)` become deliveries for `webhook`; a
+/// webhook that skips media leaves out the messages that carry some.
 pub fn plan(
     webhook: &BundlingWebhook,
     tz: Tz,
@@ -260,16 +261,19 @@ pub fn plan(
 ) -> PlanDeliveries {
     let webhook = webhook.clone();
     Arc::new(move |chat, first_message_seq, messages| {
+        let taken: Vec<&crate::store::StoredMessage> =
+            messages.iter().filter(|m| webhook.media.takes(&m.attachments)).collect();
         if webhook.granularity == Granularity::None {
             // The webhook stopped aggregating: what it had buffered goes out message by message.
-            return messages
-                .iter()
+            return taken
+                .into_iter()
                 .map(|m| PlannedDelivery {
                     id: DeliveryId::generate(),
                     bundle: None,
                     payload: render::single_stored_message(
                         &public_url,
                         &webhook.account,
+                        webhook.locale,
                         chat,
                         m,
                         first_message_seq == Some(m.seq),
@@ -280,7 +284,7 @@ pub fn plan(
         // A message belongs to the window open when it was received, or, if the granularity
         // changed while it waited, to the window open at the change.
         let mut groups: Vec<(bounds::Window, Vec<crate::store::StoredMessage>)> = Vec::new();
-        for m in messages {
+        for m in taken {
             let effective = m.received_at.max(webhook.granularity_changed_at);
             let natural = bounds::containing(effective, webhook.granularity, tz);
             // A flush cuts a window short, and what follows it in that window starts at the flush.

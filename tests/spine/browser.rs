@@ -356,7 +356,7 @@ async fn a_japanese_workspace_is_run_in_japanese_in_the_browser() {
         id: created["id"].as_str().unwrap().into(),
         ingest_key: created["ingest_key"].as_str().unwrap().to_string(),
     };
-    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url, "media": "placeholder"})).await;
     let webhook_id = hook["id"].as_str().unwrap().to_string();
     let from_yamada = |id: &str, text: &str, timestamp: &str| {
         let mut m = message_at(id, "c-1", text, timestamp);
@@ -364,11 +364,20 @@ async fn a_japanese_workspace_is_run_in_japanese_in_the_browser() {
         m["sender"]["full_name"] = json!("山田 太郎");
         m
     };
+    let mut photo = from_yamada("m-3", "この色です", "2021-02-24T01:13:00Z");
+    photo["attachments"] =
+        json!([{"type": "image", "mime_type": "image/jpeg", "url": "https://media.example/kettle.jpg"}]);
+    let mut place = from_yamada("m-4", "", "2021-02-24T01:14:00Z");
+    place.as_object_mut().unwrap().remove("text");
+    place["attachments"] =
+        json!([{"type": "location", "latitude": 34.7025, "longitude": 135.4959, "name": "大阪駅"}]);
     app.ingest(
         &ws,
         &json!([
             from_yamada("m-1", "こんにちは。青いやかんの在庫はありますか？", "2021-02-24T01:10:00Z"),
             from_yamada("m-2", "大阪への配送はできますか？", "2021-02-24T01:12:00Z"),
+            photo,
+            place,
         ]),
     )
     .await;
@@ -395,6 +404,20 @@ async fn a_japanese_workspace_is_run_in_japanese_in_the_browser() {
         assert!(text.contains(label), "{label}: {text}");
     }
     browser.screenshot("workspace-ja").await;
+
+    // The next bundle's note as the CRM will show it, media as placeholders in Japanese; the
+    // media choice saved through the page stayed as it was.
+    browser.client.goto(&app.url(&format!("/ui/webhooks/{webhook_id}/preview"))).await.unwrap();
+    let note = browser.css(".note-preview").await.text().await.unwrap();
+    for words in [
+        "山田 太郎: こんにちは",
+        "[画像] この色です",
+        "[位置情報 34.7025, 135.4959: 大阪駅]",
+        "こちらから会話を開けます",
+    ] {
+        assert!(note.contains(words), "{words}: {note}");
+    }
+    browser.screenshot("note-ja").await;
 
     // The chat's page and its transcript, dated in Tokyo.
     browser.click_and_wait(browser.css("a[href^='/ui/chats/']").await).await;

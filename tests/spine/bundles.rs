@@ -448,3 +448,113 @@ async fn a_japanese_workspace_gets_japanese_notes() {
     assert!(bundle["aggregation_text"].as_str().unwrap().contains("\n会話を開く: http"));
     assert_eq!(bundle["message_count"], 1, "the keys are the same in every language");
 }
+
+/// Media in bundles: a webhook with `media: placeholder` bundles a media message with its
+/// caption or a placeholder in the workspace's language, and its attachments; one that skips
+/// media bundles the text alone (and makes no bundle for a chat of media alone). The preview is
+/// what the flush delivers, and the transcript shows the media with links.
+#[tokio::test]
+async fn media_are_bundled_with_japanese_placeholders_or_left_out_as_each_webhook_chooses() {
+    let app = TestApp::spawn().await;
+    let (keeps, skips) = (Receiver::start().await, Receiver::start().await);
+    let ws = app.workspace_with("1h", "Asia/Tokyo").await;
+    app.admin(reqwest::Method::PATCH, &format!("/api/v1/workspaces/{}", ws.id))
+        .json(&json!({"locale": "ja"}))
+        .send()
+        .await
+        .unwrap();
+    let kept = app.create_webhook(&ws.id, json!({"url": keeps.url, "media": "placeholder"})).await;
+    let refused = app
+        .admin(reqwest::Method::POST, &format!("/api/v1/workspaces/{}/webhooks", ws.id))
+        .json(&json!({"url": skips.url, "media": "all"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused: Value = refused.json().await.unwrap();
+    assert!(refused["error"]["detail"].as_str().unwrap().contains("media"), "{refused}");
+    app.create_webhook(&ws.id, json!({"url": skips.url})).await;
+
+    let with = |id: &str, chat: &str, text: Option<&str>, attachments: Value| {
+        let mut m = message(id, chat, text.unwrap_or_default());
+        if text.is_none() {
+            m.as_object_mut().unwrap().remove("text");
+        }
+        m["attachments"] = attachments;
+        m
+    };
+    app.set_time("2024-03-01T12:10:00Z");
+    let accepted = app
+        .ingest(
+            &ws,
+            &json!([
+                message("m-1", "c-1", "見積もりをお願いします"),
+                with("m-2", "c-1", None, json!([{"type": "image", "mime_type": "image/jpeg", "url": "https://media.example/p/1.jpg"}])),
+                with("m-3", "c-1", Some("請求書です <b>"), json!([{"type": "document", "mime_type": "application/pdf", "filename": "invoice.pdf", "media_id": "doc-9"}])),
+                with("m-4", "c-1", None, json!([{"type": "location", "latitude": 35.68, "longitude": 139.76}])),
+                with("m-5", "c-2", None, json!([{"type": "voice", "mime_type": "audio/ogg"}])),
+                {"message_id": "m-6", "type": "reaction", "direction": "received", "chat": {"id": "c-1"}},
+            ]),
+        )
+        .await;
+    assert_eq!(
+        (accepted["accepted"].as_u64(), accepted["skipped"].as_u64()),
+        (Some(5), Some(1)),
+        "{accepted}"
+    );
+    app.set_time("2024-03-01T12:20:00Z");
+
+    let path = format!("/api/v1/webhooks/{}/preview", kept["id"].as_str().unwrap());
+    let preview: Value = app.admin(reqwest::Method::GET, &path).send().await.unwrap().json().await.unwrap();
+    assert_eq!(app.flush(&ws.id).await, 3, "c-1 and c-2 for the webhook that keeps media, c-1 for the other");
+    let delivered = by_chat(&keeps.wait_for(2).await);
+    let bundle = &delivered["c-1"][0];
+    let note = bundle["aggregation"].as_str().unwrap();
+    assert!(note.starts_with("2021年2月25日 01:25 John Doe: 見積もりをお願いします<br/>"), "{note}");
+    assert!(note.contains("John Doe: [画像]<br/>"), "{note}");
+    assert!(note.contains("John Doe: [ファイル: invoice.pdf] 請求書です &#60;b&#62;<br/>"), "{note}");
+    assert!(note.contains("John Doe: [位置情報 35.68, 139.76]<br/>"), "{note}");
+    assert!(bundle["aggregation_text"].as_str().unwrap().contains("John Doe: [画像]\n"));
+    assert_eq!(bundle["message_count"], 4);
+    let messages = bundle["messages"].as_array().unwrap();
+    assert_eq!(messages[1]["text"], "[画像]");
+    assert_eq!(
+        messages[1]["attachments"],
+        json!([{"type": "image", "mime_type": "image/jpeg", "url": "https://media.example/p/1.jpg"}])
+    );
+    assert_eq!(messages[2]["text"], "請求書です <b>", "a caption is the text");
+    assert_eq!(messages[2]["attachments"][0]["media_id"], "doc-9");
+    assert!(messages[0].get("attachments").is_none(), "a text message has no attachments key");
+    assert_eq!(delivered["c-2"][0]["messages"][0]["text"], "[ボイスメッセージ]");
+
+    // The preview showed what the flush delivered.
+    let shown = preview["chats"].as_array().unwrap().iter().find(|c| c["chat_id"] == "c-1").unwrap();
+    assert_eq!(shown["messages"], 4);
+    let mut shown = shown["parts"][0]["payload"].clone();
+    let mut sent = bundle.clone();
+    for payload in [&mut shown, &mut sent] {
+        payload.as_object_mut().unwrap().remove("bundle_id");
+    }
+    assert_eq!(shown, sent);
+
+    // The webhook that skips media: c-1's text alone, and nothing for c-2.
+    let plain = skips.wait_for(1).await;
+    app.delivered(&ws, 3).await;
+    assert_eq!(skips.wait_for(1).await.len(), 1);
+    let plain = plain[0].json();
+    assert_eq!(plain["chat"]["chat_id"], "c-1");
+    assert_eq!(plain["message_count"], 1);
+    assert!(!plain["aggregation"].as_str().unwrap().contains('['));
+
+    // The transcript shows every message, media as placeholders linked where they can be opened.
+    let link = bundle["chat"]["chat_url"].as_str().unwrap();
+    let page = app.http.get(link).send().await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains(
+            "<a href=\"https://media.example/p/1.jpg\" rel=\"noopener noreferrer nofollow\">[画像]</a>"
+        ),
+        "{page}"
+    );
+    assert!(page.contains("<span>[ファイル: invoice.pdf]</span>"), "{page}");
+    assert!(page.contains("請求書です &#60;b&#62;"), "{page}");
+}

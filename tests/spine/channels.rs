@@ -190,7 +190,7 @@ async fn twilio_messages_are_verified_stored_and_answered_with_empty_twiml() {
     assert_eq!(refused.status(), 401);
     let refused = app.http.post(&url).body("MessageSid=SMx").send().await.unwrap();
     assert_eq!(refused.status(), 401, "no signature at all");
-    // A picture without words is counted, not stored.
+    // A picture without words is stored too (this webhook skips media: the media test shows more).
     let media: Vec<(String, String)> = [
         ("MessageSid", "MM258c7d2face97078418bc205b8683cf2"),
         ("From", "whatsapp:+14017122661"),
@@ -208,7 +208,7 @@ async fn twilio_messages_are_verified_stored_and_answered_with_empty_twiml() {
     let no_sid: Vec<(String, String)> =
         vec![("From".into(), "whatsapp:+1".into()), ("Body".into(), "x".into())];
     assert_eq!(post(&no_sid, twilio::signature("12345", &url, &no_sid)).await.unwrap().status(), 400);
-    assert_eq!(app.stats(&ws).await.messages, 1);
+    assert_eq!(app.stats(&ws).await.messages, 2);
 }
 
 #[tokio::test]
@@ -275,12 +275,12 @@ async fn meta_whatsapp_handshake_signatures_receipts_and_usernames() {
     assert_eq!(username["chat"]["chat_id"], "US.99", "a customer without a phone number is known by user id");
     assert!(username["chat"]["phone"].is_null());
     assert_eq!(username["chat"]["full_name"], "Pablo M.");
-    assert_eq!(app.stats(&ws).await.messages, 2, "the image and the receipt are skipped");
+    assert_eq!(app.stats(&ws).await.messages, 3, "the receipt is no message; the image is stored");
     // Meta retries a notification it thinks was lost: nothing twice.
     let again =
         app.http.post(&url).header("x-hub-signature-256", &signature).body(raw.clone()).send().await.unwrap();
     assert_eq!(again.status(), 200);
-    assert_eq!(app.stats(&ws).await.messages, 2);
+    assert_eq!(app.stats(&ws).await.messages, 3);
 
     let tampered = raw.iter().map(|b| if *b == b'?' { b'!' } else { *b }).collect::<Vec<u8>>();
     let refused =
@@ -290,7 +290,7 @@ async fn meta_whatsapp_handshake_signatures_receipts_and_usernames() {
     let malformed =
         app.http.post(&url).header("x-hub-signature-256", good_sig).body("{not json").send().await.unwrap();
     assert_eq!(malformed.status(), 400);
-    assert_eq!(app.stats(&ws).await.messages, 2);
+    assert_eq!(app.stats(&ws).await.messages, 3);
 }
 
 fn wechat_query(token: &str, timestamp: &str, nonce: &str) -> String {
@@ -867,14 +867,15 @@ async fn meta_echoes_of_what_the_business_app_sent_are_sent_messages_of_the_same
     assert_eq!(sent["chat"]["full_name"], "Sheena Nelson", "the name the customer's message gave is kept");
     let received = seen.iter().find(|r| r.message_id() == "wamid.IN1").unwrap().json();
     assert_eq!(received["chat"]["chat_id"], sent["chat"]["chat_id"]);
-    // The picture is counted, not stored; an echo Meta repeats is a duplicate.
+    // The picture is stored (a webhook that skips media does not get it); an echo Meta repeats
+    // is a duplicate.
     assert_eq!(post_meta(&app, &url, &echo).await.status(), 200);
-    assert_eq!(app.stats(&ws).await.messages, 2);
+    assert_eq!(app.stats(&ws).await.messages, 3);
     let no_recipient = json!({"entry": [{"changes": [{"field": "smb_message_echoes", "value": {
         "message_echoes": [{"from": "15550783881", "id": "wamid.OUT3", "type": "text", "text": {"body": "x"}}]
     }}]}]});
     assert_eq!(post_meta(&app, &url, &no_recipient).await.status(), 400, "an echo must say whom it went to");
-    assert_eq!(app.stats(&ws).await.messages, 2);
+    assert_eq!(app.stats(&ws).await.messages, 3);
 }
 
 #[tokio::test]
@@ -1025,4 +1026,252 @@ async fn a_wechat_service_account_may_send_four_messages_a_month_after_the_48_ho
     assert_eq!(reply().await.2, json!(0));
     app.set_time("2024-03-31T16:00:00Z");
     assert_eq!(reply().await, (json!("ACCEPTED"), json!(true), json!(4)));
+}
+
+/// Media from every channel: a webhook with `media: placeholder` gets each media message with its
+/// caption or placeholder as text and its attachments as the channel described them; one that
+/// skips media (the default) gets the text messages alone. In each chat a text message follows
+/// the media, so once the skipping webhook has it, it would have had the media before.
+#[tokio::test]
+async fn media_from_every_channel_go_to_a_placeholder_webhook_and_not_to_one_that_skips_them() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    let (skips, keeps) = (Receiver::start().await, Receiver::start().await);
+    app.create_webhook(&ws.id, json!({"url": skips.url})).await;
+    let created = app.create_webhook(&ws.id, json!({"url": keeps.url, "media": "placeholder"})).await;
+    assert_eq!(created["media"], "placeholder");
+    let inbound = |src: Value| src["inbound_url"].as_str().unwrap().to_string();
+
+    // Twilio: two files with a caption, then a shared location.
+    let twilio_url = inbound(
+        source(
+            &app,
+            &ws,
+            json!({"kind": "twilio", "name": "Twilio", "credentials": {"auth_token": "12345"}}),
+        )
+        .await,
+    );
+    let twilio_form = |sid: &str, body: &str, extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("MessageSid", sid),
+            ("From", "whatsapp:+14017122661"),
+            ("To", "whatsapp:+15558675310"),
+            ("Body", body),
+        ];
+        pairs.extend_from_slice(extra);
+        form(&pairs)
+    };
+    for params in [
+        twilio_form(
+            "MMtw1",
+            "Here is the receipt",
+            &[
+                ("NumMedia", "2"),
+                ("MediaContentType0", "image/jpeg"),
+                ("MediaUrl0", "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MMtw1/Media/ME1"),
+                ("MediaContentType1", "application/pdf"),
+                ("MediaUrl1", "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MMtw1/Media/ME2"),
+            ],
+        ),
+        twilio_form(
+            "MMtw2",
+            "",
+            &[
+                ("NumMedia", "0"),
+                ("Latitude", "35.681236"),
+                ("Longitude", "139.767125"),
+                ("Label", "Tokyo Station"),
+            ],
+        ),
+        twilio_form("SMtw3", "Did you get them?", &[("NumMedia", "0")]),
+    ] {
+        assert_eq!(post_twilio(&app, &twilio_url, &params).await.status(), 200);
+    }
+
+    // Meta: image with a caption, document, voice note, location, sticker, contact card, and a
+    // reaction (not a message), then text.
+    let meta_url = inbound(
+        source(
+            &app,
+            &ws,
+            json!({"kind": "whatsapp", "name": "Cloud API", "credentials": {"app_secret": "app-secret", "verify_token": "vt"}}),
+        )
+        .await,
+    );
+    let meta = |id: &str, kind: &str, body: Value| {
+        let mut m = json!({"from": "16505551234", "id": id, "timestamp": "1749416400", "type": kind});
+        m[kind] = body;
+        m
+    };
+    let mut contacts = meta("wamid.M6", "contacts", Value::Null);
+    contacts.as_object_mut().unwrap().remove("contacts");
+    contacts["contacts"] = json!([{"name": {"formatted_name": "Kenji Sato", "first_name": "Kenji"},
+                                   "phones": [{"phone": "+81 90 1234 5678", "type": "CELL"}]}]);
+    let notification = json!({"object": "whatsapp_business_account", "entry": [{"id": "1022", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+        "messages": [
+            meta("wamid.M1", "image", json!({"caption": "the blue one", "mime_type": "image/jpeg", "sha256": "x", "id": "1003383421387256"})),
+            meta("wamid.M2", "document", json!({"filename": "invoice.pdf", "mime_type": "application/pdf", "id": "2003"})),
+            meta("wamid.M3", "audio", json!({"mime_type": "audio/ogg; codecs=opus", "id": "3003", "voice": true})),
+            meta("wamid.M4", "location", json!({"latitude": 35.68, "longitude": 139.76, "name": "Tokyo Station", "address": "Marunouchi"})),
+            meta("wamid.M5", "sticker", json!({"mime_type": "image/webp", "id": "5003", "animated": false})),
+            contacts,
+            meta("wamid.M7", "reaction", json!({"message_id": "wamid.M1", "emoji": "👍"})),
+            meta("wamid.M8", "text", json!({"body": "Thanks!"})),
+        ]
+    }}]}]});
+    assert_eq!(post_meta(&app, &meta_url, &notification).await.status(), 200);
+
+    // WeChat: image, voice, location and link pushes, then text.
+    let wechat_url = inbound(
+        source(&app, &ws, json!({"kind": "wechat", "name": "Official Account", "credentials": {"token": "wx-token", "app_id": "wxb11529c136998cb6"}}))
+            .await,
+    );
+    let push = |id: &str, kind: &str, fields: &str| {
+        format!(
+            "<xml><ToUserName><![CDATA[gh_866835093fea]]></ToUserName><FromUserName><![CDATA[oWeChatUser1]]></FromUserName>\
+             <CreateTime>1478317060</CreateTime><MsgType><![CDATA[{kind}]]></MsgType>{fields}<MsgId>{id}</MsgId></xml>"
+        )
+    };
+    for (nonce, body) in [
+        (
+            "w1",
+            push(
+                "71",
+                "image",
+                "<PicUrl><![CDATA[http://mmbiz.qpic.cn/mmbiz/pic1]]></PicUrl><MediaId><![CDATA[media_pic_1]]></MediaId>",
+            ),
+        ),
+        (
+            "w2",
+            push(
+                "72",
+                "voice",
+                "<MediaId><![CDATA[media_voice_1]]></MediaId><Format><![CDATA[amr]]></Format>",
+            ),
+        ),
+        (
+            "w3",
+            push(
+                "73",
+                "location",
+                "<Location_X>23.134521</Location_X><Location_Y>113.358803</Location_Y><Scale>20</Scale><Label><![CDATA[广州市天河区]]></Label>",
+            ),
+        ),
+        (
+            "w4",
+            push(
+                "74",
+                "link",
+                "<Title><![CDATA[Order #1234]]></Title><Description><![CDATA[your order]]></Description><Url><![CDATA[https://shop.example/o/1234]]></Url>",
+            ),
+        ),
+        ("w5", push("75", "text", "<Content><![CDATA[在吗？]]></Content>")),
+    ] {
+        let url = format!("{wechat_url}?{}", wechat_query("wx-token", "1709294401", nonce));
+        assert_eq!(app.http.post(&url).body(body).send().await.unwrap().text().await.unwrap(), "success");
+    }
+
+    // Chatwoot: a message of attachments alone, then text.
+    let chatwoot_url = inbound(
+        source(
+            &app,
+            &ws,
+            json!({"kind": "chatwoot", "name": "Chatwoot", "credentials": {"secret": "cw-secret"}}),
+        )
+        .await,
+    );
+    let mut files = chatwoot_message(301, "incoming", "", false);
+    files["content"] = Value::Null;
+    files["attachments"] = json!([
+        {"id": 41, "message_id": 301, "file_type": "image", "account_id": 1, "extension": null,
+         "data_url": "https://chatwoot.example/rails/active_storage/blobs/redirect/abc/photo.jpg",
+         "thumb_url": "https://chatwoot.example/thumb.jpg", "file_size": 1024},
+        {"id": 42, "message_id": 301, "file_type": "file", "account_id": 1, "extension": "pdf",
+         "data_url": "https://chatwoot.example/rails/active_storage/blobs/redirect/def/invoice.pdf", "file_size": 2048},
+    ]);
+    let now = start_time().timestamp().to_string();
+    for body in [files, chatwoot_message(302, "incoming", "Can you check these?", false)] {
+        let raw = serde_json::to_vec(&body).unwrap();
+        let signature = format!("sha256={}", hex_hmac_sha256("cw-secret", &[now.as_bytes(), b".", &raw]));
+        let response = app
+            .http
+            .post(&chatwoot_url)
+            .header("x-chatwoot-signature", signature)
+            .header("x-chatwoot-timestamp", &now)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    // The webhook that skips media: the four text messages, nothing else.
+    let plain = skips.wait_for(4).await;
+    let mut ids: Vec<String> = plain.iter().map(|r| r.message_id()).collect();
+    ids.sort();
+    assert_eq!(ids, ["302", "75", "SMtw3", "wamid.M8"]);
+    assert!(plain.iter().all(|r| r.json()["message"].get("attachments").is_none()));
+
+    // The webhook that keeps them: every media message, as the channel gave it.
+    let kept = keeps.wait_for(4 + 2 + 6 + 4 + 1).await;
+    assert_eq!(kept.len(), 17, "the reaction is no message");
+    let by_id = |id: &str| {
+        kept.iter().find(|r| r.message_id() == id).unwrap_or_else(|| panic!("{id}")).json()["message"].clone()
+    };
+    let receipt = by_id("MMtw1");
+    assert_eq!(receipt["text"], "Here is the receipt");
+    assert_eq!(receipt["attachments"][0]["type"], "image");
+    assert_eq!(receipt["attachments"][0]["mime_type"], "image/jpeg");
+    assert_eq!(
+        receipt["attachments"][0]["url"],
+        "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MMtw1/Media/ME1"
+    );
+    assert_eq!(receipt["attachments"][1]["type"], "document");
+    let place = by_id("MMtw2");
+    assert_eq!(place["text"], "[location 35.681236, 139.767125: Tokyo Station]");
+    assert_eq!(place["attachments"][0]["latitude"], 35.681236);
+
+    let image = by_id("wamid.M1");
+    assert_eq!(image["text"], "the blue one");
+    assert_eq!(
+        image["attachments"],
+        json!([{"type": "image", "mime_type": "image/jpeg", "media_id": "1003383421387256", "caption": "the blue one"}])
+    );
+    assert_eq!(by_id("wamid.M2")["text"], "[document: invoice.pdf]");
+    assert_eq!(by_id("wamid.M2")["attachments"][0]["filename"], "invoice.pdf");
+    assert_eq!(by_id("wamid.M3")["text"], "[voice message]");
+    assert_eq!(by_id("wamid.M3")["attachments"][0]["mime_type"], "audio/ogg; codecs=opus");
+    assert_eq!(by_id("wamid.M4")["text"], "[location 35.68, 139.76: Tokyo Station]");
+    assert_eq!(by_id("wamid.M5")["text"], "[sticker]");
+    assert_eq!(by_id("wamid.M6")["text"], "[contact: Kenji Sato]");
+
+    assert_eq!(by_id("71")["text"], "[image]");
+    assert_eq!(
+        by_id("71")["attachments"],
+        json!([{"type": "image", "mime_type": null, "url": "http://mmbiz.qpic.cn/mmbiz/pic1", "media_id": "media_pic_1"}])
+    );
+    assert_eq!(by_id("72")["attachments"][0]["type"], "voice");
+    assert_eq!(by_id("72")["attachments"][0]["mime_type"], "audio/amr");
+    assert_eq!(by_id("73")["text"], "[location 23.134521, 113.358803: 广州市天河区]");
+    assert_eq!(by_id("74")["text"], "[link: Order #1234]");
+    assert_eq!(by_id("74")["attachments"][0]["url"], "https://shop.example/o/1234");
+
+    let cw = by_id("301");
+    assert_eq!(cw["text"], "[image] [document: invoice.pdf]");
+    assert_eq!(
+        cw["attachments"][0]["url"],
+        "https://chatwoot.example/rails/active_storage/blobs/redirect/abc/photo.jpg"
+    );
+    assert_eq!(cw["attachments"][1]["filename"], "invoice.pdf");
+    assert!(
+        kept.iter()
+            .filter(|r| ["SMtw3", "wamid.M8", "75", "302"].contains(&r.message_id().as_str()))
+            .all(|r| r.json()["message"].get("attachments").is_none())
+    );
+    // Stored once each, whichever webhook takes them: 13 media messages and 4 text ones.
+    assert_eq!(app.stats(&ws).await.messages, 17);
 }

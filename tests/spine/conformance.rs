@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use chatbundle::clock::{Clock, ManualClock};
 use chatbundle::domain::{
-    Account, ChatId, DeliveryId, DeliveryStatus, Direction, Event, Granularity, Party, SessionStatus,
-    WebhookId, WorkspaceId,
+    Account, Attachment, AttachmentKind, ChatId, DeliveryId, DeliveryStatus, Direction, Event, Granularity,
+    Media, Party, SessionStatus, WebhookId, WorkspaceId,
 };
 use chatbundle::store::{
     AttemptOutcome, AttemptRecord, ChatInfo, ChatOwner, ClaimedDelivery, CloseProgress, CloseStep, Email,
     FailurePolicy, IngestBatch, IngestOutcome, Lease, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries,
-    PlannedDelivery, ReportedSession, SessionChange, SharedStore,
+    PlannedDelivery, ReportedSession, SessionChange, SharedStore, WebhookPatch,
 };
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -101,6 +101,7 @@ impl World {
             events: events.to_vec(),
             timeout: None,
             note_max_chars: None,
+            media: Media::Skip,
         };
         self.store.create_webhook(new).await.unwrap().id
     }
@@ -187,6 +188,7 @@ async fn ingest_outcome(
             text: format!("text of {id}"),
             account: None,
             channel: channel.to_string(),
+            attachments: Vec::new(),
         })
         .collect();
     let batch = IngestBatch {
@@ -195,7 +197,7 @@ async fn ingest_outcome(
         messages,
         sessions: Vec::new(),
         skipped: Vec::new(),
-        render_immediate: Arc::new(|_, chat, message, is_new| {
+        render_immediate: Arc::new(|_, _, chat, message, is_new| {
             serde_json::to_vec(&json!({"m": message.message_id, "chat": chat.external_id, "new": is_new}))
                 .unwrap()
         }),
@@ -738,6 +740,7 @@ pub async fn a_lapsed_reply_window_is_announced_once_across_restarts(factory: &d
         text: "again".into(),
         account: None,
         channel: "whatsapp".into(),
+        attachments: Vec::new(),
     };
     let batch = IngestBatch {
         workspace_id: world.workspace.clone(),
@@ -745,7 +748,7 @@ pub async fn a_lapsed_reply_window_is_announced_once_across_restarts(factory: &d
         messages: vec![late],
         sessions: Vec::new(),
         skipped: Vec::new(),
-        render_immediate: Arc::new(|_, _, _, _| b"{}".to_vec()),
+        render_immediate: Arc::new(|_, _, _, _, _| b"{}".to_vec()),
         render_session: render.clone(),
     };
     store.ingest(batch).await.unwrap();
@@ -903,6 +906,7 @@ pub async fn a_chat_owner_set_by_hand_stays_until_a_message_names_another(factor
         text: "t".into(),
         account: None,
         channel: "api".into(),
+        attachments: Vec::new(),
     };
     let batch = IngestBatch {
         workspace_id: world.workspace.clone(),
@@ -910,7 +914,7 @@ pub async fn a_chat_owner_set_by_hand_stays_until_a_message_names_another(factor
         messages: vec![named],
         sessions: Vec::new(),
         skipped: Vec::new(),
-        render_immediate: Arc::new(|_, _, _, _| Vec::new()),
+        render_immediate: Arc::new(|_, _, _, _, _| Vec::new()),
         render_session: Arc::new(|_| Vec::new()),
     };
     world.store.ingest(batch).await.unwrap();
@@ -961,13 +965,72 @@ pub async fn a_session_report_is_announced_once_and_an_assignment_alone_is_news(
             messages: Vec::new(),
             sessions: vec![change],
             skipped: Vec::new(),
-            render_immediate: Arc::new(|_, _, _, _| Vec::new()),
+            render_immediate: Arc::new(|_, _, _, _, _| Vec::new()),
             render_session: Arc::new(|event| event.reply_status.clone().into_bytes()),
         };
         world.store.ingest(batch).await.unwrap();
         expected += usize::from(news);
         assert_eq!(events().await, expected, "after {expected} pieces of news");
     }
+}
+
+/// [`chatbundle::store::IngestStore::ingest`]: a message's media are stored whole and read back
+/// as given (for transcripts and bundles); a webhook that gets each message at once gets a media
+/// message only when it takes media, and the request says it queued only what it queued.
+pub async fn media_are_kept_whole_and_go_only_to_webhooks_that_take_them(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let skips = world.webhook(Granularity::None, &[Event::Messages]).await;
+    let takes = world.webhook(Granularity::None, &[Event::Messages]).await;
+    let patch = WebhookPatch { media: Some(Media::Placeholder), ..WebhookPatch::default() };
+    world.store.update_webhook(&takes, patch).await.unwrap().unwrap();
+    let mut photo = Attachment::new(AttachmentKind::Image);
+    photo.mime_type = Some("image/jpeg".into());
+    photo.url = Some("https://media.example/p/1.jpg".into());
+    photo.caption = Some("our shop".into());
+    let mut place = Attachment::new(AttachmentKind::Location);
+    place.latitude = Some(35.681236);
+    place.longitude = Some(139.767125);
+    place.name = Some("東京駅".into());
+    let mut media = said("m-media", "c1", Direction::Received);
+    media.text = "our shop".into();
+    media.attachments = vec![photo, place];
+    let mut batch =
+        request(&world, vec![said("m-text", "c1", Direction::Received), media.clone()], Vec::new());
+    batch.render_immediate = Arc::new(|_, _, _, message, _| message.message_id.clone().into_bytes());
+    let outcome = world.store.ingest(batch).await.unwrap();
+    assert_eq!((outcome.accepted, outcome.queued), (2, true));
+
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    loop {
+        let claimed = claim(&world.store, 10).await;
+        if claimed.is_empty() {
+            break;
+        }
+        for delivery in claimed {
+            let text = String::from_utf8(delivery.payload.clone()).unwrap();
+            let who = if delivery.webhook_id == skips { "skips" } else { "takes" };
+            got.entry(who.into()).or_default().push(text);
+            record(&world.store, &delivery, world.now(), AttemptOutcome::Delivered).await;
+        }
+    }
+    assert_eq!(got["skips"], ["m-text"], "a webhook that skips media gets the text alone");
+    assert_eq!(got["takes"], ["m-text", "m-media"]);
+
+    let chat = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
+    let stored = world.store.chat_messages(chat, 10, 0).await.unwrap();
+    let back = stored.iter().find(|m| m.message_id == "m-media").unwrap();
+    assert_eq!((back.text.as_str(), &back.attachments), ("our shop", &media.attachments));
+    let text = stored.iter().find(|m| m.message_id == "m-text").unwrap();
+    assert!(text.attachments.is_empty());
+
+    // A request of media alone, for the webhook that skips them only: nothing is queued.
+    world.store.delete_webhook(&takes).await.unwrap();
+    let mut voice = said("m-voice", "c1", Direction::Received);
+    voice.text = String::new();
+    voice.attachments = vec![Attachment::new(AttachmentKind::Voice)];
+    let outcome = world.store.ingest(request(&world, vec![voice], Vec::new())).await.unwrap();
+    assert_eq!((outcome.accepted, outcome.queued), (1, false));
+    assert!(claim(&world.store, 10).await.is_empty());
 }
 
 /// A text message of the JSON API, received from the customer or sent by the business.
@@ -982,6 +1045,7 @@ fn said(id: &str, chat: &str, direction: Direction) -> NewMessage {
         text: format!("text of {id}"),
         account: None,
         channel: "api".into(),
+        attachments: Vec::new(),
     }
 }
 
@@ -993,7 +1057,7 @@ fn request(world: &World, messages: Vec<NewMessage>, sessions: Vec<SessionChange
         messages,
         sessions,
         skipped: Vec::new(),
-        render_immediate: Arc::new(|_, _, _, _| Vec::new()),
+        render_immediate: Arc::new(|_, _, _, _, _| Vec::new()),
         render_session: Arc::new(|event| {
             let name = |s: Option<SessionStatus>| s.map_or("-", SessionStatus::as_str);
             format!("{}>{}", name(event.old_status), name(event.status)).into_bytes()
@@ -1228,6 +1292,7 @@ macro_rules! conformance {
             case!(a_messages_rank_is_its_place_in_the_transcript);
             case!(an_id_that_cannot_be_one_finds_nothing);
             case!(the_message_that_uses_up_an_allowance_is_announced_once);
+            case!(media_are_kept_whole_and_go_only_to_webhooks_that_take_them);
         }
     };
 }

@@ -51,21 +51,27 @@ async fn a_redelivered_message_is_a_duplicate_and_is_delivered_once() {
 }
 
 #[tokio::test]
-async fn non_text_messages_are_skipped_and_counted() {
+async fn messages_without_words_or_media_are_skipped_and_counted_and_media_are_kept() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
     let ws = app.workspace().await;
     app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    // A typed message with neither text nor attachments (a reaction, an image without its file).
     let mut image = message("m-img", "c-1", "");
     image["type"] = json!("image");
+    let mut reaction = message("m-re", "c-1", "");
+    reaction["type"] = json!("reaction");
     let mut attachment = message("m-att", "c-1", "");
     attachment.as_object_mut().unwrap().remove("text");
-    attachment["attachments"] = json!([{"url": "https://cdn.example/x.pdf"}]);
-    let outcome = app.ingest(&ws, &json!([image, attachment, message("m-txt", "c-1", "words")])).await;
-    assert_eq!(outcome, json!({"accepted": 1, "duplicates": 0, "skipped": 2}));
+    attachment["attachments"] = json!([{"type": "document", "url": "https://cdn.example/x.pdf"}]);
+    let outcome =
+        app.ingest(&ws, &json!([image, reaction, attachment, message("m-txt", "c-1", "words")])).await;
+    assert_eq!(outcome, json!({"accepted": 2, "duplicates": 0, "skipped": 2}));
+    // The document is stored (for the transcript and webhooks that take media); this webhook
+    // skips media, as a webhook does unless told otherwise, so the text comes alone.
     let seen = receiver.wait_for(1).await;
     assert_eq!(seen[0].message_id(), "m-txt");
-    assert_eq!(app.stats(&ws).await.messages, 1);
+    assert_eq!(app.stats(&ws).await.messages, 2);
 
     let only_skipped = app.ingest(&ws, &json!([{"type": "sticker", "message_id": "s"}])).await;
     assert_eq!(only_skipped, json!({"accepted": 0, "duplicates": 0, "skipped": 1}));

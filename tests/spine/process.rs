@@ -378,6 +378,11 @@ fn the_cli_drives_the_running_daemon() {
     let (code, _, err) = run(&["webhook", "update", &hook_id, "--note-max-chars", "100"]);
     assert_eq!(code, Some(2), "bad input");
     assert!(err.contains("note_max_chars"), "{err}");
+    let (code, kept, _) = run(&["webhook", "update", &hook_id, "--media", "placeholder"]);
+    assert_eq!((code, kept["media"].clone()), (Some(0), json!("placeholder")));
+    let (code, _, err) = run(&["webhook", "update", &hook_id, "--media", "everything"]);
+    assert_eq!(code, Some(2), "bad input");
+    assert!(err.contains("--media"), "{err}");
 
     let (code, listed, _) = run(&["webhook", "list", &ws_id]);
     assert_eq!(code, Some(0));

@@ -281,6 +281,30 @@ async fn a_webhook_that_follows_its_workspace_keeps_following_when_saved_or_re_e
     assert_eq!(shown().await["note_max_chars"], 60000, "nothing saved");
     assert_eq!(note("32000").await.unwrap().status(), 303);
     assert_eq!(shown().await["note_max_chars"], 32000);
+
+    // Media: the card shows the choice, a wrong value is refused next to it, and it is kept.
+    let page =
+        http.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<option value=\"skip\" selected>"), "skip is the default");
+    let media = |choice: &'static str| {
+        let form = [
+            ("csrf", csrf.clone()),
+            ("url", receiver.url.clone()),
+            ("granularity", "1h".into()),
+            ("enabled", "on".into()),
+            ("media", choice.into()),
+        ];
+        http.post(app.url(&format!("/ui/webhooks/{id}"))).form(&form).send()
+    };
+    let refused = media("everything").await.unwrap();
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().await.unwrap().contains("must be one of skip, placeholder"));
+    assert_eq!(shown().await["media"], "skip", "nothing saved");
+    assert_eq!(media("placeholder").await.unwrap().status(), 303);
+    assert_eq!(shown().await["media"], "placeholder");
+    let page =
+        http.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<option value=\"placeholder\" selected>"), "the card shows what is saved");
 }
 
 #[tokio::test]

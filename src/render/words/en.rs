@@ -1,6 +1,6 @@
 //! English: "from John Doe on 2024-03-01 12:08: …".
 
-use super::Words;
+use super::{MediaWords, Words};
 
 pub const WORDS: Words = Words {
     note_time: "%Y-%m-%d %H:%M",
@@ -13,4 +13,16 @@ pub const WORDS: Words = Words {
     link_after: " to open the conversation",
     link_plain: "Open the conversation:",
     unknown_sender: "unknown",
+    media: MediaWords {
+        image: "image",
+        video: "video",
+        audio: "audio",
+        voice: "voice message",
+        document: "document",
+        sticker: "sticker",
+        location: "location",
+        contact: "contact",
+        link: "link",
+        file: "file",
+    },
 };

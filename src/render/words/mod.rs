@@ -25,6 +25,23 @@ pub struct Words {
     pub link_plain: &'static str,
     /// Who a line is from when the message names no one.
     pub unknown_sender: &'static str,
+    /// What a medium is called in its placeholder: "[image]", "[document: invoice.pdf]",
+    /// "[location 35.68, 139.76]" (see `render::media`).
+    pub media: MediaWords,
+}
+
+/// The names of media in placeholders, by [`crate::domain::AttachmentKind`].
+pub struct MediaWords {
+    pub image: &'static str,
+    pub video: &'static str,
+    pub audio: &'static str,
+    pub voice: &'static str,
+    pub document: &'static str,
+    pub sticker: &'static str,
+    pub location: &'static str,
+    pub contact: &'static str,
+    pub link: &'static str,
+    pub file: &'static str,
 }
 
 /// The catalogue of a language.

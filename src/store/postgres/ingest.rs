@@ -114,11 +114,15 @@ async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch
     let skew = time.skew();
     let rows = sqlx::query(
         "SELECT s.id, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS db_now, closed_through,
-                account_full_name, account_email, account_phone,
+                account_full_name, account_email, account_phone, locale,
                 ARRAY(SELECT w.id FROM webhooks w
                       WHERE w.workspace_id = s.id AND w.sub_messages
                         AND COALESCE(w.granularity, s.granularity) = 'none'
-                      ORDER BY w.created_at, w.id) AS immediate
+                      ORDER BY w.created_at, w.id) AS immediate,
+                ARRAY(SELECT w.media FROM webhooks w
+                      WHERE w.workspace_id = s.id AND w.sub_messages
+                        AND COALESCE(w.granularity, s.granularity) = 'none'
+                      ORDER BY w.created_at, w.id) AS immediate_media
          FROM workspaces s WHERE s.id = ANY($1)",
     )
     .bind(&workspace_ids)
@@ -135,7 +139,13 @@ async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch
                 email: row.try_get("account_email")?,
                 phone: row.try_get("account_phone")?,
             },
-            immediate: row.try_get::<Vec<String>, _>("immediate")?.into_iter().map(WebhookId::from).collect(),
+            locale: row.try_get::<String, _>("locale")?.parse().unwrap_or_default(),
+            immediate: row
+                .try_get::<Vec<String>, _>("immediate")?
+                .into_iter()
+                .zip(row.try_get::<Vec<String>, _>("immediate_media")?)
+                .map(|(id, media)| (WebhookId::from(id), media.parse().unwrap_or_default()))
+                .collect(),
         };
         let id: String = row.try_get("id")?;
         if let Some(id) = workspace_ids.iter().find(|w| **w == id) {
@@ -302,11 +312,13 @@ async fn insert_messages<'a>(
         let mut query = QueryBuilder::<Postgres>::new(
             "INSERT INTO messages (workspace_id, chat_id, source_key, message_id, direction, ts,
                                    received_at, sender_name, sender_phone, recipient_name,
-                                   recipient_phone, text, account, channel) ",
+                                   recipient_phone, text, account, channel, attachments) ",
         );
         query.push_values(chunk, |mut row, c| {
             let m = c.message;
             let account = m.account.as_ref().map(|a| serde_json::to_string(a).expect("accounts serialise"));
+            let attachments = (!m.attachments.is_empty())
+                .then(|| serde_json::to_string(&m.attachments).expect("attachments serialise"));
             row.push_bind(c.chat.0.to_string())
                 .push_bind(chats[&c.chat].0.id.0)
                 .push_bind(c.chat.1.to_string())
@@ -320,7 +332,8 @@ async fn insert_messages<'a>(
                 .push_bind(m.recipient.phone.clone())
                 .push_bind(m.text.clone())
                 .push_bind(account)
-                .push_bind(m.channel.clone());
+                .push_bind(m.channel.clone())
+                .push_bind(attachments);
         });
         query.push(
             " ON CONFLICT (workspace_id, source_key, message_id) DO NOTHING

@@ -6,7 +6,7 @@ use tracing::instrument;
 use super::rewindow::{rewindow, subscriptions};
 use super::rows::{WEBHOOK_COLUMNS, fetch_webhook, webhook};
 use super::{PgStore, lock_workspace, raise_closed_through};
-use crate::domain::{Event, Granularity, WebhookId, WorkspaceId};
+use crate::domain::{Event, Granularity, Media, WebhookId, WorkspaceId};
 use crate::store::{DEFAULT_NOTE_MAX_CHARS, NewWebhook, StoreResult, Webhook, WebhookPatch, WebhookStore};
 
 #[async_trait]
@@ -21,8 +21,8 @@ impl WebhookStore for PgStore {
         sqlx::query(
             "INSERT INTO webhooks (id, workspace_id, url, granularity, enabled, secret, sub_messages,
                 sub_session_status, timeout_ms, created_at, updated_at, bundled_before,
-                granularity_changed_at, note_max_chars)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $11, $12)",
+                granularity_changed_at, note_max_chars, media)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $11, $12, $13)",
         )
         .bind(id.as_str())
         .bind(new.workspace_id.as_str())
@@ -36,6 +36,7 @@ impl WebhookStore for PgStore {
         .bind(now)
         .bind(now + 1)
         .bind(i64::from(new.note_max_chars.unwrap_or(DEFAULT_NOTE_MAX_CHARS)))
+        .bind(new.media.as_str())
         .execute(&mut *tx)
         .await?;
         raise_closed_through(&mut tx, &new.workspace_id, now + 1).await?;
@@ -89,7 +90,8 @@ impl WebhookStore for PgStore {
                     WHEN $12 AND enabled THEN 'switched off through the admin API'
                     ELSE disabled_reason END,
                 updated_at = $13,
-                note_max_chars = COALESCE($15, note_max_chars)
+                note_max_chars = COALESCE($15, note_max_chars),
+                media = COALESCE($16, media)
              WHERE id = $14",
         )
         .bind(&patch.url)
@@ -107,6 +109,7 @@ impl WebhookStore for PgStore {
         .bind(now)
         .bind(id.as_str())
         .bind(patch.note_max_chars.map(i64::from))
+        .bind(patch.media.map(Media::as_str))
         .execute(&mut *tx)
         .await?
         .rows_affected();

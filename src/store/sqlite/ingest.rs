@@ -109,11 +109,12 @@ async fn workspace_info(
     conn: &mut SqliteConnection,
     workspace_id: &WorkspaceId,
 ) -> StoreResult<WorkspaceInfo> {
-    // One statement: the account, and the webhooks that get each message at once as a JSON list.
+    // One statement: the account, and the webhooks that get each message at once as a JSON list
+    // of [id, media].
     let row = sqlx::query(
-        "SELECT s.account_full_name, s.account_email, s.account_phone,
-                (SELECT json_group_array(id) FROM (
-                    SELECT w.id FROM webhooks w
+        "SELECT s.account_full_name, s.account_email, s.account_phone, s.locale,
+                (SELECT json_group_array(json_array(id, media)) FROM (
+                    SELECT w.id, w.media FROM webhooks w
                     WHERE w.workspace_id = s.id AND w.sub_messages = 1
                       AND COALESCE(w.granularity, s.granularity) = 'none'
                     ORDER BY w.created_at, w.id)) AS immediate
@@ -128,9 +129,13 @@ async fn workspace_info(
         phone: row.try_get("account_phone")?,
     };
     let immediate: String = row.try_get("immediate")?;
-    let immediate: Vec<String> = serde_json::from_str(&immediate).unwrap_or_default();
-    let immediate = immediate.into_iter().map(WebhookId::from).collect();
-    Ok(WorkspaceInfo { account, immediate })
+    let immediate: Vec<(String, String)> = serde_json::from_str(&immediate).unwrap_or_default();
+    let immediate = immediate
+        .into_iter()
+        .map(|(id, media)| (WebhookId::from(id), media.parse().unwrap_or_default()))
+        .collect();
+    let locale = row.try_get::<String, _>("locale")?.parse().unwrap_or_default();
+    Ok(WorkspaceInfo { account, locale, immediate })
 }
 
 /// Inserts or updates each chat once; returns the stored chat and whether it already had a
@@ -219,11 +224,13 @@ async fn insert_messages<'a>(
         let mut query = QueryBuilder::<Sqlite>::new(
             "INSERT INTO messages (workspace_id, chat_id, source_key, message_id, direction, ts,
                                    received_at, sender_name, sender_phone, recipient_name,
-                                   recipient_phone, text, account, channel) ",
+                                   recipient_phone, text, account, channel, attachments) ",
         );
         query.push_values(chunk, |mut row, c| {
             let m = c.message;
             let account = m.account.as_ref().map(|a| serde_json::to_string(a).expect("accounts serialise"));
+            let attachments = (!m.attachments.is_empty())
+                .then(|| serde_json::to_string(&m.attachments).expect("attachments serialise"));
             row.push_bind(c.chat.0.to_string())
                 .push_bind(chats[&c.chat].0.id.0)
                 .push_bind(c.chat.1.to_string())
@@ -237,7 +244,8 @@ async fn insert_messages<'a>(
                 .push_bind(m.recipient.phone.clone())
                 .push_bind(m.text.clone())
                 .push_bind(account)
-                .push_bind(m.channel.clone());
+                .push_bind(m.channel.clone())
+                .push_bind(attachments);
         });
         query.push(
             " ON CONFLICT (workspace_id, source_key, message_id) DO NOTHING

@@ -6,7 +6,7 @@ use tracing::instrument;
 use super::SqliteStore;
 use super::rewindow::{rewindow, subscriptions};
 use super::rows::{WEBHOOK_COLUMNS, fetch_webhook, ms, webhook};
-use crate::domain::{Event, Granularity, WebhookId, WorkspaceId};
+use crate::domain::{Event, Granularity, Media, WebhookId, WorkspaceId};
 use crate::store::{DEFAULT_NOTE_MAX_CHARS, NewWebhook, StoreResult, Webhook, WebhookPatch, WebhookStore};
 
 #[async_trait]
@@ -22,8 +22,8 @@ impl WebhookStore for SqliteStore {
                 sqlx::query(
                     "INSERT INTO webhooks (id, workspace_id, url, granularity, enabled, secret,
                         sub_messages, sub_session_status, timeout_ms, created_at, updated_at,
-                        bundled_before, granularity_changed_at, note_max_chars)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        bundled_before, granularity_changed_at, note_max_chars, media)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(id.as_str())
                 .bind(new.workspace_id.as_str())
@@ -40,6 +40,7 @@ impl WebhookStore for SqliteStore {
                 .bind(now + 1)
                 .bind(now + 1)
                 .bind(i64::from(new.note_max_chars.unwrap_or(DEFAULT_NOTE_MAX_CHARS)))
+                .bind(new.media.as_str())
                 .execute(&mut *conn)
                 .await?;
                 Ok(fetch_webhook(conn, &id).await?.expect("just inserted"))
@@ -93,6 +94,7 @@ impl WebhookStore for SqliteStore {
                         sub_session_status = COALESCE(?, sub_session_status),
                         timeout_ms = CASE WHEN ? THEN ? ELSE timeout_ms END,
                         note_max_chars = COALESCE(?, note_max_chars),
+                        media = COALESCE(?, media),
                         -- turning a webhook on again starts its failure count afresh
                         consecutive_failures = CASE WHEN ? THEN 0 ELSE consecutive_failures END,
                         disabled_reason = CASE WHEN ? THEN NULL
@@ -112,6 +114,7 @@ impl WebhookStore for SqliteStore {
                 .bind(patch.timeout.is_some())
                 .bind(patch.timeout.flatten().map(|t| t.as_millis() as i64))
                 .bind(patch.note_max_chars.map(i64::from))
+                .bind(patch.media.map(Media::as_str))
                 .bind(patch.enabled == Some(true))
                 .bind(patch.enabled == Some(true))
                 .bind(patch.enabled == Some(false))

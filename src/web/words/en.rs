@@ -49,6 +49,11 @@ pub const WORDS: PageWords = PageWords {
     re_enable: "Re-enable",
     note_length: "Note length (characters)",
     note_length_hint: "Longer bundles go out in parts marked (1/3). HubSpot takes 65,536; Salesforce 32,000.",
+    media: "Photos, voice messages and other media",
+    media_skip: "Leave them out",
+    media_placeholder: "Keep them with a placeholder",
+    media_hint: "Kept, a photo reads \"[image]\" (or its caption) and the payload lists its attachments. \
+                 The transcript always shows them.",
     save: "Save",
     save_and_test: "Save and test",
     test_delivered: "Test delivered",

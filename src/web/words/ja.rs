@@ -51,6 +51,11 @@ pub const WORDS: PageWords = PageWords {
     note_length: "メモの長さ（文字数）",
     note_length_hint: "長いまとめは (1/3) のように印を付けて分割して送ります。HubSpot は 65,536 文字、\
                        Salesforce は 32,000 文字までです。",
+    media: "画像・ボイスメッセージなどのメディア",
+    media_skip: "送らない",
+    media_placeholder: "「[画像]」のように表示して送る",
+    media_hint: "送る場合、画像は「[画像]」（説明文があればその文）と表示され、ペイロードに添付ファイルの情報が入ります。\
+                 会話の記録には常に表示されます。",
     save: "保存",
     save_and_test: "保存してテスト送信",
     test_delivered: "テスト送信に成功しました",
@@ -161,8 +166,8 @@ pub const WORDS: PageWords = PageWords {
 
     preview_title: "次のまとめ",
     preview_before: "",
-    preview_between: " 宛て：送信間隔がいま（",
-    preview_after: "）終わった場合の、会話ごとのまとめです。最近やり取りのあった会話から順に、最大 50 件を\
+    preview_between: " 宛て：いま（",
+    preview_after: "）時間枠を閉じた場合の、会話ごとのまとめです。最近やり取りのあった会話から順に、最大 50 件を\
                     表示します。送信や変更は行いません。",
     preview_buffered_before: "保留中のメッセージ：",
     preview_buffered_one: "件",

@@ -75,6 +75,11 @@ pub struct PageWords {
     pub re_enable: &'static str,
     pub note_length: &'static str,
     pub note_length_hint: &'static str,
+    /// The media choice: its label, its two options (`skip`, `placeholder`) and a hint.
+    pub media: &'static str,
+    pub media_skip: &'static str,
+    pub media_placeholder: &'static str,
+    pub media_hint: &'static str,
     pub save: &'static str,
     pub save_and_test: &'static str,
     /// A test's result: delivered or failed, whether it was a sample, then the answer (an HTTP

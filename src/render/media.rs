@@ -1,0 +1,107 @@
+//! How a message that carries media reads in a payload and a note: its caption, or a placeholder
+//! per medium in the workspace's language ("[image]", "[document: invoice.pdf]").
+
+use std::borrow::Cow;
+
+use super::words::Words;
+use crate::domain::{Attachment, AttachmentKind};
+
+/// One medium's placeholder: "[image]", "[document: invoice.pdf]", "[location 35.68, 139.76]".
+pub fn placeholder(attachment: &Attachment, w: &Words) -> String {
+    let m = &w.media;
+    let name = match attachment.kind {
+        AttachmentKind::Image => m.image,
+        AttachmentKind::Video => m.video,
+        AttachmentKind::Audio => m.audio,
+        AttachmentKind::Voice => m.voice,
+        AttachmentKind::Document => m.document,
+        AttachmentKind::Sticker => m.sticker,
+        AttachmentKind::Location => m.location,
+        AttachmentKind::Contact => m.contact,
+        AttachmentKind::Link => m.link,
+        AttachmentKind::File => m.file,
+    };
+    let label =
+        attachment.filename.as_deref().or(attachment.name.as_deref()).filter(|s| !s.trim().is_empty());
+    match (attachment.latitude, attachment.longitude, label) {
+        (Some(lat), Some(lon), None) => format!("[{name} {lat}, {lon}]"),
+        (Some(lat), Some(lon), Some(label)) => format!("[{name} {lat}, {lon}: {label}]"),
+        (_, _, Some(label)) => format!("[{name}: {label}]"),
+        _ => format!("[{name}]"),
+    }
+}
+
+/// The placeholders of all of a message's media, in order.
+fn placeholders(attachments: &[Attachment], w: &Words) -> String {
+    attachments.iter().map(|a| placeholder(a, w)).collect::<Vec<_>>().join(" ")
+}
+
+/// A message's `text` in a payload: its own text (a media message's caption), or, for media
+/// without a caption, their placeholders.
+pub fn message_text<'a>(text: &'a str, attachments: &[Attachment], w: &Words) -> Cow<'a, str> {
+    if attachments.is_empty() || !text.trim().is_empty() {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(placeholders(attachments, w))
+    }
+}
+
+/// A message's text in a note, which a person reads without the payload's `attachments`: the
+/// placeholders first, then the caption, so a photo never leaves a silent gap.
+pub fn note_text<'a>(text: &'a str, attachments: &[Attachment], w: &Words) -> Cow<'a, str> {
+    if attachments.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let marks = placeholders(attachments, w);
+    if text.trim().is_empty() { Cow::Owned(marks) } else { Cow::Owned(format!("{marks} {text}")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Locale;
+    use crate::render::words::words;
+
+    fn with(kind: AttachmentKind, f: impl FnOnce(&mut Attachment)) -> Attachment {
+        let mut a = Attachment::new(kind);
+        f(&mut a);
+        a
+    }
+
+    #[test]
+    fn placeholders_name_the_medium_in_the_workspaces_language() {
+        let en = words(Locale::En);
+        let ja = words(Locale::Ja);
+        assert_eq!(placeholder(&Attachment::new(AttachmentKind::Image), en), "[image]");
+        assert_eq!(placeholder(&Attachment::new(AttachmentKind::Voice), en), "[voice message]");
+        let place = with(AttachmentKind::Location, |a| {
+            a.latitude = Some(35.68);
+            a.longitude = Some(139.76);
+        });
+        assert_eq!(placeholder(&place, en), "[location 35.68, 139.76]");
+        assert_eq!(placeholder(&place, ja), "[位置情報 35.68, 139.76]");
+        let named = with(AttachmentKind::Location, |a| {
+            a.latitude = Some(35.6812);
+            a.longitude = Some(139.7671);
+            a.name = Some("Tokyo Station".into());
+        });
+        assert_eq!(placeholder(&named, en), "[location 35.6812, 139.7671: Tokyo Station]");
+        let invoice = with(AttachmentKind::Document, |a| a.filename = Some("invoice.pdf".into()));
+        assert_eq!(placeholder(&invoice, en), "[document: invoice.pdf]");
+        assert_eq!(placeholder(&invoice, ja), "[ファイル: invoice.pdf]");
+        assert_eq!(placeholder(&Attachment::new(AttachmentKind::Sticker), ja), "[スタンプ]");
+    }
+
+    #[test]
+    fn a_caption_is_the_text_and_the_note_names_the_medium_too() {
+        let en = words(Locale::En);
+        let photo = [Attachment::new(AttachmentKind::Image)];
+        assert_eq!(message_text("", &photo, en), "[image]");
+        assert_eq!(message_text("our shop", &photo, en), "our shop");
+        assert_eq!(note_text("our shop", &photo, en), "[image] our shop");
+        assert_eq!(note_text("  ", &photo, en), "[image]");
+        assert_eq!(note_text("plain", &[], en), "plain");
+        let two = [Attachment::new(AttachmentKind::Image), Attachment::new(AttachmentKind::Video)];
+        assert_eq!(message_text("", &two, en), "[image] [video]");
+    }
+}

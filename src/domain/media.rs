@@ -31,9 +31,30 @@ impl Media {
         }
     }
 
-    /// Whether a webhook with this choice takes a message that carries `attachments`.
-    pub fn takes(self, attachments: &[Attachment]) -> bool {
-        self == Media::Placeholder || attachments.is_empty()
+    /// Whether a webhook with this choice takes a message of `text` that carries `attachments`:
+    /// one that skips media still takes the words of a media message (its caption), without
+    /// the media.
+    pub fn takes(self, text: &str, attachments: &[Attachment]) -> bool {
+        self == Media::Placeholder || attachments.is_empty() || !text.trim().is_empty()
+    }
+
+    /// A message as a webhook with this choice sees it: as it is, its caption alone (made by
+    /// `without_media`) when it skips media, or `None` when it does not take it.
+    pub fn view<'m, M: Clone>(
+        self,
+        message: &'m M,
+        text: &str,
+        attachments: &[Attachment],
+        without_media: impl FnOnce(&M) -> M,
+    ) -> Option<std::borrow::Cow<'m, M>> {
+        use std::borrow::Cow;
+        if self == Media::Placeholder || attachments.is_empty() {
+            Some(Cow::Borrowed(message))
+        } else if self.takes(text, attachments) {
+            Some(Cow::Owned(without_media(message)))
+        } else {
+            None
+        }
     }
 }
 
@@ -185,9 +206,17 @@ mod tests {
         assert_eq!("placeholder".parse::<Media>(), Ok(Media::Placeholder));
         assert!("all".parse::<Media>().is_err());
         let photo = [Attachment::new(AttachmentKind::Image)];
-        assert!(!Media::Skip.takes(&photo));
-        assert!(Media::Skip.takes(&[]));
-        assert!(Media::Placeholder.takes(&photo));
+        assert!(!Media::Skip.takes("", &photo));
+        assert!(!Media::Skip.takes(" \n", &photo));
+        assert!(Media::Skip.takes("its caption", &photo), "the words of a media message");
+        assert!(Media::Skip.takes("text", &[]));
+        assert!(Media::Placeholder.takes("", &photo));
+        let view = |media: Media, text: &str| {
+            media.view(&(text.to_string(), photo.len()), text, &photo, |(t, _)| (t.clone(), 0)).map(|v| v.1)
+        };
+        assert_eq!(view(Media::Skip, "caption"), Some(0), "seen without its media");
+        assert_eq!(view(Media::Skip, ""), None);
+        assert_eq!(view(Media::Placeholder, ""), Some(1));
     }
 
     #[test]

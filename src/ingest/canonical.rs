@@ -224,6 +224,7 @@ fn check_attachments(attachments: &[Attachment], prefix: &str) -> Result<(), Ing
             return Err(IngestError::field(path(prefix, &at("longitude")), "must be between -180 and 180"));
         }
         for (key, value, max) in [
+            ("url", &a.url, MAX_URL_BYTES),
             ("mime_type", &a.mime_type, 255),
             ("media_id", &a.media_id, MAX_ID_BYTES),
             ("filename", &a.filename, MAX_SHORT_BYTES),
@@ -249,6 +250,37 @@ fn check_attachments(attachments: &[Attachment], prefix: &str) -> Result<(), Ing
     Ok(())
 }
 
+/// A channel's media brought within [`check`]'s limits instead of refusing the request (a
+/// channel cannot correct what it sent, and would retry or drop the whole request): at most
+/// [`MAX_ATTACHMENTS`], control characters made spaces, a field too long or a URL that is not
+/// http(s) dropped, coordinates off the globe dropped.
+pub fn tidy(mut attachments: Vec<Attachment>) -> Vec<Attachment> {
+    attachments.truncate(MAX_ATTACHMENTS);
+    let web = |u: &String| {
+        u.len() <= MAX_URL_BYTES
+            && !u.chars().any(char::is_control)
+            && url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+    };
+    for a in &mut attachments {
+        a.url = a.url.take().filter(web);
+        a.latitude = a.latitude.filter(|v| (-90.0..=90.0).contains(v));
+        a.longitude = a.longitude.filter(|v| (-180.0..=180.0).contains(v));
+        for (field, max, caption) in [
+            (&mut a.mime_type, 255, false),
+            (&mut a.media_id, MAX_ID_BYTES, false),
+            (&mut a.filename, MAX_SHORT_BYTES, false),
+            (&mut a.caption, MAX_TEXT_BYTES, true),
+            (&mut a.name, MAX_SHORT_BYTES, false),
+        ] {
+            *field = field.take().filter(|v| v.len() <= max).map(|v| {
+                let allowed = |c: char| caption && matches!(c, '\t' | '\n' | '\r');
+                v.chars().map(|c| if c.is_control() && !allowed(c) { ' ' } else { c }).collect()
+            });
+        }
+    }
+    attachments
+}
+
 /// The JSON API's `attachments`: a list of `{type, mime_type?, url?, media_id?, filename?,
 /// caption?, latitude?, longitude?, name?}`; limits are checked with the rest ([`check`]).
 fn attachments(map: &Map<String, Value>, prefix: &str) -> Result<Vec<Attachment>, IngestError> {
@@ -264,16 +296,20 @@ fn attachments(map: &Map<String, Value>, prefix: &str) -> Result<Vec<Attachment>
         let Some(m) = item.as_object() else {
             return Err(IngestError::field(at.name(""), "must be an attachment object"));
         };
+        let text = |key: &str| optional_string(m, key, at, usize::MAX);
+        let mime_type = text("mime_type")?;
+        // Without a type, the MIME type's (or a file's), as a sender that names neither means.
         let kind = match m.get("type") {
-            None | Some(Value::Null) => return Err(IngestError::field(at.name("type"), "missing")),
+            None | Some(Value::Null) => {
+                mime_type.as_deref().map(AttachmentKind::of_mime).unwrap_or(AttachmentKind::File)
+            }
             Some(Value::String(s)) => {
                 s.parse::<AttachmentKind>().map_err(|e| IngestError::field(at.name("type"), e))?
             }
             Some(_) => return Err(IngestError::field(at.name("type"), "must be a string")),
         };
-        let text = |key: &str| optional_string(m, key, at, usize::MAX);
         let mut attachment = Attachment::new(kind);
-        attachment.mime_type = text("mime_type")?;
+        attachment.mime_type = mime_type;
         attachment.url = text("url")?;
         attachment.media_id = text("media_id")?;
         attachment.filename = text("filename")?;
@@ -517,6 +553,34 @@ mod tests {
     }
 
     #[test]
+    fn an_attachment_without_a_type_is_its_mime_types_or_a_file() {
+        let mut v = valid();
+        v["attachments"] = json!([{"url": "https://x.example/y.jpg", "mime_type": "image/jpeg"}, {"url": "https://x.example/z"}]);
+        let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else { panic!("skipped") };
+        let kinds: Vec<AttachmentKind> = m.attachments.iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, [AttachmentKind::Image, AttachmentKind::File]);
+    }
+
+    #[test]
+    fn a_channels_media_are_tidied_within_the_limits() {
+        let mut a = Attachment::new(AttachmentKind::Location);
+        a.url = Some("javascript:alert(1)".into());
+        a.latitude = Some(f64::NAN);
+        a.longitude = Some(139.7);
+        a.name = Some("two\nlines".into());
+        a.caption = Some("keeps\nits line".into());
+        a.filename = Some("x".repeat(MAX_SHORT_BYTES + 1));
+        let many = vec![a; MAX_ATTACHMENTS + 3];
+        let tidy = tidy(many);
+        assert_eq!(tidy.len(), MAX_ATTACHMENTS);
+        let a = &tidy[0];
+        assert_eq!((a.url.as_deref(), a.latitude, a.longitude), (None, None, Some(139.7)));
+        assert_eq!((a.name.as_deref(), a.caption.as_deref()), (Some("two lines"), Some("keeps\nits line")));
+        assert_eq!(a.filename, None);
+        assert!(check_attachments(&tidy, "").is_ok(), "what is tidied passes the checks");
+    }
+
+    #[test]
     fn bad_attachments_are_refused_naming_the_field() {
         let with = |attachments: Value| {
             let mut v = valid();
@@ -524,7 +588,7 @@ mod tests {
             v
         };
         assert_eq!(field_of(with(json!({"type": "image"})), ""), "attachments");
-        assert_eq!(field_of(with(json!([{"url": "https://x/y"}])), "[1]"), "[1].attachments[0].type");
+        assert_eq!(field_of(with(json!([{"type": 5}])), "[1]"), "[1].attachments[0].type");
         assert_eq!(field_of(with(json!([{"type": "hologram"}])), ""), "attachments[0].type");
         assert_eq!(
             field_of(with(json!([{"type": "image"}, {"type": "image", "url": "javascript:alert(1)"}])), ""),

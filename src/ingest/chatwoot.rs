@@ -235,7 +235,10 @@ fn attachments(list: &Value) -> Vec<Attachment> {
                     .url
                     .as_deref()
                     .and_then(|u| url::Url::parse(u).ok())
-                    .and_then(|u| u.path_segments()?.next_back().map(str::to_string))
+                    .and_then(|u| {
+                        let last = u.path_segments()?.next_back()?.to_string();
+                        Some(percent_encoding::percent_decode_str(&last).decode_utf8_lossy().into_owned())
+                    })
                     .filter(|name| !name.is_empty());
             }
             a

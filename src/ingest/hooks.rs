@@ -43,7 +43,7 @@ impl HookRequest<'_> {
 #[derive(Debug, Default)]
 pub struct Inbound {
     pub messages: Vec<NewMessage>,
-    /// Non-text messages (and receipts), by id where they have one: counted, not stored.
+    /// Receipts, reactions and system events, by id where they have one: counted, not stored.
     pub skipped: Vec<Option<String>>,
     pub sessions: Vec<SessionUpdate>,
 }
@@ -181,7 +181,7 @@ pub async fn post(
         body.map_err(|r| ApiError::new(r.status(), "invalid_body", format!("body: {}", r.body_text())))?;
     let request = request(&state, &uri, &headers, &body);
     let credentials = &source.credentials;
-    let (inbound, answer) = match source.kind {
+    let (mut inbound, answer) = match source.kind {
         SourceKind::Twilio => twilio::parse(credentials, &request)?,
         SourceKind::Whatsapp => whatsapp::parse(credentials, &request)?,
         SourceKind::Wechat => {
@@ -201,6 +201,10 @@ pub async fn post(
         SourceKind::Chatwoot => chatwoot::parse(credentials, &request)?,
         SourceKind::ZohoDesk => zoho_desk::parse(&request)?,
     };
+    // Media are as the channel described them, within the limits (never a reason to refuse).
+    for message in &mut inbound.messages {
+        message.attachments = canonical::tidy(std::mem::take(&mut message.attachments));
+    }
     within_limits(&inbound)?;
     store(&state, &source, inbound).await?;
     Ok(answer)

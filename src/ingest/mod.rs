@@ -32,7 +32,8 @@ pub struct Accepted {
     pub accepted: u32,
     /// Stored before (the same message id): not stored again.
     pub duplicates: u32,
-    /// Not text: counted and noted in the activity log, not stored.
+    /// Neither words nor media (a reaction, a receipt): counted and noted in the activity
+    /// log, not stored.
     pub skipped: u32,
 }
 use crate::telemetry::metric;
@@ -47,10 +48,11 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// Stores what one inbound request brought for a workspace and source: its text messages, the
-/// session news it reported and the non-text messages it skipped (by id, where they have one:
-/// counted, and noted in the activity log of the workspace's webhooks). All of it commits in one
-/// transaction, or nothing does; this returns once it is durable.
+/// Stores what one inbound request brought for a workspace and source: its messages (text or
+/// media), the session news it reported and the receipts, reactions and system events it skipped
+/// (by id, where they have one: counted, and noted in the activity log of the workspace's
+/// webhooks). All of it commits in one transaction, or nothing does; this returns once it is
+/// durable.
 pub async fn accept(
     state: &AppState,
     workspace: &Workspace,

@@ -88,8 +88,8 @@ mod tests {
         assert_eq!(placeholder(&named, en), "[location 35.6812, 139.7671: Tokyo Station]");
         let invoice = with(AttachmentKind::Document, |a| a.filename = Some("invoice.pdf".into()));
         assert_eq!(placeholder(&invoice, en), "[document: invoice.pdf]");
-        assert_eq!(placeholder(&invoice, ja), "[ファイル: invoice.pdf]");
-        assert_eq!(placeholder(&Attachment::new(AttachmentKind::Sticker), ja), "[スタンプ]");
+        assert_eq!(placeholder(&invoice, ja), "[ドキュメント: invoice.pdf]");
+        assert_eq!(placeholder(&Attachment::new(AttachmentKind::Sticker), ja), "[ステッカー]");
     }
 
     #[test]

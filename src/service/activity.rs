@@ -233,22 +233,22 @@ async fn test_payload(
     let Some(latest) = state.store.list_chats(&workspace.id, 1, 0).await?.pop() else { return Ok(None) };
     let Some((_, chat)) = state.store.get_chat(latest.id).await? else { return Ok(None) };
     let public_url = &state.public_url;
-    // The chat's first message is among `messages` when they are all it has.
-    let first_seq = |messages: &[StoredMessage]| {
-        (messages.len() as u64 == latest.messages).then(|| messages.iter().map(|m| m.seq).min()).flatten()
+    // What this webhook sees of messages, and the first one it sees of the chat.
+    let media = webhook.media;
+    let seen = |messages: Vec<StoredMessage>| -> Vec<StoredMessage> {
+        messages.iter().filter_map(|m| m.seen_with(media)).map(|m| m.into_owned()).collect()
     };
+    let first_seq = state.store.first_messages(chat.id).await?.seen_with(media);
     match shape(workspace, webhook) {
         render::Shape::Session => {
             let Some(event) = state.store.session_snapshot(chat.id, now).await? else { return Ok(None) };
             Ok(Some(render::session_event(public_url, &event)))
         }
         render::Shape::Message => {
-            let messages = state.store.chat_messages(chat.id, 50, 0).await?;
             // The latest message this webhook would take.
-            let Some(message) = messages.iter().find(|m| webhook.media.takes(&m.attachments)) else {
-                return Ok(None);
-            };
-            let is_new = first_seq(&messages) == Some(message.seq);
+            let messages = seen(state.store.chat_messages(chat.id, 50, 0).await?);
+            let Some(message) = messages.first() else { return Ok(None) };
+            let is_new = first_seq == Some(message.seq);
             let (account, locale) = (&workspace.account, workspace.locale);
             Ok(Some(render::single_stored_message(public_url, account, locale, &chat, message, is_new)))
         }
@@ -259,14 +259,14 @@ async fn test_payload(
             let closing = state.store.bundling_webhooks(Some(&workspace.id)).await?;
             let since = closing.iter().find(|w| w.id == webhook.id).map(|w| (w.bundled_before, w.flushed_at));
             let mut messages = match since {
-                Some((bundled_before, _)) => state.store.messages_since(chat.id, bundled_before, 500).await?,
+                Some((bundled_before, _)) => {
+                    seen(state.store.messages_since(chat.id, bundled_before, 500).await?)
+                }
                 None => Vec::new(),
             };
             if messages.is_empty() {
-                messages = state.store.chat_messages(chat.id, 50, 0).await?;
+                messages = seen(state.store.chat_messages(chat.id, 50, 0).await?);
             }
-            let first_seq = first_seq(&messages);
-            messages.retain(|m| webhook.media.takes(&m.attachments));
             let Some(first) = messages.iter().map(|m| m.received_at).min() else { return Ok(None) };
             messages.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
             let flushed_at = since.map(|(_, f)| f).unwrap_or(first);

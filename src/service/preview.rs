@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{ChatId, Timezone};
 use crate::http::ApiError;
 use crate::service::AppState;
-use crate::store::{Chat, StoredMessage, Webhook};
+use crate::store::{Chat, Webhook};
 use crate::window::closer;
 
 /// Chats previewed at most, most recently active first.
@@ -65,28 +65,13 @@ pub async fn preview(
     for chat in chats {
         let buffered = state.store.messages_since(chat.id, bundling.bundled_before, MAX_MESSAGES).await?;
         // What the bundle will take of them (a webhook that skips media leaves some out).
-        let taken = buffered.iter().filter(|m| bundling.media.takes(&m.attachments)).count();
+        let taken = buffered.iter().filter(|m| bundling.media.takes(&m.text, &m.attachments)).count();
         if taken == 0 && only.is_none() {
             continue;
         }
-        let first = first_message(state, &chat, &buffered).await?;
-        let parts = plan(&chat, first, &buffered).into_iter().map(|planned| planned.payload).collect();
+        let firsts = state.store.first_messages(chat.id).await?;
+        let parts = plan(&chat, firsts, &buffered).into_iter().map(|planned| planned.payload).collect();
         previews.push(ChatPreview { messages: taken, chat, parts });
     }
     Ok(previews)
-}
-
-/// The chat's first message ever, when it is among the buffered ones: the oldest of them, if the
-/// chat holds no message older still (nothing after it in the transcript's order).
-async fn first_message(
-    state: &AppState,
-    chat: &Chat,
-    buffered: &[StoredMessage],
-) -> Result<Option<i64>, ApiError> {
-    let Some(oldest) = buffered.iter().min_by_key(|m| (m.received_at, m.timestamp, m.seq)) else {
-        return Ok(None);
-    };
-    let Some(rank) = state.store.message_rank(chat.id, oldest.seq).await? else { return Ok(None) };
-    let older = state.store.chat_messages(chat.id, 1, rank + 1).await?;
-    Ok(older.is_empty().then_some(oldest.seq))
 }

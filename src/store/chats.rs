@@ -1,10 +1,14 @@
 //! Chats and their messages: lists, transcripts, transcript links.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Account, AccountType, Attachment, ChatId, Direction, Party, SessionStatus, WorkspaceId};
+use crate::domain::{
+    Account, AccountType, Attachment, ChatId, Direction, Media, Party, SessionStatus, WorkspaceId,
+};
 
 /// The chat as the sender describes it in a message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +69,36 @@ pub struct StoredMessage {
     pub attachments: Vec<Attachment>,
 }
 
+impl StoredMessage {
+    /// The message as a webhook with `media` sees it, or `None` when it does not take it
+    /// ([`Media::view`]).
+    pub fn seen_with(&self, media: Media) -> Option<Cow<'_, StoredMessage>> {
+        media.view(self, &self.text, &self.attachments, |m| StoredMessage {
+            attachments: Vec::new(),
+            ..m.clone()
+        })
+    }
+}
+
+/// Where a chat's first messages are (their `seq`), which decides `is_new_chat`: its first
+/// message ever, and its first with words, which is the first a webhook that skips media sees
+/// (a chat may open with a photo).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FirstMessages {
+    pub any: Option<i64>,
+    pub text: Option<i64>,
+}
+
+impl FirstMessages {
+    /// The first message a webhook with `media` sees.
+    pub fn seen_with(self, media: Media) -> Option<i64> {
+        match media {
+            Media::Placeholder => self.any,
+            Media::Skip => self.text,
+        }
+    }
+}
+
 /// A chat in a workspace's list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatSummary {
@@ -93,6 +127,9 @@ pub trait ChatStore: Send + Sync {
     async fn get_chat(&self, id: ChatId) -> StoreResult<Option<(WorkspaceId, Chat)>>;
     /// A chat by its transcript token, with its workspace; an old (rotated) token finds nothing.
     async fn chat_by_token(&self, token: &str) -> StoreResult<Option<(WorkspaceId, Chat)>>;
+    /// Where the chat's first messages are; both `None` for a chat without messages (or an
+    /// unknown one). Set once, by the commit that stores them ([`super::IngestStore::ingest`]).
+    async fn first_messages(&self, chat: ChatId) -> StoreResult<FirstMessages>;
     /// A chat's messages, newest received first: `limit` of them after skipping `offset`.
     async fn chat_messages(&self, chat: ChatId, limit: u32, offset: u32) -> StoreResult<Vec<StoredMessage>>;
     /// Where a message stands in [`ChatStore::chat_messages`]'s order: how many of the chat's

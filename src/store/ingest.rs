@@ -50,8 +50,8 @@ pub struct SessionChange {
     pub reported: super::ReportedSession,
 }
 
-/// One inbound request: its messages, the session changes it reports and the non-text messages
-/// it skipped.
+/// One inbound request: its messages, the session changes it reports and what it skipped
+/// (neither words nor media: receipts, reactions, system events).
 pub struct IngestBatch {
     pub workspace_id: WorkspaceId,
     /// `api` for the JSON API, the source id for channel adapters.
@@ -59,7 +59,7 @@ pub struct IngestBatch {
     pub messages: Vec<NewMessage>,
     /// Session news from the channel, applied after the messages.
     pub sessions: Vec<SessionChange>,
-    /// Non-text messages (by id where they have one): noted in the workspace's activity log.
+    /// Skipped elements (by id where they have one): noted in the workspace's activity log.
     pub skipped: Vec<Option<String>>,
     pub render_immediate: RenderImmediate,
     /// For the session events the request causes (a new chat is CREATED, a status changes).
@@ -93,10 +93,12 @@ pub trait IngestStore: Send + Sync {
     ///   moment it commits. A window close that starts after a message is acknowledged takes it;
     ///   one that began before never misses it: see [`super::WindowStore::close_step`].
     /// - **Media kept whole**: a message's attachments are stored as given and read back with
-    ///   it; a webhook that skips media gets no immediate delivery for a message that carries
-    ///   some (and `queued` stays false when nothing else was queued).
+    ///   it. A webhook that skips media gets a media message's words alone (`render_immediate`
+    ///   is handed it without attachments) and no delivery for one without words (`queued`
+    ///   stays false when nothing else was queued).
     /// - **First messages**: `is_new_chat` is handed to `render_immediate` as true for exactly
-    ///   one message of each chat, the first ever stored.
+    ///   one message of each chat per webhook: the first ever stored, or, for a webhook that
+    ///   skips media, the first with words; both are recorded ([`super::ChatStore::first_messages`]).
     /// - **Each request for itself**: requests arriving at the same moment may share a
     ///   transaction (both stores merge them: one commit, a few statements), but each gets its
     ///   own outcome, counted as if the requests had been stored one after another.

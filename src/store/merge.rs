@@ -5,10 +5,11 @@
 //! earlier (in the database or earlier in the merge) is a duplicate, chat details given later
 //! override earlier ones, and deliveries are queued in message order.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::queue::Enqueue;
-use super::{Chat, ChatInfo, IngestBatch, IngestOutcome, NewMessage, RenderSession};
+use super::{Chat, ChatInfo, FirstMessages, IngestBatch, IngestOutcome, NewMessage, RenderSession};
 use crate::domain::{
     Account, ChatId, DeliveryId, DeliveryKind, Direction, Locale, Media, SessionStatus, WebhookId,
     reply_window,
@@ -170,7 +171,7 @@ pub(super) struct SessionMove<'a> {
 /// Duplicates move nothing; a chat in a status chatbundle does not know is left alone.
 pub(super) fn session_moves<'a>(
     merged: &Merged<'a>,
-    stored: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    stored: &HashMap<ChatKey<'a>, (Chat, FirstMessages)>,
     inserted: &HashMap<MessageKey<'a>, i64>,
 ) -> Vec<SessionMove<'a>> {
     let accepted = accepted(&merged.candidates, inserted);
@@ -203,7 +204,7 @@ pub(super) fn session_moves<'a>(
 /// in it. Only the latest period the messages reach is counted; an earlier one is over.
 pub(super) fn replies_after_window<'a>(
     merged: &Merged<'a>,
-    stored: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    stored: &HashMap<ChatKey<'a>, (Chat, FirstMessages)>,
     inserted: &HashMap<MessageKey<'a>, i64>,
 ) -> Vec<(ChatKey<'a>, i64, u32)> {
     let mut counted: Vec<(ChatKey<'a>, i64, u32)> = Vec::new();
@@ -239,6 +240,12 @@ pub(super) fn used_up(chat: &Chat, used: u32, sent: u32) -> bool {
     })
 }
 
+/// A message without its media: what a webhook that skips media gets of a media message with
+/// words.
+fn without_media(message: &NewMessage) -> NewMessage {
+    NewMessage { attachments: Vec::new(), ..message.clone() }
+}
+
 /// What a session event says when the allowance after the reply window is used up.
 pub(super) fn limit_reached() -> super::ReportedSession {
     super::ReportedSession { reply_status: Some("OUTGOING_LIMIT_REACHED".into()), ..Default::default() }
@@ -246,46 +253,64 @@ pub(super) fn limit_reached() -> super::ReportedSession {
 
 /// After the messages were inserted: counts each request's accepted messages and duplicates,
 /// and makes the deliveries of webhooks that get each message at once, in `seq` order. `stored`
-/// holds each chat with the position of its first message before this merge; `inserted` the
-/// position of each message that was new. Returns the deliveries and, for chats that had no
-/// message before, the position of their first.
+/// holds each chat with its first messages before this merge; `inserted` the position of each
+/// message that was new. Returns the deliveries and, for chats whose first messages (ever, with
+/// words) are among the new ones, their positions.
 pub(super) fn deliveries<'a>(
     batches: &[IngestBatch],
     merged: &mut Merged<'a>,
-    stored: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    stored: &HashMap<ChatKey<'a>, (Chat, FirstMessages)>,
     inserted: &HashMap<MessageKey<'a>, i64>,
     workspaces: &HashMap<&str, WorkspaceInfo>,
-) -> (Vec<Enqueue>, HashMap<ChatId, i64>) {
-    let mut first_of_chat: HashMap<ChatId, i64> = HashMap::new();
+) -> (Vec<Enqueue>, HashMap<ChatId, FirstMessages>) {
+    let mut firsts: HashMap<ChatId, FirstMessages> = HashMap::new();
     let mut deliveries = Vec::new();
     let accepted = accepted(&merged.candidates, inserted);
     for (candidate, seq) in &accepted {
-        let (chat, first_message_seq) = &stored[&candidate.chat];
-        // A chat is new when no message of it was stored before; its first message here says so.
-        let is_new_chat = first_message_seq.is_none() && !first_of_chat.contains_key(&chat.id);
-        if is_new_chat {
-            first_of_chat.insert(chat.id, *seq);
+        let (chat, before) = &stored[&candidate.chat];
+        let message = candidate.message;
+        // A chat is new to a webhook with the first message it sees: the first ever, or, for one
+        // that skips media, the first with words.
+        let new = firsts.entry(chat.id).or_default();
+        let first_ever = before.any.is_none() && new.any.is_none();
+        let first_with_words = before.text.is_none() && new.text.is_none() && !message.text.trim().is_empty();
+        if first_ever {
+            new.any = Some(*seq);
+        }
+        if first_with_words {
+            new.text = Some(*seq);
         }
         let batch = &batches[candidate.batch];
         let workspace = &workspaces[batch.workspace_id.as_str()];
-        let message = candidate.message;
-        // Rendered once for every webhook that takes the message (a webhook that skips media
-        // does not take a message that carries some).
-        let mut payload = None;
+        // Rendered once per way of seeing it: (whole or without its media, new chat or not).
+        let mut payloads: Vec<((bool, bool), Vec<u8>)> = Vec::new();
         for (webhook, media) in &workspace.immediate {
-            if !media.takes(&message.attachments) {
+            let Some(seen) = media.view(message, &message.text, &message.attachments, without_media) else {
                 continue;
-            }
+            };
             merged.outcomes[candidate.batch].queued = true;
-            let payload = payload.get_or_insert_with(|| {
-                (batch.render_immediate)(&workspace.account, workspace.locale, chat, message, is_new_chat)
-            });
+            let is_new_chat = if *media == Media::Skip { first_with_words } else { first_ever };
+            let way = (matches!(seen, Cow::Borrowed(_)), is_new_chat);
+            let payload = match payloads.iter().find(|(w, _)| *w == way) {
+                Some((_, payload)) => payload.clone(),
+                None => {
+                    let payload = (batch.render_immediate)(
+                        &workspace.account,
+                        workspace.locale,
+                        chat,
+                        &seen,
+                        is_new_chat,
+                    );
+                    payloads.push((way, payload.clone()));
+                    payload
+                }
+            };
             deliveries.push(Enqueue {
                 id: DeliveryId::generate(),
                 kind: DeliveryKind::Message,
                 webhook: webhook.clone(),
                 chat: Some(chat.id),
-                payload: payload.clone(),
+                payload,
                 bundle: None,
             });
         }
@@ -297,5 +322,6 @@ pub(super) fn deliveries<'a>(
             merged.outcomes[candidate.batch].duplicates += 1;
         }
     }
-    (deliveries, first_of_chat)
+    firsts.retain(|_, f| f.any.is_some() || f.text.is_some());
+    (deliveries, firsts)
 }

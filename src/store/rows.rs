@@ -86,11 +86,11 @@ macro_rules! row_mapping {
 
         /// The columns [`chat`] reads.
         pub(super) const CHAT_COLUMNS: &str = "id, external_id, full_name, phone, is_group, responsible_name, \
-             responsible_email, responsible_id, token, first_seen_at, first_message_seq, session_status, reply_window_expires_at, \
+             responsible_email, responsible_id, token, first_seen_at, first_message_seq, first_text_seq, session_status, reply_window_expires_at, \
              account_type, replies_period, replies_used";
 
-        /// A chat and the position of its first message, if it has one.
-        pub(super) fn chat(row: &$row) -> StoreResult<(Chat, Option<i64>)> {
+        /// A chat and where its first messages are.
+        pub(super) fn chat(row: &$row) -> StoreResult<(Chat, crate::store::FirstMessages)> {
             let chat = Chat {
                 id: ChatId(row.try_get("id")?),
                 external_id: row.try_get("external_id")?,
@@ -112,7 +112,11 @@ macro_rules! row_mapping {
                     .map(|period| Ok::<_, sqlx::Error>((period, row.try_get::<i64, _>("replies_used")? as u32)))
                     .transpose()?,
             };
-            Ok((chat, row.try_get("first_message_seq")?))
+            let firsts = crate::store::FirstMessages {
+                any: row.try_get("first_message_seq")?,
+                text: row.try_get("first_text_seq")?,
+            };
+            Ok((chat, firsts))
         }
 
         /// The columns [`stored_message`] reads.
@@ -137,8 +141,12 @@ macro_rules! row_mapping {
                 text: row.try_get("text")?,
                 account: account.and_then(|a| serde_json::from_str::<Account>(&a).ok()),
                 channel: row.try_get("channel")?,
+                // A list that cannot be read (edited by hand) still marks a media message.
                 attachments: attachments
-                    .and_then(|a| serde_json::from_str::<Vec<Attachment>>(&a).ok())
+                    .map(|a| {
+                        serde_json::from_str::<Vec<Attachment>>(&a)
+                            .unwrap_or_else(|_| vec![Attachment::new(crate::domain::AttachmentKind::File)])
+                    })
                     .unwrap_or_default(),
             })
         }

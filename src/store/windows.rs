@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Chat, StoreResult, StoredMessage};
+use super::{Chat, FirstMessages, StoreResult, StoredMessage};
 use crate::domain::{Account, DeliveryId, Granularity, WebhookId, WorkspaceId};
 
 /// A webhook as the window closer sees it.
@@ -48,10 +48,10 @@ pub struct PlannedDelivery {
 }
 
 /// Turns one chat's messages of a closing range into deliveries. Called by the store inside the
-/// closing transaction; given the chat, the position of its first message ever (for
-/// `is_new_chat`), and its messages in range ordered by (timestamp, message id).
+/// closing transaction; given the chat, where its first messages are (for `is_new_chat`), and
+/// its messages in range ordered by (timestamp, message id).
 pub type PlanDeliveries =
-    Arc<dyn Fn(&Chat, Option<i64>, &[StoredMessage]) -> Vec<PlannedDelivery> + Send + Sync>;
+    Arc<dyn Fn(&Chat, FirstMessages, &[StoredMessage]) -> Vec<PlannedDelivery> + Send + Sync>;
 
 /// One transaction's worth of closing: up to `chats` chats of the range
 /// `[bundled_before, boundary)` of a webhook.

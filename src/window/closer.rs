@@ -252,7 +252,8 @@ fn zone(webhook: &BundlingWebhook) -> Option<Tz> {
 }
 
 /// How one chat's messages of `[bundled_before, boundary)` become deliveries for `webhook`; a
-/// webhook that skips media leaves out the messages that carry some.
+/// webhook that skips media sees a media message's words alone, and none without words
+/// ([`crate::domain::Media::view`]), and its chat as new with the first message with words.
 pub fn plan(
     webhook: &BundlingWebhook,
     tz: Tz,
@@ -260,9 +261,9 @@ pub fn plan(
     public_url: Arc<str>,
 ) -> PlanDeliveries {
     let webhook = webhook.clone();
-    Arc::new(move |chat, first_message_seq, messages| {
-        let taken: Vec<&crate::store::StoredMessage> =
-            messages.iter().filter(|m| webhook.media.takes(&m.attachments)).collect();
+    Arc::new(move |chat, firsts, messages| {
+        let taken: Vec<_> = messages.iter().filter_map(|m| m.seen_with(webhook.media)).collect();
+        let first_message_seq = firsts.seen_with(webhook.media);
         if webhook.granularity == Granularity::None {
             // The webhook stopped aggregating: what it had buffered goes out message by message.
             return taken
@@ -275,7 +276,7 @@ pub fn plan(
                         &webhook.account,
                         webhook.locale,
                         chat,
-                        m,
+                        &m,
                         first_message_seq == Some(m.seq),
                     ),
                 })
@@ -293,8 +294,8 @@ pub fn plan(
                 end: natural.end.min(boundary),
             };
             match groups.iter_mut().find(|(w, _)| *w == window) {
-                Some((_, list)) => list.push(m.clone()),
-                None => groups.push((window, vec![m.clone()])),
+                Some((_, list)) => list.push(m.into_owned()),
+                None => groups.push((window, vec![m.into_owned()])),
             }
         }
         groups.sort_by_key(|(w, _)| *w);

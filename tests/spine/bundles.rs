@@ -493,26 +493,32 @@ async fn media_are_bundled_with_japanese_placeholders_or_left_out_as_each_webhoo
                 with("m-3", "c-1", Some("請求書です <b>"), json!([{"type": "document", "mime_type": "application/pdf", "filename": "invoice.pdf", "media_id": "doc-9"}])),
                 with("m-4", "c-1", None, json!([{"type": "location", "latitude": 35.68, "longitude": 139.76}])),
                 with("m-5", "c-2", None, json!([{"type": "voice", "mime_type": "audio/ogg"}])),
+                with("m-7", "c-3", None, json!([{"type": "sticker"}])),
+                message("m-8", "c-3", "こんにちは"),
                 {"message_id": "m-6", "type": "reaction", "direction": "received", "chat": {"id": "c-1"}},
             ]),
         )
         .await;
     assert_eq!(
         (accepted["accepted"].as_u64(), accepted["skipped"].as_u64()),
-        (Some(5), Some(1)),
+        (Some(7), Some(1)),
         "{accepted}"
     );
     app.set_time("2024-03-01T12:20:00Z");
 
     let path = format!("/api/v1/webhooks/{}/preview", kept["id"].as_str().unwrap());
     let preview: Value = app.admin(reqwest::Method::GET, &path).send().await.unwrap().json().await.unwrap();
-    assert_eq!(app.flush(&ws.id).await, 3, "c-1 and c-2 for the webhook that keeps media, c-1 for the other");
-    let delivered = by_chat(&keeps.wait_for(2).await);
+    assert_eq!(
+        app.flush(&ws.id).await,
+        5,
+        "c-1, c-2, c-3 for the webhook that keeps media; c-1, c-3 for the other"
+    );
+    let delivered = by_chat(&keeps.wait_for(3).await);
     let bundle = &delivered["c-1"][0];
     let note = bundle["aggregation"].as_str().unwrap();
     assert!(note.starts_with("2021年2月25日 01:25 John Doe: 見積もりをお願いします<br/>"), "{note}");
     assert!(note.contains("John Doe: [画像]<br/>"), "{note}");
-    assert!(note.contains("John Doe: [ファイル: invoice.pdf] 請求書です &#60;b&#62;<br/>"), "{note}");
+    assert!(note.contains("John Doe: [ドキュメント: invoice.pdf] 請求書です &#60;b&#62;<br/>"), "{note}");
     assert!(note.contains("John Doe: [位置情報 35.68, 139.76]<br/>"), "{note}");
     assert!(bundle["aggregation_text"].as_str().unwrap().contains("John Doe: [画像]\n"));
     assert_eq!(bundle["message_count"], 4);
@@ -537,14 +543,22 @@ async fn media_are_bundled_with_japanese_placeholders_or_left_out_as_each_webhoo
     }
     assert_eq!(shown, sent);
 
-    // The webhook that skips media: c-1's text alone, and nothing for c-2.
-    let plain = skips.wait_for(1).await;
-    app.delivered(&ws, 3).await;
-    assert_eq!(skips.wait_for(1).await.len(), 1);
-    let plain = plain[0].json();
-    assert_eq!(plain["chat"]["chat_id"], "c-1");
-    assert_eq!(plain["message_count"], 1);
-    assert!(!plain["aggregation"].as_str().unwrap().contains('['));
+    // The webhook that skips media: c-1's text and the caption without its document, nothing
+    // for c-2 (a voice message has no words), and c-3 new with its first words.
+    let plain = by_chat(&skips.wait_for(2).await);
+    let c1 = &plain["c-1"][0];
+    assert_eq!(c1["message_count"], 2);
+    assert_eq!(c1["messages"][1]["text"], "請求書です <b>");
+    assert!(c1["messages"][1].get("attachments").is_none());
+    assert!(!c1["aggregation"].as_str().unwrap().contains('['), "no placeholder: {}", c1["aggregation"]);
+    assert_eq!(plain["c-3"][0]["message_count"], 1);
+    assert_eq!(
+        plain["c-3"][0]["chat"]["is_new_chat"], true,
+        "the first message it sees of a chat opened with a sticker"
+    );
+    assert_eq!(delivered["c-3"][0]["message_count"], 2);
+    assert_eq!(delivered["c-3"][0]["chat"]["is_new_chat"], true);
+    assert!(!plain.contains_key("c-2"));
 
     // The transcript shows every message, media as placeholders linked where they can be opened.
     let link = bundle["chat"]["chat_url"].as_str().unwrap();
@@ -555,6 +569,6 @@ async fn media_are_bundled_with_japanese_placeholders_or_left_out_as_each_webhoo
         ),
         "{page}"
     );
-    assert!(page.contains("<span>[ファイル: invoice.pdf]</span>"), "{page}");
+    assert!(page.contains("<span>[ドキュメント: invoice.pdf]</span>"), "{page}");
     assert!(page.contains("請求書です &#60;b&#62;"), "{page}");
 }

@@ -1168,6 +1168,15 @@ async fn media_from_every_channel_go_to_a_placeholder_webhook_and_not_to_one_tha
                 "<Title><![CDATA[Order #1234]]></Title><Description><![CDATA[your order]]></Description><Url><![CDATA[https://shop.example/o/1234]]></Url>",
             ),
         ),
+        // A link no page may open, with a line break in its title: kept, without the URL.
+        (
+            "w6",
+            push(
+                "76",
+                "link",
+                "<Title><![CDATA[line\nbreak]]></Title><Url><![CDATA[javascript:alert(1)]]></Url>",
+            ),
+        ),
         ("w5", push("75", "text", "<Content><![CDATA[在吗？]]></Content>")),
     ] {
         let url = format!("{wechat_url}?{}", wechat_query("wx-token", "1709294401", nonce));
@@ -1190,7 +1199,7 @@ async fn media_from_every_channel_go_to_a_placeholder_webhook_and_not_to_one_tha
          "data_url": "https://chatwoot.example/rails/active_storage/blobs/redirect/abc/photo.jpg",
          "thumb_url": "https://chatwoot.example/thumb.jpg", "file_size": 1024},
         {"id": 42, "message_id": 301, "file_type": "file", "account_id": 1, "extension": "pdf",
-         "data_url": "https://chatwoot.example/rails/active_storage/blobs/redirect/def/invoice.pdf", "file_size": 2048},
+         "data_url": "https://chatwoot.example/rails/active_storage/blobs/redirect/def/%E8%AB%8B%E6%B1%82%E6%9B%B8.pdf", "file_size": 2048},
     ]);
     let now = start_time().timestamp().to_string();
     for body in [files, chatwoot_message(302, "incoming", "Can you check these?", false)] {
@@ -1210,15 +1219,30 @@ async fn media_from_every_channel_go_to_a_placeholder_webhook_and_not_to_one_tha
     }
 
     // The webhook that skips media: the four text messages, nothing else.
-    let plain = skips.wait_for(4).await;
+    // The webhook that skips media: the text messages and the captions, without their media;
+    // a chat that opened with media is new to it with the first words it sees.
+    let plain = skips.wait_for(6).await;
     let mut ids: Vec<String> = plain.iter().map(|r| r.message_id()).collect();
     ids.sort();
-    assert_eq!(ids, ["302", "75", "SMtw3", "wamid.M8"]);
+    assert_eq!(ids, ["302", "75", "MMtw1", "SMtw3", "wamid.M1", "wamid.M8"]);
     assert!(plain.iter().all(|r| r.json()["message"].get("attachments").is_none()));
+    let plain_of = |id: &str| plain.iter().find(|r| r.message_id() == id).unwrap().json();
+    assert_eq!(plain_of("MMtw1")["message"]["text"], "Here is the receipt");
+    assert_eq!(plain_of("wamid.M1")["message"]["text"], "the blue one");
+    for (id, new) in [
+        ("MMtw1", true),
+        ("SMtw3", false),
+        ("wamid.M1", true),
+        ("wamid.M8", false),
+        ("75", true),
+        ("302", true),
+    ] {
+        assert_eq!(plain_of(id)["chat"]["is_new_chat"], new, "{id}");
+    }
 
     // The webhook that keeps them: every media message, as the channel gave it.
-    let kept = keeps.wait_for(4 + 2 + 6 + 4 + 1).await;
-    assert_eq!(kept.len(), 17, "the reaction is no message");
+    let kept = keeps.wait_for(4 + 2 + 6 + 5 + 1).await;
+    assert_eq!(kept.len(), 18, "the reaction is no message");
     let by_id = |id: &str| {
         kept.iter().find(|r| r.message_id() == id).unwrap_or_else(|| panic!("{id}")).json()["message"].clone()
     };
@@ -1261,17 +1285,25 @@ async fn media_from_every_channel_go_to_a_placeholder_webhook_and_not_to_one_tha
     assert_eq!(by_id("74")["attachments"][0]["url"], "https://shop.example/o/1234");
 
     let cw = by_id("301");
-    assert_eq!(cw["text"], "[image] [document: invoice.pdf]");
+    assert_eq!(cw["text"], "[image] [document: 請求書.pdf]");
     assert_eq!(
         cw["attachments"][0]["url"],
         "https://chatwoot.example/rails/active_storage/blobs/redirect/abc/photo.jpg"
     );
-    assert_eq!(cw["attachments"][1]["filename"], "invoice.pdf");
+    assert_eq!(cw["attachments"][1]["filename"], "請求書.pdf", "the URL's name, decoded");
+    assert_eq!(
+        by_id("76")["attachments"],
+        json!([{"type": "link", "mime_type": null, "name": "line break"}])
+    );
+    for (id, new) in [("71", true), ("75", false), ("301", true), ("302", false)] {
+        let json = kept.iter().find(|r| r.message_id() == id).unwrap().json();
+        assert_eq!(json["chat"]["is_new_chat"], new, "{id}");
+    }
     assert!(
         kept.iter()
             .filter(|r| ["SMtw3", "wamid.M8", "75", "302"].contains(&r.message_id().as_str()))
             .all(|r| r.json()["message"].get("attachments").is_none())
     );
-    // Stored once each, whichever webhook takes them: 13 media messages and 4 text ones.
-    assert_eq!(app.stats(&ws).await.messages, 17);
+    // Stored once each, whichever webhook takes them: 14 media messages and 4 text ones.
+    assert_eq!(app.stats(&ws).await.messages, 18);
 }

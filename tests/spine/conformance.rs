@@ -257,7 +257,7 @@ async fn record(
 fn plan(boundary: DateTime<Utc>) -> PlanDeliveries {
     Arc::new(move |chat, first, messages| {
         let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
-        let new = messages.iter().any(|m| Some(m.seq) == first);
+        let new = messages.iter().any(|m| Some(m.seq) == first.any);
         let payload =
             json!({"chat": chat.external_id, "messages": ids, "new": new, "until": boundary.to_rfc3339()});
         vec![PlannedDelivery {
@@ -975,8 +975,9 @@ pub async fn a_session_report_is_announced_once_and_an_assignment_alone_is_news(
 }
 
 /// [`chatbundle::store::IngestStore::ingest`]: a message's media are stored whole and read back
-/// as given (for transcripts and bundles); a webhook that gets each message at once gets a media
-/// message only when it takes media, and the request says it queued only what it queued.
+/// as given (for transcripts and bundles); a webhook that gets each message at once and skips
+/// media gets a media message's words alone, and nothing of one without words; the request says
+/// it queued only what it queued.
 pub async fn media_are_kept_whole_and_go_only_to_webhooks_that_take_them(factory: &dyn Factory) {
     let world = World::new(factory).await;
     let skips = world.webhook(Granularity::None, &[Event::Messages]).await;
@@ -996,7 +997,9 @@ pub async fn media_are_kept_whole_and_go_only_to_webhooks_that_take_them(factory
     media.attachments = vec![photo, place];
     let mut batch =
         request(&world, vec![said("m-text", "c1", Direction::Received), media.clone()], Vec::new());
-    batch.render_immediate = Arc::new(|_, _, _, message, _| message.message_id.clone().into_bytes());
+    batch.render_immediate = Arc::new(|_, _, _, message, _| {
+        format!("{}:{}", message.message_id, message.attachments.len()).into_bytes()
+    });
     let outcome = world.store.ingest(batch).await.unwrap();
     assert_eq!((outcome.accepted, outcome.queued), (2, true));
 
@@ -1013,8 +1016,8 @@ pub async fn media_are_kept_whole_and_go_only_to_webhooks_that_take_them(factory
             record(&world.store, &delivery, world.now(), AttemptOutcome::Delivered).await;
         }
     }
-    assert_eq!(got["skips"], ["m-text"], "a webhook that skips media gets the text alone");
-    assert_eq!(got["takes"], ["m-text", "m-media"]);
+    assert_eq!(got["skips"], ["m-text:0", "m-media:0"], "a webhook that skips media gets the caption alone");
+    assert_eq!(got["takes"], ["m-text:0", "m-media:2"]);
 
     let chat = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
     let stored = world.store.chat_messages(chat, 10, 0).await.unwrap();
@@ -1031,6 +1034,86 @@ pub async fn media_are_kept_whole_and_go_only_to_webhooks_that_take_them(factory
     let outcome = world.store.ingest(request(&world, vec![voice], Vec::new())).await.unwrap();
     assert_eq!((outcome.accepted, outcome.queued), (1, false));
     assert!(claim(&world.store, 10).await.is_empty());
+}
+
+/// [`chatbundle::store::ChatStore::first_messages`]: a chat that opens with a photo has its
+/// first message ever and its first with words apart; a webhook that skips media sees the chat
+/// as new with the words (at once, and in a close), one that takes media with the photo.
+pub async fn a_chat_opened_with_media_is_new_with_the_first_message_each_webhook_sees(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let skips = world.webhook(Granularity::None, &[Event::Messages]).await;
+    let takes = world.webhook(Granularity::None, &[Event::Messages]).await;
+    let patch = WebhookPatch { media: Some(Media::Placeholder), ..WebhookPatch::default() };
+    world.store.update_webhook(&takes, patch).await.unwrap().unwrap();
+    let mut photo = said("m-1", "c1", Direction::Received);
+    photo.text = String::new();
+    photo.attachments = vec![Attachment::new(AttachmentKind::Image)];
+    let render: chatbundle::store::RenderImmediate = Arc::new(|_, _, _, message, is_new| {
+        format!("{}:{is_new}:{}", message.message_id, message.attachments.len()).into_bytes()
+    });
+    let mut first = request(&world, vec![photo, said("m-2", "c1", Direction::Received)], Vec::new());
+    first.render_immediate = render.clone();
+    world.store.ingest(first).await.unwrap();
+    let mut second = request(&world, vec![said("m-3", "c1", Direction::Received)], Vec::new());
+    second.render_immediate = render;
+    world.store.ingest(second).await.unwrap();
+
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    loop {
+        let claimed = claim(&world.store, 10).await;
+        if claimed.is_empty() {
+            break;
+        }
+        for delivery in claimed {
+            let who = if delivery.webhook_id == skips { "skips" } else { "takes" };
+            got.entry(who.into()).or_default().push(String::from_utf8(delivery.payload.clone()).unwrap());
+            record(&world.store, &delivery, world.now(), AttemptOutcome::Delivered).await;
+        }
+    }
+    assert_eq!(got["skips"], ["m-2:true:0", "m-3:false:0"]);
+    assert_eq!(got["takes"], ["m-1:true:1", "m-2:false:0", "m-3:false:0"]);
+
+    let chat = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
+    let seq = |id: &str, messages: &[chatbundle::store::StoredMessage]| {
+        messages.iter().find(|m| m.message_id == id).map(|m| m.seq)
+    };
+    let messages = world.store.chat_messages(chat, 10, 0).await.unwrap();
+    let firsts = world.store.first_messages(chat).await.unwrap();
+    assert_eq!((firsts.any, firsts.text), (seq("m-1", &messages), seq("m-2", &messages)));
+    assert_eq!(firsts.seen_with(Media::Skip), firsts.text);
+
+    // A close hands the plan the same.
+    world.store.delete_webhook(&skips).await.unwrap();
+    world.store.delete_webhook(&takes).await.unwrap();
+    let hourly = world.webhook(Granularity::Hours1, &[Event::Messages]).await;
+    let mut late = said("m-4", "c2", Direction::Received);
+    late.text = "caption".into();
+    late.attachments = vec![Attachment::new(AttachmentKind::Video)];
+    world.store.ingest(request(&world, vec![late], Vec::new())).await.unwrap();
+    world.clock.advance(Duration::from_secs(3600));
+    let boundary = world.now();
+    let state =
+        world.store.bundling_webhooks(None).await.unwrap().into_iter().find(|w| w.id == hourly).unwrap();
+    let plan: PlanDeliveries = Arc::new(move |chat, firsts, messages| {
+        let seq = messages[0].seq;
+        let payload = json!({"chat": chat.external_id, "any": firsts.any == Some(seq), "text": firsts.text == Some(seq)});
+        vec![PlannedDelivery {
+            id: DeliveryId::from(format!("f-{}", chat.external_id)),
+            payload: serde_json::to_vec(&payload).unwrap(),
+            bundle: Some((boundary, 1)),
+        }]
+    });
+    let step = CloseStep {
+        webhook_id: hourly.clone(),
+        bundled_before: state.bundled_before,
+        boundary,
+        chats: 10,
+        plan,
+        flush: false,
+    };
+    world.store.close_step(step).await.unwrap();
+    let planned = world.drain().await;
+    assert_eq!(planned, [json!({"chat": "c2", "any": true, "text": true})], "a caption is words");
 }
 
 /// A text message of the JSON API, received from the customer or sent by the business.
@@ -1293,6 +1376,7 @@ macro_rules! conformance {
             case!(an_id_that_cannot_be_one_finds_nothing);
             case!(the_message_that_uses_up_an_allowance_is_announced_once);
             case!(media_are_kept_whole_and_go_only_to_webhooks_that_take_them);
+            case!(a_chat_opened_with_media_is_new_with_the_first_message_each_webhook_sees);
         }
     };
 }

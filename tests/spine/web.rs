@@ -305,6 +305,26 @@ async fn a_webhook_that_follows_its_workspace_keeps_following_when_saved_or_re_e
     let page =
         http.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<option value=\"placeholder\" selected>"), "the card shows what is saved");
+    // A new webhook takes the choice from the start.
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("url", receiver.url.as_str()),
+        ("granularity", "6h"),
+        ("media", "placeholder"),
+    ];
+    let created =
+        http.post(app.url(&format!("/ui/workspaces/{}/webhooks", ws.id))).form(&form).send().await.unwrap();
+    assert_eq!(created.status(), 303);
+    let listed: serde_json::Value = app
+        .admin(reqwest::Method::GET, &format!("/api/v1/workspaces/{}/webhooks", ws.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new = listed["webhooks"].as_array().unwrap().iter().find(|w| w["granularity"] == "6h").unwrap();
+    assert_eq!(new["media"], "placeholder");
 }
 
 #[tokio::test]
@@ -557,7 +577,10 @@ async fn a_japanese_workspaces_pages_speak_japanese_and_an_english_ones_stay_eng
         .unwrap();
     let target = released.headers()["location"].to_str().unwrap().to_string();
     let (_, page) = fetched(&http, &app.url(&target)).await;
-    assert!(page.contains("今すぐ送りました。配信1件を送信待ちに追加しました。"), "{page}");
+    assert!(
+        page.contains("開いている時間枠をすべて締めました。配信 1 件を送信待ちに追加しました。"),
+        "{page}"
+    );
 
     // The English workspace's pages stay English.
     let (_, page) = fetched(&http, &app.url(&format!("/ui/workspaces/{}", en.id))).await;

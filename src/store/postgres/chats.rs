@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::PgStore;
 use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, chat, chat_summary, ms, stored_message};
 use crate::domain::{ChatId, WorkspaceId, random_token};
-use crate::store::{Chat, ChatOwner, ChatStore, ChatSummary, StoreResult, StoredMessage};
+use crate::store::{Chat, ChatOwner, ChatStore, ChatSummary, FirstMessages, StoreResult, StoredMessage};
 
 #[async_trait]
 impl ChatStore for PgStore {
@@ -41,6 +41,15 @@ impl ChatStore for PgStore {
         let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE token = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(token).fetch_optional(&self.pool).await?;
         row.map(|row| Ok((row.try_get::<String, _>("workspace_id")?.into(), chat(&row)?.0))).transpose()
+    }
+
+    async fn first_messages(&self, id: ChatId) -> StoreResult<FirstMessages> {
+        let row = sqlx::query("SELECT first_message_seq, first_text_seq FROM chats WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(FirstMessages::default()) };
+        Ok(FirstMessages { any: row.try_get("first_message_seq")?, text: row.try_get("first_text_seq")? })
     }
 
     async fn chat_messages(&self, id: ChatId, limit: u32, offset: u32) -> StoreResult<Vec<StoredMessage>> {

@@ -21,7 +21,7 @@ use super::rows::{CHAT_COLUMNS, chat, ms};
 use super::{PgStore, StoreTime, lock_workspace, sessions};
 use crate::domain::{Account, AccountType, ChatId, SessionStatus, WebhookId, WorkspaceId, random_token};
 use crate::store::merge::{self, Candidate, ChatKey, ChatUpdate, LATER, MessageKey, WorkspaceInfo, merge};
-use crate::store::{Chat, IngestBatch, IngestOutcome, IngestStore, StoreError, StoreResult};
+use crate::store::{Chat, FirstMessages, IngestBatch, IngestOutcome, IngestStore, StoreError, StoreResult};
 
 /// Rows per multi-row statement: 16 values each, far below PostgreSQL's 65,535 parameters.
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -229,7 +229,7 @@ async fn upsert_chats<'a>(
     order: &[ChatKey<'a>],
     chats: &HashMap<ChatKey<'a>, ChatUpdate>,
     now: i64,
-) -> StoreResult<(HashMap<ChatKey<'a>, (Chat, Option<i64>)>, Vec<ChatKey<'a>>)> {
+) -> StoreResult<(HashMap<ChatKey<'a>, (Chat, FirstMessages)>, Vec<ChatKey<'a>>)> {
     let mut stored = HashMap::with_capacity(order.len());
     let mut created = Vec::new();
     for keys in order.chunks(ROWS_PER_STATEMENT) {
@@ -304,7 +304,7 @@ async fn upsert_chats<'a>(
 async fn insert_messages<'a>(
     conn: &mut PgConnection,
     candidates: &[Candidate<'a>],
-    chats: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    chats: &HashMap<ChatKey<'a>, (Chat, FirstMessages)>,
     now: i64,
 ) -> StoreResult<HashMap<MessageKey<'a>, i64>> {
     let mut inserted = HashMap::with_capacity(candidates.len());
@@ -359,7 +359,7 @@ async fn insert_messages<'a>(
 async fn count_replies<'a>(
     conn: &mut PgConnection,
     counts: &[(ChatKey<'a>, i64, u32)],
-    stored: &mut HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    stored: &mut HashMap<ChatKey<'a>, (Chat, FirstMessages)>,
 ) -> StoreResult<Vec<ChatKey<'a>>> {
     let mut used_up = Vec::new();
     for (key, period, sent) in counts {
@@ -384,23 +384,29 @@ async fn count_replies<'a>(
     Ok(used_up)
 }
 
-/// Records the first message of chats that had none, which decides `is_new_chat` later.
+/// Records the first messages (ever, with words) of chats that had none, which decide
+/// `is_new_chat` later.
 async fn mark_first_messages(
     conn: &mut PgConnection,
-    first_of_chat: &HashMap<ChatId, i64>,
+    firsts: &HashMap<ChatId, FirstMessages>,
 ) -> StoreResult<()> {
-    if first_of_chat.is_empty() {
+    if firsts.is_empty() {
         return Ok(());
     }
-    let (chats, seqs): (Vec<i64>, Vec<i64>) = first_of_chat.iter().map(|(c, s)| (c.0, *s)).unzip();
+    let chats: Vec<i64> = firsts.keys().map(|c| c.0).collect();
+    let any: Vec<Option<i64>> = firsts.values().map(|f| f.any).collect();
+    let text: Vec<Option<i64>> = firsts.values().map(|f| f.text).collect();
     // `id = ANY(…)` finds the rows by the primary key (a join with UNNEST would be planned for
     // a hundred rows, as a scan of every chat).
     sqlx::query(
-        "UPDATE chats SET first_message_seq = $2[array_position($1, id)]
-         WHERE id = ANY($1) AND first_message_seq IS NULL",
+        "UPDATE chats SET
+             first_message_seq = COALESCE(first_message_seq, ($2::BIGINT[])[array_position($1, id)]),
+             first_text_seq = COALESCE(first_text_seq, ($3::BIGINT[])[array_position($1, id)])
+         WHERE id = ANY($1)",
     )
     .bind(&chats)
-    .bind(&seqs)
+    .bind(&any)
+    .bind(&text)
     .execute(conn)
     .await?;
     Ok(())

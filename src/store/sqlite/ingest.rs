@@ -18,7 +18,7 @@ use super::rows::{CHAT_COLUMNS, chat, ms};
 use super::sessions;
 use crate::domain::{Account, AccountType, ChatId, SessionStatus, WebhookId, WorkspaceId, random_token};
 use crate::store::merge::{self, Candidate, ChatKey, ChatUpdate, LATER, MessageKey, WorkspaceInfo, merge};
-use crate::store::{Chat, IngestBatch, IngestOutcome, IngestStore, StoreResult};
+use crate::store::{Chat, FirstMessages, IngestBatch, IngestOutcome, IngestStore, StoreResult};
 
 #[async_trait]
 impl IngestStore for SqliteStore {
@@ -145,7 +145,7 @@ async fn upsert_chats<'a>(
     order: &[ChatKey<'a>],
     chats: &HashMap<ChatKey<'a>, ChatUpdate>,
     now: i64,
-) -> StoreResult<HashMap<ChatKey<'a>, (Chat, Option<i64>)>> {
+) -> StoreResult<HashMap<ChatKey<'a>, (Chat, FirstMessages)>> {
     let mut stored = HashMap::with_capacity(order.len());
     for keys in order.chunks(ROWS_PER_STATEMENT) {
         let mut query = QueryBuilder::<Sqlite>::new(
@@ -216,7 +216,7 @@ async fn upsert_chats<'a>(
 async fn insert_messages<'a>(
     conn: &mut SqliteConnection,
     candidates: &[Candidate<'a>],
-    chats: &HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    chats: &HashMap<ChatKey<'a>, (Chat, FirstMessages)>,
     now: i64,
 ) -> StoreResult<HashMap<MessageKey<'a>, i64>> {
     let mut inserted = HashMap::with_capacity(candidates.len());
@@ -271,7 +271,7 @@ async fn insert_messages<'a>(
 async fn count_replies<'a>(
     conn: &mut SqliteConnection,
     counts: &[(ChatKey<'a>, i64, u32)],
-    stored: &mut HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    stored: &mut HashMap<ChatKey<'a>, (Chat, FirstMessages)>,
 ) -> StoreResult<Vec<ChatKey<'a>>> {
     let mut used_up = Vec::new();
     for (key, period, sent) in counts {
@@ -296,20 +296,25 @@ async fn count_replies<'a>(
     Ok(used_up)
 }
 
-/// Records the first message of chats that had none, which decides `is_new_chat` later.
+/// Records the first messages (ever, with words) of chats that had none, which decide
+/// `is_new_chat` later.
 async fn mark_first_messages(
     conn: &mut SqliteConnection,
-    first_of_chat: &HashMap<ChatId, i64>,
+    firsts: &HashMap<ChatId, FirstMessages>,
 ) -> StoreResult<()> {
-    let pairs: Vec<(i64, i64)> = first_of_chat.iter().map(|(c, s)| (c.0, *s)).collect();
-    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
-        let mut query = QueryBuilder::<Sqlite>::new("WITH firsts (chat_id, seq) AS (");
-        query.push_values(chunk, |mut row, (chat, seq)| {
-            row.push_bind(*chat).push_bind(*seq);
+    let rows: Vec<(i64, FirstMessages)> = firsts.iter().map(|(c, f)| (c.0, *f)).collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new("WITH firsts (chat_id, any_seq, text_seq) AS (");
+        query.push_values(chunk, |mut row, (chat, first)| {
+            row.push_bind(*chat).push_bind(first.any).push_bind(first.text);
         });
         query.push(
-            ") UPDATE chats SET first_message_seq = (SELECT seq FROM firsts WHERE chat_id = chats.id)
-               WHERE id IN (SELECT chat_id FROM firsts) AND first_message_seq IS NULL",
+            ") UPDATE chats SET
+                 first_message_seq = COALESCE(first_message_seq,
+                     (SELECT any_seq FROM firsts WHERE chat_id = chats.id)),
+                 first_text_seq = COALESCE(first_text_seq,
+                     (SELECT text_seq FROM firsts WHERE chat_id = chats.id))
+               WHERE id IN (SELECT chat_id FROM firsts)",
         );
         query.build().execute(&mut *conn).await?;
     }

@@ -18,7 +18,7 @@ use crate::store::merge::{self, ChatKey, Merged, SessionMove};
 use crate::store::queue::Enqueue;
 use crate::store::sessions::{Owned, ReplyState, ReportedSession, expired, reported_status, worth_an_event};
 use crate::store::{
-    Chat, IngestBatch, RenderSession, SessionCause, SessionChange, SessionEvent, SessionStore,
+    Chat, FirstMessages, IngestBatch, RenderSession, SessionCause, SessionChange, SessionEvent, SessionStore,
     SessionTransition, StoreResult,
 };
 
@@ -137,7 +137,7 @@ pub(super) async fn record_started(
 pub(super) async fn apply_moves<'a>(
     conn: &mut SqliteConnection,
     moves: &[SessionMove<'a>],
-    stored: &mut HashMap<ChatKey<'a>, (Chat, Option<i64>)>,
+    stored: &mut HashMap<ChatKey<'a>, (Chat, FirstMessages)>,
     listeners: &mut Listeners<'a>,
     batches: &[IngestBatch],
     merged: &mut Merged<'a>,

@@ -52,8 +52,8 @@ pub const WORDS: PageWords = PageWords {
     media: "Photos, voice messages and other media",
     media_skip: "Leave them out",
     media_placeholder: "Keep them with a placeholder",
-    media_hint: "Kept, a photo reads \"[image]\" (or its caption) and the payload lists its attachments. \
-                 The transcript always shows them.",
+    media_hint: "Left out, a caption still goes as text. Kept, a photo reads \"[image]\" (or its caption) and the \
+                 payload lists its attachments. The transcript always shows them.",
     save: "Save",
     save_and_test: "Save and test",
     test_delivered: "Test delivered",

@@ -31,8 +31,8 @@ pub const WORDS: PageWords = PageWords {
     workspace_default_before: "ワークスペースの既定（",
     workspace_default_after: "）",
 
-    notice_released_before: "今すぐ送りました。配信",
-    notice_released_after: "件を送信待ちに追加しました。",
+    notice_released_before: "開いている時間枠をすべて締めました。配信 ",
+    notice_released_after: " 件を送信待ちに追加しました。",
     notice_settings_saved: "ワークスペースの設定を保存しました。",
     notice_resent_before: "配信 ",
     notice_resent_after: " を再送しています。",
@@ -54,7 +54,7 @@ pub const WORDS: PageWords = PageWords {
     media: "画像・ボイスメッセージなどのメディア",
     media_skip: "送らない",
     media_placeholder: "「[画像]」のように表示して送る",
-    media_hint: "送る場合、画像は「[画像]」（説明文があればその文）と表示され、ペイロードに添付ファイルの情報が入ります。\
+    media_hint: "送らない場合も、キャプションは文面だけ送ります。送る場合、画像は「[画像]」（キャプションがあればその文面）と表示され、ペイロードに添付ファイルの情報が入ります。\
                  会話の記録には常に表示されます。",
     save: "保存",
     save_and_test: "保存してテスト送信",
@@ -127,7 +127,7 @@ pub const WORDS: PageWords = PageWords {
     owner_email_hint: "送信先が停止したときにメールでお知らせします。",
     timezone: "タイムゾーン",
     timezone_placeholder: "Asia/Tokyo",
-    timezone_hint: "IANA の名前です。送信間隔はこの地域の時刻で区切ります。",
+    timezone_hint: "IANA のタイムゾーン名（例：Asia/Tokyo）です。送信間隔はこの地域の時刻で区切ります。",
     default_granularity: "既定の送信間隔",
     language: "言語",
     language_hint: "CRM に届くメモ、オーナーへのメール、このワークスペースの画面の言語です。",
@@ -167,7 +167,7 @@ pub const WORDS: PageWords = PageWords {
     preview_title: "次のまとめ",
     preview_before: "",
     preview_between: " 宛て：いま（",
-    preview_after: "）時間枠を閉じた場合の、会話ごとのまとめです。最近やり取りのあった会話から順に、最大 50 件を\
+    preview_after: "）時間枠を締めた場合の、会話ごとのまとめです。最近やり取りのあった会話から順に、最大 50 件を\
                     表示します。送信や変更は行いません。",
     preview_buffered_before: "保留中のメッセージ：",
     preview_buffered_one: "件",

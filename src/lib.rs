@@ -24,8 +24,9 @@
 //! Around them: [`app`] (assembly, supervision and shutdown), [`cli`], [`supervise`] (liveness
 //! flags and fatal failures), [`retention`] (the activity log's upkeep), [`config`], [`clock`]
 //! (injected time), [`domain`] (shared vocabulary, and the validated inputs every front end
-//! takes), [`telemetry`], [`files`] and [`fault`] (test-only fault switches). No module depends
-//! on one that depends on it; `tests/spine/architecture.rs` checks.
+//! takes), [`words`] (everything chatbundle writes for people, one file per language),
+//! [`telemetry`], [`files`] and [`fault`] (test-only fault switches). No module depends on one
+//! that depends on it; `tests/spine/architecture.rs` checks.
 
 #![forbid(unsafe_code)]
 
@@ -50,3 +51,4 @@ pub mod supervise;
 pub mod telemetry;
 pub mod web;
 pub mod window;
+pub mod words;

@@ -1,26 +1,18 @@
 //! Telling people: the e-mails a workspace owner gets when a webhook is switched off or gives up
-//! a delivery, in the workspace's language (one template per language), and the mailer that
-//! sends the outbox through the configured SMTP server.
+//! a delivery, in the workspace's language (one template each, its words from `crate::words`),
+//! and the mailer that sends the outbox through the configured SMTP server.
 
 pub mod mailer;
 
 use askama::Template;
 
-use crate::domain::Locale;
 use crate::store::{DisableNotice, Email, GaveUpNotice};
+use crate::words::{MailWords, mail_words};
 
 #[derive(Template)]
 #[template(path = "disabled_email.txt")]
 struct DisabledEmail<'a> {
-    n: &'a DisableNotice,
-    at: String,
-    last_error: &'a str,
-    public_url: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "disabled_email.ja.txt")]
-struct DisabledEmailJa<'a> {
+    m: &'a MailWords,
     n: &'a DisableNotice,
     at: String,
     last_error: &'a str,
@@ -29,45 +21,25 @@ struct DisabledEmailJa<'a> {
 
 /// The e-mail for an automatic disable.
 pub fn disabled_email(public_url: &str, notice: &DisableNotice) -> Email {
-    let at = notice.at.format("%Y-%m-%d %H:%M:%S").to_string();
-    let (body, subject) = match notice.locale {
-        Locale::En => (
-            DisabledEmail {
-                n: notice,
-                at,
-                last_error: notice.last_error.as_deref().unwrap_or("none recorded"),
-                public_url,
-            }
-            .render(),
-            format!("chatbundle: a webhook of \"{}\" was switched off", notice.workspace_name),
-        ),
-        Locale::Ja => (
-            DisabledEmailJa {
-                n: notice,
-                at,
-                last_error: notice.last_error.as_deref().unwrap_or("記録なし"),
-                public_url,
-            }
-            .render(),
-            format!("chatbundle: ワークスペース「{}」の Webhook を停止しました", notice.workspace_name),
-        ),
-    };
-    Email { recipient: notice.owner_email.clone(), subject, body: body.expect("the e-mail template renders") }
+    let m = mail_words(notice.locale);
+    let body = DisabledEmail {
+        m,
+        n: notice,
+        at: notice.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        last_error: notice.last_error.as_deref().unwrap_or(m.none_recorded),
+        public_url,
+    }
+    .render()
+    .expect("the e-mail template renders");
+    let subject =
+        format!("{}{}{}", m.disabled_subject_before, notice.workspace_name, m.disabled_subject_after);
+    Email { recipient: notice.owner_email.clone(), subject, body }
 }
 
 #[derive(Template)]
 #[template(path = "gave_up_email.txt")]
 struct GaveUpEmail<'a> {
-    n: &'a GaveUpNotice,
-    at: String,
-    chat: &'a str,
-    answer: String,
-    public_url: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "gave_up_email.ja.txt")]
-struct GaveUpEmailJa<'a> {
+    m: &'a MailWords,
     n: &'a GaveUpNotice,
     at: String,
     chat: &'a str,
@@ -77,34 +49,28 @@ struct GaveUpEmailJa<'a> {
 
 /// The e-mail for a delivery given up after its endpoint rejected it.
 pub fn gave_up_email(public_url: &str, notice: &GaveUpNotice) -> Email {
-    let status = notice.status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| "no status".into());
+    let m = mail_words(notice.locale);
+    let status = notice.status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| m.no_status.into());
     let excerpt: String = notice.response_excerpt.as_deref().unwrap_or("").chars().take(300).collect();
     let answer = if excerpt.trim().is_empty() { status } else { format!("{status}: {}", excerpt.trim()) };
-    let at = notice.at.format("%Y-%m-%d %H:%M:%S").to_string();
-    let (body, subject) = match notice.locale {
-        Locale::En => (
-            GaveUpEmail { n: notice, at, chat: notice.chat.as_deref().unwrap_or("none"), answer, public_url }
-                .render(),
-            format!("chatbundle: a webhook of \"{}\" refused a delivery", notice.workspace_name),
-        ),
-        Locale::Ja => (
-            GaveUpEmailJa {
-                n: notice,
-                at,
-                chat: notice.chat.as_deref().unwrap_or("なし"),
-                answer,
-                public_url,
-            }
-            .render(),
-            format!("chatbundle: ワークスペース「{}」の Webhook が配信を拒否しました", notice.workspace_name),
-        ),
-    };
-    Email { recipient: notice.owner_email.clone(), subject, body: body.expect("the e-mail template renders") }
+    let body = GaveUpEmail {
+        m,
+        n: notice,
+        at: notice.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        chat: notice.chat.as_deref().unwrap_or(m.none),
+        answer,
+        public_url,
+    }
+    .render()
+    .expect("the e-mail template renders");
+    let subject = format!("{}{}{}", m.gave_up_subject_before, notice.workspace_name, m.gave_up_subject_after);
+    Email { recipient: notice.owner_email.clone(), subject, body }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Locale;
     use chrono::TimeZone;
 
     #[test]

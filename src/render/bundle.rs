@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use super::words::{Words, words};
 use super::{ChatObject, MessageObject, chat_url, media, timestamp};
 use crate::domain::{Account, Locale, new_id};
 use crate::store::{Chat, StoredMessage};
+use crate::words::{NoteWords as Words, note_words as words};
 
 /// Where a bundle is cut into parts.
 #[derive(Debug, Clone, Copy)]

@@ -3,8 +3,8 @@
 
 use std::borrow::Cow;
 
-use super::words::Words;
 use crate::domain::{Attachment, AttachmentKind};
+use crate::words::NoteWords as Words;
 
 /// One medium's placeholder: "[image]", "[document: invoice.pdf]", "[location 35.68, 139.76]".
 pub fn placeholder(attachment: &Attachment, w: &Words) -> String {
@@ -60,7 +60,7 @@ pub fn note_text<'a>(text: &'a str, attachments: &[Attachment], w: &Words) -> Co
 mod tests {
     use super::*;
     use crate::domain::Locale;
-    use crate::render::words::words;
+    use crate::words::note_words as words;
 
     fn with(kind: AttachmentKind, f: impl FnOnce(&mut Attachment)) -> Attachment {
         let mut a = Attachment::new(kind);

@@ -4,7 +4,6 @@
 
 pub mod bundle;
 pub mod media;
-pub mod words;
 
 use std::borrow::Cow;
 
@@ -95,7 +94,7 @@ macro_rules! message_object {
             message_id: &m.message_id,
             sender: &m.sender,
             recipient: &m.recipient,
-            text: media::message_text(&m.text, &m.attachments, words::words($locale)),
+            text: media::message_text(&m.text, &m.attachments, crate::words::note_words($locale)),
             attachments: &m.attachments,
         }
     }};

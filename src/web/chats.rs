@@ -10,12 +10,12 @@ use serde::Deserialize;
 use tracing::instrument;
 
 use super::session::CsrfForm;
-use super::words::{PageWords, page_words};
 use super::{FormErrors, PageError, Session, keep, page, see_other};
 use crate::domain::{ChatId, EmailAddress, Name};
 use crate::render::chat_url;
 use crate::service::AppState;
 use crate::store::{Chat, ChatOwner, SessionTransition};
+use crate::words::{PageWords, page_words};
 
 #[derive(Template)]
 #[template(path = "web/chat.html")]

@@ -11,13 +11,12 @@
 //! behind the sign-in (the ingest key and secrets are shown there).
 //!
 //! A page that belongs to one workspace speaks that workspace's language, its words from
-//! [`words`]; the others (sign-in, the list of workspaces, failures) speak the default one.
+//! [`crate::words`]; the others (sign-in, the list of workspaces, failures) speak the default one.
 
 mod chats;
 mod session;
 mod transcript;
 mod webhooks;
-mod words;
 mod workspaces;
 
 use std::collections::HashMap;
@@ -34,8 +33,8 @@ use crate::http::error::RETRY_AFTER_SECONDS;
 use crate::service::AppState;
 use crate::store::StoreError;
 
+use crate::words::{PageWords, default_page_words as default_words};
 pub use session::Session;
-use words::{PageWords, default_words};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

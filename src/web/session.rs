@@ -13,11 +13,11 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tracing::instrument;
 
-use super::words::{PageWords, default_words};
 use super::{PageError, page, see_other};
 use crate::http::auth::same_secret;
 use crate::http::server::Client;
 use crate::service::AppState;
+use crate::words::{PageWords, default_page_words as default_words};
 
 /// How long a sign-in lasts.
 const SESSION_HOURS: i64 = 12;

@@ -14,10 +14,10 @@ use serde::Deserialize;
 
 use tracing::instrument;
 
-use super::words::{PageWords, page_words};
 use crate::domain::Direction;
 use crate::service::AppState;
 use crate::store::StoreError;
+use crate::words::{PageWords, page_words};
 
 /// Messages per page.
 const PAGE: u32 = 50;
@@ -113,7 +113,7 @@ pub async fn page(
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
-    let (w, note_words) = (page_words(locale), crate::render::words::words(locale));
+    let (w, note_words) = (page_words(locale), crate::words::note_words(locale));
     // A link from a note opens the page that holds the bundle's first message.
     let rank = match query.at {
         Some(seq) if query.page.is_none() => match state.store.message_rank(chat.id, seq).await {

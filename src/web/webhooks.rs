@@ -10,7 +10,6 @@ use serde::Deserialize;
 use tracing::instrument;
 
 use super::session::CsrfForm;
-use super::words::{PageWords, page_words};
 use super::workspaces::{Overlay, workspace_page};
 use super::{FormErrors, PageError, Session, keep, page, see_other};
 use crate::deliver::SigningSecret;
@@ -22,6 +21,7 @@ use crate::service;
 use crate::service::AppState;
 use crate::service::activity::{Format, TestResult};
 use crate::store::{ActivityRow, DeliveryInfo, NewWebhook, StoreResult, Webhook, WebhookPatch, Workspace};
+use crate::words::{PageWords, page_words};
 
 #[derive(Debug, Default, Deserialize, Clone)]
 pub struct WebhookForm {

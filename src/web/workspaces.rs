@@ -11,7 +11,6 @@ use tracing::instrument;
 
 use super::session::CsrfForm;
 use super::webhooks::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
-use super::words::{PageWords, default_words, page_words};
 use super::{FormErrors, PageError, Session, keep, page, see_other};
 use crate::domain::{
     Account, EmailAddress, Granularity, Locale, Name, SessionStatus, Timezone, WebhookId, WorkspaceId,
@@ -19,6 +18,7 @@ use crate::domain::{
 use crate::service;
 use crate::service::AppState;
 use crate::store::{ChatSummary, NewWorkspace, Workspace, WorkspacePatch};
+use crate::words::{PageWords, default_page_words as default_words, page_words};
 
 #[derive(Template)]
 #[template(path = "web/home.html")]

@@ -1,14 +1,7 @@
-//! The words chatbundle writes into notes, one catalogue per language: adding a language is
-//! adding one file here (and its [`Locale`] variant). The note templates take their words and
-//! word order from the catalogue; payload keys never change.
-
-mod en;
-mod ja;
-
-use crate::domain::Locale;
+//! The words of a bundle's note (and a medium's placeholder), which a CRM shows.
 
 /// One language's words for a bundle's note.
-pub struct Words {
+pub struct NoteWords {
     /// How a note line gives a message's time (`strftime`).
     pub note_time: &'static str,
     /// A note line's head is `before`, the sender and the time (in this order when
@@ -26,7 +19,7 @@ pub struct Words {
     /// Who a line is from when the message names no one.
     pub unknown_sender: &'static str,
     /// What a medium is called in its placeholder: "[image]", "[document: invoice.pdf]",
-    /// "[location 35.68, 139.76]" (see `render::media`).
+    /// "[location 35.68, 139.76]" (see `crate::render::media`).
     pub media: MediaWords,
 }
 
@@ -42,12 +35,4 @@ pub struct MediaWords {
     pub contact: &'static str,
     pub link: &'static str,
     pub file: &'static str,
-}
-
-/// The catalogue of a language.
-pub fn words(locale: Locale) -> &'static Words {
-    match locale {
-        Locale::En => &en::WORDS,
-        Locale::Ja => &ja::WORDS,
-    }
 }

@@ -1,16 +1,12 @@
 //! The words of the pages that belong to one workspace (its page, a chat's page, a webhook's
-//! preview, a chat's public transcript), one catalogue per language: adding a language is adding
-//! one file here (and its [`Locale`] variant). A phrase with a value inside comes as the pieces
-//! around the value, so each language keeps its own word order.
+//! preview, a chat's public transcript). A phrase with a value inside comes as the pieces around
+//! the value, so each language keeps its own word order.
 //!
 //! Only what a person reads changes with the language: form values, field names, ids, classes and
 //! the identifiers shown as they are (session statuses, activity kinds) never do, nor do the
 //! refusals of the domain's checks, which the admin API shares.
 
-mod en;
-mod ja;
-
-use crate::domain::{DeliveryStatus, Granularity, Locale};
+use crate::domain::{DeliveryStatus, Granularity};
 use crate::store::SessionCause;
 
 /// One language's words for the pages.
@@ -233,19 +229,6 @@ pub struct PageWords {
     pub transcript_older: &'static str,
 }
 
-/// The catalogue of a language.
-pub fn page_words(locale: Locale) -> &'static PageWords {
-    match locale {
-        Locale::En => &en::WORDS,
-        Locale::Ja => &ja::WORDS,
-    }
-}
-
-/// The catalogue of the pages that belong to no workspace (sign-in, the list, failures).
-pub fn default_words() -> &'static PageWords {
-    page_words(Locale::default())
-}
-
 impl PageWords {
     /// The label of a granularity choice.
     pub fn granularity(&self, granularity: Granularity) -> &'static str {
@@ -278,24 +261,6 @@ impl PageWords {
             SessionCause::Reply => self.cause_reply,
             SessionCause::Reported => self.cause_reported,
             SessionCause::Earlier => self.cause_earlier,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every language's date formats are ones chrono can write.
-    #[test]
-    fn every_catalogues_time_formats_are_valid() {
-        use chrono::format::{Item, StrftimeItems};
-        for locale in Locale::ALL {
-            let w = page_words(locale);
-            for format in [w.time, w.time_seconds, w.transcript_day] {
-                assert!(!StrftimeItems::new(format).any(|i| i == Item::Error), "{format} ({locale:?})");
-            }
-            assert_eq!(w.lang, locale.as_str());
         }
     }
 }

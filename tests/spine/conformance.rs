@@ -118,15 +118,24 @@ impl World {
     /// Claims until nothing is due, marking each delivered; the payloads as text, in claim
     /// order, each checked to be `webhook`'s.
     async fn drain_text(&self, webhook: &WebhookId) -> Vec<String> {
-        let mut seen = Vec::new();
+        let mut by_webhook = self.drain_by_webhook().await;
+        let seen = by_webhook.remove(webhook).unwrap_or_default();
+        assert!(by_webhook.is_empty(), "deliveries of other webhooks: {by_webhook:?}");
+        seen
+    }
+
+    /// Claims until nothing is due, marking each delivered; the payloads as text, by webhook,
+    /// each webhook's in claim order.
+    async fn drain_by_webhook(&self) -> BTreeMap<WebhookId, Vec<String>> {
+        let mut seen: BTreeMap<WebhookId, Vec<String>> = BTreeMap::new();
         loop {
             let claimed = claim(&self.store, 10).await;
             if claimed.is_empty() {
                 return seen;
             }
             for delivery in claimed {
-                assert_eq!(&delivery.webhook_id, webhook);
-                seen.push(String::from_utf8(delivery.payload.clone()).unwrap());
+                let text = String::from_utf8(delivery.payload.clone()).unwrap();
+                seen.entry(delivery.webhook_id.clone()).or_default().push(text);
                 record(&self.store, &delivery, self.now(), AttemptOutcome::Delivered).await;
             }
         }
@@ -268,6 +277,11 @@ fn plan(boundary: DateTime<Utc>) -> PlanDeliveries {
     })
 }
 
+/// A webhook's closing state, as the closer reads it.
+async fn closing_state(store: &SharedStore, webhook: &WebhookId) -> chatbundle::store::BundlingWebhook {
+    store.bundling_webhooks(None).await.unwrap().into_iter().find(|w| w.id == *webhook).unwrap()
+}
+
 /// Closes `[bundled_before, boundary)` of `webhook` step by step, as the closer does; returns
 /// the last progress (Done, Superseded or NotYet).
 async fn close(
@@ -278,8 +292,7 @@ async fn close(
     flush: bool,
 ) -> CloseProgress {
     loop {
-        let state =
-            store.bundling_webhooks(None).await.unwrap().into_iter().find(|w| w.id == *webhook).unwrap();
+        let state = closing_state(store, webhook).await;
         let step = CloseStep {
             webhook_id: webhook.clone(),
             bundled_before: state.bundled_before,
@@ -1003,21 +1016,9 @@ pub async fn media_are_kept_whole_and_go_only_to_webhooks_that_take_them(factory
     let outcome = world.store.ingest(batch).await.unwrap();
     assert_eq!((outcome.accepted, outcome.queued), (2, true));
 
-    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    loop {
-        let claimed = claim(&world.store, 10).await;
-        if claimed.is_empty() {
-            break;
-        }
-        for delivery in claimed {
-            let text = String::from_utf8(delivery.payload.clone()).unwrap();
-            let who = if delivery.webhook_id == skips { "skips" } else { "takes" };
-            got.entry(who.into()).or_default().push(text);
-            record(&world.store, &delivery, world.now(), AttemptOutcome::Delivered).await;
-        }
-    }
-    assert_eq!(got["skips"], ["m-text:0", "m-media:0"], "a webhook that skips media gets the caption alone");
-    assert_eq!(got["takes"], ["m-text:0", "m-media:2"]);
+    let got = world.drain_by_webhook().await;
+    assert_eq!(got[&skips], ["m-text:0", "m-media:0"], "a webhook that skips media gets the caption alone");
+    assert_eq!(got[&takes], ["m-text:0", "m-media:2"]);
 
     let chat = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
     let stored = world.store.chat_messages(chat, 10, 0).await.unwrap();
@@ -1058,20 +1059,9 @@ pub async fn a_chat_opened_with_media_is_new_with_the_first_message_each_webhook
     second.render_immediate = render;
     world.store.ingest(second).await.unwrap();
 
-    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    loop {
-        let claimed = claim(&world.store, 10).await;
-        if claimed.is_empty() {
-            break;
-        }
-        for delivery in claimed {
-            let who = if delivery.webhook_id == skips { "skips" } else { "takes" };
-            got.entry(who.into()).or_default().push(String::from_utf8(delivery.payload.clone()).unwrap());
-            record(&world.store, &delivery, world.now(), AttemptOutcome::Delivered).await;
-        }
-    }
-    assert_eq!(got["skips"], ["m-2:true:0", "m-3:false:0"]);
-    assert_eq!(got["takes"], ["m-1:true:1", "m-2:false:0", "m-3:false:0"]);
+    let got = world.drain_by_webhook().await;
+    assert_eq!(got[&skips], ["m-2:true:0", "m-3:false:0"]);
+    assert_eq!(got[&takes], ["m-1:true:1", "m-2:false:0", "m-3:false:0"]);
 
     let chat = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
     let seq = |id: &str, messages: &[chatbundle::store::StoredMessage]| {
@@ -1092,8 +1082,12 @@ pub async fn a_chat_opened_with_media_is_new_with_the_first_message_each_webhook
     world.store.ingest(request(&world, vec![late], Vec::new())).await.unwrap();
     world.clock.advance(Duration::from_secs(3600));
     let boundary = world.now();
-    let state =
-        world.store.bundling_webhooks(None).await.unwrap().into_iter().find(|w| w.id == hourly).unwrap();
+    assert_eq!(closing_state(&world.store, &hourly).await.media, Media::Skip);
+    // A change of what it takes holds for what is buffered: the next close reads it.
+    let patch = WebhookPatch { media: Some(Media::Placeholder), ..WebhookPatch::default() };
+    world.store.update_webhook(&hourly, patch).await.unwrap().unwrap();
+    let state = closing_state(&world.store, &hourly).await;
+    assert_eq!(state.media, Media::Placeholder);
     let plan: PlanDeliveries = Arc::new(move |chat, firsts, messages| {
         let seq = messages[0].seq;
         let payload = json!({"chat": chat.external_id, "any": firsts.any == Some(seq), "text": firsts.text == Some(seq)});
@@ -1129,6 +1123,20 @@ fn said(id: &str, chat: &str, direction: Direction) -> NewMessage {
         account: None,
         channel: "api".into(),
         attachments: Vec::new(),
+    }
+}
+
+/// A source's report that a chat's session ended.
+fn ended(world: &World, chat: &str) -> SessionChange {
+    SessionChange {
+        workspace_id: world.workspace.clone(),
+        source_key: "api".into(),
+        chat: ChatInfo { external_id: chat.into(), ..ChatInfo::default() },
+        session_id: None,
+        status: Some(SessionStatus::Ended),
+        assignee_type: None,
+        channel: None,
+        reported: ReportedSession::default(),
     }
 }
 
@@ -1177,16 +1185,7 @@ pub async fn messages_move_sessions_and_each_move_is_recorded_once(factory: &dyn
     let id = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
     ingest(vec![said("m2", "c1", Direction::Sent), said("m3", "c1", Direction::Sent)], vec![]).await;
     ingest(vec![said("m1", "c1", Direction::Received)], vec![]).await;
-    let ended = SessionChange {
-        workspace_id: world.workspace.clone(),
-        source_key: "api".into(),
-        chat: ChatInfo { external_id: "c1".into(), ..ChatInfo::default() },
-        session_id: None,
-        status: Some(SessionStatus::Ended),
-        assignee_type: None,
-        channel: None,
-        reported: ReportedSession::default(),
-    };
+    let ended = ended(&world, "c1");
     ingest(vec![], vec![ended.clone()]).await;
     ingest(vec![], vec![ended]).await;
     // A sent message does not reopen an ended session; the customer's next message does.
@@ -1226,16 +1225,7 @@ pub async fn racing_messages_move_a_session_once(factory: &dyn Factory) {
         .await
         .unwrap();
     let id = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
-    let ended = SessionChange {
-        workspace_id: world.workspace.clone(),
-        source_key: "api".into(),
-        chat: ChatInfo { external_id: "c1".into(), ..ChatInfo::default() },
-        session_id: None,
-        status: Some(SessionStatus::Ended),
-        assignee_type: None,
-        channel: None,
-        reported: ReportedSession::default(),
-    };
+    let ended = ended(&world, "c1");
     world.store.ingest(request(&world, vec![], vec![ended])).await.unwrap();
     for direction in [Direction::Received, Direction::Sent] {
         let writers: Vec<_> = (0..8)

@@ -144,7 +144,7 @@ impl Application {
             workers: Default::default(),
             http: Arc::new(config.http.clone()),
             throttle: Arc::new(crate::http::throttle::Throttle::new(throttle_clock)),
-            replays: Default::default(),
+            bodies: Arc::new(crate::http::body::BodyBudget::new(config.http.max_buffered_mib * 1024 * 1024)),
         };
         let state = AppState { base, closer: closer_handle, deliverer: deliverer.clone(), addresses };
         crate::telemetry::prometheus();

@@ -93,12 +93,30 @@ pub struct HttpConfig {
     /// A request's headers must arrive within this, counted from when the connection is ready
     /// for a request: it is also how long a kept-alive connection may stay idle.
     pub header_timeout: HumanDuration,
-    /// A request's whole body must arrive within this.
+    /// A request's whole body must arrive within this, when the request carries a credential
+    /// that checks out before its body is read (the admin token, an ingest key, a signed-in
+    /// session, an inbound URL's key).
     pub body_timeout: HumanDuration,
+    /// The same for every other request (the sign-in form, a wrong credential): shorter, so
+    /// that strangers cannot hold memory and connections by sending slowly.
+    pub anonymous_body_timeout: HumanDuration,
+    /// An answer the client does not read for this long ends its connection.
+    pub write_timeout: HumanDuration,
+    /// The largest body of the inbound routes: the JSON API's ingest and the channels' URLs
+    /// (KiB).
+    pub inbound_body_kib: usize,
+    /// The largest body of every other route: the admin API, the sign-in and every form (KiB).
+    pub form_body_kib: usize,
+    /// Request bodies held in memory at once, across all connections (MiB); a request that
+    /// would go over is answered 503 before its body is read.
+    pub max_buffered_mib: usize,
     /// Connections open at once, in all.
     pub max_connections: usize,
-    /// Connections open at once from one client address.
+    /// Connections open at once from one client (an IPv4 address, an IPv6 /64).
     pub max_connections_per_client: usize,
+    /// Of `max_connections`, the last ones, kept for the health checks and the admin's routes
+    /// (one per client), so that `/healthz` and `/readyz` answer when the rest are taken.
+    pub reserved_connections: usize,
     /// Reverse proxies whose `X-Forwarded-For` names the client (for limits and logs).
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -108,8 +126,14 @@ impl Default for HttpConfig {
         HttpConfig {
             header_timeout: HumanDuration(Duration::from_secs(10)),
             body_timeout: HumanDuration(Duration::from_secs(30)),
+            anonymous_body_timeout: HumanDuration(Duration::from_secs(10)),
+            write_timeout: HumanDuration(Duration::from_secs(60)),
+            inbound_body_kib: 1024,
+            form_body_kib: 64,
+            max_buffered_mib: 256,
             max_connections: 4096,
             max_connections_per_client: 256,
+            reserved_connections: 64,
             trusted_proxies: Vec::new(),
         }
     }
@@ -280,11 +304,32 @@ impl Config {
         if h.header_timeout.0.is_zero() {
             return Err(invalid("http.header_timeout", "must be longer than zero"));
         }
-        if h.body_timeout.0.is_zero() {
-            return Err(invalid("http.body_timeout", "must be longer than zero"));
+        for (key, value) in [
+            ("http.body_timeout", &h.body_timeout),
+            ("http.anonymous_body_timeout", &h.anonymous_body_timeout),
+            ("http.write_timeout", &h.write_timeout),
+        ] {
+            if value.0.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        for (key, value) in [
+            ("http.inbound_body_kib", h.inbound_body_kib),
+            ("http.form_body_kib", h.form_body_kib),
+            ("http.max_buffered_mib", h.max_buffered_mib),
+        ] {
+            if !(1..=1 << 20).contains(&value) {
+                return Err(invalid(key, "must be between 1 and 1048576"));
+            }
+        }
+        if h.max_buffered_mib * 1024 < h.inbound_body_kib.max(h.form_body_kib) {
+            return Err(invalid("http.max_buffered_mib", "must hold at least one body of the largest kind"));
         }
         if h.max_connections == 0 {
             return Err(invalid("http.max_connections", "must be at least 1"));
+        }
+        if h.reserved_connections >= h.max_connections {
+            return Err(invalid("http.reserved_connections", "must be fewer than http.max_connections"));
         }
         if h.max_connections_per_client == 0 {
             return Err(invalid("http.max_connections_per_client", "must be at least 1"));
@@ -431,9 +476,15 @@ max_connections = {db_connections}           # connections to PostgreSQL per dae
 
 [http]
 header_timeout             = "{header_timeout}"   # also how long a kept-alive connection may idle
-body_timeout               = "{body_timeout}"
+body_timeout               = "{body_timeout}"   # for requests with a valid credential
+anonymous_body_timeout     = "{anonymous_body_timeout}"   # for the others (sign-in, wrong credentials)
+write_timeout              = "{write_timeout}"    # an answer the client does not read ends its connection
+inbound_body_kib           = {inbound_body_kib}         # ingest and the channels' inbound URLs
+form_body_kib              = {form_body_kib}           # the admin API, the sign-in and every form
+max_buffered_mib           = {max_buffered_mib}          # bodies held at once, all connections together
 max_connections            = {max_connections}
-max_connections_per_client = {max_per_client}
+max_connections_per_client = {max_per_client}           # per IPv4 address or IPv6 /64
+reserved_connections       = {reserved}           # kept for /healthz, /readyz, /metrics and the admin
 trusted_proxies            = [{trusted}]           # reverse proxies whose X-Forwarded-For is believed
 
 [delivery]
@@ -464,6 +515,12 @@ grace = "{grace}"
         },
         header_timeout = dur(&h.header_timeout),
         body_timeout = dur(&h.body_timeout),
+        anonymous_body_timeout = dur(&h.anonymous_body_timeout),
+        write_timeout = dur(&h.write_timeout),
+        inbound_body_kib = h.inbound_body_kib,
+        form_body_kib = h.form_body_kib,
+        max_buffered_mib = h.max_buffered_mib,
+        reserved = h.reserved_connections,
         max_connections = h.max_connections,
         max_per_client = h.max_connections_per_client,
         timeout = dur(&d.timeout),

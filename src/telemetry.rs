@@ -81,6 +81,11 @@ pub mod metric {
     pub const CONNECTIONS_REFUSED: &str = "chatbundle_connections_refused_total";
     /// Requests refused because their client guessed credentials too often.
     pub const AUTH_THROTTLED: &str = "chatbundle_auth_throttled_total";
+    /// Connections ended because the client did not read its answer (`http.write_timeout`).
+    pub const WRITE_TIMEOUTS: &str = "chatbundle_http_write_timeouts_total";
+    /// Requests answered 503 before their body was read: bodies held were at
+    /// `http.max_buffered_mib`.
+    pub const BODIES_REFUSED: &str = "chatbundle_http_bodies_refused_total";
 }
 
 /// The process's Prometheus recorder, installed on first use.
@@ -112,6 +117,8 @@ fn describe() {
     metrics::describe_counter!(WEBHOOKS_AUTO_DISABLED, "Webhooks switched off after failing");
     metrics::describe_counter!(CONNECTIONS_REFUSED, "Connections closed at once: too many open");
     metrics::describe_counter!(AUTH_THROTTLED, "Requests refused after too many wrong credentials");
+    metrics::describe_counter!(WRITE_TIMEOUTS, "Connections ended: the client did not read its answer");
+    metrics::describe_counter!(BODIES_REFUSED, "Requests refused: too many request bodies held at once");
 }
 
 #[cfg(test)]

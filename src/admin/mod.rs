@@ -26,6 +26,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(sources::create, sources::list))
         .routes(routes!(sources::show, sources::update, sources::delete))
+        .routes(routes!(sources::show_one, sources::update_one, sources::delete_one))
+        .routes(routes!(sources::rotate))
         .routes(routes!(activity::latest))
         .routes(routes!(activity::log))
         .routes(routes!(activity::test))
@@ -37,6 +39,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(chats::show, chats::update))
         .routes(routes!(chats::rotate_token))
         .routes(routes!(chats::sessions))
+        .route_layer(axum::middleware::from_fn(crate::http::body::form_bodies))
+        .layer(axum::middleware::map_response(no_store))
+}
+
+/// Admin answers hold ingest keys, secrets shown once and customers' messages: no cache, shared or
+/// private, may keep them.
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header::CACHE_CONTROL};
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The workspace, or a 404 saying there is none.

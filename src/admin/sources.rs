@@ -1,6 +1,7 @@
-//! Sources: `POST/GET /api/v1/workspaces/{id}/sources`, `GET/PATCH/DELETE
-//! /api/v1/workspaces/{id}/sources/{source_id}`. Credentials go in and are never shown again; each
-//! source shows the inbound URL to paste into its channel.
+//! Sources: `POST/GET /api/v1/workspaces/{id}/sources`, `GET/PATCH/DELETE /api/v1/sources/{id}`
+//! (and the same under `/api/v1/workspaces/{id}/sources/{source_id}`), `POST
+//! /api/v1/sources/{id}/rotate`. Credentials go in and are never shown again; each source shows the
+//! inbound URL to paste into its channel, whose key can be rotated.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -100,10 +101,14 @@ fn credentials(kind: SourceKind, given: Map<String, Value>) -> Result<Value, Api
 }
 
 async fn owned(state: &AppState, workspace_id: &WorkspaceId, id: &SourceId) -> Result<Source, ApiError> {
-    match state.store.get_source(id).await? {
-        Some(source) if source.workspace_id == *workspace_id => Ok(source),
+    match found(state, id).await? {
+        source if source.workspace_id == *workspace_id => Ok(source),
         _ => Err(ApiError::not_found("source")),
     }
+}
+
+async fn found(state: &AppState, id: &SourceId) -> Result<Source, ApiError> {
+    state.store.get_source(id).await?.ok_or_else(|| ApiError::not_found("source"))
 }
 
 #[utoipa::path(
@@ -217,13 +222,18 @@ pub async fn update(
     Body(body): Body<UpdateSource>,
 ) -> Result<Json<SourceView>, ApiError> {
     let source = owned(&state, &workspace_id, &id).await?;
+    updated(&state, source, body).await
+}
+
+async fn updated(state: &AppState, source: Source, body: UpdateSource) -> Result<Json<SourceView>, ApiError> {
     let patch = SourcePatch {
         name: body.name.as_deref().map(|n| name("name", n, 200)).transpose()?,
         account: body.account.map(|a| account("account", a)).transpose()?,
         credentials: body.credentials.map(|c| credentials(source.kind, c)).transpose()?,
         enabled: body.enabled,
     };
-    let source = state.store.update_source(&id, patch).await?.ok_or_else(|| ApiError::not_found("source"))?;
+    let source =
+        state.store.update_source(&source.id, patch).await?.ok_or_else(|| ApiError::not_found("source"))?;
     info!("source updated");
     Ok(Json(SourceView::new(source, &state.public_url)))
 }
@@ -250,9 +260,105 @@ pub async fn delete(
     Path((workspace_id, id)): Path<(WorkspaceId, SourceId)>,
 ) -> Result<StatusCode, ApiError> {
     owned(&state, &workspace_id, &id).await?;
-    state.store.delete_source(&id).await?;
+    deleted(&state, &id).await
+}
+
+async fn deleted(state: &AppState, id: &SourceId) -> Result<StatusCode, ApiError> {
+    state.store.delete_source(id).await?;
     info!("source deleted; its chats and messages stay");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    get,
+    operation_id = "source_show",
+    path = "/api/v1/sources/{id}",
+    tag = "sources",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Source id")),
+    responses(
+        (status = 200, description = "The source, without its secrets", body = SourceView),
+        crate::http::Errors
+    )
+)]
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
+pub async fn show_one(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<SourceId>,
+) -> Result<Json<SourceView>, ApiError> {
+    Ok(Json(SourceView::new(found(&state, &id).await?, &state.public_url)))
+}
+
+#[utoipa::path(
+    patch,
+    operation_id = "source_update",
+    path = "/api/v1/sources/{id}",
+    tag = "sources",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Source id")),
+    request_body = UpdateSource,
+    responses(
+        (status = 200, description = "The updated source", body = SourceView),
+        crate::http::Errors
+    )
+)]
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
+pub async fn update_one(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<SourceId>,
+    Body(body): Body<UpdateSource>,
+) -> Result<Json<SourceView>, ApiError> {
+    let source = found(&state, &id).await?;
+    updated(&state, source, body).await
+}
+
+#[utoipa::path(
+    delete,
+    operation_id = "source_delete",
+    path = "/api/v1/sources/{id}",
+    tag = "sources",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Source id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        crate::http::Errors
+    )
+)]
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
+pub async fn delete_one(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<SourceId>,
+) -> Result<StatusCode, ApiError> {
+    found(&state, &id).await?;
+    deleted(&state, &id).await
+}
+
+#[utoipa::path(
+    post,
+    operation_id = "source_rotate",
+    path = "/api/v1/sources/{id}/rotate",
+    tag = "sources",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Source id")),
+    responses(
+        (status = 200, description = "The source with its new `inbound_url`; the old one answers 404 from now on. Paste the new one into the channel.", body = SourceView),
+        crate::http::Errors
+    )
+)]
+/// `POST /api/v1/sources/{id}/rotate`: a new inbound URL for a source whose URL may have leaked
+/// (for a channel that signs nothing, the URL is the whole secret). Its chats and messages stay.
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
+pub async fn rotate(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<SourceId>,
+) -> Result<Json<SourceView>, ApiError> {
+    let source = state.store.rotate_inbound_key(&id).await?.ok_or_else(|| ApiError::not_found("source"))?;
+    info!(kind = source.kind.as_str(), "inbound URL rotated; the old one answers 404");
+    Ok(Json(SourceView::new(source, &state.public_url)))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

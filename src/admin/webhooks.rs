@@ -290,9 +290,11 @@ pub async fn update(
     let secret = body.secret.map(|s| s.map(secret).transpose().map(Option::flatten)).transpose()?;
     let patch = WebhookPatch {
         url: match body.url.as_deref() {
-            // The URL as the API shows it (password masked) means "unchanged".
-            Some(value) if unmasked_url(value, &before.url) == before.url => None,
-            Some(value) => Some(url(&state, value).await?),
+            // A password sent back masked, as the API shows it, means the stored one.
+            Some(value) => match unmasked_url(value, &before.url).map_err(|e| ApiError::field("url", e))? {
+                meant if meant == before.url => None,
+                meant => Some(url(&state, &meant).await?),
+            },
             None => None,
         },
         granularity: body.granularity,

@@ -128,6 +128,7 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     let not_public = ip.is_unspecified()
         || ip.is_loopback()
         || s[0..6] == [0, 0, 0, 0, 0, 0]           // IPv4-compatible ::a.b.c.d (deprecated)
+        || s[0..6] == [0, 0, 0, 0, 0xffff, 0]      // IPv4-translated ::ffff:0:a.b.c.d (SIIT, never public)
         || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 64:ff9b:1::/48
         || (s[0] == 0x100 && s[1..4] == [0, 0, 0])  // discard 100::/64
         || (s[0] & 0xfe00) == 0xfc00                // unique local fc00::/7
@@ -194,6 +195,9 @@ mod tests {
         assert!(public("64:ff9b::808:808"), "NAT64 of 8.8.8.8");
         assert!(!public("2002:c0a8:0101::1"), "6to4 of 192.168.1.1");
         assert!(!public("::127.0.0.1"), "IPv4-compatible");
+        for translated in ["::ffff:0:7f00:1", "::ffff:0:808:808", "::ffff:0:0"] {
+            assert!(!public(translated), "{translated}: IPv4-translated (::ffff:0:0/96)");
+        }
     }
 
     #[test]

@@ -477,19 +477,54 @@ text_id!(
     "wh"
 );
 text_id!(
-    /// A source's id, `src_…`: also the secret part of its inbound URL.
+    /// A source's id, `src_…`: how the admin API and the page name it. Sources made before
+    /// inbound keys existed have their id as their [`InboundKey`] too, until it is rotated.
     SourceId,
     "src"
 );
 
 impl SourceId {
-    /// A fresh id for a new source: 24 random base-62 characters (about 143 bits) and nothing
-    /// else, since for a channel that signs nothing (Zoho Desk) it is all that keeps others from
-    /// posting to the inbound URL. (Other ids start with their creation time, to sort.)
+    /// A fresh id for a new source, all random like its inbound key (24 base-62 characters):
+    /// logs show ids shortened ([`crate::telemetry`]), and a random id is told apart by its first
+    /// characters where a time-ordered one is not.
     pub fn unguessable() -> Self {
         SourceId(format!("src_{}", random_token(24)))
     }
 }
+
+/// The secret part of a source's inbound URL, `/hooks/{kind}/{key}`. For a channel that signs
+/// nothing (Zoho Desk, Chatwoot without a secret) it is all that keeps others from posting
+/// messages there, so it goes nowhere but into the inbound URL shown to the source's admins: not
+/// into payloads, notes, e-mails, the activity log or the logs. Rotating it gives the URL a new
+/// key; the old one answers 404.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InboundKey(String);
+
+impl InboundKey {
+    /// A fresh key: `in_` and 32 random base-62 characters (about 190 bits).
+    pub fn generate() -> Self {
+        InboundKey(format!("in_{}", random_token(32)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A key as a URL gives it, if it could be one: `in_…`, or the `src_…` of a source made
+    /// before keys existed; letters and digits after the prefix, 64 characters at most. Anything
+    /// else finds nothing before a store is asked.
+    pub fn parse(segment: &str) -> Option<InboundKey> {
+        let rest = segment.strip_prefix("in_").or_else(|| segment.strip_prefix("src_"))?;
+        (segment.len() <= 64 && !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| InboundKey(segment.to_string()))
+    }
+
+    /// The key as stored (the store's rows hold only keys it made).
+    pub fn stored(key: String) -> Self {
+        InboundKey(key)
+    }
+}
+
 text_id!(
     /// A delivery's id: the `webhook-id` header it is sent under (`msg_…`, `b_…`, `ses_…`).
     DeliveryId,
@@ -585,10 +620,35 @@ pub fn masked_url(url: &str) -> String {
     }
 }
 
-/// The URL a form or PATCH means: what it sent, unless that is the stored URL as it is shown
-/// (masked), which means "unchanged".
-pub fn unmasked_url<'a>(submitted: &'a str, stored: &'a str) -> &'a str {
-    if submitted.trim() != stored && submitted.trim() == masked_url(stored) { stored } else { submitted }
+/// The URL a form or PATCH means, given the stored one. A password sent back masked (`****`, as
+/// every URL is shown) stands for the stored password, also when the path or query changed; but
+/// only for the same user at the same place (scheme, host and port): the stored password must not
+/// follow the URL to another user or another server, so there it has to be typed again.
+pub fn unmasked_url(submitted: &str, stored: &str) -> Result<String, Invalid> {
+    let submitted = submitted.trim();
+    if submitted == masked_url(stored) {
+        return Ok(stored.to_string());
+    }
+    let Ok(mut given) = reqwest::Url::parse(submitted) else { return Ok(submitted.to_string()) };
+    if given.password() != Some(MASK) {
+        return Ok(submitted.to_string());
+    }
+    let kept = reqwest::Url::parse(stored).ok().filter(|old| {
+        old.password().is_some()
+            && old.username() == given.username()
+            && old.scheme() == given.scheme()
+            && old.host_str() == given.host_str()
+            && old.port_or_known_default() == given.port_or_known_default()
+    });
+    match kept {
+        Some(old) => {
+            given.set_password(old.password()).map_err(|()| Invalid("cannot carry a password".into()))?;
+            Ok(given.to_string())
+        }
+        None => Err(Invalid(format!(
+            "its password is shown as {MASK}: type the password again for another user or host"
+        ))),
+    }
 }
 
 /// A new id with a kind prefix, e.g. `msg_0ujsszwN8NRY24YaXiTI`: eight characters of the
@@ -623,6 +683,20 @@ pub fn random_token(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inbound_keys_are_long_random_and_only_well_formed_ones_are_looked_up() {
+        let key = InboundKey::generate();
+        let random = key.as_str().strip_prefix("in_").expect("the prefix");
+        assert_eq!(random.len(), 32);
+        assert!(random.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(key, InboundKey::generate());
+        assert_eq!(InboundKey::parse(key.as_str()), Some(key));
+        assert!(InboundKey::parse("src_0123456789abcdefghijklmn").is_some(), "an older source's id");
+        for bad in ["", "in_", "src_", "ws_abc", "in_a%00b", "in_a/b", &format!("in_{}", "a".repeat(62))] {
+            assert_eq!(InboundKey::parse(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_source_id_is_all_random_and_long() {
@@ -692,12 +766,39 @@ mod tests {
         let stored = "https://zap:s3cr%40t@hooks.example.com/catch/1?x=1";
         let shown = masked_url(stored);
         assert_eq!(shown, "https://zap:****@hooks.example.com/catch/1?x=1");
-        assert_eq!(unmasked_url(&shown, stored), stored, "sent back as shown: unchanged");
-        assert_eq!(unmasked_url("https://other.example.com/x", stored), "https://other.example.com/x");
+        assert_eq!(unmasked_url(&shown, stored).unwrap(), stored, "sent back as shown: unchanged");
+        assert_eq!(
+            unmasked_url("https://other.example.com/x", stored).unwrap(),
+            "https://other.example.com/x"
+        );
         assert_eq!(masked_url("https://hooks.example.com/x"), "https://hooks.example.com/x");
         assert_eq!(
-            unmasked_url("https://hooks.example.com/x", "https://hooks.example.com/x"),
+            unmasked_url("https://hooks.example.com/x", "https://hooks.example.com/x").unwrap(),
             "https://hooks.example.com/x"
+        );
+    }
+
+    #[test]
+    fn a_masked_password_follows_a_new_path_but_not_a_new_user_or_host() {
+        let stored = "https://zap:s3cr%40t@hooks.example.com/catch/1?x=1";
+        assert_eq!(
+            unmasked_url("https://zap:****@hooks.example.com/catch/2", stored).unwrap(),
+            "https://zap:s3cr%40t@hooks.example.com/catch/2",
+            "a new path keeps the stored password, not the mask"
+        );
+        for elsewhere in [
+            "https://other:****@hooks.example.com/catch/1",
+            "https://zap:****@evil.example.com/catch/1",
+            "http://zap:****@hooks.example.com/catch/1",
+            "https://zap:****@hooks.example.com:8443/catch/1",
+        ] {
+            assert!(unmasked_url(elsewhere, stored).is_err(), "{elsewhere}");
+        }
+        assert!(unmasked_url("https://zap:****@hooks.example.com/x", "https://hooks.example.com/x").is_err());
+        assert_eq!(
+            unmasked_url("https://other:typed@hooks.example.com/x", stored).unwrap(),
+            "https://other:typed@hooks.example.com/x",
+            "a password typed again is taken as typed"
         );
     }
 

@@ -1,12 +1,17 @@
-//! Bearer tokens: the admin token opens everything, a workspace's ingest key opens its ingest.
+//! Bearer tokens (the admin token opens everything, a workspace's ingest key opens its ingest)
+//! and the signed cookie of the web page's sessions.
 
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::server::Client;
+use super::throttle::Guessed;
 use super::{ApiError, HttpState};
+use crate::domain::WorkspaceId;
 
 /// The bearer token of a request, if it carries one.
 pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
@@ -30,15 +35,13 @@ pub fn same_secret(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
-/// Refuses a client that is still shut out for guessing, before anything it sent is looked at.
-fn not_shut_out(parts: &Parts, state: &HttpState) -> Result<Client, ApiError> {
-    let client = Client::of(parts, &state.http.trusted_proxies);
-    match state.throttle.wait(client.0) {
-        Some(wait) => {
-            metrics::counter!(crate::telemetry::metric::AUTH_THROTTLED).increment(1);
-            Err(ApiError::throttled(wait))
-        }
-        None => Ok(client),
+/// Answers a wrong credential from `client`: `429` while it is shut out of guessing `what`, else
+/// `401` saying `detail`, the guess counted. Only ever called once a credential was found wrong,
+/// so the throttle never stands between a valid credential and its route.
+pub fn wrong(state: &HttpState, client: Client, what: Guessed, detail: &str) -> ApiError {
+    match state.throttle.refuse(client.net(), what) {
+        Some(wait) => ApiError::throttled(wait),
+        None => ApiError::unauthorized(detail.to_string()),
     }
 }
 
@@ -46,15 +49,17 @@ fn not_shut_out(parts: &Parts, state: &HttpState) -> Result<Client, ApiError> {
 pub enum Caller {
     Admin,
     /// Someone holding a bearer token that is not the admin token: maybe an ingest key. The
-    /// handler checks it, and reports a wrong one to the throttle with [`Caller::wrong_key`].
+    /// handler checks it, and answers a wrong one with [`Caller::wrong_key`].
     Key(String, Client),
 }
 
 impl Caller {
-    /// Notes that the key this caller sent opens nothing.
-    pub fn wrong_key(&self, state: &HttpState) {
-        if let Caller::Key(_, client) = self {
-            state.throttle.failed(client.0, "ingest key");
+    /// The answer to a key that is not `workspace`'s ingest key (nor the admin token).
+    pub fn wrong_key(&self, state: &HttpState, workspace: &WorkspaceId) -> ApiError {
+        const DETAIL: &str = "the bearer token is neither this workspace's ingest key nor the admin token";
+        match self {
+            Caller::Key(_, client) => wrong(state, *client, Guessed::IngestKey(workspace.clone()), DETAIL),
+            Caller::Admin => ApiError::unauthorized(DETAIL),
         }
     }
 }
@@ -67,12 +72,11 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = &HttpState::from_ref(state);
-        let client = not_shut_out(parts, state)?;
         let token = bearer(parts)?;
         if same_secret(token, &state.admin_token) {
             Ok(Caller::Admin)
         } else {
-            Ok(Caller::Key(token.to_string(), client))
+            Ok(Caller::Key(token.to_string(), Client::of(parts, &state.http.trusted_proxies)))
         }
     }
 }
@@ -89,10 +93,48 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Caller::from_request_parts(parts, state).await? {
             Caller::Admin => Ok(Admin),
-            Caller::Key(_, client) => {
-                HttpState::from_ref(state).throttle.failed(client.0, "admin token");
-                Err(ApiError::unauthorized("the bearer token is not the admin token"))
-            }
+            Caller::Key(_, client) => Err(wrong(
+                &HttpState::from_ref(state),
+                client,
+                Guessed::AdminToken,
+                "the bearer token is not the admin token",
+            )),
         }
     }
+}
+
+/// The name of the web page's session cookie.
+pub const SESSION_COOKIE: &str = "chatbundle_session";
+
+/// HMAC-SHA256 of `parts` (each ended by a NUL) under `key`, in hex.
+pub fn mac(key: &str, parts: &[&str]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
+    for part in parts {
+        mac.update(part.as_bytes());
+        mac.update(b"\0");
+    }
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The session cookie's value for session `id`: the id, signed with the admin token (so
+/// changing the token signs everyone out).
+pub fn session_cookie(admin_token: &str, id: &str) -> String {
+    format!("{id}.{}", mac(admin_token, &["session", id]))
+}
+
+/// The session cookie a request carries, as `(session id, cookie value)`, when its signature
+/// checks out. Whether that session is still alive is the store's to say.
+pub fn signed_session(parts: &Parts, admin_token: &str) -> Option<(String, String)> {
+    let value = parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (name, value) = c.trim().split_once('=')?;
+            (name == SESSION_COOKIE).then(|| value.to_string())
+        })?;
+    let (id, _) = value.split_once('.')?;
+    same_secret(&value, &session_cookie(admin_token, id)).then(|| (id.to_string(), value.clone()))
 }

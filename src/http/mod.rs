@@ -1,8 +1,9 @@
 //! What every HTTP route stands on: the shared state, the error answer, authentication (admin
-//! token, ingest keys, throttling of wrong guesses, replay memory), request bodies, the
-//! connection server and health. It knows no route: [`crate::routes`] composes them.
+//! token, ingest keys, session cookies, throttling of wrong guesses, the freshness of signed
+//! timestamps), bounded request bodies, the connection server and health. It knows no route: [`crate::routes`] composes them.
 
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -42,8 +43,8 @@ pub struct HttpState {
     pub http: Arc<crate::config::HttpConfig>,
     /// Wrong credentials cost a client time.
     pub throttle: Arc<throttle::Throttle>,
-    /// Signed WeChat pushes seen lately, so a captured signature cannot carry another body.
-    pub replays: Arc<replay::ReplayMemory>,
+    /// Request bodies held at once, across all connections (`http.max_buffered_mib`).
+    pub bodies: Arc<body::BodyBudget>,
 }
 
 /// Headers every answer carries: no content sniffing, no framing by other sites.

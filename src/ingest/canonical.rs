@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::error::IngestError;
+use super::hooks::SessionUpdate;
 use crate::domain::{Account, Attachment, AttachmentKind, Direction, Party};
 use crate::store::{ChatInfo, NewMessage};
 
@@ -345,6 +346,69 @@ pub fn check_chat(chat: &ChatInfo, prefix: &str) -> Result<(), IngestError> {
     )
 }
 
+/// The limits of a channel's session news (see [`check`]): its chat, and every value the channel
+/// reports of the session in its own words (Zoho Desk's `sessionStatus`, `replyStatus`, …), which
+/// go out again in `session_status` events, named by the channel's key.
+pub fn check_session(session: &SessionUpdate, prefix: &str) -> Result<(), IngestError> {
+    check_chat(&session.chat, prefix)?;
+    let r = &session.reported;
+    fields(
+        prefix,
+        [
+            ("sessionId", session.session_id.as_ref(), MAX_ID_BYTES),
+            ("assigneeType", session.assignee_type.as_ref(), MAX_SHORT_BYTES),
+            ("channel", session.channel.as_ref(), 64),
+            ("sessionStatus", r.session_status.as_ref(), MAX_SHORT_BYTES),
+            ("replyStatus", r.reply_status.as_ref(), MAX_SHORT_BYTES),
+            ("sessionOldStatus", r.old_status.as_ref(), MAX_SHORT_BYTES),
+            ("messagesCount", r.messages_count.as_ref(), MAX_SHORT_BYTES),
+            ("channelId", r.channel_id.as_ref(), MAX_ID_BYTES),
+            ("orgId", r.org_id.as_ref(), MAX_ID_BYTES),
+            ("eventTime", r.event_time.as_ref(), MAX_SHORT_BYTES),
+            ("currentAssigneeId", r.assignee_id.as_ref(), MAX_ID_BYTES),
+        ],
+    )
+}
+
+/// Characters that reorder the text around them (embeddings, overrides and isolates): in a name
+/// or a file name, U+202E before `fdp.exe` makes `invoice…fdp.exe` read as `invoiceexe.pdf`.
+fn reorders(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `value` without [`reorders`] characters.
+fn without_reordering(value: &mut Option<String>) {
+    if let Some(v) = value
+        && v.chars().any(reorders)
+    {
+        v.retain(|c| !reorders(c));
+    }
+}
+
+/// Removes the characters that reorder text from the names, file names and captions a message
+/// carries, whichever route brought it; its text stays as the customer wrote it.
+pub fn tidy_names(message: &mut NewMessage) {
+    tidy_chat_names(&mut message.chat);
+    for value in [&mut message.sender.full_name, &mut message.recipient.full_name] {
+        without_reordering(value);
+    }
+    if let Some(account) = &mut message.account {
+        without_reordering(&mut account.full_name);
+    }
+    for a in &mut message.attachments {
+        for value in [&mut a.filename, &mut a.caption, &mut a.name] {
+            without_reordering(value);
+        }
+    }
+}
+
+/// [`tidy_names`] for a chat's details.
+pub fn tidy_chat_names(chat: &mut ChatInfo) {
+    for value in [&mut chat.full_name, &mut chat.responsible_name] {
+        without_reordering(value);
+    }
+}
+
 /// Checks short fields: at most so many bytes, no control characters.
 fn fields<const N: usize>(
     prefix: &str,
@@ -616,5 +680,26 @@ mod tests {
         v["chat"]["id"] = json!(4915112345678_i64);
         let Parsed::Text(m) = parse_message(&v, "", now()).unwrap() else { panic!() };
         assert_eq!(m.chat.external_id, "4915112345678");
+    }
+
+    #[test]
+    fn characters_that_reorder_text_leave_names_file_names_and_captions_only() {
+        let mut message = match parse_message(&valid(), "", now()).unwrap() {
+            Parsed::Text(m) => *m,
+            Parsed::Skipped(_) => unreachable!(),
+        };
+        message.sender.full_name = Some("Eve\u{202E}gnp.exe".into());
+        message.chat.full_name = Some("\u{2066}John\u{2069}".into());
+        message.text = "\u{202B}שלום\u{202C}".into();
+        let mut file = Attachment::new(AttachmentKind::Document);
+        file.filename = Some("invoice\u{202E}fdp.exe".into());
+        file.caption = Some("see \u{202D}this".into());
+        message.attachments = vec![file];
+        tidy_names(&mut message);
+        assert_eq!(message.sender.full_name.as_deref(), Some("Evegnp.exe"));
+        assert_eq!(message.chat.full_name.as_deref(), Some("John"));
+        assert_eq!(message.attachments[0].filename.as_deref(), Some("invoicefdp.exe"));
+        assert_eq!(message.attachments[0].caption.as_deref(), Some("see this"));
+        assert_eq!(message.text, "\u{202B}שלום\u{202C}", "the text is the customer's own");
     }
 }

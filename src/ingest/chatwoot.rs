@@ -14,7 +14,7 @@ use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, SessionUpdate, malformed, refuse};
 use super::whatsapp::decode_hex;
 use crate::domain::{Attachment, AttachmentKind, Direction, Party, SessionStatus, SourceKind};
-use crate::store::{ChatInfo, NewMessage};
+use crate::store::{ChatInfo, NewMessage, ReportedSession};
 
 use super::credentials::Credential;
 
@@ -142,8 +142,9 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                 status: status(conversation),
                 assignee_type: conversation["meta"]["assignee"].is_object().then(|| "AGENT".to_string()),
                 channel: Some(channel(conversation)),
-                // Chatwoot says nothing in Zoho's words: chatbundle's own values stand.
-                reported: Default::default(),
+                // Chatwoot says nothing in Zoho's words but its inbox, the channel's own id:
+                // chatbundle's values stand for the rest.
+                reported: ReportedSession { channel_id: id(&conversation["inbox_id"]), ..Default::default() },
             });
         }
         // Edits of earlier messages do not change what was bundled; other events carry no message.

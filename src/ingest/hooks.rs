@@ -1,6 +1,7 @@
-//! The inbound URLs of sources, `/hooks/{kind}/{source_id}`: find the source (unknown or switched
-//! off: 404, nothing read), let the channel's adapter check and parse the request, store what it
-//! found, and answer the way the channel expects. Adapters are pure functions of the request, so
+//! The inbound URLs of sources, `/hooks/{kind}/{key}` (the route's parameter keeps the contract's
+//! name, `source_id`; it holds the source's inbound key): find the source (unknown, rotated away or
+//! switched off: 404, nothing read), let the channel's adapter check and parse the request, store
+//! what it found, and answer the way the channel expects. Adapters are pure functions of the request, so
 //! they can be tested and fuzzed alone.
 
 use axum::body::Bytes;
@@ -11,13 +12,16 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use tracing::{instrument, warn};
 
-use super::error::IngestError;
+use super::error::{IngestError, Refusal};
 use super::json::MAX_MESSAGES_PER_REQUEST;
 use super::{accept, canonical, chatwoot, twilio, wechat, whatsapp, zoho_desk};
-use crate::domain::{SessionStatus, SourceId, SourceKind};
+use crate::domain::{InboundKey, SessionStatus, SourceKind};
 use crate::http::ApiError;
+use crate::http::server::Client;
+use crate::http::throttle::Guessed;
 use crate::service::AppState;
 use crate::store::{ChatInfo, NewMessage, ReportedSession, SessionChange, Source};
+use sha2::{Digest, Sha256};
 
 /// An inbound request, as adapters see it.
 pub struct HookRequest<'a> {
@@ -88,9 +92,10 @@ pub fn malformed(detail: impl Into<String>) -> IngestError {
     IngestError::malformed(detail)
 }
 
-async fn source_for(state: &AppState, segment: &str, id: &str) -> Result<Source, ApiError> {
+async fn source_for(state: &AppState, segment: &str, key: &str) -> Result<Source, ApiError> {
     let kind = SourceKind::from_path(segment).ok_or_else(|| ApiError::not_found("source"))?;
-    match state.store.get_source(&SourceId::from(id)).await? {
+    let key = InboundKey::parse(key).ok_or_else(|| ApiError::not_found("source"))?;
+    match state.store.source_by_inbound_key(&key).await? {
         Some(source) if source.kind == kind && source.enabled => Ok(source),
         // Unknown, of another kind, or switched off: indistinguishable from outside.
         _ => Err(ApiError::not_found("source")),
@@ -119,7 +124,7 @@ fn request<'a>(state: &AppState, uri: &Uri, headers: &'a HeaderMap, body: &'a [u
     tag = "ingest",
     params(
         ("kind" = String, Path, description = "twilio, whatsapp, wechat, chatwoot or zoho-desk"),
-        ("source_id" = String, Path, description = "Source id")
+        ("source_id" = String, Path, description = "The source's inbound key: the last part of its `inbound_url`")
     ),
     responses(
         (status = 200, description = "The channel's verification handshake answered"),
@@ -134,14 +139,24 @@ fn request<'a>(state: &AppState, uri: &Uri, headers: &'a HeaderMap, body: &'a [u
 pub async fn get(
     State(state): State<AppState>,
     Path((segment, id)): Path<(String, String)>,
+    client: Client,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Answer, ApiError> {
     let source = source_for(&state, &segment, &id).await?;
     let request = request(&state, &uri, &headers, &[]);
     match source.kind {
-        SourceKind::Whatsapp => Ok(whatsapp::handshake(&source.credentials, &request)?),
-        SourceKind::Wechat => Ok(wechat::handshake(&source.credentials, &request)?),
+        SourceKind::Whatsapp => {
+            signed(&state, client, &source, whatsapp::handshake(&source.credentials, &request))
+        }
+        SourceKind::Wechat => {
+            let answer = signed(&state, client, &source, wechat::handshake(&source.credentials, &request))?;
+            // A URL check's signature covers no body: remembered with its echo, so that it
+            // cannot be posted again with a body.
+            let echo = format!("GET {}", request.param("echostr").unwrap_or_default());
+            signed(&state, client, &source, first_use(&state, &source, &request, echo.as_bytes()).await?)?;
+            Ok(answer)
+        }
         SourceKind::ZohoDesk => Ok(zoho_desk::validation()),
         SourceKind::Twilio | SourceKind::Chatwoot => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -158,7 +173,7 @@ pub async fn get(
     tag = "ingest",
     params(
         ("kind" = String, Path, description = "twilio, whatsapp, wechat, chatwoot or zoho-desk"),
-        ("source_id" = String, Path, description = "Source id")
+        ("source_id" = String, Path, description = "The source's inbound key: the last part of its `inbound_url`")
     ),
     request_body(description = "The vendor's own webhook body, signed as the vendor signs it", content((String = "application/json"), (String = "application/x-www-form-urlencoded"), (String = "text/xml"))),
     responses(
@@ -172,6 +187,7 @@ pub async fn get(
 pub async fn post(
     State(state): State<AppState>,
     Path((segment, id)): Path<(String, String)>,
+    client: Client,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -182,23 +198,15 @@ pub async fn post(
     let request = request(&state, &uri, &headers, &body);
     let credentials = &source.credentials;
     let (mut inbound, answer) = match source.kind {
-        SourceKind::Twilio => twilio::parse(credentials, &request)?,
-        SourceKind::Whatsapp => whatsapp::parse(credentials, &request)?,
+        SourceKind::Twilio => signed(&state, client, &source, twilio::parse(credentials, &request))?,
+        SourceKind::Whatsapp => signed(&state, client, &source, whatsapp::parse(credentials, &request))?,
         SourceKind::Wechat => {
-            let parsed = wechat::parse(credentials, &request)?;
+            let parsed = signed(&state, client, &source, wechat::parse(credentials, &request))?;
             // The signature checked out; it must not carry a body other than its first.
-            let (timestamp, nonce) = (request.param("timestamp"), request.param("nonce"));
-            let (timestamp, nonce) = (timestamp.unwrap_or_default(), nonce.unwrap_or_default());
-            if !state.replays.admit(source.id.as_str(), timestamp, nonce, request.body, request.received_at) {
-                return Err(refuse(
-                    SourceKind::Wechat,
-                    "a signature seen before, with another body (a replay)",
-                )
-                .into());
-            }
+            signed(&state, client, &source, first_use(&state, &source, &request, request.body).await?)?;
             parsed
         }
-        SourceKind::Chatwoot => chatwoot::parse(credentials, &request)?,
+        SourceKind::Chatwoot => signed(&state, client, &source, chatwoot::parse(credentials, &request))?,
         SourceKind::ZohoDesk => zoho_desk::parse(&request)?,
     };
     // Media are as the channel described them, within the limits (never a reason to refuse).
@@ -224,7 +232,7 @@ fn within_limits(inbound: &Inbound) -> Result<(), IngestError> {
         canonical::check(message, &format!("messages[{i}]"))?;
     }
     for (i, session) in inbound.sessions.iter().enumerate() {
-        canonical::check_chat(&session.chat, &format!("sessions[{i}]"))?;
+        canonical::check_session(session, &format!("sessions[{i}]"))?;
     }
     Ok(())
 }
@@ -252,8 +260,50 @@ async fn store(state: &AppState, source: &Source, inbound: Inbound) -> Result<()
             reported: update.reported,
         })
         .collect();
-    accept(state, &workspace, source.id.as_str(), messages, sessions, inbound.skipped).await?;
+    accept(state, &workspace, Some(source), messages, sessions, inbound.skipped).await?;
     Ok(())
+}
+
+/// The answer to what an adapter made of a request: a signature that does not match counts as a
+/// guess at the source's secret, from `client` ([`crate::http::throttle`]), and is answered `429`
+/// once that client is shut out of guessing it; a valid signature is never held up.
+fn signed<T>(
+    state: &AppState,
+    client: Client,
+    source: &Source,
+    result: Result<T, IngestError>,
+) -> Result<T, ApiError> {
+    match result {
+        Err(e) if e.refusal == Refusal::BadSignature => {
+            match state.throttle.refuse(client.net(), Guessed::Source(source.id.clone())) {
+                Some(wait) => Err(ApiError::throttled(wait)),
+                None => Err(e.into()),
+            }
+        }
+        other => other.map_err(ApiError::from),
+    }
+}
+
+/// Whether a WeChat request's signed timestamp and nonce are used for the first time, or again
+/// with the same body (WeChat's redelivery), on any daemon of the store: a signature that does
+/// not cover the body must not carry another one.
+async fn first_use(
+    state: &AppState,
+    source: &Source,
+    request: &HookRequest<'_>,
+    body: &[u8],
+) -> Result<Result<(), IngestError>, ApiError> {
+    let signed = format!(
+        "{}.{}",
+        request.param("timestamp").unwrap_or_default(),
+        request.param("nonce").unwrap_or_default()
+    );
+    let digest: [u8; 32] = Sha256::digest(body).into();
+    if state.store.admit_signed(&source.id, &signed, digest, request.received_at).await? {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(refuse(SourceKind::Wechat, "a signature seen before, with another body (a replay)")))
+    }
 }
 
 /// Logs and refuses a request whose signature does not match.

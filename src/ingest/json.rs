@@ -12,9 +12,9 @@ use serde_json::Value;
 use tracing::instrument;
 
 use super::Accepted;
+use super::accept;
 use super::canonical::{DEFAULT_CHANNEL, Parsed, parse_message};
 use super::error::IngestError;
-use super::{MAX_BODY_BYTES, accept};
 use crate::domain::{Account, Direction, SourceId, WorkspaceId};
 use crate::http::ApiError;
 use crate::http::auth::{Caller, same_secret};
@@ -66,10 +66,7 @@ pub async fn post_messages(
     if let Caller::Key(key, _) = &caller
         && !same_secret(key, &workspace.ingest_key)
     {
-        caller.wrong_key(&state);
-        return Err(ApiError::unauthorized(
-            "the bearer token is neither this workspace's ingest key nor the admin token",
-        ));
+        return Err(caller.wrong_key(&state, &workspace.id));
     }
     if let Some(kind) = headers.get(CONTENT_TYPE)
         && !is_json(kind.to_str().unwrap_or_default())
@@ -80,16 +77,9 @@ pub async fn post_messages(
             "Content-Type: the body must be application/json",
         ));
     }
+    // Its size was held to the inbound limit before it was read (`crate::http::body`).
     let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("body: larger than the limit of {MAX_BODY_BYTES} bytes (1 MiB)"),
-            )
-        } else {
-            ApiError::new(rejection.status(), "invalid_body", format!("body: {}", rejection.body_text()))
-        }
+        ApiError::new(rejection.status(), "invalid_body", format!("body: {}", rejection.body_text()))
     })?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body: not valid JSON: {e}"))
@@ -133,7 +123,7 @@ pub async fn post_messages(
     }
     let Query(query) = query.map_err(|e| IngestError::field("source_id", e.body_text()))?;
     let outcome = match query.source_id {
-        None => accept(&state, &workspace, SOURCE_KEY, messages, Vec::new(), skipped).await?,
+        None => accept(&state, &workspace, None, messages, Vec::new(), skipped).await?,
         Some(id) => {
             let source = match state.store.get_source(&id).await? {
                 Some(source) if source.workspace_id == workspace.id => source,
@@ -145,7 +135,7 @@ pub async fn post_messages(
                 }
             }
             let messages = super::as_source(&source, messages);
-            accept(&state, &workspace, source.id.as_str(), messages, Vec::new(), skipped).await?
+            accept(&state, &workspace, Some(&source), messages, Vec::new(), skipped).await?
         }
     };
     Ok((StatusCode::ACCEPTED, Json(outcome)))

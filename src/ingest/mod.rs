@@ -15,14 +15,13 @@ pub mod zoho_desk;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::ApiError;
 use crate::render;
 use crate::service::AppState;
-use crate::store::{IngestBatch, NewMessage, SessionChange, Workspace};
+use crate::store::{IngestBatch, NewMessage, SessionChange, Source, Workspace};
 
 /// What became of an inbound request's messages: the JSON API's answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -38,35 +37,35 @@ pub struct Accepted {
 }
 use crate::telemetry::metric;
 
-/// The largest request body any inbound route reads.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(json::post_messages))
         .routes(routes!(hooks::get, hooks::post))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(axum::middleware::from_fn(crate::http::body::inbound_bodies))
 }
 
-/// Stores what one inbound request brought for a workspace and source: its messages (text or
-/// media), the session news it reported and the receipts, reactions and system events it skipped
-/// (by id, where they have one: counted, and noted in the activity log of the workspace's
-/// webhooks). All of it commits in one transaction, or nothing does; this returns once it is
-/// durable.
+/// Stores what one inbound request brought for a workspace and source (`None`: the JSON API's
+/// own chats): its messages (text or media), the session news it reported and the receipts,
+/// reactions and system events it skipped (by id, where they have one: counted, and noted in the
+/// activity log of the workspace's webhooks, which names the source by its name). All of it
+/// commits in one transaction, or nothing does; this returns once it is durable.
 pub async fn accept(
     state: &AppState,
     workspace: &Workspace,
-    source_key: &str,
-    messages: Vec<NewMessage>,
-    sessions: Vec<SessionChange>,
+    source: Option<&Source>,
+    mut messages: Vec<NewMessage>,
+    mut sessions: Vec<SessionChange>,
     skipped: Vec<Option<String>>,
 ) -> Result<Accepted, ApiError> {
+    messages.iter_mut().for_each(canonical::tidy_names);
+    sessions.iter_mut().for_each(|s| canonical::tidy_chat_names(&mut s.chat));
     let skipped_count = skipped.len() as u32;
     let changes = sessions.len();
     let public_url = state.public_url.clone();
     let batch = IngestBatch {
         workspace_id: workspace.id.clone(),
-        source_key: source_key.to_string(),
+        source_key: source.map_or(json::SOURCE_KEY, |s| s.id.as_str()).to_string(),
+        source_name: source.map_or(json::SOURCE_KEY, |s| s.name.as_str()).to_string(),
         messages,
         sessions,
         skipped,

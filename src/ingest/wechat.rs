@@ -223,11 +223,17 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
     check_signature(token, request)?;
     let body = std::str::from_utf8(request.body).map_err(|_| malformed("body: not UTF-8"))?;
     let outer = fields(body).map_err(|e| malformed(format!("body: {e}")))?;
+    let key = ENCODING_AES_KEY.read(credentials).and_then(aes_key);
     let xml = match field(&outer, "Encrypt") {
+        // A source with an EncodingAESKey is in safe (or compatible) mode: only what is
+        // encrypted, and signed with msg_signature over the ciphertext, is taken; plaintext
+        // beside it (compatible mode) or instead of it is not.
         Some(encrypted)
-            if request.param("encrypt_type") == Some("aes") || field(&outer, "MsgType").is_none() =>
+            if key.is_some()
+                || request.param("encrypt_type") == Some("aes")
+                || field(&outer, "MsgType").is_none() =>
         {
-            let key = ENCODING_AES_KEY.read(credentials).and_then(aes_key).ok_or_else(|| {
+            let key = key.ok_or_else(|| {
                 refuse(SourceKind::Wechat, "an encrypted message, but no encoding_aes_key is set")
             })?;
             let (Some(given), Some(timestamp), Some(nonce)) =
@@ -239,6 +245,12 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                 return Err(refuse(SourceKind::Wechat, "msg_signature does not match"));
             }
             Some(decrypt(&key, app_id, encrypted).map_err(|e| refuse(SourceKind::Wechat, &e))?)
+        }
+        _ if key.is_some() => {
+            return Err(refuse(
+                SourceKind::Wechat,
+                "not encrypted, but this source has an encoding_aes_key (safe mode takes encrypted pushes only)",
+            ));
         }
         _ => None,
     };

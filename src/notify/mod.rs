@@ -6,6 +6,7 @@ pub mod mailer;
 
 use askama::Template;
 
+use crate::domain::masked_url;
 use crate::store::{DisableNotice, Email, GaveUpNotice};
 use crate::words::{MailWords, mail_words};
 
@@ -14,6 +15,9 @@ use crate::words::{MailWords, mail_words};
 struct DisabledEmail<'a> {
     m: &'a MailWords,
     n: &'a DisableNotice,
+    /// The webhook's URL with any password in it masked: an e-mail is read and kept in places
+    /// the daemon does not control.
+    webhook_url: String,
     at: String,
     last_error: &'a str,
     public_url: &'a str,
@@ -25,6 +29,7 @@ pub fn disabled_email(public_url: &str, notice: &DisableNotice) -> Email {
     let body = DisabledEmail {
         m,
         n: notice,
+        webhook_url: masked_url(&notice.webhook_url),
         at: notice.at.format("%Y-%m-%d %H:%M:%S").to_string(),
         last_error: notice.last_error.as_deref().unwrap_or(m.none_recorded),
         public_url,
@@ -41,6 +46,8 @@ pub fn disabled_email(public_url: &str, notice: &DisableNotice) -> Email {
 struct GaveUpEmail<'a> {
     m: &'a MailWords,
     n: &'a GaveUpNotice,
+    /// As in [`DisabledEmail`]: masked.
+    webhook_url: String,
     at: String,
     chat: &'a str,
     answer: String,
@@ -56,6 +63,7 @@ pub fn gave_up_email(public_url: &str, notice: &GaveUpNotice) -> Email {
     let body = GaveUpEmail {
         m,
         n: notice,
+        webhook_url: masked_url(&notice.webhook_url),
         at: notice.at.format("%Y-%m-%d %H:%M:%S").to_string(),
         chat: notice.chat.as_deref().unwrap_or(m.none),
         answer,

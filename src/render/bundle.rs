@@ -148,20 +148,46 @@ fn sender_name<'a>(message: &'a StoredMessage, w: &'a Words) -> &'a str {
         .unwrap_or(w.unknown_sender)
 }
 
-/// Renders one note line, shortening the text (never the markup) until the line fits `max_chars`.
+/// The longest a sender's name is shown in a note line that does not fit whole.
+const SHORT_NAME_CHARS: usize = 64;
+
+/// `text`'s first `keep` characters and an ellipsis, or `text` itself when it is no longer.
+fn shortened(text: &str, keep: usize) -> std::borrow::Cow<'_, str> {
+    if text.chars().count() <= keep {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(format!("{}…", text.chars().take(keep).collect::<String>()))
+    }
+}
+
+/// Renders one note line within `max_chars`, never cutting the markup: a name too long for the
+/// line is shortened first (to [`SHORT_NAME_CHARS`]), then the text, then the name further. A
+/// sender's name may be 512 bytes, each `&` of it five characters once escaped: the limit holds
+/// whatever the name.
 fn note_line(w: &Words, message: &StoredMessage, at: &str, max_chars: usize) -> String {
-    let render = |text: &str| {
-        NoteLine { w, sender: sender_name(message, w), at, pieces: text.lines().collect() }
-            .render()
-            .expect("note lines render")
+    let render = |sender: &str, text: &str| {
+        NoteLine { w, sender, at, pieces: text.lines().collect() }.render().expect("note lines render")
     };
+    let fits = |line: &String| line.chars().count() <= max_chars;
+    let name = sender_name(message, w);
     let text = media::note_text(&message.text, &message.attachments, w);
-    let mut line = render(&text);
-    let mut keep = text.chars().count();
-    while line.chars().count() > max_chars && keep > 0 {
+    let line = render(name, &text);
+    if fits(&line) {
+        return line;
+    }
+    let mut sender = shortened(name, SHORT_NAME_CHARS);
+    let mut line = render(&sender, &text);
+    let (mut keep, mut shown) = (text.chars().count(), text.clone());
+    while !fits(&line) && keep > 0 {
         keep = keep * 9 / 10;
-        let cut: String = text.chars().take(keep).collect();
-        line = render(&format!("{cut}…"));
+        shown = shortened(&text, keep).into_owned().into();
+        line = render(&sender, &shown);
+    }
+    let mut keep_name = sender.chars().count().min(SHORT_NAME_CHARS);
+    while !fits(&line) && keep_name > 1 {
+        keep_name = (keep_name * 9 / 10).min(keep_name - 1);
+        sender = shortened(name, keep_name);
+        line = render(&sender, &shown);
     }
     line
 }
@@ -554,5 +580,32 @@ mod tests {
         assert!(
             parts[1]["aggregation"].as_str().unwrap().starts_with("(2/2)<br/>2021年2月25日 01:26 不明: 長")
         );
+    }
+
+    #[test]
+    fn a_long_sender_name_is_shortened_and_the_note_limit_holds() {
+        // 512 bytes of characters that escaping lengthens, as a hostile channel may send.
+        let names = ["&".repeat(512), "<".repeat(512), "名".repeat(170), "\"".repeat(512)];
+        let limits = Limits { max_note_chars: 500, ..Limits::default() };
+        for name in names {
+            let mut long = message(1, 1, &"x".repeat(300));
+            long.sender = Party { full_name: Some(name.clone()), phone: None };
+            let mut short = message(2, 2, "hi");
+            short.sender = long.sender.clone();
+            let parts = render_with(&[long, short], "UTC", limits);
+            for p in &parts {
+                let note = p["aggregation"].as_str().unwrap();
+                assert!(note.chars().count() <= 500, "{} characters for {name:?}", note.chars().count());
+                assert!(whole_tags(note), "{note}");
+                assert!(!note.contains("&#3…") && !note.contains("&…"), "no entity cut in half: {note}");
+            }
+            let first = parts[0]["aggregation"].as_str().unwrap();
+            assert!(first.contains('…'), "shortened in the note: {first}");
+            assert_eq!(
+                parts[0]["messages"][0]["sender"]["full_name"],
+                name.as_str(),
+                "the payload keeps it whole"
+            );
+        }
     }
 }

@@ -182,7 +182,9 @@ pub fn session_event(public_url: &str, event: &SessionEvent) -> Vec<u8> {
             "sessionId": event.session_id.as_deref().unwrap_or(&event.chat.external_id),
             "messagesCount": reported.messages_count.clone().unwrap_or_else(|| event.messages_count.to_string()),
             "assigneeType": assignee_type,
-            "channelId": reported.channel_id.as_deref().unwrap_or(&event.source_key),
+            // The channel's own id, as it reported it, or nothing: never the source's id, which
+            // for a channel that signs nothing (Zoho Desk) is the whole secret of its inbound URL.
+            "channelId": reported.channel_id.as_deref(),
         },
         "eventTime": reported.event_time.clone().unwrap_or_else(|| event.at.timestamp_millis().to_string()),
         "eventType": "IM_Session_Status",

@@ -9,7 +9,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::http::{error, health, security_headers, server};
+use std::sync::Arc;
+
+use crate::http::{error, health, security_headers};
 use crate::service::AppState;
 
 /// The routes the OpenAPI document describes, with it.
@@ -22,19 +24,20 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::ingest::routes())
 }
 
-/// Every route of the daemon. Bodies are read whole within `http.body_timeout` before a route
-/// sees them.
+/// Every route of the daemon. Each group holds its request bodies to its own limit
+/// ([`crate::http::body`]), which finds the daemon's state in the request's extensions.
 pub fn router(state: AppState) -> Router {
     let (api, document) = api_routes().split_for_parts();
     let document = openapi::document(document);
-    let body_timeout = state.http.body_timeout.0;
+    let http_state = Arc::new(state.base.clone());
     Router::new()
         .merge(api)
         .route(openapi::PATH, get(openapi::serve).with_state(document))
         .merge(crate::web::routes())
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::no_method)
-        .layer(axum::middleware::from_fn_with_state(body_timeout, server::buffer_body))
+        .layer(axum::Extension(http_state))
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }

@@ -152,11 +152,16 @@ fn csv(rows: &[ActivityRow], header: bool) -> Result<Vec<u8>, std::io::Error> {
     writer.into_inner().map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-/// A CSV cell that a spreadsheet will not run as a formula: text beginning with `=`, `+`, `-`,
-/// `@`, a tab or a carriage return gets a leading `'` (OWASP's rule for CSV injection). Much of
-/// what the log holds comes from outside (a receiver's answer, a payload's text).
+/// What a cell must not start with: OWASP's characters for CSV injection (`=`, `+`, `-`, `@`, tab,
+/// carriage return), a line feed, and a space (spreadsheets trim it and then run the formula),
+/// and the full-width forms that Japanese spreadsheets read as the same operators.
+const FORMULA_STARTS: [char; 12] = ['=', '+', '-', '@', '\t', '\r', '\n', ' ', '＝', '＋', '－', '＠'];
+
+/// A CSV cell that a spreadsheet will not run as a formula: text beginning with one of
+/// [`FORMULA_STARTS`] gets a leading `'`. Much of what the log holds comes from outside (a
+/// receiver's answer, a payload's text).
 fn cell(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    if text.starts_with(FORMULA_STARTS) {
         std::borrow::Cow::Owned(format!("'{text}"))
     } else {
         std::borrow::Cow::Borrowed(text)
@@ -297,10 +302,23 @@ mod tests {
 
     #[test]
     fn cells_that_a_spreadsheet_would_run_are_neutralised() {
-        for hostile in ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+        for hostile in [
+            "=HYPERLINK(\"http://x\")",
+            "+1+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "\n=1+1",
+            " =1+1",
+            "＝HYPERLINK(\"http://x\")",
+            "＋1",
+            "－1",
+            "＠SUM(A1)",
+        ] {
             assert_eq!(cell(hostile), format!("'{hostile}"), "{hostile:?}");
         }
-        for plain in ["ok", "HTTP 500", " =not first", "", "{\"a\":1}"] {
+        for plain in ["ok", "HTTP 500", "x =not first", "", "{\"a\":1}", "日本語"] {
             assert_eq!(cell(plain), plain);
         }
     }

@@ -2,7 +2,7 @@
 
 use crate::store::Source;
 
-/// Where a channel sends what it brings for a source: `{public_url}/hooks/{kind}/{source_id}`.
+/// Where a channel sends what it brings for a source: `{public_url}/hooks/{kind}/{inbound_key}`.
 pub fn inbound_url(public_url: &str, source: &Source) -> String {
-    format!("{public_url}/hooks/{}/{}", source.kind.path(), source.id)
+    format!("{public_url}/hooks/{}/{}", source.kind.path(), source.inbound_key.as_str())
 }

@@ -56,6 +56,9 @@ pub struct IngestBatch {
     pub workspace_id: WorkspaceId,
     /// `api` for the JSON API, the source id for channel adapters.
     pub source_key: String,
+    /// How the activity log names the source: its name, or `api`. Never its id: an older
+    /// source's id is also the secret of its inbound URL.
+    pub source_name: String,
     pub messages: Vec<NewMessage>,
     /// Session news from the channel, applied after the messages.
     pub sessions: Vec<SessionChange>,

@@ -151,14 +151,15 @@ macro_rules! row_mapping {
             })
         }
 
-        pub(super) const SOURCE_COLUMNS: &str = "id, workspace_id, kind, name, account_full_name, account_email, \
-             account_phone, credentials, enabled, created_at, updated_at";
+        pub(super) const SOURCE_COLUMNS: &str = "id, inbound_key, workspace_id, kind, name, account_full_name, \
+             account_email, account_phone, credentials, enabled, created_at, updated_at";
 
         pub(super) fn source(row: &$row) -> StoreResult<Source> {
             let kind: String = row.try_get("kind")?;
             let credentials: String = row.try_get("credentials")?;
             Ok(Source {
                 id: row.try_get::<String, _>("id")?.into(),
+                inbound_key: crate::domain::InboundKey::stored(row.try_get("inbound_key")?),
                 workspace_id: row.try_get::<String, _>("workspace_id")?.into(),
                 kind: kind.parse().unwrap_or(SourceKind::Chatwoot),
                 name: row.try_get("name")?,

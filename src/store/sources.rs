@@ -4,12 +4,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Account, SourceId, SourceKind, WorkspaceId};
+use crate::domain::{Account, InboundKey, SourceId, SourceKind, WorkspaceId};
 
 /// A connected inbound channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Source {
     pub id: SourceId,
+    /// The secret part of its inbound URL; see [`InboundKey`] for where it may go.
+    pub inbound_key: InboundKey,
     pub workspace_id: WorkspaceId,
     pub kind: SourceKind,
     pub name: String,
@@ -43,7 +45,7 @@ pub struct SourcePatch {
 /// Sources, for the admin API and the inbound routes.
 #[async_trait]
 pub trait SourceStore: Send + Sync {
-    /// Creates a source with a fresh, unguessable id (the secret part of its inbound URL).
+    /// Creates a source with a fresh id and a fresh, unguessable inbound key.
     async fn create_source(&self, new: NewSource) -> StoreResult<Source>;
     /// A workspace's sources, oldest first.
     async fn list_sources(&self, workspace_id: &WorkspaceId) -> StoreResult<Vec<Source>>;
@@ -52,4 +54,28 @@ pub trait SourceStore: Send + Sync {
     async fn update_source(&self, id: &SourceId, patch: SourcePatch) -> StoreResult<Option<Source>>;
     /// Deletes a source; its chats and messages stay.
     async fn delete_source(&self, id: &SourceId) -> StoreResult<bool>;
+    /// The source whose inbound URL carries `key`, whatever its state. A key is one source's
+    /// only, and a rotated key finds nothing, on every daemon, from the moment the rotation
+    /// returns.
+    async fn source_by_inbound_key(&self, key: &InboundKey) -> StoreResult<Option<Source>>;
+    /// Gives the source's inbound URL a new key (its id, chats and messages stay): from the
+    /// moment this returns, the old key finds nothing. `None` when there is no such source.
+    async fn rotate_inbound_key(&self, id: &SourceId) -> StoreResult<Option<Source>>;
+    /// The replay memory of signed requests whose signature does not cover the body (WeChat's
+    /// plaintext pushes and URL checks): whether `signed` (their timestamp and nonce) may come
+    /// with a body of this `digest` at `now`. It may when it is new, or came before with the
+    /// same digest (a channel's redelivery); with another digest it may not, on any daemon
+    /// sharing the store, for [`REPLAY_MEMORY`] after it was first seen. Older entries are
+    /// forgotten (the callers refuse signatures that old by their timestamp).
+    async fn admit_signed(
+        &self,
+        source: &SourceId,
+        signed: &str,
+        digest: [u8; 32],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
 }
+
+/// How long [`SourceStore::admit_signed`] remembers a signed request: twice the five minutes a
+/// signed timestamp may be off, either way.
+pub const REPLAY_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);

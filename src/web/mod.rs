@@ -53,10 +53,12 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/webhooks/{id}/log", get(webhooks::download_log))
         .route("/ui/webhooks/{id}/preview", get(webhooks::preview))
         .route("/ui/webhooks/{id}/deliveries/{delivery_id}/resend", post(webhooks::resend))
+        .route("/ui/sources/{id}/rotate", post(workspaces::rotate_source))
         .route("/ui/chats/{id}", get(chats::show))
         .route("/ui/chats/{id}/owner", post(chats::save_owner))
         .route("/ui/chats/{id}/rotate", post(chats::rotate_token))
         .route("/c/{token}", get(transcript::page))
+        .route_layer(axum::middleware::from_fn(crate::http::body::form_bodies))
         .layer(axum::middleware::map_response(page_headers))
 }
 

@@ -4,33 +4,22 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::{FromRequestParts, Query, State};
-use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use sha2::Sha256;
 use tracing::instrument;
 
 use super::{PageError, page, see_other};
-use crate::http::auth::same_secret;
+use crate::http::auth::{SESSION_COOKIE, mac, same_secret, session_cookie, signed_session};
 use crate::http::server::Client;
+use crate::http::throttle::Guessed;
 use crate::service::AppState;
 use crate::words::{PageWords, default_page_words as default_words};
 
 /// How long a sign-in lasts.
 const SESSION_HOURS: i64 = 12;
-const COOKIE_NAME: &str = "chatbundle_session";
-
-fn mac(key: &str, parts: &[&str]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
-    for part in parts {
-        mac.update(part.as_bytes());
-        mac.update(b"\0");
-    }
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// A signed-in admin, with the CSRF token their forms must carry.
 pub struct Session {
@@ -46,20 +35,6 @@ impl Session {
     }
 }
 
-/// The cookie value for session `id`: the id, signed with the admin token.
-fn session_value(admin_token: &str, id: &str) -> String {
-    format!("{id}.{}", mac(admin_token, &["session", id]))
-}
-
-fn cookie_from(parts: &Parts) -> Option<String> {
-    parts.headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
-        |c| {
-            let (name, value) = c.trim().split_once('=')?;
-            (name == COOKIE_NAME).then(|| value.to_string())
-        },
-    )
-}
-
 impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
@@ -69,18 +44,15 @@ impl FromRequestParts<AppState> for Session {
             let target = format!("/login?next={}", urlencode(next));
             (StatusCode::SEE_OTHER, [(LOCATION, target)]).into_response()
         };
-        let Some(value) = cookie_from(parts) else { return Err(to_login()) };
-        let Some((id, _)) = value.split_once('.') else { return Err(to_login()) };
-        if !same_secret(&value, &session_value(&state.admin_token, id)) {
-            return Err(to_login());
-        }
+        let Some((id, value)) = signed_session(parts, &state.admin_token) else { return Err(to_login()) };
         // Signed by us, but perhaps signed out or expired since.
-        match state.store.web_session_alive(id, state.clock.now()).await {
+        match state.store.web_session_alive(&id, state.clock.now()).await {
             Ok(true) => {}
             Ok(false) => return Err(to_login()),
             Err(e) => return Err(PageError::from(e).into_response()),
         }
-        Ok(Session { id: id.to_string(), csrf: mac(&state.admin_token, &["csrf", &value]) })
+        let csrf = mac(&state.admin_token, &["csrf", &value]);
+        Ok(Session { id, csrf })
     }
 }
 
@@ -89,10 +61,10 @@ fn set_cookie(state: &AppState, value: Option<&str>) -> HeaderValue {
     let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };
     let text = match value {
         Some(value) => format!(
-            "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+            "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
             SESSION_HOURS * 3600
         ),
-        None => format!("{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
+        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
     };
     HeaderValue::from_str(&text).expect("cookie text is ASCII")
 }
@@ -102,7 +74,7 @@ async fn sign_in(state: &AppState, next: &str) -> Result<Response, PageError> {
     let id = crate::domain::random_token(32);
     let expires = state.clock.now() + chrono::Duration::hours(SESSION_HOURS);
     state.store.start_web_session(&id, expires).await?;
-    let value = session_value(&state.admin_token, &id);
+    let value = session_cookie(&state.admin_token, &id);
     let target = if next.starts_with("/ui") || next.starts_with("/c/") { next } else { "/ui" };
     Ok((
         StatusCode::SEE_OTHER,
@@ -164,9 +136,11 @@ pub async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     let next = form.next.unwrap_or_else(|| "/ui".into());
-    // A client shut out for guessing is not even checked.
-    if let Some(wait) = state.throttle.wait(client.0) {
-        metrics::counter!(crate::telemetry::metric::AUTH_THROTTLED).increment(1);
+    // The right token always signs in; only wrong ones are counted, and shut out.
+    if same_secret(form.token.trim(), &state.admin_token) {
+        return sign_in(&state, &next).await;
+    }
+    if let Some(wait) = state.throttle.refuse(client.net(), Guessed::AdminToken) {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         let error = format!("Too many wrong tokens from this address. Try again in {seconds} s.");
         let mut response = page(LoginPage { w: default_words(), next, error: Some(error) });
@@ -174,10 +148,6 @@ pub async fn login(
         response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         return Ok(response);
     }
-    if same_secret(form.token.trim(), &state.admin_token) {
-        return sign_in(&state, &next).await;
-    }
-    state.throttle.failed(client.0, "sign-in");
     let mut response =
         page(LoginPage { w: default_words(), next, error: Some("That is not the admin token.".into()) });
     *response.status_mut() = StatusCode::UNAUTHORIZED;

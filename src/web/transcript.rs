@@ -21,6 +21,10 @@ use crate::words::{PageWords, page_words};
 
 /// Messages per page.
 const PAGE: u32 = 50;
+/// The most of a message's text a page shows (characters); a longer one is shortened, with a link
+/// to a page of its own. With names and captions bounded too, a page stays within some hundreds
+/// of kilobytes however long the messages (a message may hold 64 KiB).
+const SHOWN_CHARS: usize = 2_000;
 
 struct Line {
     /// The message's position, its anchor (`#m{seq}`).
@@ -31,6 +35,8 @@ struct Line {
     sender: String,
     time: String,
     text: String,
+    /// Whether `text` was shortened: the line links to the message whole.
+    shortened: bool,
     /// Its media: each one's placeholder ("[image]"), linked where the channel gave a URL.
     media: Vec<(String, Option<String>)>,
 }
@@ -52,6 +58,8 @@ struct TranscriptPage {
     older: Option<u32>,
     /// `&from=A&to=B`, kept on the page links while a bundle is marked.
     marking: String,
+    /// A page of one message shown whole: the link back to its place in the conversation.
+    back: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -62,6 +70,16 @@ pub struct PageQuery {
     /// Mark the messages at these positions and between (a bundle).
     from: Option<i64>,
     to: Option<i64>,
+    /// Show the message at this position alone, whole.
+    message: Option<i64>,
+}
+
+/// A message's text as a page of many shows it: at most [`SHOWN_CHARS`] characters.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
 }
 
 fn not_found() -> Response {
@@ -127,11 +145,26 @@ pub async fn page(
         (Some(from), Some(to)) if from <= to => Some(from..=to),
         _ => None,
     };
-    let messages = match state.store.chat_messages(chat.id, PAGE + 1, page * PAGE).await {
-        Ok(messages) => messages,
-        Err(e) => return unavailable(e),
+    let (messages, more) = match query.message {
+        // One message, whole: found by its position in the chat, and only in this chat.
+        Some(seq) => match state.store.message_rank(chat.id, seq).await {
+            Ok(Some(rank)) => match state.store.chat_messages(chat.id, 1, rank).await {
+                Ok(found) if found.first().is_some_and(|m| m.seq == seq) => (found, false),
+                Ok(_) => return not_found(),
+                Err(e) => return unavailable(e),
+            },
+            Ok(None) => return not_found(),
+            Err(e) => return unavailable(e),
+        },
+        None => match state.store.chat_messages(chat.id, PAGE + 1, page * PAGE).await {
+            Ok(messages) => {
+                let more = messages.len() > PAGE as usize;
+                (messages, more)
+            }
+            Err(e) => return unavailable(e),
+        },
     };
-    let more = messages.len() > PAGE as usize;
+    let whole = query.message.is_some();
     let mut days: Vec<Day> = Vec::new();
     for m in messages.iter().take(PAGE as usize) {
         let local = m.timestamp.with_timezone(&zone);
@@ -147,7 +180,8 @@ pub async fn page(
                 .or(m.sender.phone.clone())
                 .unwrap_or_else(|| w.transcript_unknown_sender.into()),
             time: local.format("%H:%M").to_string(),
-            text: m.text.clone(),
+            shortened: !whole && m.text.chars().count() > SHOWN_CHARS,
+            text: if whole { m.text.clone() } else { shortened(&m.text) },
             media: m
                 .attachments
                 .iter()
@@ -164,8 +198,9 @@ pub async fn page(
         name: chat.full_name.clone().or(chat.phone.clone()).unwrap_or_else(|| chat.external_id.clone()),
         zone: zone.name().to_string(),
         days,
-        newer: page.checked_sub(1),
+        newer: page.checked_sub(1).filter(|_| !whole),
         older: more.then_some(page + 1),
+        back: query.message,
         marking: marked.map(|r| format!("&from={}&to={}", r.start(), r.end())).unwrap_or_default(),
     };
     match content.render() {

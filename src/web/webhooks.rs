@@ -256,9 +256,18 @@ pub async fn save(
     session.check(&form.csrf)?;
     let before = stored(&state, &id).await?;
     let workspace_id = before.workspace_id.clone();
-    // The URL as the page shows it (password masked) means "unchanged".
-    form.url = unmasked_url(&form.url, &before.url).to_string();
-    let checked = form.check(&state).await;
+    // A password sent back masked, as the page shows it, means the stored one.
+    let checked = match unmasked_url(&form.url, &before.url) {
+        Ok(meant) => {
+            form.url = meant;
+            form.check(&state).await
+        }
+        Err(e) => {
+            form.check(&state).await;
+            form.errors.insert("url", e.to_string());
+            None
+        }
+    };
     form.url = masked_url(&form.url);
     let Some(Checked { url, granularity, note_max_chars, media }) = checked else {
         let overlay = Overlay { webhook: Some((id.clone(), form, None, None)), ..Overlay::default() };

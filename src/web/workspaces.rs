@@ -13,7 +13,8 @@ use super::session::CsrfForm;
 use super::webhooks::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
 use super::{FormErrors, PageError, Session, keep, page, see_other};
 use crate::domain::{
-    Account, EmailAddress, Granularity, Locale, Name, SessionStatus, Timezone, WebhookId, WorkspaceId,
+    Account, EmailAddress, Granularity, Locale, Name, SessionStatus, SourceId, Timezone, WebhookId,
+    WorkspaceId,
 };
 use crate::service;
 use crate::service::AppState;
@@ -164,6 +165,7 @@ pub async fn create(
 }
 
 struct SourceLine {
+    id: String,
     name: String,
     kind: String,
     enabled: bool,
@@ -220,6 +222,8 @@ pub enum Notice {
     SettingsSaved,
     /// A delivery sent again, by its id.
     Resent(String),
+    /// A source's inbound URL rotated, by its name.
+    InboundRotated(String),
 }
 
 impl Notice {
@@ -228,6 +232,9 @@ impl Notice {
             Notice::Released(n) => format!("{}{n}{}", w.notice_released_before, w.notice_released_after),
             Notice::SettingsSaved => w.notice_settings_saved.to_string(),
             Notice::Resent(id) => format!("{}{id}{}", w.notice_resent_before, w.notice_resent_after),
+            Notice::InboundRotated(name) => {
+                format!("{}{name}{}", w.notice_inbound_rotated_before, w.notice_inbound_rotated_after)
+            }
         }
     }
 }
@@ -249,6 +256,8 @@ pub struct WorkspaceQuery {
     saved: Option<WebhookId>,
     settings: Option<String>,
     resent: Option<String>,
+    /// The source whose inbound URL was just rotated.
+    rotated: Option<SourceId>,
 }
 
 #[instrument(skip_all, fields(workspace_id = %id))]
@@ -267,6 +276,11 @@ pub async fn show(
     }
     if let Some(id) = query.resent {
         overlay.notice = Some(Notice::Resent(id));
+    }
+    if let Some(source) = query.rotated
+        && let Some(source) = state.store.get_source(&source).await?.filter(|s| s.workspace_id == id)
+    {
+        overlay.notice = Some(Notice::InboundRotated(source.name));
     }
     overlay.saved = query.saved;
     workspace_page(&state, session, &id, overlay, StatusCode::OK).await
@@ -302,6 +316,7 @@ pub async fn workspace_page(
         .into_iter()
         .map(|s| SourceLine {
             inbound_url: service::sources::inbound_url(&state.public_url, &s),
+            id: s.id.to_string(),
             name: s.name,
             kind: s.kind.as_str().into(),
             enabled: s.enabled,
@@ -366,4 +381,18 @@ pub async fn flush(
     session.check(&form.csrf)?;
     let n = state.closer.flush(&id).await?;
     Ok(see_other(&format!("/ui/workspaces/{id}?released={n}")))
+}
+
+/// "New inbound URL": rotates a source's inbound key, as `POST /api/v1/sources/{id}/rotate` does.
+#[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
+pub async fn rotate_source(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<SourceId>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let source = state.store.rotate_inbound_key(&id).await?.ok_or_else(|| PageError::not_found("source"))?;
+    tracing::info!(kind = source.kind.as_str(), "inbound URL rotated; the old one answers 404");
+    Ok(see_other(&format!("/ui/workspaces/{}?rotated={id}#{id}", source.workspace_id)))
 }

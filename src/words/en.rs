@@ -60,6 +60,8 @@ pub const CATALOGUE: Catalogue = Catalogue {
         notice_settings_saved: "Workspace settings saved.",
         notice_resent_before: "Delivery ",
         notice_resent_after: " is being sent again.",
+        notice_inbound_rotated_before: "",
+        notice_inbound_rotated_after: " has a new inbound URL: paste it into the channel's settings. The old one no longer takes anything.",
         release_now: "Release now",
         release_hint: "Sends every chat's buffered messages now, without waiting for the window to end.",
 
@@ -136,6 +138,8 @@ pub const CATALOGUE: Catalogue = Catalogue {
         no_sources_before: "No vendor channel connected. Add sources with the admin API or ",
         no_sources_after: ".",
         inbound_url: "Inbound URL: ",
+        inbound_rotate: "New inbound URL",
+        inbound_rotate_hint: "Makes a new URL for this channel; the old one stops working at once. Do this if the URL may have leaked, then paste the new one into the channel's settings.",
 
         chats_heading: "Chats",
         chats_none: "No chat yet.",
@@ -213,6 +217,8 @@ pub const CATALOGUE: Catalogue = Catalogue {
         transcript_pages: "Pages",
         transcript_newer: "Newer messages",
         transcript_older: "Older messages",
+        transcript_whole: "Show the whole message",
+        transcript_back: "Back to the conversation",
     },
     mail: MailWords {
         greeting: "Hello,",

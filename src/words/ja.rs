@@ -62,6 +62,8 @@ pub const CATALOGUE: Catalogue = Catalogue {
         notice_settings_saved: "ワークスペースの設定を保存しました。",
         notice_resent_before: "配信 ",
         notice_resent_after: " を再送しています。",
+        notice_inbound_rotated_before: "",
+        notice_inbound_rotated_after: " の受信 URL を再発行しました。チャネルの設定に貼り付けてください。古い URL では何も受け付けません。",
         release_now: "今すぐ送る",
         release_hint: "各会話で保留中のメッセージを、送信間隔の終わりを待たずに今すぐ送ります。",
 
@@ -139,6 +141,8 @@ pub const CATALOGUE: Catalogue = Catalogue {
         no_sources_before: "連携しているチャネルはありません。管理 API または ",
         no_sources_after: " で連携元を追加できます。",
         inbound_url: "受信 URL：",
+        inbound_rotate: "受信 URL を再発行",
+        inbound_rotate_hint: "このチャネルの新しい URL を作ります。古い URL はすぐに使えなくなります。URL が漏れたおそれがあるときに使い、新しい URL をチャネルの設定に貼り付けてください。",
 
         chats_heading: "会話",
         chats_none: "会話はまだありません。",
@@ -216,6 +220,8 @@ pub const CATALOGUE: Catalogue = Catalogue {
         transcript_pages: "ページ",
         transcript_newer: "新しいメッセージ",
         transcript_older: "以前のメッセージ",
+        transcript_whole: "メッセージ全文を表示",
+        transcript_back: "会話に戻る",
     },
     mail: MailWords {
         greeting: "ご担当者様",

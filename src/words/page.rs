@@ -53,6 +53,9 @@ pub struct PageWords {
     pub notice_settings_saved: &'static str,
     pub notice_resent_before: &'static str,
     pub notice_resent_after: &'static str,
+    /// A source's inbound URL was rotated (its name between).
+    pub notice_inbound_rotated_before: &'static str,
+    pub notice_inbound_rotated_after: &'static str,
     /// "Release now": the heading and button, and what it does.
     pub release_now: &'static str,
     pub release_hint: &'static str,
@@ -142,6 +145,9 @@ pub struct PageWords {
     pub no_sources_before: &'static str,
     pub no_sources_after: &'static str,
     pub inbound_url: &'static str,
+    /// Rotating a source's inbound URL: the button and what it does.
+    pub inbound_rotate: &'static str,
+    pub inbound_rotate_hint: &'static str,
 
     /// The workspace's chats.
     pub chats_heading: &'static str,
@@ -227,6 +233,9 @@ pub struct PageWords {
     pub transcript_pages: &'static str,
     pub transcript_newer: &'static str,
     pub transcript_older: &'static str,
+    /// A long message is shown shortened on its page, with a link to it whole, and back.
+    pub transcript_whole: &'static str,
+    pub transcript_back: &'static str,
 }
 
 impl PageWords {

@@ -74,7 +74,10 @@ async fn sources_show_their_inbound_url_and_never_their_secrets() {
     .await;
     let id = created["id"].as_str().unwrap();
     assert!(id.starts_with("src_"));
-    assert_eq!(created["inbound_url"], format!("{}/hooks/zoho-desk/{id}", app.base));
+    let url = created["inbound_url"].as_str().unwrap();
+    let key = url.strip_prefix(&format!("{}/hooks/zoho-desk/in_", app.base)).expect("the inbound URL");
+    assert_eq!(key.len(), 32, "an unguessable key of its own: {url}");
+    assert!(!url.contains(id), "the URL's key is not the source's id");
     let twilio =
         source(&app, &ws, json!({"kind": "twilio", "name": "T", "credentials": {"auth_token": "tok-123"}}))
             .await;
@@ -310,6 +313,14 @@ async fn wechat_plaintext_and_safe_mode_with_redeliveries_deduplicated() {
     )
     .await;
     let url = src["inbound_url"].as_str().unwrap().to_string();
+    // Plaintext mode: a source without an EncodingAESKey.
+    let plain = source(
+        &app,
+        &ws,
+        json!({"kind": "wechat", "name": "Plain", "credentials": {"token": "wx-token", "app_id": "wxb11529c136998cb6"}}),
+    )
+    .await;
+    let plain_base = plain["inbound_url"].as_str().unwrap().to_string();
     let echo = app
         .http
         .get(format!("{url}?{}&echostr=hello-echo", wechat_query("wx-token", "1709294400", "n1")))
@@ -323,7 +334,11 @@ async fn wechat_plaintext_and_safe_mode_with_redeliveries_deduplicated() {
     let text = "<xml><ToUserName><![CDATA[gh_866835093fea]]></ToUserName>\
         <FromUserName><![CDATA[ogdotwSc_MmEEsJs9-ABZ1QL_4r4]]></FromUserName><CreateTime>1478317060</CreateTime>\
         <MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好]]></Content><MsgId>6349323426230210995</MsgId></xml>";
-    let plain_url = format!("{url}?{}", wechat_query("wx-token", "1709294401", "n2"));
+    // A source in safe mode takes nothing unencrypted.
+    let unencrypted = format!("{url}?{}", wechat_query("wx-token", "1709294401", "n2"));
+    assert_eq!(app.http.post(&unencrypted).body(text).send().await.unwrap().status(), 401);
+    assert_eq!(app.stats(&ws).await.messages, 0);
+    let plain_url = format!("{plain_base}?{}", wechat_query("wx-token", "1709294401", "n2"));
     for _ in 0..2 {
         // WeChat redelivers when an answer is slow: the second is a duplicate.
         let answer = app.http.post(&plain_url).body(text).send().await.unwrap();
@@ -365,7 +380,7 @@ async fn wechat_plaintext_and_safe_mode_with_redeliveries_deduplicated() {
     assert_eq!(app.http.post(&wrong_sig).body(envelope).send().await.unwrap().status(), 401);
     let event = "<xml><ToUserName><![CDATA[gh_b629c48b653e]]></ToUserName><FromUserName><![CDATA[ollB4jv7LA3tydjviJp5V9qTU_kA]]></FromUserName>\
         <CreateTime>1372307736</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[]]></EventKey></xml>";
-    let signed = |nonce: &str| format!("{url}?{}", wechat_query("wx-token", "1709294403", nonce));
+    let signed = |nonce: &str| format!("{plain_base}?{}", wechat_query("wx-token", "1709294403", nonce));
     assert_eq!(
         app.http.post(signed("n4")).body(event).send().await.unwrap().text().await.unwrap(),
         "success"
@@ -475,7 +490,13 @@ async fn chatwoot_messages_and_sessions_with_signatures_and_replays() {
     assert_eq!(ended["payload"]["currentAssigneeId"], "john@acme.example");
     assert_eq!(ended["payload"]["assigneeType"], "AGENT");
     assert_eq!(ended["payload"]["messagesCount"], "2");
-    assert_eq!(ended["payload"]["channelId"], src["id"]);
+    assert_eq!(ended["payload"]["channelId"], "3", "Chatwoot's inbox: the channel's own id");
+    let inbound = src["inbound_url"].as_str().unwrap();
+    let secret_parts = [src["id"].as_str().unwrap(), inbound.rsplit('/').next().unwrap()];
+    for event in &events {
+        let text = event.to_string();
+        assert!(secret_parts.iter().all(|s| !text.contains(s)), "no source id or inbound key in {text}");
+    }
     assert_eq!(ended["orgId"], ws.id.as_str());
     assert!(ended["eventTime"].as_str().unwrap().parse::<i64>().is_ok());
     assert_eq!(ended["chat"]["can_reply"], false);
@@ -681,7 +702,7 @@ async fn unknown_disabled_and_mismatched_sources_are_404_and_deleting_keeps_chat
     );
     assert_eq!(
         app.http
-            .post(app.url(&format!("/hooks/chatwoot/{id}")))
+            .post(url.replace("/hooks/zoho-desk/", "/hooks/chatwoot/"))
             .json(&event(3))
             .send()
             .await

@@ -203,6 +203,7 @@ async fn ingest_outcome(
     let batch = IngestBatch {
         workspace_id: workspace.clone(),
         source_key: "api".into(),
+        source_name: "api".into(),
         messages,
         sessions: Vec::new(),
         skipped: Vec::new(),
@@ -758,6 +759,7 @@ pub async fn a_lapsed_reply_window_is_announced_once_across_restarts(factory: &d
     let batch = IngestBatch {
         workspace_id: world.workspace.clone(),
         source_key: "api".into(),
+        source_name: "api".into(),
         messages: vec![late],
         sessions: Vec::new(),
         skipped: Vec::new(),
@@ -924,6 +926,7 @@ pub async fn a_chat_owner_set_by_hand_stays_until_a_message_names_another(factor
     let batch = IngestBatch {
         workspace_id: world.workspace.clone(),
         source_key: "api".into(),
+        source_name: "api".into(),
         messages: vec![named],
         sessions: Vec::new(),
         skipped: Vec::new(),
@@ -975,6 +978,7 @@ pub async fn a_session_report_is_announced_once_and_an_assignment_alone_is_news(
         let batch = IngestBatch {
             workspace_id: world.workspace.clone(),
             source_key: "src_zoho".into(),
+            source_name: "Zoho".into(),
             messages: Vec::new(),
             sessions: vec![change],
             skipped: Vec::new(),
@@ -1145,6 +1149,7 @@ fn request(world: &World, messages: Vec<NewMessage>, sessions: Vec<SessionChange
     IngestBatch {
         workspace_id: world.workspace.clone(),
         source_key: "api".into(),
+        source_name: "api".into(),
         messages,
         sessions,
         skipped: Vec::new(),

@@ -427,7 +427,7 @@ fn the_cli_drives_the_running_daemon() {
         "auth_token=abc",
     ]);
     assert_eq!(code, Some(0));
-    assert!(source["inbound_url"].as_str().unwrap().contains("/hooks/twilio/src_"));
+    assert!(source["inbound_url"].as_str().unwrap().contains("/hooks/twilio/in_"));
     assert_eq!(source["credentials_set"], json!(["auth_token"]));
     let (code, _, stderr) = run(&["source", "create", &ws_id, "--kind", "twilio", "--name", "T"]);
     assert_eq!(code, Some(2), "the missing auth token is bad input: {stderr}");

@@ -5,8 +5,10 @@ use sqlx::postgres::PgConnection;
 
 use super::PgStore;
 use super::rows::{SOURCE_COLUMNS, source};
-use crate::domain::{SourceId, WorkspaceId};
-use crate::store::{NewSource, Source, SourcePatch, SourceStore, StoreResult};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{InboundKey, SourceId, WorkspaceId};
+use crate::store::{NewSource, REPLAY_MEMORY, Source, SourcePatch, SourceStore, StoreResult};
 
 async fn fetch_source(conn: &mut PgConnection, id: &SourceId) -> StoreResult<Option<Source>> {
     let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE id = $1");
@@ -20,11 +22,12 @@ impl SourceStore for PgStore {
         let id = SourceId::unguessable();
         let (mut tx, now) = self.begin().await?;
         sqlx::query(
-            "INSERT INTO sources (id, workspace_id, kind, name, account_full_name, account_email, account_phone,
-                credentials, enabled, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+            "INSERT INTO sources (id, inbound_key, workspace_id, kind, name, account_full_name, account_email,
+                account_phone, credentials, enabled, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
         )
         .bind(id.as_str())
+        .bind(InboundKey::generate().as_str())
         .bind(new.workspace_id.as_str())
         .bind(new.kind.as_str())
         .bind(&new.name)
@@ -95,5 +98,67 @@ impl SourceStore for PgStore {
         let done =
             sqlx::query("DELETE FROM sources WHERE id = $1").bind(id.as_str()).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn source_by_inbound_key(&self, key: &InboundKey) -> StoreResult<Option<Source>> {
+        let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE inbound_key = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key.as_str()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(source).transpose()
+    }
+
+    async fn rotate_inbound_key(&self, id: &SourceId) -> StoreResult<Option<Source>> {
+        let (mut tx, now) = self.begin().await?;
+        let changed = sqlx::query("UPDATE sources SET inbound_key = $1, updated_at = $2 WHERE id = $3")
+            .bind(InboundKey::generate().as_str())
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        let rotated = fetch_source(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(rotated)
+    }
+
+    async fn admit_signed(
+        &self,
+        source: &SourceId,
+        signed: &str,
+        digest: [u8; 32],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let now = now.timestamp_millis();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM replays WHERE seen_at < $1")
+            .bind(now - REPLAY_MEMORY.as_millis() as i64)
+            .execute(&mut *tx)
+            .await?;
+        // Two daemons that see the same pair at once: one inserts, the other finds its digest.
+        let new = sqlx::query(
+            "INSERT INTO replays (source_id, signed, digest, seen_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (source_id, signed) DO NOTHING",
+        )
+        .bind(source.as_str())
+        .bind(signed)
+        .bind(&digest[..])
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let admitted = new || {
+            let first: Vec<u8> =
+                sqlx::query_scalar("SELECT digest FROM replays WHERE source_id = $1 AND signed = $2")
+                    .bind(source.as_str())
+                    .bind(signed)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            first == digest
+        };
+        tx.commit().await?;
+        Ok(admitted)
     }
 }

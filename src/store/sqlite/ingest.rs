@@ -97,7 +97,7 @@ pub(super) async fn ingest_many(
         }
         if !batch.skipped.is_empty() {
             let detail = serde_json::json!({
-                "count": batch.skipped.len(), "source": batch.source_key, "message_ids": batch.skipped,
+                "count": batch.skipped.len(), "source": batch.source_name, "message_ids": batch.skipped,
             });
             insert_event(conn, &batch.workspace_id, None, now, "skipped", &detail).await?;
         }

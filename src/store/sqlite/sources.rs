@@ -5,8 +5,10 @@ use sqlx::sqlite::SqliteConnection;
 
 use super::SqliteStore;
 use super::rows::{SOURCE_COLUMNS, ms, source};
-use crate::domain::{SourceId, WorkspaceId};
-use crate::store::{NewSource, Source, SourcePatch, SourceStore, StoreResult};
+use chrono::{DateTime, Utc};
+
+use crate::domain::{InboundKey, SourceId, WorkspaceId};
+use crate::store::{NewSource, REPLAY_MEMORY, Source, SourcePatch, SourceStore, StoreResult};
 
 async fn fetch_source(conn: &mut SqliteConnection, id: &SourceId) -> StoreResult<Option<Source>> {
     let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE id = ?");
@@ -23,11 +25,12 @@ impl SourceStore for SqliteStore {
                 let id = SourceId::unguessable();
                 let now = ms(clock.now());
                 sqlx::query(
-                    "INSERT INTO sources (id, workspace_id, kind, name, account_full_name, account_email, account_phone,
-                        credentials, enabled, created_at, updated_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO sources (id, inbound_key, workspace_id, kind, name, account_full_name, account_email,
+                        account_phone, credentials, enabled, created_at, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(id.as_str())
+                .bind(InboundKey::generate().as_str())
                 .bind(new.workspace_id.as_str())
                 .bind(new.kind.as_str())
                 .bind(&new.name)
@@ -110,6 +113,75 @@ impl SourceStore for SqliteStore {
                 let done =
                     sqlx::query("DELETE FROM sources WHERE id = ?").bind(id.as_str()).execute(conn).await?;
                 Ok(done.rows_affected() > 0)
+            })
+        })
+        .await
+    }
+
+    async fn source_by_inbound_key(&self, key: &InboundKey) -> StoreResult<Option<Source>> {
+        let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE inbound_key = ?");
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key.as_str()).fetch_optional(&self.readers).await?;
+        row.as_ref().map(source).transpose()
+    }
+
+    async fn rotate_inbound_key(&self, id: &SourceId) -> StoreResult<Option<Source>> {
+        let (id, clock) = (id.clone(), self.writer.clock());
+        self.write(move |conn| {
+            Box::pin(async move {
+                let changed = sqlx::query("UPDATE sources SET inbound_key = ?, updated_at = ? WHERE id = ?")
+                    .bind(InboundKey::generate().as_str())
+                    .bind(ms(clock.now()))
+                    .bind(id.as_str())
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                if changed == 0 {
+                    return Ok(None);
+                }
+                fetch_source(conn, &id).await
+            })
+        })
+        .await
+    }
+
+    async fn admit_signed(
+        &self,
+        source: &SourceId,
+        signed: &str,
+        digest: [u8; 32],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (source, signed) = (source.clone(), signed.to_string());
+        let forget_before = ms(now) - REPLAY_MEMORY.as_millis() as i64;
+        self.write(move |conn| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM replays WHERE seen_at < ?")
+                    .bind(forget_before)
+                    .execute(&mut *conn)
+                    .await?;
+                let new = sqlx::query(
+                    "INSERT INTO replays (source_id, signed, digest, seen_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (source_id, signed) DO NOTHING",
+                )
+                .bind(source.as_str())
+                .bind(&signed)
+                .bind(&digest[..])
+                .bind(ms(now))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+                    == 1;
+                if new {
+                    return Ok(true);
+                }
+                let first: Vec<u8> =
+                    sqlx::query_scalar("SELECT digest FROM replays WHERE source_id = ? AND signed = ?")
+                        .bind(source.as_str())
+                        .bind(&signed)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                Ok(first == digest)
             })
         })
         .await

@@ -180,12 +180,16 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let reserved = slot.reserved;
+        let forwarding_is_news = !limits.trusted_proxies.iter().any(|net| net.contains(&peer.ip()));
         let router = router.clone();
         let service = tower::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let router = router.clone();
             async move {
                 if reserved && !served_from_reserve(request.uri().path()) {
                     return Ok::<_, Infallible>(busy());
+                }
+                if forwarding_is_news && request.headers().contains_key("x-forwarded-for") {
+                    untrusted_forwarding(peer.ip());
                 }
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(Peer(peer));
@@ -304,9 +308,6 @@ impl Client {
     pub fn of(parts: &Parts, trusted: &[IpNet]) -> Client {
         let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
         if !trusted.iter().any(|net| net.contains(&peer)) {
-            if parts.headers.contains_key("x-forwarded-for") {
-                untrusted_forwarding(peer);
-            }
             return Client(peer);
         }
         let forwarded = parts

@@ -1327,6 +1327,64 @@ pub async fn the_message_that_uses_up_an_allowance_is_announced_once(factory: &d
     assert_eq!(chat.account_type, Some(AccountType::Service));
 }
 
+/// A source's inbound key finds it until it is rotated; then only the new key does, and the
+/// source keeps its id (its chats and messages stay filed under it).
+pub async fn a_rotated_inbound_key_finds_nothing_and_the_source_keeps_its_id(factory: &dyn Factory) {
+    use chatbundle::domain::{InboundKey, SourceKind};
+    use chatbundle::store::NewSource;
+    let world = World::new(factory).await;
+    let new = |name: &str| NewSource {
+        workspace_id: world.workspace.clone(),
+        kind: SourceKind::ZohoDesk,
+        name: name.into(),
+        account: Account::default(),
+        credentials: json!({}),
+        enabled: true,
+    };
+    let source = world.store.create_source(new("Desk")).await.unwrap();
+    let other = world.store.create_source(new("Other")).await.unwrap();
+    assert_ne!(source.inbound_key, other.inbound_key);
+    assert_ne!(source.inbound_key.as_str(), source.id.as_str(), "the key is not the id");
+    let found = world.store.source_by_inbound_key(&source.inbound_key).await.unwrap().unwrap();
+    assert_eq!(found.id, source.id);
+    let rotated = world.store.rotate_inbound_key(&source.id).await.unwrap().unwrap();
+    assert_eq!(rotated.id, source.id);
+    assert_ne!(rotated.inbound_key, source.inbound_key);
+    assert_eq!(world.store.source_by_inbound_key(&source.inbound_key).await.unwrap(), None);
+    assert_eq!(world.store.source_by_inbound_key(&rotated.inbound_key).await.unwrap().unwrap().id, source.id);
+    assert_eq!(world.store.get_source(&source.id).await.unwrap().unwrap().inbound_key, rotated.inbound_key);
+    let other_found = world.store.source_by_inbound_key(&other.inbound_key).await.unwrap().unwrap();
+    assert_eq!(other_found.id, other.id, "another source's key is untouched");
+    assert_eq!(world.store.rotate_inbound_key(&"src_none".into()).await.unwrap(), None);
+    let unknown = InboundKey::parse("in_unknown").unwrap();
+    assert_eq!(world.store.source_by_inbound_key(&unknown).await.unwrap(), None);
+}
+
+/// A signed request's timestamp and nonce may come back with the body they first came with, and
+/// with no other, however many arrive at once; another source's are its own; after
+/// `REPLAY_MEMORY` they are forgotten.
+pub async fn a_signed_request_comes_back_only_with_its_first_body(factory: &dyn Factory) {
+    use chatbundle::store::REPLAY_MEMORY;
+    let world = World::new(factory).await;
+    let (a, b) = (chatbundle::domain::SourceId::from("src_a"), chatbundle::domain::SourceId::from("src_b"));
+    let now = world.now();
+    assert!(world.store.admit_signed(&a, "1709294400.n1", [1; 32], now).await.unwrap());
+    assert!(world.store.admit_signed(&a, "1709294400.n1", [1; 32], now).await.unwrap(), "a redelivery");
+    assert!(!world.store.admit_signed(&a, "1709294400.n1", [2; 32], now).await.unwrap(), "another body");
+    assert!(world.store.admit_signed(&b, "1709294400.n1", [2; 32], now).await.unwrap(), "another source");
+    // Racing requests with the same signature and different bodies: one body wins.
+    let racing = (0..8u8).map(|i| {
+        let store = world.store.clone();
+        let a = a.clone();
+        tokio::spawn(async move { store.admit_signed(&a, "1709294401.n2", [i; 32], now).await.unwrap() })
+    });
+    let admitted =
+        futures::future::join_all(racing).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    assert_eq!(admitted, 1, "exactly one body is admitted");
+    let later = now + chrono::Duration::from_std(REPLAY_MEMORY).unwrap() + chrono::Duration::seconds(1);
+    assert!(world.store.admit_signed(&a, "1709294400.n1", [3; 32], later).await.unwrap(), "forgotten");
+}
+
 /// The cases above, as tests for one store.
 #[macro_export]
 macro_rules! conformance {
@@ -1372,6 +1430,8 @@ macro_rules! conformance {
             case!(the_message_that_uses_up_an_allowance_is_announced_once);
             case!(media_are_kept_whole_and_go_only_to_webhooks_that_take_them);
             case!(a_chat_opened_with_media_is_new_with_the_first_message_each_webhook_sees);
+            case!(a_rotated_inbound_key_finds_nothing_and_the_source_keeps_its_id);
+            case!(a_signed_request_comes_back_only_with_its_first_body);
         }
     };
 }

@@ -659,3 +659,29 @@ impl Drop for SmtpSink {
         let _ = self.child.wait();
     }
 }
+
+/// The CSRF token the forms of a signed-in page carry.
+pub fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .expect("a form with a CSRF token")
+        .split('"')
+        .next()
+        .unwrap()
+        .into()
+}
+
+/// A browser-like client (cookies kept, redirects not followed) signed in to the web page with the
+/// admin token, and the CSRF token of its forms.
+pub async fn signed_in_browser(app: &TestApp) -> (reqwest::Client, String) {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let response = browser.post(app.url("/login")).form(&[("token", ADMIN_TOKEN)]).send().await.unwrap();
+    assert_eq!(response.status(), 303, "signing in");
+    let page = browser.get(app.url("/ui")).send().await.unwrap().text().await.unwrap();
+    let csrf = csrf_of(&page);
+    (browser, csrf)
+}

@@ -326,3 +326,48 @@ async fn copy_store_moves_an_installation_to_postgres_and_a_daemon_there_carries
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL on 127.0.0.1:5432: run scripts/test"]
+async fn a_replayed_wechat_signature_and_a_rotated_inbound_url_are_refused_by_every_daemon() {
+    use chatbundle::ingest::wechat;
+    let db = TestDatabase::create();
+    let (daemons, _dirs) = daemons(&db, 2).await;
+    let receiver = Receiver::start().await;
+    let (ws, _, _) = workspace(&daemons[0], &receiver.url, json!({})).await;
+    let src = daemons[0]
+        .json(
+            Method::POST,
+            &format!("/api/v1/workspaces/{ws}/sources"),
+            Some(json!({"kind": "wechat", "name": "OA", "credentials": {"token": "wx-token", "app_id": "wx1"}})),
+        )
+        .await;
+    let path = src["inbound_url"].as_str().unwrap().split("/hooks/").nth(1).unwrap().to_string();
+    let now = chrono::Utc::now().timestamp().to_string();
+    let query =
+        format!("signature={}&timestamp={now}&nonce=n1", wechat::signature(&["wx-token", &now, "n1"]));
+    let push = |id: &str, text: &str| {
+        format!(
+            "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[openid-1]]></FromUserName>\
+             <CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType>\
+             <Content>{text}</Content><MsgId>{id}</MsgId></xml>"
+        )
+    };
+    let send = |daemon: &Daemon, body: String| {
+        Daemon::http().post(format!("{}/hooks/{path}?{query}", daemon.base)).body(body).send()
+    };
+    assert_eq!(send(&daemons[0], push("1", "hello")).await.unwrap().status(), 200);
+    assert_eq!(send(&daemons[1], push("1", "hello")).await.unwrap().status(), 200, "WeChat's redelivery");
+    assert_eq!(
+        send(&daemons[1], push("2", "send the refund to IBAN …")).await.unwrap().status(),
+        401,
+        "the signature, replayed to another daemon with another body"
+    );
+    assert_eq!(stats(&daemons[1], &ws).await["messages"], 1);
+
+    // A rotation on one daemon closes the old URL on every daemon at once.
+    let id = src["id"].as_str().unwrap();
+    daemons[0].json(Method::POST, &format!("/api/v1/sources/{id}/rotate"), None).await;
+    let check = format!("{}/hooks/{path}?{query}&echostr=e", daemons[1].base);
+    assert_eq!(Daemon::http().get(check).send().await.unwrap().status(), 404);
+}

@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, QueryBuilder, Row};
 use tracing::instrument;
 
-use super::activity::insert_event;
+use super::log::insert_event;
 use super::queue::enqueue;
 use super::rows::{CHAT_COLUMNS, chat, ms};
 use super::{PgStore, StoreTime, lock_workspace, sessions};

@@ -41,20 +41,11 @@
 //! close step's chats and messages) are planned afresh each time: a plan cached while the queue
 //! was short would scan it once it is long.
 
-mod activity;
-mod chats;
 mod combine;
 mod ingest;
-mod outbox;
 mod queue;
-mod rewindow;
-mod rows;
 mod sessions;
-mod sources;
-mod web_sessions;
-mod webhooks;
 mod windows;
-mod workspaces;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -69,6 +60,7 @@ use sqlx::{Postgres, Row, Transaction};
 use self::rows::from_ms;
 use crate::clock::SharedClock;
 use crate::domain::WorkspaceId;
+use crate::store::sql::Windowing;
 use crate::store::{Gauges, Health, Lifecycle, StoreError, StoreResult};
 
 /// The shared store.
@@ -170,7 +162,64 @@ impl PgStore {
         let now = self.now(&mut tx).await?;
         Ok((tx, now))
     }
+
+    /// The shared SQL's write transaction ([`crate::store::sql`]): `f` runs in a transaction of
+    /// its own with the store's time at its start (ms), committed before its result is returned.
+    async fn transact<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut PgConnection, i64) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        let (mut tx, now) = self.begin().await?;
+        let out = f(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// The shared SQL's windowing transaction ([`crate::store::sql`]): under the workspace's
+    /// exclusive lock, so no message of it commits meanwhile; its time is not before anything the
+    /// workspace received, and the workspace's `closed_through` is raised past it, so the change
+    /// takes effect at one instant for every daemon (see the module's notes). `None` when the
+    /// workspace is that of a webhook that does not exist.
+    async fn transact_windowing<T, F>(&self, of: Windowing, f: F) -> StoreResult<Option<T>>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut PgConnection, WorkspaceId, i64) -> BoxFuture<'c, StoreResult<T>>
+            + Send
+            + 'static,
+    {
+        let mut tx = self.pool.begin().await?;
+        let workspace = match of {
+            Windowing::Workspace(id) => id,
+            Windowing::OfWebhook(webhook) => {
+                let found: Option<String> =
+                    sqlx::query_scalar("SELECT workspace_id FROM webhooks WHERE id = $1")
+                        .bind(webhook.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some(found) = found else { return Ok(None) };
+                WorkspaceId::from(found)
+            }
+        };
+        lock_workspace(&mut tx, &workspace, true).await?;
+        let now = self.now_exclusive(&mut tx, &workspace).await?;
+        let out = f(&mut tx, workspace.clone(), now).await?;
+        raise_closed_through(&mut tx, &workspace, now + 1).await?;
+        tx.commit().await?;
+        Ok(Some(out))
+    }
+
+    /// The shared SQL's reads ([`crate::store::sql`]).
+    fn reads(&self) -> &PgPool {
+        &self.pool
+    }
 }
+
+crate::store::sql::rows!(sqlx::postgres::PgRow, sqlx::postgres::PgConnection);
+crate::store::sql::sources!(PgStore, sqlx::postgres::PgConnection);
+crate::store::sql::settings!(PgStore, sqlx::postgres::PgConnection);
+crate::store::sql::log!(PgStore, sqlx::postgres::PgConnection);
+crate::store::sql::chats!(PgStore, sqlx::postgres::PgConnection);
 
 /// Raises a workspace's `closed_through` to `at`: no message of it committed later is received
 /// before `at`. Called under the workspace's exclusive lock.
@@ -181,6 +230,26 @@ async fn raise_closed_through(conn: &mut PgConnection, id: &WorkspaceId, at: i64
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// How a claim passes rows that another transaction holds: it leaves them to their holder.
+macro_rules! skip_locked {
+    () => {
+        " FOR UPDATE SKIP LOCKED"
+    };
+}
+use skip_locked;
+
+/// The advisory-lock key of the retention job: one daemon prunes at a time, the others skip.
+const PRUNE_KEY: &str = "chatbundle:prune";
+
+/// Whether this transaction may prune the logs now: when no other daemon is pruning.
+async fn one_pruner(conn: &mut PgConnection) -> StoreResult<bool> {
+    let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(PRUNE_KEY)
+        .fetch_one(conn)
+        .await?;
+    Ok(ours)
 }
 
 /// The advisory-lock key of a workspace.

@@ -13,8 +13,8 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use tracing::instrument;
 
 use super::PgStore;
-use super::activity::{insert_attempt, insert_event};
-use super::outbox::queue_email;
+use super::log::queue_email;
+use super::log::{insert_attempt, insert_event};
 use super::rows::{delivery, from_ms, ms};
 use crate::domain::{DeliveryId, DeliveryStatus, WebhookId, WorkspaceId};
 use crate::store::queue::{AttemptEffect, Enqueue, chat_label, disable_reason, tokens_at};

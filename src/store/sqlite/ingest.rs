@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tracing::instrument;
 
 use super::SqliteStore;
-use super::activity::insert_event;
+use super::log::insert_event;
 use super::queue::enqueue;
 use super::rows::{CHAT_COLUMNS, chat, ms};
 use super::sessions;

@@ -9,19 +9,10 @@
 //! are claimed and recorded one transaction at a time. A second daemon on the same file is
 //! refused (a lock file), so every lease found at start belonged to a dead process.
 
-mod activity;
-mod chats;
 mod ingest;
-mod outbox;
 mod queue;
-mod rewindow;
-mod rows;
 mod sessions;
-mod sources;
-mod web_sessions;
-mod webhooks;
 mod windows;
-mod workspaces;
 mod writer;
 
 use std::path::Path;
@@ -37,9 +28,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row};
 
-use self::rows::{from_ms, ms, pending};
+use self::rows::{from_ms, ms};
 use self::writer::Writer;
 use crate::clock::SharedClock;
+use crate::domain::WorkspaceId;
+use crate::store::sql::{Windowing, pending};
 use crate::store::{Gauges, Health, Lifecycle, StoreError, StoreResult};
 
 impl From<sqlx::Error> for StoreError {
@@ -136,7 +129,76 @@ impl SqliteStore {
     {
         self.writer.run(f).await
     }
+
+    /// The shared SQL's write transaction ([`crate::store::sql`]): `f` runs inside the next group
+    /// commit with the commit's time (ms), and its result is returned once the commit is durable.
+    async fn transact<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection, i64) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        let clock = self.writer.clock();
+        self.writer.run(move |conn| f(conn, ms(clock.now()))).await
+    }
+
+    /// The shared SQL's windowing transaction ([`crate::store::sql`]): an ordinary write, since
+    /// the writer is alone: whatever commits after it carries a later time. `None` when the
+    /// workspace is that of a webhook that does not exist.
+    async fn transact_windowing<T, F>(&self, of: Windowing, f: F) -> StoreResult<Option<T>>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection, WorkspaceId, i64) -> BoxFuture<'c, StoreResult<T>>
+            + Send
+            + 'static,
+    {
+        self.transact(move |conn, now| {
+            Box::pin(async move {
+                let Some(workspace) = windowing_workspace(conn, of).await? else { return Ok(None) };
+                Ok(Some(f(conn, workspace, now).await?))
+            })
+        })
+        .await
+    }
+
+    /// The shared SQL's reads ([`crate::store::sql`]).
+    fn reads(&self) -> &SqlitePool {
+        &self.readers
+    }
 }
+
+/// How a claim passes rows that another transaction holds: SQLite has one writer, so it never
+/// meets one.
+macro_rules! skip_locked {
+    () => {
+        ""
+    };
+}
+use skip_locked;
+
+/// Whether this transaction may prune the logs now: always, the writer being alone.
+async fn one_pruner(_: &mut SqliteConnection) -> StoreResult<bool> {
+    Ok(true)
+}
+
+/// The workspace a windowing transaction is for.
+async fn windowing_workspace(conn: &mut SqliteConnection, of: Windowing) -> StoreResult<Option<WorkspaceId>> {
+    match of {
+        Windowing::Workspace(id) => Ok(Some(id)),
+        Windowing::OfWebhook(webhook) => {
+            let found: Option<String> = sqlx::query_scalar("SELECT workspace_id FROM webhooks WHERE id = $1")
+                .bind(webhook.as_str())
+                .fetch_optional(conn)
+                .await?;
+            Ok(found.map(WorkspaceId::from))
+        }
+    }
+}
+
+crate::store::sql::rows!(sqlx::sqlite::SqliteRow, sqlx::sqlite::SqliteConnection);
+crate::store::sql::sources!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::settings!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::log!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::chats!(SqliteStore, sqlx::sqlite::SqliteConnection);
 
 /// Takes the database's lock file; `None` for an in-memory database, which nobody can share.
 fn lock_database(file: &Path) -> StoreResult<Option<std::fs::File>> {

@@ -12,12 +12,13 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tracing::instrument;
 
 use super::SqliteStore;
-use super::activity::{insert_attempt, insert_event};
-use super::outbox::queue_email;
-use super::rows::{delivery, fetch_webhook, from_ms, ms, pending};
+use super::log::queue_email;
+use super::log::{insert_attempt, insert_event};
+use super::rows::{delivery, fetch_webhook, from_ms, ms};
 use super::writer::BatchClock;
 use crate::domain::{DeliveryId, DeliveryStatus, WebhookId, WorkspaceId};
 use crate::store::queue::{AttemptEffect, Enqueue, chat_label, disable_reason, tokens_at};
+use crate::store::sql::pending;
 use crate::store::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryInfo, DeliveryLog, DeliveryQueue, DisableNotice,
     FailurePolicy, GaveUpNotice, Lease, Recorded, Resend, StoreResult, Webhook,
@@ -272,7 +273,7 @@ async fn record_attempt(
             .fetch_optional(&mut *conn)
             .await?;
         if exists.is_some() {
-            insert_attempt(conn, attempt, false).await?;
+            insert_attempt(conn, &attempt, false).await?;
         }
         return Ok(Recorded { stale: true, ..Recorded::default() });
     };
@@ -291,7 +292,7 @@ async fn record_attempt(
     let url: String = row.try_get("url")?;
     let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
     let notified_at: Option<i64> = row.try_get("gave_up_notice_at")?;
-    insert_attempt(conn, attempt.clone(), false).await?;
+    insert_attempt(conn, &attempt, false).await?;
     let now = ms(clock.now());
     let mut recorded = Recorded::default();
 
@@ -502,7 +503,7 @@ impl DeliveryQueue for SqliteStore {
     }
 
     async fn record_test(&self, attempt: AttemptRecord) -> StoreResult<()> {
-        self.write(move |conn| Box::pin(insert_attempt(conn, attempt, true))).await
+        self.write(move |conn| Box::pin(async move { insert_attempt(conn, &attempt, true).await })).await
     }
 }
 

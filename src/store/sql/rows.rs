@@ -1,10 +1,12 @@
-//! Row mapping shared by the SQL stores: the same columns hold the same things in SQLite and in
-//! PostgreSQL, so one set of functions reads both; [`row_mapping!`] instantiates them for a row
-//! type. Instants are stored as milliseconds since the Unix epoch, so that they compare as numbers.
+//! Row mapping: the same columns hold the same things in SQLite and in PostgreSQL, so one set of
+//! functions reads both; [`rows!`] instantiates them for an engine's row and connection types.
+//! Instants are stored as milliseconds since the Unix epoch, so that they compare as numbers.
 
-/// The row-mapping functions (and the column lists they read) for one database's row type.
-macro_rules! row_mapping {
-    ($row:ty) => {
+/// The row-mapping functions (and the column lists they read) for one engine, as its `rows`
+/// module.
+macro_rules! rows {
+    ($row:ty, $conn:ty) => {
+        mod rows {
         use std::time::Duration;
 
         use chrono::{DateTime, TimeZone, Utc};
@@ -290,8 +292,25 @@ macro_rules! row_mapping {
             })
         }
 
+        pub(super) async fn fetch_webhook(
+            conn: &mut $conn,
+            id: &crate::domain::WebhookId,
+        ) -> StoreResult<Option<Webhook>> {
+            let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(conn).await?;
+            row.as_ref().map(webhook).transpose()
+        }
 
+        pub(super) async fn fetch_workspace(
+            conn: &mut $conn,
+            id: &crate::domain::WorkspaceId,
+        ) -> StoreResult<Option<Workspace>> {
+            let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = $1");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(conn).await?;
+            row.as_ref().map(workspace).transpose()
+        }
+        }
     };
 }
 
-pub(crate) use row_mapping;
+pub(in crate::store) use rows;

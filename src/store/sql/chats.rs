@@ -1,0 +1,150 @@
+//! Chats and their messages ([`crate::store::ChatStore`]), for both engines.
+
+/// See the module's documentation, and [`super`] for what the engine provides.
+macro_rules! chats {
+    ($store:ident, $conn:ty) => {
+        mod chats {
+            use async_trait::async_trait;
+            use chrono::{DateTime, Utc};
+            use sqlx::Row;
+
+            use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, chat, chat_summary, ms, stored_message};
+            use crate::domain::{ChatId, WorkspaceId, random_token};
+            use crate::store::{Chat, ChatOwner, ChatStore, ChatSummary, FirstMessages, StoreResult, StoredMessage};
+
+            #[async_trait]
+            impl ChatStore for super::$store {
+                async fn list_chats(
+                    &self,
+                    workspace_id: &WorkspaceId,
+                    limit: u32,
+                    offset: u32,
+                ) -> StoreResult<Vec<ChatSummary>> {
+                    let rows = sqlx::query(
+                        "SELECT c.id, c.source_key, c.external_id, c.full_name, c.phone, c.session_status, c.last_received_at,
+                                (SELECT COUNT(*) FROM messages m WHERE m.chat_id = c.id) AS messages
+                         FROM chats c WHERE c.workspace_id = $1
+                         ORDER BY c.last_received_at DESC, c.id DESC LIMIT $2 OFFSET $3",
+                    )
+                    .bind(workspace_id.as_str())
+                    .bind(i64::from(limit))
+                    .bind(i64::from(offset))
+                    .fetch_all(self.reads())
+                    .await?;
+                    rows.iter().map(chat_summary).collect()
+                }
+
+                async fn get_chat(&self, id: ChatId) -> StoreResult<Option<(WorkspaceId, Chat)>> {
+                    let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE id = $1");
+                    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.0).fetch_optional(self.reads()).await?;
+                    row.map(|row| Ok((row.try_get::<String, _>("workspace_id")?.into(), chat(&row)?.0))).transpose()
+                }
+
+                async fn chat_by_token(&self, token: &str) -> StoreResult<Option<(WorkspaceId, Chat)>> {
+                    let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE token = $1");
+                    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(token).fetch_optional(self.reads()).await?;
+                    row.map(|row| Ok((row.try_get::<String, _>("workspace_id")?.into(), chat(&row)?.0))).transpose()
+                }
+
+                async fn first_messages(&self, id: ChatId) -> StoreResult<FirstMessages> {
+                    let row = sqlx::query("SELECT first_message_seq, first_text_seq FROM chats WHERE id = $1")
+                        .bind(id.0)
+                        .fetch_optional(self.reads())
+                        .await?;
+                    let Some(row) = row else { return Ok(FirstMessages::default()) };
+                    Ok(FirstMessages { any: row.try_get("first_message_seq")?, text: row.try_get("first_text_seq")? })
+                }
+
+                async fn chat_messages(&self, id: ChatId, limit: u32, offset: u32) -> StoreResult<Vec<StoredMessage>> {
+                    let sql = format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = $1
+                         ORDER BY received_at DESC, ts DESC, seq DESC LIMIT $2 OFFSET $3"
+                    );
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(id.0)
+                        .bind(i64::from(limit))
+                        .bind(i64::from(offset))
+                        .fetch_all(self.reads())
+                        .await?;
+                    rows.iter().map(stored_message).collect()
+                }
+
+                async fn message_rank(&self, id: ChatId, seq: i64) -> StoreResult<Option<u32>> {
+                    let rank: Option<i64> = sqlx::query_scalar(
+                        "SELECT (SELECT COUNT(*) FROM messages m
+                                 WHERE m.chat_id = $1 AND (m.received_at, m.ts, m.seq) > (x.received_at, x.ts, x.seq))
+                         FROM messages x WHERE x.chat_id = $1 AND x.seq = $2",
+                    )
+                    .bind(id.0)
+                    .bind(seq)
+                    .fetch_optional(self.reads())
+                    .await?;
+                    Ok(rank.map(|r| r as u32))
+                }
+
+                async fn messages_since(
+                    &self,
+                    id: ChatId,
+                    since: DateTime<Utc>,
+                    limit: u32,
+                ) -> StoreResult<Vec<StoredMessage>> {
+                    let sql = format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE chat_id = $1 AND received_at >= $2
+                         ORDER BY received_at, seq LIMIT $3"
+                    );
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(id.0)
+                        .bind(ms(since))
+                        .bind(i64::from(limit))
+                        .fetch_all(self.reads())
+                        .await?;
+                    rows.iter().map(stored_message).collect()
+                }
+
+                async fn rotate_chat_token(&self, id: ChatId) -> StoreResult<Option<String>> {
+                    self.transact(move |conn, _| {
+                        Box::pin(async move {
+                            let token = random_token(32);
+                            let done = sqlx::query("UPDATE chats SET token = $1 WHERE id = $2")
+                                .bind(&token)
+                                .bind(id.0)
+                                .execute(conn)
+                                .await?;
+                            Ok((done.rows_affected() > 0).then_some(token))
+                        })
+                    })
+                    .await
+                }
+
+                async fn set_chat_owner(&self, id: ChatId, owner: ChatOwner) -> StoreResult<Option<Chat>> {
+                    let found = self
+                        .transact(move |conn, _| {
+                            Box::pin(async move {
+                                let done = sqlx::query(
+                                    "UPDATE chats SET
+                                        responsible_name = CASE WHEN $1 THEN $2 ELSE responsible_name END,
+                                        responsible_email = CASE WHEN $3 THEN $4 ELSE responsible_email END
+                                     WHERE id = $5",
+                                )
+                                .bind(owner.name.is_some())
+                                .bind(owner.name.clone().flatten())
+                                .bind(owner.email.is_some())
+                                .bind(owner.email.clone().flatten())
+                                .bind(id.0)
+                                .execute(conn)
+                                .await?;
+                                Ok(done.rows_affected() > 0)
+                            })
+                        })
+                        .await?;
+                    if !found {
+                        return Ok(None);
+                    }
+                    Ok(self.get_chat(id).await?.map(|(_, chat)| chat))
+                }
+            }
+        }
+    };
+}
+
+pub(in crate::store) use chats;

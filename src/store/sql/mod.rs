@@ -1,0 +1,55 @@
+//! The store's SQL, written once for both engines. Each file here is a macro that an engine
+//! instantiates with its own types (`crate::store::sqlite` and `crate::store::postgres` each say
+//! `sql::sources!(TheirStore, TheirConnection)`): the statements are the same text for both (`$n`
+//! placeholders, `TRUE`/`FALSE`, `IS NOT DISTINCT FROM`, which SQLite 3.39 and PostgreSQL both
+//! read), and the Rust around them is the same code, compiled once per engine.
+//!
+//! What an engine provides the shared code, under the same names in both:
+//!
+//! - `transact(f)`: runs `f` in a write transaction with the transaction's time (ms). On SQLite,
+//!   a savepoint inside the writer's group commit and the writer's strictly increasing clock; on
+//!   PostgreSQL, a transaction of its own and the database's clock.
+//! - `reads()`: the pool read-only statements run on (SQLite's readers, PostgreSQL's pool).
+//!
+//! What really differs between the engines stays in their folders, named after what it is:
+//! SQLite's group-commit writer and its merged ingest and results, PostgreSQL's advisory locks,
+//! `SKIP LOCKED` claims and combined transactions.
+
+mod chats;
+mod log;
+mod rows;
+mod settings;
+mod sources;
+
+pub(super) use chats::chats;
+pub(super) use log::log;
+pub(super) use rows::rows;
+pub(super) use settings::settings;
+pub(super) use sources::sources;
+
+/// `'pending'` as SQL text, for `status = ` it: the queue's partial indexes are declared with
+/// this literal, and SQLite uses a partial index only when a query says the same literal (a bound
+/// parameter would not do). Tied to [`crate::domain::DeliveryStatus::Pending`] by a test.
+macro_rules! pending {
+    () => {
+        "'pending'"
+    };
+}
+pub(super) use pending;
+
+/// Which workspace a windowing transaction (`transact_windowing`) is for: one named, or the one
+/// a webhook belongs to (found inside the transaction; `None` comes back when there is no such
+/// webhook).
+#[derive(Debug, Clone)]
+pub(super) enum Windowing {
+    Workspace(crate::domain::WorkspaceId),
+    OfWebhook(crate::domain::WebhookId),
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_pending_literal_is_the_pending_status() {
+        assert_eq!(pending!(), format!("'{}'", crate::domain::DeliveryStatus::Pending.as_str()));
+    }
+}

@@ -41,11 +41,9 @@
 //! close step's chats and messages) are planned afresh each time: a plan cached while the queue
 //! was short would scan it once it is long.
 
+mod claims;
 mod combine;
-mod ingest;
-mod queue;
-mod sessions;
-mod windows;
+mod intake;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -116,14 +114,14 @@ impl PgStore {
             pool,
             time: Arc::new(StoreTime { clock, latest: AtomicI64::new(0) }),
             ingest: combine::Combiner::new(
-                ingest::TRANSACTIONS_IN_FLIGHT,
-                ingest::messages,
-                ingest::MESSAGES_PER_TRANSACTION,
+                intake::TRANSACTIONS_IN_FLIGHT,
+                intake::messages,
+                intake::MESSAGES_PER_TRANSACTION,
             ),
             delivered: combine::Combiner::new(
-                queue::TRANSACTIONS_IN_FLIGHT,
+                claims::TRANSACTIONS_IN_FLIGHT,
                 |_| 1,
-                queue::DELIVERED_PER_TRANSACTION,
+                claims::DELIVERED_PER_TRANSACTION,
             ),
         })
     }
@@ -209,6 +207,21 @@ impl PgStore {
         Ok(Some(out))
     }
 
+    /// Records a delivered attempt in a transaction shared with the others waiting
+    /// ([`claims::record_delivered_group`]).
+    async fn record_delivered(
+        &self,
+        attempt: crate::store::AttemptRecord,
+    ) -> StoreResult<crate::store::Recorded> {
+        let pool = self.pool.clone();
+        self.delivered
+            .submit(
+                attempt,
+                move |attempts| async move { claims::record_delivered_group(&pool, attempts).await },
+            )
+            .await
+    }
+
     /// The shared SQL's reads ([`crate::store::sql`]).
     fn reads(&self) -> &PgPool {
         &self.pool
@@ -220,6 +233,10 @@ crate::store::sql::sources!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::settings!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::log!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::chats!(PgStore, sqlx::postgres::PgConnection);
+crate::store::sql::sessions!(PgStore, sqlx::postgres::PgConnection);
+crate::store::sql::queue!(PgStore, sqlx::postgres::PgConnection);
+crate::store::sql::windows!(PgStore, sqlx::postgres::PgConnection);
+crate::store::sql::ingest!(PgStore, sqlx::postgres::PgConnection);
 
 /// Raises a workspace's `closed_through` to `at`: no message of it committed later is received
 /// before `at`. Called under the workspace's exclusive lock.
@@ -239,6 +256,62 @@ macro_rules! skip_locked {
     };
 }
 use skip_locked;
+
+/// How a read locks the rows it will change, until its transaction ends.
+macro_rules! for_update {
+    () => {
+        " FOR UPDATE"
+    };
+}
+use for_update;
+
+/// How a read locks a webhook's row for the rest of its transaction (its key stays free, so
+/// deliveries can still be added for it).
+macro_rules! lock_row {
+    () => {
+        " FOR NO KEY UPDATE"
+    };
+}
+use lock_row;
+
+use self::claims::lane_heads;
+use self::intake::mark_first_messages;
+
+/// Whether chats are written in key order: yes, so that two transactions writing the same chats
+/// lock them in the same order and never wait on each other in a circle.
+const CHATS_IN_KEY_ORDER: bool = true;
+
+/// Whether an upserted chat row was inserted, as SQL over the row written.
+macro_rules! created {
+    () => {
+        "(xmax = 0)"
+    };
+}
+use created;
+
+/// The larger of two values, in SQL.
+macro_rules! greatest {
+    () => {
+        "GREATEST"
+    };
+}
+use greatest;
+
+/// Prepares the transaction for statements whose best plan depends on how large the tables are:
+/// planned for the tables as they are now, not from a plan cached when they were small.
+async fn plan_afresh(conn: &mut PgConnection) -> StoreResult<()> {
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(conn).await?;
+    Ok(())
+}
+
+/// Holds the workspaces' locks shared, in the order given (keep it sorted: every transaction
+/// that takes several takes them in the same order, so none waits for another in a circle).
+async fn lock_workspaces_shared(conn: &mut PgConnection, workspaces: &[String]) -> StoreResult<()> {
+    for workspace in workspaces {
+        lock_workspace(conn, &WorkspaceId::from(workspace.as_str()), false).await?;
+    }
+    Ok(())
+}
 
 /// The advisory-lock key of the retention job: one daemon prunes at a time, the others skip.
 const PRUNE_KEY: &str = "chatbundle:prune";

@@ -16,16 +16,24 @@
 //! `SKIP LOCKED` claims and combined transactions.
 
 mod chats;
+mod ingest;
 mod log;
+mod queue;
 mod rows;
+mod sessions;
 mod settings;
 mod sources;
+mod windows;
 
 pub(super) use chats::chats;
+pub(super) use ingest::ingest;
 pub(super) use log::log;
+pub(super) use queue::queue;
 pub(super) use rows::rows;
+pub(super) use sessions::sessions;
 pub(super) use settings::settings;
 pub(super) use sources::sources;
+pub(super) use windows::windows;
 
 /// `'pending'` as SQL text, for `status = ` it: the queue's partial indexes are declared with
 /// this literal, and SQLite uses a partial index only when a query says the same literal (a bound
@@ -36,6 +44,17 @@ macro_rules! pending {
     };
 }
 pub(super) use pending;
+
+/// `$start, $start + 1, …`: the placeholders of `count` values, for an `IN (…)` list.
+pub(super) fn params(start: usize, count: usize) -> String {
+    (start..start + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `($1, …, $cols), ($cols + 1, …), …`: the placeholders of `rows` rows of `cols` values, for a
+/// multi-row `VALUES`.
+pub(super) fn rows_of(rows: usize, cols: usize) -> String {
+    (0..rows).map(|r| format!("({})", params(1 + r * cols, cols))).collect::<Vec<_>>().join(", ")
+}
 
 /// Which workspace a windowing transaction (`transact_windowing`) is for: one named, or the one
 /// a webhook belongs to (found inside the transaction; `None` comes back when there is no such
@@ -48,6 +67,15 @@ pub(super) enum Windowing {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        assert_eq!(params(3, 2), "$3, $4");
+        assert_eq!(rows_of(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(params(1, 0), "");
+    }
+
     #[test]
     fn the_pending_literal_is_the_pending_status() {
         assert_eq!(pending!(), format!("'{}'", crate::domain::DeliveryStatus::Pending.as_str()));

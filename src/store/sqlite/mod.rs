@@ -9,10 +9,8 @@
 //! are claimed and recorded one transaction at a time. A second daemon on the same file is
 //! refused (a lock file), so every lease found at start belonged to a dead process.
 
-mod ingest;
-mod queue;
-mod sessions;
-mod windows;
+mod claims;
+mod intake;
 mod writer;
 
 use std::path::Path;
@@ -160,6 +158,15 @@ impl SqliteStore {
         .await
     }
 
+    /// Records a delivered attempt in the writer's next commit, merged with the others waiting
+    /// ([`claims::record_delivered_many`]).
+    async fn record_delivered(
+        &self,
+        attempt: crate::store::AttemptRecord,
+    ) -> StoreResult<crate::store::Recorded> {
+        self.writer.delivered(attempt).await
+    }
+
     /// The shared SQL's reads ([`crate::store::sql`]).
     fn reads(&self) -> &SqlitePool {
         &self.readers
@@ -174,6 +181,59 @@ macro_rules! skip_locked {
     };
 }
 use skip_locked;
+
+/// How a read locks the rows it will change: not at all, the writer being alone.
+macro_rules! for_update {
+    () => {
+        ""
+    };
+}
+use for_update;
+
+/// How a read locks a webhook's row for the rest of its transaction: not at all, the writer
+/// being alone.
+macro_rules! lock_row {
+    () => {
+        ""
+    };
+}
+use lock_row;
+
+use self::claims::lane_heads;
+use self::intake::mark_first_messages;
+
+/// Whether chats are written in key order: no need, the writer being alone.
+const CHATS_IN_KEY_ORDER: bool = false;
+
+/// Whether an upserted chat row was inserted, as SQL over the row written: it was first seen at
+/// its latest arrival, which is this transaction's time (every commit's time is later than the
+/// one before, and a commit's requests are all stored in one go).
+macro_rules! created {
+    () => {
+        "(first_seen_at = last_received_at)"
+    };
+}
+use created;
+
+/// The larger of two values, in SQL.
+macro_rules! greatest {
+    () => {
+        "MAX"
+    };
+}
+use greatest;
+
+/// Prepares the transaction for statements whose best plan depends on how large the tables are:
+/// nothing to do, SQLite plans each run of them (their limits are literals).
+async fn plan_afresh(_: &mut SqliteConnection) -> StoreResult<()> {
+    Ok(())
+}
+
+/// Holds the workspaces' locks shared, as whatever stores their messages does: there are none
+/// to hold, the writer being alone.
+async fn lock_workspaces_shared(_: &mut SqliteConnection, _: &[String]) -> StoreResult<()> {
+    Ok(())
+}
 
 /// Whether this transaction may prune the logs now: always, the writer being alone.
 async fn one_pruner(_: &mut SqliteConnection) -> StoreResult<bool> {
@@ -199,6 +259,10 @@ crate::store::sql::sources!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::settings!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::log!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::chats!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::sessions!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::queue!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::windows!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::ingest!(SqliteStore, sqlx::sqlite::SqliteConnection);
 
 /// Takes the database's lock file; `None` for an in-memory database, which nobody can share.
 fn lock_database(file: &Path) -> StoreResult<Option<std::fs::File>> {

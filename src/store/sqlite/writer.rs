@@ -6,7 +6,7 @@
 //! Three kinds of work share a commit. Generic jobs each run in their own savepoint, so one failing
 //! job undoes only itself. Ingest requests, and the results of delivered attempts (the bulk of the
 //! delivery worker's writes), are each merged into a handful of multi-row statements (see
-//! [`super::ingest`] and [`super::queue::record_delivered_many`]): per-statement overhead, not the
+//! [`super::intake`] and [`super::claims::record_delivered_many`]): per-statement overhead, not the
 //! disk, is what limits a busy writer.
 
 use std::sync::Arc;
@@ -19,8 +19,8 @@ use sqlx::sqlite::SqliteConnection;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tracing::{debug, error};
 
-use super::ingest::ingest_many;
-use super::queue::record_delivered_many;
+use super::claims::record_delivered_many;
+use super::intake::ingest_many;
 use crate::clock::SharedClock;
 use crate::store::{AttemptRecord, IngestBatch, IngestOutcome, Recorded, StoreError, StoreResult};
 

@@ -1,0 +1,186 @@
+//! How PostgreSQL takes ingest requests in (the storing itself is [`crate::store::sql::ingest`]):
+//! requests waiting at the same moment share one transaction (as the SQLite writer merges them;
+//! see [`crate::store::merge`]), under the shared lock of each of their workspaces, taken in key
+//! order (so a close of a workspace's windows waits for it, or it for the close), with the chats
+//! they write locked in key order (so the lanes they add to are numbered in commit order, and two
+//! daemons writing the same chats never deadlock).
+//!
+//! Each request is a transaction's worth of round trips to the database and a WAL flush at
+//! commit; merged, thirty requests cost about what one did.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgPool};
+use tracing::instrument;
+
+use super::{PgStore, StoreTime, lock_workspace};
+use crate::domain::{Account, ChatId, WebhookId, WorkspaceId};
+use crate::store::merge::WorkspaceInfo;
+use crate::store::{FirstMessages, IngestBatch, IngestOutcome, IngestStore, StoreError, StoreResult};
+
+/// Merged transactions in flight at once from one daemon: while some commit, the requests
+/// arriving meanwhile gather for the next.
+pub(super) const TRANSACTIONS_IN_FLIGHT: usize = 4;
+
+/// Messages merged into one transaction, roughly: requests are taken until they reach it (at
+/// least one request). Larger transactions hold their chats' row locks longer, and the
+/// transactions in flight then wait on each other.
+pub(super) const MESSAGES_PER_TRANSACTION: usize = 500;
+
+/// What a request weighs when requests are merged.
+pub(super) fn messages(batch: &IngestBatch) -> usize {
+    batch.messages.len()
+}
+
+#[async_trait]
+impl IngestStore for PgStore {
+    #[instrument(skip_all, fields(workspace_id = %batch.workspace_id, messages = batch.messages.len()))]
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
+        let (pool, time) = (self.pool.clone(), self.time.clone());
+        self.ingest
+            .submit(batch, move |batches| async move { ingest_group(&pool, &time, batches).await })
+            .await
+    }
+}
+
+/// Stores requests in one transaction; one result per request, in order. A request whose
+/// workspace is gone fails alone (as it did on its own: the workspace is not found); a failing
+/// transaction fails them all.
+async fn ingest_group(
+    pool: &PgPool,
+    time: &StoreTime,
+    mut batches: Vec<IngestBatch>,
+) -> Vec<StoreResult<IngestOutcome>> {
+    let not_found = || Err(StoreError::Unavailable(Arc::new(sqlx::Error::RowNotFound)));
+    let mut results: Vec<StoreResult<IngestOutcome>> = batches.iter().map(|_| not_found()).collect();
+    // Where each remaining request's result goes.
+    let mut places: Vec<usize> = (0..batches.len()).collect();
+    while !batches.is_empty() {
+        match ingest_together(pool, time, &batches).await {
+            Ok(Together::Stored(outcomes)) => {
+                for (place, outcome) in places.iter().zip(outcomes) {
+                    results[*place] = Ok(outcome);
+                }
+                break;
+            }
+            // Rare (a workspace deleted while its requests waited): again without them.
+            Ok(Together::Gone(gone)) => {
+                let keep: Vec<bool> =
+                    batches.iter().map(|b| !gone.contains(b.workspace_id.as_str())).collect();
+                let mut flags = keep.iter();
+                batches.retain(|_| *flags.next().expect("a flag per request"));
+                let mut flags = keep.iter();
+                places.retain(|_| *flags.next().expect("a flag per request"));
+            }
+            Err(e) => {
+                for place in &places {
+                    results[*place] = Err(e.clone());
+                }
+                break;
+            }
+        }
+    }
+    results
+}
+
+/// What one try at storing requests together did.
+enum Together {
+    /// Committed: the outcome of each request, in order.
+    Stored(Vec<IngestOutcome>),
+    /// Nothing stored: these workspaces no longer exist.
+    Gone(std::collections::HashSet<String>),
+}
+
+async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch]) -> StoreResult<Together> {
+    let mut tx = pool.begin().await?;
+    // Shared: requests of one workspace run side by side; a close of its windows waits. In key
+    // order, so two transactions never wait on each other's workspaces.
+    let mut workspace_ids: Vec<&str> = batches.iter().map(|b| b.workspace_id.as_str()).collect();
+    workspace_ids.sort_unstable();
+    workspace_ids.dedup();
+    for id in &workspace_ids {
+        lock_workspace(&mut tx, &WorkspaceId::from(*id), false).await?;
+    }
+    // The time of receipt is read only now, holding the locks; it is never before any of the
+    // workspaces' last closed boundary, whatever the clock did.
+    let skew = time.skew();
+    let rows = sqlx::query(
+        "SELECT s.id, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS db_now, closed_through,
+                account_full_name, account_email, account_phone, locale,
+                ARRAY(SELECT w.id FROM webhooks w
+                      WHERE w.workspace_id = s.id AND w.sub_messages
+                        AND COALESCE(w.granularity, s.granularity) = 'none'
+                      ORDER BY w.created_at, w.id) AS immediate,
+                ARRAY(SELECT w.media FROM webhooks w
+                      WHERE w.workspace_id = s.id AND w.sub_messages
+                        AND COALESCE(w.granularity, s.granularity) = 'none'
+                      ORDER BY w.created_at, w.id) AS immediate_media
+         FROM workspaces s WHERE s.id = ANY($1)",
+    )
+    .bind(&workspace_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut now = i64::MIN;
+    let mut workspaces = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let db_now: i64 = row.try_get("db_now")?;
+        now = now.max(db_now + skew).max(row.try_get("closed_through")?);
+        let info = WorkspaceInfo {
+            account: Account {
+                full_name: row.try_get("account_full_name")?,
+                email: row.try_get("account_email")?,
+                phone: row.try_get("account_phone")?,
+            },
+            locale: row.try_get::<String, _>("locale")?.parse().unwrap_or_default(),
+            immediate: row
+                .try_get::<Vec<String>, _>("immediate")?
+                .into_iter()
+                .zip(row.try_get::<Vec<String>, _>("immediate_media")?)
+                .map(|(id, media)| (WebhookId::from(id), media.parse().unwrap_or_default()))
+                .collect(),
+        };
+        let id: String = row.try_get("id")?;
+        if let Some(id) = workspace_ids.iter().find(|w| **w == id) {
+            workspaces.insert(*id, info);
+        }
+    }
+    if workspaces.len() < workspace_ids.len() {
+        let gone = workspace_ids.iter().filter(|id| !workspaces.contains_key(**id)).map(|id| id.to_string());
+        return Ok(Together::Gone(gone.collect()));
+    }
+    let now = time.not_before_latest(now);
+    let outcomes = super::ingest::store_merged(&mut tx, batches, &workspaces, now).await?;
+    tx.commit().await?;
+    Ok(Together::Stored(outcomes))
+}
+
+/// Records the first messages (ever, with words) of chats that had none, which decide
+/// `is_new_chat` later.
+pub(super) async fn mark_first_messages(
+    conn: &mut PgConnection,
+    firsts: &HashMap<ChatId, FirstMessages>,
+) -> StoreResult<()> {
+    if firsts.is_empty() {
+        return Ok(());
+    }
+    let chats: Vec<i64> = firsts.keys().map(|c| c.0).collect();
+    let any: Vec<Option<i64>> = firsts.values().map(|f| f.any).collect();
+    let text: Vec<Option<i64>> = firsts.values().map(|f| f.text).collect();
+    // `id = ANY(…)` finds the rows by the primary key (a join with UNNEST would be planned for
+    // a hundred rows, as a scan of every chat).
+    sqlx::query(
+        "UPDATE chats SET
+             first_message_seq = COALESCE(first_message_seq, ($2::BIGINT[])[array_position($1, id)]),
+             first_text_seq = COALESCE(first_text_seq, ($3::BIGINT[])[array_position($1, id)])
+         WHERE id = ANY($1)",
+    )
+    .bind(&chats)
+    .bind(&any)
+    .bind(&text)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -231,6 +231,7 @@ async fn updated(state: &AppState, source: Source, body: UpdateSource) -> Result
         account: body.account.map(|a| account("account", a)).transpose()?,
         credentials: body.credentials.map(|c| credentials(source.kind, c)).transpose()?,
         enabled: body.enabled,
+        new_inbound_key: false,
     };
     let source =
         state.store.update_source(&source.id, patch).await?.ok_or_else(|| ApiError::not_found("source"))?;

@@ -151,24 +151,8 @@ pub trait Store:
 {
 }
 
-impl<T> Store for T where
-    T: WorkspaceStore
-        + WebhookStore
-        + SourceStore
-        + IngestStore
-        + WindowStore
-        + DeliveryQueue
-        + DeliveryLog
-        + Outbox
-        + ActivityLog
-        + ChatStore
-        + SessionStore
-        + WebSessions
-        + Health
-        + Lifecycle
-        + 'static
-{
-}
+impl Store for sqlite::SqliteStore {}
+impl Store for postgres::PgStore {}
 
 /// The handle the application holds.
 pub type SharedStore = Arc<dyn Store>;

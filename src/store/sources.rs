@@ -40,6 +40,8 @@ pub struct SourcePatch {
     pub account: Option<Account>,
     pub credentials: Option<serde_json::Value>,
     pub enabled: Option<bool>,
+    /// Give its inbound URL a new key ([`SourceStore::rotate_inbound_key`]).
+    pub new_inbound_key: bool,
 }
 
 /// Sources, for the admin API and the inbound routes.

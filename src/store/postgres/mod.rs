@@ -53,13 +53,12 @@ use async_trait::async_trait;
 use chrono::Utc;
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 
-use self::rows::from_ms;
 use crate::clock::SharedClock;
 use crate::domain::WorkspaceId;
 use crate::store::sql::Windowing;
-use crate::store::{Gauges, Health, Lifecycle, StoreError, StoreResult};
+use crate::store::{Lifecycle, StoreError, StoreResult};
 
 /// The shared store.
 pub struct PgStore {
@@ -237,6 +236,7 @@ crate::store::sql::sessions!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::queue!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::windows!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::ingest!(PgStore, sqlx::postgres::PgConnection);
+crate::store::sql::health!(PgStore, sqlx::postgres::PgConnection);
 
 /// Raises a workspace's `closed_through` to `at`: no message of it committed later is received
 /// before `at`. Called under the workspace's exclusive lock.
@@ -340,33 +340,6 @@ async fn lock_workspace(conn: &mut PgConnection, id: &WorkspaceId, exclusive: bo
     };
     sqlx::query(sql).bind(workspace_key(id)).execute(conn).await?;
     Ok(())
-}
-
-#[async_trait]
-impl Health for PgStore {
-    async fn probe_write(&self) -> StoreResult<()> {
-        let (mut tx, at) = self.begin().await?;
-        sqlx::query("UPDATE health SET probed_at = $1 WHERE id = 1").bind(at).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn gauges(&self) -> StoreResult<Gauges> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS pending,
-                    (SELECT created_at FROM deliveries WHERE status = 'pending' ORDER BY seq LIMIT 1) AS oldest,
-                    (SELECT COUNT(*) FROM webhooks WHERE NOT enabled) AS disabled,
-                    (SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL) AS emails",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Gauges {
-            deliveries_pending: row.try_get::<i64, _>("pending")? as u64,
-            oldest_pending: row.try_get::<Option<i64>, _>("oldest")?.map(from_ms),
-            webhooks_disabled: row.try_get::<i64, _>("disabled")? as u64,
-            emails_pending: row.try_get::<i64, _>("emails")? as u64,
-        })
-    }
 }
 
 #[async_trait]

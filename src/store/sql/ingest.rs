@@ -20,7 +20,7 @@ macro_rules! ingest {
             use super::sessions;
             use crate::domain::{AccountType, ChatId, SessionStatus, WorkspaceId, random_token};
             use crate::store::merge::{self, Candidate, ChatKey, ChatUpdate, LATER, MessageKey, WorkspaceInfo, merge};
-            use crate::store::sql::rows_of;
+            use crate::store::sql::{CHAT_DETAILS, rows_of};
             use crate::store::{Chat, FirstMessages, IngestBatch, IngestOutcome, StoreResult};
 
             /// Rows per multi-row statement (18 values each at most): far below SQLite's 32,766
@@ -54,7 +54,7 @@ macro_rules! ingest {
                         let workspace = WorkspaceId::from(key.0);
                         let render = merge::render_session(batches, key.0);
                         let (chat, _) = &stored[key];
-                        sessions::announce(conn, &workspace, chat, None, &Default::default(), now, render).await?;
+                        sessions::announce(conn, &workspace, chat, (None, &Default::default()), now, render).await?;
                         merge::session_started(batches, &mut merged, key.0);
                     }
                 }
@@ -68,7 +68,7 @@ macro_rules! ingest {
                         let render = merge::render_session(batches, key.0);
                         let (chat, _) = &stored[&key];
                         let status = chat.session_status;
-                        sessions::announce(conn, &workspace, chat, status, &merge::limit_reached(), now, render)
+                        sessions::announce(conn, &workspace, chat, (status, &merge::limit_reached()), now, render)
                             .await?;
                         merge::session_started(batches, &mut merged, key.0);
                     }
@@ -114,13 +114,8 @@ macro_rules! ingest {
                                             last_received_at, channel, session_status, last_customer_message_at,
                                             reply_window_expires_at, expiry_announced, responsible_id, account_type)
                          VALUES {}
-                         ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET
-                            full_name = COALESCE(excluded.full_name, chats.full_name),
-                            phone = COALESCE(excluded.phone, chats.phone),
+                         ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET {CHAT_DETAILS},
                             is_group = COALESCE(excluded.is_group, chats.is_group),
-                            responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
-                            responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email),
-                            responsible_id = COALESCE(excluded.responsible_id, chats.responsible_id),
                             account_type = COALESCE(excluded.account_type, chats.account_type),
                             last_received_at = {}(excluded.last_received_at, chats.last_received_at),
                             channel = excluded.channel,

@@ -16,6 +16,7 @@
 //! `SKIP LOCKED` claims and combined transactions.
 
 mod chats;
+mod health;
 mod ingest;
 mod log;
 mod queue;
@@ -26,6 +27,7 @@ mod sources;
 mod windows;
 
 pub(super) use chats::chats;
+pub(super) use health::health;
 pub(super) use ingest::ingest;
 pub(super) use log::log;
 pub(super) use queue::queue;
@@ -55,6 +57,41 @@ pub(super) fn params(start: usize, count: usize) -> String {
 pub(super) fn rows_of(rows: usize, cols: usize) -> String {
     (0..rows).map(|r| format!("({})", params(1 + r * cols, cols))).collect::<Vec<_>>().join(", ")
 }
+
+/// How an upsert of a chat merges the details a message or a channel's report names into the
+/// stored ones: what it names replaces, what it leaves out stays. (Every upsert of chats says
+/// `ON CONFLICT … DO UPDATE SET` this, then what is its own.)
+pub(super) const CHAT_DETAILS: &str = "full_name = COALESCE(excluded.full_name, chats.full_name),
+    phone = COALESCE(excluded.phone, chats.phone),
+    responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
+    responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email),
+    responsible_id = COALESCE(excluded.responsible_id, chats.responsible_id)";
+
+/// How a patch sets a business account (`account_full_name`, `account_email`, `account_phone`):
+/// all three when `$n` is true (from `$n + 1` to `$n + 3`), none otherwise.
+pub(super) fn account_set(n: usize) -> String {
+    format!(
+        "account_full_name = CASE WHEN ${n} THEN ${} ELSE account_full_name END,
+         account_email = CASE WHEN ${n} THEN ${} ELSE account_email END,
+         account_phone = CASE WHEN ${n} THEN ${} ELSE account_phone END",
+        n + 1,
+        n + 2,
+        n + 3
+    )
+}
+
+/// Binds what [`account_set`] reads: whether the patch has an account, and its three fields.
+macro_rules! bind_account {
+    ($query:expr, $account:expr) => {{
+        let account: &Option<crate::domain::Account> = $account;
+        $query
+            .bind(account.is_some())
+            .bind(account.as_ref().and_then(|a| a.full_name.clone()))
+            .bind(account.as_ref().and_then(|a| a.email.clone()))
+            .bind(account.as_ref().and_then(|a| a.phone.clone()))
+    }};
+}
+pub(super) use bind_account;
 
 /// Which workspace a windowing transaction (`transact_windowing`) is for: one named, or the one
 /// a webhook belongs to (found inside the transaction; `None` comes back when there is no such

@@ -292,22 +292,56 @@ macro_rules! rows {
             })
         }
 
+        /// The row of `table` whose `column` is `value`, read by `map` (`columns`: what it reads).
+        pub(super) async fn one_of<T>(
+            conn: &mut $conn,
+            (table, columns, map): (&str, &str, fn(&$row) -> StoreResult<T>),
+            column: &str,
+            value: &str,
+        ) -> StoreResult<Option<T>> {
+            let sql = format!("SELECT {columns} FROM {table} WHERE {column} = $1");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_optional(conn).await?;
+            row.as_ref().map(map).transpose()
+        }
+
+        /// A workspace's rows of `table`, oldest first, read by `map`.
+        pub(super) async fn of_workspace<T>(
+            conn: &mut $conn,
+            (table, columns, map): (&str, &str, fn(&$row) -> StoreResult<T>),
+            workspace: &crate::domain::WorkspaceId,
+        ) -> StoreResult<Vec<T>> {
+            let sql = format!("SELECT {columns} FROM {table} WHERE workspace_id = $1 ORDER BY created_at, id");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(workspace.as_str()).fetch_all(conn).await?;
+            rows.iter().map(map).collect()
+        }
+
+        /// Workspaces, webhooks and sources, as [`one_of`] and [`of_workspace`] read them.
+        pub(super) const WORKSPACES: (&str, &str, fn(&$row) -> StoreResult<Workspace>) =
+            ("workspaces", WORKSPACE_COLUMNS, workspace);
+        pub(super) const WEBHOOKS: (&str, &str, fn(&$row) -> StoreResult<Webhook>) =
+            ("webhooks", WEBHOOK_COLUMNS, webhook);
+        pub(super) const SOURCES: (&str, &str, fn(&$row) -> StoreResult<Source>) = ("sources", SOURCE_COLUMNS, source);
+
+        /// The webhook, or `None` (also for an id that cannot be one: see `is_well_formed`).
         pub(super) async fn fetch_webhook(
             conn: &mut $conn,
             id: &crate::domain::WebhookId,
         ) -> StoreResult<Option<Webhook>> {
-            let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(conn).await?;
-            row.as_ref().map(webhook).transpose()
+            if !id.is_well_formed() {
+                return Ok(None);
+            }
+            one_of(conn, WEBHOOKS, "id", id.as_str()).await
         }
 
+        /// The workspace, or `None` (also for an id that cannot be one).
         pub(super) async fn fetch_workspace(
             conn: &mut $conn,
             id: &crate::domain::WorkspaceId,
         ) -> StoreResult<Option<Workspace>> {
-            let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = $1");
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(conn).await?;
-            row.as_ref().map(workspace).transpose()
+            if !id.is_well_formed() {
+                return Ok(None);
+            }
+            one_of(conn, WORKSPACES, "id", id.as_str()).await
         }
         }
     };

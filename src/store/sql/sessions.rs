@@ -25,11 +25,15 @@ macro_rules! sessions {
             use crate::store::merge::{self, ChatKey, Merged, SessionMove};
             use crate::store::queue::Enqueue;
             use crate::store::sessions::{Owned, ReplyState, ReportedSession, expired, reported_status, worth_an_event};
-            use crate::store::sql::{params, rows_of};
+            use crate::store::sql::{CHAT_DETAILS, params, rows_of};
             use crate::store::{
                 Chat, FirstMessages, IngestBatch, RenderSession, SessionCause, SessionChange, SessionEvent, SessionStore,
                 SessionTransition, StoreResult,
             };
+
+            /// What a session event says happened: the status the chat had before, and what the
+            /// channel reported with it.
+            pub(in super::super) type News<'a> = (Option<SessionStatus>, &'a ReportedSession);
 
             /// Queues `payload` for every webhook of the workspace subscribed to session events, in
             /// the chat's lane (so they interleave in order with its messages and bundles).
@@ -179,7 +183,7 @@ macro_rules! sessions {
                             at_step.session_status = Some(to);
                             let render = merge::render_session(batches, workspace);
                             let id = WorkspaceId::from(workspace);
-                            announce(conn, &id, &at_step, Some(from), &ReportedSession::default(), now, render).await?;
+                            announce(conn, &id, &at_step, (Some(from), &ReportedSession::default()), now, render).await?;
                             merge::session_started(batches, merged, workspace);
                         }
                     }
@@ -222,13 +226,13 @@ macro_rules! sessions {
                 Ok(Some(transitions))
             }
 
-            /// The event for a chat's session as it stands.
+            /// The event for a chat's session as it stands; `news`: the status it had before, and
+            /// what the channel reported.
             async fn event(
                 conn: &mut $conn,
                 workspace_id: &WorkspaceId,
                 chat: &Chat,
-                old_status: Option<SessionStatus>,
-                reported: &ReportedSession,
+                (old_status, reported): News<'_>,
                 now: i64,
             ) -> StoreResult<SessionEvent> {
                 let row = sqlx::query(
@@ -262,12 +266,11 @@ macro_rules! sessions {
                 conn: &mut $conn,
                 workspace_id: &WorkspaceId,
                 chat: &Chat,
-                old_status: Option<SessionStatus>,
-                reported: &ReportedSession,
+                news: News<'_>,
                 now: i64,
                 render: &RenderSession,
             ) -> StoreResult<()> {
-                let event = event(conn, workspace_id, chat, old_status, reported, now).await?;
+                let event = event(conn, workspace_id, chat, news, now).await?;
                 let payload = render(&event);
                 queue(conn, workspace_id, chat.id, &payload, now).await
             }
@@ -300,12 +303,7 @@ macro_rules! sessions {
                                         responsible_name, responsible_email, token, first_seen_at, last_received_at,
                                         channel, session_status, session_id, assignee_type, responsible_id)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15)
-                     ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET
-                        full_name = COALESCE(excluded.full_name, chats.full_name),
-                        phone = COALESCE(excluded.phone, chats.phone),
-                        responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
-                        responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email),
-                        responsible_id = COALESCE(excluded.responsible_id, chats.responsible_id),
+                     ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET {CHAT_DETAILS},
                         channel = COALESCE(excluded.channel, chats.channel),
                         session_status = COALESCE(excluded.session_status, chats.session_status),
                         session_id = COALESCE(excluded.session_id, chats.session_id),
@@ -338,7 +336,7 @@ macro_rules! sessions {
                 }
                 let changed = worth_an_event(change, before.as_ref(), &changed_chat);
                 if changed {
-                    announce(conn, &change.workspace_id, &changed_chat, old, &change.reported, now, render).await?;
+                    announce(conn, &change.workspace_id, &changed_chat, (old, &change.reported), now, render).await?;
                 }
                 Ok(changed)
             }
@@ -394,7 +392,7 @@ macro_rules! sessions {
                                     .execute(&mut *conn)
                                     .await?;
                                 let status = lapsed.session_status;
-                                announce(conn, &workspace_id, &lapsed, status, &expired(), now, &render).await?;
+                                announce(conn, &workspace_id, &lapsed, (status, &expired()), now, &render).await?;
                             }
                             Ok(rows.len() as u64)
                         })
@@ -421,7 +419,7 @@ macro_rules! sessions {
                     let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
                     let (found, _) = chat(&row)?;
                     let status = found.session_status;
-                    Ok(Some(event(&mut conn, &workspace_id, &found, status, &ReportedSession::default(), ms(now)).await?))
+                    Ok(Some(event(&mut conn, &workspace_id, &found, (status, &ReportedSession::default()), ms(now)).await?))
                 }
 
                 async fn session_history(&self, chat: ChatId) -> StoreResult<Option<Vec<SessionTransition>>> {

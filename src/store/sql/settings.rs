@@ -11,12 +11,12 @@ macro_rules! settings {
             use tracing::instrument;
 
             use super::rows::{
-                WEBHOOK_COLUMNS, WORKSPACE_COLUMNS, fetch_webhook, fetch_workspace, subscription, webhook,
-                workspace, workspace_stats,
+                WEBHOOKS, WORKSPACE_COLUMNS, fetch_webhook, fetch_workspace, of_workspace, subscription, workspace,
+                workspace_stats,
             };
             use crate::domain::{DeliveryStatus, Event, Granularity, Locale, Media, WebhookId, WorkspaceId, random_token};
             use crate::store::rewindow::{Rewindow, Subscription, changes};
-            use crate::store::sql::Windowing;
+            use crate::store::sql::{Windowing, account_set, bind_account};
             use crate::store::{
                 DEFAULT_NOTE_MAX_CHARS, NewWebhook, NewWorkspace, StoreResult, Webhook, WebhookPatch, WebhookStore,
                 Workspace, WorkspacePatch, WorkspaceStats, WorkspaceStore,
@@ -109,11 +109,7 @@ macro_rules! settings {
                 }
 
                 async fn get_workspace(&self, id: &WorkspaceId) -> StoreResult<Option<Workspace>> {
-                    if !id.is_well_formed() {
-                        return Ok(None);
-                    }
-                    let mut conn = self.reads().acquire().await?;
-                    fetch_workspace(&mut conn, id).await
+                    fetch_workspace(&mut *self.reads().acquire().await?, id).await
                 }
 
                 #[instrument(skip_all, fields(workspace_id = %id))]
@@ -125,30 +121,26 @@ macro_rules! settings {
                     let changed = self.transact_windowing(Windowing::Workspace(id.clone()), move |conn, id, now| {
                         Box::pin(async move {
                             let before = subscriptions(conn, &id).await?;
-                            let account = patch.account.clone();
-                            let changed = sqlx::query(
+                            let sql = format!(
                                 "UPDATE workspaces SET
                                     name = COALESCE($1, name),
                                     owner_email = COALESCE($2, owner_email),
                                     timezone = COALESCE($3, timezone),
                                     granularity = COALESCE($4, granularity),
-                                    account_full_name = CASE WHEN $5 THEN $6 ELSE account_full_name END,
-                                    account_email = CASE WHEN $5 THEN $7 ELSE account_email END,
-                                    account_phone = CASE WHEN $5 THEN $8 ELSE account_phone END,
-                                    locale = COALESCE($9, locale),
-                                    updated_at = $10
+                                    locale = COALESCE($5, locale),
+                                    updated_at = $6,
+                                    {}
                                  WHERE id = $11",
-                            )
-                            .bind(&patch.name)
-                            .bind(&patch.owner_email)
-                            .bind(&patch.timezone)
-                            .bind(patch.granularity.map(Granularity::as_str))
-                            .bind(account.is_some())
-                            .bind(account.as_ref().and_then(|a| a.full_name.clone()))
-                            .bind(account.as_ref().and_then(|a| a.email.clone()))
-                            .bind(account.as_ref().and_then(|a| a.phone.clone()))
-                            .bind(patch.locale.map(Locale::as_str))
-                            .bind(now)
+                                account_set(7)
+                            );
+                            let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                                .bind(&patch.name)
+                                .bind(&patch.owner_email)
+                                .bind(&patch.timezone)
+                                .bind(patch.granularity.map(Granularity::as_str))
+                                .bind(patch.locale.map(Locale::as_str))
+                                .bind(now);
+                            let changed = bind_account!(query, &patch.account)
                             .bind(id.as_str())
                             .execute(&mut *conn)
                             .await?
@@ -230,22 +222,11 @@ macro_rules! settings {
                 }
 
                 async fn list_webhooks(&self, workspace_id: &WorkspaceId) -> StoreResult<Vec<Webhook>> {
-                    let sql = format!(
-                        "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE workspace_id = $1 ORDER BY created_at, id"
-                    );
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(workspace_id.as_str())
-                        .fetch_all(self.reads())
-                        .await?;
-                    rows.iter().map(webhook).collect()
+                    of_workspace(&mut *self.reads().acquire().await?, WEBHOOKS, workspace_id).await
                 }
 
                 async fn get_webhook(&self, id: &WebhookId) -> StoreResult<Option<Webhook>> {
-                    if !id.is_well_formed() {
-                        return Ok(None);
-                    }
-                    let mut conn = self.reads().acquire().await?;
-                    fetch_webhook(&mut conn, id).await
+                    fetch_webhook(&mut *self.reads().acquire().await?, id).await
                 }
 
                 #[instrument(skip_all, fields(webhook_id = %id))]

@@ -8,14 +8,13 @@ macro_rules! sources {
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
 
-            use super::rows::{SOURCE_COLUMNS, source};
+            use super::rows::{SOURCES, of_workspace, one_of};
             use crate::domain::{InboundKey, SourceId, WorkspaceId};
+            use crate::store::sql::{account_set, bind_account};
             use crate::store::{NewSource, REPLAY_MEMORY, Source, SourcePatch, SourceStore, StoreResult};
 
             async fn fetch(conn: &mut $conn, column: &str, value: &str) -> StoreResult<Option<Source>> {
-                let sql = format!("SELECT {SOURCE_COLUMNS} FROM sources WHERE {column} = $1");
-                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_optional(conn).await?;
-                row.as_ref().map(source).transpose()
+                one_of(conn, SOURCES, column, value).await
             }
 
             #[async_trait]
@@ -49,48 +48,38 @@ macro_rules! sources {
                 }
 
                 async fn list_sources(&self, workspace_id: &WorkspaceId) -> StoreResult<Vec<Source>> {
-                    let sql = format!(
-                        "SELECT {SOURCE_COLUMNS} FROM sources WHERE workspace_id = $1 ORDER BY created_at, id"
-                    );
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(workspace_id.as_str())
-                        .fetch_all(self.reads())
-                        .await?;
-                    rows.iter().map(source).collect()
+                    of_workspace(&mut *self.reads().acquire().await?, SOURCES, workspace_id).await
                 }
 
                 async fn get_source(&self, id: &SourceId) -> StoreResult<Option<Source>> {
                     if !id.is_well_formed() {
                         return Ok(None);
                     }
-                    let mut conn = self.reads().acquire().await?;
-                    fetch(&mut conn, "id", id.as_str()).await
+                    fetch(&mut *self.reads().acquire().await?, "id", id.as_str()).await
                 }
 
                 async fn update_source(&self, id: &SourceId, patch: SourcePatch) -> StoreResult<Option<Source>> {
                     let id = id.clone();
                     self.transact(move |conn, now| {
                         Box::pin(async move {
-                            let account = patch.account.clone();
-                            let changed = sqlx::query(
+                            let sql = format!(
                                 "UPDATE sources SET
                                     name = COALESCE($1, name),
-                                    account_full_name = CASE WHEN $2 THEN $3 ELSE account_full_name END,
-                                    account_email = CASE WHEN $2 THEN $4 ELSE account_email END,
-                                    account_phone = CASE WHEN $2 THEN $5 ELSE account_phone END,
-                                    credentials = COALESCE($6, credentials),
-                                    enabled = COALESCE($7, enabled),
-                                    updated_at = $8
-                                 WHERE id = $9",
-                            )
-                            .bind(&patch.name)
-                            .bind(account.is_some())
-                            .bind(account.as_ref().and_then(|a| a.full_name.clone()))
-                            .bind(account.as_ref().and_then(|a| a.email.clone()))
-                            .bind(account.as_ref().and_then(|a| a.phone.clone()))
-                            .bind(patch.credentials.as_ref().map(|c| c.to_string()))
-                            .bind(patch.enabled)
-                            .bind(now)
+                                    credentials = COALESCE($2, credentials),
+                                    enabled = COALESCE($3, enabled),
+                                    inbound_key = COALESCE($4, inbound_key),
+                                    updated_at = $5,
+                                    {}
+                                 WHERE id = $10",
+                                account_set(6)
+                            );
+                            let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                                .bind(&patch.name)
+                                .bind(patch.credentials.as_ref().map(|c| c.to_string()))
+                                .bind(patch.enabled)
+                                .bind(patch.new_inbound_key.then(|| InboundKey::generate().as_str().to_string()))
+                                .bind(now);
+                            let changed = bind_account!(query, &patch.account)
                             .bind(id.as_str())
                             .execute(&mut *conn)
                             .await?
@@ -124,24 +113,7 @@ macro_rules! sources {
                 }
 
                 async fn rotate_inbound_key(&self, id: &SourceId) -> StoreResult<Option<Source>> {
-                    let id = id.clone();
-                    self.transact(move |conn, now| {
-                        Box::pin(async move {
-                            let changed =
-                                sqlx::query("UPDATE sources SET inbound_key = $1, updated_at = $2 WHERE id = $3")
-                                    .bind(InboundKey::generate().as_str())
-                                    .bind(now)
-                                    .bind(id.as_str())
-                                    .execute(&mut *conn)
-                                    .await?
-                                    .rows_affected();
-                            if changed == 0 {
-                                return Ok(None);
-                            }
-                            fetch(conn, "id", id.as_str()).await
-                        })
-                    })
-                    .await
+                    self.update_source(id, SourcePatch { new_inbound_key: true, ..SourcePatch::default() }).await
                 }
 
                 async fn admit_signed(

@@ -20,18 +20,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use sqlx::Connection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row};
 
-use self::rows::{from_ms, ms};
+use self::rows::ms;
 use self::writer::Writer;
 use crate::clock::SharedClock;
 use crate::domain::WorkspaceId;
 use crate::store::sql::{Windowing, pending};
-use crate::store::{Gauges, Health, Lifecycle, StoreError, StoreResult};
+use crate::store::{Lifecycle, StoreError, StoreResult};
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
@@ -263,6 +263,7 @@ crate::store::sql::sessions!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::queue!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::windows!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::ingest!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::health!(SqliteStore, sqlx::sqlite::SqliteConnection);
 
 /// Takes the database's lock file; `None` for an in-memory database, which nobody can share.
 fn lock_database(file: &Path) -> StoreResult<Option<std::fs::File>> {
@@ -276,46 +277,6 @@ fn lock_database(file: &Path) -> StoreResult<Option<std::fs::File>> {
         Ok(()) => Ok(Some(lock)),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(file.display().to_string())),
         Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
-    }
-}
-
-#[async_trait]
-impl Health for SqliteStore {
-    async fn probe_write(&self) -> StoreResult<()> {
-        let clock = self.writer.clock();
-        self.write(move |conn| {
-            Box::pin(async move {
-                // A real change, so the commit appends to the WAL like any other: on a full disk
-                // this fails as ingest would.
-                sqlx::query("UPDATE health SET probed_at = ? WHERE id = 1")
-                    .bind(ms(clock.now()))
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    async fn gauges(&self) -> StoreResult<Gauges> {
-        let row = sqlx::query(concat!(
-            "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = ",
-            pending!(),
-            ") AS pending,
-                    (SELECT created_at FROM deliveries WHERE status = ",
-            pending!(),
-            " ORDER BY seq LIMIT 1) AS oldest,
-                    (SELECT COUNT(*) FROM webhooks WHERE enabled = 0) AS disabled,
-                    (SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL) AS emails"
-        ))
-        .fetch_one(&self.readers)
-        .await?;
-        Ok(Gauges {
-            deliveries_pending: row.try_get::<i64, _>("pending")? as u64,
-            oldest_pending: row.try_get::<Option<i64>, _>("oldest")?.map(from_ms),
-            webhooks_disabled: row.try_get::<i64, _>("disabled")? as u64,
-            emails_pending: row.try_get::<i64, _>("emails")? as u64,
-        })
     }
 }
 

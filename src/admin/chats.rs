@@ -258,7 +258,7 @@ impl From<SessionTransition> for TransitionView {
             to: t.to,
             cause: t.cause.as_str().to_string(),
             source: t.source_key,
-            reply_status: t.reply_status,
+            reply_status: t.reply_status.map(|r| r.to_string()),
         }
     }
 }

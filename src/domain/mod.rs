@@ -8,9 +8,12 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 
+mod chat;
 mod input;
 mod media;
+pub mod session;
 
+pub use chat::{Chat, ChatInfo, FirstMessages, NewMessage, StoredMessage};
 pub use input::{DeliveryTimeout, EmailAddress, Invalid, Name, NoteMaxChars};
 pub use media::{Attachment, AttachmentKind, Media};
 

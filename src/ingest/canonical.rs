@@ -352,6 +352,7 @@ pub fn check_chat(chat: &ChatInfo, prefix: &str) -> Result<(), IngestError> {
 pub fn check_session(session: &SessionUpdate, prefix: &str) -> Result<(), IngestError> {
     check_chat(&session.chat, prefix)?;
     let r = &session.reported;
+    let reply_status = r.reply_status.as_ref().map(|s| s.as_str().to_string());
     fields(
         prefix,
         [
@@ -359,7 +360,7 @@ pub fn check_session(session: &SessionUpdate, prefix: &str) -> Result<(), Ingest
             ("assigneeType", session.assignee_type.as_ref(), MAX_SHORT_BYTES),
             ("channel", session.channel.as_ref(), 64),
             ("sessionStatus", r.session_status.as_ref(), MAX_SHORT_BYTES),
-            ("replyStatus", r.reply_status.as_ref(), MAX_SHORT_BYTES),
+            ("replyStatus", reply_status.as_ref(), MAX_SHORT_BYTES),
             ("sessionOldStatus", r.old_status.as_ref(), MAX_SHORT_BYTES),
             ("messagesCount", r.messages_count.as_ref(), MAX_SHORT_BYTES),
             ("channelId", r.channel_id.as_ref(), MAX_ID_BYTES),

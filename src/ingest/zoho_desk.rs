@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use super::error::IngestError;
 use super::hooks::{Answer, HookRequest, Inbound, SessionUpdate, malformed};
+use crate::domain::session::{ReplyStatus, ReportedSession};
+use crate::domain::{ChatInfo, NewMessage};
 use crate::domain::{Direction, Party, SessionStatus};
-use crate::store::{ChatInfo, NewMessage, REPLY_STATUSES, ReportedSession};
 use tracing::warn;
 
 use super::credentials::Credential;
@@ -137,12 +138,15 @@ fn message(
 fn reported(event: &Value, payload: &Value) -> ReportedSession {
     let status = text(&payload["sessionStatus"]);
     let unknown_status = status.filter(|s| SessionStatus::parse(s).is_none());
-    let reply_status = text(&payload["replyStatus"]);
+    let reply_status = text(&payload["replyStatus"]).map(|r| ReplyStatus::parse(&r));
     if let Some(status) = &unknown_status {
         warn!(status, "Zoho Desk sent a session status chatbundle does not know; passed through as sent");
     }
-    if let Some(reply) = reply_status.as_deref().filter(|r| !REPLY_STATUSES.contains(r)) {
-        warn!(reply, "Zoho Desk sent a reply status chatbundle does not know; passed through as sent");
+    if let Some(reply) = reply_status.as_ref().filter(|r| !r.is_known()) {
+        warn!(
+            reply = reply.as_str(),
+            "Zoho Desk sent a reply status chatbundle does not know; passed through as sent"
+        );
     }
     ReportedSession {
         reply_status,

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{ChatObject, MessageObject, chat_url, media, timestamp};
 use crate::domain::{Account, Locale, new_id};
-use crate::store::{Chat, StoredMessage};
+use crate::domain::{Chat, StoredMessage};
 use crate::words::{NoteWords as Words, note_words as words};
 
 /// Where a bundle is cut into parts.

@@ -10,9 +10,10 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{Account, Attachment, Locale, Party};
-use crate::domain::{Direction, SessionStatus};
-use crate::store::{Chat, NewMessage, ReplyState, SessionEvent, StoredMessage};
+use crate::domain::session::{ReplyState, ReplyStatus, SessionEvent};
+use crate::domain::{
+    Account, Attachment, Chat, Direction, Locale, NewMessage, Party, SessionStatus, StoredMessage,
+};
 
 /// Formats an instant the way the payloads carry it: `2021-02-24T16:25:29+0000`.
 pub fn timestamp(t: DateTime<Utc>) -> String {
@@ -42,7 +43,7 @@ pub struct ChatObject<'a> {
     pub reply_window_expires_at: Option<String>,
     /// Why, in Zoho Desk's `replyStatus` words: `ACCEPTED`, `SESSION_BLOCKED`, `SESSION_ENDED`,
     /// `SESSION_EXPIRED`, `OUTGOING_LIMIT_REACHED`.
-    pub reply_status: &'static str,
+    pub reply_status: ReplyStatus,
     /// After a WeChat chat's 48-hour window: the messages it may still be sent this period.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replies_left: Option<u32>,
@@ -260,7 +261,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
                 session_id: Some("sample-session".into()),
                 status: Some(SessionStatus::Open),
                 old_status: Some(SessionStatus::Created),
-                reply_status: "ACCEPTED".into(),
+                reply_status: ReplyStatus::Accepted,
                 assignee_type: None,
                 messages_count: 1,
                 at,

@@ -3,27 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
-use super::{Chat, ChatInfo, SessionEvent, StoreResult};
-use crate::domain::{Account, Attachment, Direction, Locale, Party, SessionStatus, WorkspaceId};
-
-/// A validated message, ready to store: text, or media with their caption (if any) as text.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub message_id: String,
-    pub direction: Direction,
-    pub timestamp: DateTime<Utc>,
-    pub chat: ChatInfo,
-    pub sender: Party,
-    pub recipient: Party,
-    /// Never empty without attachments; a media message's caption, or empty.
-    pub text: String,
-    pub account: Option<Account>,
-    pub channel: String,
-    /// Its media, as the channel described them (none for a text message).
-    pub attachments: Vec<Attachment>,
-}
+use super::{Chat, NewMessage, SessionChange, SessionEvent, StoreResult};
+use crate::domain::{Account, Locale, WorkspaceId};
 
 /// What a webhook that does not aggregate is sent for one message, given the workspace's
 /// account and language, the chat, the message and whether it is the chat's first. Rendering lives outside the
@@ -33,22 +15,6 @@ pub type RenderImmediate = Arc<dyn Fn(&Account, Locale, &Chat, &NewMessage, bool
 
 /// What a `session_status` webhook is sent for one session event (rendered outside the store).
 pub type RenderSession = Arc<dyn Fn(&SessionEvent) -> Vec<u8> + Send + Sync>;
-
-/// A change of a chat's session, as a channel reports it.
-#[derive(Debug, Clone)]
-pub struct SessionChange {
-    pub workspace_id: WorkspaceId,
-    pub source_key: String,
-    pub chat: ChatInfo,
-    /// The channel's own id for the conversation.
-    pub session_id: Option<String>,
-    pub status: Option<SessionStatus>,
-    /// `AGENT` or `BOT`, when the channel says.
-    pub assignee_type: Option<String>,
-    pub channel: Option<String>,
-    /// What the channel said of the session in its own words, passed through to the event.
-    pub reported: super::ReportedSession,
-}
 
 /// One inbound request: its messages, the session changes it reports and what it skipped
 /// (neither words nor media: receipts, reactions, system events).

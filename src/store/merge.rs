@@ -231,24 +231,10 @@ pub(super) fn replies_after_window<'a>(
     counted
 }
 
-/// Whether `sent` messages that brought a chat's count in its allowance period to `used` are
-/// the ones that used the allowance up.
-pub(super) fn used_up(chat: &Chat, used: u32, sent: u32) -> bool {
-    chat.account_type.is_some_and(|account| {
-        let (allowed, _) = account.allowance();
-        used >= allowed && used.saturating_sub(sent) < allowed
-    })
-}
-
 /// A message without its media: what a webhook that skips media gets of a media message with
 /// words.
 fn without_media(message: &NewMessage) -> NewMessage {
     NewMessage { attachments: Vec::new(), ..message.clone() }
-}
-
-/// What a session event says when the allowance after the reply window is used up.
-pub(super) fn limit_reached() -> super::ReportedSession {
-    super::ReportedSession { reply_status: Some("OUTGOING_LIMIT_REACHED".into()), ..Default::default() }
 }
 
 /// After the messages were inserted: counts each request's accepted messages and duplicates,

@@ -237,11 +237,58 @@ impl AttemptEffect {
 
 /// Why a failed attempt switches its (enabled) webhook off, if it does: a 410 Gone at once, or a
 /// run of `disable_after` failures.
-pub(super) fn disable_reason(status: Option<u16>, failures: i64, disable_after: u32) -> Option<String> {
+fn disable_reason(status: Option<u16>, failures: i64, disable_after: u32) -> Option<String> {
     match status {
         Some(410) => Some("the endpoint answered 410 Gone".to_string()),
         _ if failures >= i64::from(disable_after) => Some(format!("{failures} consecutive failed attempts")),
         _ => None,
+    }
+}
+
+/// How often at most a webhook's owner hears of deliveries given up.
+const GAVE_UP_NOTICE_EVERY_MS: i64 = 24 * 3600 * 1000;
+
+/// A webhook as the result of an attempt finds it (its row, locked by the statement that counted
+/// the attempt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct WebhookState {
+    pub enabled: bool,
+    /// Its run of failed attempts, this one counted (0 after a success).
+    pub failures: i64,
+    /// When its owner last heard of a delivery given up (ms).
+    pub gave_up_notice_at: Option<i64>,
+}
+
+/// What the result of an attempt does besides moving its delivery ([`AttemptEffect`]), decided
+/// before anything is written; the engines only carry it out, in the attempt's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct AttemptConsequences {
+    /// The delivery was given up: a `failed` row in the log.
+    pub given_up: bool,
+    /// The owner is e-mailed about it (the first one, then at most once a day per webhook).
+    pub tell_owner: bool,
+    /// The webhook is switched off, for this reason (an event and an e-mail to the owner).
+    pub disable: Option<String>,
+}
+
+impl AttemptConsequences {
+    /// For an attempt with `outcome` and HTTP `status`, finding its webhook as `webhook` at `now`
+    /// (ms), under `disable_after` (consecutive failures that switch a webhook off).
+    pub fn of(
+        outcome: AttemptOutcome,
+        status: Option<u16>,
+        webhook: WebhookState,
+        disable_after: u32,
+        now: i64,
+    ) -> AttemptConsequences {
+        let given_up = outcome == AttemptOutcome::GivenUp;
+        let tell_owner =
+            given_up && webhook.gave_up_notice_at.is_none_or(|t| now - t >= GAVE_UP_NOTICE_EVERY_MS);
+        let failed = outcome != AttemptOutcome::Delivered;
+        let disable = (failed && webhook.enabled)
+            .then(|| disable_reason(status, webhook.failures, disable_after))
+            .flatten();
+        AttemptConsequences { given_up, tell_owner, disable }
     }
 }
 
@@ -250,5 +297,50 @@ pub(super) fn chat_label(external_id: String, full_name: Option<String>) -> Stri
     match full_name {
         Some(name) => format!("{name} ({external_id})"),
         None => external_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = GAVE_UP_NOTICE_EVERY_MS;
+
+    fn webhook(failures: i64) -> WebhookState {
+        WebhookState { enabled: true, failures, gave_up_notice_at: None }
+    }
+
+    #[test]
+    fn a_run_of_failures_or_a_410_switches_a_webhook_off_once() {
+        let retry = AttemptOutcome::RetryAt(chrono::DateTime::UNIX_EPOCH);
+        let of = |outcome, status, state| AttemptConsequences::of(outcome, status, state, 10, 0);
+        assert_eq!(of(retry, Some(500), webhook(9)).disable, None);
+        assert_eq!(
+            of(retry, Some(500), webhook(10)).disable.as_deref(),
+            Some("10 consecutive failed attempts")
+        );
+        assert_eq!(
+            of(retry, Some(410), webhook(1)).disable.as_deref(),
+            Some("the endpoint answered 410 Gone")
+        );
+        let off = WebhookState { enabled: false, ..webhook(12) };
+        assert_eq!(of(retry, Some(500), off).disable, None, "already off: not switched off again");
+        assert_eq!(of(AttemptOutcome::Delivered, Some(410), webhook(0)).disable, None, "a success never");
+        assert!(of(AttemptOutcome::Expired, None, webhook(10)).disable.is_some(), "expiring is failing");
+    }
+
+    #[test]
+    fn the_owner_hears_of_the_first_delivery_given_up_then_once_a_day() {
+        let of = |notice_at, now| {
+            let state = WebhookState { gave_up_notice_at: notice_at, ..webhook(1) };
+            AttemptConsequences::of(AttemptOutcome::GivenUp, Some(422), state, 10, now)
+        };
+        let first = of(None, 5);
+        assert!(first.given_up && first.tell_owner && first.disable.is_none());
+        assert!(!of(Some(5), 5 + DAY - 1).tell_owner, "not again within a day");
+        assert!(of(Some(5), 5 + DAY).tell_owner, "again after a day");
+        let retry = AttemptOutcome::RetryAt(chrono::DateTime::UNIX_EPOCH);
+        let not_given_up = AttemptConsequences::of(retry, Some(422), webhook(1), 10, 0);
+        assert!(!not_given_up.given_up && !not_given_up.tell_owner);
     }
 }

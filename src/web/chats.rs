@@ -54,7 +54,7 @@ impl TransitionLine {
             to: t.to,
             cause: w.session_cause(t.cause),
             source: t.source_key,
-            reply_status: t.reply_status.unwrap_or_default(),
+            reply_status: t.reply_status.map(|r| r.to_string()).unwrap_or_default(),
         }
     }
 }

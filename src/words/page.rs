@@ -6,8 +6,8 @@
 //! the identifiers shown as they are (session statuses, activity kinds) never do, nor do the
 //! refusals of the domain's checks, which the admin API shares.
 
+use crate::domain::session::SessionCause;
 use crate::domain::{DeliveryStatus, Granularity};
-use crate::store::SessionCause;
 
 /// One language's words for the pages.
 pub struct PageWords {

@@ -16,7 +16,7 @@ use chatbundle::domain::{
 use chatbundle::store::{
     AttemptOutcome, AttemptRecord, ChatInfo, ChatOwner, ClaimedDelivery, CloseProgress, CloseStep, Email,
     FailurePolicy, IngestBatch, IngestOutcome, Lease, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries,
-    PlannedDelivery, ReportedSession, SessionChange, SharedStore, WebhookPatch,
+    PlannedDelivery, ReplyStatus, ReportedSession, SessionChange, SharedStore, WebhookPatch,
 };
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -963,7 +963,10 @@ pub async fn a_session_report_is_announced_once_and_an_assignment_alone_is_news(
         status: Some(status),
         assignee_type: Some("AGENT".into()),
         channel: None,
-        reported: ReportedSession { reply_status: Some(reply.into()), ..ReportedSession::default() },
+        reported: ReportedSession {
+            reply_status: Some(ReplyStatus::parse(reply)),
+            ..ReportedSession::default()
+        },
     };
     let events = || async { world.store.list_deliveries(&webhook, None, 100, 0).await.unwrap().len() };
     let mut expected = 0;
@@ -983,7 +986,7 @@ pub async fn a_session_report_is_announced_once_and_an_assignment_alone_is_news(
             sessions: vec![change],
             skipped: Vec::new(),
             render_immediate: Arc::new(|_, _, _, _, _| Vec::new()),
-            render_session: Arc::new(|event| event.reply_status.clone().into_bytes()),
+            render_session: Arc::new(|event| event.reply_status.as_str().as_bytes().to_vec()),
         };
         world.store.ingest(batch).await.unwrap();
         expected += usize::from(news);
@@ -1305,7 +1308,7 @@ pub async fn the_message_that_uses_up_an_allowance_is_announced_once(factory: &d
     };
     let ingest = |messages: Vec<NewMessage>| {
         let mut batch = request(&world, messages, vec![]);
-        batch.render_session = Arc::new(|event| event.reply_status.clone().into_bytes());
+        batch.render_session = Arc::new(|event| event.reply_status.as_str().as_bytes().to_vec());
         async { world.store.ingest(batch).await.unwrap() }
     };
     ingest(vec![wechat("in", Direction::Received, 0)]).await;

@@ -68,7 +68,7 @@ macro_rules! ingest {
                         let render = merge::render_session(batches, key.0);
                         let (chat, _) = &stored[&key];
                         let status = chat.session_status;
-                        sessions::announce(conn, &workspace, chat, (status, &merge::limit_reached()), now, render)
+                        sessions::announce(conn, &workspace, chat, (status, &crate::domain::session::limit_reached()), now, render)
                             .await?;
                         merge::session_started(batches, &mut merged, key.0);
                     }
@@ -257,7 +257,7 @@ macro_rules! ingest {
                         .fetch_one(&mut *conn)
                         .await?;
                     chat.replies_used = Some((now_period, used as u32));
-                    if now_period == *period && merge::used_up(chat, used as u32, *sent) {
+                    if now_period == *period && crate::domain::session::used_up(chat, used as u32, *sent) {
                         used_up.push(*key);
                     }
                 }

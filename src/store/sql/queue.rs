@@ -26,7 +26,7 @@ macro_rules! queue {
             use super::log::{insert_attempt, insert_event, queue_email};
             use super::rows::{delivery, from_ms, ms};
             use crate::domain::{DeliveryId, DeliveryStatus, WebhookId, WorkspaceId};
-            use crate::store::queue::{AttemptEffect, Enqueue, chat_label, disable_reason, tokens_at};
+            use crate::store::queue::{AttemptConsequences, AttemptEffect, Enqueue, WebhookState, chat_label, tokens_at};
             use crate::store::sql::{params, rows_of};
             use crate::store::{
                 AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryInfo, DeliveryLog, DeliveryQueue,
@@ -285,64 +285,63 @@ macro_rules! queue {
                 .bind(attempt.webhook_id.as_str())
                 .fetch_one(&mut *conn)
                 .await?;
-                let (enabled, failures): (bool, i64) = (row.try_get("enabled")?, row.try_get("consecutive_failures")?);
+                let webhook = WebhookState {
+                    enabled: row.try_get("enabled")?,
+                    failures: row.try_get("consecutive_failures")?,
+                    gave_up_notice_at: row.try_get("gave_up_notice_at")?,
+                };
                 let url: String = row.try_get("url")?;
                 let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
-                let notified_at: Option<i64> = row.try_get("gave_up_notice_at")?;
                 insert_attempt(conn, &attempt, false).await?;
                 // What the attempt causes is logged after it.
                 let now = now.max(ms(attempt.attempted_at) + 1);
+                let decided = AttemptConsequences::of(outcome, attempt.status, webhook, policy.disable_after, now);
                 let mut recorded = Recorded::default();
 
-                if outcome == AttemptOutcome::GivenUp {
+                if decided.given_up {
                     let detail = serde_json::json!({
                         "delivery_id": attempt.delivery_id.as_str(), "chat_id": chat_id, "status": attempt.status,
                         "response_excerpt": attempt.response_excerpt, "error": attempt.error, "rejections": rejections,
                     });
                     insert_event(conn, &workspace_id, Some(&attempt.webhook_id), now, "failed", &detail).await?;
-                    // The owner hears of the first one, and then at most once a day.
-                    const DAY_MS: i64 = 24 * 3600 * 1000;
-                    if notified_at.is_none_or(|t| now - t >= DAY_MS) {
-                        let (name, owner, locale) = owner(conn, &workspace_id).await?;
-                        let chat = match chat_id {
-                            Some(id) => sqlx::query("SELECT external_id, full_name FROM chats WHERE id = $1")
-                                .bind(id)
-                                .fetch_optional(&mut *conn)
-                                .await?
-                                .map(|r| -> StoreResult<String> {
-                                    Ok(chat_label(r.try_get("external_id")?, r.try_get("full_name")?))
-                                })
-                                .transpose()?,
-                            None => None,
-                        };
-                        let notice = GaveUpNotice {
-                            workspace_id: workspace_id.clone(),
-                            workspace_name: name,
-                            owner_email: owner,
-                            locale,
-                            webhook_id: attempt.webhook_id.clone(),
-                            webhook_url: url.clone(),
-                            delivery_id: attempt.delivery_id.clone(),
-                            chat,
-                            status: attempt.status,
-                            response_excerpt: attempt.response_excerpt.clone(),
-                            rejections,
-                            at: from_ms(now),
-                        };
-                        let email = (policy.gave_up)(&notice);
-                        queue_email(conn, &email, &workspace_id, Some(&attempt.webhook_id), now).await?;
-                        sqlx::query("UPDATE webhooks SET gave_up_notice_at = $1 WHERE id = $2")
-                            .bind(now)
-                            .bind(attempt.webhook_id.as_str())
-                            .execute(&mut *conn)
-                            .await?;
-                        recorded.emailed = true;
-                    }
                 }
-
-                let reason =
-                    (!delivered).then(|| disable_reason(attempt.status, failures, policy.disable_after)).flatten();
-                let Some(reason) = reason.filter(|_| enabled) else {
+                if decided.tell_owner {
+                    let (name, owner, locale) = owner(conn, &workspace_id).await?;
+                    let chat = match chat_id {
+                        Some(id) => sqlx::query("SELECT external_id, full_name FROM chats WHERE id = $1")
+                            .bind(id)
+                            .fetch_optional(&mut *conn)
+                            .await?
+                            .map(|r| -> StoreResult<String> {
+                                Ok(chat_label(r.try_get("external_id")?, r.try_get("full_name")?))
+                            })
+                            .transpose()?,
+                        None => None,
+                    };
+                    let notice = GaveUpNotice {
+                        workspace_id: workspace_id.clone(),
+                        workspace_name: name,
+                        owner_email: owner,
+                        locale,
+                        webhook_id: attempt.webhook_id.clone(),
+                        webhook_url: url.clone(),
+                        delivery_id: attempt.delivery_id.clone(),
+                        chat,
+                        status: attempt.status,
+                        response_excerpt: attempt.response_excerpt.clone(),
+                        rejections,
+                        at: from_ms(now),
+                    };
+                    let email = (policy.gave_up)(&notice);
+                    queue_email(conn, &email, &workspace_id, Some(&attempt.webhook_id), now).await?;
+                    sqlx::query("UPDATE webhooks SET gave_up_notice_at = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(attempt.webhook_id.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                    recorded.emailed = true;
+                }
+                let Some(reason) = decided.disable else {
                     return Ok(recorded);
                 };
                 sqlx::query("UPDATE webhooks SET enabled = FALSE, disabled_reason = $1, updated_at = $2 WHERE id = $3")

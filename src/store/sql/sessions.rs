@@ -24,7 +24,9 @@ macro_rules! sessions {
             };
             use crate::store::merge::{self, ChatKey, Merged, SessionMove};
             use crate::store::queue::Enqueue;
-            use crate::store::sessions::{Owned, ReplyState, ReportedSession, expired, reported_status, worth_an_event};
+            use crate::domain::session::{
+                Owned, ReplyState, ReplyStatus, ReportedSession, expired, reported_status, worth_an_event,
+            };
             use crate::store::sql::{CHAT_DETAILS, params, rows_of};
             use crate::store::{
                 Chat, FirstMessages, IngestBatch, RenderSession, SessionCause, SessionChange, SessionEvent, SessionStore,
@@ -219,7 +221,9 @@ macro_rules! sessions {
                             to: row.try_get("to_status")?,
                             cause: SessionCause::parse(row.try_get("cause")?),
                             source_key: row.try_get("source_key")?,
-                            reply_status: row.try_get("reply_status")?,
+                            reply_status: row
+                                .try_get::<Option<String>, _>("reply_status")?
+                                .map(|r| ReplyStatus::parse(&r)),
                         })
                     })
                     .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -330,7 +334,7 @@ macro_rules! sessions {
                     .await?;
                 let (changed_chat, _) = chat(&row)?;
                 if let Some(status) = reported_status(change) {
-                    let reply = change.reported.reply_status.as_deref();
+                    let reply = change.reported.reply_status.as_ref().map(ReplyStatus::as_str);
                     let cause = SessionCause::Reported;
                     record(conn, changed_chat.id, status, cause, &change.source_key, reply, now).await?;
                 }

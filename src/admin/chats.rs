@@ -219,7 +219,7 @@ pub async fn update(
     let owner = ChatOwner {
         name: body
             .responsible_name
-            .map(|n| n.map(|n| super::name("responsible_name", &n, 200)).transpose())
+            .map(|n| n.map(|n| super::name("responsible_name", &n)).transpose())
             .transpose()?,
         email: body
             .responsible_email

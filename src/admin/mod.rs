@@ -62,8 +62,8 @@ pub async fn webhook(state: &AppState, id: &WebhookId) -> Result<Webhook, ApiErr
 }
 
 /// A name as [`Name`] takes it, answered as an error naming `field`.
-pub fn name(field: &str, value: &str, max_chars: usize) -> Result<String, ApiError> {
-    Name::parse(value, max_chars).map(Name::into_string).map_err(|e| ApiError::field(field, e))
+pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
+    Name::parse(value).map(Name::into_string).map_err(|e| ApiError::field(field, e))
 }
 
 /// An address as [`EmailAddress`] takes it, answered as an error naming `field`.
@@ -78,6 +78,6 @@ pub fn account(field: &str, account: Account) -> Result<Account, ApiError> {
 }
 
 /// A time zone name as [`Timezone`] takes it, answered as an error naming `timezone`.
-pub fn timezone(value: &str) -> Result<String, ApiError> {
-    value.parse::<Timezone>().map(|tz| tz.name().to_string()).map_err(|e| ApiError::field("timezone", e))
+pub fn timezone(value: &str) -> Result<Timezone, ApiError> {
+    value.parse::<Timezone>().map_err(|e| ApiError::field("timezone", e))
 }

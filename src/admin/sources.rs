@@ -135,7 +135,7 @@ pub async fn create(
     let new = NewSource {
         workspace_id,
         kind: body.kind,
-        name: name("name", &body.name, 200)?,
+        name: name("name", &body.name)?,
         account: account("account", body.account.unwrap_or_default())?,
         credentials: credentials(body.kind, body.credentials.unwrap_or_default())?,
         enabled: body.enabled.unwrap_or(true),
@@ -227,7 +227,7 @@ pub async fn update(
 
 async fn updated(state: &AppState, source: Source, body: UpdateSource) -> Result<Json<SourceView>, ApiError> {
     let patch = SourcePatch {
-        name: body.name.as_deref().map(|n| name("name", n, 200)).transpose()?,
+        name: body.name.as_deref().map(|n| name("name", n)).transpose()?,
         account: body.account.map(|a| account("account", a)).transpose()?,
         credentials: body.credentials.map(|c| credentials(source.kind, c)).transpose()?,
         enabled: body.enabled,

@@ -44,7 +44,7 @@ impl From<Workspace> for WorkspaceView {
             id: w.id,
             name: w.name,
             owner_email: w.owner_email,
-            timezone: w.timezone,
+            timezone: w.timezone.name().to_string(),
             granularity: w.granularity,
             account: w.account,
             locale: w.locale,
@@ -145,7 +145,7 @@ pub async fn create(
     Body(body): Body<CreateWorkspace>,
 ) -> Result<(StatusCode, Json<WorkspaceView>), ApiError> {
     let new = NewWorkspace {
-        name: name("name", &body.name, 200)?,
+        name: name("name", &body.name)?,
         owner_email: email("owner_email", &body.owner_email)?,
         timezone: timezone(body.timezone.as_deref().unwrap_or("UTC"))?,
         granularity: body.granularity.unwrap_or(Granularity::None),
@@ -220,7 +220,7 @@ pub async fn update(
         return Err(ApiError::not_found("workspace"));
     }
     let patch = WorkspacePatch {
-        name: body.name.as_deref().map(|n| name("name", n, 200)).transpose()?,
+        name: body.name.as_deref().map(|n| name("name", n)).transpose()?,
         owner_email: body.owner_email.as_deref().map(|e| email("owner_email", e)).transpose()?,
         timezone: body.timezone.as_deref().map(timezone).transpose()?,
         granularity: body.granularity,

@@ -29,7 +29,16 @@ fn control_character(value: &str) -> Option<Invalid> {
 pub struct Name(String);
 
 impl Name {
-    pub fn parse(value: &str, max_chars: usize) -> Result<Name, Invalid> {
+    /// The longest name of a workspace, a source or a chat's owner, in characters.
+    pub const MAX_CHARS: usize = 200;
+
+    /// A name of at most [`Name::MAX_CHARS`].
+    pub fn parse(value: &str) -> Result<Name, Invalid> {
+        Name::parse_within(value, Name::MAX_CHARS)
+    }
+
+    /// A name of at most `max_chars` (for what is not a name proper, such as an address's text).
+    pub fn parse_within(value: &str, max_chars: usize) -> Result<Name, Invalid> {
         let value = value.trim();
         if value.is_empty() {
             return Err(Invalid("must not be empty".into()));
@@ -64,7 +73,7 @@ impl FromStr for EmailAddress {
     type Err = Invalid;
 
     fn from_str(value: &str) -> Result<Self, Invalid> {
-        let value = Name::parse(value, 320)?.into_string();
+        let value = Name::parse_within(value, 320)?.into_string();
         let refuse = |why: &str| Invalid(format!("{value:?} is not an e-mail address: {why}"));
         let address = value.parse::<lettre::Address>().map_err(|e| refuse(&e.to_string()))?;
         if address.user().starts_with('"') {
@@ -195,10 +204,10 @@ mod tests {
 
     #[test]
     fn names_with_line_breaks_are_refused() {
-        assert!(Name::parse("Acme\r\nINFO forged", 200).is_err());
-        assert!(Name::parse("Acme\u{0}", 200).is_err());
-        assert_eq!(Name::parse("  Acme GmbH ", 200).unwrap().into_string(), "Acme GmbH");
-        assert_eq!(Name::parse("ab", 1), Err(Invalid("must be at most 1 characters".into())));
+        assert!(Name::parse("Acme\r\nINFO forged").is_err());
+        assert!(Name::parse("Acme\u{0}").is_err());
+        assert_eq!(Name::parse("  Acme GmbH ").unwrap().into_string(), "Acme GmbH");
+        assert_eq!(Name::parse_within("ab", 1), Err(Invalid("must be at most 1 characters".into())));
     }
 
     #[test]

@@ -372,6 +372,12 @@ impl Default for Timezone {
     }
 }
 
+impl fmt::Display for Timezone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl FromStr for Timezone {
     type Err = Invalid;
 

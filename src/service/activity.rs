@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::deliver::Target;
-use crate::domain::{DeliveryId, Event, Granularity, Timezone, WebhookId};
+use crate::domain::{DeliveryId, Event, Granularity, WebhookId};
 use crate::http::ApiError;
 use crate::render::{self, bundle};
 use crate::service::AppState;
@@ -259,7 +259,7 @@ async fn test_payload(
         }
         render::Shape::Bundle => {
             let granularity = webhook.granularity.unwrap_or(workspace.granularity);
-            let tz = workspace.timezone.parse::<Timezone>().map(|tz| tz.tz()).unwrap_or(chrono_tz::UTC);
+            let tz = workspace.timezone.tz();
             // What this webhook holds buffered for the chat: everything since its last close.
             let closing = state.store.bundling_webhooks(Some(&workspace.id)).await?;
             let since = closing.iter().find(|w| w.id == webhook.id).map(|w| (w.bundled_before, w.flushed_at));

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ChatId, Timezone};
+use crate::domain::ChatId;
 use crate::http::ApiError;
 use crate::service::AppState;
 use crate::store::{Chat, Webhook};
@@ -59,7 +59,7 @@ pub async fn preview(
             chats
         }
     };
-    let tz = bundling.timezone.parse::<Timezone>().map(|tz| tz.tz()).unwrap_or(chrono_tz::UTC);
+    let tz = bundling.timezone.tz();
     let plan = closer::plan(&bundling, tz, now, state.public_url.clone());
     let mut previews = Vec::with_capacity(chats.len());
     for chat in chats {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{Chat, FirstMessages, StoreResult, StoredMessage};
-use crate::domain::{Account, DeliveryId, Granularity, WebhookId, WorkspaceId};
+use crate::domain::{Account, DeliveryId, Granularity, Timezone, WebhookId, WorkspaceId};
 
 /// A webhook as the window closer sees it.
 #[derive(Debug, Clone)]
@@ -15,7 +15,7 @@ pub struct BundlingWebhook {
     pub workspace_id: WorkspaceId,
     /// The granularity in effect (the webhook's, or the workspace's).
     pub granularity: Granularity,
-    pub timezone: String,
+    pub timezone: Timezone,
     /// The workspace's account, for messages that name none.
     pub account: Account,
     /// Every message received before this has been bundled (or delivered one by one).

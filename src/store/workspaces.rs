@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Account, Granularity, Locale, WorkspaceId};
+use crate::domain::{Account, Granularity, Locale, Timezone, WorkspaceId};
 
 /// A workspace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,8 +12,8 @@ pub struct Workspace {
     pub id: WorkspaceId,
     pub name: String,
     pub owner_email: String,
-    /// An IANA time zone name; windows follow its wall clock.
-    pub timezone: String,
+    /// Windows follow its wall clock.
+    pub timezone: Timezone,
     /// The granularity of webhooks that have none of their own.
     pub granularity: Granularity,
     /// The business account used when a message names none.
@@ -30,7 +30,7 @@ pub struct Workspace {
 pub struct NewWorkspace {
     pub name: String,
     pub owner_email: String,
-    pub timezone: String,
+    pub timezone: Timezone,
     pub granularity: Granularity,
     pub account: Account,
     pub locale: Locale,
@@ -41,7 +41,7 @@ pub struct NewWorkspace {
 pub struct WorkspacePatch {
     pub name: Option<String>,
     pub owner_email: Option<String>,
-    pub timezone: Option<String>,
+    pub timezone: Option<Timezone>,
     pub granularity: Option<Granularity>,
     pub account: Option<Account>,
     pub locale: Option<Locale>,

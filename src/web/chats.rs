@@ -99,8 +99,9 @@ impl OwnerForm {
     fn check(&mut self) -> Option<ChatOwner> {
         let name = match self.responsible_name.trim() {
             "" => Some(None),
-            name => keep(&mut self.errors, "responsible_name", Name::parse(name, 200))
-                .map(|n| Some(n.into_string())),
+            name => {
+                keep(&mut self.errors, "responsible_name", Name::parse(name)).map(|n| Some(n.into_string()))
+            }
         };
         let email = match self.responsible_email.trim() {
             "" => Some(None),

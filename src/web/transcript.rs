@@ -127,7 +127,7 @@ pub async fn page(
         Err(e) => return unavailable(e),
     };
     let (zone, locale): (Tz, _) = match state.store.get_workspace(&workspace_id).await {
-        Ok(Some(ws)) => (ws.timezone.parse().unwrap_or(chrono_tz::UTC), ws.locale),
+        Ok(Some(ws)) => (ws.timezone.tz(), ws.locale),
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };

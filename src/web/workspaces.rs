@@ -60,7 +60,7 @@ pub struct WorkspaceForm {
 struct CheckedWorkspace {
     name: String,
     owner_email: String,
-    timezone: String,
+    timezone: Timezone,
     granularity: Granularity,
     account: Account,
     /// `None`: not given (a new workspace writes English; a saved one keeps its language).
@@ -72,7 +72,7 @@ impl WorkspaceForm {
         WorkspaceForm {
             name: ws.name.clone(),
             owner_email: ws.owner_email.clone(),
-            timezone: ws.timezone.clone(),
+            timezone: ws.timezone.name().to_string(),
             granularity: ws.granularity.as_str().into(),
             account_full_name: ws.account.full_name.clone().unwrap_or_default(),
             account_email: ws.account.email.clone().unwrap_or_default(),
@@ -86,7 +86,7 @@ impl WorkspaceForm {
     /// error rather than stopping at the first.
     fn check(&mut self) -> Option<CheckedWorkspace> {
         let errors = &mut self.errors;
-        let name = keep(errors, "name", Name::parse(&self.name, 200));
+        let name = keep(errors, "name", Name::parse(&self.name));
         let owner = keep(errors, "owner_email", self.owner_email.parse::<EmailAddress>());
         let zone = match self.timezone.trim() {
             "" => "UTC",
@@ -119,7 +119,7 @@ impl WorkspaceForm {
         Some(CheckedWorkspace {
             name: name?.into_string(),
             owner_email: owner?.into_string(),
-            timezone: zone?.name().to_string(),
+            timezone: zone?,
             granularity: granularity?,
             account: account?,
             locale: locale?,

@@ -122,7 +122,7 @@ impl Closer {
     async fn close_due(&self, now: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>> {
         let mut next: Option<DateTime<Utc>> = self.announce_expiries(now).await?;
         for webhook in self.windows.bundling_webhooks(None).await? {
-            let Some(tz) = zone(&webhook) else { continue };
+            let tz = webhook.timezone.tz();
             if let Some(boundary) = webhook.closing_boundary {
                 // A close that a stop or crash interrupted: finish it first, as what it was.
                 self.close(&webhook, boundary, webhook.closing_flush).await?;
@@ -200,7 +200,7 @@ impl Closer {
         boundary: DateTime<Utc>,
         flush: bool,
     ) -> StoreResult<u64> {
-        let Some(tz) = zone(webhook) else { return Ok(0) };
+        let tz = webhook.timezone.tz();
         let plan = plan(webhook, tz, boundary, self.public_url.clone());
         let mut total = 0;
         loop {
@@ -238,16 +238,6 @@ impl Closer {
             info!(deliveries = total, "window closed");
         }
         Ok(total)
-    }
-}
-
-fn zone(webhook: &BundlingWebhook) -> Option<Tz> {
-    match webhook.timezone.parse() {
-        Ok(tz) => Some(tz),
-        Err(_) => {
-            error!(webhook_id = %webhook.id, timezone = %webhook.timezone, "unknown time zone; not closing");
-            None
-        }
     }
 }
 

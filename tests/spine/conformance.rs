@@ -161,7 +161,7 @@ async fn create_workspace(store: &SharedStore, name: &str) -> WorkspaceId {
     let new = NewWorkspace {
         name: name.into(),
         owner_email: format!("owner@{name}.example"),
-        timezone: "UTC".into(),
+        timezone: chatbundle::domain::Timezone::default(),
         granularity: Granularity::None,
         account: Account::default(),
         locale: Default::default(),

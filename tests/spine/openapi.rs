@@ -203,3 +203,24 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     );
     assert!(stdout.contains("generated"), "schemathesis generated test cases:\n{stdout}");
 }
+
+#[tokio::test]
+async fn the_documents_name_limits_are_the_ones_the_daemon_checks() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let mut checked = 0;
+    for (schema, body) in schemas {
+        for (field, property) in body["properties"].as_object().into_iter().flatten() {
+            if matches!(field.as_str(), "name" | "responsible_name") && property.get("maxLength").is_some() {
+                assert_eq!(
+                    property["maxLength"],
+                    chatbundle::domain::Name::MAX_CHARS,
+                    "{schema}.{field}: the document's limit is Name::MAX_CHARS"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 4, "the name fields of workspaces, sources and chats are documented ({checked})");
+}

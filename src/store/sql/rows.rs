@@ -34,6 +34,16 @@ macro_rules! rows {
             })
         }
 
+        /// A stored time zone; only ever written from a [`crate::domain::Timezone`], so one this
+        /// build does not know (a row edited by hand, a zone a newer tz database renamed) is read
+        /// as UTC, and said so, the same way everywhere it is used.
+        fn timezone(name: String) -> crate::domain::Timezone {
+            name.parse().unwrap_or_else(|_| {
+                tracing::error!(timezone = %name, "a stored time zone is unknown to this build; read as UTC");
+                crate::domain::Timezone::default()
+            })
+        }
+
         fn granularity(s: &str) -> Granularity {
             // Only ever written from a `Granularity`, so anything else is a corrupted row.
             s.parse().unwrap_or(Granularity::None)
@@ -47,7 +57,7 @@ macro_rules! rows {
                 id: row.try_get::<String, _>("id")?.into(),
                 name: row.try_get("name")?,
                 owner_email: row.try_get("owner_email")?,
-                timezone: row.try_get("timezone")?,
+                timezone: timezone(row.try_get("timezone")?),
                 granularity: granularity(row.try_get("granularity")?),
                 account: account(row)?,
                 locale: row.try_get::<String, _>("locale")?.parse().unwrap_or_default(),
@@ -180,7 +190,7 @@ macro_rules! rows {
                 id: row.try_get::<String, _>("id")?.into(),
                 workspace_id: row.try_get::<String, _>("workspace_id")?.into(),
                 granularity: granularity.parse().unwrap_or(Granularity::None),
-                timezone: row.try_get("timezone")?,
+                timezone: timezone(row.try_get("timezone")?),
                 account: account(row)?,
                 bundled_before: from_ms(row.try_get("bundled_before")?),
                 granularity_changed_at: from_ms(row.try_get("granularity_changed_at")?),

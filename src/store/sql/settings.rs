@@ -14,7 +14,9 @@ macro_rules! settings {
                 WEBHOOKS, WORKSPACE_COLUMNS, fetch_webhook, fetch_workspace, of_workspace, subscription, workspace,
                 workspace_stats,
             };
-            use crate::domain::{DeliveryStatus, Event, Granularity, Locale, Media, WebhookId, WorkspaceId, random_token};
+            use crate::domain::{
+                DeliveryStatus, Event, Granularity, Locale, Media, Timezone, WebhookId, WorkspaceId, random_token,
+            };
             use crate::store::rewindow::{Rewindow, Subscription, changes};
             use crate::store::sql::{Windowing, account_set, bind_account};
             use crate::store::{
@@ -86,7 +88,7 @@ macro_rules! settings {
                             .bind(id.as_str())
                             .bind(&new.name)
                             .bind(&new.owner_email)
-                            .bind(&new.timezone)
+                            .bind(new.timezone.name())
                             .bind(new.granularity.as_str())
                             .bind(&new.account.full_name)
                             .bind(&new.account.email)
@@ -136,7 +138,7 @@ macro_rules! settings {
                             let query = sqlx::query(sqlx::AssertSqlSafe(sql))
                                 .bind(&patch.name)
                                 .bind(&patch.owner_email)
-                                .bind(&patch.timezone)
+                                .bind(patch.timezone.as_ref().map(Timezone::name))
                                 .bind(patch.granularity.map(Granularity::as_str))
                                 .bind(patch.locale.map(Locale::as_str))
                                 .bind(now);

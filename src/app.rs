@@ -57,7 +57,9 @@ pub async fn migrate(config: &Config) -> Result<(), AppError> {
         what: format!("creating data_dir {}", config.data_dir.display()),
         source,
     })?;
-    let store = crate::store::open(&config.store_options(), Arc::new(crate::clock::SystemClock)).await?;
+    let store =
+        crate::store::open(&crate::store::StoreOptions::of(config), Arc::new(crate::clock::SystemClock))
+            .await?;
     store.close().await;
     Ok(())
 }
@@ -85,7 +87,8 @@ impl Application {
             Some(token) => token.clone(),
             None => generated_admin_token(&config.data_dir)?,
         };
-        let store: SharedStore = crate::store::open(&config.store_options(), clock.clone()).await?;
+        let store: SharedStore =
+            crate::store::open(&crate::store::StoreOptions::of(&config), clock.clone()).await?;
         let config = with_room_for_connections(config);
         let listener = TcpListener::bind(config.listen)
             .await

@@ -80,9 +80,12 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
+/// Connections to PostgreSQL per daemon, unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { max_connections: crate::store::DEFAULT_MAX_CONNECTIONS }
+        DatabaseConfig { max_connections: DEFAULT_MAX_CONNECTIONS }
     }
 }
 
@@ -367,14 +370,6 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("chatbundle.db").display()))
-    }
-
-    /// Where the store is, and how to use it.
-    pub fn store_options(&self) -> crate::store::StoreOptions {
-        crate::store::StoreOptions {
-            url: self.database_url(),
-            max_connections: self.database.max_connections,
-        }
     }
 
     /// The configuration as TOML, with every default written out.
@@ -678,8 +673,8 @@ mod tests {
     fn postgres_is_named_by_url_or_by_a_file_and_other_kinds_are_refused_without_their_password() {
         let toml = "database_url = \"postgres://chatbundle@db.internal/chatbundle?sslmode=require\"\n[database]\nmax_connections = 8\n";
         let c = load_with(Some(toml), &[], None).unwrap();
-        assert_eq!(c.store_options().max_connections, 8);
-        assert!(c.store_options().url.starts_with("postgres://"));
+        assert_eq!(c.database.max_connections, 8);
+        assert!(c.database_url().starts_with("postgres://"));
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("database-url");

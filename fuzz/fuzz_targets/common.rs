@@ -3,7 +3,7 @@
 //! that the parser behind the signature check is reached.
 
 use axum::http::HeaderMap;
-use chatbundle::ingest::hooks::HookRequest;
+use chatbundle::ingest::inbound::HookRequest;
 use hmac::{Hmac, Mac};
 
 pub const URL: &str = "https://cb.example/hooks/x/src_fuzz";

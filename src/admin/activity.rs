@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::instrument;
@@ -13,7 +14,7 @@ use crate::domain::WebhookId;
 use crate::http::ApiError;
 use crate::http::auth::Admin;
 use crate::service::AppState;
-use crate::service::activity::{ActivityView, Format, TestResult, download, send_test};
+use crate::service::activity::{ActivityView, Format, LogFile, TestResult, download, send_test};
 
 /// Rows shown by `GET …/activity`.
 const LATEST: u32 = 10;
@@ -82,7 +83,7 @@ pub async fn log(
         }
     };
     super::webhook(&state, &id).await?;
-    Ok(download(state.store.clone(), id, format))
+    Ok(download(state.store.clone(), id, format).into_response())
 }
 
 #[utoipa::path(
@@ -106,6 +107,15 @@ pub async fn test(
 ) -> Result<Json<TestResult>, ApiError> {
     let webhook = super::webhook(&state, &id).await?;
     Ok(Json(send_test(&state, &webhook).await?))
+}
+
+/// The log file as a download, streamed (the web page answers with it too).
+impl IntoResponse for LogFile {
+    fn into_response(self) -> Response {
+        let disposition = format!("attachment; filename=\"{}\"", self.filename);
+        let headers = [(CONTENT_TYPE, self.content_type.to_string()), (CONTENT_DISPOSITION, disposition)];
+        (headers, axum::body::Body::from_stream(self.chunks)).into_response()
+    }
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

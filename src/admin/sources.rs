@@ -78,7 +78,7 @@ impl SourceView {
             _ => Vec::new(),
         };
         let account_type = (source.kind == SourceKind::Wechat)
-            .then(|| crate::ingest::wechat::account_type(&source.credentials).as_str());
+            .then(|| crate::domain::credentials::wechat::account_type(&source.credentials).as_str());
         SourceView {
             account_type,
             inbound_url: inbound_url(public_url, &source),
@@ -95,9 +95,9 @@ impl SourceView {
     }
 }
 
-/// A kind's credentials as its adapter publishes them, answered as an error naming the key.
+/// A kind's credentials checked against what its channel takes, answered as an error naming the key.
 fn credentials(kind: SourceKind, given: Map<String, Value>) -> Result<Value, ApiError> {
-    Ok(crate::ingest::credentials::check(kind, given)?)
+    crate::domain::credentials::check(kind, given).map_err(|(field, why)| ApiError::field(field, why))
 }
 
 async fn owned(state: &AppState, workspace_id: &WorkspaceId, id: &SourceId) -> Result<Source, ApiError> {

@@ -6,7 +6,6 @@
 //! start), and the delivery goes out again with the same `webhook-id`.
 
 pub mod guard;
-pub mod schedule;
 pub mod signature;
 
 use std::num::NonZeroU32;
@@ -22,13 +21,13 @@ use tracing::{Instrument, debug, error, info_span, warn};
 
 use crate::clock::SharedClock;
 use crate::domain::new_id;
+pub use crate::domain::schedule::RetrySchedule;
 use crate::domain::{DeliveryId, WebhookId};
 use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryQueue, FailurePolicy, Lease};
 use crate::supervise::Fatal;
 use crate::telemetry::metric;
 pub use guard::AddressPolicy;
 use guard::GuardedResolver;
-pub use schedule::RetrySchedule;
 pub use signature::SigningSecret;
 
 /// How much of a response body the activity log keeps.
@@ -306,7 +305,7 @@ impl Deliverer {
                         .headers()
                         .get(RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| schedule::parse_retry_after(v, attempted_at));
+                        .and_then(|v| crate::domain::schedule::parse_retry_after(v, attempted_at));
                 }
                 match read_excerpt(&mut response).await {
                     Ok(excerpt) => record.response_excerpt = Some(excerpt),

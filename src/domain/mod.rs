@@ -9,8 +9,10 @@ use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 
 mod chat;
+pub mod credentials;
 mod input;
 mod media;
+pub mod schedule;
 pub mod session;
 
 pub use chat::{Chat, ChatInfo, FirstMessages, NewMessage, StoredMessage};

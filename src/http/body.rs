@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::StatusCode;
 use axum::http::header::{CONTENT_LENGTH, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -22,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
 use super::auth::{bearer, same_secret, signed_session};
-use super::{ApiError, HttpState};
+use super::{ApiError, ErrorCode, HttpState};
 use crate::domain::{InboundKey, WorkspaceId};
 
 /// Which limit a route's bodies are held to.
@@ -68,8 +67,7 @@ pub async fn form_bodies(request: Request, next: Next) -> Response {
 async fn read_body(limit: BodyLimit, request: Request, next: Next) -> Response {
     let Some(state) = request.extensions().get::<Arc<HttpState>>().cloned() else {
         tracing::error!("a route holds its bodies to a limit but the router gave it no state");
-        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the body cannot be read")
-            .into_response();
+        return ApiError::new(ErrorCode::Internal, "the body cannot be read").into_response();
     };
     let max = state.body_limit(limit);
     let (parts, body) = request.into_parts();
@@ -84,8 +82,7 @@ async fn read_body(limit: BodyLimit, request: Request, next: Next) -> Response {
         tracing::warn!(bytes = reserve, "request bodies held are at http.max_buffered_mib: answering 503");
         metrics::counter!(crate::telemetry::metric::BODIES_REFUSED).increment(1);
         let mut busy = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
+            ErrorCode::Busy,
             "too many request bodies are being received at once: try again shortly",
         )
         .into_response();
@@ -104,9 +101,7 @@ async fn read_body(limit: BodyLimit, request: Request, next: Next) -> Response {
         {
             too_large(max)
         }
-        Ok(Err(e)) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("body: {e}")).into_response()
-        }
+        Ok(Err(e)) => ApiError::new(ErrorCode::InvalidBody, format!("body: {e}")).into_response(),
         Err(_) => timed_out(timeout),
     };
     // Held until the route is done with the body.
@@ -121,20 +116,15 @@ fn too_large(max: usize) -> Response {
         format!("{} KiB", max.div_ceil(1024))
     };
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
+        ErrorCode::TooLarge,
         format!("body: larger than this route's limit of {readable} ({max} bytes)"),
     )
     .into_response()
 }
 
 fn timed_out(timeout: Duration) -> Response {
-    ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "timeout",
-        format!("body: not received within {} s", timeout.as_secs()),
-    )
-    .into_response()
+    ApiError::new(ErrorCode::Timeout, format!("body: not received within {} s", timeout.as_secs()))
+        .into_response()
 }
 
 /// Whether a request carries a credential that checks out before its body is read. Only the

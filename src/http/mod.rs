@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-pub use error::{ApiError, ErrorBody, Errors};
+pub use error::{ApiError, ErrorBody, ErrorCode, Errors};
 pub use extract::{Body, nullable};
 
 use crate::clock::SharedClock;

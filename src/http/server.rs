@@ -22,7 +22,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::time::Sleep;
 use tracing::{debug, warn};
 
-use super::{ApiError, HttpState};
+use super::{ApiError, ErrorCode, HttpState};
 use crate::config::HttpConfig;
 
 /// The address a request's connection came from.
@@ -131,12 +130,8 @@ fn served_from_reserve(path: &str) -> bool {
 
 /// The answer on a reserved connection to anything else.
 fn busy() -> Response {
-    let mut response = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
-        "too many connections are open: try again shortly",
-    )
-    .into_response();
+    let mut response =
+        ApiError::new(ErrorCode::Busy, "too many connections are open: try again shortly").into_response();
     response.headers_mut().insert(axum::http::header::RETRY_AFTER, super::error::RETRY_AFTER_SECONDS.into());
     response
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::error::IngestError;
-use super::hooks::SessionUpdate;
+use super::inbound::SessionUpdate;
 use crate::domain::{Account, Attachment, AttachmentKind, Direction, Party};
 use crate::store::{ChatInfo, NewMessage};
 

@@ -11,17 +11,12 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::error::IngestError;
-use super::hooks::{Answer, HookRequest, Inbound, SessionUpdate, malformed, refuse};
+use super::inbound::{Answer, HookRequest, Inbound, SessionUpdate, malformed, refuse};
 use super::whatsapp::decode_hex;
 use crate::domain::{Attachment, AttachmentKind, Direction, Party, SessionStatus, SourceKind};
 use crate::store::{ChatInfo, NewMessage, ReportedSession};
 
-use super::credentials::Credential;
-
-/// The webhook's secret, when the account signs its webhooks (optional: older ones do not).
-pub const SECRET: Credential = Credential::optional("secret");
-/// What a MessageHub (Chatwoot) source takes.
-pub const CREDENTIALS: &[Credential] = &[SECRET];
+use crate::domain::credentials::chatwoot::SECRET;
 
 /// How far a signed request's timestamp may be from now.
 const MAX_SKEW_SECONDS: i64 = 300;

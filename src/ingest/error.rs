@@ -4,9 +4,7 @@
 
 use std::fmt::Display;
 
-use axum::http::StatusCode;
-
-use crate::http::ApiError;
+use crate::http::{ApiError, ErrorCode};
 
 /// Which rule a refused request broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,15 +72,15 @@ impl IngestError {
 
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> ApiError {
-        let (status, code) = match e.refusal {
-            Refusal::Invalid => (StatusCode::BAD_REQUEST, "invalid_field"),
-            Refusal::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            Refusal::Malformed => (StatusCode::BAD_REQUEST, "malformed"),
-            Refusal::BadSignature => (StatusCode::UNAUTHORIZED, "bad_signature"),
-            Refusal::BadVerifyToken => (StatusCode::FORBIDDEN, "bad_verify_token"),
-            Refusal::WrongAccount => (StatusCode::FORBIDDEN, "wrong_account"),
+        let code = match e.refusal {
+            Refusal::Invalid => ErrorCode::InvalidField,
+            Refusal::TooLarge => ErrorCode::TooLarge,
+            Refusal::Malformed => ErrorCode::Malformed,
+            Refusal::BadSignature => ErrorCode::BadSignature,
+            Refusal::BadVerifyToken => ErrorCode::BadVerifyToken,
+            Refusal::WrongAccount => ErrorCode::WrongAccount,
         };
-        let mut answer = ApiError::new(status, code, e.detail);
+        let mut answer = ApiError::new(code, e.detail);
         answer.field = e.field;
         answer
     }

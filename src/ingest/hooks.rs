@@ -7,90 +7,20 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-use tracing::{instrument, warn};
+use axum::http::{HeaderMap, Uri};
+use tracing::instrument;
 
 use super::error::{IngestError, Refusal};
+use super::inbound::{Answer, HookRequest, Inbound, refuse};
 use super::json::MAX_MESSAGES_PER_REQUEST;
 use super::{accept, canonical, chatwoot, twilio, wechat, whatsapp, zoho_desk};
-use crate::domain::{InboundKey, SessionStatus, SourceKind};
-use crate::http::ApiError;
+use crate::domain::{InboundKey, SourceKind};
 use crate::http::server::Client;
 use crate::http::throttle::Guessed;
+use crate::http::{ApiError, ErrorCode};
 use crate::service::AppState;
-use crate::store::{ChatInfo, NewMessage, ReportedSession, SessionChange, Source};
+use crate::store::{SessionChange, Source};
 use sha2::{Digest, Sha256};
-
-/// An inbound request, as adapters see it.
-pub struct HookRequest<'a> {
-    pub headers: &'a HeaderMap,
-    /// The public URL the channel called (`public_url` + path + query): what signatures cover.
-    pub url: String,
-    pub query: Vec<(String, String)>,
-    pub body: &'a [u8],
-    pub received_at: DateTime<Utc>,
-}
-
-impl HookRequest<'_> {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// What an adapter found in a request.
-#[derive(Debug, Default)]
-pub struct Inbound {
-    pub messages: Vec<NewMessage>,
-    /// Receipts, reactions and system events, by id where they have one: counted, not stored.
-    pub skipped: Vec<Option<String>>,
-    pub sessions: Vec<SessionUpdate>,
-}
-
-/// A chat's session as a channel reports it.
-#[derive(Debug, Clone)]
-pub struct SessionUpdate {
-    pub chat: ChatInfo,
-    pub session_id: Option<String>,
-    pub status: Option<SessionStatus>,
-    pub assignee_type: Option<String>,
-    pub channel: Option<String>,
-    /// What the channel said in its own words, passed through to the session event.
-    pub reported: ReportedSession,
-}
-
-/// The answer the channel expects, sent once what it brought is stored.
-pub struct Answer {
-    pub status: StatusCode,
-    pub content_type: &'static str,
-    pub body: String,
-}
-
-impl Answer {
-    pub fn text(body: impl Into<String>) -> Answer {
-        Answer { status: StatusCode::OK, content_type: "text/plain; charset=utf-8", body: body.into() }
-    }
-
-    pub fn json(value: serde_json::Value) -> Answer {
-        Answer { status: StatusCode::OK, content_type: "application/json", body: value.to_string() }
-    }
-}
-
-impl IntoResponse for Answer {
-    fn into_response(self) -> Response {
-        (self.status, [(axum::http::header::CONTENT_TYPE, self.content_type)], self.body).into_response()
-    }
-}
-
-/// A body the adapter cannot read.
-pub fn malformed(detail: impl Into<String>) -> IngestError {
-    IngestError::malformed(detail)
-}
 
 async fn source_for(state: &AppState, segment: &str, key: &str) -> Result<Source, ApiError> {
     let kind = SourceKind::from_path(segment).ok_or_else(|| ApiError::not_found("source"))?;
@@ -158,11 +88,9 @@ pub async fn get(
             Ok(answer)
         }
         SourceKind::ZohoDesk => Ok(zoho_desk::validation()),
-        SourceKind::Twilio | SourceKind::Chatwoot => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "this inbound URL takes POST",
-        )),
+        SourceKind::Twilio | SourceKind::Chatwoot => {
+            Err(ApiError::new(ErrorCode::MethodNotAllowed, "this inbound URL takes POST"))
+        }
     }
 }
 
@@ -193,8 +121,9 @@ pub async fn post(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Answer, ApiError> {
     let source = source_for(&state, &segment, &id).await?;
-    let body =
-        body.map_err(|r| ApiError::new(r.status(), "invalid_body", format!("body: {}", r.body_text())))?;
+    let body = body.map_err(|r| {
+        ApiError::new(ErrorCode::InvalidBody, format!("body: {}", r.body_text())).with_status(r.status())
+    })?;
     let request = request(&state, &uri, &headers, &body);
     let credentials = &source.credentials;
     let (mut inbound, answer) = match source.kind {
@@ -304,10 +233,4 @@ async fn first_use(
     } else {
         Ok(Err(refuse(SourceKind::Wechat, "a signature seen before, with another body (a replay)")))
     }
-}
-
-/// Logs and refuses a request whose signature does not match.
-pub fn refuse(kind: SourceKind, why: &str) -> IngestError {
-    warn!(kind = kind.as_str(), why, "refused an inbound request");
-    IngestError::forged(why)
 }

@@ -16,8 +16,8 @@ use super::accept;
 use super::canonical::{DEFAULT_CHANNEL, Parsed, parse_message};
 use super::error::IngestError;
 use crate::domain::{Account, Direction, SourceId, WorkspaceId};
-use crate::http::ApiError;
 use crate::http::auth::{Caller, same_secret};
+use crate::http::{ApiError, ErrorCode};
 use crate::service::AppState;
 
 /// The most messages one request may carry.
@@ -72,18 +72,17 @@ pub async fn post_messages(
         && !is_json(kind.to_str().unwrap_or_default())
     {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "Content-Type: the body must be application/json",
         ));
     }
     // Its size was held to the inbound limit before it was read (`crate::http::body`).
     let body = body.map_err(|rejection| {
-        ApiError::new(rejection.status(), "invalid_body", format!("body: {}", rejection.body_text()))
+        ApiError::new(ErrorCode::InvalidBody, format!("body: {}", rejection.body_text()))
+            .with_status(rejection.status())
     })?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body: not valid JSON: {e}"))
-    })?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("body: not valid JSON: {e}")))?;
 
     let received_at = state.clock.now();
     let parsed = match &value {

@@ -4,9 +4,9 @@
 
 pub mod canonical;
 pub mod chatwoot;
-pub mod credentials;
 pub mod error;
 pub mod hooks;
+pub mod inbound;
 pub mod json;
 pub mod twilio;
 pub mod wechat;
@@ -94,8 +94,8 @@ pub fn session_renderer(state: &AppState) -> crate::store::RenderSession {
 /// WeChat source's chats take its account type.
 pub fn as_source(source: &crate::store::Source, messages: Vec<NewMessage>) -> Vec<NewMessage> {
     let speaks_for = source.account != crate::domain::Account::default();
-    let account_type =
-        (source.kind == crate::domain::SourceKind::Wechat).then(|| wechat::account_type(&source.credentials));
+    let account_type = (source.kind == crate::domain::SourceKind::Wechat)
+        .then(|| crate::domain::credentials::wechat::account_type(&source.credentials));
     messages
         .into_iter()
         .map(|mut m| {

@@ -10,19 +10,12 @@ use sha1::Sha1;
 
 use super::canonical::MAX_ATTACHMENTS;
 use super::error::IngestError;
-use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
+use super::inbound::{Answer, HookRequest, Inbound, malformed, refuse};
 use crate::domain::{Attachment, AttachmentKind, Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
 
-use super::credentials::Credential;
+use crate::domain::credentials::twilio::{ACCOUNT_SID, AUTH_TOKEN};
 use tracing::warn;
-
-/// The account's Auth Token, which signs every request.
-pub const AUTH_TOKEN: Credential = Credential::required("auth_token");
-/// The account's SID (`AC…`): when set, a request for another account is refused.
-pub const ACCOUNT_SID: Credential = Credential::optional("account_sid");
-/// What a Twilio source takes.
-pub const CREDENTIALS: &[Credential] = &[AUTH_TOKEN, ACCOUNT_SID];
 
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 

@@ -14,42 +14,12 @@ use serde_json::Value;
 use sha1::{Digest, Sha1};
 
 use super::error::IngestError;
-use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
-use crate::domain::{AccountType, Attachment, AttachmentKind, Direction, Party, SourceKind};
+use super::inbound::{Answer, HookRequest, Inbound, malformed, refuse};
+use crate::domain::{Attachment, AttachmentKind, Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
 use tracing::warn;
 
-use super::credentials::Credential;
-
-/// The token set in the WeChat console, which signs every push.
-pub const TOKEN: Credential = Credential::required("token");
-/// The official account's AppID, which encrypted pushes carry.
-pub const APP_ID: Credential = Credential::required("app_id");
-/// The EncodingAESKey of safe mode (optional: plaintext mode has none).
-pub const ENCODING_AES_KEY: Credential = Credential {
-    check: Some((
-        |key| aes_key(key).is_some(),
-        "must be the 43-character EncodingAESKey from the WeChat console",
-    )),
-    ..Credential::optional("encoding_aes_key")
-};
-/// The official account's Original ID (`gh_…`, under Settings → Account Info): when set, a push
-/// addressed to another account (`ToUserName`) is refused.
-pub const ORIGINAL_ID: Credential = Credential::optional("original_id");
-/// What a WeChat source takes.
-/// The official account's type: `service` (when unset), `subscription` or `enterprise`. It decides
-/// what the business may still send a follower after the 48-hour reply window.
-pub const ACCOUNT_TYPE: Credential = Credential {
-    check: Some((|t| AccountType::parse(t).is_some(), "must be one of service, subscription, enterprise")),
-    ..Credential::optional("account_type")
-};
-
-pub const CREDENTIALS: &[Credential] = &[TOKEN, APP_ID, ENCODING_AES_KEY, ORIGINAL_ID, ACCOUNT_TYPE];
-
-/// The account type a WeChat source speaks as.
-pub fn account_type(credentials: &Value) -> AccountType {
-    ACCOUNT_TYPE.read(credentials).and_then(AccountType::parse).unwrap_or(AccountType::Service)
-}
+use crate::domain::credentials::wechat::{APP_ID, ENCODING_AES_KEY, ORIGINAL_ID, TOKEN, aes_key};
 
 /// SHA-1 of the parts sorted and joined: the WeChat signature.
 pub fn signature(parts: &[&str]) -> String {
@@ -61,21 +31,6 @@ pub fn signature(parts: &[&str]) -> String {
 
 fn same(a: &str, b: &str) -> bool {
     subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()).into()
-}
-
-/// The AES key an EncodingAESKey (43 characters of base64) stands for.
-pub fn aes_key(encoding_aes_key: &str) -> Option<[u8; 32]> {
-    if encoding_aes_key.len() != 43 {
-        return None;
-    }
-    // Keys from the WeChat console often end in a character with stray low bits; WeChat's own
-    // decoders ignore them, so this one must too.
-    let lenient = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-    );
-    let bytes = lenient.decode(format!("{encoding_aes_key}=")).ok()?;
-    bytes.try_into().ok()
 }
 
 /// Decrypts a safe-mode `Encrypt` value and checks the app id at its end; returns the message XML.

@@ -9,18 +9,11 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::error::IngestError;
-use super::hooks::{Answer, HookRequest, Inbound, malformed, refuse};
+use super::inbound::{Answer, HookRequest, Inbound, malformed, refuse};
 use crate::domain::{Attachment, AttachmentKind, Direction, Party, SourceKind};
 use crate::store::{ChatInfo, NewMessage};
 
-use super::credentials::Credential;
-
-/// The Meta app's secret, which signs every request.
-pub const APP_SECRET: Credential = Credential::required("app_secret");
-/// The token Meta's URL check must bring.
-pub const VERIFY_TOKEN: Credential = Credential::required("verify_token");
-/// What a WhatsApp (Meta Cloud API) source takes.
-pub const CREDENTIALS: &[Credential] = &[APP_SECRET, VERIFY_TOKEN];
+use crate::domain::credentials::whatsapp::{APP_SECRET, VERIFY_TOKEN};
 
 /// `GET`: Meta's subscription check.
 pub fn handshake(credentials: &Value, request: &HookRequest) -> Result<Answer, IngestError> {

@@ -8,16 +8,11 @@ use chrono::DateTime;
 use serde_json::Value;
 
 use super::error::IngestError;
-use super::hooks::{Answer, HookRequest, Inbound, SessionUpdate, malformed};
+use super::inbound::{Answer, HookRequest, Inbound, SessionUpdate, malformed};
 use crate::domain::session::{ReplyStatus, ReportedSession};
 use crate::domain::{ChatInfo, NewMessage};
 use crate::domain::{Direction, Party, SessionStatus};
 use tracing::warn;
-
-use super::credentials::Credential;
-
-/// What a Zoho Desk source takes: nothing (its inbound URL is the secret).
-pub const CREDENTIALS: &[Credential] = &[];
 
 /// `GET`: Zoho's check that the URL answers.
 pub fn validation() -> Answer {

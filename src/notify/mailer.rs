@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::clock::SharedClock;
-use crate::deliver::RetrySchedule;
+use crate::domain::schedule::RetrySchedule;
 use crate::store::{EmailOutcome, Outbox, OutboxEmail};
 
 /// How long a claimed e-mail is held before another try may take it.

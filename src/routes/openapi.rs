@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 use tracing::instrument;
 
 use crate::admin::activity::LogFormat;
-use crate::http::error::{ErrorBody, ErrorDetail};
+use crate::http::error::{ErrorBody, ErrorCode, ErrorDetail};
 
 pub const PATH: &str = "/api/v1/openapi.json";
 
@@ -26,7 +26,7 @@ pub const PATH: &str = "/api/v1/openapi.json";
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&Security),
-    components(schemas(ErrorBody, ErrorDetail, LogFormat)),
+    components(schemas(ErrorBody, ErrorCode, ErrorDetail, LogFormat)),
     tags(
         (name = "workspaces", description = "Workspaces, their statistics and flushing"),
         (name = "webhooks", description = "Outbound webhooks, their activity log and test sends"),

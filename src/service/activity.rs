@@ -1,9 +1,6 @@
 //! A webhook's activity as both front ends give it: the full log as a streamed download (JSON
 //! lines or CSV), and a test send.
 
-use axum::body::Body;
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -63,18 +60,21 @@ pub enum Format {
     Csv,
 }
 
-/// A webhook's whole log as a streamed file download (the API's and the web page's).
-pub fn download(store: SharedStore, id: WebhookId, format: Format) -> Response {
+/// A webhook's whole log as a file: what it is, what to call it, and its bytes as they are read.
+pub struct LogFile {
+    pub content_type: &'static str,
+    pub filename: String,
+    pub chunks: futures::stream::BoxStream<'static, Result<Vec<u8>, std::io::Error>>,
+}
+
+/// A webhook's whole log as a streamed file (the API's and the web page's download).
+pub fn download(store: SharedStore, id: WebhookId, format: Format) -> LogFile {
     let (content_type, extension) = match format {
         Format::Jsonl => ("application/x-ndjson", "jsonl"),
         Format::Csv => ("text/csv; charset=utf-8", "csv"),
     };
-    let disposition = format!("attachment; filename=\"{id}-log.{extension}\"");
-    (
-        [(CONTENT_TYPE, content_type.to_string()), (CONTENT_DISPOSITION, disposition)],
-        Body::from_stream(pages(store, id, format)),
-    )
-        .into_response()
+    let filename = format!("{id}-log.{extension}");
+    LogFile { content_type, filename, chunks: Box::pin(pages(store, id, format)) }
 }
 
 /// The log as a stream of byte chunks, one per page.

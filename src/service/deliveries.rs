@@ -1,10 +1,9 @@
 //! Sending a failed or expired delivery again.
 
-use axum::http::StatusCode;
 use tracing::info;
 
 use crate::domain::{DeliveryId, WebhookId};
-use crate::http::ApiError;
+use crate::http::{ApiError, ErrorCode};
 use crate::service::AppState;
 use crate::store::Resend;
 
@@ -27,8 +26,7 @@ pub async fn resend(
         }
         Resend::NotFound => Err(ApiError::not_found("delivery")),
         Resend::NotFinished(status) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
+            ErrorCode::Conflict,
             format!(
                 "the delivery is {}: only failed and expired deliveries can be sent again",
                 status.as_str()

@@ -168,12 +168,14 @@ pub struct StoreOptions {
 
 impl StoreOptions {
     pub fn new(url: impl Into<String>) -> StoreOptions {
-        StoreOptions { url: url.into(), max_connections: DEFAULT_MAX_CONNECTIONS }
+        StoreOptions { url: url.into(), max_connections: crate::config::DEFAULT_MAX_CONNECTIONS }
+    }
+
+    /// Where the configuration says the store is, and how to use it.
+    pub fn of(config: &crate::config::Config) -> StoreOptions {
+        StoreOptions { url: config.database_url(), max_connections: config.database.max_connections }
     }
 }
-
-/// Connections to PostgreSQL per daemon, unless configured.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
 /// Opens the store `database_url` names (creating an SQLite file if needed), applies its
 /// migrations, and starts it. `sqlite://…` is the embedded default; `postgres://…` (or

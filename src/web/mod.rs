@@ -16,6 +16,7 @@
 mod chats;
 mod session;
 mod transcript;
+mod webhook_card;
 mod webhooks;
 mod workspaces;
 

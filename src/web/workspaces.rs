@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tracing::instrument;
 
 use super::session::CsrfForm;
-use super::webhooks::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
+use super::webhook_card::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
 use super::{FormErrors, PageError, Session, keep, page, see_other};
 use crate::domain::{
     Account, EmailAddress, Granularity, Locale, Name, SessionStatus, SourceId, Timezone, WebhookId,

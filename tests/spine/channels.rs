@@ -352,7 +352,7 @@ async fn wechat_plaintext_and_safe_mode_with_redeliveries_deduplicated() {
     assert_eq!(body["chat"]["reply_window_expires_at"], "2016-11-07T03:37:40+0000", "WeChat allows 48 h");
 
     // Safe mode: encrypted, signed with msg_signature, for our app id.
-    let key = wechat::aes_key(aes).unwrap();
+    let key = chatbundle::domain::credentials::wechat::aes_key(aes).unwrap();
     let inner = text.replace("你好", "加密的消息").replace("6349323426230210995", "6349323426230210996");
     let encrypted = wechat::encrypt(&key, "wxb11529c136998cb6", b"0123456789abcdef", &inner);
     let envelope = format!(

@@ -1,4 +1,5 @@
 //! When to try again: the retry schedule with jitter, and what a receiver's `Retry-After` asks.
+//! Deliveries and the owner's e-mails both follow one.
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::{ChatId, WorkspaceId};
+use crate::domain::{ChatId, EmailAddress, WorkspaceId};
 use crate::http::auth::Admin;
 use crate::http::{ApiError, Body, nullable};
 use crate::render::chat_url;
@@ -223,7 +223,9 @@ pub async fn update(
             .transpose()?,
         email: body
             .responsible_email
-            .map(|e| e.map(|e| super::email("responsible_email", &e)).transpose())
+            .map(|e| {
+                e.map(|e| super::email("responsible_email", &e).map(EmailAddress::into_string)).transpose()
+            })
             .transpose()?,
     };
     state.store.set_chat_owner(id, owner).await?.ok_or_else(|| ApiError::not_found("chat"))?;

@@ -67,8 +67,8 @@ pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
 }
 
 /// An address as [`EmailAddress`] takes it, answered as an error naming `field`.
-pub fn email(field: &str, value: &str) -> Result<String, ApiError> {
-    value.parse::<EmailAddress>().map(EmailAddress::into_string).map_err(|e| ApiError::field(field, e))
+pub fn email(field: &str, value: &str) -> Result<EmailAddress, ApiError> {
+    value.parse::<EmailAddress>().map_err(|e| ApiError::field(field, e))
 }
 
 /// A business account as [`Account::checked`] takes it, answered as an error naming the detail

@@ -43,7 +43,7 @@ impl From<Workspace> for WorkspaceView {
         WorkspaceView {
             id: w.id,
             name: w.name,
-            owner_email: w.owner_email,
+            owner_email: w.owner_email.into_string(),
             timezone: w.timezone.name().to_string(),
             granularity: w.granularity,
             account: w.account,

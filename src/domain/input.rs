@@ -67,6 +67,20 @@ impl EmailAddress {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// An address the store wrote after it was checked, read back. One that no longer passes
+    /// the check (a row edited by hand, an older, laxer check) is kept as it was, and logged: the
+    /// mail server is the judge of it then, and its refusal reaches the outbox's log.
+    pub fn stored(value: String) -> EmailAddress {
+        value.parse().unwrap_or_else(|e: Invalid| {
+            tracing::error!(error = %e, "a stored e-mail address does not pass the check; kept as it is");
+            EmailAddress(value)
+        })
+    }
 }
 
 impl FromStr for EmailAddress {

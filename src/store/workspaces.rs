@@ -4,14 +4,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Account, Granularity, Locale, Timezone, WorkspaceId};
+use crate::domain::{Account, EmailAddress, Granularity, Locale, Timezone, WorkspaceId};
 
 /// A workspace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workspace {
     pub id: WorkspaceId,
     pub name: String,
-    pub owner_email: String,
+    pub owner_email: EmailAddress,
     /// Windows follow its wall clock.
     pub timezone: Timezone,
     /// The granularity of webhooks that have none of their own.
@@ -29,7 +29,7 @@ pub struct Workspace {
 #[derive(Debug, Clone)]
 pub struct NewWorkspace {
     pub name: String,
-    pub owner_email: String,
+    pub owner_email: EmailAddress,
     pub timezone: Timezone,
     pub granularity: Granularity,
     pub account: Account,
@@ -40,7 +40,7 @@ pub struct NewWorkspace {
 #[derive(Debug, Clone, Default)]
 pub struct WorkspacePatch {
     pub name: Option<String>,
-    pub owner_email: Option<String>,
+    pub owner_email: Option<EmailAddress>,
     pub timezone: Option<Timezone>,
     pub granularity: Option<Granularity>,
     pub account: Option<Account>,

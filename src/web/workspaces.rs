@@ -59,7 +59,7 @@ pub struct WorkspaceForm {
 /// A workspace form's values, each checked.
 struct CheckedWorkspace {
     name: String,
-    owner_email: String,
+    owner_email: EmailAddress,
     timezone: Timezone,
     granularity: Granularity,
     account: Account,
@@ -71,7 +71,7 @@ impl WorkspaceForm {
     fn from(ws: &Workspace) -> Self {
         WorkspaceForm {
             name: ws.name.clone(),
-            owner_email: ws.owner_email.clone(),
+            owner_email: ws.owner_email.to_string(),
             timezone: ws.timezone.name().to_string(),
             granularity: ws.granularity.as_str().into(),
             account_full_name: ws.account.full_name.clone().unwrap_or_default(),
@@ -118,7 +118,7 @@ impl WorkspaceForm {
         };
         Some(CheckedWorkspace {
             name: name?.into_string(),
-            owner_email: owner?.into_string(),
+            owner_email: owner?,
             timezone: zone?,
             granularity: granularity?,
             account: account?,

@@ -160,7 +160,7 @@ impl World {
 async fn create_workspace(store: &SharedStore, name: &str) -> WorkspaceId {
     let new = NewWorkspace {
         name: name.into(),
-        owner_email: format!("owner@{name}.example"),
+        owner_email: format!("owner@{name}.example").parse().unwrap(),
         timezone: chatbundle::domain::Timezone::default(),
         granularity: Granularity::None,
         account: Account::default(),

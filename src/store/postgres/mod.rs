@@ -57,7 +57,7 @@ use sqlx::{Postgres, Transaction};
 
 use crate::clock::SharedClock;
 use crate::domain::WorkspaceId;
-use crate::store::sql::Windowing;
+use crate::store::sql::{Placeholders, Windowing};
 use crate::store::{Lifecycle, StoreError, StoreResult};
 
 /// The shared store.
@@ -280,6 +280,9 @@ use self::intake::mark_first_messages;
 /// Whether chats are written in key order: yes, so that two transactions writing the same chats
 /// lock them in the same order and never wait on each other in a circle.
 const CHATS_IN_KEY_ORDER: bool = true;
+
+/// Placeholders are numbered (`$n`), as PostgreSQL takes them.
+const PLACEHOLDERS: Placeholders = Placeholders::Numbered;
 
 /// Whether an upserted chat row was inserted, as SQL over the row written.
 macro_rules! created {

@@ -20,7 +20,7 @@ macro_rules! ingest {
             use super::sessions;
             use crate::domain::{AccountType, ChatId, SessionStatus, WorkspaceId, random_token};
             use crate::store::merge::{self, Candidate, ChatKey, ChatUpdate, LATER, MessageKey, WorkspaceInfo, merge};
-            use crate::store::sql::{CHAT_DETAILS, rows_of};
+            use crate::store::sql::CHAT_DETAILS;
             use crate::store::{Chat, FirstMessages, IngestBatch, IngestOutcome, StoreResult};
 
             /// Rows per multi-row statement (18 values each at most): far below SQLite's 32,766
@@ -126,7 +126,7 @@ macro_rules! ingest {
                             expiry_announced = CASE WHEN {LATER} THEN excluded.expiry_announced
                                                     ELSE chats.expiry_announced END
                          RETURNING workspace_id, source_key, {} AS created, {CHAT_COLUMNS}",
-                        rows_of(keys.len(), 18),
+                        super::PLACEHOLDERS.rows(keys.len(), 18),
                         super::greatest!(),
                         super::created!(),
                     );
@@ -191,7 +191,7 @@ macro_rules! ingest {
                          VALUES {}
                          ON CONFLICT (workspace_id, source_key, message_id) DO NOTHING
                          RETURNING seq, workspace_id, source_key, message_id",
-                        rows_of(chunk.len(), 15)
+                        super::PLACEHOLDERS.rows(chunk.len(), 15)
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for c in chunk {

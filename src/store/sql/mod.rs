@@ -47,15 +47,47 @@ macro_rules! pending {
 }
 pub(super) use pending;
 
-/// `$start, $start + 1, …`: the placeholders of `count` values, for an `IN (…)` list.
+/// `$start, $start + 1, …`: the placeholders of `count` values, for an `IN (…)` list, numbered
+/// (both engines), so it may stand anywhere in the text. For long lists, see [`Placeholders`].
 pub(super) fn params(start: usize, count: usize) -> String {
     (start..start + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 
-/// `($1, …, $cols), ($cols + 1, …), …`: the placeholders of `rows` rows of `cols` values, for a
-/// multi-row `VALUES`.
-pub(super) fn rows_of(rows: usize, cols: usize) -> String {
-    (0..rows).map(|r| format!("({})", params(1 + r * cols, cols))).collect::<Vec<_>>().join(", ")
+/// How an engine writes the placeholders of a list whose length varies (hundreds or thousands
+/// of values: the rows of a multi-row `VALUES`, the chats of a close step).
+///
+/// PostgreSQL numbers them. SQLite takes numbered ones too, but to SQLite a numbered placeholder
+/// is a named one, and binding looks each name up in a list kept in text order: binding the
+/// 9,000 values of 500 chats' rows went through that list 9,000 times, and took most of the
+/// writer's time. SQLite's anonymous `?` is bound by position instead. sqlx counts a statement's
+/// `?` from 1 whatever numbered ones stand beside them, so a statement that uses these uses no
+/// other kind: its single values are written with [`Placeholders::one`], and its values are
+/// bound in the order they stand in the text.
+#[derive(Clone, Copy)]
+pub(super) enum Placeholders {
+    Numbered,
+    Anonymous,
+}
+
+impl Placeholders {
+    /// The placeholder of value number `n`.
+    pub(super) fn one(self, n: usize) -> String {
+        self.list(n, 1)
+    }
+
+    /// The placeholders of `count` values, the first of them number `start`.
+    pub(super) fn list(self, start: usize, count: usize) -> String {
+        match self {
+            Placeholders::Numbered => params(start, count),
+            Placeholders::Anonymous => vec!["?"; count].join(", "),
+        }
+    }
+
+    /// `(…), (…), …`: the placeholders of `rows` rows of `cols` values, from number 1, for a
+    /// multi-row `VALUES`.
+    pub(super) fn rows(self, rows: usize, cols: usize) -> String {
+        (0..rows).map(|r| format!("({})", self.list(1 + r * cols, cols))).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// How an upsert of a chat merges the details a message or a channel's report names into the
@@ -109,7 +141,13 @@ mod tests {
     #[test]
     fn placeholders_are_numbered_in_order() {
         assert_eq!(params(3, 2), "$3, $4");
-        assert_eq!(rows_of(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(Placeholders::Numbered.rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(Placeholders::Anonymous.rows(2, 2), "(?, ?), (?, ?)");
+        assert_eq!(Placeholders::Anonymous.list(4, 3), "?, ?, ?");
+        assert_eq!(
+            (Placeholders::Numbered.one(2), Placeholders::Anonymous.one(2)),
+            ("$2".to_string(), "?".to_string())
+        );
         assert_eq!(params(1, 0), "");
     }
 

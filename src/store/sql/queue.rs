@@ -27,8 +27,7 @@ macro_rules! queue {
             use super::rows::{delivery, from_ms, ms};
             use crate::domain::{DeliveryId, DeliveryStatus, WebhookId, WorkspaceId};
             use crate::store::queue::{AttemptConsequences, AttemptEffect, Enqueue, WebhookState, chat_label, tokens_at};
-            use crate::store::sql::{params, rows_of};
-            use crate::store::{
+                        use crate::store::{
                 AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryInfo, DeliveryLog, DeliveryQueue,
                 DisableNotice, FailurePolicy, GaveUpNotice, Lease, Recorded, Resend, StoreResult,
             };
@@ -55,7 +54,7 @@ macro_rules! queue {
                         "INSERT INTO deliveries (id, kind, webhook_id, chat_id, payload, status, next_attempt_at,
                                                  created_at, retry_since, window_end, part)
                          VALUES {} ON CONFLICT DO NOTHING",
-                        rows_of(chunk.len(), 11)
+                        super::PLACEHOLDERS.rows(chunk.len(), 11)
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for d in chunk {
@@ -115,7 +114,7 @@ macro_rules! queue {
                         if !unknown.is_empty() {
                             let sql = format!(
                                 "SELECT id, rate_tokens, rate_at FROM webhooks WHERE id IN ({}) ORDER BY id{}",
-                                params(1, unknown.len()),
+                                super::PLACEHOLDERS.list(1, unknown.len()),
                                 super::lock_row!(),
                             );
                             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -173,7 +172,7 @@ macro_rules! queue {
                      WHERE seq IN ({})
                      RETURNING seq, id, webhook_id, payload, attempts, rejections,
                                COALESCE(retry_since, created_at) AS retry_since",
-                    params(4, chosen.len())
+                    crate::store::sql::params(4, chosen.len())
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(now + lease.margin.as_millis() as i64)
@@ -192,7 +191,7 @@ macro_rules! queue {
                     .collect();
                 let sql = format!(
                     "SELECT id, url, secret, timeout_ms FROM webhooks WHERE id IN ({})",
-                    params(1, webhooks.len())
+                    super::PLACEHOLDERS.list(1, webhooks.len())
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for id in &webhooks {

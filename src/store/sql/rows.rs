@@ -56,7 +56,7 @@ macro_rules! rows {
             Ok(Workspace {
                 id: row.try_get::<String, _>("id")?.into(),
                 name: row.try_get("name")?,
-                owner_email: row.try_get("owner_email")?,
+                owner_email: crate::domain::EmailAddress::stored(row.try_get("owner_email")?),
                 timezone: timezone(row.try_get("timezone")?),
                 granularity: granularity(row.try_get("granularity")?),
                 account: account(row)?,

@@ -27,7 +27,7 @@ macro_rules! sessions {
             use crate::domain::session::{
                 Owned, ReplyState, ReplyStatus, ReportedSession, expired, reported_status, worth_an_event,
             };
-            use crate::store::sql::{CHAT_DETAILS, params, rows_of};
+            use crate::store::sql::{CHAT_DETAILS, params};
             use crate::store::{
                 Chat, FirstMessages, IngestBatch, RenderSession, SessionCause, SessionChange, SessionEvent, SessionStore,
                 SessionTransition, StoreResult,
@@ -135,7 +135,7 @@ macro_rules! sessions {
                 for chunk in chats.chunks(500) {
                     let sql = format!(
                         "INSERT INTO session_history (chat_id, at, to_status, cause, source_key) VALUES {}",
-                        rows_of(chunk.len(), 5)
+                        super::PLACEHOLDERS.rows(chunk.len(), 5)
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for (chat, source_key) in chunk {

@@ -15,7 +15,8 @@ macro_rules! settings {
                 workspace_stats,
             };
             use crate::domain::{
-                DeliveryStatus, Event, Granularity, Locale, Media, Timezone, WebhookId, WorkspaceId, random_token,
+                DeliveryStatus, EmailAddress, Event, Granularity, Locale, Media, Timezone, WebhookId, WorkspaceId,
+                random_token,
             };
             use crate::store::rewindow::{Rewindow, Subscription, changes};
             use crate::store::sql::{Windowing, account_set, bind_account};
@@ -87,7 +88,7 @@ macro_rules! settings {
                             )
                             .bind(id.as_str())
                             .bind(&new.name)
-                            .bind(&new.owner_email)
+                            .bind(new.owner_email.as_str())
                             .bind(new.timezone.name())
                             .bind(new.granularity.as_str())
                             .bind(&new.account.full_name)
@@ -137,7 +138,7 @@ macro_rules! settings {
                             );
                             let query = sqlx::query(sqlx::AssertSqlSafe(sql))
                                 .bind(&patch.name)
-                                .bind(&patch.owner_email)
+                                .bind(patch.owner_email.as_ref().map(EmailAddress::as_str))
                                 .bind(patch.timezone.as_ref().map(Timezone::name))
                                 .bind(patch.granularity.map(Granularity::as_str))
                                 .bind(patch.locale.map(Locale::as_str))

@@ -22,7 +22,7 @@ macro_rules! windows {
             use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, bundling_webhook, chat, ms, stored_message};
             use crate::domain::{ChatId, DeliveryKind, WorkspaceId};
             use crate::store::queue::Enqueue;
-            use crate::store::sql::{Windowing, params};
+            use crate::store::sql::Windowing;
             use crate::store::{BundlingWebhook, CloseProgress, CloseStep, StoreResult, StoredMessage, WindowStore};
 
             #[async_trait]
@@ -114,7 +114,7 @@ macro_rules! windows {
                     // their messages.
                     let sql = format!(
                         "SELECT {CHAT_COLUMNS} FROM chats WHERE id IN ({}) ORDER BY id",
-                        params(1, ids.len())
+                        super::PLACEHOLDERS.list(1, ids.len())
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for id in &ids {
@@ -123,11 +123,14 @@ macro_rules! windows {
                     for row in query.fetch_all(&mut *conn).await? {
                         chats.push(chat(&row)?);
                     }
+                    let p = super::PLACEHOLDERS;
                     let sql = format!(
                         "SELECT chat_id, {MESSAGE_COLUMNS} FROM messages
-                         WHERE received_at >= $1 AND received_at < $2 AND chat_id IN ({})
+                         WHERE received_at >= {} AND received_at < {} AND chat_id IN ({})
                          ORDER BY chat_id, ts, message_id",
-                        params(3, ids.len())
+                        p.one(1),
+                        p.one(2),
+                        p.list(3, ids.len())
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bundled_before).bind(boundary);
                     for id in &ids {

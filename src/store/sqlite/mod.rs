@@ -30,7 +30,7 @@ use self::rows::ms;
 use self::writer::Writer;
 use crate::clock::SharedClock;
 use crate::domain::WorkspaceId;
-use crate::store::sql::{Windowing, pending};
+use crate::store::sql::{Placeholders, Windowing, pending};
 use crate::store::{Lifecycle, StoreError, StoreResult};
 
 impl From<sqlx::Error> for StoreError {
@@ -204,6 +204,9 @@ use self::intake::mark_first_messages;
 
 /// Whether chats are written in key order: no need, the writer being alone.
 const CHATS_IN_KEY_ORDER: bool = false;
+
+/// Long lists of values are bound by position (`?`): see [`Placeholders`].
+const PLACEHOLDERS: Placeholders = Placeholders::Anonymous;
 
 /// Whether an upserted chat row was inserted, as SQL over the row written: it was first seen at
 /// its latest arrival, which is this transaction's time (every commit's time is later than the

@@ -22,7 +22,7 @@ use tracing::{Instrument, debug, error, info_span, warn};
 use crate::clock::SharedClock;
 use crate::domain::new_id;
 pub use crate::domain::schedule::RetrySchedule;
-use crate::domain::{DeliveryId, WebhookId};
+use crate::domain::{AttemptFailure, DeliveryId, WebhookId};
 use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryQueue, FailurePolicy, Lease};
 use crate::supervise::Fatal;
 use crate::telemetry::metric;
@@ -199,13 +199,13 @@ impl Deliverer {
             AttemptOutcome::Delivered => debug!(status = record.status, "delivered"),
             AttemptOutcome::RetryAt(at) => warn!(
                 status = record.status,
-                error = record.error.as_deref(),
+                error = record.error.as_ref().map(tracing::field::display),
                 retry_at = %at,
                 "delivery attempt failed"
             ),
             AttemptOutcome::Expired => warn!(
                 status = record.status,
-                error = record.error.as_deref(),
+                error = record.error.as_ref().map(tracing::field::display),
                 "delivery expired after its retention period"
             ),
             AttemptOutcome::GivenUp => warn!(
@@ -268,7 +268,7 @@ impl Deliverer {
                 duration: Duration::ZERO,
                 status: None,
                 response_excerpt: None,
-                error: Some(format!("refused by the SSRF guard: {refusal}")),
+                error: Some(AttemptFailure::Refused(refusal.to_string())),
                 request_headers: headers_json(&headers),
                 request_body: payload.to_vec(),
             };
@@ -386,23 +386,22 @@ async fn read_excerpt(response: &mut reqwest::Response) -> Result<String, reqwes
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// A one-line account of a transport error, with its causes: what an operator needs in the log.
-fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else if error.is_body() || error.is_decode() {
-        "reading the response failed"
-    } else {
-        "request failed"
-    };
-    let mut text = kind.to_string();
+/// A transport error as a failure of its kind, with its causes: what an operator needs in the log.
+fn describe(error: &reqwest::Error) -> AttemptFailure {
+    let mut causes = Vec::new();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        causes.push(cause.to_string());
         source = cause.source();
     }
-    text
+    let causes = causes.join(": ");
+    if error.is_timeout() {
+        AttemptFailure::TimedOut { causes }
+    } else if error.is_connect() {
+        AttemptFailure::ConnectFailed { causes }
+    } else if error.is_body() || error.is_decode() {
+        AttemptFailure::ReadFailed { causes }
+    } else {
+        AttemptFailure::RequestFailed { causes }
+    }
 }

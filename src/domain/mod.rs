@@ -10,12 +10,14 @@ use serde::{Deserialize, Serialize};
 
 mod chat;
 pub mod credentials;
+mod delivery;
 mod input;
 mod media;
 pub mod schedule;
 pub mod session;
 
 pub use chat::{Chat, ChatInfo, FirstMessages, NewMessage, StoredMessage};
+pub use delivery::{AttemptFailure, SwitchedOff};
 pub use input::{DeliveryTimeout, EmailAddress, Invalid, Name, NoteMaxChars};
 pub use media::{Attachment, AttachmentKind, Media};
 

@@ -210,7 +210,7 @@ pub async fn send_test(state: &AppState, webhook: &Webhook) -> Result<TestResult
         status: record.status,
         duration_ms: record.duration.as_millis() as u64,
         response_excerpt: record.response_excerpt,
-        error: record.error,
+        error: record.error.map(|e| e.to_string()),
         sample,
         webhook_id_header: record.delivery_id,
     })

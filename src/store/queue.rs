@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::StoreResult;
 use super::outbox::FailurePolicy;
-use crate::domain::{ChatId, DeliveryId, DeliveryKind, DeliveryStatus, WebhookId};
+use crate::domain::{
+    AttemptFailure, ChatId, DeliveryId, DeliveryKind, DeliveryStatus, SwitchedOff, WebhookId,
+};
 
 /// A delivery handed to the worker, with what it needs to send it.
 #[derive(Debug, Clone)]
@@ -61,7 +63,7 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     /// At most the first 2 KiB of the response body.
     pub response_excerpt: Option<String>,
-    pub error: Option<String>,
+    pub error: Option<AttemptFailure>,
     /// The request headers sent, as a JSON object.
     pub request_headers: String,
     pub request_body: Vec<u8>,
@@ -92,7 +94,7 @@ pub struct Recorded {
     /// The claim's lease had been taken over: the attempt was logged, the delivery left alone.
     pub stale: bool,
     /// Why this attempt switched the webhook off, when it did.
-    pub disabled: Option<String>,
+    pub disabled: Option<SwitchedOff>,
     /// An e-mail to the owner was put in the outbox.
     pub emailed: bool,
 }
@@ -227,21 +229,12 @@ impl AttemptEffect {
         let failure = (outcome != AttemptOutcome::Delivered).then(|| {
             attempt
                 .error
-                .clone()
+                .as_ref()
+                .map(AttemptFailure::to_string)
                 .or_else(|| attempt.status.map(|s| format!("HTTP {s}")))
                 .unwrap_or_else(|| "failed".into())
         });
         AttemptEffect { status, next_attempt_at, finished_at, failure }
-    }
-}
-
-/// Why a failed attempt switches its (enabled) webhook off, if it does: a 410 Gone at once, or a
-/// run of `disable_after` failures.
-fn disable_reason(status: Option<u16>, failures: i64, disable_after: u32) -> Option<String> {
-    match status {
-        Some(410) => Some("the endpoint answered 410 Gone".to_string()),
-        _ if failures >= i64::from(disable_after) => Some(format!("{failures} consecutive failed attempts")),
-        _ => None,
     }
 }
 
@@ -268,7 +261,7 @@ pub(super) struct AttemptConsequences {
     /// The owner is e-mailed about it (the first one, then at most once a day per webhook).
     pub tell_owner: bool,
     /// The webhook is switched off, for this reason (an event and an e-mail to the owner).
-    pub disable: Option<String>,
+    pub disable: Option<SwitchedOff>,
 }
 
 impl AttemptConsequences {
@@ -286,7 +279,7 @@ impl AttemptConsequences {
             given_up && webhook.gave_up_notice_at.is_none_or(|t| now - t >= GAVE_UP_NOTICE_EVERY_MS);
         let failed = outcome != AttemptOutcome::Delivered;
         let disable = (failed && webhook.enabled)
-            .then(|| disable_reason(status, webhook.failures, disable_after))
+            .then(|| SwitchedOff::by(status, webhook.failures, disable_after))
             .flatten();
         AttemptConsequences { given_up, tell_owner, disable }
     }
@@ -315,14 +308,8 @@ mod tests {
         let retry = AttemptOutcome::RetryAt(chrono::DateTime::UNIX_EPOCH);
         let of = |outcome, status, state| AttemptConsequences::of(outcome, status, state, 10, 0);
         assert_eq!(of(retry, Some(500), webhook(9)).disable, None);
-        assert_eq!(
-            of(retry, Some(500), webhook(10)).disable.as_deref(),
-            Some("10 consecutive failed attempts")
-        );
-        assert_eq!(
-            of(retry, Some(410), webhook(1)).disable.as_deref(),
-            Some("the endpoint answered 410 Gone")
-        );
+        assert_eq!(of(retry, Some(500), webhook(10)).disable, Some(SwitchedOff::Failures(10)));
+        assert_eq!(of(retry, Some(410), webhook(1)).disable, Some(SwitchedOff::Gone));
         let off = WebhookState { enabled: false, ..webhook(12) };
         assert_eq!(of(retry, Some(500), off).disable, None, "already off: not switched off again");
         assert_eq!(of(AttemptOutcome::Delivered, Some(410), webhook(0)).disable, None, "a success never");

@@ -116,7 +116,7 @@ async fn record_delivered(conn: &mut PgConnection, attempt: &AttemptRecord) -> S
     .bind(attempt.delivery_id.as_str())
     .bind(attempt.duration.as_millis() as i64)
     .bind(&attempt.response_excerpt)
-    .bind(&attempt.error)
+    .bind(attempt.error.as_ref().map(ToString::to_string))
     .bind(&attempt.request_headers)
     .bind(&attempt.request_body)
     .fetch_one(conn)

@@ -38,7 +38,7 @@ macro_rules! log {
                 .bind(attempt.duration.as_millis() as i64)
                 .bind(attempt.status.map(i64::from))
                 .bind(&attempt.response_excerpt)
-                .bind(&attempt.error)
+                .bind(attempt.error.as_ref().map(ToString::to_string))
                 .bind(&attempt.request_headers)
                 .bind(&attempt.request_body)
                 .bind(test)

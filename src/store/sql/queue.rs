@@ -300,7 +300,7 @@ macro_rules! queue {
                 if decided.given_up {
                     let detail = serde_json::json!({
                         "delivery_id": attempt.delivery_id.as_str(), "chat_id": chat_id, "status": attempt.status,
-                        "response_excerpt": attempt.response_excerpt, "error": attempt.error, "rejections": rejections,
+                        "response_excerpt": attempt.response_excerpt, "error": attempt.error.as_ref().map(ToString::to_string), "rejections": rejections,
                     });
                     insert_event(conn, &workspace_id, Some(&attempt.webhook_id), now, "failed", &detail).await?;
                 }
@@ -340,9 +340,10 @@ macro_rules! queue {
                         .await?;
                     recorded.emailed = true;
                 }
-                let Some(reason) = decided.disable else {
+                let Some(switched_off) = decided.disable else {
                     return Ok(recorded);
                 };
+                let reason = switched_off.to_string();
                 sqlx::query("UPDATE webhooks SET enabled = FALSE, disabled_reason = $1, updated_at = $2 WHERE id = $3")
                     .bind(&reason)
                     .bind(now)
@@ -365,7 +366,7 @@ macro_rules! queue {
                 };
                 let email = (policy.disabled)(&notice);
                 queue_email(conn, &email, &workspace_id, Some(&attempt.webhook_id), now).await?;
-                recorded.disabled = Some(reason);
+                recorded.disabled = Some(switched_off);
                 recorded.emailed = true;
                 Ok(recorded)
             }

@@ -132,7 +132,7 @@ pub(super) async fn record_delivered_many(
                 .push_bind(a.duration.as_millis() as i64)
                 .push_bind(a.status.map(i64::from))
                 .push_bind(a.response_excerpt.clone())
-                .push_bind(a.error.clone())
+                .push_bind(a.error.as_ref().map(ToString::to_string))
                 .push_bind(a.request_headers.clone())
                 .push_bind(a.request_body.clone());
         });

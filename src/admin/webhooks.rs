@@ -119,7 +119,7 @@ impl WebhookView {
             inherits_granularity: webhook.granularity.is_none(),
             timeout: humantime::format_duration(webhook.timeout.unwrap_or(default_timeout)).to_string(),
             has_secret: webhook.secret.is_some(),
-            note_max_chars: webhook.note_max_chars,
+            note_max_chars: webhook.note_max_chars.get(),
             media: webhook.media,
             secret: None,
             id: webhook.id,
@@ -167,8 +167,8 @@ fn events(list: Vec<Event>) -> Result<Vec<Event>, ApiError> {
     Ok(list)
 }
 
-fn note_max_chars(value: u64) -> Result<u32, ApiError> {
-    NoteMaxChars::checked(value).map(NoteMaxChars::get).map_err(|e| ApiError::field("note_max_chars", e))
+fn note_max_chars(value: u64) -> Result<NoteMaxChars, ApiError> {
+    NoteMaxChars::checked(value).map_err(|e| ApiError::field("note_max_chars", e))
 }
 
 fn timeout(value: &str) -> Result<Duration, ApiError> {

@@ -161,6 +161,18 @@ pub struct NoteMaxChars(u32);
 impl NoteMaxChars {
     pub const MIN: u64 = 500;
     pub const MAX: u64 = 1_000_000;
+    /// Where bundles are cut unless a webhook says otherwise: HubSpot notes take 65,536 characters.
+    pub const DEFAULT: NoteMaxChars = NoteMaxChars(60_000);
+
+    /// A value the store wrote after it was checked, read back; one outside the bounds (a row
+    /// edited by hand) is brought within them, and logged.
+    pub fn stored(value: i64) -> NoteMaxChars {
+        let within = value.clamp(Self::MIN as i64, Self::MAX as i64);
+        if within != value {
+            tracing::error!(note_max_chars = value, used = within, "a stored note length is out of bounds");
+        }
+        NoteMaxChars(within as u32)
+    }
 
     pub fn checked(value: u64) -> Result<NoteMaxChars, Invalid> {
         if !(Self::MIN..=Self::MAX).contains(&value) {

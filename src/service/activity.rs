@@ -288,7 +288,7 @@ async fn test_payload(
                 messages: &messages,
             };
             let limits = bundle::Limits {
-                max_note_chars: webhook.note_max_chars as usize,
+                max_note_chars: webhook.note_max_chars.get() as usize,
                 ..bundle::Limits::default()
             };
             Ok(bundle::render(&input, limits).into_iter().next().map(|part| part.payload))

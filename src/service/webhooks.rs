@@ -61,7 +61,7 @@ async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
         );
     }
     if before.note_max_chars != after.note_max_chars {
-        changed.insert("note_max_chars".into(), json!(after.note_max_chars));
+        changed.insert("note_max_chars".into(), json!(after.note_max_chars.get()));
     }
     if before.media != after.media {
         changed.insert("media".into(), json!(after.media));

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Event, Granularity, Media, WebhookId, WorkspaceId};
+use crate::domain::{Event, Granularity, Media, NoteMaxChars, WebhookId, WorkspaceId};
 
 /// A webhook as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct Webhook {
     /// `None` uses the configured delivery timeout.
     pub timeout: Option<Duration>,
     /// Characters of note a bundle part may hold: where bundles are cut into parts.
-    pub note_max_chars: u32,
+    pub note_max_chars: NoteMaxChars,
     /// Whether it takes messages that carry media.
     pub media: Media,
     pub consecutive_failures: u32,
@@ -40,13 +40,10 @@ pub struct NewWebhook {
     pub secret: Option<String>,
     pub events: Vec<Event>,
     pub timeout: Option<Duration>,
-    /// `None`: [`DEFAULT_NOTE_MAX_CHARS`].
-    pub note_max_chars: Option<u32>,
+    /// `None`: [`NoteMaxChars::DEFAULT`].
+    pub note_max_chars: Option<NoteMaxChars>,
     pub media: Media,
 }
-
-/// Where bundles are cut unless a webhook says otherwise: HubSpot notes take 65,536 characters.
-pub const DEFAULT_NOTE_MAX_CHARS: u32 = 60_000;
 
 /// Fields to change on a webhook; the outer `None` leaves a field as it is, an inner `None`
 /// clears it (back to the workspace default, no secret, the configured timeout).
@@ -58,7 +55,7 @@ pub struct WebhookPatch {
     pub secret: Option<Option<String>>,
     pub events: Option<Vec<Event>>,
     pub timeout: Option<Option<Duration>>,
-    pub note_max_chars: Option<u32>,
+    pub note_max_chars: Option<NoteMaxChars>,
     pub media: Option<Media>,
 }
 

@@ -29,7 +29,7 @@ pub struct BundlingWebhook {
     /// The last flush, which cut its window short.
     pub flushed_at: DateTime<Utc>,
     /// Characters of note a bundle part may hold.
-    pub note_max_chars: u32,
+    pub note_max_chars: crate::domain::NoteMaxChars,
     /// The workspace's language, for the notes.
     pub locale: crate::domain::Locale,
     /// Whether its bundles take messages that carry media.

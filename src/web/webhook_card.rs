@@ -168,7 +168,7 @@ impl WebhookForm {
             url: masked_url(&webhook.url),
             granularity: webhook.granularity.map(|g| g.as_str()).unwrap_or(FOLLOW_WORKSPACE).into(),
             enabled: webhook.enabled.then(|| "on".into()),
-            note_max_chars: webhook.note_max_chars.to_string(),
+            note_max_chars: webhook.note_max_chars.get().to_string(),
             media: webhook.media.as_str().into(),
             ..WebhookForm::default()
         }
@@ -182,9 +182,7 @@ impl WebhookForm {
         let granularity = keep(&mut self.errors, "granularity", chosen_granularity(&self.granularity));
         let note = match self.note_max_chars.trim() {
             "" => Some(None),
-            given => {
-                keep(&mut self.errors, "note_max_chars", given.parse::<NoteMaxChars>()).map(|n| Some(n.get()))
-            }
+            given => keep(&mut self.errors, "note_max_chars", given.parse::<NoteMaxChars>()).map(Some),
         };
         let media = match self.media.trim() {
             "" => Some(None),
@@ -198,6 +196,6 @@ impl WebhookForm {
 pub struct Checked {
     pub url: String,
     pub granularity: Option<Granularity>,
-    pub note_max_chars: Option<u32>,
+    pub note_max_chars: Option<NoteMaxChars>,
     pub media: Option<Media>,
 }

@@ -304,7 +304,7 @@ pub fn plan(
                 messages: &list,
             };
             let limits = bundle::Limits {
-                max_note_chars: webhook.note_max_chars as usize,
+                max_note_chars: webhook.note_max_chars.get() as usize,
                 ..bundle::Limits::default()
             };
             for part in bundle::render(&input, limits) {

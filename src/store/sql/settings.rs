@@ -15,13 +15,13 @@ macro_rules! settings {
                 workspace_stats,
             };
             use crate::domain::{
-                DeliveryStatus, EmailAddress, Event, Granularity, Locale, Media, Timezone, WebhookId, WorkspaceId,
+                DeliveryStatus, EmailAddress, Event, NoteMaxChars, Granularity, Locale, Media, Timezone, WebhookId, WorkspaceId,
                 random_token,
             };
             use crate::store::rewindow::{Rewindow, Subscription, changes};
             use crate::store::sql::{Windowing, account_set, bind_account};
             use crate::store::{
-                DEFAULT_NOTE_MAX_CHARS, NewWebhook, NewWorkspace, StoreResult, Webhook, WebhookPatch, WebhookStore,
+                NewWebhook, NewWorkspace, StoreResult, Webhook, WebhookPatch, WebhookStore,
                 Workspace, WorkspacePatch, WorkspaceStats, WorkspaceStore,
             };
 
@@ -213,7 +213,7 @@ macro_rules! settings {
                             .bind(new.timeout.map(|t| t.as_millis() as i64))
                             .bind(now)
                             .bind(now + 1)
-                            .bind(i64::from(new.note_max_chars.unwrap_or(DEFAULT_NOTE_MAX_CHARS)))
+                            .bind(i64::from(new.note_max_chars.unwrap_or(NoteMaxChars::DEFAULT).get()))
                             .bind(new.media.as_str())
                             .execute(&mut *conn)
                             .await?;
@@ -268,7 +268,7 @@ macro_rules! settings {
                             .bind(events.as_ref().map(|e| e.contains(&Event::SessionStatus)))
                             .bind(patch.timeout.is_some())
                             .bind(patch.timeout.flatten().map(|t| t.as_millis() as i64))
-                            .bind(patch.note_max_chars.map(i64::from))
+                            .bind(patch.note_max_chars.map(|n| i64::from(n.get())))
                             .bind(patch.media.map(Media::as_str))
                             .bind(patch.enabled == Some(true))
                             .bind(patch.enabled == Some(false))

@@ -55,6 +55,22 @@ impl Name {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A name the store wrote after it was checked, read back as it is (a row edited by hand is
+    /// shown as it was written: every page and e-mail escapes what it shows).
+    pub fn stored(value: String) -> Name {
+        Name(value)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// An e-mail address the mailer can send to: parsed by the mail library (`lettre`), with a plain

@@ -4,13 +4,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Account, EmailAddress, Granularity, Locale, Timezone, WorkspaceId};
+use crate::domain::{Account, EmailAddress, Granularity, Locale, Name, Timezone, WorkspaceId};
 
 /// A workspace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workspace {
     pub id: WorkspaceId,
-    pub name: String,
+    pub name: Name,
     pub owner_email: EmailAddress,
     /// Windows follow its wall clock.
     pub timezone: Timezone,
@@ -28,7 +28,7 @@ pub struct Workspace {
 
 #[derive(Debug, Clone)]
 pub struct NewWorkspace {
-    pub name: String,
+    pub name: Name,
     pub owner_email: EmailAddress,
     pub timezone: Timezone,
     pub granularity: Granularity,
@@ -39,7 +39,7 @@ pub struct NewWorkspace {
 /// Fields to change on a workspace; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct WorkspacePatch {
-    pub name: Option<String>,
+    pub name: Option<Name>,
     pub owner_email: Option<EmailAddress>,
     pub timezone: Option<Timezone>,
     pub granularity: Option<Granularity>,

@@ -58,7 +58,7 @@ pub struct WorkspaceForm {
 
 /// A workspace form's values, each checked.
 struct CheckedWorkspace {
-    name: String,
+    name: Name,
     owner_email: EmailAddress,
     timezone: Timezone,
     granularity: Granularity,
@@ -70,7 +70,7 @@ struct CheckedWorkspace {
 impl WorkspaceForm {
     fn from(ws: &Workspace) -> Self {
         WorkspaceForm {
-            name: ws.name.clone(),
+            name: ws.name.to_string(),
             owner_email: ws.owner_email.to_string(),
             timezone: ws.timezone.name().to_string(),
             granularity: ws.granularity.as_str().into(),
@@ -117,7 +117,7 @@ impl WorkspaceForm {
             }
         };
         Some(CheckedWorkspace {
-            name: name?.into_string(),
+            name: name?,
             owner_email: owner?,
             timezone: zone?,
             granularity: granularity?,

@@ -159,7 +159,7 @@ impl World {
 
 async fn create_workspace(store: &SharedStore, name: &str) -> WorkspaceId {
     let new = NewWorkspace {
-        name: name.into(),
+        name: chatbundle::domain::Name::parse(name).unwrap(),
         owner_email: format!("owner@{name}.example").parse().unwrap(),
         timezone: chatbundle::domain::Timezone::default(),
         granularity: Granularity::None,

@@ -55,7 +55,7 @@ macro_rules! rows {
         pub(super) fn workspace(row: &$row) -> StoreResult<Workspace> {
             Ok(Workspace {
                 id: row.try_get::<String, _>("id")?.into(),
-                name: row.try_get("name")?,
+                name: crate::domain::Name::stored(row.try_get("name")?),
                 owner_email: crate::domain::EmailAddress::stored(row.try_get("owner_email")?),
                 timezone: timezone(row.try_get("timezone")?),
                 granularity: granularity(row.try_get("granularity")?),

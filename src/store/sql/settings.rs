@@ -15,7 +15,7 @@ macro_rules! settings {
                 workspace_stats,
             };
             use crate::domain::{
-                DeliveryStatus, EmailAddress, Event, NoteMaxChars, Granularity, Locale, Media, Timezone, WebhookId, WorkspaceId,
+                DeliveryStatus, EmailAddress, Event, Name, NoteMaxChars, Granularity, Locale, Media, Timezone, WebhookId, WorkspaceId,
                 random_token,
             };
             use crate::store::rewindow::{Rewindow, Subscription, changes};
@@ -87,7 +87,7 @@ macro_rules! settings {
                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
                             )
                             .bind(id.as_str())
-                            .bind(&new.name)
+                            .bind(new.name.as_str())
                             .bind(new.owner_email.as_str())
                             .bind(new.timezone.name())
                             .bind(new.granularity.as_str())
@@ -137,7 +137,7 @@ macro_rules! settings {
                                 account_set(7)
                             );
                             let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                                .bind(&patch.name)
+                                .bind(patch.name.as_ref().map(Name::as_str))
                                 .bind(patch.owner_email.as_ref().map(EmailAddress::as_str))
                                 .bind(patch.timezone.as_ref().map(Timezone::name))
                                 .bind(patch.granularity.map(Granularity::as_str))

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::domain::{ChatId, EmailAddress, WorkspaceId};
+use crate::domain::{ChatId, EmailAddress, Name, WorkspaceId};
 use crate::http::auth::Admin;
 use crate::http::{ApiError, Body, nullable};
 use crate::render::chat_url;
@@ -219,7 +219,7 @@ pub async fn update(
     let owner = ChatOwner {
         name: body
             .responsible_name
-            .map(|n| n.map(|n| super::name("responsible_name", &n)).transpose())
+            .map(|n| n.map(|n| super::name("responsible_name", &n).map(Name::into_string)).transpose())
             .transpose()?,
         email: body
             .responsible_email

@@ -62,8 +62,8 @@ pub async fn webhook(state: &AppState, id: &WebhookId) -> Result<Webhook, ApiErr
 }
 
 /// A name as [`Name`] takes it, answered as an error naming `field`.
-pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
-    Name::parse(value).map(Name::into_string).map_err(|e| ApiError::field(field, e))
+pub fn name(field: &str, value: &str) -> Result<Name, ApiError> {
+    Name::parse(value).map_err(|e| ApiError::field(field, e))
 }
 
 /// An address as [`EmailAddress`] takes it, answered as an error naming `field`.

@@ -85,7 +85,7 @@ impl SourceView {
             id: source.id,
             workspace_id: source.workspace_id,
             kind: source.kind,
-            name: source.name,
+            name: source.name.into_string(),
             account: source.account,
             enabled: source.enabled,
             credentials_set,

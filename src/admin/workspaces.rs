@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{info, instrument};
 
-use super::{account, email, timezone};
-use crate::domain::{Account, Granularity, Locale, Name, WorkspaceId};
+use super::{account, email, name, timezone};
+use crate::domain::{Account, Granularity, Locale, WorkspaceId};
 use crate::http::ApiError;
 use crate::http::Body;
 use crate::http::auth::Admin;
@@ -145,7 +145,7 @@ pub async fn create(
     Body(body): Body<CreateWorkspace>,
 ) -> Result<(StatusCode, Json<WorkspaceView>), ApiError> {
     let new = NewWorkspace {
-        name: Name::parse(&body.name).map_err(|e| ApiError::field("name", e))?,
+        name: name("name", &body.name)?,
         owner_email: email("owner_email", &body.owner_email)?,
         timezone: timezone(body.timezone.as_deref().unwrap_or("UTC"))?,
         granularity: body.granularity.unwrap_or(Granularity::None),
@@ -220,7 +220,7 @@ pub async fn update(
         return Err(ApiError::not_found("workspace"));
     }
     let patch = WorkspacePatch {
-        name: body.name.as_deref().map(Name::parse).transpose().map_err(|e| ApiError::field("name", e))?,
+        name: body.name.as_deref().map(|n| name("name", n)).transpose()?,
         owner_email: body.owner_email.as_deref().map(|e| email("owner_email", e)).transpose()?,
         timezone: body.timezone.as_deref().map(timezone).transpose()?,
         granularity: body.granularity,

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Account, InboundKey, SourceId, SourceKind, WorkspaceId};
+use crate::domain::{Account, InboundKey, Name, SourceId, SourceKind, WorkspaceId};
 
 /// A connected inbound channel.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,7 +14,7 @@ pub struct Source {
     pub inbound_key: InboundKey,
     pub workspace_id: WorkspaceId,
     pub kind: SourceKind,
-    pub name: String,
+    pub name: Name,
     /// The business account it speaks for (the payloads' `whatsapp_account`).
     pub account: Account,
     /// Secrets; never shown by the API.
@@ -28,7 +28,7 @@ pub struct Source {
 pub struct NewSource {
     pub workspace_id: WorkspaceId,
     pub kind: SourceKind,
-    pub name: String,
+    pub name: Name,
     pub account: Account,
     pub credentials: serde_json::Value,
     pub enabled: bool,
@@ -36,7 +36,7 @@ pub struct NewSource {
 
 #[derive(Debug, Clone, Default)]
 pub struct SourcePatch {
-    pub name: Option<String>,
+    pub name: Option<Name>,
     pub account: Option<Account>,
     pub credentials: Option<serde_json::Value>,
     pub enabled: Option<bool>,

@@ -280,7 +280,7 @@ pub async fn show(
     if let Some(source) = query.rotated
         && let Some(source) = state.store.get_source(&source).await?.filter(|s| s.workspace_id == id)
     {
-        overlay.notice = Some(Notice::InboundRotated(source.name));
+        overlay.notice = Some(Notice::InboundRotated(source.name.into_string()));
     }
     overlay.saved = query.saved;
     workspace_page(&state, session, &id, overlay, StatusCode::OK).await
@@ -317,7 +317,7 @@ pub async fn workspace_page(
         .map(|s| SourceLine {
             inbound_url: service::sources::inbound_url(&state.public_url, &s),
             id: s.id.to_string(),
-            name: s.name,
+            name: s.name.into_string(),
             kind: s.kind.as_str().into(),
             enabled: s.enabled,
         })

@@ -1339,7 +1339,7 @@ pub async fn a_rotated_inbound_key_finds_nothing_and_the_source_keeps_its_id(fac
     let new = |name: &str| NewSource {
         workspace_id: world.workspace.clone(),
         kind: SourceKind::ZohoDesk,
-        name: name.into(),
+        name: chatbundle::domain::Name::parse(name).unwrap(),
         account: Account::default(),
         credentials: json!({}),
         enabled: true,

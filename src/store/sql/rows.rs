@@ -174,7 +174,7 @@ macro_rules! rows {
                 inbound_key: crate::domain::InboundKey::stored(row.try_get("inbound_key")?),
                 workspace_id: row.try_get::<String, _>("workspace_id")?.into(),
                 kind: kind.parse().unwrap_or(SourceKind::Chatwoot),
-                name: row.try_get("name")?,
+                name: crate::domain::Name::stored(row.try_get("name")?),
                 account: account(row)?,
                 credentials: serde_json::from_str(&credentials).unwrap_or_default(),
                 enabled: row.try_get("enabled")?,

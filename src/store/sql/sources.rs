@@ -32,7 +32,7 @@ macro_rules! sources {
                             .bind(InboundKey::generate().as_str())
                             .bind(new.workspace_id.as_str())
                             .bind(new.kind.as_str())
-                            .bind(&new.name)
+                            .bind(new.name.as_str())
                             .bind(&new.account.full_name)
                             .bind(&new.account.email)
                             .bind(&new.account.phone)
@@ -74,7 +74,7 @@ macro_rules! sources {
                                 account_set(6)
                             );
                             let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                                .bind(&patch.name)
+                                .bind(patch.name.as_ref().map(crate::domain::Name::as_str))
                                 .bind(patch.credentials.as_ref().map(|c| c.to_string()))
                                 .bind(patch.enabled)
                                 .bind(patch.new_inbound_key.then(|| InboundKey::generate().as_str().to_string()))

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -12,6 +12,7 @@ use tracing::instrument;
 
 use crate::domain::WebhookId;
 use crate::http::ApiError;
+use crate::http::Ids;
 use crate::http::auth::Admin;
 use crate::service::AppState;
 use crate::service::activity::{ActivityView, Format, LogFile, TestResult, download, send_test};
@@ -34,7 +35,7 @@ const LATEST: u32 = 10;
 pub async fn latest(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WebhookId>,
+    Ids(id): Ids<WebhookId>,
 ) -> Result<Json<Value>, ApiError> {
     super::webhook(&state, &id).await?;
     let rows = state.store.activity(&id, None, LATEST).await?;
@@ -71,7 +72,7 @@ pub struct LogQuery {
 pub async fn log(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WebhookId>,
+    Ids(id): Ids<WebhookId>,
     query: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::field("format", e.body_text()))?;
@@ -103,7 +104,7 @@ pub async fn log(
 pub async fn test(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WebhookId>,
+    Ids(id): Ids<WebhookId>,
 ) -> Result<Json<TestResult>, ApiError> {
     let webhook = super::webhook(&state, &id).await?;
     Ok(Json(send_test(&state, &webhook).await?))

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{ChatId, EmailAddress, Name, WorkspaceId};
 use crate::http::auth::Admin;
-use crate::http::{ApiError, Body, nullable};
+use crate::http::{ApiError, Body, Ids, nullable};
 use crate::render::chat_url;
 use crate::service::AppState;
 use crate::store::{Chat, ChatOwner, ChatSummary, ReplyState, SessionTransition};
@@ -134,7 +134,7 @@ fn chat_id(id: &str) -> Result<ChatId, ApiError> {
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Path(workspace_id): Path<WorkspaceId>,
+    Ids(workspace_id): Ids<WorkspaceId>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<ChatList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::field("query", e.body_text()))?;

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{ChatId, DeliveryId, DeliveryKind, DeliveryStatus, WebhookId};
 use crate::http::ApiError;
+use crate::http::Ids;
 use crate::http::auth::Admin;
 use crate::service::AppState;
 use crate::store::DeliveryInfo;
@@ -88,7 +89,7 @@ pub struct DeliveryList {
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WebhookId>,
+    Ids(id): Ids<WebhookId>,
     query: Result<Query<DeliveriesQuery>, QueryRejection>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
@@ -133,7 +134,7 @@ pub struct Resent {
 pub async fn resend(
     _: Admin,
     State(state): State<AppState>,
-    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
+    Ids((id, delivery_id)): Ids<(WebhookId, DeliveryId)>,
 ) -> Result<(StatusCode, Json<Resent>), ApiError> {
     crate::service::deliveries::resend(&state, &id, &delivery_id).await?;
     Ok((StatusCode::ACCEPTED, Json(Resent { id: delivery_id, status: DeliveryStatus::Pending })))

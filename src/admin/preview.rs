@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{ChatId, WebhookId};
 use crate::http::ApiError;
+use crate::http::Ids;
 use crate::http::auth::Admin;
 use crate::service::AppState;
 use crate::service::preview::{self, ChatPreview};
@@ -84,7 +85,7 @@ pub struct WebhookPreview {
 pub async fn preview(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WebhookId>,
+    Ids(id): Ids<WebhookId>,
     query: Result<Query<PreviewQuery>, QueryRejection>,
 ) -> Result<Json<WebhookPreview>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::field("chat_id", e.body_text()))?;

@@ -4,7 +4,7 @@
 //! inbound URL to paste into its channel, whose key can be rotated.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,7 @@ use super::{account, name};
 use crate::domain::{Account, SourceId, SourceKind, WorkspaceId};
 use crate::http::ApiError;
 use crate::http::Body;
+use crate::http::Ids;
 use crate::http::auth::Admin;
 use crate::service::AppState;
 use crate::service::sources::inbound_url;
@@ -128,7 +129,7 @@ async fn found(state: &AppState, id: &SourceId) -> Result<Source, ApiError> {
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
-    Path(workspace_id): Path<WorkspaceId>,
+    Ids(workspace_id): Ids<WorkspaceId>,
     Body(body): Body<CreateSource>,
 ) -> Result<(StatusCode, Json<SourceView>), ApiError> {
     super::workspace(&state, &workspace_id).await?;
@@ -161,7 +162,7 @@ pub async fn create(
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Path(workspace_id): Path<WorkspaceId>,
+    Ids(workspace_id): Ids<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
     super::workspace(&state, &workspace_id).await?;
     let sources: Vec<SourceView> = state
@@ -193,7 +194,7 @@ pub async fn list(
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
-    Path((workspace_id, id)): Path<(WorkspaceId, SourceId)>,
+    Ids((workspace_id, id)): Ids<(WorkspaceId, SourceId)>,
 ) -> Result<Json<SourceView>, ApiError> {
     Ok(Json(SourceView::new(owned(&state, &workspace_id, &id).await?, &state.public_url)))
 }
@@ -218,7 +219,7 @@ pub async fn show(
 pub async fn update(
     _: Admin,
     State(state): State<AppState>,
-    Path((workspace_id, id)): Path<(WorkspaceId, SourceId)>,
+    Ids((workspace_id, id)): Ids<(WorkspaceId, SourceId)>,
     Body(body): Body<UpdateSource>,
 ) -> Result<Json<SourceView>, ApiError> {
     let source = owned(&state, &workspace_id, &id).await?;
@@ -258,7 +259,7 @@ async fn updated(state: &AppState, source: Source, body: UpdateSource) -> Result
 pub async fn delete(
     _: Admin,
     State(state): State<AppState>,
-    Path((workspace_id, id)): Path<(WorkspaceId, SourceId)>,
+    Ids((workspace_id, id)): Ids<(WorkspaceId, SourceId)>,
 ) -> Result<StatusCode, ApiError> {
     owned(&state, &workspace_id, &id).await?;
     deleted(&state, &id).await
@@ -286,7 +287,7 @@ async fn deleted(state: &AppState, id: &SourceId) -> Result<StatusCode, ApiError
 pub async fn show_one(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<SourceId>,
+    Ids(id): Ids<SourceId>,
 ) -> Result<Json<SourceView>, ApiError> {
     Ok(Json(SourceView::new(found(&state, &id).await?, &state.public_url)))
 }
@@ -308,7 +309,7 @@ pub async fn show_one(
 pub async fn update_one(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<SourceId>,
+    Ids(id): Ids<SourceId>,
     Body(body): Body<UpdateSource>,
 ) -> Result<Json<SourceView>, ApiError> {
     let source = found(&state, &id).await?;
@@ -331,7 +332,7 @@ pub async fn update_one(
 pub async fn delete_one(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<SourceId>,
+    Ids(id): Ids<SourceId>,
 ) -> Result<StatusCode, ApiError> {
     found(&state, &id).await?;
     deleted(&state, &id).await
@@ -355,7 +356,7 @@ pub async fn delete_one(
 pub async fn rotate(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<SourceId>,
+    Ids(id): Ids<SourceId>,
 ) -> Result<Json<SourceView>, ApiError> {
     let source = state.store.rotate_inbound_key(&id).await?.ok_or_else(|| ApiError::not_found("source"))?;
     info!(kind = source.kind.as_str(), "inbound URL rotated; the old one answers 404");

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,10 +12,11 @@ use tracing::{info, instrument};
 
 use crate::deliver::SigningSecret;
 use crate::domain::{
-    DeliveryTimeout, Event, Granularity, Media, NoteMaxChars, WebhookId, WorkspaceId, masked_url,
+    DeliveryTimeout, Event, Granularity, Media, NoteMaxChars, WebhookId, WebhookUrl, WorkspaceId,
     unmasked_url,
 };
 use crate::http::ApiError;
+use crate::http::Ids;
 use crate::http::auth::Admin;
 use crate::http::{Body, nullable};
 use crate::service;
@@ -124,7 +125,7 @@ impl WebhookView {
             secret: None,
             id: webhook.id,
             workspace_id: webhook.workspace_id,
-            url: masked_url(&webhook.url),
+            url: webhook.url.masked(),
             enabled: webhook.enabled,
             events: webhook.events,
             consecutive_failures: webhook.consecutive_failures,
@@ -145,7 +146,7 @@ async fn view(state: &AppState, webhook: Webhook) -> Result<WebhookView, ApiErro
 }
 
 /// A webhook URL as [`service::webhooks::checked_url`] takes it, answered as a field error.
-async fn url(state: &AppState, value: &str) -> Result<String, ApiError> {
+async fn url(state: &AppState, value: &str) -> Result<WebhookUrl, ApiError> {
     service::webhooks::checked_url(state, value).await.map_err(|e| ApiError::field("url", e))
 }
 
@@ -192,7 +193,7 @@ fn timeout(value: &str) -> Result<Duration, ApiError> {
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
-    Path(workspace_id): Path<WorkspaceId>,
+    Ids(workspace_id): Ids<WorkspaceId>,
     Body(body): Body<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
     super::workspace(&state, &workspace_id).await?;
@@ -231,7 +232,7 @@ pub async fn create(
 pub async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Path(workspace_id): Path<WorkspaceId>,
+    Ids(workspace_id): Ids<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
     let workspace = super::workspace(&state, &workspace_id).await?;
     let webhooks: Vec<WebhookView> = state
@@ -260,7 +261,7 @@ pub async fn list(
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WebhookId>,
+    Ids(id): Ids<WebhookId>,
 ) -> Result<Json<WebhookView>, ApiError> {
     let webhook = super::webhook(&state, &id).await?;
     Ok(Json(view(&state, webhook).await?))
@@ -283,7 +284,7 @@ pub async fn show(
 pub async fn update(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WebhookId>,
+    Ids(id): Ids<WebhookId>,
     Body(body): Body<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
     let before = super::webhook(&state, &id).await?;
@@ -291,10 +292,12 @@ pub async fn update(
     let patch = WebhookPatch {
         url: match body.url.as_deref() {
             // A password sent back masked, as the API shows it, means the stored one.
-            Some(value) => match unmasked_url(value, &before.url).map_err(|e| ApiError::field("url", e))? {
-                meant if meant == before.url => None,
-                meant => Some(url(&state, &meant).await?),
-            },
+            Some(value) => {
+                match unmasked_url(value, before.url.as_str()).map_err(|e| ApiError::field("url", e))? {
+                    meant if meant == before.url.as_str() => None,
+                    meant => Some(url(&state, &meant).await?),
+                }
+            }
             None => None,
         },
         granularity: body.granularity,
@@ -330,9 +333,9 @@ pub async fn update(
 pub async fn delete(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WebhookId>,
+    Ids(id): Ids<WebhookId>,
 ) -> Result<StatusCode, ApiError> {
-    if id.is_well_formed() && state.store.delete_webhook(&id).await? {
+    if state.store.delete_webhook(&id).await? {
         info!("webhook deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

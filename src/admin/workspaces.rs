@@ -1,7 +1,7 @@
 //! `/api/v1/workspaces`: create, list, show, update, and where a workspace's messages are.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use super::{account, email, name, timezone};
 use crate::domain::{Account, Granularity, Locale, WorkspaceId};
 use crate::http::ApiError;
 use crate::http::Body;
+use crate::http::Ids;
 use crate::http::auth::Admin;
 use crate::service;
 use crate::service::AppState;
@@ -190,7 +191,7 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Worksp
 pub async fn show(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WorkspaceId>,
+    Ids(id): Ids<WorkspaceId>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
     let workspace = super::workspace(&state, &id).await?;
     Ok(Json(workspace.into()))
@@ -213,12 +214,9 @@ pub async fn show(
 pub async fn update(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WorkspaceId>,
+    Ids(id): Ids<WorkspaceId>,
     Body(body): Body<UpdateWorkspace>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
-    if !id.is_well_formed() {
-        return Err(ApiError::not_found("workspace"));
-    }
     let patch = WorkspacePatch {
         name: body.name.as_deref().map(|n| name("name", n)).transpose()?,
         owner_email: body.owner_email.as_deref().map(|e| email("owner_email", e)).transpose()?,
@@ -250,7 +248,7 @@ pub async fn update(
 pub async fn stats(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WorkspaceId>,
+    Ids(id): Ids<WorkspaceId>,
 ) -> Result<Json<StatsView>, ApiError> {
     super::workspace(&state, &id).await?;
     Ok(Json(state.store.workspace_stats(&id).await?.into()))
@@ -273,7 +271,7 @@ pub async fn stats(
 pub async fn flush(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<WorkspaceId>,
+    Ids(id): Ids<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
     super::workspace(&state, &id).await?;
     let deliveries = state.closer.flush(&id).await?;

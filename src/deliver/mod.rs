@@ -22,7 +22,7 @@ use tracing::{Instrument, debug, error, info_span, warn};
 use crate::clock::SharedClock;
 use crate::domain::new_id;
 pub use crate::domain::schedule::RetrySchedule;
-use crate::domain::{AttemptFailure, DeliveryId, WebhookId};
+use crate::domain::{AttemptFailure, DeliveryId, WebhookId, WebhookUrl};
 use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryQueue, FailurePolicy, Lease};
 use crate::supervise::Fatal;
 use crate::telemetry::metric;
@@ -64,7 +64,7 @@ pub fn http_client(policy: Arc<AddressPolicy>) -> reqwest::Client {
 /// Where one request goes.
 pub struct Target<'a> {
     pub webhook_id: &'a WebhookId,
-    pub url: &'a str,
+    pub url: &'a WebhookUrl,
     pub secret: Option<&'a str>,
     /// `None` for the configured default.
     pub timeout: Option<Duration>,
@@ -253,11 +253,11 @@ impl Deliverer {
         let timeout = target.timeout.unwrap_or(self.settings.default_timeout);
         let started = Instant::now();
         // Names are checked by the resolver; an address written into the URL never reaches it.
-        let literal = reqwest::Url::parse(target.url).ok().and_then(|u| match u.host() {
+        let literal = match target.url.url().host() {
             Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
             _ => None,
-        });
+        };
         if let Some(refusal) = literal.and_then(|ip| self.settings.addresses.refusal(ip)) {
             let record = AttemptRecord {
                 delivery_seq: 0,
@@ -276,7 +276,7 @@ impl Deliverer {
         }
         let response = self
             .client
-            .post(target.url)
+            .post(target.url.url().clone())
             .headers(headers.clone())
             .body(payload.to_vec())
             .timeout(timeout)
@@ -323,7 +323,7 @@ impl Deliverer {
     /// Sends a webhook a payload outside the queue ("Save and test"): recorded in its activity
     /// log as a test, never counted towards a disable.
     pub async fn send_test(&self, target: &Target<'_>, payload: &[u8]) -> AttemptRecord {
-        let id = DeliveryId::from(new_id("test"));
+        let id = DeliveryId::stored(new_id("test"));
         let (record, _) = self.attempt(target, &id, payload).await;
         if let Err(e) = self.queue.record_test(record.clone()).await {
             error!(error = %e, "recording a test send failed");

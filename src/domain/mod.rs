@@ -390,8 +390,10 @@ impl FromStr for Timezone {
     }
 }
 
-/// An outbound endpoint: an absolute `http` or `https` URL with a host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An outbound endpoint: an absolute `http` or `https` URL with a host. It may hold a password
+/// (`https://user:secret@host/…`), so it is shown only [`masked`](WebhookUrl::masked), also by
+/// `Debug`; `as_str` is for sending.
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebhookUrl(reqwest::Url);
 
 impl WebhookUrl {
@@ -399,8 +401,19 @@ impl WebhookUrl {
         self.0.as_str()
     }
 
+    /// The URL as it may be shown: its password, if any, as [`MASK`].
+    pub fn masked(&self) -> String {
+        masked_url(self.as_str())
+    }
+
     pub fn url(&self) -> &reqwest::Url {
         &self.0
+    }
+}
+
+impl fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("WebhookUrl").field(&self.masked()).finish()
     }
 }
 
@@ -424,11 +437,17 @@ impl FromStr for WebhookUrl {
 
 /// Ids that cross the store's seam, each its own type, so one can never be passed where another
 /// belongs. They serialise as plain strings (or a number, for chats): the API's JSON is unchanged.
+///
+/// An id from outside (a URL, a request body) is parsed with `FromStr` or `Deserialize`, which
+/// accept only what chatbundle could have made: one of the kind's prefixes, `_`, then letters,
+/// digits and `-`, 64 characters at most (so no NUL, which PostgreSQL refuses outright, ever
+/// reaches a store). An id the store hands back, or one made from parts chatbundle made, is taken
+/// as it is with `stored`.
 macro_rules! text_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal $(, $other:literal)*) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
-        #[serde(transparent)]
+        #[serde(try_from = "String", into = "String")]
         #[schema(value_type = String)]
         pub struct $name(String);
 
@@ -438,30 +457,40 @@ macro_rules! text_id {
                 $name(new_id($prefix))
             }
 
+            /// An id as chatbundle keeps it (read from the store, or built from parts it made):
+            /// not checked again.
+            pub fn stored(id: impl Into<String>) -> Self {
+                $name(id.into())
+            }
+
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+        }
 
-            /// Whether this could be an id chatbundle made: its prefix, `_`, then letters, digits
-            /// and `-` only, 64 characters at most. An id from a URL is checked with this before a
-            /// store looks it up (PostgreSQL refuses text holding a NUL outright).
-            pub fn is_well_formed(&self) -> bool {
-                self.0.len() <= 64
-                    && self.0.strip_prefix(concat!($prefix, "_")).is_some_and(|rest| {
-                        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    })
+        impl FromStr for $name {
+            type Err = Invalid;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                if [$prefix $(, $other)*].iter().any(|prefix| well_formed_id(s, prefix)) {
+                    Ok($name(s.to_string()))
+                } else {
+                    Err(Invalid(concat!("is not an id chatbundle made (", $prefix, "_…)").into()))
+                }
             }
         }
 
-        impl From<String> for $name {
-            fn from(id: String) -> Self {
-                $name(id)
+        impl TryFrom<String> for $name {
+            type Error = Invalid;
+
+            fn try_from(id: String) -> Result<Self, Self::Error> {
+                id.parse()
             }
         }
 
-        impl From<&str> for $name {
-            fn from(id: &str) -> Self {
-                $name(id.to_string())
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
             }
         }
 
@@ -477,6 +506,14 @@ macro_rules! text_id {
             }
         }
     };
+}
+
+/// Whether `id` could be one chatbundle made with `prefix` (see [`text_id`]).
+fn well_formed_id(id: &str, prefix: &str) -> bool {
+    id.len() <= 64
+        && id.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('_')).is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 text_id!(
@@ -541,7 +578,10 @@ impl InboundKey {
 text_id!(
     /// A delivery's id: the `webhook-id` header it is sent under (`msg_…`, `b_…`, `ses_…`).
     DeliveryId,
-    "msg"
+    "msg",
+    "b",
+    "ses",
+    "test"
 );
 
 /// A chat's id in the store (the admin API's `/api/v1/chats/{id}`); the channel's own id for the
@@ -709,6 +749,24 @@ mod tests {
         for bad in ["", "in_", "src_", "ws_abc", "in_a%00b", "in_a/b", &format!("in_{}", "a".repeat(62))] {
             assert_eq!(InboundKey::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_id_parses_only_as_chatbundle_makes_them() {
+        let made = WorkspaceId::generate();
+        assert_eq!(made.as_str().parse::<WorkspaceId>(), Ok(made.clone()));
+        assert_eq!(serde_json::from_value::<WorkspaceId>(serde_json::json!(made.as_str())).unwrap(), made);
+        let long = format!("ws_{}", "a".repeat(62));
+        for bad in ["ws_\u{0}", "ws_a b", "ws_", "", "wh_x", "ws", "ws_a/b", "WS_a", long.as_str()] {
+            assert!(bad.parse::<WorkspaceId>().is_err(), "{bad:?}");
+            assert!(serde_json::from_value::<WorkspaceId>(serde_json::json!(bad)).is_err(), "{bad:?}");
+        }
+        assert!("wh_x".parse::<WebhookId>().is_ok() && "src_F\u{0}\u{1c}".parse::<SourceId>().is_err());
+        for delivery in ["msg_1", "b_1-2", "ses_1"] {
+            assert!(delivery.parse::<DeliveryId>().is_ok(), "{delivery}");
+        }
+        let refusal = "x".parse::<WebhookId>().unwrap_err().to_string();
+        assert_eq!(refusal, "is not an id chatbundle made (wh_…)");
     }
 
     #[test]

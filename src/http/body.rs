@@ -152,8 +152,7 @@ async fn authenticated(state: &HttpState, parts: &Parts) -> bool {
 /// The workspace of `/api/v1/workspaces/{id}/messages`.
 fn ingest_workspace(path: &str) -> Option<WorkspaceId> {
     let id = path.strip_prefix("/api/v1/workspaces/")?.strip_suffix("/messages")?;
-    let id = WorkspaceId::from(id);
-    id.is_well_formed().then_some(id)
+    id.parse().ok()
 }
 
 /// The key of `/hooks/{kind}/{key}`.
@@ -168,7 +167,10 @@ mod tests {
 
     #[test]
     fn the_credential_a_path_names_is_found_without_the_body() {
-        assert_eq!(ingest_workspace("/api/v1/workspaces/ws_abc/messages"), Some(WorkspaceId::from("ws_abc")));
+        assert_eq!(
+            ingest_workspace("/api/v1/workspaces/ws_abc/messages"),
+            Some(WorkspaceId::stored("ws_abc"))
+        );
         assert_eq!(ingest_workspace("/api/v1/workspaces/ws_abc/webhooks"), None);
         assert_eq!(ingest_workspace("/api/v1/workspaces/x%00/messages"), None);
         assert!(inbound_key("/hooks/zoho-desk/in_abc123").is_some());

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub use error::{ApiError, ErrorBody, ErrorCode, Errors};
-pub use extract::{Body, nullable};
+pub use extract::{Body, Ids, nullable};
 
 use crate::clock::SharedClock;
 use crate::store::SharedStore;

@@ -145,7 +145,7 @@ mod tests {
             expected *= 2;
         }
         assert_eq!(throttle.wait(b, &admin), None, "another client is not held up");
-        let ingest = Guessed::IngestKey("ws_1".into());
+        let ingest = Guessed::IngestKey(WorkspaceId::stored("ws_1"));
         assert_eq!(throttle.wait(a, &ingest), None, "nor is another credential of the same client");
         for _ in 0..20 {
             if let Some(wait) = throttle.wait(a, &admin) {

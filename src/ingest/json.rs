@@ -5,7 +5,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
@@ -16,6 +16,7 @@ use super::accept;
 use super::canonical::{DEFAULT_CHANNEL, Parsed, parse_message};
 use super::error::IngestError;
 use crate::domain::{Account, Direction, SourceId, WorkspaceId};
+use crate::http::Ids;
 use crate::http::auth::{Caller, same_secret};
 use crate::http::{ApiError, ErrorCode};
 use crate::service::AppState;
@@ -52,7 +53,7 @@ pub struct MessagesQuery {
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn post_messages(
     State(state): State<AppState>,
-    Path(workspace_id): Path<WorkspaceId>,
+    Ids(workspace_id): Ids<WorkspaceId>,
     caller: Caller,
     query: Result<Query<MessagesQuery>, QueryRejection>,
     headers: HeaderMap,

@@ -78,17 +78,17 @@ pub fn gave_up_email(public_url: &str, notice: &GaveUpNotice) -> Email {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Locale;
+    use crate::domain::{DeliveryId, Locale, WebhookId, WorkspaceId};
     use chrono::TimeZone;
 
     #[test]
     fn the_disable_email_names_workspace_url_reason_error_and_the_way_back() {
         let notice = DisableNotice {
-            workspace_id: "ws_1".into(),
+            workspace_id: WorkspaceId::stored("ws_1"),
             workspace_name: "Acme".into(),
             owner_email: "owner@acme.example".into(),
             locale: Locale::En,
-            webhook_id: "wh_1".into(),
+            webhook_id: WebhookId::stored("wh_1"),
             webhook_url: "https://hooks.example.com/x".into(),
             reason: "10 consecutive failed attempts".into(),
             last_error: Some("HTTP 500".into()),
@@ -113,11 +113,11 @@ mod tests {
     fn a_japanese_workspace_gets_its_owner_e_mails_in_japanese() {
         let at = chrono::Utc.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap();
         let disabled = DisableNotice {
-            workspace_id: "ws_1".into(),
+            workspace_id: WorkspaceId::stored("ws_1"),
             workspace_name: "アクメ".into(),
             owner_email: "owner@acme.example".into(),
             locale: Locale::Ja,
-            webhook_id: "wh_1".into(),
+            webhook_id: WebhookId::stored("wh_1"),
             webhook_url: "https://hooks.example.com/x".into(),
             reason: "10 consecutive failed attempts".into(),
             last_error: None,
@@ -134,13 +134,13 @@ mod tests {
             assert!(email.body.contains(needle), "{needle:?} missing from\n{}", email.body);
         }
         let gave_up = GaveUpNotice {
-            workspace_id: "ws_1".into(),
+            workspace_id: WorkspaceId::stored("ws_1"),
             workspace_name: "アクメ".into(),
             owner_email: "owner@acme.example".into(),
             locale: Locale::Ja,
-            webhook_id: "wh_1".into(),
+            webhook_id: WebhookId::stored("wh_1"),
             webhook_url: "https://hooks.example.com/x".into(),
-            delivery_id: "msg_1".into(),
+            delivery_id: DeliveryId::stored("msg_1"),
             chat: None,
             status: Some(422),
             response_excerpt: Some("bad field".into()),

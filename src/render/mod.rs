@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::domain::session::{ReplyState, ReplyStatus, SessionEvent};
 use crate::domain::{
     Account, Attachment, Chat, Direction, Locale, NewMessage, Party, SessionStatus, StoredMessage,
+    WorkspaceId,
 };
 
 /// Formats an instant the way the payloads carry it: `2021-02-24T16:25:29+0000`.
@@ -255,7 +256,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
         Shape::Session => session_event(
             public_url,
             &SessionEvent {
-                workspace_id: "sample".into(),
+                workspace_id: WorkspaceId::stored("sample"),
                 chat: chat.clone(),
                 source_key: "sample".into(),
                 session_id: Some("sample-session".into()),

@@ -7,9 +7,8 @@ use serde_json::Value;
 
 use crate::deliver::Target;
 use crate::domain::{DeliveryId, Event, Granularity, WebhookId};
-use crate::http::ApiError;
 use crate::render::{self, bundle};
-use crate::service::AppState;
+use crate::service::{AppState, Failure};
 use crate::store::{ActivityCursor, ActivityRow, SharedStore, StoredMessage, Webhook, Workspace};
 use crate::window;
 
@@ -186,12 +185,9 @@ pub struct TestResult {
 /// give this webhook at this moment, rendered now and marked `"test": true` (a made-up sample
 /// when there is no chat yet). Nothing buffered, queued or delivered changes. Logged as a test;
 /// never counted towards a disable.
-pub async fn send_test(state: &AppState, webhook: &Webhook) -> Result<TestResult, ApiError> {
-    let workspace = state
-        .store
-        .get_workspace(&webhook.workspace_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("workspace"))?;
+pub async fn send_test(state: &AppState, webhook: &Webhook) -> Result<TestResult, Failure> {
+    let workspace =
+        state.store.get_workspace(&webhook.workspace_id).await?.ok_or(Failure::NotFound("workspace"))?;
     let now = state.clock.now();
     let (payload, sample) = match test_payload(state, &workspace, webhook, now).await? {
         Some(payload) => (payload, false),
@@ -234,7 +230,7 @@ async fn test_payload(
     workspace: &Workspace,
     webhook: &Webhook,
     now: DateTime<Utc>,
-) -> Result<Option<Vec<u8>>, ApiError> {
+) -> Result<Option<Vec<u8>>, Failure> {
     let Some(latest) = state.store.list_chats(&workspace.id, 1, 0).await?.pop() else { return Ok(None) };
     let Some((_, chat)) = state.store.get_chat(latest.id).await? else { return Ok(None) };
     let public_url = &state.public_url;

@@ -15,8 +15,35 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::deliver::{AddressPolicy, Deliverer};
-use crate::http::HttpState;
+use crate::domain::DeliveryStatus;
+use crate::http::{ApiError, ErrorCode, HttpState};
+use crate::store::StoreError;
 use crate::window::closer::CloserHandle;
+
+/// Why a service could not do what it was asked: a result each front end answers in its own form
+/// (the API as an error body, the page as an error page, the CLI as a message).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The thing named (`"chat"`, `"delivery"`, …) is not there, or not where it was looked for.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The delivery cannot be sent again: it has not failed or expired.
+    #[error("the delivery is {}: only failed and expired deliveries can be sent again", .0.as_str())]
+    NotFinished(DeliveryStatus),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How the API and the page answer a failure (the page shows the same status and sentence).
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::NotFound(what) => ApiError::not_found(what),
+            Failure::NotFinished(_) => ApiError::new(ErrorCode::Conflict, failure.to_string()),
+            Failure::Store(e) => e.into(),
+        }
+    }
+}
 
 /// What every handler of the front ends can reach: the HTTP infrastructure's state, and the
 /// workers the services drive.

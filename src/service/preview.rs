@@ -6,8 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::ChatId;
-use crate::http::ApiError;
-use crate::service::AppState;
+use crate::service::{AppState, Failure};
 use crate::store::{Chat, Webhook};
 use crate::window::closer;
 
@@ -34,7 +33,7 @@ pub async fn preview(
     webhook: &Webhook,
     only: Option<ChatId>,
     now: DateTime<Utc>,
-) -> Result<Vec<ChatPreview>, ApiError> {
+) -> Result<Vec<ChatPreview>, Failure> {
     let workspace = &webhook.workspace_id;
     let bundling = state.store.bundling_webhooks(Some(workspace)).await?;
     let Some(bundling) = bundling.into_iter().find(|w| w.id == webhook.id) else { return Ok(Vec::new()) };
@@ -44,7 +43,7 @@ pub async fn preview(
     let chats: Vec<Chat> = match only {
         Some(id) => match state.store.get_chat(id).await? {
             Some((in_workspace, chat)) if &in_workspace == workspace => vec![chat],
-            _ => return Err(ApiError::not_found("chat")),
+            _ => return Err(Failure::NotFound("chat")),
         },
         None => {
             let mut chats = Vec::new();

@@ -3,15 +3,15 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::{Invalid, WebhookUrl, masked_url};
+use crate::domain::{Invalid, WebhookUrl};
 use crate::service::AppState;
 use crate::store::{NewWebhook, StoreResult, Webhook};
 
 /// A webhook URL: well-formed, and (the SSRF guard) leading only to public addresses.
-pub async fn checked_url(state: &AppState, value: &str) -> Result<String, Invalid> {
+pub async fn checked_url(state: &AppState, value: &str) -> Result<WebhookUrl, Invalid> {
     let url = value.trim().parse::<WebhookUrl>()?;
     state.addresses.check_url(url.url()).await.map_err(|e| Invalid(e.to_string()))?;
-    Ok(url.as_str().to_string())
+    Ok(url)
 }
 
 /// Creates a webhook; the window closer looks at it at once (a bundling webhook has a window
@@ -43,7 +43,7 @@ async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
     }
     let mut changed = serde_json::Map::new();
     if before.url != after.url {
-        changed.insert("url".into(), json!(masked_url(&after.url)));
+        changed.insert("url".into(), json!(after.url.masked()));
     }
     if before.granularity != after.granularity {
         changed.insert(

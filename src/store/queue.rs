@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::StoreResult;
 use super::outbox::FailurePolicy;
 use crate::domain::{
-    AttemptFailure, ChatId, DeliveryId, DeliveryKind, DeliveryStatus, SwitchedOff, WebhookId,
+    AttemptFailure, ChatId, DeliveryId, DeliveryKind, DeliveryStatus, SwitchedOff, WebhookId, WebhookUrl,
 };
 
 /// A delivery handed to the worker, with what it needs to send it.
@@ -22,7 +22,7 @@ pub struct ClaimedDelivery {
     /// The `webhook-id` header: the same on every retry, so receivers can de-duplicate.
     pub id: DeliveryId,
     pub webhook_id: WebhookId,
-    pub url: String,
+    pub url: WebhookUrl,
     pub secret: Option<String>,
     pub timeout: Option<Duration>,
     /// The frozen request body.

@@ -51,7 +51,7 @@ pub trait SourceStore: Send + Sync {
     async fn create_source(&self, new: NewSource) -> StoreResult<Source>;
     /// A workspace's sources, oldest first.
     async fn list_sources(&self, workspace_id: &WorkspaceId) -> StoreResult<Vec<Source>>;
-    /// `None` when there is none, also for an id that is not well formed (`is_well_formed`).
+    /// `None` when there is none.
     async fn get_source(&self, id: &SourceId) -> StoreResult<Option<Source>>;
     async fn update_source(&self, id: &SourceId, patch: SourcePatch) -> StoreResult<Option<Source>>;
     /// Deletes a source; its chats and messages stay.

@@ -6,14 +6,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Event, Granularity, Media, NoteMaxChars, WebhookId, WorkspaceId};
+use crate::domain::{Event, Granularity, Media, NoteMaxChars, WebhookId, WebhookUrl, WorkspaceId};
 
 /// A webhook as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub id: WebhookId,
     pub workspace_id: WorkspaceId,
-    pub url: String,
+    pub url: WebhookUrl,
     /// `None` follows the workspace's default granularity.
     pub granularity: Option<Granularity>,
     pub enabled: bool,
@@ -34,7 +34,7 @@ pub struct Webhook {
 #[derive(Debug, Clone)]
 pub struct NewWebhook {
     pub workspace_id: WorkspaceId,
-    pub url: String,
+    pub url: WebhookUrl,
     pub granularity: Option<Granularity>,
     pub enabled: bool,
     pub secret: Option<String>,
@@ -49,7 +49,7 @@ pub struct NewWebhook {
 /// clears it (back to the workspace default, no secret, the configured timeout).
 #[derive(Debug, Clone, Default)]
 pub struct WebhookPatch {
-    pub url: Option<String>,
+    pub url: Option<WebhookUrl>,
     pub granularity: Option<Option<Granularity>>,
     pub enabled: Option<bool>,
     pub secret: Option<Option<String>>,
@@ -67,7 +67,7 @@ pub trait WebhookStore: Send + Sync {
     async fn create_webhook(&self, new: NewWebhook) -> StoreResult<Webhook>;
     /// A workspace's webhooks, oldest first.
     async fn list_webhooks(&self, workspace_id: &WorkspaceId) -> StoreResult<Vec<Webhook>>;
-    /// `None` when there is none, also for an id that is not well formed (`is_well_formed`).
+    /// `None` when there is none.
     async fn get_webhook(&self, id: &WebhookId) -> StoreResult<Option<Webhook>>;
     /// Changes a webhook. A change of what it takes or how it windows takes effect at a single
     /// instant: messages acknowledged before it were handled under the old settings, those after

@@ -65,7 +65,7 @@ pub trait WorkspaceStore: Send + Sync {
     async fn create_workspace(&self, new: NewWorkspace) -> StoreResult<Workspace>;
     /// Every workspace, oldest first.
     async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>>;
-    /// `None` when there is none, also for an id that is not well formed (`is_well_formed`).
+    /// `None` when there is none.
     async fn get_workspace(&self, id: &WorkspaceId) -> StoreResult<Option<Workspace>>;
     /// Changes a workspace. A change of its granularity or time zone takes effect for every
     /// webhook that follows it exactly as [`super::WebhookStore::update_webhook`] describes: what

@@ -3,14 +3,14 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use tracing::instrument;
 
 use super::session::CsrfForm;
-use super::{FormErrors, PageError, Session, keep, page, see_other};
+use super::{FormErrors, PageError, PageIds, Session, keep, page, see_other};
 use crate::domain::{ChatId, EmailAddress, Name};
 use crate::render::chat_url;
 use crate::service::AppState;
@@ -150,7 +150,7 @@ async fn chat_page(
 pub async fn show(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<ChatId>,
+    PageIds(id): PageIds<ChatId>,
     Query(query): Query<ChatQuery>,
 ) -> Result<Response, PageError> {
     let notice = match (query.rotated, query.owner) {
@@ -166,7 +166,7 @@ pub async fn show(
 pub async fn save_owner(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<ChatId>,
+    PageIds(id): PageIds<ChatId>,
     Form(mut form): Form<OwnerForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
@@ -181,7 +181,7 @@ pub async fn save_owner(
 pub async fn rotate_token(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<ChatId>,
+    PageIds(id): PageIds<ChatId>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;

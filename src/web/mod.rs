@@ -151,9 +151,33 @@ impl From<ApiError> for PageError {
     }
 }
 
+impl From<crate::service::Failure> for PageError {
+    fn from(failure: crate::service::Failure) -> Self {
+        ApiError::from(failure).into()
+    }
+}
+
 impl From<StoreError> for PageError {
     fn from(error: StoreError) -> Self {
         ApiError::from(error).into()
+    }
+}
+
+/// The ids a page's path names, parsed as the API parses them ([`crate::http::Ids`]): one that
+/// cannot be an id answers the 404 page.
+pub struct PageIds<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for PageIds<T>
+{
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, PageError> {
+        let crate::http::Ids(ids) = crate::http::Ids::from_request_parts(parts, state).await?;
+        Ok(PageIds(ids))
     }
 }
 

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::{FormErrors, keep};
-use crate::domain::{DeliveryStatus, Granularity, Media, NoteMaxChars, masked_url};
+use crate::domain::{DeliveryStatus, Granularity, Media, NoteMaxChars, WebhookUrl};
 use crate::service;
 use crate::service::AppState;
 use crate::service::activity::TestResult;
@@ -165,7 +165,7 @@ impl WebhookForm {
     /// The form as the page shows a stored webhook (its URL's password masked).
     pub(super) fn from(webhook: &Webhook) -> WebhookForm {
         WebhookForm {
-            url: masked_url(&webhook.url),
+            url: webhook.url.masked(),
             granularity: webhook.granularity.map(|g| g.as_str()).unwrap_or(FOLLOW_WORKSPACE).into(),
             enabled: webhook.enabled.then(|| "on".into()),
             note_max_chars: webhook.note_max_chars.get().to_string(),
@@ -194,7 +194,7 @@ impl WebhookForm {
 
 /// A webhook form that passed its checks.
 pub struct Checked {
-    pub url: String,
+    pub url: WebhookUrl,
     pub granularity: Option<Granularity>,
     pub note_max_chars: Option<NoteMaxChars>,
     pub media: Option<Media>,

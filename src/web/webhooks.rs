@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use tracing::instrument;
 use super::session::CsrfForm;
 use super::webhook_card::{Checked, WebhookForm};
 use super::workspaces::{Overlay, workspace_page};
-use super::{FormErrors, PageError, Session, page, see_other};
+use super::{FormErrors, PageError, PageIds, Session, page, see_other};
 use crate::deliver::SigningSecret;
 use crate::domain::{DeliveryId, Event, WebhookId, WorkspaceId, masked_url, unmasked_url};
 use crate::service;
@@ -24,7 +24,7 @@ use crate::words::{PageWords, page_words};
 pub async fn create(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<WorkspaceId>,
+    PageIds(id): PageIds<WorkspaceId>,
     Form(mut form): Form<WebhookForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
@@ -57,14 +57,14 @@ async fn stored(state: &AppState, id: &WebhookId) -> Result<Webhook, PageError> 
 pub async fn save(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<WebhookId>,
+    PageIds(id): PageIds<WebhookId>,
     Form(mut form): Form<WebhookForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
     let before = stored(&state, &id).await?;
     let workspace_id = before.workspace_id.clone();
     // A password sent back masked, as the page shows it, means the stored one.
-    let checked = match unmasked_url(&form.url, &before.url) {
+    let checked = match unmasked_url(&form.url, before.url.as_str()) {
         Ok(meant) => {
             form.url = meant;
             form.check(&state).await
@@ -110,7 +110,7 @@ pub async fn save(
 pub async fn new_secret(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<WebhookId>,
+    PageIds(id): PageIds<WebhookId>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
@@ -135,7 +135,7 @@ pub struct LogQuery {
 pub async fn download_log(
     State(state): State<AppState>,
     _session: Session,
-    Path(id): Path<WebhookId>,
+    PageIds(id): PageIds<WebhookId>,
     Query(query): Query<LogQuery>,
 ) -> Result<Response, PageError> {
     stored(&state, &id).await?;
@@ -170,7 +170,7 @@ struct ChatCard {
 pub async fn preview(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<WebhookId>,
+    PageIds(id): PageIds<WebhookId>,
 ) -> Result<Response, PageError> {
     let webhook = stored(&state, &id).await?;
     let ws = state
@@ -203,7 +203,7 @@ pub async fn preview(
         csrf: session.csrf,
         workspace_id: webhook.workspace_id.to_string(),
         webhook_id: webhook.id.to_string(),
-        url: masked_url(&webhook.url),
+        url: webhook.url.masked(),
         at: now.format(w.time_seconds).to_string(),
         chats,
     }))
@@ -214,7 +214,7 @@ pub async fn preview(
 pub async fn resend(
     State(state): State<AppState>,
     session: Session,
-    Path((id, delivery_id)): Path<(WebhookId, DeliveryId)>,
+    PageIds((id, delivery_id)): PageIds<(WebhookId, DeliveryId)>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;

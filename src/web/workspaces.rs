@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use tracing::instrument;
 
 use super::session::CsrfForm;
 use super::webhook_card::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
-use super::{FormErrors, PageError, Session, keep, page, see_other};
+use super::{FormErrors, PageError, PageIds, Session, keep, page, see_other};
 use crate::domain::{
     Account, EmailAddress, Granularity, Locale, Name, SessionStatus, SourceId, Timezone, WebhookId,
     WorkspaceId,
@@ -264,7 +264,7 @@ pub struct WorkspaceQuery {
 pub async fn show(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<WorkspaceId>,
+    PageIds(id): PageIds<WorkspaceId>,
     Query(query): Query<WorkspaceQuery>,
 ) -> Result<Response, PageError> {
     let mut overlay = Overlay::default();
@@ -350,7 +350,7 @@ pub async fn workspace_page(
 pub async fn save(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<WorkspaceId>,
+    PageIds(id): PageIds<WorkspaceId>,
     Form(mut form): Form<WorkspaceForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
@@ -375,7 +375,7 @@ pub async fn save(
 pub async fn flush(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<WorkspaceId>,
+    PageIds(id): PageIds<WorkspaceId>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
@@ -388,7 +388,7 @@ pub async fn flush(
 pub async fn rotate_source(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<SourceId>,
+    PageIds(id): PageIds<SourceId>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;

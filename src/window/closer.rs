@@ -309,7 +309,7 @@ pub fn plan(
             };
             for part in bundle::render(&input, limits) {
                 deliveries.push(PlannedDelivery {
-                    id: DeliveryId::from(if part.parts == 1 {
+                    id: DeliveryId::stored(if part.parts == 1 {
                         part.bundle_id.clone()
                     } else {
                         format!("{}-{}", part.bundle_id, part.part)

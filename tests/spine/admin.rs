@@ -203,6 +203,38 @@ async fn webhook_input_errors_name_the_field() {
     assert_eq!(list["webhooks"].as_array().unwrap().len(), 0, "nothing was created");
 }
 
+/// A path segment that cannot be an id (a NUL, a space, another kind's prefix) names nothing:
+/// 404 in the error shape, as an unknown id, on the API and on the page, and no store is asked
+/// (PostgreSQL would refuse a NUL outright).
+#[tokio::test]
+async fn an_id_that_cannot_be_one_answers_404() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    for path in [
+        "/api/v1/webhooks/wh_%00x".to_string(),
+        "/api/v1/webhooks/ws_abc/deliveries".to_string(),
+        "/api/v1/workspaces/ws_a%20b".to_string(),
+        format!("/api/v1/workspaces/{}/sources/src_F%F2%A1%85%83%00%1C", ws.id),
+        "/api/v1/sources/x".to_string(),
+    ] {
+        let (status, error) = error_of(app.admin(Method::GET, &path).send().await.unwrap()).await;
+        assert_eq!((status, error["code"].as_str().unwrap()), (404, "not_found"), "{path}: {error}");
+    }
+    let (status, _) = error_of(
+        app.admin(Method::PATCH, "/api/v1/workspaces/ws_%00")
+            .json(&json!({"name": "X"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) =
+        error_of(app.admin(Method::DELETE, "/api/v1/webhooks/wh_a%00").send().await.unwrap()).await;
+    assert_eq!(status, 404);
+    assert!(app.store.get_workspace(&ws.id).await.unwrap().is_some(), "the store still answers");
+}
+
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     let app = TestApp::spawn().await;

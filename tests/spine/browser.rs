@@ -195,7 +195,7 @@ async fn an_admin_sets_up_tests_and_reads_in_the_browser() {
     browser.click_and_wait(browser.button("Create workspace").await).await;
     assert!(browser.path().await.starts_with("/ui/workspaces/"));
     let ws = Workspace {
-        id: browser.path().await.rsplit('/').next().unwrap().into(),
+        id: browser.path().await.rsplit('/').next().unwrap().parse().unwrap(),
         ingest_key: browser.css("#ingest-key").await.text().await.unwrap(),
     };
 
@@ -353,7 +353,7 @@ async fn a_japanese_workspace_is_run_in_japanese_in_the_browser() {
         }))
         .await;
     let ws = Workspace {
-        id: created["id"].as_str().unwrap().into(),
+        id: created["id"].as_str().unwrap().parse().unwrap(),
         ingest_key: created["ingest_key"].as_str().unwrap().to_string(),
     };
     let hook = app.create_webhook(&ws.id, json!({"url": receiver.url, "media": "placeholder"})).await;

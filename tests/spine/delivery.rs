@@ -361,7 +361,7 @@ async fn shutdown_lets_an_in_flight_delivery_finish() {
 
     let url = dir.store_url();
     let store = chatbundle::store::connect(&url, std::sync::Arc::new(clock)).await.unwrap();
-    let webhook = hook["id"].as_str().unwrap().into();
+    let webhook = hook["id"].as_str().unwrap().parse().unwrap();
     let statuses: Vec<_> =
         store.list_deliveries(&webhook, None, 10, 0).await.unwrap().iter().map(|d| d.status).collect();
     assert_eq!(

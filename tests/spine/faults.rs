@@ -423,7 +423,7 @@ async fn an_email_the_server_refuses_for_good_is_given_up_and_a_refusal_for_now_
     for owner in ["reject@acme.example", "later@acme.example"] {
         let ws = app.create_workspace(json!({"name": owner, "owner_email": owner})).await;
         let ws = Workspace {
-            id: ws["id"].as_str().unwrap().into(),
+            id: ws["id"].as_str().unwrap().parse().unwrap(),
             ingest_key: ws["ingest_key"].as_str().unwrap().into(),
         };
         let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;

@@ -276,7 +276,7 @@ impl TestApp {
             }))
             .await;
         Workspace {
-            id: ws["id"].as_str().unwrap().into(),
+            id: ws["id"].as_str().unwrap().parse().unwrap(),
             ingest_key: ws["ingest_key"].as_str().unwrap().to_string(),
         }
     }
@@ -318,7 +318,8 @@ impl TestApp {
     /// Waits until the webhook has at least `n` recorded attempts; newest first.
     pub async fn attempts(&self, webhook_id: &str, n: usize) -> Vec<Attempt> {
         eventually(&format!("{n} attempts on {webhook_id}"), || async {
-            let attempts = self.store.list_attempts(&webhook_id.into(), n.max(1000) as u32).await.unwrap();
+            let attempts =
+                self.store.list_attempts(&webhook_id.parse().unwrap(), n.max(1000) as u32).await.unwrap();
             (attempts.len() >= n).then_some(attempts)
         })
         .await
@@ -541,7 +542,7 @@ impl TestApp {
             }))
             .await;
         Workspace {
-            id: ws["id"].as_str().unwrap().into(),
+            id: ws["id"].as_str().unwrap().parse().unwrap(),
             ingest_key: ws["ingest_key"].as_str().unwrap().to_string(),
         }
     }

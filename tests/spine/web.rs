@@ -57,6 +57,9 @@ async fn forms_need_the_csrf_token_and_keep_values_next_to_errors() {
     assert_eq!(missing.status(), 404);
     let text = missing.text().await.unwrap();
     assert!(text.contains("<h1>404 Not Found</h1>") && text.contains("webhook not found"), "{text}");
+    let impossible = http.get(app.url("/ui/webhooks/wh_%00/log")).send().await.unwrap();
+    assert_eq!(impossible.status(), 404, "an id that cannot be one names nothing");
+    assert!(impossible.text().await.unwrap().contains("<h1>404 Not Found</h1>"));
     let bad = http
         .post(app.url("/ui/workspaces"))
         .form(&[
@@ -471,7 +474,7 @@ async fn a_japanese_workspaces_pages_speak_japanese_and_an_english_ones_stay_eng
         }))
         .await;
     let ja = Workspace {
-        id: created["id"].as_str().unwrap().into(),
+        id: created["id"].as_str().unwrap().parse().unwrap(),
         ingest_key: created["ingest_key"].as_str().unwrap().to_string(),
     };
     let hook = app.create_webhook(&ja.id, json!({"url": receiver.url})).await;

@@ -102,7 +102,7 @@ async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch
     workspace_ids.sort_unstable();
     workspace_ids.dedup();
     for id in &workspace_ids {
-        lock_workspace(&mut tx, &WorkspaceId::from(*id), false).await?;
+        lock_workspace(&mut tx, &WorkspaceId::stored(*id), false).await?;
     }
     // The time of receipt is read only now, holding the locks; it is never before any of the
     // workspaces' last closed boundary, whatever the clock did.
@@ -139,7 +139,7 @@ async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch
                 .try_get::<Vec<String>, _>("immediate")?
                 .into_iter()
                 .zip(row.try_get::<Vec<String>, _>("immediate_media")?)
-                .map(|(id, media)| (WebhookId::from(id), media.parse().unwrap_or_default()))
+                .map(|(id, media)| (WebhookId::stored(id), media.parse().unwrap_or_default()))
                 .collect(),
         };
         let id: String = row.try_get("id")?;

@@ -195,7 +195,7 @@ impl PgStore {
                         .fetch_optional(&mut *tx)
                         .await?;
                 let Some(found) = found else { return Ok(None) };
-                WorkspaceId::from(found)
+                WorkspaceId::stored(found)
             }
         };
         lock_workspace(&mut tx, &workspace, true).await?;
@@ -311,7 +311,7 @@ async fn plan_afresh(conn: &mut PgConnection) -> StoreResult<()> {
 /// that takes several takes them in the same order, so none waits for another in a circle).
 async fn lock_workspaces_shared(conn: &mut PgConnection, workspaces: &[String]) -> StoreResult<()> {
     for workspace in workspaces {
-        lock_workspace(conn, &WorkspaceId::from(workspace.as_str()), false).await?;
+        lock_workspace(conn, &WorkspaceId::stored(workspace.as_str()), false).await?;
     }
     Ok(())
 }

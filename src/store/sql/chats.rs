@@ -37,13 +37,13 @@ macro_rules! chats {
                 async fn get_chat(&self, id: ChatId) -> StoreResult<Option<(WorkspaceId, Chat)>> {
                     let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE id = $1");
                     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.0).fetch_optional(self.reads()).await?;
-                    row.map(|row| Ok((row.try_get::<String, _>("workspace_id")?.into(), chat(&row)?.0))).transpose()
+                    row.map(|row| Ok((crate::domain::WorkspaceId::stored(row.try_get::<String, _>("workspace_id")?), chat(&row)?.0))).transpose()
                 }
 
                 async fn chat_by_token(&self, token: &str) -> StoreResult<Option<(WorkspaceId, Chat)>> {
                     let sql = format!("SELECT workspace_id, {CHAT_COLUMNS} FROM chats WHERE token = $1");
                     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(token).fetch_optional(self.reads()).await?;
-                    row.map(|row| Ok((row.try_get::<String, _>("workspace_id")?.into(), chat(&row)?.0))).transpose()
+                    row.map(|row| Ok((crate::domain::WorkspaceId::stored(row.try_get::<String, _>("workspace_id")?), chat(&row)?.0))).transpose()
                 }
 
                 async fn first_messages(&self, id: ChatId) -> StoreResult<FirstMessages> {

@@ -51,7 +51,7 @@ macro_rules! ingest {
                 let mut listeners = sessions::Listeners::default();
                 for key in &created {
                     if listeners.of(conn, key.0).await? {
-                        let workspace = WorkspaceId::from(key.0);
+                        let workspace = WorkspaceId::stored(key.0);
                         let render = merge::render_session(batches, key.0);
                         let (chat, _) = &stored[key];
                         sessions::announce(conn, &workspace, chat, (None, &Default::default()), now, render).await?;
@@ -64,7 +64,7 @@ macro_rules! ingest {
                 for key in count_replies(conn, &replies, &mut stored).await? {
                     // The business can no longer write to the chat: news for session_status webhooks.
                     if listeners.of(conn, key.0).await? {
-                        let workspace = WorkspaceId::from(key.0);
+                        let workspace = WorkspaceId::stored(key.0);
                         let render = merge::render_session(batches, key.0);
                         let (chat, _) = &stored[&key];
                         let status = chat.session_status;

@@ -289,8 +289,8 @@ macro_rules! log {
                                         // The webhook it was about, if it still exists; else the
                                         // row belongs to the workspace.
                                         let webhook =
-                                            row.try_get::<Option<String>, _>("webhook_id")?.map(WebhookId::from);
-                                        let workspace = WorkspaceId::from(workspace_id);
+                                            row.try_get::<Option<String>, _>("webhook_id")?.map(WebhookId::stored);
+                                        let workspace = WorkspaceId::stored(workspace_id);
                                         insert_event(conn, &workspace, webhook.as_ref(), now, "email_failed", &detail)
                                             .await?;
                                     }

@@ -202,7 +202,7 @@ macro_rules! queue {
                     let timeout = row
                         .try_get::<Option<i64>, _>("timeout_ms")?
                         .map(|v| std::time::Duration::from_millis(v as u64));
-                    let target: (String, Option<String>, _) = (row.try_get("url")?, row.try_get("secret")?, timeout);
+                    let target = (super::rows::webhook_url(&row)?, row.try_get::<Option<String>, _>("secret")?, timeout);
                     targets.insert(row.try_get::<String, _>("id")?, target);
                 }
                 let mut claimed = Vec::with_capacity(rows.len());
@@ -212,8 +212,8 @@ macro_rules! queue {
                     claimed.push(ClaimedDelivery {
                         seq: row.try_get("seq")?,
                         lease_token: token,
-                        id: DeliveryId::from(row.try_get::<String, _>("id")?),
-                        webhook_id: WebhookId::from(webhook_id),
+                        id: DeliveryId::stored(row.try_get::<String, _>("id")?),
+                        webhook_id: WebhookId::stored(webhook_id),
                         url: url.clone(),
                         secret: secret.clone(),
                         timeout: *timeout,
@@ -290,7 +290,7 @@ macro_rules! queue {
                     gave_up_notice_at: row.try_get("gave_up_notice_at")?,
                 };
                 let url: String = row.try_get("url")?;
-                let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
+                let workspace_id = WorkspaceId::stored(row.try_get::<String, _>("workspace_id")?);
                 insert_attempt(conn, &attempt, false).await?;
                 // What the attempt causes is logged after it.
                 let now = now.max(ms(attempt.attempted_at) + 1);
@@ -482,7 +482,7 @@ macro_rules! queue {
                                     .fetch_one(&mut *conn)
                                     .await?;
                             let detail = serde_json::json!({"delivery_id": id.as_str(), "was": status.as_str()});
-                            let workspace = WorkspaceId::from(workspace_id);
+                            let workspace = WorkspaceId::stored(workspace_id);
                             insert_event(conn, &workspace, Some(&webhook), now, "resent", &detail).await?;
                             Ok(Resend::Queued)
                         })

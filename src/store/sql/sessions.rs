@@ -55,9 +55,9 @@ macro_rules! sessions {
                 let deliveries: Vec<Enqueue> = webhooks
                     .into_iter()
                     .map(|webhook| Enqueue {
-                        id: DeliveryId::from(new_id("ses")),
+                        id: DeliveryId::stored(new_id("ses")),
                         kind: DeliveryKind::SessionStatus,
-                        webhook: WebhookId::from(webhook),
+                        webhook: WebhookId::stored(webhook),
                         chat: Some(chat_id),
                         payload: payload.to_vec(),
                         bundle: None,
@@ -90,7 +90,7 @@ macro_rules! sessions {
                     if let Some(listens) = self.0.get(workspace) {
                         return Ok(*listens);
                     }
-                    let listens = has_listeners(conn, &WorkspaceId::from(workspace)).await?;
+                    let listens = has_listeners(conn, &WorkspaceId::stored(workspace)).await?;
                     self.0.insert(workspace, listens);
                     Ok(listens)
                 }
@@ -184,7 +184,7 @@ macro_rules! sessions {
                             let mut at_step = stored[&moved.chat].0.clone();
                             at_step.session_status = Some(to);
                             let render = merge::render_session(batches, workspace);
-                            let id = WorkspaceId::from(workspace);
+                            let id = WorkspaceId::stored(workspace);
                             announce(conn, &id, &at_step, (Some(from), &ReportedSession::default()), now, render).await?;
                             merge::session_started(batches, merged, workspace);
                         }
@@ -389,7 +389,7 @@ macro_rules! sessions {
                             }
                             let rows = query.fetch_all(&mut *conn).await?;
                             for row in &rows {
-                                let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
+                                let workspace_id = WorkspaceId::stored(row.try_get::<String, _>("workspace_id")?);
                                 let (lapsed, _) = chat(row)?;
                                 sqlx::query("UPDATE chats SET expiry_announced = TRUE WHERE id = $1")
                                     .bind(lapsed.id.0)
@@ -420,7 +420,7 @@ macro_rules! sessions {
                     else {
                         return Ok(None);
                     };
-                    let workspace_id = WorkspaceId::from(row.try_get::<String, _>("workspace_id")?);
+                    let workspace_id = WorkspaceId::stored(row.try_get::<String, _>("workspace_id")?);
                     let (found, _) = chat(&row)?;
                     let status = found.session_status;
                     Ok(Some(event(&mut conn, &workspace_id, &found, (status, &ReportedSession::default()), ms(now)).await?))

@@ -204,7 +204,7 @@ macro_rules! settings {
                             )
                             .bind(id.as_str())
                             .bind(new.workspace_id.as_str())
-                            .bind(&new.url)
+                            .bind(new.url.as_str())
                             .bind(new.granularity.map(Granularity::as_str))
                             .bind(new.enabled)
                             .bind(&new.secret)
@@ -258,7 +258,7 @@ macro_rules! settings {
                                     updated_at = $15
                                  WHERE id = $16",
                             )
-                            .bind(&patch.url)
+                            .bind(patch.url.as_ref().map(crate::domain::WebhookUrl::as_str))
                             .bind(patch.granularity.is_some())
                             .bind(patch.granularity.flatten().map(Granularity::as_str))
                             .bind(patch.enabled)

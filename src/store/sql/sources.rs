@@ -52,9 +52,6 @@ macro_rules! sources {
                 }
 
                 async fn get_source(&self, id: &SourceId) -> StoreResult<Option<Source>> {
-                    if !id.is_well_formed() {
-                        return Ok(None);
-                    }
                     fetch(&mut *self.reads().acquire().await?, "id", id.as_str()).await
                 }
 

@@ -71,7 +71,7 @@ async fn workspace_info(
     let immediate: Vec<(String, String)> = serde_json::from_str(&immediate).unwrap_or_default();
     let immediate = immediate
         .into_iter()
-        .map(|(id, media)| (WebhookId::from(id), media.parse().unwrap_or_default()))
+        .map(|(id, media)| (WebhookId::stored(id), media.parse().unwrap_or_default()))
         .collect();
     let locale = row.try_get::<String, _>("locale")?.parse().unwrap_or_default();
     Ok(WorkspaceInfo { account, locale, immediate })

@@ -252,7 +252,7 @@ async fn windowing_workspace(conn: &mut SqliteConnection, of: Windowing) -> Stor
                 .bind(webhook.as_str())
                 .fetch_optional(conn)
                 .await?;
-            Ok(found.map(WorkspaceId::from))
+            Ok(found.map(WorkspaceId::stored))
         }
     }
 }

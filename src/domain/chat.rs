@@ -7,6 +7,30 @@ use chrono::{DateTime, Utc};
 
 use super::{Account, AccountType, Attachment, ChatId, Direction, Media, Party, SessionStatus};
 
+/// Who a message is from, as payloads, notes and transcripts name them. A `sent` message speaks
+/// for the business, so what its channel left out of its sender (a JSON API reply names nobody, a
+/// Meta echo only the business's number) is its account's: the message's own (its source's), else
+/// the workspace's. A received message's sender is the customer, as the channel named them.
+pub fn named_sender<'a>(
+    direction: Direction,
+    sender: &'a Party,
+    own: Option<&Account>,
+    workspace: &Account,
+) -> Cow<'a, Party> {
+    let account = own.unwrap_or(workspace);
+    let missing = |field: &Option<String>| field.as_deref().is_none_or(|v| v.trim().is_empty());
+    if direction != Direction::Sent || !(missing(&sender.full_name) || missing(&sender.phone)) {
+        return Cow::Borrowed(sender);
+    }
+    let or_account = |field: &Option<String>, of_account: &Option<String>| {
+        if missing(field) { of_account.clone().or_else(|| field.clone()) } else { field.clone() }
+    };
+    Cow::Owned(Party {
+        full_name: or_account(&sender.full_name, &account.full_name),
+        phone: or_account(&sender.phone, &account.phone),
+    })
+}
+
 /// A validated message, ready to store: text, or media with their caption (if any) as text.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -22,6 +46,20 @@ pub struct NewMessage {
     pub channel: String,
     /// Its media, as the channel described them (none for a text message).
     pub attachments: Vec<Attachment>,
+    /// A customer's answer by button or list row (its title is the text): the button's or row's
+    /// payload id, which says which of the business's choices it was.
+    pub reply_to_button: Option<String>,
+}
+
+/// A channel's edit of a message it sent before (Chatwoot's `message_updated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageEdit {
+    /// The channel's id of the edited message.
+    pub message_id: String,
+    /// The message's words after the edit.
+    pub text: String,
+    /// When it was edited.
+    pub at: DateTime<Utc>,
 }
 
 /// The chat as the sender describes it in a message.
@@ -37,6 +75,8 @@ pub struct ChatInfo {
     pub responsible_id: Option<String>,
     /// The WeChat account type the chat's source speaks as (set for WeChat sources).
     pub account_type: Option<AccountType>,
+    /// Whether the channel itself says the chat can be answered now (Chatwoot's `can_reply`).
+    pub can_reply: Option<bool>,
 }
 
 /// A stored chat.
@@ -62,6 +102,9 @@ pub struct Chat {
     /// Messages the business sent after the reply window lapsed, counted in the allowance
     /// period starting at `.0` (ms; see [`AccountType::period_of`]).
     pub replies_used: Option<(i64, u32)>,
+    /// What the channel last said of whether the chat can be answered (Chatwoot's `can_reply`);
+    /// `None` where it never says, and chatbundle reckons it ([`crate::domain::session::ReplyState`]).
+    pub channel_can_reply: Option<bool>,
 }
 
 /// A message as stored, read back for a bundle or a transcript.
@@ -81,6 +124,10 @@ pub struct StoredMessage {
     pub account: Option<Account>,
     pub channel: String,
     pub attachments: Vec<Attachment>,
+    /// See [`NewMessage::reply_to_button`].
+    pub reply_to_button: Option<String>,
+    /// When the channel last edited the message (its text is the edited one).
+    pub edited_at: Option<DateTime<Utc>>,
 }
 
 impl StoredMessage {
@@ -110,5 +157,55 @@ impl FirstMessages {
             Media::Placeholder => self.any,
             Media::Skip => self.text,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn party(name: Option<&str>, phone: Option<&str>) -> Party {
+        Party { full_name: name.map(str::to_string), phone: phone.map(str::to_string) }
+    }
+
+    #[test]
+    fn a_sent_message_without_a_sender_is_from_its_account() {
+        let source =
+            Account { full_name: Some("Acme Support".into()), email: None, phone: Some("+4930".into()) };
+        let workspace = Account { full_name: Some("Acme".into()), email: None, phone: Some("+4940".into()) };
+        let nobody = Party::default();
+        // The source's account first, else the workspace's.
+        assert_eq!(
+            *named_sender(Direction::Sent, &nobody, Some(&source), &workspace),
+            party(Some("Acme Support"), Some("+4930"))
+        );
+        assert_eq!(
+            *named_sender(Direction::Sent, &nobody, None, &workspace),
+            party(Some("Acme"), Some("+4940"))
+        );
+        // A Meta echo names the business's number only: the name is the account's, the number kept.
+        let echo = party(None, Some("+15550001"));
+        assert_eq!(
+            *named_sender(Direction::Sent, &echo, None, &workspace),
+            party(Some("Acme"), Some("+15550001"))
+        );
+        // An agent's own name stays; a blank one counts as none.
+        let agent = party(Some("Mia"), None);
+        assert_eq!(
+            *named_sender(Direction::Sent, &agent, None, &workspace),
+            party(Some("Mia"), Some("+4940"))
+        );
+        let blank = party(Some("  "), None);
+        assert_eq!(
+            named_sender(Direction::Sent, &blank, None, &workspace).full_name.as_deref(),
+            Some("Acme")
+        );
+        // A customer is who the channel says, even nameless.
+        assert!(
+            matches!(named_sender(Direction::Received, &nobody, None, &workspace), Cow::Borrowed(p) if *p == nobody)
+        );
+        // Nothing to fill from: the sender as it was.
+        let empty = Account::default();
+        assert_eq!(*named_sender(Direction::Sent, &nobody, None, &empty), nobody);
     }
 }

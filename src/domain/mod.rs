@@ -16,7 +16,7 @@ mod media;
 pub mod schedule;
 pub mod session;
 
-pub use chat::{Chat, ChatInfo, FirstMessages, NewMessage, StoredMessage};
+pub use chat::{Chat, ChatInfo, FirstMessages, MessageEdit, NewMessage, StoredMessage, named_sender};
 pub use delivery::{AttemptFailure, SwitchedOff};
 pub use input::{DeliveryTimeout, EmailAddress, Invalid, Name, NoteMaxChars};
 pub use media::{Attachment, AttachmentKind, Media};
@@ -108,6 +108,17 @@ impl FromStr for Direction {
 pub struct Party {
     pub full_name: Option<String>,
     pub phone: Option<String>,
+}
+
+impl Party {
+    /// What a note or a page calls them: their name, else their number (`None`: neither).
+    pub fn shown_as(&self) -> Option<&str> {
+        [&self.full_name, &self.phone]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .find(|s| !s.trim().is_empty())
+    }
 }
 
 /// The business account a message belongs to (the payload's `whatsapp_account`).

@@ -270,6 +270,14 @@ impl ReplyState {
             Some(SessionStatus::Ended) => return refused(ReplyStatus::SessionEnded),
             _ => {}
         }
+        // A channel that says it itself (Chatwoot's `can_reply`) knows its own window.
+        match chat.channel_can_reply {
+            Some(true) => {
+                return ReplyState { status: ReplyStatus::Accepted, can_reply: true, replies_left: None };
+            }
+            Some(false) => return refused(ReplyStatus::SessionExpired),
+            None => {}
+        }
         if chat.reply_window_expires_at.is_none_or(|window| window > at) {
             return ReplyState { status: ReplyStatus::Accepted, can_reply: true, replies_left: None };
         }
@@ -324,6 +332,7 @@ mod tests {
             reply_window_expires_at: Some(at("2024-03-03T00:00:00Z")),
             account_type,
             replies_used,
+            channel_can_reply: None,
         }
     }
 

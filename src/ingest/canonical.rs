@@ -126,6 +126,7 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
         responsible_id: optional_string(chat_map, "responsible_id", at_chat, MAX_SHORT_BYTES)?,
         // A source's, never the request's: see `ingest::as_source`.
         account_type: None,
+        can_reply: None,
     };
 
     let sender = optional_party(map, "sender", prefix)?;
@@ -155,6 +156,7 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
         account,
         channel,
         attachments,
+        reply_to_button: None,
     };
     check(&message, prefix)?;
     Ok(Parsed::Text(Box::new(message)))
@@ -165,19 +167,7 @@ pub fn parse_message(value: &Value, prefix: &str, received_at: DateTime<Utc>) ->
 /// and none at all elsewhere (they would forge log lines and break pages). A message that breaks
 /// one is refused whole, naming the field under `prefix`: nothing is stored, nothing is altered.
 pub fn check(message: &NewMessage, prefix: &str) -> Result<(), IngestError> {
-    let at = |key: &str| path(prefix, key);
-    if message.text.len() > MAX_TEXT_BYTES {
-        return Err(IngestError::too_large(
-            at("text"),
-            format!("is {} bytes; the limit is {MAX_TEXT_BYTES} (64 KiB)", message.text.len()),
-        ));
-    }
-    if let Some(c) = message.text.chars().find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
-        return Err(IngestError::field(
-            at("text"),
-            format!("contains the control character U+{:04X}", c as u32),
-        ));
-    }
+    check_text(&message.text, &path(prefix, "text"))?;
     check_chat(&message.chat, prefix)?;
     check_attachments(&message.attachments, prefix)?;
     let account = message.account.as_ref();
@@ -193,8 +183,30 @@ pub fn check(message: &NewMessage, prefix: &str) -> Result<(), IngestError> {
             ("account.email", account.and_then(|a| a.email.as_ref()), MAX_SHORT_BYTES),
             ("account.phone", account.and_then(|a| a.phone.as_ref()), MAX_SHORT_BYTES),
             ("channel", Some(&message.channel), 64),
+            ("reply_to_button", message.reply_to_button.as_ref(), MAX_SHORT_BYTES),
         ],
     )
+}
+
+/// An edit obeys the limits of the message it edits.
+pub fn check_edit(edit: &crate::domain::MessageEdit, prefix: &str) -> Result<(), IngestError> {
+    check_text(&edit.text, &path(prefix, "text"))?;
+    fields(prefix, [("message_id", Some(&edit.message_id), MAX_ID_BYTES)])
+}
+
+/// A message's words, new or edited: at most 64 KiB, no control characters but tab, line feed
+/// and carriage return. `field` names it in the refusal.
+pub fn check_text(text: &str, field: &str) -> Result<(), IngestError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(IngestError::too_large(
+            field,
+            format!("is {} bytes; the limit is {MAX_TEXT_BYTES} (64 KiB)", text.len()),
+        ));
+    }
+    if let Some(c) = text.chars().find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+        return Err(IngestError::field(field, format!("contains the control character U+{:04X}", c as u32)));
+    }
+    Ok(())
 }
 
 /// The limits of a message's media: how many, short fields, an `http(s)` URL (the transcript

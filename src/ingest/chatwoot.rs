@@ -13,7 +13,7 @@ use sha2::Sha256;
 use super::error::IngestError;
 use super::inbound::{Answer, HookRequest, Inbound, SessionUpdate, malformed, refuse};
 use super::whatsapp::decode_hex;
-use crate::domain::{Attachment, AttachmentKind, Direction, Party, SessionStatus, SourceKind};
+use crate::domain::{Attachment, AttachmentKind, Direction, MessageEdit, Party, SessionStatus, SourceKind};
 use crate::store::{ChatInfo, NewMessage, ReportedSession};
 
 use crate::domain::credentials::chatwoot::SECRET;
@@ -103,6 +103,7 @@ fn chat(conversation: &Value, contact: &Value) -> Result<ChatInfo, IngestError> 
         responsible_email: text(&assignee["email"]),
         responsible_id: id(&assignee["id"]),
         account_type: None,
+        can_reply: conversation["can_reply"].as_bool(),
     })
 }
 
@@ -142,7 +143,9 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                 reported: ReportedSession { channel_id: id(&conversation["inbox_id"]), ..Default::default() },
             });
         }
-        // Edits of earlier messages do not change what was bundled; other events carry no message.
+        // An edit: a message still buffered goes out edited, one delivered is shown edited.
+        "message_updated" => edit(&body, request, &mut inbound)?,
+        // Other events carry no message.
         _ => {}
     }
     Ok((inbound, Answer::text("ok")))
@@ -196,7 +199,24 @@ fn message(body: &Value, request: &HookRequest, inbound: &mut Inbound) -> Result
         account: None,
         channel: channel(conversation),
         attachments,
+        reply_to_button: None,
     });
+    Ok(())
+}
+
+/// A `message_updated` event: the message's words as they are now. One that has no words (media
+/// only) or is a private note changes nothing kept.
+fn edit(body: &Value, request: &HookRequest, inbound: &mut Inbound) -> Result<(), IngestError> {
+    let message_id = id(&body["id"]).ok_or_else(|| malformed("id: missing"))?;
+    let private = body["private"].as_bool().unwrap_or(false);
+    match text(&body["content"]) {
+        Some(content) if !private => inbound.edits.push(MessageEdit {
+            message_id,
+            text: content,
+            at: time(&body["updated_at"]).unwrap_or(request.received_at),
+        }),
+        _ => inbound.skipped.push(Some(message_id)),
+    }
     Ok(())
 }
 

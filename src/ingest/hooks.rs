@@ -163,6 +163,9 @@ fn within_limits(inbound: &Inbound) -> Result<(), IngestError> {
     for (i, session) in inbound.sessions.iter().enumerate() {
         canonical::check_session(session, &format!("sessions[{i}]"))?;
     }
+    for (i, edit) in inbound.edits.iter().enumerate() {
+        canonical::check_edit(edit, &format!("edits[{i}]"))?;
+    }
     Ok(())
 }
 
@@ -190,6 +193,9 @@ async fn store(state: &AppState, source: &Source, inbound: Inbound) -> Result<()
         })
         .collect();
     accept(state, &workspace, Some(source), messages, sessions, inbound.skipped).await?;
+    for edit in &inbound.edits {
+        state.store.edit_message(&workspace.id, source.id.as_str(), edit).await?;
+    }
     Ok(())
 }
 

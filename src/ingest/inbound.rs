@@ -38,6 +38,8 @@ pub struct Inbound {
     /// Receipts, reactions and system events, by id where they have one: counted, not stored.
     pub skipped: Vec<Option<String>>,
     pub sessions: Vec<SessionUpdate>,
+    /// Edits of messages the channel sent before ([`crate::store::ChatStore::edit_message`]).
+    pub edits: Vec<crate::domain::MessageEdit>,
 }
 
 /// A chat's session as a channel reports it.

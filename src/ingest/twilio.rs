@@ -86,7 +86,11 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
         .filter(|s| !s.is_empty())
         .ok_or_else(|| malformed("MessageSid: missing"))?;
     let from = param("From").filter(|s| !s.is_empty()).ok_or_else(|| malformed("From: missing"))?;
-    let text = param("Body").unwrap_or_default();
+    // A tap on a template's quick-reply button: its text is the customer's words (Body repeats
+    // it, or is empty), its payload says which of the business's buttons it was.
+    let button = param("ButtonText").filter(|t| !t.trim().is_empty());
+    let text = param("Body").filter(|t| !t.trim().is_empty()).or(button).unwrap_or_default();
+    let reply_to_button = button.and(param("ButtonPayload")).filter(|p| !p.is_empty()).map(str::to_string);
     let mut inbound = Inbound::default();
     let answer =
         Answer { status: axum::http::StatusCode::OK, content_type: "text/xml", body: EMPTY_TWIML.into() };
@@ -118,6 +122,7 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
         account: None,
         channel: "whatsapp".into(),
         attachments,
+        reply_to_button,
     });
     Ok((inbound, answer))
 }

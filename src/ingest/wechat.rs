@@ -247,6 +247,7 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
         account: None,
         channel: "wechat".into(),
         attachments,
+        reply_to_button: None,
     });
     Ok((inbound, Answer::text("success")))
 }

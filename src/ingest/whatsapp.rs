@@ -113,7 +113,7 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                 .or_else(|| string(&message["user_id"]))
                 .ok_or_else(|| malformed("entry[].changes[].value.messages[].from: missing"))?;
             let has_phone = string(&message["from"]).is_some();
-            let Some((text, attachments)) = content(message) else {
+            let Some((text, attachments, reply_to_button)) = content(message) else {
                 inbound.skipped.push(Some(id));
                 continue;
             };
@@ -139,6 +139,7 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                 account: None,
                 channel: "whatsapp".into(),
                 attachments,
+                reply_to_button,
             });
         }
         for echo in value["message_echoes"].as_array().into_iter().flatten() {
@@ -146,7 +147,7 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                 .ok_or_else(|| malformed("entry[].changes[].value.message_echoes[].id: missing"))?;
             let customer = string(&echo["to"])
                 .ok_or_else(|| malformed("entry[].changes[].value.message_echoes[].to: missing"))?;
-            let Some((text, attachments)) = content(echo) else {
+            let Some((text, attachments, _)) = content(echo) else {
                 inbound.skipped.push(Some(id));
                 continue;
             };
@@ -171,6 +172,7 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
                 account: None,
                 channel: "whatsapp".into(),
                 attachments,
+                reply_to_button: None,
             });
         }
     }
@@ -178,16 +180,30 @@ pub fn parse(credentials: &Value, request: &HookRequest) -> Result<(Inbound, Ans
 }
 
 /// What a message says: its text, or its media (image, video, audio, document, sticker, location,
-/// contacts) with their caption as its text. `None` for what is not kept: reactions, buttons,
-/// system notices, unsupported types, and text without words.
-fn content(message: &Value) -> Option<(String, Vec<Attachment>)> {
+/// contacts) with their caption as its text, or a customer's answer by a template's quick-reply
+/// button (`button`) or an interactive message's button or list row (`interactive`:
+/// `button_reply`, `list_reply`) as the choice's title, with its payload id. `None` for what is
+/// not kept: reactions, system notices, unsupported types, and text without words.
+fn content(message: &Value) -> Option<(String, Vec<Attachment>, Option<String>)> {
     let kind = message["type"].as_str()?;
     let object = &message[kind];
     let mut attachments = Vec::new();
     match kind {
         "text" => {
             let body = object["body"].as_str().filter(|t| !t.trim().is_empty())?;
-            return Some((body.to_string(), attachments));
+            return Some((body.to_string(), attachments, None));
+        }
+        "button" => {
+            let title = object["text"].as_str().filter(|t| !t.trim().is_empty())?;
+            return Some((title.to_string(), attachments, string(&object["payload"])));
+        }
+        "interactive" => {
+            let choice = match object["type"].as_str()? {
+                answer @ ("button_reply" | "list_reply") => &object[answer],
+                _ => return None,
+            };
+            let title = choice["title"].as_str().filter(|t| !t.trim().is_empty())?;
+            return Some((title.to_string(), attachments, string(&choice["id"])));
         }
         "image" | "video" | "audio" | "document" | "sticker" => {
             let kind = match kind {
@@ -228,7 +244,7 @@ fn content(message: &Value) -> Option<(String, Vec<Attachment>)> {
         return None;
     }
     let caption = attachments.iter().find_map(|a| a.caption.clone()).unwrap_or_default();
-    Some((caption, attachments))
+    Some((caption, attachments, None))
 }
 
 #[cfg(test)]

@@ -124,6 +124,7 @@ fn message(
         channel: channel(payload),
         // Zoho Desk's IM webhooks name an attachment's type but not where it is.
         attachments: Vec::new(),
+        reply_to_button: None,
     });
     Ok(())
 }

@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::{ChatObject, MessageObject, chat_url, media, timestamp};
-use crate::domain::{Account, Locale, new_id};
+use crate::domain::{Account, Locale, named_sender, new_id};
 use crate::domain::{Chat, StoredMessage};
 use crate::words::{NoteWords as Words, note_words as words};
 
@@ -75,7 +75,7 @@ struct Note<'a> {
 }
 
 struct TextLine<'a> {
-    sender: &'a str,
+    sender: String,
     at: String,
     text: std::borrow::Cow<'a, str>,
 }
@@ -128,6 +128,9 @@ struct BundlePayload<'a> {
     window_start: String,
     window_end: String,
     whatsapp_account: &'a Account,
+    /// The chat's transcript opened at this part, its messages marked: the note's link.
+    /// (`chat.chat_url` is the chat's own link, the same in every payload of the chat.)
+    bundle_url: &'a str,
     chat: ChatObject<'a>,
     messages: Vec<MessageObject<'a>>,
     first_message_timestamp: String,
@@ -137,15 +140,10 @@ struct BundlePayload<'a> {
     aggregation_text: String,
 }
 
-/// Who a note line says a message is from.
-fn sender_name<'a>(message: &'a StoredMessage, w: &'a Words) -> &'a str {
-    message
-        .sender
-        .full_name
-        .as_deref()
-        .or(message.sender.phone.as_deref())
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or(w.unknown_sender)
+/// Who a note line says a message is from: [`named_sender`]'s name, else number.
+fn sender_name(message: &StoredMessage, account: &Account, w: &Words) -> String {
+    let sender = named_sender(message.direction, &message.sender, message.account.as_ref(), account);
+    sender.shown_as().unwrap_or(w.unknown_sender).to_string()
 }
 
 /// The longest a sender's name is shown in a note line that does not fit whole.
@@ -164,12 +162,12 @@ fn shortened(text: &str, keep: usize) -> std::borrow::Cow<'_, str> {
 /// line is shortened first (to [`SHORT_NAME_CHARS`]), then the text, then the name further. A
 /// sender's name may be 512 bytes, each `&` of it five characters once escaped: the limit holds
 /// whatever the name.
-fn note_line(w: &Words, message: &StoredMessage, at: &str, max_chars: usize) -> String {
+fn note_line(w: &Words, account: &Account, message: &StoredMessage, at: &str, max_chars: usize) -> String {
     let render = |sender: &str, text: &str| {
         NoteLine { w, sender, at, pieces: text.lines().collect() }.render().expect("note lines render")
     };
     let fits = |line: &String| line.chars().count() <= max_chars;
-    let name = sender_name(message, w);
+    let name = &sender_name(message, account, w);
     let text = media::note_text(&message.text, &message.attachments, w);
     let line = render(name, &text);
     if fits(&line) {
@@ -205,7 +203,7 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
     let local = |t: DateTime<Utc>| t.with_timezone(&input.timezone).format(w.note_time).to_string();
     let stamps: Vec<String> = input.messages.iter().map(|m| local(m.timestamp)).collect();
     let lines: Vec<String> =
-        input.messages.iter().zip(&stamps).map(|(m, at)| note_line(w, m, at, room)).collect();
+        input.messages.iter().zip(&stamps).map(|(m, at)| note_line(w, input.account, m, at, room)).collect();
 
     // Cut into parts; once there are parts, each carries its marker too.
     let mut marker_chars = 0;
@@ -245,7 +243,7 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
                     .iter()
                     .zip(&stamps[range.clone()])
                     .map(|(m, at)| TextLine {
-                        sender: sender_name(m, w),
+                        sender: sender_name(m, input.account, w),
                         at: at.clone(),
                         text: media::note_text(&m.text, &m.attachments, w),
                     })
@@ -254,8 +252,7 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
             }
             .render()
             .expect("notes render");
-            let mut chat = ChatObject::new(input.chat, input.public_url, is_new_chat, input.window_end);
-            chat.chat_url.clone_from(&link);
+            let chat = ChatObject::new(input.chat, input.public_url, is_new_chat, input.window_end);
             let payload = BundlePayload {
                 bundle_id: &bundle_id,
                 part: index as u32 + 1,
@@ -264,8 +261,12 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
                 window_start: timestamp(input.window_start),
                 window_end: timestamp(input.window_end),
                 whatsapp_account: first.account.as_ref().unwrap_or(input.account),
+                bundle_url: &link,
                 chat,
-                messages: messages.iter().map(|m| MessageObject::stored(m, input.locale)).collect(),
+                messages: messages
+                    .iter()
+                    .map(|m| MessageObject::stored(m, input.locale, input.account))
+                    .collect(),
                 first_message_timestamp: timestamp(first.timestamp),
                 last_message_timestamp: timestamp(last.timestamp),
                 message_count: messages.len(),
@@ -308,6 +309,7 @@ mod tests {
             reply_window_expires_at: None,
             account_type: None,
             replies_used: None,
+            channel_can_reply: None,
         }
     }
 
@@ -324,6 +326,8 @@ mod tests {
             account: None,
             channel: "whatsapp".into(),
             attachments: Vec::new(),
+            reply_to_button: None,
+            edited_at: None,
         }
     }
 
@@ -358,7 +362,7 @@ mod tests {
             render_with(&[message(1, 25, "lorem ipsum"), message(2, 30, "dolor")], "UTC", Limits::default());
         assert_eq!(parts.len(), 1);
         let b = &parts[0];
-        assert_eq!(b.as_object().unwrap().len(), 14, "no keys beyond the documented ones: {b}");
+        assert_eq!(b.as_object().unwrap().len(), 15, "no keys beyond the documented ones: {b}");
         assert!(b["bundle_id"].as_str().unwrap().starts_with("b_"));
         assert_eq!((b["part"].as_u64(), b["parts"].as_u64()), (Some(1), Some(1)));
         assert_eq!(b["window_start"], "2021-02-24T16:00:00+0000");
@@ -367,8 +371,10 @@ mod tests {
         assert_eq!(b["last_message_timestamp"], "2021-02-24T16:30:29+0000");
         assert_eq!(b["message_count"], 2);
         assert_eq!(b["chat"]["is_new_chat"], true);
-        // The link opens the transcript at the bundle's first message, the bundle marked.
-        assert_eq!(b["chat"]["chat_url"], "https://cb.example/c/tok123?at=1&from=1&to=2#m1");
+        // The bundle's link opens the transcript at its first message, the bundle marked; the
+        // chat's own link is the chat's, as in every payload of it.
+        assert_eq!(b["bundle_url"], "https://cb.example/c/tok123?at=1&from=1&to=2#m1");
+        assert_eq!(b["chat"]["chat_url"], "https://cb.example/c/tok123");
         assert_eq!(
             b["aggregation"],
             "from John Doe on 2021-02-24 16:25: lorem ipsum<br/>from John Doe on 2021-02-24 16:30: dolor\

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::domain::session::{ReplyState, ReplyStatus, SessionEvent};
 use crate::domain::{
     Account, Attachment, Chat, Direction, Locale, NewMessage, Party, SessionStatus, StoredMessage,
-    WorkspaceId,
+    WorkspaceId, named_sender,
 };
 
 /// Formats an instant the way the payloads carry it: `2021-02-24T16:25:29+0000`.
@@ -77,38 +77,52 @@ pub struct MessageObject<'a> {
     pub direction: &'static str,
     pub timestamp: String,
     pub message_id: &'a str,
-    pub sender: &'a Party,
+    /// Named as [`named_sender`] names them.
+    pub sender: Cow<'a, Party>,
     pub recipient: &'a Party,
     /// The message's text; for media, the caption or their placeholders ([`media::message_text`]).
     pub text: Cow<'a, str>,
     /// Its media as the channel described them; only a message that carries some has the key.
     #[serde(skip_serializing_if = "<[Attachment]>::is_empty")]
     pub attachments: &'a [Attachment],
+    /// A customer's answer by button or list row: the payload id of the choice (the text is its
+    /// title). Only such an answer has the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to_button: Option<&'a str>,
+    /// When the channel edited the message before it went out (the text is the edited one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
 }
 
 /// A [`MessageObject`] of a new or a stored message (they share these fields).
 macro_rules! message_object {
-    ($message:expr, $locale:expr) => {{
+    ($message:expr, $locale:expr, $workspace_account:expr) => {{
         let m = $message;
         MessageObject {
             direction: m.direction.as_str(),
             timestamp: timestamp(m.timestamp),
             message_id: &m.message_id,
-            sender: &m.sender,
+            sender: named_sender(m.direction, &m.sender, m.account.as_ref(), $workspace_account),
             recipient: &m.recipient,
             text: media::message_text(&m.text, &m.attachments, crate::words::note_words($locale)),
             attachments: &m.attachments,
+            reply_to_button: m.reply_to_button.as_deref(),
+            edited_at: None,
         }
     }};
 }
 
 impl<'a> MessageObject<'a> {
-    pub fn new(message: &'a NewMessage, locale: Locale) -> Self {
-        message_object!(message, locale)
+    /// `account` is the workspace's, which speaks for a `sent` message that names no account.
+    pub fn new(message: &'a NewMessage, locale: Locale, account: &Account) -> Self {
+        message_object!(message, locale, account)
     }
 
-    pub fn stored(message: &'a StoredMessage, locale: Locale) -> Self {
-        message_object!(message, locale)
+    pub fn stored(message: &'a StoredMessage, locale: Locale, account: &Account) -> Self {
+        MessageObject {
+            edited_at: message.edited_at.map(timestamp),
+            ..message_object!(message, locale, account)
+        }
     }
 }
 
@@ -134,7 +148,7 @@ pub fn single_message(
     let payload = SingleMessagePayload {
         whatsapp_account: message.account.as_ref().unwrap_or(account),
         chat: ChatObject::new(chat, public_url, is_new_chat, message.timestamp),
-        message: MessageObject::new(message, locale),
+        message: MessageObject::new(message, locale, account),
         channel: &message.channel,
     };
     serde_json::to_vec(&payload).expect("payloads always serialise")
@@ -153,7 +167,7 @@ pub fn single_stored_message(
     let payload = SingleMessagePayload {
         whatsapp_account: message.account.as_ref().unwrap_or(account),
         chat: ChatObject::new(chat, public_url, is_new_chat, message.timestamp),
-        message: MessageObject::stored(message, locale),
+        message: MessageObject::stored(message, locale, account),
         channel: &message.channel,
     };
     serde_json::to_vec(&payload).expect("payloads always serialise")
@@ -222,6 +236,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
         reply_window_expires_at: None,
         account_type: None,
         replies_used: None,
+        channel_can_reply: None,
     };
     let message = StoredMessage {
         seq: 0,
@@ -235,6 +250,8 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
         account: None,
         channel: "sample".into(),
         attachments: Vec::new(),
+        reply_to_button: None,
+        edited_at: None,
     };
     let account = Account { full_name: Some("chatbundle sample".into()), email: None, phone: None };
     let payload = match shape {

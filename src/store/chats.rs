@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::StoreResult;
 pub use crate::domain::{Chat, ChatInfo, FirstMessages, NewMessage, StoredMessage};
-use crate::domain::{ChatId, SessionStatus, WorkspaceId};
+use crate::domain::{ChatId, MessageEdit, SessionStatus, WorkspaceId};
 
 /// A chat in a workspace's list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,17 @@ pub trait ChatStore: Send + Sync {
     /// update that names an owner replaces it again. The chat as it is then, or `None` for an
     /// unknown chat.
     async fn set_chat_owner(&self, chat: ChatId, owner: ChatOwner) -> StoreResult<Option<Chat>>;
+    /// Puts a channel's edit of a stored message in place: its text becomes the edit's, and it
+    /// is marked edited at the edit's time. A message still buffered goes out in its bundle as
+    /// edited; one already delivered is not sent again (the transcript shows it edited). Edits
+    /// may arrive out of order: one older than the edit already in place changes nothing.
+    /// Returns whether a message changed (`false` also for a message never stored).
+    async fn edit_message(
+        &self,
+        workspace_id: &WorkspaceId,
+        source_key: &str,
+        edit: &MessageEdit,
+    ) -> StoreResult<bool>;
 }
 
 /// Who owns a chat, as an admin sets it.

@@ -118,6 +118,9 @@ fn merge_chat(into: &mut ChatInfo, later: &ChatInfo) {
     if later.account_type.is_some() {
         into.account_type = later.account_type;
     }
+    if later.can_reply.is_some() {
+        into.can_reply = later.can_reply;
+    }
 }
 
 /// What ingest needs of a workspace.

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use tracing::instrument;
 
-use crate::domain::Direction;
+use crate::domain::{Direction, named_sender};
 use crate::service::AppState;
 use crate::store::StoreError;
 use crate::words::{PageWords, page_words};
@@ -34,6 +34,8 @@ struct Line {
     direction: &'static str,
     sender: String,
     time: String,
+    /// Whether the channel edited it after it was sent (`text` is the edited words).
+    edited: bool,
     text: String,
     /// Whether `text` was shortened: the line links to the message whole.
     shortened: bool,
@@ -126,8 +128,8 @@ pub async fn page(
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
-    let (zone, locale): (Tz, _) = match state.store.get_workspace(&workspace_id).await {
-        Ok(Some(ws)) => (ws.timezone.tz(), ws.locale),
+    let (zone, locale, account): (Tz, _, _) = match state.store.get_workspace(&workspace_id).await {
+        Ok(Some(ws)) => (ws.timezone.tz(), ws.locale, ws.account),
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
@@ -173,13 +175,12 @@ pub async fn page(
             seq: m.seq,
             marked: marked.as_ref().is_some_and(|range| range.contains(&m.seq)),
             direction: if m.direction == Direction::Sent { "sent" } else { "received" },
-            sender: m
-                .sender
-                .full_name
-                .clone()
-                .or(m.sender.phone.clone())
-                .unwrap_or_else(|| w.transcript_unknown_sender.into()),
+            sender: {
+                let sender = named_sender(m.direction, &m.sender, m.account.as_ref(), &account);
+                sender.shown_as().unwrap_or(w.transcript_unknown_sender).to_string()
+            },
             time: local.format("%H:%M").to_string(),
+            edited: m.edited_at.is_some(),
             shortened: !whole && m.text.chars().count() > SHOWN_CHARS,
             text: if whole { m.text.clone() } else { shortened(&m.text) },
             media: m

@@ -213,6 +213,7 @@ pub const CATALOGUE: Catalogue = Catalogue {
         transcript_marked: " The messages of the note you came from are marked.",
         transcript_day: "%Y-%m-%d",
         transcript_unknown_sender: "unknown",
+        transcript_edited: "edited",
         transcript_none: "No messages.",
         transcript_pages: "Pages",
         transcript_newer: "Newer messages",

@@ -216,6 +216,7 @@ pub const CATALOGUE: Catalogue = Catalogue {
         transcript_marked: "開いたメモに含まれるメッセージに印を付けています。",
         transcript_day: "%Y年%-m月%-d日",
         transcript_unknown_sender: "不明",
+        transcript_edited: "編集済み",
         transcript_none: "メッセージはありません。",
         transcript_pages: "ページ",
         transcript_newer: "新しいメッセージ",

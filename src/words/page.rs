@@ -229,6 +229,8 @@ pub struct PageWords {
     pub transcript_marked: &'static str,
     pub transcript_day: &'static str,
     pub transcript_unknown_sender: &'static str,
+    /// Beside a message the channel edited after it was sent.
+    pub transcript_edited: &'static str,
     pub transcript_none: &'static str,
     pub transcript_pages: &'static str,
     pub transcript_newer: &'static str,

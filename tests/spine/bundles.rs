@@ -66,6 +66,17 @@ async fn hourly_bundles_go_out_when_the_window_ends_one_per_chat() {
     assert_eq!(last["chat"]["chat_id"], "c-1");
     assert_eq!(last["chat"]["is_new_chat"], false);
     assert_eq!(last["window_start"], "2024-03-01T13:00:00+0000");
+    // The chat's link is the chat's in every bundle of it; each bundle has its own link, the note's.
+    assert_eq!(last["chat"]["chat_url"], c1["chat"]["chat_url"], "one link per chat");
+    let chat_url = c1["chat"]["chat_url"].as_str().unwrap();
+    assert!(!chat_url.contains('?') && !chat_url.contains('#'), "{chat_url}");
+    for bundle in [c1, &last] {
+        let bundle_url = bundle["bundle_url"].as_str().unwrap();
+        assert!(bundle_url.starts_with(&format!("{chat_url}?at=")), "{bundle_url}");
+        let href = bundle_url.replace('&', "&#38;");
+        assert!(bundle["aggregation"].as_str().unwrap().contains(&href), "the note links the bundle");
+    }
+    assert_ne!(last["bundle_url"], c1["bundle_url"]);
     app.closer_settled().await;
     assert_eq!(receiver.received().len(), 3, "a chat without messages yields nothing");
 }
@@ -104,6 +115,9 @@ async fn two_webhooks_with_different_granularities_share_a_workspace() {
     app.set_time("2024-03-01T13:00:00Z");
     let bundle = hourly.wait_for(1).await[0].json();
     assert_eq!(bundle["message_count"], 2);
+    let single = immediate.received()[0].json();
+    assert_eq!(single["chat"]["chat_url"], bundle["chat"]["chat_url"], "the chat's link in both shapes");
+    assert!(single.get("bundle_url").is_none(), "a single message has no bundle");
     assert_eq!(immediate.received().len(), 2, "the immediate webhook got each message once");
 }
 
@@ -333,7 +347,7 @@ async fn a_webhooks_note_limit_splits_bundles_and_the_link_opens_the_bundle_in_t
     app.set_time("2024-03-01T14:30:00Z");
     let later: Vec<Value> = (1..=60).map(|i| message(&format!("n-{i}"), "c-1", "later")).collect();
     app.ingest(&ws, &Value::Array(later)).await;
-    let link = seen[0]["chat"]["chat_url"].as_str().unwrap();
+    let link = seen[0]["bundle_url"].as_str().unwrap();
     let (page_url, anchor) = link.split_once('#').unwrap();
     let page = app.http.get(page_url).send().await.unwrap().text().await.unwrap();
     assert!(page.contains(&format!("id=\"{anchor}\"")), "the bundle's first message is on the page");
@@ -561,7 +575,7 @@ async fn media_are_bundled_with_japanese_placeholders_or_left_out_as_each_webhoo
     assert!(!plain.contains_key("c-2"));
 
     // The transcript shows every message, media as placeholders linked where they can be opened.
-    let link = bundle["chat"]["chat_url"].as_str().unwrap();
+    let link = bundle["bundle_url"].as_str().unwrap();
     let page = app.http.get(link).send().await.unwrap().text().await.unwrap();
     assert!(
         page.contains(

@@ -886,6 +886,9 @@ async fn meta_echoes_of_what_the_business_app_sent_are_sent_messages_of_the_same
     assert_eq!(sent["message"]["timestamp"], "2025-06-08T21:00:50+0000");
     assert_eq!(sent["chat"]["chat_id"], "16505551234", "the customer's chat, not the business's");
     assert_eq!(sent["chat"]["full_name"], "Sheena Nelson", "the name the customer's message gave is kept");
+    // The echo names only the business's number: the sender's name is the workspace's account's.
+    assert_eq!(sent["message"]["sender"]["full_name"], "Amnon Haha", "{sent}");
+    assert_eq!(sent["message"]["sender"]["phone"], "+15550783881");
     let received = seen.iter().find(|r| r.message_id() == "wamid.IN1").unwrap().json();
     assert_eq!(received["chat"]["chat_id"], sent["chat"]["chat_id"]);
     // The picture is stored (a webhook that skips media does not get it); an echo Meta repeats
@@ -927,6 +930,11 @@ async fn replies_sent_through_other_tools_join_the_channels_conversation() {
     assert_eq!(outbound["chat"]["chat_id"], inbound["chat"]["chat_id"], "the same conversation");
     assert_eq!(outbound["channel"], "whatsapp", "the source's channel, not the API's");
     assert_eq!(outbound["whatsapp_account"]["full_name"], "Acme WhatsApp", "the source's account");
+    // The reply names no sender: it is the source's account, in the payload as in the transcript.
+    assert_eq!(outbound["message"]["sender"]["full_name"], "Acme WhatsApp", "{outbound}");
+    let transcript = app.http.get(outbound["chat"]["chat_url"].as_str().unwrap()).send().await.unwrap();
+    let page = transcript.text().await.unwrap();
+    assert!(page.contains("Acme WhatsApp") && !page.contains(">unknown<"), "{page}");
     assert_eq!(app.stats(&ws).await.chats, 1);
 
     // Another workspace's source, or none, is refused naming the parameter; nothing is stored.
@@ -1327,4 +1335,143 @@ async fn media_from_every_channel_go_to_a_placeholder_webhook_and_not_to_one_tha
     );
     // Stored once each, whichever webhook takes them: 14 media messages and 4 text ones.
     assert_eq!(app.stats(&ws).await.messages, 18);
+}
+
+/// A customer who taps a template's quick-reply button or picks a row of an interactive list
+/// answers in words: Meta's `button` and `interactive` (`button_reply`, `list_reply`) messages,
+/// shaped as in Meta's Cloud API webhook reference ("Messages" object), and Twilio's `ButtonText`
+/// and `ButtonPayload` (Twilio's "WhatsApp: Quick Reply buttons" inbound parameters), are delivered
+/// as text with the choice's payload id in `reply_to_button`. Reactions stay skipped.
+#[tokio::test]
+async fn a_customers_answer_by_button_or_list_is_delivered_as_their_words() {
+    let app = TestApp::spawn().await;
+    let (ws, receiver, _) = setup(&app).await;
+    let meta = source(
+        &app,
+        &ws,
+        json!({"kind": "whatsapp", "name": "Cloud API", "credentials": {"app_secret": "app-secret", "verify_token": "vt-1"}}),
+    )
+    .await;
+    let url = meta["inbound_url"].as_str().unwrap().to_string();
+    let context = json!({"from": "15550783881", "id": "wamid.TEMPLATE1"});
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+        "messages": [
+            {"context": context, "from": "16505551234", "id": "wamid.B1", "timestamp": "1749416383",
+             "type": "button", "button": {"text": "予約する", "payload": "BOOK"}},
+            {"context": context, "from": "16505551234", "id": "wamid.B2", "timestamp": "1749416384",
+             "type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "yes-1", "title": "はい"}}},
+            {"context": context, "from": "16505551234", "id": "wamid.B3", "timestamp": "1749416385",
+             "type": "interactive", "interactive": {"type": "list_reply",
+                "list_reply": {"id": "slot-10", "title": "10:00", "description": "Morning"}}},
+            {"from": "16505551234", "id": "wamid.R1", "timestamp": "1749416386",
+             "type": "reaction", "reaction": {"message_id": "wamid.B1", "emoji": "👍"}}
+        ]
+    }}]}]});
+    assert_eq!(post_meta(&app, &url, &body).await.status(), 200);
+    let seen = receiver.wait_for(3).await;
+    let answers: Vec<(String, String)> = seen
+        .iter()
+        .map(|r| {
+            let message = r.json()["message"].clone();
+            assert_eq!(message["direction"], "received");
+            (message["text"].as_str().unwrap().into(), message["reply_to_button"].as_str().unwrap().into())
+        })
+        .collect();
+    let expected = [("予約する", "BOOK"), ("はい", "yes-1"), ("10:00", "slot-10")];
+    assert_eq!(answers, expected.map(|(t, p)| (t.to_string(), p.to_string())));
+
+    let twilio = source(
+        &app,
+        &ws,
+        json!({"kind": "twilio", "name": "Twilio", "credentials": {"auth_token": "12345"}}),
+    )
+    .await;
+    let url = twilio["inbound_url"].as_str().unwrap().to_string();
+    let tapped = form(&[
+        ("MessageSid", "SMbtn1"),
+        ("From", "whatsapp:+14017122661"),
+        ("To", "whatsapp:+14155238886"),
+        ("Body", "Yes"),
+        ("MessageType", "button"),
+        ("ButtonText", "Yes"),
+        ("ButtonPayload", "CONFIRM_ORDER"),
+        ("NumMedia", "0"),
+    ]);
+    assert_eq!(post_twilio(&app, &url, &tapped).await.status(), 200);
+    // A tap whose Body is empty says the button's text.
+    let bare = form(&[
+        ("MessageSid", "SMbtn2"),
+        ("From", "whatsapp:+14017122661"),
+        ("Body", ""),
+        ("ButtonText", "Cancel"),
+        ("ButtonPayload", "CANCEL_ORDER"),
+    ]);
+    assert_eq!(post_twilio(&app, &url, &bare).await.status(), 200);
+    let seen = receiver.wait_for(5).await;
+    let twilio_answers: Vec<Value> = seen[3..].iter().map(|r| r.json()["message"].clone()).collect();
+    assert_eq!(
+        (twilio_answers[0]["text"].as_str(), twilio_answers[0]["reply_to_button"].as_str()),
+        (Some("Yes"), Some("CONFIRM_ORDER"))
+    );
+    assert_eq!(
+        (twilio_answers[1]["text"].as_str(), twilio_answers[1]["reply_to_button"].as_str()),
+        (Some("Cancel"), Some("CANCEL_ORDER"))
+    );
+    // A plain message has no such key; the reaction was counted, not stored.
+    let plain = form(&[("MessageSid", "SMplain"), ("From", "whatsapp:+14017122661"), ("Body", "thanks")]);
+    assert_eq!(post_twilio(&app, &url, &plain).await.status(), 200);
+    assert!(receiver.wait_for(6).await[5].json()["message"].get("reply_to_button").is_none());
+    assert_eq!(app.stats(&ws).await.messages, 6, "the reaction is not stored");
+}
+
+/// Chatwoot's own values pass through (its `can_reply`, from the conversation object of its
+/// webhook payloads as Chatwoot's "Webhook events" document lists it), and its `message_updated`
+/// event edits: a buffered message goes out in its bundle as edited; one already delivered is
+/// shown edited in the transcript and not sent again.
+#[tokio::test]
+async fn chatwoots_can_reply_passes_through_and_its_edits_change_what_a_bundle_sends() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    let (immediate, hourly) = (Receiver::start().await, Receiver::start().await);
+    app.create_webhook(&ws.id, json!({"url": immediate.url})).await;
+    app.create_webhook(&ws.id, json!({"url": hourly.url, "granularity": "1h"})).await;
+    let src = source(&app, &ws, json!({"kind": "chatwoot", "name": "Chatwoot", "credentials": {}})).await;
+    let url = src["inbound_url"].as_str().unwrap().to_string();
+    let post = |body: Value| app.http.post(&url).json(&body).send();
+    app.set_time("2024-03-01T12:05:00Z");
+    let mut first = chatwoot_message(301, "incoming", "Is it in stock?", false);
+    first["conversation"]["can_reply"] = json!(false);
+    assert_eq!(post(first.clone()).await.unwrap().status(), 200);
+    let single = immediate.wait_for(1).await[0].json();
+    assert_eq!(single["chat"]["can_reply"], false, "Chatwoot's value, not chatbundle's: {single}");
+    assert_eq!(single["chat"]["reply_status"], "SESSION_EXPIRED");
+    // The customer fixes a typo while the message waits for the hour's bundle.
+    let mut edit = first.clone();
+    edit["event"] = json!("message_updated");
+    edit["content"] = json!("Is the blue one in stock?");
+    edit["updated_at"] = json!("2024-03-01T12:06:00Z");
+    assert_eq!(post(edit).await.unwrap().status(), 200);
+    app.set_time("2024-03-01T13:00:00Z");
+    let bundle = hourly.wait_for(1).await[0].json();
+    assert_eq!(bundle["messages"][0]["text"], "Is the blue one in stock?");
+    assert_eq!(bundle["messages"][0]["edited_at"], "2024-03-01T12:06:00+0000");
+    assert!(bundle["aggregation"].as_str().unwrap().contains("Is the blue one in stock?"));
+    app.delivered(&ws, 2).await;
+    // An edit after delivery: the transcript shows it edited, nothing goes out again.
+    let mut late = first.clone();
+    late["event"] = json!("message_updated");
+    late["content"] = json!("Is the red one in stock?");
+    late["updated_at"] = json!("2024-03-01T13:10:00Z");
+    app.set_time("2024-03-01T13:10:00Z");
+    assert_eq!(post(late).await.unwrap().status(), 200);
+    let transcript = app.http.get(bundle["chat"]["chat_url"].as_str().unwrap()).send().await.unwrap();
+    let page = transcript.text().await.unwrap();
+    assert!(page.contains("Is the red one in stock?") && page.contains("edited"), "{page}");
+    app.set_time("2024-03-01T14:00:00Z");
+    app.closer_settled().await;
+    assert_eq!((immediate.received().len(), hourly.received().len()), (1, 1), "nothing is sent again");
+    assert_eq!(app.stats(&ws).await.messages, 1);
 }

@@ -198,6 +198,7 @@ async fn ingest_outcome(
             account: None,
             channel: channel.to_string(),
             attachments: Vec::new(),
+            reply_to_button: None,
         })
         .collect();
     let batch = IngestBatch {
@@ -755,6 +756,7 @@ pub async fn a_lapsed_reply_window_is_announced_once_across_restarts(factory: &d
         account: None,
         channel: "whatsapp".into(),
         attachments: Vec::new(),
+        reply_to_button: None,
     };
     let batch = IngestBatch {
         workspace_id: world.workspace.clone(),
@@ -922,6 +924,7 @@ pub async fn a_chat_owner_set_by_hand_stays_until_a_message_names_another(factor
         account: None,
         channel: "api".into(),
         attachments: Vec::new(),
+        reply_to_button: None,
     };
     let batch = IngestBatch {
         workspace_id: world.workspace.clone(),
@@ -1130,6 +1133,7 @@ fn said(id: &str, chat: &str, direction: Direction) -> NewMessage {
         account: None,
         channel: "api".into(),
         attachments: Vec::new(),
+        reply_to_button: None,
     }
 }
 
@@ -1274,6 +1278,73 @@ pub async fn a_messages_rank_is_its_place_in_the_transcript(factory: &dyn Factor
     assert_eq!(world.store.message_rank(chat, foreign).await.unwrap(), None, "another chat's message");
 }
 
+/// A customer's answer by button keeps the button's payload id; a channel's edit of a stored
+/// message changes its text in place and marks it edited (an older edit arriving late changes
+/// nothing), only for that workspace's and source's message.
+pub async fn an_edit_changes_a_stored_message_in_place_and_a_button_answer_keeps_its_choice(
+    factory: &dyn Factory,
+) {
+    use chatbundle::domain::MessageEdit;
+    let world = World::new(factory).await;
+    let mut answer = said("b1", "c1", Direction::Received);
+    answer.text = "Book a table".into();
+    answer.reply_to_button = Some("BOOK_TABLE".into());
+    world
+        .store
+        .ingest(request(&world, vec![answer, said("m1", "c1", Direction::Sent)], vec![]))
+        .await
+        .unwrap();
+    let chat = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
+    let stored = |messages: Vec<chatbundle::store::StoredMessage>, id: &str| {
+        messages.into_iter().find(|m| m.message_id == id).expect("the message")
+    };
+    let messages = world.store.chat_messages(chat, 10, 0).await.unwrap();
+    assert_eq!(stored(messages.clone(), "b1").reply_to_button.as_deref(), Some("BOOK_TABLE"));
+    assert_eq!(stored(messages, "m1").reply_to_button, None);
+
+    let at = start_time() + chrono::Duration::minutes(5);
+    let edit = |text: &str, at| MessageEdit { message_id: "m1".into(), text: text.into(), at };
+    assert!(world.store.edit_message(&world.workspace, "api", &edit("second words", at)).await.unwrap());
+    let since =
+        world.store.messages_since(chat, start_time() - chrono::Duration::hours(1), 10).await.unwrap();
+    let edited = stored(since, "m1");
+    assert_eq!((edited.text.as_str(), edited.edited_at), ("second words", Some(at)));
+    // An edit made before the one in place, arriving after it, changes nothing.
+    let older = at - chrono::Duration::minutes(1);
+    assert!(!world.store.edit_message(&world.workspace, "api", &edit("first words", older)).await.unwrap());
+    // Another source's or workspace's message of that id, or none, is not this one.
+    assert!(!world.store.edit_message(&world.workspace, "src_other", &edit("x", at)).await.unwrap());
+    let other = world.other_workspace("other").await;
+    assert!(!world.store.edit_message(&other, "api", &edit("x", at)).await.unwrap());
+    let none = MessageEdit { message_id: "nope".into(), text: "x".into(), at };
+    assert!(!world.store.edit_message(&world.workspace, "api", &none).await.unwrap());
+    let messages = world.store.chat_messages(chat, 10, 0).await.unwrap();
+    assert_eq!(stored(messages, "m1").text, "second words");
+}
+
+/// A channel that says itself whether a chat can be answered (Chatwoot's `can_reply`) is kept
+/// until it says otherwise; a message that says nothing leaves it; the chat's reply follows it.
+pub async fn what_a_channel_says_of_replying_is_kept_until_it_says_otherwise(factory: &dyn Factory) {
+    use chatbundle::domain::session::ReplyState;
+    let world = World::new(factory).await;
+    let with = |id: &str, can_reply: Option<bool>| {
+        let mut m = said(id, "c1", Direction::Received);
+        m.chat.can_reply = can_reply;
+        m
+    };
+    world.store.ingest(request(&world, vec![with("m1", Some(false))], vec![])).await.unwrap();
+    let id = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
+    let chat = || async { world.store.get_chat(id).await.unwrap().unwrap().1 };
+    assert_eq!(chat().await.channel_can_reply, Some(false));
+    let reply = ReplyState::of(&chat().await, world.now());
+    assert_eq!((reply.can_reply, reply.status), (false, ReplyStatus::SessionExpired));
+    world.store.ingest(request(&world, vec![with("m2", None)], vec![])).await.unwrap();
+    assert_eq!(chat().await.channel_can_reply, Some(false), "a message that says nothing leaves it");
+    world.store.ingest(request(&world, vec![with("m3", Some(true))], vec![])).await.unwrap();
+    assert_eq!(chat().await.channel_can_reply, Some(true));
+    assert!(ReplyState::of(&chat().await, world.now()).can_reply);
+}
+
 /// After a WeChat chat's reply window the business's messages count against the account's
 /// allowance; the message that uses it up queues one OUTGOING_LIMIT_REACHED event (later ones
 /// none), and the chat keeps the count.
@@ -1409,6 +1480,8 @@ macro_rules! conformance {
             case!(results_recorded_at_once_move_a_delivery_once);
             case!(racing_prunes_delete_each_old_row_once);
             case!(a_chat_owner_set_by_hand_stays_until_a_message_names_another);
+            case!(an_edit_changes_a_stored_message_in_place_and_a_button_answer_keeps_its_choice);
+            case!(what_a_channel_says_of_replying_is_kept_until_it_says_otherwise);
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
             case!(messages_move_sessions_and_each_move_is_recorded_once);
             case!(racing_messages_move_a_session_once);

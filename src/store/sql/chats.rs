@@ -9,7 +9,7 @@ macro_rules! chats {
             use sqlx::Row;
 
             use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, chat, chat_summary, ms, stored_message};
-            use crate::domain::{ChatId, WorkspaceId, random_token};
+            use crate::domain::{ChatId, MessageEdit, WorkspaceId, random_token};
             use crate::store::{Chat, ChatOwner, ChatStore, ChatSummary, FirstMessages, StoreResult, StoredMessage};
 
             #[async_trait]
@@ -111,6 +111,33 @@ macro_rules! chats {
                                 .execute(conn)
                                 .await?;
                             Ok((done.rows_affected() > 0).then_some(token))
+                        })
+                    })
+                    .await
+                }
+
+                async fn edit_message(
+                    &self,
+                    workspace_id: &WorkspaceId,
+                    source_key: &str,
+                    edit: &MessageEdit,
+                ) -> StoreResult<bool> {
+                    let (workspace_id, source_key, edit) = (workspace_id.clone(), source_key.to_string(), edit.clone());
+                    self.transact(move |conn, _| {
+                        Box::pin(async move {
+                            let done = sqlx::query(
+                                "UPDATE messages SET text = $1, edited_at = $2
+                                 WHERE workspace_id = $3 AND source_key = $4 AND message_id = $5
+                                   AND (edited_at IS NULL OR edited_at <= $2)",
+                            )
+                            .bind(&edit.text)
+                            .bind(ms(edit.at))
+                            .bind(workspace_id.as_str())
+                            .bind(&source_key)
+                            .bind(&edit.message_id)
+                            .execute(conn)
+                            .await?;
+                            Ok(done.rows_affected() > 0)
                         })
                     })
                     .await

@@ -112,7 +112,8 @@ macro_rules! ingest {
                         "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group,
                                             responsible_name, responsible_email, token, first_seen_at,
                                             last_received_at, channel, session_status, last_customer_message_at,
-                                            reply_window_expires_at, expiry_announced, responsible_id, account_type)
+                                            reply_window_expires_at, expiry_announced, responsible_id, account_type,
+                                            channel_can_reply)
                          VALUES {}
                          ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET {CHAT_DETAILS},
                             is_group = COALESCE(excluded.is_group, chats.is_group),
@@ -126,7 +127,7 @@ macro_rules! ingest {
                             expiry_announced = CASE WHEN {LATER} THEN excluded.expiry_announced
                                                     ELSE chats.expiry_announced END
                          RETURNING workspace_id, source_key, {} AS created, {CHAT_COLUMNS}",
-                        super::PLACEHOLDERS.rows(keys.len(), 18),
+                        super::PLACEHOLDERS.rows(keys.len(), 19),
                         super::greatest!(),
                         super::created!(),
                     );
@@ -153,7 +154,8 @@ macro_rules! ingest {
                             .bind(update.window)
                             .bind(update.window.is_none())
                             .bind(info.responsible_id.clone())
-                            .bind(info.account_type.map(AccountType::as_str));
+                            .bind(info.account_type.map(AccountType::as_str))
+                            .bind(info.can_reply);
                     }
                     let rows = query.fetch_all(&mut *conn).await?;
                     // RETURNING promises no order: match rows to keys by their values.
@@ -187,11 +189,12 @@ macro_rules! ingest {
                     let sql = format!(
                         "INSERT INTO messages (workspace_id, chat_id, source_key, message_id, direction, ts,
                                                received_at, sender_name, sender_phone, recipient_name,
-                                               recipient_phone, text, account, channel, attachments)
+                                               recipient_phone, text, account, channel, attachments,
+                                               reply_to_button)
                          VALUES {}
                          ON CONFLICT (workspace_id, source_key, message_id) DO NOTHING
                          RETURNING seq, workspace_id, source_key, message_id",
-                        super::PLACEHOLDERS.rows(chunk.len(), 15)
+                        super::PLACEHOLDERS.rows(chunk.len(), 16)
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for c in chunk {
@@ -214,7 +217,8 @@ macro_rules! ingest {
                             .bind(m.text.clone())
                             .bind(account)
                             .bind(m.channel.clone())
-                            .bind(attachments);
+                            .bind(attachments)
+                            .bind(m.reply_to_button.clone());
                     }
                     let rows = query.fetch_all(&mut *conn).await?;
                     // Merged requests may be of several workspaces and sources: match rows by the

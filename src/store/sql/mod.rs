@@ -97,7 +97,8 @@ pub(super) const CHAT_DETAILS: &str = "full_name = COALESCE(excluded.full_name, 
     phone = COALESCE(excluded.phone, chats.phone),
     responsible_name = COALESCE(excluded.responsible_name, chats.responsible_name),
     responsible_email = COALESCE(excluded.responsible_email, chats.responsible_email),
-    responsible_id = COALESCE(excluded.responsible_id, chats.responsible_id)";
+    responsible_id = COALESCE(excluded.responsible_id, chats.responsible_id),
+    channel_can_reply = COALESCE(excluded.channel_can_reply, chats.channel_can_reply)";
 
 /// How a patch sets a business account (`account_full_name`, `account_email`, `account_phone`):
 /// all three when `$n` is true (from `$n + 1` to `$n + 3`), none otherwise.

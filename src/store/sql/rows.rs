@@ -99,7 +99,7 @@ macro_rules! rows {
         /// The columns [`chat`] reads.
         pub(super) const CHAT_COLUMNS: &str = "id, external_id, full_name, phone, is_group, responsible_name, \
              responsible_email, responsible_id, token, first_seen_at, first_message_seq, first_text_seq, session_status, reply_window_expires_at, \
-             account_type, replies_period, replies_used";
+             account_type, replies_period, replies_used, channel_can_reply";
 
         /// A chat and where its first messages are.
         pub(super) fn chat(row: &$row) -> StoreResult<(Chat, crate::store::FirstMessages)> {
@@ -123,6 +123,7 @@ macro_rules! rows {
                     .try_get::<Option<i64>, _>("replies_period")?
                     .map(|period| Ok::<_, sqlx::Error>((period, row.try_get::<i64, _>("replies_used")? as u32)))
                     .transpose()?,
+                channel_can_reply: row.try_get("channel_can_reply")?,
             };
             let firsts = crate::store::FirstMessages {
                 any: row.try_get("first_message_seq")?,
@@ -133,7 +134,7 @@ macro_rules! rows {
 
         /// The columns [`stored_message`] reads.
         pub(super) const MESSAGE_COLUMNS: &str = "seq, message_id, direction, ts, received_at, sender_name, sender_phone, \
-             recipient_name, recipient_phone, text, account, channel, attachments";
+             recipient_name, recipient_phone, text, account, channel, attachments, reply_to_button, edited_at";
 
         pub(super) fn stored_message(row: &$row) -> StoreResult<StoredMessage> {
             let direction: String = row.try_get("direction")?;
@@ -160,6 +161,8 @@ macro_rules! rows {
                             .unwrap_or_else(|_| vec![Attachment::new(crate::domain::AttachmentKind::File)])
                     })
                     .unwrap_or_default(),
+                reply_to_button: row.try_get("reply_to_button")?,
+                edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(from_ms),
             })
         }
 

@@ -305,8 +305,9 @@ macro_rules! sessions {
                 let sql = format!(
                     "INSERT INTO chats (workspace_id, source_key, external_id, full_name, phone, is_group,
                                         responsible_name, responsible_email, token, first_seen_at, last_received_at,
-                                        channel, session_status, session_id, assignee_type, responsible_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15)
+                                        channel, session_status, session_id, assignee_type, responsible_id,
+                                        channel_can_reply)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16)
                      ON CONFLICT (workspace_id, source_key, external_id) DO UPDATE SET {CHAT_DETAILS},
                         channel = COALESCE(excluded.channel, chats.channel),
                         session_status = COALESCE(excluded.session_status, chats.session_status),
@@ -330,6 +331,7 @@ macro_rules! sessions {
                     .bind(&change.session_id)
                     .bind(&change.assignee_type)
                     .bind(&c.responsible_id)
+                    .bind(c.can_reply)
                     .fetch_one(&mut *conn)
                     .await?;
                 let (changed_chat, _) = chat(&row)?;

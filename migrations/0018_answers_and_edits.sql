@@ -5,3 +5,8 @@
 ALTER TABLE messages ADD COLUMN reply_to_button TEXT;
 ALTER TABLE messages ADD COLUMN edited_at INTEGER;
 ALTER TABLE chats ADD COLUMN channel_can_reply INTEGER; -- NULL: the channel never said
+
+-- A webhook's media choice gains `link`; the first column's CHECK names only the first two (and
+-- SQLite cannot change a CHECK in place), so the choice moves to a column of its own.
+ALTER TABLE webhooks ADD COLUMN media_choice TEXT NOT NULL DEFAULT 'skip';
+UPDATE webhooks SET media_choice = media;

@@ -134,7 +134,11 @@ impl Application {
         let deliverer =
             Arc::new(Deliverer::new(store.clone(), clock.clone(), settings, wake.clone(), fatal.clone()));
         let public_url: Arc<str> = public_url.into();
+        let link_key = crate::domain::LinkKey::derive(&admin_token);
+        let link_ttl = config.vendors.media_link_ttl.0;
         let (closer, closer_handle) = Closer::new(&store, clock.clone(), public_url.clone(), wake.clone());
+        let closer = closer.with_media_links(link_key.clone(), link_ttl);
+        let vendors = Arc::new(crate::vendors::Vendors::new(config.vendors.clone(), addresses.clone()));
         let throttle_clock = clock.clone();
         let base = HttpState {
             store,
@@ -149,7 +153,14 @@ impl Application {
             throttle: Arc::new(crate::http::throttle::Throttle::new(throttle_clock)),
             bodies: Arc::new(crate::http::body::BodyBudget::new(config.http.max_buffered_mib * 1024 * 1024)),
         };
-        let state = AppState { base, closer: closer_handle, deliverer: deliverer.clone(), addresses };
+        let state = AppState {
+            base,
+            closer: closer_handle,
+            deliverer: deliverer.clone(),
+            addresses,
+            vendors,
+            media_links: (link_key, link_ttl),
+        };
         crate::telemetry::prometheus();
         Ok(Application { config, listener, state, deliverer, closer, mailer, fatal })
     }

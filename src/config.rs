@@ -70,6 +70,36 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub smtp: SmtpConfig,
     pub shutdown: ShutdownConfig,
+    pub vendors: VendorsConfig,
+}
+
+/// Where the channels' own APIs are (the public ones unless set: a proxy, or a test's local
+/// servers), and what a media link streams at most.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VendorsConfig {
+    /// Twilio's REST API: media URLs there are fetched with the source's Account SID and Auth Token.
+    pub twilio_api: String,
+    /// Meta's Graph API, with its version: media ids are looked up at `{meta_graph}/{id}`.
+    pub meta_graph: String,
+    /// WeChat's API (`/cgi-bin/token`, `/cgi-bin/media/get` under it).
+    pub wechat_api: String,
+    /// The largest file a media link streams through, in MiB.
+    pub media_max_mib: u64,
+    /// How long a media link (`download_url`) works after its payload is made.
+    pub media_link_ttl: HumanDuration,
+}
+
+impl Default for VendorsConfig {
+    fn default() -> Self {
+        VendorsConfig {
+            twilio_api: "https://api.twilio.com".into(),
+            meta_graph: "https://graph.facebook.com/v21.0".into(),
+            wechat_api: "https://api.weixin.qq.com".into(),
+            media_max_mib: 100,
+            media_link_ttl: HumanDuration(Duration::from_secs(24 * 3600)),
+        }
+    }
 }
 
 /// How the daemon uses its database.
@@ -193,6 +223,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             smtp: SmtpConfig { url: None, url_file: None, from: "chatbundle@localhost".into() },
             shutdown: ShutdownConfig { grace: HumanDuration(Duration::from_secs(25)) },
+            vendors: VendorsConfig::default(),
         }
     }
 }

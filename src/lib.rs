@@ -49,6 +49,7 @@ pub mod service;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;
+pub mod vendors;
 pub mod web;
 pub mod window;
 pub mod words;

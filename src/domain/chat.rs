@@ -83,6 +83,8 @@ pub struct ChatInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chat {
     pub id: ChatId,
+    /// What it came through: `api`, or its source's id.
+    pub source_key: String,
     pub external_id: String,
     pub full_name: Option<String>,
     pub phone: Option<String>,
@@ -154,7 +156,7 @@ impl FirstMessages {
     /// The first message a webhook with `media` sees.
     pub fn seen_with(self, media: Media) -> Option<i64> {
         match media {
-            Media::Placeholder => self.any,
+            Media::Placeholder | Media::Link => self.any,
             Media::Skip => self.text,
         }
     }

@@ -39,7 +39,8 @@ pub mod twilio {
 
     /// The account's Auth Token, which signs every request (`X-Twilio-Signature`).
     pub const AUTH_TOKEN: Credential = Credential::required("auth_token");
-    /// The account's SID: when set, a request for another account is refused.
+    /// The account's SID: when set, a request for another account is refused, and media can be
+    /// fetched (HTTP Basic with the SID and the Auth Token) for `download_url` links.
     pub const ACCOUNT_SID: Credential = Credential::optional("account_sid");
     pub const ALL: &[Credential] = &[AUTH_TOKEN, ACCOUNT_SID];
 }
@@ -52,7 +53,10 @@ pub mod whatsapp {
     pub const APP_SECRET: Credential = Credential::required("app_secret");
     /// The token Meta's subscription check must echo.
     pub const VERIFY_TOKEN: Credential = Credential::required("verify_token");
-    pub const ALL: &[Credential] = &[APP_SECRET, VERIFY_TOKEN];
+    /// A system user's access token of the WhatsApp Business account (optional): with it,
+    /// media can be fetched for `download_url` links.
+    pub const ACCESS_TOKEN: Credential = Credential::optional("access_token");
+    pub const ALL: &[Credential] = &[APP_SECRET, VERIFY_TOKEN, ACCESS_TOKEN];
 }
 
 /// WeChat Official Accounts.
@@ -86,7 +90,10 @@ pub mod wechat {
         )),
         ..Credential::optional("account_type")
     };
-    pub const ALL: &[Credential] = &[TOKEN, APP_ID, ENCODING_AES_KEY, ORIGINAL_ID, ACCOUNT_TYPE];
+    /// The AppSecret (optional): with it, media can be fetched (through an access token it
+    /// gets) for `download_url` links.
+    pub const APP_SECRET: Credential = Credential::optional("app_secret");
+    pub const ALL: &[Credential] = &[TOKEN, APP_ID, ENCODING_AES_KEY, ORIGINAL_ID, ACCOUNT_TYPE, APP_SECRET];
 
     /// The account type a WeChat source speaks as.
     pub fn account_type(credentials: &Value) -> AccountType {

@@ -19,15 +19,19 @@ pub enum Media {
     /// Keeps it: its text is its caption, or a placeholder such as "[image]" in the workspace's
     /// language, and the payload's message lists its `attachments`.
     Placeholder,
+    /// As `Placeholder`, and each attachment whose file chatbundle can fetch from its channel
+    /// carries a `download_url` ([`linkable`]).
+    Link,
 }
 
 impl Media {
-    pub const ALL: [Media; 2] = [Media::Skip, Media::Placeholder];
+    pub const ALL: [Media; 3] = [Media::Skip, Media::Placeholder, Media::Link];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Media::Skip => "skip",
             Media::Placeholder => "placeholder",
+            Media::Link => "link",
         }
     }
 
@@ -35,7 +39,7 @@ impl Media {
     /// one that skips media still takes the words of a media message (its caption), without
     /// the media.
     pub fn takes(self, text: &str, attachments: &[Attachment]) -> bool {
-        self == Media::Placeholder || attachments.is_empty() || !text.trim().is_empty()
+        self != Media::Skip || attachments.is_empty() || !text.trim().is_empty()
     }
 
     /// A message as a webhook with this choice sees it: as it is, its caption alone (made by
@@ -48,7 +52,7 @@ impl Media {
         without_media: impl FnOnce(&M) -> M,
     ) -> Option<std::borrow::Cow<'m, M>> {
         use std::borrow::Cow;
-        if self == Media::Placeholder || attachments.is_empty() {
+        if self != Media::Skip || attachments.is_empty() {
             Some(Cow::Borrowed(message))
         } else if self.takes(text, attachments) {
             Some(Cow::Owned(without_media(message)))
@@ -65,7 +69,7 @@ impl FromStr for Media {
         Media::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| Invalid(format!("must be one of skip, placeholder (got {s:?})")))
+            .ok_or_else(|| Invalid(format!("must be one of skip, placeholder, link (got {s:?})")))
     }
 }
 
@@ -235,5 +239,119 @@ mod tests {
         a.filename = Some("invoice.pdf".into());
         let v = serde_json::to_value(&a).unwrap();
         assert_eq!(v, serde_json::json!({"type": "document", "mime_type": null, "filename": "invoice.pdf"}));
+    }
+}
+
+/// Whether chatbundle can fetch `attachment` from its channel for a `download_url` link, with a
+/// source of `kind` holding `credentials`; if not, why not (a sentence a page shows).
+pub fn linkable(
+    kind: super::SourceKind,
+    credentials: &serde_json::Value,
+    attachment: &Attachment,
+) -> Result<(), String> {
+    use super::SourceKind;
+    if matches!(attachment.kind, AttachmentKind::Location | AttachmentKind::Contact | AttachmentKind::Link) {
+        return Err("a location, contact card or link has no file".into());
+    }
+    links_media(kind, credentials).map_err(|missing| match missing {
+        Some(credential) => format!("media links need the source's {credential}"),
+        None => "this channel's files are not fetched".to_string(),
+    })?;
+    let (address, missing) = match kind {
+        SourceKind::Twilio | SourceKind::Chatwoot => {
+            (&attachment.url, "the channel gave no address for the file")
+        }
+        _ => (&attachment.media_id, "the channel gave no id for the file"),
+    };
+    address.as_ref().map(|_| ()).ok_or_else(|| missing.to_string())
+}
+
+/// Whether a source of `kind` holding `credentials` can fetch its channel's files for media
+/// links; if not, the credential it lacks (`Some(name)`), or `None` for a channel whose files
+/// are not fetched (Zoho Desk). The source's card says which.
+pub fn links_media(
+    kind: super::SourceKind,
+    credentials: &serde_json::Value,
+) -> Result<(), Option<&'static str>> {
+    use super::SourceKind;
+    use super::credentials::{Credential, twilio, wechat, whatsapp};
+    let needs =
+        |credential: Credential| credential.read(credentials).map(|_| ()).ok_or(Some(credential.name));
+    match kind {
+        SourceKind::Twilio => needs(twilio::ACCOUNT_SID),
+        SourceKind::Whatsapp => needs(whatsapp::ACCESS_TOKEN),
+        SourceKind::Wechat => needs(wechat::APP_SECRET),
+        SourceKind::Chatwoot => Ok(()),
+        SourceKind::ZohoDesk => Err(None),
+    }
+}
+
+/// Signs and checks media links, `{public_url}/media/{token}`: the token names a stored message
+/// (its `seq`), one of its attachments and when the link expires, with an HMAC-SHA256 of those
+/// under a key of the daemon's. A link can neither be made up nor stretched; it names nothing
+/// but positions. Its key never leaves the daemon (`Debug` does not show it).
+#[derive(Clone)]
+pub struct LinkKey([u8; 32]);
+
+/// Why a media link is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRefusal {
+    /// Not a token this daemon signed, or one altered.
+    Invalid,
+    /// It was, but its lifetime is over.
+    Expired,
+}
+
+impl fmt::Debug for LinkKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LinkKey(…)")
+    }
+}
+
+impl LinkKey {
+    /// The key for media links, derived from the daemon's own secret (so links end when it
+    /// changes), for this use only.
+    pub fn derive(secret: &str) -> LinkKey {
+        use hmac::Mac;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+        mac.update(b"chatbundle media links v1");
+        LinkKey(mac.finalize().into_bytes().into())
+    }
+
+    fn mac(&self, body: &str) -> String {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC takes any key");
+        mac.update(body.as_bytes());
+        let bytes = mac.finalize().into_bytes();
+        bytes[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The token of attachment `index` of the message at `seq`, good until `expires`.
+    pub fn token(&self, seq: i64, index: usize, expires: chrono::DateTime<chrono::Utc>) -> String {
+        let body = format!("{seq}-{index}-{}", expires.timestamp());
+        format!("{body}-{}", self.mac(&body))
+    }
+
+    /// The message and attachment a token names, if this key signed it and it is still good at `now`.
+    pub fn check(
+        &self,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(i64, usize), LinkRefusal> {
+        use subtle::ConstantTimeEq;
+        let (body, given) = token.rsplit_once('-').ok_or(LinkRefusal::Invalid)?;
+        if given.len() != 32 || !bool::from(self.mac(body).as_bytes().ct_eq(given.as_bytes())) {
+            return Err(LinkRefusal::Invalid);
+        }
+        let mut parts = body.split('-');
+        let mut next = || parts.next().ok_or(LinkRefusal::Invalid);
+        let seq = next()?.parse::<i64>().map_err(|_| LinkRefusal::Invalid)?;
+        let index = next()?.parse::<usize>().map_err(|_| LinkRefusal::Invalid)?;
+        let expires = next()?.parse::<i64>().map_err(|_| LinkRefusal::Invalid)?;
+        if now.timestamp() >= expires {
+            return Err(LinkRefusal::Expired);
+        }
+        Ok((seq, index))
     }
 }

@@ -333,6 +333,7 @@ mod tests {
             account_type,
             replies_used,
             channel_can_reply: None,
+            source_key: "api".into(),
         }
     }
 

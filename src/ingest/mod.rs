@@ -18,8 +18,10 @@ use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::domain::Media;
 use crate::http::ApiError;
 use crate::render;
+use crate::render::media::LinkPlan;
 use crate::service::AppState;
 use crate::store::{IngestBatch, NewMessage, SessionChange, Source, Workspace};
 
@@ -62,6 +64,13 @@ pub async fn accept(
     let skipped_count = skipped.len() as u32;
     let changes = sessions.len();
     let public_url = state.public_url.clone();
+    // A webhook whose media are `link` gets links to this source's files.
+    let (key, ttl) = state.media_links.clone();
+    let links = source.map(|s| LinkPlan {
+        key,
+        expires: state.clock.now() + ttl,
+        sources: [(s.id.to_string(), (s.kind, s.credentials.clone()))].into(),
+    });
     let batch = IngestBatch {
         workspace_id: workspace.id.clone(),
         source_key: source.map_or(json::SOURCE_KEY, |s| s.id.as_str()).to_string(),
@@ -69,8 +78,12 @@ pub async fn accept(
         messages,
         sessions,
         skipped,
-        render_immediate: Arc::new(move |account, locale, chat, message, is_new_chat| {
-            render::single_message(&public_url, account, locale, chat, message, is_new_chat)
+        render_immediate: Arc::new(move |account, locale, chat, message, media, is_new_chat| {
+            let links = match (&links, media) {
+                (Some(plan), Media::Link) => plan.for_source(&public_url, &chat.source_key),
+                _ => None,
+            };
+            render::single_message(&public_url, account, locale, chat, message, is_new_chat, links.as_ref())
         }),
         render_session: session_renderer(state),
     };

@@ -43,6 +43,8 @@ pub struct BundleInput<'a> {
     pub window_end: DateTime<Utc>,
     /// Ordered by (timestamp, message id).
     pub messages: &'a [StoredMessage],
+    /// For a webhook whose `media` is `link`: how its media links are made.
+    pub links: Option<super::media::MediaLinks<'a>>,
 }
 
 /// One rendered part.
@@ -265,7 +267,7 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
                 chat,
                 messages: messages
                     .iter()
-                    .map(|m| MessageObject::stored(m, input.locale, input.account))
+                    .map(|m| MessageObject::stored(m, input.locale, input.account, input.links.as_ref()))
                     .collect(),
                 first_message_timestamp: timestamp(first.timestamp),
                 last_message_timestamp: timestamp(last.timestamp),
@@ -310,6 +312,7 @@ mod tests {
             account_type: None,
             replies_used: None,
             channel_can_reply: None,
+            source_key: "api".into(),
         }
     }
 
@@ -352,6 +355,7 @@ mod tests {
             window_start: at("2021-02-24T16:00:00Z"),
             window_end: at("2021-02-24T17:00:00Z"),
             messages,
+            links: None,
         };
         render(&input, limits).into_iter().map(|p| serde_json::from_slice(&p.payload).unwrap()).collect()
     }
@@ -402,6 +406,7 @@ mod tests {
             window_start: at("2021-02-24T16:00:00Z"),
             window_end: at("2021-02-24T17:00:00Z"),
             messages: &messages,
+            links: None,
         };
         let raw = String::from_utf8(render(&input, Limits::default()).remove(0).payload).unwrap();
         let order = [

@@ -3,7 +3,10 @@
 
 use std::borrow::Cow;
 
-use crate::domain::{Attachment, AttachmentKind};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{Attachment, AttachmentKind, LinkKey, SourceKind, linkable};
 use crate::words::NoteWords as Words;
 
 /// One medium's placeholder: "[image]", "[document: invoice.pdf]", "[location 35.68, 139.76]".
@@ -103,5 +106,70 @@ mod tests {
         assert_eq!(note_text("plain", &[], en), "plain");
         let two = [Attachment::new(AttachmentKind::Image), Attachment::new(AttachmentKind::Video)];
         assert_eq!(message_text("", &two, en), "[image] [video]");
+    }
+}
+
+/// What a payload needs to give a message's media `download_url`s: the daemon's address and link
+/// key, when the links expire, and the source the message came through (whose credentials decide
+/// which files can be fetched: [`crate::domain::linkable`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MediaLinks<'a> {
+    pub public_url: &'a str,
+    pub key: &'a LinkKey,
+    pub expires: DateTime<Utc>,
+    pub kind: SourceKind,
+    pub credentials: &'a serde_json::Value,
+}
+
+impl MediaLinks<'_> {
+    /// The link to attachment `index` of the message at `seq`, or `None` when its file cannot be
+    /// fetched from its channel.
+    pub fn url(&self, seq: i64, index: usize, attachment: &Attachment) -> Option<String> {
+        linkable(self.kind, self.credentials, attachment).ok()?;
+        Some(format!("{}/media/{}", self.public_url, self.key.token(seq, index, self.expires)))
+    }
+}
+
+/// An attachment in a payload: as the channel described it, and with `media: link` its
+/// `download_url`.
+#[derive(Debug, Serialize)]
+pub struct AttachmentObject<'a> {
+    #[serde(flatten)]
+    pub attachment: &'a Attachment,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_url: Option<String>,
+}
+
+/// A message's attachments as its payload lists them.
+pub fn attachment_objects<'a>(
+    attachments: &'a [Attachment],
+    seq: i64,
+    links: Option<&MediaLinks>,
+) -> Vec<AttachmentObject<'a>> {
+    attachments
+        .iter()
+        .enumerate()
+        .map(|(index, attachment)| AttachmentObject {
+            attachment,
+            download_url: links.and_then(|links| links.url(seq, index, attachment)),
+        })
+        .collect()
+}
+
+/// How one close or one request makes media links: the key, when its links expire, and the
+/// workspace's sources by id (the credentials decide which files can be fetched).
+#[derive(Debug, Clone)]
+pub struct LinkPlan {
+    pub key: LinkKey,
+    pub expires: DateTime<Utc>,
+    pub sources: std::collections::HashMap<String, (SourceKind, serde_json::Value)>,
+}
+
+impl LinkPlan {
+    /// The links of a chat that came through `source_key`; `None` for a chat of the JSON API
+    /// (its attachments carry the client's own URLs) or of a source since deleted.
+    pub fn for_source<'a>(&'a self, public_url: &'a str, source_key: &str) -> Option<MediaLinks<'a>> {
+        let (kind, credentials) = self.sources.get(source_key)?;
+        Some(MediaLinks { public_url, key: &self.key, expires: self.expires, kind: *kind, credentials })
     }
 }

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::domain::session::{ReplyState, ReplyStatus, SessionEvent};
 use crate::domain::{
-    Account, Attachment, Chat, Direction, Locale, NewMessage, Party, SessionStatus, StoredMessage,
-    WorkspaceId, named_sender,
+    Account, Chat, Direction, Locale, NewMessage, Party, SessionStatus, StoredMessage, WorkspaceId,
+    named_sender,
 };
 
 /// Formats an instant the way the payloads carry it: `2021-02-24T16:25:29+0000`.
@@ -82,9 +82,10 @@ pub struct MessageObject<'a> {
     pub recipient: &'a Party,
     /// The message's text; for media, the caption or their placeholders ([`media::message_text`]).
     pub text: Cow<'a, str>,
-    /// Its media as the channel described them; only a message that carries some has the key.
-    #[serde(skip_serializing_if = "<[Attachment]>::is_empty")]
-    pub attachments: &'a [Attachment],
+    /// Its media as the channel described them (with `download_url`s for a webhook whose `media`
+    /// is `link`); only a message that carries some has the key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<media::AttachmentObject<'a>>,
     /// A customer's answer by button or list row: the payload id of the choice (the text is its
     /// title). Only such an answer has the key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,7 +97,7 @@ pub struct MessageObject<'a> {
 
 /// A [`MessageObject`] of a new or a stored message (they share these fields).
 macro_rules! message_object {
-    ($message:expr, $locale:expr, $workspace_account:expr) => {{
+    ($message:expr, $locale:expr, $workspace_account:expr, $seq:expr, $links:expr) => {{
         let m = $message;
         MessageObject {
             direction: m.direction.as_str(),
@@ -105,7 +106,7 @@ macro_rules! message_object {
             sender: named_sender(m.direction, &m.sender, m.account.as_ref(), $workspace_account),
             recipient: &m.recipient,
             text: media::message_text(&m.text, &m.attachments, crate::words::note_words($locale)),
-            attachments: &m.attachments,
+            attachments: media::attachment_objects(&m.attachments, $seq, $links),
             reply_to_button: m.reply_to_button.as_deref(),
             edited_at: None,
         }
@@ -113,15 +114,27 @@ macro_rules! message_object {
 }
 
 impl<'a> MessageObject<'a> {
-    /// `account` is the workspace's, which speaks for a `sent` message that names no account.
-    pub fn new(message: &'a NewMessage, locale: Locale, account: &Account) -> Self {
-        message_object!(message, locale, account)
+    /// `account` is the workspace's, which speaks for a `sent` message that names no account;
+    /// `seq` is where the message was stored, which its media links name.
+    pub fn new(
+        message: &'a NewMessage,
+        seq: i64,
+        locale: Locale,
+        account: &Account,
+        links: Option<&media::MediaLinks>,
+    ) -> Self {
+        message_object!(message, locale, account, seq, links)
     }
 
-    pub fn stored(message: &'a StoredMessage, locale: Locale, account: &Account) -> Self {
+    pub fn stored(
+        message: &'a StoredMessage,
+        locale: Locale,
+        account: &Account,
+        links: Option<&media::MediaLinks>,
+    ) -> Self {
         MessageObject {
             edited_at: message.edited_at.map(timestamp),
-            ..message_object!(message, locale, account)
+            ..message_object!(message, locale, account, message.seq, links)
         }
     }
 }
@@ -137,18 +150,20 @@ pub struct SingleMessagePayload<'a> {
 
 /// Renders the single-message payload; `account` is the message's own or the workspace's,
 /// `locale` the workspace's language (a media message's placeholders).
+/// `links` are given for a webhook whose `media` is `link`.
 pub fn single_message(
     public_url: &str,
     account: &Account,
     locale: Locale,
     chat: &Chat,
-    message: &NewMessage,
+    (message, seq): (&NewMessage, i64),
     is_new_chat: bool,
+    links: Option<&media::MediaLinks>,
 ) -> Vec<u8> {
     let payload = SingleMessagePayload {
         whatsapp_account: message.account.as_ref().unwrap_or(account),
         chat: ChatObject::new(chat, public_url, is_new_chat, message.timestamp),
-        message: MessageObject::new(message, locale, account),
+        message: MessageObject::new(message, seq, locale, account, links),
         channel: &message.channel,
     };
     serde_json::to_vec(&payload).expect("payloads always serialise")
@@ -163,11 +178,12 @@ pub fn single_stored_message(
     chat: &Chat,
     message: &StoredMessage,
     is_new_chat: bool,
+    links: Option<&media::MediaLinks>,
 ) -> Vec<u8> {
     let payload = SingleMessagePayload {
         whatsapp_account: message.account.as_ref().unwrap_or(account),
         chat: ChatObject::new(chat, public_url, is_new_chat, message.timestamp),
-        message: MessageObject::stored(message, locale, account),
+        message: MessageObject::stored(message, locale, account, links),
         channel: &message.channel,
     };
     serde_json::to_vec(&payload).expect("payloads always serialise")
@@ -237,6 +253,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
         account_type: None,
         replies_used: None,
         channel_can_reply: None,
+        source_key: "api".into(),
     };
     let message = StoredMessage {
         seq: 0,
@@ -266,10 +283,13 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
                 window_start: at,
                 window_end: at,
                 messages: std::slice::from_ref(&message),
+                links: None,
             };
             bundle::render(&input, bundle::Limits::default()).remove(0).payload
         }
-        Shape::Message => single_stored_message(public_url, &account, Locale::En, &chat, &message, true),
+        Shape::Message => {
+            single_stored_message(public_url, &account, Locale::En, &chat, &message, true, None)
+        }
         Shape::Session => session_event(
             public_url,
             &SessionEvent {

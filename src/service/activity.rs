@@ -251,7 +251,7 @@ async fn test_payload(
             let Some(message) = messages.first() else { return Ok(None) };
             let is_new = first_seq == Some(message.seq);
             let (account, locale) = (&workspace.account, workspace.locale);
-            Ok(Some(render::single_stored_message(public_url, account, locale, &chat, message, is_new)))
+            Ok(Some(render::single_stored_message(public_url, account, locale, &chat, message, is_new, None)))
         }
         render::Shape::Bundle => {
             let granularity = webhook.granularity.unwrap_or(workspace.granularity);
@@ -282,6 +282,7 @@ async fn test_payload(
                 window_start: open.min(first),
                 window_end: now,
                 messages: &messages,
+                links: None,
             };
             let limits = bundle::Limits {
                 max_note_chars: webhook.note_max_chars.get() as usize,

@@ -56,6 +56,10 @@ pub struct AppState {
     pub deliverer: Arc<Deliverer>,
     /// The SSRF guard's view of which addresses webhooks may point at.
     pub addresses: Arc<AddressPolicy>,
+    /// The channels' own APIs, for media links.
+    pub vendors: Arc<crate::vendors::Vendors>,
+    /// How media links are signed, and how long they last.
+    pub media_links: (crate::domain::LinkKey, std::time::Duration),
 }
 
 impl Deref for AppState {

@@ -59,7 +59,7 @@ pub async fn preview(
         }
     };
     let tz = bundling.timezone.tz();
-    let plan = closer::plan(&bundling, tz, now, state.public_url.clone());
+    let plan = closer::plan(&bundling, tz, now, state.public_url.clone(), None);
     let mut previews = Vec::with_capacity(chats.len());
     for chat in chats {
         let buffered = state.store.messages_since(chat.id, bundling.bundled_before, MAX_MESSAGES).await?;

@@ -52,6 +52,9 @@ pub trait ChatStore: Send + Sync {
         since: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<StoredMessage>>;
+    /// The message stored at `seq`, with its chat and the chat's workspace (what a media link
+    /// names), or `None`.
+    async fn message_at(&self, seq: i64) -> StoreResult<Option<(WorkspaceId, Chat, StoredMessage)>>;
     /// Gives a chat a new transcript token; the old one finds nothing from then on.
     async fn rotate_chat_token(&self, chat: ChatId) -> StoreResult<Option<String>>;
     /// Sets who owns a chat, as an admin says: each of `owner`'s fields that is `Some` replaces

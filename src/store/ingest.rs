@@ -5,13 +5,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Chat, NewMessage, SessionChange, SessionEvent, StoreResult};
-use crate::domain::{Account, Locale, WorkspaceId};
+use crate::domain::{Account, Locale, Media, WorkspaceId};
 
 /// What a webhook that does not aggregate is sent for one message, given the workspace's
-/// account and language, the chat, the message and whether it is the chat's first. Rendering lives outside the
+/// account and language, the chat, the message with where it was stored, the webhook's media
+/// choice, and whether it is the chat's first. Rendering lives outside the
 /// store; the store calls this inside the ingest transaction, once the chat is known, so the
 /// payload is frozen in the same commit as the message.
-pub type RenderImmediate = Arc<dyn Fn(&Account, Locale, &Chat, &NewMessage, bool) -> Vec<u8> + Send + Sync>;
+pub type RenderImmediate =
+    Arc<dyn Fn(&Account, Locale, &Chat, (&NewMessage, i64), Media, bool) -> Vec<u8> + Send + Sync>;
 
 /// What a `session_status` webhook is sent for one session event (rendered outside the store).
 pub type RenderSession = Arc<dyn Fn(&SessionEvent) -> Vec<u8> + Send + Sync>;

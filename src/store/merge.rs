@@ -271,15 +271,16 @@ pub(super) fn deliveries<'a>(
         }
         let batch = &batches[candidate.batch];
         let workspace = &workspaces[batch.workspace_id.as_str()];
-        // Rendered once per way of seeing it: (whole or without its media, new chat or not).
-        let mut payloads: Vec<((bool, bool), Vec<u8>)> = Vec::new();
+        // Rendered once per way of seeing it: (whole or without its media, with media links or
+        // not, new chat or not).
+        let mut payloads: Vec<((bool, bool, bool), Vec<u8>)> = Vec::new();
         for (webhook, media) in &workspace.immediate {
             let Some(seen) = media.view(message, &message.text, &message.attachments, without_media) else {
                 continue;
             };
             merged.outcomes[candidate.batch].queued = true;
             let is_new_chat = if *media == Media::Skip { first_with_words } else { first_ever };
-            let way = (matches!(seen, Cow::Borrowed(_)), is_new_chat);
+            let way = (matches!(seen, Cow::Borrowed(_)), *media == Media::Link, is_new_chat);
             let payload = match payloads.iter().find(|(w, _)| *w == way) {
                 Some((_, payload)) => payload.clone(),
                 None => {
@@ -287,7 +288,8 @@ pub(super) fn deliveries<'a>(
                         &workspace.account,
                         workspace.locale,
                         chat,
-                        &seen,
+                        (&seen, *seq),
+                        *media,
                         is_new_chat,
                     );
                     payloads.push((way, payload.clone()));

@@ -14,6 +14,7 @@
 //! [`crate::words`]; the others (sign-in, the list of workspaces, failures) speak the default one.
 
 mod chats;
+mod media;
 mod session;
 mod transcript;
 mod webhook_card;
@@ -59,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/chats/{id}/owner", post(chats::save_owner))
         .route("/ui/chats/{id}/rotate", post(chats::rotate_token))
         .route("/c/{token}", get(transcript::page))
+        .route("/media/{token}", get(media::file))
         .route_layer(axum::middleware::from_fn(crate::http::body::form_bodies))
         .layer(axum::middleware::map_response(page_headers))
 }
@@ -70,7 +72,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 async fn page_headers(mut response: Response) -> Response {
     use axum::http::header::{CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY_HEADER, REFERRER_POLICY};
     let headers = response.headers_mut();
-    headers.insert(CONTENT_SECURITY_POLICY_HEADER, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers
+        .entry(CONTENT_SECURITY_POLICY_HEADER)
+        .or_insert(HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.entry(REFERRER_POLICY).or_insert(HeaderValue::from_static("same-origin"));
     headers.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response

@@ -167,6 +167,21 @@ pub async fn page(
         },
     };
     let whole = query.message.is_some();
+    // Files of the chat's channel open through media links where its source can fetch them
+    // (the token of this page is what lets a visitor have them); other media keep the address
+    // the channel or the client gave.
+    let source =
+        match state.store.get_source(&crate::domain::SourceId::stored(chat.source_key.as_str())).await {
+            Ok(source) => source,
+            Err(e) => return unavailable(e),
+        };
+    let (key, ttl) = &state.media_links;
+    let plan = source.map(|s| crate::render::media::LinkPlan {
+        key: key.clone(),
+        expires: state.clock.now() + *ttl,
+        sources: [(s.id.to_string(), (s.kind, s.credentials))].into(),
+    });
+    let links = plan.as_ref().and_then(|p| p.for_source(&state.public_url, &chat.source_key));
     let mut days: Vec<Day> = Vec::new();
     for m in messages.iter().take(PAGE as usize) {
         let local = m.timestamp.with_timezone(&zone);
@@ -186,7 +201,11 @@ pub async fn page(
             media: m
                 .attachments
                 .iter()
-                .map(|a| (crate::render::media::placeholder(a, note_words), a.url.clone()))
+                .enumerate()
+                .map(|(i, a)| {
+                    let link = links.as_ref().and_then(|l| l.url(m.seq, i, a)).or_else(|| a.url.clone());
+                    (crate::render::media::placeholder(a, note_words), link)
+                })
                 .collect(),
         };
         match days.last_mut() {

@@ -170,6 +170,9 @@ struct SourceLine {
     kind: String,
     enabled: bool,
     inbound_url: String,
+    /// Whether its files can be fetched for media links: `Ok`, or the credential it lacks
+    /// (`None`: its channel's files are not fetched).
+    media_links: Result<(), Option<&'static str>>,
 }
 
 struct ChatLine {
@@ -320,6 +323,7 @@ pub async fn workspace_page(
             name: s.name.into_string(),
             kind: s.kind.as_str().into(),
             enabled: s.enabled,
+            media_links: crate::domain::links_media(s.kind, &s.credentials),
         })
         .collect();
     let chats = state.store.list_chats(id, 50, 0).await?.iter().map(|c| ChatLine::from(c, w)).collect();

@@ -17,11 +17,12 @@ use tracing::{error, info, instrument, warn};
 
 use super::bounds;
 use crate::clock::SharedClock;
-use crate::domain::{DeliveryId, Granularity, WorkspaceId};
+use crate::domain::{DeliveryId, Granularity, LinkKey, Media, WorkspaceId};
+use crate::render::media::LinkPlan;
 use crate::render::{self, bundle};
 use crate::store::{
     BundlingWebhook, CloseProgress, CloseStep, PlanDeliveries, PlannedDelivery, SessionStore, SharedStore,
-    StoreResult, WindowStore,
+    SourceStore, StoreResult, WindowStore,
 };
 
 /// Chats per close transaction: enough to amortise a commit, few enough that memory stays small
@@ -62,6 +63,9 @@ impl CloserHandle {
 pub struct Closer {
     windows: Arc<dyn WindowStore>,
     sessions: Arc<dyn SessionStore>,
+    sources: Arc<dyn SourceStore>,
+    /// How media links are signed, and how long they last.
+    links: Option<(LinkKey, Duration)>,
     clock: SharedClock,
     public_url: Arc<str>,
     /// Wakes the delivery worker when new deliveries are queued.
@@ -82,8 +86,25 @@ impl Closer {
         let handle = CloserHandle { requests: tx, kick: kick.clone() };
         let (windows, sessions) =
             (store.clone() as Arc<dyn WindowStore>, store.clone() as Arc<dyn SessionStore>);
-        let closer = Closer { windows, sessions, clock, public_url, deliveries_waiting, requests: rx, kick };
+        let sources = store.clone() as Arc<dyn SourceStore>;
+        let closer = Closer {
+            windows,
+            sessions,
+            sources,
+            links: None,
+            clock,
+            public_url,
+            deliveries_waiting,
+            requests: rx,
+            kick,
+        };
         (closer, handle)
+    }
+
+    /// Media links for webhooks whose `media` is `link`: signed with `key`, good for `ttl`.
+    pub fn with_media_links(mut self, key: LinkKey, ttl: Duration) -> Closer {
+        self.links = Some((key, ttl));
+        self
     }
 
     /// Closes due windows (first of all those that ended while the daemon was down) and keeps
@@ -201,7 +222,21 @@ impl Closer {
         flush: bool,
     ) -> StoreResult<u64> {
         let tz = webhook.timezone.tz();
-        let plan = plan(webhook, tz, boundary, self.public_url.clone());
+        let links = match (&self.links, webhook.media) {
+            (Some((key, ttl)), Media::Link) => {
+                let sources = self.sources.list_sources(&webhook.workspace_id).await?;
+                Some(Arc::new(LinkPlan {
+                    key: key.clone(),
+                    expires: self.clock.now() + *ttl,
+                    sources: sources
+                        .into_iter()
+                        .map(|s| (s.id.to_string(), (s.kind, s.credentials)))
+                        .collect(),
+                }))
+            }
+            _ => None,
+        };
+        let plan = plan(webhook, tz, boundary, self.public_url.clone(), links);
         let mut total = 0;
         loop {
             let step = CloseStep {
@@ -249,9 +284,11 @@ pub fn plan(
     tz: Tz,
     boundary: DateTime<Utc>,
     public_url: Arc<str>,
+    links: Option<Arc<LinkPlan>>,
 ) -> PlanDeliveries {
     let webhook = webhook.clone();
     Arc::new(move |chat, firsts, messages| {
+        let links = links.as_ref().and_then(|plan| plan.for_source(&public_url, &chat.source_key));
         let taken: Vec<_> = messages.iter().filter_map(|m| m.seen_with(webhook.media)).collect();
         let first_message_seq = firsts.seen_with(webhook.media);
         if webhook.granularity == Granularity::None {
@@ -268,6 +305,7 @@ pub fn plan(
                         chat,
                         &m,
                         first_message_seq == Some(m.seq),
+                        links.as_ref(),
                     ),
                 })
                 .collect();
@@ -302,6 +340,7 @@ pub fn plan(
                 window_start: window.start,
                 window_end: window.end,
                 messages: &list,
+                links,
             };
             let limits = bundle::Limits {
                 max_note_chars: webhook.note_max_chars.get() as usize,

@@ -79,6 +79,11 @@ pub const CATALOGUE: Catalogue = Catalogue {
         media: "Photos, voice messages and other media",
         media_skip: "Leave them out",
         media_placeholder: "Keep them with a placeholder",
+        media_link: "Keep them with a placeholder and a download link",
+        media_links_ready: "Media links: its files can be opened through download links.",
+        media_links_need_before: "Media links: no download links for its files until the source has its ",
+        media_links_need_after: " (set it with the sources API).",
+        media_links_none: "Media links: this channel's files are not fetched.",
         media_hint: "Left out, a caption still goes as text. Kept, a photo reads \"[image]\" (or its caption) and the \
                      payload lists its attachments. The transcript always shows them.",
         save: "Save",

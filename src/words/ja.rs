@@ -82,6 +82,11 @@ pub const CATALOGUE: Catalogue = Catalogue {
         media: "画像・ボイスメッセージなどのメディア",
         media_skip: "送らない",
         media_placeholder: "「[画像]」のように表示して送る",
+        media_link: "「[画像]」のように表示し、ダウンロードリンクを付けて送る",
+        media_links_ready: "メディアリンク: ファイルはダウンロードリンクから開けます。",
+        media_links_need_before: "メディアリンク: このソースに ",
+        media_links_need_after: " が設定されるまで、ファイルのダウンロードリンクは付きません（ソース API で設定）。",
+        media_links_none: "メディアリンク: このチャネルのファイルは取得しません。",
         media_hint: "送らない場合も、キャプションは文面だけ送ります。送る場合、画像は「[画像]」（キャプションがあればその文面）と表示され、ペイロードに添付ファイルの情報が入ります。\
                      会話の記録には常に表示されます。",
         save: "保存",

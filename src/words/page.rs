@@ -78,6 +78,12 @@ pub struct PageWords {
     pub media: &'static str,
     pub media_skip: &'static str,
     pub media_placeholder: &'static str,
+    pub media_link: &'static str,
+    /// On a source's card: whether webhooks with media links get `download_url`s for its files.
+    pub media_links_ready: &'static str,
+    pub media_links_need_before: &'static str,
+    pub media_links_need_after: &'static str,
+    pub media_links_none: &'static str,
     pub media_hint: &'static str,
     pub save: &'static str,
     pub save_and_test: &'static str,

@@ -113,6 +113,8 @@ const LAYERS: &[&[&str]] = &[
     &["render"],
     // The workers: closing windows, delivering, e-mailing the owner, forgetting old rows.
     &["window", "deliver", "notify", "retention"],
+    // The channels' own APIs (their media), through the delivery worker's SSRF guard.
+    &["vendors"],
     // HTTP as such: the server, its limits, errors, authentication and throttle.
     &["http"],
     // What both front ends do, written once, in domain terms.

@@ -281,7 +281,8 @@ async fn a_close_cut_short_resumes_without_a_second_bundle() {
     let store = chatbundle::store::connect(&url, Arc::new(clock.clone())).await.unwrap();
     let webhook = store.bundling_webhooks(None).await.unwrap().remove(0);
     let boundary = DateTime::parse_from_rfc3339("2024-03-01T13:00:00Z").unwrap().to_utc();
-    let plan = chatbundle::window::closer::plan(&webhook, chrono_tz::UTC, boundary, "http://cb.test".into());
+    let plan =
+        chatbundle::window::closer::plan(&webhook, chrono_tz::UTC, boundary, "http://cb.test".into(), None);
     let step = chatbundle::store::CloseStep {
         webhook_id: webhook.id.clone(),
         bundled_before: webhook.bundled_before,

@@ -208,7 +208,7 @@ async fn ingest_outcome(
         messages,
         sessions: Vec::new(),
         skipped: Vec::new(),
-        render_immediate: Arc::new(|_, _, chat, message, is_new| {
+        render_immediate: Arc::new(|_, _, chat, (message, _), _, is_new| {
             serde_json::to_vec(&json!({"m": message.message_id, "chat": chat.external_id, "new": is_new}))
                 .unwrap()
         }),
@@ -765,7 +765,7 @@ pub async fn a_lapsed_reply_window_is_announced_once_across_restarts(factory: &d
         messages: vec![late],
         sessions: Vec::new(),
         skipped: Vec::new(),
-        render_immediate: Arc::new(|_, _, _, _, _| b"{}".to_vec()),
+        render_immediate: Arc::new(|_, _, _, _, _, _| b"{}".to_vec()),
         render_session: render.clone(),
     };
     store.ingest(batch).await.unwrap();
@@ -933,7 +933,7 @@ pub async fn a_chat_owner_set_by_hand_stays_until_a_message_names_another(factor
         messages: vec![named],
         sessions: Vec::new(),
         skipped: Vec::new(),
-        render_immediate: Arc::new(|_, _, _, _, _| Vec::new()),
+        render_immediate: Arc::new(|_, _, _, _, _, _| Vec::new()),
         render_session: Arc::new(|_| Vec::new()),
     };
     world.store.ingest(batch).await.unwrap();
@@ -988,7 +988,7 @@ pub async fn a_session_report_is_announced_once_and_an_assignment_alone_is_news(
             messages: Vec::new(),
             sessions: vec![change],
             skipped: Vec::new(),
-            render_immediate: Arc::new(|_, _, _, _, _| Vec::new()),
+            render_immediate: Arc::new(|_, _, _, _, _, _| Vec::new()),
             render_session: Arc::new(|event| event.reply_status.as_str().as_bytes().to_vec()),
         };
         world.store.ingest(batch).await.unwrap();
@@ -1020,7 +1020,7 @@ pub async fn media_are_kept_whole_and_go_only_to_webhooks_that_take_them(factory
     media.attachments = vec![photo, place];
     let mut batch =
         request(&world, vec![said("m-text", "c1", Direction::Received), media.clone()], Vec::new());
-    batch.render_immediate = Arc::new(|_, _, _, message, _| {
+    batch.render_immediate = Arc::new(|_, _, _, (message, _), _, _| {
         format!("{}:{}", message.message_id, message.attachments.len()).into_bytes()
     });
     let outcome = world.store.ingest(batch).await.unwrap();
@@ -1059,7 +1059,7 @@ pub async fn a_chat_opened_with_media_is_new_with_the_first_message_each_webhook
     let mut photo = said("m-1", "c1", Direction::Received);
     photo.text = String::new();
     photo.attachments = vec![Attachment::new(AttachmentKind::Image)];
-    let render: chatbundle::store::RenderImmediate = Arc::new(|_, _, _, message, is_new| {
+    let render: chatbundle::store::RenderImmediate = Arc::new(|_, _, _, (message, _), _, is_new| {
         format!("{}:{is_new}:{}", message.message_id, message.attachments.len()).into_bytes()
     });
     let mut first = request(&world, vec![photo, said("m-2", "c1", Direction::Received)], Vec::new());
@@ -1160,7 +1160,7 @@ fn request(world: &World, messages: Vec<NewMessage>, sessions: Vec<SessionChange
         messages,
         sessions,
         skipped: Vec::new(),
-        render_immediate: Arc::new(|_, _, _, _, _| Vec::new()),
+        render_immediate: Arc::new(|_, _, _, _, _, _| Vec::new()),
         render_session: Arc::new(|event| {
             let name = |s: Option<SessionStatus>| s.map_or("-", SessionStatus::as_str);
             format!("{}>{}", name(event.old_status), name(event.status)).into_bytes()

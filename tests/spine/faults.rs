@@ -215,7 +215,7 @@ async fn a_flush_cut_off_resumes_as_a_flush() {
     let store = chatbundle::store::connect(&url, Arc::new(clock.clone())).await.unwrap();
     let webhook = store.bundling_webhooks(None).await.unwrap().remove(0);
     let plan =
-        chatbundle::window::closer::plan(&webhook, chrono_tz::UTC, flushed_at, "http://cb.test".into());
+        chatbundle::window::closer::plan(&webhook, chrono_tz::UTC, flushed_at, "http://cb.test".into(), None);
     let step = chatbundle::store::CloseStep {
         webhook_id: webhook.id.clone(),
         bundled_before: webhook.bundled_before,

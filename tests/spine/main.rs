@@ -13,6 +13,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod ingest;
+mod media;
 mod openapi;
 mod operations;
 mod process;

@@ -114,7 +114,7 @@ async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch
                       WHERE w.workspace_id = s.id AND w.sub_messages
                         AND COALESCE(w.granularity, s.granularity) = 'none'
                       ORDER BY w.created_at, w.id) AS immediate,
-                ARRAY(SELECT w.media FROM webhooks w
+                ARRAY(SELECT w.media_choice FROM webhooks w
                       WHERE w.workspace_id = s.id AND w.sub_messages
                         AND COALESCE(w.granularity, s.granularity) = 'none'
                       ORDER BY w.created_at, w.id) AS immediate_media

@@ -101,6 +101,15 @@ macro_rules! chats {
                     rows.iter().map(stored_message).collect()
                 }
 
+                async fn message_at(&self, seq: i64) -> StoreResult<Option<(WorkspaceId, Chat, StoredMessage)>> {
+                    let sql = format!("SELECT chat_id, {MESSAGE_COLUMNS} FROM messages WHERE seq = $1");
+                    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(seq).fetch_optional(self.reads()).await?;
+                    let Some(row) = row else { return Ok(None) };
+                    let message = stored_message(&row)?;
+                    let chat_id = ChatId(row.try_get("chat_id")?);
+                    Ok(self.get_chat(chat_id).await?.map(|(workspace, chat)| (workspace, chat, message)))
+                }
+
                 async fn rotate_chat_token(&self, id: ChatId) -> StoreResult<Option<String>> {
                     self.transact(move |conn, _| {
                         Box::pin(async move {

@@ -68,7 +68,7 @@ macro_rules! rows {
         }
 
         pub(super) const WEBHOOK_COLUMNS: &str = "id, workspace_id, url, granularity, enabled, secret, sub_messages, \
-             sub_session_status, timeout_ms, note_max_chars, media, consecutive_failures, disabled_reason, created_at, updated_at";
+             sub_session_status, timeout_ms, note_max_chars, media_choice, consecutive_failures, disabled_reason, created_at, updated_at";
 
         pub(super) fn webhook(row: &$row) -> StoreResult<Webhook> {
             let mut events = Vec::new();
@@ -88,7 +88,7 @@ macro_rules! rows {
                 events,
                 timeout: row.try_get::<Option<i64>, _>("timeout_ms")?.map(|v| Duration::from_millis(v as u64)),
                 note_max_chars: crate::domain::NoteMaxChars::stored(row.try_get("note_max_chars")?),
-                media: row.try_get::<String, _>("media")?.parse().unwrap_or_default(),
+                media: row.try_get::<String, _>("media_choice")?.parse().unwrap_or_default(),
                 consecutive_failures: row.try_get::<i64, _>("consecutive_failures")? as u32,
                 disabled_reason: row.try_get("disabled_reason")?,
                 created_at: from_ms(row.try_get("created_at")?),
@@ -97,7 +97,7 @@ macro_rules! rows {
         }
 
         /// The columns [`chat`] reads.
-        pub(super) const CHAT_COLUMNS: &str = "id, external_id, full_name, phone, is_group, responsible_name, \
+        pub(super) const CHAT_COLUMNS: &str = "id, source_key, external_id, full_name, phone, is_group, responsible_name, \
              responsible_email, responsible_id, token, first_seen_at, first_message_seq, first_text_seq, session_status, reply_window_expires_at, \
              account_type, replies_period, replies_used, channel_can_reply";
 
@@ -105,6 +105,7 @@ macro_rules! rows {
         pub(super) fn chat(row: &$row) -> StoreResult<(Chat, crate::store::FirstMessages)> {
             let chat = Chat {
                 id: ChatId(row.try_get("id")?),
+                source_key: row.try_get("source_key")?,
                 external_id: row.try_get("external_id")?,
                 full_name: row.try_get("full_name")?,
                 phone: row.try_get("phone")?,
@@ -209,7 +210,7 @@ macro_rules! rows {
                 closing_flush: row.try_get("closing_flush")?,
                 note_max_chars: crate::domain::NoteMaxChars::stored(row.try_get("note_max_chars")?),
                 locale: row.try_get::<String, _>("locale")?.parse().unwrap_or_default(),
-                media: row.try_get::<String, _>("media")?.parse().unwrap_or_default(),
+                media: row.try_get::<String, _>("media_choice")?.parse().unwrap_or_default(),
                 flushed_at: from_ms(row.try_get("flushed_at")?),
             })
         }

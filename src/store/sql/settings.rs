@@ -199,7 +199,7 @@ macro_rules! settings {
                             sqlx::query(
                                 "INSERT INTO webhooks (id, workspace_id, url, granularity, enabled, secret,
                                     sub_messages, sub_session_status, timeout_ms, created_at, updated_at,
-                                    bundled_before, granularity_changed_at, note_max_chars, media)
+                                    bundled_before, granularity_changed_at, note_max_chars, media_choice)
                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $11, $12, $13)",
                             )
                             .bind(id.as_str())
@@ -249,7 +249,7 @@ macro_rules! settings {
                                     sub_session_status = COALESCE($8, sub_session_status),
                                     timeout_ms = CASE WHEN $9 THEN $10 ELSE timeout_ms END,
                                     note_max_chars = COALESCE($11, note_max_chars),
-                                    media = COALESCE($12, media),
+                                    media_choice = COALESCE($12, media_choice),
                                     -- turning a webhook on again starts its failure count afresh
                                     consecutive_failures = CASE WHEN $13 THEN 0 ELSE consecutive_failures END,
                                     disabled_reason = CASE WHEN $13 THEN NULL

@@ -52,8 +52,8 @@ async fn workspace_info(
     // of [id, media].
     let row = sqlx::query(
         "SELECT s.account_full_name, s.account_email, s.account_phone, s.locale,
-                (SELECT json_group_array(json_array(id, media)) FROM (
-                    SELECT w.id, w.media FROM webhooks w
+                (SELECT json_group_array(json_array(id, media_choice)) FROM (
+                    SELECT w.id, w.media_choice FROM webhooks w
                     WHERE w.workspace_id = s.id AND w.sub_messages
                       AND COALESCE(w.granularity, s.granularity) = 'none'
                     ORDER BY w.created_at, w.id)) AS immediate

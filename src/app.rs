@@ -135,9 +135,8 @@ impl Application {
             Arc::new(Deliverer::new(store.clone(), clock.clone(), settings, wake.clone(), fatal.clone()));
         let public_url: Arc<str> = public_url.into();
         let link_key = crate::domain::LinkKey::derive(&admin_token);
-        let link_ttl = config.vendors.media_link_ttl.0;
         let (closer, closer_handle) = Closer::new(&store, clock.clone(), public_url.clone(), wake.clone());
-        let closer = closer.with_media_links(link_key.clone(), link_ttl);
+        let closer = closer.with_media_links(link_key.clone());
         let vendors = Arc::new(crate::vendors::Vendors::new(config.vendors.clone(), addresses.clone()));
         let throttle_clock = clock.clone();
         let base = HttpState {
@@ -159,7 +158,7 @@ impl Application {
             deliverer: deliverer.clone(),
             addresses,
             vendors,
-            media_links: (link_key, link_ttl),
+            link_key,
         };
         crate::telemetry::prometheus();
         Ok(Application { config, listener, state, deliverer, closer, mailer, fatal })

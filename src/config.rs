@@ -86,8 +86,6 @@ pub struct VendorsConfig {
     pub wechat_api: String,
     /// The largest file a media link streams through, in MiB.
     pub media_max_mib: u64,
-    /// How long a media link (`download_url`) works after its payload is made.
-    pub media_link_ttl: HumanDuration,
 }
 
 impl Default for VendorsConfig {
@@ -97,7 +95,6 @@ impl Default for VendorsConfig {
             meta_graph: "https://graph.facebook.com/v21.0".into(),
             wechat_api: "https://api.weixin.qq.com".into(),
             media_max_mib: 100,
-            media_link_ttl: HumanDuration(Duration::from_secs(24 * 3600)),
         }
     }
 }

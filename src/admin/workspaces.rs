@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tracing::{info, instrument};
 
 use super::{account, email, name, timezone};
-use crate::domain::{Account, Granularity, Locale, WorkspaceId};
+use crate::domain::{Account, Granularity, Locale, MediaLinkTtl, WorkspaceId};
 use crate::http::ApiError;
 use crate::http::Body;
 use crate::http::Ids;
@@ -33,6 +33,8 @@ pub struct WorkspaceView {
     account: Account,
     /// The language of its notes: `en` or `ja`.
     locale: Locale,
+    /// How long its media links (`download_url`) work after their payload is made, e.g. `1day`.
+    media_link_ttl: String,
     /// The bearer key that authorises ingest into this workspace alone.
     ingest_key: String,
     created_at: DateTime<Utc>,
@@ -49,6 +51,7 @@ impl From<Workspace> for WorkspaceView {
             granularity: w.granularity,
             account: w.account,
             locale: w.locale,
+            media_link_ttl: w.media_link_ttl.to_string(),
             ingest_key: w.ingest_key,
             created_at: w.created_at,
             updated_at: w.updated_at,
@@ -104,6 +107,10 @@ pub struct CreateWorkspace {
     /// The language of its notes: `en` (the default) or `ja`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locale: Option<Locale>,
+    /// How long its media links work after their payload is made: a duration from `5m` to
+    /// `30days` (`24h` by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_link_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -125,6 +132,10 @@ pub struct UpdateWorkspace {
     /// The language of its notes: `en` (the default) or `ja`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locale: Option<Locale>,
+    /// How long its media links work after their payload is made: a duration from `5m` to
+    /// `30days` (`24h` by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_link_ttl: Option<String>,
 }
 
 #[utoipa::path(
@@ -152,6 +163,12 @@ pub async fn create(
         granularity: body.granularity.unwrap_or(Granularity::None),
         account: account("account", body.account.unwrap_or_default())?,
         locale: body.locale.unwrap_or_default(),
+        media_link_ttl: body
+            .media_link_ttl
+            .as_deref()
+            .map(media_link_ttl)
+            .transpose()?
+            .unwrap_or(MediaLinkTtl::DEFAULT),
     };
     let workspace = state.store.create_workspace(new).await?;
     info!(workspace_id = %workspace.id, "workspace created");
@@ -224,6 +241,7 @@ pub async fn update(
         granularity: body.granularity,
         account: body.account.map(|a| account("account", a)).transpose()?,
         locale: body.locale,
+        media_link_ttl: body.media_link_ttl.as_deref().map(media_link_ttl).transpose()?,
     };
     let workspace =
         state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
@@ -282,4 +300,8 @@ pub async fn flush(
 pub struct Flushed {
     /// How many deliveries the flush queued.
     pub deliveries: u64,
+}
+
+fn media_link_ttl(value: &str) -> Result<MediaLinkTtl, ApiError> {
+    value.parse().map_err(|e| ApiError::field("media_link_ttl", e))
 }

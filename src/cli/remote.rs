@@ -44,6 +44,9 @@ pub enum WorkspaceCommand {
         /// The language of its notes: en (default) or ja.
         #[arg(long)]
         locale: Option<String>,
+        /// How long its media links work, from 5m to 30days (default 24h).
+        #[arg(long)]
+        media_link_ttl: Option<String>,
         #[command(flatten)]
         account: AccountArgs,
     },
@@ -61,6 +64,9 @@ pub enum WorkspaceCommand {
         /// en or ja.
         #[arg(long)]
         locale: Option<String>,
+        /// How long its media links work, from 5m to 30days.
+        #[arg(long)]
+        media_link_ttl: Option<String>,
         #[command(flatten)]
         account: AccountArgs,
     },
@@ -425,7 +431,15 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
         WorkspaceCommand::Show { id } => {
             client.show(Method::GET, &format!("/api/v1/workspaces/{id}"), None).await
         }
-        WorkspaceCommand::Create { name, owner_email, timezone, granularity, locale, account } => {
+        WorkspaceCommand::Create {
+            name,
+            owner_email,
+            timezone,
+            granularity,
+            locale,
+            media_link_ttl,
+            account,
+        } => {
             let request = CreateWorkspace {
                 name,
                 owner_email,
@@ -433,10 +447,20 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
                 granularity: granularity.map(|g| parsed("granularity", &g)).transpose()?,
                 account: account.account(),
                 locale: locale.map(|l| parsed("locale", &l)).transpose()?,
+                media_link_ttl,
             };
             client.show(Method::POST, "/api/v1/workspaces", body(request)).await
         }
-        WorkspaceCommand::Update { id, name, owner_email, timezone, granularity, locale, account } => {
+        WorkspaceCommand::Update {
+            id,
+            name,
+            owner_email,
+            timezone,
+            granularity,
+            locale,
+            media_link_ttl,
+            account,
+        } => {
             let request = UpdateWorkspace {
                 name,
                 owner_email,
@@ -444,6 +468,7 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
                 granularity: granularity.map(|g| parsed("granularity", &g)).transpose()?,
                 account: account.account(),
                 locale: locale.map(|l| parsed("locale", &l)).transpose()?,
+                media_link_ttl,
             };
             client.show(Method::PATCH, &format!("/api/v1/workspaces/{id}"), body(request)).await
         }

@@ -169,6 +169,59 @@ impl FromStr for DeliveryTimeout {
     }
 }
 
+/// How long a media link (`download_url`) works after its payload is made: a workspace's
+/// setting, from five minutes to thirty days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaLinkTtl(Duration);
+
+impl MediaLinkTtl {
+    pub const MIN: Duration = Duration::from_secs(5 * 60);
+    pub const MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+    pub const DEFAULT: MediaLinkTtl = MediaLinkTtl(Duration::from_secs(24 * 3600));
+
+    /// A value the store wrote after it was checked, read back (milliseconds); one outside the
+    /// bounds (a row edited by hand) is brought within them, and logged.
+    pub fn stored(ms: i64) -> MediaLinkTtl {
+        let (min, max) = (Self::MIN.as_millis() as i64, Self::MAX.as_millis() as i64);
+        let within = ms.clamp(min, max);
+        if within != ms {
+            tracing::error!(
+                media_link_ttl_ms = ms,
+                used = within,
+                "a stored media link lifetime is out of bounds"
+            );
+        }
+        MediaLinkTtl(Duration::from_millis(within as u64))
+    }
+
+    pub fn duration(self) -> Duration {
+        self.0
+    }
+
+    pub fn millis(self) -> i64 {
+        self.0.as_millis() as i64
+    }
+}
+
+impl FromStr for MediaLinkTtl {
+    type Err = Invalid;
+
+    fn from_str(value: &str) -> Result<Self, Invalid> {
+        let t = humantime::parse_duration(value.trim())
+            .map_err(|e| Invalid(format!("{value:?} is not a duration like \"24h\": {e}")))?;
+        if !(Self::MIN..=Self::MAX).contains(&t) {
+            return Err(Invalid("must be between 5m and 30days".into()));
+        }
+        Ok(MediaLinkTtl(t))
+    }
+}
+
+impl fmt::Display for MediaLinkTtl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
 /// How many characters of note one bundle part may hold: at least 500 (room for a message and
 /// the link), at most 1,000,000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +268,17 @@ impl FromStr for NoteMaxChars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_media_link_lasts_from_five_minutes_to_thirty_days() {
+        assert_eq!("24h".parse::<MediaLinkTtl>(), Ok(MediaLinkTtl::DEFAULT));
+        assert_eq!("2h".parse::<MediaLinkTtl>().map(MediaLinkTtl::millis), Ok(7_200_000));
+        for bad in ["4m", "31days", "soon", ""] {
+            assert!(bad.parse::<MediaLinkTtl>().is_err(), "{bad}");
+        }
+        assert_eq!(MediaLinkTtl::stored(1), MediaLinkTtl(MediaLinkTtl::MIN));
+        assert_eq!(MediaLinkTtl::DEFAULT.to_string(), "1day");
+    }
 
     #[test]
     fn a_note_limit_leaves_room_for_a_message() {

@@ -18,7 +18,7 @@ pub mod session;
 
 pub use chat::{Chat, ChatInfo, FirstMessages, MessageEdit, NewMessage, StoredMessage, named_sender};
 pub use delivery::{AttemptFailure, SwitchedOff};
-pub use input::{DeliveryTimeout, EmailAddress, Invalid, Name, NoteMaxChars};
+pub use input::{DeliveryTimeout, EmailAddress, Invalid, MediaLinkTtl, Name, NoteMaxChars};
 pub use media::{Attachment, AttachmentKind, LinkKey, LinkRefusal, Media, linkable, links_media};
 
 /// How a webhook receives messages: one call per message, or one bundle per chat per window.

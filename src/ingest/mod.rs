@@ -65,10 +65,9 @@ pub async fn accept(
     let changes = sessions.len();
     let public_url = state.public_url.clone();
     // A webhook whose media are `link` gets links to this source's files.
-    let (key, ttl) = state.media_links.clone();
     let links = source.map(|s| LinkPlan {
-        key,
-        expires: state.clock.now() + ttl,
+        key: state.link_key.clone(),
+        expires: state.clock.now() + workspace.media_link_ttl.duration(),
         sources: [(s.id.to_string(), (s.kind, s.credentials.clone()))].into(),
     });
     let batch = IngestBatch {

@@ -58,8 +58,8 @@ pub struct AppState {
     pub addresses: Arc<AddressPolicy>,
     /// The channels' own APIs, for media links.
     pub vendors: Arc<crate::vendors::Vendors>,
-    /// How media links are signed, and how long they last.
-    pub media_links: (crate::domain::LinkKey, std::time::Duration),
+    /// How media links are signed.
+    pub link_key: crate::domain::LinkKey,
 }
 
 impl Deref for AppState {

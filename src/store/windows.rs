@@ -34,6 +34,8 @@ pub struct BundlingWebhook {
     pub locale: crate::domain::Locale,
     /// Whether its bundles take messages that carry media.
     pub media: crate::domain::Media,
+    /// How long its media links work (the workspace's setting).
+    pub media_link_ttl: crate::domain::MediaLinkTtl,
 }
 
 /// A delivery made by closing a window: one bundle part, or (when a webhook stopped

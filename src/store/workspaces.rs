@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Account, EmailAddress, Granularity, Locale, Name, Timezone, WorkspaceId};
+use crate::domain::{Account, EmailAddress, Granularity, Locale, MediaLinkTtl, Name, Timezone, WorkspaceId};
 
 /// A workspace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct Workspace {
     pub account: Account,
     /// The language of its notes.
     pub locale: Locale,
+    /// How long its media links work.
+    pub media_link_ttl: MediaLinkTtl,
     /// The bearer key that authorises ingest into this workspace alone.
     pub ingest_key: String,
     pub created_at: DateTime<Utc>,
@@ -34,6 +36,7 @@ pub struct NewWorkspace {
     pub granularity: Granularity,
     pub account: Account,
     pub locale: Locale,
+    pub media_link_ttl: MediaLinkTtl,
 }
 
 /// Fields to change on a workspace; `None` leaves a field as it is.
@@ -45,6 +48,7 @@ pub struct WorkspacePatch {
     pub granularity: Option<Granularity>,
     pub account: Option<Account>,
     pub locale: Option<Locale>,
+    pub media_link_ttl: Option<MediaLinkTtl>,
 }
 
 /// Counts that show where a workspace's messages are.

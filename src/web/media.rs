@@ -17,8 +17,7 @@ use crate::vendors::media::MediaError;
 
 #[instrument(skip_all)]
 pub async fn file(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    let (key, _) = &state.media_links;
-    let (seq, index) = match key.check(&token, state.clock.now()) {
+    let (seq, index) = match state.link_key.check(&token, state.clock.now()) {
         Ok(found) => found,
         Err(LinkRefusal::Expired) => {
             return answer(StatusCode::GONE, "This link has expired", "Open the conversation for a new one.");

@@ -128,8 +128,8 @@ pub async fn page(
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
-    let (zone, locale, account): (Tz, _, _) = match state.store.get_workspace(&workspace_id).await {
-        Ok(Some(ws)) => (ws.timezone.tz(), ws.locale, ws.account),
+    let (zone, locale, account, ttl): (Tz, _, _, _) = match state.store.get_workspace(&workspace_id).await {
+        Ok(Some(ws)) => (ws.timezone.tz(), ws.locale, ws.account, ws.media_link_ttl),
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
@@ -175,10 +175,9 @@ pub async fn page(
             Ok(source) => source,
             Err(e) => return unavailable(e),
         };
-    let (key, ttl) = &state.media_links;
     let plan = source.map(|s| crate::render::media::LinkPlan {
-        key: key.clone(),
-        expires: state.clock.now() + *ttl,
+        key: state.link_key.clone(),
+        expires: state.clock.now() + ttl.duration(),
         sources: [(s.id.to_string(), (s.kind, s.credentials))].into(),
     });
     let links = plan.as_ref().and_then(|p| p.for_source(&state.public_url, &chat.source_key));

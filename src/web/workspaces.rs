@@ -13,8 +13,8 @@ use super::session::CsrfForm;
 use super::webhook_card::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
 use super::{FormErrors, PageError, PageIds, Session, keep, page, see_other};
 use crate::domain::{
-    Account, EmailAddress, Granularity, Locale, Name, SessionStatus, SourceId, Timezone, WebhookId,
-    WorkspaceId,
+    Account, EmailAddress, Granularity, Locale, MediaLinkTtl, Name, SessionStatus, SourceId, Timezone,
+    WebhookId, WorkspaceId,
 };
 use crate::service;
 use crate::service::AppState;
@@ -52,6 +52,9 @@ pub struct WorkspaceForm {
     /// `en` or `ja`; empty is English.
     #[serde(default)]
     locale: String,
+    /// How long media links work, e.g. `24h`; empty keeps it (a new workspace: 24 hours).
+    #[serde(default)]
+    media_link_ttl: String,
     #[serde(skip)]
     errors: FormErrors,
 }
@@ -65,6 +68,8 @@ struct CheckedWorkspace {
     account: Account,
     /// `None`: not given (a new workspace writes English; a saved one keeps its language).
     locale: Option<Locale>,
+    /// `None`: not given (a new workspace's links last a day; a saved one keeps its setting).
+    media_link_ttl: Option<MediaLinkTtl>,
 }
 
 impl WorkspaceForm {
@@ -78,6 +83,7 @@ impl WorkspaceForm {
             account_email: ws.account.email.clone().unwrap_or_default(),
             account_phone: ws.account.phone.clone().unwrap_or_default(),
             locale: ws.locale.as_str().into(),
+            media_link_ttl: ws.media_link_ttl.to_string(),
             ..WorkspaceForm::default()
         }
     }
@@ -97,6 +103,10 @@ impl WorkspaceForm {
         let locale = match self.locale.trim() {
             "" => Some(None),
             given => keep(errors, "locale", given.parse::<Locale>()).map(Some),
+        };
+        let media_link_ttl = match self.media_link_ttl.trim() {
+            "" => Some(None),
+            given => keep(errors, "media_link_ttl", given.parse::<MediaLinkTtl>()).map(Some),
         };
         let optional = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
         let account = Account {
@@ -123,6 +133,7 @@ impl WorkspaceForm {
             granularity: granularity?,
             account: account?,
             locale: locale?,
+            media_link_ttl: media_link_ttl?,
         })
     }
 }
@@ -159,6 +170,7 @@ pub async fn create(
         granularity: checked.granularity,
         account: checked.account,
         locale: checked.locale.unwrap_or_default(),
+        media_link_ttl: checked.media_link_ttl.unwrap_or(MediaLinkTtl::DEFAULT),
     };
     let ws = state.store.create_workspace(new).await?;
     Ok(see_other(&format!("/ui/workspaces/{}", ws.id)))
@@ -369,6 +381,7 @@ pub async fn save(
         granularity: Some(checked.granularity),
         account: Some(checked.account),
         locale: checked.locale,
+        media_link_ttl: checked.media_link_ttl,
     };
     state.store.update_workspace(&id, patch).await?.ok_or_else(|| PageError::not_found("workspace"))?;
     service::workspaces::changed(&state, &id);

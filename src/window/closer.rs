@@ -64,8 +64,8 @@ pub struct Closer {
     windows: Arc<dyn WindowStore>,
     sessions: Arc<dyn SessionStore>,
     sources: Arc<dyn SourceStore>,
-    /// How media links are signed, and how long they last.
-    links: Option<(LinkKey, Duration)>,
+    /// How media links are signed.
+    links: Option<LinkKey>,
     clock: SharedClock,
     public_url: Arc<str>,
     /// Wakes the delivery worker when new deliveries are queued.
@@ -101,9 +101,10 @@ impl Closer {
         (closer, handle)
     }
 
-    /// Media links for webhooks whose `media` is `link`: signed with `key`, good for `ttl`.
-    pub fn with_media_links(mut self, key: LinkKey, ttl: Duration) -> Closer {
-        self.links = Some((key, ttl));
+    /// Media links for webhooks whose `media` is `link`, signed with `key` (each good for its
+    /// workspace's `media_link_ttl`).
+    pub fn with_media_links(mut self, key: LinkKey) -> Closer {
+        self.links = Some(key);
         self
     }
 
@@ -223,11 +224,11 @@ impl Closer {
     ) -> StoreResult<u64> {
         let tz = webhook.timezone.tz();
         let links = match (&self.links, webhook.media) {
-            (Some((key, ttl)), Media::Link) => {
+            (Some(key), Media::Link) => {
                 let sources = self.sources.list_sources(&webhook.workspace_id).await?;
                 Some(Arc::new(LinkPlan {
                     key: key.clone(),
-                    expires: self.clock.now() + *ttl,
+                    expires: self.clock.now() + webhook.media_link_ttl.duration(),
                     sources: sources
                         .into_iter()
                         .map(|s| (s.id.to_string(), (s.kind, s.credentials)))

@@ -80,6 +80,8 @@ pub const CATALOGUE: Catalogue = Catalogue {
         media_skip: "Leave them out",
         media_placeholder: "Keep them with a placeholder",
         media_link: "Keep them with a placeholder and a download link",
+        media_link_ttl: "Media links last",
+        media_link_ttl_hint: "How long a download link in a payload opens its file: from 5m to 30days.",
         media_links_ready: "Media links: its files can be opened through download links.",
         media_links_need_before: "Media links: no download links for its files until the source has its ",
         media_links_need_after: " (set it with the sources API).",

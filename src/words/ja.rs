@@ -83,6 +83,8 @@ pub const CATALOGUE: Catalogue = Catalogue {
         media_skip: "送らない",
         media_placeholder: "「[画像]」のように表示して送る",
         media_link: "「[画像]」のように表示し、ダウンロードリンクを付けて送る",
+        media_link_ttl: "メディアリンクの有効期間",
+        media_link_ttl_hint: "ペイロードのダウンロードリンクでファイルを開ける期間（5m から 30days まで）。",
         media_links_ready: "メディアリンク: ファイルはダウンロードリンクから開けます。",
         media_links_need_before: "メディアリンク: このソースに ",
         media_links_need_after: " が設定されるまで、ファイルのダウンロードリンクは付きません（ソース API で設定）。",

@@ -80,6 +80,8 @@ pub struct PageWords {
     pub media_placeholder: &'static str,
     pub media_link: &'static str,
     /// On a source's card: whether webhooks with media links get `download_url`s for its files.
+    pub media_link_ttl: &'static str,
+    pub media_link_ttl_hint: &'static str,
     pub media_links_ready: &'static str,
     pub media_links_need_before: &'static str,
     pub media_links_need_after: &'static str,

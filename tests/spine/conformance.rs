@@ -165,6 +165,7 @@ async fn create_workspace(store: &SharedStore, name: &str) -> WorkspaceId {
         granularity: Granularity::None,
         account: Account::default(),
         locale: Default::default(),
+        media_link_ttl: chatbundle::domain::MediaLinkTtl::DEFAULT,
     };
     store.create_workspace(new).await.unwrap().id
 }

@@ -194,6 +194,17 @@ async fn a_twilio_photo_opens_through_its_download_url_until_the_link_expires() 
     config.vendors.twilio_api = twilio_api.base.clone();
     let app = TestApp::spawn_with(dir, config, ManualClock::new(start_time())).await;
     let ws = app.workspace().await;
+    // The workspace's links last two hours (from 5 minutes to 30 days; 24 hours unless set).
+    let path = format!("/api/v1/workspaces/{}", ws.id);
+    let short =
+        app.admin(reqwest::Method::PATCH, &path).json(&json!({"media_link_ttl": "1m"})).send().await.unwrap();
+    assert_eq!(short.status(), 400);
+    let error: Value = short.json().await.unwrap();
+    assert_eq!(error["error"]["field"], "media_link_ttl");
+    let set =
+        app.admin(reqwest::Method::PATCH, &path).json(&json!({"media_link_ttl": "2h"})).send().await.unwrap();
+    let set: Value = set.json().await.unwrap();
+    assert_eq!(set["media_link_ttl"], "2h");
     let (linked, placeholders) = (Receiver::start().await, Receiver::start().await);
     app.create_webhook(&ws.id, json!({"url": linked.url, "media": "link"})).await;
     app.create_webhook(&ws.id, json!({"url": placeholders.url, "media": "placeholder"})).await;
@@ -310,11 +321,13 @@ async fn a_twilio_photo_opens_through_its_download_url_until_the_link_expires() 
     assert!(refused.text().await.unwrap().contains("redirect was refused"));
     assert_eq!(files.seen.lock().unwrap().len(), 2, "storage was not asked again");
 
-    // After its lifetime (24 hours by default) the link is refused, and Twilio is not asked.
-    app.advance(Duration::from_secs(24 * 3600));
+    // Within its lifetime it still opens; after it, it is refused, and Twilio is not asked.
+    app.advance(Duration::from_secs(2 * 3600 - 60));
+    assert_eq!(app.http.get(&link).send().await.unwrap().status(), 200);
+    app.advance(Duration::from_secs(60));
     let late = app.http.get(&link).send().await.unwrap();
     assert_eq!(late.status(), 410);
-    assert_eq!(twilio_api.seen.lock().unwrap().len(), 3, "Twilio is not asked for an expired link");
+    assert_eq!(twilio_api.seen.lock().unwrap().len(), 4, "Twilio is not asked for an expired link");
 }
 
 #[tokio::test]
@@ -399,6 +412,26 @@ async fn meta_and_wechat_media_are_fetched_with_the_sources_tokens() {
     }
     let asked: Vec<String> = weixin.seen.lock().unwrap().iter().map(|(p, _)| p.clone()).collect();
     assert_eq!(asked, ["/cgi-bin/token", "/cgi-bin/media/get", "/cgi-bin/media/get"], "one token for both");
+
+    // Chatwoot: its data_url, which needs no credential.
+    let files = storage().await;
+    let chatwoot =
+        source(&app, &ws, json!({"kind": "chatwoot", "name": "Chatwoot", "credentials": {}})).await;
+    let message = json!({"event": "message_created", "id": 501, "content": null, "message_type": "incoming",
+        "created_at": "2024-03-01T12:00:00Z", "private": false,
+        "attachments": [{"id": 9, "file_type": "image", "data_url": format!("{}/files/cw-9.jpg", files.base)}],
+        "sender": {"id": 14, "name": "Li Wei"},
+        "conversation": {"id": 207, "inbox_id": 3, "channel": "Channel::Api", "status": "open",
+            "meta": {"sender": {"id": 14, "name": "Li Wei", "type": "contact"}}}});
+    let posted =
+        app.http.post(chatwoot["inbound_url"].as_str().unwrap()).json(&message).send().await.unwrap();
+    assert_eq!(posted.status(), 200);
+    let payload = receiver.wait_for(4).await[3].json();
+    let link =
+        payload["message"]["attachments"][0]["download_url"].as_str().expect("a download_url").to_string();
+    let opened = app.http.get(&link).send().await.unwrap();
+    assert_eq!((opened.status(), opened.bytes().await.unwrap().as_ref()), (StatusCode::OK, PHOTO));
+    assert_eq!(files.seen.lock().unwrap().clone(), [("/files/cw-9.jpg".to_string(), None)]);
 }
 
 /// WeChat's URL signature: SHA-1 of the sorted token, timestamp and nonce.

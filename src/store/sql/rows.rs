@@ -50,7 +50,7 @@ macro_rules! rows {
         }
 
         pub(super) const WORKSPACE_COLUMNS: &str = "id, name, owner_email, timezone, granularity, account_full_name, \
-             account_email, account_phone, ingest_key, created_at, updated_at, locale";
+             account_email, account_phone, ingest_key, created_at, updated_at, locale, media_link_ttl_ms";
 
         pub(super) fn workspace(row: &$row) -> StoreResult<Workspace> {
             Ok(Workspace {
@@ -61,6 +61,7 @@ macro_rules! rows {
                 granularity: granularity(row.try_get("granularity")?),
                 account: account(row)?,
                 locale: row.try_get::<String, _>("locale")?.parse().unwrap_or_default(),
+                media_link_ttl: crate::domain::MediaLinkTtl::stored(row.try_get("media_link_ttl_ms")?),
                 ingest_key: row.try_get("ingest_key")?,
                 created_at: from_ms(row.try_get("created_at")?),
                 updated_at: from_ms(row.try_get("updated_at")?),
@@ -211,6 +212,7 @@ macro_rules! rows {
                 note_max_chars: crate::domain::NoteMaxChars::stored(row.try_get("note_max_chars")?),
                 locale: row.try_get::<String, _>("locale")?.parse().unwrap_or_default(),
                 media: row.try_get::<String, _>("media_choice")?.parse().unwrap_or_default(),
+                media_link_ttl: crate::domain::MediaLinkTtl::stored(row.try_get("media_link_ttl_ms")?),
                 flushed_at: from_ms(row.try_get("flushed_at")?),
             })
         }

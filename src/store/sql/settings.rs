@@ -15,7 +15,7 @@ macro_rules! settings {
                 workspace_stats,
             };
             use crate::domain::{
-                DeliveryStatus, EmailAddress, Event, Name, NoteMaxChars, Granularity, Locale, Media, Timezone, WebhookId, WorkspaceId,
+                DeliveryStatus, EmailAddress, Event, Name, NoteMaxChars, Granularity, Locale, Media, MediaLinkTtl, Timezone, WebhookId, WorkspaceId,
                 random_token,
             };
             use crate::store::rewindow::{Rewindow, Subscription, changes};
@@ -83,8 +83,8 @@ macro_rules! settings {
                             sqlx::query(
                                 "INSERT INTO workspaces (id, name, owner_email, timezone, granularity,
                                     account_full_name, account_email, account_phone, ingest_key, created_at,
-                                    updated_at, locale)
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
+                                    updated_at, locale, media_link_ttl_ms)
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)",
                             )
                             .bind(id.as_str())
                             .bind(new.name.as_str())
@@ -97,6 +97,7 @@ macro_rules! settings {
                             .bind(format!("ik_{}", random_token(32)))
                             .bind(now)
                             .bind(new.locale.as_str())
+                            .bind(new.media_link_ttl.millis())
                             .execute(&mut *conn)
                             .await?;
                             Ok(fetch_workspace(conn, &id).await?.expect("just inserted"))
@@ -132,7 +133,8 @@ macro_rules! settings {
                                     granularity = COALESCE($4, granularity),
                                     locale = COALESCE($5, locale),
                                     updated_at = $6,
-                                    {}
+                                    {},
+                                    media_link_ttl_ms = COALESCE($12, media_link_ttl_ms)
                                  WHERE id = $11",
                                 account_set(7)
                             );
@@ -145,6 +147,7 @@ macro_rules! settings {
                                 .bind(now);
                             let changed = bind_account!(query, &patch.account)
                             .bind(id.as_str())
+                            .bind(patch.media_link_ttl.map(MediaLinkTtl::millis))
                             .execute(&mut *conn)
                             .await?
                             .rows_affected();

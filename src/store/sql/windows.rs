@@ -35,7 +35,8 @@ macro_rules! windows {
                         "SELECT w.id, w.workspace_id, COALESCE(w.granularity, s.granularity) AS granularity,
                                 s.timezone, s.account_full_name, s.account_email, s.account_phone,
                                 w.bundled_before, w.granularity_changed_at, w.closing_boundary, w.flushed_at,
-                                w.closing_flush, w.note_max_chars, w.media_choice, s.locale
+                                w.closing_flush, w.note_max_chars, w.media_choice, s.locale,
+                                s.media_link_ttl_ms
                          FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id
                          WHERE w.sub_messages AND (CAST($1 AS TEXT) IS NULL OR w.workspace_id = $1)
                          ORDER BY w.created_at, w.id",

@@ -361,6 +361,22 @@ mod tests {
     }
 
     #[test]
+    fn a_sent_message_without_a_sender_is_the_accounts_in_the_note_and_the_payload() {
+        let mut reply = message(2, 30, "on its way");
+        reply.direction = Direction::Sent;
+        reply.sender = Party::default();
+        let parts = render_with(&[message(1, 25, "where is it?"), reply], "UTC", Limits::default());
+        let note = parts[0]["aggregation"].as_str().unwrap();
+        assert!(note.contains("from Amnon Haha on 2021-02-24 16:30: on its way"), "{note}");
+        assert!(parts[0]["aggregation_text"].as_str().unwrap().contains("from Amnon Haha"));
+        let sender = &parts[0]["messages"][1]["sender"];
+        assert_eq!(
+            (sender["full_name"].as_str(), sender["phone"].as_str()),
+            (Some("Amnon Haha"), Some("+972500000000"))
+        );
+    }
+
+    #[test]
     fn a_bundle_carries_timelinesai_keys_and_ours() {
         let parts =
             render_with(&[message(1, 25, "lorem ipsum"), message(2, 30, "dolor")], "UTC", Limits::default());

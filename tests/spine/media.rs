@@ -54,7 +54,9 @@ async fn storage() -> Vendor {
             "/files/{name}",
             get(|State(seen): State<Seen>, Path(name): Path<String>, headers: HeaderMap| async move {
                 note(&seen, &format!("/files/{name}"), &headers);
-                ([(header::CONTENT_TYPE, "image/jpeg")], PHOTO).into_response()
+                // A video over the tests' one-MiB cap.
+                let body = if name == "MEbig.jpg" { vec![0u8; 2 * 1024 * 1024] } else { PHOTO.to_vec() };
+                ([(header::CONTENT_TYPE, "image/jpeg")], body).into_response()
             }),
         )
         .with_state(seen.clone());
@@ -192,6 +194,7 @@ async fn a_twilio_photo_opens_through_its_download_url_until_the_link_expires() 
     let dir = test_dir();
     let mut config = test_config(&dir);
     config.vendors.twilio_api = twilio_api.base.clone();
+    config.vendors.media_max_mib = 1;
     let app = TestApp::spawn_with(dir, config, ManualClock::new(start_time())).await;
     let ws = app.workspace().await;
     // The workspace's links last two hours (from 5 minutes to 30 days; 24 hours unless set).
@@ -321,13 +324,34 @@ async fn a_twilio_photo_opens_through_its_download_url_until_the_link_expires() 
     assert!(refused.text().await.unwrap().contains("redirect was refused"));
     assert_eq!(files.seen.lock().unwrap().len(), 2, "storage was not asked again");
 
+    // A file over `media_max_mib` is not passed on.
+    let big_url = format!("{}/2010-04-01/Accounts/AC123/Messages/MM4/Media/MEbig", twilio_api.base);
+    post_twilio(
+        &app,
+        url,
+        &[
+            ("MessageSid", "MM4"),
+            ("AccountSid", "AC123"),
+            ("From", "whatsapp:+14017122661"),
+            ("NumMedia", "1"),
+            ("MediaUrl0", &big_url),
+            ("MediaContentType0", "video/mp4"),
+        ],
+    )
+    .await;
+    let fourth = linked.wait_for(4).await[3].json();
+    let big_link = fourth["message"]["attachments"][0]["download_url"].as_str().unwrap().to_string();
+    let refused = app.http.get(&big_link).send().await.unwrap();
+    assert_eq!(refused.status(), 502);
+    assert!(refused.text().await.unwrap().contains("too large"));
+
     // Within its lifetime it still opens; after it, it is refused, and Twilio is not asked.
     app.advance(Duration::from_secs(2 * 3600 - 60));
     assert_eq!(app.http.get(&link).send().await.unwrap().status(), 200);
     app.advance(Duration::from_secs(60));
     let late = app.http.get(&link).send().await.unwrap();
     assert_eq!(late.status(), 410);
-    assert_eq!(twilio_api.seen.lock().unwrap().len(), 4, "Twilio is not asked for an expired link");
+    assert_eq!(twilio_api.seen.lock().unwrap().len(), 5, "Twilio is not asked for an expired link");
 }
 
 #[tokio::test]

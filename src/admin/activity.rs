@@ -10,10 +10,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::instrument;
 
+use crate::domain::Need;
 use crate::domain::WebhookId;
 use crate::http::ApiError;
 use crate::http::Ids;
-use crate::http::auth::Admin;
+use crate::http::auth::Access;
 use crate::service::AppState;
 use crate::service::activity::{ActivityView, Format, LogFile, TestResult, download, send_test};
 
@@ -33,11 +34,11 @@ const LATEST: u32 = 10;
 )]
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn latest(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WebhookId>,
 ) -> Result<Json<Value>, ApiError> {
-    super::webhook(&state, &id).await?;
+    super::webhook(&state, &access, &id, Need::Read).await?;
     let rows = state.store.activity(&id, None, LATEST).await?;
     let rows: Vec<ActivityView> = rows.iter().map(ActivityView::from).collect();
     Ok(Json(json!({ "activity": rows })))
@@ -70,7 +71,7 @@ pub struct LogQuery {
 /// newest first, streamed page by page so a large log never sits in memory.
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn log(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WebhookId>,
     query: Result<Query<LogQuery>, QueryRejection>,
@@ -83,7 +84,7 @@ pub async fn log(
             return Err(ApiError::field("format", format!("must be jsonl or csv (got {other:?})")));
         }
     };
-    super::webhook(&state, &id).await?;
+    super::webhook(&state, &access, &id, Need::Read).await?;
     Ok(download(state.store.clone(), id, format).into_response())
 }
 
@@ -102,11 +103,11 @@ pub async fn log(
 /// `POST /api/v1/webhooks/{id}/test`: [`send_test`], answered with what happened.
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn test(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WebhookId>,
 ) -> Result<Json<TestResult>, ApiError> {
-    let webhook = super::webhook(&state, &id).await?;
+    let webhook = super::webhook(&state, &access, &id, Need::Change).await?;
     Ok(Json(send_test(&state, &webhook).await?))
 }
 

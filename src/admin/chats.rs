@@ -11,7 +11,8 @@ use tracing::{info, instrument};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{ChatId, EmailAddress, Name, WorkspaceId};
-use crate::http::auth::Admin;
+use crate::domain::{Need, Principal};
+use crate::http::auth::Access;
 use crate::http::{ApiError, Body, Ids, nullable};
 use crate::render::chat_url;
 use crate::service::AppState;
@@ -126,13 +127,26 @@ fn chat_id(id: &str) -> Result<ChatId, ApiError> {
     id.parse::<i64>().ok().filter(|id| *id > 0).map(ChatId).ok_or_else(|| ApiError::not_found("chat"))
 }
 
+/// The chat of a path's id with its workspace, if `access` may do `need` there; 404 otherwise.
+async fn chat(
+    state: &AppState,
+    access: &Principal,
+    id: &str,
+    need: Need,
+) -> Result<(ChatId, WorkspaceId, Chat), ApiError> {
+    let id = chat_id(id)?;
+    let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
+    super::allowed(access, &workspace_id, need, "chat")?;
+    Ok((id, workspace_id, chat))
+}
+
 #[utoipa::path(get, operation_id = "chats_list", path = "/api/v1/workspaces/{id}/chats", tag = "chats", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Workspace id"), ListQuery),
     responses((status = 200, description = "The workspace's chats, most recently active first", body = ChatList),
         crate::http::Errors))]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn list(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(workspace_id): Ids<WorkspaceId>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -146,7 +160,7 @@ pub async fn list(
     if offset > MAX_OFFSET {
         return Err(ApiError::field("offset", format!("must be at most {MAX_OFFSET}")));
     }
-    super::workspace(&state, &workspace_id).await?;
+    super::workspace(&state, &access, &workspace_id, Need::Read).await?;
     let chats = state.store.list_chats(&workspace_id, limit, offset).await?;
     Ok(Json(ChatList { chats: chats.into_iter().map(ChatLine::from).collect() }))
 }
@@ -157,12 +171,11 @@ pub async fn list(
         crate::http::Errors))]
 #[instrument(skip_all, fields(chat_id = %id))]
 pub async fn show(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ChatView>, ApiError> {
-    let (workspace_id, chat) =
-        state.store.get_chat(chat_id(&id)?).await?.ok_or_else(|| ApiError::not_found("chat"))?;
+    let (_, workspace_id, chat) = chat(&state, &access, &id, Need::Read).await?;
     Ok(Json(ChatView::new(workspace_id, chat, &state.public_url, state.clock.now())))
 }
 
@@ -172,11 +185,11 @@ pub async fn show(
         body = ChatView), crate::http::Errors))]
 #[instrument(skip_all, fields(chat_id = %id))]
 pub async fn rotate_token(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ChatView>, ApiError> {
-    let id = chat_id(&id)?;
+    let (id, _, _) = chat(&state, &access, &id, Need::Change).await?;
     state.store.rotate_chat_token(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
     let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
     info!("transcript link rotated");
@@ -210,12 +223,12 @@ pub struct UpdateChat {
 )]
 #[instrument(skip_all, fields(chat_id = %id))]
 pub async fn update(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Body(body): Body<UpdateChat>,
 ) -> Result<Json<ChatView>, ApiError> {
-    let id = chat_id(&id)?;
+    let (id, _, _) = chat(&state, &access, &id, Need::Change).await?;
     let owner = ChatOwner {
         name: body
             .responsible_name
@@ -280,11 +293,11 @@ pub struct SessionHistory {
         crate::http::Errors))]
 #[instrument(skip_all, fields(chat_id = %id))]
 pub async fn sessions(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<SessionHistory>, ApiError> {
-    let id = chat_id(&id)?;
+    let (id, _, _) = chat(&state, &access, &id, Need::Read).await?;
     let transitions = state.store.session_history(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
     Ok(Json(SessionHistory {
         chat_id: id.0,

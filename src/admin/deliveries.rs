@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::domain::Need;
 use crate::domain::{ChatId, DeliveryId, DeliveryKind, DeliveryStatus, WebhookId};
 use crate::http::ApiError;
 use crate::http::Ids;
-use crate::http::auth::Admin;
+use crate::http::auth::Access;
 use crate::service::AppState;
 use crate::store::DeliveryInfo;
 
@@ -87,7 +88,7 @@ pub struct DeliveryList {
 )]
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn list(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WebhookId>,
     query: Result<Query<DeliveriesQuery>, QueryRejection>,
@@ -101,7 +102,7 @@ pub async fn list(
     if offset > MAX_OFFSET {
         return Err(ApiError::field("offset", format!("must be at most {MAX_OFFSET}")));
     }
-    super::webhook(&state, &id).await?;
+    super::webhook(&state, &access, &id, Need::Read).await?;
     let deliveries = state.store.list_deliveries(&id, query.status, limit, offset).await?;
     Ok(Json(DeliveryList { deliveries: deliveries.into_iter().map(DeliveryView::from).collect() }))
 }
@@ -132,10 +133,11 @@ pub struct Resent {
 )]
 #[instrument(skip_all, fields(webhook_id = %id, delivery_id = %delivery_id))]
 pub async fn resend(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids((id, delivery_id)): Ids<(WebhookId, DeliveryId)>,
 ) -> Result<(StatusCode, Json<Resent>), ApiError> {
+    super::webhook(&state, &access, &id, Need::Change).await?;
     crate::service::deliveries::resend(&state, &id, &delivery_id).await?;
     Ok((StatusCode::ACCEPTED, Json(Resent { id: delivery_id, status: DeliveryStatus::Pending })))
 }

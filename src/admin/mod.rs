@@ -5,14 +5,17 @@ pub mod chats;
 pub mod deliveries;
 pub mod preview;
 pub mod sources;
+pub mod tokens;
 pub mod webhooks;
 pub mod workspaces;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::domain::{Account, EmailAddress, Name, Timezone, WebhookId, WorkspaceId};
-use crate::http::ApiError;
+use crate::domain::{
+    Account, EmailAddress, Name, Need, Principal, Refusal, Timezone, WebhookId, WorkspaceId,
+};
+use crate::http::{ApiError, ErrorCode};
 use crate::service::AppState;
 use crate::store::{Webhook, Workspace};
 
@@ -28,6 +31,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sources::show, sources::update, sources::delete))
         .routes(routes!(sources::show_one, sources::update_one, sources::delete_one))
         .routes(routes!(sources::rotate))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::delete))
         .routes(routes!(activity::latest))
         .routes(routes!(activity::log))
         .routes(routes!(activity::test))
@@ -51,14 +56,41 @@ async fn no_store(mut response: axum::response::Response) -> axum::response::Res
     response
 }
 
-/// The workspace, or a 404 saying there is none.
-pub async fn workspace(state: &AppState, id: &WorkspaceId) -> Result<Workspace, ApiError> {
+/// Whether `access` may do `need` in `workspace`, answered as the API answers: `404` naming
+/// `what` when the caller may not see the workspace (as if it did not exist), `403` when it may
+/// see it but not do this.
+pub fn allowed(access: &Principal, workspace: &WorkspaceId, need: Need, what: &str) -> Result<(), ApiError> {
+    match access.may(workspace, need) {
+        Ok(()) => Ok(()),
+        Err(Refusal::Hidden) => Err(ApiError::not_found(what)),
+        Err(Refusal::Forbidden) => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this API token is a viewer's: it may read this workspace, not change it",
+        )),
+    }
+}
+
+/// The workspace, if `access` may do `need` in it; a 404 saying there is none otherwise.
+pub async fn workspace(
+    state: &AppState,
+    access: &Principal,
+    id: &WorkspaceId,
+    need: Need,
+) -> Result<Workspace, ApiError> {
+    allowed(access, id, need, "workspace")?;
     state.store.get_workspace(id).await?.ok_or_else(|| ApiError::not_found("workspace"))
 }
 
-/// The webhook, or a 404 saying there is none.
-pub async fn webhook(state: &AppState, id: &WebhookId) -> Result<Webhook, ApiError> {
-    state.store.get_webhook(id).await?.ok_or_else(|| ApiError::not_found("webhook"))
+/// The webhook, if `access` may do `need` in its workspace; a 404 saying there is none otherwise.
+pub async fn webhook(
+    state: &AppState,
+    access: &Principal,
+    id: &WebhookId,
+    need: Need,
+) -> Result<Webhook, ApiError> {
+    let webhook = state.store.get_webhook(id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    allowed(access, &webhook.workspace_id, need, "webhook")?;
+    Ok(webhook)
 }
 
 /// A name as [`Name`] takes it, answered as an error naming `field`.

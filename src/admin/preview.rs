@@ -10,10 +10,11 @@ use serde_json::Value;
 use tracing::instrument;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::domain::Need;
 use crate::domain::{ChatId, WebhookId};
 use crate::http::ApiError;
 use crate::http::Ids;
-use crate::http::auth::Admin;
+use crate::http::auth::Access;
 use crate::service::AppState;
 use crate::service::preview::{self, ChatPreview};
 
@@ -83,13 +84,13 @@ pub struct WebhookPreview {
         crate::http::Errors))]
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn preview(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WebhookId>,
     query: Result<Query<PreviewQuery>, QueryRejection>,
 ) -> Result<Json<WebhookPreview>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::field("chat_id", e.body_text()))?;
-    let webhook = super::webhook(&state, &id).await?;
+    let webhook = super::webhook(&state, &access, &id, Need::Read).await?;
     let only = match query.chat_id {
         Some(id) if id > 0 => Some(ChatId(id)),
         Some(_) => return Err(ApiError::not_found("chat")),

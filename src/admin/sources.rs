@@ -13,10 +13,11 @@ use tracing::{info, instrument};
 
 use super::{account, name};
 use crate::domain::{Account, SourceId, SourceKind, WorkspaceId};
+use crate::domain::{Need, Principal};
 use crate::http::ApiError;
 use crate::http::Body;
 use crate::http::Ids;
-use crate::http::auth::Admin;
+use crate::http::auth::Access;
 use crate::service::AppState;
 use crate::service::sources::inbound_url;
 use crate::store::{NewSource, Source, SourcePatch};
@@ -61,8 +62,10 @@ pub struct SourceView {
     name: String,
     account: Account,
     enabled: bool,
-    /// Paste this into the channel's webhook settings.
-    inbound_url: String,
+    /// Paste this into the channel's webhook settings. Its key is a secret: a viewer's token
+    /// does not see it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inbound_url: Option<String>,
     credentials_set: Vec<String>,
     /// WeChat: the official account's type (`credentials.account_type`, `service` when unset),
     /// which decides what may be sent after the 48-hour reply window.
@@ -73,7 +76,8 @@ pub struct SourceView {
 }
 
 impl SourceView {
-    pub fn new(source: Source, public_url: &str) -> Self {
+    /// The source as `access` may see it (the inbound URL only for who may change the source).
+    pub fn new(source: Source, public_url: &str, access: &Principal) -> Self {
         let credentials_set = match &source.credentials {
             Value::Object(map) => map.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect(),
             _ => Vec::new(),
@@ -82,7 +86,7 @@ impl SourceView {
             .then(|| crate::domain::credentials::wechat::account_type(&source.credentials).as_str());
         SourceView {
             account_type,
-            inbound_url: inbound_url(public_url, &source),
+            inbound_url: access.sees_secrets(&source.workspace_id).then(|| inbound_url(public_url, &source)),
             id: source.id,
             workspace_id: source.workspace_id,
             kind: source.kind,
@@ -101,15 +105,25 @@ fn credentials(kind: SourceKind, given: Map<String, Value>) -> Result<Value, Api
     crate::domain::credentials::check(kind, given).map_err(|(field, why)| ApiError::field(field, why))
 }
 
-async fn owned(state: &AppState, workspace_id: &WorkspaceId, id: &SourceId) -> Result<Source, ApiError> {
-    match found(state, id).await? {
+/// The source of `workspace_id`, if `access` may do `need` there; 404 otherwise.
+async fn owned(
+    state: &AppState,
+    access: &Principal,
+    workspace_id: &WorkspaceId,
+    id: &SourceId,
+    need: Need,
+) -> Result<Source, ApiError> {
+    match found(state, access, id, need).await? {
         source if source.workspace_id == *workspace_id => Ok(source),
         _ => Err(ApiError::not_found("source")),
     }
 }
 
-async fn found(state: &AppState, id: &SourceId) -> Result<Source, ApiError> {
-    state.store.get_source(id).await?.ok_or_else(|| ApiError::not_found("source"))
+/// The source, if `access` may do `need` in its workspace; 404 otherwise.
+async fn found(state: &AppState, access: &Principal, id: &SourceId, need: Need) -> Result<Source, ApiError> {
+    let source = state.store.get_source(id).await?.ok_or_else(|| ApiError::not_found("source"))?;
+    super::allowed(access, &source.workspace_id, need, "source")?;
+    Ok(source)
 }
 
 #[utoipa::path(
@@ -127,12 +141,12 @@ async fn found(state: &AppState, id: &SourceId) -> Result<Source, ApiError> {
 )]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn create(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(workspace_id): Ids<WorkspaceId>,
     Body(body): Body<CreateSource>,
 ) -> Result<(StatusCode, Json<SourceView>), ApiError> {
-    super::workspace(&state, &workspace_id).await?;
+    super::workspace(&state, &access, &workspace_id, Need::Change).await?;
     let new = NewSource {
         workspace_id,
         kind: body.kind,
@@ -143,7 +157,7 @@ pub async fn create(
     };
     let source = state.store.create_source(new).await?;
     info!(source = %crate::telemetry::redact(source.id.as_str()), kind = source.kind.as_str(), "source created");
-    Ok((StatusCode::CREATED, Json(SourceView::new(source, &state.public_url))))
+    Ok((StatusCode::CREATED, Json(SourceView::new(source, &state.public_url, &access))))
 }
 
 #[utoipa::path(
@@ -160,17 +174,17 @@ pub async fn create(
 )]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn list(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(workspace_id): Ids<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
-    super::workspace(&state, &workspace_id).await?;
+    super::workspace(&state, &access, &workspace_id, Need::Read).await?;
     let sources: Vec<SourceView> = state
         .store
         .list_sources(&workspace_id)
         .await?
         .into_iter()
-        .map(|s| SourceView::new(s, &state.public_url))
+        .map(|s| SourceView::new(s, &state.public_url, &access))
         .collect();
     Ok(Json(json!({ "sources": sources })))
 }
@@ -192,11 +206,15 @@ pub async fn list(
 )]
 #[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn show(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids((workspace_id, id)): Ids<(WorkspaceId, SourceId)>,
 ) -> Result<Json<SourceView>, ApiError> {
-    Ok(Json(SourceView::new(owned(&state, &workspace_id, &id).await?, &state.public_url)))
+    Ok(Json(SourceView::new(
+        owned(&state, &access, &workspace_id, &id, Need::Read).await?,
+        &state.public_url,
+        &access,
+    )))
 }
 
 #[utoipa::path(
@@ -217,16 +235,21 @@ pub async fn show(
 )]
 #[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn update(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids((workspace_id, id)): Ids<(WorkspaceId, SourceId)>,
     Body(body): Body<UpdateSource>,
 ) -> Result<Json<SourceView>, ApiError> {
-    let source = owned(&state, &workspace_id, &id).await?;
-    updated(&state, source, body).await
+    let source = owned(&state, &access, &workspace_id, &id, Need::Change).await?;
+    updated(&state, &access, source, body).await
 }
 
-async fn updated(state: &AppState, source: Source, body: UpdateSource) -> Result<Json<SourceView>, ApiError> {
+async fn updated(
+    state: &AppState,
+    access: &Principal,
+    source: Source,
+    body: UpdateSource,
+) -> Result<Json<SourceView>, ApiError> {
     let patch = SourcePatch {
         name: body.name.as_deref().map(|n| name("name", n)).transpose()?,
         account: body.account.map(|a| account("account", a)).transpose()?,
@@ -237,7 +260,7 @@ async fn updated(state: &AppState, source: Source, body: UpdateSource) -> Result
     let source =
         state.store.update_source(&source.id, patch).await?.ok_or_else(|| ApiError::not_found("source"))?;
     info!("source updated");
-    Ok(Json(SourceView::new(source, &state.public_url)))
+    Ok(Json(SourceView::new(source, &state.public_url, access)))
 }
 
 #[utoipa::path(
@@ -257,11 +280,11 @@ async fn updated(state: &AppState, source: Source, body: UpdateSource) -> Result
 )]
 #[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn delete(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids((workspace_id, id)): Ids<(WorkspaceId, SourceId)>,
 ) -> Result<StatusCode, ApiError> {
-    owned(&state, &workspace_id, &id).await?;
+    owned(&state, &access, &workspace_id, &id, Need::Change).await?;
     deleted(&state, &id).await
 }
 
@@ -285,11 +308,11 @@ async fn deleted(state: &AppState, id: &SourceId) -> Result<StatusCode, ApiError
 )]
 #[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn show_one(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<SourceId>,
 ) -> Result<Json<SourceView>, ApiError> {
-    Ok(Json(SourceView::new(found(&state, &id).await?, &state.public_url)))
+    Ok(Json(SourceView::new(found(&state, &access, &id, Need::Read).await?, &state.public_url, &access)))
 }
 
 #[utoipa::path(
@@ -307,13 +330,13 @@ pub async fn show_one(
 )]
 #[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn update_one(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<SourceId>,
     Body(body): Body<UpdateSource>,
 ) -> Result<Json<SourceView>, ApiError> {
-    let source = found(&state, &id).await?;
-    updated(&state, source, body).await
+    let source = found(&state, &access, &id, Need::Change).await?;
+    updated(&state, &access, source, body).await
 }
 
 #[utoipa::path(
@@ -330,11 +353,11 @@ pub async fn update_one(
 )]
 #[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn delete_one(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<SourceId>,
 ) -> Result<StatusCode, ApiError> {
-    found(&state, &id).await?;
+    found(&state, &access, &id, Need::Change).await?;
     deleted(&state, &id).await
 }
 
@@ -354,13 +377,14 @@ pub async fn delete_one(
 /// (for a channel that signs nothing, the URL is the whole secret). Its chats and messages stay.
 #[instrument(skip_all, fields(source = %crate::telemetry::redact(id.as_str())))]
 pub async fn rotate(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<SourceId>,
 ) -> Result<Json<SourceView>, ApiError> {
+    found(&state, &access, &id, Need::Change).await?;
     let source = state.store.rotate_inbound_key(&id).await?.ok_or_else(|| ApiError::not_found("source"))?;
     info!(kind = source.kind.as_str(), "inbound URL rotated; the old one answers 404");
-    Ok(Json(SourceView::new(source, &state.public_url)))
+    Ok(Json(SourceView::new(source, &state.public_url, &access)))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -11,13 +11,14 @@ use serde_json::{Value, json};
 use tracing::{info, instrument};
 
 use crate::deliver::SigningSecret;
+use crate::domain::Need;
 use crate::domain::{
     DeliveryTimeout, Event, Granularity, Media, NoteMaxChars, WebhookId, WebhookUrl, WorkspaceId,
     unmasked_url,
 };
 use crate::http::ApiError;
 use crate::http::Ids;
-use crate::http::auth::Admin;
+use crate::http::auth::Access;
 use crate::http::{Body, nullable};
 use crate::service;
 use crate::service::AppState;
@@ -191,12 +192,12 @@ fn timeout(value: &str) -> Result<Duration, ApiError> {
 )]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn create(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(workspace_id): Ids<WorkspaceId>,
     Body(body): Body<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
-    super::workspace(&state, &workspace_id).await?;
+    super::workspace(&state, &access, &workspace_id, Need::Change).await?;
     let secret = body.secret.map(secret).transpose()?.flatten();
     let new = NewWebhook {
         workspace_id,
@@ -230,11 +231,11 @@ pub async fn create(
 )]
 #[instrument(skip_all, fields(workspace_id = %workspace_id))]
 pub async fn list(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(workspace_id): Ids<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
-    let workspace = super::workspace(&state, &workspace_id).await?;
+    let workspace = super::workspace(&state, &access, &workspace_id, Need::Read).await?;
     let webhooks: Vec<WebhookView> = state
         .store
         .list_webhooks(&workspace_id)
@@ -259,11 +260,11 @@ pub async fn list(
 )]
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn show(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WebhookId>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let webhook = super::webhook(&state, &id).await?;
+    let webhook = super::webhook(&state, &access, &id, Need::Read).await?;
     Ok(Json(view(&state, webhook).await?))
 }
 
@@ -282,12 +283,12 @@ pub async fn show(
 )]
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn update(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WebhookId>,
     Body(body): Body<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let before = super::webhook(&state, &id).await?;
+    let before = super::webhook(&state, &access, &id, Need::Change).await?;
     let secret = body.secret.map(|s| s.map(secret).transpose().map(Option::flatten)).transpose()?;
     let patch = WebhookPatch {
         url: match body.url.as_deref() {
@@ -331,10 +332,11 @@ pub async fn update(
 )]
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn delete(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WebhookId>,
 ) -> Result<StatusCode, ApiError> {
+    super::webhook(&state, &access, &id, Need::Change).await?;
     if state.store.delete_webhook(&id).await? {
         info!("webhook deleted");
         Ok(StatusCode::NO_CONTENT)

@@ -10,10 +10,11 @@ use tracing::{info, instrument};
 
 use super::{account, email, name, timezone};
 use crate::domain::{Account, Granularity, Locale, MediaLinkTtl, WorkspaceId};
+use crate::domain::{Need, Principal};
 use crate::http::ApiError;
 use crate::http::Body;
 use crate::http::Ids;
-use crate::http::auth::Admin;
+use crate::http::auth::{Access, Admin};
 use crate::service;
 use crate::service::AppState;
 use crate::store::{NewWorkspace, Workspace, WorkspacePatch, WorkspaceStats};
@@ -35,14 +36,17 @@ pub struct WorkspaceView {
     locale: Locale,
     /// How long its media links (`download_url`) work after their payload is made, e.g. `1day`.
     media_link_ttl: String,
-    /// The bearer key that authorises ingest into this workspace alone.
-    ingest_key: String,
+    /// The bearer key that authorises ingest into this workspace alone (not shown to a viewer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingest_key: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
-impl From<Workspace> for WorkspaceView {
-    fn from(w: Workspace) -> Self {
+impl WorkspaceView {
+    /// The workspace as `access` may see it (the ingest key only for who may change it).
+    pub fn new(w: Workspace, access: &Principal) -> Self {
+        let ingest_key = access.sees_secrets(&w.id).then_some(w.ingest_key);
         WorkspaceView {
             id: w.id,
             name: w.name.into_string(),
@@ -52,7 +56,7 @@ impl From<Workspace> for WorkspaceView {
             account: w.account,
             locale: w.locale,
             media_link_ttl: w.media_link_ttl.to_string(),
-            ingest_key: w.ingest_key,
+            ingest_key,
             created_at: w.created_at,
             updated_at: w.updated_at,
         }
@@ -172,7 +176,7 @@ pub async fn create(
     };
     let workspace = state.store.create_workspace(new).await?;
     info!(workspace_id = %workspace.id, "workspace created");
-    Ok((StatusCode::CREATED, Json(workspace.into())))
+    Ok((StatusCode::CREATED, Json(WorkspaceView::new(workspace, &Principal::Operator))))
 }
 
 #[utoipa::path(
@@ -187,9 +191,17 @@ pub async fn create(
     )
 )]
 #[instrument(skip_all)]
-pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<WorkspaceList>, ApiError> {
-    let workspaces = state.store.list_workspaces().await?;
-    Ok(Json(WorkspaceList { workspaces: workspaces.into_iter().map(WorkspaceView::from).collect() }))
+pub async fn list(
+    Access(access): Access,
+    State(state): State<AppState>,
+) -> Result<Json<WorkspaceList>, ApiError> {
+    // A workspace's token lists its own workspace alone.
+    let workspaces = match access.only_workspace() {
+        None => state.store.list_workspaces().await?,
+        Some(own) => state.store.get_workspace(own).await?.into_iter().collect(),
+    };
+    let workspaces = workspaces.into_iter().map(|w| WorkspaceView::new(w, &access)).collect();
+    Ok(Json(WorkspaceList { workspaces }))
 }
 
 #[utoipa::path(
@@ -206,12 +218,12 @@ pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Worksp
 )]
 #[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn show(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WorkspaceId>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
-    let workspace = super::workspace(&state, &id).await?;
-    Ok(Json(workspace.into()))
+    let workspace = super::workspace(&state, &access, &id, Need::Read).await?;
+    Ok(Json(WorkspaceView::new(workspace, &access)))
 }
 
 #[utoipa::path(
@@ -229,11 +241,12 @@ pub async fn show(
 )]
 #[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn update(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WorkspaceId>,
     Body(body): Body<UpdateWorkspace>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
+    super::allowed(&access, &id, Need::Change, "workspace")?;
     let patch = WorkspacePatch {
         name: body.name.as_deref().map(|n| name("name", n)).transpose()?,
         owner_email: body.owner_email.as_deref().map(|e| email("owner_email", e)).transpose()?,
@@ -247,7 +260,7 @@ pub async fn update(
         state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
     service::workspaces::changed(&state, &id);
     info!("workspace updated");
-    Ok(Json(workspace.into()))
+    Ok(Json(WorkspaceView::new(workspace, &access)))
 }
 
 #[utoipa::path(
@@ -264,11 +277,11 @@ pub async fn update(
 )]
 #[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn stats(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WorkspaceId>,
 ) -> Result<Json<StatsView>, ApiError> {
-    super::workspace(&state, &id).await?;
+    super::workspace(&state, &access, &id, Need::Read).await?;
     Ok(Json(state.store.workspace_stats(&id).await?.into()))
 }
 
@@ -287,11 +300,11 @@ pub async fn stats(
 /// `POST /api/v1/workspaces/{id}/flush`: releases every open window of the workspace now.
 #[instrument(skip_all, fields(workspace_id = %id))]
 pub async fn flush(
-    _: Admin,
+    Access(access): Access,
     State(state): State<AppState>,
     Ids(id): Ids<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
-    super::workspace(&state, &id).await?;
+    super::workspace(&state, &access, &id, Need::Change).await?;
     let deliveries = state.closer.flush(&id).await?;
     Ok(Json(json!({ "deliveries": deliveries })))
 }

@@ -8,6 +8,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 
+mod access;
 mod chat;
 pub mod credentials;
 mod delivery;
@@ -16,6 +17,7 @@ mod media;
 pub mod schedule;
 pub mod session;
 
+pub use access::{Need, Principal, Refusal, Role};
 pub use chat::{Chat, ChatInfo, FirstMessages, MessageEdit, NewMessage, StoredMessage, named_sender};
 pub use delivery::{AttemptFailure, SwitchedOff};
 pub use input::{DeliveryTimeout, EmailAddress, Invalid, MediaLinkTtl, Name, NoteMaxChars};
@@ -585,6 +587,12 @@ impl InboundKey {
         InboundKey(key)
     }
 }
+
+text_id!(
+    /// A workspace's API token's id, `tok_…` (not the token itself, which is shown once).
+    TokenId,
+    "tok"
+);
 
 text_id!(
     /// A delivery's id: the `webhook-id` header it is sent under (`msg_…`, `b_…`, `ses_…`).

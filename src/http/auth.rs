@@ -10,8 +10,8 @@ use subtle::ConstantTimeEq;
 
 use super::server::Client;
 use super::throttle::Guessed;
-use super::{ApiError, HttpState};
-use crate::domain::WorkspaceId;
+use super::{ApiError, ErrorCode, HttpState};
+use crate::domain::{Principal, WorkspaceId};
 
 /// The bearer token of a request, if it carries one.
 pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
@@ -93,6 +93,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Caller::from_request_parts(parts, state).await? {
             Caller::Admin => Ok(Admin),
+            // A workspace's API token is a credential, but not for what only the operator does.
+            Caller::Key(key, _) if api_token(&HttpState::from_ref(state), &key).await?.is_some() => {
+                Err(ApiError::new(ErrorCode::Forbidden, "only the operator (the admin token) may do this"))
+            }
             Caller::Key(_, client) => Err(wrong(
                 &HttpState::from_ref(state),
                 client,
@@ -101,6 +105,61 @@ where
             )),
         }
     }
+}
+
+/// The caller of a route a workspace's API token may use as well as the operator: who it is,
+/// for the handler to check against the workspace of what it touches
+/// ([`crate::domain::Principal::may`]).
+pub struct Access(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Access
+where
+    HttpState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = &HttpState::from_ref(state);
+        let token = bearer(parts)?;
+        if same_secret(token, &state.admin_token) {
+            return Ok(Access(Principal::Operator));
+        }
+        if let Some(principal) = api_token(state, token).await? {
+            return Ok(Access(principal));
+        }
+        let client = Client::of(parts, &state.http.trusted_proxies);
+        Err(wrong(
+            state,
+            client,
+            Guessed::AdminToken,
+            "the bearer token is neither the admin token nor an API token",
+        ))
+    }
+}
+
+/// Scoped API tokens begin so, which tells them from the admin token and ingest keys.
+pub const API_TOKEN_PREFIX: &str = "cbt_";
+
+/// What the store keeps of an API token: its SHA-256, hex (the token is 40 random characters,
+/// so a fast hash is enough; it is compared by lookup, never by a loop over tokens).
+pub fn api_token_hash(token: &str) -> String {
+    use sha2::Digest;
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The principal of an API token that exists (its use noted), or `None`.
+async fn api_token(state: &HttpState, token: &str) -> Result<Option<Principal>, ApiError> {
+    if !token.starts_with(API_TOKEN_PREFIX) || token.len() > 64 {
+        return Ok(None);
+    }
+    let Some(found) = state.store.api_token_by_hash(&api_token_hash(token)).await? else { return Ok(None) };
+    state.store.note_api_token_use(&found.id, state.clock.now()).await?;
+    Ok(Some(Principal::Token {
+        id: found.id,
+        name: found.name.into_string(),
+        workspace: found.workspace_id,
+        role: found.role,
+    }))
 }
 
 /// The name of the web page's session cookie.

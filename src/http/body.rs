@@ -134,6 +134,10 @@ async fn authenticated(state: &HttpState, parts: &Parts) -> bool {
         if same_secret(token, &state.admin_token) {
             return true;
         }
+        if token.starts_with(super::auth::API_TOKEN_PREFIX) {
+            let hash = super::auth::api_token_hash(token);
+            return matches!(state.store.api_token_by_hash(&hash).await, Ok(Some(_)));
+        }
         if let Some(workspace) = ingest_workspace(parts.uri.path())
             && let Ok(Some(ws)) = state.workspaces.get(&state.store, &workspace).await
         {

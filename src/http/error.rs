@@ -32,6 +32,9 @@ pub enum ErrorCode {
     BadVerifyToken,
     /// The request is for another business account than the source's.
     WrongAccount,
+    /// A credential that may not do this (a viewer changing something, a workspace's token on
+    /// an instance route).
+    Forbidden,
     /// No such record or route.
     NotFound,
     /// The route does not take this method.
@@ -64,6 +67,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unauthorized | ErrorCode::BadSignature => StatusCode::UNAUTHORIZED,
             ErrorCode::BadVerifyToken | ErrorCode::WrongAccount => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -214,7 +218,10 @@ pub enum Errors {
     /// No bearer token, or not the right one.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
-    /// No such workspace, webhook, source or chat.
+    /// A workspace's API token that may not do this: a viewer's change, or an instance route.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such workspace (or one the caller's token does not open), webhook, source or chat.
     #[response(status = 404)]
     NotFound(ErrorBody),
     /// The body is over 1 MiB (or an array over 1,000 messages, or a text over 64 KiB).
@@ -272,6 +279,6 @@ mod tests {
             let wire = serde_json::to_value(code).unwrap();
             assert!(documented.contains(&wire.as_str().unwrap()), "{wire} is not in the document");
         }
-        assert_eq!(documented.len(), 18, "every code is documented once: {documented:?}");
+        assert_eq!(documented.len(), 19, "every code is documented once: {documented:?}");
     }
 }

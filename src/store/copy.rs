@@ -19,10 +19,11 @@ use super::{StoreError, StoreOptions};
 use crate::clock::SharedClock;
 
 /// The tables copied, parents before children.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "workspaces",
     "webhooks",
     "sources",
+    "api_tokens",
     "chats",
     "session_history",
     "messages",

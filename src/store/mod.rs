@@ -25,6 +25,7 @@
 //! must keep are written on the traits, and `tests/spine/conformance.rs` checks each of them
 //! against every implementation.
 
+mod access;
 mod activity;
 mod chats;
 pub mod copy;
@@ -48,6 +49,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
+pub use access::*;
 pub use activity::*;
 pub use chats::*;
 pub use ingest::*;
@@ -133,7 +135,8 @@ pub trait WebSessions: Send + Sync {
 /// Everything a store provides: what the application holds and hands to each part, which sees
 /// it through the narrow trait it needs.
 pub trait Store:
-    WorkspaceStore
+    AccessStore
+    + WorkspaceStore
     + WebhookStore
     + SourceStore
     + IngestStore

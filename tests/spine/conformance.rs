@@ -1346,6 +1346,47 @@ pub async fn what_a_channel_says_of_replying_is_kept_until_it_says_otherwise(fac
     assert!(ReplyState::of(&chat().await, world.now()).can_reply);
 }
 
+/// A workspace's API tokens: found by their hash until revoked (at once, for every reader),
+/// listed per workspace, revoked only through their own workspace, their use noted at most once
+/// a minute.
+pub async fn an_api_token_is_found_by_its_hash_until_it_is_revoked(factory: &dyn Factory) {
+    use chatbundle::domain::{Name, Role};
+    use chatbundle::store::NewApiToken;
+    let world = World::new(factory).await;
+    let other = world.other_workspace("other").await;
+    let new = |workspace: &WorkspaceId, name: &str, hash: &str| NewApiToken {
+        workspace_id: workspace.clone(),
+        name: Name::parse(name).unwrap(),
+        role: Role::Viewer,
+        token_hash: hash.into(),
+        created_by: "operator".into(),
+    };
+    let zap = world.store.create_api_token(new(&world.workspace, "Zapier", "hash-1")).await.unwrap();
+    world.store.create_api_token(new(&other, "CRM", "hash-2")).await.unwrap();
+    assert!(
+        world.store.create_api_token(new(&world.workspace, "Again", "hash-1")).await.is_err(),
+        "hashes are unique"
+    );
+    let found = world.store.api_token_by_hash("hash-1").await.unwrap().expect("found by its hash");
+    assert_eq!((found.id.clone(), found.role, found.last_used_at), (zap.id.clone(), Role::Viewer, None));
+    let listed = world.store.list_api_tokens(&world.workspace).await.unwrap();
+    assert_eq!(listed.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["Zapier"]);
+
+    let used = world.now();
+    world.store.note_api_token_use(&zap.id, used).await.unwrap();
+    world.store.note_api_token_use(&zap.id, used + chrono::Duration::seconds(30)).await.unwrap();
+    let seen = world.store.api_token_by_hash("hash-1").await.unwrap().unwrap().last_used_at;
+    assert_eq!(seen, Some(used), "within the minute, the first use stands");
+    world.store.note_api_token_use(&zap.id, used + chrono::Duration::seconds(61)).await.unwrap();
+    let seen = world.store.api_token_by_hash("hash-1").await.unwrap().unwrap().last_used_at;
+    assert_eq!(seen, Some(used + chrono::Duration::seconds(61)));
+
+    assert!(!world.store.revoke_api_token(&other, &zap.id).await.unwrap(), "not through another workspace");
+    assert!(world.store.revoke_api_token(&world.workspace, &zap.id).await.unwrap());
+    assert_eq!(world.store.api_token_by_hash("hash-1").await.unwrap(), None, "refused from the commit on");
+    assert!(world.store.api_token_by_hash("hash-2").await.unwrap().is_some(), "the other stays");
+}
+
 /// After a WeChat chat's reply window the business's messages count against the account's
 /// allowance; the message that uses it up queues one OUTGOING_LIMIT_REACHED event (later ones
 /// none), and the chat keeps the count.
@@ -1483,6 +1524,7 @@ macro_rules! conformance {
             case!(a_chat_owner_set_by_hand_stays_until_a_message_names_another);
             case!(an_edit_changes_a_stored_message_in_place_and_a_button_answer_keeps_its_choice);
             case!(what_a_channel_says_of_replying_is_kept_until_it_says_otherwise);
+            case!(an_api_token_is_found_by_its_hash_until_it_is_revoked);
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
             case!(messages_move_sessions_and_each_move_is_recorded_once);
             case!(racing_messages_move_a_session_once);

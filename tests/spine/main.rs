@@ -1,6 +1,7 @@
 //! End-to-end tests of the spine: the daemon on port 0 with a real SQLite file, a real HTTP
 //! receiver, and time driven through an injected clock.
 
+mod access;
 mod admin;
 mod architecture;
 mod browser;

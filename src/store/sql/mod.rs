@@ -15,6 +15,7 @@
 //! SQLite's group-commit writer and its merged ingest and results, PostgreSQL's advisory locks,
 //! `SKIP LOCKED` claims and combined transactions.
 
+mod access;
 mod chats;
 mod health;
 mod ingest;
@@ -26,6 +27,7 @@ mod settings;
 mod sources;
 mod windows;
 
+pub(super) use access::access;
 pub(super) use chats::chats;
 pub(super) use health::health;
 pub(super) use ingest::ingest;

@@ -345,6 +345,25 @@ macro_rules! rows {
         pub(super) const WEBHOOKS: (&str, &str, fn(&$row) -> StoreResult<Webhook>) =
             ("webhooks", WEBHOOK_COLUMNS, webhook);
         pub(super) const SOURCES: (&str, &str, fn(&$row) -> StoreResult<Source>) = ("sources", SOURCE_COLUMNS, source);
+        pub(super) const API_TOKENS: (&str, &str, fn(&$row) -> StoreResult<crate::store::ApiToken>) = (
+            "api_tokens",
+            "id, workspace_id, name, role, created_by, created_at, last_used_at",
+            api_token,
+        );
+
+        /// A scoped API token (never the token: it is not kept).
+        pub(super) fn api_token(row: &$row) -> StoreResult<crate::store::ApiToken> {
+            Ok(crate::store::ApiToken {
+                id: crate::domain::TokenId::stored(row.try_get::<String, _>("id")?),
+                workspace_id: crate::domain::WorkspaceId::stored(row.try_get::<String, _>("workspace_id")?),
+                name: crate::domain::Name::stored(row.try_get("name")?),
+                // The column's CHECK allows only these two; anything else reads as the lesser.
+                role: row.try_get::<String, _>("role")?.parse().unwrap_or(crate::domain::Role::Viewer),
+                created_by: row.try_get("created_by")?,
+                created_at: from_ms(row.try_get("created_at")?),
+                last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(from_ms),
+            })
+        }
 
         /// The webhook, or `None`.
         pub(super) async fn fetch_webhook(

@@ -1,0 +1,156 @@
+//! Scoped API tokens: a workspace's token acts in its workspace alone, as an admin or a viewer;
+//! anything of another workspace answers 404 (as if it did not exist), an instance route 403.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn token(app: &TestApp, ws: &Workspace, name: &str, role: &str) -> Value {
+    let path = format!("/api/v1/workspaces/{}/tokens", ws.id);
+    let made =
+        app.admin(Method::POST, &path).json(&json!({"name": name, "role": role})).send().await.unwrap();
+    assert_eq!(made.status(), 201, "making a token");
+    made.json().await.unwrap()
+}
+
+fn with(app: &TestApp, token: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
+    app.http.request(method, app.url(path)).bearer_auth(token)
+}
+
+#[tokio::test]
+async fn a_workspace_token_opens_its_workspace_alone_and_a_revoked_one_nothing() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.workspace().await, app.workspace().await);
+    let receiver = Receiver::start().await;
+    let b_hook = app.create_webhook(&b.id, json!({"url": receiver.url})).await;
+    let made = token(&app, &a, "Zapier", "admin").await;
+    let secret = made["token"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("cbt_") && secret.len() == 44, "{secret}");
+    assert_eq!((made["name"].as_str(), made["role"].as_str()), (Some("Zapier"), Some("admin")));
+    assert_eq!(made["created_by"], "operator");
+
+    // Its own workspace: everything an admin does there.
+    let listed: Value =
+        with(&app, &secret, Method::GET, "/api/v1/workspaces").send().await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> =
+        listed["workspaces"].as_array().unwrap().iter().map(|w| w["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [a.id.as_str()], "only its workspace");
+    let hooks = format!("/api/v1/workspaces/{}/webhooks", a.id);
+    let created =
+        with(&app, &secret, Method::POST, &hooks).json(&json!({"url": receiver.url})).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let own: Value = created.json().await.unwrap();
+    let own_path = format!("/api/v1/webhooks/{}", own["id"].as_str().unwrap());
+    let patched =
+        with(&app, &secret, Method::PATCH, &own_path).json(&json!({"enabled": false})).send().await.unwrap();
+    assert_eq!(patched.status(), 200);
+    let path = format!("/api/v1/workspaces/{}", a.id);
+    let shown: Value = with(&app, &secret, Method::GET, &path).send().await.unwrap().json().await.unwrap();
+    assert_eq!(shown["ingest_key"], a.ingest_key.as_str(), "an admin sees the ingest key");
+
+    // Another workspace does not exist to it; instance routes are the operator's.
+    let b_path = format!("/api/v1/webhooks/{}", b_hook["id"].as_str().unwrap());
+    for (method, path) in [
+        (Method::GET, b_path.clone()),
+        (Method::DELETE, b_path.clone()),
+        (Method::GET, format!("/api/v1/workspaces/{}", b.id)),
+        (Method::GET, format!("/api/v1/workspaces/{}/webhooks", b.id)),
+        (Method::POST, format!("/api/v1/workspaces/{}/tokens", b.id)),
+    ] {
+        let answer = with(&app, &secret, method.clone(), &path)
+            .json(&json!({"name": "x", "role": "admin"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        let error: Value = answer.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "not_found");
+    }
+    let new = json!({"name": "Other", "owner_email": "o@b.example"});
+    let refused = with(&app, &secret, Method::POST, "/api/v1/workspaces").json(&new).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(
+        app.admin(Method::GET, &b_path).send().await.unwrap().status().is_success(),
+        "B's webhook is untouched"
+    );
+
+    // A token made by a token says so; the list never shows a token, and says when it was used.
+    let tokens = format!("/api/v1/workspaces/{}/tokens", a.id);
+    let second = with(&app, &secret, Method::POST, &tokens)
+        .json(&json!({"name": "CRM", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(second["created_by"], "token:Zapier");
+    let list = with(&app, &secret, Method::GET, &tokens).send().await.unwrap().text().await.unwrap();
+    assert!(!list.contains(&secret) && !list.contains(second["token"].as_str().unwrap()), "{list}");
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let zapier = list["tokens"].as_array().unwrap().iter().find(|t| t["name"] == "Zapier").unwrap();
+    assert!(zapier["last_used_at"].is_string(), "{zapier}");
+
+    // Revoked: refused at once. A made-up token is no token either.
+    let revoke = format!("{tokens}/{}", made["id"].as_str().unwrap());
+    assert_eq!(app.admin(Method::DELETE, &revoke).send().await.unwrap().status(), StatusCode::NO_CONTENT);
+    let after = with(&app, &secret, Method::GET, "/api/v1/workspaces").send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    let made_up = format!("cbt_{}", "x".repeat(40));
+    assert_eq!(
+        with(&app, &made_up, Method::GET, &path).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.admin(Method::DELETE, &revoke).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_viewer_token_reads_without_secrets_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    let receiver = Receiver::start().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let source_path = format!("/api/v1/workspaces/{}/sources", ws.id);
+    let source = app
+        .admin(Method::POST, &source_path)
+        .json(&json!({"kind": "zoho_desk", "name": "Desk", "credentials": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(source.status(), 201);
+    app.ingest(&ws, &message("m-1", "c-1", "hello")).await;
+    let viewer = token(&app, &ws, "Reports", "viewer").await["token"].as_str().unwrap().to_string();
+
+    let path = format!("/api/v1/workspaces/{}", ws.id);
+    let shown: Value = with(&app, &viewer, Method::GET, &path).send().await.unwrap().json().await.unwrap();
+    assert_eq!(shown["name"], "Acme");
+    assert!(shown.get("ingest_key").is_none(), "no ingest key for a viewer: {shown}");
+    let sources: Value =
+        with(&app, &viewer, Method::GET, &source_path).send().await.unwrap().json().await.unwrap();
+    assert!(sources["sources"][0].get("inbound_url").is_none(), "no inbound URL (its key) for a viewer");
+    let hook_path = format!("/api/v1/webhooks/{}", hook["id"].as_str().unwrap());
+    assert_eq!(with(&app, &viewer, Method::GET, &hook_path).send().await.unwrap().status(), StatusCode::OK);
+    let chats: Value = with(&app, &viewer, Method::GET, &format!("/api/v1/workspaces/{}/chats", ws.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chats["chats"].as_array().unwrap().len(), 1, "a viewer reads chats");
+
+    for (method, path, body) in [
+        (Method::PATCH, hook_path.clone(), json!({"enabled": false})),
+        (Method::DELETE, hook_path.clone(), json!({})),
+        (Method::PATCH, path.clone(), json!({"name": "Mine"})),
+        (Method::POST, format!("{path}/flush"), json!({})),
+        (Method::POST, format!("{path}/tokens"), json!({"name": "more", "role": "admin"})),
+        (Method::GET, format!("{path}/tokens"), json!({})),
+    ] {
+        let answer = with(&app, &viewer, method.clone(), &path).json(&body).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{method} {path}");
+        let error: Value = answer.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "forbidden");
+    }
+    let still: Value = app.admin(Method::GET, &hook_path).send().await.unwrap().json().await.unwrap();
+    assert_eq!(still["enabled"], true, "nothing changed");
+}

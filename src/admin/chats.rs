@@ -189,8 +189,10 @@ pub async fn rotate_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ChatView>, ApiError> {
-    let (id, _, _) = chat(&state, &access, &id, Need::Change).await?;
+    let (id, workspace, _) = chat(&state, &access, &id, Need::Change).await?;
     state.store.rotate_chat_token(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
+    crate::service::workspaces::chat_noted(&state, &workspace, id, "transcript_rotated", &access.actor())
+        .await;
     let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
     info!("transcript link rotated");
     Ok(Json(ChatView::new(workspace_id, chat, &state.public_url, state.clock.now())))
@@ -228,7 +230,7 @@ pub async fn update(
     Path(id): Path<String>,
     Body(body): Body<UpdateChat>,
 ) -> Result<Json<ChatView>, ApiError> {
-    let (id, _, _) = chat(&state, &access, &id, Need::Change).await?;
+    let (id, workspace, _) = chat(&state, &access, &id, Need::Change).await?;
     let owner = ChatOwner {
         name: body
             .responsible_name
@@ -242,6 +244,7 @@ pub async fn update(
             .transpose()?,
     };
     state.store.set_chat_owner(id, owner).await?.ok_or_else(|| ApiError::not_found("chat"))?;
+    crate::service::workspaces::chat_noted(&state, &workspace, id, "chat_owner_set", &access.actor()).await;
     let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| ApiError::not_found("chat"))?;
     info!("chat owner set");
     Ok(Json(ChatView::new(workspace_id, chat, &state.public_url, state.clock.now())))

@@ -138,6 +138,6 @@ pub async fn resend(
     Ids((id, delivery_id)): Ids<(WebhookId, DeliveryId)>,
 ) -> Result<(StatusCode, Json<Resent>), ApiError> {
     super::webhook(&state, &access, &id, Need::Change).await?;
-    crate::service::deliveries::resend(&state, &id, &delivery_id).await?;
+    crate::service::deliveries::resend(&state, &id, &delivery_id, &access.actor()).await?;
     Ok((StatusCode::ACCEPTED, Json(Resent { id: delivery_id, status: DeliveryStatus::Pending })))
 }

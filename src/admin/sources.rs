@@ -156,6 +156,7 @@ pub async fn create(
         enabled: body.enabled.unwrap_or(true),
     };
     let source = state.store.create_source(new).await?;
+    crate::service::workspaces::source_noted(&state, &source, "source_created", &access.actor()).await;
     info!(source = %crate::telemetry::redact(source.id.as_str()), kind = source.kind.as_str(), "source created");
     Ok((StatusCode::CREATED, Json(SourceView::new(source, &state.public_url, &access))))
 }
@@ -259,6 +260,7 @@ async fn updated(
     };
     let source =
         state.store.update_source(&source.id, patch).await?.ok_or_else(|| ApiError::not_found("source"))?;
+    crate::service::workspaces::source_noted(state, &source, "source_changed", &access.actor()).await;
     info!("source updated");
     Ok(Json(SourceView::new(source, &state.public_url, access)))
 }
@@ -284,12 +286,13 @@ pub async fn delete(
     State(state): State<AppState>,
     Ids((workspace_id, id)): Ids<(WorkspaceId, SourceId)>,
 ) -> Result<StatusCode, ApiError> {
-    owned(&state, &access, &workspace_id, &id, Need::Change).await?;
-    deleted(&state, &id).await
+    let source = owned(&state, &access, &workspace_id, &id, Need::Change).await?;
+    deleted(&state, &source, &access.actor()).await
 }
 
-async fn deleted(state: &AppState, id: &SourceId) -> Result<StatusCode, ApiError> {
-    state.store.delete_source(id).await?;
+async fn deleted(state: &AppState, source: &Source, actor: &str) -> Result<StatusCode, ApiError> {
+    state.store.delete_source(&source.id).await?;
+    crate::service::workspaces::source_noted(state, source, "source_deleted", actor).await;
     info!("source deleted; its chats and messages stay");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -357,8 +360,8 @@ pub async fn delete_one(
     State(state): State<AppState>,
     Ids(id): Ids<SourceId>,
 ) -> Result<StatusCode, ApiError> {
-    found(&state, &access, &id, Need::Change).await?;
-    deleted(&state, &id).await
+    let source = found(&state, &access, &id, Need::Change).await?;
+    deleted(&state, &source, &access.actor()).await
 }
 
 #[utoipa::path(
@@ -383,6 +386,7 @@ pub async fn rotate(
 ) -> Result<Json<SourceView>, ApiError> {
     found(&state, &access, &id, Need::Change).await?;
     let source = state.store.rotate_inbound_key(&id).await?.ok_or_else(|| ApiError::not_found("source"))?;
+    crate::service::workspaces::source_noted(&state, &source, "source_rotated", &access.actor()).await;
     info!(kind = source.kind.as_str(), "inbound URL rotated; the old one answers 404");
     Ok(Json(SourceView::new(source, &state.public_url, &access)))
 }

@@ -95,6 +95,15 @@ pub async fn create(
         created_by: access.actor(),
     };
     let made = state.store.create_api_token(new).await?;
+    let detail = serde_json::json!({"token_id": made.id, "name": made.name.as_str(), "role": made.role});
+    crate::service::activity::note(
+        &state,
+        &made.workspace_id,
+        None,
+        ("token_created", &access.actor()),
+        detail,
+    )
+    .await;
     info!(token_id = %made.id, role = made.role.as_str(), "API token made");
     Ok((StatusCode::CREATED, Json(CreatedToken { view: made.into(), token })))
 }
@@ -144,7 +153,17 @@ pub async fn delete(
     Ids((workspace_id, id)): Ids<(WorkspaceId, TokenId)>,
 ) -> Result<StatusCode, ApiError> {
     super::workspace(&state, &access, &workspace_id, Need::Change).await?;
+    let revoked = state.store.list_api_tokens(&workspace_id).await?.into_iter().find(|t| t.id == id);
     if state.store.revoke_api_token(&workspace_id, &id).await? {
+        let detail = serde_json::json!({"token_id": id, "name": revoked.map(|t| t.name.into_string())});
+        crate::service::activity::note(
+            &state,
+            &workspace_id,
+            None,
+            ("token_revoked", &access.actor()),
+            detail,
+        )
+        .await;
         info!("API token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -210,7 +210,7 @@ pub async fn create(
         note_max_chars: body.note_max_chars.map(note_max_chars).transpose()?,
         media: body.media.unwrap_or_default(),
     };
-    let webhook = service::webhooks::create(&state, new).await?;
+    let webhook = service::webhooks::create(&state, new, &access.actor()).await?;
     info!(webhook_id = %webhook.id, "webhook created");
     let mut view = view(&state, webhook).await?;
     view.secret = secret;
@@ -311,7 +311,7 @@ pub async fn update(
     };
     let webhook =
         state.store.update_webhook(&id, patch).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
-    service::webhooks::changed(&state, &before, &webhook).await;
+    service::webhooks::changed(&state, &before, &webhook, &access.actor()).await;
     info!("webhook updated");
     let mut view = view(&state, webhook).await?;
     view.secret = secret.flatten();
@@ -336,8 +336,8 @@ pub async fn delete(
     State(state): State<AppState>,
     Ids(id): Ids<WebhookId>,
 ) -> Result<StatusCode, ApiError> {
-    super::webhook(&state, &access, &id, Need::Change).await?;
-    if state.store.delete_webhook(&id).await? {
+    let webhook = super::webhook(&state, &access, &id, Need::Change).await?;
+    if service::webhooks::delete(&state, &webhook, &access.actor()).await? {
         info!("webhook deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

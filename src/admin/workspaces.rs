@@ -246,7 +246,7 @@ pub async fn update(
     Ids(id): Ids<WorkspaceId>,
     Body(body): Body<UpdateWorkspace>,
 ) -> Result<Json<WorkspaceView>, ApiError> {
-    super::allowed(&access, &id, Need::Change, "workspace")?;
+    let before = super::workspace(&state, &access, &id, Need::Change).await?;
     let patch = WorkspacePatch {
         name: body.name.as_deref().map(|n| name("name", n)).transpose()?,
         owner_email: body.owner_email.as_deref().map(|e| email("owner_email", e)).transpose()?,
@@ -258,7 +258,7 @@ pub async fn update(
     };
     let workspace =
         state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
-    service::workspaces::changed(&state, &id);
+    service::workspaces::changed(&state, &before, &workspace, &access.actor()).await;
     info!("workspace updated");
     Ok(Json(WorkspaceView::new(workspace, &access)))
 }
@@ -306,6 +306,7 @@ pub async fn flush(
 ) -> Result<Json<Value>, ApiError> {
     super::workspace(&state, &access, &id, Need::Change).await?;
     let deliveries = state.closer.flush(&id).await?;
+    service::workspaces::flushed(&state, &id, deliveries, &access.actor()).await;
     Ok(Json(json!({ "deliveries": deliveries })))
 }
 

@@ -17,8 +17,10 @@ use crate::window;
 #[schema(as = ActivityRow)]
 pub struct ActivityView {
     at: DateTime<Utc>,
-    /// `attempt`, `test`, `failed`, `resent`, `disabled`, `enabled`, `config_changed`, `skipped`
-    /// or `email_failed`.
+    /// `attempt`, `test`, `failed`, `resent`, `disabled`, `enabled`, `config_changed`, `skipped`,
+    /// `email_failed`, or what someone did in the workspace: `created`, `webhook_deleted`,
+    /// `workspace_changed`, `source_created`, `source_changed`, `source_deleted`, `source_rotated`,
+    /// `flushed`, `transcript_rotated`, `chat_owner_set`, `token_created`, `token_revoked`.
     kind: String,
     delivery_id: Option<DeliveryId>,
     status: Option<u16>,
@@ -30,6 +32,9 @@ pub struct ActivityView {
     request_body: Option<String>,
     /// What an event says.
     detail: Option<Value>,
+    /// Who did it: `operator` (the admin token, or the web page signed in with it) or
+    /// `token:<name>`; null for what the daemon did by itself, and for attempts.
+    actor: Option<String>,
 }
 
 impl From<&ActivityRow> for ActivityView {
@@ -45,7 +50,22 @@ impl From<&ActivityRow> for ActivityView {
             request_headers: row.request_headers.clone(),
             request_body: row.request_body.clone(),
             detail: row.detail.clone(),
+            actor: row.actor.clone(),
         }
+    }
+}
+
+/// Notes in a workspace's activity log (for one webhook, or for all) what `actor` did. A change
+/// stands even when noting it fails: that is logged.
+pub async fn note(
+    state: &AppState,
+    workspace: &crate::domain::WorkspaceId,
+    webhook: Option<&WebhookId>,
+    (kind, actor): (&str, &str),
+    detail: Value,
+) {
+    if let Err(e) = state.store.record_event(workspace, webhook, (kind, Some(actor)), detail).await {
+        tracing::warn!(error = %e, kind, "noting a change in the activity log failed");
     }
 }
 
@@ -126,6 +146,7 @@ struct CsvRow<'a> {
     request_headers: Option<std::borrow::Cow<'a, str>>,
     request_body: Option<std::borrow::Cow<'a, str>>,
     detail: Option<std::borrow::Cow<'a, str>>,
+    actor: Option<std::borrow::Cow<'a, str>>,
 }
 
 fn csv(rows: &[ActivityRow], header: bool) -> Result<Vec<u8>, std::io::Error> {
@@ -145,6 +166,7 @@ fn csv(rows: &[ActivityRow], header: bool) -> Result<Vec<u8>, std::io::Error> {
                 request_headers: headers.as_deref().map(cell),
                 request_body: row.request_body.as_deref().map(cell),
                 detail: detail.as_deref().map(cell),
+                actor: row.actor.as_deref().map(cell),
             })
             .map_err(std::io::Error::other)?;
     }

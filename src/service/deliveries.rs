@@ -11,8 +11,9 @@ pub async fn resend(
     state: &AppState,
     webhook_id: &WebhookId,
     delivery_id: &DeliveryId,
+    actor: &str,
 ) -> Result<(), Failure> {
-    match state.store.resend_delivery(webhook_id, delivery_id, state.clock.now()).await? {
+    match state.store.resend_delivery(webhook_id, delivery_id, state.clock.now(), actor).await? {
         Resend::Queued => {
             info!("delivery queued again");
             state.deliveries_waiting.notify_one();

@@ -14,26 +14,38 @@ pub async fn checked_url(state: &AppState, value: &str) -> Result<WebhookUrl, In
     Ok(url)
 }
 
-/// Creates a webhook; the window closer looks at it at once (a bundling webhook has a window
-/// to open).
-pub async fn create(state: &AppState, new: NewWebhook) -> StoreResult<Webhook> {
+/// Creates a webhook, noted in its log as `actor`'s doing; the window closer looks at it at once
+/// (a bundling webhook has a window to open).
+pub async fn create(state: &AppState, new: NewWebhook, actor: &str) -> StoreResult<Webhook> {
     let webhook = state.store.create_webhook(new).await?;
+    let detail = json!({"url": webhook.url.masked(), "events": webhook.events, "media": webhook.media});
+    super::activity::note(state, &webhook.workspace_id, Some(&webhook.id), ("created", actor), detail).await;
     state.closer.kick();
     Ok(webhook)
+}
+
+/// Deletes a webhook with its queue and log; the workspace's log keeps that `actor` did it.
+pub async fn delete(state: &AppState, webhook: &Webhook, actor: &str) -> StoreResult<bool> {
+    let deleted = state.store.delete_webhook(&webhook.id).await?;
+    if deleted {
+        let detail = json!({"webhook_id": webhook.id, "url": webhook.url.masked()});
+        super::activity::note(state, &webhook.workspace_id, None, ("webhook_deleted", actor), detail).await;
+    }
+    Ok(deleted)
 }
 
 /// What follows every change to a webhook, from the API or the web page: the activity log notes
 /// it, and the workers look again (re-enabling or a new granularity may have made deliveries due,
 /// or moved windows).
-pub async fn changed(state: &AppState, before: &Webhook, after: &Webhook) {
-    record_changes(state, before, after).await;
+pub async fn changed(state: &AppState, before: &Webhook, after: &Webhook, actor: &str) {
+    record_changes(state, before, after, actor).await;
     state.deliveries_waiting.notify_one();
     state.closer.kick();
 }
 
 /// Notes a change in the webhook's activity log: switched on, switched off, or what else changed
 /// (a secret only as changed or removed, never its value).
-async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
+async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook, actor: &str) {
     let mut events = Vec::new();
     if !before.enabled && after.enabled {
         events.push(("enabled", json!({"was_disabled_because": before.disabled_reason})));
@@ -73,8 +85,6 @@ async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook) {
         events.push(("config_changed", Value::Object(changed)));
     }
     for (kind, detail) in events {
-        if let Err(e) = state.store.record_event(&after.workspace_id, Some(&after.id), kind, detail).await {
-            tracing::warn!(error = %e, "recording a configuration change failed");
-        }
+        super::activity::note(state, &after.workspace_id, Some(&after.id), (kind, actor), detail).await;
     }
 }

@@ -38,6 +38,8 @@ pub struct ActivityRow {
     pub request_body: Option<String>,
     /// What an event says (JSON).
     pub detail: Option<serde_json::Value>,
+    /// Who caused an event: `operator`, `token:<name>`; `None` for the daemon's own and attempts.
+    pub actor: Option<String>,
     /// Where to continue reading older rows.
     pub cursor: ActivityCursor,
 }
@@ -70,12 +72,13 @@ pub trait ActivityLog: Send + Sync {
         after: Option<ActivityCursor>,
         limit: u32,
     ) -> StoreResult<Vec<ActivityRow>>;
-    /// Records an event in a workspace's log (for one webhook, or for all when `webhook` is None).
+    /// Records an event in a workspace's log (for one webhook, or for all when `webhook` is None),
+    /// with who caused it (`None`: the daemon itself).
     async fn record_event(
         &self,
         workspace: &WorkspaceId,
         webhook: Option<&WebhookId>,
-        kind: &str,
+        kind_and_actor: (&str, Option<&str>),
         detail: serde_json::Value,
     ) -> StoreResult<()>;
     /// Deletes up to `limit` log rows, finished deliveries, sent or given-up e-mails and web

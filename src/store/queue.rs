@@ -176,12 +176,13 @@ pub trait DeliveryLog: Send + Sync {
         offset: u32,
     ) -> StoreResult<Vec<DeliveryInfo>>;
     /// Queues a failed or expired delivery again, due at once, with the same id and bytes; its
-    /// retention starts afresh at `now`.
+    /// retention starts afresh at `now`. The log says `actor` asked for it.
     async fn resend_delivery(
         &self,
         webhook: &WebhookId,
         delivery: &DeliveryId,
         now: DateTime<Utc>,
+        actor: &str,
     ) -> StoreResult<Resend>;
 }
 

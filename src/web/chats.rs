@@ -174,6 +174,10 @@ pub async fn save_owner(
         return chat_page(&state, session, id, None, Some(form)).await;
     };
     state.store.set_chat_owner(id, owner).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    if let Some((workspace, _)) = state.store.get_chat(id).await? {
+        crate::service::workspaces::chat_noted(&state, &workspace, id, "chat_owner_set", &session.actor())
+            .await;
+    }
     Ok(see_other(&format!("/ui/chats/{id}?owner=saved")))
 }
 
@@ -186,5 +190,15 @@ pub async fn rotate_token(
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
     state.store.rotate_chat_token(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    if let Some((workspace, _)) = state.store.get_chat(id).await? {
+        crate::service::workspaces::chat_noted(
+            &state,
+            &workspace,
+            id,
+            "transcript_rotated",
+            &session.actor(),
+        )
+        .await;
+    }
     Ok(see_other(&format!("/ui/chats/{id}?rotated=1")))
 }

@@ -29,6 +29,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// Who the activity log says did what this session does: the page is signed in to with the
+    /// admin token, so the operator.
+    pub fn actor(&self) -> String {
+        crate::domain::Principal::Operator.actor()
+    }
+
     /// Whether a submitted form carries this session's CSRF token.
     pub fn check(&self, submitted: &str) -> Result<(), PageError> {
         if same_secret(submitted, &self.csrf) { Ok(()) } else { Err(PageError::expired_form()) }

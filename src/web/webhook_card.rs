@@ -82,6 +82,8 @@ pub struct ActivityLine {
     pub(super) kind: String,
     pub(super) status: String,
     pub(super) duration: String,
+    /// Who did it (`operator`, `token:<name>`); empty for what the daemon did.
+    pub(super) actor: String,
     pub(super) note: String,
 }
 
@@ -98,6 +100,7 @@ impl ActivityLine {
             kind: row.kind.clone(),
             status: row.status.map(|s| s.to_string()).unwrap_or_default(),
             duration: row.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
+            actor: row.actor.clone().unwrap_or_default(),
             note: note.chars().take(200).collect(),
         }
     }

@@ -43,7 +43,7 @@ pub async fn create(
         note_max_chars,
         media: media.unwrap_or_default(),
     };
-    let webhook = service::webhooks::create(&state, new).await?;
+    let webhook = service::webhooks::create(&state, new, &session.actor()).await?;
     Ok(see_other(&format!("/ui/workspaces/{id}?saved={}#{}", webhook.id, webhook.id)))
 }
 
@@ -91,7 +91,7 @@ pub async fn save(
     };
     let after =
         state.store.update_webhook(&id, patch).await?.ok_or_else(|| PageError::not_found("webhook"))?;
-    service::webhooks::changed(&state, &before, &after).await;
+    service::webhooks::changed(&state, &before, &after, &session.actor()).await;
     if form.action.as_deref() != Some("test") {
         return Ok(see_other(&format!("/ui/workspaces/{workspace_id}?saved={id}#{id}")));
     }
@@ -119,7 +119,7 @@ pub async fn new_secret(
     let patch = WebhookPatch { secret: Some(Some(secret.clone())), ..WebhookPatch::default() };
     let after =
         state.store.update_webhook(&id, patch).await?.ok_or_else(|| PageError::not_found("webhook"))?;
-    service::webhooks::changed(&state, &before, &after).await;
+    service::webhooks::changed(&state, &before, &after, &session.actor()).await;
     let form = WebhookForm::from(&after);
     let overlay = Overlay { webhook: Some((id, form, None, Some(secret))), ..Overlay::default() };
     workspace_page(&state, session, &after.workspace_id, overlay, StatusCode::OK).await
@@ -219,6 +219,6 @@ pub async fn resend(
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
     let webhook = stored(&state, &id).await?;
-    service::deliveries::resend(&state, &id, &delivery_id).await?;
+    service::deliveries::resend(&state, &id, &delivery_id, &session.actor()).await?;
     Ok(see_other(&format!("/ui/workspaces/{}?resent={delivery_id}#{id}", webhook.workspace_id)))
 }

@@ -383,8 +383,10 @@ pub async fn save(
         locale: checked.locale,
         media_link_ttl: checked.media_link_ttl,
     };
-    state.store.update_workspace(&id, patch).await?.ok_or_else(|| PageError::not_found("workspace"))?;
-    service::workspaces::changed(&state, &id);
+    let before = state.store.get_workspace(&id).await?.ok_or_else(|| PageError::not_found("workspace"))?;
+    let after =
+        state.store.update_workspace(&id, patch).await?.ok_or_else(|| PageError::not_found("workspace"))?;
+    service::workspaces::changed(&state, &before, &after, &session.actor()).await;
     Ok(see_other(&format!("/ui/workspaces/{id}?settings=saved")))
 }
 
@@ -397,6 +399,7 @@ pub async fn flush(
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
     let n = state.closer.flush(&id).await?;
+    service::workspaces::flushed(&state, &id, n, &session.actor()).await;
     Ok(see_other(&format!("/ui/workspaces/{id}?released={n}")))
 }
 
@@ -410,6 +413,7 @@ pub async fn rotate_source(
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
     let source = state.store.rotate_inbound_key(&id).await?.ok_or_else(|| PageError::not_found("source"))?;
+    service::workspaces::source_noted(&state, &source, "source_rotated", &session.actor()).await;
     tracing::info!(kind = source.kind.as_str(), "inbound URL rotated; the old one answers 404");
     Ok(see_other(&format!("/ui/workspaces/{}?rotated={id}#{id}", source.workspace_id)))
 }

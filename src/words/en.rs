@@ -127,6 +127,7 @@ pub const CATALOGUE: Catalogue = Catalogue {
         col_what: "What",
         col_status: "Status",
         col_duration: "Time",
+        col_who: "Who",
         col_detail: "Detail",
         activity_none: "Nothing yet.",
         new_webhook_heading: "Add a webhook",

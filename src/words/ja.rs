@@ -130,6 +130,7 @@ pub const CATALOGUE: Catalogue = Catalogue {
         col_what: "種類",
         col_status: "ステータス",
         col_duration: "所要時間",
+        col_who: "実行者",
         col_detail: "詳細",
         activity_none: "まだありません。",
         new_webhook_heading: "送信先を追加",

@@ -132,6 +132,7 @@ pub struct PageWords {
     pub col_what: &'static str,
     pub col_status: &'static str,
     pub col_duration: &'static str,
+    pub col_who: &'static str,
     pub col_detail: &'static str,
     pub activity_none: &'static str,
     /// The form for a new webhook.

@@ -90,6 +90,22 @@ async fn a_workspace_token_opens_its_workspace_alone_and_a_revoked_one_nothing()
     let zapier = list["tokens"].as_array().unwrap().iter().find(|t| t["name"] == "Zapier").unwrap();
     assert!(zapier["last_used_at"].is_string(), "{zapier}");
 
+    // Who did what: the webhook's log names the token that made and switched it off, and the
+    // workspace's events (shown in every webhook's log) the token that made another token.
+    let log = with(&app, &secret, Method::GET, &format!("{own_path}/log"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let by = |kind: &str| rows.iter().find(|r| r["kind"] == kind).map(|r| r["actor"].clone());
+    assert_eq!(by("created"), Some(json!("token:Zapier")), "{rows:?}");
+    assert_eq!(by("disabled"), Some(json!("token:Zapier")));
+    assert_eq!(by("token_created"), Some(json!("token:Zapier")));
+    assert!(!log.contains(second["token"].as_str().unwrap()), "never the token itself");
+
     // Revoked: refused at once. A made-up token is no token either.
     let revoke = format!("{tokens}/{}", made["id"].as_str().unwrap());
     assert_eq!(app.admin(Method::DELETE, &revoke).send().await.unwrap().status(), StatusCode::NO_CONTENT);

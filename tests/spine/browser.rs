@@ -251,15 +251,19 @@ async fn an_admin_sets_up_tests_and_reads_in_the_browser() {
     let selected = browser.css(&format!("[id='{webhook_id}-granularity'] option:checked")).await;
     assert_eq!(selected.text().await.unwrap(), "Every 6 hours");
 
-    // Activity rows: the two deliveries, the change and the test (a fresh GET: reloading the
-    // page the test answered would send the form again, as any browser does with a POST).
+    // Activity rows: the two deliveries, the test, and the events, its creation and the change
+    // (a fresh GET: reloading the page the test answered would send the form again, as any browser
+    // does with a POST); who made and changed it is named. The test's clock stands still, and the
+    // store's clock gives each event a later millisecond than the attempts made at that instant.
     browser.client.goto(&app.url(&format!("/ui/workspaces/{}", ws.id))).await.unwrap();
     let rows = browser.client.find_all(Locator::Css(&format!("[id='{webhook_id}'] tbody tr"))).await.unwrap();
-    let mut kinds = Vec::new();
+    let (mut kinds, mut actors) = (Vec::new(), Vec::new());
     for row in rows {
         kinds.push(row.find(Locator::Css("td:nth-child(2)")).await.unwrap().text().await.unwrap());
+        actors.push(row.find(Locator::Css("td:nth-child(5)")).await.unwrap().text().await.unwrap());
     }
-    assert_eq!(kinds, ["config_changed", "test", "attempt", "attempt"], "newest first");
+    assert_eq!(kinds, ["config_changed", "created", "test", "attempt", "attempt"], "newest first");
+    assert_eq!(actors, ["operator", "operator", "", "", ""], "who did what");
     browser.screenshot("workspace").await;
 
     // The log download, through the browser's own session.

@@ -107,10 +107,14 @@ async fn a_hostile_receivers_answer_cannot_plant_a_formula_in_the_exported_log()
     let text = csv.text().await.unwrap();
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader.headers().unwrap().clone();
-    let excerpt = headers.iter().position(|h| h == "response_excerpt").unwrap();
-    let row = reader.records().next().unwrap().unwrap();
-    assert_eq!(&row[excerpt], "'=HYPERLINK(\"https://evil.example\",\"click\")");
-    for cell in row.iter() {
+    let (kind, excerpt) = (
+        headers.iter().position(|h| h == "kind").unwrap(),
+        headers.iter().position(|h| h == "response_excerpt").unwrap(),
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let attempt = rows.iter().find(|row| &row[kind] == "attempt").expect("the attempt's row");
+    assert_eq!(&attempt[excerpt], "'=HYPERLINK(\"https://evil.example\",\"click\")");
+    for cell in rows.iter().flat_map(|row| row.iter()) {
         assert!(!cell.starts_with(['=', '+', '-', '@', '\t', '\r']), "{cell:?} would run in a spreadsheet");
     }
 }

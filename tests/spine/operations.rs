@@ -153,20 +153,28 @@ async fn the_activity_log_shows_the_latest_ten_and_exports_everything() {
     assert_eq!(latest[0]["kind"], "config_changed");
     assert_eq!(latest[0]["detail"]["secret"], "changed", "never the secret itself: {}", latest[0]);
     assert_eq!(latest[0]["detail"]["timeout"], "5s");
+    assert_eq!(latest[0]["actor"], "operator", "who changed it");
     assert_eq!(latest[1]["kind"], "skipped");
     assert_eq!(latest[1]["detail"]["message_ids"], json!(["img-1"]));
-    assert_eq!(latest[2]["kind"], "attempt");
-    assert_eq!(latest[2]["status"], 200);
-    assert!(latest[2]["request_body"].as_str().unwrap().contains("\"message_id\""));
-    assert!(latest[2]["request_headers"]["webhook-id"].as_str().unwrap().starts_with("msg_"));
-    assert!(latest[2]["duration_ms"].is_u64());
+    assert_eq!(latest[1]["actor"], Value::Null, "the daemon's own doing names nobody");
+    // (The test's clock stands still: events made at that instant sort after its attempts.)
+    assert_eq!(
+        (latest[2]["kind"].as_str(), latest[2]["actor"].as_str()),
+        (Some("created"), Some("operator"))
+    );
+    assert_eq!(latest[3]["kind"], "attempt");
+    assert_eq!(latest[3]["status"], 200);
+    assert!(latest[3]["request_body"].as_str().unwrap().contains("\"message_id\""));
+    assert!(latest[3]["request_headers"]["webhook-id"].as_str().unwrap().starts_with("msg_"));
+    assert!(latest[3]["duration_ms"].is_u64());
 
     let jsonl =
         app.admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=jsonl")).send().await.unwrap();
     assert_eq!(jsonl.headers()["content-type"], "application/x-ndjson");
     let text = jsonl.text().await.unwrap();
     let rows: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(rows.len(), 14, "12 attempts, a skip, a change");
+    assert_eq!(rows.len(), 15, "12 attempts, its creation, a skip, a change");
+    assert!(rows.iter().any(|r| r["kind"] == "created" && r["actor"] == "operator"));
     assert_eq!(rows.iter().filter(|r| r["kind"] == "attempt").count(), 12);
 
     let csv = app.admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=csv")).send().await.unwrap();
@@ -174,9 +182,9 @@ async fn the_activity_log_shows_the_latest_ten_and_exports_everything() {
     let body = csv.text().await.unwrap();
     let mut reader = csv::Reader::from_reader(body.as_bytes());
     let headers = reader.headers().unwrap().clone();
-    assert!(headers.iter().any(|h| h == "request_body"));
+    assert!(headers.iter().any(|h| h == "request_body") && headers.iter().any(|h| h == "actor"));
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    assert_eq!(records.len(), 14);
+    assert_eq!(records.len(), 15);
 
     let bad = app.admin(Method::GET, &format!("/api/v1/webhooks/{id}/log?format=xml")).send().await.unwrap();
     assert_eq!(bad.status(), 400);
@@ -201,11 +209,11 @@ async fn the_log_streams_well_past_a_thousand_attempts() {
         .text()
         .await
         .unwrap();
-    let ids: std::collections::HashSet<String> = text
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["delivery_id"].as_str().unwrap().to_string())
-        .collect();
+    let rows: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: std::collections::HashSet<&str> =
+        rows.iter().filter(|r| r["kind"] == "attempt").map(|r| r["delivery_id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 1200, "every attempt once, across pages");
+    assert_eq!(rows.len(), 1201, "and the webhook's creation");
 }
 
 #[tokio::test]

@@ -88,7 +88,7 @@ macro_rules! ingest {
                         let detail = serde_json::json!({
                             "count": batch.skipped.len(), "source": batch.source_name, "message_ids": batch.skipped,
                         });
-                        insert_event(conn, &batch.workspace_id, None, now, "skipped", &detail).await?;
+                        insert_event(conn, &batch.workspace_id, None, now, ("skipped", None), &detail).await?;
                     }
                 }
                 Ok(merged.outcomes)

@@ -47,23 +47,26 @@ macro_rules! log {
                 Ok(())
             }
 
-            /// Logs an event of a workspace, or of one of its webhooks.
+            /// Logs an event of a workspace, or of one of its webhooks, and who caused it (`None`:
+            /// the daemon itself).
             pub(in super::super) async fn insert_event(
                 conn: &mut $conn,
                 workspace_id: &WorkspaceId,
                 webhook_id: Option<&WebhookId>,
                 at: i64,
-                kind: &str,
+                (kind, actor): (&str, Option<&str>),
                 detail: &serde_json::Value,
             ) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO events (workspace_id, webhook_id, at, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO events (workspace_id, webhook_id, at, kind, detail, actor)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(workspace_id.as_str())
                 .bind(webhook_id.map(WebhookId::as_str))
                 .bind(at)
                 .bind(kind)
                 .bind(detail.to_string())
+                .bind(actor)
                 .execute(conn)
                 .await?;
                 Ok(())
@@ -130,12 +133,12 @@ macro_rules! log {
                             SELECT attempted_at AS at, CAST(1 AS BIGINT) AS source, id,
                                    CASE WHEN test THEN 'test' ELSE 'attempt' END AS kind, delivery_id, status,
                                    duration_ms, error, response_excerpt, request_headers, request_body,
-                                   CAST(NULL AS TEXT) AS detail
+                                   CAST(NULL AS TEXT) AS detail, CAST(NULL AS TEXT) AS actor
                             FROM attempts WHERE webhook_id = $1
                             UNION ALL
                             SELECT at, CAST(0 AS BIGINT) AS source, id, kind, CAST(NULL AS TEXT),
                                    CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS TEXT),
-                                   CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS BYTEA), detail
+                                   CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS BYTEA), detail, actor
                             FROM events WHERE webhook_id = $1 OR (webhook_id IS NULL AND workspace_id = $2)
                          ) AS log
                          WHERE at < $3 OR (at = $3 AND (source < $4 OR (source = $4 AND id < $5)))
@@ -157,13 +160,14 @@ macro_rules! log {
                     &self,
                     workspace: &WorkspaceId,
                     webhook: Option<&WebhookId>,
-                    kind: &str,
+                    (kind, actor): (&str, Option<&str>),
                     detail: serde_json::Value,
                 ) -> StoreResult<()> {
                     let (workspace, webhook, kind) = (workspace.clone(), webhook.cloned(), kind.to_string());
+                    let actor = actor.map(str::to_string);
                     self.transact(move |conn, now| {
                         Box::pin(async move {
-                            insert_event(conn, &workspace, webhook.as_ref(), now, &kind, &detail).await
+                            insert_event(conn, &workspace, webhook.as_ref(), now, (&kind, actor.as_deref()), &detail).await
                         })
                     })
                     .await
@@ -291,7 +295,7 @@ macro_rules! log {
                                         let webhook =
                                             row.try_get::<Option<String>, _>("webhook_id")?.map(WebhookId::stored);
                                         let workspace = WorkspaceId::stored(workspace_id);
-                                        insert_event(conn, &workspace, webhook.as_ref(), now, "email_failed", &detail)
+                                        insert_event(conn, &workspace, webhook.as_ref(), now, ("email_failed", None), &detail)
                                             .await?;
                                     }
                                 }

@@ -302,7 +302,7 @@ macro_rules! queue {
                         "delivery_id": attempt.delivery_id.as_str(), "chat_id": chat_id, "status": attempt.status,
                         "response_excerpt": attempt.response_excerpt, "error": attempt.error.as_ref().map(ToString::to_string), "rejections": rejections,
                     });
-                    insert_event(conn, &workspace_id, Some(&attempt.webhook_id), now, "failed", &detail).await?;
+                    insert_event(conn, &workspace_id, Some(&attempt.webhook_id), now, ("failed", None), &detail).await?;
                 }
                 if decided.tell_owner {
                     let (name, owner, locale) = owner(conn, &workspace_id).await?;
@@ -351,7 +351,7 @@ macro_rules! queue {
                     .execute(&mut *conn)
                     .await?;
                 let detail = serde_json::json!({"reason": reason, "last_error": failure, "automatic": true});
-                insert_event(conn, &workspace_id, Some(&attempt.webhook_id), now, "disabled", &detail).await?;
+                insert_event(conn, &workspace_id, Some(&attempt.webhook_id), now, ("disabled", None), &detail).await?;
                 let (name, owner, locale) = owner(conn, &workspace_id).await?;
                 let notice = DisableNotice {
                     workspace_id: workspace_id.clone(),
@@ -447,8 +447,9 @@ macro_rules! queue {
                     webhook: &WebhookId,
                     id: &DeliveryId,
                     now: DateTime<Utc>,
+                    actor: &str,
                 ) -> StoreResult<Resend> {
-                    let (webhook, id, now) = (webhook.clone(), id.clone(), ms(now));
+                    let (webhook, id, now, actor) = (webhook.clone(), id.clone(), ms(now), actor.to_string());
                     self.transact(move |conn, _| {
                         Box::pin(async move {
                             let status: Option<String> = sqlx::query_scalar(concat!(
@@ -483,7 +484,7 @@ macro_rules! queue {
                                     .await?;
                             let detail = serde_json::json!({"delivery_id": id.as_str(), "was": status.as_str()});
                             let workspace = WorkspaceId::stored(workspace_id);
-                            insert_event(conn, &workspace, Some(&webhook), now, "resent", &detail).await?;
+                            insert_event(conn, &workspace, Some(&webhook), now, ("resent", Some(&actor)), &detail).await?;
                             Ok(Resend::Queued)
                         })
                     })

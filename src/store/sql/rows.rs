@@ -277,6 +277,7 @@ macro_rules! rows {
                     .try_get::<Option<Vec<u8>>, _>("request_body")?
                     .map(|b| String::from_utf8_lossy(&b).into_owned()),
                 detail: json("detail")?,
+                actor: row.try_get("actor")?,
                 cursor: crate::store::ActivityCursor { at, source: row.try_get("source")?, id: row.try_get("id")? },
             })
         }

@@ -3,6 +3,7 @@
 pub mod activity;
 pub mod chats;
 pub mod deliveries;
+pub mod members;
 pub mod preview;
 pub mod sources;
 pub mod tokens;
@@ -33,6 +34,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sources::rotate))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::delete))
+        .routes(routes!(members::add, members::list))
+        .routes(routes!(members::update, members::remove))
         .routes(routes!(activity::latest))
         .routes(routes!(activity::log))
         .routes(routes!(activity::test))

@@ -196,9 +196,12 @@ pub async fn list(
     State(state): State<AppState>,
 ) -> Result<Json<WorkspaceList>, ApiError> {
     // A workspace's token lists its own workspace alone.
-    let workspaces = match access.only_workspace() {
+    let workspaces = match access.only_workspaces() {
         None => state.store.list_workspaces().await?,
-        Some(own) => state.store.get_workspace(own).await?.into_iter().collect(),
+        Some(own) => {
+            let all = state.store.list_workspaces().await?;
+            all.into_iter().filter(|w| own.contains(&&w.id)).collect()
+        }
     };
     let workspaces = workspaces.into_iter().map(|w| WorkspaceView::new(w, &access)).collect();
     Ok(Json(WorkspaceList { workspaces }))

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Invalid, TokenId, WorkspaceId};
+use super::{Invalid, TokenId, UserId, WorkspaceId};
 
 /// A role within one workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -73,16 +73,25 @@ pub enum Principal {
     Operator,
     /// A workspace's API token.
     Token { id: TokenId, name: String, workspace: WorkspaceId, role: Role },
+    /// A person signed in to the web page, with their role in each workspace they belong to (read
+    /// afresh on every request: a member removed is out at once).
+    Member { id: UserId, email: String, workspaces: Vec<(WorkspaceId, Role)> },
 }
 
 impl Principal {
     /// Whether it may do `need` in `workspace`.
     pub fn may(&self, workspace: &WorkspaceId, need: Need) -> Result<(), Refusal> {
-        match self {
-            Principal::Operator => Ok(()),
-            Principal::Token { workspace: own, .. } if own != workspace => Err(Refusal::Hidden),
-            Principal::Token { role: Role::Viewer, .. } if need == Need::Change => Err(Refusal::Forbidden),
-            Principal::Token { .. } => Ok(()),
+        let role = match self {
+            Principal::Operator => return Ok(()),
+            Principal::Token { workspace: own, role, .. } => (own == workspace).then_some(*role),
+            Principal::Member { workspaces, .. } => {
+                workspaces.iter().find(|(own, _)| own == workspace).map(|(_, role)| *role)
+            }
+        };
+        match role {
+            None => Err(Refusal::Hidden),
+            Some(Role::Viewer) if need == Need::Change => Err(Refusal::Forbidden),
+            Some(_) => Ok(()),
         }
     }
 
@@ -91,11 +100,12 @@ impl Principal {
         matches!(self, Principal::Operator)
     }
 
-    /// The one workspace it is bound to, if any (`None`: every workspace).
-    pub fn only_workspace(&self) -> Option<&WorkspaceId> {
+    /// The workspaces it may see (`None`: every workspace).
+    pub fn only_workspaces(&self) -> Option<Vec<&WorkspaceId>> {
         match self {
             Principal::Operator => None,
-            Principal::Token { workspace, .. } => Some(workspace),
+            Principal::Token { workspace, .. } => Some(vec![workspace]),
+            Principal::Member { workspaces, .. } => Some(workspaces.iter().map(|(id, _)| id).collect()),
         }
     }
 
@@ -104,11 +114,13 @@ impl Principal {
         self.may(workspace, Need::Change).is_ok()
     }
 
-    /// Who did something, as the activity log names them: `operator`, or `token:<name>`.
+    /// Who did something, as the activity log names them: `operator`, `token:<name>`, or a
+    /// member's e-mail address.
     pub fn actor(&self) -> String {
         match self {
             Principal::Operator => "operator".into(),
             Principal::Token { name, .. } => format!("token:{name}"),
+            Principal::Member { email, .. } => email.clone(),
         }
     }
 }
@@ -140,6 +152,17 @@ mod tests {
             ("token:zap".to_string(), "operator".to_string())
         );
         assert_eq!("viewer".parse::<Role>(), Ok(Role::Viewer));
+        let member = Principal::Member {
+            id: UserId::stored("usr_1"),
+            email: "mia@acme.example".into(),
+            workspaces: vec![(a.clone(), Role::Viewer), (b.clone(), Role::Admin)],
+        };
+        assert_eq!(member.may(&a, Need::Change), Err(Refusal::Forbidden));
+        assert_eq!(member.may(&b, Need::Change), Ok(()));
+        let c = WorkspaceId::stored("ws_c");
+        assert_eq!(member.may(&c, Need::Read), Err(Refusal::Hidden));
+        assert_eq!(member.actor(), "mia@acme.example");
+        assert_eq!(member.only_workspaces(), Some(vec![&a, &b]));
         assert!("owner".parse::<Role>().is_err());
     }
 }

@@ -14,6 +14,7 @@ pub mod credentials;
 mod delivery;
 mod input;
 mod media;
+pub mod password;
 pub mod schedule;
 pub mod session;
 
@@ -587,6 +588,12 @@ impl InboundKey {
         InboundKey(key)
     }
 }
+
+text_id!(
+    /// A person's id, `usr_…`: a workspace's member, known by an e-mail address.
+    UserId,
+    "usr"
+);
 
 text_id!(
     /// A workspace's API token's id, `tok_…` (not the token itself, which is shown once).

@@ -40,6 +40,8 @@ pub enum Guessed {
     IngestKey(WorkspaceId),
     /// One source's signing secret (a signature that does not match).
     Source(SourceId),
+    /// One member's password (the address, lower-case, whether or not anyone has it).
+    Password(String),
 }
 
 impl Guessed {
@@ -49,6 +51,7 @@ impl Guessed {
             Guessed::AdminToken => "admin token",
             Guessed::IngestKey(_) => "ingest key",
             Guessed::Source(_) => "source signature",
+            Guessed::Password(_) => "password",
         }
     }
 }

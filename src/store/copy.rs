@@ -19,8 +19,11 @@ use super::{StoreError, StoreOptions};
 use crate::clock::SharedClock;
 
 /// The tables copied, parents before children.
-const TABLES: [&str; 12] = [
+const TABLES: [&str; 15] = [
     "workspaces",
+    "users",
+    "memberships",
+    "invitations",
     "webhooks",
     "sources",
     "api_tokens",

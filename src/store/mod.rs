@@ -32,6 +32,7 @@ pub mod copy;
 mod ingest;
 mod merge;
 mod outbox;
+mod people;
 pub mod postgres;
 mod queue;
 mod rewindow;
@@ -54,6 +55,7 @@ pub use activity::*;
 pub use chats::*;
 pub use ingest::*;
 pub use outbox::*;
+pub use people::*;
 pub use queue::*;
 pub use sessions::*;
 pub use sources::*;
@@ -123,11 +125,21 @@ pub trait Lifecycle: Send + Sync {
 /// The signed-in sessions of the web page.
 #[async_trait]
 pub trait WebSessions: Send + Sync {
-    /// Records a session until `expires_at`.
-    async fn start_web_session(&self, id: &str, expires_at: DateTime<Utc>) -> StoreResult<()>;
-    /// Whether a session exists and has not expired by `now`. A session that was ended is never
-    /// alive again.
-    async fn web_session_alive(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    /// Records a session of `user` (`None`: signed in with the admin token) until `expires_at`.
+    async fn start_web_session(
+        &self,
+        id: &str,
+        expires_at: DateTime<Utc>,
+        user: Option<&crate::domain::UserId>,
+    ) -> StoreResult<()>;
+    /// Whose session it is, if it exists and has not expired by `now`: `Some(None)` for the
+    /// admin token's, `Some(Some(user))` for a user's. A session that was ended is never alive
+    /// again.
+    async fn web_session_alive(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Option<crate::domain::UserId>>>;
     /// Ends a session (sign-out).
     async fn end_web_session(&self, id: &str) -> StoreResult<()>;
 }
@@ -136,6 +148,7 @@ pub trait WebSessions: Send + Sync {
 /// it through the narrow trait it needs.
 pub trait Store:
     AccessStore
+    + PeopleStore
     + WorkspaceStore
     + WebhookStore
     + SourceStore

@@ -11,6 +11,7 @@ use tracing::instrument;
 
 use super::session::CsrfForm;
 use super::{FormErrors, PageError, PageIds, Session, keep, page, see_other};
+use crate::domain::Need;
 use crate::domain::{ChatId, EmailAddress, Name};
 use crate::render::chat_url;
 use crate::service::AppState;
@@ -23,6 +24,8 @@ struct ChatPage {
     /// The chat's workspace's language.
     w: &'static PageWords,
     csrf: String,
+    /// Whether its forms are shown: a viewer's page has none.
+    can_change: bool,
     workspace_id: String,
     chat_id: i64,
     name: String,
@@ -120,11 +123,13 @@ async fn chat_page(
     owner: Option<OwnerForm>,
 ) -> Result<Response, PageError> {
     let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    session.may(&workspace_id, Need::Read, "chat")?;
     let ws = state.store.get_workspace(&workspace_id).await?.ok_or_else(|| PageError::not_found("chat"))?;
     let w = page_words(ws.locale);
     let failed = owner.as_ref().is_some_and(|o| !o.errors.is_empty());
     let history = state.store.session_history(id).await?.unwrap_or_default();
     let mut response = page(ChatPage {
+        can_change: session.can_change(&workspace_id),
         w,
         csrf: session.csrf,
         workspace_id: workspace_id.to_string(),
@@ -170,6 +175,8 @@ pub async fn save_owner(
     Form(mut form): Form<OwnerForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
+    let (workspace, _) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    session.may(&workspace, Need::Change, "chat")?;
     let Some(owner) = form.check() else {
         return chat_page(&state, session, id, None, Some(form)).await;
     };
@@ -189,6 +196,8 @@ pub async fn rotate_token(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
+    let (workspace, _) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    session.may(&workspace, Need::Change, "chat")?;
     state.store.rotate_chat_token(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
     if let Some((workspace, _)) = state.store.get_chat(id).await? {
         crate::service::workspaces::chat_noted(

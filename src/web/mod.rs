@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(session::root))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/invite/{token}", get(session::invite_page).post(session::accept_invite))
         .route("/ui", get(workspaces::home))
         .route("/ui/workspaces", post(workspaces::create))
         .route("/ui/workspaces/{id}", get(workspaces::show).post(workspaces::save))
@@ -146,6 +147,13 @@ impl PageError {
             detail: "This form has expired or did not come from this page. Go back, reload, try again."
                 .into(),
         }
+    }
+}
+
+impl PageError {
+    /// A 403 page saying why.
+    pub fn forbidden(detail: &str) -> PageError {
+        PageError { status: StatusCode::FORBIDDEN, detail: detail.into() }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use tracing::instrument;
 
 use super::{PageError, page, see_other};
+use crate::domain::{Need, Principal, Refusal, UserId, WorkspaceId};
 use crate::http::auth::{SESSION_COOKIE, mac, same_secret, session_cookie, signed_session};
 use crate::http::server::Client;
 use crate::http::throttle::Guessed;
@@ -21,18 +22,37 @@ use crate::words::{PageWords, default_page_words as default_words};
 /// How long a sign-in lasts.
 const SESSION_HOURS: i64 = 12;
 
-/// A signed-in admin, with the CSRF token their forms must carry.
+/// Someone signed in (the operator, with the admin token, or a member, with their password),
+/// with the CSRF token their forms must carry.
 pub struct Session {
     /// The session's id in the store.
     id: String,
     pub csrf: String,
+    /// Who it is, with their workspaces as of this request.
+    pub principal: Principal,
 }
 
 impl Session {
-    /// Who the activity log says did what this session does: the page is signed in to with the
-    /// admin token, so the operator.
+    /// Who the activity log says did what this session does.
     pub fn actor(&self) -> String {
-        crate::domain::Principal::Operator.actor()
+        self.principal.actor()
+    }
+
+    /// Whether this session may do `need` in `workspace`: the 404 page naming `what` when it may
+    /// not see it, the 403 page when it may see but not change it.
+    pub fn may(&self, workspace: &WorkspaceId, need: Need, what: &str) -> Result<(), PageError> {
+        match self.principal.may(workspace, need) {
+            Ok(()) => Ok(()),
+            Err(Refusal::Hidden) => Err(PageError::not_found(what)),
+            Err(Refusal::Forbidden) => Err(PageError::forbidden(
+                "You may read this workspace, not change it: ask one of its admins.",
+            )),
+        }
+    }
+
+    /// Whether this session may change things in `workspace` (its pages show their forms).
+    pub fn can_change(&self, workspace: &WorkspaceId) -> bool {
+        self.principal.may(workspace, Need::Change).is_ok()
     }
 
     /// Whether a submitted form carries this session's CSRF token.
@@ -52,14 +72,30 @@ impl FromRequestParts<AppState> for Session {
         };
         let Some((id, value)) = signed_session(parts, &state.admin_token) else { return Err(to_login()) };
         // Signed by us, but perhaps signed out or expired since.
-        match state.store.web_session_alive(&id, state.clock.now()).await {
-            Ok(true) => {}
-            Ok(false) => return Err(to_login()),
+        let owner = match state.store.web_session_alive(&id, state.clock.now()).await {
+            Ok(Some(owner)) => owner,
+            Ok(None) => return Err(to_login()),
             Err(e) => return Err(PageError::from(e).into_response()),
-        }
+        };
+        let principal = match owner {
+            None => Principal::Operator,
+            Some(user) => match member(state, &user).await {
+                Ok(Some(principal)) => principal,
+                Ok(None) => return Err(to_login()),
+                Err(e) => return Err(PageError::from(e).into_response()),
+            },
+        };
         let csrf = mac(&state.admin_token, &["csrf", &value]);
-        Ok(Session { id, csrf })
+        Ok(Session { id, csrf, principal })
     }
+}
+
+/// A signed-in user as a principal, with their workspaces read now (so a member removed is out of
+/// that workspace at their next request); `None` for a user that is gone.
+async fn member(state: &AppState, user: &UserId) -> Result<Option<Principal>, crate::store::StoreError> {
+    let Some(found) = state.store.user(user).await? else { return Ok(None) };
+    let workspaces = state.store.memberships(user).await?;
+    Ok(Some(Principal::Member { id: found.id, email: found.email, workspaces }))
 }
 
 /// The `Set-Cookie` header that signs in (or, with `None`, out).
@@ -75,11 +111,19 @@ fn set_cookie(state: &AppState, value: Option<&str>) -> HeaderValue {
     HeaderValue::from_str(&text).expect("cookie text is ASCII")
 }
 
-/// Signs in: starts a session in the store, and redirects with its cookie.
-async fn sign_in(state: &AppState, next: &str) -> Result<Response, PageError> {
+/// Signs in (`user`: a member; `None`: the operator): starts a session in the store, and
+/// redirects with its cookie.
+pub(super) async fn sign_in(
+    state: &AppState,
+    next: &str,
+    user: Option<&UserId>,
+) -> Result<Response, PageError> {
     let id = crate::domain::random_token(32);
     let expires = state.clock.now() + chrono::Duration::hours(SESSION_HOURS);
-    state.store.start_web_session(&id, expires).await?;
+    state.store.start_web_session(&id, expires, user).await?;
+    if let Some(user) = user {
+        state.store.note_sign_in(user, state.clock.now()).await?;
+    }
     let value = session_cookie(&state.admin_token, &id);
     let target = if next.starts_with("/ui") || next.starts_with("/c/") { next } else { "/ui" };
     Ok((
@@ -111,7 +155,11 @@ fn urlencode(text: &str) -> String {
 struct LoginPage {
     w: &'static PageWords,
     next: String,
+    /// What went wrong with the admin token.
     error: Option<String>,
+    /// What went wrong with an e-mail and password, and the address typed.
+    member_error: Option<String>,
+    email: String,
 }
 
 #[derive(Deserialize)]
@@ -126,12 +174,19 @@ pub async fn root() -> Response {
 
 #[instrument(skip_all)]
 pub async fn login_page(Query(query): Query<NextQuery>) -> Response {
-    page(LoginPage { w: default_words(), next: query.next.unwrap_or_else(|| "/ui".into()), error: None })
+    let next = query.next.unwrap_or_else(|| "/ui".into());
+    page(LoginPage { w: default_words(), next, error: None, member_error: None, email: String::new() })
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
     token: String,
+    /// A member signs in with these instead of the token.
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
     next: Option<String>,
 }
 
@@ -142,23 +197,77 @@ pub async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     let next = form.next.unwrap_or_else(|| "/ui".into());
+    if !form.email.trim().is_empty() {
+        return member_sign_in(&state, client, &form.email, &form.password, next).await;
+    }
     // The right token always signs in; only wrong ones are counted, and shut out.
     if same_secret(form.token.trim(), &state.admin_token) {
-        return sign_in(&state, &next).await;
+        return sign_in(&state, &next, None).await;
     }
     if let Some(wait) = state.throttle.refuse(client.net(), Guessed::AdminToken) {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         let error = format!("Too many wrong tokens from this address. Try again in {seconds} s.");
-        let mut response = page(LoginPage { w: default_words(), next, error: Some(error) });
+        let mut response = page(LoginPage {
+            w: default_words(),
+            next,
+            error: Some(error),
+            member_error: None,
+            email: String::new(),
+        });
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         return Ok(response);
     }
+    let error = Some("That is not the admin token.".into());
     let mut response =
-        page(LoginPage { w: default_words(), next, error: Some("That is not the admin token.".into()) });
+        page(LoginPage { w: default_words(), next, error, member_error: None, email: String::new() });
     *response.status_mut() = StatusCode::UNAUTHORIZED;
     Ok(response)
 }
+
+/// A member's sign-in: their address and password, checked against the kept argon2id hash (also,
+/// at the same cost, for an address nobody has, so the answer's time does not tell). Wrong ones
+/// count towards the guessing throttle, per client and address.
+async fn member_sign_in(
+    state: &AppState,
+    client: Client,
+    email: &str,
+    password: &str,
+    next: String,
+) -> Result<Response, PageError> {
+    let address = email.trim().to_lowercase();
+    let user = state.store.user_by_email(&address).await?;
+    let kept = user.as_ref().and_then(|u| u.password_hash.clone());
+    let given = password.to_string();
+    let matches = tokio::task::spawn_blocking(move || match kept {
+        Some(kept) => crate::domain::password::verify(&given, &kept),
+        None => {
+            // The same work as a real check.
+            let _ = crate::domain::password::verify(&given, DUMMY_HASH);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    if let (true, Some(user)) = (matches, &user) {
+        return sign_in(state, &next, Some(&user.id)).await;
+    }
+    let (status, error) = match state.throttle.refuse(client.net(), Guessed::Password(address.clone())) {
+        Some(wait) => {
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            (StatusCode::TOO_MANY_REQUESTS, format!("Too many wrong passwords. Try again in {seconds} s."))
+        }
+        None => (StatusCode::UNAUTHORIZED, "That e-mail address and password do not match.".to_string()),
+    };
+    let mut response =
+        page(LoginPage { w: default_words(), next, error: None, member_error: Some(error), email: address });
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// An argon2id hash of nothing anyone has, checked when an address is unknown.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Nu2Xq0pWw1Q8n5z1bRdGQ2sHqYB3x0mJ6W1v3b4Y0c";
 
 #[derive(Deserialize)]
 pub struct CsrfForm {
@@ -173,4 +282,72 @@ pub async fn logout(
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
     sign_out(&state, &session).await
+}
+
+#[derive(Template)]
+#[template(path = "web/invite.html")]
+struct InvitePage<'a> {
+    w: &'static PageWords,
+    email: &'a str,
+    token: &'a str,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    #[serde(default)]
+    password: String,
+}
+
+/// The address an invitation link is for, if it is still good; the 404 page otherwise.
+async fn invitation(state: &AppState, token: &str) -> Result<(String, WorkspaceId), PageError> {
+    let looks_right = token.starts_with("inv_") && token.len() <= 64;
+    let found = if looks_right {
+        state.store.open_invitation(&crate::http::auth::api_token_hash(token), state.clock.now()).await?
+    } else {
+        None
+    };
+    found.ok_or_else(|| PageError::not_found("invitation (it may have been used, or expired)"))
+}
+
+/// `GET /invite/{token}`: the form where an invited person chooses their password.
+#[instrument(skip_all)]
+pub async fn invite_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    let (email, _) = invitation(&state, &token).await?;
+    Ok(page(InvitePage { w: default_words(), email: &email, token: &token, error: None }))
+}
+
+/// `POST /invite/{token}`: sets their password (argon2id) if it is acceptable, spends the
+/// invitation (single-use), and signs them in on their workspace.
+#[instrument(skip_all)]
+pub async fn accept_invite(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, PageError> {
+    let (email, _) = invitation(&state, &token).await?;
+    if let Err(why) = crate::domain::password::check(&form.password, &email) {
+        let mut response = page(InvitePage {
+            w: default_words(),
+            email: &email,
+            token: &token,
+            error: Some(format!("The password {why}.")),
+        });
+        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        return Ok(response);
+    }
+    let password = form.password;
+    let kept = tokio::task::spawn_blocking(move || crate::domain::password::hash(&password)).await.map_err(
+        |_| PageError::from(crate::http::ApiError::new(crate::http::ErrorCode::Internal, "hashing failed")),
+    )?;
+    let hash = crate::http::auth::api_token_hash(&token);
+    let Some((user, workspace)) = state.store.accept_invitation(&hash, &kept, state.clock.now()).await?
+    else {
+        return Err(PageError::not_found("invitation (it may have been used, or expired)"));
+    };
+    tracing::info!(user_id = %user.id, "invitation accepted");
+    sign_in(&state, &format!("/ui/workspaces/{workspace}"), Some(&user.id)).await
 }

@@ -13,6 +13,7 @@ use super::webhook_card::{Checked, WebhookForm};
 use super::workspaces::{Overlay, workspace_page};
 use super::{FormErrors, PageError, PageIds, Session, page, see_other};
 use crate::deliver::SigningSecret;
+use crate::domain::Need;
 use crate::domain::{DeliveryId, Event, WebhookId, WorkspaceId, masked_url, unmasked_url};
 use crate::service;
 use crate::service::AppState;
@@ -28,6 +29,7 @@ pub async fn create(
     Form(mut form): Form<WebhookForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
+    session.may(&id, Need::Change, "workspace")?;
     let Some(Checked { url, granularity, note_max_chars, media }) = form.check(&state).await else {
         let overlay = Overlay { new_webhook: Some(form), ..Overlay::default() };
         return workspace_page(&state, session, &id, overlay, StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -47,8 +49,16 @@ pub async fn create(
     Ok(see_other(&format!("/ui/workspaces/{id}?saved={}#{}", webhook.id, webhook.id)))
 }
 
-async fn stored(state: &AppState, id: &WebhookId) -> Result<Webhook, PageError> {
-    state.store.get_webhook(id).await?.ok_or_else(|| PageError::not_found("webhook"))
+/// The webhook, if the session may do `need` in its workspace; the 404 page otherwise.
+async fn stored(
+    state: &AppState,
+    session: &Session,
+    id: &WebhookId,
+    need: Need,
+) -> Result<Webhook, PageError> {
+    let webhook = state.store.get_webhook(id).await?.ok_or_else(|| PageError::not_found("webhook"))?;
+    session.may(&webhook.workspace_id, need, "webhook")?;
+    Ok(webhook)
 }
 
 /// Save, or Save and test: saves the form, and for a test sends the webhook a real sample at once
@@ -61,7 +71,7 @@ pub async fn save(
     Form(mut form): Form<WebhookForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
-    let before = stored(&state, &id).await?;
+    let before = stored(&state, &session, &id, Need::Change).await?;
     let workspace_id = before.workspace_id.clone();
     // A password sent back masked, as the page shows it, means the stored one.
     let checked = match unmasked_url(&form.url, before.url.as_str()) {
@@ -114,7 +124,7 @@ pub async fn new_secret(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
-    let before = stored(&state, &id).await?;
+    let before = stored(&state, &session, &id, Need::Change).await?;
     let secret = SigningSecret::generate();
     let patch = WebhookPatch { secret: Some(Some(secret.clone())), ..WebhookPatch::default() };
     let after =
@@ -134,11 +144,11 @@ pub struct LogQuery {
 #[instrument(skip_all, fields(webhook_id = %id))]
 pub async fn download_log(
     State(state): State<AppState>,
-    _session: Session,
+    session: Session,
     PageIds(id): PageIds<WebhookId>,
     Query(query): Query<LogQuery>,
 ) -> Result<Response, PageError> {
-    stored(&state, &id).await?;
+    stored(&state, &session, &id, Need::Read).await?;
     let format = if query.format.as_deref() == Some("jsonl") { Format::Jsonl } else { Format::Csv };
     Ok(service::activity::download(state.store.clone(), id, format).into_response())
 }
@@ -172,7 +182,7 @@ pub async fn preview(
     session: Session,
     PageIds(id): PageIds<WebhookId>,
 ) -> Result<Response, PageError> {
-    let webhook = stored(&state, &id).await?;
+    let webhook = stored(&state, &session, &id, Need::Read).await?;
     let ws = state
         .store
         .get_workspace(&webhook.workspace_id)
@@ -218,7 +228,7 @@ pub async fn resend(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
-    let webhook = stored(&state, &id).await?;
+    let webhook = stored(&state, &session, &id, Need::Change).await?;
     service::deliveries::resend(&state, &id, &delivery_id, &session.actor()).await?;
     Ok(see_other(&format!("/ui/workspaces/{}?resent={delivery_id}#{id}", webhook.workspace_id)))
 }

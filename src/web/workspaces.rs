@@ -12,6 +12,7 @@ use tracing::instrument;
 use super::session::CsrfForm;
 use super::webhook_card::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
 use super::{FormErrors, PageError, PageIds, Session, keep, page, see_other};
+use crate::domain::Need;
 use crate::domain::{
     Account, EmailAddress, Granularity, Locale, MediaLinkTtl, Name, SessionStatus, SourceId, Timezone,
     WebhookId, WorkspaceId,
@@ -26,6 +27,8 @@ use crate::words::{PageWords, default_page_words as default_words, page_words};
 struct HomePage {
     w: &'static PageWords,
     csrf: String,
+    /// Whether the new-workspace form is shown: the operator's alone.
+    operator: bool,
     workspaces: Vec<Workspace>,
     form: WorkspaceForm,
     granularities: [(&'static str, &'static str); 5],
@@ -147,8 +150,12 @@ pub async fn home(State(state): State<AppState>, session: Session) -> Result<Res
 
 async fn home_page(state: &AppState, session: Session, form: WorkspaceForm) -> Result<Response, PageError> {
     let workspaces = state.store.list_workspaces().await?;
+    // A member sees the workspaces they belong to, and no other.
+    let workspaces =
+        workspaces.into_iter().filter(|ws| session.principal.may(&ws.id, Need::Read).is_ok()).collect();
     let w = default_words();
-    Ok(page(HomePage { w, csrf: session.csrf, workspaces, form, granularities: w.granularities() }))
+    let operator = session.principal.is_operator();
+    Ok(page(HomePage { w, csrf: session.csrf, operator, workspaces, form, granularities: w.granularities() }))
 }
 
 #[instrument(skip_all)]
@@ -158,6 +165,9 @@ pub async fn create(
     Form(mut form): Form<WorkspaceForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
+    if !session.principal.is_operator() {
+        return Err(PageError::forbidden("Only the operator (the admin token) makes workspaces."));
+    }
     let Some(checked) = form.check() else {
         let mut response = home_page(&state, session, form).await?;
         *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
@@ -215,6 +225,8 @@ struct WorkspacePage {
     /// The workspace's language.
     w: &'static PageWords,
     csrf: String,
+    /// Whether its forms (and secrets) are shown: a viewer's page has none.
+    can_change: bool,
     ws: Workspace,
     settings: WorkspaceForm,
     notice: Option<String>,
@@ -309,6 +321,7 @@ pub async fn workspace_page(
     overlay: Overlay,
     status: StatusCode,
 ) -> Result<Response, PageError> {
+    session.may(id, Need::Read, "workspace")?;
     let ws = state.store.get_workspace(id).await?.ok_or_else(|| PageError::not_found("workspace"))?;
     let w = page_words(ws.locale);
     let mut webhooks = Vec::new();
@@ -340,6 +353,7 @@ pub async fn workspace_page(
         .collect();
     let chats = state.store.list_chats(id, 50, 0).await?.iter().map(|c| ChatLine::from(c, w)).collect();
     let content = WorkspacePage {
+        can_change: session.can_change(id),
         w,
         ingest_url: format!("{}/api/v1/workspaces/{}/messages", state.public_url, ws.id),
         csrf: session.csrf,
@@ -370,6 +384,7 @@ pub async fn save(
     Form(mut form): Form<WorkspaceForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
+    session.may(&id, Need::Change, "workspace")?;
     let Some(checked) = form.check() else {
         let overlay = Overlay { settings: Some(form), ..Overlay::default() };
         return workspace_page(&state, session, &id, overlay, StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -398,6 +413,7 @@ pub async fn flush(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
+    session.may(&id, Need::Change, "workspace")?;
     let n = state.closer.flush(&id).await?;
     service::workspaces::flushed(&state, &id, n, &session.actor()).await;
     Ok(see_other(&format!("/ui/workspaces/{id}?released={n}")))
@@ -412,6 +428,8 @@ pub async fn rotate_source(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
+    let found = state.store.get_source(&id).await?.ok_or_else(|| PageError::not_found("source"))?;
+    session.may(&found.workspace_id, Need::Change, "source")?;
     let source = state.store.rotate_inbound_key(&id).await?.ok_or_else(|| PageError::not_found("source"))?;
     service::workspaces::source_noted(&state, &source, "source_rotated", &session.actor()).await;
     tracing::info!(kind = source.kind.as_str(), "inbound URL rotated; the old one answers 404");

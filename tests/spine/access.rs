@@ -170,3 +170,132 @@ async fn a_viewer_token_reads_without_secrets_and_changes_nothing() {
     let still: Value = app.admin(Method::GET, &hook_path).send().await.unwrap().json().await.unwrap();
     assert_eq!(still["enabled"], true, "nothing changed");
 }
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap()
+}
+
+/// An invited viewer chooses a password, is signed in on their workspace, sees only it, reads
+/// without forms or secrets, is refused a change, and is out of it at once when removed; the link
+/// works once; the password signs in again later.
+#[tokio::test]
+async fn an_invited_viewer_signs_in_sees_only_their_workspace_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let (ws, other) = (app.workspace().await, app.workspace().await);
+    let receiver = Receiver::start().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let members = format!("/api/v1/workspaces/{}/members", ws.id);
+    let invited = app
+        .admin(Method::POST, &members)
+        .json(&json!({"email": "Mia@Acme.example", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invited.status(), 201);
+    let invited: Value = invited.json().await.unwrap();
+    assert_eq!(
+        (invited["email"].as_str(), invited["role"].as_str()),
+        (Some("mia@acme.example"), Some("viewer"))
+    );
+    assert_eq!(invited["active"], false);
+    let link = invited["invitation_url"].as_str().unwrap().to_string();
+    assert!(link.starts_with(&format!("{}/invite/inv_", app.base)), "{link}");
+
+    let mia = browser();
+    let form = mia.get(&link).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    assert!(form.text().await.unwrap().contains("mia@acme.example"));
+    let short = mia.post(&link).form(&[("password", "too short")]).send().await.unwrap();
+    assert_eq!(short.status(), 422);
+    assert!(short.text().await.unwrap().contains("at least 12 characters"));
+    let common = mia.post(&link).form(&[("password", "password1234")]).send().await.unwrap();
+    assert_eq!(common.status(), 422);
+    let joined = mia.post(&link).form(&[("password", "blue tulips at noon")]).send().await.unwrap();
+    assert_eq!(joined.status(), 303);
+    assert_eq!(joined.headers()["location"], format!("/ui/workspaces/{}", ws.id).as_str());
+    assert_eq!(
+        browser().post(&link).form(&[("password", "another good one!")]).send().await.unwrap().status(),
+        404,
+        "single-use"
+    );
+
+    // Only their workspace, read-only: no forms that change it, no ingest key, no inbound URL.
+    let home = mia.get(app.url("/ui")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        home.contains(&format!("/ui/workspaces/{}", ws.id)) && !home.contains(other.id.as_str()),
+        "{home}"
+    );
+    assert!(!home.contains("action=\"/ui/workspaces\""), "no new-workspace form for a member");
+    let page = mia.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(!page.contains(&ws.ingest_key), "no ingest key for a viewer");
+    assert!(!page.contains("method=\"post\" action=\"/ui/webhooks/"), "no webhook forms for a viewer");
+    assert!(page.contains(hook["url"].as_str().unwrap()), "the webhook is shown");
+    let other_page = mia.get(app.url(&format!("/ui/workspaces/{}", other.id))).send().await.unwrap();
+    assert_eq!(other_page.status(), 404, "another workspace does not exist to them");
+    let csrf = csrf_of(&page);
+    let flush = mia
+        .post(app.url(&format!("/ui/workspaces/{}/flush", ws.id)))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(flush.status(), 403);
+
+    // The member list says they are in, and when they signed in.
+    let listed: Value = app.admin(Method::GET, &members).send().await.unwrap().json().await.unwrap();
+    let row = &listed["members"][0];
+    assert_eq!((row["email"].as_str(), row["active"].as_bool()), (Some("mia@acme.example"), Some(true)));
+    assert!(row["last_sign_in_at"].is_string());
+
+    // Signing in again with the password; a wrong one is refused.
+    let again = browser();
+    let wrong = again
+        .post(app.url("/login"))
+        .form(&[("email", "mia@acme.example"), ("password", "blue tulips at nine")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = again
+        .post(app.url("/login"))
+        .form(&[("email", "MIA@acme.example"), ("password", "blue tulips at noon")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 303);
+    assert_eq!(again.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap().status(), 200);
+
+    // Promoted to admin, they may change it; removed, they are out at their next request.
+    let user = row["user_id"].as_str().unwrap();
+    let promote = app
+        .admin(Method::PATCH, &format!("{members}/{user}"))
+        .json(&json!({"role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(promote.status(), 200);
+    let flush = mia
+        .post(app.url(&format!("/ui/workspaces/{}/flush", ws.id)))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(flush.status(), 303, "an admin member may");
+    assert_eq!(app.admin(Method::DELETE, &format!("{members}/{user}")).send().await.unwrap().status(), 204);
+    let gone = mia.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap();
+    assert_eq!(gone.status(), 404, "out of the workspace at once");
+
+    // Who did what, in the workspace's events.
+    let log = app
+        .admin(Method::GET, &format!("/api/v1/webhooks/{}/log", hook["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let log = log.text().await.unwrap();
+    assert!(
+        log.contains("\"kind\":\"member_invited\"") && log.contains("\"actor\":\"mia@acme.example\""),
+        "{log}"
+    );
+}

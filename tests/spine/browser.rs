@@ -172,7 +172,7 @@ async fn sign_in(browser: &Browser, app: &TestApp) {
     assert_eq!(browser.path().await, "/login", "signing in comes first");
     browser.screenshot("sign-in").await;
     browser.fill("token", ADMIN_TOKEN).await;
-    browser.click_and_wait(browser.button("Sign in").await).await;
+    browser.click_and_wait(browser.button("Sign in with the admin token").await).await;
     assert_eq!(browser.path().await, "/ui");
 }
 

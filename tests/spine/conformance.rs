@@ -1387,6 +1387,68 @@ pub async fn an_api_token_is_found_by_its_hash_until_it_is_revoked(factory: &dyn
     assert!(world.store.api_token_by_hash("hash-2").await.unwrap().is_some(), "the other stays");
 }
 
+/// People: an invitation makes the address a member (once per address; inviting again changes
+/// the role), is spent once and never after it expires; a removed member's memberships lose the
+/// workspace at once; addresses are found in any case.
+pub async fn an_invitation_is_spent_once_and_a_removed_member_is_out_at_once(factory: &dyn Factory) {
+    use chatbundle::domain::Role;
+    use chatbundle::store::NewInvitation;
+    let world = World::new(factory).await;
+    let other = world.other_workspace("other").await;
+    let invite = |workspace: &WorkspaceId, role, hash: &str, days: i64| NewInvitation {
+        workspace_id: workspace.clone(),
+        email: "Mia@Acme.example".parse().unwrap(),
+        role,
+        token_hash: hash.into(),
+        expires_at: world.now() + chrono::Duration::days(days),
+    };
+    let mia = world.store.invite_member(invite(&world.workspace, Role::Viewer, "h1", 7)).await.unwrap();
+    assert_eq!(
+        (mia.user.email.as_str(), mia.role, mia.user.password_hash.clone()),
+        ("mia@acme.example", Role::Viewer, None)
+    );
+    let again = world.store.invite_member(invite(&world.workspace, Role::Admin, "h2", 7)).await.unwrap();
+    assert_eq!(
+        (again.user.id.clone(), again.role),
+        (mia.user.id.clone(), Role::Admin),
+        "the same person, a new role"
+    );
+    world.store.invite_member(invite(&other, Role::Viewer, "h3", -1)).await.unwrap();
+    assert_eq!(world.store.list_members(&world.workspace).await.unwrap().len(), 1);
+
+    let now = world.now();
+    assert_eq!(
+        world.store.open_invitation("h1", now).await.unwrap(),
+        Some(("mia@acme.example".to_string(), world.workspace.clone()))
+    );
+    let (user, workspace) =
+        world.store.accept_invitation("h1", "$argon2id$x", now).await.unwrap().expect("spent");
+    assert_eq!((user.password_hash.as_deref(), workspace), (Some("$argon2id$x"), world.workspace.clone()));
+    assert_eq!(world.store.accept_invitation("h1", "$argon2id$y", now).await.unwrap(), None, "once");
+    assert_eq!(world.store.open_invitation("h1", now).await.unwrap(), None);
+    assert_eq!(world.store.accept_invitation("h3", "$argon2id$z", now).await.unwrap(), None, "expired");
+    let found = world.store.user_by_email("MIA@acme.EXAMPLE").await.unwrap().expect("any case");
+    assert_eq!(found.password_hash.as_deref(), Some("$argon2id$x"));
+
+    let mut memberships = world.store.memberships(&user.id).await.unwrap();
+    memberships.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(memberships.len(), 2);
+    let changed = world.store.set_member_role(&world.workspace, &user.id, Role::Viewer).await.unwrap();
+    assert_eq!(changed.map(|m| m.role), Some(Role::Viewer));
+    assert!(world.store.remove_member(&world.workspace, &user.id).await.unwrap());
+    assert!(!world.store.remove_member(&world.workspace, &user.id).await.unwrap());
+    assert_eq!(
+        world.store.memberships(&user.id).await.unwrap(),
+        vec![(other.clone(), Role::Viewer)],
+        "out at once"
+    );
+    assert_eq!(
+        world.store.accept_invitation("h2", "$argon2id$w", now).await.unwrap(),
+        None,
+        "its invitation went with it"
+    );
+}
+
 /// After a WeChat chat's reply window the business's messages count against the account's
 /// allowance; the message that uses it up queues one OUTGOING_LIMIT_REACHED event (later ones
 /// none), and the chat keeps the count.
@@ -1525,6 +1587,7 @@ macro_rules! conformance {
             case!(an_edit_changes_a_stored_message_in_place_and_a_button_answer_keeps_its_choice);
             case!(what_a_channel_says_of_replying_is_kept_until_it_says_otherwise);
             case!(an_api_token_is_found_by_its_hash_until_it_is_revoked);
+            case!(an_invitation_is_spent_once_and_a_removed_member_is_out_at_once);
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
             case!(messages_move_sessions_and_each_move_is_recorded_once);
             case!(racing_messages_move_a_session_once);

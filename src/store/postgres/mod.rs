@@ -230,6 +230,7 @@ impl PgStore {
 crate::store::sql::rows!(sqlx::postgres::PgRow, sqlx::postgres::PgConnection);
 crate::store::sql::sources!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::access!(PgStore, sqlx::postgres::PgConnection);
+crate::store::sql::people!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::settings!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::log!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::chats!(PgStore, sqlx::postgres::PgConnection);

@@ -309,14 +309,23 @@ macro_rules! log {
 
             #[async_trait]
             impl WebSessions for super::$store {
-                async fn start_web_session(&self, id: &str, expires_at: DateTime<Utc>) -> StoreResult<()> {
+                async fn start_web_session(
+                    &self,
+                    id: &str,
+                    expires_at: DateTime<Utc>,
+                    user: Option<&crate::domain::UserId>,
+                ) -> StoreResult<()> {
                     let (id, expires_at) = (id.to_string(), ms(expires_at));
+                    let user = user.map(|u| u.to_string());
                     self.transact(move |conn, now| {
                         Box::pin(async move {
-                            sqlx::query("INSERT INTO web_sessions (id, created_at, expires_at) VALUES ($1, $2, $3)")
+                            sqlx::query(
+                                "INSERT INTO web_sessions (id, created_at, expires_at, user_id) VALUES ($1, $2, $3, $4)",
+                            )
                                 .bind(&id)
                                 .bind(now)
                                 .bind(expires_at)
+                                .bind(&user)
                                 .execute(conn)
                                 .await?;
                             Ok(())
@@ -325,15 +334,18 @@ macro_rules! log {
                     .await
                 }
 
-                async fn web_session_alive(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
-                    let alive: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM web_sessions WHERE id = $1 AND expires_at > $2)",
-                    )
-                    .bind(id)
-                    .bind(ms(now))
-                    .fetch_one(self.reads())
-                    .await?;
-                    Ok(alive)
+                async fn web_session_alive(
+                    &self,
+                    id: &str,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<Option<Option<crate::domain::UserId>>> {
+                    let found: Option<Option<String>> =
+                        sqlx::query_scalar("SELECT user_id FROM web_sessions WHERE id = $1 AND expires_at > $2")
+                            .bind(id)
+                            .bind(ms(now))
+                            .fetch_optional(self.reads())
+                            .await?;
+                    Ok(found.map(|user| user.map(crate::domain::UserId::stored)))
                 }
 
                 async fn end_web_session(&self, id: &str) -> StoreResult<()> {

@@ -352,6 +352,25 @@ macro_rules! rows {
             api_token,
         );
 
+        /// A user (`users` columns `id, email, password_hash, last_sign_in_at`).
+        pub(super) fn user(row: &$row) -> StoreResult<crate::store::User> {
+            Ok(crate::store::User {
+                id: crate::domain::UserId::stored(row.try_get::<String, _>("id")?),
+                email: row.try_get("email")?,
+                password_hash: row.try_get("password_hash")?,
+                last_sign_in_at: row.try_get::<Option<i64>, _>("last_sign_in_at")?.map(from_ms),
+            })
+        }
+
+        /// A member: a user's columns and the membership's `role` and `since`.
+        pub(super) fn member(row: &$row) -> StoreResult<crate::store::Member> {
+            Ok(crate::store::Member {
+                user: user(row)?,
+                role: row.try_get::<String, _>("role")?.parse().unwrap_or(crate::domain::Role::Viewer),
+                since: from_ms(row.try_get("since")?),
+            })
+        }
+
         /// A scoped API token (never the token: it is not kept).
         pub(super) fn api_token(row: &$row) -> StoreResult<crate::store::ApiToken> {
             Ok(crate::store::ApiToken {

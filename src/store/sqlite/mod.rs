@@ -260,6 +260,7 @@ async fn windowing_workspace(conn: &mut SqliteConnection, of: Windowing) -> Stor
 crate::store::sql::rows!(sqlx::sqlite::SqliteRow, sqlx::sqlite::SqliteConnection);
 crate::store::sql::sources!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::access!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::people!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::settings!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::log!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::chats!(SqliteStore, sqlx::sqlite::SqliteConnection);

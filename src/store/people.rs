@@ -1,0 +1,81 @@
+//! People: users (an e-mail address and a password), their memberships of workspaces, and the
+//! invitations that bring them in.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreResult;
+use crate::domain::{EmailAddress, Role, UserId, WorkspaceId};
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    /// Lower-case.
+    pub email: String,
+    /// The argon2id hash (PHC string) of their password; `None` until they accept an invitation.
+    pub password_hash: Option<String>,
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+}
+
+/// A member of a workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub user: User,
+    pub role: Role,
+    pub since: DateTime<Utc>,
+}
+
+/// An invitation to keep: a workspace, an address and a role, and the SHA-256 of its link's token.
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    pub workspace_id: WorkspaceId,
+    pub email: EmailAddress,
+    pub role: Role,
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Users, memberships and invitations.
+#[async_trait]
+pub trait PeopleStore: Send + Sync {
+    /// Makes the address a member of the workspace with `role` (the user made if new, the role
+    /// replaced if already a member) and keeps the invitation. Returns the member.
+    async fn invite_member(&self, invitation: NewInvitation) -> StoreResult<Member>;
+    /// A workspace's members, oldest first.
+    async fn list_members(&self, workspace_id: &WorkspaceId) -> StoreResult<Vec<Member>>;
+    /// Changes a member's role; `None`: no such member.
+    async fn set_member_role(
+        &self,
+        workspace_id: &WorkspaceId,
+        user: &UserId,
+        role: Role,
+    ) -> StoreResult<Option<Member>>;
+    /// Removes a member from a workspace (and their open invitations to it); from the commit on,
+    /// [`PeopleStore::memberships`] no longer lists it, so their sessions lose it at once.
+    /// `false`: no such member.
+    async fn remove_member(&self, workspace_id: &WorkspaceId, user: &UserId) -> StoreResult<bool>;
+    /// Spends the invitation whose token hashes to `token_hash`, if it is unused and unexpired at
+    /// `now`: its user's password becomes `password_hash`. Single-use: a second call finds
+    /// nothing. Returns the user and the workspace it invites to.
+    async fn accept_invitation(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(User, WorkspaceId)>>;
+    /// An invitation still good at `now`: its address and workspace (for the page that accepts it).
+    async fn open_invitation(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(String, WorkspaceId)>>;
+    /// A user by id.
+    async fn user(&self, id: &UserId) -> StoreResult<Option<User>>;
+    /// The user of an address (any case), if any.
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    /// The workspaces a user belongs to, with their role in each.
+    async fn memberships(&self, user: &UserId) -> StoreResult<Vec<(WorkspaceId, Role)>>;
+    /// Notes a sign-in.
+    async fn note_sign_in(&self, user: &UserId, at: DateTime<Utc>) -> StoreResult<()>;
+}

@@ -122,6 +122,7 @@ impl Application {
             mail_waiting: mail_waiting.clone(),
             addresses: addresses.clone(),
         };
+        let mail_waiting_for_people = mail_waiting.clone();
         let mailer = Mailer::new(
             store.clone(),
             clock.clone(),
@@ -159,6 +160,7 @@ impl Application {
             addresses,
             vendors,
             link_key,
+            mail: config.smtp.url.is_some().then_some(mail_waiting_for_people),
         };
         crate::telemetry::prometheus();
         Ok(Application { config, listener, state, deliverer, closer, mailer, fatal })

@@ -7,17 +7,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use tracing::{info, instrument};
+use tracing::instrument;
 
-use crate::domain::{EmailAddress, Need, Role, UserId, WorkspaceId, random_token};
-use crate::http::auth::{Access, api_token_hash};
+use crate::domain::{EmailAddress, Need, Role, UserId, WorkspaceId};
+use crate::http::auth::Access;
 use crate::http::{ApiError, Body, Ids};
-use crate::service::AppState;
-use crate::store::{Member, NewInvitation};
-
-/// How long an invitation link works.
-pub const INVITATION_DAYS: i64 = 7;
+use crate::service::{self, AppState};
+use crate::store::Member;
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -93,20 +89,8 @@ pub async fn add(
 ) -> Result<(StatusCode, Json<Invited>), ApiError> {
     super::workspace(&state, &access, &workspace_id, Need::Change).await?;
     let email: EmailAddress = super::email("email", &body.email)?;
-    let token = format!("inv_{}", random_token(40));
-    let invitation = NewInvitation {
-        workspace_id: workspace_id.clone(),
-        email,
-        role: body.role,
-        token_hash: api_token_hash(&token),
-        expires_at: state.clock.now() + chrono::Duration::days(INVITATION_DAYS),
-    };
-    let member = state.store.invite_member(invitation).await?;
-    let detail = json!({"email": member.user.email, "role": member.role});
-    crate::service::activity::note(&state, &workspace_id, None, ("member_invited", &access.actor()), detail)
-        .await;
-    info!(user_id = %member.user.id, role = member.role.as_str(), "member invited");
-    let invitation_url = format!("{}/invite/{token}", state.public_url);
+    let (member, invitation_url) =
+        service::members::invite(&state, &workspace_id, email, body.role, &access.actor()).await?;
     Ok((StatusCode::CREATED, Json(Invited { member: member.into(), invitation_url })))
 }
 
@@ -148,20 +132,9 @@ pub async fn update(
     Body(body): Body<UpdateMember>,
 ) -> Result<Json<MemberView>, ApiError> {
     super::workspace(&state, &access, &workspace_id, Need::Change).await?;
-    let member = state
-        .store
-        .set_member_role(&workspace_id, &user, body.role)
+    let member = service::members::set_role(&state, &workspace_id, &user, body.role, &access.actor())
         .await?
         .ok_or_else(|| ApiError::not_found("member"))?;
-    let detail = json!({"email": member.user.email, "role": member.role});
-    crate::service::activity::note(
-        &state,
-        &workspace_id,
-        None,
-        ("member_role_changed", &access.actor()),
-        detail,
-    )
-    .await;
     Ok(Json(member.into()))
 }
 
@@ -181,12 +154,8 @@ pub async fn remove(
     Ids((workspace_id, user)): Ids<(WorkspaceId, UserId)>,
 ) -> Result<StatusCode, ApiError> {
     super::workspace(&state, &access, &workspace_id, Need::Change).await?;
-    let email = state.store.user(&user).await?.map(|u| u.email);
-    if !state.store.remove_member(&workspace_id, &user).await? {
+    if !service::members::remove(&state, &workspace_id, &user, &access.actor()).await? {
         return Err(ApiError::not_found("member"));
     }
-    let detail = json!({"email": email});
-    crate::service::activity::note(&state, &workspace_id, None, ("member_removed", &access.actor()), detail)
-        .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -77,6 +77,14 @@ enum Command {
         #[command(subcommand)]
         command: remote::SourceCommand,
     },
+    /// A workspace's members (people who sign in to the page), through the running daemon's admin
+    /// API: `member add` prints the invitation link, the way to start without SMTP.
+    Member {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::MemberCommand,
+    },
     /// Chats and their transcript links, through the running daemon's admin API.
     Chat {
         #[command(flatten)]
@@ -135,6 +143,7 @@ pub fn main() -> ExitCode {
         Command::Webhook { remote, command } => webhook(file, remote, command),
         Command::Source { remote, command } => source(file, remote, command),
         Command::Chat { remote, command } => chat(file, remote, command),
+        Command::Member { remote, command } => member(file, remote, command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -240,6 +249,15 @@ fn source(
 ) -> Result<(), Failure> {
     let config = load(file, None)?;
     Ok(client_runtime()?.block_on(remote::source(&config, &remote, command))?)
+}
+
+fn member(
+    file: Option<PathBuf>,
+    remote: remote::Remote,
+    command: remote::MemberCommand,
+) -> Result<(), Failure> {
+    let config = load(file, None)?;
+    Ok(client_runtime()?.block_on(remote::member(&config, &remote, command))?)
 }
 
 fn chat(file: Option<PathBuf>, remote: remote::Remote, command: remote::ChatCommand) -> Result<(), Failure> {

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::admin::chats::UpdateChat;
+use crate::admin::members::{AddMember, UpdateMember};
 use crate::admin::sources::{CreateSource, UpdateSource};
 use crate::admin::webhooks::{CreateWebhook, SecretInput, UpdateWebhook};
 use crate::admin::workspaces::{CreateWorkspace, UpdateWorkspace};
@@ -210,6 +211,53 @@ pub enum WebhookCommand {
         /// The delivery's id, as `webhook deliveries` lists it.
         delivery: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Invite an address to a workspace; prints the member with their invitation link.
+    Add {
+        workspace: String,
+        email: String,
+        /// admin or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// List a workspace's members.
+    List { workspace: String },
+    /// Give a member another role.
+    Role {
+        workspace: String,
+        user_id: String,
+        /// admin or viewer.
+        role: String,
+    },
+    /// Remove a member: out of the workspace at their next request.
+    Remove { workspace: String, user_id: String },
+}
+
+pub async fn member(config: &Config, remote: &Remote, command: MemberCommand) -> Outcome {
+    use reqwest::Method;
+    let client = Client::new(config, remote)?;
+    match command {
+        MemberCommand::Add { workspace, email, role } => {
+            let request = AddMember { email, role: parsed("role", &role)? };
+            client.show(Method::POST, &format!("/api/v1/workspaces/{workspace}/members"), body(request)).await
+        }
+        MemberCommand::List { workspace } => {
+            client.show(Method::GET, &format!("/api/v1/workspaces/{workspace}/members"), None).await
+        }
+        MemberCommand::Role { workspace, user_id, role } => {
+            let request = UpdateMember { role: parsed("role", &role)? };
+            let path = format!("/api/v1/workspaces/{workspace}/members/{user_id}");
+            client.show(Method::PATCH, &path, body(request)).await
+        }
+        MemberCommand::Remove { workspace, user_id } => {
+            client
+                .show(Method::DELETE, &format!("/api/v1/workspaces/{workspace}/members/{user_id}"), None)
+                .await
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

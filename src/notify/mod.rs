@@ -42,6 +42,43 @@ pub fn disabled_email(public_url: &str, notice: &DisableNotice) -> Email {
 }
 
 #[derive(Template)]
+#[template(path = "invite_email.txt", escape = "none")]
+struct InviteEmail<'a> {
+    m: &'a MailWords,
+    workspace: &'a str,
+    admin: bool,
+    link: &'a str,
+}
+
+/// The e-mail that invites `recipient` to a workspace, in the workspace's language.
+pub fn invitation_email(
+    locale: crate::domain::Locale,
+    workspace: &str,
+    recipient: &str,
+    admin: bool,
+    link: &str,
+) -> Email {
+    let m = mail_words(locale);
+    let body = InviteEmail { m, workspace, admin, link }.render().expect("the e-mail template renders");
+    let subject = format!("{}{workspace}{}", m.invite_subject_before, m.invite_subject_after);
+    Email { recipient: recipient.to_string(), subject, body }
+}
+
+#[derive(Template)]
+#[template(path = "reset_email.txt")]
+struct ResetEmail<'a> {
+    m: &'a MailWords,
+    link: &'a str,
+}
+
+/// The e-mail with a password-reset link, in `locale`.
+pub fn reset_email(locale: crate::domain::Locale, recipient: &str, link: &str) -> Email {
+    let m = mail_words(locale);
+    let body = ResetEmail { m, link }.render().expect("the e-mail template renders");
+    Email { recipient: recipient.to_string(), subject: m.reset_subject.to_string(), body }
+}
+
+#[derive(Template)]
 #[template(path = "gave_up_email.txt")]
 struct GaveUpEmail<'a> {
     m: &'a MailWords,

@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod deliveries;
+pub mod members;
 pub mod preview;
 pub mod sources;
 pub mod webhooks;
@@ -60,6 +61,9 @@ pub struct AppState {
     pub vendors: Arc<crate::vendors::Vendors>,
     /// How media links are signed.
     pub link_key: crate::domain::LinkKey,
+    /// Wakes the mailer when an e-mail is queued; `None` without an SMTP server configured (no
+    /// e-mail is queued for people then: invitation links are shown instead).
+    pub mail: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Deref for AppState {

@@ -19,11 +19,12 @@ use super::{StoreError, StoreOptions};
 use crate::clock::SharedClock;
 
 /// The tables copied, parents before children.
-const TABLES: [&str; 15] = [
+const TABLES: [&str; 16] = [
     "workspaces",
     "users",
     "memberships",
     "invitations",
+    "password_resets",
     "webhooks",
     "sources",
     "api_tokens",

@@ -99,4 +99,6 @@ pub trait Outbox: Send + Sync {
     async fn claim_email(&self, lease: std::time::Duration) -> StoreResult<Option<OutboxEmail>>;
     /// Marks an e-mail sent, schedules another try, or gives it up.
     async fn email_result(&self, id: i64, outcome: EmailOutcome) -> StoreResult<()>;
+    /// Puts an e-mail about a workspace in the outbox, due at once.
+    async fn queue_email(&self, email: &Email, workspace_id: &WorkspaceId) -> StoreResult<()>;
 }

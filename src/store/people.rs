@@ -76,6 +76,27 @@ pub trait PeopleStore: Send + Sync {
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
     /// The workspaces a user belongs to, with their role in each.
     async fn memberships(&self, user: &UserId) -> StoreResult<Vec<(WorkspaceId, Role)>>;
+    /// Keeps a password-reset link for `user` (its token's SHA-256), good until `expires_at`;
+    /// `false` (nothing kept) when one made for them is still good at `now`, so asking again does
+    /// not send another e-mail.
+    async fn start_password_reset(
+        &self,
+        user: &UserId,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// The address a reset link is for, if it is unused and good at `now`.
+    async fn open_password_reset(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<String>>;
+    /// Spends a reset link, if unused and good at `now`: the user's password becomes
+    /// `password_hash` and every session of theirs ends (a new one is started by the caller).
+    /// Single-use. Returns the user.
+    async fn reset_password(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<User>>;
     /// Notes a sign-in.
     async fn note_sign_in(&self, user: &UserId, at: DateTime<Utc>) -> StoreResult<()>;
 }

@@ -351,3 +351,116 @@ pub async fn accept_invite(
     tracing::info!(user_id = %user.id, "invitation accepted");
     sign_in(&state, &format!("/ui/workspaces/{workspace}"), Some(&user.id)).await
 }
+
+#[derive(Template)]
+#[template(path = "web/forgot.html")]
+struct ForgotPage {
+    w: &'static PageWords,
+    /// Whether a request was just taken (the same answer whether the address has an account).
+    sent: bool,
+    /// Whether e-mail can be sent at all (an SMTP server is configured).
+    mail: bool,
+}
+
+#[derive(Deserialize)]
+pub struct ForgotForm {
+    #[serde(default)]
+    email: String,
+}
+
+/// `GET /forgot`: asks for the address to send a reset link to.
+pub async fn forgot_page(State(state): State<AppState>) -> Response {
+    page(ForgotPage { w: default_words(), sent: false, mail: state.mail.is_some() })
+}
+
+/// How long a reset link works.
+const RESET_MINUTES: i64 = 15;
+
+/// `POST /forgot`: e-mails a single-use reset link (15 minutes) to an address that has a
+/// password, at most one good link at a time. The answer is the same whether it has one, so the
+/// page tells nobody which addresses have accounts.
+#[instrument(skip_all)]
+pub async fn forgot(
+    State(state): State<AppState>,
+    Form(form): Form<ForgotForm>,
+) -> Result<Response, PageError> {
+    if let Some(mail) = &state.mail
+        && let Some(user) = state.store.user_by_email(&form.email).await?
+        && user.password_hash.is_some()
+    {
+        let token = format!("rst_{}", crate::domain::random_token(40));
+        let now = state.clock.now();
+        let hash = crate::http::auth::api_token_hash(&token);
+        let expires = now + chrono::Duration::minutes(RESET_MINUTES);
+        if state.store.start_password_reset(&user.id, &hash, now, expires).await? {
+            let workspace = match state.store.memberships(&user.id).await?.first() {
+                Some((id, _)) => state.store.get_workspace(id).await?,
+                None => None,
+            };
+            let locale = workspace.as_ref().map(|w| w.locale).unwrap_or_default();
+            let link = format!("{}/reset/{token}", state.public_url);
+            let email = crate::notify::reset_email(locale, &user.email, &link);
+            if let Some(workspace) = workspace {
+                state.store.queue_email(&email, &workspace.id).await?;
+                mail.notify_one();
+            }
+        }
+    }
+    Ok(page(ForgotPage { w: default_words(), sent: true, mail: state.mail.is_some() }))
+}
+
+#[derive(Template)]
+#[template(path = "web/reset.html")]
+struct ResetPage<'a> {
+    w: &'static PageWords,
+    email: &'a str,
+    token: &'a str,
+    error: Option<String>,
+}
+
+/// The address a reset link is for, if it is still good; the 404 page otherwise.
+async fn reset_link(state: &AppState, token: &str) -> Result<String, PageError> {
+    let found = if token.starts_with("rst_") && token.len() <= 64 {
+        state.store.open_password_reset(&crate::http::auth::api_token_hash(token), state.clock.now()).await?
+    } else {
+        None
+    };
+    found.ok_or_else(|| PageError::not_found("reset link (it may have been used, or expired)"))
+}
+
+/// `GET /reset/{token}`: the form for a new password.
+#[instrument(skip_all)]
+pub async fn reset_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    let email = reset_link(&state, &token).await?;
+    Ok(page(ResetPage { w: default_words(), email: &email, token: &token, error: None }))
+}
+
+/// `POST /reset/{token}`: sets the new password (the same rules as a first one), spends the link,
+/// ends every other session of the user, and signs in.
+#[instrument(skip_all)]
+pub async fn reset(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, PageError> {
+    let email = reset_link(&state, &token).await?;
+    if let Err(why) = crate::domain::password::check(&form.password, &email) {
+        let error = Some(format!("The password {why}."));
+        let mut response = page(ResetPage { w: default_words(), email: &email, token: &token, error });
+        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        return Ok(response);
+    }
+    let password = form.password;
+    let kept = tokio::task::spawn_blocking(move || crate::domain::password::hash(&password)).await.map_err(
+        |_| PageError::from(crate::http::ApiError::new(crate::http::ErrorCode::Internal, "hashing failed")),
+    )?;
+    let hash = crate::http::auth::api_token_hash(&token);
+    let Some(user) = state.store.reset_password(&hash, &kept, state.clock.now()).await? else {
+        return Err(PageError::not_found("reset link (it may have been used, or expired)"));
+    };
+    tracing::info!(user_id = %user.id, "password reset; the user's other sessions ended");
+    sign_in(&state, "/ui", Some(&user.id)).await
+}

@@ -12,11 +12,11 @@ use tracing::instrument;
 use super::session::CsrfForm;
 use super::webhook_card::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
 use super::{FormErrors, PageError, PageIds, Session, keep, page, see_other};
-use crate::domain::Need;
 use crate::domain::{
     Account, EmailAddress, Granularity, Locale, MediaLinkTtl, Name, SessionStatus, SourceId, Timezone,
     WebhookId, WorkspaceId,
 };
+use crate::domain::{Need, Role};
 use crate::service;
 use crate::service::AppState;
 use crate::store::{ChatSummary, NewWorkspace, Workspace, WorkspacePatch};
@@ -240,6 +240,18 @@ struct WorkspacePage {
     choices: Vec<(&'static str, String)>,
     /// The workspace settings' granularity choices.
     granularities: [(&'static str, &'static str); 5],
+    /// Its members (for who may change the workspace).
+    members: Vec<MemberLine>,
+    /// Someone just invited: their address and the link, shown this once.
+    invited: Option<(String, String)>,
+}
+
+struct MemberLine {
+    user_id: String,
+    email: String,
+    admin: bool,
+    active: bool,
+    last_sign_in: String,
 }
 
 /// What was just done, said at the top of the workspace's page.
@@ -275,6 +287,8 @@ pub struct Overlay {
     /// A webhook's form as submitted, with its errors, test result or new secret.
     pub webhook: Option<(WebhookId, WebhookForm, Option<service::activity::TestResult>, Option<String>)>,
     pub saved: Option<WebhookId>,
+    /// Someone just invited: their address and the link.
+    pub invited: Option<(String, String)>,
 }
 
 #[derive(Deserialize, Default)]
@@ -352,8 +366,30 @@ pub async fn workspace_page(
         })
         .collect();
     let chats = state.store.list_chats(id, 50, 0).await?.iter().map(|c| ChatLine::from(c, w)).collect();
+    let can_change = session.can_change(id);
+    let members = if can_change {
+        let members = state.store.list_members(id).await?;
+        members
+            .into_iter()
+            .map(|m| MemberLine {
+                user_id: m.user.id.to_string(),
+                admin: m.role == Role::Admin,
+                active: m.user.password_hash.is_some(),
+                last_sign_in: m
+                    .user
+                    .last_sign_in_at
+                    .map(|t| t.format(w.time).to_string())
+                    .unwrap_or_default(),
+                email: m.user.email,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let content = WorkspacePage {
-        can_change: session.can_change(id),
+        can_change,
+        members,
+        invited: overlay.invited,
         w,
         ingest_url: format!("{}/api/v1/workspaces/{}/messages", state.public_url, ws.id),
         csrf: session.csrf,
@@ -434,4 +470,73 @@ pub async fn rotate_source(
     service::workspaces::source_noted(&state, &source, "source_rotated", &session.actor()).await;
     tracing::info!(kind = source.kind.as_str(), "inbound URL rotated; the old one answers 404");
     Ok(see_other(&format!("/ui/workspaces/{}?rotated={id}#{id}", source.workspace_id)))
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// Invites someone from the Members section; the page shows the link this once.
+#[instrument(skip_all, fields(workspace_id = %id))]
+pub async fn invite(
+    State(state): State<AppState>,
+    session: Session,
+    PageIds(id): PageIds<WorkspaceId>,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    session.may(&id, Need::Change, "workspace")?;
+    let email = form.email.parse::<crate::domain::EmailAddress>();
+    let role = form.role.parse::<Role>();
+    let (Ok(email), Ok(role)) = (email, role) else {
+        return Err(PageError::from(crate::http::ApiError::field(
+            "email",
+            "not an e-mail address, or no role",
+        )));
+    };
+    let actor = session.actor();
+    let (member, link) = service::members::invite(&state, &id, email, role, &actor).await?;
+    let overlay = Overlay { invited: Some((member.user.email, link)), ..Overlay::default() };
+    workspace_page(&state, session, &id, overlay, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+pub struct MemberForm {
+    csrf: String,
+    #[serde(default)]
+    role: String,
+    /// `remove`, or a role change.
+    #[serde(default)]
+    action: String,
+}
+
+/// Changes a member's role, or removes them, from the Members section.
+#[instrument(skip_all, fields(workspace_id = %id, user_id = %user))]
+pub async fn member(
+    State(state): State<AppState>,
+    session: Session,
+    PageIds((id, user)): PageIds<(WorkspaceId, crate::domain::UserId)>,
+    Form(form): Form<MemberForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    session.may(&id, Need::Change, "workspace")?;
+    let actor = session.actor();
+    let done = if form.action == "remove" {
+        service::members::remove(&state, &id, &user, &actor).await?
+    } else {
+        let role = form
+            .role
+            .parse::<Role>()
+            .map_err(|e| PageError::from(crate::http::ApiError::field("role", e)))?;
+        service::members::set_role(&state, &id, &user, role, &actor).await?.is_some()
+    };
+    if !done {
+        return Err(PageError::not_found("member"));
+    }
+    Ok(see_other(&format!("/ui/workspaces/{id}#members-heading")))
 }

@@ -12,6 +12,22 @@ pub struct MailWords {
     /// Before the CLI command that does what the `curl` above it does.
     pub on_the_server: &'static str,
 
+    /// An invitation: the subject and the first sentence around the workspace's name, the role
+    /// names, the sentence before the link, and what it is good for.
+    pub invite_subject_before: &'static str,
+    pub invite_subject_after: &'static str,
+    pub invite_intro_before: &'static str,
+    pub invite_intro_after: &'static str,
+    pub invite_as_admin: &'static str,
+    pub invite_as_viewer: &'static str,
+    pub invite_link: &'static str,
+    pub invite_once: &'static str,
+
+    /// "Forgot your password?": the subject, the sentence before the link, and what it is good for.
+    pub reset_subject: &'static str,
+    pub reset_link: &'static str,
+    pub reset_once: &'static str,
+
     /// A webhook switched off: the subject around the workspace's name, the first sentence around
     /// the name, its id and the time (UTC), the labelled lines, and the paragraphs after them.
     pub disabled_subject_before: &'static str,

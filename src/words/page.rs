@@ -168,6 +168,22 @@ pub struct PageWords {
 
     /// The workspace's settings.
     pub settings_heading: &'static str,
+    /// The Members section.
+    pub members_heading: &'static str,
+    pub members_hint: &'static str,
+    pub members_none: &'static str,
+    pub col_email: &'static str,
+    pub col_role: &'static str,
+    pub col_last_sign_in: &'static str,
+    pub role_admin: &'static str,
+    pub role_viewer: &'static str,
+    pub member_pending: &'static str,
+    pub member_save: &'static str,
+    pub member_remove: &'static str,
+    pub invite_email: &'static str,
+    pub invite_button: &'static str,
+    pub invited_before: &'static str,
+    pub invited_after: &'static str,
     pub settings_save: &'static str,
     pub owner_email: &'static str,
     pub owner_email_hint: &'static str,

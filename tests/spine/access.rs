@@ -299,3 +299,181 @@ async fn an_invited_viewer_signs_in_sees_only_their_workspace_and_changes_nothin
         "{log}"
     );
 }
+
+/// The Members section of a workspace's page: invite (the link shown once), change a role, remove.
+#[tokio::test]
+async fn members_are_invited_changed_and_removed_on_the_page() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    let (operator, csrf) = signed_in_browser(&app).await;
+    let invite = operator
+        .post(app.url(&format!("/ui/workspaces/{}/members", ws.id)))
+        .form(&[("csrf", csrf.as_str()), ("email", "dana@acme.example"), ("role", "admin")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invite.status(), 200);
+    let page = invite.text().await.unwrap();
+    let link = page.split("/invite/").nth(1).expect("the link, shown once").split('<').next().unwrap();
+    let link = format!("{}/invite/{link}", app.base);
+    assert!(page.contains("dana@acme.example"));
+    let listed: Value = app
+        .admin(Method::GET, &format!("/api/v1/workspaces/{}/members", ws.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = listed["members"][0]["user_id"].as_str().unwrap().to_string();
+    assert_eq!(listed["members"][0]["role"], "admin");
+    let again = operator
+        .get(app.url(&format!("/ui/workspaces/{}", ws.id)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!again.contains("/invite/"), "the link is not shown again");
+    assert!(again.contains("dana@acme.example"));
+
+    let member = format!("/ui/workspaces/{}/members/{user}", ws.id);
+    let demoted = operator
+        .post(app.url(&member))
+        .form(&[("csrf", csrf.as_str()), ("role", "viewer"), ("action", "save")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demoted.status(), 303);
+    let dana = browser();
+    assert_eq!(
+        dana.post(&link).form(&[("password", "quiet harbour lights")]).send().await.unwrap().status(),
+        303
+    );
+    let dana_page =
+        dana.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap().text().await.unwrap();
+    assert!(!dana_page.contains("members-heading"), "a viewer has no Members section");
+    let removed = operator
+        .post(app.url(&member))
+        .form(&[("csrf", csrf.as_str()), ("action", "remove")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 303);
+    assert_eq!(dana.get(app.url(&format!("/ui/workspaces/{}", ws.id))).send().await.unwrap().status(), 404);
+}
+
+/// With an SMTP server, an invitation is e-mailed too, in the workspace's language, carrying the
+/// same single-use link.
+#[tokio::test]
+#[ignore = "needs aiosmtpd (PyPI), a real SMTP server: run scripts/test"]
+async fn an_invitation_is_emailed_in_the_workspaces_language() {
+    let smtp = SmtpSink::start();
+    let dir = test_dir();
+    let mut config = test_config(&dir);
+    config.smtp.url = Some(smtp.url());
+    let app = TestApp::spawn_with(dir, config, chatbundle::clock::ManualClock::new(start_time())).await;
+    let made = app
+        .create_workspace(json!({"name": "東京店", "owner_email": "owner@acme.example", "locale": "ja"}))
+        .await;
+    let members = format!("/api/v1/workspaces/{}/members", made["id"].as_str().unwrap());
+    let invited: Value = app
+        .admin(Method::POST, &members)
+        .json(&json!({"email": "ken@acme.example", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = invited["invitation_url"].as_str().unwrap();
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail["to"], json!(["ken@acme.example"]));
+    assert_eq!(mail["subject"], "chatbundle: ワークスペース「東京店」への招待");
+    let body = mail["body"].as_str().unwrap();
+    assert!(body.contains(link) && body.contains("閲覧者"), "{body}");
+}
+
+/// "Forgot your password?": a reset link by e-mail (single-use, 15 minutes, one at a time), which
+/// sets a new password, signs out the user's other sessions and signs in.
+#[tokio::test]
+#[ignore = "needs aiosmtpd (PyPI), a real SMTP server: run scripts/test"]
+async fn a_forgotten_password_is_reset_by_a_link_that_works_once() {
+    let smtp = SmtpSink::start();
+    let dir = test_dir();
+    let mut config = test_config(&dir);
+    config.smtp.url = Some(smtp.url());
+    let app = TestApp::spawn_with(dir, config, chatbundle::clock::ManualClock::new(start_time())).await;
+    let ws = app.workspace().await;
+    let invited: Value = app
+        .admin(Method::POST, &format!("/api/v1/workspaces/{}/members", ws.id))
+        .json(&json!({"email": "ana@acme.example", "role": "admin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let old = browser();
+    let joined =
+        old.post(invited["invitation_url"].as_str().unwrap()).form(&[("password", "first long password")]);
+    assert_eq!(joined.send().await.unwrap().status(), 303);
+    smtp.wait_for(1).await; // the invitation
+
+    let asked =
+        browser().post(app.url("/forgot")).form(&[("email", "ana@acme.example")]).send().await.unwrap();
+    assert_eq!(asked.status(), 200);
+    assert!(asked.text().await.unwrap().contains("If that address has an account"));
+    let nobody =
+        browser().post(app.url("/forgot")).form(&[("email", "nobody@acme.example")]).send().await.unwrap();
+    assert!(nobody.text().await.unwrap().contains("If that address has an account"), "the same answer");
+    let mail = smtp.wait_for(2).await.remove(1);
+    assert_eq!(
+        (mail["to"].clone(), mail["subject"].as_str()),
+        (json!(["ana@acme.example"]), Some("chatbundle: choose a new password"))
+    );
+    let body = mail["body"].as_str().unwrap();
+    let link = body.lines().find(|l| l.contains("/reset/rst_")).expect("the link").trim().to_string();
+    // Asking again while the link is good sends nothing more.
+    browser().post(app.url("/forgot")).form(&[("email", "ana@acme.example")]).send().await.unwrap();
+
+    let new = browser();
+    assert_eq!(new.get(&link).send().await.unwrap().status(), 200);
+    let short = new.post(&link).form(&[("password", "short")]).send().await.unwrap();
+    assert_eq!(short.status(), 422);
+    let reset = new.post(&link).form(&[("password", "second long password")]).send().await.unwrap();
+    assert_eq!(reset.status(), 303);
+    assert_eq!(new.get(app.url("/ui")).send().await.unwrap().status(), 200, "signed in");
+    assert_eq!(
+        old.get(app.url("/ui")).send().await.unwrap().status(),
+        303,
+        "the other session is signed out"
+    );
+    assert_eq!(
+        browser().post(&link).form(&[("password", "third long password")]).send().await.unwrap().status(),
+        404
+    );
+    let signin = browser()
+        .post(app.url("/login"))
+        .form(&[("email", "ana@acme.example"), ("password", "second long password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signin.status(), 303, "the new password signs in");
+    assert_eq!(smtp.received().len(), 2, "one reset e-mail, however often asked");
+
+    // A link older than 15 minutes does nothing.
+    browser().post(app.url("/forgot")).form(&[("email", "ana@acme.example")]).send().await.unwrap();
+    let mail = smtp.wait_for(3).await.remove(2);
+    let late = mail["body"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("/reset/rst_"))
+        .unwrap()
+        .trim()
+        .to_string();
+    app.advance(std::time::Duration::from_secs(15 * 60));
+    assert_eq!(browser().get(&late).send().await.unwrap().status(), 404);
+}

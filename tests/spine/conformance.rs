@@ -1447,6 +1447,25 @@ pub async fn an_invitation_is_spent_once_and_a_removed_member_is_out_at_once(fac
         None,
         "its invitation went with it"
     );
+
+    // A password reset: one good link at a time, spent once, ending the user's sessions.
+    let later = now + chrono::Duration::minutes(15);
+    assert!(world.store.start_password_reset(&user.id, "r1", now, later).await.unwrap());
+    assert!(!world.store.start_password_reset(&user.id, "r2", now, later).await.unwrap(), "one at a time");
+    world.store.start_web_session("s1", later, Some(&user.id)).await.unwrap();
+    world.store.start_web_session("s0", later, None).await.unwrap();
+    assert_eq!(world.store.web_session_alive("s1", now).await.unwrap(), Some(Some(user.id.clone())));
+    assert_eq!(
+        world.store.open_password_reset("r1", now).await.unwrap().as_deref(),
+        Some("mia@acme.example")
+    );
+    let reset = world.store.reset_password("r1", "$argon2id$new", now).await.unwrap().expect("spent");
+    assert_eq!(reset.password_hash.as_deref(), Some("$argon2id$new"));
+    assert_eq!(world.store.web_session_alive("s1", now).await.unwrap(), None, "their sessions end");
+    assert_eq!(world.store.web_session_alive("s0", now).await.unwrap(), Some(None), "no one else's");
+    assert_eq!(world.store.reset_password("r1", "$argon2id$again", now).await.unwrap(), None, "once");
+    assert!(world.store.start_password_reset(&user.id, "r3", now, later).await.unwrap());
+    assert_eq!(world.store.reset_password("r3", "$argon2id$late", later).await.unwrap(), None, "expired");
 }
 
 /// After a WeChat chat's reply window the business's messages count against the account's

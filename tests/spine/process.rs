@@ -432,6 +432,18 @@ fn the_cli_drives_the_running_daemon() {
     let (code, _, stderr) = run(&["source", "create", &ws_id, "--kind", "twilio", "--name", "T"]);
     assert_eq!(code, Some(2), "the missing auth token is bad input: {stderr}");
 
+    // A member, invited from the command line: the link to pass on is printed.
+    let (code, invited, _) = run(&["member", "add", &ws_id, "mia@acme.example", "--role", "admin"]);
+    assert_eq!(code, Some(0));
+    assert!(invited["invitation_url"].as_str().unwrap().contains("/invite/inv_"), "{invited}");
+    let user = invited["user_id"].as_str().unwrap().to_string();
+    let (code, viewer, _) = run(&["member", "role", &ws_id, &user, "viewer"]);
+    assert_eq!((code, viewer["role"].clone()), (Some(0), json!("viewer")));
+    let (code, _, stderr) = run(&["member", "add", &ws_id, "dana@acme.example", "--role", "owner"]);
+    assert_eq!(code, Some(2), "an unknown role is bad input: {stderr}");
+    let (code, listed, _) = run(&["member", "list", &ws_id]);
+    assert_eq!((code, listed["members"].as_array().unwrap().len()), (Some(0), 1));
+
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ingest = tokio::runtime::Runtime::new().unwrap().block_on(async {
         reqwest::Client::new()

@@ -243,6 +243,14 @@ macro_rules! log {
                     .await
                 }
 
+                async fn queue_email(&self, email: &Email, workspace_id: &WorkspaceId) -> StoreResult<()> {
+                    let (email, workspace_id) = (email.clone(), workspace_id.clone());
+                    self.transact(move |conn, now| {
+                        Box::pin(async move { queue_email(conn, &email, &workspace_id, None, now).await })
+                    })
+                    .await
+                }
+
                 async fn email_result(&self, id: i64, outcome: EmailOutcome) -> StoreResult<()> {
                     self.transact(move |conn, now| {
                         Box::pin(async move {

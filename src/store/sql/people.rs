@@ -203,6 +203,84 @@ macro_rules! people {
                         .collect()
                 }
 
+                async fn start_password_reset(
+                    &self,
+                    user: &UserId,
+                    token_hash: &str,
+                    now: DateTime<Utc>,
+                    expires_at: DateTime<Utc>,
+                ) -> StoreResult<bool> {
+                    let (user, token_hash, now, expires_at) =
+                        (user.to_string(), token_hash.to_string(), ms(now), ms(expires_at));
+                    self.transact(move |conn, _| {
+                        Box::pin(async move {
+                            let open: bool = sqlx::query_scalar(
+                                "SELECT EXISTS (SELECT 1 FROM password_resets
+                                                WHERE user_id = $1 AND used_at IS NULL AND expires_at > $2)",
+                            )
+                            .bind(&user)
+                            .bind(now)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                            if open {
+                                return Ok(false);
+                            }
+                            sqlx::query("INSERT INTO password_resets (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+                                .bind(&token_hash)
+                                .bind(&user)
+                                .bind(expires_at)
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(true)
+                        })
+                    })
+                    .await
+                }
+
+                async fn open_password_reset(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<Option<String>> {
+                    Ok(sqlx::query_scalar(
+                        "SELECT u.email FROM password_resets r JOIN users u ON u.id = r.user_id
+                         WHERE r.token_hash = $1 AND r.used_at IS NULL AND r.expires_at > $2",
+                    )
+                    .bind(token_hash)
+                    .bind(ms(now))
+                    .fetch_optional(self.reads())
+                    .await?)
+                }
+
+                async fn reset_password(
+                    &self,
+                    token_hash: &str,
+                    password_hash: &str,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<Option<User>> {
+                    let (token_hash, password_hash, now) = (token_hash.to_string(), password_hash.to_string(), ms(now));
+                    self.transact(move |conn, _| {
+                        Box::pin(async move {
+                            let spent: Option<String> = sqlx::query_scalar(
+                                "UPDATE password_resets SET used_at = $1
+                                 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1
+                                 RETURNING user_id",
+                            )
+                            .bind(now)
+                            .bind(&token_hash)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                            let Some(user_id) = spent else { return Ok(None) };
+                            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                                .bind(&password_hash)
+                                .bind(&user_id)
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("DELETE FROM web_sessions WHERE user_id = $1").bind(&user_id).execute(&mut *conn).await?;
+                            let sql = format!("{USER} WHERE id = $1");
+                            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&user_id).fetch_one(&mut *conn).await?;
+                            Ok(Some(user(&row)?))
+                        })
+                    })
+                    .await
+                }
+
                 async fn note_sign_in(&self, user: &UserId, at: DateTime<Utc>) -> StoreResult<()> {
                     let (user, at) = (user.to_string(), ms(at));
                     self.transact(move |conn, _| {

@@ -299,13 +299,30 @@ pub struct InviteForm {
     password: String,
 }
 
+/// A password chosen on the invitation or the reset form: `Ok(hash)` (argon2id, made off the
+/// async threads) when the domain's rules take it for `email`, `Ok(Err(sentence))` to show on the
+/// form otherwise.
+async fn chosen_password(password: String, email: &str) -> Result<Result<String, String>, PageError> {
+    if let Err(why) = crate::domain::password::check(&password, email) {
+        return Ok(Err(format!("The password {why}.")));
+    }
+    let kept = tokio::task::spawn_blocking(move || crate::domain::password::hash(&password)).await.map_err(
+        |_| PageError::from(crate::http::ApiError::new(crate::http::ErrorCode::Internal, "hashing failed")),
+    )?;
+    Ok(Ok(kept))
+}
+
+/// The SHA-256 of a link's token, if it has the link's prefix and could be one (no store is asked
+/// about anything else).
+fn link_hash(token: &str, prefix: &str) -> Option<String> {
+    (token.starts_with(prefix) && token.len() <= 64).then(|| crate::http::auth::api_token_hash(token))
+}
+
 /// The address an invitation link is for, if it is still good; the 404 page otherwise.
 async fn invitation(state: &AppState, token: &str) -> Result<(String, WorkspaceId), PageError> {
-    let looks_right = token.starts_with("inv_") && token.len() <= 64;
-    let found = if looks_right {
-        state.store.open_invitation(&crate::http::auth::api_token_hash(token), state.clock.now()).await?
-    } else {
-        None
+    let found = match link_hash(token, "inv_") {
+        Some(hash) => state.store.open_invitation(&hash, state.clock.now()).await?,
+        None => None,
     };
     found.ok_or_else(|| PageError::not_found("invitation (it may have been used, or expired)"))
 }
@@ -329,20 +346,15 @@ pub async fn accept_invite(
     Form(form): Form<InviteForm>,
 ) -> Result<Response, PageError> {
     let (email, _) = invitation(&state, &token).await?;
-    if let Err(why) = crate::domain::password::check(&form.password, &email) {
-        let mut response = page(InvitePage {
-            w: default_words(),
-            email: &email,
-            token: &token,
-            error: Some(format!("The password {why}.")),
-        });
-        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-        return Ok(response);
-    }
-    let password = form.password;
-    let kept = tokio::task::spawn_blocking(move || crate::domain::password::hash(&password)).await.map_err(
-        |_| PageError::from(crate::http::ApiError::new(crate::http::ErrorCode::Internal, "hashing failed")),
-    )?;
+    let kept = match chosen_password(form.password, &email).await? {
+        Ok(kept) => kept,
+        Err(error) => {
+            let mut response =
+                page(InvitePage { w: default_words(), email: &email, token: &token, error: Some(error) });
+            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            return Ok(response);
+        }
+    };
     let hash = crate::http::auth::api_token_hash(&token);
     let Some((user, workspace)) = state.store.accept_invitation(&hash, &kept, state.clock.now()).await?
     else {
@@ -420,10 +432,9 @@ struct ResetPage<'a> {
 
 /// The address a reset link is for, if it is still good; the 404 page otherwise.
 async fn reset_link(state: &AppState, token: &str) -> Result<String, PageError> {
-    let found = if token.starts_with("rst_") && token.len() <= 64 {
-        state.store.open_password_reset(&crate::http::auth::api_token_hash(token), state.clock.now()).await?
-    } else {
-        None
+    let found = match link_hash(token, "rst_") {
+        Some(hash) => state.store.open_password_reset(&hash, state.clock.now()).await?,
+        None => None,
     };
     found.ok_or_else(|| PageError::not_found("reset link (it may have been used, or expired)"))
 }
@@ -447,16 +458,15 @@ pub async fn reset(
     Form(form): Form<InviteForm>,
 ) -> Result<Response, PageError> {
     let email = reset_link(&state, &token).await?;
-    if let Err(why) = crate::domain::password::check(&form.password, &email) {
-        let error = Some(format!("The password {why}."));
-        let mut response = page(ResetPage { w: default_words(), email: &email, token: &token, error });
-        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-        return Ok(response);
-    }
-    let password = form.password;
-    let kept = tokio::task::spawn_blocking(move || crate::domain::password::hash(&password)).await.map_err(
-        |_| PageError::from(crate::http::ApiError::new(crate::http::ErrorCode::Internal, "hashing failed")),
-    )?;
+    let kept = match chosen_password(form.password, &email).await? {
+        Ok(kept) => kept,
+        Err(error) => {
+            let mut response =
+                page(ResetPage { w: default_words(), email: &email, token: &token, error: Some(error) });
+            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            return Ok(response);
+        }
+    };
     let hash = crate::http::auth::api_token_hash(&token);
     let Some(user) = state.store.reset_password(&hash, &kept, state.clock.now()).await? else {
         return Err(PageError::not_found("reset link (it may have been used, or expired)"));

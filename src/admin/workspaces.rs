@@ -199,8 +199,11 @@ pub async fn list(
     let workspaces = match access.only_workspaces() {
         None => state.store.list_workspaces().await?,
         Some(own) => {
-            let all = state.store.list_workspaces().await?;
-            all.into_iter().filter(|w| own.contains(&&w.id)).collect()
+            let mut found = Vec::with_capacity(own.len());
+            for id in own {
+                found.extend(state.store.get_workspace(id).await?);
+            }
+            found
         }
     };
     let workspaces = workspaces.into_iter().map(|w| WorkspaceView::new(w, &access)).collect();

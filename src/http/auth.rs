@@ -153,7 +153,11 @@ async fn api_token(state: &HttpState, token: &str) -> Result<Option<Principal>, 
         return Ok(None);
     }
     let Some(found) = state.store.api_token_by_hash(&api_token_hash(token)).await? else { return Ok(None) };
-    state.store.note_api_token_use(&found.id, state.clock.now()).await?;
+    let now = state.clock.now();
+    // Written at most once a minute (the store checks too): no write on every request.
+    if found.last_used_at.is_none_or(|at| now - at >= chrono::Duration::seconds(60)) {
+        state.store.note_api_token_use(&found.id, now).await?;
+    }
     Ok(Some(Principal::Token {
         id: found.id,
         name: found.name.into_string(),

@@ -112,7 +112,8 @@ mod tests {
 /// What a payload needs to give a message's media `download_url`s: the daemon's address and link
 /// key, when the links expire, and the source the message came through (whose credentials decide
 /// which files can be fetched: [`crate::domain::linkable`]).
-#[derive(Debug, Clone, Copy)]
+/// (No `Debug`: it holds the source's credentials.)
+#[derive(Clone, Copy)]
 pub struct MediaLinks<'a> {
     pub public_url: &'a str,
     pub key: &'a LinkKey,
@@ -158,7 +159,8 @@ pub fn attachment_objects<'a>(
 
 /// How one close or one request makes media links: the key, when its links expire, and the
 /// workspace's sources by id (the credentials decide which files can be fetched).
-#[derive(Debug, Clone)]
+/// (No `Debug`: it holds the sources' credentials.)
+#[derive(Clone)]
 pub struct LinkPlan {
     pub key: LinkKey,
     pub expires: DateTime<Utc>,

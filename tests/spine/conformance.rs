@@ -1281,7 +1281,8 @@ pub async fn a_messages_rank_is_its_place_in_the_transcript(factory: &dyn Factor
 
 /// A customer's answer by button keeps the button's payload id; a channel's edit of a stored
 /// message changes its text in place and marks it edited (an older edit arriving late changes
-/// nothing), only for that workspace's and source's message.
+/// nothing), only for that workspace's and source's message; a message is found by its position
+/// (media links); an e-mail queued for a workspace is claimed once.
 pub async fn an_edit_changes_a_stored_message_in_place_and_a_button_answer_keeps_its_choice(
     factory: &dyn Factory,
 ) {
@@ -1321,6 +1322,28 @@ pub async fn an_edit_changes_a_stored_message_in_place_and_a_button_answer_keeps
     assert!(!world.store.edit_message(&world.workspace, "api", &none).await.unwrap());
     let messages = world.store.chat_messages(chat, 10, 0).await.unwrap();
     assert_eq!(stored(messages, "m1").text, "second words");
+
+    // A media link names a message by its position: found with its chat and workspace; a
+    // position that holds nothing finds nothing.
+    let seq = stored(world.store.chat_messages(chat, 10, 0).await.unwrap(), "b1").seq;
+    let (workspace, found_chat, message) = world.store.message_at(seq).await.unwrap().expect("found by seq");
+    assert_eq!(
+        (workspace, found_chat.id, message.message_id.as_str()),
+        (world.workspace.clone(), chat, "b1")
+    );
+    assert_eq!(found_chat.source_key, "api");
+    assert!(world.store.message_at(seq + 1_000_000).await.unwrap().is_none());
+
+    // An e-mail queued for a workspace is claimed once, as it was written.
+    let email = chatbundle::store::Email {
+        recipient: "mia@acme.example".into(),
+        subject: "invited".into(),
+        body: "the link".into(),
+    };
+    world.store.queue_email(&email, &world.workspace).await.unwrap();
+    let claimed = world.store.claim_email(Duration::from_secs(60)).await.unwrap().expect("due at once");
+    assert_eq!(claimed.email, email);
+    assert!(world.store.claim_email(Duration::from_secs(60)).await.unwrap().is_none(), "one claimer");
 }
 
 /// A channel that says itself whether a chat can be answered (Chatwoot's `can_reply`) is kept

@@ -421,6 +421,29 @@ async fn no_payload_note_or_activity_row_carries_a_credential() {
         let id = hook["id"].as_str().unwrap();
         admin_json(&app, Method::POST, &format!("/api/v1/webhooks/{id}/test"), None, 200).await;
     }
+    // An API token and an invitation: their own activity rows must not carry them either.
+    let tokens_path = format!("/api/v1/workspaces/{}/tokens", ws.id);
+    let api_token =
+        admin_json(&app, Method::POST, &tokens_path, Some(json!({"name": "Zap", "role": "admin"})), 201)
+            .await["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let members_path = format!("/api/v1/workspaces/{}/members", ws.id);
+    let invitation = admin_json(
+        &app,
+        Method::POST,
+        &members_path,
+        Some(json!({"email": "mia@acme.example", "role": "viewer"})),
+        201,
+    )
+    .await["invitation_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
     let received = receiver.received();
 
     let secret = immediate["secret"].as_str().unwrap().to_string();
@@ -433,6 +456,8 @@ async fn no_payload_note_or_activity_row_carries_a_credential() {
         ("the ingest key", ws.ingest_key.clone()),
         ("the webhook secret", secret.trim_start_matches("whsec_").to_string()),
         ("the admin token", ADMIN_TOKEN.to_string()),
+        ("an API token", api_token),
+        ("an invitation link's token", invitation),
     ];
     let chats =
         admin_json(&app, Method::GET, &format!("/api/v1/workspaces/{}/chats", ws.id), None, 200).await;

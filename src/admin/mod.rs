@@ -7,6 +7,7 @@ pub mod members;
 pub mod preview;
 pub mod sources;
 pub mod tokens;
+pub mod users;
 pub mod webhooks;
 pub mod workspaces;
 
@@ -36,6 +37,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::delete))
         .routes(routes!(members::add, members::list))
         .routes(routes!(members::update, members::remove))
+        .routes(routes!(users::add, users::list))
+        .routes(routes!(users::update, users::delete))
         .routes(routes!(activity::latest))
         .routes(routes!(activity::log))
         .routes(routes!(activity::test))

@@ -85,6 +85,14 @@ enum Command {
         #[command(subcommand)]
         command: remote::MemberCommand,
     },
+    /// The instance's users (operators), through the running daemon's admin API: `user add EMAIL
+    /// --operator` prints a link where they choose a password.
+    User {
+        #[command(flatten)]
+        remote: remote::Remote,
+        #[command(subcommand)]
+        command: remote::UserCommand,
+    },
     /// Chats and their transcript links, through the running daemon's admin API.
     Chat {
         #[command(flatten)]
@@ -144,6 +152,7 @@ pub fn main() -> ExitCode {
         Command::Source { remote, command } => source(file, remote, command),
         Command::Chat { remote, command } => chat(file, remote, command),
         Command::Member { remote, command } => member(file, remote, command),
+        Command::User { remote, command } => user(file, remote, command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -258,6 +267,11 @@ fn member(
 ) -> Result<(), Failure> {
     let config = load(file, None)?;
     Ok(client_runtime()?.block_on(remote::member(&config, &remote, command))?)
+}
+
+fn user(file: Option<PathBuf>, remote: remote::Remote, command: remote::UserCommand) -> Result<(), Failure> {
+    let config = load(file, None)?;
+    Ok(client_runtime()?.block_on(remote::user(&config, &remote, command))?)
 }
 
 fn chat(file: Option<PathBuf>, remote: remote::Remote, command: remote::ChatCommand) -> Result<(), Failure> {

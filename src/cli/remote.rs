@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::admin::chats::UpdateChat;
 use crate::admin::members::{AddMember, UpdateMember};
 use crate::admin::sources::{CreateSource, UpdateSource};
+use crate::admin::users::{AddUser, UpdateUser};
 use crate::admin::webhooks::{CreateWebhook, SecretInput, UpdateWebhook};
 use crate::admin::workspaces::{CreateWorkspace, UpdateWorkspace};
 use crate::config::Config;
@@ -256,6 +257,54 @@ pub async fn member(config: &Config, remote: &Remote, command: MemberCommand) ->
             client
                 .show(Method::DELETE, &format!("/api/v1/workspaces/{workspace}/members/{user_id}"), None)
                 .await
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Make an address an operator (every workspace and the instance, signed in as themselves);
+    /// prints the user with a link to choose a password when they have none yet.
+    Add {
+        email: String,
+        /// Required: the instance's users are its operators (anyone else is a workspace's member:
+        /// `chatbundle member add`).
+        #[arg(long)]
+        operator: bool,
+    },
+    /// List every user.
+    List,
+    /// Make a user an operator (`--operator true`), or no longer one (`--operator false`).
+    Set {
+        user_id: String,
+        #[arg(long, action = clap::ArgAction::Set)]
+        operator: bool,
+    },
+    /// Delete a user, with their memberships: signed out at once.
+    Delete { user_id: String },
+}
+
+pub async fn user(config: &Config, remote: &Remote, command: UserCommand) -> Outcome {
+    use reqwest::Method;
+    let client = Client::new(config, remote)?;
+    match command {
+        UserCommand::Add { operator: false, .. } => Err(Failure {
+            bad_input: true,
+            message: "`user add` makes operators: say --operator, or add them to a workspace with \
+                      `chatbundle member add WORKSPACE EMAIL`"
+                .into(),
+        }),
+        UserCommand::Add { email, operator: true } => {
+            client.show(Method::POST, "/api/v1/users", body(AddUser { email, operator: true })).await
+        }
+        UserCommand::List => client.show(Method::GET, "/api/v1/users", None).await,
+        UserCommand::Set { user_id, operator } => {
+            client
+                .show(Method::PATCH, &format!("/api/v1/users/{user_id}"), body(UpdateUser { operator }))
+                .await
+        }
+        UserCommand::Delete { user_id } => {
+            client.show(Method::DELETE, &format!("/api/v1/users/{user_id}"), None).await
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Who may do what. The operator (the admin token) may do everything; a workspace's scoped API
-//! token acts within that workspace alone, as an admin (everything there) or a viewer (reads,
+//! Who may do what. The operator (the admin token, or a user made an operator) may do everything;
+//! a workspace's scoped API token, or a person who is a member, acts within that workspace alone, as an admin (everything there) or a viewer (reads,
 //! and sees no secret). What a caller may not even see answers as if it did not exist (404);
 //! what it sees but may not change answers 403.
 
@@ -69,22 +69,24 @@ pub enum Refusal {
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    /// The admin token: every workspace and the instance.
+    /// The admin token: every workspace and the instance (the bootstrap and break-glass
+    /// credential).
     Operator,
     /// A workspace's API token.
     Token { id: TokenId, name: String, workspace: WorkspaceId, role: Role },
-    /// A person signed in to the web page, with their role in each workspace they belong to (read
+    /// A person signed in to the web page: an operator (every workspace and the instance, like the
+    /// admin token, but named) or not, with their role in each workspace they belong to (both read
     /// afresh on every request: a member removed is out at once).
-    Member { id: UserId, email: String, workspaces: Vec<(WorkspaceId, Role)> },
+    Person { id: UserId, email: String, operator: bool, workspaces: Vec<(WorkspaceId, Role)> },
 }
 
 impl Principal {
     /// Whether it may do `need` in `workspace`.
     pub fn may(&self, workspace: &WorkspaceId, need: Need) -> Result<(), Refusal> {
         let role = match self {
-            Principal::Operator => return Ok(()),
+            Principal::Operator | Principal::Person { operator: true, .. } => return Ok(()),
             Principal::Token { workspace: own, role, .. } => (own == workspace).then_some(*role),
-            Principal::Member { workspaces, .. } => {
+            Principal::Person { workspaces, .. } => {
                 workspaces.iter().find(|(own, _)| own == workspace).map(|(_, role)| *role)
             }
         };
@@ -97,15 +99,15 @@ impl Principal {
 
     /// Whether it may do what only the operator does: create workspaces, instance settings.
     pub fn is_operator(&self) -> bool {
-        matches!(self, Principal::Operator)
+        matches!(self, Principal::Operator | Principal::Person { operator: true, .. })
     }
 
     /// The workspaces it may see (`None`: every workspace).
     pub fn only_workspaces(&self) -> Option<Vec<&WorkspaceId>> {
         match self {
-            Principal::Operator => None,
+            Principal::Operator | Principal::Person { operator: true, .. } => None,
             Principal::Token { workspace, .. } => Some(vec![workspace]),
-            Principal::Member { workspaces, .. } => Some(workspaces.iter().map(|(id, _)| id).collect()),
+            Principal::Person { workspaces, .. } => Some(workspaces.iter().map(|(id, _)| id).collect()),
         }
     }
 
@@ -114,13 +116,21 @@ impl Principal {
         self.may(workspace, Need::Change).is_ok()
     }
 
-    /// Who did something, as the activity log names them: `operator`, `token:<name>`, or a
-    /// member's e-mail address.
+    /// Who did something, as the activity log names them: `operator` (the admin token),
+    /// `token:<name>`, or a person's e-mail address.
     pub fn actor(&self) -> String {
         match self {
             Principal::Operator => "operator".into(),
             Principal::Token { name, .. } => format!("token:{name}"),
-            Principal::Member { email, .. } => email.clone(),
+            Principal::Person { email, .. } => email.clone(),
+        }
+    }
+
+    /// The person signed in, if it is one.
+    pub fn person(&self) -> Option<&UserId> {
+        match self {
+            Principal::Person { id, .. } => Some(id),
+            _ => None,
         }
     }
 }
@@ -152,9 +162,10 @@ mod tests {
             ("token:zap".to_string(), "operator".to_string())
         );
         assert_eq!("viewer".parse::<Role>(), Ok(Role::Viewer));
-        let member = Principal::Member {
+        let member = Principal::Person {
             id: UserId::stored("usr_1"),
             email: "mia@acme.example".into(),
+            operator: false,
             workspaces: vec![(a.clone(), Role::Viewer), (b.clone(), Role::Admin)],
         };
         assert_eq!(member.may(&a, Need::Change), Err(Refusal::Forbidden));
@@ -164,5 +175,16 @@ mod tests {
         assert_eq!(member.actor(), "mia@acme.example");
         assert_eq!(member.only_workspaces(), Some(vec![&a, &b]));
         assert!("owner".parse::<Role>().is_err());
+        assert!(!member.is_operator());
+        let operator = Principal::Person {
+            id: UserId::stored("usr_2"),
+            email: "ops@acme.example".into(),
+            operator: true,
+            workspaces: vec![(a.clone(), Role::Viewer)],
+        };
+        assert_eq!(operator.may(&a, Need::Change), Ok(()), "an operator is more than their memberships");
+        assert_eq!(operator.may(&c, Need::Change), Ok(()));
+        assert!(operator.is_operator() && operator.only_workspaces().is_none());
+        assert_eq!(operator.actor(), "ops@acme.example", "named in the log, unlike the admin token");
     }
 }

@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod members;
 pub mod preview;
 pub mod sources;
+pub mod users;
 pub mod webhooks;
 pub mod workspaces;
 

@@ -16,6 +16,8 @@ pub struct User {
     /// The argon2id hash (PHC string) of their password; `None` until they accept an invitation.
     pub password_hash: Option<String>,
     pub last_sign_in_at: Option<DateTime<Utc>>,
+    /// Whether they may do what the admin token does: every workspace, and the instance.
+    pub operator: bool,
 }
 
 /// A member of a workspace.
@@ -99,4 +101,29 @@ pub trait PeopleStore: Send + Sync {
     ) -> StoreResult<Option<User>>;
     /// Notes a sign-in.
     async fn note_sign_in(&self, user: &UserId, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Makes the address an operator (the user made if new). Returns the user.
+    async fn add_operator(&self, email: &EmailAddress) -> StoreResult<User>;
+    /// Makes a user an operator or not; `None`: no such user.
+    async fn set_operator(&self, user: &UserId, operator: bool) -> StoreResult<Option<User>>;
+    /// Every user, oldest first.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Deletes a user: their memberships, invitations, reset links and sessions go with them, so
+    /// they are signed out at once. `false`: no such user.
+    async fn delete_user(&self, user: &UserId) -> StoreResult<bool>;
+    /// Keeps a link for `user` to choose a password (the reset form; its token's SHA-256), good
+    /// until `expires_at`, replacing any link of theirs still open at `now`: the one handed out
+    /// last is the one that works.
+    async fn replace_password_link(
+        &self,
+        user: &UserId,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Changes a signed-in user's password to `password_hash` and ends every other session of
+    /// theirs (`keep`, the session that asked, stays signed in), in one transaction.
+    async fn change_password(&self, user: &UserId, password_hash: &str, keep: &str) -> StoreResult<()>;
+    /// Spends every open invitation of a user (they signed in another way, single sign-on: a link
+    /// still in a mailbox must not set a password after that).
+    async fn spend_invitations(&self, user: &UserId, now: DateTime<Utc>) -> StoreResult<()>;
 }

@@ -13,6 +13,7 @@
 //! A page that belongs to one workspace speaks that workspace's language, its words from
 //! [`crate::words`]; the others (sign-in, the list of workspaces, failures) speak the default one.
 
+mod account;
 mod chats;
 mod media;
 mod session;
@@ -49,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .route("/forgot", get(session::forgot_page).post(session::forgot))
         .route("/reset/{token}", get(session::reset_page).post(session::reset))
         .route("/ui", get(workspaces::home))
+        .route("/ui/account", get(account::show).post(account::change_password))
         .route("/ui/workspaces", post(workspaces::create))
         .route("/ui/workspaces/{id}", get(workspaces::show).post(workspaces::save))
         .route("/ui/workspaces/{id}/flush", post(workspaces::flush))

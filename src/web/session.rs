@@ -26,7 +26,7 @@ const SESSION_HOURS: i64 = 12;
 /// with the CSRF token their forms must carry.
 pub struct Session {
     /// The session's id in the store.
-    id: String,
+    pub(super) id: String,
     pub csrf: String,
     /// Who it is, with their workspaces as of this request.
     pub principal: Principal,
@@ -95,7 +95,7 @@ impl FromRequestParts<AppState> for Session {
 async fn member(state: &AppState, user: &UserId) -> Result<Option<Principal>, crate::store::StoreError> {
     let Some(found) = state.store.user(user).await? else { return Ok(None) };
     let workspaces = state.store.memberships(user).await?;
-    Ok(Some(Principal::Member { id: found.id, email: found.email, workspaces }))
+    Ok(Some(Principal::Person { id: found.id, email: found.email, operator: found.operator, workspaces }))
 }
 
 /// The `Set-Cookie` header that signs in (or, with `None`, out).
@@ -236,23 +236,15 @@ async fn member_sign_in(
     next: String,
 ) -> Result<Response, PageError> {
     let address = email.trim().to_lowercase();
+    let guessed = Guessed::Password(address.clone());
+    // While shut out, not even the right password is tried: the throttle stops guessing.
+    let wait = state.throttle.wait(client.net(), &guessed);
     let user = state.store.user_by_email(&address).await?;
-    let kept = user.as_ref().and_then(|u| u.password_hash.clone());
-    let given = password.to_string();
-    let matches = tokio::task::spawn_blocking(move || match kept {
-        Some(kept) => crate::domain::password::verify(&given, &kept),
-        None => {
-            // The same work as a real check.
-            let _ = crate::domain::password::verify(&given, &DUMMY_HASH);
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let matches = wait.is_none() && password_matches(user.as_ref(), password).await;
     if let (true, Some(user)) = (matches, &user) {
         return sign_in(state, &next, Some(&user.id)).await;
     }
-    let (status, error) = match state.throttle.refuse(client.net(), Guessed::Password(address.clone())) {
+    let (status, error) = match wait.or_else(|| state.throttle.refuse(client.net(), guessed)) {
         Some(wait) => {
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
             (StatusCode::TOO_MANY_REQUESTS, format!("Too many wrong passwords. Try again in {seconds} s."))
@@ -263,6 +255,23 @@ async fn member_sign_in(
         page(LoginPage { w: default_words(), next, error: None, member_error: Some(error), email: address });
     *response.status_mut() = status;
     Ok(response)
+}
+
+/// Whether `given` is `user`'s password, checked off the async threads; for a user with no
+/// password (or none at all) the same work is done against a hash nobody has, so that the answer
+/// takes as long.
+pub(super) async fn password_matches(user: Option<&crate::store::User>, given: &str) -> bool {
+    let kept = user.and_then(|u| u.password_hash.clone());
+    let given = given.to_string();
+    tokio::task::spawn_blocking(move || match kept {
+        Some(kept) => crate::domain::password::verify(&given, &kept),
+        None => {
+            let _ = crate::domain::password::verify(&given, &DUMMY_HASH);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// An argon2id hash of nothing anyone has, made with the same parameters as every kept one and
@@ -303,7 +312,10 @@ pub struct InviteForm {
 /// A password chosen on the invitation or the reset form: `Ok(hash)` (argon2id, made off the
 /// async threads) when the domain's rules take it for `email`, `Ok(Err(sentence))` to show on the
 /// form otherwise.
-async fn chosen_password(password: String, email: &str) -> Result<Result<String, String>, PageError> {
+pub(super) async fn chosen_password(
+    password: String,
+    email: &str,
+) -> Result<Result<String, String>, PageError> {
     if let Err(why) = crate::domain::password::check(&password, email) {
         return Ok(Err(format!("The password {why}.")));
     }

@@ -33,6 +33,7 @@ pub const CATALOGUE: Catalogue = Catalogue {
         time_seconds: "%Y-%m-%d %H:%M:%S UTC",
 
         sign_out: "Sign out",
+        account: "Your account",
         copy: "Copy",
         copied: "Copied",
         copy_label_before: "Copy ",

@@ -35,6 +35,7 @@ pub const CATALOGUE: Catalogue = Catalogue {
         time_seconds: "%Y年%-m月%-d日 %H:%M:%S (UTC)",
 
         sign_out: "ログアウト",
+        account: "アカウント",
         copy: "コピー",
         copied: "コピーしました",
         copy_label_before: "",

@@ -21,6 +21,8 @@ pub struct PageWords {
     /// copy (what it says, what it says once copied, and its accessible name: `before`, what it
     /// copies, `after`).
     pub sign_out: &'static str,
+    /// The link to the signed-in person's own page (their password).
+    pub account: &'static str,
     pub copy: &'static str,
     pub copied: &'static str,
     pub copy_label_before: &'static str,

@@ -477,3 +477,195 @@ async fn a_forgotten_password_is_reset_by_a_link_that_works_once() {
     app.advance(std::time::Duration::from_secs(15 * 60));
     assert_eq!(browser().get(&late).send().await.unwrap().status(), 404);
 }
+
+/// Invites `email` to `ws` as `role` and accepts with `password`: a browser signed in as them, and
+/// their user id.
+async fn joined(
+    app: &TestApp,
+    ws: &Workspace,
+    email: &str,
+    role: &str,
+    password: &str,
+) -> (reqwest::Client, String) {
+    let invited: Value = app
+        .admin(Method::POST, &format!("/api/v1/workspaces/{}/members", ws.id))
+        .json(&json!({"email": email, "role": role}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let person = browser();
+    let link = invited["invitation_url"].as_str().unwrap();
+    assert_eq!(person.post(link).form(&[("password", password)]).send().await.unwrap().status(), 303);
+    (person, invited["user_id"].as_str().unwrap().to_string())
+}
+
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> (reqwest::Client, StatusCode) {
+    let person = browser();
+    let status = person
+        .post(app.url("/login"))
+        .form(&[("email", email), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+        .status();
+    (person, status)
+}
+
+/// An operator made through the API (as `chatbundle user add EMAIL --operator` does) chooses a
+/// password with the link, signs in, sees every workspace and may make one, and is named in the
+/// activity log; no longer an operator, they see nothing they are not a member of; deleted, they
+/// are signed out at once. Only the operator's credential may manage users.
+#[tokio::test]
+async fn an_operator_user_does_what_the_admin_token_does_under_their_own_name() {
+    let app = TestApp::spawn().await;
+    let (ws, other) = (app.workspace().await, app.workspace().await);
+    let receiver = Receiver::start().await;
+    let hook = app.create_webhook(&other.id, json!({"url": receiver.url})).await;
+    let not_operator = app
+        .admin(Method::POST, "/api/v1/users")
+        .json(&json!({"email": "ops@acme.example", "operator": false}));
+    let not_operator = not_operator.send().await.unwrap();
+    assert_eq!(not_operator.status(), 400);
+    assert!(not_operator.text().await.unwrap().contains("operator"));
+    let scoped = token(&app, &ws, "zap", "admin").await;
+    let by_token = with(&app, scoped["token"].as_str().unwrap(), Method::POST, "/api/v1/users")
+        .json(&json!({"email": "ops@acme.example", "operator": true}));
+    assert_eq!(by_token.send().await.unwrap().status(), 403, "a workspace's token manages no users");
+
+    let added = app
+        .admin(Method::POST, "/api/v1/users")
+        .json(&json!({"email": "Ops@Acme.example", "operator": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 201);
+    let added: Value = added.json().await.unwrap();
+    assert_eq!((added["email"].as_str(), added["active"].as_bool()), (Some("ops@acme.example"), Some(false)));
+    let link = added["password_url"].as_str().unwrap();
+    let ops = browser();
+    assert_eq!(
+        ops.post(link).form(&[("password", "the operator's own words")]).send().await.unwrap().status(),
+        303
+    );
+    let again: Value = app
+        .admin(Method::POST, "/api/v1/users")
+        .json(&json!({"email": "ops@acme.example", "operator": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(again.get("password_url").is_none(), "no link for someone who has a password: {again}");
+
+    let home = ops.get(app.url("/ui")).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains(ws.id.as_str()) && home.contains(other.id.as_str()), "every workspace");
+    assert!(home.contains("action=\"/ui/workspaces\""), "the new-workspace form");
+    let page =
+        ops.get(app.url(&format!("/ui/workspaces/{}", other.id))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&other.ingest_key), "the operator sees the secrets");
+    let flush = ops
+        .post(app.url(&format!("/ui/workspaces/{}/flush", other.id)))
+        .form(&[("csrf", csrf_of(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(flush.status(), 303);
+    let log = app
+        .admin(Method::GET, &format!("/api/v1/webhooks/{}/log", hook["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let activity = log.text().await.unwrap();
+    assert!(
+        activity.contains("\"kind\":\"flushed\"") && activity.contains("\"actor\":\"ops@acme.example\""),
+        "{activity}"
+    );
+
+    // No longer an operator: from the next request, nothing they are not a member of.
+    let user = added["user_id"].as_str().unwrap();
+    let demoted = app
+        .admin(Method::PATCH, &format!("/api/v1/users/{user}"))
+        .json(&json!({"operator": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demoted.status(), 200);
+    assert_eq!(ops.get(app.url(&format!("/ui/workspaces/{}", other.id))).send().await.unwrap().status(), 404);
+    let listed: Value = app.admin(Method::GET, "/api/v1/users").send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["users"][0]["operator"], false);
+    assert_eq!(
+        app.admin(Method::DELETE, &format!("/api/v1/users/{user}")).send().await.unwrap().status(),
+        204
+    );
+    assert_eq!(ops.get(app.url("/ui")).send().await.unwrap().status(), 303, "signed out at once");
+    assert_eq!(
+        app.admin(Method::DELETE, &format!("/api/v1/users/{user}")).send().await.unwrap().status(),
+        404
+    );
+}
+
+/// A member changes their password on their account page: the current one is asked for (wrong
+/// ones count towards the guessing throttle), the new one follows the rules, and their other
+/// sessions end while this one stays.
+#[tokio::test]
+async fn a_member_changes_their_password_and_their_other_sessions_end() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    let (here, _) = joined(&app, &ws, "lee@acme.example", "viewer", "first long password").await;
+    let (elsewhere, status) = sign_in(&app, "lee@acme.example", "first long password").await;
+    assert_eq!(status, 303);
+    let page = here.get(app.url("/ui/account")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("lee@acme.example"), "{page}");
+    let csrf = csrf_of(&page);
+    let change = |current: &'static str, new: &'static str| {
+        here.post(app.url("/ui/account")).form(&[
+            ("csrf", csrf.as_str()),
+            ("current", current),
+            ("password", new),
+        ])
+    };
+    let wrong = change("not my password", "second long password").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.text().await.unwrap().contains("not your current password"));
+    let weak = change("first long password", "lee@acme.example").send().await.unwrap();
+    assert_eq!(weak.status(), 422);
+    let changed = change("first long password", "second long password").send().await.unwrap();
+    assert_eq!(changed.status(), 303);
+    assert_eq!(here.get(app.url("/ui")).send().await.unwrap().status(), 200, "this session stays");
+    assert_eq!(elsewhere.get(app.url("/ui")).send().await.unwrap().status(), 303, "the other one ended");
+    assert_eq!(sign_in(&app, "lee@acme.example", "first long password").await.1, 401);
+    assert_eq!(sign_in(&app, "lee@acme.example", "second long password").await.1, 303);
+
+    // The admin token has no password: its account page says so and has no form.
+    let (operator, _) = signed_in_browser(&app).await;
+    let page = operator.get(app.url("/ui/account")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("admin token") && !page.contains("name=\"current\""), "{page}");
+}
+
+/// Guessing a password is stopped, not slowed: once a client is shut out of an address, even the
+/// right password is refused until the wait is over.
+#[tokio::test]
+async fn a_client_shut_out_of_an_address_is_refused_even_the_right_password() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    joined(&app, &ws, "kim@acme.example", "viewer", "kim's long password").await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(sign_in(&app, "kim@acme.example", "a wrong guess here").await.1);
+    }
+    assert_eq!(statuses.first(), Some(&StatusCode::UNAUTHORIZED));
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    assert_eq!(
+        sign_in(&app, "kim@acme.example", "kim's long password").await.1,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        sign_in(&app, "ann@acme.example", "kim's long password").await.1,
+        401,
+        "another address is not shut"
+    );
+}

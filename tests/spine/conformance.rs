@@ -1491,6 +1491,77 @@ pub async fn an_invitation_is_spent_once_and_a_removed_member_is_out_at_once(fac
     assert_eq!(world.store.reset_password("r3", "$argon2id$late", later).await.unwrap(), None, "expired");
 }
 
+/// Operators and the ends of a person: a user made an operator (made if new, found in any case),
+/// and no longer one; a password link replaced by a newer one; a password changed ends every
+/// other session of theirs but the one that asked; invitations spent by another way in; a user
+/// deleted is signed out at once, with their memberships.
+pub async fn an_operator_is_made_and_unmade_and_a_deleted_user_is_out_at_once(factory: &dyn Factory) {
+    use chatbundle::domain::Role;
+    use chatbundle::store::NewInvitation;
+    let world = World::new(factory).await;
+    let now = world.now();
+    let ops = world.store.add_operator(&"Ops@Acme.example".parse().unwrap()).await.unwrap();
+    assert_eq!(
+        (ops.email.as_str(), ops.operator, ops.password_hash.clone()),
+        ("ops@acme.example", true, None)
+    );
+    let invited = world
+        .store
+        .invite_member(NewInvitation {
+            workspace_id: world.workspace.clone(),
+            email: "ops@acme.example".parse().unwrap(),
+            role: Role::Viewer,
+            token_hash: "inv-1".into(),
+            expires_at: now + chrono::Duration::days(7),
+        })
+        .await
+        .unwrap();
+    assert_eq!(invited.user.id, ops.id, "one person, an operator and a member");
+    assert!(invited.user.operator);
+    let unmade = world.store.set_operator(&ops.id, false).await.unwrap().expect("found");
+    assert!(!unmade.operator);
+    let again = world.store.add_operator(&"OPS@acme.example".parse().unwrap()).await.unwrap();
+    assert_eq!((again.id.clone(), again.operator), (ops.id.clone(), true));
+    assert_eq!(
+        world.store.set_operator(&chatbundle::domain::UserId::stored("usr_none"), true).await.unwrap(),
+        None
+    );
+    assert_eq!(world.store.list_users().await.unwrap().len(), 1);
+
+    // The newest password link is the one that works.
+    let week = now + chrono::Duration::days(7);
+    world.store.replace_password_link(&ops.id, "p1", now, week).await.unwrap();
+    world.store.replace_password_link(&ops.id, "p2", now, week).await.unwrap();
+    assert_eq!(world.store.open_password_reset("p1", now).await.unwrap(), None, "replaced");
+    assert!(world.store.reset_password("p2", "$argon2id$one", now).await.unwrap().is_some());
+
+    // Signing in another way spends what invitations are still open.
+    world.store.spend_invitations(&ops.id, now).await.unwrap();
+    assert_eq!(world.store.open_invitation("inv-1", now).await.unwrap(), None);
+
+    // A password change keeps the session that asked and ends the others.
+    let later = now + chrono::Duration::hours(12);
+    for id in ["here", "there"] {
+        world.store.start_web_session(id, later, Some(&ops.id)).await.unwrap();
+    }
+    world.store.start_web_session("token", later, None).await.unwrap();
+    world.store.change_password(&ops.id, "$argon2id$two", "here").await.unwrap();
+    assert_eq!(
+        world.store.user(&ops.id).await.unwrap().unwrap().password_hash.as_deref(),
+        Some("$argon2id$two")
+    );
+    assert_eq!(world.store.web_session_alive("here", now).await.unwrap(), Some(Some(ops.id.clone())));
+    assert_eq!(world.store.web_session_alive("there", now).await.unwrap(), None);
+
+    // Deleted: their sessions and memberships go with them; no one else's.
+    assert!(world.store.delete_user(&ops.id).await.unwrap());
+    assert_eq!(world.store.web_session_alive("here", now).await.unwrap(), None, "signed out at once");
+    assert_eq!(world.store.web_session_alive("token", now).await.unwrap(), Some(None));
+    assert!(world.store.list_members(&world.workspace).await.unwrap().is_empty());
+    assert_eq!(world.store.user_by_email("ops@acme.example").await.unwrap(), None);
+    assert!(!world.store.delete_user(&ops.id).await.unwrap());
+}
+
 /// After a WeChat chat's reply window the business's messages count against the account's
 /// allowance; the message that uses it up queues one OUTGOING_LIMIT_REACHED event (later ones
 /// none), and the chat keeps the count.
@@ -1630,6 +1701,7 @@ macro_rules! conformance {
             case!(what_a_channel_says_of_replying_is_kept_until_it_says_otherwise);
             case!(an_api_token_is_found_by_its_hash_until_it_is_revoked);
             case!(an_invitation_is_spent_once_and_a_removed_member_is_out_at_once);
+            case!(an_operator_is_made_and_unmade_and_a_deleted_user_is_out_at_once);
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
             case!(messages_move_sessions_and_each_move_is_recorded_once);
             case!(racing_messages_move_a_session_once);

@@ -444,6 +444,19 @@ fn the_cli_drives_the_running_daemon() {
     let (code, listed, _) = run(&["member", "list", &ws_id]);
     assert_eq!((code, listed["members"].as_array().unwrap().len()), (Some(0), 1));
 
+    // An operator, made from the command line: the link where they choose a password is printed.
+    let (code, operator, _) = run(&["user", "add", "ops@acme.example", "--operator"]);
+    assert_eq!((code, operator["operator"].clone()), (Some(0), json!(true)));
+    assert!(operator["password_url"].as_str().unwrap().contains("/reset/rst_"), "{operator}");
+    let (code, _, stderr) = run(&["user", "add", "ops2@acme.example"]);
+    assert_eq!(code, Some(2), "user add makes operators: {stderr}");
+    assert!(stderr.contains("--operator"), "{stderr}");
+    let ops = operator["user_id"].as_str().unwrap().to_string();
+    let (code, demoted, _) = run(&["user", "set", &ops, "--operator", "false"]);
+    assert_eq!((code, demoted["operator"].clone()), (Some(0), json!(false)));
+    let (code, users, _) = run(&["user", "list"]);
+    assert_eq!((code, users["users"].as_array().unwrap().len()), (Some(0), 2), "mia and the operator");
+
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ingest = tokio::runtime::Runtime::new().unwrap().block_on(async {
         reqwest::Client::new()

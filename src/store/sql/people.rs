@@ -9,13 +9,19 @@ macro_rules! people {
             use sqlx::Row;
 
             use super::rows::{member, ms, user};
-            use crate::domain::{Role, UserId, WorkspaceId};
+            use crate::domain::{EmailAddress, Role, UserId, WorkspaceId};
             use crate::store::{Member, NewInvitation, PeopleStore, StoreResult, User};
 
-            const USER: &str = "SELECT id, email, password_hash, last_sign_in_at FROM users";
-            const MEMBERS: &str = "SELECT u.id, u.email, u.password_hash, u.last_sign_in_at, m.role,
+            const USER: &str = "SELECT id, email, password_hash, last_sign_in_at, operator FROM users";
+            const MEMBERS: &str = "SELECT u.id, u.email, u.password_hash, u.last_sign_in_at, u.operator, m.role,
                                           m.created_at AS since
                                    FROM memberships m JOIN users u ON u.id = m.user_id";
+
+            async fn one_user(conn: &mut $conn, id: &str) -> StoreResult<Option<User>> {
+                let sql = format!("{USER} WHERE id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(conn).await?;
+                row.as_ref().map(user).transpose()
+            }
 
             async fn one_member(conn: &mut $conn, workspace: &str, user: &str) -> StoreResult<Option<Member>> {
                 let sql = format!("{MEMBERS} WHERE m.workspace_id = $1 AND m.user_id = $2");
@@ -150,9 +156,8 @@ macro_rules! people {
                                 .bind(&user_id)
                                 .execute(&mut *conn)
                                 .await?;
-                            let sql = format!("{USER} WHERE id = $1");
-                            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&user_id).fetch_one(&mut *conn).await?;
-                            Ok(Some((user(&row)?, WorkspaceId::stored(workspace))))
+                            let found = one_user(conn, &user_id).await?.expect("an invitation's user");
+                            Ok(Some((found, WorkspaceId::stored(workspace))))
                         })
                     })
                     .await
@@ -179,6 +184,130 @@ macro_rules! people {
                     let sql = format!("{USER} WHERE id = $1");
                     let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.as_str()).fetch_optional(self.reads()).await?;
                     row.as_ref().map(user).transpose()
+                }
+
+                async fn add_operator(&self, email: &EmailAddress) -> StoreResult<User> {
+                    let email = email.as_str().to_lowercase();
+                    self.transact(move |conn, now| {
+                        Box::pin(async move {
+                            sqlx::query(
+                                "INSERT INTO users (id, email, created_at, operator) VALUES ($1, $2, $3, TRUE)
+                                 ON CONFLICT (email) DO UPDATE SET operator = TRUE",
+                            )
+                            .bind(UserId::generate().as_str())
+                            .bind(&email)
+                            .bind(now)
+                            .execute(&mut *conn)
+                            .await?;
+                            let sql = format!("{USER} WHERE email = $1");
+                            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&email).fetch_one(&mut *conn).await?;
+                            user(&row)
+                        })
+                    })
+                    .await
+                }
+
+                async fn set_operator(&self, id: &UserId, operator: bool) -> StoreResult<Option<User>> {
+                    let id = id.to_string();
+                    self.transact(move |conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("UPDATE users SET operator = $1 WHERE id = $2")
+                                .bind(operator)
+                                .bind(&id)
+                                .execute(&mut *conn)
+                                .await?;
+                            one_user(conn, &id).await
+                        })
+                    })
+                    .await
+                }
+
+                async fn list_users(&self) -> StoreResult<Vec<User>> {
+                    let sql = format!("{USER} ORDER BY created_at, id");
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.reads()).await?;
+                    rows.iter().map(user).collect()
+                }
+
+                async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
+                    let id = id.to_string();
+                    self.transact(move |conn, _| {
+                        Box::pin(async move {
+                            // Each row that names the user, then the user (not left to the
+                            // foreign keys, which SQLite enforces only when asked to).
+                            for table in ["web_sessions", "password_resets", "invitations", "memberships"] {
+                                sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE user_id = $1")))
+                                    .bind(&id)
+                                    .execute(&mut *conn)
+                                    .await?;
+                            }
+                            let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(&id).execute(&mut *conn).await?;
+                            Ok(done.rows_affected() > 0)
+                        })
+                    })
+                    .await
+                }
+
+                async fn replace_password_link(
+                    &self,
+                    user: &UserId,
+                    token_hash: &str,
+                    now: DateTime<Utc>,
+                    expires_at: DateTime<Utc>,
+                ) -> StoreResult<()> {
+                    let (user, token_hash, now, expires_at) =
+                        (user.to_string(), token_hash.to_string(), ms(now), ms(expires_at));
+                    self.transact(move |conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("UPDATE password_resets SET expires_at = $1 WHERE user_id = $2 AND expires_at > $1")
+                                .bind(now)
+                                .bind(&user)
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("INSERT INTO password_resets (token_hash, user_id, expires_at) VALUES ($1, $2, $3)")
+                                .bind(&token_hash)
+                                .bind(&user)
+                                .bind(expires_at)
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .await
+                }
+
+                async fn change_password(&self, user: &UserId, password_hash: &str, keep: &str) -> StoreResult<()> {
+                    let (user, password_hash, keep) = (user.to_string(), password_hash.to_string(), keep.to_string());
+                    self.transact(move |conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                                .bind(&password_hash)
+                                .bind(&user)
+                                .execute(&mut *conn)
+                                .await?;
+                            sqlx::query("DELETE FROM web_sessions WHERE user_id = $1 AND id <> $2")
+                                .bind(&user)
+                                .bind(&keep)
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .await
+                }
+
+                async fn spend_invitations(&self, user: &UserId, now: DateTime<Utc>) -> StoreResult<()> {
+                    let (user, now) = (user.to_string(), ms(now));
+                    self.transact(move |conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("UPDATE invitations SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+                                .bind(now)
+                                .bind(&user)
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .await
                 }
 
                 async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
@@ -273,9 +402,7 @@ macro_rules! people {
                                 .execute(&mut *conn)
                                 .await?;
                             sqlx::query("DELETE FROM web_sessions WHERE user_id = $1").bind(&user_id).execute(&mut *conn).await?;
-                            let sql = format!("{USER} WHERE id = $1");
-                            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&user_id).fetch_one(&mut *conn).await?;
-                            Ok(Some(user(&row)?))
+                            one_user(conn, &user_id).await
                         })
                     })
                     .await

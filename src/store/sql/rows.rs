@@ -359,6 +359,7 @@ macro_rules! rows {
                 email: row.try_get("email")?,
                 password_hash: row.try_get("password_hash")?,
                 last_sign_in_at: row.try_get::<Option<i64>, _>("last_sign_in_at")?.map(from_ms),
+                operator: row.try_get("operator")?,
             })
         }
 

@@ -139,6 +139,10 @@ impl Application {
         let (closer, closer_handle) = Closer::new(&store, clock.clone(), public_url.clone(), wake.clone());
         let closer = closer.with_media_links(link_key.clone());
         let vendors = Arc::new(crate::vendors::Vendors::new(config.vendors.clone(), addresses.clone()));
+        let sso = match &config.oidc {
+            Some(oidc) => Some(Arc::new(crate::sso::Sso::new(oidc, &public_url).map_err(AppError::Config)?)),
+            None => None,
+        };
         let throttle_clock = clock.clone();
         let base = HttpState {
             store,
@@ -161,6 +165,7 @@ impl Application {
             vendors,
             link_key,
             mail: config.smtp.url.is_some().then_some(mail_waiting_for_people),
+            sso,
         };
         crate::telemetry::prometheus();
         Ok(Application { config, listener, state, deliverer, closer, mailer, fatal })

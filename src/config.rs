@@ -71,6 +71,34 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub shutdown: ShutdownConfig,
     pub vendors: VendorsConfig,
+    /// Single sign-on with an OpenID Connect provider; none unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcConfig>,
+}
+
+/// An OpenID Connect provider people sign in with ("Sign in with {name}"), beside their passwords.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer URL, e.g. `https://accounts.google.com`; its discovery document is
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// This installation's client id at the provider.
+    pub client_id: String,
+    /// Its client secret (or `client_secret_file`); none for a public client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    /// The provider's name on the sign-in page's button.
+    #[serde(default = "OidcConfig::default_name")]
+    pub name: String,
+}
+
+impl OidcConfig {
+    fn default_name() -> String {
+        "single sign-on".into()
+    }
 }
 
 /// Where the channels' own APIs are (the public ones unless set: a proxy, or a test's local
@@ -221,6 +249,7 @@ impl Default for Config {
             smtp: SmtpConfig { url: None, url_file: None, from: "chatbundle@localhost".into() },
             shutdown: ShutdownConfig { grace: HumanDuration(Duration::from_secs(25)) },
             vendors: VendorsConfig::default(),
+            oidc: None,
         }
     }
 }
@@ -289,6 +318,11 @@ impl Config {
         }
         if let Some(path) = &self.database_url_file {
             self.database_url = Some(read_secret("database_url_file", path)?);
+        }
+        if let Some(oidc) = &mut self.oidc
+            && let Some(path) = &oidc.client_secret_file
+        {
+            oidc.client_secret = Some(read_secret("oidc.client_secret_file", path)?);
         }
         Ok(())
     }
@@ -384,6 +418,26 @@ impl Config {
         if d.retention.0 < Duration::from_secs(3600) {
             return Err(invalid("delivery.retention", "must be at least 1h"));
         }
+        if let Some(oidc) = &self.oidc {
+            match reqwest::Url::parse(&oidc.issuer) {
+                Ok(url) if url.scheme() == "https" || url.host_str().is_some_and(is_loopback_host) => {}
+                Ok(_) => {
+                    return Err(invalid(
+                        "oidc.issuer",
+                        "must be an https:// URL (http:// only on this machine)",
+                    ));
+                }
+                Err(e) => {
+                    return Err(invalid("oidc.issuer", &format!("{:?} is not a URL: {e}", oidc.issuer)));
+                }
+            }
+            if oidc.client_id.trim().is_empty() {
+                return Err(invalid("oidc.client_id", "must not be empty"));
+            }
+            if oidc.name.trim().is_empty() {
+                return Err(invalid("oidc.name", "must not be empty"));
+            }
+        }
         Ok(())
     }
 
@@ -404,6 +458,34 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml_string(self)
     }
+}
+
+/// The `[oidc]` section: the keys set (never the secret itself), or the section commented out.
+fn oidc_toml(oidc: Option<&OidcConfig>) -> String {
+    let Some(o) = oidc else {
+        return "# [oidc]                              # single sign-on: \"Sign in with …\" (see the README)\n\
+                # issuer             = \"https://accounts.google.com\"\n\
+                # client_id          = \"…\"\n\
+                # client_secret_file = \"/etc/chatbundle/oidc-client-secret\"\n\
+                # name               = \"Google\"\n"
+            .into();
+    };
+    let secret = match (&o.client_secret_file, &o.client_secret) {
+        (Some(path), _) => format!("client_secret_file = {:?}\n", path.display().to_string()),
+        (None, Some(_)) => "# client_secret is set (not shown)\n".into(),
+        (None, None) => String::new(),
+    };
+    format!(
+        "[oidc]\nissuer    = {:?}\nclient_id = {:?}\n{secret}name      = {:?}\n",
+        o.issuer, o.client_id, o.name
+    )
+}
+
+/// Whether a URL's host is this machine (where plain http is no one else's to read).
+fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The fewest bits of guessing an admin token must stand for.
@@ -524,9 +606,11 @@ allow_private    = [{allow}]           # CIDRs exempt from the SSRF guard
 # url  = "smtp://127.0.0.1:25"         # or url_file
 from = "{from}"
 
+{oidc}
 [shutdown]
 grace = "{grace}"
 "#,
+        oidc = oidc_toml(config.oidc.as_ref()),
         listen = config.listen,
         public_url = config.public_url(),
         data_dir = config.data_dir.display(),
@@ -611,6 +695,31 @@ mod tests {
         let c =
             load_with(None, &[("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")], None).unwrap();
         assert_eq!(c.delivery.allow_private, vec!["127.0.0.0/8".parse::<IpNet>().unwrap()]);
+    }
+
+    #[test]
+    fn single_sign_on_reads_its_secret_from_a_file_and_wants_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oidc");
+        std::fs::write(&path, "client-secret\n").unwrap();
+        let toml = format!(
+            "[oidc]\nissuer = \"https://accounts.google.com\"\nclient_id = \"abc\"\n\
+             client_secret_file = {:?}\nname = \"Google\"\n",
+            path.display().to_string()
+        );
+        let c = load_with(Some(&toml), &[], None).unwrap();
+        let oidc = c.oidc.as_ref().expect("set");
+        assert_eq!((oidc.client_secret.as_deref(), oidc.name.as_str()), (Some("client-secret"), "Google"));
+        let printed = c.to_toml();
+        assert!(printed.contains("[oidc]") && !printed.contains("client-secret\""), "{printed}");
+        assert!(load_with(Some(&printed), &[], None).is_ok(), "what check-config prints loads");
+
+        let plain = "[oidc]\nissuer = \"http://id.example.com\"\nclient_id = \"abc\"\n";
+        let err = load_with(Some(plain), &[], None).unwrap_err();
+        assert!(err.contains("oidc.issuer"), "{err}");
+        let local = "[oidc]\nissuer = \"http://127.0.0.1:9400\"\nclient_id = \"abc\"\n";
+        assert_eq!(load_with(Some(local), &[], None).unwrap().oidc.unwrap().name, "single sign-on");
+        assert!(Config::default().to_toml().contains("# [oidc]"), "shown, commented out, by default");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`deliver`]: the worker that claims, signs, sends, records attempts and schedules retries.
 //! - [`window`]: window boundaries, and the closer that turns buffered messages into bundles.
 //! - [`notify`]: the owner's e-mail when a webhook is switched off, and the mailer.
+//! - [`vendors`] and [`sso`]: the outside APIs the daemon calls: the channels' (their media), and
+//!   the OpenID Connect provider people may sign in with.
 //!
 //! The HTTP side, in layers that only look down:
 //! - [`http`]: what every route stands on (state, the error answer, authentication, request
@@ -46,6 +48,7 @@ pub mod render;
 pub mod retention;
 pub mod routes;
 pub mod service;
+pub mod sso;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;

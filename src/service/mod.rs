@@ -65,6 +65,8 @@ pub struct AppState {
     /// Wakes the mailer when an e-mail is queued; `None` without an SMTP server configured (no
     /// e-mail is queued for people then: invitation links are shown instead).
     pub mail: Option<Arc<tokio::sync::Notify>>,
+    /// The OpenID Connect provider people may sign in with, if one is configured.
+    pub sso: Option<Arc<crate::sso::Sso>>,
 }
 
 impl Deref for AppState {

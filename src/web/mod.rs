@@ -17,6 +17,7 @@ mod account;
 mod chats;
 mod media;
 mod session;
+mod sso;
 mod transcript;
 mod webhook_card;
 mod webhooks;
@@ -46,6 +47,8 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(session::root))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/login/sso", get(sso::start))
+        .route("/login/sso/callback", get(sso::callback))
         .route("/invite/{token}", get(session::invite_page).post(session::accept_invite))
         .route("/forgot", get(session::forgot_page).post(session::forgot))
         .route("/reset/{token}", get(session::reset_page).post(session::reset))
@@ -160,6 +163,16 @@ impl PageError {
     /// A 403 page saying why.
     pub fn forbidden(detail: &str) -> PageError {
         PageError { status: StatusCode::FORBIDDEN, detail: detail.into() }
+    }
+
+    /// A 400 page saying why.
+    pub fn bad_request(detail: &str) -> PageError {
+        PageError { status: StatusCode::BAD_REQUEST, detail: detail.into() }
+    }
+
+    /// A 502 page: something the page needs from elsewhere did not answer.
+    pub fn unavailable(detail: &str) -> PageError {
+        PageError { status: StatusCode::BAD_GATEWAY, detail: detail.into() }
     }
 }
 

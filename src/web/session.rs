@@ -160,6 +160,21 @@ struct LoginPage {
     /// What went wrong with an e-mail and password, and the address typed.
     member_error: Option<String>,
     email: String,
+    /// The single sign-on provider's name, when one is configured.
+    sso: Option<String>,
+}
+
+impl LoginPage {
+    fn new(state: &AppState, next: String) -> LoginPage {
+        LoginPage {
+            w: default_words(),
+            next,
+            error: None,
+            member_error: None,
+            email: String::new(),
+            sso: state.sso.as_ref().map(|sso| sso.name.clone()),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -173,9 +188,9 @@ pub async fn root() -> Response {
 }
 
 #[instrument(skip_all)]
-pub async fn login_page(Query(query): Query<NextQuery>) -> Response {
+pub async fn login_page(State(state): State<AppState>, Query(query): Query<NextQuery>) -> Response {
     let next = query.next.unwrap_or_else(|| "/ui".into());
-    page(LoginPage { w: default_words(), next, error: None, member_error: None, email: String::new() })
+    page(LoginPage::new(&state, next))
 }
 
 #[derive(Deserialize)]
@@ -207,20 +222,13 @@ pub async fn login(
     if let Some(wait) = state.throttle.refuse(client.net(), Guessed::AdminToken) {
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         let error = format!("Too many wrong tokens from this address. Try again in {seconds} s.");
-        let mut response = page(LoginPage {
-            w: default_words(),
-            next,
-            error: Some(error),
-            member_error: None,
-            email: String::new(),
-        });
+        let mut response = page(LoginPage { error: Some(error), ..LoginPage::new(&state, next) });
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         return Ok(response);
     }
     let error = Some("That is not the admin token.".into());
-    let mut response =
-        page(LoginPage { w: default_words(), next, error, member_error: None, email: String::new() });
+    let mut response = page(LoginPage { error, ..LoginPage::new(&state, next) });
     *response.status_mut() = StatusCode::UNAUTHORIZED;
     Ok(response)
 }
@@ -252,7 +260,7 @@ async fn member_sign_in(
         None => (StatusCode::UNAUTHORIZED, "That e-mail address and password do not match.".to_string()),
     };
     let mut response =
-        page(LoginPage { w: default_words(), next, error: None, member_error: Some(error), email: address });
+        page(LoginPage { member_error: Some(error), email: address, ..LoginPage::new(state, next) });
     *response.status_mut() = status;
     Ok(response)
 }

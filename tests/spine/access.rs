@@ -487,15 +487,7 @@ async fn joined(
     role: &str,
     password: &str,
 ) -> (reqwest::Client, String) {
-    let invited: Value = app
-        .admin(Method::POST, &format!("/api/v1/workspaces/{}/members", ws.id))
-        .json(&json!({"email": email, "role": role}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let invited = app.invite(ws, email, role).await;
     let person = browser();
     let link = invited["invitation_url"].as_str().unwrap();
     assert_eq!(person.post(link).form(&[("password", password)]).send().await.unwrap().status(), 303);
@@ -668,4 +660,101 @@ async fn a_client_shut_out_of_an_address_is_refused_even_the_right_password() {
         401,
         "another address is not shut"
     );
+}
+
+/// Goes through the provider's sign-in as `sub`, as a browser does: our `/login/sso` sends it to
+/// the provider with the state, nonce and PKCE challenge; the provider's form signs `sub` in and
+/// sends it back to our callback. The callback's answer.
+async fn through_provider(
+    app: &TestApp,
+    provider: &OidcProvider,
+    person: &reqwest::Client,
+    sub: &str,
+) -> reqwest::Response {
+    let start = person.get(app.url("/login/sso?next=/ui")).send().await.unwrap();
+    assert_eq!(start.status(), 303);
+    let authorize = start.headers()["location"].to_str().unwrap().to_string();
+    assert!(authorize.starts_with(&format!("{}/oauth2/authorize?", provider.issuer)), "{authorize}");
+    for part in [
+        "response_type=code",
+        "code_challenge_method=S256",
+        "code_challenge=",
+        "nonce=",
+        "state=",
+        "scope=openid+email",
+    ] {
+        assert!(authorize.contains(part), "{part} in {authorize}");
+    }
+    let signed = person.post(&authorize).form(&[("sub", sub)]).send().await.unwrap();
+    assert_eq!(signed.status(), 302, "the provider signs {sub} in");
+    let callback = signed.headers()["location"].to_str().unwrap().to_string();
+    assert!(callback.starts_with(&app.url("/login/sso/callback?")), "{callback}");
+    person.get(&callback).send().await.unwrap()
+}
+
+/// Single sign-on against a real OpenID provider: an invited address signs in (and its invitation
+/// link stops working), an address nobody invited is refused and nothing is made for it, an
+/// address the provider does not say is verified is refused, and a callback without the state
+/// its browser set out with is refused.
+#[tokio::test]
+#[ignore = "needs oidc-provider-mock (PyPI), a real OpenID provider: run scripts/test"]
+async fn single_sign_on_lets_in_invited_people_and_no_one_else() {
+    let provider = OidcProvider::start().await;
+    let app = provider.daemon().await;
+    let (ws, other) = (app.workspace().await, app.workspace().await);
+    let login = browser().get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+    assert!(login.contains("Sign in with Acme ID"), "{login}");
+
+    // Invited (no password chosen yet): in, on their workspace alone; the link is spent.
+    let invited = app.invite(&ws, "mia@acme.example", "viewer").await;
+    provider.person("mia-1", json!({"email": "Mia@Acme.example", "email_verified": true})).await;
+    let mia = browser();
+    let back = through_provider(&app, &provider, &mia, "mia-1").await;
+    assert_eq!(back.status(), 303);
+    assert_eq!(back.headers()["location"], "/ui");
+    let home = mia.get(app.url("/ui")).send().await.unwrap();
+    assert_eq!(home.status(), 200);
+    let home = home.text().await.unwrap();
+    assert!(home.contains(ws.id.as_str()) && !home.contains(other.id.as_str()), "{home}");
+    let link = invited["invitation_url"].as_str().unwrap();
+    assert_eq!(browser().get(link).send().await.unwrap().status(), 404, "the invitation is spent");
+
+    // Nobody invited this address: refused, and no user is made.
+    provider.person("eve-1", json!({"email": "eve@elsewhere.example", "email_verified": true})).await;
+    let eve = browser();
+    let refused = through_provider(&app, &provider, &eve, "eve-1").await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("No one has invited eve@elsewhere.example"));
+    assert_eq!(eve.get(app.url("/ui")).send().await.unwrap().status(), 303, "not signed in");
+    let users: Value = app.admin(Method::GET, "/api/v1/users").send().await.unwrap().json().await.unwrap();
+    assert_eq!(users["users"].as_array().unwrap().len(), 1, "only mia: {users}");
+
+    // Invited, but the provider does not vouch for the address.
+    app.invite(&ws, "ned@acme.example", "admin").await;
+    provider.person("ned-1", json!({"email": "ned@acme.example", "email_verified": false})).await;
+    let ned = browser();
+    let unverified = through_provider(&app, &provider, &ned, "ned-1").await;
+    assert_eq!(unverified.status(), 403);
+    assert!(unverified.text().await.unwrap().contains("did not vouch"));
+
+    // A provider that sends no email_verified but says the address's domain is the tenant's own
+    // (Microsoft Entra ID's xms_edov) vouches for it.
+    app.invite(&ws, "kai@acme.example", "viewer").await;
+    provider.person("kai-1", json!({"email": "kai@acme.example", "xms_edov": true})).await;
+    let kai = browser();
+    assert_eq!(through_provider(&app, &provider, &kai, "kai-1").await.status(), 303);
+
+    // A callback this browser did not set out for (another's state, or none kept) is refused.
+    let elsewhere = browser();
+    let start = elsewhere.get(app.url("/login/sso")).send().await.unwrap();
+    let authorize = start.headers()["location"].to_str().unwrap().to_string();
+    let signed = elsewhere.post(&authorize).form(&[("sub", "mia-1")]).send().await.unwrap();
+    let callback = signed.headers()["location"].to_str().unwrap().to_string();
+    let stranger = browser();
+    assert_eq!(stranger.get(&callback).send().await.unwrap().status(), 400, "no state kept");
+    let other_start = stranger.get(app.url("/login/sso")).send().await.unwrap();
+    assert_eq!(other_start.status(), 303);
+    let crossed = stranger.get(&callback).send().await.unwrap();
+    assert_eq!(crossed.status(), 400, "another browser's state");
+    assert_eq!(stranger.get(app.url("/ui")).send().await.unwrap().status(), 303, "not signed in");
 }

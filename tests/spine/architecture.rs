@@ -113,8 +113,9 @@ const LAYERS: &[&[&str]] = &[
     &["render"],
     // The workers: closing windows, delivering, e-mailing the owner, forgetting old rows.
     &["window", "deliver", "notify", "retention"],
-    // The channels' own APIs (their media), through the delivery worker's SSRF guard.
-    &["vendors"],
+    // The outside APIs: the channels' own (their media, through the delivery worker's SSRF
+    // guard), and the OpenID Connect provider people sign in with.
+    &["vendors", "sso"],
     // HTTP as such: the server, its limits, errors, authentication and throttle.
     &["http"],
     // What both front ends do, written once, in domain terms.

@@ -101,6 +101,13 @@ impl Browser {
         field.send_keys(value).await.unwrap();
     }
 
+    /// Fills the field named `name` (a page that is not ours, whose fields have no ids).
+    async fn fill_named(&self, name: &str, value: &str) {
+        let field = self.css(&format!("input[name='{name}']")).await;
+        field.clear().await.unwrap();
+        field.send_keys(value).await.unwrap();
+    }
+
     async fn text(&self) -> String {
         self.css("body").await.text().await.unwrap()
     }
@@ -435,4 +442,113 @@ async fn a_japanese_workspace_is_run_in_japanese_in_the_browser() {
     );
     browser.screenshot("transcript-ja").await;
     browser.close().await;
+}
+
+/// People, in the browser: the operator invites an admin and a viewer from the Members section;
+/// the invited admin chooses a password, lands on their workspace and sees no other; the viewer
+/// reads without a form that changes anything, and is out of the workspace at their next page
+/// once removed; someone invited signs in with the OpenID provider's button.
+#[tokio::test]
+#[ignore = "needs Chromium, ChromeDriver and oidc-provider-mock: run scripts/test"]
+async fn people_are_invited_sign_in_and_see_only_their_workspace_in_the_browser() {
+    let provider = OidcProvider::start().await;
+    let app = provider.daemon().await;
+    let (ws, other) = (app.workspace().await, app.workspace().await);
+    let receiver = Receiver::start().await;
+    app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+
+    // The operator invites two people from the Members section.
+    let browser = Browser::start(false).await;
+    browser.client.goto(&app.url("/login")).await.unwrap();
+    browser.fill("token", ADMIN_TOKEN).await;
+    browser.click_and_wait(browser.button("Sign in with the admin token").await).await;
+    let workspace = app.url(&format!("/ui/workspaces/{}", ws.id));
+    let mut links = Vec::new();
+    for (email, role) in [("ana@acme.example", "admin"), ("vic@acme.example", "viewer")] {
+        browser.client.goto(&workspace).await.unwrap();
+        browser.fill("invite-email", email).await;
+        let role_option = browser.css(&format!("#invite-role option[value='{role}']")).await;
+        role_option.click().await.unwrap();
+        browser.click_and_wait(browser.button("Invite").await).await;
+        let shown = browser.css("p.notice.good code").await.text().await.unwrap();
+        assert!(shown.contains("/invite/inv_"), "{shown}");
+        links.push(shown);
+    }
+    let members = browser.css("section.card:has(#invite-email)").await;
+    let listed = members.text().await.unwrap();
+    assert!(listed.contains("ana@acme.example") && listed.contains("vic@acme.example"), "{listed}");
+    browser.screenshot_of("members", Some(&members)).await;
+    browser.close().await;
+
+    // The invited admin chooses a password and lands on their workspace, the only one they see.
+    let ana = Browser::start(false).await;
+    ana.client.goto(&links[0]).await.unwrap();
+    ana.fill("password", "ana's long password").await;
+    ana.click_and_wait(ana.button("Set the password and sign in").await).await;
+    assert_eq!(ana.path().await, format!("/ui/workspaces/{}", ws.id));
+    assert!(ana.text().await.contains("Members"), "an admin manages members");
+    ana.client.goto(&app.url("/ui")).await.unwrap();
+    let home = ana.client.source().await.unwrap();
+    assert!(home.contains(ws.id.as_str()) && !home.contains(other.id.as_str()), "only their workspace");
+    ana.close().await;
+
+    // The viewer reads without a form that changes anything; removed, they are out at once.
+    let vic = Browser::start(false).await;
+    vic.client.goto(&links[1]).await.unwrap();
+    vic.fill("password", "vic's long password").await;
+    vic.click_and_wait(vic.button("Set the password and sign in").await).await;
+    let page = vic.client.source().await.unwrap();
+    assert!(!page.contains(&ws.ingest_key), "no secret for a viewer");
+    let changing = vic
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('main form')).map(f => f.getAttribute('action'))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(changing, json!([]), "no form that changes anything");
+    let members: Value = app
+        .admin(Method::GET, &format!("/api/v1/workspaces/{}/members", ws.id))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let vic_id = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "vic@acme.example")
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.admin(Method::DELETE, &format!("/api/v1/workspaces/{}/members/{vic_id}", ws.id))
+        .send()
+        .await
+        .unwrap();
+    vic.client.goto(&workspace).await.unwrap();
+    assert!(vic.text().await.contains("404"), "out of the workspace at their next page");
+    vic.close().await;
+
+    // Someone invited signs in with the provider's button.
+    app.invite(&ws, "sam@acme.example", "viewer").await;
+    provider.person("sam-1", json!({"email": "sam@acme.example", "email_verified": true})).await;
+    let sam = Browser::start(false).await;
+    sam.client.goto(&app.url("/ui")).await.unwrap();
+    assert_eq!(sam.path().await, "/login");
+    sam.screenshot("sign-in-sso").await;
+    sam.click_and_wait(sam.css("a#sso").await).await;
+    assert!(
+        sam.client.current_url().await.unwrap().as_str().starts_with(&provider.issuer),
+        "at the provider"
+    );
+    sam.fill_named("sub", "sam-1").await;
+    sam.click_and_wait(sam.button("Authorize").await).await;
+    assert_eq!(sam.path().await, "/ui", "back, signed in");
+    let home = sam.client.source().await.unwrap();
+    assert!(home.contains(ws.id.as_str()) && !home.contains(other.id.as_str()), "their workspace alone");
+    sam.close().await;
 }

@@ -256,6 +256,19 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// Invites `email` to `ws` as `role` through the admin API: the answer (`user_id`,
+    /// `invitation_url`, …).
+    pub async fn invite(&self, ws: &Workspace, email: &str, role: &str) -> Value {
+        let invited = self
+            .admin(reqwest::Method::POST, &format!("/api/v1/workspaces/{}/members", ws.id))
+            .json(&json!({"email": email, "role": role}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(invited.status(), 201, "inviting {email}");
+        invited.json().await.unwrap()
+    }
+
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN)
     }
@@ -655,6 +668,88 @@ impl SmtpSink {
 }
 
 impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real OpenID Connect provider on a free port: PyPI's `oidc-provider-mock` (built on authlib),
+/// which publishes its discovery document and keys, signs ID tokens (RS256), and signs in whoever
+/// the authorization form names. Clients must register (their redirect URIs and secret are then
+/// checked), and every authorization request must carry a nonce.
+pub struct OidcProvider {
+    pub issuer: String,
+    child: std::process::Child,
+}
+
+impl OidcProvider {
+    pub async fn start() -> OidcProvider {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("python3")
+            .args(["-W", "ignore", "-m", "oidc_provider_mock", "--port", &port.to_string()])
+            .args(["--require-registration", "true", "--require-nonce", "true"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let issuer = format!("http://127.0.0.1:{port}");
+        let provider = OidcProvider { issuer, child };
+        let discovery = format!("{}/.well-known/openid-configuration", provider.issuer);
+        eventually(
+            "the OpenID provider answers (it needs oidc-provider-mock: scripts/test installs it)",
+            || {
+                let discovery = discovery.clone();
+                async move { reqwest::get(&discovery).await.ok().filter(|r| r.status() == 200).map(|_| ()) }
+            },
+        )
+        .await;
+        provider
+    }
+
+    /// Registers a client whose redirect URI is `redirect`: its id and secret.
+    pub async fn register(&self, redirect: &str) -> (String, String) {
+        let client: Value = reqwest::Client::new()
+            .post(format!("{}/oauth2/clients", self.issuer))
+            .json(&json!({"redirect_uris": [redirect], "token_endpoint_auth_method": "client_secret_basic"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (client["client_id"].as_str().unwrap().into(), client["client_secret"].as_str().unwrap().into())
+    }
+
+    /// Sets the claims the provider gives about the person `sub`.
+    pub async fn person(&self, sub: &str, claims: Value) {
+        let put = reqwest::Client::new().put(format!("{}/users/{sub}", self.issuer)).json(&claims);
+        assert_eq!(put.send().await.unwrap().status(), 204);
+    }
+}
+
+impl OidcProvider {
+    /// A daemon whose sign-in page offers this provider ("Sign in with Acme ID"), registered with
+    /// it as a client whose callback is the daemon's.
+    pub async fn daemon(&self) -> TestApp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (client_id, secret) = self.register(&format!("http://127.0.0.1:{port}/login/sso/callback")).await;
+        let dir = test_dir();
+        let mut config = test_config(&dir);
+        config.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        config.oidc = Some(chatbundle::config::OidcConfig {
+            issuer: self.issuer.clone(),
+            client_id,
+            client_secret: Some(secret),
+            client_secret_file: None,
+            name: "Acme ID".into(),
+        });
+        TestApp::spawn_with(dir, config, ManualClock::new(start_time())).await
+    }
+}
+
+impl Drop for OidcProvider {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

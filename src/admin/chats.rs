@@ -179,6 +179,37 @@ pub async fn show(
     Ok(Json(ChatView::new(workspace_id, chat, &state.public_url, state.clock.now())))
 }
 
+/// What erasing a chat removed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErasedView {
+    /// Its messages, deleted (with their attachments' references).
+    messages_erased: u64,
+    /// Deliveries still waiting for it, dropped: they will not go out.
+    pending_deliveries_dropped: u64,
+}
+
+#[utoipa::path(delete, operation_id = "chats_erase", path = "/api/v1/chats/{id}", tag = "chats", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Chat id")),
+    responses((status = 200, description = "Erased: its messages, session history, transcript link and every delivery made \
+        for it are gone (what was already delivered is the receiver's); the activity log keeps a row that it was \
+        erased, and by whom, with no content. A later message with the same channel id starts a new chat.",
+        body = ErasedView), crate::http::Errors))]
+#[instrument(skip_all, fields(chat_id = %id))]
+pub async fn erase(
+    Access(access): Access,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ErasedView>, ApiError> {
+    let (id, _, _) = chat(&state, &access, &id, Need::Change).await?;
+    let erased =
+        state.store.erase_chat(id, &access.actor()).await?.ok_or_else(|| ApiError::not_found("chat"))?;
+    info!(messages = erased.messages, pending_dropped = erased.pending_dropped, "chat erased");
+    Ok(Json(ErasedView {
+        messages_erased: erased.messages,
+        pending_deliveries_dropped: erased.pending_dropped,
+    }))
+}
+
 #[utoipa::path(post, operation_id = "chats_rotate_token", path = "/api/v1/chats/{id}/rotate-token", tag = "chats", security(("admin_token" = [])),
     params(("id" = String, Path, description = "Chat id")),
     responses((status = 200, description = "The chat with its new transcript link; the old link answers 404",

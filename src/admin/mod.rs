@@ -47,7 +47,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::show, webhooks::update, webhooks::delete))
         .routes(routes!(preview::preview))
         .routes(routes!(chats::list))
-        .routes(routes!(chats::show, chats::update))
+        .routes(routes!(chats::show, chats::update, chats::erase))
         .routes(routes!(chats::rotate_token))
         .routes(routes!(chats::sessions))
         .route_layer(axum::middleware::from_fn(crate::http::body::form_bodies))

@@ -418,6 +418,14 @@ pub enum ChatCommand {
         #[arg(long)]
         responsible_email: Option<String>,
     },
+    /// Erase a chat for good (a person's request to delete their data): its messages, history,
+    /// transcript link and waiting deliveries. Asks for --yes.
+    Erase {
+        id: String,
+        /// Confirms that it cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 pub async fn chat(config: &Config, remote: &Remote, command: ChatCommand) -> Outcome {
@@ -442,6 +450,12 @@ pub async fn chat(config: &Config, remote: &Remote, command: ChatCommand) -> Out
                 responsible_email: cleared(responsible_email),
             };
             client.show(Method::PATCH, &format!("/api/v1/chats/{id}"), body(request)).await
+        }
+        ChatCommand::Erase { yes: false, .. } => {
+            Err(Failure { bad_input: true, message: "erasing a chat cannot be undone: say --yes".into() })
+        }
+        ChatCommand::Erase { id, yes: true } => {
+            client.show(Method::DELETE, &format!("/api/v1/chats/{id}"), None).await
         }
     }
 }

@@ -67,12 +67,28 @@ pub trait ChatStore: Send + Sync {
     /// edited; one already delivered is not sent again (the transcript shows it edited). Edits
     /// may arrive out of order: one older than the edit already in place changes nothing.
     /// Returns whether a message changed (`false` also for a message never stored).
+    /// Erases a chat (a person's request under the GDPR or Japan's APPI): its messages (and so
+    /// their attachments' references), its session history, its transcript link and every
+    /// delivery made for it, pending or finished (so nothing of it is sent later, and no payload
+    /// of it stays), go in one windowing transaction with the chat itself, and an activity row
+    /// `chat_erased` naming `actor` and the counts (never content) is written by the same commit.
+    /// A message that comes later with the same channel id starts a new chat. `None`: no such
+    /// chat.
+    async fn erase_chat(&self, chat: ChatId, actor: &str) -> StoreResult<Option<Erased>>;
     async fn edit_message(
         &self,
         workspace_id: &WorkspaceId,
         source_key: &str,
         edit: &MessageEdit,
     ) -> StoreResult<bool>;
+}
+
+/// What erasing a chat removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Erased {
+    pub messages: u64,
+    /// Deliveries still waiting that will never go out.
+    pub pending_dropped: u64,
 }
 
 /// Who owns a chat, as an admin sets it.

@@ -37,6 +37,8 @@ struct ChatPage {
     responsible_id: Option<String>,
     /// Each move of the chat's session, newest first.
     sessions: Vec<TransitionLine>,
+    /// Whether an erasure was asked for without its confirmation ticked.
+    erase_unconfirmed: bool,
 }
 
 /// A row of the chat's session history.
@@ -121,6 +123,7 @@ async fn chat_page(
     id: ChatId,
     notice: Option<Notice>,
     owner: Option<OwnerForm>,
+    erase_unconfirmed: bool,
 ) -> Result<Response, PageError> {
     let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
     session.may(&workspace_id, Need::Read, "chat")?;
@@ -144,8 +147,9 @@ async fn chat_page(
         owner: owner.unwrap_or_else(|| OwnerForm::from(&chat)),
         responsible_id: chat.responsible_id.clone(),
         sessions: history.into_iter().rev().map(|t| TransitionLine::from(t, w)).collect(),
+        erase_unconfirmed,
     });
-    if failed {
+    if failed || erase_unconfirmed {
         *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
     }
     Ok(response)
@@ -163,7 +167,7 @@ pub async fn show(
         (None, Some(_)) => Some(Notice::OwnerSaved),
         (None, None) => None,
     };
-    chat_page(&state, session, id, notice, None).await
+    chat_page(&state, session, id, notice, None, false).await
 }
 
 /// Sets who owns the chat.
@@ -178,7 +182,7 @@ pub async fn save_owner(
     let (workspace, _) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
     session.may(&workspace, Need::Change, "chat")?;
     let Some(owner) = form.check() else {
-        return chat_page(&state, session, id, None, Some(form)).await;
+        return chat_page(&state, session, id, None, Some(form), false).await;
     };
     state.store.set_chat_owner(id, owner).await?.ok_or_else(|| PageError::not_found("chat"))?;
     if let Some((workspace, _)) = state.store.get_chat(id).await? {
@@ -210,4 +214,32 @@ pub async fn rotate_token(
         .await;
     }
     Ok(see_other(&format!("/ui/chats/{id}?rotated=1")))
+}
+
+#[derive(Deserialize)]
+pub struct EraseForm {
+    csrf: String,
+    /// The confirmation's box: present when ticked.
+    confirm: Option<String>,
+}
+
+/// Erases the chat (its admins only), once its confirmation is ticked; back to the workspace's
+/// page, which says how many messages went.
+#[instrument(skip_all, fields(chat_id = %id))]
+pub async fn erase(
+    State(state): State<AppState>,
+    session: Session,
+    PageIds(id): PageIds<ChatId>,
+    Form(form): Form<EraseForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let (workspace, _) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    session.may(&workspace, Need::Change, "chat")?;
+    if form.confirm.is_none() {
+        return chat_page(&state, session, id, None, None, true).await;
+    }
+    let erased =
+        state.store.erase_chat(id, &session.actor()).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    tracing::info!(messages = erased.messages, pending_dropped = erased.pending_dropped, "chat erased");
+    Ok(see_other(&format!("/ui/workspaces/{workspace}?erased={}", erased.messages)))
 }

@@ -263,6 +263,8 @@ pub enum Notice {
     Resent(String),
     /// A source's inbound URL rotated, by its name.
     InboundRotated(String),
+    /// A chat erased, with the number of its messages.
+    Erased(u64),
 }
 
 impl Notice {
@@ -274,6 +276,7 @@ impl Notice {
             Notice::InboundRotated(name) => {
                 format!("{}{name}{}", w.notice_inbound_rotated_before, w.notice_inbound_rotated_after)
             }
+            Notice::Erased(n) => format!("{}{n}{}", w.notice_erased_before, w.notice_erased_after),
         }
     }
 }
@@ -299,6 +302,8 @@ pub struct WorkspaceQuery {
     resent: Option<String>,
     /// The source whose inbound URL was just rotated.
     rotated: Option<SourceId>,
+    /// A chat just erased, with this many messages.
+    erased: Option<u64>,
 }
 
 #[instrument(skip_all, fields(workspace_id = %id))]
@@ -322,6 +327,9 @@ pub async fn show(
         && let Some(source) = state.store.get_source(&source).await?.filter(|s| s.workspace_id == id)
     {
         overlay.notice = Some(Notice::InboundRotated(source.name.into_string()));
+    }
+    if let Some(n) = query.erased {
+        overlay.notice = Some(Notice::Erased(n));
     }
     overlay.saved = query.saved;
     workspace_page(&state, session, &id, overlay, StatusCode::OK).await

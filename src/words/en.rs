@@ -63,6 +63,8 @@ pub const CATALOGUE: Catalogue = Catalogue {
         notice_resent_after: " is being sent again.",
         notice_inbound_rotated_before: "",
         notice_inbound_rotated_after: " has a new inbound URL: paste it into the channel's settings. The old one no longer takes anything.",
+        notice_erased_before: "The chat is erased: ",
+        notice_erased_after: " messages deleted, and nothing more of it will be sent.",
         release_now: "Release now",
         release_hint: "Sends every chat's buffered messages now, without waiting for the window to end.",
 
@@ -215,6 +217,11 @@ pub const CATALOGUE: Catalogue = Catalogue {
         link_before: "Anyone with this link can read this chat's messages (and nothing else): ",
         link_rotate: "Rotate link",
         link_rotate_hint: "Makes a new link; the old one, in notes already pasted into a CRM, stops working.",
+        erase_heading: "Erase this chat",
+        erase_hint: "For a person's request to delete their data (GDPR, Japan's APPI): its messages, session history and transcript link are deleted, and deliveries still waiting for it are dropped. What was already delivered stays with its receiver. The activity log records that it was erased, and by whom, without content.",
+        erase_confirm: "Yes, erase this chat and all its messages for good",
+        erase_button: "Erase the chat",
+        erase_unconfirmed: "Tick the box to confirm: erasing cannot be undone.",
 
         preview_title: "Next bundles",
         preview_before: "For ",

@@ -65,6 +65,8 @@ pub const CATALOGUE: Catalogue = Catalogue {
         notice_resent_after: " を再送しています。",
         notice_inbound_rotated_before: "",
         notice_inbound_rotated_after: " の受信 URL を再発行しました。チャネルの設定に貼り付けてください。古い URL では何も受け付けません。",
+        notice_erased_before: "チャットを消去しました。メッセージ ",
+        notice_erased_after: " 件を削除し、今後このチャットの内容は送信されません。",
         release_now: "今すぐ送る",
         release_hint: "各会話で保留中のメッセージを、送信間隔の終わりを待たずに今すぐ送ります。",
 
@@ -217,6 +219,11 @@ pub const CATALOGUE: Catalogue = Catalogue {
         link_before: "このリンクを知っている人は誰でも、この会話のメッセージを読めます（それ以外は見られません）：",
         link_rotate: "リンクを再発行",
         link_rotate_hint: "新しいリンクを作ります。CRM に貼り付け済みのメモにある古いリンクは使えなくなります。",
+        erase_heading: "このチャットを消去",
+        erase_hint: "本人からの削除の求め（個人情報保護法・GDPR）に応じるためのものです。メッセージ、セッション履歴、トランスクリプトのリンクを削除し、未送信の配信を取り消します。配信済みの内容は受信先に残ります。アクティビティログには、内容を含めずに、消去したことと実行者を記録します。",
+        erase_confirm: "このチャットとすべてのメッセージを完全に消去する",
+        erase_button: "チャットを消去",
+        erase_unconfirmed: "確認のチェックを入れてください。消去は元に戻せません。",
 
         preview_title: "次のまとめ",
         preview_before: "",

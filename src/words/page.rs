@@ -58,6 +58,9 @@ pub struct PageWords {
     /// A source's inbound URL was rotated (its name between).
     pub notice_inbound_rotated_before: &'static str,
     pub notice_inbound_rotated_after: &'static str,
+    /// A chat just erased: around the number of its messages.
+    pub notice_erased_before: &'static str,
+    pub notice_erased_after: &'static str,
     /// "Release now": the heading and button, and what it does.
     pub release_now: &'static str,
     pub release_hint: &'static str,
@@ -228,6 +231,13 @@ pub struct PageWords {
     pub link_before: &'static str,
     pub link_rotate: &'static str,
     pub link_rotate_hint: &'static str,
+    /// Erasing a chat (admins): the section's heading, what it does, the confirmation's label, the
+    /// button, what is said when it is not ticked, and the notice after it (around the count).
+    pub erase_heading: &'static str,
+    pub erase_hint: &'static str,
+    pub erase_confirm: &'static str,
+    pub erase_button: &'static str,
+    pub erase_unconfirmed: &'static str,
 
     /// The preview of a webhook's next bundles: what it shows (`before` the URL, `between` it
     /// and the time, `after`), each chat's count of messages (`before`, the count, `after` in

@@ -1562,6 +1562,55 @@ pub async fn an_operator_is_made_and_unmade_and_a_deleted_user_is_out_at_once(fa
     assert!(!world.store.delete_user(&ops.id).await.unwrap());
 }
 
+/// Erasing a chat: its messages, its history and every delivery made for it go, pending or being
+/// sent (a send already under way records nothing, as a lost lease); other chats are untouched;
+/// an activity row names who erased it and how much, with no content; a later message with the
+/// same channel id starts a new chat.
+pub async fn an_erased_chat_leaves_nothing_to_send_and_a_later_message_starts_anew(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::None, &[Event::Messages]).await;
+    let ingest = |messages: Vec<NewMessage>| {
+        let mut batch = request(&world, messages, vec![]);
+        batch.render_immediate = Arc::new(|_, _, _, (message, _), _, _| message.text.clone().into_bytes());
+        async { world.store.ingest(batch).await.unwrap() }
+    };
+    ingest(vec![said("a1", "c1", Direction::Received)]).await;
+    let in_flight = claim(&world.store, 1).await;
+    assert_eq!(in_flight.len(), 1, "c1's first is being sent");
+    ingest(vec![said("b1", "c2", Direction::Received), said("a2", "c1", Direction::Sent)]).await;
+    let chats = world.store.list_chats(&world.workspace, 10, 0).await.unwrap();
+    let c1 = chats.iter().find(|c| c.external_id == "c1").unwrap().id;
+    let c2 = chats.iter().find(|c| c.external_id == "c2").unwrap().id;
+
+    let erased = world.store.erase_chat(c1, "ana@acme.example").await.unwrap().expect("erased");
+    assert_eq!(erased.messages, 2);
+    assert!(erased.pending_dropped >= 1, "{erased:?}");
+    assert!(world.store.get_chat(c1).await.unwrap().is_none());
+    assert!(world.store.chat_messages(c1, 10, 0).await.unwrap().is_empty());
+    assert_eq!(world.store.erase_chat(c1, "ana@acme.example").await.unwrap(), None, "once");
+    // The send under way finds its delivery gone and records nothing; c2's survive.
+    assert_eq!(String::from_utf8_lossy(&in_flight[0].payload), "text of a1");
+    let recorded = record(&world.store, &in_flight[0], world.now(), AttemptOutcome::Delivered).await;
+    assert!(!recorded, "a send of an erased chat records nothing");
+    let left = world.drain_text(&webhook).await;
+    assert!(left.iter().all(|p| !p.contains("text of a")), "nothing of c1 goes out: {left:?}");
+    assert_eq!(world.store.chat_messages(c2, 10, 0).await.unwrap().len(), 1, "c2 untouched");
+
+    let log = world.store.activity(&webhook, None, 50).await.unwrap();
+    let row = log.iter().find(|r| r.kind == "chat_erased").expect("the erasure is in the log");
+    let text = format!("{row:?}");
+    assert!(
+        text.contains("ana@acme.example") && !text.contains("text of a") && !text.contains("c1\""),
+        "{text}"
+    );
+
+    ingest(vec![said("a3", "c1", Direction::Received)]).await;
+    let again = world.store.list_chats(&world.workspace, 10, 0).await.unwrap();
+    let new_c1 = again.iter().find(|c| c.external_id == "c1").expect("a new chat");
+    assert_ne!(new_c1.id, c1);
+    assert_eq!(world.store.chat_messages(new_c1.id, 10, 0).await.unwrap().len(), 1);
+}
+
 /// After a WeChat chat's reply window the business's messages count against the account's
 /// allowance; the message that uses it up queues one OUTGOING_LIMIT_REACHED event (later ones
 /// none), and the chat keeps the count.
@@ -1702,6 +1751,7 @@ macro_rules! conformance {
             case!(an_api_token_is_found_by_its_hash_until_it_is_revoked);
             case!(an_invitation_is_spent_once_and_a_removed_member_is_out_at_once);
             case!(an_operator_is_made_and_unmade_and_a_deleted_user_is_out_at_once);
+            case!(an_erased_chat_leaves_nothing_to_send_and_a_later_message_starts_anew);
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
             case!(messages_move_sessions_and_each_move_is_recorded_once);
             case!(racing_messages_move_a_session_once);

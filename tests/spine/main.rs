@@ -14,6 +14,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod ingest;
+mod lifecycle;
 mod media;
 mod openapi;
 mod operations;

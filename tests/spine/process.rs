@@ -487,6 +487,12 @@ fn the_cli_drives_the_running_daemon() {
     assert_eq!((code, history["transitions"][0]["to"].clone()), (Some(0), json!("CREATED")));
     let (code, _, _) = run(&["chat", "show", "999999"]);
     assert_eq!(code, Some(1), "no such chat");
+    let (code, _, stderr) = run(&["chat", "erase", &chat_id]);
+    assert_eq!(code, Some(2), "erasing wants --yes: {stderr}");
+    let (code, erased, _) = run(&["chat", "erase", &chat_id, "--yes"]);
+    assert_eq!((code, erased["messages_erased"].clone()), (Some(0), json!(1)));
+    let (code, _, _) = run(&["chat", "show", &chat_id]);
+    assert_eq!(code, Some(1), "erased");
 
     let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let output = chatbundle()

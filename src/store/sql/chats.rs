@@ -10,7 +10,9 @@ macro_rules! chats {
 
             use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, chat, chat_summary, ms, stored_message};
             use crate::domain::{ChatId, MessageEdit, WorkspaceId, random_token};
-            use crate::store::{Chat, ChatOwner, ChatStore, ChatSummary, FirstMessages, StoreResult, StoredMessage};
+            use super::log::insert_event;
+            use crate::store::sql::Windowing;
+            use crate::store::{Chat, ChatOwner, ChatStore, ChatSummary, Erased, FirstMessages, StoreResult, StoredMessage};
 
             #[async_trait]
             impl ChatStore for super::$store {
@@ -123,6 +125,50 @@ macro_rules! chats {
                         })
                     })
                     .await
+                }
+
+                async fn erase_chat(&self, id: ChatId, actor: &str) -> StoreResult<Option<Erased>> {
+                    let Some((workspace, _)) = self.get_chat(id).await? else { return Ok(None) };
+                    let actor = actor.to_string();
+                    // A windowing transaction: no window of the workspace closes halfway through,
+                    // so no bundle of the chat is made from messages this erases.
+                    let erased = self.transact_windowing(Windowing::Workspace(workspace), move |conn, workspace, now| {
+                        Box::pin(async move {
+                            // The chat's row first (a no-op update): on PostgreSQL its lock waits
+                            // for a commit that is storing a message in it, whose rows the
+                            // statements below then see, and holds off the next one.
+                            let found = sqlx::query("UPDATE chats SET token = token WHERE id = $1 AND workspace_id = $2")
+                                .bind(id.0)
+                                .bind(workspace.as_str())
+                                .execute(&mut *conn)
+                                .await?;
+                            if found.rows_affected() == 0 {
+                                return Ok(None);
+                            }
+                            let messages = sqlx::query("DELETE FROM messages WHERE chat_id = $1").bind(id.0).execute(&mut *conn).await?;
+                            sqlx::query("DELETE FROM session_history WHERE chat_id = $1").bind(id.0).execute(&mut *conn).await?;
+                            let pending = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "DELETE FROM deliveries WHERE chat_id = $1 AND status = {}",
+                                crate::store::sql::pending!()
+                            )))
+                            .bind(id.0)
+                            .execute(&mut *conn)
+                            .await?;
+                            // Finished ones too: their payloads hold the chat's words.
+                            sqlx::query("DELETE FROM deliveries WHERE chat_id = $1").bind(id.0).execute(&mut *conn).await?;
+                            sqlx::query("DELETE FROM chats WHERE id = $1").bind(id.0).execute(&mut *conn).await?;
+                            let erased = Erased { messages: messages.rows_affected(), pending_dropped: pending.rows_affected() };
+                            let detail = serde_json::json!({
+                                "chat_id": id.0,
+                                "messages": erased.messages,
+                                "pending_deliveries_dropped": erased.pending_dropped,
+                            });
+                            insert_event(conn, &workspace, None, now, ("chat_erased", Some(&actor)), &detail).await?;
+                            Ok(Some(erased))
+                        })
+                    })
+                    .await?;
+                    Ok(erased.flatten())
                 }
 
                 async fn edit_message(

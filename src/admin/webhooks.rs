@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tracing::{info, instrument};
 
 use crate::deliver::SigningSecret;
-use crate::domain::Need;
+use crate::domain::{Backlog, Need, OffMode, Switch};
 use crate::domain::{
     DeliveryTimeout, Event, Granularity, Media, NoteMaxChars, WebhookId, WebhookUrl, WorkspaceId,
     unmasked_url,
@@ -86,6 +86,14 @@ pub struct UpdateWebhook {
     /// `placeholder` ("[image]", or its caption) and its `attachments`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<Media>,
+    /// With `"enabled": false`: `pause` (the default: keep collecting, everything waits and goes
+    /// out when it is on again) or `stop` (take nothing until it is on again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<OffMode>,
+    /// With `"enabled": true`, for a webhook that was off: `send` what waited (the default) or
+    /// `discard` it (each marked `discarded`, never sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<Backlog>,
 }
 
 /// A webhook as the API shows it. The secret appears only in the answer that set it.
@@ -110,6 +118,10 @@ pub struct WebhookView {
     secret: Option<String>,
     consecutive_failures: u32,
     disabled_reason: Option<String>,
+    /// While it is off: `pause` (collecting) or `stop` (taking nothing); `null` while it is on.
+    off_mode: Option<OffMode>,
+    /// Deliveries waiting to be sent (while it is off: what switching it on sends, or discards).
+    waiting: u64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -131,6 +143,12 @@ impl WebhookView {
             events: webhook.events,
             consecutive_failures: webhook.consecutive_failures,
             disabled_reason: webhook.disabled_reason,
+            off_mode: match (webhook.enabled, webhook.stopped) {
+                (true, _) => None,
+                (false, true) => Some(OffMode::Stop),
+                (false, false) => Some(OffMode::Pause),
+            },
+            waiting: 0,
             created_at: webhook.created_at,
             updated_at: webhook.updated_at,
         }
@@ -143,7 +161,8 @@ async fn view(state: &AppState, webhook: Webhook) -> Result<WebhookView, ApiErro
         .get_workspace(&webhook.workspace_id)
         .await?
         .ok_or_else(|| ApiError::not_found("workspace"))?;
-    Ok(WebhookView::new(webhook, workspace.granularity, state.default_timeout))
+    let waiting = state.store.pending_count(&webhook.id).await?;
+    Ok(WebhookView { waiting, ..WebhookView::new(webhook, workspace.granularity, state.default_timeout) })
 }
 
 /// A webhook URL as [`service::webhooks::checked_url`] takes it, answered as a field error.
@@ -289,6 +308,8 @@ pub async fn update(
     Body(body): Body<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
     let before = super::webhook(&state, &access, &id, Need::Change).await?;
+    let switch =
+        Switch::asked(body.enabled, body.mode, body.backlog).map_err(|(f, e)| ApiError::field(f, e))?;
     let secret = body.secret.map(|s| s.map(secret).transpose().map(Option::flatten)).transpose()?;
     let patch = WebhookPatch {
         url: match body.url.as_deref() {
@@ -308,7 +329,9 @@ pub async fn update(
         timeout: body.timeout.map(|t| t.as_deref().map(timeout).transpose()).transpose()?,
         note_max_chars: body.note_max_chars.map(note_max_chars).transpose()?,
         media: body.media,
+        stop: switch == Some(Switch::Off(OffMode::Stop)),
     };
+    service::webhooks::before_switch(&state, &before, switch, &access.actor()).await?;
     let webhook =
         state.store.update_webhook(&id, patch).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     service::webhooks::changed(&state, &before, &webhook, &access.actor()).await;

@@ -164,9 +164,15 @@ pub enum WebhookCommand {
         /// none, 1h, 6h, 12h, 24h, or "default" to follow the workspace.
         #[arg(long)]
         granularity: Option<String>,
-        /// true to switch it on (delivering what accumulated), false to switch it off.
+        /// true to switch it on, false to switch it off.
         #[arg(long)]
         enabled: Option<bool>,
+        /// With --enabled false: pause (keep collecting; the default) or stop (take nothing).
+        #[arg(long)]
+        mode: Option<String>,
+        /// With --enabled true: send what waited (the default) or discard it.
+        #[arg(long)]
+        backlog: Option<String>,
         /// "generate", "remove", or a whsec_ secret.
         #[arg(long)]
         secret: Option<String>,
@@ -637,6 +643,8 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
             events,
             note_max_chars,
             media,
+            mode,
+            backlog,
         } => {
             let secret = secret.map(|s| match s.as_str() {
                 "generate" => Some(SecretInput::Generate(true)),
@@ -652,6 +660,8 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
                 timeout: timeout.map(|t| (t != "default").then_some(t)),
                 note_max_chars,
                 media: media.map(|m| parsed("media", &m)).transpose()?,
+                mode: mode.map(|m| parsed("mode", &m)).transpose()?,
+                backlog: backlog.map(|b| parsed("backlog", &b)).transpose()?,
             };
             client.show(Method::PATCH, &format!("/api/v1/webhooks/{id}"), body(request)).await
         }

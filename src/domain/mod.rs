@@ -17,12 +17,14 @@ mod media;
 pub mod password;
 pub mod schedule;
 pub mod session;
+mod switch;
 
 pub use access::{Need, Principal, Refusal, Role};
 pub use chat::{Chat, ChatInfo, FirstMessages, MessageEdit, NewMessage, StoredMessage, named_sender};
 pub use delivery::{AttemptFailure, SwitchedOff};
 pub use input::{DeliveryTimeout, EmailAddress, Invalid, MediaLinkTtl, Name, NoteMaxChars};
 pub use media::{Attachment, AttachmentKind, LinkKey, LinkRefusal, Media, linkable, links_media};
+pub use switch::{Backlog, OffMode, Switch};
 
 /// How a webhook receives messages: one call per message, or one bundle per chat per window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -635,11 +637,18 @@ pub enum DeliveryStatus {
     Failed,
     /// Retried until the retention period ended.
     Expired,
+    /// Dropped unsent: its webhook's owner chose not to send what waited while it was off.
+    Discarded,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 4] =
-        [DeliveryStatus::Pending, DeliveryStatus::Delivered, DeliveryStatus::Failed, DeliveryStatus::Expired];
+    pub const ALL: [DeliveryStatus; 5] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Expired,
+        DeliveryStatus::Discarded,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -647,6 +656,7 @@ impl DeliveryStatus {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Expired => "expired",
+            DeliveryStatus::Discarded => "discarded",
         }
     }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::{Invalid, WebhookUrl};
+use crate::domain::{Backlog, Invalid, OffMode, Switch, WebhookUrl};
 use crate::service::AppState;
 use crate::store::{NewWebhook, StoreResult, Webhook};
 
@@ -37,6 +37,24 @@ pub async fn delete(state: &AppState, webhook: &Webhook, actor: &str) -> StoreRe
 /// What follows every change to a webhook, from the API or the web page: the activity log notes
 /// it, and the workers look again (re-enabling or a new granularity may have made deliveries due,
 /// or moved windows).
+/// Before a webhook is switched on as `switch` asks: its waiting deliveries discarded, when its
+/// owner chose that (the log says who, and how many). How many were discarded.
+pub async fn before_switch(
+    state: &AppState,
+    before: &Webhook,
+    switch: Option<Switch>,
+    actor: &str,
+) -> StoreResult<u64> {
+    match switch {
+        Some(Switch::On(Backlog::Discard)) if !before.enabled => {
+            let n = state.store.discard_pending(&before.id, actor).await?;
+            tracing::info!(webhook_id = %before.id, discarded = n, "waiting deliveries discarded");
+            Ok(n)
+        }
+        _ => Ok(0),
+    }
+}
+
 pub async fn changed(state: &AppState, before: &Webhook, after: &Webhook, actor: &str) {
     record_changes(state, before, after, actor).await;
     state.deliveries_waiting.notify_one();
@@ -51,7 +69,8 @@ async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook, act
         events.push(("enabled", json!({"was_disabled_because": before.disabled_reason})));
     }
     if before.enabled && !after.enabled {
-        events.push(("disabled", json!({"reason": after.disabled_reason, "automatic": false})));
+        let mode = if after.stopped { OffMode::Stop } else { OffMode::Pause };
+        events.push(("disabled", json!({"reason": after.disabled_reason, "automatic": false, "mode": mode})));
     }
     let mut changed = serde_json::Map::new();
     if before.url != after.url {

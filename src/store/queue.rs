@@ -175,6 +175,13 @@ pub trait DeliveryLog: Send + Sync {
         limit: u32,
         offset: u32,
     ) -> StoreResult<Vec<DeliveryInfo>>;
+    /// How many of a webhook's deliveries wait to be sent.
+    async fn pending_count(&self, webhook: &WebhookId) -> StoreResult<u64>;
+    /// Drops what a webhook has waiting, as its owner chose when switching it on again: every
+    /// pending delivery becomes `discarded` (finished, never sent; kept, and listed as such),
+    /// and an activity row `backlog_discarded` naming `actor` and the count is written by the
+    /// same commit. Returns how many.
+    async fn discard_pending(&self, webhook: &WebhookId, actor: &str) -> StoreResult<u64>;
     /// Queues a failed or expired delivery again, due at once, with the same id and bytes; its
     /// retention starts afresh at `now`. The log says `actor` asked for it.
     async fn resend_delivery(

@@ -27,6 +27,10 @@ pub struct Webhook {
     pub media: Media,
     pub consecutive_failures: u32,
     pub disabled_reason: Option<String>,
+    /// Switched off in "stop" mode: it takes nothing (no message, bundle or session event is
+    /// kept for it) until it is switched on again. Switched off otherwise ("pause", and every
+    /// automatic switch-off), it keeps collecting, and what it collected goes out when it is on.
+    pub stopped: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -57,6 +61,8 @@ pub struct WebhookPatch {
     pub timeout: Option<Option<Duration>>,
     pub note_max_chars: Option<NoteMaxChars>,
     pub media: Option<Media>,
+    /// With `enabled: Some(false)`: stop (take nothing meanwhile) rather than pause.
+    pub stop: bool,
 }
 
 /// Webhooks, for the admin API and page.
@@ -75,7 +81,10 @@ pub trait WebhookStore: Send + Sync {
     /// the new settings, or goes out at once, message by message, when the new granularity is
     /// `none`; nothing buffered is lost or bundled twice. Where bundles are cut and whether they
     /// take media apply to every bundle made after the change, of buffered messages too. Switching it on again resets its
-    /// failure count; switching it off keeps what it has queued.
+    /// failure count; switching it off keeps what it has queued. Switched off to stop, it takes
+    /// nothing from then on (to its windowing it takes no messages: what is buffered is not
+    /// bundled), and switched on again it takes what is acknowledged after that, as a new webhook
+    /// does; what was already queued stays queued ([`super::DeliveryLog::discard_pending`]).
     async fn update_webhook(&self, id: &WebhookId, patch: WebhookPatch) -> StoreResult<Option<Webhook>>;
     /// Deletes a webhook with its queue and attempts; `false` when there was none.
     async fn delete_webhook(&self, id: &WebhookId) -> StoreResult<bool>;

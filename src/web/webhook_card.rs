@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::{FormErrors, keep};
-use crate::domain::{DeliveryStatus, Granularity, Media, NoteMaxChars, WebhookUrl};
+use crate::domain::{Backlog, DeliveryStatus, Granularity, Media, NoteMaxChars, OffMode, Switch, WebhookUrl};
 use crate::service;
 use crate::service::AppState;
 use crate::service::activity::TestResult;
@@ -28,6 +28,12 @@ pub struct WebhookForm {
     /// `skip` or `placeholder`; empty leaves it as it is.
     #[serde(default)]
     pub media: String,
+    /// What it does while off: `pause` (empty means that too) or `stop`.
+    #[serde(default)]
+    pub off_mode: String,
+    /// Switched on again: `send` what waited (empty means that too) or `discard` it.
+    #[serde(default)]
+    pub backlog: String,
     /// Which button: "save" or "test".
     pub(super) action: Option<String>,
     #[serde(skip)]
@@ -44,6 +50,10 @@ pub struct WebhookCard {
     /// Deliveries given up or expired, which can be sent again.
     pub(super) failed: Vec<FailedLine>,
     pub(super) enabled: bool,
+    /// Off in "stop" mode: taking nothing.
+    pub(super) stopped: bool,
+    /// Deliveries waiting to be sent.
+    pub(super) waiting: u64,
     pub(super) disabled_reason: Option<String>,
     pub(super) has_secret: bool,
     pub(super) consecutive_failures: u32,
@@ -134,6 +144,7 @@ impl WebhookCard {
         let activity = state.store.activity(&webhook.id, None, 10).await?;
         let activity = activity.iter().map(|row| ActivityLine::from(row, w)).collect();
         let mut card = WebhookCard::new(ws, webhook, activity);
+        card.waiting = state.store.pending_count(&webhook.id).await?;
         for status in [DeliveryStatus::Failed, DeliveryStatus::Expired] {
             let given_up = state.store.list_deliveries(&webhook.id, Some(status), 10, 0).await?;
             card.failed.extend(given_up.iter().map(|d| FailedLine::from(d, w)));
@@ -152,6 +163,8 @@ impl WebhookCard {
             choices: choices(ws),
             failed: Vec::new(),
             enabled: webhook.enabled,
+            stopped: webhook.stopped,
+            waiting: 0,
             disabled_reason: webhook.disabled_reason.clone(),
             has_secret: webhook.secret.is_some(),
             consecutive_failures: webhook.consecutive_failures,
@@ -173,6 +186,7 @@ impl WebhookForm {
             enabled: webhook.enabled.then(|| "on".into()),
             note_max_chars: webhook.note_max_chars.get().to_string(),
             media: webhook.media.as_str().into(),
+            off_mode: if webhook.stopped { "stop" } else { "pause" }.into(),
             ..WebhookForm::default()
         }
     }
@@ -191,7 +205,21 @@ impl WebhookForm {
             "" => Some(None),
             given => keep(&mut self.errors, "media", given.parse::<Media>()).map(Some),
         };
-        Some(Checked { url: url?, granularity: granularity?, note_max_chars: note?, media: media? })
+        let switch = match (self.enabled.is_some(), self.off_mode.trim(), self.backlog.trim()) {
+            (true, _, "" | "send") => Some(Switch::On(Backlog::Send)),
+            (true, _, "discard") => Some(Switch::On(Backlog::Discard)),
+            (false, "" | "pause", _) => Some(Switch::Off(OffMode::Pause)),
+            (false, "stop", _) => Some(Switch::Off(OffMode::Stop)),
+            (true, _, _) => keep(&mut self.errors, "backlog", Err("must be send or discard")),
+            (false, _, _) => keep(&mut self.errors, "off_mode", Err("must be pause or stop")),
+        };
+        Some(Checked {
+            url: url?,
+            granularity: granularity?,
+            note_max_chars: note?,
+            media: media?,
+            switch: switch?,
+        })
     }
 }
 
@@ -201,4 +229,6 @@ pub struct Checked {
     pub granularity: Option<Granularity>,
     pub note_max_chars: Option<NoteMaxChars>,
     pub media: Option<Media>,
+    /// On (and what becomes of what waited) or off (and how).
+    pub switch: Switch,
 }

@@ -13,8 +13,8 @@ use super::webhook_card::{Checked, WebhookForm};
 use super::workspaces::{Overlay, workspace_page};
 use super::{FormErrors, PageError, PageIds, Session, page, see_other};
 use crate::deliver::SigningSecret;
-use crate::domain::Need;
 use crate::domain::{DeliveryId, Event, WebhookId, WorkspaceId, masked_url, unmasked_url};
+use crate::domain::{Need, OffMode, Switch};
 use crate::service;
 use crate::service::AppState;
 use crate::service::activity::Format;
@@ -30,7 +30,7 @@ pub async fn create(
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
     session.may(&id, Need::Change, "workspace")?;
-    let Some(Checked { url, granularity, note_max_chars, media }) = form.check(&state).await else {
+    let Some(Checked { url, granularity, note_max_chars, media, .. }) = form.check(&state).await else {
         let overlay = Overlay { new_webhook: Some(form), ..Overlay::default() };
         return workspace_page(&state, session, &id, overlay, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
@@ -86,7 +86,7 @@ pub async fn save(
         }
     };
     form.url = masked_url(&form.url);
-    let Some(Checked { url, granularity, note_max_chars, media }) = checked else {
+    let Some(Checked { url, granularity, note_max_chars, media, switch }) = checked else {
         let overlay = Overlay { webhook: Some((id.clone(), form, None, None)), ..Overlay::default() };
         return workspace_page(&state, session, &workspace_id, overlay, StatusCode::UNPROCESSABLE_ENTITY)
             .await;
@@ -97,8 +97,10 @@ pub async fn save(
         enabled: Some(form.enabled.is_some()),
         note_max_chars,
         media,
+        stop: switch == Switch::Off(OffMode::Stop),
         ..WebhookPatch::default()
     };
+    service::webhooks::before_switch(&state, &before, Some(switch), &session.actor()).await?;
     let after =
         state.store.update_webhook(&id, patch).await?.ok_or_else(|| PageError::not_found("webhook"))?;
     service::webhooks::changed(&state, &before, &after, &session.actor()).await;

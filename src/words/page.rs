@@ -77,6 +77,18 @@ pub struct PageWords {
     pub switched_off_reason_after: &'static str,
     pub switched_off_after: &'static str,
     pub re_enable: &'static str,
+    /// Off in "stop" mode: what the alert says instead of `switched_off_after`.
+    pub switched_off_stopped: &'static str,
+    /// What a webhook does while off: the choice's legend and its two options.
+    pub off_mode_legend: &'static str,
+    pub off_mode_pause: &'static str,
+    pub off_mode_stop: &'static str,
+    /// Switching on with deliveries waiting: the legend, sending them (around their number),
+    /// discarding them.
+    pub backlog_legend: &'static str,
+    pub backlog_send_before: &'static str,
+    pub backlog_send_after: &'static str,
+    pub backlog_discard: &'static str,
     pub note_length: &'static str,
     pub note_length_hint: &'static str,
     /// The media choice: its label, its two options (`skip`, `placeholder`) and a hint.
@@ -123,6 +135,7 @@ pub struct PageWords {
     pub delivery_delivered: &'static str,
     pub delivery_failed: &'static str,
     pub delivery_expired: &'static str,
+    pub delivery_discarded: &'static str,
     pub resend: &'static str,
     pub resend_label_before: &'static str,
     pub resend_label_after: &'static str,
@@ -300,6 +313,7 @@ impl PageWords {
             DeliveryStatus::Delivered => self.delivery_delivered,
             DeliveryStatus::Failed => self.delivery_failed,
             DeliveryStatus::Expired => self.delivery_expired,
+            DeliveryStatus::Discarded => self.delivery_discarded,
         }
     }
 

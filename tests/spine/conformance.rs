@@ -1611,6 +1611,47 @@ pub async fn an_erased_chat_leaves_nothing_to_send_and_a_later_message_starts_an
     assert_eq!(world.store.chat_messages(new_c1.id, 10, 0).await.unwrap().len(), 1);
 }
 
+/// A webhook switched off to stop takes nothing meanwhile, and takes again what comes after it is
+/// on; paused, what comes waits, and discarding it marks each waiting delivery `discarded` (listed,
+/// never claimed) with an activity row naming who.
+pub async fn a_stopped_webhook_keeps_nothing_and_a_discarded_backlog_is_never_sent(factory: &dyn Factory) {
+    use chatbundle::domain::DeliveryStatus;
+    use chatbundle::store::WebhookPatch;
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::None, &[Event::Messages, Event::SessionStatus]).await;
+    let ingest = |messages: Vec<NewMessage>| {
+        let batch = request(&world, messages, vec![]);
+        async { world.store.ingest(batch).await.unwrap() }
+    };
+    let switch =
+        |enabled: bool, stop: bool| WebhookPatch { enabled: Some(enabled), stop, ..Default::default() };
+
+    let off = world.store.update_webhook(&webhook, switch(false, true)).await.unwrap().unwrap();
+    assert!(off.stopped && !off.enabled);
+    ingest(vec![said("s1", "c1", Direction::Received)]).await;
+    assert_eq!(world.store.pending_count(&webhook).await.unwrap(), 0, "no message, no session event");
+    let on = world.store.update_webhook(&webhook, switch(true, false)).await.unwrap().unwrap();
+    assert!(!on.stopped && on.enabled);
+    assert!(claim(&world.store, 10).await.is_empty());
+    ingest(vec![said("s2", "c1", Direction::Received)]).await;
+    assert!(!world.drain_text(&webhook).await.is_empty(), "what comes after it is on");
+
+    let paused = world.store.update_webhook(&webhook, switch(false, false)).await.unwrap().unwrap();
+    assert!(!paused.stopped && !paused.enabled);
+    ingest(vec![said("p1", "c1", Direction::Received), said("p2", "c2", Direction::Received)]).await;
+    let waiting = world.store.pending_count(&webhook).await.unwrap();
+    assert!(waiting >= 2, "messages (and c2's session) wait: {waiting}");
+    assert_eq!(world.store.discard_pending(&webhook, "token:zap").await.unwrap(), waiting);
+    assert_eq!(world.store.pending_count(&webhook).await.unwrap(), 0);
+    let listed = world.store.list_deliveries(&webhook, Some(DeliveryStatus::Discarded), 50, 0).await.unwrap();
+    assert_eq!(listed.len() as u64, waiting);
+    world.store.update_webhook(&webhook, switch(true, false)).await.unwrap();
+    assert!(claim(&world.store, 10).await.is_empty(), "a discarded delivery is never sent");
+    let log = world.store.activity(&webhook, None, 50).await.unwrap();
+    let row = log.iter().find(|r| r.kind == "backlog_discarded").expect("logged");
+    assert_eq!(row.actor.as_deref(), Some("token:zap"));
+}
+
 /// After a WeChat chat's reply window the business's messages count against the account's
 /// allowance; the message that uses it up queues one OUTGOING_LIMIT_REACHED event (later ones
 /// none), and the chat keeps the count.
@@ -1752,6 +1793,7 @@ macro_rules! conformance {
             case!(an_invitation_is_spent_once_and_a_removed_member_is_out_at_once);
             case!(an_operator_is_made_and_unmade_and_a_deleted_user_is_out_at_once);
             case!(an_erased_chat_leaves_nothing_to_send_and_a_later_message_starts_anew);
+            case!(a_stopped_webhook_keeps_nothing_and_a_discarded_backlog_is_never_sent);
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
             case!(messages_move_sessions_and_each_move_is_recorded_once);
             case!(racing_messages_move_a_session_once);

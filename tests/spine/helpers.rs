@@ -256,6 +256,16 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// `GET path` with the admin token, its answer's JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.admin(reqwest::Method::GET, path).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// `GET path` with the admin token, its answer's text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.admin(reqwest::Method::GET, path).send().await.unwrap().text().await.unwrap()
+    }
+
     /// Invites `email` to `ws` as `role` through the admin API: the answer (`user_id`,
     /// `invitation_url`, …).
     pub async fn invite(&self, ws: &Workspace, email: &str, role: &str) -> Value {

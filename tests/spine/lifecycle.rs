@@ -7,18 +7,10 @@ use crate::helpers::*;
 
 /// The chats of a workspace by their channel id: (chat id, transcript URL).
 async fn chat_of(app: &TestApp, ws: &Workspace, external: &str) -> (i64, String) {
-    let list: Value = app
-        .admin(Method::GET, &format!("/api/v1/workspaces/{}/chats", ws.id))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json(&format!("/api/v1/workspaces/{}/chats", ws.id)).await;
     let line = list["chats"].as_array().unwrap().iter().find(|c| c["chat_id"] == external).cloned();
     let id = line.unwrap_or_else(|| panic!("no chat {external}: {list}"))["id"].as_i64().unwrap();
-    let shown: Value =
-        app.admin(Method::GET, &format!("/api/v1/chats/{id}")).send().await.unwrap().json().await.unwrap();
+    let shown: Value = app.get_json(&format!("/api/v1/chats/{id}")).await;
     (id, shown["transcript_url"].as_str().unwrap().to_string())
 }
 
@@ -148,4 +140,123 @@ async fn a_chat_is_erased_from_its_page_once_confirmed() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 403);
+}
+
+/// Switching a webhook off asks what happens meanwhile. Stopped, it takes nothing: what comes
+/// while it is off is never sent, and once on it takes what comes after. Paused (the default),
+/// everything waits; switched on with `"backlog": "discard"`, what waited is marked `discarded`
+/// (listed, logged with who and how many) and never sent; with `send`, it goes out.
+#[tokio::test]
+async fn a_stopped_webhook_takes_nothing_and_a_paused_ones_backlog_is_sent_or_discarded() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url, "granularity": "none"})).await;
+    let id = hook["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/webhooks/{id}");
+
+    let wrong =
+        app.admin(Method::PATCH, &path).json(&json!({"enabled": true, "mode": "stop"})).send().await.unwrap();
+    assert_eq!(wrong.status(), 400);
+    assert_eq!(wrong.json::<Value>().await.unwrap()["error"]["field"], "mode");
+    let wrong = app.admin(Method::PATCH, &path).json(&json!({"backlog": "discard"})).send().await.unwrap();
+    assert_eq!(wrong.json::<Value>().await.unwrap()["error"]["field"], "backlog");
+
+    // Stopped: nothing is kept for it.
+    let stopped = app.patch_webhook(&id, json!({"enabled": false, "mode": "stop"})).await;
+    assert_eq!((stopped["enabled"].clone(), stopped["off_mode"].clone()), (json!(false), json!("stop")));
+    app.ingest(&ws, &json!([message("s-1", "c-1", "while stopped"), message("s-2", "c-2", "also")])).await;
+    let shown: Value = app.get_json(&path).await;
+    assert_eq!(shown["waiting"], 0, "nothing waits for a stopped webhook");
+    let on = app.patch_webhook(&id, json!({"enabled": true})).await;
+    assert_eq!(on["off_mode"], Value::Null);
+    app.ingest(&ws, &json!([message("s-3", "c-1", "after")])).await;
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].message_id(), "s-3");
+
+    // Paused: everything waits; discarded on the way back on.
+    let paused = app.patch_webhook(&id, json!({"enabled": false})).await;
+    assert_eq!(paused["off_mode"], "pause");
+    app.ingest(
+        &ws,
+        &json!([message("p-1", "c-1", "a"), message("p-2", "c-1", "b"), message("p-3", "c-2", "c")]),
+    )
+    .await;
+    let shown: Value = app.get_json(&path).await;
+    assert_eq!(shown["waiting"], 3);
+    let back = app.patch_webhook(&id, json!({"enabled": true, "backlog": "discard"})).await;
+    assert_eq!(back["waiting"], 0);
+    let discarded: Value = app.get_json(&format!("{path}/deliveries?status=discarded")).await;
+    assert_eq!(discarded["deliveries"].as_array().unwrap().len(), 3, "{discarded}");
+    let log = app.get_text(&format!("{path}/log?format=jsonl")).await;
+    let row = log.lines().find(|l| l.contains("backlog_discarded")).unwrap_or_else(|| panic!("{log}"));
+    assert!(row.contains("\"deliveries\":3") && row.contains("\"actor\":\"operator\""), "{row}");
+
+    // Paused again, and back on sending what waited.
+    app.patch_webhook(&id, json!({"enabled": false, "mode": "pause"})).await;
+    app.ingest(&ws, &json!([message("q-1", "c-1", "sent later")])).await;
+    app.patch_webhook(&id, json!({"enabled": true, "backlog": "send"})).await;
+    let got = receiver.wait_for(2).await;
+    let ids: Vec<String> = got.iter().map(|r| r.message_id()).collect();
+    assert_eq!(ids, ["s-3", "q-1"], "nothing stopped or discarded went out");
+}
+
+/// A bundling webhook stopped takes no message of the time it was off into a later bundle.
+#[tokio::test]
+async fn a_stopped_bundling_webhook_bundles_only_what_came_after() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace_with("1h", "UTC").await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let id = hook["id"].as_str().unwrap().to_string();
+    app.set_time("2024-03-01T13:00:00Z");
+    app.patch_webhook(&id, json!({"enabled": false, "mode": "stop"})).await;
+    app.ingest(&ws, &json!([message("m-1", "c-1", "while stopped")])).await;
+    app.set_time("2024-03-01T13:10:00Z");
+    app.patch_webhook(&id, json!({"enabled": true})).await;
+    app.set_time("2024-03-01T13:20:00Z");
+    app.ingest(&ws, &json!([message("m-2", "c-1", "after")])).await;
+    app.set_time("2024-03-01T13:30:00Z");
+    assert_eq!(app.flush(&ws.id).await, 1);
+    let got = receiver.wait_for(1).await;
+    let body = got[0].json().to_string();
+    assert!(body.contains("after") && !body.contains("while stopped"), "{body}");
+}
+
+/// On the page: a webhook switched off to stop says so; paused with deliveries waiting, its
+/// re-enable form offers to send them (saying how many) or discard them.
+#[tokio::test]
+async fn the_page_asks_how_to_switch_off_and_what_to_do_with_what_waited() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url, "granularity": "none"})).await;
+    let id = hook["id"].as_str().unwrap().to_string();
+    let (browser, csrf) = signed_in_browser(&app).await;
+    let page_url = app.url(&format!("/ui/workspaces/{}", ws.id));
+    let save = |fields: Vec<(&'static str, &'static str)>| {
+        let mut form =
+            vec![("csrf", csrf.clone()), ("url", receiver.url.clone()), ("granularity", "none".into())];
+        form.extend(fields.into_iter().map(|(k, v)| (k, v.to_string())));
+        browser.post(app.url(&format!("/ui/webhooks/{id}"))).form(&form).send()
+    };
+
+    assert_eq!(save(vec![("off_mode", "stop"), ("action", "save")]).await.unwrap().status(), 303);
+    let shown: Value = app.get_json(&format!("/api/v1/webhooks/{id}")).await;
+    assert_eq!(shown["off_mode"], "stop");
+    let page = browser.get(&page_url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("It is stopped: nothing is collected"), "{page}");
+
+    assert_eq!(save(vec![("off_mode", "pause"), ("action", "save")]).await.unwrap().status(), 303);
+    app.ingest(&ws, &json!([message("m-1", "c-1", "a"), message("m-2", "c-1", "b")])).await;
+    let page = browser.get(&page_url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Send the 2 waiting deliveries"), "{page}");
+    let back = save(vec![("enabled", "on"), ("backlog", "discard"), ("action", "save")]).await.unwrap();
+    assert_eq!(back.status(), 303);
+    let shown: Value = app.get_json(&format!("/api/v1/webhooks/{id}")).await;
+    assert_eq!((shown["enabled"].clone(), shown["waiting"].clone()), (json!(true), json!(0)));
+    app.ingest(&ws, &json!([message("m-3", "c-1", "c")])).await;
+    assert_eq!(receiver.wait_for(1).await[0].message_id(), "m-3", "the discarded two never went");
+    let bad = save(vec![("off_mode", "sometimes"), ("action", "save")]).await.unwrap();
+    assert_eq!(bad.status(), 422);
 }

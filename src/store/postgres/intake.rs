@@ -111,11 +111,11 @@ async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch
         "SELECT s.id, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS db_now, closed_through,
                 account_full_name, account_email, account_phone, locale,
                 ARRAY(SELECT w.id FROM webhooks w
-                      WHERE w.workspace_id = s.id AND w.sub_messages
+                      WHERE w.workspace_id = s.id AND w.sub_messages AND NOT w.stopped
                         AND COALESCE(w.granularity, s.granularity) = 'none'
                       ORDER BY w.created_at, w.id) AS immediate,
                 ARRAY(SELECT w.media_choice FROM webhooks w
-                      WHERE w.workspace_id = s.id AND w.sub_messages
+                      WHERE w.workspace_id = s.id AND w.sub_messages AND NOT w.stopped
                         AND COALESCE(w.granularity, s.granularity) = 'none'
                       ORDER BY w.created_at, w.id) AS immediate_media
          FROM workspaces s WHERE s.id = ANY($1)",

@@ -490,6 +490,47 @@ macro_rules! queue {
                     })
                     .await
                 }
+
+                async fn pending_count(&self, webhook: &WebhookId) -> StoreResult<u64> {
+                    let sql = format!("SELECT COUNT(*) FROM deliveries WHERE webhook_id = $1 AND status = {}", crate::store::sql::pending!());
+                    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .bind(webhook.as_str())
+                        .fetch_one(self.reads())
+                        .await?;
+                    Ok(n as u64)
+                }
+
+                async fn discard_pending(&self, webhook: &WebhookId, actor: &str) -> StoreResult<u64> {
+                    let (webhook, actor) = (webhook.clone(), actor.to_string());
+                    self.transact(move |conn, now| {
+                        Box::pin(async move {
+                            let sql = format!(
+                                "UPDATE deliveries SET status = $1, finished_at = $2, lease_until = NULL, lease_token = NULL
+                                 WHERE webhook_id = $3 AND status = {}",
+                                crate::store::sql::pending!()
+                            );
+                            let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                                .bind(DeliveryStatus::Discarded.as_str())
+                                .bind(now)
+                                .bind(webhook.as_str())
+                                .execute(&mut *conn)
+                                .await?;
+                            let workspace: Option<String> =
+                                sqlx::query_scalar("SELECT workspace_id FROM webhooks WHERE id = $1")
+                                    .bind(webhook.as_str())
+                                    .fetch_optional(&mut *conn)
+                                    .await?;
+                            if let Some(workspace) = workspace {
+                                let detail = serde_json::json!({"deliveries": done.rows_affected()});
+                                let workspace = WorkspaceId::stored(workspace);
+                                insert_event(conn, &workspace, Some(&webhook), now, ("backlog_discarded", Some(&actor)), &detail)
+                                    .await?;
+                            }
+                            Ok(done.rows_affected())
+                        })
+                    })
+                    .await
+                }
             }
         }
     };

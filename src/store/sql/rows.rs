@@ -69,7 +69,7 @@ macro_rules! rows {
         }
 
         pub(super) const WEBHOOK_COLUMNS: &str = "id, workspace_id, url, granularity, enabled, secret, sub_messages, \
-             sub_session_status, timeout_ms, note_max_chars, media_choice, consecutive_failures, disabled_reason, created_at, updated_at";
+             sub_session_status, timeout_ms, note_max_chars, media_choice, consecutive_failures, disabled_reason, created_at, updated_at, stopped";
 
         pub(super) fn webhook(row: &$row) -> StoreResult<Webhook> {
             let mut events = Vec::new();
@@ -92,6 +92,7 @@ macro_rules! rows {
                 media: row.try_get::<String, _>("media_choice")?.parse().unwrap_or_default(),
                 consecutive_failures: row.try_get::<i64, _>("consecutive_failures")? as u32,
                 disabled_reason: row.try_get("disabled_reason")?,
+                stopped: row.try_get("stopped")?,
                 created_at: from_ms(row.try_get("created_at")?),
                 updated_at: from_ms(row.try_get("updated_at")?),
             })

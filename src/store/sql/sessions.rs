@@ -47,7 +47,7 @@ macro_rules! sessions {
                 now: i64,
             ) -> StoreResult<()> {
                 let webhooks: Vec<String> = sqlx::query_scalar(
-                    "SELECT id FROM webhooks WHERE workspace_id = $1 AND sub_session_status ORDER BY created_at, id",
+                    "SELECT id FROM webhooks WHERE workspace_id = $1 AND sub_session_status AND NOT stopped ORDER BY created_at, id",
                 )
                 .bind(workspace_id.as_str())
                 .fetch_all(&mut *conn)
@@ -73,7 +73,7 @@ macro_rules! sessions {
                 workspace_id: &WorkspaceId,
             ) -> StoreResult<bool> {
                 let listens: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM webhooks WHERE workspace_id = $1 AND sub_session_status)",
+                    "SELECT EXISTS (SELECT 1 FROM webhooks WHERE workspace_id = $1 AND sub_session_status AND NOT stopped)",
                 )
                 .bind(workspace_id.as_str())
                 .fetch_one(conn)

@@ -28,7 +28,9 @@ macro_rules! settings {
             /// The windowing of every webhook of a workspace.
             async fn subscriptions(conn: &mut $conn, workspace: &WorkspaceId) -> StoreResult<Vec<Subscription>> {
                 let rows = sqlx::query(
-                    "SELECT w.id, COALESCE(w.granularity, s.granularity) AS granularity, w.sub_messages, s.timezone
+                    // A stopped webhook takes nothing: to the windowing it is not subscribed.
+                    "SELECT w.id, COALESCE(w.granularity, s.granularity) AS granularity,
+                            (w.sub_messages AND NOT w.stopped) AS sub_messages, s.timezone
                      FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id WHERE w.workspace_id = $1",
                 )
                 .bind(workspace.as_str())
@@ -255,6 +257,8 @@ macro_rules! settings {
                                     media_choice = COALESCE($12, media_choice),
                                     -- turning a webhook on again starts its failure count afresh
                                     consecutive_failures = CASE WHEN $13 THEN 0 ELSE consecutive_failures END,
+                                    -- on again: taking everything again; off: stopped, or paused
+                                    stopped = CASE WHEN $13 THEN FALSE WHEN $14 THEN $17 ELSE stopped END,
                                     disabled_reason = CASE WHEN $13 THEN NULL
                                         WHEN $14 AND enabled THEN 'switched off through the admin API'
                                         ELSE disabled_reason END,
@@ -277,6 +281,7 @@ macro_rules! settings {
                             .bind(patch.enabled == Some(false))
                             .bind(now)
                             .bind(webhook.as_str())
+                            .bind(patch.stop)
                             .execute(&mut *conn)
                             .await?;
                             let after = subscriptions(conn, &workspace).await?;

@@ -38,7 +38,7 @@ macro_rules! windows {
                                 w.closing_flush, w.note_max_chars, w.media_choice, s.locale,
                                 s.media_link_ttl_ms
                          FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id
-                         WHERE w.sub_messages AND (CAST($1 AS TEXT) IS NULL OR w.workspace_id = $1)
+                         WHERE w.sub_messages AND NOT w.stopped AND (CAST($1 AS TEXT) IS NULL OR w.workspace_id = $1)
                          ORDER BY w.created_at, w.id",
                     )
                     .bind(workspace_id.map(WorkspaceId::as_str))

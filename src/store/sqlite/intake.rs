@@ -54,7 +54,7 @@ async fn workspace_info(
         "SELECT s.account_full_name, s.account_email, s.account_phone, s.locale,
                 (SELECT json_group_array(json_array(id, media_choice)) FROM (
                     SELECT w.id, w.media_choice FROM webhooks w
-                    WHERE w.workspace_id = s.id AND w.sub_messages
+                    WHERE w.workspace_id = s.id AND w.sub_messages AND NOT w.stopped
                       AND COALESCE(w.granularity, s.granularity) = 'none'
                     ORDER BY w.created_at, w.id)) AS immediate
          FROM workspaces s WHERE s.id = ?",

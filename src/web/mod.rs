@@ -17,6 +17,7 @@ mod account;
 mod chats;
 mod media;
 mod session;
+mod sources;
 mod sso;
 mod transcript;
 mod webhook_card;
@@ -66,6 +67,10 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/webhooks/{id}/preview", get(webhooks::preview))
         .route("/ui/webhooks/{id}/deliveries/{delivery_id}/resend", post(webhooks::resend))
         .route("/ui/sources/{id}/rotate", post(workspaces::rotate_source))
+        .route("/ui/workspaces/{id}/sources", post(sources::create))
+        .route("/ui/workspaces/{id}/sources/new/{kind}", get(sources::new_form))
+        .route("/ui/sources/{id}", post(sources::save))
+        .route("/ui/sources/{id}/delete", post(sources::delete))
         .route("/ui/chats/{id}", get(chats::show))
         .route("/ui/chats/{id}/owner", post(chats::save_owner))
         .route("/ui/chats/{id}/rotate", post(chats::rotate_token))
@@ -164,6 +169,11 @@ impl PageError {
     /// A 403 page saying why.
     pub fn forbidden(detail: &str) -> PageError {
         PageError { status: StatusCode::FORBIDDEN, detail: detail.into() }
+    }
+
+    /// A 422 page saying why.
+    pub fn unprocessable(detail: &str) -> PageError {
+        PageError { status: StatusCode::UNPROCESSABLE_ENTITY, detail: detail.into() }
     }
 
     /// A 400 page saying why.

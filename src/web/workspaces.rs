@@ -13,8 +13,8 @@ use super::session::CsrfForm;
 use super::webhook_card::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
 use super::{FormErrors, PageError, PageIds, Session, keep, page, see_other};
 use crate::domain::{
-    Account, EmailAddress, Granularity, Locale, MediaLinkTtl, Name, SessionStatus, SourceId, Timezone,
-    WebhookId, WorkspaceId,
+    Account, EmailAddress, Granularity, Locale, MediaLinkTtl, Name, SessionStatus, SourceId, SourceKind,
+    Timezone, WebhookId, WorkspaceId,
 };
 use crate::domain::{Need, Role};
 use crate::service;
@@ -189,7 +189,12 @@ pub async fn create(
 struct SourceLine {
     id: String,
     name: String,
-    kind: String,
+    /// Its channel's name, in the workspace's language.
+    channel: &'static str,
+    /// Where to paste its inbound URL in the vendor's console, step by step.
+    steps: &'static [&'static str],
+    /// Its credentials: which are set (never their values).
+    fields: Vec<super::sources::CredentialField>,
     enabled: bool,
     inbound_url: String,
     /// Whether its files can be fetched for media links: `Ok`, or the credential it lacks
@@ -244,6 +249,8 @@ struct WorkspacePage {
     members: Vec<MemberLine>,
     /// Someone just invited: their address and the link, shown this once.
     invited: Option<(String, String)>,
+    /// The channels one can connect: each path segment with its name.
+    channels: Vec<(&'static str, &'static str)>,
 }
 
 struct MemberLine {
@@ -265,6 +272,10 @@ pub enum Notice {
     InboundRotated(String),
     /// A chat erased, with the number of its messages.
     Erased(u64),
+    /// A source connected from the page, by its name.
+    Connected(String),
+    SourceSaved,
+    SourceDeleted,
 }
 
 impl Notice {
@@ -277,6 +288,11 @@ impl Notice {
                 format!("{}{name}{}", w.notice_inbound_rotated_before, w.notice_inbound_rotated_after)
             }
             Notice::Erased(n) => format!("{}{n}{}", w.notice_erased_before, w.notice_erased_after),
+            Notice::Connected(name) => {
+                format!("{}{name}{}", w.notice_connected_before, w.notice_connected_after)
+            }
+            Notice::SourceSaved => w.notice_source_saved.to_string(),
+            Notice::SourceDeleted => w.notice_source_deleted.to_string(),
         }
     }
 }
@@ -304,6 +320,10 @@ pub struct WorkspaceQuery {
     rotated: Option<SourceId>,
     /// A chat just erased, with this many messages.
     erased: Option<u64>,
+    /// A source just connected, saved, or deleted.
+    connected: Option<SourceId>,
+    source_saved: Option<String>,
+    source_deleted: Option<String>,
 }
 
 #[instrument(skip_all, fields(workspace_id = %id))]
@@ -330,6 +350,17 @@ pub async fn show(
     }
     if let Some(n) = query.erased {
         overlay.notice = Some(Notice::Erased(n));
+    }
+    if let Some(source) = query.connected
+        && let Some(source) = state.store.get_source(&source).await?.filter(|s| s.workspace_id == id)
+    {
+        overlay.notice = Some(Notice::Connected(source.name.into_string()));
+    }
+    if query.source_saved.is_some() {
+        overlay.notice = Some(Notice::SourceSaved);
+    }
+    if query.source_deleted.is_some() {
+        overlay.notice = Some(Notice::SourceDeleted);
     }
     overlay.saved = query.saved;
     workspace_page(&state, session, &id, overlay, StatusCode::OK).await
@@ -366,9 +397,11 @@ pub async fn workspace_page(
         .into_iter()
         .map(|s| SourceLine {
             inbound_url: service::sources::inbound_url(&state.public_url, &s),
+            channel: w.channels.of(s.kind).name,
+            steps: w.channels.of(s.kind).steps,
+            fields: super::sources::CredentialField::all(w, s.kind, Some(&s.credentials)),
             id: s.id.to_string(),
             name: s.name.into_string(),
-            kind: s.kind.as_str().into(),
             enabled: s.enabled,
             media_links: crate::domain::links_media(s.kind, &s.credentials),
         })
@@ -398,6 +431,7 @@ pub async fn workspace_page(
         can_change,
         members,
         invited: overlay.invited,
+        channels: SourceKind::ALL.iter().map(|k| (k.path(), w.channels.of(*k).name)).collect(),
         w,
         ingest_url: format!("{}/api/v1/workspaces/{}/messages", state.public_url, ws.id),
         csrf: session.csrf,

@@ -34,6 +34,7 @@ pub const CATALOGUE: Catalogue = Catalogue {
 
         sign_out: "Sign out",
         account: "Your account",
+        channels: CHANNELS,
         copy: "Copy",
         copied: "Copied",
         copy_label_before: "Copy ",
@@ -155,8 +156,24 @@ pub const CATALOGUE: Catalogue = Catalogue {
         copied_inbound_after: "",
         copied_secret: "signing secret",
         copied_transcript_link: "transcript link",
-        no_sources_before: "No vendor channel connected. Add sources with the admin API or ",
+        no_sources_before: "No channel connected yet: connect one below, or with the admin API or ",
         no_sources_after: ".",
+        connect_heading: "Connect a channel",
+        connect_hint: "Choose the channel: its form asks for exactly what that channel needs, then shows the URL to paste into it.",
+        connect_button: "Connect",
+        credential_set: "set",
+        credential_not_set: "not set",
+        credential_keep_hint: "Leave a field empty to keep what is stored; values are never shown.",
+        source_steps_heading: "Where to paste the inbound URL",
+        source_edit_summary: "Change its name or credentials, or switch it off",
+        source_save: "Save the source",
+        source_delete_confirm: "Yes, delete this source: its inbound URL stops working (its chats and messages stay)",
+        source_delete_button: "Delete the source",
+        source_delete_unconfirmed: "Tick the box to confirm: the channel's inbound URL stops working at once.",
+        notice_connected_before: "Connected: ",
+        notice_connected_after: ". Paste its inbound URL into the channel as the steps on its card say.",
+        notice_source_saved: "The source is saved.",
+        notice_source_deleted: "The source is deleted; its inbound URL no longer takes anything.",
         inbound_url: "Inbound URL: ",
         inbound_rotate: "New inbound URL",
         inbound_rotate_hint: "Makes a new URL for this channel; the old one stops working at once. Do this if the URL may have leaked, then paste the new one into the channel's settings.",
@@ -306,5 +323,112 @@ pub const CATALOGUE: Catalogue = Catalogue {
                           413 or 422), so retrying would not help. Look at what it did not accept in the webhook's\n\
                           deliveries, and once the endpoint takes it, send it again with the same webhook-id:",
         gave_up_how_often: "This e-mail is sent for the first delivery given up, then at most once a day per webhook.",
+    },
+};
+
+/// Connecting a channel, in English.
+pub(super) const CHANNELS: super::channels::ChannelWords = super::channels::ChannelWords {
+    twilio: super::channels::ChannelText {
+        name: "WhatsApp through Twilio",
+        credentials: &[
+            (
+                "auth_token",
+                "Auth Token",
+                "Twilio Console → Account → API keys & tokens (Live credentials). Every request Twilio sends is checked against it.",
+            ),
+            (
+                "account_sid",
+                "Account SID (optional)",
+                "Starts with AC. With it, requests for another account are refused, and photos and voice notes get download links.",
+            ),
+        ],
+        steps: &[
+            "In the Twilio Console, open Messaging → Senders → WhatsApp senders and choose your number (the sandbox: Messaging → Try it out → Send a WhatsApp message → Sandbox settings).",
+            "Paste the inbound URL above into “Webhook URL for incoming messages” (HTTP POST), and into “Status callback URL” to follow delivery states.",
+            "Save. Send your number a WhatsApp message: “Last request” below shows it arrived.",
+        ],
+    },
+    whatsapp: super::channels::ChannelText {
+        name: "WhatsApp Cloud API (Meta)",
+        credentials: &[
+            (
+                "app_secret",
+                "App Secret",
+                "Meta App Dashboard → App settings → Basic → App secret. Every push Meta sends is checked against it.",
+            ),
+            (
+                "verify_token",
+                "Verify token",
+                "Any phrase you choose: type the same one in Meta's webhook form.",
+            ),
+            (
+                "access_token",
+                "Access token (optional)",
+                "A system user's permanent token of the WhatsApp Business account: photos and voice notes then get download links.",
+            ),
+        ],
+        steps: &[
+            "In the Meta App Dashboard, open your app → WhatsApp → Configuration.",
+            "Under Webhook, click Edit: paste the inbound URL above as the Callback URL and your verify token as the Verify token; Verify and save.",
+            "Under Webhook fields, click Manage and subscribe to “messages”.",
+        ],
+    },
+    wechat: super::channels::ChannelText {
+        name: "WeChat Official Account",
+        credentials: &[
+            (
+                "token",
+                "Token",
+                "The Token of 服务器配置 (server configuration): the same in both places. Every push is signed with it.",
+            ),
+            ("app_id", "AppID", "设置与开发 → 基本配置 → 开发者ID (developer ID)."),
+            (
+                "encoding_aes_key",
+                "EncodingAESKey (safe mode)",
+                "43 characters, from the same server configuration; leave empty in plaintext mode.",
+            ),
+            (
+                "original_id",
+                "Original ID (optional)",
+                "gh_…, under 设置与开发 → 公众号设置 → 账号详情: pushes for another account are refused.",
+            ),
+            (
+                "account_type",
+                "Account type (optional)",
+                "service (the default), subscription or enterprise: what the account may still send after the 48-hour window.",
+            ),
+            (
+                "app_secret",
+                "AppSecret (optional)",
+                "设置与开发 → 基本配置 → 开发者密码: photos and voice notes then get download links.",
+            ),
+        ],
+        steps: &[
+            "In 微信公众平台 (mp.weixin.qq.com), open 设置与开发 → 基本配置 (Settings and Development → Basic Configuration).",
+            "Under 服务器配置 (Server configuration), click 修改配置: paste the inbound URL above as URL, with the same Token and EncodingAESKey as here, and choose the encryption mode.",
+            "Submit (WeChat checks the URL at once), then click 启用 (Enable).",
+        ],
+    },
+    chatwoot: super::channels::ChannelText {
+        name: "Chatwoot or MessageHub",
+        credentials: &[(
+            "secret",
+            "Webhook secret (optional)",
+            "Newer Chatwoot versions show it after the webhook is saved: with it, every push is checked. Older ones sign nothing.",
+        )],
+        steps: &[
+            "In Chatwoot, open Settings → Integrations → Webhooks → Add new webhook.",
+            "Paste the inbound URL above as the Webhook URL and tick Message created, Message updated, Conversation status changed and Conversation updated.",
+            "Create the webhook; copy its secret, if Chatwoot shows one, into the Webhook secret here.",
+        ],
+    },
+    zoho_desk: super::channels::ChannelText {
+        name: "Zoho Desk instant messaging",
+        credentials: &[],
+        steps: &[
+            "In Zoho Desk, open Setup → Developer Space → Webhooks and click New Webhook.",
+            "Under the events, choose the Instant Messaging tab and its message added and session status events; paste the inbound URL above as the URL to be notified.",
+            "Save. Zoho Desk signs nothing: the inbound URL is the only secret; make a new one (below) if it leaks.",
+        ],
     },
 };

@@ -36,6 +36,7 @@ pub const CATALOGUE: Catalogue = Catalogue {
 
         sign_out: "ログアウト",
         account: "アカウント",
+        channels: CHANNELS,
         copy: "コピー",
         copied: "コピーしました",
         copy_label_before: "",
@@ -158,8 +159,24 @@ pub const CATALOGUE: Catalogue = Catalogue {
         copied_inbound_after: " の受信 URL",
         copied_secret: "署名シークレット",
         copied_transcript_link: "会話のリンク",
-        no_sources_before: "連携しているチャネルはありません。管理 API または ",
+        no_sources_before: "連携しているチャネルはまだありません。下のボタン、管理 API、または ",
         no_sources_after: " で連携元を追加できます。",
+        connect_heading: "チャネルを連携する",
+        connect_hint: "チャネルを選ぶと、そのチャネルに必要な項目だけのフォームが開き、連携後に貼り付ける URL を表示します。",
+        connect_button: "連携する",
+        credential_set: "設定済み",
+        credential_not_set: "未設定",
+        credential_keep_hint: "空のままの項目は保存済みの値を使い続けます。値は表示しません。",
+        source_steps_heading: "受信 URL の貼り付け先",
+        source_edit_summary: "名前や認証情報の変更、停止",
+        source_save: "保存する",
+        source_delete_confirm: "この連携を削除する（受信 URL は使えなくなります。チャットとメッセージは残ります）",
+        source_delete_button: "連携を削除",
+        source_delete_unconfirmed: "確認のチェックを入れてください。受信 URL はすぐに使えなくなります。",
+        notice_connected_before: "連携しました: ",
+        notice_connected_after: "。カードの手順に従って、受信 URL をチャネルに貼り付けてください。",
+        notice_source_saved: "連携の設定を保存しました。",
+        notice_source_deleted: "連携を削除しました。受信 URL では何も受け付けません。",
         inbound_url: "受信 URL：",
         inbound_rotate: "受信 URL を再発行",
         inbound_rotate_hint: "このチャネルの新しい URL を作ります。古い URL はすぐに使えなくなります。URL が漏れたおそれがあるときに使い、新しい URL をチャネルの設定に貼り付けてください。",
@@ -308,5 +325,108 @@ pub const CATALOGUE: Catalogue = Catalogue {
                           再試行では解決しません。受け付けられなかった配信を確認し、送信先が受け付けられるようになったら、\n\
                           同じ webhook-id で再送してください:",
         gave_up_how_often: "このメールは最初に断念した配信について送られ、その後は Webhook ごとに 1 日 1 回までです。",
+    },
+};
+
+/// Connecting a channel, in Japanese.
+pub(super) const CHANNELS: super::channels::ChannelWords = super::channels::ChannelWords {
+    twilio: super::channels::ChannelText {
+        name: "Twilio 経由の WhatsApp",
+        credentials: &[
+            (
+                "auth_token",
+                "Auth Token",
+                "Twilio Console → Account → API keys & tokens（Live credentials）。Twilio からのリクエストはすべてこれで検証します。",
+            ),
+            (
+                "account_sid",
+                "Account SID（任意）",
+                "AC で始まります。設定すると、他のアカウント宛てのリクエストを拒否し、画像や音声にダウンロードリンクが付きます。",
+            ),
+        ],
+        steps: &[
+            "Twilio Console で Messaging → Senders → WhatsApp senders を開き、番号を選びます（サンドボックスは Messaging → Try it out → Send a WhatsApp message → Sandbox settings）。",
+            "上の受信 URL を「Webhook URL for incoming messages」（HTTP POST）に、配信状況も受け取るなら「Status callback URL」にも貼り付けます。",
+            "保存し、その番号に WhatsApp でメッセージを送ると、下の「最後のリクエスト」に表示されます。",
+        ],
+    },
+    whatsapp: super::channels::ChannelText {
+        name: "WhatsApp Cloud API（Meta）",
+        credentials: &[
+            (
+                "app_secret",
+                "App Secret",
+                "Meta のアプリダッシュボード → アプリの設定 → ベーシック → app secret。Meta からの通知はすべてこれで検証します。",
+            ),
+            (
+                "verify_token",
+                "認証トークン",
+                "任意の文字列です。Meta の Webhook 設定にも同じものを入力します。",
+            ),
+            (
+                "access_token",
+                "アクセストークン（任意）",
+                "WhatsApp Business アカウントのシステムユーザーの永続トークン。設定すると画像や音声にダウンロードリンクが付きます。",
+            ),
+        ],
+        steps: &[
+            "Meta のアプリダッシュボードでアプリを開き、WhatsApp → 構成（Configuration）を開きます。",
+            "Webhook の「編集」で、上の受信 URL をコールバック URL に、認証トークンを「トークンを認証」に入力し、「確認して保存」します。",
+            "Webhook フィールドの「管理」で messages をサブスクライブします。",
+        ],
+    },
+    wechat: super::channels::ChannelText {
+        name: "WeChat 公式アカウント",
+        credentials: &[
+            ("token", "Token", "服务器配置の Token と同じものを入力します。通知はすべてこれで署名されます。"),
+            ("app_id", "AppID", "设置与开发 → 基本配置 → 开发者ID。"),
+            (
+                "encoding_aes_key",
+                "EncodingAESKey（安全モード）",
+                "同じ服务器配置にある 43 文字の鍵です。明文モードなら空のままにします。",
+            ),
+            (
+                "original_id",
+                "原始 ID（任意）",
+                "gh_… で始まり、设置与开发 → 公众号设置 → 账号详情 にあります。他のアカウント宛ての通知を拒否します。",
+            ),
+            (
+                "account_type",
+                "アカウントの種類（任意）",
+                "service（既定）、subscription、enterprise のいずれか。48 時間を過ぎた後に送れる内容が決まります。",
+            ),
+            (
+                "app_secret",
+                "AppSecret（任意）",
+                "设置与开发 → 基本配置 → 开发者密码。設定すると画像や音声にダウンロードリンクが付きます。",
+            ),
+        ],
+        steps: &[
+            "微信公众平台（mp.weixin.qq.com）で 设置与开发 → 基本配置 を開きます。",
+            "服务器配置 の「修改配置」で、上の受信 URL を URL に、ここと同じ Token と EncodingAESKey を入力し、暗号化方式を選びます。",
+            "提出すると WeChat がすぐに URL を確認します。その後「启用」を押します。",
+        ],
+    },
+    chatwoot: super::channels::ChannelText {
+        name: "Chatwoot・MessageHub",
+        credentials: &[(
+            "secret",
+            "Webhook シークレット（任意）",
+            "新しい Chatwoot では Webhook の保存後に表示されます。設定すると通知をすべて検証します。古い版は署名しません。",
+        )],
+        steps: &[
+            "Chatwoot で 設定 → 連携（Integrations）→ Webhooks → 新しい Webhook を追加 を開きます。",
+            "上の受信 URL を Webhook URL に貼り付け、Message created、Message updated、Conversation status changed、Conversation updated にチェックを入れます。",
+            "Webhook を作成し、シークレットが表示されたらここの Webhook シークレットに入力します。",
+        ],
+    },
+    zoho_desk: super::channels::ChannelText {
+        name: "Zoho Desk のインスタントメッセージ",
+        credentials: &[],
+        steps: &[
+            "Zoho Desk で［設定］［開発者向け情報］［Webhook］の順に移動し、［新しいWebhook］をクリックします。",
+            "イベントの選択欄で、タブは［インスタントメッセージ］を選び、［イベント］でメッセージの追加と［セッションのステータス］を選びます。［通知先のURL］に上の受信 URL を貼り付けます。",
+            "［保存する］をクリックします。Zoho Desk は署名しないため、受信 URL が唯一の秘密です。漏れたときは下のボタンで再発行してください。",
+        ],
     },
 };

@@ -4,12 +4,14 @@
 //! templates take their words and word order from it. Payload keys, form values and ids never
 //! change with the language.
 
+mod channels;
 mod en;
 mod ja;
 mod mail;
 mod note;
 mod page;
 
+pub use channels::{ChannelText, ChannelWords};
 pub use mail::MailWords;
 pub use note::{MediaWords, NoteWords};
 pub use page::PageWords;
@@ -65,6 +67,30 @@ mod tests {
                 assert!(!StrftimeItems::new(format).any(|i| i == Item::Error), "{format} ({locale:?})");
             }
             assert_eq!(c.page.lang, locale.as_str());
+        }
+    }
+
+    /// Every channel's form has a label and a help for each credential its adapter reads, and
+    /// steps to follow, in every language.
+    #[test]
+    fn every_credential_of_every_channel_is_explained_in_every_language() {
+        use crate::domain::SourceKind;
+        use crate::domain::credentials::spec;
+        for locale in Locale::ALL {
+            let channels = &catalogue(locale).page.channels;
+            for kind in SourceKind::ALL {
+                let text = channels.of(kind);
+                assert!(!text.name.is_empty() && !text.steps.is_empty(), "{kind:?} in {locale:?}");
+                for credential in spec(kind) {
+                    let (label, help) = channels.credential(kind, credential.name);
+                    assert!(
+                        !label.is_empty() && !help.is_empty(),
+                        "{} of {kind:?} in {locale:?}",
+                        credential.name
+                    );
+                }
+                assert_eq!(text.credentials.len(), spec(kind).len(), "no words for a credential it lacks");
+            }
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct PageWords {
     pub sign_out: &'static str,
     /// The link to the signed-in person's own page (their password).
     pub account: &'static str,
+    /// Connecting each channel: its name, its credentials' labels and help, the vendor's steps.
+    pub channels: super::ChannelWords,
     pub copy: &'static str,
     pub copied: &'static str,
     pub copy_label_before: &'static str,
@@ -171,6 +173,27 @@ pub struct PageWords {
     pub copied_transcript_link: &'static str,
     pub no_sources_before: &'static str,
     pub no_sources_after: &'static str,
+    /// Connecting a channel: the section's heading and hint, the name field, the button.
+    pub connect_heading: &'static str,
+    pub connect_hint: &'static str,
+    pub connect_button: &'static str,
+    /// A source's card: its credentials as set or not, the hint of an empty field, the steps'
+    /// heading, the edit section's summary and button, deleting it (confirmation, button, what
+    /// is said when it is not ticked).
+    pub credential_set: &'static str,
+    pub credential_not_set: &'static str,
+    pub credential_keep_hint: &'static str,
+    pub source_steps_heading: &'static str,
+    pub source_edit_summary: &'static str,
+    pub source_save: &'static str,
+    pub source_delete_confirm: &'static str,
+    pub source_delete_button: &'static str,
+    pub source_delete_unconfirmed: &'static str,
+    /// Notices: a source connected (around its name), saved, deleted.
+    pub notice_connected_before: &'static str,
+    pub notice_connected_after: &'static str,
+    pub notice_source_saved: &'static str,
+    pub notice_source_deleted: &'static str,
     pub inbound_url: &'static str,
     /// Rotating a source's inbound URL: the button and what it does.
     pub inbound_rotate: &'static str,

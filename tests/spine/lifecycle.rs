@@ -260,3 +260,93 @@ async fn the_page_asks_how_to_switch_off_and_what_to_do_with_what_waited() {
     let bad = save(vec![("off_mode", "sometimes"), ("action", "save")]).await.unwrap();
     assert_eq!(bad.status(), 422);
 }
+
+/// A channel connected on the page: the form asks for exactly that channel's credentials with
+/// their help, refuses a missing one by name, and the card then shows the inbound URL, the steps
+/// in the vendor's console, and which credentials are set (never their values). The URL takes a
+/// request signed as Twilio signs; edited with empty fields, the credentials stay; deleted (once
+/// confirmed), its URL takes nothing.
+#[tokio::test]
+async fn a_channel_is_connected_edited_and_deleted_on_the_page() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    let (browser, csrf) = signed_in_browser(&app).await;
+    let page_url = app.url(&format!("/ui/workspaces/{}", ws.id));
+    let home = browser.get(&page_url).send().await.unwrap().text().await.unwrap();
+    for kind in ["twilio", "whatsapp", "wechat", "chatwoot", "zoho-desk"] {
+        assert!(home.contains(&format!("/sources/new/{kind}\"")), "a way to connect {kind}");
+    }
+    let form =
+        browser.get(app.url(&format!("/ui/workspaces/{}/sources/new/twilio", ws.id))).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    let form = form.text().await.unwrap();
+    assert!(
+        form.contains("name=\"credential.auth_token\"") && form.contains("name=\"credential.account_sid\"")
+    );
+    assert!(!form.contains("credential.app_secret"), "only Twilio's credentials");
+    assert!(form.contains("API keys &#38; tokens"), "with each field's help: {form}");
+
+    let create = |fields: &[(&str, &str)]| {
+        let mut all = vec![("csrf", csrf.as_str()), ("kind", "twilio"), ("name", "Shop WhatsApp")];
+        all.extend_from_slice(fields);
+        browser.post(app.url(&format!("/ui/workspaces/{}/sources", ws.id))).form(&all).send()
+    };
+    let missing = create(&[]).await.unwrap();
+    assert_eq!(missing.status(), 422);
+    assert!(missing.text().await.unwrap().contains("id=\"credential-auth_token-error\""));
+    let made = create(&[("credential.auth_token", "12345")]).await.unwrap();
+    assert_eq!(made.status(), 303);
+    let card = browser.get(app.url(made.headers()["location"].to_str().unwrap())).send().await.unwrap();
+    let card = card.text().await.unwrap();
+    assert!(card.contains("Connected: Shop WhatsApp"), "{card}");
+    assert!(card.contains("Messaging → Senders → WhatsApp senders"), "the vendor's steps");
+    assert!(!card.contains("12345"), "a secret is never shown");
+    let sources: Value = app.get_json(&format!("/api/v1/workspaces/{}/sources", ws.id)).await;
+    let source = sources["sources"][0].clone();
+    assert_eq!(source["credentials_set"], json!(["auth_token"]));
+    let inbound = source["inbound_url"].as_str().unwrap().to_string();
+    assert!(card.contains(&inbound));
+
+    let params: Vec<(String, String)> = [
+        ("MessageSid", "SM1"),
+        ("From", "whatsapp:+15550001"),
+        ("To", "whatsapp:+15550002"),
+        ("Body", "hello from Twilio"),
+        ("NumMedia", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let signed = |url: &str| {
+        app.http
+            .post(url)
+            .header("x-twilio-signature", chatbundle::ingest::twilio::signature("12345", url, &params))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&params).unwrap())
+            .send()
+    };
+    assert_eq!(signed(&inbound).await.unwrap().status(), 200);
+
+    // Saved with the credential fields empty: they stay; switched off.
+    let id = source["id"].as_str().unwrap();
+    let saved = browser
+        .post(app.url(&format!("/ui/sources/{id}")))
+        .form(&[("csrf", csrf.as_str()), ("name", "Shop (old number)"), ("credential.auth_token", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 303);
+    let shown: Value = app.get_json(&format!("/api/v1/sources/{id}")).await;
+    assert_eq!(
+        (shown["name"].clone(), shown["enabled"].clone(), shown["credentials_set"].clone()),
+        (json!("Shop (old number)"), json!(false), json!(["auth_token"]))
+    );
+
+    let delete = app.url(&format!("/ui/sources/{id}/delete"));
+    let unconfirmed = browser.post(&delete).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(unconfirmed.status(), 422);
+    let deleted =
+        browser.post(&delete).form(&[("csrf", csrf.as_str()), ("confirm", "on")]).send().await.unwrap();
+    assert_eq!(deleted.status(), 303);
+    assert_eq!(signed(&inbound).await.unwrap().status(), 404, "its URL takes nothing");
+}

@@ -34,9 +34,6 @@ pub async fn delete(state: &AppState, webhook: &Webhook, actor: &str) -> StoreRe
     Ok(deleted)
 }
 
-/// What follows every change to a webhook, from the API or the web page: the activity log notes
-/// it, and the workers look again (re-enabling or a new granularity may have made deliveries due,
-/// or moved windows).
 /// Before a webhook is switched on as `switch` asks: its waiting deliveries discarded, when its
 /// owner chose that (the log says who, and how many). How many were discarded.
 pub async fn before_switch(
@@ -55,6 +52,9 @@ pub async fn before_switch(
     }
 }
 
+/// What follows every change to a webhook, from the API or the web page: the activity log notes
+/// it, and the workers look again (re-enabling or a new granularity may have made deliveries due,
+/// or moved windows).
 pub async fn changed(state: &AppState, before: &Webhook, after: &Webhook, actor: &str) {
     record_changes(state, before, after, actor).await;
     state.deliveries_waiting.notify_one();

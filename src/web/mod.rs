@@ -63,6 +63,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/workspaces/{id}/members/{user_id}", post(workspaces::member))
         .route("/ui/webhooks/{id}", post(webhooks::save))
         .route("/ui/webhooks/{id}/secret", post(webhooks::new_secret))
+        .route("/ui/webhooks/{id}/delete", post(webhooks::delete))
         .route("/ui/webhooks/{id}/log", get(webhooks::download_log))
         .route("/ui/webhooks/{id}/preview", get(webhooks::preview))
         .route("/ui/webhooks/{id}/deliveries/{delivery_id}/resend", post(webhooks::resend))

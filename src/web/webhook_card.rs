@@ -5,7 +5,10 @@
 use serde::Deserialize;
 
 use super::{FormErrors, keep};
-use crate::domain::{Backlog, DeliveryStatus, Granularity, Media, NoteMaxChars, OffMode, Switch, WebhookUrl};
+use crate::domain::{
+    Backlog, DeliveryStatus, DeliveryTimeout, Event, Granularity, Media, NoteMaxChars, OffMode, Switch,
+    WebhookUrl,
+};
 use crate::service;
 use crate::service::AppState;
 use crate::service::activity::TestResult;
@@ -34,6 +37,15 @@ pub struct WebhookForm {
     /// Switched on again: `send` what waited (empty means that too) or `discard` it.
     #[serde(default)]
     pub backlog: String,
+    /// Present on the full forms, which carry the events and the timeout (the short re-enable
+    /// form leaves both as they are).
+    pub full: Option<String>,
+    /// The events' checkboxes: present when ticked.
+    pub event_messages: Option<String>,
+    pub event_session_status: Option<String>,
+    /// How long one call may take (`10s`); empty: the daemon's setting.
+    #[serde(default)]
+    pub timeout: String,
     /// Which button: "save" or "test".
     pub(super) action: Option<String>,
     #[serde(skip)]
@@ -187,6 +199,9 @@ impl WebhookForm {
             note_max_chars: webhook.note_max_chars.get().to_string(),
             media: webhook.media.as_str().into(),
             off_mode: if webhook.stopped { "stop" } else { "pause" }.into(),
+            event_messages: webhook.events.contains(&Event::Messages).then(|| "on".into()),
+            event_session_status: webhook.events.contains(&Event::SessionStatus).then(|| "on".into()),
+            timeout: webhook.timeout.map(|t| humantime::format_duration(t).to_string()).unwrap_or_default(),
             ..WebhookForm::default()
         }
     }
@@ -213,12 +228,36 @@ impl WebhookForm {
             (true, _, _) => keep(&mut self.errors, "backlog", Err("must be send or discard")),
             (false, _, _) => keep(&mut self.errors, "off_mode", Err("must be pause or stop")),
         };
+        let (events, timeout) = match self.full {
+            None => (Some(None), Some(None)),
+            Some(_) => {
+                let mut events = Vec::new();
+                if self.event_messages.is_some() {
+                    events.push(Event::Messages);
+                }
+                if self.event_session_status.is_some() {
+                    events.push(Event::SessionStatus);
+                }
+                let events = match events.is_empty() {
+                    true => keep(&mut self.errors, "events", Err("choose at least one")),
+                    false => Some(Some(events)),
+                };
+                let timeout = match self.timeout.trim() {
+                    "" => Some(Some(None)),
+                    given => keep(&mut self.errors, "timeout", given.parse::<DeliveryTimeout>())
+                        .map(|t| Some(Some(t.duration()))),
+                };
+                (events, timeout)
+            }
+        };
         Some(Checked {
             url: url?,
             granularity: granularity?,
             note_max_chars: note?,
             media: media?,
             switch: switch?,
+            events: events?,
+            timeout: timeout?,
         })
     }
 }
@@ -231,4 +270,8 @@ pub struct Checked {
     pub media: Option<Media>,
     /// On (and what becomes of what waited) or off (and how).
     pub switch: Switch,
+    /// What it takes; `None`: as it is.
+    pub events: Option<Vec<Event>>,
+    /// Its timeout (`Some(None)`: the daemon's setting); `None`: as it is.
+    pub timeout: Option<Option<std::time::Duration>>,
 }

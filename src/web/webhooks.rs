@@ -30,7 +30,9 @@ pub async fn create(
 ) -> Result<Response, PageError> {
     session.check(&form.csrf)?;
     session.may(&id, Need::Change, "workspace")?;
-    let Some(Checked { url, granularity, note_max_chars, media, .. }) = form.check(&state).await else {
+    let Some(Checked { url, granularity, note_max_chars, media, events, timeout, .. }) =
+        form.check(&state).await
+    else {
         let overlay = Overlay { new_webhook: Some(form), ..Overlay::default() };
         return workspace_page(&state, session, &id, overlay, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
@@ -40,8 +42,8 @@ pub async fn create(
         granularity,
         enabled: form.enabled.is_some(),
         secret: None,
-        events: vec![Event::Messages],
-        timeout: None,
+        events: events.unwrap_or_else(|| vec![Event::Messages]),
+        timeout: timeout.flatten(),
         note_max_chars,
         media: media.unwrap_or_default(),
     };
@@ -86,7 +88,7 @@ pub async fn save(
         }
     };
     form.url = masked_url(&form.url);
-    let Some(Checked { url, granularity, note_max_chars, media, switch }) = checked else {
+    let Some(Checked { url, granularity, note_max_chars, media, switch, events, timeout }) = checked else {
         let overlay = Overlay { webhook: Some((id.clone(), form, None, None)), ..Overlay::default() };
         return workspace_page(&state, session, &workspace_id, overlay, StatusCode::UNPROCESSABLE_ENTITY)
             .await;
@@ -98,6 +100,8 @@ pub async fn save(
         note_max_chars,
         media,
         stop: switch == Switch::Off(OffMode::Stop),
+        events,
+        timeout,
         ..WebhookPatch::default()
     };
     service::webhooks::before_switch(&state, &before, Some(switch), &session.actor()).await?;
@@ -233,4 +237,31 @@ pub async fn resend(
     let webhook = stored(&state, &session, &id, Need::Change).await?;
     service::deliveries::resend(&state, &id, &delivery_id, &session.actor()).await?;
     Ok(see_other(&format!("/ui/workspaces/{}?resent={delivery_id}#{id}", webhook.workspace_id)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct DeleteForm {
+    csrf: String,
+    /// The confirmation's box: present when ticked.
+    confirm: Option<String>,
+}
+
+/// Deletes a webhook, with its queue and log, once its confirmation (which says how many
+/// deliveries wait) is ticked.
+#[instrument(skip_all, fields(webhook_id = %id))]
+pub async fn delete(
+    State(state): State<AppState>,
+    session: Session,
+    PageIds(id): PageIds<WebhookId>,
+    Form(form): Form<DeleteForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let webhook = stored(&state, &session, &id, Need::Change).await?;
+    if form.confirm.is_none() {
+        let ws = state.store.get_workspace(&webhook.workspace_id).await?;
+        let w = crate::words::page_words(ws.map(|w| w.locale).unwrap_or_default());
+        return Err(PageError::unprocessable(w.webhook_delete_unconfirmed));
+    }
+    service::webhooks::delete(&state, &webhook, &session.actor()).await?;
+    Ok(see_other(&format!("/ui/workspaces/{}?webhook_deleted=1#webhooks-heading", webhook.workspace_id)))
 }

@@ -276,6 +276,7 @@ pub enum Notice {
     Connected(String),
     SourceSaved,
     SourceDeleted,
+    WebhookDeleted,
 }
 
 impl Notice {
@@ -293,6 +294,7 @@ impl Notice {
             }
             Notice::SourceSaved => w.notice_source_saved.to_string(),
             Notice::SourceDeleted => w.notice_source_deleted.to_string(),
+            Notice::WebhookDeleted => w.notice_webhook_deleted.to_string(),
         }
     }
 }
@@ -324,6 +326,7 @@ pub struct WorkspaceQuery {
     connected: Option<SourceId>,
     source_saved: Option<String>,
     source_deleted: Option<String>,
+    webhook_deleted: Option<String>,
 }
 
 #[instrument(skip_all, fields(workspace_id = %id))]
@@ -361,6 +364,9 @@ pub async fn show(
     }
     if query.source_deleted.is_some() {
         overlay.notice = Some(Notice::SourceDeleted);
+    }
+    if query.webhook_deleted.is_some() {
+        overlay.notice = Some(Notice::WebhookDeleted);
     }
     overlay.saved = query.saved;
     workspace_page(&state, session, &id, overlay, StatusCode::OK).await
@@ -443,6 +449,7 @@ pub async fn workspace_page(
         new_webhook: overlay.new_webhook.unwrap_or(WebhookForm {
             enabled: Some("on".into()),
             granularity: FOLLOW_WORKSPACE.into(),
+            event_messages: Some("on".into()),
             ..WebhookForm::default()
         }),
         sources,

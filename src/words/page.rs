@@ -91,6 +91,19 @@ pub struct PageWords {
     pub backlog_send_before: &'static str,
     pub backlog_send_after: &'static str,
     pub backlog_discard: &'static str,
+    /// The events a webhook takes: the legend, its two choices; its timeout and hint.
+    pub events_legend: &'static str,
+    pub event_messages: &'static str,
+    pub event_session_status: &'static str,
+    pub timeout: &'static str,
+    pub timeout_hint: &'static str,
+    /// Deleting a webhook: the confirmation (around the number of waiting deliveries), the
+    /// button, what is said when it is not ticked, and the notice after.
+    pub webhook_delete_before: &'static str,
+    pub webhook_delete_after: &'static str,
+    pub webhook_delete_button: &'static str,
+    pub webhook_delete_unconfirmed: &'static str,
+    pub notice_webhook_deleted: &'static str,
     pub note_length: &'static str,
     pub note_length_hint: &'static str,
     /// The media choice: its label, its two options (`skip`, `placeholder`) and a hint.

@@ -350,3 +350,82 @@ async fn a_channel_is_connected_edited_and_deleted_on_the_page() {
     assert_eq!(deleted.status(), 303);
     assert_eq!(signed(&inbound).await.unwrap().status(), 404, "its URL takes nothing");
 }
+
+/// Everything the API sets on a webhook, on the page: which events it takes (at least one), its
+/// timeout, and deleting it, once a confirmation that names its waiting deliveries is ticked.
+#[tokio::test]
+async fn a_webhooks_events_timeout_and_deletion_are_on_the_page() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    let (browser, csrf) = signed_in_browser(&app).await;
+    let new = |fields: &[(&'static str, &'static str)]| {
+        let mut all = vec![("csrf", csrf.as_str()), ("url", receiver.url.as_str()), ("granularity", "none")];
+        all.extend_from_slice(&[("full", "1"), ("enabled", "on")]);
+        all.extend_from_slice(fields);
+        browser.post(app.url(&format!("/ui/workspaces/{}/webhooks", ws.id))).form(&all).send()
+    };
+    let none = new(&[]).await.unwrap();
+    assert_eq!(none.status(), 422);
+    assert!(none.text().await.unwrap().contains("choose at least one"));
+    let made = new(&[("event_session_status", "on"), ("timeout", "5s")]).await.unwrap();
+    assert_eq!(made.status(), 303);
+    let hooks: Value = app.get_json(&format!("/api/v1/workspaces/{}/webhooks", ws.id)).await;
+    let hook = hooks["webhooks"][0].clone();
+    assert_eq!((hook["events"].clone(), hook["timeout"].clone()), (json!(["session_status"]), json!("5s")));
+    let id = hook["id"].as_str().unwrap().to_string();
+
+    let save = browser
+        .post(app.url(&format!("/ui/webhooks/{id}")))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("url", receiver.url.as_str()),
+            ("granularity", "none"),
+            ("full", "1"),
+            ("enabled", "on"),
+            ("event_messages", "on"),
+            ("event_session_status", "on"),
+            ("timeout", ""),
+            ("action", "save"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(save.status(), 303);
+    let shown: Value = app.get_json(&format!("/api/v1/webhooks/{id}")).await;
+    assert_eq!(shown["events"], json!(["messages", "session_status"]));
+    assert_ne!(shown["timeout"], "5s", "an empty timeout is the daemon's setting again");
+    let bad = browser
+        .post(app.url(&format!("/ui/webhooks/{id}")))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("url", receiver.url.as_str()),
+            ("full", "1"),
+            ("event_messages", "on"),
+            ("timeout", "5h"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422, "a timeout past 2m is refused");
+
+    app.patch_webhook(&id, json!({"enabled": false})).await;
+    app.ingest(&ws, &json!([message("m-1", "c-1", "a"), message("m-2", "c-1", "b")])).await;
+    let page = browser
+        .get(app.url(&format!("/ui/workspaces/{}", ws.id)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let waiting = app.get_json(&format!("/api/v1/webhooks/{id}")).await["waiting"].as_u64().unwrap();
+    assert_eq!(waiting, 3, "two messages and the new chat's session");
+    assert!(page.contains("Yes, delete this webhook: its 3 waiting deliveries are dropped unsent"), "{page}");
+    let delete = app.url(&format!("/ui/webhooks/{id}/delete"));
+    assert_eq!(browser.post(&delete).form(&[("csrf", csrf.as_str())]).send().await.unwrap().status(), 422);
+    let gone =
+        browser.post(&delete).form(&[("csrf", csrf.as_str()), ("confirm", "on")]).send().await.unwrap();
+    assert_eq!(gone.status(), 303);
+    assert_eq!(app.admin(Method::GET, &format!("/api/v1/webhooks/{id}")).send().await.unwrap().status(), 404);
+}

@@ -156,6 +156,7 @@ impl Application {
             http: Arc::new(config.http.clone()),
             throttle: Arc::new(crate::http::throttle::Throttle::new(throttle_clock)),
             bodies: Arc::new(crate::http::body::BodyBudget::new(config.http.max_buffered_mib * 1024 * 1024)),
+            traffic: Default::default(),
         };
         let state = AppState {
             base,
@@ -232,6 +233,11 @@ impl Application {
                 config.delivery.retention.0,
                 cancel.clone(),
             )),
+        );
+
+        spawn(
+            "the source traffic counter",
+            Box::pin(crate::http::traffic::hand_over(store.clone(), state.traffic.clone(), cancel.clone())),
         );
 
         let addr = listener.local_addr().ok();

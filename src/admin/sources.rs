@@ -20,7 +20,7 @@ use crate::http::Ids;
 use crate::http::auth::Access;
 use crate::service::AppState;
 use crate::service::sources::inbound_url;
-use crate::store::{NewSource, Source, SourcePatch};
+use crate::store::{NewSource, Source, SourceHealth, SourcePatch, SourceRefusal};
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -71,11 +71,34 @@ pub struct SourceView {
     /// which decides what may be sent after the 48-hour reply window.
     #[serde(skip_serializing_if = "Option::is_none")]
     account_type: Option<&'static str>,
+    /// Whether the vendor reaches us: when its last request came (counted every few seconds).
+    last_request_at: Option<DateTime<Utc>>,
+    /// Requests in the last 24 hours.
+    requests_24h: u64,
+    /// The last refused request: when, its status, and why (bad signature, wrong account,
+    /// replay, too large…): how a mistyped secret shows.
+    last_refusal: Option<SourceRefusal>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
 impl SourceView {
+    /// With what its inbound URL has seen.
+    fn with_health(self, health: SourceHealth) -> Self {
+        SourceView {
+            last_request_at: health.last_request_at,
+            requests_24h: health.requests_24h,
+            last_refusal: health.last_refusal,
+            ..self
+        }
+    }
+
+    /// The source as `access` may see it, with its traffic.
+    async fn seen(state: &AppState, source: Source, access: &Principal) -> Result<Self, ApiError> {
+        let health = state.store.source_health(&source.id, state.clock.now()).await?;
+        Ok(SourceView::new(source, &state.public_url, access).with_health(health))
+    }
+
     /// The source as `access` may see it (the inbound URL only for who may change the source).
     pub fn new(source: Source, public_url: &str, access: &Principal) -> Self {
         let credentials_set = match &source.credentials {
@@ -86,6 +109,9 @@ impl SourceView {
             .then(|| crate::domain::credentials::wechat::account_type(&source.credentials).as_str());
         SourceView {
             account_type,
+            last_request_at: None,
+            requests_24h: 0,
+            last_refusal: None,
             inbound_url: access.sees_secrets(&source.workspace_id).then(|| inbound_url(public_url, &source)),
             id: source.id,
             workspace_id: source.workspace_id,
@@ -180,13 +206,10 @@ pub async fn list(
     Ids(workspace_id): Ids<WorkspaceId>,
 ) -> Result<Json<Value>, ApiError> {
     super::workspace(&state, &access, &workspace_id, Need::Read).await?;
-    let sources: Vec<SourceView> = state
-        .store
-        .list_sources(&workspace_id)
-        .await?
-        .into_iter()
-        .map(|s| SourceView::new(s, &state.public_url, &access))
-        .collect();
+    let mut sources = Vec::new();
+    for source in state.store.list_sources(&workspace_id).await? {
+        sources.push(SourceView::seen(&state, source, &access).await?);
+    }
     Ok(Json(json!({ "sources": sources })))
 }
 
@@ -211,11 +234,8 @@ pub async fn show(
     State(state): State<AppState>,
     Ids((workspace_id, id)): Ids<(WorkspaceId, SourceId)>,
 ) -> Result<Json<SourceView>, ApiError> {
-    Ok(Json(SourceView::new(
-        owned(&state, &access, &workspace_id, &id, Need::Read).await?,
-        &state.public_url,
-        &access,
-    )))
+    let source = owned(&state, &access, &workspace_id, &id, Need::Read).await?;
+    Ok(Json(SourceView::seen(&state, source, &access).await?))
 }
 
 #[utoipa::path(
@@ -315,7 +335,8 @@ pub async fn show_one(
     State(state): State<AppState>,
     Ids(id): Ids<SourceId>,
 ) -> Result<Json<SourceView>, ApiError> {
-    Ok(Json(SourceView::new(found(&state, &access, &id, Need::Read).await?, &state.public_url, &access)))
+    let source = found(&state, &access, &id, Need::Read).await?;
+    Ok(Json(SourceView::seen(&state, source, &access).await?))
 }
 
 #[utoipa::path(

@@ -10,6 +10,7 @@ pub mod health;
 pub mod replay;
 pub mod server;
 pub mod throttle;
+pub mod traffic;
 pub mod workspaces;
 
 use std::sync::Arc;
@@ -45,6 +46,8 @@ pub struct HttpState {
     pub throttle: Arc<throttle::Throttle>,
     /// Request bodies held at once, across all connections (`http.max_buffered_mib`).
     pub bodies: Arc<body::BodyBudget>,
+    /// Requests to each source's inbound URL, counted until the next hand-over to the store.
+    pub traffic: Arc<traffic::Traffic>,
 }
 
 /// Headers every answer carries: no content sniffing, no framing by other sites.

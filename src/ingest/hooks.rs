@@ -74,17 +74,29 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Answer, ApiError> {
     let source = source_for(&state, &segment, &id).await?;
-    let request = request(&state, &uri, &headers, &[]);
+    let outcome = check(&state, client, &source, &uri, &headers).await;
+    counted(&state, &source, outcome)
+}
+
+/// A channel's URL check, answered.
+async fn check(
+    state: &AppState,
+    client: Client,
+    source: &Source,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Answer, ApiError> {
+    let request = request(state, uri, headers, &[]);
     match source.kind {
         SourceKind::Whatsapp => {
-            signed(&state, client, &source, whatsapp::handshake(&source.credentials, &request))
+            signed(state, client, source, whatsapp::handshake(&source.credentials, &request))
         }
         SourceKind::Wechat => {
-            let answer = signed(&state, client, &source, wechat::handshake(&source.credentials, &request))?;
+            let answer = signed(state, client, source, wechat::handshake(&source.credentials, &request))?;
             // A URL check's signature covers no body: remembered with its echo, so that it
             // cannot be posted again with a body.
             let echo = format!("GET {}", request.param("echostr").unwrap_or_default());
-            signed(&state, client, &source, first_use(&state, &source, &request, echo.as_bytes()).await?)?;
+            signed(state, client, source, first_use(state, source, &request, echo.as_bytes()).await?)?;
             Ok(answer)
         }
         SourceKind::ZohoDesk => Ok(zoho_desk::validation()),
@@ -121,21 +133,45 @@ pub async fn post(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Answer, ApiError> {
     let source = source_for(&state, &segment, &id).await?;
+    let outcome = receive(&state, client, &source, &uri, &headers, body).await;
+    counted(&state, &source, outcome)
+}
+
+/// Counts a request to `source`'s inbound URL, with why it was refused when it was (what the
+/// source's card and API show: an admin finds a mistyped secret this way).
+fn counted(state: &AppState, source: &Source, outcome: Result<Answer, ApiError>) -> Result<Answer, ApiError> {
+    let refused = outcome.as_ref().err().map(|e| {
+        let code = serde_json::to_value(e.code).ok().and_then(|v| v.as_str().map(str::to_string));
+        (e.status.as_u16(), format!("{}: {}", code.unwrap_or_default(), e.detail))
+    });
+    state.traffic.saw(&source.id, state.clock.now(), refused);
+    outcome
+}
+
+/// A channel's request, checked, parsed and stored.
+async fn receive(
+    state: &AppState,
+    client: Client,
+    source: &Source,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Answer, ApiError> {
     let body = body.map_err(|r| {
         ApiError::new(ErrorCode::InvalidBody, format!("body: {}", r.body_text())).with_status(r.status())
     })?;
-    let request = request(&state, &uri, &headers, &body);
+    let request = request(state, uri, headers, &body);
     let credentials = &source.credentials;
     let (mut inbound, answer) = match source.kind {
-        SourceKind::Twilio => signed(&state, client, &source, twilio::parse(credentials, &request))?,
-        SourceKind::Whatsapp => signed(&state, client, &source, whatsapp::parse(credentials, &request))?,
+        SourceKind::Twilio => signed(state, client, source, twilio::parse(credentials, &request))?,
+        SourceKind::Whatsapp => signed(state, client, source, whatsapp::parse(credentials, &request))?,
         SourceKind::Wechat => {
-            let parsed = signed(&state, client, &source, wechat::parse(credentials, &request))?;
+            let parsed = signed(state, client, source, wechat::parse(credentials, &request))?;
             // The signature checked out; it must not carry a body other than its first.
-            signed(&state, client, &source, first_use(&state, &source, &request, request.body).await?)?;
+            signed(state, client, source, first_use(state, source, &request, request.body).await?)?;
             parsed
         }
-        SourceKind::Chatwoot => signed(&state, client, &source, chatwoot::parse(credentials, &request))?,
+        SourceKind::Chatwoot => signed(state, client, source, chatwoot::parse(credentials, &request))?,
         SourceKind::ZohoDesk => zoho_desk::parse(&request)?,
     };
     // Media are as the channel described them, within the limits (never a reason to refuse).
@@ -143,7 +179,7 @@ pub async fn post(
         message.attachments = canonical::tidy(std::mem::take(&mut message.attachments));
     }
     within_limits(&inbound)?;
-    store(&state, &source, inbound).await?;
+    store(state, source, inbound).await?;
     Ok(answer)
 }
 

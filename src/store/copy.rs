@@ -19,7 +19,7 @@ use super::{StoreError, StoreOptions};
 use crate::clock::SharedClock;
 
 /// The tables copied, parents before children.
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 17] = [
     "workspaces",
     "users",
     "memberships",
@@ -27,6 +27,7 @@ const TABLES: [&str; 16] = [
     "password_resets",
     "webhooks",
     "sources",
+    "source_traffic",
     "api_tokens",
     "chats",
     "session_history",

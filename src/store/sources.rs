@@ -44,6 +44,44 @@ pub struct SourcePatch {
     pub new_inbound_key: bool,
 }
 
+/// What one daemon saw at a source's inbound URL since it last told the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTraffic {
+    pub source: SourceId,
+    /// Requests per ten minutes: each span's number ([`SourceTraffic::bucket_of`]) and count.
+    pub buckets: Vec<(i64, u64)>,
+    pub last_request_at: DateTime<Utc>,
+    pub last_refusal: Option<SourceRefusal>,
+}
+
+impl SourceTraffic {
+    /// The span requests are counted in.
+    pub const BUCKET_MS: i64 = 600_000;
+
+    /// The ten minutes `at` falls in.
+    pub fn bucket_of(at: DateTime<Utc>) -> i64 {
+        at.timestamp_millis().div_euclid(Self::BUCKET_MS)
+    }
+}
+
+/// A request to a source's inbound URL that was refused: when, the answer's status, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct SourceRefusal {
+    pub at: DateTime<Utc>,
+    pub status: u16,
+    /// The refusal's code and sentence (which never holds a credential).
+    pub reason: String,
+}
+
+/// Whether a source's vendor reaches us.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceHealth {
+    pub last_request_at: Option<DateTime<Utc>>,
+    /// Requests in the last 24 hours (counted in ten-minute spans, so up to ten minutes more).
+    pub requests_24h: u64,
+    pub last_refusal: Option<SourceRefusal>,
+}
+
 /// Sources, for the admin API and the inbound routes.
 #[async_trait]
 pub trait SourceStore: Send + Sync {
@@ -69,6 +107,13 @@ pub trait SourceStore: Send + Sync {
     /// same digest (a channel's redelivery); with another digest it may not, on any daemon
     /// sharing the store, for [`REPLAY_MEMORY`] after it was first seen. Older entries are
     /// forgotten (the callers refuse signatures that old by their timestamp).
+    /// Adds what a daemon saw at sources' inbound URLs: each span's requests are added to what
+    /// every daemon saw, and the last request and the last refusal only move forward, so daemons
+    /// may tell in any order; counts older than two days are forgotten. A source deleted
+    /// meanwhile is skipped.
+    async fn note_traffic(&self, traffic: Vec<SourceTraffic>) -> StoreResult<()>;
+    /// Whether the source's vendor reaches us, as of `now`.
+    async fn source_health(&self, id: &SourceId, now: DateTime<Utc>) -> StoreResult<SourceHealth>;
     async fn admit_signed(
         &self,
         source: &SourceId,

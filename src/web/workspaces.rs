@@ -195,6 +195,10 @@ struct SourceLine {
     steps: &'static [&'static str],
     /// Its credentials: which are set (never their values).
     fields: Vec<super::sources::CredentialField>,
+    /// Whether the vendor reaches us: the last request and the count of a day, as a sentence.
+    traffic: String,
+    /// The last refused request: when, its status, why.
+    refusal: Option<String>,
     enabled: bool,
     inbound_url: String,
     /// Whether its files can be fetched for media links: `Ok`, or the credential it lacks
@@ -396,12 +400,32 @@ pub async fn workspace_page(
         card.saved = overlay.saved.as_ref() == Some(&webhook.id);
         webhooks.push(card);
     }
-    let sources = state
-        .store
-        .list_sources(id)
-        .await?
-        .into_iter()
-        .map(|s| SourceLine {
+    let mut sources = Vec::new();
+    for s in state.store.list_sources(id).await? {
+        let health = state.store.source_health(&s.id, state.clock.now()).await?;
+        let traffic = match health.last_request_at {
+            Some(at) => format!(
+                "{}{}{}{}{}",
+                w.last_request_before,
+                at.format(w.time_seconds),
+                w.requests_24h_before,
+                health.requests_24h,
+                w.requests_24h_after
+            ),
+            None => w.no_request_yet.to_string(),
+        };
+        let refusal = health.last_refusal.map(|r| {
+            format!(
+                "{}{} · HTTP {} · {}",
+                w.last_refusal_before,
+                r.at.format(w.time_seconds),
+                r.status,
+                r.reason
+            )
+        });
+        sources.push(SourceLine {
+            traffic,
+            refusal,
             inbound_url: service::sources::inbound_url(&state.public_url, &s),
             channel: w.channels.of(s.kind).name,
             steps: w.channels.of(s.kind).steps,
@@ -410,8 +434,8 @@ pub async fn workspace_page(
             name: s.name.into_string(),
             enabled: s.enabled,
             media_links: crate::domain::links_media(s.kind, &s.credentials),
-        })
-        .collect();
+        });
+    }
     let chats = state.store.list_chats(id, 50, 0).await?.iter().map(|c| ChatLine::from(c, w)).collect();
     let can_change = session.can_change(id);
     let members = if can_change {

@@ -207,6 +207,14 @@ pub struct PageWords {
     pub notice_connected_after: &'static str,
     pub notice_source_saved: &'static str,
     pub notice_source_deleted: &'static str,
+    /// Whether the vendor reaches us: the last request (its time after `before`), the count of
+    /// the last 24 hours (around the number), none yet, and the last refusal (its time, status
+    /// and reason after `before`).
+    pub last_request_before: &'static str,
+    pub requests_24h_before: &'static str,
+    pub requests_24h_after: &'static str,
+    pub no_request_yet: &'static str,
+    pub last_refusal_before: &'static str,
     pub inbound_url: &'static str,
     /// Rotating a source's inbound URL: the button and what it does.
     pub inbound_rotate: &'static str,

@@ -1691,6 +1691,59 @@ pub async fn the_message_that_uses_up_an_allowance_is_announced_once(factory: &d
     assert_eq!(chat.account_type, Some(AccountType::Service));
 }
 
+/// What daemons saw at a source's inbound URL adds up: each ten minutes' requests are summed
+/// across daemons, the last request and the last refusal only move forward whatever order the
+/// daemons tell in, the count of a day leaves out older spans, and a deleted source is skipped.
+pub async fn traffic_seen_by_several_daemons_adds_up_and_only_moves_forward(factory: &dyn Factory) {
+    use chatbundle::domain::SourceKind;
+    use chatbundle::store::{NewSource, SourceRefusal, SourceTraffic};
+    let world = World::new(factory).await;
+    let source = world
+        .store
+        .create_source(NewSource {
+            workspace_id: world.workspace.clone(),
+            kind: SourceKind::ZohoDesk,
+            name: chatbundle::domain::Name::parse("Desk").unwrap(),
+            account: Account::default(),
+            credentials: json!({}),
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    let now = world.now();
+    let at = |minutes: i64| now - chrono::Duration::minutes(minutes);
+    let seen = |minutes_ago: &[i64], refusal: Option<(i64, u16)>| SourceTraffic {
+        source: source.id.clone(),
+        buckets: minutes_ago.iter().map(|m| (SourceTraffic::bucket_of(at(*m)), 1)).collect(),
+        last_request_at: at(*minutes_ago.iter().min().unwrap()),
+        last_refusal: refusal.map(|(m, status)| SourceRefusal {
+            at: at(m),
+            status,
+            reason: format!("r{status}"),
+        }),
+    };
+    assert_eq!(world.store.source_health(&source.id, now).await.unwrap().requests_24h, 0);
+    // One daemon tells late what it saw earlier; another tells what it saw lately.
+    world.store.note_traffic(vec![seen(&[1], Some((1, 401)))]).await.unwrap();
+    world.store.note_traffic(vec![seen(&[30, 25 * 60], Some((30, 413)))]).await.unwrap();
+    world.store.note_traffic(vec![seen(&[1], None)]).await.unwrap();
+    let health = world.store.source_health(&source.id, now).await.unwrap();
+    assert_eq!(health.requests_24h, 3, "both of the last minute and the half hour's; not 25 hours ago");
+    assert_eq!(health.last_request_at, Some(at(1)));
+    assert_eq!(
+        health.last_refusal.map(|r| (r.status, r.reason)),
+        Some((401, "r401".to_string())),
+        "the later stays"
+    );
+
+    let mut gone = seen(&[1], None);
+    gone.source = chatbundle::domain::SourceId::stored("src_gone");
+    world.store.note_traffic(vec![gone]).await.unwrap();
+    assert!(world.store.delete_source(&source.id).await.unwrap());
+    world.store.note_traffic(vec![seen(&[0], None)]).await.unwrap();
+    assert_eq!(world.store.source_health(&source.id, now).await.unwrap(), Default::default());
+}
+
 /// A source's inbound key finds it until it is rotated; then only the new key does, and the
 /// source keeps its id (its chats and messages stay filed under it).
 pub async fn a_rotated_inbound_key_finds_nothing_and_the_source_keeps_its_id(factory: &dyn Factory) {
@@ -1794,6 +1847,7 @@ macro_rules! conformance {
             case!(an_operator_is_made_and_unmade_and_a_deleted_user_is_out_at_once);
             case!(an_erased_chat_leaves_nothing_to_send_and_a_later_message_starts_anew);
             case!(a_stopped_webhook_keeps_nothing_and_a_discarded_backlog_is_never_sent);
+            case!(traffic_seen_by_several_daemons_adds_up_and_only_moves_forward);
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
             case!(messages_move_sessions_and_each_move_is_recorded_once);
             case!(racing_messages_move_a_session_once);

@@ -429,3 +429,66 @@ async fn a_webhooks_events_timeout_and_deletion_are_on_the_page() {
     assert_eq!(gone.status(), 303);
     assert_eq!(app.admin(Method::GET, &format!("/api/v1/webhooks/{id}")).send().await.unwrap().status(), 404);
 }
+
+/// Is the vendor reaching us? A source's API view and card show when its last request came, how
+/// many came in the last 24 hours, and the last one refused with why: a mistyped secret shows as
+/// a bad signature.
+#[tokio::test]
+async fn a_sources_card_shows_its_last_request_and_why_one_was_refused() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    let made = app
+        .admin(Method::POST, &format!("/api/v1/workspaces/{}/sources", ws.id))
+        .json(&json!({"kind": "twilio", "name": "Shop", "credentials": {"auth_token": "12345"}}))
+        .send()
+        .await
+        .unwrap();
+    let source: Value = made.json().await.unwrap();
+    let (id, inbound) =
+        (source["id"].as_str().unwrap().to_string(), source["inbound_url"].as_str().unwrap().to_string());
+    assert_eq!((source["requests_24h"].clone(), source["last_request_at"].clone()), (json!(0), Value::Null));
+    let params: Vec<(String, String)> = [
+        ("MessageSid", "SM1"),
+        ("From", "whatsapp:+15550001"),
+        ("To", "whatsapp:+15550002"),
+        ("Body", "hi"),
+        ("NumMedia", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let post = |token: &'static str| {
+        app.http
+            .post(&inbound)
+            .header("x-twilio-signature", chatbundle::ingest::twilio::signature(token, &inbound, &params))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&params).unwrap())
+            .send()
+    };
+    assert_eq!(post("12345").await.unwrap().status(), 200);
+    let refused = post("a mistyped token").await.unwrap().status().as_u16();
+    assert!(refused >= 400);
+
+    let path = format!("/api/v1/sources/{id}");
+    let seen = eventually("the requests counted", || async {
+        let shown = app.get_json(&path).await;
+        (shown["requests_24h"] == 2 && shown["last_refusal"].is_object()).then_some(shown)
+    })
+    .await;
+    assert!(seen["last_request_at"].is_string());
+    assert_eq!(seen["last_refusal"]["status"], refused);
+    let reason = seen["last_refusal"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("bad_signature"), "{reason}");
+    assert!(!reason.contains("12345"), "no credential in the reason");
+
+    let (browser, _) = signed_in_browser(&app).await;
+    let page = browser
+        .get(app.url(&format!("/ui/workspaces/{}", ws.id)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("2 in the last 24 hours") && page.contains("Last refused: "), "{page}");
+}

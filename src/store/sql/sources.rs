@@ -11,7 +11,13 @@ macro_rules! sources {
             use super::rows::{SOURCES, of_workspace, one_of};
             use crate::domain::{InboundKey, SourceId, WorkspaceId};
             use crate::store::sql::{account_set, bind_account};
-            use crate::store::{NewSource, REPLAY_MEMORY, Source, SourcePatch, SourceStore, StoreResult};
+            use sqlx::Row;
+
+            use super::rows::{from_ms, ms};
+            use crate::store::{
+                NewSource, REPLAY_MEMORY, Source, SourceHealth, SourcePatch, SourceRefusal, SourceStore, SourceTraffic,
+                StoreResult,
+            };
 
             async fn fetch(conn: &mut $conn, column: &str, value: &str) -> StoreResult<Option<Source>> {
                 one_of(conn, SOURCES, column, value).await
@@ -94,6 +100,10 @@ macro_rules! sources {
                     let id = id.clone();
                     self.transact(move |conn, _| {
                         Box::pin(async move {
+                            sqlx::query("DELETE FROM source_traffic WHERE source_id = $1")
+                                .bind(id.as_str())
+                                .execute(&mut *conn)
+                                .await?;
                             let done = sqlx::query("DELETE FROM sources WHERE id = $1")
                                 .bind(id.as_str())
                                 .execute(conn)
@@ -102,6 +112,93 @@ macro_rules! sources {
                         })
                     })
                     .await
+                }
+
+                async fn note_traffic(&self, traffic: Vec<SourceTraffic>) -> StoreResult<()> {
+                    if traffic.is_empty() {
+                        return Ok(());
+                    }
+                    self.transact(move |conn, now| {
+                        Box::pin(async move {
+                            for seen in &traffic {
+                                let source = seen.source.as_str();
+                                let known = sqlx::query(
+                                    "UPDATE sources SET last_request_at = $1
+                                     WHERE id = $2 AND (last_request_at IS NULL OR last_request_at < $1)",
+                                )
+                                .bind(ms(seen.last_request_at))
+                                .bind(source)
+                                .execute(&mut *conn)
+                                .await?;
+                                let exists = known.rows_affected() > 0
+                                    || sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM sources WHERE id = $1)")
+                                        .bind(source)
+                                        .fetch_one(&mut *conn)
+                                        .await?;
+                                if !exists {
+                                    continue;
+                                }
+                                for (bucket, requests) in &seen.buckets {
+                                    sqlx::query(
+                                        "INSERT INTO source_traffic (source_id, bucket, requests) VALUES ($1, $2, $3)
+                                         ON CONFLICT (source_id, bucket)
+                                         DO UPDATE SET requests = source_traffic.requests + excluded.requests",
+                                    )
+                                    .bind(source)
+                                    .bind(*bucket)
+                                    .bind(*requests as i64)
+                                    .execute(&mut *conn)
+                                    .await?;
+                                }
+                                if let Some(refusal) = &seen.last_refusal {
+                                    sqlx::query(
+                                        "UPDATE sources SET last_refusal_at = $1, last_refusal_status = $2, last_refusal_reason = $3
+                                         WHERE id = $4 AND (last_refusal_at IS NULL OR last_refusal_at <= $1)",
+                                    )
+                                    .bind(ms(refusal.at))
+                                    .bind(i64::from(refusal.status))
+                                    .bind(&refusal.reason)
+                                    .bind(source)
+                                    .execute(&mut *conn)
+                                    .await?;
+                                }
+                            }
+                            let forget_before = now.div_euclid(SourceTraffic::BUCKET_MS) - 2 * 144;
+                            sqlx::query("DELETE FROM source_traffic WHERE bucket < $1")
+                                .bind(forget_before)
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .await
+                }
+
+                async fn source_health(&self, id: &SourceId, now: DateTime<Utc>) -> StoreResult<SourceHealth> {
+                    let row = sqlx::query(
+                        "SELECT last_request_at, last_refusal_at, last_refusal_status, last_refusal_reason,
+                                (SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT) FROM source_traffic
+                                 WHERE source_id = $1 AND bucket >= $2) AS requests_24h
+                         FROM sources WHERE id = $1",
+                    )
+                    .bind(id.as_str())
+                    .bind(SourceTraffic::bucket_of(now - chrono::Duration::hours(24)))
+                    .fetch_optional(self.reads())
+                    .await?;
+                    let Some(row) = row else { return Ok(SourceHealth::default()) };
+                    let refusal = match row.try_get::<Option<i64>, _>("last_refusal_at")? {
+                        Some(at) => Some(SourceRefusal {
+                            at: from_ms(at),
+                            status: row.try_get::<Option<i64>, _>("last_refusal_status")?.unwrap_or(0) as u16,
+                            reason: row.try_get::<Option<String>, _>("last_refusal_reason")?.unwrap_or_default(),
+                        }),
+                        None => None,
+                    };
+                    Ok(SourceHealth {
+                        last_request_at: row.try_get::<Option<i64>, _>("last_request_at")?.map(from_ms),
+                        requests_24h: row.try_get::<i64, _>("requests_24h")? as u64,
+                        last_refusal: refusal,
+                    })
                 }
 
                 async fn source_by_inbound_key(&self, key: &InboundKey) -> StoreResult<Option<Source>> {

@@ -36,6 +36,8 @@ pub struct WorkspaceView {
     locale: Locale,
     /// How long its media links (`download_url`) work after their payload is made, e.g. `1day`.
     media_link_ttl: String,
+    /// How long it keeps its messages: `keep` (for good) or a duration like `90days`.
+    message_retention: String,
     /// The bearer key that authorises ingest into this workspace alone (not shown to a viewer).
     #[serde(skip_serializing_if = "Option::is_none")]
     ingest_key: Option<String>,
@@ -56,6 +58,7 @@ impl WorkspaceView {
             account: w.account,
             locale: w.locale,
             media_link_ttl: w.media_link_ttl.to_string(),
+            message_retention: w.message_retention.to_string(),
             ingest_key,
             created_at: w.created_at,
             updated_at: w.updated_at,
@@ -115,6 +118,10 @@ pub struct CreateWorkspace {
     /// `30days` (`24h` by default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_link_ttl: Option<String>,
+    /// How long it keeps its messages: `keep` (for good, the default) or a duration from `1day`
+    /// to `10years`; older messages no open window needs are deleted in the background.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_retention: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -140,6 +147,10 @@ pub struct UpdateWorkspace {
     /// `30days` (`24h` by default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_link_ttl: Option<String>,
+    /// How long it keeps its messages: `keep` (for good, the default) or a duration from `1day`
+    /// to `10years`; older messages no open window needs are deleted in the background.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_retention: Option<String>,
 }
 
 #[utoipa::path(
@@ -173,6 +184,12 @@ pub async fn create(
             .map(media_link_ttl)
             .transpose()?
             .unwrap_or(MediaLinkTtl::DEFAULT),
+        message_retention: body
+            .message_retention
+            .as_deref()
+            .map(message_retention)
+            .transpose()?
+            .unwrap_or_default(),
     };
     let workspace = state.store.create_workspace(new).await?;
     info!(workspace_id = %workspace.id, "workspace created");
@@ -261,6 +278,7 @@ pub async fn update(
         account: body.account.map(|a| account("account", a)).transpose()?,
         locale: body.locale,
         media_link_ttl: body.media_link_ttl.as_deref().map(media_link_ttl).transpose()?,
+        message_retention: body.message_retention.as_deref().map(message_retention).transpose()?,
     };
     let workspace =
         state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
@@ -320,6 +338,10 @@ pub async fn flush(
 pub struct Flushed {
     /// How many deliveries the flush queued.
     pub deliveries: u64,
+}
+
+fn message_retention(value: &str) -> Result<crate::domain::MessageRetention, ApiError> {
+    value.parse().map_err(|e| ApiError::field("message_retention", e))
 }
 
 fn media_link_ttl(value: &str) -> Result<MediaLinkTtl, ApiError> {

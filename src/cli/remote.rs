@@ -49,6 +49,9 @@ pub enum WorkspaceCommand {
         /// How long its media links work, from 5m to 30days (default 24h).
         #[arg(long)]
         media_link_ttl: Option<String>,
+        /// How long it keeps its messages: keep (default) or e.g. 90days.
+        #[arg(long)]
+        message_retention: Option<String>,
         #[command(flatten)]
         account: AccountArgs,
     },
@@ -69,6 +72,9 @@ pub enum WorkspaceCommand {
         /// How long its media links work, from 5m to 30days.
         #[arg(long)]
         media_link_ttl: Option<String>,
+        /// How long it keeps its messages: keep or e.g. 90days.
+        #[arg(long)]
+        message_retention: Option<String>,
         #[command(flatten)]
         account: AccountArgs,
     },
@@ -555,6 +561,7 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
             granularity,
             locale,
             media_link_ttl,
+            message_retention,
             account,
         } => {
             let request = CreateWorkspace {
@@ -565,6 +572,7 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
                 account: account.account(),
                 locale: locale.map(|l| parsed("locale", &l)).transpose()?,
                 media_link_ttl,
+                message_retention,
             };
             client.show(Method::POST, "/api/v1/workspaces", body(request)).await
         }
@@ -576,6 +584,7 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
             granularity,
             locale,
             media_link_ttl,
+            message_retention,
             account,
         } => {
             let request = UpdateWorkspace {
@@ -586,6 +595,7 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
                 account: account.account(),
                 locale: locale.map(|l| parsed("locale", &l)).transpose()?,
                 media_link_ttl,
+                message_retention,
             };
             client.show(Method::PATCH, &format!("/api/v1/workspaces/{id}"), body(request)).await
         }

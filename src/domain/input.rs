@@ -222,6 +222,56 @@ impl fmt::Display for MediaLinkTtl {
     }
 }
 
+/// How long a workspace keeps its messages: for good (`keep`, the default), or a duration of at
+/// least a day (`90days`), after which a message no open window needs is deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageRetention(Option<Duration>);
+
+impl MessageRetention {
+    pub const KEEP: MessageRetention = MessageRetention(None);
+    pub const MIN: Duration = Duration::from_secs(24 * 3600);
+    pub const MAX: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
+    /// A value the store wrote after it was checked (milliseconds, `None`: keep).
+    pub fn stored(ms: Option<i64>) -> MessageRetention {
+        MessageRetention(ms.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+    }
+
+    pub fn duration(self) -> Option<Duration> {
+        self.0
+    }
+
+    pub fn millis(self) -> Option<i64> {
+        self.0.map(|d| d.as_millis() as i64)
+    }
+}
+
+impl FromStr for MessageRetention {
+    type Err = Invalid;
+
+    fn from_str(value: &str) -> Result<Self, Invalid> {
+        if value.trim() == "keep" {
+            return Ok(MessageRetention::KEEP);
+        }
+        let d = humantime::parse_duration(value.trim()).map_err(|e| {
+            Invalid(format!("{value:?} is neither \"keep\" nor a duration like \"90days\": {e}"))
+        })?;
+        if !(Self::MIN..=Self::MAX).contains(&d) {
+            return Err(Invalid("must be \"keep\", or between 1day and 10years".into()));
+        }
+        Ok(MessageRetention(Some(d)))
+    }
+}
+
+impl fmt::Display for MessageRetention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("keep"),
+            Some(d) => write!(f, "{}", humantime::format_duration(d)),
+        }
+    }
+}
+
 /// How many characters of note one bundle part may hold: at least 500 (room for a message and
 /// the link), at most 1,000,000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

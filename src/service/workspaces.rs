@@ -27,6 +27,11 @@ pub async fn changed(state: &AppState, before: &Workspace, after: &Workspace, ac
         json!(before.media_link_ttl.to_string()),
         json!(after.media_link_ttl.to_string()),
     );
+    differs(
+        "message_retention",
+        json!(before.message_retention.to_string()),
+        json!(after.message_retention.to_string()),
+    );
     if !changed.is_empty() {
         let detail = Value::Object(changed);
         super::activity::note(state, &after.id, None, ("workspace_changed", actor), detail).await;

@@ -67,6 +67,16 @@ pub trait ChatStore: Send + Sync {
     /// edited; one already delivered is not sent again (the transcript shows it edited). Edits
     /// may arrive out of order: one older than the edit already in place changes nothing.
     /// Returns whether a message changed (`false` also for a message never stored).
+    /// Deletes up to `limit` of a workspace's oldest messages received before `before` that no
+    /// open window needs: received before every webhook that takes its messages has bundled up
+    /// to (a window still open, or a close under way, keeps its messages). What was queued
+    /// already keeps its frozen payload. Returns how many went.
+    async fn forget_messages(
+        &self,
+        workspace: &WorkspaceId,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64>;
     /// Erases a chat (a person's request under the GDPR or Japan's APPI): its messages (and so
     /// their attachments' references), its session history, its transcript link and every
     /// delivery made for it, pending or finished (so nothing of it is sent later, and no payload

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Account, EmailAddress, Granularity, Locale, MediaLinkTtl, Name, Timezone, WorkspaceId};
+use crate::domain::{
+    Account, EmailAddress, Granularity, Locale, MediaLinkTtl, MessageRetention, Name, Timezone, WorkspaceId,
+};
 
 /// A workspace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,8 @@ pub struct Workspace {
     pub locale: Locale,
     /// How long its media links work.
     pub media_link_ttl: MediaLinkTtl,
+    /// How long it keeps its messages.
+    pub message_retention: MessageRetention,
     /// The bearer key that authorises ingest into this workspace alone.
     pub ingest_key: String,
     pub created_at: DateTime<Utc>,
@@ -37,6 +41,7 @@ pub struct NewWorkspace {
     pub account: Account,
     pub locale: Locale,
     pub media_link_ttl: MediaLinkTtl,
+    pub message_retention: MessageRetention,
 }
 
 /// Fields to change on a workspace; `None` leaves a field as it is.
@@ -49,6 +54,7 @@ pub struct WorkspacePatch {
     pub account: Option<Account>,
     pub locale: Option<Locale>,
     pub media_link_ttl: Option<MediaLinkTtl>,
+    pub message_retention: Option<MessageRetention>,
 }
 
 /// Counts that show where a workspace's messages are.

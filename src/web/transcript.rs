@@ -62,6 +62,8 @@ struct TranscriptPage {
     marking: String,
     /// A page of one message shown whole: the link back to its place in the conversation.
     back: Option<i64>,
+    /// How long the workspace keeps messages, when not for good: how far back this goes.
+    retention: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -128,11 +130,18 @@ pub async fn page(
         Ok(None) => return not_found(),
         Err(e) => return unavailable(e),
     };
-    let (zone, locale, account, ttl): (Tz, _, _, _) = match state.store.get_workspace(&workspace_id).await {
-        Ok(Some(ws)) => (ws.timezone.tz(), ws.locale, ws.account, ws.media_link_ttl),
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(e),
-    };
+    let (zone, locale, account, ttl, retention): (Tz, _, _, _, _) =
+        match state.store.get_workspace(&workspace_id).await {
+            Ok(Some(ws)) => (
+                ws.timezone.tz(),
+                ws.locale,
+                ws.account,
+                ws.media_link_ttl,
+                ws.message_retention.duration().map(|_| ws.message_retention.to_string()),
+            ),
+            Ok(None) => return not_found(),
+            Err(e) => return unavailable(e),
+        };
     let (w, note_words) = (page_words(locale), crate::words::note_words(locale));
     // A link from a note opens the page that holds the bundle's first message.
     let rank = match query.at {
@@ -220,6 +229,7 @@ pub async fn page(
         newer: page.checked_sub(1).filter(|_| !whole),
         older: more.then_some(page + 1),
         back: query.message,
+        retention,
         marking: marked.map(|r| format!("&from={}&to={}", r.start(), r.end())).unwrap_or_default(),
     };
     match content.render() {

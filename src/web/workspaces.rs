@@ -13,8 +13,8 @@ use super::session::CsrfForm;
 use super::webhook_card::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
 use super::{FormErrors, PageError, PageIds, Session, keep, page, see_other};
 use crate::domain::{
-    Account, EmailAddress, Granularity, Locale, MediaLinkTtl, Name, SessionStatus, SourceId, SourceKind,
-    Timezone, WebhookId, WorkspaceId,
+    Account, EmailAddress, Granularity, Locale, MediaLinkTtl, MessageRetention, Name, SessionStatus,
+    SourceId, SourceKind, Timezone, WebhookId, WorkspaceId,
 };
 use crate::domain::{Need, Role};
 use crate::service;
@@ -58,6 +58,9 @@ pub struct WorkspaceForm {
     /// How long media links work, e.g. `24h`; empty keeps it (a new workspace: 24 hours).
     #[serde(default)]
     media_link_ttl: String,
+    /// How long messages are kept: `keep` or a duration; empty keeps the setting.
+    #[serde(default)]
+    message_retention: String,
     #[serde(skip)]
     errors: FormErrors,
 }
@@ -73,6 +76,8 @@ struct CheckedWorkspace {
     locale: Option<Locale>,
     /// `None`: not given (a new workspace's links last a day; a saved one keeps its setting).
     media_link_ttl: Option<MediaLinkTtl>,
+    /// `None`: not given (a new workspace keeps its messages; a saved one keeps its setting).
+    message_retention: Option<MessageRetention>,
 }
 
 impl WorkspaceForm {
@@ -87,6 +92,7 @@ impl WorkspaceForm {
             account_phone: ws.account.phone.clone().unwrap_or_default(),
             locale: ws.locale.as_str().into(),
             media_link_ttl: ws.media_link_ttl.to_string(),
+            message_retention: ws.message_retention.to_string(),
             ..WorkspaceForm::default()
         }
     }
@@ -110,6 +116,10 @@ impl WorkspaceForm {
         let media_link_ttl = match self.media_link_ttl.trim() {
             "" => Some(None),
             given => keep(errors, "media_link_ttl", given.parse::<MediaLinkTtl>()).map(Some),
+        };
+        let message_retention = match self.message_retention.trim() {
+            "" => Some(None),
+            given => keep(errors, "message_retention", given.parse::<MessageRetention>()).map(Some),
         };
         let optional = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
         let account = Account {
@@ -137,6 +147,7 @@ impl WorkspaceForm {
             account: account?,
             locale: locale?,
             media_link_ttl: media_link_ttl?,
+            message_retention: message_retention?,
         })
     }
 }
@@ -181,6 +192,7 @@ pub async fn create(
         account: checked.account,
         locale: checked.locale.unwrap_or_default(),
         media_link_ttl: checked.media_link_ttl.unwrap_or(MediaLinkTtl::DEFAULT),
+        message_retention: checked.message_retention.unwrap_or_default(),
     };
     let ws = state.store.create_workspace(new).await?;
     Ok(see_other(&format!("/ui/workspaces/{}", ws.id)))
@@ -506,6 +518,7 @@ pub async fn save(
         account: Some(checked.account),
         locale: checked.locale,
         media_link_ttl: checked.media_link_ttl,
+        message_retention: checked.message_retention,
     };
     let before = state.store.get_workspace(&id).await?.ok_or_else(|| PageError::not_found("workspace"))?;
     let after =

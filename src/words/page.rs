@@ -114,6 +114,12 @@ pub struct PageWords {
     /// On a source's card: whether webhooks with media links get `download_url`s for its files.
     pub media_link_ttl: &'static str,
     pub media_link_ttl_hint: &'static str,
+    /// How long messages are kept: the field's label and hint; what a transcript says of it
+    /// (around the duration).
+    pub message_retention: &'static str,
+    pub message_retention_hint: &'static str,
+    pub transcript_retention_before: &'static str,
+    pub transcript_retention_after: &'static str,
     pub media_links_ready: &'static str,
     pub media_links_need_before: &'static str,
     pub media_links_need_after: &'static str,

@@ -166,6 +166,7 @@ async fn create_workspace(store: &SharedStore, name: &str) -> WorkspaceId {
         account: Account::default(),
         locale: Default::default(),
         media_link_ttl: chatbundle::domain::MediaLinkTtl::DEFAULT,
+        message_retention: Default::default(),
     };
     store.create_workspace(new).await.unwrap().id
 }
@@ -1652,6 +1653,38 @@ pub async fn a_stopped_webhook_keeps_nothing_and_a_discarded_backlog_is_never_se
     assert_eq!(row.actor.as_deref(), Some("token:zap"));
 }
 
+/// A workspace's old messages go only when no open window needs them: a webhook that bundles
+/// keeps every message it has not bundled yet, one that sends each message at once keeps none;
+/// batches are bounded, oldest first, and other workspaces are untouched.
+pub async fn old_messages_go_only_when_no_open_window_needs_them(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let immediate = world.webhook(Granularity::None, &[Event::Messages]).await;
+    let ingest = |ids: &[&str]| {
+        let messages = ids.iter().map(|id| said(id, "c1", Direction::Received)).collect();
+        let batch = request(&world, messages, vec![]);
+        async { world.store.ingest(batch).await.unwrap() }
+    };
+    ingest(&["m1", "m2", "m3"]).await;
+    world.drain_text(&immediate).await;
+    let later = world.now() + chrono::Duration::days(400);
+    let chat = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
+    assert_eq!(world.store.forget_messages(&world.workspace, later, 2).await.unwrap(), 2, "a batch at most");
+    assert_eq!(world.store.forget_messages(&world.workspace, later, 2).await.unwrap(), 1);
+    assert!(world.store.chat_messages(chat, 10, 0).await.unwrap().is_empty());
+
+    // A webhook that bundles: what it has not bundled stays, whatever its age.
+    world.webhook(Granularity::Hours1, &[Event::Messages]).await;
+    ingest(&["m4"]).await;
+    assert_eq!(
+        world.store.forget_messages(&world.workspace, later, 100).await.unwrap(),
+        0,
+        "its window is open"
+    );
+    assert_eq!(world.store.chat_messages(chat, 10, 0).await.unwrap().len(), 1);
+    let other = world.other_workspace("other").await;
+    assert_eq!(world.store.forget_messages(&other, later, 100).await.unwrap(), 0);
+}
+
 /// After a WeChat chat's reply window the business's messages count against the account's
 /// allowance; the message that uses it up queues one OUTGOING_LIMIT_REACHED event (later ones
 /// none), and the chat keeps the count.
@@ -1848,6 +1881,7 @@ macro_rules! conformance {
             case!(an_erased_chat_leaves_nothing_to_send_and_a_later_message_starts_anew);
             case!(a_stopped_webhook_keeps_nothing_and_a_discarded_backlog_is_never_sent);
             case!(traffic_seen_by_several_daemons_adds_up_and_only_moves_forward);
+            case!(old_messages_go_only_when_no_open_window_needs_them);
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
             case!(messages_move_sessions_and_each_move_is_recorded_once);
             case!(racing_messages_move_a_session_once);

@@ -492,3 +492,39 @@ async fn a_sources_card_shows_its_last_request_and_why_one_was_refused() {
         .unwrap();
     assert!(page.contains("2 in the last 24 hours") && page.contains("Last refused: "), "{page}");
 }
+
+/// A workspace keeps its messages as long as it says: `message_retention` (refused outside 1day
+/// to 10years, naming the field), and the hourly job, woken by the clock, deletes what is older
+/// once its window has gone out; the transcript says how far back it goes.
+#[tokio::test]
+async fn messages_older_than_the_workspace_keeps_them_are_deleted_once_delivered() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace_with("1h", "UTC").await;
+    app.create_webhook(&ws.id, json!({"url": receiver.url})).await;
+    let path = format!("/api/v1/workspaces/{}", ws.id);
+    let short =
+        app.admin(Method::PATCH, &path).json(&json!({"message_retention": "2h"})).send().await.unwrap();
+    assert_eq!(short.status(), 400);
+    assert_eq!(short.json::<Value>().await.unwrap()["error"]["field"], "message_retention");
+    let set = app.patch_workspace(&ws.id, json!({"message_retention": "30days"})).await;
+    assert_eq!(set["message_retention"], "30days");
+
+    app.set_time("2024-03-01T13:00:00Z");
+    app.ingest(&ws, &json!([message("m-1", "c-1", "an old message")])).await;
+    app.set_time("2024-03-01T13:30:00Z");
+    assert_eq!(app.flush(&ws.id).await, 1);
+    receiver.wait_for(1).await;
+    app.delivered(&ws, 1).await;
+    let (chat, transcript) = chat_of(&app, &ws, "c-1").await;
+    let page = reqwest::get(&transcript).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Messages older than 30days are deleted"), "{page}");
+
+    app.set_time("2024-04-02T13:00:00Z");
+    eventually("the old message deleted", || async {
+        let list = app.get_json(&format!("/api/v1/workspaces/{}/chats", ws.id)).await;
+        (list["chats"][0]["messages"] == 0).then_some(())
+    })
+    .await;
+    assert_eq!(app.get_json(&format!("/api/v1/chats/{chat}")).await["id"], chat, "the chat stays");
+}

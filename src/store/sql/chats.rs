@@ -127,6 +127,36 @@ macro_rules! chats {
                     .await
                 }
 
+                async fn forget_messages(&self, workspace: &WorkspaceId, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+                    let (workspace, before) = (workspace.clone(), ms(before));
+                    self.transact(move |conn, _| {
+                        Box::pin(async move {
+                            let done = sqlx::query(
+                                "DELETE FROM messages WHERE seq IN (
+                                     SELECT seq FROM messages
+                                     WHERE workspace_id = $1 AND received_at < $2
+                                       AND received_at < COALESCE(
+                                           -- the webhooks that still bundle: not those that send
+                                           -- each message at once (unless a switch to that is
+                                           -- still under way)
+                                           (SELECT MIN(w.bundled_before) FROM webhooks w
+                                            JOIN workspaces s ON s.id = w.workspace_id
+                                            WHERE w.workspace_id = $1 AND w.sub_messages AND NOT w.stopped
+                                              AND (COALESCE(w.granularity, s.granularity) <> 'none'
+                                                   OR w.bundled_before < w.granularity_changed_at)), $2)
+                                     ORDER BY received_at LIMIT $3)",
+                            )
+                            .bind(workspace.as_str())
+                            .bind(before)
+                            .bind(i64::from(limit))
+                            .execute(conn)
+                            .await?;
+                            Ok(done.rows_affected())
+                        })
+                    })
+                    .await
+                }
+
                 async fn erase_chat(&self, id: ChatId, actor: &str) -> StoreResult<Option<Erased>> {
                     let Some((workspace, _)) = self.get_chat(id).await? else { return Ok(None) };
                     let actor = actor.to_string();

@@ -50,7 +50,8 @@ macro_rules! rows {
         }
 
         pub(super) const WORKSPACE_COLUMNS: &str = "id, name, owner_email, timezone, granularity, account_full_name, \
-             account_email, account_phone, ingest_key, created_at, updated_at, locale, media_link_ttl_ms";
+             account_email, account_phone, ingest_key, created_at, updated_at, locale, media_link_ttl_ms, \
+             message_retention_ms";
 
         pub(super) fn workspace(row: &$row) -> StoreResult<Workspace> {
             Ok(Workspace {
@@ -62,6 +63,7 @@ macro_rules! rows {
                 account: account(row)?,
                 locale: row.try_get::<String, _>("locale")?.parse().unwrap_or_default(),
                 media_link_ttl: crate::domain::MediaLinkTtl::stored(row.try_get("media_link_ttl_ms")?),
+                message_retention: crate::domain::MessageRetention::stored(row.try_get("message_retention_ms")?),
                 ingest_key: row.try_get("ingest_key")?,
                 created_at: from_ms(row.try_get("created_at")?),
                 updated_at: from_ms(row.try_get("updated_at")?),

@@ -85,8 +85,8 @@ macro_rules! settings {
                             sqlx::query(
                                 "INSERT INTO workspaces (id, name, owner_email, timezone, granularity,
                                     account_full_name, account_email, account_phone, ingest_key, created_at,
-                                    updated_at, locale, media_link_ttl_ms)
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)",
+                                    updated_at, locale, media_link_ttl_ms, message_retention_ms)
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13)",
                             )
                             .bind(id.as_str())
                             .bind(new.name.as_str())
@@ -100,6 +100,7 @@ macro_rules! settings {
                             .bind(now)
                             .bind(new.locale.as_str())
                             .bind(new.media_link_ttl.millis())
+                            .bind(new.message_retention.millis())
                             .execute(&mut *conn)
                             .await?;
                             Ok(fetch_workspace(conn, &id).await?.expect("just inserted"))
@@ -136,7 +137,8 @@ macro_rules! settings {
                                     locale = COALESCE($5, locale),
                                     updated_at = $6,
                                     {},
-                                    media_link_ttl_ms = COALESCE($12, media_link_ttl_ms)
+                                    media_link_ttl_ms = COALESCE($12, media_link_ttl_ms),
+                                    message_retention_ms = CASE WHEN $13 THEN $14 ELSE message_retention_ms END
                                  WHERE id = $11",
                                 account_set(7)
                             );
@@ -150,6 +152,8 @@ macro_rules! settings {
                             let changed = bind_account!(query, &patch.account)
                             .bind(id.as_str())
                             .bind(patch.media_link_ttl.map(MediaLinkTtl::millis))
+                            .bind(patch.message_retention.is_some())
+                            .bind(patch.message_retention.and_then(crate::domain::MessageRetention::millis))
                             .execute(&mut *conn)
                             .await?
                             .rows_affected();

@@ -57,6 +57,19 @@ pub struct WorkspacePatch {
     pub message_retention: Option<MessageRetention>,
 }
 
+/// A workspace at a glance, for the operator: what needs looking at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceHealth {
+    pub id: WorkspaceId,
+    /// Its webhooks switched off.
+    pub webhooks_off: u64,
+    /// Deliveries waiting to be sent, and since when the oldest has.
+    pub waiting: u64,
+    pub oldest_waiting_since: Option<DateTime<Utc>>,
+    /// Its sources switched on that no request reached in the day before `now`.
+    pub silent_sources: u64,
+}
+
 /// Counts that show where a workspace's messages are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkspaceStats {
@@ -87,4 +100,6 @@ pub trait WorkspaceStore: Send + Sync {
         patch: WorkspacePatch,
     ) -> StoreResult<Option<Workspace>>;
     async fn workspace_stats(&self, id: &WorkspaceId) -> StoreResult<WorkspaceStats>;
+    /// Every workspace at a glance, as of `now` (in the order of [`Self::list_workspaces`]).
+    async fn workspaces_health(&self, now: DateTime<Utc>) -> StoreResult<Vec<WorkspaceHealth>>;
 }

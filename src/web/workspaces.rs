@@ -1,6 +1,8 @@
 //! The workspace list, a new workspace, and a workspace's page: its settings, webhooks, sources
 //! and chats, with "release now".
 
+use std::collections::HashMap;
+
 use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
@@ -30,6 +32,9 @@ struct HomePage {
     /// Whether the new-workspace form is shown: the operator's alone.
     operator: bool,
     workspaces: Vec<Workspace>,
+    /// For the operator, each workspace's id with its webhooks switched off, deliveries waiting,
+    /// the oldest's wait, and sources no request reached in a day.
+    health: HashMap<String, (u64, u64, String, u64)>,
     form: WorkspaceForm,
     granularities: [(&'static str, &'static str); 5],
 }
@@ -159,6 +164,17 @@ pub async fn home(State(state): State<AppState>, session: Session) -> Result<Res
     home_page(&state, session, form).await
 }
 
+/// How long something has waited, roughly: `45 s`, `12 min`, `3 h`, `2 d`.
+fn age(waited: chrono::Duration) -> String {
+    let s = waited.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86400),
+    }
+}
+
 async fn home_page(state: &AppState, session: Session, form: WorkspaceForm) -> Result<Response, PageError> {
     let workspaces = state.store.list_workspaces().await?;
     // A member sees the workspaces they belong to, and no other.
@@ -166,7 +182,31 @@ async fn home_page(state: &AppState, session: Session, form: WorkspaceForm) -> R
         workspaces.into_iter().filter(|ws| session.principal.may(&ws.id, Need::Read).is_ok()).collect();
     let w = default_words();
     let operator = session.principal.is_operator();
-    Ok(page(HomePage { w, csrf: session.csrf, operator, workspaces, form, granularities: w.granularities() }))
+    // The operator sees every workspace at a glance: what needs looking at.
+    let health = if operator {
+        let now = state.clock.now();
+        state
+            .store
+            .workspaces_health(now)
+            .await?
+            .into_iter()
+            .map(|h| {
+                let oldest = h.oldest_waiting_since.map(|since| age(now - since)).unwrap_or_default();
+                (h.id.to_string(), (h.webhooks_off, h.waiting, oldest, h.silent_sources))
+            })
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    Ok(page(HomePage {
+        w,
+        csrf: session.csrf,
+        operator,
+        workspaces,
+        health,
+        form,
+        granularities: w.granularities(),
+    }))
 }
 
 #[instrument(skip_all)]

@@ -552,3 +552,101 @@ async fn people_are_invited_sign_in_and_see_only_their_workspace_in_the_browser(
     assert!(home.contains(ws.id.as_str()) && !home.contains(other.id.as_str()), "their workspace alone");
     sam.close().await;
 }
+
+/// A workspace's whole set-up in the browser: a channel connected from the page (its card then
+/// shows the request the vendor sent and, for a badly signed one, why it was refused); a webhook
+/// paused and switched back on discarding what waited; a chat erased from its page, whose
+/// transcript then answers 404 and whose words go out in no later bundle, and whose erasure is
+/// in the log export.
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver: run scripts/test"]
+async fn a_workspace_is_set_up_paused_and_a_chat_erased_in_the_browser() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace_with("1h", "UTC").await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url, "granularity": "none"})).await;
+    let hook_id = hook["id"].as_str().unwrap().to_string();
+    let browser = Browser::start(false).await;
+    sign_in(&browser, &app).await;
+    let workspace = app.url(&format!("/ui/workspaces/{}", ws.id));
+
+    // Connect Twilio from the page.
+    browser.client.goto(&workspace).await.unwrap();
+    let connect = browser.css(&format!("a[href='/ui/workspaces/{}/sources/new/twilio']", ws.id)).await;
+    browser.click_and_wait(connect).await;
+    browser.fill("source-name", "Shop WhatsApp").await;
+    browser.fill("credential-auth_token", "12345").await;
+    browser.screenshot("connect-twilio").await;
+    browser.click_and_wait(browser.button("Connect").await).await;
+    let text = browser.text().await;
+    assert!(text.contains("Connected: Shop WhatsApp"), "{text}");
+    let inbound = browser.css("section.card code[data-copy*='Shop WhatsApp']").await.text().await.unwrap();
+    assert!(inbound.contains("/hooks/twilio/in_"), "{inbound}");
+
+    // The vendor's requests, one signed right and one not, show on the card.
+    let params: Vec<(String, String)> = [
+        ("MessageSid", "SM1"),
+        ("From", "whatsapp:+15550001"),
+        ("To", "whatsapp:+15550002"),
+        ("Body", "hello"),
+        ("NumMedia", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for token in ["12345", "a mistyped token"] {
+        app.http
+            .post(&inbound)
+            .header("x-twilio-signature", chatbundle::ingest::twilio::signature(token, &inbound, &params))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&params).unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    let card_text = eventually("the card shows both requests", || async {
+        browser.client.goto(&workspace).await.unwrap();
+        let text = browser.text().await;
+        (text.contains("2 in the last 24 hours") && text.contains("Last refused")).then_some(text)
+    })
+    .await;
+    assert!(card_text.contains("bad_signature"), "{card_text}");
+    let card = browser.css("section.card:has(p.traffic)").await;
+    browser.screenshot_of("source-card", Some(&card)).await;
+
+    // Pause the webhook: what comes waits; switched on again, it is discarded.
+    let off = browser.css(&format!("[id='{hook_id}-enabled']")).await;
+    off.click().await.unwrap();
+    browser.css(&format!("[id='{hook_id}-off-pause']")).await.click().await.unwrap();
+    let save = browser.css(&format!("[id='{hook_id}'] button[name='action'][value='save']")).await;
+    browser.click_and_wait(save).await;
+    let delivered_before = receiver.received().len();
+    app.ingest(&ws, &json!([message("w-1", "c-9", "while paused"), message("w-2", "c-9", "also")])).await;
+    browser.client.goto(&workspace).await.unwrap();
+    let alert = browser.css(&format!("[id='{hook_id}'] [role='alert']")).await.text().await.unwrap();
+    assert!(
+        alert.contains("Send the 3 waiting deliveries") || alert.contains("waiting deliveries"),
+        "{alert}"
+    );
+    browser.css(&format!("[id='{hook_id}-backlog-discard']")).await.click().await.unwrap();
+    browser.click_and_wait(browser.button("Re-enable").await).await;
+    let shown: Value = app.get_json(&format!("/api/v1/webhooks/{hook_id}")).await;
+    assert_eq!((shown["enabled"].clone(), shown["waiting"].clone()), (json!(true), json!(0)));
+    assert_eq!(receiver.received().len(), delivered_before, "nothing that waited went out");
+
+    // Erase a chat from its page.
+    let chats: Value = app.get_json(&format!("/api/v1/workspaces/{}/chats", ws.id)).await;
+    let chat = chats["chats"].as_array().unwrap().iter().find(|c| c["chat_id"] == "c-9").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let transcript =
+        app.get_json(&format!("/api/v1/chats/{chat}")).await["transcript_url"].as_str().unwrap().to_string();
+    browser.client.goto(&app.url(&format!("/ui/chats/{chat}"))).await.unwrap();
+    browser.css("#erase-confirm").await.click().await.unwrap();
+    browser.click_and_wait(browser.button("Erase the chat").await).await;
+    assert!(browser.text().await.contains("The chat is erased: 2 messages deleted"));
+    assert_eq!(reqwest::get(&transcript).await.unwrap().status(), 404);
+    let log = app.get_text(&format!("/api/v1/webhooks/{hook_id}/log?format=csv")).await;
+    assert!(log.contains("chat_erased") && !log.contains("while paused"), "{log}");
+    browser.close().await;
+}

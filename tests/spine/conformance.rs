@@ -1685,6 +1685,51 @@ pub async fn old_messages_go_only_when_no_open_window_needs_them(factory: &dyn F
     assert_eq!(world.store.forget_messages(&other, later, 100).await.unwrap(), 0);
 }
 
+/// The operator's glance: per workspace, its webhooks switched off, deliveries waiting and since
+/// when, and its sources switched on that nothing reached in a day.
+pub async fn the_operators_glance_counts_what_needs_looking_at(factory: &dyn Factory) {
+    use chatbundle::domain::SourceKind;
+    use chatbundle::store::{NewSource, SourceTraffic, WebhookPatch};
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::None, &[Event::Messages]).await;
+    world
+        .store
+        .update_webhook(&webhook, WebhookPatch { enabled: Some(false), ..Default::default() })
+        .await
+        .unwrap();
+    let batch = request(&world, vec![said("m1", "c1", Direction::Received)], vec![]);
+    world.store.ingest(batch).await.unwrap();
+    let source = |name: &str| NewSource {
+        workspace_id: world.workspace.clone(),
+        kind: SourceKind::ZohoDesk,
+        name: chatbundle::domain::Name::parse(name).unwrap(),
+        account: Account::default(),
+        credentials: json!({}),
+        enabled: true,
+    };
+    let heard = world.store.create_source(source("Heard")).await.unwrap();
+    world.store.create_source(source("Silent")).await.unwrap();
+    let now = world.now();
+    let seen = SourceTraffic {
+        source: heard.id.clone(),
+        buckets: vec![(SourceTraffic::bucket_of(now), 1)],
+        last_request_at: now,
+        last_refusal: None,
+    };
+    world.store.note_traffic(vec![seen]).await.unwrap();
+    let other = world.other_workspace("quiet").await;
+
+    let glance = world.store.workspaces_health(now).await.unwrap();
+    let mine = glance.iter().find(|h| h.id == world.workspace).expect("listed");
+    assert_eq!((mine.webhooks_off, mine.waiting, mine.silent_sources), (1, 1, 1));
+    assert!(mine.oldest_waiting_since.is_some());
+    let quiet = glance.iter().find(|h| h.id == other).expect("listed");
+    assert_eq!(
+        (quiet.webhooks_off, quiet.waiting, quiet.oldest_waiting_since, quiet.silent_sources),
+        (0, 0, None, 0)
+    );
+}
+
 /// After a WeChat chat's reply window the business's messages count against the account's
 /// allowance; the message that uses it up queues one OUTGOING_LIMIT_REACHED event (later ones
 /// none), and the chat keeps the count.
@@ -1882,6 +1927,7 @@ macro_rules! conformance {
             case!(a_stopped_webhook_keeps_nothing_and_a_discarded_backlog_is_never_sent);
             case!(traffic_seen_by_several_daemons_adds_up_and_only_moves_forward);
             case!(old_messages_go_only_when_no_open_window_needs_them);
+            case!(the_operators_glance_counts_what_needs_looking_at);
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
             case!(messages_move_sessions_and_each_move_is_recorded_once);
             case!(racing_messages_move_a_session_once);

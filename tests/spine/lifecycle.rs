@@ -528,3 +528,46 @@ async fn messages_older_than_the_workspace_keeps_them_are_deleted_once_delivered
     .await;
     assert_eq!(app.get_json(&format!("/api/v1/chats/{chat}")).await["id"], chat, "the chat stays");
 }
+
+/// The operator's page shows every workspace at a glance: webhooks off, deliveries waiting, the
+/// oldest's wait, sources silent for a day; a member's does not.
+#[tokio::test]
+async fn the_operators_page_shows_every_workspace_at_a_glance() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let ws = app.workspace().await;
+    let hook = app.create_webhook(&ws.id, json!({"url": receiver.url, "granularity": "none"})).await;
+    app.patch_webhook(hook["id"].as_str().unwrap(), json!({"enabled": false})).await;
+    app.ingest(&ws, &json!([message("m-1", "c-1", "a"), message("m-2", "c-1", "b")])).await;
+    app.admin(Method::POST, &format!("/api/v1/workspaces/{}/sources", ws.id))
+        .json(&json!({"kind": "zoho_desk", "name": "Desk", "credentials": {}}))
+        .send()
+        .await
+        .unwrap();
+    app.advance(std::time::Duration::from_secs(2 * 3600));
+    let (browser, _) = signed_in_browser(&app).await;
+    let home = browser.get(app.url("/ui")).send().await.unwrap().text().await.unwrap();
+    let row = home.split("<tr").find(|r| r.contains(ws.id.as_str())).unwrap_or_else(|| panic!("{home}"));
+    let cells: Vec<&str> = row.split("<td>").skip(2).map(|c| c.split('<').next().unwrap()).collect();
+    assert_eq!((cells[0], cells[1], cells[3]), ("1", "2", "1"), "{row}");
+    assert!(cells[2].ends_with(" h"), "the oldest has waited hours: {row}");
+    assert!(row.contains("attention"));
+
+    let (member, _) = {
+        let invited = app.invite(&ws, "vi@acme.example", "viewer").await;
+        let person = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        person
+            .post(invited["invitation_url"].as_str().unwrap())
+            .form(&[("password", "a viewer's long password")])
+            .send()
+            .await
+            .unwrap();
+        (person, ())
+    };
+    let theirs = member.get(app.url("/ui")).send().await.unwrap().text().await.unwrap();
+    assert!(!theirs.contains("workspaces-health"), "the glance is the operator's");
+}

@@ -109,6 +109,37 @@ macro_rules! settings {
                     .await
                 }
 
+                async fn workspaces_health(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<Vec<crate::store::WorkspaceHealth>> {
+                    use sqlx::Row;
+                    let sql = format!(
+                        "SELECT s.id,
+                            (SELECT COUNT(*) FROM webhooks w WHERE w.workspace_id = s.id AND NOT w.enabled) AS webhooks_off,
+                            (SELECT COUNT(*) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                             WHERE w.workspace_id = s.id AND d.status = {pending}) AS waiting,
+                            (SELECT MIN(d.created_at) FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                             WHERE w.workspace_id = s.id AND d.status = {pending}) AS oldest,
+                            (SELECT COUNT(*) FROM sources x WHERE x.workspace_id = s.id AND x.enabled
+                               AND (x.last_request_at IS NULL OR x.last_request_at < $1)) AS silent
+                         FROM workspaces s ORDER BY s.created_at, s.id",
+                        pending = crate::store::sql::pending!()
+                    );
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(super::rows::ms(now - chrono::Duration::hours(24)))
+                        .fetch_all(self.reads())
+                        .await?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok(crate::store::WorkspaceHealth {
+                                id: WorkspaceId::stored(r.try_get::<String, _>("id")?),
+                                webhooks_off: r.try_get::<i64, _>("webhooks_off")? as u64,
+                                waiting: r.try_get::<i64, _>("waiting")? as u64,
+                                oldest_waiting_since: r.try_get::<Option<i64>, _>("oldest")?.map(super::rows::from_ms),
+                                silent_sources: r.try_get::<i64, _>("silent")? as u64,
+                            })
+                        })
+                        .collect()
+                }
+
                 async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
                     let sql = format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY created_at, id");
                     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.reads()).await?;

@@ -38,6 +38,9 @@ pub struct WorkspaceView {
     media_link_ttl: String,
     /// How long it keeps its messages: `keep` (for good) or a duration like `90days`.
     message_retention: String,
+    /// How long its transcript links work after they are made or rotated: `never` (they do
+    /// not expire) or a duration like `30days`; an expired one answers 410.
+    transcript_link_ttl: String,
     /// The bearer key that authorises ingest into this workspace alone (not shown to a viewer).
     #[serde(skip_serializing_if = "Option::is_none")]
     ingest_key: Option<String>,
@@ -59,6 +62,7 @@ impl WorkspaceView {
             locale: w.locale,
             media_link_ttl: w.media_link_ttl.to_string(),
             message_retention: w.message_retention.to_string(),
+            transcript_link_ttl: w.transcript_link_ttl.to_string(),
             ingest_key,
             created_at: w.created_at,
             updated_at: w.updated_at,
@@ -122,6 +126,10 @@ pub struct CreateWorkspace {
     /// to `10years`; older messages no open window needs are deleted in the background.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_retention: Option<String>,
+    /// How long its transcript links work after they are made or rotated: `never` (the default)
+    /// or a duration from `1h` to `10years`, after which a link answers 410.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcript_link_ttl: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -151,6 +159,10 @@ pub struct UpdateWorkspace {
     /// to `10years`; older messages no open window needs are deleted in the background.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_retention: Option<String>,
+    /// How long its transcript links work after they are made or rotated: `never` (the default)
+    /// or a duration from `1h` to `10years`, after which a link answers 410.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transcript_link_ttl: Option<String>,
 }
 
 #[utoipa::path(
@@ -188,6 +200,12 @@ pub async fn create(
             .message_retention
             .as_deref()
             .map(message_retention)
+            .transpose()?
+            .unwrap_or_default(),
+        transcript_link_ttl: body
+            .transcript_link_ttl
+            .as_deref()
+            .map(transcript_link_ttl)
             .transpose()?
             .unwrap_or_default(),
     };
@@ -279,6 +297,7 @@ pub async fn update(
         locale: body.locale,
         media_link_ttl: body.media_link_ttl.as_deref().map(media_link_ttl).transpose()?,
         message_retention: body.message_retention.as_deref().map(message_retention).transpose()?,
+        transcript_link_ttl: body.transcript_link_ttl.as_deref().map(transcript_link_ttl).transpose()?,
     };
     let workspace =
         state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
@@ -338,6 +357,10 @@ pub async fn flush(
 pub struct Flushed {
     /// How many deliveries the flush queued.
     pub deliveries: u64,
+}
+
+fn transcript_link_ttl(value: &str) -> Result<crate::domain::TranscriptLinkTtl, ApiError> {
+    value.parse().map_err(|e| ApiError::field("transcript_link_ttl", e))
 }
 
 fn message_retention(value: &str) -> Result<crate::domain::MessageRetention, ApiError> {

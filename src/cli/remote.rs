@@ -52,6 +52,9 @@ pub enum WorkspaceCommand {
         /// How long it keeps its messages: keep (default) or e.g. 90days.
         #[arg(long)]
         message_retention: Option<String>,
+        /// How long its transcript links work: never (default) or e.g. 30days.
+        #[arg(long)]
+        transcript_link_ttl: Option<String>,
         #[command(flatten)]
         account: AccountArgs,
     },
@@ -75,6 +78,9 @@ pub enum WorkspaceCommand {
         /// How long it keeps its messages: keep or e.g. 90days.
         #[arg(long)]
         message_retention: Option<String>,
+        /// How long its transcript links work: never or e.g. 30days.
+        #[arg(long)]
+        transcript_link_ttl: Option<String>,
         #[command(flatten)]
         account: AccountArgs,
     },
@@ -562,6 +568,7 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
             locale,
             media_link_ttl,
             message_retention,
+            transcript_link_ttl,
             account,
         } => {
             let request = CreateWorkspace {
@@ -573,6 +580,7 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
                 locale: locale.map(|l| parsed("locale", &l)).transpose()?,
                 media_link_ttl,
                 message_retention,
+                transcript_link_ttl,
             };
             client.show(Method::POST, "/api/v1/workspaces", body(request)).await
         }
@@ -585,6 +593,7 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
             locale,
             media_link_ttl,
             message_retention,
+            transcript_link_ttl,
             account,
         } => {
             let request = UpdateWorkspace {
@@ -596,6 +605,7 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
                 locale: locale.map(|l| parsed("locale", &l)).transpose()?,
                 media_link_ttl,
                 message_retention,
+                transcript_link_ttl,
             };
             client.show(Method::PATCH, &format!("/api/v1/workspaces/{id}"), body(request)).await
         }

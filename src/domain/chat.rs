@@ -94,6 +94,9 @@ pub struct Chat {
     pub responsible_id: Option<String>,
     /// The unguessable part of the transcript link `{public_url}/c/{token}`.
     pub token: String,
+    /// When its transcript link was made (or last rotated): its workspace's
+    /// `transcript_link_ttl` counts from here.
+    pub token_issued_at: DateTime<Utc>,
     pub first_seen_at: DateTime<Utc>,
     pub session_status: Option<SessionStatus>,
     /// When the channel stops allowing free-form replies (WhatsApp 24 h, WeChat 48 h after the

@@ -250,25 +250,87 @@ impl FromStr for MessageRetention {
     type Err = Invalid;
 
     fn from_str(value: &str) -> Result<Self, Invalid> {
-        if value.trim() == "keep" {
-            return Ok(MessageRetention::KEEP);
-        }
-        let d = humantime::parse_duration(value.trim()).map_err(|e| {
-            Invalid(format!("{value:?} is neither \"keep\" nor a duration like \"90days\": {e}"))
-        })?;
-        if !(Self::MIN..=Self::MAX).contains(&d) {
-            return Err(Invalid("must be \"keep\", or between 1day and 10years".into()));
-        }
-        Ok(MessageRetention(Some(d)))
+        lifetime(value, "keep", (Self::MIN, Self::MAX), "1day and 10years").map(MessageRetention)
     }
 }
 
 impl fmt::Display for MessageRetention {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            None => f.write_str("keep"),
-            Some(d) => write!(f, "{}", humantime::format_duration(d)),
-        }
+        show_lifetime(f, self.0, "keep")
+    }
+}
+
+/// How long a chat's transcript link works after it was made or last rotated: for good (`never`,
+/// the default) or a duration from an hour to ten years; after that it answers 410 Gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TranscriptLinkTtl(Option<Duration>);
+
+impl TranscriptLinkTtl {
+    pub const NEVER: TranscriptLinkTtl = TranscriptLinkTtl(None);
+    pub const MIN: Duration = Duration::from_secs(3600);
+    pub const MAX: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
+    /// A value the store wrote after it was checked (milliseconds, `None`: never).
+    pub fn stored(ms: Option<i64>) -> TranscriptLinkTtl {
+        TranscriptLinkTtl(ms.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+    }
+
+    pub fn duration(self) -> Option<Duration> {
+        self.0
+    }
+
+    pub fn millis(self) -> Option<i64> {
+        self.0.map(|d| d.as_millis() as i64)
+    }
+
+    /// When a link made at `issued_at` stops working, if it does.
+    pub fn expires(self, issued_at: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.map(|d| issued_at + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+    }
+}
+
+impl FromStr for TranscriptLinkTtl {
+    type Err = Invalid;
+
+    fn from_str(value: &str) -> Result<Self, Invalid> {
+        lifetime(value, "never", (Self::MIN, Self::MAX), "1h and 10years").map(TranscriptLinkTtl)
+    }
+}
+
+impl fmt::Display for TranscriptLinkTtl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        show_lifetime(f, self.0, "never")
+    }
+}
+
+/// A lifetime as a setting takes it: the word for "for good", or a duration within `bounds`.
+fn lifetime(
+    value: &str,
+    forever: &str,
+    bounds: (Duration, Duration),
+    range: &str,
+) -> Result<Option<Duration>, Invalid> {
+    let value = value.trim();
+    if value == forever {
+        return Ok(None);
+    }
+    let d = humantime::parse_duration(value).map_err(|e| {
+        Invalid(format!("{value:?} is neither {forever:?} nor a duration like \"90days\": {e}"))
+    })?;
+    if !(bounds.0..=bounds.1).contains(&d) {
+        return Err(Invalid(format!("must be {forever:?}, or between {range}")));
+    }
+    Ok(Some(d))
+}
+
+/// A lifetime as it was likely written: whole days as `90days` (humantime would say
+/// `2months 29days 2h 52m 48s`, its month being 30.44 days), whole hours as `36h`.
+fn show_lifetime(f: &mut fmt::Formatter<'_>, d: Option<Duration>, forever: &str) -> fmt::Result {
+    match d.map(|d| d.as_secs()) {
+        None => f.write_str(forever),
+        Some(s) if s % 86_400 == 0 => write!(f, "{}days", s / 86_400),
+        Some(s) if s % 3_600 == 0 => write!(f, "{}h", s / 3_600),
+        Some(_) => write!(f, "{}", humantime::format_duration(d.unwrap_or_default())),
     }
 }
 
@@ -318,6 +380,21 @@ impl FromStr for NoteMaxChars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifetimes_are_for_good_or_within_their_bounds() {
+        assert_eq!("keep".parse::<MessageRetention>(), Ok(MessageRetention::KEEP));
+        assert_eq!("90days".parse::<MessageRetention>().unwrap().to_string(), "90days");
+        assert!("2h".parse::<MessageRetention>().is_err(), "under a day");
+        assert!("never".parse::<MessageRetention>().is_err(), "not its word");
+        assert_eq!("never".parse::<TranscriptLinkTtl>(), Ok(TranscriptLinkTtl::NEVER));
+        assert!("5m".parse::<TranscriptLinkTtl>().is_err());
+        let week = "7days".parse::<TranscriptLinkTtl>().unwrap();
+        let issued = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        assert_eq!(week.expires(issued), Some(issued + chrono::Duration::days(7)));
+        assert_eq!(TranscriptLinkTtl::NEVER.expires(issued), None);
+        assert_eq!(TranscriptLinkTtl::stored(week.millis()), week);
+    }
 
     #[test]
     fn a_media_link_lasts_from_five_minutes_to_thirty_days() {

@@ -22,7 +22,10 @@ mod switch;
 pub use access::{Need, Principal, Refusal, Role};
 pub use chat::{Chat, ChatInfo, FirstMessages, MessageEdit, NewMessage, StoredMessage, named_sender};
 pub use delivery::{AttemptFailure, SwitchedOff};
-pub use input::{DeliveryTimeout, EmailAddress, Invalid, MediaLinkTtl, MessageRetention, Name, NoteMaxChars};
+pub use input::{
+    DeliveryTimeout, EmailAddress, Invalid, MediaLinkTtl, MessageRetention, Name, NoteMaxChars,
+    TranscriptLinkTtl,
+};
 pub use media::{Attachment, AttachmentKind, LinkKey, LinkRefusal, Media, linkable, links_media};
 pub use switch::{Backlog, OffMode, Switch};
 

@@ -328,6 +328,7 @@ mod tests {
             responsible_id: None,
             token: "t".into(),
             first_seen_at: at("2024-03-01T00:00:00Z"),
+            token_issued_at: at("2024-03-01T00:00:00Z"),
             session_status: Some(SessionStatus::Created),
             reply_window_expires_at: Some(at("2024-03-03T00:00:00Z")),
             account_type,

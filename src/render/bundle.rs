@@ -307,6 +307,7 @@ mod tests {
             responsible_id: None,
             token: "tok123".into(),
             first_seen_at: at("2021-02-24T16:00:00Z"),
+            token_issued_at: at("2021-02-24T16:00:00Z"),
             session_status: None,
             reply_window_expires_at: None,
             account_type: None,

@@ -248,6 +248,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
         responsible_id: None,
         token: "sample".into(),
         first_seen_at: at,
+        token_issued_at: at,
         session_status: Some(SessionStatus::Open),
         reply_window_expires_at: None,
         account_type: None,

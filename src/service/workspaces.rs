@@ -28,6 +28,11 @@ pub async fn changed(state: &AppState, before: &Workspace, after: &Workspace, ac
         json!(after.media_link_ttl.to_string()),
     );
     differs(
+        "transcript_link_ttl",
+        json!(before.transcript_link_ttl.to_string()),
+        json!(after.transcript_link_ttl.to_string()),
+    );
+    differs(
         "message_retention",
         json!(before.message_retention.to_string()),
         json!(after.message_retention.to_string()),

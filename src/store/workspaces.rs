@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::StoreResult;
 use crate::domain::{
-    Account, EmailAddress, Granularity, Locale, MediaLinkTtl, MessageRetention, Name, Timezone, WorkspaceId,
+    Account, EmailAddress, Granularity, Locale, MediaLinkTtl, MessageRetention, Name, Timezone,
+    TranscriptLinkTtl, WorkspaceId,
 };
 
 /// A workspace as stored.
@@ -26,6 +27,8 @@ pub struct Workspace {
     pub media_link_ttl: MediaLinkTtl,
     /// How long it keeps its messages.
     pub message_retention: MessageRetention,
+    /// How long its chats' transcript links work.
+    pub transcript_link_ttl: TranscriptLinkTtl,
     /// The bearer key that authorises ingest into this workspace alone.
     pub ingest_key: String,
     pub created_at: DateTime<Utc>,
@@ -42,6 +45,7 @@ pub struct NewWorkspace {
     pub locale: Locale,
     pub media_link_ttl: MediaLinkTtl,
     pub message_retention: MessageRetention,
+    pub transcript_link_ttl: TranscriptLinkTtl,
 }
 
 /// Fields to change on a workspace; `None` leaves a field as it is.
@@ -55,6 +59,7 @@ pub struct WorkspacePatch {
     pub locale: Option<Locale>,
     pub media_link_ttl: Option<MediaLinkTtl>,
     pub message_retention: Option<MessageRetention>,
+    pub transcript_link_ttl: Option<TranscriptLinkTtl>,
 }
 
 /// A workspace at a glance, for the operator: what needs looking at.

@@ -177,6 +177,11 @@ impl PageError {
         PageError { status: StatusCode::UNPROCESSABLE_ENTITY, detail: detail.into() }
     }
 
+    /// A 410 page saying why.
+    pub fn gone(detail: &str) -> PageError {
+        PageError { status: StatusCode::GONE, detail: detail.into() }
+    }
+
     /// A 400 page saying why.
     pub fn bad_request(detail: &str) -> PageError {
         PageError { status: StatusCode::BAD_REQUEST, detail: detail.into() }

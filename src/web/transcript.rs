@@ -99,6 +99,12 @@ fn not_found() -> Response {
         .into_response()
 }
 
+/// An expired link: 410, saying why, in the workspace's language.
+fn expired(w: &PageWords, lasts: &str) -> Response {
+    let why = format!("{}{lasts}{}", w.transcript_expired_before, w.transcript_expired_after);
+    super::PageError::gone(&why).into_response()
+}
+
 fn unavailable(error: StoreError) -> Response {
     tracing::error!(%error, "a transcript could not be read");
     (
@@ -132,6 +138,14 @@ pub async fn page(
     };
     let (zone, locale, account, ttl, retention): (Tz, _, _, _, _) =
         match state.store.get_workspace(&workspace_id).await {
+            Ok(Some(ws))
+                if ws
+                    .transcript_link_ttl
+                    .expires(chat.token_issued_at)
+                    .is_some_and(|end| end <= state.clock.now()) =>
+            {
+                return expired(page_words(ws.locale), &ws.transcript_link_ttl.to_string());
+            }
             Ok(Some(ws)) => (
                 ws.timezone.tz(),
                 ws.locale,

@@ -66,6 +66,9 @@ pub struct WorkspaceForm {
     /// How long messages are kept: `keep` or a duration; empty keeps the setting.
     #[serde(default)]
     message_retention: String,
+    /// How long transcript links work: `never` or a duration; empty keeps the setting.
+    #[serde(default)]
+    transcript_link_ttl: String,
     #[serde(skip)]
     errors: FormErrors,
 }
@@ -83,6 +86,7 @@ struct CheckedWorkspace {
     media_link_ttl: Option<MediaLinkTtl>,
     /// `None`: not given (a new workspace keeps its messages; a saved one keeps its setting).
     message_retention: Option<MessageRetention>,
+    transcript_link_ttl: Option<crate::domain::TranscriptLinkTtl>,
 }
 
 impl WorkspaceForm {
@@ -98,6 +102,7 @@ impl WorkspaceForm {
             locale: ws.locale.as_str().into(),
             media_link_ttl: ws.media_link_ttl.to_string(),
             message_retention: ws.message_retention.to_string(),
+            transcript_link_ttl: ws.transcript_link_ttl.to_string(),
             ..WorkspaceForm::default()
         }
     }
@@ -126,6 +131,11 @@ impl WorkspaceForm {
             "" => Some(None),
             given => keep(errors, "message_retention", given.parse::<MessageRetention>()).map(Some),
         };
+        let transcript_link_ttl = match self.transcript_link_ttl.trim() {
+            "" => Some(None),
+            given => keep(errors, "transcript_link_ttl", given.parse::<crate::domain::TranscriptLinkTtl>())
+                .map(Some),
+        };
         let optional = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
         let account = Account {
             full_name: optional(&self.account_full_name),
@@ -153,6 +163,7 @@ impl WorkspaceForm {
             locale: locale?,
             media_link_ttl: media_link_ttl?,
             message_retention: message_retention?,
+            transcript_link_ttl: transcript_link_ttl?,
         })
     }
 }
@@ -233,6 +244,7 @@ pub async fn create(
         locale: checked.locale.unwrap_or_default(),
         media_link_ttl: checked.media_link_ttl.unwrap_or(MediaLinkTtl::DEFAULT),
         message_retention: checked.message_retention.unwrap_or_default(),
+        transcript_link_ttl: checked.transcript_link_ttl.unwrap_or_default(),
     };
     let ws = state.store.create_workspace(new).await?;
     Ok(see_other(&format!("/ui/workspaces/{}", ws.id)))
@@ -559,6 +571,7 @@ pub async fn save(
         locale: checked.locale,
         media_link_ttl: checked.media_link_ttl,
         message_retention: checked.message_retention,
+        transcript_link_ttl: checked.transcript_link_ttl,
     };
     let before = state.store.get_workspace(&id).await?.ok_or_else(|| PageError::not_found("workspace"))?;
     let after =

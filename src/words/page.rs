@@ -120,6 +120,12 @@ pub struct PageWords {
     pub message_retention_hint: &'static str,
     pub transcript_retention_before: &'static str,
     pub transcript_retention_after: &'static str,
+    /// How long transcript links work: the field's label and hint; the page of an expired link
+    /// (around how long links work).
+    pub transcript_link_ttl: &'static str,
+    pub transcript_link_ttl_hint: &'static str,
+    pub transcript_expired_before: &'static str,
+    pub transcript_expired_after: &'static str,
     pub media_links_ready: &'static str,
     pub media_links_need_before: &'static str,
     pub media_links_need_after: &'static str,

@@ -167,6 +167,7 @@ async fn create_workspace(store: &SharedStore, name: &str) -> WorkspaceId {
         locale: Default::default(),
         media_link_ttl: chatbundle::domain::MediaLinkTtl::DEFAULT,
         message_retention: Default::default(),
+        transcript_link_ttl: Default::default(),
     };
     store.create_workspace(new).await.unwrap().id
 }

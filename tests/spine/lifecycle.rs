@@ -571,3 +571,33 @@ async fn the_operators_page_shows_every_workspace_at_a_glance() {
     let theirs = member.get(app.url("/ui")).send().await.unwrap().text().await.unwrap();
     assert!(!theirs.contains("workspaces-health"), "the glance is the operator's");
 }
+
+/// Transcript links can expire: `transcript_link_ttl` (refused outside 1h to 10years, naming the
+/// field); once a link is older than that it answers 410 saying why, and rotating it makes a new
+/// one that works again.
+#[tokio::test]
+async fn a_transcript_link_older_than_its_workspace_allows_is_gone() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    let path = format!("/api/v1/workspaces/{}", ws.id);
+    let short =
+        app.admin(Method::PATCH, &path).json(&json!({"transcript_link_ttl": "5m"})).send().await.unwrap();
+    assert_eq!(short.json::<Value>().await.unwrap()["error"]["field"], "transcript_link_ttl");
+    let set = app.patch_workspace(&ws.id, json!({"transcript_link_ttl": "7days"})).await;
+    assert_eq!(set["transcript_link_ttl"], "7days");
+    app.ingest(&ws, &json!([message("m-1", "c-1", "hello")])).await;
+    let (chat, link) = chat_of(&app, &ws, "c-1").await;
+    assert_eq!(reqwest::get(&link).await.unwrap().status(), 200);
+    app.advance(std::time::Duration::from_secs(8 * 24 * 3600));
+    let gone = reqwest::get(&link).await.unwrap();
+    assert_eq!(gone.status(), 410);
+    assert!(
+        gone.text().await.unwrap().contains("This transcript link has expired: its links work for 7days")
+    );
+    let rotated =
+        app.admin(Method::POST, &format!("/api/v1/chats/{chat}/rotate-token")).send().await.unwrap();
+    let fresh = rotated.json::<Value>().await.unwrap()["transcript_url"].as_str().unwrap().to_string();
+    assert_eq!(reqwest::get(&fresh).await.unwrap().status(), 200, "a rotated link starts afresh");
+    app.patch_workspace(&ws.id, json!({"transcript_link_ttl": "never"})).await;
+    assert_eq!(reqwest::get(&fresh).await.unwrap().status(), 200);
+}

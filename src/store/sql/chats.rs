@@ -113,12 +113,13 @@ macro_rules! chats {
                 }
 
                 async fn rotate_chat_token(&self, id: ChatId) -> StoreResult<Option<String>> {
-                    self.transact(move |conn, _| {
+                    self.transact(move |conn, now| {
                         Box::pin(async move {
                             let token = random_token(32);
-                            let done = sqlx::query("UPDATE chats SET token = $1 WHERE id = $2")
+                            let done = sqlx::query("UPDATE chats SET token = $1, token_issued_at = $3 WHERE id = $2")
                                 .bind(&token)
                                 .bind(id.0)
+                                .bind(now)
                                 .execute(conn)
                                 .await?;
                             Ok((done.rows_affected() > 0).then_some(token))

@@ -51,7 +51,7 @@ macro_rules! rows {
 
         pub(super) const WORKSPACE_COLUMNS: &str = "id, name, owner_email, timezone, granularity, account_full_name, \
              account_email, account_phone, ingest_key, created_at, updated_at, locale, media_link_ttl_ms, \
-             message_retention_ms";
+             message_retention_ms, transcript_link_ttl_ms";
 
         pub(super) fn workspace(row: &$row) -> StoreResult<Workspace> {
             Ok(Workspace {
@@ -64,6 +64,7 @@ macro_rules! rows {
                 locale: row.try_get::<String, _>("locale")?.parse().unwrap_or_default(),
                 media_link_ttl: crate::domain::MediaLinkTtl::stored(row.try_get("media_link_ttl_ms")?),
                 message_retention: crate::domain::MessageRetention::stored(row.try_get("message_retention_ms")?),
+                transcript_link_ttl: crate::domain::TranscriptLinkTtl::stored(row.try_get("transcript_link_ttl_ms")?),
                 ingest_key: row.try_get("ingest_key")?,
                 created_at: from_ms(row.try_get("created_at")?),
                 updated_at: from_ms(row.try_get("updated_at")?),
@@ -103,7 +104,7 @@ macro_rules! rows {
         /// The columns [`chat`] reads.
         pub(super) const CHAT_COLUMNS: &str = "id, source_key, external_id, full_name, phone, is_group, responsible_name, \
              responsible_email, responsible_id, token, first_seen_at, first_message_seq, first_text_seq, session_status, reply_window_expires_at, \
-             account_type, replies_period, replies_used, channel_can_reply";
+             account_type, replies_period, replies_used, channel_can_reply, token_issued_at";
 
         /// A chat and where its first messages are.
         pub(super) fn chat(row: &$row) -> StoreResult<(Chat, crate::store::FirstMessages)> {
@@ -119,6 +120,9 @@ macro_rules! rows {
                 responsible_id: row.try_get("responsible_id")?,
                 token: row.try_get("token")?,
                 first_seen_at: from_ms(row.try_get("first_seen_at")?),
+                token_issued_at: from_ms(
+                    row.try_get::<Option<i64>, _>("token_issued_at")?.unwrap_or(row.try_get("first_seen_at")?),
+                ),
                 session_status: row
                     .try_get::<Option<String>, _>("session_status")?
                     .and_then(|s| SessionStatus::parse(&s)),

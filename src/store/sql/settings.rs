@@ -85,8 +85,8 @@ macro_rules! settings {
                             sqlx::query(
                                 "INSERT INTO workspaces (id, name, owner_email, timezone, granularity,
                                     account_full_name, account_email, account_phone, ingest_key, created_at,
-                                    updated_at, locale, media_link_ttl_ms, message_retention_ms)
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13)",
+                                    updated_at, locale, media_link_ttl_ms, message_retention_ms, transcript_link_ttl_ms)
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14)",
                             )
                             .bind(id.as_str())
                             .bind(new.name.as_str())
@@ -101,6 +101,7 @@ macro_rules! settings {
                             .bind(new.locale.as_str())
                             .bind(new.media_link_ttl.millis())
                             .bind(new.message_retention.millis())
+                            .bind(new.transcript_link_ttl.millis())
                             .execute(&mut *conn)
                             .await?;
                             Ok(fetch_workspace(conn, &id).await?.expect("just inserted"))
@@ -169,7 +170,8 @@ macro_rules! settings {
                                     updated_at = $6,
                                     {},
                                     media_link_ttl_ms = COALESCE($12, media_link_ttl_ms),
-                                    message_retention_ms = CASE WHEN $13 THEN $14 ELSE message_retention_ms END
+                                    message_retention_ms = CASE WHEN $13 THEN $14 ELSE message_retention_ms END,
+                                    transcript_link_ttl_ms = CASE WHEN $15 THEN $16 ELSE transcript_link_ttl_ms END
                                  WHERE id = $11",
                                 account_set(7)
                             );
@@ -185,6 +187,8 @@ macro_rules! settings {
                             .bind(patch.media_link_ttl.map(MediaLinkTtl::millis))
                             .bind(patch.message_retention.is_some())
                             .bind(patch.message_retention.and_then(crate::domain::MessageRetention::millis))
+                            .bind(patch.transcript_link_ttl.is_some())
+                            .bind(patch.transcript_link_ttl.and_then(crate::domain::TranscriptLinkTtl::millis))
                             .execute(&mut *conn)
                             .await?
                             .rows_affected();

@@ -1,0 +1,4 @@
+-- How long a chat's transcript link works (NULL: for good), counted from when the link was made
+-- or last rotated (NULL: when the chat was first seen).
+ALTER TABLE workspaces ADD COLUMN transcript_link_ttl_ms BIGINT;
+ALTER TABLE chats ADD COLUMN token_issued_at BIGINT;

@@ -328,6 +328,7 @@ fn lifetime(
 fn show_lifetime(f: &mut fmt::Formatter<'_>, d: Option<Duration>, forever: &str) -> fmt::Result {
     match d.map(|d| d.as_secs()) {
         None => f.write_str(forever),
+        Some(86_400) => f.write_str("1day"),
         Some(s) if s % 86_400 == 0 => write!(f, "{}days", s / 86_400),
         Some(s) if s % 3_600 == 0 => write!(f, "{}h", s / 3_600),
         Some(_) => write!(f, "{}", humantime::format_duration(d.unwrap_or_default())),
@@ -385,6 +386,8 @@ mod tests {
     fn lifetimes_are_for_good_or_within_their_bounds() {
         assert_eq!("keep".parse::<MessageRetention>(), Ok(MessageRetention::KEEP));
         assert_eq!("90days".parse::<MessageRetention>().unwrap().to_string(), "90days");
+        assert_eq!("24h".parse::<MessageRetention>().unwrap().to_string(), "1day");
+        assert_eq!("36h".parse::<MessageRetention>().unwrap().to_string(), "36h");
         assert!("2h".parse::<MessageRetention>().is_err(), "under a day");
         assert!("never".parse::<MessageRetention>().is_err(), "not its word");
         assert_eq!("never".parse::<TranscriptLinkTtl>(), Ok(TranscriptLinkTtl::NEVER));

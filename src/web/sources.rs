@@ -79,6 +79,8 @@ async fn new_source_page(
         state.store.get_workspace(workspace_id).await?.ok_or_else(|| PageError::not_found("workspace"))?;
     let w = page_words(ws.locale);
     let failed = !errors.is_empty();
+    // A first form suggests the channel's name, in the workspace's language.
+    let name = if name.is_empty() && !failed { w.channels.of(kind).name.to_string() } else { name };
     let mut response = page(NewSourcePage {
         w,
         csrf: session.csrf,
@@ -104,8 +106,7 @@ pub async fn new_form(
     PageIds((id, kind)): PageIds<(WorkspaceId, String)>,
 ) -> Result<Response, PageError> {
     let kind = kind_of(&kind)?;
-    let name = page_words(Default::default()).channels.of(kind).name.to_string();
-    new_source_page(&state, session, &id, kind, name, FormErrors::new()).await
+    new_source_page(&state, session, &id, kind, String::new(), FormErrors::new()).await
 }
 
 /// A submitted source form's fields: `csrf`, `kind`, `name`, `enabled`, `confirm`, and each

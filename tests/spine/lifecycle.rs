@@ -601,3 +601,29 @@ async fn a_transcript_link_older_than_its_workspace_allows_is_gone() {
     app.patch_workspace(&ws.id, json!({"transcript_link_ttl": "never"})).await;
     assert_eq!(reqwest::get(&fresh).await.unwrap().status(), 200);
 }
+
+/// A Japanese workspace's channel form speaks Japanese: the suggested name, each credential's
+/// label and help.
+#[tokio::test]
+async fn a_japanese_workspaces_channel_form_speaks_japanese() {
+    let app = TestApp::spawn().await;
+    let ws = app
+        .create_workspace(
+            json!({"name": "東京ショップ", "owner_email": "owner@acme.example", "locale": "ja"}),
+        )
+        .await;
+    let (browser, _) = signed_in_browser(&app).await;
+    let form = browser
+        .get(app.url(&format!("/ui/workspaces/{}/sources/new/wechat", ws["id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(form.contains("value=\"WeChat 公式アカウント\""), "{form}");
+    assert!(
+        form.contains("EncodingAESKey（安全モード）") && form.contains("明文モードなら空のまま"),
+        "{form}"
+    );
+}

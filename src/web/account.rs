@@ -9,10 +9,9 @@ use axum::response::Response;
 use serde::Deserialize;
 use tracing::instrument;
 
-use super::session::{chosen_password, password_matches};
+use super::session::{chosen_password, guarded_password};
 use super::{PageError, Session, page, see_other};
 use crate::http::server::Client;
-use crate::http::throttle::Guessed;
 use crate::service::AppState;
 use crate::store::User;
 use crate::words::{PageWords, default_page_words as default_words};
@@ -102,24 +101,18 @@ pub async fn change_password(
         *response.status_mut() = status;
         response
     };
-    let guessed = Guessed::Password(user.email.clone());
-    let wait = state.throttle.wait(client.net(), &guessed);
-    if wait.is_none() && password_matches(Some(&user), &form.current).await {
-        return match chosen_password(form.password, &user.email).await? {
-            Ok(kept) => {
-                state.store.change_password(&user.id, &kept, &session.id).await?;
-                tracing::info!(user_id = %user.id, "password changed; the user's other sessions ended");
-                Ok(see_other("/ui/account?changed=true"))
-            }
-            Err(why) => Ok(refused(StatusCode::UNPROCESSABLE_ENTITY, None, Some(why))),
-        };
+    let wrong = "That is not your current password.";
+    if let Err((status, why)) =
+        guarded_password(&state, client, &user.email, Some(&user), &form.current, wrong).await
+    {
+        return Ok(refused(status, Some(why), None));
     }
-    Ok(match wait.or_else(|| state.throttle.refuse(client.net(), guessed)) {
-        Some(wait) => {
-            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let why = format!("Too many wrong passwords. Try again in {seconds} s.");
-            refused(StatusCode::TOO_MANY_REQUESTS, Some(why), None)
+    match chosen_password(form.password, &user.email).await? {
+        Ok(kept) => {
+            state.store.change_password(&user.id, &kept, &session.id).await?;
+            tracing::info!(user_id = %user.id, "password changed; the user's other sessions ended");
+            Ok(see_other("/ui/account?changed=true"))
         }
-        None => refused(StatusCode::UNAUTHORIZED, Some("That is not your current password.".into()), None),
-    })
+        Err(why) => Ok(refused(StatusCode::UNPROCESSABLE_ENTITY, None, Some(why))),
+    }
 }

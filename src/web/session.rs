@@ -244,25 +244,50 @@ async fn member_sign_in(
     next: String,
 ) -> Result<Response, PageError> {
     let address = email.trim().to_lowercase();
-    let guessed = Guessed::Password(address.clone());
-    // While shut out, not even the right password is tried: the throttle stops guessing.
-    let wait = state.throttle.wait(client.net(), &guessed);
     let user = state.store.user_by_email(&address).await?;
-    let matches = wait.is_none() && password_matches(user.as_ref(), password).await;
-    if let (true, Some(user)) = (matches, &user) {
-        return sign_in(state, &next, Some(&user.id)).await;
-    }
-    let (status, error) = match wait.or_else(|| state.throttle.refuse(client.net(), guessed)) {
-        Some(wait) => {
-            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-            (StatusCode::TOO_MANY_REQUESTS, format!("Too many wrong passwords. Try again in {seconds} s."))
-        }
-        None => (StatusCode::UNAUTHORIZED, "That e-mail address and password do not match.".to_string()),
-    };
+    let wrong = "That e-mail address and password do not match.";
+    let (status, error) =
+        match guarded_password(state, client, &address, user.as_ref(), password, wrong).await {
+            Ok(()) => match &user {
+                Some(user) => return sign_in(state, &next, Some(&user.id)).await,
+                None => (StatusCode::UNAUTHORIZED, wrong.to_string()),
+            },
+            Err(refused) => refused,
+        };
     let mut response =
         page(LoginPage { member_error: Some(error), email: address, ..LoginPage::new(state, next) });
     *response.status_mut() = status;
     Ok(response)
+}
+
+/// A password typed for `address`, checked behind the guessing throttle (per client and
+/// address): `Ok` when it is `user`'s; otherwise the status and sentence to show (`wrong` for a
+/// plain mismatch, counted towards the throttle). While the client is shut out of the address,
+/// not even the right password is tried: the throttle stops guessing, not only slows it.
+pub(super) async fn guarded_password(
+    state: &AppState,
+    client: Client,
+    address: &str,
+    user: Option<&crate::store::User>,
+    given: &str,
+    wrong: &str,
+) -> Result<(), (StatusCode, String)> {
+    let guessed = Guessed::Password(address.to_string());
+    let wait = state.throttle.wait(client.net(), &guessed);
+    if wait.is_none() && user.is_some() && password_matches(user, given).await {
+        return Ok(());
+    }
+    if wait.is_none() && user.is_none() {
+        // The same work as a real check, so that the answer's time does not tell.
+        password_matches(None, given).await;
+    }
+    Err(match wait.or_else(|| state.throttle.refuse(client.net(), guessed)) {
+        Some(wait) => {
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            (StatusCode::TOO_MANY_REQUESTS, format!("Too many wrong passwords. Try again in {seconds} s."))
+        }
+        None => (StatusCode::UNAUTHORIZED, wrong.to_string()),
+    })
 }
 
 /// Whether `given` is `user`'s password, checked off the async threads; for a user with no

@@ -55,7 +55,9 @@ pub trait ChatStore: Send + Sync {
     /// The message stored at `seq`, with its chat and the chat's workspace (what a media link
     /// names), or `None`.
     async fn message_at(&self, seq: i64) -> StoreResult<Option<(WorkspaceId, Chat, StoredMessage)>>;
-    /// Gives a chat a new transcript token; the old one finds nothing from then on.
+    /// Gives a chat a new transcript token; the old one finds nothing from then on, and the new
+    /// one's lifetime (`Chat::token_issued_at`) starts at the rotation. A chat's first token is
+    /// issued when the chat is first seen.
     async fn rotate_chat_token(&self, chat: ChatId) -> StoreResult<Option<String>>;
     /// Sets who owns a chat, as an admin says: each of `owner`'s fields that is `Some` replaces
     /// the stored value (`Some(None)` clears it), the others stay. A later message or session

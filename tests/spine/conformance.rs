@@ -1731,6 +1731,23 @@ pub async fn the_operators_glance_counts_what_needs_looking_at(factory: &dyn Fac
     );
 }
 
+/// A chat's transcript token is issued when the chat is first seen; a rotation makes a new one,
+/// the old one finds nothing, and the new one's lifetime starts then.
+pub async fn a_rotated_transcript_token_starts_its_lifetime_afresh(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let batch = request(&world, vec![said("m1", "c1", Direction::Received)], vec![]);
+    world.store.ingest(batch).await.unwrap();
+    let id = world.store.list_chats(&world.workspace, 10, 0).await.unwrap()[0].id;
+    let (_, first) = world.store.get_chat(id).await.unwrap().unwrap();
+    assert_eq!(first.token_issued_at, first.first_seen_at);
+    world.clock.advance(std::time::Duration::from_secs(3600));
+    let token = world.store.rotate_chat_token(id).await.unwrap().expect("rotated");
+    assert!(world.store.chat_by_token(&first.token).await.unwrap().is_none(), "the old one finds nothing");
+    let (_, now) = world.store.chat_by_token(&token).await.unwrap().expect("the new one finds it");
+    assert!(now.token_issued_at > first.token_issued_at, "an hour later: {now:?}");
+    assert_ne!(now.token, first.token);
+}
+
 /// After a WeChat chat's reply window the business's messages count against the account's
 /// allowance; the message that uses it up queues one OUTGOING_LIMIT_REACHED event (later ones
 /// none), and the chat keeps the count.
@@ -1929,6 +1946,7 @@ macro_rules! conformance {
             case!(traffic_seen_by_several_daemons_adds_up_and_only_moves_forward);
             case!(old_messages_go_only_when_no_open_window_needs_them);
             case!(the_operators_glance_counts_what_needs_looking_at);
+            case!(a_rotated_transcript_token_starts_its_lifetime_afresh);
             case!(a_session_report_is_announced_once_and_an_assignment_alone_is_news);
             case!(messages_move_sessions_and_each_move_is_recorded_once);
             case!(racing_messages_move_a_session_once);

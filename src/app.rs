@@ -70,6 +70,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     deliverer: Arc<Deliverer>,
+    replier: Arc<crate::reply::Replier>,
     closer: Closer,
     mailer: Mailer,
     /// Where parts report failures they cannot recover from.
@@ -139,6 +140,15 @@ impl Application {
         let (closer, closer_handle) = Closer::new(&store, clock.clone(), public_url.clone(), wake.clone());
         let closer = closer.with_media_links(link_key.clone());
         let vendors = Arc::new(crate::vendors::Vendors::new(config.vendors.clone(), addresses.clone()));
+        let replies_waiting = Arc::new(Notify::new());
+        let replier = Arc::new(crate::reply::Replier::new(
+            store.clone(),
+            vendors.clone(),
+            clock.clone(),
+            public_url.clone(),
+            replies_waiting.clone(),
+            fatal.clone(),
+        ));
         let sso = match &config.oidc {
             Some(oidc) => Some(Arc::new(crate::sso::Sso::new(oidc, &public_url).map_err(AppError::Config)?)),
             None => None,
@@ -164,12 +174,13 @@ impl Application {
             deliverer: deliverer.clone(),
             addresses,
             vendors,
+            replies_waiting,
             link_key,
             mail: config.smtp.url.is_some().then_some(mail_waiting_for_people),
             sso,
         };
         crate::telemetry::prometheus();
-        Ok(Application { config, listener, state, deliverer, closer, mailer, fatal })
+        Ok(Application { config, listener, state, deliverer, replier, closer, mailer, fatal })
     }
 
     /// The address actually bound.
@@ -197,7 +208,7 @@ impl Application {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let Application { config, listener, state, deliverer, closer, mailer, fatal } = self;
+        let Application { config, listener, state, deliverer, replier, closer, mailer, fatal } = self;
         let store = state.store.clone();
         let released = store.recover_after_restart().await?;
         if released > 0 {
@@ -215,6 +226,10 @@ impl Application {
         spawn("the delivery worker", {
             let (workers, cancel, tracker) = (workers.clone(), cancel.clone(), tracker.clone());
             Box::pin(async move { workers.delivery.run(deliverer.run(cancel, tracker)).await })
+        });
+        spawn("the reply worker", {
+            let (cancel, tracker) = (cancel.clone(), tracker.clone());
+            Box::pin(async move { replier.run(cancel, tracker).await })
         });
         // Windows that ended while the daemon was down are closed first thing.
         spawn("the window closer", {

@@ -10,8 +10,9 @@
 //! - [`deliver`]: the worker that claims, signs, sends, records attempts and schedules retries.
 //! - [`window`]: window boundaries, and the closer that turns buffered messages into bundles.
 //! - [`notify`]: the owner's e-mail when a webhook is switched off, and the mailer.
-//! - [`vendors`] and [`sso`]: the outside APIs the daemon calls: the channels' (their media), and
-//!   the OpenID Connect provider people may sign in with.
+//! - [`vendors`] and [`sso`]: the outside APIs the daemon calls: the channels' (their media, and
+//!   sending replies), and the OpenID Connect provider people may sign in with.
+//! - [`reply`]: the worker that sends what the business answers through each chat's channel.
 //!
 //! The HTTP side, in layers that only look down:
 //! - [`http`]: what every route stands on (state, the error answer, authentication, request
@@ -45,6 +46,7 @@ pub mod http;
 pub mod ingest;
 pub mod notify;
 pub mod render;
+pub mod reply;
 pub mod retention;
 pub mod routes;
 pub mod service;

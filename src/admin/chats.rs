@@ -1,6 +1,8 @@
 //! Chats: `GET /api/v1/workspaces/{id}/chats`, `GET /api/v1/chats/{id}` with its transcript link,
 //! `PATCH /api/v1/chats/{id}` for who owns it, `GET /api/v1/chats/{id}/sessions` for its session
-//! history, and `POST /api/v1/chats/{id}/rotate-token`, after which the old link answers 404.
+//! history, `POST /api/v1/chats/{id}/rotate-token`, after which the old link answers 404, and
+//! `POST /api/v1/chats/{id}/messages` to answer the chat through its channel, with
+//! `GET /api/v1/chats/{id}/messages/{message_id}` for where a reply stands.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -338,4 +340,118 @@ pub async fn sessions(
         session_status: transitions.last().map(|t| t.to.clone()),
         transitions: transitions.into_iter().map(TransitionView::from).collect(),
     }))
+}
+
+/// A reply to a chat: `text`, or (WhatsApp, e.g. after its 24-hour window) an approved `template`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewReplyBody {
+    /// The words, up to 4,096 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096)]
+    pub text: Option<String>,
+    /// An approved WhatsApp template instead of words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateBody>,
+    /// The same key again within 24 hours answers with the first reply and sends nothing more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
+    pub idempotency_key: Option<String>,
+}
+
+/// An approved WhatsApp message template.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateBody {
+    /// Meta: the template's name. Twilio: its Content SID (`HX…`).
+    pub name: String,
+    /// Meta: the language it was approved in (`en_US`); Twilio ignores it.
+    #[serde(default)]
+    pub language: String,
+    /// The values of `{{1}}`, `{{2}}`, … in order.
+    #[serde(default)]
+    pub parameters: Vec<String>,
+}
+
+/// A reply and where it stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplyView {
+    /// The reply's message id: the chat's transcript, bundles and webhooks carry it as a `sent`
+    /// message, and `GET /api/v1/chats/{id}/messages/{message_id}` follows it.
+    message_id: String,
+    /// `queued` (waiting, being sent or waiting for a retry), `sent` (the channel accepted it) or
+    /// `failed` (refused by the channel, or every retry failed: it will not be sent).
+    status: String,
+    /// The channel's id of the message once it accepted it (Twilio's `SM…`, Meta's `wamid.…`,
+    /// Chatwoot's message id); WeChat gives none.
+    vendor_id: Option<String>,
+    /// What the channel said when it refused, or why the last try failed: its own code and words.
+    error: Option<crate::domain::reply::VendorError>,
+    attempts: u32,
+    created_at: DateTime<Utc>,
+    /// When it was sent or given up.
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<crate::store::Reply> for ReplyView {
+    fn from(r: crate::store::Reply) -> Self {
+        ReplyView {
+            message_id: r.message_id,
+            status: r.status.as_str().to_string(),
+            vendor_id: r.vendor_id,
+            error: r.error,
+            attempts: r.attempts,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+#[utoipa::path(post, operation_id = "chats_reply", path = "/api/v1/chats/{id}/messages", tag = "chats", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Chat id (the `chat.id` of every payload)")),
+    request_body = NewReplyBody,
+    responses((status = 202, description = "Stored as a `sent` message of the chat and queued: it is sent through the \
+        chat's own channel (Twilio, Meta's Cloud API, WeChat, Chatwoot, or the workspace's `reply_url` for JSON API chats), \
+        retried on server errors and timeouts. An `idempotency_key` used on this chat within 24 hours answers with that \
+        reply instead. `409 reply_window_closed` when the channel does not take a reply now (nothing is stored); \
+        `409 reply_not_supported` for Zoho Desk chats and JSON API chats without a `reply_url`; \
+        `409 reply_not_configured` when the source lacks a credential sending needs.", body = ReplyView),
+        crate::http::Errors))]
+#[instrument(skip_all, fields(chat_id = %id))]
+pub async fn reply(
+    Access(access): Access,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body<NewReplyBody>,
+) -> Result<(axum::http::StatusCode, Json<ReplyView>), ApiError> {
+    let (_, workspace, chat) = chat(&state, &access, &id, Need::Change).await?;
+    let body_of = match (body.text, body.template) {
+        (Some(_), Some(_)) => return Err(ApiError::field("template", "give text or a template, not both")),
+        (None, None) => return Err(ApiError::field("text", "missing (or give a template)")),
+        (Some(text), None) => crate::domain::reply::ReplyBody::Text(text),
+        (None, Some(t)) => crate::domain::reply::ReplyBody::Template(crate::domain::reply::Template {
+            name: t.name,
+            language: t.language,
+            parameters: t.parameters,
+        }),
+    };
+    let request =
+        crate::service::replies::ReplyRequest { body: body_of, idempotency_key: body.idempotency_key };
+    let answered = crate::service::replies::answer(&state, &access, (workspace, chat), request).await?;
+    info!(message_id = %answered.reply.message_id, new = answered.new, "reply queued");
+    Ok((axum::http::StatusCode::ACCEPTED, Json(answered.reply.into())))
+}
+
+#[utoipa::path(get, operation_id = "chats_reply_status", path = "/api/v1/chats/{id}/messages/{message_id}", tag = "chats", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "Chat id"), ("message_id" = String, Path, description = "The reply's message id")),
+    responses((status = 200, description = "Where the reply stands", body = ReplyView), crate::http::Errors))]
+#[instrument(skip_all, fields(chat_id = %id))]
+pub async fn reply_status(
+    Access(access): Access,
+    State(state): State<AppState>,
+    Path((id, message_id)): Path<(String, String)>,
+) -> Result<Json<ReplyView>, ApiError> {
+    let (id, _, _) = chat(&state, &access, &id, Need::Read).await?;
+    let reply = state.store.reply(id, &message_id).await?.ok_or_else(|| ApiError::not_found("reply"))?;
+    Ok(Json(reply.into()))
 }

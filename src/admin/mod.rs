@@ -50,6 +50,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(chats::show, chats::update, chats::erase))
         .routes(routes!(chats::rotate_token))
         .routes(routes!(chats::sessions))
+        .routes(routes!(chats::reply))
+        .routes(routes!(chats::reply_status))
         .route_layer(axum::middleware::from_fn(crate::http::body::form_bodies))
         .layer(axum::middleware::map_response(no_store))
 }

@@ -170,12 +170,13 @@ async fn url(state: &AppState, value: &str) -> Result<WebhookUrl, ApiError> {
     service::webhooks::checked_url(state, value).await.map_err(|e| ApiError::field("url", e))
 }
 
-fn secret(input: SecretInput) -> Result<Option<String>, ApiError> {
+/// A secret as asked for: generated, checked, or none; a refusal names `field`.
+pub(super) fn secret_as(field: &str, input: SecretInput) -> Result<Option<String>, ApiError> {
     match input {
         SecretInput::Generate(false) => Ok(None),
         SecretInput::Generate(true) => Ok(Some(SigningSecret::generate())),
         SecretInput::Given(s) => {
-            SigningSecret::parse(&s).map_err(|e| ApiError::field("secret", e))?;
+            SigningSecret::parse(&s).map_err(|e| ApiError::field(field, e))?;
             Ok(Some(s))
         }
     }
@@ -217,7 +218,7 @@ pub async fn create(
     Body(body): Body<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
     super::workspace(&state, &access, &workspace_id, Need::Change).await?;
-    let secret = body.secret.map(secret).transpose()?.flatten();
+    let secret = body.secret.map(|s| secret_as("secret", s)).transpose()?.flatten();
     let new = NewWebhook {
         workspace_id,
         url: url(&state, &body.url).await?,
@@ -310,7 +311,10 @@ pub async fn update(
     let before = super::webhook(&state, &access, &id, Need::Change).await?;
     let switch =
         Switch::asked(body.enabled, body.mode, body.backlog).map_err(|(f, e)| ApiError::field(f, e))?;
-    let secret = body.secret.map(|s| s.map(secret).transpose().map(Option::flatten)).transpose()?;
+    let secret = body
+        .secret
+        .map(|s| s.map(|s| secret_as("secret", s)).transpose().map(Option::flatten))
+        .transpose()?;
     let patch = WebhookPatch {
         url: match body.url.as_deref() {
             // A password sent back masked, as the API shows it, means the stored one.

@@ -12,9 +12,9 @@ use super::{account, email, name, timezone};
 use crate::domain::{Account, Granularity, Locale, MediaLinkTtl, WorkspaceId};
 use crate::domain::{Need, Principal};
 use crate::http::ApiError;
-use crate::http::Body;
 use crate::http::Ids;
 use crate::http::auth::{Access, Admin};
+use crate::http::{Body, nullable};
 use crate::service;
 use crate::service::AppState;
 use crate::store::{NewWorkspace, Workspace, WorkspacePatch, WorkspaceStats};
@@ -44,6 +44,14 @@ pub struct WorkspaceView {
     /// The bearer key that authorises ingest into this workspace alone (not shown to a viewer).
     #[serde(skip_serializing_if = "Option::is_none")]
     ingest_key: Option<String>,
+    /// Where replies to its JSON API chats are posted, signed as deliveries are (`null`: those
+    /// chats cannot be answered here).
+    reply_url: Option<String>,
+    /// Whether replies posted there are signed.
+    has_reply_secret: bool,
+    /// The reply URL's signing secret: only in the answer that set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_secret: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -64,6 +72,9 @@ impl WorkspaceView {
             message_retention: w.message_retention.to_string(),
             transcript_link_ttl: w.transcript_link_ttl.to_string(),
             ingest_key,
+            reply_url: w.reply_url,
+            has_reply_secret: w.reply_secret.is_some(),
+            reply_secret: None,
             created_at: w.created_at,
             updated_at: w.updated_at,
         }
@@ -163,6 +174,16 @@ pub struct UpdateWorkspace {
     /// or a duration from `1h` to `10years`, after which a link answers 410.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcript_link_ttl: Option<String>,
+    /// Where replies to its JSON API chats are posted (`POST /api/v1/chats/{id}/messages` on such
+    /// a chat), signed as deliveries are; `null` removes it. Setting it the first time generates
+    /// its signing secret unless `reply_secret` says otherwise.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub reply_url: Option<Option<String>>,
+    /// `true` to generate the reply URL's signing secret, a `whsec_…` to set it, `false` or `null`
+    /// to remove it (replies then go unsigned). A new secret is shown in this answer only.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    pub reply_secret: Option<Option<super::webhooks::SecretInput>>,
 }
 
 #[utoipa::path(
@@ -298,12 +319,32 @@ pub async fn update(
         media_link_ttl: body.media_link_ttl.as_deref().map(media_link_ttl).transpose()?,
         message_retention: body.message_retention.as_deref().map(message_retention).transpose()?,
         transcript_link_ttl: body.transcript_link_ttl.as_deref().map(transcript_link_ttl).transpose()?,
+        reply_url: match body.reply_url {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(url)) => Some(Some(reply_url(&state, &url).await?)),
+        },
+        reply_secret: body
+            .reply_secret
+            .map(|s| {
+                s.map(|s| super::webhooks::secret_as("reply_secret", s)).transpose().map(Option::flatten)
+            })
+            .transpose()?,
     };
+    // A reply URL set for the first time is signed, unless the request says how.
+    let mut patch = patch;
+    if matches!(patch.reply_url, Some(Some(_)))
+        && patch.reply_secret.is_none()
+        && before.reply_secret.is_none()
+    {
+        patch.reply_secret = Some(Some(crate::deliver::signature::SigningSecret::generate()));
+    }
+    let shown = patch.reply_secret.clone().flatten();
     let workspace =
         state.store.update_workspace(&id, patch).await?.ok_or_else(|| ApiError::not_found("workspace"))?;
     service::workspaces::changed(&state, &before, &workspace, &access.actor()).await;
     info!("workspace updated");
-    Ok(Json(WorkspaceView::new(workspace, &access)))
+    Ok(Json(WorkspaceView { reply_secret: shown, ..WorkspaceView::new(workspace, &access) }))
 }
 
 #[utoipa::path(
@@ -357,6 +398,13 @@ pub async fn flush(
 pub struct Flushed {
     /// How many deliveries the flush queued.
     pub deliveries: u64,
+}
+
+/// A reply URL, checked as webhook URLs are (`https`, an address deliveries may reach).
+async fn reply_url(state: &AppState, value: &str) -> Result<String, ApiError> {
+    let url =
+        service::webhooks::checked_url(state, value).await.map_err(|e| ApiError::field("reply_url", e))?;
+    Ok(url.as_str().to_string())
 }
 
 fn transcript_link_ttl(value: &str) -> Result<crate::domain::TranscriptLinkTtl, ApiError> {

@@ -606,6 +606,8 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
                 media_link_ttl,
                 message_retention,
                 transcript_link_ttl,
+                reply_url: None,
+                reply_secret: None,
             };
             client.show(Method::PATCH, &format!("/api/v1/workspaces/{id}"), body(request)).await
         }

@@ -249,7 +249,7 @@ impl Deliverer {
         payload: &[u8],
     ) -> (AttemptRecord, Option<Duration>) {
         let attempted_at = self.clock.now();
-        let headers = self.headers(id.as_str(), target.secret, payload, attempted_at.timestamp());
+        let headers = signed_headers(id.as_str(), target.secret, payload, attempted_at.timestamp());
         let timeout = target.timeout.unwrap_or(self.settings.default_timeout);
         let started = Instant::now();
         // Names are checked by the resolver; an address written into the URL never reaches it.
@@ -339,24 +339,26 @@ impl Deliverer {
             + chrono::Duration::from_std(self.settings.retention).expect("retention fits");
         if next > give_up_at { AttemptOutcome::Expired } else { AttemptOutcome::RetryAt(next) }
     }
+}
 
-    fn headers(&self, id: &str, secret: Option<&str>, payload: &[u8], timestamp: i64) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-        headers.insert("webhook-id", header_value(id));
-        headers.insert("webhook-timestamp", header_value(&timestamp.to_string()));
-        if let Some(secret) = secret {
-            match SigningSecret::parse(secret) {
-                Ok(secret) => {
-                    let signature = secret.sign(id, timestamp, payload);
-                    headers.insert("webhook-signature", header_value(&signature));
-                }
-                // Secrets are checked when they are set, so this is a corrupted row.
-                Err(e) => error!(error = %e, "the webhook's signing secret is unusable; sending unsigned"),
+/// A delivery's headers (`webhook-id`, `webhook-timestamp`, and `webhook-signature` when there is
+/// a secret, as Standard Webhooks has them): also what a JSON API chat's reply is posted with.
+pub fn signed_headers(id: &str, secret: Option<&str>, payload: &[u8], timestamp: i64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    headers.insert("webhook-id", header_value(id));
+    headers.insert("webhook-timestamp", header_value(&timestamp.to_string()));
+    if let Some(secret) = secret {
+        match SigningSecret::parse(secret) {
+            Ok(secret) => {
+                let signature = secret.sign(id, timestamp, payload);
+                headers.insert("webhook-signature", header_value(&signature));
             }
+            // Secrets are checked when they are set, so this is a corrupted row.
+            Err(e) => error!(error = %e, "the webhook's signing secret is unusable; sending unsigned"),
         }
-        headers
     }
+    headers
 }
 
 fn header_value(s: &str) -> HeaderValue {

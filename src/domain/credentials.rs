@@ -43,6 +43,8 @@ pub mod twilio {
     /// fetched (HTTP Basic with the SID and the Auth Token) for `download_url` links.
     pub const ACCOUNT_SID: Credential = Credential::optional("account_sid");
     pub const ALL: &[Credential] = &[AUTH_TOKEN, ACCOUNT_SID];
+    /// What sending a reply needs (Twilio's Messages API is under the account).
+    pub const REPLIES: &[Credential] = &[AUTH_TOKEN, ACCOUNT_SID];
 }
 
 /// Meta's WhatsApp Cloud API webhooks.
@@ -54,9 +56,19 @@ pub mod whatsapp {
     /// The token Meta's subscription check must echo.
     pub const VERIFY_TOKEN: Credential = Credential::required("verify_token");
     /// A system user's access token of the WhatsApp Business account (optional): with it,
-    /// media can be fetched for `download_url` links.
+    /// media can be fetched for `download_url` links, and, with the phone number id, replies sent.
     pub const ACCESS_TOKEN: Credential = Credential::optional("access_token");
-    pub const ALL: &[Credential] = &[APP_SECRET, VERIFY_TOKEN, ACCESS_TOKEN];
+    /// The Phone number ID replies are sent from (optional; WhatsApp → API Setup).
+    pub const PHONE_NUMBER_ID: Credential = Credential {
+        check: Some((
+            |id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
+            "must be the digits of Meta's Phone number ID",
+        )),
+        ..Credential::optional("phone_number_id")
+    };
+    pub const ALL: &[Credential] = &[APP_SECRET, VERIFY_TOKEN, ACCESS_TOKEN, PHONE_NUMBER_ID];
+    /// What sending a reply needs.
+    pub const REPLIES: &[Credential] = &[ACCESS_TOKEN, PHONE_NUMBER_ID];
 }
 
 /// WeChat Official Accounts.
@@ -94,6 +106,8 @@ pub mod wechat {
     /// gets) for `download_url` links.
     pub const APP_SECRET: Credential = Credential::optional("app_secret");
     pub const ALL: &[Credential] = &[TOKEN, APP_ID, ENCODING_AES_KEY, ORIGINAL_ID, ACCOUNT_TYPE, APP_SECRET];
+    /// What sending a reply needs (an access token, from the AppID and AppSecret).
+    pub const REPLIES: &[Credential] = &[APP_ID, APP_SECRET];
 
     /// The account type a WeChat source speaks as.
     pub fn account_type(credentials: &Value) -> AccountType {
@@ -123,7 +137,30 @@ pub mod chatwoot {
     /// The webhook's secret, which signs newer Chatwoot versions' pushes (optional: older ones
     /// sign nothing).
     pub const SECRET: Credential = Credential::optional("secret");
-    pub const ALL: &[Credential] = &[SECRET];
+    /// Where the Chatwoot installation is (`https://app.chatwoot.com`), for replies (optional).
+    pub const API_URL: Credential = Credential {
+        check: Some((
+            |url| {
+                url::Url::parse(url)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            },
+            "must be the http(s) address of the Chatwoot installation, e.g. https://app.chatwoot.com",
+        )),
+        ..Credential::optional("api_url")
+    };
+    /// The account's number (in Chatwoot's addresses, after `/app/accounts/`), for replies.
+    pub const ACCOUNT_ID: Credential = Credential {
+        check: Some((
+            |id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
+            "must be the account's number",
+        )),
+        ..Credential::optional("account_id")
+    };
+    /// An agent's or agent bot's access token (Profile settings → Access Token), for replies.
+    pub const API_ACCESS_TOKEN: Credential = Credential::optional("api_access_token");
+    pub const ALL: &[Credential] = &[SECRET, API_URL, ACCOUNT_ID, API_ACCESS_TOKEN];
+    /// What sending a reply needs.
+    pub const REPLIES: &[Credential] = &[API_URL, ACCOUNT_ID, API_ACCESS_TOKEN];
 }
 
 /// The credentials a kind of source takes (Zoho Desk's webhooks take none).
@@ -135,6 +172,19 @@ pub fn spec(kind: SourceKind) -> &'static [Credential] {
         SourceKind::Chatwoot => chatwoot::ALL,
         SourceKind::ZohoDesk => &[],
     }
+}
+
+/// The credentials a kind of source needs to send replies, which `credentials` lacks (empty: it
+/// can send them).
+pub fn missing_for_replies(kind: SourceKind, credentials: &Value) -> Vec<&'static str> {
+    let needed = match kind {
+        SourceKind::Twilio => twilio::REPLIES,
+        SourceKind::Whatsapp => whatsapp::REPLIES,
+        SourceKind::Wechat => wechat::REPLIES,
+        SourceKind::Chatwoot => chatwoot::REPLIES,
+        SourceKind::ZohoDesk => &[],
+    };
+    needed.iter().filter(|c| c.read(credentials).is_none()).map(|c| c.name).collect()
 }
 
 /// Checks a kind's credentials: the required ones present, all strings, each value as its

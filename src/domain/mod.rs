@@ -15,6 +15,7 @@ mod delivery;
 mod input;
 mod media;
 pub mod password;
+pub mod reply;
 pub mod schedule;
 pub mod session;
 mod switch;
@@ -147,6 +148,9 @@ pub enum Event {
     /// Session status changes, always immediately.
     SessionStatus,
 }
+
+/// The source key of the JSON API's chats (every other chat's is its source's id).
+pub const API_SOURCE_KEY: &str = "api";
 
 /// The kind of a connected inbound channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

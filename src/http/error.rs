@@ -43,6 +43,14 @@ pub enum ErrorCode {
     Timeout,
     /// The record is not in a state that allows this.
     Conflict,
+    /// The chat cannot be answered now: its channel's reply window has lapsed (WhatsApp's 24
+    /// hours, WeChat's 48 hours and allowance) or its session ended; the detail says which.
+    ReplyWindowClosed,
+    /// The chat's channel takes no replies from here (Zoho Desk; a JSON API chat of a workspace
+    /// without a `reply_url`).
+    ReplyNotSupported,
+    /// The chat's source lacks a credential that sending needs; the detail names it.
+    ReplyNotConfigured,
     /// The body, or a part of it, is over its limit.
     TooLarge,
     /// Too many wrong credentials from this client.
@@ -71,7 +79,10 @@ impl ErrorCode {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Conflict
+            | ErrorCode::ReplyWindowClosed
+            | ErrorCode::ReplyNotSupported
+            | ErrorCode::ReplyNotConfigured => StatusCode::CONFLICT,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -279,6 +290,6 @@ mod tests {
             let wire = serde_json::to_value(code).unwrap();
             assert!(documented.contains(&wire.as_str().unwrap()), "{wire} is not in the document");
         }
-        assert_eq!(documented.len(), 19, "every code is documented once: {documented:?}");
+        assert_eq!(documented.len(), 22, "every code is documented once: {documented:?}");
     }
 }

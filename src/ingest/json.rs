@@ -25,7 +25,7 @@ use crate::service::AppState;
 pub const MAX_MESSAGES_PER_REQUEST: usize = 1000;
 
 /// The source key of messages that arrive through the JSON API.
-pub const SOURCE_KEY: &str = "api";
+pub const SOURCE_KEY: &str = crate::domain::API_SOURCE_KEY;
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -13,17 +13,13 @@ pub mod wechat;
 pub mod whatsapp;
 pub mod zoho_desk;
 
-use std::sync::Arc;
-
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::domain::Media;
 use crate::http::ApiError;
-use crate::render;
-use crate::render::media::LinkPlan;
 use crate::service::AppState;
-use crate::store::{IngestBatch, NewMessage, SessionChange, Source, Workspace};
+pub use crate::service::intake::{as_source, batch, session_renderer};
+use crate::store::{NewMessage, SessionChange, Source, Workspace};
 
 /// What became of an inbound request's messages: the JSON API's answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -63,29 +59,7 @@ pub async fn accept(
     sessions.iter_mut().for_each(|s| canonical::tidy_chat_names(&mut s.chat));
     let skipped_count = skipped.len() as u32;
     let changes = sessions.len();
-    let public_url = state.public_url.clone();
-    // A webhook whose media are `link` gets links to this source's files.
-    let links = source.map(|s| LinkPlan {
-        key: state.link_key.clone(),
-        expires: state.clock.now() + workspace.media_link_ttl.duration(),
-        sources: [(s.id.to_string(), (s.kind, s.credentials.clone()))].into(),
-    });
-    let batch = IngestBatch {
-        workspace_id: workspace.id.clone(),
-        source_key: source.map_or(json::SOURCE_KEY, |s| s.id.as_str()).to_string(),
-        source_name: source.map_or(json::SOURCE_KEY, |s| s.name.as_str()).to_string(),
-        messages,
-        sessions,
-        skipped,
-        render_immediate: Arc::new(move |account, locale, chat, message, media, is_new_chat| {
-            let links = match (&links, media) {
-                (Some(plan), Media::Link) => plan.for_source(&public_url, &chat.source_key),
-                _ => None,
-            };
-            render::single_message(&public_url, account, locale, chat, message, is_new_chat, links.as_ref())
-        }),
-        render_session: session_renderer(state),
-    };
+    let batch = batch(state, workspace, source, messages, sessions, skipped);
     let outcome = state.store.ingest(batch).await?;
     metrics::counter!(metric::MESSAGES_RECEIVED).increment(u64::from(outcome.accepted));
     metrics::counter!(metric::MESSAGES_DUPLICATE).increment(u64::from(outcome.duplicates));
@@ -94,28 +68,4 @@ pub async fn accept(
         state.deliveries_waiting.notify_one();
     }
     Ok(Accepted { accepted: outcome.accepted, duplicates: outcome.duplicates, skipped: skipped_count })
-}
-
-/// How `session_status` payloads are rendered for this daemon.
-pub fn session_renderer(state: &AppState) -> crate::store::RenderSession {
-    let public_url = state.public_url.clone();
-    Arc::new(move |event| render::session_event(&public_url, event))
-}
-
-/// Messages of a source: those that name no business account speak for the source's, and a
-/// WeChat source's chats take its account type.
-pub fn as_source(source: &crate::store::Source, messages: Vec<NewMessage>) -> Vec<NewMessage> {
-    let speaks_for = source.account != crate::domain::Account::default();
-    let account_type = (source.kind == crate::domain::SourceKind::Wechat)
-        .then(|| crate::domain::credentials::wechat::account_type(&source.credentials));
-    messages
-        .into_iter()
-        .map(|mut m| {
-            if m.account.is_none() && speaks_for {
-                m.account = Some(source.account.clone());
-            }
-            m.chat.account_type = account_type;
-            m
-        })
-        .collect()
 }

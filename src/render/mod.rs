@@ -48,6 +48,9 @@ pub struct ChatObject<'a> {
     /// After a WeChat chat's 48-hour window: the messages it may still be sent this period.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replies_left: Option<u32>,
+    /// chatbundle's id of the chat: the `{id}` of `/api/v1/chats/{id}`, which a CRM or a Zap
+    /// answers the chat through (`POST /api/v1/chats/{id}/messages`). After TimelinesAI's keys.
+    pub id: i64,
 }
 
 impl<'a> ChatObject<'a> {
@@ -55,6 +58,7 @@ impl<'a> ChatObject<'a> {
     pub fn new(chat: &'a Chat, public_url: &str, is_new_chat: bool, at: DateTime<Utc>) -> Self {
         let reply = ReplyState::of(chat, at);
         ChatObject {
+            id: chat.id.0,
             can_reply: reply.can_reply,
             reply_window_expires_at: chat.reply_window_expires_at.map(timestamp),
             reply_status: reply.status,
@@ -187,6 +191,28 @@ pub fn single_stored_message(
         channel: &message.channel,
     };
     serde_json::to_vec(&payload).expect("payloads always serialise")
+}
+
+/// What a JSON API chat's reply is posted to the workspace's `reply_url` as: the chat (as every
+/// payload has it), the reply's message id, its words (or template) and who sent it.
+pub fn reply_request(
+    public_url: &str,
+    chat: &Chat,
+    message_id: &str,
+    body: &crate::domain::reply::ReplyBody,
+    sent_by: &str,
+    at: DateTime<Utc>,
+) -> Vec<u8> {
+    let payload = serde_json::json!({
+        "event": "chat.reply",
+        "message_id": message_id,
+        "text": body.shown(),
+        "template": body.template(),
+        "sent_by": sent_by,
+        "created_at": timestamp(at),
+        "chat": ChatObject::new(chat, public_url, false, at),
+    });
+    serde_json::to_vec(&payload).expect("payloads serialise")
 }
 
 /// The `session_status` payload: Zoho Desk's `IM_Session_Status` webhook shape, a JSON array of

@@ -4,8 +4,10 @@
 
 pub mod activity;
 pub mod deliveries;
+pub mod intake;
 pub mod members;
 pub mod preview;
+pub mod replies;
 pub mod sources;
 pub mod users;
 pub mod webhooks;
@@ -60,6 +62,8 @@ pub struct AppState {
     pub addresses: Arc<AddressPolicy>,
     /// The channels' own APIs, for media links.
     pub vendors: Arc<crate::vendors::Vendors>,
+    /// Wakes the reply worker when a reply is queued.
+    pub replies_waiting: Arc<tokio::sync::Notify>,
     /// How media links are signed.
     pub link_key: crate::domain::LinkKey,
     /// Wakes the mailer when an e-mail is queued; `None` without an SMTP server configured (no

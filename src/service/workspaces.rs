@@ -32,6 +32,9 @@ pub async fn changed(state: &AppState, before: &Workspace, after: &Workspace, ac
         json!(before.transcript_link_ttl.to_string()),
         json!(after.transcript_link_ttl.to_string()),
     );
+    differs("reply_url", json!(before.reply_url), json!(after.reply_url));
+    // Whether it is signed, never the secret.
+    differs("reply_signed", json!(before.reply_secret.is_some()), json!(after.reply_secret.is_some()));
     differs(
         "message_retention",
         json!(before.message_retention.to_string()),

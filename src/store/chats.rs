@@ -81,8 +81,8 @@ pub trait ChatStore: Send + Sync {
     ) -> StoreResult<u64>;
     /// Erases a chat (a person's request under the GDPR or Japan's APPI): its messages (and so
     /// their attachments' references), its session history, its transcript link and every
-    /// delivery made for it, pending or finished (so nothing of it is sent later, and no payload
-    /// of it stays), go in one windowing transaction with the chat itself, and an activity row
+    /// delivery and reply made for it, pending or finished (so nothing of it is sent later, and
+    /// no payload of it stays), go in one windowing transaction with the chat itself, and an activity row
     /// `chat_erased` naming `actor` and the counts (never content) is written by the same commit.
     /// A message that comes later with the same channel id starts a new chat. `None`: no such
     /// chat.

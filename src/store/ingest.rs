@@ -35,6 +35,9 @@ pub struct IngestBatch {
     pub render_immediate: RenderImmediate,
     /// For the session events the request causes (a new chat is CREATED, a status changes).
     pub render_session: RenderSession,
+    /// A reply to send through the chat's channel: its message is one of `messages` (a `sent`
+    /// one), and it is queued in the same commit, only if that message is new.
+    pub reply: Option<super::NewReply>,
 }
 
 /// What became of an ingest request's messages.
@@ -85,6 +88,10 @@ pub trait IngestStore: Send + Sync {
     /// - **Sessions move with messages**: a customer's message after ENDED starts a new session
     ///   (CREATED), the business's message moves an open one to ON_PROGRESS; each move is
     ///   recorded in the chat's history and announced once ([`super::SessionStore::session_history`]).
+    /// - **Replies with their message**: a request's `reply` is queued by the commit that stores
+    ///   its message, and not at all when the message is a duplicate (the same idempotency key
+    ///   again). A `sent` message whose id is the channel's id of a reply sent from here (the
+    ///   channel's echo of it) is a duplicate: the reply's message already stands for it.
     /// - **Allowance counted**: for a chat whose account has an allowance after the reply window
     ///   (WeChat), the business's messages sent after the window count in their period; the
     ///   message that uses the allowance up queues one `OUTGOING_LIMIT_REACHED` event.

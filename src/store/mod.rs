@@ -13,6 +13,7 @@
 //! | [`Outbox`] | the mailer |
 //! | [`ActivityLog`] | the admin API and page (the log), and the retention job |
 //! | [`ChatStore`] | the admin API and page (chats), transcripts, test sends |
+//! | [`ReplyStore`] | the reply endpoint (status, idempotency) and the reply worker |
 //! | [`SessionStore`] | the closer (lapsed reply windows) and test sends (a chat's session) |
 //! | [`WebSessions`] | the web page's sign-in |
 //! | [`Health`] | `/readyz`, the watchdog, `/metrics` |
@@ -35,6 +36,7 @@ mod outbox;
 mod people;
 pub mod postgres;
 mod queue;
+mod replies;
 mod rewindow;
 mod sessions;
 mod sources;
@@ -57,6 +59,7 @@ pub use ingest::*;
 pub use outbox::*;
 pub use people::*;
 pub use queue::*;
+pub use replies::*;
 pub use sessions::*;
 pub use sources::*;
 pub use webhooks::*;
@@ -159,6 +162,7 @@ pub trait Store:
     + Outbox
     + ActivityLog
     + ChatStore
+    + ReplyStore
     + SessionStore
     + WebSessions
     + Health

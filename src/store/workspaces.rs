@@ -31,6 +31,10 @@ pub struct Workspace {
     pub transcript_link_ttl: TranscriptLinkTtl,
     /// The bearer key that authorises ingest into this workspace alone.
     pub ingest_key: String,
+    /// Where replies to its JSON API chats are posted (`None`: they cannot be answered here).
+    pub reply_url: Option<String>,
+    /// What signs them (`whsec_…`); never shown but in the answer that set it.
+    pub reply_secret: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -60,6 +64,10 @@ pub struct WorkspacePatch {
     pub media_link_ttl: Option<MediaLinkTtl>,
     pub message_retention: Option<MessageRetention>,
     pub transcript_link_ttl: Option<TranscriptLinkTtl>,
+    /// `Some(None)` removes it.
+    pub reply_url: Option<Option<String>>,
+    /// `Some(None)` removes it.
+    pub reply_secret: Option<Option<String>>,
 }
 
 /// A workspace at a glance, for the operator: what needs looking at.

@@ -33,7 +33,7 @@ pub enum MediaError {
 }
 
 /// WeChat's errors that say the access token is no longer good.
-const WECHAT_TOKEN_GONE: [i64; 3] = [40001, 40014, 42001];
+pub(super) const WECHAT_TOKEN_GONE: [i64; 3] = [40001, 40014, 42001];
 
 impl Vendors {
     /// The vendor's answer carrying the file (a 2xx, its body not yet read).
@@ -105,7 +105,7 @@ impl Vendors {
     }
 
     /// The source's WeChat access token: the cached one, unless `fresh` or about to expire.
-    async fn wechat_token(&self, source: &Source, fresh: bool) -> Result<String, MediaError> {
+    pub(super) async fn wechat_token(&self, source: &Source, fresh: bool) -> Result<String, MediaError> {
         let credentials = &source.credentials;
         let app_id = wechat::APP_ID.read(credentials).unwrap_or_default();
         let secret = wechat::APP_SECRET.read(credentials).unwrap_or_default();
@@ -168,6 +168,6 @@ fn same_origin(url: &Url, base: &str) -> bool {
     Url::parse(base).is_ok_and(|base| base.origin() == url.origin())
 }
 
-fn encoded(value: &str) -> String {
+pub(super) fn encoded(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

@@ -1,9 +1,10 @@
-//! The channels' own APIs, reached with a source's credentials. Today: fetching a message's media
-//! for a `download_url` link ([`media`]). Their addresses are configuration (`[vendors]`), so an
+//! The channels' own APIs, reached with a source's credentials: fetching a message's media for a
+//! `download_url` link ([`media`]), and sending a reply into a chat ([`reply`]). Their addresses are configuration (`[vendors]`), so an
 //! installation can point them at a proxy and the tests at local servers that answer as the
 //! vendors' documents say they answer.
 
 pub mod media;
+pub mod reply;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -39,6 +39,21 @@ struct ChatPage {
     sessions: Vec<TransitionLine>,
     /// Whether an erasure was asked for without its confirmation ticked.
     erase_unconfirmed: bool,
+    /// Why the chat cannot be answered now (`None`: it can).
+    reply_closed: Option<String>,
+    /// The reply typed, kept when sending it was refused, and why.
+    reply: ReplyForm,
+}
+
+/// The reply box.
+#[derive(Debug, Default, Deserialize, Clone)]
+pub struct ReplyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    text: String,
+    #[serde(skip)]
+    error: Option<String>,
 }
 
 /// A row of the chat's session history.
@@ -70,12 +85,14 @@ enum Notice {
     /// A new transcript link replaced the old one.
     Rotated,
     OwnerSaved,
+    ReplyQueued,
 }
 
 #[derive(Deserialize, Default)]
 pub struct ChatQuery {
     rotated: Option<String>,
     owner: Option<String>,
+    replied: Option<String>,
 }
 
 /// Who owns the chat, as the page's form holds it; an empty field clears the value.
@@ -124,12 +141,20 @@ async fn chat_page(
     notice: Option<Notice>,
     owner: Option<OwnerForm>,
     erase_unconfirmed: bool,
+    reply: Option<ReplyForm>,
 ) -> Result<Response, PageError> {
     let (workspace_id, chat) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
     session.may(&workspace_id, Need::Read, "chat")?;
     let ws = state.store.get_workspace(&workspace_id).await?.ok_or_else(|| PageError::not_found("chat"))?;
     let w = page_words(ws.locale);
-    let failed = owner.as_ref().is_some_and(|o| !o.errors.is_empty());
+    let failed = owner.as_ref().is_some_and(|o| !o.errors.is_empty())
+        || reply.as_ref().is_some_and(|r| r.error.is_some());
+    let reply_closed = if session.can_change(&workspace_id) {
+        let probe = crate::domain::reply::ReplyBody::Text("-".into());
+        crate::service::replies::answerable(state, &ws, &chat, &probe).await.err().map(|e| e.detail)
+    } else {
+        None
+    };
     let history = state.store.session_history(id).await?.unwrap_or_default();
     let mut response = page(ChatPage {
         can_change: session.can_change(&workspace_id),
@@ -143,11 +168,14 @@ async fn chat_page(
         notice: notice.map(|notice| match notice {
             Notice::Rotated => w.notice_link_rotated,
             Notice::OwnerSaved => w.notice_owner_saved,
+            Notice::ReplyQueued => w.notice_reply_queued,
         }),
         owner: owner.unwrap_or_else(|| OwnerForm::from(&chat)),
         responsible_id: chat.responsible_id.clone(),
         sessions: history.into_iter().rev().map(|t| TransitionLine::from(t, w)).collect(),
         erase_unconfirmed,
+        reply_closed,
+        reply: reply.unwrap_or_default(),
     });
     if failed || erase_unconfirmed {
         *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
@@ -162,12 +190,13 @@ pub async fn show(
     PageIds(id): PageIds<ChatId>,
     Query(query): Query<ChatQuery>,
 ) -> Result<Response, PageError> {
-    let notice = match (query.rotated, query.owner) {
-        (Some(_), _) => Some(Notice::Rotated),
-        (None, Some(_)) => Some(Notice::OwnerSaved),
-        (None, None) => None,
+    let notice = match (query.rotated, query.owner, query.replied) {
+        (Some(_), _, _) => Some(Notice::Rotated),
+        (None, Some(_), _) => Some(Notice::OwnerSaved),
+        (None, None, Some(_)) => Some(Notice::ReplyQueued),
+        (None, None, None) => None,
     };
-    chat_page(&state, session, id, notice, None, false).await
+    chat_page(&state, session, id, notice, None, false, None).await
 }
 
 /// Sets who owns the chat.
@@ -182,7 +211,7 @@ pub async fn save_owner(
     let (workspace, _) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
     session.may(&workspace, Need::Change, "chat")?;
     let Some(owner) = form.check() else {
-        return chat_page(&state, session, id, None, Some(form), false).await;
+        return chat_page(&state, session, id, None, Some(form), false, None).await;
     };
     state.store.set_chat_owner(id, owner).await?.ok_or_else(|| PageError::not_found("chat"))?;
     if let Some((workspace, _)) = state.store.get_chat(id).await? {
@@ -236,10 +265,36 @@ pub async fn erase(
     let (workspace, _) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
     session.may(&workspace, Need::Change, "chat")?;
     if form.confirm.is_none() {
-        return chat_page(&state, session, id, None, None, true).await;
+        return chat_page(&state, session, id, None, None, true, None).await;
     }
     let erased =
         state.store.erase_chat(id, &session.actor()).await?.ok_or_else(|| PageError::not_found("chat"))?;
     tracing::info!(messages = erased.messages, pending_dropped = erased.pending_dropped, "chat erased");
     Ok(see_other(&format!("/ui/workspaces/{workspace}?erased={}", erased.messages)))
+}
+
+/// Answers the chat through its channel (its admins only), as the API does; a refusal (the
+/// window closed, nothing typed) shows on the page with the words kept.
+#[instrument(skip_all, fields(chat_id = %id))]
+pub async fn reply(
+    State(state): State<AppState>,
+    session: Session,
+    PageIds(id): PageIds<ChatId>,
+    Form(mut form): Form<ReplyForm>,
+) -> Result<Response, PageError> {
+    session.check(&form.csrf)?;
+    let (workspace, chat) = state.store.get_chat(id).await?.ok_or_else(|| PageError::not_found("chat"))?;
+    session.may(&workspace, Need::Change, "chat")?;
+    let request = crate::service::replies::ReplyRequest {
+        body: crate::domain::reply::ReplyBody::Text(form.text.clone()),
+        idempotency_key: None,
+    };
+    match crate::service::replies::answer(&state, &session.principal, (workspace, chat), request).await {
+        Ok(_) => Ok(see_other(&format!("/ui/chats/{id}?replied=1"))),
+        Err(e) if e.status.is_client_error() => {
+            form.error = Some(e.detail);
+            chat_page(&state, session, id, None, None, false, Some(form)).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -76,6 +76,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/chats/{id}/owner", post(chats::save_owner))
         .route("/ui/chats/{id}/rotate", post(chats::rotate_token))
         .route("/ui/chats/{id}/erase", post(chats::erase))
+        .route("/ui/chats/{id}/reply", post(chats::reply))
         .route("/c/{token}", get(transcript::page))
         .route("/media/{token}", get(media::file))
         .route_layer(axum::middleware::from_fn(crate::http::body::form_bodies))

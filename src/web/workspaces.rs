@@ -572,6 +572,7 @@ pub async fn save(
         media_link_ttl: checked.media_link_ttl,
         message_retention: checked.message_retention,
         transcript_link_ttl: checked.transcript_link_ttl,
+        ..WorkspacePatch::default()
     };
     let before = state.store.get_workspace(&id).await?.ok_or_else(|| PageError::not_found("workspace"))?;
     let after =

@@ -247,6 +247,12 @@ pub const CATALOGUE: Catalogue = Catalogue {
         email: "E-mail",
         owner_save: "Save owner",
         notice_owner_saved: "Owner saved.",
+        notice_reply_queued: "Reply queued: it is sent through the chat's channel, and shows in the transcript and the webhooks as a sent message.",
+        reply_heading: "Reply",
+        reply_hint: "Sent through the chat's own channel (WhatsApp, WeChat, Chatwoot, or your reply URL), with retries; the customer sees it as coming from your business.",
+        reply_label: "Message",
+        reply_send: "Send reply",
+        reply_closed: "This chat cannot be answered now: ",
         notice_link_rotated: "A new link was made; the old one no longer opens this transcript.",
         sessions_heading: "Session history",
         sessions_hint: "Each status the chat's session took, newest first: a customer's message starts a session \
@@ -362,7 +368,7 @@ pub(super) const CHANNELS: super::channels::ChannelWords = super::channels::Chan
             (
                 "account_sid",
                 "Account SID (optional)",
-                "Starts with AC. With it, requests for another account are refused, and photos and voice notes get download links.",
+                "Starts with AC. With it, requests for another account are refused, photos and voice notes get download links, and chats can be answered from here.",
             ),
         ],
         steps: &[
@@ -387,7 +393,12 @@ pub(super) const CHANNELS: super::channels::ChannelWords = super::channels::Chan
             (
                 "access_token",
                 "Access token (optional)",
-                "A system user's permanent token of the WhatsApp Business account: photos and voice notes then get download links.",
+                "A system user's permanent token of the WhatsApp Business account: photos and voice notes then get download links, and, with the phone number ID, chats can be answered from here.",
+            ),
+            (
+                "phone_number_id",
+                "Phone number ID (optional)",
+                "WhatsApp → API Setup → Phone number ID: the number replies are sent from.",
             ),
         ],
         steps: &[
@@ -423,7 +434,7 @@ pub(super) const CHANNELS: super::channels::ChannelWords = super::channels::Chan
             (
                 "app_secret",
                 "AppSecret (optional)",
-                "设置与开发 → 基本配置 → 开发者密码: photos and voice notes then get download links.",
+                "设置与开发 → 基本配置 → 开发者密码: photos and voice notes then get download links, and chats can be answered from here.",
             ),
         ],
         steps: &[
@@ -434,11 +445,28 @@ pub(super) const CHANNELS: super::channels::ChannelWords = super::channels::Chan
     },
     chatwoot: super::channels::ChannelText {
         name: "Chatwoot or MessageHub",
-        credentials: &[(
-            "secret",
-            "Webhook secret (optional)",
-            "Newer Chatwoot versions show it after the webhook is saved: with it, every push is checked. Older ones sign nothing.",
-        )],
+        credentials: &[
+            (
+                "secret",
+                "Webhook secret (optional)",
+                "Newer Chatwoot versions show it after the webhook is saved: with it, every push is checked. Older ones sign nothing.",
+            ),
+            (
+                "api_url",
+                "Chatwoot address (optional)",
+                "For answering chats from here: your Chatwoot's address, e.g. https://app.chatwoot.com.",
+            ),
+            (
+                "account_id",
+                "Account ID (optional)",
+                "The number after /app/accounts/ in your Chatwoot's addresses.",
+            ),
+            (
+                "api_access_token",
+                "Access token (optional)",
+                "Profile settings → Access Token, of the agent (or agent bot) replies are sent as.",
+            ),
+        ],
         steps: &[
             "In Chatwoot, open Settings → Integrations → Webhooks → Add new webhook.",
             "Paste the inbound URL above as the Webhook URL and tick Message created, Message updated, Conversation status changed and Conversation updated.",

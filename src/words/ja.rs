@@ -249,6 +249,12 @@ pub const CATALOGUE: Catalogue = Catalogue {
         email: "メールアドレス",
         owner_save: "担当者を保存",
         notice_owner_saved: "担当者を保存しました。",
+        notice_reply_queued: "返信を送信待ちにしました。チャットのチャネルから送られ、トランスクリプトと Webhook には送信メッセージとして表示されます。",
+        reply_heading: "返信",
+        reply_hint: "チャット自身のチャネル（WhatsApp、WeChat、Chatwoot、または返信先 URL）から、失敗時は再試行して送ります。お客様にはビジネスからのメッセージとして届きます。",
+        reply_label: "メッセージ",
+        reply_send: "返信を送る",
+        reply_closed: "このチャットには今は返信できません: ",
         notice_link_rotated: "新しいリンクを作成しました。古いリンクではこの会話を開けなくなりました。",
         sessions_heading: "セッション履歴",
         sessions_hint: "この会話のセッションがたどった状態です（新しい順）。お客様のメッセージでセッションが始まり\
@@ -364,7 +370,7 @@ pub(super) const CHANNELS: super::channels::ChannelWords = super::channels::Chan
             (
                 "account_sid",
                 "Account SID（任意）",
-                "AC で始まります。設定すると、他のアカウント宛てのリクエストを拒否し、画像や音声にダウンロードリンクが付きます。",
+                "AC で始まります。設定すると、他のアカウント宛てのリクエストを拒否し、画像や音声にダウンロードリンクが付き、ここからチャットに返信できます。",
             ),
         ],
         steps: &[
@@ -389,7 +395,12 @@ pub(super) const CHANNELS: super::channels::ChannelWords = super::channels::Chan
             (
                 "access_token",
                 "アクセストークン（任意）",
-                "WhatsApp Business アカウントのシステムユーザーの永続トークン。設定すると画像や音声にダウンロードリンクが付きます。",
+                "WhatsApp Business アカウントのシステムユーザーの永続トークン。設定すると画像や音声にダウンロードリンクが付き、電話番号 ID と合わせてここから返信できます。",
+            ),
+            (
+                "phone_number_id",
+                "電話番号 ID（任意）",
+                "WhatsApp → API 設定（API Setup）→ 電話番号 ID。返信はこの番号から送られます。",
             ),
         ],
         steps: &[
@@ -421,7 +432,7 @@ pub(super) const CHANNELS: super::channels::ChannelWords = super::channels::Chan
             (
                 "app_secret",
                 "AppSecret（任意）",
-                "设置与开发 → 基本配置 → 开发者密码。設定すると画像や音声にダウンロードリンクが付きます。",
+                "设置与开发 → 基本配置 → 开发者密码。設定すると画像や音声にダウンロードリンクが付き、ここからチャットに返信できます。",
             ),
         ],
         steps: &[
@@ -432,11 +443,24 @@ pub(super) const CHANNELS: super::channels::ChannelWords = super::channels::Chan
     },
     chatwoot: super::channels::ChannelText {
         name: "Chatwoot・MessageHub",
-        credentials: &[(
-            "secret",
-            "Webhook シークレット（任意）",
-            "新しい Chatwoot では Webhook の保存後に表示されます。設定すると通知をすべて検証します。古い版は署名しません。",
-        )],
+        credentials: &[
+            (
+                "secret",
+                "Webhook シークレット（任意）",
+                "新しい Chatwoot では Webhook の保存後に表示されます。設定すると通知をすべて検証します。古い版は署名しません。",
+            ),
+            (
+                "api_url",
+                "Chatwoot のアドレス（任意）",
+                "ここから返信するためのものです。例: https://app.chatwoot.com",
+            ),
+            ("account_id", "アカウント ID（任意）", "Chatwoot のアドレスの /app/accounts/ の後の番号です。"),
+            (
+                "api_access_token",
+                "アクセストークン（任意）",
+                "プロフィール設定 → アクセストークン。返信はこのエージェント（またはエージェントボット）として送られます。",
+            ),
+        ],
         steps: &[
             "Chatwoot で 設定 → 連携（Integrations）→ Webhooks → 新しい Webhook を追加 を開きます。",
             "上の受信 URL を Webhook URL に貼り付け、Message created、Message updated、Conversation status changed、Conversation updated にチェックを入れます。",

@@ -281,6 +281,13 @@ pub struct PageWords {
     pub email: &'static str,
     pub owner_save: &'static str,
     pub notice_owner_saved: &'static str,
+    pub notice_reply_queued: &'static str,
+    pub reply_heading: &'static str,
+    pub reply_hint: &'static str,
+    pub reply_label: &'static str,
+    pub reply_send: &'static str,
+    /// Before the reason a chat cannot be answered now.
+    pub reply_closed: &'static str,
     pub notice_link_rotated: &'static str,
     /// The chat's session history, and why the session moved.
     pub sessions_heading: &'static str,

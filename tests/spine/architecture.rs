@@ -116,6 +116,8 @@ const LAYERS: &[&[&str]] = &[
     // The outside APIs: the channels' own (their media, through the delivery worker's SSRF
     // guard), and the OpenID Connect provider people sign in with.
     &["vendors", "sso"],
+    // Sending replies through the channels' APIs.
+    &["reply"],
     // HTTP as such: the server, its limits, errors, authentication and throttle.
     &["http"],
     // What both front ends do, written once, in domain terms.

@@ -18,6 +18,7 @@ use chatbundle::store::{
     FailurePolicy, IngestBatch, IngestOutcome, Lease, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries,
     PlannedDelivery, ReplyStatus, ReportedSession, SessionChange, SharedStore, WebhookPatch,
 };
+use chatbundle::store::{ClaimedReply, NewReply, OutgoingStatus, ReplyBody, ReplyOutcome, VendorError};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
@@ -219,6 +220,7 @@ async fn ingest_outcome(
             serde_json::to_vec(&json!({"session": event.chat.external_id, "reply": event.reply_status}))
                 .unwrap()
         }),
+        reply: None,
     };
     store.ingest(batch).await.unwrap()
 }
@@ -770,6 +772,7 @@ pub async fn a_lapsed_reply_window_is_announced_once_across_restarts(factory: &d
         skipped: Vec::new(),
         render_immediate: Arc::new(|_, _, _, _, _, _| b"{}".to_vec()),
         render_session: render.clone(),
+        reply: None,
     };
     store.ingest(batch).await.unwrap();
     assert_eq!(store.next_expiry().await.unwrap(), Some(world.now() + chrono::Duration::hours(24)));
@@ -938,6 +941,7 @@ pub async fn a_chat_owner_set_by_hand_stays_until_a_message_names_another(factor
         skipped: Vec::new(),
         render_immediate: Arc::new(|_, _, _, _, _, _| Vec::new()),
         render_session: Arc::new(|_| Vec::new()),
+        reply: None,
     };
     world.store.ingest(batch).await.unwrap();
     let (_, chat) = world.store.get_chat(id).await.unwrap().unwrap();
@@ -993,6 +997,7 @@ pub async fn a_session_report_is_announced_once_and_an_assignment_alone_is_news(
             skipped: Vec::new(),
             render_immediate: Arc::new(|_, _, _, _, _, _| Vec::new()),
             render_session: Arc::new(|event| event.reply_status.as_str().as_bytes().to_vec()),
+            reply: None,
         };
         world.store.ingest(batch).await.unwrap();
         expected += usize::from(news);
@@ -1168,6 +1173,7 @@ fn request(world: &World, messages: Vec<NewMessage>, sessions: Vec<SessionChange
             let name = |s: Option<SessionStatus>| s.map_or("-", SessionStatus::as_str);
             format!("{}>{}", name(event.old_status), name(event.status)).into_bytes()
         }),
+        reply: None,
     }
 }
 
@@ -1899,6 +1905,125 @@ pub async fn a_signed_request_comes_back_only_with_its_first_body(factory: &dyn 
     assert!(world.store.admit_signed(&a, "1709294400.n1", [3; 32], later).await.unwrap(), "forgotten");
 }
 
+/// A reply to `chat` (its message `id`, sent), in one request of the JSON API.
+fn replying(world: &World, chat: (ChatId, &str), id: &str) -> IngestBatch {
+    let mut batch = request(world, vec![said(id, chat.1, Direction::Sent)], Vec::new());
+    batch.reply = Some(NewReply {
+        chat: chat.0,
+        message_id: id.into(),
+        body: ReplyBody::Text(format!("text of {id}")),
+        idempotency_key: Some(format!("key-{id}")),
+        actor: "mia@acme.example".into(),
+    });
+    batch
+}
+
+async fn claim_replies(store: &SharedStore) -> Vec<ClaimedReply> {
+    store.claim_replies(Duration::from_secs(90), 10).await.unwrap()
+}
+
+/// [`chatbundle::store::ReplyStore`]: a reply is queued with its message and only then (a
+/// repeated request queues nothing more); it is claimed by one of several racing daemons, a
+/// chat's replies in order; only the current lease holder records; a recorded reply is never
+/// claimed again, also after a restart; a lease that ran out (its daemon died) is claimed anew;
+/// a retry is due at its time; and the channel's echo of a sent reply is not stored again.
+pub async fn a_queued_reply_is_sent_once_across_daemons_and_restarts(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let chats = [("c-1", "hello"), ("c-2", "hi")];
+    for (chat, id) in chats {
+        world
+            .store
+            .ingest(request(&world, vec![said(id, chat, Direction::Received)], Vec::new()))
+            .await
+            .unwrap();
+    }
+    let listed = world.store.list_chats(&world.workspace, 10, 0).await.unwrap();
+    let id_of = |external: &str| listed.iter().find(|c| c.external_id == external).unwrap().id;
+    let (c1, c2) = ((id_of("c-1"), "c-1"), (id_of("c-2"), "c-2"));
+    for (chat, id) in [(c1, "r-1"), (c1, "r-2"), (c2, "r-3")] {
+        let outcome = world.store.ingest(replying(&world, chat, id)).await.unwrap();
+        assert_eq!((outcome.accepted, outcome.duplicates), (1, 0));
+    }
+    // The same request again (an idempotency key's second try): its message is a duplicate, and
+    // no second reply is queued.
+    let again = world.store.ingest(replying(&world, c1, "r-1")).await.unwrap();
+    assert_eq!((again.accepted, again.duplicates), (0, 1));
+    let first = world.store.reply(c1.0, "r-1").await.unwrap().expect("queued with its message");
+    assert_eq!((first.status, first.attempts), (OutgoingStatus::Queued, 0));
+    assert_eq!(world.store.reply_by_key(c1.0, "key-r-1").await.unwrap().unwrap().message_id, "r-1");
+
+    // Four daemons claim at once: r-1 and r-3 go out, once each; r-2 waits behind r-1.
+    let store = world.store.clone();
+    let racers: Vec<_> = (0..4).map(|_| tokio::spawn(claim_replies_owned(store.clone()))).collect();
+    let mut claimed = Vec::new();
+    for racer in racers {
+        claimed.extend(racer.await.unwrap());
+    }
+    let mut ids: Vec<&str> = claimed.iter().map(|c| c.reply.message_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["r-1", "r-3"], "each once, and a chat's replies in order");
+    let r1 = claimed.iter().find(|c| c.reply.message_id == "r-1").unwrap().clone();
+    let r3 = claimed.iter().find(|c| c.reply.message_id == "r-3").unwrap().clone();
+    assert_eq!((r1.reply.attempts, r1.body.clone()), (1, ReplyBody::Text("text of r-1".into())));
+    assert!(claim_replies(&world.store).await.is_empty(), "leased, and r-2 behind r-1");
+
+    // r-1 is sent: recorded once, by its lease holder only.
+    let sent = ReplyOutcome::Sent { vendor_id: Some("wamid.r1".into()) };
+    assert!(!world.store.record_reply("r-1", c1.0, r1.lease_token ^ 1, sent.clone()).await.unwrap());
+    assert!(world.store.record_reply("r-1", c1.0, r1.lease_token, sent.clone()).await.unwrap());
+    assert!(!world.store.record_reply("r-1", c1.0, r1.lease_token, sent).await.unwrap(), "once");
+    let r1_now = world.store.reply(c1.0, "r-1").await.unwrap().unwrap();
+    assert_eq!((r1_now.status, r1_now.vendor_id.as_deref()), (OutgoingStatus::Sent, Some("wamid.r1")));
+
+    // The daemon restarts: r-2 is next; r-3's lease still runs, so nobody sends it meanwhile.
+    world.store.close().await;
+    let store = factory.open(world.clock.clone()).await;
+    let world = World { store, clock: world.clock.clone(), workspace: world.workspace.clone() };
+    // (A second on: the stores' clocks run a few milliseconds ahead of the case's after many commits.)
+    world.clock.advance(Duration::from_secs(1));
+    let next = claim_replies(&world.store).await;
+    assert_eq!(next.iter().map(|c| c.reply.message_id.as_str()).collect::<Vec<_>>(), ["r-2"]);
+    // r-2 fails for now: due again at its retry time, not before.
+    let error = VendorError { code: "500".into(), message: "Internal Server Error".into() };
+    let retry = ReplyOutcome::RetryAt { at: world.now() + chrono::Duration::seconds(10), error };
+    assert!(world.store.record_reply("r-2", c1.0, next[0].lease_token, retry).await.unwrap());
+    assert!(claim_replies(&world.store).await.is_empty());
+    // r-3's daemon died: once its lease has run out, it is claimed again, under a new token.
+    world.clock.advance(Duration::from_secs(90));
+    let mut again = claim_replies(&world.store).await;
+    again.sort_by(|a, b| a.reply.message_id.cmp(&b.reply.message_id));
+    assert_eq!(again.iter().map(|c| c.reply.message_id.as_str()).collect::<Vec<_>>(), ["r-2", "r-3"]);
+    assert_eq!(
+        (again[0].reply.attempts, again[0].reply.error.as_ref().map(|e| e.code.as_str())),
+        (2, Some("500"))
+    );
+    assert_ne!(again[1].lease_token, r3.lease_token);
+    let failed = ReplyOutcome::Failed {
+        error: VendorError { code: "131047".into(), message: "Re-engagement message".into() },
+    };
+    assert!(
+        !world.store.record_reply("r-3", c2.0, r3.lease_token, failed.clone()).await.unwrap(),
+        "the dead daemon's token"
+    );
+    assert!(world.store.record_reply("r-3", c2.0, again[1].lease_token, failed).await.unwrap());
+    let r3_now = world.store.reply(c2.0, "r-3").await.unwrap().unwrap();
+    assert_eq!((r3_now.status, r3_now.error.unwrap().code.as_str()), (OutgoingStatus::Failed, "131047"));
+
+    // The channel's echo of r-1 (its own id, `sent`) is the reply's message again: not stored.
+    let echo = world
+        .store
+        .ingest(request(&world, vec![said("wamid.r1", "c-1", Direction::Sent)], Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!((echo.accepted, echo.duplicates), (0, 1));
+    let messages = world.store.chat_messages(c1.0, 10, 0).await.unwrap();
+    assert_eq!(messages.len(), 3, "hello, r-1, r-2");
+}
+
+async fn claim_replies_owned(store: SharedStore) -> Vec<ClaimedReply> {
+    claim_replies(&store).await
+}
+
 /// The cases above, as tests for one store.
 #[macro_export]
 macro_rules! conformance {
@@ -1956,6 +2081,7 @@ macro_rules! conformance {
             case!(a_chat_opened_with_media_is_new_with_the_first_message_each_webhook_sees);
             case!(a_rotated_inbound_key_finds_nothing_and_the_source_keeps_its_id);
             case!(a_signed_request_comes_back_only_with_its_first_body);
+            case!(a_queued_reply_is_sent_once_across_daemons_and_restarts);
         }
     };
 }

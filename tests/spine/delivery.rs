@@ -18,6 +18,10 @@ async fn a_message_is_delivered_at_once_in_the_timelinesai_shape() {
     let request = &seen[0];
     let chat_url = request.json()["chat"]["chat_url"].clone();
     assert!(chat_url.as_str().unwrap().starts_with(&format!("{}/c/", app.base)));
+    // chatbundle's own id of the chat, which answers it (`POST /api/v1/chats/{id}/messages`).
+    let chats = app.get_json(&format!("/api/v1/workspaces/{}/chats", ws.id)).await;
+    let chat_id = chats["chats"][0]["id"].clone();
+    assert!(chat_id.is_i64());
     assert_eq!(
         request.json(),
         json!({
@@ -25,7 +29,8 @@ async fn a_message_is_delivered_at_once_in_the_timelinesai_shape() {
             "chat": {"full_name": "John Doe", "responsible_name": "Amnon",
                      "responsible_email": "amnon@acme.com", "chat_url": chat_url, "chat_id": "c-1",
                      "is_new_chat": true, "is_group": false, "phone": "+97254000000",
-                     "can_reply": true, "reply_window_expires_at": null, "reply_status": "ACCEPTED"},
+                     "can_reply": true, "reply_window_expires_at": null, "reply_status": "ACCEPTED",
+                     "id": chat_id},
             "message": {"direction": "received", "timestamp": "2021-02-24T16:25:29+0000",
                         "message_id": "m-1",
                         "sender": {"full_name": "John Doe", "phone": "+97254000000"},

@@ -19,6 +19,7 @@ mod media;
 mod openapi;
 mod operations;
 mod process;
+mod replies;
 mod scale;
 mod supervision;
 mod web;

@@ -178,6 +178,8 @@ macro_rules! chats {
                             }
                             let messages = sqlx::query("DELETE FROM messages WHERE chat_id = $1").bind(id.0).execute(&mut *conn).await?;
                             sqlx::query("DELETE FROM session_history WHERE chat_id = $1").bind(id.0).execute(&mut *conn).await?;
+                            // Its replies too, sent or not: a queued one is never sent.
+                            sqlx::query("DELETE FROM replies WHERE chat_id = $1").bind(id.0).execute(&mut *conn).await?;
                             let pending = sqlx::query(sqlx::AssertSqlSafe(format!(
                                 "DELETE FROM deliveries WHERE chat_id = $1 AND status = {}",
                                 crate::store::sql::pending!()

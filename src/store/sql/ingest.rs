@@ -41,7 +41,18 @@ macro_rules! ingest {
                     order.sort();
                 }
                 let (mut stored, created) = upsert_chats(conn, &order, &merged.chats, now).await?;
+                drop_echoes(conn, batches, &mut merged).await?;
                 let inserted = insert_messages(conn, &merged.candidates, &stored, now).await?;
+                // A reply is queued with its message, when that was new.
+                let fresh: Vec<&IngestBatch> = batches
+                    .iter()
+                    .filter(|b| {
+                        b.reply.as_ref().is_some_and(|r| {
+                            inserted.contains_key(&(b.workspace_id.as_str(), b.source_key.as_str(), r.message_id.as_str()))
+                        })
+                    })
+                    .collect();
+                super::replies::queue(conn, fresh, now).await?;
 
                 // Chats created here start their session: recorded, and told to session_status
                 // webhooks. Then the new messages move sessions on (a new session after ENDED, a
@@ -92,6 +103,34 @@ macro_rules! ingest {
                     }
                 }
                 Ok(merged.outcomes)
+            }
+
+            /// Drops the `sent` messages that are a channel's echo of a reply sent from here (its
+            /// id is the reply's `vendor_id`), counting them as duplicates: the reply's own
+            /// message stands for them.
+            async fn drop_echoes(conn: &mut $conn, batches: &[IngestBatch], merged: &mut merge::Merged<'_>) -> StoreResult<()> {
+                let sent: Vec<MessageKey> = merged
+                    .candidates
+                    .iter()
+                    .filter(|c| c.message.direction == crate::domain::Direction::Sent && batches[c.batch].reply.is_none())
+                    .map(Candidate::key)
+                    .collect();
+                if sent.is_empty() {
+                    return Ok(());
+                }
+                let echoes = super::replies::echoes(conn, &sent).await?;
+                if echoes.is_empty() {
+                    return Ok(());
+                }
+                let is_echo = |c: &Candidate| {
+                    let (w, s, id) = c.key();
+                    echoes.contains(&(w.to_string(), s.to_string(), id.to_string()))
+                };
+                for candidate in merged.candidates.iter().filter(|c| is_echo(c)) {
+                    merged.outcomes[candidate.batch].duplicates += 1;
+                }
+                merged.candidates.retain(|c| !is_echo(c));
+                Ok(())
             }
 
             /// Inserts or updates each chat once, in `order`; returns the stored chat with where

@@ -51,7 +51,7 @@ macro_rules! rows {
 
         pub(super) const WORKSPACE_COLUMNS: &str = "id, name, owner_email, timezone, granularity, account_full_name, \
              account_email, account_phone, ingest_key, created_at, updated_at, locale, media_link_ttl_ms, \
-             message_retention_ms, transcript_link_ttl_ms";
+             message_retention_ms, transcript_link_ttl_ms, reply_url, reply_secret";
 
         pub(super) fn workspace(row: &$row) -> StoreResult<Workspace> {
             Ok(Workspace {
@@ -66,6 +66,8 @@ macro_rules! rows {
                 message_retention: crate::domain::MessageRetention::stored(row.try_get("message_retention_ms")?),
                 transcript_link_ttl: crate::domain::TranscriptLinkTtl::stored(row.try_get("transcript_link_ttl_ms")?),
                 ingest_key: row.try_get("ingest_key")?,
+                reply_url: row.try_get("reply_url")?,
+                reply_secret: row.try_get("reply_secret")?,
                 created_at: from_ms(row.try_get("created_at")?),
                 updated_at: from_ms(row.try_get("updated_at")?),
             })

@@ -171,7 +171,9 @@ macro_rules! settings {
                                     {},
                                     media_link_ttl_ms = COALESCE($12, media_link_ttl_ms),
                                     message_retention_ms = CASE WHEN $13 THEN $14 ELSE message_retention_ms END,
-                                    transcript_link_ttl_ms = CASE WHEN $15 THEN $16 ELSE transcript_link_ttl_ms END
+                                    transcript_link_ttl_ms = CASE WHEN $15 THEN $16 ELSE transcript_link_ttl_ms END,
+                                    reply_url = CASE WHEN $17 THEN $18 ELSE reply_url END,
+                                    reply_secret = CASE WHEN $19 THEN $20 ELSE reply_secret END
                                  WHERE id = $11",
                                 account_set(7)
                             );
@@ -189,6 +191,10 @@ macro_rules! settings {
                             .bind(patch.message_retention.and_then(crate::domain::MessageRetention::millis))
                             .bind(patch.transcript_link_ttl.is_some())
                             .bind(patch.transcript_link_ttl.and_then(crate::domain::TranscriptLinkTtl::millis))
+                            .bind(patch.reply_url.is_some())
+                            .bind(patch.reply_url.clone().flatten())
+                            .bind(patch.reply_secret.is_some())
+                            .bind(patch.reply_secret.clone().flatten())
                             .execute(&mut *conn)
                             .await?
                             .rows_affected();

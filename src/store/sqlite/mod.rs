@@ -268,6 +268,7 @@ crate::store::sql::sessions!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::queue!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::windows!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::ingest!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::replies!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::health!(SqliteStore, sqlx::sqlite::SqliteConnection);
 
 /// Takes the database's lock file; `None` for an in-memory database, which nobody can share.

@@ -4,47 +4,10 @@
 use std::time::Duration;
 
 use chatbundle::ingest::{twilio, wechat};
-use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-
-async fn source(app: &TestApp, ws: &Workspace, body: Value) -> Value {
-    let response = app
-        .admin(Method::POST, &format!("/api/v1/workspaces/{}/sources", ws.id))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "creating a source");
-    response.json().await.unwrap()
-}
-
-fn hex_hmac_sha256(key: &str, parts: &[&[u8]]) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Form fields as Twilio posts them.
-fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-/// A form posted to `url` the way Twilio does, signed with auth token `12345`.
-async fn post_twilio(app: &TestApp, url: &str, params: &[(String, String)]) -> reqwest::Response {
-    app.http
-        .post(url)
-        .header("x-twilio-signature", twilio::signature("12345", url, params))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(params).unwrap())
-        .send()
-        .await
-        .unwrap()
-}
 
 /// A JSON body posted to `url` the way Meta does, signed with app secret `app-secret`.
 async fn post_meta(app: &TestApp, url: &str, body: &Value) -> reqwest::Response {

@@ -791,3 +791,51 @@ pub async fn signed_in_browser(app: &TestApp) -> (reqwest::Client, String) {
     let csrf = csrf_of(&page);
     (browser, csrf)
 }
+
+/// A local server on port 0 for `router` (a vendor's API, as the tests play it); its base URL.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    base
+}
+
+/// Creates a source in `ws` through the admin API; its view (with `id` and `inbound_url`).
+pub async fn source(app: &TestApp, ws: &Workspace, body: Value) -> Value {
+    let path = format!("/api/v1/workspaces/{}/sources", ws.id);
+    let response = app.admin(reqwest::Method::POST, &path).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201, "creating a source");
+    response.json().await.unwrap()
+}
+
+/// HMAC-SHA256 of the parts, in hex: how Meta signs (`X-Hub-Signature-256: sha256=…`).
+pub fn hex_hmac_sha256(key: &str, parts: &[&[u8]]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Form fields as Twilio posts them.
+pub fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// A form posted to `url` the way Twilio does, signed with auth token `12345`.
+pub async fn post_twilio(app: &TestApp, url: &str, params: &[(String, String)]) -> reqwest::Response {
+    app.http
+        .post(url)
+        .header("x-twilio-signature", chatbundle::ingest::twilio::signature("12345", url, params))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(params).unwrap())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// [`post_twilio`], which must be taken (200).
+pub async fn post_twilio_ok(app: &TestApp, url: &str, pairs: &[(&str, &str)]) {
+    assert_eq!(post_twilio(app, url, &form(pairs)).await.status(), 200);
+}

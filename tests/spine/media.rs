@@ -19,7 +19,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use base64::Engine;
 use chatbundle::clock::ManualClock;
-use chatbundle::ingest::twilio;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -32,13 +31,6 @@ type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
 struct Vendor {
     base: String,
     seen: Seen,
-}
-
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    base
 }
 
 fn note(seen: &Seen, path: &str, headers: &HeaderMap) {
@@ -165,28 +157,6 @@ async fn wechat_api() -> Vendor {
     Vendor { base: serve(router).await, seen }
 }
 
-async fn source(app: &TestApp, ws: &Workspace, body: Value) -> Value {
-    let path = format!("/api/v1/workspaces/{}/sources", ws.id);
-    let response = app.admin(reqwest::Method::POST, &path).json(&body).send().await.unwrap();
-    assert_eq!(response.status(), 201, "creating a source");
-    response.json().await.unwrap()
-}
-
-/// A form posted the way Twilio does, signed with auth token `12345`.
-async fn post_twilio(app: &TestApp, url: &str, params: &[(&str, &str)]) {
-    let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let response = app
-        .http
-        .post(url)
-        .header("x-twilio-signature", twilio::signature("12345", url, &params))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(&params).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 #[tokio::test]
 async fn a_twilio_photo_opens_through_its_download_url_until_the_link_expires() {
     let files = storage().await;
@@ -219,7 +189,7 @@ async fn a_twilio_photo_opens_through_its_download_url_until_the_link_expires() 
     .await;
     let media_url = format!("{}/2010-04-01/Accounts/AC123/Messages/MM1/Media/ME1", twilio_api.base);
     let url = with_sid["inbound_url"].as_str().unwrap();
-    post_twilio(
+    post_twilio_ok(
         &app,
         url,
         &[
@@ -266,7 +236,7 @@ async fn a_twilio_photo_opens_through_its_download_url_until_the_link_expires() 
         json!({"kind": "twilio", "name": "Twilio 2", "credentials": {"auth_token": "12345"}}),
     )
     .await;
-    post_twilio(
+    post_twilio_ok(
         &app,
         without_sid["inbound_url"].as_str().unwrap(),
         &[
@@ -304,7 +274,7 @@ async fn a_twilio_photo_opens_through_its_download_url_until_the_link_expires() 
 
     // A redirect to an address the SSRF guard refuses is not followed.
     let private_url = format!("{}/2010-04-01/Accounts/AC123/Messages/MM3/Media/MEprivate", twilio_api.base);
-    post_twilio(
+    post_twilio_ok(
         &app,
         url,
         &[
@@ -326,7 +296,7 @@ async fn a_twilio_photo_opens_through_its_download_url_until_the_link_expires() 
 
     // A file over `media_max_mib` is not passed on.
     let big_url = format!("{}/2010-04-01/Accounts/AC123/Messages/MM4/Media/MEbig", twilio_api.base);
-    post_twilio(
+    post_twilio_ok(
         &app,
         url,
         &[

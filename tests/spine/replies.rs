@@ -25,7 +25,6 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use base64::Engine;
 use chatbundle::clock::ManualClock;
-use chatbundle::ingest::twilio;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -93,20 +92,6 @@ impl Vendor {
         })
         .await
     }
-}
-
-async fn serve(router: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    base
-}
-
-fn hex_hmac(key: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(body);
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -264,28 +249,6 @@ async fn chatwoot_api(vendor: Vendor) -> String {
     serve(router).await
 }
 
-async fn source(app: &TestApp, ws: &Workspace, body: Value) -> Value {
-    let path = format!("/api/v1/workspaces/{}/sources", ws.id);
-    let response = app.admin(reqwest::Method::POST, &path).json(&body).send().await.unwrap();
-    assert_eq!(response.status(), 201, "creating a source");
-    response.json().await.unwrap()
-}
-
-/// A form posted the way Twilio does, signed with auth token `12345`.
-async fn post_twilio(app: &TestApp, url: &str, params: &[(&str, &str)]) {
-    let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let response = app
-        .http
-        .post(url)
-        .header("x-twilio-signature", twilio::signature("12345", url, &params))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(&params).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 async fn chat_id(app: &TestApp, ws: &Workspace, external: &str) -> i64 {
     let chats = app.get_json(&format!("/api/v1/workspaces/{}/chats", ws.id)).await;
     chats["chats"].as_array().unwrap().iter().find(|c| c["chat_id"] == external).expect("the chat")["id"]
@@ -340,7 +303,7 @@ async fn a_twilio_chat_is_answered_through_twilio_retried_after_a_5xx_and_refusa
     )
     .await;
     let url = twilio["inbound_url"].as_str().unwrap();
-    post_twilio(
+    post_twilio_ok(
         &app,
         url,
         &[
@@ -495,7 +458,7 @@ async fn a_meta_whatsapp_chat_is_answered_through_the_cloud_api_and_its_echo_is_
         let url = inbound_url.clone();
         async move {
             let bytes = serde_json::to_vec(&body).unwrap();
-            let signature = format!("sha256={}", hex_hmac("meta-secret", &bytes));
+            let signature = format!("sha256={}", hex_hmac_sha256("meta-secret", &[&bytes]));
             let response = app
                 .http
                 .post(&url)
@@ -753,6 +716,12 @@ async fn json_api_chats_are_answered_through_the_workspaces_signed_reply_url_and
     let signing = chatbundle::deliver::signature::SigningSecret::parse(&secret).unwrap();
     let timestamp: i64 = got.header("webhook-timestamp").parse().unwrap();
     assert!(signing.verify(&message_id, timestamp, &got.body, got.header("webhook-signature")));
+    // Nothing that authenticates goes with it: not the secret, the ingest key or the admin token.
+    let sent_whole = format!("{:?}{}", got.headers, String::from_utf8_lossy(&got.body));
+    for secret in [secret.as_str(), secret.trim_start_matches("whsec_"), ws.ingest_key.as_str(), ADMIN_TOKEN]
+    {
+        assert!(!sent_whole.contains(secret), "{secret} left the daemon: {sent_whole}");
+    }
     settled(&app, chat, &message_id, "sent").await;
     // The transcript shows it as sent.
     let messages = app.get_json(&format!("/api/v1/chats/{chat}")).await;

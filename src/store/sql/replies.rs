@@ -80,23 +80,33 @@ macro_rules! replies {
             }
 
             /// Of the `sent` messages a channel reports, the ids that are its own ids of replies
-            /// sent from here (its echo of them): `(workspace, source key, id)`.
+            /// sent from here (its echo of them): `(workspace, source key, id)`. One statement per
+            /// workspace and source (and per 500 ids), as requests are merged.
             pub(in super::super) async fn echoes(
                 conn: &mut $conn,
                 sent: &[(&str, &str, &str)],
             ) -> StoreResult<std::collections::HashSet<(String, String, String)>> {
-                let mut found = std::collections::HashSet::new();
+                let mut by_source: std::collections::BTreeMap<(&str, &str), Vec<&str>> = Default::default();
                 for (workspace, source, id) in sent {
-                    let hit: Option<String> = sqlx::query_scalar(
-                        "SELECT vendor_id FROM replies WHERE workspace_id = $1 AND source_key = $2 AND vendor_id = $3",
-                    )
-                    .bind(*workspace)
-                    .bind(*source)
-                    .bind(*id)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    if hit.is_some() {
-                        found.insert((workspace.to_string(), source.to_string(), id.to_string()));
+                    by_source.entry((*workspace, *source)).or_default().push(*id);
+                }
+                let mut found = std::collections::HashSet::new();
+                for ((workspace, source), ids) in by_source {
+                    for chunk in ids.chunks(500) {
+                        let p = super::PLACEHOLDERS;
+                        let sql = format!(
+                            "SELECT vendor_id FROM replies WHERE workspace_id = {} AND source_key = {} AND vendor_id IN ({})",
+                            p.one(1),
+                            p.one(2),
+                            p.list(3, chunk.len())
+                        );
+                        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(workspace).bind(source);
+                        for id in chunk {
+                            query = query.bind(*id);
+                        }
+                        for id in query.fetch_all(&mut *conn).await? {
+                            found.insert((workspace.to_string(), source.to_string(), id));
+                        }
                     }
                 }
                 Ok(found)

@@ -17,7 +17,9 @@
 //! 5. closing a day window that holds 1,000,000 messages in 100,000 chats (`BENCH_CLOSE_MESSAGES`,
 //!    `BENCH_CLOSE_CHATS`): the time it takes and the daemon's peak memory meanwhile;
 //! 6. webhook calls per message on a realistic day of chats (1–200 messages each, in bursts), for
-//!    each granularity, with the same window arithmetic the daemon uses.
+//!    each granularity, with the same window arithmetic the daemon uses;
+//! 7. conversations: 100,000 chats (`BENCH_CONVERSATION_CHATS`) open one each and fall silent
+//!    (silence 1m): the daemon's CPU while they wait, and the time to close them all once due.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -624,6 +626,96 @@ async fn close_phase(daemon: &Daemon, client: &reqwest::Client, total: u64, chat
     }
 }
 
+/// The daemon's CPU time so far (user + system), in seconds, from /proc.
+fn cpu_seconds(daemon: &Daemon) -> Option<f64> {
+    let pid = daemon.children.first()?.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after its closing parenthesis.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Phase 7: `chats` chats open a conversation each (a webhook bundling by conversation, silence
+/// 1m, switched off so the bundles wait in the queue), then fall silent: what the daemon spends
+/// while they wait (nothing per chat), and how long closing them all by silence takes once due.
+async fn conversations_phase(daemon: &Daemon, client: &reqwest::Client, chats: u64) {
+    let ws = admin(
+        client,
+        daemon,
+        reqwest::Method::POST,
+        "/api/v1/workspaces",
+        json!({"name": "talk", "owner_email": "bench@example.com", "granularity": "conversation",
+               "conversation_silence": "1m", "account": {"full_name": "Bench", "phone": "+1555"}}),
+    )
+    .await;
+    let ws =
+        Workspace { id: ws["id"].as_str().unwrap().into(), key: ws["ingest_key"].as_str().unwrap().into() };
+    admin(
+        client,
+        daemon,
+        reqwest::Method::POST,
+        &format!("/api/v1/workspaces/{}/webhooks", ws.id),
+        json!({"url": "http://127.0.0.1:9/off", "enabled": false}),
+    )
+    .await;
+    let url = format!("{}/api/v1/workspaces/{}/messages", daemon.base, ws.id);
+    let started = Instant::now();
+    let requests = chats.div_ceil(1000);
+    for r in 0..requests {
+        let items: Vec<String> = (r * 1000..((r + 1) * 1000).min(chats))
+            .map(|i| message_json(&format!("t-{i}"), 1_000_000 + i))
+            .collect();
+        let response = client
+            .post(&url)
+            .bearer_auth(&ws.key)
+            .header("content-type", "application/json")
+            .body(format!("[{}]", items.join(",")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    let last = Instant::now();
+    let ingest_secs = started.elapsed().as_secs_f64();
+    // While they wait: the daemon's CPU over the 50 s before the first deadline.
+    let cpu_before = cpu_seconds(daemon);
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    let idle_cpu = cpu_seconds(daemon).zip(cpu_before).map(|(after, before)| after - before);
+    reset_peak(daemon);
+    let stats = format!("/api/v1/workspaces/{}/stats", ws.id);
+    let deadline = last + Duration::from_secs(60);
+    let mut first_bundle = None;
+    let closed_at = loop {
+        let pending =
+            admin(client, daemon, reqwest::Method::GET, &stats, Value::Null).await["deliveries_pending"]
+                .as_u64()
+                .unwrap_or(0);
+        if pending > 0 && first_bundle.is_none() {
+            first_bundle = Some(Instant::now());
+        }
+        if pending >= chats {
+            break Instant::now();
+        }
+        assert!(
+            last.elapsed() < Duration::from_secs(600),
+            "conversations not closed after 10 minutes: {pending}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let closing = closed_at.saturating_duration_since(deadline).as_secs_f64();
+    let from_first = first_bundle.map_or(0.0, |f| closed_at.saturating_duration_since(f).as_secs_f64());
+    println!(
+        "conversations, {chats} chats (opened in {ingest_secs:.1} s): daemon CPU while they waited {} over 50 s; \
+         all closed by silence {closing:.1} s after the deadline ({from_first:.1} s from the first bundle, {:.0} conversations/s)",
+        idle_cpu.map_or("unknown".into(), |s| format!("{s:.2} s")),
+        chats as f64 / from_first.max(0.001)
+    );
+    if let Some((rss, peak)) = memory(daemon) {
+        println!("conversations, daemon memory: peak {peak:.0} MiB while closing, {rss:.0} MiB after");
+    }
+}
+
 /// Phase 6: how many webhook calls a realistic day of chats costs at each granularity.
 fn calls_per_message_phase() {
     use chatbundle::domain::Granularity;
@@ -654,6 +746,15 @@ fn calls_per_message_phase() {
     for g in Granularity::ALL {
         let calls: usize = match g {
             Granularity::None => messages,
+            // A bundle per conversation: a new one after 30 minutes of silence (the default).
+            Granularity::Conversation => per_chat
+                .iter()
+                .map(|times| {
+                    let mut times = times.clone();
+                    times.sort();
+                    1 + times.windows(2).filter(|w| w[1] - w[0] >= chrono::Duration::minutes(30)).count()
+                })
+                .sum(),
             _ => per_chat
                 .iter()
                 .map(|times| {
@@ -719,6 +820,9 @@ fn main() {
         }
         if phase("calls") {
             calls_per_message_phase();
+        }
+        if phase("conversations") {
+            conversations_phase(&daemon, &client, env_or("BENCH_CONVERSATION_CHATS", 100_000)).await;
         }
     });
 }

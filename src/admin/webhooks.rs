@@ -55,6 +55,14 @@ pub struct CreateWebhook {
     /// `placeholder` ("[image]", or its caption) and its `attachments`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<Media>,
+    /// For `conversation` bundles: its own silence before a conversation's bundle goes out,
+    /// from `1m` to `24h` (the workspace's when left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_silence: Option<String>,
+    /// For `conversation` bundles: its own longest conversation, from `1h` to `7days` (the
+    /// workspace's when left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_max: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -94,6 +102,16 @@ pub struct UpdateWebhook {
     /// `discard` it (each marked `discarded`, never sent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog: Option<Backlog>,
+    /// For `conversation` bundles: its own silence (`1m` to `24h`); `null` follows the
+    /// workspace's again.
+    #[serde(default, deserialize_with = "nullable")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_silence: Option<Option<String>>,
+    /// For `conversation` bundles: its own longest conversation (`1h` to `7days`); `null`
+    /// follows the workspace's again.
+    #[serde(default, deserialize_with = "nullable")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_max: Option<Option<String>>,
 }
 
 /// A webhook as the API shows it. The secret appears only in the answer that set it.
@@ -113,6 +131,9 @@ pub struct WebhookView {
     note_max_chars: u32,
     /// What it does with messages that carry media.
     media: Media,
+    /// Its own conversation silence and maximum (`null`: the workspace's).
+    conversation_silence: Option<String>,
+    conversation_max: Option<String>,
     has_secret: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
@@ -135,6 +156,8 @@ impl WebhookView {
             has_secret: webhook.secret.is_some(),
             note_max_chars: webhook.note_max_chars.get(),
             media: webhook.media,
+            conversation_silence: webhook.conversation_silence.map(|d| d.to_string()),
+            conversation_max: webhook.conversation_max.map(|d| d.to_string()),
             secret: None,
             id: webhook.id,
             workspace_id: webhook.workspace_id,
@@ -229,6 +252,8 @@ pub async fn create(
         timeout: body.timeout.as_deref().map(timeout).transpose()?,
         note_max_chars: body.note_max_chars.map(note_max_chars).transpose()?,
         media: body.media.unwrap_or_default(),
+        conversation_silence: body.conversation_silence.as_deref().map(conversation_silence).transpose()?,
+        conversation_max: body.conversation_max.as_deref().map(conversation_max).transpose()?,
     };
     let webhook = service::webhooks::create(&state, new, &access.actor()).await?;
     info!(webhook_id = %webhook.id, "webhook created");
@@ -334,6 +359,14 @@ pub async fn update(
         note_max_chars: body.note_max_chars.map(note_max_chars).transpose()?,
         media: body.media,
         stop: switch == Some(Switch::Off(OffMode::Stop)),
+        conversation_silence: body
+            .conversation_silence
+            .map(|d| d.as_deref().map(conversation_silence).transpose())
+            .transpose()?,
+        conversation_max: body
+            .conversation_max
+            .map(|d| d.as_deref().map(conversation_max).transpose())
+            .transpose()?,
     };
     service::webhooks::before_switch(&state, &before, switch, &access.actor()).await?;
     let webhook =
@@ -375,4 +408,14 @@ pub async fn delete(
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct WebhookList {
     pub webhooks: Vec<WebhookView>,
+}
+
+/// A conversation silence as a request gives it; a refusal names the field.
+pub(super) fn conversation_silence(value: &str) -> Result<crate::domain::ConversationSilence, ApiError> {
+    value.parse().map_err(|e| ApiError::field("conversation_silence", e))
+}
+
+/// A longest conversation as a request gives it; a refusal names the field.
+pub(super) fn conversation_max(value: &str) -> Result<crate::domain::ConversationMax, ApiError> {
+    value.parse().map_err(|e| ApiError::field("conversation_max", e))
 }

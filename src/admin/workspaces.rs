@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use tracing::{info, instrument};
 
 use super::{account, email, name, timezone};
-use crate::domain::{Account, Granularity, Locale, MediaLinkTtl, WorkspaceId};
+use crate::domain::{
+    Account, ConversationMax, ConversationSilence, Granularity, Locale, MediaLinkTtl, WorkspaceId,
+};
 use crate::domain::{Need, Principal};
 use crate::http::ApiError;
 use crate::http::Ids;
@@ -41,6 +43,11 @@ pub struct WorkspaceView {
     /// How long its transcript links work after they are made or rotated: `never` (they do
     /// not expire) or a duration like `30days`; an expired one answers 410.
     transcript_link_ttl: String,
+    /// For webhooks that bundle by `conversation`: how long a chat may stay silent before its
+    /// conversation's bundle goes out, e.g. `30m`.
+    conversation_silence: String,
+    /// ... and how long a conversation may run before its bundle goes out anyway, e.g. `1day`.
+    conversation_max: String,
     /// The bearer key that authorises ingest into this workspace alone (not shown to a viewer).
     #[serde(skip_serializing_if = "Option::is_none")]
     ingest_key: Option<String>,
@@ -71,6 +78,8 @@ impl WorkspaceView {
             media_link_ttl: w.media_link_ttl.to_string(),
             message_retention: w.message_retention.to_string(),
             transcript_link_ttl: w.transcript_link_ttl.to_string(),
+            conversation_silence: w.conversation_silence.to_string(),
+            conversation_max: w.conversation_max.to_string(),
             ingest_key,
             reply_url: w.reply_url,
             has_reply_secret: w.reply_secret.is_some(),
@@ -141,6 +150,15 @@ pub struct CreateWorkspace {
     /// or a duration from `1h` to `10years`, after which a link answers 410.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcript_link_ttl: Option<String>,
+    /// For webhooks that bundle by `conversation`: how long a chat may stay silent (no message
+    /// either way) before its conversation's bundle goes out, from `1m` to `24h` (`30m` by
+    /// default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_silence: Option<String>,
+    /// How long a conversation may run from its first message before its bundle goes out anyway,
+    /// from `1h` to `7days` (`24h` by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_max: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -174,6 +192,15 @@ pub struct UpdateWorkspace {
     /// or a duration from `1h` to `10years`, after which a link answers 410.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcript_link_ttl: Option<String>,
+    /// For webhooks that bundle by `conversation`: how long a chat may stay silent (no message
+    /// either way) before its conversation's bundle goes out, from `1m` to `24h` (`30m` by
+    /// default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_silence: Option<String>,
+    /// How long a conversation may run from its first message before its bundle goes out anyway,
+    /// from `1h` to `7days` (`24h` by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_max: Option<String>,
     /// Where replies to its JSON API chats are posted (`POST /api/v1/chats/{id}/messages` on such
     /// a chat), signed as deliveries are; `null` removes it. Setting it the first time generates
     /// its signing secret unless `reply_secret` says otherwise.
@@ -223,6 +250,18 @@ pub async fn create(
             .map(message_retention)
             .transpose()?
             .unwrap_or_default(),
+        conversation_silence: body
+            .conversation_silence
+            .as_deref()
+            .map(super::webhooks::conversation_silence)
+            .transpose()?
+            .unwrap_or(ConversationSilence::DEFAULT),
+        conversation_max: body
+            .conversation_max
+            .as_deref()
+            .map(super::webhooks::conversation_max)
+            .transpose()?
+            .unwrap_or(ConversationMax::DEFAULT),
         transcript_link_ttl: body
             .transcript_link_ttl
             .as_deref()
@@ -319,6 +358,16 @@ pub async fn update(
         media_link_ttl: body.media_link_ttl.as_deref().map(media_link_ttl).transpose()?,
         message_retention: body.message_retention.as_deref().map(message_retention).transpose()?,
         transcript_link_ttl: body.transcript_link_ttl.as_deref().map(transcript_link_ttl).transpose()?,
+        conversation_silence: body
+            .conversation_silence
+            .as_deref()
+            .map(super::webhooks::conversation_silence)
+            .transpose()?,
+        conversation_max: body
+            .conversation_max
+            .as_deref()
+            .map(super::webhooks::conversation_max)
+            .transpose()?,
         reply_url: match body.reply_url {
             None => None,
             Some(None) => Some(None),

@@ -40,7 +40,7 @@ pub enum WorkspaceCommand {
         /// IANA time zone for windows, e.g. Europe/Berlin (default UTC).
         #[arg(long)]
         timezone: Option<String>,
-        /// none, 1h, 6h, 12h or 24h (default none).
+        /// none, 1h, 6h, 12h, 24h or conversation (default none).
         #[arg(long)]
         granularity: Option<String>,
         /// The language of its notes: en (default) or ja.
@@ -55,6 +55,12 @@ pub enum WorkspaceCommand {
         /// How long its transcript links work: never (default) or e.g. 30days.
         #[arg(long)]
         transcript_link_ttl: Option<String>,
+        /// For conversation bundles: the silence that ends a conversation, 1m to 24h (default 30m).
+        #[arg(long)]
+        conversation_silence: Option<String>,
+        /// For conversation bundles: the longest conversation, 1h to 7days (default 24h).
+        #[arg(long)]
+        conversation_max: Option<String>,
         #[command(flatten)]
         account: AccountArgs,
     },
@@ -81,6 +87,12 @@ pub enum WorkspaceCommand {
         /// How long its transcript links work: never or e.g. 30days.
         #[arg(long)]
         transcript_link_ttl: Option<String>,
+        /// For conversation bundles: the silence that ends a conversation, 1m to 24h.
+        #[arg(long)]
+        conversation_silence: Option<String>,
+        /// For conversation bundles: the longest conversation, 1h to 7days.
+        #[arg(long)]
+        conversation_max: Option<String>,
         #[command(flatten)]
         account: AccountArgs,
     },
@@ -145,7 +157,7 @@ pub enum WebhookCommand {
         /// Where deliveries go (a public http or https URL).
         #[arg(value_name = "URL")]
         endpoint: String,
-        /// none, 1h, 6h, 12h or 24h (default: the workspace's).
+        /// none, 1h, 6h, 12h, 24h or conversation (default: the workspace's).
         #[arg(long)]
         granularity: Option<String>,
         /// Generate a whsec_ signing secret (printed once).
@@ -166,6 +178,12 @@ pub enum WebhookCommand {
         /// What to do with messages that carry media: skip (default) or placeholder.
         #[arg(long)]
         media: Option<String>,
+        /// For conversation bundles: its own silence, 1m to 24h (default: the workspace's).
+        #[arg(long)]
+        conversation_silence: Option<String>,
+        /// For conversation bundles: its own longest conversation, 1h to 7days.
+        #[arg(long)]
+        conversation_max: Option<String>,
     },
     /// Change a webhook.
     Update {
@@ -173,7 +191,7 @@ pub enum WebhookCommand {
         /// A new delivery URL.
         #[arg(long, value_name = "URL")]
         webhook_url: Option<String>,
-        /// none, 1h, 6h, 12h, 24h, or "default" to follow the workspace.
+        /// none, 1h, 6h, 12h, 24h, conversation, or "default" to follow the workspace.
         #[arg(long)]
         granularity: Option<String>,
         /// true to switch it on, false to switch it off.
@@ -199,6 +217,12 @@ pub enum WebhookCommand {
         /// What to do with messages that carry media: skip (default) or placeholder.
         #[arg(long)]
         media: Option<String>,
+        /// For conversation bundles: its own silence (1m to 24h), or "default" for the workspace's.
+        #[arg(long)]
+        conversation_silence: Option<String>,
+        /// For conversation bundles: its own longest conversation (1h to 7days), or "default".
+        #[arg(long)]
+        conversation_max: Option<String>,
     },
     /// Delete a webhook and what is queued for it.
     Delete { id: String },
@@ -569,6 +593,8 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
             media_link_ttl,
             message_retention,
             transcript_link_ttl,
+            conversation_silence,
+            conversation_max,
             account,
         } => {
             let request = CreateWorkspace {
@@ -581,6 +607,8 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
                 media_link_ttl,
                 message_retention,
                 transcript_link_ttl,
+                conversation_silence,
+                conversation_max,
             };
             client.show(Method::POST, "/api/v1/workspaces", body(request)).await
         }
@@ -594,6 +622,8 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
             media_link_ttl,
             message_retention,
             transcript_link_ttl,
+            conversation_silence,
+            conversation_max,
             account,
         } => {
             let request = UpdateWorkspace {
@@ -606,6 +636,8 @@ pub async fn workspace(config: &Config, remote: &Remote, command: WorkspaceComma
                 media_link_ttl,
                 message_retention,
                 transcript_link_ttl,
+                conversation_silence,
+                conversation_max,
                 reply_url: None,
                 reply_secret: None,
             };
@@ -640,6 +672,8 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
             events,
             note_max_chars,
             media,
+            conversation_silence,
+            conversation_max,
         } => {
             let request = CreateWebhook {
                 url: endpoint,
@@ -650,6 +684,8 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
                 timeout,
                 note_max_chars,
                 media: media.map(|m| parsed("media", &m)).transpose()?,
+                conversation_silence,
+                conversation_max,
             };
             client
                 .show(Method::POST, &format!("/api/v1/workspaces/{workspace}/webhooks"), body(request))
@@ -667,6 +703,8 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
             media,
             mode,
             backlog,
+            conversation_silence,
+            conversation_max,
         } => {
             let secret = secret.map(|s| match s.as_str() {
                 "generate" => Some(SecretInput::Generate(true)),
@@ -684,6 +722,8 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
                 media: media.map(|m| parsed("media", &m)).transpose()?,
                 mode: mode.map(|m| parsed("mode", &m)).transpose()?,
                 backlog: backlog.map(|b| parsed("backlog", &b)).transpose()?,
+                conversation_silence: conversation_silence.map(|d| (d != "default").then_some(d)),
+                conversation_max: conversation_max.map(|d| (d != "default").then_some(d)),
             };
             client.show(Method::PATCH, &format!("/api/v1/webhooks/{id}"), body(request)).await
         }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 mod access;
 mod chat;
+pub mod conversation;
 pub mod credentials;
 mod delivery;
 mod input;
@@ -22,6 +23,7 @@ mod switch;
 
 pub use access::{Need, Principal, Refusal, Role};
 pub use chat::{Chat, ChatInfo, FirstMessages, MessageEdit, NewMessage, StoredMessage, named_sender};
+pub use conversation::{ClosedBy, ConversationMax, ConversationSilence};
 pub use delivery::{AttemptFailure, SwitchedOff};
 pub use input::{
     DeliveryTimeout, EmailAddress, Invalid, MediaLinkTtl, MessageRetention, Name, NoteMaxChars,
@@ -30,7 +32,8 @@ pub use input::{
 pub use media::{Attachment, AttachmentKind, LinkKey, LinkRefusal, Media, linkable, links_media};
 pub use switch::{Backlog, OffMode, Switch};
 
-/// How a webhook receives messages: one call per message, or one bundle per chat per window.
+/// How a webhook receives messages: one call per message, one bundle per chat per window, or one
+/// bundle per chat per conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Granularity {
     /// "Don't aggregate": every message is delivered at once.
@@ -44,15 +47,19 @@ pub enum Granularity {
     Hours12,
     #[serde(rename = "24h")]
     Hours24,
+    /// One bundle per chat when its conversation ends ([`conversation`]).
+    #[serde(rename = "conversation")]
+    Conversation,
 }
 
 impl Granularity {
-    pub const ALL: [Granularity; 5] = [
+    pub const ALL: [Granularity; 6] = [
         Granularity::None,
         Granularity::Hours1,
         Granularity::Hours6,
         Granularity::Hours12,
         Granularity::Hours24,
+        Granularity::Conversation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +69,7 @@ impl Granularity {
             Granularity::Hours6 => "6h",
             Granularity::Hours12 => "12h",
             Granularity::Hours24 => "24h",
+            Granularity::Conversation => "conversation",
         }
     }
 }
@@ -79,7 +87,7 @@ impl FromStr for Granularity {
         Granularity::ALL
             .into_iter()
             .find(|g| g.as_str() == s)
-            .ok_or_else(|| format!("must be one of none, 1h, 6h, 12h, 24h (got {s:?})"))
+            .ok_or_else(|| format!("must be one of none, 1h, 6h, 12h, 24h, conversation (got {s:?})"))
     }
 }
 

@@ -67,5 +67,8 @@ pub async fn accept(
     if outcome.queued || changes > 0 {
         state.deliveries_waiting.notify_one();
     }
+    if outcome.conversations {
+        state.closer.conversations_moved();
+    }
     Ok(Accepted { accepted: outcome.accepted, duplicates: outcome.duplicates, skipped: skipped_count })
 }

@@ -45,6 +45,8 @@ pub struct BundleInput<'a> {
     pub messages: &'a [StoredMessage],
     /// For a webhook whose `media` is `link`: how its media links are made.
     pub links: Option<super::media::MediaLinks<'a>>,
+    /// For a conversation's bundle: why it closed (the payload's `closed_by`).
+    pub closed_by: Option<crate::domain::ClosedBy>,
 }
 
 /// One rendered part.
@@ -129,6 +131,9 @@ struct BundlePayload<'a> {
     channel: &'a str,
     window_start: String,
     window_end: String,
+    /// A conversation's bundle: `session_end`, `silence`, `max` or `flush`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    closed_by: Option<&'static str>,
     whatsapp_account: &'a Account,
     /// The chat's transcript opened at this part, its messages marked: the note's link.
     /// (`chat.chat_url` is the chat's own link, the same in every payload of the chat.)
@@ -262,6 +267,7 @@ pub fn render(input: &BundleInput, limits: Limits) -> Vec<Part> {
                 channel: &first.channel,
                 window_start: timestamp(input.window_start),
                 window_end: timestamp(input.window_end),
+                closed_by: input.closed_by.map(crate::domain::ClosedBy::as_str),
                 whatsapp_account: first.account.as_ref().unwrap_or(input.account),
                 bundle_url: &link,
                 chat,
@@ -357,6 +363,7 @@ mod tests {
             window_end: at("2021-02-24T17:00:00Z"),
             messages,
             links: None,
+            closed_by: None,
         };
         render(&input, limits).into_iter().map(|p| serde_json::from_slice(&p.payload).unwrap()).collect()
     }
@@ -424,6 +431,7 @@ mod tests {
             window_end: at("2021-02-24T17:00:00Z"),
             messages: &messages,
             links: None,
+            closed_by: None,
         };
         let raw = String::from_utf8(render(&input, Limits::default()).remove(0).payload).unwrap();
         let order = [

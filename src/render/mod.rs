@@ -311,6 +311,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
                 window_end: at,
                 messages: std::slice::from_ref(&message),
                 links: None,
+                closed_by: None,
             };
             bundle::render(&input, bundle::Limits::default()).remove(0).payload
         }

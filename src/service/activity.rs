@@ -281,6 +281,14 @@ async fn test_payload(
             // What this webhook holds buffered for the chat: everything since its last close.
             let closing = state.store.bundling_webhooks(Some(&workspace.id)).await?;
             let since = closing.iter().find(|w| w.id == webhook.id).map(|w| (w.bundled_before, w.flushed_at));
+            // A conversation webhook holds the chat's open conversation.
+            let since = match granularity {
+                Granularity::Conversation => {
+                    let opened = state.store.conversation_since(&webhook.id, chat.id).await?;
+                    opened.map(|at| (at, at))
+                }
+                _ => since,
+            };
             let mut messages = match since {
                 Some((bundled_before, _)) => {
                     seen(state.store.messages_since(chat.id, bundled_before, 500).await?)
@@ -293,6 +301,28 @@ async fn test_payload(
             let Some(first) = messages.iter().map(|m| m.received_at).min() else { return Ok(None) };
             messages.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
             let flushed_at = since.map(|(_, f)| f).unwrap_or(first);
+            if granularity == Granularity::Conversation {
+                // As if the chat's conversation were flushed now.
+                let (Some(start), Some(end)) = (messages.first(), messages.last()) else { return Ok(None) };
+                let input = bundle::BundleInput {
+                    public_url,
+                    timezone: tz,
+                    locale: workspace.locale,
+                    account: &workspace.account,
+                    chat: &chat,
+                    first_message_seq: first_seq,
+                    window_start: start.timestamp,
+                    window_end: end.timestamp,
+                    messages: &messages,
+                    links: None,
+                    closed_by: Some(crate::domain::ClosedBy::Flush),
+                };
+                let limits = bundle::Limits {
+                    max_note_chars: webhook.note_max_chars.get() as usize,
+                    ..bundle::Limits::default()
+                };
+                return Ok(bundle::render(&input, limits).into_iter().next().map(|part| part.payload));
+            }
             let open = window::bounds::containing(now, granularity, tz).start.max(flushed_at);
             let input = bundle::BundleInput {
                 public_url,
@@ -305,6 +335,7 @@ async fn test_payload(
                 window_end: now,
                 messages: &messages,
                 links: None,
+                closed_by: None,
             };
             let limits = bundle::Limits {
                 max_note_chars: webhook.note_max_chars.get() as usize,

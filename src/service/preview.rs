@@ -62,7 +62,17 @@ pub async fn preview(
     let plan = closer::plan(&bundling, tz, now, state.public_url.clone(), None);
     let mut previews = Vec::with_capacity(chats.len());
     for chat in chats {
-        let buffered = state.store.messages_since(chat.id, bundling.bundled_before, MAX_MESSAGES).await?;
+        // A conversation webhook holds the chat's open conversation; the others, their window.
+        let since = match bundling.granularity {
+            crate::domain::Granularity::Conversation => {
+                state.store.conversation_since(&webhook.id, chat.id).await?
+            }
+            _ => Some(bundling.bundled_before),
+        };
+        let buffered = match since {
+            Some(since) => state.store.messages_since(chat.id, since, MAX_MESSAGES).await?,
+            None => Vec::new(),
+        };
         // What the bundle will take of them (a webhook that skips media leaves some out).
         let taken = buffered.iter().filter(|m| bundling.media.takes(&m.text, &m.attachments)).count();
         if taken == 0 && only.is_none() {

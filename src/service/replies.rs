@@ -132,6 +132,9 @@ pub async fn answer(
     if outcome.queued {
         state.deliveries_waiting.notify_one();
     }
+    if outcome.conversations {
+        state.closer.conversations_moved();
+    }
     state.replies_waiting.notify_one();
     let reply = state.store.reply(chat_id, &message_id).await?.ok_or_else(|| ApiError::not_found("reply"))?;
     Ok(Answered { reply, new: outcome.accepted > 0 })

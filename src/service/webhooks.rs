@@ -97,6 +97,13 @@ async fn record_changes(state: &AppState, before: &Webhook, after: &Webhook, act
     if before.media != after.media {
         changed.insert("media".into(), json!(after.media));
     }
+    if before.conversation_silence != after.conversation_silence {
+        changed
+            .insert("conversation_silence".into(), json!(after.conversation_silence.map(|d| d.to_string())));
+    }
+    if before.conversation_max != after.conversation_max {
+        changed.insert("conversation_max".into(), json!(after.conversation_max.map(|d| d.to_string())));
+    }
     if before.secret != after.secret {
         changed.insert("secret".into(), json!(if after.secret.is_some() { "changed" } else { "removed" }));
     }

@@ -32,6 +32,16 @@ pub async fn changed(state: &AppState, before: &Workspace, after: &Workspace, ac
         json!(before.transcript_link_ttl.to_string()),
         json!(after.transcript_link_ttl.to_string()),
     );
+    differs(
+        "conversation_silence",
+        json!(before.conversation_silence.to_string()),
+        json!(after.conversation_silence.to_string()),
+    );
+    differs(
+        "conversation_max",
+        json!(before.conversation_max.to_string()),
+        json!(after.conversation_max.to_string()),
+    );
     differs("reply_url", json!(before.reply_url), json!(after.reply_url));
     // Whether it is signed, never the secret.
     differs("reply_signed", json!(before.reply_secret.is_some()), json!(after.reply_secret.is_some()));

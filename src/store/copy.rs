@@ -19,7 +19,7 @@ use super::{StoreError, StoreOptions};
 use crate::clock::SharedClock;
 
 /// The tables copied, parents before children.
-const TABLES: [&str; 17] = [
+const TABLES: [&str; 19] = [
     "workspaces",
     "users",
     "memberships",
@@ -32,6 +32,8 @@ const TABLES: [&str; 17] = [
     "chats",
     "session_history",
     "messages",
+    "replies",
+    "conversations",
     "deliveries",
     "attempts",
     "events",
@@ -40,10 +42,12 @@ const TABLES: [&str; 17] = [
 ];
 
 /// Identity columns whose sequences must continue after the copied rows.
-const IDENTITIES: [(&str, &str); 7] = [
+const IDENTITIES: [(&str, &str); 9] = [
     ("chats", "id"),
     ("session_history", "id"),
     ("messages", "seq"),
+    ("replies", "id"),
+    ("conversations", "id"),
     ("deliveries", "seq"),
     ("attempts", "id"),
     ("events", "id"),

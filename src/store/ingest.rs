@@ -49,6 +49,9 @@ pub struct IngestOutcome {
     /// message at once, or the session event of a chat started in its workspace in the same
     /// commit): the delivery worker need only be woken then. Never false when they did.
     pub queued: bool,
+    /// Whether it opened a conversation (whose deadline may come before any the closer knows
+    /// of) or ended a session with one open (due now): the closer need only look again then.
+    pub conversations: bool,
 }
 
 /// Ingest.
@@ -92,6 +95,10 @@ pub trait IngestStore: Send + Sync {
     ///   its message, and not at all when the message is a duplicate (the same idempotency key
     ///   again). A `sent` message whose id is the channel's id of a reply sent from here (the
     ///   channel's echo of it) is a duplicate: the reply's message already stands for it.
+    /// - **Conversations kept**: for each webhook whose granularity is `conversation`, every new
+    ///   message joins its chat's open conversation (moving its deadline) or opens one; a
+    ///   session the channel ends makes the chat's open conversations due at once
+    ///   ([`super::ConversationStore`]). `conversations` says when either happened.
     /// - **Allowance counted**: for a chat whose account has an allowance after the reply window
     ///   (WeChat), the business's messages sent after the window count in their period; the
     ///   message that uses the allowance up queues one `OUTGOING_LIMIT_REACHED` event.

@@ -129,6 +129,8 @@ pub(super) struct WorkspaceInfo {
     pub locale: Locale,
     /// Webhooks that get each message at once, oldest first, with what they do with media.
     pub immediate: Vec<(WebhookId, Media)>,
+    /// Whether a webhook of it bundles by conversation: its chats' messages join conversations.
+    pub conversations: bool,
 }
 
 /// Notes that a session event was queued for a chat the merge started in `workspace`: the

@@ -8,6 +8,7 @@
 //! | [`SourceStore`] | the admin API (sources) and the inbound routes (finding a source) |
 //! | [`IngestStore`] | ingest: one inbound request, stored whole |
 //! | [`WindowStore`] | the window closer: which webhooks bundle, and closing their windows |
+//! | [`ConversationStore`] | the window closer: open conversations, and closing them |
 //! | [`DeliveryQueue`] | the delivery worker: claims, attempts, test sends |
 //! | [`DeliveryLog`] | the admin API and page: a webhook's deliveries, resends |
 //! | [`Outbox`] | the mailer |
@@ -29,6 +30,7 @@
 mod access;
 mod activity;
 mod chats;
+mod conversations;
 pub mod copy;
 mod ingest;
 mod merge;
@@ -55,6 +57,7 @@ use futures::future::BoxFuture;
 pub use access::*;
 pub use activity::*;
 pub use chats::*;
+pub use conversations::*;
 pub use ingest::*;
 pub use outbox::*;
 pub use people::*;
@@ -157,6 +160,7 @@ pub trait Store:
     + SourceStore
     + IngestStore
     + WindowStore
+    + ConversationStore
     + DeliveryQueue
     + DeliveryLog
     + Outbox

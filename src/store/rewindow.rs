@@ -22,6 +22,10 @@ pub(crate) enum Rewindow {
     /// Its windows moved (granularity or time zone): what is buffered belongs to the window open
     /// at `at`.
     Move { webhook: String, at: i64 },
+    /// It stopped bundling by conversation: its open conversations end at `at` (and go out at
+    /// once), and its windows, if it has any now, start there. Comes before the change's other
+    /// moves.
+    EndConversations { webhook: String, at: i64 },
 }
 
 /// After a change to webhooks or their workspace at `now` (the transaction's time), what moves.
@@ -31,24 +35,30 @@ pub(crate) enum Rewindow {
 ///
 /// The change takes effect just after `now`: messages committed in the same transaction
 /// (received at `now`) were handled under the old settings, and every later one is past `now`.
+///
+/// Conversations have no clock windows: a time zone moves nothing of a webhook that bundles by
+/// conversation, and one that stops doing so ends its open conversations at the change (what
+/// they hold goes out at once, none of it bundled again by its windows).
 pub(crate) fn changes(before: &[Subscription], after: &[Subscription], now: i64) -> Vec<Rewindow> {
     let at = now + 1;
-    after
-        .iter()
-        .filter_map(|new| {
-            let old = before.iter().find(|b| b.id == new.id)?;
-            let fresh = new.subscribed && (!old.subscribed || old.granularity == "none");
-            let moved = old.granularity != new.granularity
-                || (old.timezone != new.timezone && new.granularity != "none");
-            if fresh && new.granularity != "none" {
-                Some(Rewindow::Restart { webhook: new.id.clone(), at })
-            } else if new.subscribed && moved {
-                Some(Rewindow::Move { webhook: new.id.clone(), at })
-            } else {
-                None
-            }
-        })
-        .collect()
+    let by_conversation = |s: &Subscription| s.subscribed && s.granularity == "conversation";
+    let mut moves = Vec::new();
+    for new in after {
+        let Some(old) = before.iter().find(|b| b.id == new.id) else { continue };
+        if by_conversation(old) && !by_conversation(new) {
+            moves.push(Rewindow::EndConversations { webhook: new.id.clone(), at });
+        }
+        let fresh = new.subscribed && (!old.subscribed || old.granularity == "none");
+        let clock = |g: &str| g != "none" && g != "conversation";
+        let moved = old.granularity != new.granularity
+            || (old.timezone != new.timezone && clock(&new.granularity) && clock(&old.granularity));
+        if fresh && new.granularity != "none" {
+            moves.push(Rewindow::Restart { webhook: new.id.clone(), at });
+        } else if new.subscribed && moved {
+            moves.push(Rewindow::Move { webhook: new.id.clone(), at });
+        }
+    }
+    moves
 }
 
 #[cfg(test)]
@@ -78,6 +88,29 @@ mod tests {
         assert_eq!(changes(&[sub("1h", true, "UTC")], &[sub("1h", true, "Asia/Tokyo")], 10).len(), 1);
         assert!(changes(&[sub("none", true, "UTC")], &[sub("none", true, "Asia/Tokyo")], 10).is_empty());
         assert!(changes(&[sub("1h", true, "UTC")], &[sub("1h", true, "UTC")], 10).is_empty());
+        // Into conversations: what is buffered goes out with the change, as a window would.
+        assert_eq!(
+            changes(&[sub("6h", true, "UTC")], &[sub("conversation", true, "UTC")], 10),
+            [Rewindow::Move { webhook: "wh".into(), at: 11 }]
+        );
+        // Out of them: the open ones end, and the windows start, at the change.
+        assert_eq!(
+            changes(&[sub("conversation", true, "UTC")], &[sub("1h", true, "UTC")], 10),
+            [
+                Rewindow::EndConversations { webhook: "wh".into(), at: 11 },
+                Rewindow::Move { webhook: "wh".into(), at: 11 }
+            ]
+        );
+        assert_eq!(
+            changes(&[sub("conversation", true, "UTC")], &[sub("conversation", false, "UTC")], 10),
+            [Rewindow::EndConversations { webhook: "wh".into(), at: 11 }],
+            "stopped: it takes nothing more, and what it held goes out"
+        );
+        assert!(
+            changes(&[sub("conversation", true, "UTC")], &[sub("conversation", true, "Asia/Tokyo")], 10)
+                .is_empty(),
+            "a time zone moves no conversation"
+        );
         assert!(changes(&[sub("1h", true, "UTC")], &[sub("6h", false, "UTC")], 10).is_empty());
     }
 }

@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreResult;
-use crate::domain::{Event, Granularity, Media, NoteMaxChars, WebhookId, WebhookUrl, WorkspaceId};
+use crate::domain::{
+    ConversationMax, ConversationSilence, Event, Granularity, Media, NoteMaxChars, WebhookId, WebhookUrl,
+    WorkspaceId,
+};
 
 /// A webhook as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +28,9 @@ pub struct Webhook {
     pub note_max_chars: NoteMaxChars,
     /// Whether it takes messages that carry media.
     pub media: Media,
+    /// Its own conversation silence and maximum; `None` follows the workspace's.
+    pub conversation_silence: Option<ConversationSilence>,
+    pub conversation_max: Option<ConversationMax>,
     pub consecutive_failures: u32,
     pub disabled_reason: Option<String>,
     /// Switched off in "stop" mode: it takes nothing (no message, bundle or session event is
@@ -47,6 +53,8 @@ pub struct NewWebhook {
     /// `None`: [`NoteMaxChars::DEFAULT`].
     pub note_max_chars: Option<NoteMaxChars>,
     pub media: Media,
+    pub conversation_silence: Option<ConversationSilence>,
+    pub conversation_max: Option<ConversationMax>,
 }
 
 /// Fields to change on a webhook; the outer `None` leaves a field as it is, an inner `None`
@@ -61,6 +69,9 @@ pub struct WebhookPatch {
     pub timeout: Option<Option<Duration>>,
     pub note_max_chars: Option<NoteMaxChars>,
     pub media: Option<Media>,
+    /// `Some(None)`: back to the workspace's.
+    pub conversation_silence: Option<Option<ConversationSilence>>,
+    pub conversation_max: Option<Option<ConversationMax>>,
     /// With `enabled: Some(false)`: stop (take nothing meanwhile) rather than pause.
     pub stop: bool,
 }
@@ -79,7 +90,11 @@ pub trait WebhookStore: Send + Sync {
     /// instant: messages acknowledged before it were handled under the old settings, those after
     /// under the new. What is buffered stays buffered and belongs to the window open now under
     /// the new settings, or goes out at once, message by message, when the new granularity is
-    /// `none`; nothing buffered is lost or bundled twice. Where bundles are cut and whether they
+    /// `none`; nothing buffered is lost or bundled twice. A webhook that stops bundling by
+    /// conversation (a new granularity, or it takes no messages) ends its open conversations at
+    /// the change (they go out at once, `closed_by: flush`); one that starts takes what is
+    /// buffered as one bundle per chat at once, and conversations from then on. A new silence or
+    /// maximum moves the deadlines of its open conversations at the change. Where bundles are cut and whether they
     /// take media apply to every bundle made after the change, of buffered messages too. Switching it on again resets its
     /// failure count; switching it off keeps what it has queued. Switched off to stop, it takes
     /// nothing from then on (to its windowing it takes no messages: what is buffered is not

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::StoreResult;
 use crate::domain::{
-    Account, EmailAddress, Granularity, Locale, MediaLinkTtl, MessageRetention, Name, Timezone,
-    TranscriptLinkTtl, WorkspaceId,
+    Account, ConversationMax, ConversationSilence, EmailAddress, Granularity, Locale, MediaLinkTtl,
+    MessageRetention, Name, Timezone, TranscriptLinkTtl, WorkspaceId,
 };
 
 /// A workspace as stored.
@@ -29,6 +29,10 @@ pub struct Workspace {
     pub message_retention: MessageRetention,
     /// How long its chats' transcript links work.
     pub transcript_link_ttl: TranscriptLinkTtl,
+    /// For conversation bundles: how long a chat may stay silent, and a conversation run,
+    /// before its bundle goes out (webhooks may set their own).
+    pub conversation_silence: ConversationSilence,
+    pub conversation_max: ConversationMax,
     /// The bearer key that authorises ingest into this workspace alone.
     pub ingest_key: String,
     /// Where replies to its JSON API chats are posted (`None`: they cannot be answered here).
@@ -50,6 +54,8 @@ pub struct NewWorkspace {
     pub media_link_ttl: MediaLinkTtl,
     pub message_retention: MessageRetention,
     pub transcript_link_ttl: TranscriptLinkTtl,
+    pub conversation_silence: ConversationSilence,
+    pub conversation_max: ConversationMax,
 }
 
 /// Fields to change on a workspace; `None` leaves a field as it is.
@@ -64,6 +70,8 @@ pub struct WorkspacePatch {
     pub media_link_ttl: Option<MediaLinkTtl>,
     pub message_retention: Option<MessageRetention>,
     pub transcript_link_ttl: Option<TranscriptLinkTtl>,
+    pub conversation_silence: Option<ConversationSilence>,
+    pub conversation_max: Option<ConversationMax>,
     /// `Some(None)` removes it.
     pub reply_url: Option<Option<String>>,
     /// `Some(None)` removes it.

@@ -46,6 +46,8 @@ pub async fn create(
         timeout: timeout.flatten(),
         note_max_chars,
         media: media.unwrap_or_default(),
+        conversation_silence: None,
+        conversation_max: None,
     };
     let webhook = service::webhooks::create(&state, new, &session.actor()).await?;
     Ok(see_other(&format!("/ui/workspaces/{id}?saved={}#{}", webhook.id, webhook.id)))

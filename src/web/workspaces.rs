@@ -15,8 +15,8 @@ use super::session::CsrfForm;
 use super::webhook_card::{FOLLOW_WORKSPACE, WebhookCard, WebhookForm, choices};
 use super::{FormErrors, PageError, PageIds, Session, keep, page, see_other};
 use crate::domain::{
-    Account, EmailAddress, Granularity, Locale, MediaLinkTtl, MessageRetention, Name, SessionStatus,
-    SourceId, SourceKind, Timezone, WebhookId, WorkspaceId,
+    Account, ConversationMax, ConversationSilence, EmailAddress, Granularity, Locale, MediaLinkTtl,
+    MessageRetention, Name, SessionStatus, SourceId, SourceKind, Timezone, WebhookId, WorkspaceId,
 };
 use crate::domain::{Need, Role};
 use crate::service;
@@ -36,7 +36,7 @@ struct HomePage {
     /// the oldest's wait, and sources no request reached in a day.
     health: HashMap<String, (u64, u64, String, u64)>,
     form: WorkspaceForm,
-    granularities: [(&'static str, &'static str); 5],
+    granularities: [(&'static str, &'static str); 6],
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -69,6 +69,11 @@ pub struct WorkspaceForm {
     /// How long transcript links work: `never` or a duration; empty keeps the setting.
     #[serde(default)]
     transcript_link_ttl: String,
+    /// For conversation bundles, e.g. `30m` and `24h`; empty keeps the setting.
+    #[serde(default)]
+    conversation_silence: String,
+    #[serde(default)]
+    conversation_max: String,
     #[serde(skip)]
     errors: FormErrors,
 }
@@ -87,6 +92,8 @@ struct CheckedWorkspace {
     /// `None`: not given (a new workspace keeps its messages; a saved one keeps its setting).
     message_retention: Option<MessageRetention>,
     transcript_link_ttl: Option<crate::domain::TranscriptLinkTtl>,
+    conversation_silence: Option<ConversationSilence>,
+    conversation_max: Option<ConversationMax>,
 }
 
 impl WorkspaceForm {
@@ -103,6 +110,8 @@ impl WorkspaceForm {
             media_link_ttl: ws.media_link_ttl.to_string(),
             message_retention: ws.message_retention.to_string(),
             transcript_link_ttl: ws.transcript_link_ttl.to_string(),
+            conversation_silence: ws.conversation_silence.to_string(),
+            conversation_max: ws.conversation_max.to_string(),
             ..WorkspaceForm::default()
         }
     }
@@ -136,6 +145,14 @@ impl WorkspaceForm {
             given => keep(errors, "transcript_link_ttl", given.parse::<crate::domain::TranscriptLinkTtl>())
                 .map(Some),
         };
+        let conversation_silence = match self.conversation_silence.trim() {
+            "" => Some(None),
+            given => keep(errors, "conversation_silence", given.parse::<ConversationSilence>()).map(Some),
+        };
+        let conversation_max = match self.conversation_max.trim() {
+            "" => Some(None),
+            given => keep(errors, "conversation_max", given.parse::<ConversationMax>()).map(Some),
+        };
         let optional = |v: &str| Some(v.trim().to_string()).filter(|v| !v.is_empty());
         let account = Account {
             full_name: optional(&self.account_full_name),
@@ -164,6 +181,8 @@ impl WorkspaceForm {
             media_link_ttl: media_link_ttl?,
             message_retention: message_retention?,
             transcript_link_ttl: transcript_link_ttl?,
+            conversation_silence: conversation_silence?,
+            conversation_max: conversation_max?,
         })
     }
 }
@@ -245,6 +264,8 @@ pub async fn create(
         media_link_ttl: checked.media_link_ttl.unwrap_or(MediaLinkTtl::DEFAULT),
         message_retention: checked.message_retention.unwrap_or_default(),
         transcript_link_ttl: checked.transcript_link_ttl.unwrap_or_default(),
+        conversation_silence: checked.conversation_silence.unwrap_or(ConversationSilence::DEFAULT),
+        conversation_max: checked.conversation_max.unwrap_or(ConversationMax::DEFAULT),
     };
     let ws = state.store.create_workspace(new).await?;
     Ok(see_other(&format!("/ui/workspaces/{}", ws.id)))
@@ -312,7 +333,7 @@ struct WorkspacePage {
     /// The granularity choices of the new-webhook form.
     choices: Vec<(&'static str, String)>,
     /// The workspace settings' granularity choices.
-    granularities: [(&'static str, &'static str); 5],
+    granularities: [(&'static str, &'static str); 6],
     /// Its members (for who may change the workspace).
     members: Vec<MemberLine>,
     /// Someone just invited: their address and the link, shown this once.
@@ -572,6 +593,8 @@ pub async fn save(
         media_link_ttl: checked.media_link_ttl,
         message_retention: checked.message_retention,
         transcript_link_ttl: checked.transcript_link_ttl,
+        conversation_silence: checked.conversation_silence,
+        conversation_max: checked.conversation_max,
         ..WorkspacePatch::default()
     };
     let before = state.store.get_workspace(&id).await?.ok_or_else(|| PageError::not_found("workspace"))?;

@@ -11,10 +11,11 @@ use chrono_tz::Tz;
 
 use crate::domain::Granularity;
 
-/// Hours per window, or `None` for granularity `none` (no windows).
+/// Hours per window, or `None` for the granularities without clock windows (`none`, and
+/// `conversation`, whose bundles close when the conversation ends).
 pub fn hours(granularity: Granularity) -> Option<u32> {
     match granularity {
-        Granularity::None => None,
+        Granularity::None | Granularity::Conversation => None,
         Granularity::Hours1 => Some(1),
         Granularity::Hours6 => Some(6),
         Granularity::Hours12 => Some(12),
@@ -61,7 +62,7 @@ fn floor(local: NaiveDateTime, hours: u32) -> NaiveDateTime {
 /// # Panics
 /// For granularity `none`, which has no windows.
 pub fn containing(t: DateTime<Utc>, granularity: Granularity, tz: Tz) -> Window {
-    let hours = hours(granularity).expect("granularity `none` has no windows");
+    let hours = hours(granularity).expect("only the clock granularities have windows");
     let step = Duration::hours(i64::from(hours));
     let mut grid = floor(t.with_timezone(&tz).naive_local(), hours);
     let mut start = resolve(tz, grid);

@@ -17,17 +17,20 @@ use tracing::{error, info, instrument, warn};
 
 use super::bounds;
 use crate::clock::SharedClock;
-use crate::domain::{DeliveryId, Granularity, LinkKey, Media, WorkspaceId};
+use crate::domain::{ClosedBy, DeliveryId, Granularity, LinkKey, Media, WebhookId, WorkspaceId};
 use crate::render::media::LinkPlan;
 use crate::render::{self, bundle};
 use crate::store::{
-    BundlingWebhook, CloseProgress, CloseStep, PlanDeliveries, PlannedDelivery, SessionStore, SharedStore,
-    SourceStore, StoreResult, WindowStore,
+    BundlingWebhook, CloseProgress, CloseStep, ConversationClose, ConversationStore, PlanConversation,
+    PlanDeliveries, PlannedDelivery, SessionStore, SharedStore, SourceStore, StoreResult, WindowStore,
 };
 
 /// Chats per close transaction: enough to amortise a commit, few enough that memory stays small
 /// and ingest is never held up for long.
 pub const CHATS_PER_STEP: usize = 1000;
+
+/// Conversations per close transaction.
+pub const CONVERSATIONS_PER_STEP: usize = 1000;
 
 /// How long the closer sleeps when no webhook aggregates.
 const IDLE: Duration = Duration::from_secs(3600);
@@ -42,6 +45,7 @@ enum Request {
 pub struct CloserHandle {
     requests: mpsc::Sender<Request>,
     kick: Arc<Notify>,
+    conversations: Arc<Notify>,
 }
 
 impl CloserHandle {
@@ -57,11 +61,18 @@ impl CloserHandle {
     pub fn kick(&self) {
         self.kick.notify_one();
     }
+
+    /// Tells the closer that a conversation opened or was ended (by ingest): it looks again at
+    /// when the next one is due, nothing else.
+    pub fn conversations_moved(&self) {
+        self.conversations.notify_one();
+    }
 }
 
 /// The closer task.
 pub struct Closer {
     windows: Arc<dyn WindowStore>,
+    conversations: Arc<dyn ConversationStore>,
     sessions: Arc<dyn SessionStore>,
     sources: Arc<dyn SourceStore>,
     /// How media links are signed.
@@ -72,6 +83,8 @@ pub struct Closer {
     deliveries_waiting: Arc<Notify>,
     requests: mpsc::Receiver<Request>,
     kick: Arc<Notify>,
+    /// Ingest opened or ended a conversation.
+    conversations_moved: Arc<Notify>,
 }
 
 impl Closer {
@@ -83,12 +96,15 @@ impl Closer {
     ) -> (Closer, CloserHandle) {
         let (tx, rx) = mpsc::channel(64);
         let kick = Arc::new(Notify::new());
-        let handle = CloserHandle { requests: tx, kick: kick.clone() };
+        let conversations_moved = Arc::new(Notify::new());
+        let handle =
+            CloserHandle { requests: tx, kick: kick.clone(), conversations: conversations_moved.clone() };
         let (windows, sessions) =
             (store.clone() as Arc<dyn WindowStore>, store.clone() as Arc<dyn SessionStore>);
         let sources = store.clone() as Arc<dyn SourceStore>;
         let closer = Closer {
             windows,
+            conversations: store.clone() as Arc<dyn ConversationStore>,
             sessions,
             sources,
             links: None,
@@ -97,6 +113,7 @@ impl Closer {
             deliveries_waiting,
             requests: rx,
             kick,
+            conversations_moved,
         };
         (closer, handle)
     }
@@ -112,16 +129,18 @@ impl Closer {
     /// doing so until `cancel` fires.
     pub async fn run(mut self, cancel: CancellationToken) {
         let cron = start_cron(self.kick.clone()).await;
+        let mut wake_at = self.clock.now();
         loop {
             let now = self.clock.now();
-            let next = match self.close_due(now).await {
-                Ok(next) => next,
-                Err(e) => {
-                    error!(error = %e, "closing windows failed; will try again");
-                    Some(now + chrono::Duration::seconds(5))
-                }
-            };
-            let wake_at = next.unwrap_or(now + IDLE);
+            if now >= wake_at {
+                wake_at = match self.close_due(now).await {
+                    Ok(next) => next.unwrap_or(now + IDLE),
+                    Err(e) => {
+                        error!(error = %e, "closing windows failed; will try again");
+                        now + chrono::Duration::seconds(5)
+                    }
+                };
+            }
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 request = self.requests.recv() => match request {
@@ -132,8 +151,18 @@ impl Closer {
                     None => break,
                 },
                 _ = self.kick.notified() => {}
+                _ = self.conversations_moved.notified() => {
+                    // A new conversation's deadline may come before the wake-up planned.
+                    match self.conversations.next_conversation_due().await {
+                        Ok(Some(due)) => wake_at = wake_at.min(due),
+                        Ok(None) => {}
+                        Err(e) => warn!(error = %e, "could not read when the next conversation is due"),
+                    }
+                    continue;
+                }
                 _ = self.clock.sleep_until(wake_at) => {}
             }
+            wake_at = self.clock.now();
         }
         if let Some(mut cron) = cron {
             let _ = cron.shutdown().await;
@@ -150,7 +179,9 @@ impl Closer {
                 self.close(&webhook, boundary, webhook.closing_flush).await?;
                 continue;
             }
-            if webhook.granularity == Granularity::None {
+            if matches!(webhook.granularity, Granularity::None | Granularity::Conversation) {
+                // What was buffered when it stopped aggregating (or started bundling by
+                // conversation) goes out now: message by message, or one bundle per chat.
                 if webhook.bundled_before < webhook.granularity_changed_at {
                     self.close(&webhook, webhook.granularity_changed_at, false).await?;
                 }
@@ -162,7 +193,72 @@ impl Closer {
             }
             next = Some(next.map_or(window.end, |n| n.min(window.end)));
         }
+        // Conversations, by their stored deadlines: a workspace at a time, due first first.
+        while let Some(workspace) = self.conversations.due_conversations(now).await? {
+            let (closed, _) = self.close_conversations(&workspace, false).await?;
+            if closed == 0 {
+                // Due conversations of webhooks the plan did not know: look again shortly.
+                warn!(workspace_id = %workspace, "due conversations could not be closed now");
+                return Ok(Some(now + chrono::Duration::seconds(5)));
+            }
+        }
+        if let Some(due) = self.conversations.next_conversation_due().await? {
+            next = Some(next.map_or(due, |n| n.min(due)));
+        }
         Ok(next)
+    }
+
+    /// Closes a workspace's due conversations (with `flush`, every open one) until none is left;
+    /// returns how many closed, and the deliveries they made.
+    #[instrument(skip(self))]
+    async fn close_conversations(&self, workspace: &WorkspaceId, flush: bool) -> StoreResult<(u64, u64)> {
+        let webhooks = self.conversations.closing_webhooks(workspace).await?;
+        let plan = self.conversation_plan(&webhooks).await?;
+        let (mut conversations, mut deliveries) = (0, 0);
+        loop {
+            let close = ConversationClose {
+                workspace_id: workspace.clone(),
+                webhooks: webhooks.iter().map(|w| w.id.clone()).collect(),
+                flush,
+                limit: CONVERSATIONS_PER_STEP,
+                plan: plan.clone(),
+            };
+            let closed = self.conversations.close_conversations(close).await?;
+            conversations += closed.conversations;
+            deliveries += closed.deliveries;
+            if closed.deliveries > 0 {
+                self.deliveries_waiting.notify_one();
+            }
+            if !closed.more {
+                break;
+            }
+        }
+        if conversations > 0 {
+            metrics::counter!(crate::telemetry::metric::BUNDLES_CREATED).increment(deliveries);
+            info!(workspace_id = %workspace, conversations, deliveries, "conversations closed");
+        }
+        Ok((conversations, deliveries))
+    }
+
+    /// How the conversations of a workspace's webhooks become deliveries.
+    async fn conversation_plan(&self, webhooks: &[BundlingWebhook]) -> StoreResult<PlanConversation> {
+        let mut plans = std::collections::HashMap::new();
+        for webhook in webhooks {
+            let links = self.link_plan(webhook).await?;
+            plans.insert(webhook.id.clone(), (webhook.clone(), links));
+        }
+        let public_url = self.public_url.clone();
+        Ok(Arc::new(move |webhook_id: &WebhookId, closed_by, chat, firsts, messages| {
+            let Some((webhook, links)) = plans.get(webhook_id) else { return Vec::new() };
+            let links = links.as_ref().and_then(|plan| plan.for_source(&public_url, &chat.source_key));
+            let taken: Vec<_> =
+                messages.iter().filter_map(|m| m.seen_with(webhook.media)).map(|m| m.into_owned()).collect();
+            let (Some(first), Some(last)) = (taken.first(), taken.last()) else { return Vec::new() };
+            let window = bounds::Window { start: first.timestamp, end: last.timestamp };
+            let first_message_seq = firsts.seen_with(webhook.media);
+            let shape = Shape { window, key_end: window.end, closed_by: Some(closed_by) };
+            bundle_parts(webhook, &public_url, chat, first_message_seq, shape, &taken, links)
+        }))
     }
 
     /// Queues SESSION_EXPIRED events for reply windows that lapsed by `now`; returns when the next
@@ -203,27 +299,22 @@ impl Closer {
                 None => webhook,
             };
             let (boundary, cut) = match webhook.granularity {
-                Granularity::None => (webhook.granularity_changed_at, false),
+                Granularity::None | Granularity::Conversation => (webhook.granularity_changed_at, false),
                 _ => (self.clock.now(), true),
             };
             if webhook.bundled_before < boundary {
                 total += self.close(&webhook, boundary, cut).await?;
             }
         }
+        // Every open conversation goes out now, `closed_by: flush`.
+        total += self.close_conversations(workspace_id, true).await?.1;
         info!(deliveries = total, "flushed");
         Ok(total)
     }
 
-    /// Runs close steps for `[bundled_before, boundary)` until the range is closed.
-    #[instrument(skip_all, fields(webhook_id = %webhook.id, boundary = %boundary))]
-    async fn close(
-        &self,
-        webhook: &BundlingWebhook,
-        boundary: DateTime<Utc>,
-        flush: bool,
-    ) -> StoreResult<u64> {
-        let tz = webhook.timezone.tz();
-        let links = match (&self.links, webhook.media) {
+    /// How a webhook's media links are made, when its `media` is `link`.
+    async fn link_plan(&self, webhook: &BundlingWebhook) -> StoreResult<Option<Arc<LinkPlan>>> {
+        Ok(match (&self.links, webhook.media) {
             (Some(key), Media::Link) => {
                 let sources = self.sources.list_sources(&webhook.workspace_id).await?;
                 Some(Arc::new(LinkPlan {
@@ -236,7 +327,19 @@ impl Closer {
                 }))
             }
             _ => None,
-        };
+        })
+    }
+
+    /// Runs close steps for `[bundled_before, boundary)` until the range is closed.
+    #[instrument(skip_all, fields(webhook_id = %webhook.id, boundary = %boundary))]
+    async fn close(
+        &self,
+        webhook: &BundlingWebhook,
+        boundary: DateTime<Utc>,
+        flush: bool,
+    ) -> StoreResult<u64> {
+        let tz = webhook.timezone.tz();
+        let links = self.link_plan(webhook).await?;
         let plan = plan(webhook, tz, boundary, self.public_url.clone(), links);
         let mut total = 0;
         loop {
@@ -311,6 +414,16 @@ pub fn plan(
                 })
                 .collect();
         }
+        if webhook.granularity == Granularity::Conversation {
+            // Buffered when the webhook started bundling by conversation: one bundle per chat,
+            // as a flush would make.
+            let (Some(first), Some(last)) = (taken.first(), taken.last()) else { return Vec::new() };
+            let window = bounds::Window { start: first.timestamp, end: last.timestamp };
+            let shape = Shape { window, key_end: boundary, closed_by: Some(ClosedBy::Flush) };
+            let mut list: Vec<_> = taken.into_iter().map(|m| m.into_owned()).collect();
+            list.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+            return bundle_parts(&webhook, &public_url, chat, first_message_seq, shape, &list, links);
+        }
         // A message belongs to the window open when it was received, or, if the granularity
         // changed while it waited, to the window open at the change.
         let mut groups: Vec<(bounds::Window, Vec<crate::store::StoredMessage>)> = Vec::new();
@@ -331,36 +444,68 @@ pub fn plan(
         let mut deliveries = Vec::new();
         for (window, mut list) in groups {
             list.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
-            let input = bundle::BundleInput {
-                public_url: &public_url,
-                timezone: tz,
-                locale: webhook.locale,
-                account: &webhook.account,
+            let shape = Shape { window, key_end: window.end, closed_by: None };
+            deliveries.extend(bundle_parts(
+                &webhook,
+                &public_url,
                 chat,
                 first_message_seq,
-                window_start: window.start,
-                window_end: window.end,
-                messages: &list,
+                shape,
+                &list,
                 links,
-            };
-            let limits = bundle::Limits {
-                max_note_chars: webhook.note_max_chars.get() as usize,
-                ..bundle::Limits::default()
-            };
-            for part in bundle::render(&input, limits) {
-                deliveries.push(PlannedDelivery {
-                    id: DeliveryId::stored(if part.parts == 1 {
-                        part.bundle_id.clone()
-                    } else {
-                        format!("{}-{}", part.bundle_id, part.part)
-                    }),
-                    bundle: Some((window.end, part.part)),
-                    payload: part.payload,
-                });
-            }
+            ));
         }
         deliveries
     })
+}
+
+/// What a bundle says of where it stands: the window its payload names, the instant that names
+/// it among the webhook's bundles of the chat (the window's end, for a clock window), and why it
+/// closed (a conversation's).
+struct Shape {
+    window: bounds::Window,
+    key_end: DateTime<Utc>,
+    closed_by: Option<ClosedBy>,
+}
+
+/// One chat's bundle for `webhook`, in as many parts as its limits need; `messages` ordered by
+/// (timestamp, message id).
+fn bundle_parts(
+    webhook: &BundlingWebhook,
+    public_url: &str,
+    chat: &crate::store::Chat,
+    first_message_seq: Option<i64>,
+    shape: Shape,
+    messages: &[crate::store::StoredMessage],
+    links: Option<crate::render::media::MediaLinks<'_>>,
+) -> Vec<PlannedDelivery> {
+    let input = bundle::BundleInput {
+        public_url,
+        timezone: webhook.timezone.tz(),
+        locale: webhook.locale,
+        account: &webhook.account,
+        chat,
+        first_message_seq,
+        window_start: shape.window.start,
+        window_end: shape.window.end,
+        messages,
+        links,
+        closed_by: shape.closed_by,
+    };
+    let limits =
+        bundle::Limits { max_note_chars: webhook.note_max_chars.get() as usize, ..bundle::Limits::default() };
+    bundle::render(&input, limits)
+        .into_iter()
+        .map(|part| PlannedDelivery {
+            id: DeliveryId::stored(if part.parts == 1 {
+                part.bundle_id.clone()
+            } else {
+                format!("{}-{}", part.bundle_id, part.part)
+            }),
+            bundle: Some((shape.key_end, part.part)),
+            payload: part.payload,
+        })
+        .collect()
 }
 
 /// A cron job that pokes the closer every minute; `None` if the scheduler cannot start (the

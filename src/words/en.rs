@@ -54,6 +54,7 @@ pub const CATALOGUE: Catalogue = Catalogue {
         granularity_6h: "Every 6 hours",
         granularity_12h: "Every 12 hours",
         granularity_24h: "Every 24 hours",
+        granularity_conversation: "When the conversation ends",
         workspace_default_before: "Workspace default (",
         workspace_default_after: ")",
 
@@ -102,6 +103,10 @@ pub const CATALOGUE: Catalogue = Catalogue {
         media_skip: "Leave them out",
         media_placeholder: "Keep them with a placeholder",
         media_link: "Keep them with a placeholder and a download link",
+        conversation_silence: "A conversation ends after a silence of",
+        conversation_silence_hint: "For webhooks that send \"When the conversation ends\": its bundle goes out once the chat has been quiet this long (from 1m to 24h).",
+        conversation_max: "A conversation lasts at most",
+        conversation_max_hint: "A chat that never falls quiet still gets its bundle this long after its first message (from 1h to 7days).",
         media_link_ttl: "Media links last",
         media_link_ttl_hint: "How long a download link in a payload opens its file: from 5m to 30days.",
         message_retention: "Keep messages",

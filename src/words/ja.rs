@@ -56,6 +56,7 @@ pub const CATALOGUE: Catalogue = Catalogue {
         granularity_6h: "6時間ごと",
         granularity_12h: "12時間ごと",
         granularity_24h: "24時間ごと",
+        granularity_conversation: "会話が終わったとき",
         workspace_default_before: "ワークスペースの既定（",
         workspace_default_after: "）",
 
@@ -105,6 +106,10 @@ pub const CATALOGUE: Catalogue = Catalogue {
         media_skip: "送らない",
         media_placeholder: "「[画像]」のように表示して送る",
         media_link: "「[画像]」のように表示し、ダウンロードリンクを付けて送る",
+        conversation_silence: "会話の終わりとみなす無言の時間",
+        conversation_silence_hint: "「会話が終わったとき」に送る Webhook では、チャットがこの時間静かになるとまとめて送ります（1m から 24h まで）。",
+        conversation_max: "会話の最長時間",
+        conversation_max_hint: "静かにならないチャットも、最初のメッセージからこの時間が経てばまとめて送ります（1h から 7days まで）。",
         media_link_ttl: "メディアリンクの有効期間",
         media_link_ttl_hint: "ペイロードのダウンロードリンクでファイルを開ける期間（5m から 30days まで）。",
         message_retention: "メッセージの保存期間",

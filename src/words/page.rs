@@ -47,6 +47,7 @@ pub struct PageWords {
     pub granularity_6h: &'static str,
     pub granularity_12h: &'static str,
     pub granularity_24h: &'static str,
+    pub granularity_conversation: &'static str,
     pub workspace_default_before: &'static str,
     pub workspace_default_after: &'static str,
 
@@ -114,6 +115,10 @@ pub struct PageWords {
     /// On a source's card: whether webhooks with media links get `download_url`s for its files.
     pub media_link_ttl: &'static str,
     pub media_link_ttl_hint: &'static str,
+    pub conversation_silence: &'static str,
+    pub conversation_silence_hint: &'static str,
+    pub conversation_max: &'static str,
+    pub conversation_max_hint: &'static str,
     /// How long messages are kept: the field's label and hint; what a transcript says of it
     /// (around the duration).
     pub message_retention: &'static str,
@@ -362,11 +367,12 @@ impl PageWords {
             Granularity::Hours6 => self.granularity_6h,
             Granularity::Hours12 => self.granularity_12h,
             Granularity::Hours24 => self.granularity_24h,
+            Granularity::Conversation => self.granularity_conversation,
         }
     }
 
     /// The granularity choices: each form value with its label.
-    pub fn granularities(&self) -> [(&'static str, &'static str); 5] {
+    pub fn granularities(&self) -> [(&'static str, &'static str); 6] {
         Granularity::ALL.map(|g| (g.as_str(), self.granularity(g)))
     }
 

@@ -14,9 +14,10 @@ use chatbundle::domain::{
     Media, Party, SessionStatus, WebhookId, WorkspaceId,
 };
 use chatbundle::store::{
-    AttemptOutcome, AttemptRecord, ChatInfo, ChatOwner, ClaimedDelivery, CloseProgress, CloseStep, Email,
-    FailurePolicy, IngestBatch, IngestOutcome, Lease, NewMessage, NewWebhook, NewWorkspace, PlanDeliveries,
-    PlannedDelivery, ReplyStatus, ReportedSession, SessionChange, SharedStore, WebhookPatch,
+    AttemptOutcome, AttemptRecord, ChatInfo, ChatOwner, ClaimedDelivery, CloseProgress, CloseStep,
+    ConversationClose, ConversationsClosed, Email, FailurePolicy, IngestBatch, IngestOutcome, Lease,
+    NewMessage, NewWebhook, NewWorkspace, PlanConversation, PlanDeliveries, PlannedDelivery, ReplyStatus,
+    ReportedSession, SessionChange, SharedStore, WebhookPatch, WorkspacePatch,
 };
 use chatbundle::store::{ClaimedReply, NewReply, OutgoingStatus, ReplyBody, ReplyOutcome, VendorError};
 use chrono::{DateTime, Utc};
@@ -29,6 +30,12 @@ use crate::helpers::start_time;
 pub trait Factory: Send + Sync + 'static {
     /// Opens the store (the first time, empty) on `clock`.
     fn open(&self, clock: ManualClock) -> BoxFuture<'_, SharedStore>;
+
+    /// Whether a second daemon may open the same data while the first has it open (SQLite's
+    /// file is one daemon's; PostgreSQL is shared).
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// SQLite: a file in a directory of the case's own.
@@ -60,6 +67,10 @@ impl Factory for Postgres {
     fn open(&self, clock: ManualClock) -> BoxFuture<'_, SharedStore> {
         let url = self.0.url.clone();
         Box::pin(async move { chatbundle::store::connect(&url, Arc::new(clock)).await.unwrap() })
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 }
 
@@ -103,6 +114,8 @@ impl World {
             timeout: None,
             note_max_chars: None,
             media: Media::Skip,
+            conversation_silence: None,
+            conversation_max: None,
         };
         self.store.create_webhook(new).await.unwrap().id
     }
@@ -169,6 +182,8 @@ async fn create_workspace(store: &SharedStore, name: &str) -> WorkspaceId {
         media_link_ttl: chatbundle::domain::MediaLinkTtl::DEFAULT,
         message_retention: Default::default(),
         transcript_link_ttl: Default::default(),
+        conversation_silence: chatbundle::domain::ConversationSilence::DEFAULT,
+        conversation_max: chatbundle::domain::ConversationMax::DEFAULT,
     };
     store.create_workspace(new).await.unwrap().id
 }
@@ -2024,6 +2039,204 @@ async fn claim_replies_owned(store: SharedStore) -> Vec<ClaimedReply> {
     claim_replies(&store).await
 }
 
+/// A conversation plan whose bundle names the chat, its messages and why it closed.
+fn conversation_plan() -> PlanConversation {
+    Arc::new(|_, closed_by, chat, _, messages| {
+        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+        let payload = json!({"chat": chat.external_id, "messages": ids, "closed_by": closed_by.as_str()});
+        vec![PlannedDelivery {
+            id: DeliveryId::generate(),
+            payload: serde_json::to_vec(&payload).unwrap(),
+            bundle: Some((start_time(), 1)),
+        }]
+    })
+}
+
+/// Whether `at` is `expected`, give or take the store's clock moving on by a few milliseconds
+/// per commit.
+fn about(at: Option<DateTime<Utc>>, expected: DateTime<Utc>) -> bool {
+    at.is_some_and(|at| at >= expected && at < expected + chrono::Duration::seconds(1))
+}
+
+/// Closes what is due in the world's workspace (everything open, with `flush`), as the closer
+/// does, a few at a time.
+async fn close_conversations(store: &SharedStore, world: &World, webhook: &WebhookId, flush: bool) -> u64 {
+    let mut total = 0;
+    loop {
+        let close = ConversationClose {
+            workspace_id: world.workspace.clone(),
+            webhooks: vec![webhook.clone()],
+            flush,
+            limit: 2,
+            plan: conversation_plan(),
+        };
+        let ConversationsClosed { conversations, more, .. } = store.close_conversations(close).await.unwrap();
+        total += conversations;
+        if !more {
+            return total;
+        }
+    }
+}
+
+/// `(chat, messages, closed_by)` of each bundle drained, in order.
+async fn conversations_drained(world: &World) -> Vec<(String, Vec<String>, String)> {
+    let mut seen: Vec<(String, Vec<String>, String)> = world
+        .drain()
+        .await
+        .into_iter()
+        .map(|p| {
+            let ids =
+                p["messages"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_string()).collect();
+            (p["chat"].as_str().unwrap().to_string(), ids, p["closed_by"].as_str().unwrap().to_string())
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
+/// [`chatbundle::store::ConversationStore`]: a conversation closes at its stored deadline
+/// (silence, or its maximum), at once when the channel ends the session, once whoever closes it
+/// (racing daemons, a restart), and every message lands in exactly one bundle.
+pub async fn conversations_close_once_by_their_stored_deadlines_across_daemons_and_restarts(
+    factory: &dyn Factory,
+) {
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::Conversation, &[Event::Messages]).await;
+    let minutes = |n: i64| start_time() + chrono::Duration::minutes(n);
+    let outcome =
+        ingest_outcome(&world.store, &world.workspace, &[("m-1", "c-1"), ("m-2", "c-2")], "api").await;
+    assert!(outcome.conversations, "opening a conversation says so");
+    assert!(about(world.store.next_conversation_due().await.unwrap(), minutes(30)), "30m of silence");
+    world.clock.set(minutes(10));
+    let outcome = ingest_outcome(&world.store, &world.workspace, &[("m-3", "c-1")], "api").await;
+    assert!(!outcome.conversations, "a message in an open conversation only moves its deadline");
+    assert_eq!(world.store.due_conversations(world.now()).await.unwrap(), None);
+
+    // Just after 30m c-2 is due: three closers (two of this daemon, one of another) race, while
+    // another chat opens a conversation.
+    world.clock.set(minutes(31));
+    assert_eq!(world.store.due_conversations(world.now()).await.unwrap(), Some(world.workspace.clone()));
+    // Another daemon, where the store is shared.
+    let other = if factory.shared() { factory.open(world.clock.clone()).await } else { world.store.clone() };
+    let world = Arc::new(world);
+    let mut racers = Vec::new();
+    for store in [world.store.clone(), world.store.clone(), other.clone()] {
+        let (world, webhook) = (world.clone(), webhook.clone());
+        racers.push(tokio::spawn(async move { close_conversations(&store, &world, &webhook, false).await }));
+    }
+    ingest(&world.store, &world.workspace, &[("m-5", "c-5")], "api").await;
+    let mut closed = 0;
+    for racer in racers {
+        closed += racer.await.unwrap();
+    }
+    assert_eq!(closed, 1, "one close of the one due conversation");
+    let first = conversations_drained(&world).await;
+    assert_eq!(first, [("c-2".to_string(), vec!["m-2".to_string()], "silence".to_string())]);
+
+    // c-1 falls due at 40m while no daemon runs; the next one closes it, once.
+    world.clock.set(minutes(45));
+    world.store.close().await;
+    other.close().await;
+    let restarted = factory.open(world.clock.clone()).await;
+    let world = World { store: restarted, clock: world.clock.clone(), workspace: world.workspace.clone() };
+    assert_eq!(world.store.due_conversations(world.now()).await.unwrap(), Some(world.workspace.clone()));
+    let store = world.store.clone();
+    assert_eq!(close_conversations(&store, &world, &webhook, false).await, 1);
+    assert_eq!(close_conversations(&store, &world, &webhook, false).await, 0, "nothing twice");
+    let second = conversations_drained(&world).await;
+    assert_eq!(
+        second,
+        [("c-1".to_string(), vec!["m-1".to_string(), "m-3".to_string()], "silence".to_string())]
+    );
+
+    // The channel ends a session: due at once, closed by it. Messages the chat gets while it
+    // closes land in it or in the next conversation, never both.
+    ingest(&world.store, &world.workspace, &[("m-4", "c-3")], "api").await;
+    let outcome = world.store.ingest(request(&world, Vec::new(), vec![ended(&world, "c-3")])).await.unwrap();
+    assert!(outcome.conversations, "ending a session with a conversation open says so");
+    assert_eq!(
+        world.store.due_conversations(world.now()).await.unwrap(),
+        Some(world.workspace.clone()),
+        "at once"
+    );
+    let world = Arc::new(world);
+    let closer = {
+        let (world, webhook, store) = (world.clone(), webhook.clone(), store.clone());
+        tokio::spawn(async move { close_conversations(&store, &world, &webhook, false).await })
+    };
+    for i in 0..5 {
+        ingest(&world.store, &world.workspace, &[(&format!("late-{i}"), "c-3")], "api").await;
+    }
+    assert_eq!(closer.await.unwrap(), 1);
+    let ended_by_session = conversations_drained(&world).await;
+    assert_eq!(ended_by_session.len(), 1);
+    assert_eq!((ended_by_session[0].0.as_str(), ended_by_session[0].2.as_str()), ("c-3", "session_end"));
+    assert!(ended_by_session[0].1.contains(&"m-4".to_string()));
+    let late_in_first = ended_by_session[0].1.len() - 1;
+
+    // A chat that never falls quiet closes at its maximum (an hour here), with what it said.
+    let patch = WorkspacePatch { conversation_max: Some("1h".parse().unwrap()), ..WorkspacePatch::default() };
+    world.store.update_workspace(&world.workspace, patch).await.unwrap();
+    for n in 0..4 {
+        world.clock.set(minutes(60 + 20 * n));
+        ingest(&world.store, &world.workspace, &[(&format!("talk-{n}"), "c-4")], "api").await;
+    }
+    world.clock.set(minutes(121));
+    close_conversations(&store, &world, &webhook, false).await;
+    let mut rest = conversations_drained(&world).await;
+    let at_max: Vec<_> = rest.iter().filter(|(chat, _, _)| chat == "c-4").collect();
+    assert_eq!(at_max.len(), 1, "{rest:?}");
+    assert_eq!((at_max[0].1.len(), at_max[0].2.as_str()), (4, "max"), "an hour after its first");
+    assert!(
+        rest.iter().any(|(chat, ids, by)| chat == "c-5" && ids == &["m-5".to_string()] && by == "silence")
+    );
+
+    // Everything left goes out with a flush; every message was in exactly one bundle.
+    ingest(&world.store, &world.workspace, &[("m-6", "c-6")], "api").await;
+    assert_eq!(close_conversations(&store, &world, &webhook, true).await, 1);
+    let flushed = conversations_drained(&world).await;
+    assert_eq!(flushed, [("c-6".to_string(), vec!["m-6".to_string()], "flush".to_string())]);
+    rest.extend(flushed);
+    let late_in_rest: usize =
+        rest.iter().filter(|(chat, _, _)| chat == "c-3").map(|(_, ids, _)| ids.len()).sum();
+    assert_eq!(late_in_first + late_in_rest, 5, "each late message once: {ended_by_session:?} {rest:?}");
+    assert_eq!(world.store.next_conversation_due().await.unwrap(), None);
+}
+
+/// [`chatbundle::store::WebhookStore::update_webhook`]: a webhook that stops bundling by
+/// conversation ends its open ones at the change (nothing after it is theirs, nothing before
+/// it is its windows'), and a new silence moves open deadlines at once.
+pub async fn a_settings_change_ends_open_conversations_at_one_instant(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::Conversation, &[Event::Messages]).await;
+    world.ingest(&[("m-1", "c-1")]).await;
+    let silence =
+        WebhookPatch { conversation_silence: Some(Some("5m".parse().unwrap())), ..Default::default() };
+    world.store.update_webhook(&webhook, silence).await.unwrap();
+    let due = world.store.next_conversation_due().await.unwrap();
+    assert!(
+        about(due, start_time() + chrono::Duration::minutes(5)),
+        "the new silence applies to what is open"
+    );
+
+    world.clock.advance(Duration::from_secs(60));
+    let hourly = WebhookPatch { granularity: Some(Some(Granularity::Hours1)), ..Default::default() };
+    world.store.update_webhook(&webhook, hourly).await.unwrap();
+    world.ingest(&[("m-2", "c-1")]).await;
+    // The ended conversation is due at once; it holds what came before the change alone.
+    let store = world.store.clone();
+    assert_eq!(close_conversations(&store, &world, &webhook, false).await, 1);
+    let ended = conversations_drained(&world).await;
+    assert_eq!(ended, [("c-1".to_string(), vec!["m-1".to_string()], "flush".to_string())]);
+    // The hour's window holds what came after it alone.
+    world.clock.set(start_time() + chrono::Duration::hours(1));
+    let boundary = world.now();
+    assert!(matches!(close(&world.store, &webhook, boundary, 10, false).await, CloseProgress::Done { .. }));
+    let windows = world.drain().await;
+    assert_eq!(bundled(&windows), BTreeMap::from([("m-2".to_string(), 1)]));
+    assert_eq!(world.store.next_conversation_due().await.unwrap(), None);
+}
+
 /// The cases above, as tests for one store.
 #[macro_export]
 macro_rules! conformance {
@@ -2082,6 +2295,8 @@ macro_rules! conformance {
             case!(a_rotated_inbound_key_finds_nothing_and_the_source_keeps_its_id);
             case!(a_signed_request_comes_back_only_with_its_first_body);
             case!(a_queued_reply_is_sent_once_across_daemons_and_restarts);
+            case!(conversations_close_once_by_their_stored_deadlines_across_daemons_and_restarts);
+            case!(a_settings_change_ends_open_conversations_at_one_instant);
         }
     };
 }

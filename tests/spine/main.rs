@@ -8,6 +8,7 @@ mod browser;
 mod bundles;
 mod channels;
 mod conformance;
+mod conversations;
 mod defences;
 mod delivery;
 mod faults;

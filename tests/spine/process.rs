@@ -690,3 +690,113 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         assert_eq!(ids.len(), 1, "{message} reached {path} under different webhook-ids: {ids:?}");
     }
 }
+
+/// The real binary on the real clock: a conversation webhook with a one-minute silence sends one
+/// bundle with both sides' messages about a minute after the last; a Chatwoot resolve (its
+/// `conversation_status_changed` webhook event, as Chatwoot's documentation shows it) sends the
+/// chat's bundle at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_goes_out_a_minute_after_its_last_message_and_a_resolve_sends_one_at_once() {
+    use serde_json::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, addr) = serve(dir.path());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let receiver = crate::helpers::Receiver::start().await;
+    let http = reqwest::Client::new();
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("process-test-admin-token");
+    let ws: Value = admin(http.post(format!("http://{addr}/api/v1/workspaces")))
+        .json(&json!({"name": "talk", "owner_email": "t@example.com", "granularity": "conversation",
+                      "conversation_silence": "1m"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_id = ws["id"].as_str().unwrap().to_string();
+    let created = admin(http.post(format!("http://{addr}/api/v1/workspaces/{ws_id}/webhooks")))
+        .json(&json!({"url": receiver.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let ingest = |body: Value| {
+        http.post(format!("http://{addr}/api/v1/workspaces/{ws_id}/messages"))
+            .bearer_auth(ws["ingest_key"].as_str().unwrap())
+            .json(&body)
+            .send()
+    };
+    let now = || chrono::Utc::now().to_rfc3339();
+    let mut question = crate::helpers::message_at("m-1", "c-1", "is my order shipped?", &now());
+    question["direction"] = json!("received");
+    assert_eq!(ingest(question).await.unwrap().status(), 202);
+    let mut answer = crate::helpers::message_at("m-2", "c-1", "yes, this morning", &now());
+    answer["direction"] = json!("sent");
+    assert_eq!(ingest(answer).await.unwrap().status(), 202);
+    let last = Instant::now();
+
+    // Meanwhile a Chatwoot conversation is resolved: its bundle goes out at once.
+    let source: Value = admin(http.post(format!("http://{addr}/api/v1/workspaces/{ws_id}/sources")))
+        .json(&json!({"kind": "chatwoot", "name": "Chatwoot", "credentials": {"secret": "cw-secret"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The public URL names port 0 (the daemon listens on whatever port it was given).
+    let inbound = source["inbound_url"].as_str().unwrap();
+    let inbound = format!("http://{addr}{}", &inbound[inbound.find("/hooks/").unwrap()..]);
+    let send = |body: Value| {
+        let raw = serde_json::to_vec(&body).unwrap();
+        let stamp = chrono::Utc::now().timestamp().to_string();
+        let signature = format!(
+            "sha256={}",
+            crate::helpers::hex_hmac_sha256("cw-secret", &[stamp.as_bytes(), b".", &raw])
+        );
+        http.post(&inbound)
+            .header("x-chatwoot-signature", signature)
+            .header("x-chatwoot-timestamp", stamp)
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+    };
+    let incoming = json!({"event": "message_created", "id": 118, "content": "Where is my parcel?",
+        "created_at": now(), "message_type": "incoming", "content_type": "text", "private": false,
+        "sender": {"id": 14, "name": "Li Wei", "phone_number": "+8613800138000"},
+        "conversation": {"id": 207, "inbox_id": 3, "channel": "Channel::Whatsapp", "status": "open",
+            "meta": {"sender": {"id": 14, "name": "Li Wei", "phone_number": "+8613800138000", "type": "contact"}}}});
+    assert_eq!(send(incoming).await.unwrap().status(), 200);
+    let resolved = json!({"event": "conversation_status_changed", "id": 207, "inbox_id": 3,
+        "channel": "Channel::Whatsapp", "status": "resolved",
+        "meta": {"sender": {"id": 14, "name": "Li Wei", "phone_number": "+8613800138000", "type": "contact"}},
+        "changed_attributes": [{"status": {"previous_value": "open", "current_value": "resolved"}}]});
+    let resolved_at = Instant::now();
+    assert_eq!(send(resolved).await.unwrap().status(), 200);
+    let first = receiver.wait_for(1).await[0].json();
+    assert!(resolved_at.elapsed() < Duration::from_secs(5), "at once, not at the silence");
+    assert_eq!(
+        (first["chat"]["chat_id"].as_str(), first["closed_by"].as_str()),
+        (Some("207"), Some("session_end"))
+    );
+
+    // The API chat's bundle: a minute after its last message, both messages, once.
+    let deadline = last + Duration::from_secs(90);
+    let bundle = loop {
+        if let Some(found) =
+            receiver.received().iter().map(|r| r.json()).find(|b| b["chat"]["chat_id"] == "c-1")
+        {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no bundle a minute and a half after the last message");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let waited = last.elapsed();
+    assert!(waited >= Duration::from_secs(59), "not before the silence: {waited:?}");
+    assert!(waited < Duration::from_secs(75), "about a minute after the last message: {waited:?}");
+    assert_eq!(bundle["closed_by"], "silence");
+    let ids: Vec<&str> =
+        bundle["messages"].as_array().unwrap().iter().map(|m| m["message_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["m-1", "m-2"]);
+    assert_eq!(receiver.received().len(), 2, "one bundle per conversation");
+}

@@ -225,6 +225,9 @@ async fn copy_store_moves_an_installation_to_postgres_and_a_daemon_there_carries
     let bundling =
         app.create_webhook(&ws.id, json!({"url": bundles.url, "granularity": "1h", "secret": true})).await;
     let direct = app.create_webhook(&ws.id, json!({"url": immediate.url, "secret": true})).await;
+    // And one bundling by conversation: its open conversations move with the rest.
+    let conversations = Receiver::start().await;
+    app.create_webhook(&ws.id, json!({"url": conversations.url, "granularity": "conversation"})).await;
     app.ingest(
         &ws,
         &json!([message("m-1", "c-1", "one"), message("m-2", "c-2", "two"), message("m-3", "c-1", "three")]),
@@ -263,6 +266,10 @@ async fn copy_store_moves_an_installation_to_postgres_and_a_daemon_there_carries
     let (code, text) = copy_store(&sqlite, &db.url);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.lines().any(|l| l.starts_with("messages") && l.trim_end().ends_with("3 rows")), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("conversations") && l.trim_end().ends_with("2 rows")),
+        "{text}"
+    );
     let (code, text) = copy_store(&sqlite, &db.url);
     assert_eq!(code, Some(2), "a target that is not empty is refused: {text}");
     assert!(text.contains("not") || text.contains("already"), "{text}");
@@ -313,6 +320,19 @@ async fn copy_store_moves_an_installation_to_postgres_and_a_daemon_there_carries
     }
     ids.sort();
     assert_eq!(ids, ["m-1", "m-2", "m-3"], "every buffered message bundled once");
+    // The conversations fell silent long ago by the new daemon's clock: each goes out once.
+    let mut talked: Vec<(String, u64)> = conversations
+        .wait_for(2)
+        .await
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            assert_eq!(body["closed_by"], "silence");
+            (body["chat"]["chat_id"].as_str().unwrap().to_string(), body["message_count"].as_u64().unwrap())
+        })
+        .collect();
+    talked.sort();
+    assert_eq!(talked, [("c-1".to_string(), 2), ("c-2".to_string(), 1)]);
     // The old transcript link, on the new daemon.
     let transcript = Daemon::http().get(format!("{}{token_path}", daemon.base)).send().await.unwrap();
     assert_eq!(transcript.status(), 200);

@@ -117,7 +117,10 @@ async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch
                 ARRAY(SELECT w.media_choice FROM webhooks w
                       WHERE w.workspace_id = s.id AND w.sub_messages AND NOT w.stopped
                         AND COALESCE(w.granularity, s.granularity) = 'none'
-                      ORDER BY w.created_at, w.id) AS immediate_media
+                      ORDER BY w.created_at, w.id) AS immediate_media,
+                EXISTS (SELECT 1 FROM webhooks w
+                        WHERE w.workspace_id = s.id AND w.sub_messages AND NOT w.stopped
+                          AND COALESCE(w.granularity, s.granularity) = 'conversation') AS conversations
          FROM workspaces s WHERE s.id = ANY($1)",
     )
     .bind(&workspace_ids)
@@ -141,6 +144,7 @@ async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch
                 .zip(row.try_get::<Vec<String>, _>("immediate_media")?)
                 .map(|(id, media)| (WebhookId::stored(id), media.parse().unwrap_or_default()))
                 .collect(),
+            conversations: row.try_get("conversations")?,
         };
         let id: String = row.try_get("id")?;
         if let Some(id) = workspace_ids.iter().find(|w| **w == id) {

@@ -237,6 +237,7 @@ crate::store::sql::chats!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::sessions!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::queue!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::windows!(PgStore, sqlx::postgres::PgConnection);
+crate::store::sql::conversations!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::ingest!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::replies!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::health!(PgStore, sqlx::postgres::PgConnection);
@@ -302,6 +303,14 @@ macro_rules! greatest {
     };
 }
 use greatest;
+
+/// The smaller of two values, in SQL.
+macro_rules! least {
+    () => {
+        "LEAST"
+    };
+}
+use least;
 
 /// Prepares the transaction for statements whose best plan depends on how large the tables are:
 /// planned for the tables as they are now, not from a plan cached when they were small.

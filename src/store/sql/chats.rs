@@ -137,14 +137,18 @@ macro_rules! chats {
                                      SELECT seq FROM messages
                                      WHERE workspace_id = $1 AND received_at < $2
                                        AND received_at < COALESCE(
-                                           -- the webhooks that still bundle: not those that send
-                                           -- each message at once (unless a switch to that is
-                                           -- still under way)
+                                           -- the webhooks that still bundle by windows: not those
+                                           -- that send each message at once or bundle by
+                                           -- conversation (unless a switch to that is still under
+                                           -- way)
                                            (SELECT MIN(w.bundled_before) FROM webhooks w
                                             JOIN workspaces s ON s.id = w.workspace_id
                                             WHERE w.workspace_id = $1 AND w.sub_messages AND NOT w.stopped
-                                              AND (COALESCE(w.granularity, s.granularity) <> 'none'
+                                              AND (COALESCE(w.granularity, s.granularity) NOT IN ('none', 'conversation')
                                                    OR w.bundled_before < w.granularity_changed_at)), $2)
+                                       -- and open conversations hold theirs
+                                       AND received_at < COALESCE(
+                                           (SELECT MIN(c.first_at) FROM conversations c WHERE c.workspace_id = $1), $2)
                                      ORDER BY received_at LIMIT $3)",
                             )
                             .bind(workspace.as_str())

@@ -43,6 +43,20 @@ macro_rules! ingest {
                 let (mut stored, created) = upsert_chats(conn, &order, &merged.chats, now).await?;
                 drop_echoes(conn, batches, &mut merged).await?;
                 let inserted = insert_messages(conn, &merged.candidates, &stored, now).await?;
+                // New messages join their chats' conversations, where a webhook bundles so.
+                let mut talking: Vec<i64> = merged
+                    .candidates
+                    .iter()
+                    .filter(|c| workspaces.get(c.chat.0).is_some_and(|w| w.conversations) && inserted.contains_key(&c.key()))
+                    .map(|c| stored[&c.chat].0.id.0)
+                    .collect();
+                talking.sort_unstable();
+                talking.dedup();
+                if !talking.is_empty() && super::conversations::join(conn, &talking, now).await? {
+                    for candidate in merged.candidates.iter().filter(|c| inserted.contains_key(&c.key())) {
+                        merged.outcomes[candidate.batch].conversations = true;
+                    }
+                }
                 // A reply is queued with its message, when that was new.
                 let fresh: Vec<&IngestBatch> = batches
                     .iter()
@@ -91,9 +105,13 @@ macro_rules! ingest {
 
                 // What else each request brought commits with its messages: session news, then the
                 // note of what it skipped.
-                for batch in batches {
+                for (batch, outcome) in batches.iter().zip(merged.outcomes.iter_mut()) {
                     for change in &batch.sessions {
-                        sessions::change(conn, change, &batch.render_session, now).await?;
+                        let changed = sessions::change(conn, change, &batch.render_session, now).await?;
+                        // The channel ended the session: the chat's conversation ends with it.
+                        if changed.ended && super::conversations::end_session(conn, changed.chat.0).await? {
+                            outcome.conversations = true;
+                        }
                     }
                     if !batch.skipped.is_empty() {
                         let detail = serde_json::json!({

@@ -17,6 +17,7 @@
 
 mod access;
 mod chats;
+mod conversations;
 mod health;
 mod ingest;
 mod log;
@@ -31,6 +32,7 @@ mod windows;
 
 pub(super) use access::access;
 pub(super) use chats::chats;
+pub(super) use conversations::conversations;
 pub(super) use health::health;
 pub(super) use ingest::ingest;
 pub(super) use log::log;

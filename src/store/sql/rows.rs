@@ -51,7 +51,8 @@ macro_rules! rows {
 
         pub(super) const WORKSPACE_COLUMNS: &str = "id, name, owner_email, timezone, granularity, account_full_name, \
              account_email, account_phone, ingest_key, created_at, updated_at, locale, media_link_ttl_ms, \
-             message_retention_ms, transcript_link_ttl_ms, reply_url, reply_secret";
+             message_retention_ms, transcript_link_ttl_ms, reply_url, reply_secret, conversation_silence_ms, \
+             conversation_max_ms";
 
         pub(super) fn workspace(row: &$row) -> StoreResult<Workspace> {
             Ok(Workspace {
@@ -65,6 +66,8 @@ macro_rules! rows {
                 media_link_ttl: crate::domain::MediaLinkTtl::stored(row.try_get("media_link_ttl_ms")?),
                 message_retention: crate::domain::MessageRetention::stored(row.try_get("message_retention_ms")?),
                 transcript_link_ttl: crate::domain::TranscriptLinkTtl::stored(row.try_get("transcript_link_ttl_ms")?),
+                conversation_silence: crate::domain::ConversationSilence::stored(row.try_get("conversation_silence_ms")?),
+                conversation_max: crate::domain::ConversationMax::stored(row.try_get("conversation_max_ms")?),
                 ingest_key: row.try_get("ingest_key")?,
                 reply_url: row.try_get("reply_url")?,
                 reply_secret: row.try_get("reply_secret")?,
@@ -74,7 +77,8 @@ macro_rules! rows {
         }
 
         pub(super) const WEBHOOK_COLUMNS: &str = "id, workspace_id, url, granularity, enabled, secret, sub_messages, \
-             sub_session_status, timeout_ms, note_max_chars, media_choice, consecutive_failures, disabled_reason, created_at, updated_at, stopped";
+             sub_session_status, timeout_ms, note_max_chars, media_choice, consecutive_failures, disabled_reason, created_at, updated_at, stopped, \
+             conversation_silence_ms, conversation_max_ms";
 
         pub(super) fn webhook(row: &$row) -> StoreResult<Webhook> {
             let mut events = Vec::new();
@@ -95,6 +99,10 @@ macro_rules! rows {
                 timeout: row.try_get::<Option<i64>, _>("timeout_ms")?.map(|v| Duration::from_millis(v as u64)),
                 note_max_chars: crate::domain::NoteMaxChars::stored(row.try_get("note_max_chars")?),
                 media: row.try_get::<String, _>("media_choice")?.parse().unwrap_or_default(),
+                conversation_silence: row
+                    .try_get::<Option<i64>, _>("conversation_silence_ms")?
+                    .map(crate::domain::ConversationSilence::stored),
+                conversation_max: row.try_get::<Option<i64>, _>("conversation_max_ms")?.map(crate::domain::ConversationMax::stored),
                 consecutive_failures: row.try_get::<i64, _>("consecutive_failures")? as u32,
                 disabled_reason: row.try_get("disabled_reason")?,
                 stopped: row.try_get("stopped")?,

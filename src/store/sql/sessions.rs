@@ -281,13 +281,14 @@ macro_rules! sessions {
 
             /// Applies a session change a channel reported, and queues a `session_status` event for
             /// subscribed webhooks when the status changed. The chat's row (locked where the engine
-            /// locks rows) stays so until the ingest transaction ends. Returns whether it changed.
+            /// locks rows) stays so until the ingest transaction ends. Returns the chat, and
+            /// whether this ended its session.
             pub(in super::super) async fn change(
                 conn: &mut $conn,
                 change: &SessionChange,
                 render: &RenderSession,
                 now: i64,
-            ) -> StoreResult<bool> {
+            ) -> StoreResult<Changed> {
                 // The old status is read under the row's lock: two daemons reporting the same
                 // change announce it once.
                 let before: Option<Owned> = sqlx::query_as(concat!(
@@ -344,7 +345,14 @@ macro_rules! sessions {
                 if changed {
                     announce(conn, &change.workspace_id, &changed_chat, (old, &change.reported), now, render).await?;
                 }
-                Ok(changed)
+                let ended = reported_status(change) == Some(SessionStatus::Ended.as_str()) && old != Some(SessionStatus::Ended);
+                Ok(Changed { chat: changed_chat.id, ended })
+            }
+
+            /// What a reported session change did.
+            pub(in super::super) struct Changed {
+                pub chat: crate::domain::ChatId,
+                pub ended: bool,
             }
 
             #[async_trait]

@@ -15,7 +15,7 @@ macro_rules! settings {
                 workspace_stats,
             };
             use crate::domain::{
-                DeliveryStatus, EmailAddress, Event, Name, NoteMaxChars, Granularity, Locale, Media, MediaLinkTtl, Timezone, WebhookId, WorkspaceId,
+                ConversationMax, ConversationSilence, DeliveryStatus, EmailAddress, Event, Name, NoteMaxChars, Granularity, Locale, Media, MediaLinkTtl, Timezone, WebhookId, WorkspaceId,
                 random_token,
             };
             use crate::store::rewindow::{Rewindow, Subscription, changes};
@@ -48,6 +48,9 @@ macro_rules! settings {
             ) -> StoreResult<()> {
                 for change in changes(before, after, now) {
                     match change {
+                        Rewindow::EndConversations { webhook, at } => {
+                            super::conversations::end_for_settings(conn, &webhook, at).await?;
+                        }
                         // Buffered messages still waiting to go out one by one (a switch to `none`
                         // that the closer has not carried out yet) keep their place: sent twice
                         // beats not sent.
@@ -85,8 +88,9 @@ macro_rules! settings {
                             sqlx::query(
                                 "INSERT INTO workspaces (id, name, owner_email, timezone, granularity,
                                     account_full_name, account_email, account_phone, ingest_key, created_at,
-                                    updated_at, locale, media_link_ttl_ms, message_retention_ms, transcript_link_ttl_ms)
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14)",
+                                    updated_at, locale, media_link_ttl_ms, message_retention_ms, transcript_link_ttl_ms,
+                                    conversation_silence_ms, conversation_max_ms)
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14, $15, $16)",
                             )
                             .bind(id.as_str())
                             .bind(new.name.as_str())
@@ -102,6 +106,8 @@ macro_rules! settings {
                             .bind(new.media_link_ttl.millis())
                             .bind(new.message_retention.millis())
                             .bind(new.transcript_link_ttl.millis())
+                            .bind(new.conversation_silence.millis())
+                            .bind(new.conversation_max.millis())
                             .execute(&mut *conn)
                             .await?;
                             Ok(fetch_workspace(conn, &id).await?.expect("just inserted"))
@@ -173,7 +179,9 @@ macro_rules! settings {
                                     message_retention_ms = CASE WHEN $13 THEN $14 ELSE message_retention_ms END,
                                     transcript_link_ttl_ms = CASE WHEN $15 THEN $16 ELSE transcript_link_ttl_ms END,
                                     reply_url = CASE WHEN $17 THEN $18 ELSE reply_url END,
-                                    reply_secret = CASE WHEN $19 THEN $20 ELSE reply_secret END
+                                    reply_secret = CASE WHEN $19 THEN $20 ELSE reply_secret END,
+                                    conversation_silence_ms = COALESCE($21, conversation_silence_ms),
+                                    conversation_max_ms = COALESCE($22, conversation_max_ms)
                                  WHERE id = $11",
                                 account_set(7)
                             );
@@ -195,6 +203,8 @@ macro_rules! settings {
                             .bind(patch.reply_url.clone().flatten())
                             .bind(patch.reply_secret.is_some())
                             .bind(patch.reply_secret.clone().flatten())
+                            .bind(patch.conversation_silence.map(ConversationSilence::millis))
+                            .bind(patch.conversation_max.map(ConversationMax::millis))
                             .execute(&mut *conn)
                             .await?
                             .rows_affected();
@@ -203,6 +213,9 @@ macro_rules! settings {
                             }
                             let after = subscriptions(conn, &id).await?;
                             rewindow(conn, &before, &after, now).await?;
+                            if patch.conversation_silence.is_some() || patch.conversation_max.is_some() {
+                                super::conversations::retime(conn, id.as_str()).await?;
+                            }
                             fetch_workspace(conn, &id).await
                         })
                     })
@@ -249,8 +262,9 @@ macro_rules! settings {
                             sqlx::query(
                                 "INSERT INTO webhooks (id, workspace_id, url, granularity, enabled, secret,
                                     sub_messages, sub_session_status, timeout_ms, created_at, updated_at,
-                                    bundled_before, granularity_changed_at, note_max_chars, media_choice)
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $11, $12, $13)",
+                                    bundled_before, granularity_changed_at, note_max_chars, media_choice,
+                                    conversation_silence_ms, conversation_max_ms)
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $11, $12, $13, $14, $15)",
                             )
                             .bind(id.as_str())
                             .bind(new.workspace_id.as_str())
@@ -265,6 +279,8 @@ macro_rules! settings {
                             .bind(now + 1)
                             .bind(i64::from(new.note_max_chars.unwrap_or(NoteMaxChars::DEFAULT).get()))
                             .bind(new.media.as_str())
+                            .bind(new.conversation_silence.map(ConversationSilence::millis))
+                            .bind(new.conversation_max.map(ConversationMax::millis))
                             .execute(&mut *conn)
                             .await?;
                             Ok(fetch_webhook(conn, &id).await?.expect("just inserted"))
@@ -307,7 +323,9 @@ macro_rules! settings {
                                     disabled_reason = CASE WHEN $13 THEN NULL
                                         WHEN $14 AND enabled THEN 'switched off through the admin API'
                                         ELSE disabled_reason END,
-                                    updated_at = $15
+                                    updated_at = $15,
+                                    conversation_silence_ms = CASE WHEN $18 THEN $19 ELSE conversation_silence_ms END,
+                                    conversation_max_ms = CASE WHEN $20 THEN $21 ELSE conversation_max_ms END
                                  WHERE id = $16",
                             )
                             .bind(patch.url.as_ref().map(crate::domain::WebhookUrl::as_str))
@@ -327,10 +345,17 @@ macro_rules! settings {
                             .bind(now)
                             .bind(webhook.as_str())
                             .bind(patch.stop)
+                            .bind(patch.conversation_silence.is_some())
+                            .bind(patch.conversation_silence.flatten().map(ConversationSilence::millis))
+                            .bind(patch.conversation_max.is_some())
+                            .bind(patch.conversation_max.flatten().map(ConversationMax::millis))
                             .execute(&mut *conn)
                             .await?;
                             let after = subscriptions(conn, &workspace).await?;
                             rewindow(conn, &before, &after, now).await?;
+                            if patch.conversation_silence.is_some() || patch.conversation_max.is_some() {
+                                super::conversations::retime(conn, workspace.as_str()).await?;
+                            }
                             fetch_webhook(conn, &webhook).await
                         })
                     })

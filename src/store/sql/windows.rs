@@ -25,22 +25,26 @@ macro_rules! windows {
             use crate::store::sql::Windowing;
             use crate::store::{BundlingWebhook, CloseProgress, CloseStep, StoreResult, StoredMessage, WindowStore};
 
+            /// A webhook with what closing its windows or conversations needs, from its workspace too.
+            pub(super) const BUNDLING: &str =
+                "SELECT w.id, w.workspace_id, COALESCE(w.granularity, s.granularity) AS granularity,
+                        s.timezone, s.account_full_name, s.account_email, s.account_phone,
+                        w.bundled_before, w.granularity_changed_at, w.closing_boundary, w.flushed_at,
+                        w.closing_flush, w.note_max_chars, w.media_choice, s.locale, s.media_link_ttl_ms
+                 FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id";
+
             #[async_trait]
             impl WindowStore for super::$store {
                 async fn bundling_webhooks(
                     &self,
                     workspace_id: Option<&WorkspaceId>,
                 ) -> StoreResult<Vec<BundlingWebhook>> {
-                    let rows = sqlx::query(
-                        "SELECT w.id, w.workspace_id, COALESCE(w.granularity, s.granularity) AS granularity,
-                                s.timezone, s.account_full_name, s.account_email, s.account_phone,
-                                w.bundled_before, w.granularity_changed_at, w.closing_boundary, w.flushed_at,
-                                w.closing_flush, w.note_max_chars, w.media_choice, s.locale,
-                                s.media_link_ttl_ms
-                         FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id
-                         WHERE w.sub_messages AND NOT w.stopped AND (CAST($1 AS TEXT) IS NULL OR w.workspace_id = $1)
-                         ORDER BY w.created_at, w.id",
-                    )
+                    let sql = format!(
+                        "{BUNDLING} WHERE w.sub_messages AND NOT w.stopped
+                                      AND (CAST($1 AS TEXT) IS NULL OR w.workspace_id = $1)
+                         ORDER BY w.created_at, w.id"
+                    );
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(workspace_id.map(WorkspaceId::as_str))
                     .fetch_all(self.reads())
                     .await?;
@@ -162,7 +166,8 @@ macro_rules! windows {
                 let count = deliveries.len() as u64;
                 if chats.len() < step.chats {
                     sqlx::query(
-                        "UPDATE webhooks SET bundled_before = $1, closing_boundary = NULL, closing_cursor = NULL,
+                        "UPDATE webhooks SET bundled_before = CASE WHEN windows_from > $1 THEN windows_from ELSE $1 END,
+                            closing_boundary = NULL, closing_cursor = NULL,
                             closing_flush = FALSE, flushed_at = CASE WHEN $2 THEN $1 ELSE flushed_at END
                          WHERE id = $3",
                     )

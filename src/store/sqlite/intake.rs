@@ -56,7 +56,10 @@ async fn workspace_info(
                     SELECT w.id, w.media_choice FROM webhooks w
                     WHERE w.workspace_id = s.id AND w.sub_messages AND NOT w.stopped
                       AND COALESCE(w.granularity, s.granularity) = 'none'
-                    ORDER BY w.created_at, w.id)) AS immediate
+                    ORDER BY w.created_at, w.id)) AS immediate,
+                EXISTS (SELECT 1 FROM webhooks w
+                        WHERE w.workspace_id = s.id AND w.sub_messages AND NOT w.stopped
+                          AND COALESCE(w.granularity, s.granularity) = 'conversation') AS conversations
          FROM workspaces s WHERE s.id = ?",
     )
     .bind(workspace_id.as_str())
@@ -74,7 +77,8 @@ async fn workspace_info(
         .map(|(id, media)| (WebhookId::stored(id), media.parse().unwrap_or_default()))
         .collect();
     let locale = row.try_get::<String, _>("locale")?.parse().unwrap_or_default();
-    Ok(WorkspaceInfo { account, locale, immediate })
+    let conversations = row.try_get("conversations")?;
+    Ok(WorkspaceInfo { account, locale, immediate, conversations })
 }
 
 /// Records the first messages (ever, with words) of chats that had none, which decide

@@ -226,6 +226,14 @@ macro_rules! greatest {
 }
 use greatest;
 
+/// The smaller of two values, in SQL.
+macro_rules! least {
+    () => {
+        "MIN"
+    };
+}
+use least;
+
 /// Prepares the transaction for statements whose best plan depends on how large the tables are:
 /// nothing to do, SQLite plans each run of them (their limits are literals).
 async fn plan_afresh(_: &mut SqliteConnection) -> StoreResult<()> {
@@ -267,6 +275,7 @@ crate::store::sql::chats!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::sessions!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::queue!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::windows!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::conversations!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::ingest!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::replies!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::health!(SqliteStore, sqlx::sqlite::SqliteConnection);

@@ -5,6 +5,7 @@ pub mod chats;
 pub mod deliveries;
 pub mod members;
 pub mod preview;
+pub mod replays;
 pub mod sources;
 pub mod tokens;
 pub mod users;
@@ -46,6 +47,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deliveries::resend))
         .routes(routes!(webhooks::show, webhooks::update, webhooks::delete))
         .routes(routes!(preview::preview))
+        .routes(routes!(replays::replay))
+        .routes(routes!(replays::show, replays::cancel))
         .routes(routes!(chats::list))
         .routes(routes!(chats::show, chats::update, chats::erase))
         .routes(routes!(chats::rotate_token))

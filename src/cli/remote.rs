@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::admin::chats::UpdateChat;
 use crate::admin::members::{AddMember, UpdateMember};
+use crate::admin::replays::ReplayRequest;
 use crate::admin::sources::{CreateSource, UpdateSource};
 use crate::admin::users::{AddUser, UpdateUser};
 use crate::admin::webhooks::{CreateWebhook, SecretInput, UpdateWebhook};
@@ -226,6 +227,29 @@ pub enum WebhookCommand {
     },
     /// Delete a webhook and what is queued for it.
     Delete { id: String },
+    /// Send the webhook again the messages received between two instants, bundled as it bundles.
+    Replay {
+        id: String,
+        /// From this instant (RFC 3339, e.g. 2024-03-01T00:00:00Z)…
+        #[arg(long)]
+        from: String,
+        /// …until this one (not included).
+        #[arg(long)]
+        to: String,
+        /// One chat only (its id, as `chatbundle chat list` shows it).
+        #[arg(long)]
+        chat_id: Option<i64>,
+        /// Count what it would send, and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// A replay's progress, or (with --cancel) cancel what has not gone out.
+    ReplayStatus {
+        id: String,
+        replay_id: String,
+        #[arg(long)]
+        cancel: bool,
+    },
     /// Send the webhook a real sample now and show the result.
     Test { id: String },
     /// The latest 10 rows of the webhook's activity log.
@@ -735,6 +759,15 @@ pub async fn webhook(config: &Config, remote: &Remote, command: WebhookCommand) 
         }
         WebhookCommand::Activity { id } => {
             client.show(Method::GET, &format!("/api/v1/webhooks/{id}/activity"), None).await
+        }
+        WebhookCommand::Replay { id, from, to, chat_id, dry_run } => {
+            let (from, to) = (parsed("from", &from)?, parsed("to", &to)?);
+            let request = ReplayRequest { from, to, chat_id, dry_run: dry_run.then_some(true) };
+            client.show(Method::POST, &format!("/api/v1/webhooks/{id}/replay"), body(request)).await
+        }
+        WebhookCommand::ReplayStatus { id, replay_id, cancel } => {
+            let method = if cancel { Method::DELETE } else { Method::GET };
+            client.show(method, &format!("/api/v1/webhooks/{id}/replays/{replay_id}"), None).await
         }
         WebhookCommand::Log { id, format } => {
             let mut response =

@@ -344,6 +344,21 @@ pub fn marked_as_test(payload: &[u8]) -> Vec<u8> {
     mark(payload, "test")
 }
 
+/// A payload a replay sends again: the same object, its keys in the same order, with
+/// `"replay": true` at its end.
+pub fn marked_as_replay(payload: &[u8]) -> Vec<u8> {
+    let mut out = payload.to_vec();
+    match out.iter().rposition(|b| *b == b'}') {
+        Some(end) => {
+            let empty = out[..end].iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            let key: &[u8] = if empty { br#""replay":true"# } else { br#","replay":true"# };
+            out.splice(end..end, key.iter().copied());
+            out
+        }
+        None => mark(payload, "replay"),
+    }
+}
+
 fn mark(payload: &[u8], key: &str) -> Vec<u8> {
     let mut value: serde_json::Value = serde_json::from_slice(payload).expect("our own JSON");
     match &mut value {
@@ -361,6 +376,13 @@ fn mark(payload: &[u8], key: &str) -> Vec<u8> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_replayed_payload_keeps_its_keys_in_order_and_says_so_last() {
+        let replayed = marked_as_replay(br#"{"b":1,"a":{"x":2}}"#);
+        assert_eq!(String::from_utf8(replayed).unwrap(), r#"{"b":1,"a":{"x":2},"replay":true}"#);
+        assert_eq!(marked_as_replay(b"{}"), br#"{"replay":true}"#);
+    }
 
     #[test]
     fn timestamps_carry_a_numeric_utc_offset_without_colon() {

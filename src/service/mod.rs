@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod intake;
 pub mod members;
 pub mod preview;
+pub mod replay;
 pub mod replies;
 pub mod sources;
 pub mod users;

@@ -19,7 +19,7 @@ use super::{StoreError, StoreOptions};
 use crate::clock::SharedClock;
 
 /// The tables copied, parents before children.
-const TABLES: [&str; 19] = [
+const TABLES: [&str; 20] = [
     "workspaces",
     "users",
     "memberships",
@@ -34,6 +34,7 @@ const TABLES: [&str; 19] = [
     "messages",
     "replies",
     "conversations",
+    "webhook_replays",
     "deliveries",
     "attempts",
     "events",

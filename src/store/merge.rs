@@ -305,6 +305,7 @@ pub(super) fn deliveries<'a>(
                 chat: Some(chat.id),
                 payload,
                 bundle: None,
+                replay: None,
             });
         }
     }

@@ -14,6 +14,7 @@
 //! | [`Outbox`] | the mailer |
 //! | [`ActivityLog`] | the admin API and page (the log), and the retention job |
 //! | [`ChatStore`] | the admin API and page (chats), transcripts, test sends |
+//! | [`ReplayStore`] | the replay endpoint, and the closer (which plans replays) |
 //! | [`ReplyStore`] | the reply endpoint (status, idempotency) and the reply worker |
 //! | [`SessionStore`] | the closer (lapsed reply windows) and test sends (a chat's session) |
 //! | [`WebSessions`] | the web page's sign-in |
@@ -38,6 +39,7 @@ mod outbox;
 mod people;
 pub mod postgres;
 mod queue;
+mod replays;
 mod replies;
 mod rewindow;
 mod sessions;
@@ -62,6 +64,7 @@ pub use ingest::*;
 pub use outbox::*;
 pub use people::*;
 pub use queue::*;
+pub use replays::*;
 pub use replies::*;
 pub use sessions::*;
 pub use sources::*;
@@ -161,6 +164,7 @@ pub trait Store:
     + IngestStore
     + WindowStore
     + ConversationStore
+    + ReplayStore
     + DeliveryQueue
     + DeliveryLog
     + Outbox

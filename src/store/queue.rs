@@ -205,6 +205,9 @@ pub(super) struct Enqueue {
     /// For a bundle part: the window's end (ms) and the part's number. (webhook, chat, window
     /// end, part) is unique, so a repeated close finds its bundles already there.
     pub bundle: Option<(i64, u32)>,
+    /// The replay it belongs to: its lane is the replay's own (webhook, chat, replay), which the
+    /// queue serves only when no live delivery is waiting.
+    pub replay: Option<String>,
 }
 
 /// Whole tokens in a webhook's rate bucket at `now` (ms), from what was stored at `at`: it refills

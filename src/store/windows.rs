@@ -36,6 +36,8 @@ pub struct BundlingWebhook {
     pub media: crate::domain::Media,
     /// How long its media links work (the workspace's setting).
     pub media_link_ttl: crate::domain::MediaLinkTtl,
+    /// Its conversations' silence and maximum in effect (ms): its own, or its workspace's.
+    pub conversation: (i64, i64),
 }
 
 /// A delivery made by closing a window: one bundle part, or (when a webhook stopped

@@ -16,18 +16,25 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, instrument, warn};
 
 use super::bounds;
+use super::bundling::{Shape, bundle_parts};
 use crate::clock::SharedClock;
 use crate::domain::{ClosedBy, DeliveryId, Granularity, LinkKey, Media, WebhookId, WorkspaceId};
+use crate::render;
 use crate::render::media::LinkPlan;
-use crate::render::{self, bundle};
 use crate::store::{
     BundlingWebhook, CloseProgress, CloseStep, ConversationClose, ConversationStore, PlanConversation,
-    PlanDeliveries, PlannedDelivery, SessionStore, SharedStore, SourceStore, StoreResult, WindowStore,
+    PlanDeliveries, PlannedDelivery, ReplayProgress, ReplayStore, SessionStore, SharedStore, SourceStore,
+    StoreResult, WindowStore,
 };
 
 /// Chats per close transaction: enough to amortise a commit, few enough that memory stays small
 /// and ingest is never held up for long.
 pub const CHATS_PER_STEP: usize = 1000;
+
+/// Chats a replay plans per transaction, and transactions per round of the closer's loop (a long
+/// replay goes on in the next round, so windows and conversations close meanwhile).
+const REPLAY_CHATS_PER_STEP: usize = 500;
+const REPLAY_STEPS_PER_ROUND: usize = 8;
 
 /// Conversations per close transaction.
 pub const CONVERSATIONS_PER_STEP: usize = 1000;
@@ -73,6 +80,7 @@ impl CloserHandle {
 pub struct Closer {
     windows: Arc<dyn WindowStore>,
     conversations: Arc<dyn ConversationStore>,
+    replays: Arc<dyn ReplayStore>,
     sessions: Arc<dyn SessionStore>,
     sources: Arc<dyn SourceStore>,
     /// How media links are signed.
@@ -105,6 +113,7 @@ impl Closer {
         let closer = Closer {
             windows,
             conversations: store.clone() as Arc<dyn ConversationStore>,
+            replays: store.clone() as Arc<dyn ReplayStore>,
             sessions,
             sources,
             links: None,
@@ -205,7 +214,36 @@ impl Closer {
         if let Some(due) = self.conversations.next_conversation_due().await? {
             next = Some(next.map_or(due, |n| n.min(due)));
         }
+        if self.plan_replays().await? {
+            // More to plan: the next round comes at once.
+            next = Some(now);
+        }
         Ok(next)
+    }
+
+    /// Plans the replays asked for, a few batches of chats each round (one a crash interrupted
+    /// goes on here); returns whether some are still planning.
+    async fn plan_replays(&self) -> StoreResult<bool> {
+        let mut more = false;
+        for replay in self.replays.planning_replays().await? {
+            let webhooks = self.conversations.closing_webhooks(&replay.workspace_id).await?;
+            let Some(webhook) = webhooks.iter().find(|w| w.id == replay.webhook_id) else { continue };
+            let plan = super::replay::plan(webhook, self.public_url.clone());
+            let mut progress = ReplayProgress::More;
+            for _ in 0..REPLAY_STEPS_PER_ROUND {
+                progress = self.replays.replay_step(&replay.id, REPLAY_CHATS_PER_STEP, plan.clone()).await?;
+                self.deliveries_waiting.notify_one();
+                if progress != ReplayProgress::More {
+                    break;
+                }
+            }
+            match progress {
+                ReplayProgress::More => more = true,
+                ReplayProgress::Done => info!(replay_id = %replay.id, "replay planned"),
+                ReplayProgress::Stopped => {}
+            }
+        }
+        Ok(more)
     }
 
     /// Closes a workspace's due conversations (with `flush`, every open one) until none is left;
@@ -457,55 +495,6 @@ pub fn plan(
         }
         deliveries
     })
-}
-
-/// What a bundle says of where it stands: the window its payload names, the instant that names
-/// it among the webhook's bundles of the chat (the window's end, for a clock window), and why it
-/// closed (a conversation's).
-struct Shape {
-    window: bounds::Window,
-    key_end: DateTime<Utc>,
-    closed_by: Option<ClosedBy>,
-}
-
-/// One chat's bundle for `webhook`, in as many parts as its limits need; `messages` ordered by
-/// (timestamp, message id).
-fn bundle_parts(
-    webhook: &BundlingWebhook,
-    public_url: &str,
-    chat: &crate::store::Chat,
-    first_message_seq: Option<i64>,
-    shape: Shape,
-    messages: &[crate::store::StoredMessage],
-    links: Option<crate::render::media::MediaLinks<'_>>,
-) -> Vec<PlannedDelivery> {
-    let input = bundle::BundleInput {
-        public_url,
-        timezone: webhook.timezone.tz(),
-        locale: webhook.locale,
-        account: &webhook.account,
-        chat,
-        first_message_seq,
-        window_start: shape.window.start,
-        window_end: shape.window.end,
-        messages,
-        links,
-        closed_by: shape.closed_by,
-    };
-    let limits =
-        bundle::Limits { max_note_chars: webhook.note_max_chars.get() as usize, ..bundle::Limits::default() };
-    bundle::render(&input, limits)
-        .into_iter()
-        .map(|part| PlannedDelivery {
-            id: DeliveryId::stored(if part.parts == 1 {
-                part.bundle_id.clone()
-            } else {
-                format!("{}-{}", part.bundle_id, part.part)
-            }),
-            bundle: Some((shape.key_end, part.part)),
-            payload: part.payload,
-        })
-        .collect()
 }
 
 /// A cron job that pokes the closer every minute; `None` if the scheduler cannot start (the

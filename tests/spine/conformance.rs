@@ -2237,6 +2237,92 @@ pub async fn a_settings_change_ends_open_conversations_at_one_instant(factory: &
     assert_eq!(world.store.next_conversation_due().await.unwrap(), None);
 }
 
+/// A replay plan whose one delivery per chat names the chat and its messages.
+fn replay_plan() -> chatbundle::store::PlanReplay {
+    Arc::new(|chat, _, messages| {
+        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+        let payload = json!({"replay": chat.external_id, "messages": ids});
+        let counts = chatbundle::store::ReplayCounts {
+            chats: 1,
+            bundles: 1,
+            messages: messages.len() as u64,
+            calls: 1,
+        };
+        (
+            vec![PlannedDelivery {
+                id: DeliveryId::generate(),
+                payload: serde_json::to_vec(&payload).unwrap(),
+                bundle: Some((start_time(), 1)),
+            }],
+            counts,
+        )
+    })
+}
+
+/// [`chatbundle::store::ReplayStore`]: racing steps plan each chat of the range once; a replay's
+/// deliveries wait in lanes of their own, claimed only when no live delivery waits, and never
+/// ahead of a live one of the same chat; a cancel discards what has not gone out.
+pub async fn a_replay_plans_each_chat_once_and_waits_behind_live_lanes(factory: &dyn Factory) {
+    use chatbundle::store::{NewReplay, ReplayProgress, ReplayStatus};
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::None, &[Event::Messages]).await;
+    let history: Vec<(String, String)> = (0..7).map(|i| (format!("h-{i}"), format!("c-{i}"))).collect();
+    let refs: Vec<(&str, &str)> = history.iter().map(|(m, c)| (m.as_str(), c.as_str())).collect();
+    world.ingest(&refs).await;
+    assert_eq!(world.drain_text(&webhook).await.len(), 7, "the live deliveries");
+    world.clock.advance(Duration::from_secs(60));
+    let asked = NewReplay {
+        webhook_id: webhook.clone(),
+        chat: None,
+        from: start_time() - chrono::Duration::hours(1),
+        to: start_time() + chrono::Duration::hours(1),
+        actor: "test".into(),
+    };
+    let replay = world.store.create_replay(asked).await.unwrap().unwrap();
+    assert_eq!(replay.status, ReplayStatus::Planning);
+    assert!(replay.to <= world.now() + chrono::Duration::milliseconds(10), "the range ends at its making");
+
+    // Three steps race, two chats each: every chat planned once.
+    let world = Arc::new(world);
+    let racers: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, id) = (world.store.clone(), replay.id.clone());
+            tokio::spawn(async move {
+                let mut steps = 0;
+                while store.replay_step(&id, 2, replay_plan()).await.unwrap() == ReplayProgress::More {
+                    steps += 1;
+                }
+                steps
+            })
+        })
+        .collect();
+    for racer in racers {
+        racer.await.unwrap();
+    }
+    let planned = world.store.get_replay(&replay.id).await.unwrap().unwrap();
+    assert_eq!(planned.status, ReplayStatus::Sending);
+    assert_eq!((planned.planned.chats, planned.planned.calls, planned.waiting), (7, 7, 7));
+    assert_eq!(world.store.replay_step(&replay.id, 2, replay_plan()).await.unwrap(), ReplayProgress::Stopped);
+
+    // A live message arrives: it is claimed first, though the replay's were queued before it.
+    world.ingest(&[("live-1", "c-0")]).await;
+    let first = claim(&world.store, 1).await;
+    assert_eq!(payload_id(&first[0]), "live-1", "live lanes come first");
+    record(&world.store, &first[0], world.now(), AttemptOutcome::Delivered).await;
+    // Two replay calls go out; the cancel discards the other five, which are never claimed.
+    let two = claim(&world.store, 2).await;
+    assert!(two.iter().all(|d| String::from_utf8_lossy(&d.payload).contains("\"replay\"")));
+    for d in &two {
+        record(&world.store, d, world.now(), AttemptOutcome::Delivered).await;
+    }
+    let cancelled = world.store.cancel_replay(&replay.id).await.unwrap().unwrap();
+    assert_eq!(
+        (cancelled.status, cancelled.delivered, cancelled.cancelled, cancelled.waiting),
+        (ReplayStatus::Cancelled, 2, 5, 0)
+    );
+    assert!(claim(&world.store, 10).await.is_empty(), "nothing of it goes out after the cancel");
+}
+
 /// The cases above, as tests for one store.
 #[macro_export]
 macro_rules! conformance {
@@ -2297,6 +2383,7 @@ macro_rules! conformance {
             case!(a_queued_reply_is_sent_once_across_daemons_and_restarts);
             case!(conversations_close_once_by_their_stored_deadlines_across_daemons_and_restarts);
             case!(a_settings_change_ends_open_conversations_at_one_instant);
+            case!(a_replay_plans_each_chat_once_and_waits_behind_live_lanes);
         }
     };
 }

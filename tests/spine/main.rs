@@ -20,6 +20,7 @@ mod media;
 mod openapi;
 mod operations;
 mod process;
+mod replays_history;
 mod replies;
 mod scale;
 mod supervision;

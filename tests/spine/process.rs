@@ -406,6 +406,20 @@ fn the_cli_drives_the_running_daemon() {
     let (code, _, stderr) = run(&["webhook", "resend", &hook_id, "msg_nope"]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("404") && stderr.contains("delivery"), "{stderr}");
+    // A replay: counted first, then started and followed, then cancelled.
+    let range = ["--from", "2024-01-01T00:00:00Z", "--to", "2024-02-01T00:00:00Z"];
+    let (code, counted, _) = run(&[&["webhook", "replay", &hook_id, "--dry-run"][..], &range].concat());
+    assert_eq!((code, counted), (Some(0), json!({"chats": 0, "bundles": 0, "messages": 0, "calls": 0})));
+    let (code, started, _) = run(&[&["webhook", "replay", &hook_id][..], &range].concat());
+    assert_eq!(code, Some(0));
+    let replay_id = started["replay_id"].as_str().unwrap().to_string();
+    let (code, shown, _) = run(&["webhook", "replay-status", &hook_id, &replay_id]);
+    assert_eq!((code, shown["replay_id"].as_str()), (Some(0), Some(replay_id.as_str())));
+    let (code, cancelled, _) = run(&["webhook", "replay-status", &hook_id, &replay_id, "--cancel"]);
+    assert_eq!((code, cancelled["status"].clone()), (Some(0), json!("cancelled")));
+    let (code, _, stderr) = run(&["webhook", "replay", &hook_id, "--from", "soon", "--to", "later"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--from"), "{stderr}");
 
     let (code, _, stderr) = run(&["webhook", "update", &hook_id, "--granularity", "2h"]);
     assert_eq!(code, Some(2), "input the API refuses is bad usage");

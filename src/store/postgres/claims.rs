@@ -17,33 +17,44 @@ use crate::store::{AttemptRecord, Recorded, StoreResult};
 /// while an earlier one is pending: lanes are numbered in commit order, so an earlier delivery is
 /// visible to any claim that sees a later one. (The lane test is split in two so that each half
 /// is an index lookup in `deliveries_lane`.)
+///
+/// Live lanes and replays' lanes (`{replay}`) are read apart, each from an index of its own.
 const HEADS: &str = "SELECT d.seq, d.webhook_id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-     WHERE d.status = 'pending' AND d.next_attempt_at <= $1
+     WHERE d.status = 'pending' AND d.replay_id IS {replay} AND d.next_attempt_at <= $1
        AND (d.lease_until IS NULL OR d.lease_until <= $1) AND w.enabled
        AND NOT EXISTS (
          SELECT 1 FROM deliveries e
-         WHERE e.webhook_id = d.webhook_id AND e.chat_id = d.chat_id AND e.status = 'pending' AND e.seq < d.seq)
+         WHERE e.webhook_id = d.webhook_id AND e.chat_id = d.chat_id AND e.status = 'pending' AND e.seq < d.seq
+           AND e.replay_id IS NOT DISTINCT FROM d.replay_id)
        AND (d.chat_id IS NOT NULL OR NOT EXISTS (
          SELECT 1 FROM deliveries e
-         WHERE e.webhook_id = d.webhook_id AND e.chat_id IS NULL AND e.status = 'pending' AND e.seq < d.seq))
+         WHERE e.webhook_id = d.webhook_id AND e.chat_id IS NULL AND e.status = 'pending' AND e.seq < d.seq
+           AND e.replay_id IS NOT DISTINCT FROM d.replay_id))
        AND NOT (d.webhook_id = ANY($2))
      ORDER BY d.next_attempt_at, d.seq LIMIT $3
      FOR UPDATE OF d SKIP LOCKED";
 
 /// Due lane heads of enabled webhooks, oldest due first, leaving out `exclude`: their (`seq`,
-/// webhook id), locked until the claim commits.
+/// webhook id), locked until the claim commits; live ones, or (`replays`) those of replays.
 pub(super) async fn lane_heads(
     conn: &mut PgConnection,
     now: i64,
     limit: usize,
     exclude: &HashSet<String>,
+    replays: bool,
 ) -> StoreResult<Vec<(i64, String)>> {
     let skip: Vec<&String> = exclude.iter().collect();
     // Not a prepared statement: planned for the queue as it is now. A plan cached while the
     // queue was short probes the lanes by a scan, which costs a full pass per candidate once it
     // is long (measured: half a second a claim at 40,000 pending).
-    let rows =
-        sqlx::query(HEADS).persistent(false).bind(now).bind(&skip).bind(limit as i64).fetch_all(conn).await?;
+    let sql = HEADS.replace("{replay}", if replays { "NOT NULL" } else { "NULL" });
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .persistent(false)
+        .bind(now)
+        .bind(&skip)
+        .bind(limit as i64)
+        .fetch_all(conn)
+        .await?;
     rows.iter().map(|r| Ok((r.try_get("seq")?, r.try_get("webhook_id")?))).collect()
 }
 

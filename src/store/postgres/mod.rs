@@ -240,6 +240,7 @@ crate::store::sql::windows!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::conversations!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::ingest!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::replies!(PgStore, sqlx::postgres::PgConnection);
+crate::store::sql::replays!(PgStore, sqlx::postgres::PgConnection);
 crate::store::sql::health!(PgStore, sqlx::postgres::PgConnection);
 
 /// Raises a workspace's `closed_through` to `at`: no message of it committed later is received

@@ -20,7 +20,7 @@ macro_rules! conversations {
             use tracing::instrument;
 
             use super::queue::enqueue;
-            use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, bundling_webhook, chat, from_ms, ms, stored_message};
+            use super::rows::{bundling_webhook, chats_with_messages, from_ms, ms};
             use super::windows::BUNDLING;
             use crate::domain::conversation::{self, ClosedBy, Open};
             use crate::domain::{ChatId, DeliveryKind, WebhookId, WorkspaceId};
@@ -241,50 +241,21 @@ macro_rules! conversations {
                 let mut ids: Vec<i64> = closing.iter().map(|c| c.chat).collect();
                 ids.sort_unstable();
                 ids.dedup();
-                let p = super::PLACEHOLDERS;
-                let sql = format!("SELECT {CHAT_COLUMNS} FROM chats WHERE id IN ({})", p.list(1, ids.len()));
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for id in &ids {
-                    query = query.bind(*id);
-                }
-                let mut chats = HashMap::with_capacity(ids.len());
-                for row in query.fetch_all(&mut *conn).await? {
-                    let found = chat(&row)?;
-                    chats.insert(found.0.id.0, found);
-                }
                 let from = closing.iter().map(|c| c.open.first_at).min().unwrap_or(now);
-                let sql = format!(
-                    "SELECT chat_id, {MESSAGE_COLUMNS} FROM messages
-                     WHERE received_at >= {} AND received_at <= {} AND chat_id IN ({})
-                     ORDER BY chat_id, ts, message_id",
-                    p.one(1),
-                    p.one(2),
-                    p.list(3, ids.len())
-                );
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from).bind(now);
-                for id in &ids {
-                    query = query.bind(*id);
-                }
-                let mut messages: HashMap<i64, Vec<StoredMessage>> = HashMap::new();
-                for row in query.fetch_all(&mut *conn).await? {
-                    messages.entry(row.try_get("chat_id")?).or_default().push(stored_message(&row)?);
-                }
+                let chats: HashMap<i64, _> = chats_with_messages(conn, &ids, (from, now + 1))
+                    .await?
+                    .into_iter()
+                    .map(|(found, list)| (found.0.id.0, (found, list)))
+                    .collect();
 
                 let mut deliveries = Vec::new();
                 for c in &closing {
-                    let Some((found, firsts)) = chats.get(&c.chat) else { continue };
+                    let Some(((found, firsts), list)) = chats.get(&c.chat) else { continue };
                     // Its messages: from its first on, up to the close (or to the instant a
                     // settings change ended it).
                     let end = c.until.unwrap_or(now + 1);
-                    let held: Vec<StoredMessage> = messages
-                        .get(&c.chat)
-                        .map(|list| {
-                            list.iter()
-                                .filter(|m| (c.open.first_at..end).contains(&ms(m.received_at)))
-                                .cloned()
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let held: Vec<StoredMessage> =
+                        list.iter().filter(|m| (c.open.first_at..end).contains(&ms(m.received_at))).cloned().collect();
                     let Some(last) = held.iter().map(|m| ms(m.received_at)).max() else { continue };
                     let closed_by = conversation::closed_by(&c.open);
                     for planned in (close.plan)(&c.webhook, closed_by, found, *firsts, &held) {
@@ -299,11 +270,12 @@ macro_rules! conversations {
                             // after the last message names this one among them (and among the
                             // windows' bundles, which end at a boundary).
                             bundle: Some((last + 1, part)),
+                            replay: None,
                         });
                     }
                 }
                 enqueue(conn, &deliveries, now).await?;
-                let sql = format!("DELETE FROM conversations WHERE id IN ({})", p.list(1, closing.len()));
+                let sql = format!("DELETE FROM conversations WHERE id IN ({})", super::PLACEHOLDERS.list(1, closing.len()));
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for c in &closing {
                     query = query.bind(c.id);

@@ -36,7 +36,7 @@ macro_rules! queue {
             /// transaction's time can run a little ahead of the clock the delivery worker reads.)
             const DUE_AT_ONCE: i64 = 0;
 
-            /// Rows per multi-row statement (11 values each): far below SQLite's 32,766 bound
+            /// Rows per multi-row statement (12 values each): far below SQLite's 32,766 bound
             /// values and PostgreSQL's 65,535.
             const ROWS_PER_STATEMENT: usize = 500;
 
@@ -52,9 +52,9 @@ macro_rules! queue {
                 for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
                         "INSERT INTO deliveries (id, kind, webhook_id, chat_id, payload, status, next_attempt_at,
-                                                 created_at, retry_since, window_end, part)
+                                                 created_at, retry_since, window_end, part, replay_id)
                          VALUES {} ON CONFLICT DO NOTHING",
-                        super::PLACEHOLDERS.rows(chunk.len(), 11)
+                        super::PLACEHOLDERS.rows(chunk.len(), 12)
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for d in chunk {
@@ -69,7 +69,8 @@ macro_rules! queue {
                             .bind(now)
                             .bind(now)
                             .bind(d.bundle.map(|(end, _)| end))
-                            .bind(d.bundle.map(|(_, part)| i64::from(part)));
+                            .bind(d.bundle.map(|(_, part)| i64::from(part)))
+                            .bind(d.replay.clone());
                     }
                     query.execute(&mut *conn).await?;
                 }
@@ -97,7 +98,12 @@ macro_rules! queue {
                     let wanted = limit - chosen.len();
                     // With a rate, look further than the free slots: some may be out of tokens.
                     let look = if rate.is_some() { wanted * 4 } else { wanted };
-                    let found = super::lane_heads(&mut *conn, now, look, &exhausted).await?;
+                    // Live lanes first; replays' lanes only with room to spare.
+                    let mut found = super::lane_heads(&mut *conn, now, look, &exhausted, false).await?;
+                    if found.len() < look {
+                        let more = look - found.len();
+                        found.extend(super::lane_heads(&mut *conn, now, more, &exhausted, true).await?);
+                    }
                     let complete = found.len() < look;
                     if let Some(rate) = rate {
                         // The bucket is the webhook's, shared by every claimer: its row stays

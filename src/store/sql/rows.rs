@@ -111,6 +111,51 @@ macro_rules! rows {
             })
         }
 
+        /// Chats by id (in id order), each with where its first messages are and its messages
+        /// received in `[from, until)` ordered by (timestamp, message id): one statement for the
+        /// rows and one for the messages, however many chats (a close or replay step's thousand or
+        /// so). Closing windows and conversations and planning replays all read this way.
+        pub(super) async fn chats_with_messages(
+            conn: &mut $conn,
+            ids: &[i64],
+            (from, until): (i64, i64),
+        ) -> StoreResult<Vec<((Chat, crate::store::FirstMessages), Vec<StoredMessage>)>> {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let p = super::PLACEHOLDERS;
+            let sql = format!("SELECT {CHAT_COLUMNS} FROM chats WHERE id IN ({}) ORDER BY id", p.list(1, ids.len()));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in ids {
+                query = query.bind(*id);
+            }
+            let chats = query.fetch_all(&mut *conn).await?;
+            let sql = format!(
+                "SELECT chat_id, {MESSAGE_COLUMNS} FROM messages
+                 WHERE received_at >= {} AND received_at < {} AND chat_id IN ({})
+                 ORDER BY chat_id, ts, message_id",
+                p.one(1),
+                p.one(2),
+                p.list(3, ids.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from).bind(until);
+            for id in ids {
+                query = query.bind(*id);
+            }
+            let mut messages: std::collections::HashMap<i64, Vec<StoredMessage>> = std::collections::HashMap::new();
+            for row in query.fetch_all(&mut *conn).await? {
+                messages.entry(row.try_get("chat_id")?).or_default().push(stored_message(&row)?);
+            }
+            chats
+                .iter()
+                .map(|row| {
+                    let found = chat(row)?;
+                    let list = messages.remove(&found.0.id.0).unwrap_or_default();
+                    Ok((found, list))
+                })
+                .collect()
+        }
+
         /// The columns [`chat`] reads.
         pub(super) const CHAT_COLUMNS: &str = "id, source_key, external_id, full_name, phone, is_group, responsible_name, \
              responsible_email, responsible_id, token, first_seen_at, first_message_seq, first_text_seq, session_status, reply_window_expires_at, \
@@ -231,6 +276,7 @@ macro_rules! rows {
                 media: row.try_get::<String, _>("media_choice")?.parse().unwrap_or_default(),
                 media_link_ttl: crate::domain::MediaLinkTtl::stored(row.try_get("media_link_ttl_ms")?),
                 flushed_at: from_ms(row.try_get("flushed_at")?),
+                conversation: (row.try_get("silence_ms")?, row.try_get("max_ms")?),
             })
         }
 

@@ -61,6 +61,7 @@ macro_rules! sessions {
                         chat: Some(chat_id),
                         payload: payload.to_vec(),
                         bundle: None,
+                        replay: None,
                     })
                     .collect();
                 enqueue(conn, &deliveries, now).await

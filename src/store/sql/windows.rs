@@ -12,25 +12,26 @@
 macro_rules! windows {
     ($store:ident, $conn:ty) => {
         mod windows {
-            use std::collections::HashMap;
 
             use async_trait::async_trait;
             use sqlx::Row;
             use tracing::instrument;
 
             use super::queue::enqueue;
-            use super::rows::{CHAT_COLUMNS, MESSAGE_COLUMNS, bundling_webhook, chat, ms, stored_message};
+            use super::rows::{bundling_webhook, chats_with_messages, ms};
             use crate::domain::{ChatId, DeliveryKind, WorkspaceId};
             use crate::store::queue::Enqueue;
             use crate::store::sql::Windowing;
-            use crate::store::{BundlingWebhook, CloseProgress, CloseStep, StoreResult, StoredMessage, WindowStore};
+            use crate::store::{BundlingWebhook, CloseProgress, CloseStep, StoreResult, WindowStore};
 
             /// A webhook with what closing its windows or conversations needs, from its workspace too.
             pub(super) const BUNDLING: &str =
                 "SELECT w.id, w.workspace_id, COALESCE(w.granularity, s.granularity) AS granularity,
                         s.timezone, s.account_full_name, s.account_email, s.account_phone,
                         w.bundled_before, w.granularity_changed_at, w.closing_boundary, w.flushed_at,
-                        w.closing_flush, w.note_max_chars, w.media_choice, s.locale, s.media_link_ttl_ms
+                        w.closing_flush, w.note_max_chars, w.media_choice, s.locale, s.media_link_ttl_ms,
+                        COALESCE(w.conversation_silence_ms, s.conversation_silence_ms) AS silence_ms,
+                        COALESCE(w.conversation_max_ms, s.conversation_max_ms) AS max_ms
                  FROM webhooks w JOIN workspaces s ON s.id = w.workspace_id";
 
             #[async_trait]
@@ -112,43 +113,12 @@ macro_rules! windows {
                 .bind(cursor)
                 .fetch_all(&mut *conn)
                 .await?;
-                let mut chats = Vec::with_capacity(ids.len());
-                let mut messages: HashMap<i64, Vec<StoredMessage>> = HashMap::new();
-                if !ids.is_empty() {
-                    // A step is a thousand chats or so: one statement for their rows, one for
-                    // their messages.
-                    let sql = format!(
-                        "SELECT {CHAT_COLUMNS} FROM chats WHERE id IN ({}) ORDER BY id",
-                        super::PLACEHOLDERS.list(1, ids.len())
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for id in &ids {
-                        query = query.bind(*id);
-                    }
-                    for row in query.fetch_all(&mut *conn).await? {
-                        chats.push(chat(&row)?);
-                    }
-                    let p = super::PLACEHOLDERS;
-                    let sql = format!(
-                        "SELECT chat_id, {MESSAGE_COLUMNS} FROM messages
-                         WHERE received_at >= {} AND received_at < {} AND chat_id IN ({})
-                         ORDER BY chat_id, ts, message_id",
-                        p.one(1),
-                        p.one(2),
-                        p.list(3, ids.len())
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(bundled_before).bind(boundary);
-                    for id in &ids {
-                        query = query.bind(*id);
-                    }
-                    for row in query.fetch_all(&mut *conn).await? {
-                        messages.entry(row.try_get("chat_id")?).or_default().push(stored_message(&row)?);
-                    }
-                }
-
+                // A step is a thousand chats or so: one statement for their rows, one for their
+                // messages.
+                let chats = chats_with_messages(conn, &ids, (bundled_before, boundary)).await?;
                 let mut deliveries = Vec::new();
-                for (found, first_messages) in &chats {
-                    if let Some(list) = messages.get(&found.id.0) {
+                for ((found, first_messages), list) in &chats {
+                    if !list.is_empty() {
                         for planned in (step.plan)(found, *first_messages, list) {
                             deliveries.push(Enqueue {
                                 id: planned.id,
@@ -157,6 +127,7 @@ macro_rules! windows {
                                 chat: Some(ChatId(found.id.0)),
                                 payload: planned.payload,
                                 bundle: planned.bundle.map(|(end, part)| (ms(end), part)),
+                                replay: None,
                             });
                         }
                     }
@@ -178,7 +149,7 @@ macro_rules! windows {
                     .await?;
                     Ok(CloseProgress::Done { deliveries: count })
                 } else {
-                    let last = chats.last().map(|(c, _)| c.id.0).unwrap_or(cursor);
+                    let last = chats.last().map(|((c, _), _)| c.id.0).unwrap_or(cursor);
                     // A flush cut off here resumes as a flush, with the labels it would have had.
                     sqlx::query(
                         "UPDATE webhooks SET closing_boundary = $1, closing_cursor = $2, closing_flush = $3

@@ -12,34 +12,42 @@ use crate::domain::DeliveryStatus;
 use crate::store::sql::pending;
 use crate::store::{AttemptRecord, Recorded, StoreResult};
 
-/// Due lane heads (in three pieces around the two bindings of `now`): pending, due, not leased,
-/// of an enabled webhook, and no earlier pending delivery in the same (webhook, chat).
+/// Due lane heads (in pieces around the two bindings of `now`): pending, live or a replay's
+/// (each from an index of its own), due, not leased, of an enabled webhook, and no earlier pending
+/// delivery in the same (webhook, chat, replay).
 const DUE: &str = concat!(
     "SELECT d.seq, d.webhook_id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
      WHERE d.status = ",
     pending!(),
-    " AND d.next_attempt_at <= "
+    " AND d.replay_id IS NULL AND d.next_attempt_at <= "
+);
+const DUE_REPLAYED: &str = concat!(
+    "SELECT d.seq, d.webhook_id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+     WHERE d.status = ",
+    pending!(),
+    " AND d.replay_id IS NOT NULL AND d.next_attempt_at <= "
 );
 const NOT_LEASED: &str = " AND (d.lease_until IS NULL OR d.lease_until <= ";
 const LANE_HEAD: &str = concat!(
     ") AND w.enabled
        AND NOT EXISTS (
          SELECT 1 FROM deliveries e
-         WHERE e.webhook_id = d.webhook_id AND e.chat_id IS d.chat_id
+         WHERE e.webhook_id = d.webhook_id AND e.chat_id IS d.chat_id AND e.replay_id IS d.replay_id
            AND e.status = ",
     pending!(),
     " AND e.seq < d.seq)"
 );
 
 /// Due lane heads of enabled webhooks, oldest due first, leaving out `exclude`: their (`seq`,
-/// webhook id).
+/// webhook id); live ones, or (`replays`) those of replays.
 pub(super) async fn lane_heads(
     conn: &mut SqliteConnection,
     now: i64,
     limit: usize,
     exclude: &HashSet<String>,
+    replays: bool,
 ) -> StoreResult<Vec<(i64, String)>> {
-    let mut query = QueryBuilder::<Sqlite>::new(DUE);
+    let mut query = QueryBuilder::<Sqlite>::new(if replays { DUE_REPLAYED } else { DUE });
     query.push_bind(now).push(NOT_LEASED).push_bind(now).push(LANE_HEAD);
     if !exclude.is_empty() {
         query.push(" AND d.webhook_id NOT IN (");

@@ -278,6 +278,7 @@ crate::store::sql::windows!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::conversations!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::ingest!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::replies!(SqliteStore, sqlx::sqlite::SqliteConnection);
+crate::store::sql::replays!(SqliteStore, sqlx::sqlite::SqliteConnection);
 crate::store::sql::health!(SqliteStore, sqlx::sqlite::SqliteConnection);
 
 /// Takes the database's lock file; `None` for an in-memory database, which nobody can share.

@@ -2,6 +2,7 @@
 //! with 64 connections, and receives its deliveries on a local HTTP server.
 //!
 //! Run with `cargo bench --bench load` (optionally `BENCH_SECONDS=20`, `BENCH_CONNECTIONS=64`,
+//! `BENCH_DAEMON_BIN=/path/to/another/build`,
 //! `BENCH_PHASES=ingest1,ingest100,drain,e2e`). To drive a daemon that is already running, set
 //! `BENCH_TARGET=http://127.0.0.1:8080` and `BENCH_TOKEN=<its admin token>`. With
 //! `BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432` it starts `BENCH_DAEMONS` daemons (1 unless
@@ -112,7 +113,11 @@ fn start_daemon() -> Daemon {
     };
     for _ in 0..count {
         let dir = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chatbundle"));
+        // BENCH_DAEMON_BIN runs another build (e.g. the one before a change, copied aside), so two
+        // builds are compared in one sitting.
+        let binary =
+            std::env::var("BENCH_DAEMON_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_chatbundle").into());
+        let mut command = Command::new(binary);
         command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .current_dir(dir.path())
@@ -416,9 +421,10 @@ async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, 
     while arrivals.count.load(Ordering::Relaxed) < total && Instant::now() < limit {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let accepted = accepted.lock().unwrap();
-    let arrived = arrivals.at.lock().unwrap();
-    let (from_request, from_accept) = latencies(&accepted, &arrived);
+    let (from_request, from_accept) = {
+        let (accepted, arrived) = (accepted.lock().unwrap(), arrivals.at.lock().unwrap());
+        latencies(&accepted, &arrived)
+    };
     println!(
         "end to end, {rate} messages/s offered for {seconds} s: {} of {total} arrived; request→arrival p50 {}, p99 {}; accept→arrival p50 {}, p99 {}",
         from_request.len(),
@@ -427,6 +433,37 @@ async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, 
         ms(percentile(&from_accept, 0.50)),
         ms(percentile(&from_accept, 0.99)),
     );
+    disk_report(daemon, total).await;
+}
+
+/// On SQLite, when this benchmark started the daemon: the database's size per message so far
+/// (file and write-ahead log), and the bytes of the largest columns by table.
+async fn disk_report(daemon: &Daemon, messages: u64) {
+    let Some(dir) = daemon._dirs.first().filter(|_| daemon.database.is_none()) else { return };
+    let data = dir.path().join("data");
+    let size = |name: &str| std::fs::metadata(data.join(name)).map_or(0, |m| m.len());
+    let (db, wal) = (size("chatbundle.db"), size("chatbundle.db-wal"));
+    println!(
+        "disk, {messages} messages: database {:.0} MiB + log {:.0} MiB, {:.2} KB per message",
+        db as f64 / 1048576.0,
+        wal as f64 / 1048576.0,
+        (db + wal) as f64 / messages.max(1) as f64 / 1000.0
+    );
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", data.join("chatbundle.db").display());
+    let Ok(mut conn) = sqlx::SqliteConnection::connect(&url).await else { return };
+    let mut line = String::from("disk, bytes per message of:");
+    for (what, sql) in [
+        ("attempt bodies", "SELECT COALESCE(SUM(LENGTH(request_body)), 0) FROM attempts"),
+        ("attempt headers", "SELECT COALESCE(SUM(LENGTH(request_headers)), 0) FROM attempts"),
+        ("delivery payloads", "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM deliveries"),
+        ("message texts", "SELECT COALESCE(SUM(LENGTH(text)), 0) FROM messages"),
+    ] {
+        if let Ok(bytes) = sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await {
+            line.push_str(&format!(" {what} {:.0};", bytes as f64 / messages.max(1) as f64));
+        }
+    }
+    println!("{line}");
 }
 
 /// Phase 4b: end-to-end throughput, as svix was measured beside chatbundle: `total` single-message

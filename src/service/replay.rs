@@ -50,7 +50,9 @@ pub async fn dry_run(state: &AppState, webhook: &Webhook, asked: &Asked) -> Resu
             .replay_chats(&webhook.workspace_id, asked.chat, (asked.from, to), after, CHATS_PER_BATCH)
             .await?;
         for (chat, firsts, messages) in &batch {
-            counts += plan(chat, *firsts, messages).1;
+            if !messages.is_empty() {
+                counts += plan(chat, *firsts, messages).1;
+            }
             after = chat.id.0;
         }
         if batch.len() < CHATS_PER_BATCH {

@@ -70,7 +70,9 @@ pub trait ConversationStore: Send + Sync {
     ///   conversation holds the chat's messages received from its first on, up to the moment
     ///   it closes (the transaction's time, under the same rule as a window close: no message
     ///   can be acknowledged later with an earlier time of receipt), or up to the instant a
-    ///   settings change ended it. A message acknowledged after the close opens the next one.
+    ///   settings change ended it. A message acknowledged after the close opens the next one, and
+    ///   so does one acknowledged after the conversation fell due but before any closer closed it
+    ///   (the late one ends there).
     /// - **Once, whoever closes it**: the conversation is deleted in the transaction that queues
     ///   its deliveries, so closers racing (in one daemon or several) make one bundle; a crash
     ///   before the commit leaves it open and due, and the next close makes it once.

@@ -119,8 +119,9 @@ pub trait ReplayStore: Send + Sync {
     /// The replays still planning (a crash in the middle leaves one so: the next daemon goes on).
     async fn planning_replays(&self) -> StoreResult<Vec<Replay>>;
 
-    /// Up to `limit` chats with messages received in a range, after the chat id `after`, in id
-    /// order, each with its messages in the order received: what a dry run counts.
+    /// The next `limit` chats after the chat id `after` (in id order) that may have messages
+    /// received in a range, each with those messages in the order received (empty when it has
+    /// none there): what a dry run counts. Fewer than `limit` means the scan is done.
     async fn replay_chats(
         &self,
         workspace: &WorkspaceId,

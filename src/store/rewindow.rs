@@ -26,6 +26,10 @@ pub(crate) enum Rewindow {
     /// once), and its windows, if it has any now, start there. Comes before the change's other
     /// moves.
     EndConversations { webhook: String, at: i64 },
+    /// It started bundling by conversation: what it held buffered (its open window, or, coming
+    /// from `none`, what still waits to go out one by one) becomes one ended conversation per chat,
+    /// sent at once; its windows are done with at `at`. Comes before the change's other moves.
+    StartConversations { webhook: String, at: i64, from_none: bool },
 }
 
 /// After a change to webhooks or their workspace at `now` (the transaction's time), what moves.
@@ -47,6 +51,10 @@ pub(crate) fn changes(before: &[Subscription], after: &[Subscription], now: i64)
         let Some(old) = before.iter().find(|b| b.id == new.id) else { continue };
         if by_conversation(old) && !by_conversation(new) {
             moves.push(Rewindow::EndConversations { webhook: new.id.clone(), at });
+        }
+        if old.subscribed && !by_conversation(old) && by_conversation(new) {
+            let from_none = old.granularity == "none";
+            moves.push(Rewindow::StartConversations { webhook: new.id.clone(), at, from_none });
         }
         let fresh = new.subscribed && (!old.subscribed || old.granularity == "none");
         let clock = |g: &str| g != "none" && g != "conversation";
@@ -88,10 +96,18 @@ mod tests {
         assert_eq!(changes(&[sub("1h", true, "UTC")], &[sub("1h", true, "Asia/Tokyo")], 10).len(), 1);
         assert!(changes(&[sub("none", true, "UTC")], &[sub("none", true, "Asia/Tokyo")], 10).is_empty());
         assert!(changes(&[sub("1h", true, "UTC")], &[sub("1h", true, "UTC")], 10).is_empty());
-        // Into conversations: what is buffered goes out with the change, as a window would.
+        // Into conversations: what is buffered becomes conversations, sent at once.
         assert_eq!(
             changes(&[sub("6h", true, "UTC")], &[sub("conversation", true, "UTC")], 10),
-            [Rewindow::Move { webhook: "wh".into(), at: 11 }]
+            [
+                Rewindow::StartConversations { webhook: "wh".into(), at: 11, from_none: false },
+                Rewindow::Move { webhook: "wh".into(), at: 11 }
+            ]
+        );
+        assert_eq!(
+            changes(&[sub("conversation", false, "UTC")], &[sub("conversation", true, "UTC")], 10),
+            [Rewindow::Restart { webhook: "wh".into(), at: 11 }],
+            "taking messages again: nothing was buffered"
         );
         // Out of them: the open ones end, and the windows start, at the change.
         assert_eq!(

@@ -206,9 +206,10 @@ impl Closer {
         while let Some(workspace) = self.conversations.due_conversations(now).await? {
             let (closed, _) = self.close_conversations(&workspace, false).await?;
             if closed == 0 {
-                // Due conversations of webhooks the plan did not know: look again shortly.
+                // Due by this clock, not yet by the store's: look again shortly.
                 warn!(workspace_id = %workspace, "due conversations could not be closed now");
-                return Ok(Some(now + chrono::Duration::seconds(5)));
+                next = Some(now + chrono::Duration::seconds(1));
+                break;
             }
         }
         if let Some(due) = self.conversations.next_conversation_due().await? {

@@ -2169,7 +2169,7 @@ pub async fn conversations_close_once_by_their_stored_deadlines_across_daemons_a
     }
     assert_eq!(closer.await.unwrap(), 1);
     let ended_by_session = conversations_drained(&world).await;
-    assert_eq!(ended_by_session.len(), 1);
+    assert_eq!(ended_by_session.len(), 1, "{ended_by_session:?}");
     assert_eq!((ended_by_session[0].0.as_str(), ended_by_session[0].2.as_str()), ("c-3", "session_end"));
     assert!(ended_by_session[0].1.contains(&"m-4".to_string()));
     let late_in_first = ended_by_session[0].1.len() - 1;
@@ -2178,7 +2178,8 @@ pub async fn conversations_close_once_by_their_stored_deadlines_across_daemons_a
     let patch = WorkspacePatch { conversation_max: Some("1h".parse().unwrap()), ..WorkspacePatch::default() };
     world.store.update_workspace(&world.workspace, patch).await.unwrap();
     for n in 0..4 {
-        world.clock.set(minutes(60 + 20 * n));
+        // 13:00, 13:20, 13:40 and 13:59: the last just inside the hour
+        world.clock.set(minutes(60 + 20 * n - n / 3));
         ingest(&world.store, &world.workspace, &[(&format!("talk-{n}"), "c-4")], "api").await;
     }
     world.clock.set(minutes(121));
@@ -2200,7 +2201,19 @@ pub async fn conversations_close_once_by_their_stored_deadlines_across_daemons_a
     let late_in_rest: usize =
         rest.iter().filter(|(chat, _, _)| chat == "c-3").map(|(_, ids, _)| ids.len()).sum();
     assert_eq!(late_in_first + late_in_rest, 5, "each late message once: {ended_by_session:?} {rest:?}");
-    assert_eq!(world.store.next_conversation_due().await.unwrap(), None);
+
+    // A chat that writes again after its silence, before any closer ran, opens a new
+    // conversation: the due one keeps what came before.
+    ingest(&world.store, &world.workspace, &[("q-1", "c-7")], "api").await;
+    world.clock.set(minutes(200));
+    ingest(&world.store, &world.workspace, &[("q-2", "c-7")], "api").await;
+    assert_eq!(close_conversations(&store, &world, &webhook, false).await, 1, "the due one only");
+    let quiet = conversations_drained(&world).await;
+    assert_eq!(quiet, [("c-7".to_string(), vec!["q-1".to_string()], "silence".to_string())]);
+    assert!(
+        about(world.store.next_conversation_due().await.unwrap(), minutes(230)),
+        "q-2's own conversation"
+    );
 }
 
 /// [`chatbundle::store::WebhookStore::update_webhook`]: a webhook that stops bundling by
@@ -2235,6 +2248,30 @@ pub async fn a_settings_change_ends_open_conversations_at_one_instant(factory: &
     let windows = world.drain().await;
     assert_eq!(bundled(&windows), BTreeMap::from([("m-2".to_string(), 1)]));
     assert_eq!(world.store.next_conversation_due().await.unwrap(), None);
+
+    // Into conversations and straight out again, with no closer in between: what the window held
+    // goes out once, as the conversation it became; nothing is left behind or sent twice.
+    world.ingest(&[("m-3", "c-1")]).await;
+    world.clock.advance(Duration::from_secs(60));
+    let into = WebhookPatch { granularity: Some(Some(Granularity::Conversation)), ..Default::default() };
+    world.store.update_webhook(&webhook, into).await.unwrap();
+    world.ingest(&[("m-4", "c-1")]).await;
+    let out = WebhookPatch { granularity: Some(Some(Granularity::Hours1)), ..Default::default() };
+    world.store.update_webhook(&webhook, out).await.unwrap();
+    world.ingest(&[("m-5", "c-1")]).await;
+    assert_eq!(close_conversations(&store, &world, &webhook, false).await, 2);
+    let became = conversations_drained(&world).await;
+    assert_eq!(
+        became,
+        [
+            ("c-1".to_string(), vec!["m-3".to_string()], "flush".to_string()),
+            ("c-1".to_string(), vec!["m-4".to_string()], "flush".to_string())
+        ]
+    );
+    world.clock.set(start_time() + chrono::Duration::hours(2));
+    let boundary = world.now();
+    assert!(matches!(close(&world.store, &webhook, boundary, 10, false).await, CloseProgress::Done { .. }));
+    assert_eq!(bundled(&world.drain().await), BTreeMap::from([("m-5".to_string(), 1)]), "only what followed");
 }
 
 /// A replay plan whose one delivery per chat names the chat and its messages.
@@ -2309,8 +2346,10 @@ pub async fn a_replay_plans_each_chat_once_and_waits_behind_live_lanes(factory: 
     let first = claim(&world.store, 1).await;
     assert_eq!(payload_id(&first[0]), "live-1", "live lanes come first");
     record(&world.store, &first[0], world.now(), AttemptOutcome::Delivered).await;
-    // Two replay calls go out; the cancel discards the other five, which are never claimed.
-    let two = claim(&world.store, 2).await;
+    // Replay calls take at most a quarter of a claim's room (two of eight here), so a live delivery
+    // due a moment later finds a slot; the cancel discards the other five, never claimed after.
+    let two = claim(&world.store, 8).await;
+    assert_eq!(two.len(), 2, "a quarter of the room");
     assert!(two.iter().all(|d| String::from_utf8_lossy(&d.payload).contains("\"replay\"")));
     for d in &two {
         record(&world.store, d, world.now(), AttemptOutcome::Delivered).await;

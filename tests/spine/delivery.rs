@@ -149,7 +149,12 @@ async fn a_failed_delivery_is_retried_with_the_same_id_and_bytes() {
     let attempts = app.attempts(webhook_id, 4).await;
     let m1: Vec<_> = attempts.iter().filter(|a| a.request_body.contains("\"m-1\"")).collect();
     assert_eq!(m1.iter().map(|a| a.status).collect::<Vec<_>>(), [Some(200), Some(502), Some(500)]);
-    assert_eq!(m1[0].request_body.as_bytes(), &tries[0].body[..], "the attempt stores the bytes sent");
+    assert_eq!(m1[0].request_body.as_bytes(), &tries[0].body[..], "the attempt shows the bytes sent");
+    assert!(m1.iter().all(|a| a.request_body == m1[0].request_body), "each retry's too");
+    // … kept once, in the delivery: no attempt stores a second copy.
+    let copies =
+        app.dir.count("SELECT CAST(COALESCE(SUM(LENGTH(request_body)), 0) AS BIGINT) FROM attempts").await;
+    assert_eq!(copies, 0, "the attempts hold no copy of the payload");
     assert_eq!(m1[0].request_headers["webhook-id"], tries[0].header("webhook-id"));
     let shown: Value = app
         .admin(Method::GET, &format!("/api/v1/webhooks/{webhook_id}"))

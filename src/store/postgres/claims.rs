@@ -129,7 +129,8 @@ async fn record_delivered(conn: &mut PgConnection, attempt: &AttemptRecord) -> S
     .bind(&attempt.response_excerpt)
     .bind(attempt.error.as_ref().map(ToString::to_string))
     .bind(&attempt.request_headers)
-    .bind(&attempt.request_body)
+    // The body is the delivery's payload, kept there once (see `insert_attempt`).
+    .bind(&[] as &[u8])
     .fetch_one(conn)
     .await?;
     Ok(Recorded { stale: !row.try_get::<bool, _>("moved")?, ..Recorded::default() })

@@ -37,6 +37,20 @@ macro_rules! conversations {
                 let mut opened = false;
                 for chunk in chats.chunks(500) {
                     let p = super::PLACEHOLDERS;
+                    // A conversation already due (its silence or maximum passed, or the channel
+                    // ended it) that no closer has closed yet ends here: the message opens the
+                    // next one, as it would have had the closer been quicker.
+                    let sql = format!(
+                        "UPDATE conversations SET until = {} WHERE until IS NULL AND deadline <= {} AND chat_id IN ({})",
+                        p.one(1),
+                        p.one(2),
+                        p.list(3, chunk.len())
+                    );
+                    let mut overdue = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(now);
+                    for id in chunk {
+                        overdue = overdue.bind(*id);
+                    }
+                    overdue.execute(&mut *conn).await?;
                     let silence = "COALESCE(w.conversation_silence_ms, s.conversation_silence_ms)";
                     let max = "COALESCE(w.conversation_max_ms, s.conversation_max_ms)";
                     let sql = format!(
@@ -96,6 +110,60 @@ macro_rules! conversations {
                 .execute(&mut *conn)
                 .await?;
                 // A close in progress resumes from where it stood and ends at `windows_from`.
+                sqlx::query(
+                    "UPDATE webhooks SET windows_from = $1,
+                        bundled_before = CASE WHEN closing_boundary IS NULL THEN $1 ELSE bundled_before END
+                     WHERE id = $2",
+                )
+                .bind(at)
+                .bind(webhook)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+
+            /// A webhook started bundling by conversation at `at` (a settings change, in its
+            /// windowing transaction): what it held buffered — received from where its windows
+            /// stood (or a close in progress stops) until `at`, or, coming from `none`, until the
+            /// change to `none` — becomes one ended conversation per chat, due at once, as a flush;
+            /// its windows are done with at `at`, so nothing is bundled twice or left behind,
+            /// however soon the next change comes.
+            pub(in super::super) async fn start_for_settings(
+                conn: &mut $conn,
+                webhook: &str,
+                at: i64,
+                from_none: bool,
+            ) -> StoreResult<()> {
+                let row = sqlx::query(concat!(
+                    "SELECT workspace_id, bundled_before, closing_boundary, granularity_changed_at FROM webhooks WHERE id = $1",
+                    super::lock_row!()
+                ))
+                .bind(webhook)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(row) = row else { return Ok(()) };
+                let workspace: String = row.try_get("workspace_id")?;
+                let bundled_before: i64 = row.try_get("bundled_before")?;
+                let closing: Option<i64> = row.try_get("closing_boundary")?;
+                let lower = closing.unwrap_or(bundled_before);
+                let upper = if from_none { row.try_get("granularity_changed_at")? } else { at };
+                if lower < upper {
+                    sqlx::query(
+                        "INSERT INTO conversations (webhook_id, workspace_id, chat_id, first_at, last_at, until, silence_ms,
+                                                    max_ms, deadline, ended_by)
+                         SELECT $1, c.workspace_id, m.chat_id, MIN(m.received_at), MAX(m.received_at), $2, 0, 0, 0, $3
+                         FROM chats c JOIN messages m ON m.chat_id = c.id
+                         WHERE c.workspace_id = $4 AND c.last_received_at >= $5 AND m.received_at >= $5 AND m.received_at < $2
+                         GROUP BY c.workspace_id, m.chat_id",
+                    )
+                    .bind(webhook)
+                    .bind(upper)
+                    .bind(ClosedBy::Flush.as_str())
+                    .bind(&workspace)
+                    .bind(lower)
+                    .execute(&mut *conn)
+                    .await?;
+                }
                 sqlx::query(
                     "UPDATE webhooks SET windows_from = $1,
                         bundled_before = CASE WHEN closing_boundary IS NULL THEN $1 ELSE bundled_before END

@@ -20,7 +20,15 @@ macro_rules! log {
                 OutboxEmail, Pruned, StoreResult, WebSessions,
             };
 
-            /// Logs an attempt (`test`: a test send, outside the queue).
+            /// An attempt's request body as read back: its own, or (empty: a delivery's attempt) its
+            /// delivery's payload, which is what was sent.
+            pub(in super::super) const ATTEMPT_BODY: &str =
+                "CASE WHEN LENGTH(a.request_body) = 0 THEN d.payload ELSE a.request_body END";
+
+            /// Logs an attempt (`test`: a test send, outside the queue). The request body of a
+            /// delivery's attempt is its delivery's payload, kept once, there: the attempt stores
+            /// an empty body, and reading it back takes the delivery's ([`ATTEMPT_BODY`]). A test
+            /// send has no delivery and keeps its own.
             pub(in super::super) async fn insert_attempt(
                 conn: &mut $conn,
                 attempt: &AttemptRecord,
@@ -40,7 +48,7 @@ macro_rules! log {
                 .bind(&attempt.response_excerpt)
                 .bind(attempt.error.as_ref().map(ToString::to_string))
                 .bind(&attempt.request_headers)
-                .bind(&attempt.request_body)
+                .bind(if test { attempt.request_body.as_slice() } else { &[] })
                 .bind(test)
                 .execute(conn)
                 .await?;
@@ -100,11 +108,13 @@ macro_rules! log {
             #[async_trait]
             impl ActivityLog for super::$store {
                 async fn list_attempts(&self, webhook: &WebhookId, limit: u32) -> StoreResult<Vec<Attempt>> {
-                    let rows = sqlx::query(
-                        "SELECT id, delivery_id, webhook_id, attempted_at, duration_ms, status,
-                                response_excerpt, error, request_headers, request_body
-                         FROM attempts WHERE webhook_id = $1 ORDER BY attempted_at DESC, id DESC LIMIT $2",
-                    )
+                    let sql = format!(
+                        "SELECT a.id, a.delivery_id, a.webhook_id, a.attempted_at, a.duration_ms, a.status,
+                                a.response_excerpt, a.error, a.request_headers, {ATTEMPT_BODY} AS request_body
+                         FROM attempts a LEFT JOIN deliveries d ON d.seq = a.delivery_seq
+                         WHERE a.webhook_id = $1 ORDER BY a.attempted_at DESC, a.id DESC LIMIT $2"
+                    );
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(webhook.as_str())
                     .bind(i64::from(limit))
                     .fetch_all(self.reads())
@@ -128,13 +138,14 @@ macro_rules! log {
                         return Ok(Vec::new());
                     };
                     let cursor = after.unwrap_or(ActivityCursor { at: i64::MAX, source: i64::MAX, id: i64::MAX });
-                    let rows = sqlx::query(
+                    let sql = format!(
                         "SELECT * FROM (
-                            SELECT attempted_at AS at, CAST(1 AS BIGINT) AS source, id,
-                                   CASE WHEN test THEN 'test' ELSE 'attempt' END AS kind, delivery_id, status,
-                                   duration_ms, error, response_excerpt, request_headers, request_body,
+                            SELECT a.attempted_at AS at, CAST(1 AS BIGINT) AS source, a.id,
+                                   CASE WHEN a.test THEN 'test' ELSE 'attempt' END AS kind, a.delivery_id, a.status,
+                                   a.duration_ms, a.error, a.response_excerpt, a.request_headers,
+                                   {ATTEMPT_BODY} AS request_body,
                                    CAST(NULL AS TEXT) AS detail, CAST(NULL AS TEXT) AS actor
-                            FROM attempts WHERE webhook_id = $1
+                            FROM attempts a LEFT JOIN deliveries d ON d.seq = a.delivery_seq WHERE a.webhook_id = $1
                             UNION ALL
                             SELECT at, CAST(0 AS BIGINT) AS source, id, kind, CAST(NULL AS TEXT),
                                    CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS TEXT),
@@ -143,8 +154,9 @@ macro_rules! log {
                          ) AS log
                          WHERE at < $3 OR (at = $3 AND (source < $4 OR (source = $4 AND id < $5)))
                          ORDER BY at DESC, source DESC, id DESC
-                         LIMIT $6",
-                    )
+                         LIMIT $6"
+                    );
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(webhook.as_str())
                     .bind(&workspace)
                     .bind(cursor.at)

@@ -98,11 +98,12 @@ macro_rules! queue {
                     let wanted = limit - chosen.len();
                     // With a rate, look further than the free slots: some may be out of tokens.
                     let look = if rate.is_some() { wanted * 4 } else { wanted };
-                    // Live lanes first; replays' lanes only with room to spare.
+                    // Live lanes first; replays' lanes only with room to spare, and never more than
+                    // a quarter of the free slots, so a live delivery due a moment later finds one.
                     let mut found = super::lane_heads(&mut *conn, now, look, &exhausted, false).await?;
-                    if found.len() < look {
-                        let more = look - found.len();
-                        found.extend(super::lane_heads(&mut *conn, now, more, &exhausted, true).await?);
+                    let replay_room = (look - found.len()).min(look.div_ceil(4));
+                    if replay_room > 0 {
+                        found.extend(super::lane_heads(&mut *conn, now, replay_room, &exhausted, true).await?);
                     }
                     let complete = found.len() < look;
                     if let Some(rate) = rate {

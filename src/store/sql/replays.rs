@@ -82,8 +82,11 @@ macro_rules! replays {
                 })
             }
 
-            /// Up to `limit` chats of `workspace` (or the one chat) with messages received in
-            /// `[from, to)`, after the chat id `after`, with those messages in the order received.
+            /// The next `limit` chats of `workspace` (or the one chat) after the chat id `after`
+            /// that may have messages received in `[from, to)` (found by the chats' activity
+            /// index: their latest message came at `from` or later), each with those messages in
+            /// the order received (empty when it has none there); and whether `limit` stopped the
+            /// scan.
             async fn chats_in_range(
                 conn: &mut $conn,
                 workspace: &str,
@@ -91,33 +94,29 @@ macro_rules! replays {
                 (from, to): (i64, i64),
                 after: i64,
                 limit: usize,
-            ) -> StoreResult<Vec<(Chat, FirstMessages, Vec<StoredMessage>)>> {
-                // The chats first, by the messages' (workspace, received) order; then their rows
-                // and messages, one statement each. The limit is a literal (SQLite plans it).
+            ) -> StoreResult<(Vec<(Chat, FirstMessages, Vec<StoredMessage>)>, Option<i64>)> {
+                // The limit is a literal (SQLite plans a bound one for the value bound).
                 let sql = format!(
-                    "SELECT DISTINCT chat_id FROM messages
-                     WHERE workspace_id = $1 AND received_at >= $2 AND received_at < $3 AND chat_id > $4
-                       AND (CAST($5 AS BIGINT) IS NULL OR chat_id = $5)
-                     ORDER BY chat_id LIMIT {limit}"
+                    "SELECT id FROM chats
+                     WHERE workspace_id = $1 AND last_received_at >= $2 AND id > $3
+                       AND (CAST($4 AS BIGINT) IS NULL OR id = $4)
+                     ORDER BY id LIMIT {limit}"
                 );
                 let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                     .bind(workspace)
                     .bind(from)
-                    .bind(to)
                     .bind(after)
                     .bind(only)
                     .fetch_all(&mut *conn)
                     .await?;
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
+                let next = (ids.len() == limit).then(|| ids.last().copied()).flatten();
                 let mut found = Vec::with_capacity(ids.len());
                 for ((chat, firsts), mut list) in chats_with_messages(conn, &ids, (from, to)).await? {
                     // A replay groups them as they were received.
                     list.sort_by_key(|m| (m.received_at, m.seq));
                     found.push((chat, firsts, list));
                 }
-                Ok(found)
+                Ok((found, next))
             }
 
             #[async_trait]
@@ -176,7 +175,10 @@ macro_rules! replays {
                     limit: usize,
                 ) -> StoreResult<Vec<(Chat, FirstMessages, Vec<StoredMessage>)>> {
                     let mut conn = self.reads().acquire().await?;
-                    chats_in_range(&mut conn, workspace.as_str(), chat.map(|c| c.0), (ms(from), ms(to)), after, limit).await
+                    let (found, _) =
+                        chats_in_range(&mut conn, workspace.as_str(), chat.map(|c| c.0), (ms(from), ms(to)), after, limit)
+                            .await?;
+                    Ok(found)
                 }
 
                 #[instrument(skip_all, fields(replay_id = %id))]
@@ -197,7 +199,7 @@ macro_rules! replays {
                             let replay = replay(&row)?;
                             let cursor: i64 = row.try_get("cursor")?;
                             let range = (ms(replay.from), ms(replay.to));
-                            let chats = chats_in_range(
+                            let (chats, next) = chats_in_range(
                                 conn,
                                 replay.workspace_id.as_str(),
                                 replay.chat.map(|c| c.0),
@@ -225,8 +227,10 @@ macro_rules! replays {
                                 }
                             }
                             enqueue(conn, &deliveries, now).await?;
-                            let done = chats.len() < limit;
-                            let last = chats.last().map_or(cursor, |(c, _, _)| c.id.0);
+                            // Done when the scan ran out (not when fewer chats came back: one may
+                            // have been erased meanwhile).
+                            let done = next.is_none();
+                            let last = next.unwrap_or(cursor);
                             sqlx::query(
                                 "UPDATE webhook_replays SET cursor = $1, chats = chats + $2, bundles = bundles + $3,
                                     messages = messages + $4, calls = calls + $5,

@@ -51,6 +51,9 @@ macro_rules! settings {
                         Rewindow::EndConversations { webhook, at } => {
                             super::conversations::end_for_settings(conn, &webhook, at).await?;
                         }
+                        Rewindow::StartConversations { webhook, at, from_none } => {
+                            super::conversations::start_for_settings(conn, &webhook, at, from_none).await?;
+                        }
                         // Buffered messages still waiting to go out one by one (a switch to `none`
                         // that the closer has not carried out yet) keep their place: sent twice
                         // beats not sent.

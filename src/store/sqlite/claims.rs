@@ -142,7 +142,8 @@ pub(super) async fn record_delivered_many(
                 .push_bind(a.response_excerpt.clone())
                 .push_bind(a.error.as_ref().map(ToString::to_string))
                 .push_bind(a.request_headers.clone())
-                .push_bind(a.request_body.clone());
+                // The body is the delivery's payload, kept there once (see `insert_attempt`).
+                .push_bind(Vec::<u8>::new());
         });
         query.push(") WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = column3)");
         query.build().execute(&mut *conn).await?;

@@ -436,6 +436,76 @@ async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, 
     disk_report(daemon, total).await;
 }
 
+/// What the daemons and their PostgreSQL have spent so far: CPU seconds of the daemons started
+/// here, of every PostgreSQL server process (from /proc, so on this machine only), and the
+/// database's commits (`pg_stat_database`).
+struct Costs {
+    daemons: Option<f64>,
+    postgres: Option<f64>,
+    commits: Option<i64>,
+}
+
+async fn costs(daemon: &Daemon) -> Costs {
+    let daemons: Option<f64> = daemon
+        .children
+        .iter()
+        .map(|child| process_cpu_seconds(child.id()))
+        .collect::<Option<Vec<f64>>>()
+        .filter(|v| !v.is_empty())
+        .map(|v| v.iter().sum());
+    let (mut postgres, mut commits) = (None, None);
+    if let Some((admin, name)) = &daemon.database {
+        let mut total = 0.0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok();
+            let is_postgres =
+                std::fs::read_to_string(entry.path().join("comm")).is_ok_and(|c| c.trim() == "postgres");
+            if let (Some(pid), true) = (pid, is_postgres) {
+                total += process_cpu_seconds(pid).unwrap_or(0.0);
+            }
+        }
+        postgres = Some(total);
+        use sqlx::Connection;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&format!("{admin}/{name}")).await {
+            commits = sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = $1")
+                .bind(name)
+                .fetch_one(&mut conn)
+                .await
+                .ok();
+        }
+    }
+    Costs { daemons, postgres, commits }
+}
+
+impl Costs {
+    /// What was spent per message between `before` and now.
+    fn report(&self, before: &Costs, messages: u64) {
+        let per = |after: Option<f64>, before: Option<f64>| {
+            after.zip(before).map(|(a, b)| format!("{:.3} ms", (a - b) * 1000.0 / messages.max(1) as f64))
+        };
+        let mut line = format!("cost per message ({messages} messages):");
+        if let Some(d) = per(self.daemons, before.daemons) {
+            line.push_str(&format!(" daemons' CPU {d};"));
+        }
+        if let Some(p) = per(self.postgres, before.postgres) {
+            line.push_str(&format!(" PostgreSQL's CPU {p};"));
+        }
+        if let Some((a, b)) = self.commits.zip(before.commits) {
+            line.push_str(&format!(" commits {:.3};", (a - b) as f64 / messages.max(1) as f64));
+        }
+        println!("{line}");
+    }
+}
+
+/// A process's CPU time so far (user + system), in seconds, from /proc.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after its closing parenthesis.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 /// On SQLite, when this benchmark started the daemon: the database's size per message so far
 /// (file and write-ahead log), and the bytes of the largest columns by table.
 async fn disk_report(daemon: &Daemon, messages: u64) {
@@ -486,6 +556,12 @@ async fn throughput_phase(daemon: &Daemon, client: &reqwest::Client, total: u64,
     let path = format!("/api/v1/workspaces/{}/messages", ws.id);
     let next = Arc::new(AtomicU64::new(0));
     let accepted: Arc<Mutex<HashMap<String, (Instant, Instant)>>> = Default::default();
+    // PostgreSQL's backends report their commits when idle for a while (about ten seconds): wait
+    // for what came before to be counted.
+    if daemon.database.is_some() {
+        tokio::time::sleep(Duration::from_secs(11)).await;
+    }
+    let cost_before = costs(daemon).await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
@@ -528,10 +604,17 @@ async fn throughput_phase(daemon: &Daemon, client: &reqwest::Client, total: u64,
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let done = started.elapsed().as_secs_f64();
+    let mut cost_after = costs(daemon).await;
+    if daemon.database.is_some() {
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        cost_after.commits = costs(daemon).await.commits;
+    }
     let got = arrivals.count.load(Ordering::Relaxed);
-    let accepted = accepted.lock().unwrap();
-    let arrived = arrivals.at.lock().unwrap();
-    let (from_request, from_accept) = latencies(&accepted, &arrived);
+    let (from_request, from_accept) = {
+        let (accepted, arrived) = (accepted.lock().unwrap(), arrivals.at.lock().unwrap());
+        latencies(&accepted, &arrived)
+    };
+    cost_after.report(&cost_before, got);
     println!(
         "end to end, {total} messages in {CHATS_HERE} chats, {connections} connections: {:>8.0} messages/s ({got} arrived in {done:.1} s; ingest {:.0}/s); request→arrival p50 {}, p99 {}; accept→arrival p50 {}, p99 {}",
         got as f64 / done,
@@ -665,12 +748,7 @@ async fn close_phase(daemon: &Daemon, client: &reqwest::Client, total: u64, chat
 
 /// The daemon's CPU time so far (user + system), in seconds, from /proc.
 fn cpu_seconds(daemon: &Daemon) -> Option<f64> {
-    let pid = daemon.children.first()?.id();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start after its closing parenthesis.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    process_cpu_seconds(daemon.children.first()?.id())
 }
 
 /// Phase 7: `chats` chats open a conversation each (a webhook bundling by conversation, silence

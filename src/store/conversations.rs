@@ -70,9 +70,11 @@ pub trait ConversationStore: Send + Sync {
     ///   conversation holds the chat's messages received from its first on, up to the moment
     ///   it closes (the transaction's time, under the same rule as a window close: no message
     ///   can be acknowledged later with an earlier time of receipt), or up to the instant a
-    ///   settings change ended it. A message acknowledged after the close opens the next one, and
-    ///   so does one acknowledged after the conversation fell due but before any closer closed it
-    ///   (the late one ends there).
+    ///   settings change ended it. A message acknowledged after the close opens the next one; one
+    ///   acknowledged after the conversation fell due but before a closer closed it joins it (the
+    ///   only cut of a conversation is its close, made where no later message can land behind
+    ///   it). A conversation holds every message of its chat from the earliest one that joined it,
+    ///   also one whose commit came after a later one's.
     /// - **Once, whoever closes it**: the conversation is deleted in the transaction that queues
     ///   its deliveries, so closers racing (in one daemon or several) make one bundle; a crash
     ///   before the commit leaves it open and due, and the next close makes it once.

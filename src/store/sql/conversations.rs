@@ -37,20 +37,6 @@ macro_rules! conversations {
                 let mut opened = false;
                 for chunk in chats.chunks(500) {
                     let p = super::PLACEHOLDERS;
-                    // A conversation already due (its silence or maximum passed, or the channel
-                    // ended it) that no closer has closed yet ends here: the message opens the
-                    // next one, as it would have had the closer been quicker.
-                    let sql = format!(
-                        "UPDATE conversations SET until = {} WHERE until IS NULL AND deadline <= {} AND chat_id IN ({})",
-                        p.one(1),
-                        p.one(2),
-                        p.list(3, chunk.len())
-                    );
-                    let mut overdue = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(now);
-                    for id in chunk {
-                        overdue = overdue.bind(*id);
-                    }
-                    overdue.execute(&mut *conn).await?;
                     let silence = "COALESCE(w.conversation_silence_ms, s.conversation_silence_ms)";
                     let max = "COALESCE(w.conversation_max_ms, s.conversation_max_ms)";
                     let sql = format!(
@@ -62,14 +48,17 @@ macro_rules! conversations {
                          WHERE c.id IN ({ids}) AND w.sub_messages AND NOT w.stopped
                            AND COALESCE(w.granularity, s.granularity) = 'conversation'
                          ON CONFLICT (webhook_id, chat_id) WHERE until IS NULL DO UPDATE SET
-                            last_at = excluded.last_at, silence_ms = excluded.silence_ms, max_ms = excluded.max_ms,
+                            first_at = {least}(conversations.first_at, excluded.first_at),
+                            last_at = {greatest}(conversations.last_at, excluded.last_at),
+                            silence_ms = excluded.silence_ms, max_ms = excluded.max_ms,
                             deadline = CASE WHEN conversations.ended_by IS NULL
-                                            THEN {least}(conversations.first_at + excluded.max_ms,
-                                                         excluded.last_at + excluded.silence_ms)
+                                            THEN {least}({least}(conversations.first_at, excluded.first_at) + excluded.max_ms,
+                                                         {greatest}(conversations.last_at, excluded.last_at) + excluded.silence_ms)
                                             ELSE conversations.deadline END
                          RETURNING first_at",
                         at = p.one(1),
                         least = super::least!(),
+                        greatest = super::greatest!(),
                         ids = p.list(2, chunk.len()),
                     );
                     let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(now);

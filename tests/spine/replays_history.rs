@@ -133,6 +133,11 @@ async fn a_replay_goes_behind_nothing_live_and_a_cancel_stops_what_has_not_gone_
     assert_eq!(carried(&seen[7].json()), ["live-2"], "nothing of the cancelled replay went out");
     let log = app.get_text(&format!("/api/v1/webhooks/{hook}/activity")).await;
     assert!(log.contains("replay_started") && log.contains("replay_cancelled"), "{log}");
+    // Nothing that authenticates in what went out or in the log.
+    for text in receiver.received().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).chain([log])
+    {
+        assert!(!text.contains(&ws.ingest_key) && !text.contains("whsec_"), "{text}");
+    }
 }
 
 #[tokio::test]

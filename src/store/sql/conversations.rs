@@ -98,17 +98,7 @@ macro_rules! conversations {
                 .bind(webhook)
                 .execute(&mut *conn)
                 .await?;
-                // A close in progress resumes from where it stood and ends at `windows_from`.
-                sqlx::query(
-                    "UPDATE webhooks SET windows_from = $1,
-                        bundled_before = CASE WHEN closing_boundary IS NULL THEN $1 ELSE bundled_before END
-                     WHERE id = $2",
-                )
-                .bind(at)
-                .bind(webhook)
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
+                windows_done_at(conn, webhook, at).await
             }
 
             /// A webhook started bundling by conversation at `at` (a settings change, in its
@@ -153,6 +143,13 @@ macro_rules! conversations {
                     .execute(&mut *conn)
                     .await?;
                 }
+                windows_done_at(conn, webhook, at).await
+            }
+
+            /// No window close of `webhook` takes a message received before `at` (its messages
+            /// until then are, or were, its conversations'): its windows start there, and a close in
+            /// progress resumes from where it stood and ends there.
+            async fn windows_done_at(conn: &mut $conn, webhook: &str, at: i64) -> StoreResult<()> {
                 sqlx::query(
                     "UPDATE webhooks SET windows_from = $1,
                         bundled_before = CASE WHEN closing_boundary IS NULL THEN $1 ELSE bundled_before END

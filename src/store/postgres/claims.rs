@@ -1,7 +1,7 @@
 //! What PostgreSQL does its own way in the delivery queue (the rest is
 //! [`crate::store::sql::queue`]): which due deliveries head their lanes, locked with `SKIP
 //! LOCKED` so that daemons claiming at once pass each other's, and planned afresh; and the
-//! results of delivered attempts, each one statement, recorded together in a shared transaction.
+//! results of delivered attempts, recorded together in one statement.
 
 use std::collections::HashSet;
 
@@ -10,7 +10,7 @@ use sqlx::postgres::PgConnection;
 
 use super::rows::ms;
 use crate::domain::DeliveryStatus;
-use crate::store::{AttemptRecord, Recorded, StoreResult};
+use crate::store::{AttemptRecord, Recorded, StoreError, StoreResult};
 
 /// Due lane heads of enabled webhooks, oldest due first, locked for this transaction; rows
 /// another claim holds are skipped, not waited for. A later delivery of a lane is never a head
@@ -43,6 +43,20 @@ pub(super) async fn lane_heads(
     exclude: &HashSet<String>,
     replays: bool,
 ) -> StoreResult<Vec<(i64, String)>> {
+    // Replays are rare: a prepared probe of their (usually empty) index costs far less than
+    // planning the lane query that would find nothing.
+    if replays {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM deliveries
+                            WHERE status = 'pending' AND replay_id IS NOT NULL AND next_attempt_at <= $1)",
+        )
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+        if !waiting {
+            return Ok(Vec::new());
+        }
+    }
     let skip: Vec<&String> = exclude.iter().collect();
     // Not a prepared statement: planned for the queue as it is now. A plan cached while the
     // queue was short probes the lanes by a scan, which costs a full pass per candidate once it
@@ -64,74 +78,92 @@ pub(super) const TRANSACTIONS_IN_FLIGHT: usize = 4;
 /// Delivered attempts recorded in one transaction at most.
 pub(super) const DELIVERED_PER_TRANSACTION: usize = 200;
 
-/// Records delivered attempts in one transaction, in (webhook, delivery) order, so that two such
-/// transactions touching the same webhooks lock them in the same order; one result per attempt.
+/// Records delivered attempts in one transaction of one statement; one result per attempt. The
+/// deliveries are locked in `seq` order before any is changed, and then their webhooks in id
+/// order, so two such groups (from this daemon or another) take their row locks in the same
+/// order. A deadlock with a transaction that locks otherwise (PostgreSQL ends one of the two)
+/// is tried again: nothing of the group was kept.
 pub(super) async fn record_delivered_group(
     pool: &sqlx::PgPool,
     attempts: Vec<AttemptRecord>,
 ) -> Vec<StoreResult<Recorded>> {
-    let mut order: Vec<usize> = (0..attempts.len()).collect();
-    order.sort_by(|a, b| {
-        let (a, b) = (&attempts[*a], &attempts[*b]);
-        (a.webhook_id.as_str(), a.delivery_seq).cmp(&(b.webhook_id.as_str(), b.delivery_seq))
-    });
-    let recorded: StoreResult<Vec<(usize, Recorded)>> = async {
-        let mut tx = pool.begin().await?;
-        let mut recorded = Vec::with_capacity(attempts.len());
-        for i in order {
-            recorded.push((i, record_delivered(&mut tx, &attempts[i]).await?));
+    let mut tries = 0;
+    let moved = loop {
+        tries += 1;
+        match record_together(pool, &attempts).await {
+            Err(StoreError::Unavailable(e)) if tries < 3 && is_deadlock(e.as_ref()) => continue,
+            other => break other,
         }
-        tx.commit().await?;
-        Ok(recorded)
-    }
-    .await;
-    match recorded {
-        Ok(recorded) => {
-            let mut results: Vec<Option<Recorded>> = attempts.iter().map(|_| None).collect();
-            for (i, one) in recorded {
-                results[i] = Some(one);
-            }
-            results.into_iter().map(|one| Ok(one.expect("every attempt recorded"))).collect()
-        }
+    };
+    match moved {
+        Ok(moved) => attempts
+            .iter()
+            .map(|a| Ok(Recorded { stale: !moved.contains(&a.delivery_seq), ..Recorded::default() }))
+            .collect(),
         Err(e) => attempts.iter().map(|_| Err(e.clone())).collect(),
     }
 }
 
-/// [`record_attempt`] for a delivered attempt, the common case, in one statement (one round trip,
-/// in the caller's transaction, which others share): the delivery moved on under its lease, a run
-/// of failures ended, the attempt logged; or, for a stale lease, only the attempt logged.
-async fn record_delivered(conn: &mut PgConnection, attempt: &AttemptRecord) -> StoreResult<Recorded> {
-    let row = sqlx::query(
-        "WITH done AS (
-            UPDATE deliveries SET status = $1, attempts = attempts + 1, lease_until = NULL, lease_token = NULL,
-                last_error = NULL, last_status = $2, finished_at = $3
-            WHERE seq = $4 AND lease_token = $5 AND status = 'pending'
-            RETURNING seq
+/// Whether PostgreSQL ended the transaction to break a deadlock.
+fn is_deadlock(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<sqlx::Error>()
+        .and_then(sqlx::Error::as_database_error)
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40P01")
+}
+
+/// [`record_attempt`] for delivered attempts, the common case: each delivery moved on under its
+/// lease, a run of failures of its webhook ended, the attempt logged; for a stale lease, only the
+/// attempt logged. The `seq`s of the deliveries moved on.
+async fn record_together(pool: &sqlx::PgPool, attempts: &[AttemptRecord]) -> StoreResult<HashSet<i64>> {
+    let column = |f: fn(&AttemptRecord) -> i64| attempts.iter().map(f).collect::<Vec<i64>>();
+    let text =
+        |f: fn(&AttemptRecord) -> Option<String>| attempts.iter().map(f).collect::<Vec<Option<String>>>();
+    let mut tx = pool.begin().await?;
+    let moved: Vec<i64> = sqlx::query_scalar(
+        "WITH input AS (
+            SELECT * FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[],
+                                 $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::TEXT[])
+                AS i(seq, token, delivery_id, webhook_id, attempted_at, duration_ms, status, excerpt, error, headers)
+         ), locked AS (
+            SELECT d.seq FROM deliveries d
+            WHERE d.seq = ANY($2) AND d.status = 'pending'
+            ORDER BY d.seq FOR UPDATE
+         ), done AS (
+            UPDATE deliveries d SET status = $1, attempts = d.attempts + 1, lease_until = NULL, lease_token = NULL,
+                last_error = NULL, last_status = i.status, finished_at = i.attempted_at
+            FROM input i
+            WHERE d.seq = i.seq AND d.lease_token = i.token AND d.status = 'pending'
+              AND d.seq IN (SELECT seq FROM locked)
+            RETURNING d.seq, d.webhook_id
          ), reset AS (
             UPDATE webhooks SET consecutive_failures = 0
-            WHERE id = $6 AND consecutive_failures <> 0 AND EXISTS (SELECT 1 FROM done)
+            WHERE id IN (SELECT w.id FROM webhooks w
+                         WHERE w.id IN (SELECT webhook_id FROM done) AND w.consecutive_failures <> 0
+                         ORDER BY w.id FOR UPDATE)
          ), logged AS (
             INSERT INTO attempts (delivery_seq, delivery_id, webhook_id, attempted_at, duration_ms, status,
                 response_excerpt, error, request_headers, request_body, test)
-            SELECT $4, $7, $6, $3, $8, $2, $9, $10, $11, $12, FALSE
-            WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = $6)
+            SELECT i.seq, i.delivery_id, i.webhook_id, i.attempted_at, i.duration_ms, i.status, i.excerpt, i.error,
+                   i.headers, '', FALSE
+            FROM input i WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = i.webhook_id)
          )
-         SELECT EXISTS (SELECT 1 FROM done) AS moved",
+         SELECT seq FROM done",
     )
     .bind(DeliveryStatus::Delivered.as_str())
-    .bind(attempt.status.map(i64::from))
-    .bind(ms(attempt.attempted_at))
-    .bind(attempt.delivery_seq)
-    .bind(attempt.lease_token)
-    .bind(attempt.webhook_id.as_str())
-    .bind(attempt.delivery_id.as_str())
-    .bind(attempt.duration.as_millis() as i64)
-    .bind(&attempt.response_excerpt)
-    .bind(attempt.error.as_ref().map(ToString::to_string))
-    .bind(&attempt.request_headers)
+    .bind(column(|a| a.delivery_seq))
+    .bind(column(|a| a.lease_token))
+    .bind(attempts.iter().map(|a| a.delivery_id.as_str()).collect::<Vec<_>>())
+    .bind(attempts.iter().map(|a| a.webhook_id.as_str()).collect::<Vec<_>>())
+    .bind(column(|a| ms(a.attempted_at)))
+    .bind(column(|a| a.duration.as_millis() as i64))
+    .bind(attempts.iter().map(|a| a.status.map(i64::from)).collect::<Vec<_>>())
+    .bind(text(|a| a.response_excerpt.clone()))
+    .bind(text(|a| a.error.as_ref().map(ToString::to_string)))
+    .bind(attempts.iter().map(|a| a.request_headers.as_str()).collect::<Vec<_>>())
     // The body is the delivery's payload, kept there once (see `insert_attempt`).
-    .bind(&[] as &[u8])
-    .fetch_one(conn)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(Recorded { stale: !row.try_get::<bool, _>("moved")?, ..Recorded::default() })
+    tx.commit().await?;
+    Ok(moved.into_iter().collect())
 }

@@ -14,7 +14,9 @@
 //! 3. delivery throughput: a backlog of messages drained to a webhook that was switched on;
 //! 4. end to end at a steady offered rate: accept (the 202) → arrival at the receiver; and
 //!    end-to-end throughput (`throughput`): 20,000 single-message requests over 1,000 chats from 32
-//!    connections, first request to last arrival (`BENCH_MESSAGES`, `BENCH_E2E_CONNECTIONS`);
+//!    connections, first request to last arrival (`BENCH_MESSAGES`, `BENCH_E2E_CONNECTIONS`), with
+//!    the CPU each message cost the daemons and, on PostgreSQL, the database's CPU, commits,
+//!    statements and planning time per message;
 //! 5. closing a day window that holds 1,000,000 messages in 100,000 chats (`BENCH_CLOSE_MESSAGES`,
 //!    `BENCH_CLOSE_CHATS`): the time it takes and the daemon's peak memory meanwhile;
 //! 6. webhook calls per message on a realistic day of chats (1–200 messages each, in bursts), for
@@ -443,6 +445,9 @@ struct Costs {
     daemons: Option<f64>,
     postgres: Option<f64>,
     commits: Option<i64>,
+    /// Statements run (BEGIN and COMMIT among them) and milliseconds spent planning them, from
+    /// `pg_stat_statements` where the server loads it.
+    statements: Option<(i64, f64)>,
 }
 
 async fn costs(daemon: &Daemon) -> Costs {
@@ -453,7 +458,7 @@ async fn costs(daemon: &Daemon) -> Costs {
         .collect::<Option<Vec<f64>>>()
         .filter(|v| !v.is_empty())
         .map(|v| v.iter().sum());
-    let (mut postgres, mut commits) = (None, None);
+    let (mut postgres, mut commits, mut statements) = (None, None, None);
     if let Some((admin, name)) = &daemon.database {
         let mut total = 0.0;
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -473,8 +478,18 @@ async fn costs(daemon: &Daemon) -> Costs {
                 .await
                 .ok();
         }
+        if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+            statements = sqlx::query_as::<_, (i64, f64)>(
+                "SELECT COALESCE(SUM(calls), 0)::BIGINT, COALESCE(SUM(total_plan_time), 0)::FLOAT8
+                 FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)",
+            )
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .ok();
+        }
     }
-    Costs { daemons, postgres, commits }
+    Costs { daemons, postgres, commits, statements }
 }
 
 impl Costs {
@@ -492,6 +507,14 @@ impl Costs {
         }
         if let Some((a, b)) = self.commits.zip(before.commits) {
             line.push_str(&format!(" commits {:.3};", (a - b) as f64 / messages.max(1) as f64));
+        }
+        if let Some(((calls, plan), (calls_before, plan_before))) = self.statements.zip(before.statements) {
+            let n = messages.max(1) as f64;
+            line.push_str(&format!(
+                " statements {:.2}, planning {:.3} ms;",
+                (calls - calls_before) as f64 / n,
+                (plan - plan_before) / n
+            ));
         }
         println!("{line}");
     }

@@ -78,7 +78,7 @@ pub(super) const TRANSACTIONS_IN_FLIGHT: usize = 4;
 /// Delivered attempts recorded in one transaction at most.
 pub(super) const DELIVERED_PER_TRANSACTION: usize = 200;
 
-/// Records delivered attempts in one transaction of one statement; one result per attempt. The
+/// Records delivered attempts in one statement (its own transaction); one result per attempt. The
 /// deliveries are locked in `seq` order before any is changed, and then their webhooks in id
 /// order, so two such groups (from this daemon or another) take their row locks in the same
 /// order. A deadlock with a transaction that locks otherwise (PostgreSQL ends one of the two)
@@ -91,7 +91,13 @@ pub(super) async fn record_delivered_group(
     let moved = loop {
         tries += 1;
         match record_together(pool, &attempts).await {
-            Err(StoreError::Unavailable(e)) if tries < 3 && is_deadlock(e.as_ref()) => continue,
+            Err(StoreError::Unavailable(e)) if tries < 3 && is_deadlock(e.as_ref()) => {
+                tracing::warn!(
+                    attempts = attempts.len(),
+                    "recording delivered attempts met a deadlock; trying again"
+                );
+                continue;
+            }
             other => break other,
         }
     };
@@ -119,7 +125,7 @@ async fn record_together(pool: &sqlx::PgPool, attempts: &[AttemptRecord]) -> Sto
     let column = |f: fn(&AttemptRecord) -> i64| attempts.iter().map(f).collect::<Vec<i64>>();
     let text =
         |f: fn(&AttemptRecord) -> Option<String>| attempts.iter().map(f).collect::<Vec<Option<String>>>();
-    let mut tx = pool.begin().await?;
+    // One statement is its own transaction: no BEGIN and COMMIT round trips around it.
     let moved: Vec<i64> = sqlx::query_scalar(
         "WITH input AS (
             SELECT * FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[],
@@ -162,8 +168,7 @@ async fn record_together(pool: &sqlx::PgPool, attempts: &[AttemptRecord]) -> Sto
     .bind(text(|a| a.error.as_ref().map(ToString::to_string)))
     .bind(attempts.iter().map(|a| a.request_headers.as_str()).collect::<Vec<_>>())
     // The body is the delivery's payload, kept there once (see `insert_attempt`).
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
-    tx.commit().await?;
     Ok(moved.into_iter().collect())
 }

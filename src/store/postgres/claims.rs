@@ -102,9 +102,11 @@ pub(super) async fn record_delivered_group(
         }
     };
     match moved {
-        Ok(moved) => attempts
+        // Two results of one delivery in a group move it once: the first is the one that did,
+        // the other finds it moved on, as it would have after it.
+        Ok(mut moved) => attempts
             .iter()
-            .map(|a| Ok(Recorded { stale: !moved.contains(&a.delivery_seq), ..Recorded::default() }))
+            .map(|a| Ok(Recorded { stale: !moved.remove(&a.delivery_seq), ..Recorded::default() }))
             .collect(),
         Err(e) => attempts.iter().map(|_| Err(e.clone())).collect(),
     }

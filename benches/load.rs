@@ -384,6 +384,7 @@ async fn drain_phase(daemon: &Daemon, client: &reqwest::Client, total: u64) {
 
 /// Phase 4: single-message requests at `rate` per second for `seconds`, webhook on.
 async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, seconds: u64) {
+    let baseline = postgres_bytes(daemon).await;
     let ws = workspace(client, daemon).await;
     let (url, arrivals) = start_receiver().await;
     admin(
@@ -435,7 +436,7 @@ async fn end_to_end_phase(daemon: &Daemon, client: &reqwest::Client, rate: u64, 
         ms(percentile(&from_accept, 0.50)),
         ms(percentile(&from_accept, 0.99)),
     );
-    disk_report(daemon, total).await;
+    disk_report(daemon, total, baseline).await;
 }
 
 /// What the daemons and their PostgreSQL have spent so far: CPU seconds of the daemons started
@@ -529,9 +530,45 @@ fn process_cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-/// On SQLite, when this benchmark started the daemon: the database's size per message so far
-/// (file and write-ahead log), and the bytes of the largest columns by table.
-async fn disk_report(daemon: &Daemon, messages: u64) {
+/// On PostgreSQL, the bytes its database holds now (tables, indexes and their TOAST; the server's
+/// write-ahead log is shared by every database and left out).
+async fn postgres_bytes(daemon: &Daemon) -> Option<i64> {
+    use sqlx::Connection;
+    let (admin, name) = daemon.database.as_ref()?;
+    let mut conn = sqlx::PgConnection::connect(&format!("{admin}/{name}")).await.ok()?;
+    sqlx::query_scalar("SELECT pg_database_size(current_database())").fetch_one(&mut conn).await.ok()
+}
+
+/// When this benchmark started the daemon: the database's size per message so far, and where it
+/// goes. On SQLite: the file and its write-ahead log, the bytes of the largest columns and the
+/// bytes of each table and index. On PostgreSQL: what the database grew by since `baseline`
+/// (its size before the messages), and each table and index.
+async fn disk_report(daemon: &Daemon, messages: u64, baseline: Option<i64>) {
+    if let (Some((admin, name)), Some(before), Some(now)) =
+        (&daemon.database, baseline, postgres_bytes(daemon).await)
+    {
+        use sqlx::Connection;
+        println!(
+            "disk, {messages} messages: database grew {:.0} MiB, {:.2} KB per message",
+            (now - before) as f64 / 1048576.0,
+            (now - before) as f64 / messages.max(1) as f64 / 1000.0
+        );
+        let Ok(mut conn) = sqlx::PgConnection::connect(&format!("{admin}/{name}")).await else { return };
+        // Tables with their TOAST, and indexes, each on its own.
+        let sql = "SELECT c.relname::TEXT,
+                          (pg_relation_size(c.oid) + COALESCE(pg_total_relation_size(NULLIF(c.reltoastrelid, 0)), 0))::BIGINT
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')
+                   ORDER BY 2 DESC LIMIT 16";
+        if let Ok(objects) = sqlx::query_as::<_, (String, i64)>(sql).fetch_all(&mut conn).await {
+            let mut line = String::from("disk, bytes per message in:");
+            for (name, bytes) in objects {
+                line.push_str(&format!(" {name} {:.0};", bytes as f64 / messages.max(1) as f64));
+            }
+            println!("{line}");
+        }
+        return;
+    }
     let Some(dir) = daemon._dirs.first().filter(|_| daemon.database.is_none()) else { return };
     let data = dir.path().join("data");
     let size = |name: &str| std::fs::metadata(data.join(name)).map_or(0, |m| m.len());
@@ -557,6 +594,15 @@ async fn disk_report(daemon: &Daemon, messages: u64) {
         }
     }
     println!("{line}");
+    // Where the pages go: each table and index, in bytes per message (SQLite's `dbstat`).
+    let sql = "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 16";
+    if let Ok(objects) = sqlx::query_as::<_, (String, i64)>(sql).fetch_all(&mut conn).await {
+        let mut line = String::from("disk, bytes per message in:");
+        for (name, bytes) in objects {
+            line.push_str(&format!(" {name} {:.0};", bytes as f64 / messages.max(1) as f64));
+        }
+        println!("{line}");
+    }
 }
 
 /// Phase 4b: end-to-end throughput, as svix was measured beside chatbundle: `total` single-message

@@ -36,6 +36,7 @@ pub mod copy;
 mod ingest;
 mod merge;
 mod outbox;
+pub mod payload;
 mod people;
 pub mod postgres;
 mod queue;

@@ -246,7 +246,10 @@ async fn a_kill_in_the_middle_of_closing_loses_nothing_and_doubles_nothing() {
         .unwrap();
     let messages: u64 = payloads
         .iter()
-        .map(|p| serde_json::from_slice::<Value>(p).unwrap()["message_count"].as_u64().unwrap())
+        .map(|p| {
+            let payload = chatbundle::store::payload::unpack(p.clone()).unwrap();
+            serde_json::from_slice::<Value>(&payload).unwrap()["message_count"].as_u64().unwrap()
+        })
         .sum();
     assert_eq!(messages, chats as u64, "every message in exactly one bundle");
     drop(conn);

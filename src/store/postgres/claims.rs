@@ -168,7 +168,7 @@ async fn record_together(pool: &sqlx::PgPool, attempts: &[AttemptRecord]) -> Sto
     .bind(attempts.iter().map(|a| a.status.map(i64::from)).collect::<Vec<_>>())
     .bind(text(|a| a.response_excerpt.clone()))
     .bind(text(|a| a.error.as_ref().map(ToString::to_string)))
-    .bind(attempts.iter().map(|a| a.request_headers.as_str()).collect::<Vec<_>>())
+    .bind(attempts.iter().map(crate::store::payload::stored_headers).collect::<Vec<_>>())
     // The body is the delivery's payload, kept there once (see `insert_attempt`).
     .fetch_all(pool)
     .await?;

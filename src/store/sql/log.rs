@@ -47,7 +47,7 @@ macro_rules! log {
                 .bind(attempt.status.map(i64::from))
                 .bind(&attempt.response_excerpt)
                 .bind(attempt.error.as_ref().map(ToString::to_string))
-                .bind(&attempt.request_headers)
+                .bind(crate::store::payload::stored_headers(attempt))
                 .bind(if test { attempt.request_body.as_slice() } else { &[] })
                 .bind(test)
                 .execute(conn)

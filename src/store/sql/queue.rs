@@ -43,7 +43,8 @@ macro_rules! queue {
             /// The one place that writes deliveries: pending, due at once, queued at `now` in the
             /// lanes of their (webhook, chat), in the order given. The caller holds what orders the
             /// lanes it adds to (the writer on SQLite; on PostgreSQL the chat's row, or its
-            /// workspace's exclusive lock), so `seq` follows commit order in a lane.
+            /// workspace's exclusive lock), so `seq` follows commit order in a lane. Payloads are
+            /// kept packed ([`crate::store::payload`]); a claim unpacks them.
             pub(in super::super) async fn enqueue(
                 conn: &mut $conn,
                 deliveries: &[Enqueue],
@@ -63,7 +64,7 @@ macro_rules! queue {
                             .bind(d.kind.as_str())
                             .bind(d.webhook.as_str().to_string())
                             .bind(d.chat.map(|c| c.0))
-                            .bind(d.payload.clone())
+                            .bind(crate::store::payload::pack(&d.payload))
                             .bind(DeliveryStatus::Pending.as_str())
                             .bind(DUE_AT_ONCE)
                             .bind(now)
@@ -224,7 +225,7 @@ macro_rules! queue {
                         url: url.clone(),
                         secret: secret.clone(),
                         timeout: *timeout,
-                        payload: row.try_get("payload")?,
+                        payload: crate::store::payload::unpack(row.try_get("payload")?)?,
                         attempts: row.try_get::<i64, _>("attempts")? as u32,
                         rejections: row.try_get::<i64, _>("rejections")? as u32,
                         retry_since: from_ms(row.try_get("retry_since")?),

@@ -327,20 +327,25 @@ macro_rules! rows {
                     .map(|text| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
             };
             let at: i64 = row.try_get("at")?;
+            let delivery_id = row.try_get::<Option<String>, _>("delivery_id")?.map(DeliveryId::stored);
             Ok(crate::store::ActivityRow {
                 at: from_ms(at),
                 kind: row.try_get("kind")?,
-                delivery_id: row.try_get::<Option<String>, _>("delivery_id")?.map(DeliveryId::stored),
                 status: row.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
                 duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d as u64),
                 error: row.try_get("error")?,
                 response_excerpt: row.try_get("response_excerpt")?,
-                request_headers: json("request_headers")?,
-                request_body: row
-                    .try_get::<Option<Vec<u8>>, _>("request_body")?
-                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                request_headers: json("request_headers")?.map(|stored| {
+                    let id = delivery_id.as_ref().map_or("", |id| id.as_str());
+                    crate::store::payload::sent_headers(stored, id, at)
+                }),
+                request_body: match row.try_get::<Option<Vec<u8>>, _>("request_body")? {
+                    Some(body) => Some(String::from_utf8_lossy(&crate::store::payload::unpack(body)?).into_owned()),
+                    None => None,
+                },
                 detail: json("detail")?,
                 actor: row.try_get("actor")?,
+                delivery_id,
                 cursor: crate::store::ActivityCursor { at, source: row.try_get("source")?, id: row.try_get("id")? },
             })
         }
@@ -348,17 +353,20 @@ macro_rules! rows {
         /// An attempt, as a webhook's latest attempts list it.
         pub(super) fn attempt(row: &$row) -> StoreResult<crate::store::Attempt> {
             let headers: String = row.try_get("request_headers")?;
-            let body: Vec<u8> = row.try_get("request_body")?;
+            let body = crate::store::payload::unpack(row.try_get("request_body")?)?;
+            let delivery_id = DeliveryId::stored(row.try_get::<String, _>("delivery_id")?);
+            let attempted_at: i64 = row.try_get("attempted_at")?;
+            let headers = serde_json::from_str(&headers).unwrap_or_default();
             Ok(crate::store::Attempt {
                 id: row.try_get("id")?,
-                delivery_id: DeliveryId::stored(row.try_get::<String, _>("delivery_id")?),
+                request_headers: crate::store::payload::sent_headers(headers, delivery_id.as_str(), attempted_at),
+                delivery_id,
                 webhook_id: crate::domain::WebhookId::stored(row.try_get::<String, _>("webhook_id")?),
-                attempted_at: from_ms(row.try_get("attempted_at")?),
+                attempted_at: from_ms(attempted_at),
                 duration_ms: row.try_get::<i64, _>("duration_ms")? as u64,
                 status: row.try_get::<Option<i64>, _>("status")?.map(|s| s as u16),
                 response_excerpt: row.try_get("response_excerpt")?,
                 error: row.try_get("error")?,
-                request_headers: serde_json::from_str(&headers).unwrap_or_default(),
                 request_body: String::from_utf8_lossy(&body).into_owned(),
             })
         }

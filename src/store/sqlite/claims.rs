@@ -141,7 +141,7 @@ pub(super) async fn record_delivered_many(
                 .push_bind(a.status.map(i64::from))
                 .push_bind(a.response_excerpt.clone())
                 .push_bind(a.error.as_ref().map(ToString::to_string))
-                .push_bind(a.request_headers.clone())
+                .push_bind(crate::store::payload::stored_headers(a))
                 // The body is the delivery's payload, kept there once (see `insert_attempt`).
                 .push_bind(Vec::<u8>::new());
         });

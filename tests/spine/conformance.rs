@@ -3,7 +3,7 @@
 //! opens it and opens the same data again after a "crash"; [`conformance!`] generates the cases
 //! for one factory. Nothing here knows which database is behind the traits.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -665,6 +665,35 @@ pub async fn a_message_sent_many_times_at_once_is_stored_once(factory: &dyn Fact
     }
     assert_eq!((accepted, duplicates), (1, 7));
     assert_eq!(world.drain().await.len(), 1, "delivered once");
+}
+
+/// [`chatbundle::store::IngestStore::ingest`]: a request with more chats and messages than one
+/// multi-row statement takes (64 rows) is stored whole: every message once, one delivery each,
+/// each chat's in the order sent, the first of each chat marked new; sent again, all of it is a
+/// duplicate.
+pub async fn a_request_larger_than_one_statement_is_stored_whole(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    world.webhook(Granularity::None, &[Event::Messages]).await;
+    let sent: Vec<(String, String)> =
+        (0..300).map(|i| (format!("big-{i}"), format!("c-{}", i % 150))).collect();
+    let messages: Vec<(&str, &str)> = sent.iter().map(|(m, c)| (m.as_str(), c.as_str())).collect();
+    assert_eq!(world.ingest(&messages).await, (300, 0));
+    assert_eq!(world.ingest(&messages).await, (0, 300), "the same request again");
+    let payloads = world.drain().await;
+    assert_eq!(payloads.len(), 300, "one delivery per message");
+    let mut by_chat: HashMap<&str, Vec<(&str, bool)>> = HashMap::new();
+    for p in &payloads {
+        by_chat
+            .entry(p["chat"].as_str().unwrap())
+            .or_default()
+            .push((p["m"].as_str().unwrap(), p["new"] == true));
+    }
+    assert_eq!(by_chat.len(), 150);
+    for i in 0..150 {
+        let (first, second) = (format!("big-{i}"), format!("big-{}", i + 150));
+        let expected = vec![(first.as_str(), true), (second.as_str(), false)];
+        assert_eq!(by_chat[format!("c-{i}").as_str()], expected, "chat c-{i}");
+    }
 }
 
 /// [`chatbundle::store::IngestStore::ingest`]: requests stored at the same moment, for two
@@ -2386,6 +2415,7 @@ macro_rules! conformance {
             case!(only_the_current_lease_holder_records_a_result);
             case!(the_rate_is_taken_from_the_webhooks_bucket_at_claim_time);
             case!(a_message_sent_many_times_at_once_is_stored_once);
+            case!(a_request_larger_than_one_statement_is_stored_whole);
             case!(requests_stored_at_once_each_get_their_own_outcome);
             case!(is_new_chat_is_true_once_per_chat);
             case!(a_delivery_in_flight_is_not_handed_out_again_before_its_lease_ends);

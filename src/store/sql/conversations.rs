@@ -35,7 +35,7 @@ macro_rules! conversations {
             /// (its deadline may be sooner than any the closer knows).
             pub(in super::super) async fn join(conn: &mut $conn, chats: &[i64], now: i64) -> StoreResult<bool> {
                 let mut opened = false;
-                for chunk in chats.chunks(500) {
+                for chunk in chats.chunks(crate::store::sql::ROWS_PER_STATEMENT) {
                     let p = super::PLACEHOLDERS;
                     let silence = "COALESCE(w.conversation_silence_ms, s.conversation_silence_ms)";
                     let max = "COALESCE(w.conversation_max_ms, s.conversation_max_ms)";

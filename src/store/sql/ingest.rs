@@ -23,9 +23,7 @@ macro_rules! ingest {
             use crate::store::sql::CHAT_DETAILS;
             use crate::store::{Chat, FirstMessages, IngestBatch, IngestOutcome, StoreResult};
 
-            /// Rows per multi-row statement (18 values each at most): far below SQLite's 32,766
-            /// bound values and PostgreSQL's 65,535.
-            const ROWS_PER_STATEMENT: usize = 500;
+            use crate::store::sql::ROWS_PER_STATEMENT;
 
             /// Stores the requests as received at `now`, inside the caller's transaction; one
             /// outcome per request, in order.

@@ -36,9 +36,7 @@ macro_rules! queue {
             /// transaction's time can run a little ahead of the clock the delivery worker reads.)
             const DUE_AT_ONCE: i64 = 0;
 
-            /// Rows per multi-row statement (12 values each): far below SQLite's 32,766 bound
-            /// values and PostgreSQL's 65,535.
-            const ROWS_PER_STATEMENT: usize = 500;
+            use crate::store::sql::ROWS_PER_STATEMENT;
 
             /// The one place that writes deliveries: pending, due at once, queued at `now` in the
             /// lanes of their (webhook, chat), in the order given. The caller holds what orders the

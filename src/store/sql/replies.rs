@@ -92,7 +92,7 @@ macro_rules! replies {
                 }
                 let mut found = std::collections::HashSet::new();
                 for ((workspace, source), ids) in by_source {
-                    for chunk in ids.chunks(500) {
+                    for chunk in ids.chunks(crate::store::sql::ROWS_PER_STATEMENT) {
                         let p = super::PLACEHOLDERS;
                         let sql = format!(
                             "SELECT vendor_id FROM replies WHERE workspace_id = {} AND source_key = {} AND vendor_id IN ({})",

@@ -133,7 +133,7 @@ macro_rules! sessions {
                 chats: &[(ChatId, &str)],
                 now: i64,
             ) -> StoreResult<()> {
-                for chunk in chats.chunks(500) {
+                for chunk in chats.chunks(crate::store::sql::ROWS_PER_STATEMENT) {
                     let sql = format!(
                         "INSERT INTO session_history (chat_id, at, to_status, cause, source_key) VALUES {}",
                         super::PLACEHOLDERS.rows(chunk.len(), 5)

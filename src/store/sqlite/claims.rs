@@ -65,8 +65,7 @@ pub(super) async fn lane_heads(
     rows.iter().take(limit).map(|r| Ok((r.try_get("seq")?, r.try_get("webhook_id")?))).collect()
 }
 
-/// Rows per merged statement of delivered attempts (11 values each).
-const DELIVERED_PER_STATEMENT: usize = 500;
+use crate::store::sql::ROWS_PER_STATEMENT as DELIVERED_PER_STATEMENT;
 
 /// Records delivered attempts, many at once: what [`record_attempt`] does for each, in three
 /// statements for all. Each delivery moves on only under its lease (fencing); a run of failures

@@ -25,8 +25,7 @@ impl IngestStore for SqliteStore {
     }
 }
 
-/// Rows per multi-row statement: far below SQLite's limit of 32,766 bound values.
-const ROWS_PER_STATEMENT: usize = 500;
+use crate::store::sql::ROWS_PER_STATEMENT;
 
 /// Stores the requests as received at `now` (the transaction's time).
 pub(super) async fn ingest_many(

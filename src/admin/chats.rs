@@ -413,9 +413,10 @@ impl From<crate::store::Reply> for ReplyView {
     responses((status = 202, description = "Stored as a `sent` message of the chat and queued: it is sent through the \
         chat's own channel (Twilio, Meta's Cloud API, WeChat, Chatwoot, or the workspace's `reply_url` for JSON API chats), \
         retried on server errors and timeouts. An `idempotency_key` used on this chat within 24 hours answers with that \
-        reply instead. `409 reply_window_closed` when the channel does not take a reply now (nothing is stored); \
-        `409 reply_not_supported` for Zoho Desk chats and JSON API chats without a `reply_url`; \
-        `409 reply_not_configured` when the source lacks a credential sending needs.", body = ReplyView),
+        reply instead.", body = ReplyView),
+        (status = 409, description = "The chat cannot be answered now: `reply_window_closed` (the channel does not take a \
+        reply now), `reply_not_supported` (Zoho Desk chats, JSON API chats without a `reply_url`) or `reply_not_configured` \
+        (the source lacks a credential sending needs). Nothing is stored.", body = crate::http::ErrorBody),
         crate::http::Errors))]
 #[instrument(skip_all, fields(chat_id = %id))]
 pub async fn reply(

@@ -59,6 +59,10 @@ pub struct Pruned {
 }
 
 /// The activity log, for the admin API and page, and the retention job.
+///
+/// An attempt reads back, in [`list_attempts`](Self::list_attempts) and
+/// [`activity`](Self::activity) alike, with the request body and headers exactly as its
+/// [`AttemptRecord`](super::AttemptRecord) said they were sent, however the store keeps them.
 #[async_trait]
 pub trait ActivityLog: Send + Sync {
     /// A webhook's latest attempts, the most recently attempted first.

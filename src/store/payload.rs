@@ -94,26 +94,37 @@ fn derived_headers(delivery_id: &str, attempted_at_ms: i64) -> [(&'static str, S
     ]
 }
 
-/// An attempt's request headers (a JSON object) as they are stored: without those whose value
-/// [`sent_headers`] can give back exactly (a header that differs from it is kept).
+/// Where an attempt's stored headers say that it sent all of [`derived_headers`]: a key that
+/// cannot be a header's name (names are never empty), so headers stored whole, and rows written
+/// before, never carry it.
+const DERIVED: &str = "";
+
+/// An attempt's request headers (a JSON object) as they are stored: when it sent every header of
+/// [`derived_headers`] with exactly the values its columns hold, without them and with the
+/// [`DERIVED`] mark in their place; otherwise whole. [`sent_headers`] gives back what was sent.
 pub fn stored_headers(attempt: &super::AttemptRecord) -> String {
-    let Ok(serde_json::Value::Object(headers)) = serde_json::from_str(&attempt.request_headers) else {
+    let Ok(serde_json::Value::Object(mut headers)) = serde_json::from_str(&attempt.request_headers) else {
         return attempt.request_headers.clone();
     };
     let derived = derived_headers(attempt.delivery_id.as_str(), attempt.attempted_at.timestamp_millis());
-    let kept: serde_json::Map<String, serde_json::Value> = headers
-        .into_iter()
-        .filter(|(name, value)| !derived.iter().any(|(n, v)| n == name && value.as_str() == Some(v)))
-        .collect();
-    serde_json::Value::Object(kept).to_string()
+    if !derived.iter().all(|(name, value)| headers.get(*name).and_then(|v| v.as_str()) == Some(value)) {
+        return attempt.request_headers.clone();
+    }
+    for (name, _) in &derived {
+        headers.remove(*name);
+    }
+    headers.insert(DERIVED.to_string(), 1.into());
+    serde_json::Value::Object(headers).to_string()
 }
 
-/// The request headers an attempt sent, from what was stored of them ([`stored_headers`]; rows
-/// stored whole before that read back as they are).
+/// The request headers an attempt sent, from what was stored of them ([`stored_headers`]); rows
+/// stored whole, and rows written before, read back as they are.
 pub fn sent_headers(stored: serde_json::Value, delivery_id: &str, attempted_at_ms: i64) -> serde_json::Value {
     let serde_json::Value::Object(mut sent) = stored else { return stored };
-    for (name, value) in derived_headers(delivery_id, attempted_at_ms) {
-        sent.entry(name).or_insert(value.into());
+    if sent.remove(DERIVED).is_some() {
+        for (name, value) in derived_headers(delivery_id, attempted_at_ms) {
+            sent.insert(name.to_string(), value.into());
+        }
     }
     serde_json::Value::Object(sent)
 }
@@ -206,16 +217,27 @@ mod tests {
         };
         let stored = stored_headers(&attempt);
         let kept: serde_json::Value = serde_json::from_str(&stored).unwrap();
-        let names: Vec<&str> = kept.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(names, ["user-agent", "webhook-signature"]);
+        let mut names: Vec<&str> = kept.as_object().unwrap().keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, [DERIVED, "user-agent", "webhook-signature"]);
         // Read back: the same headers.
-        let read = sent_headers(kept, id.as_str(), at.timestamp_millis());
-        assert_eq!(read.to_string(), sent);
-        // A row stored whole reads back as it is; a header that differs from its column is kept.
         let whole: serde_json::Value = serde_json::from_str(&sent).unwrap();
-        assert_eq!(sent_headers(whole.clone(), id.as_str(), at.timestamp_millis()), whole);
-        let other = sent_headers(whole, "another-id", at.timestamp_millis());
-        assert_eq!(other["webhook-id"], id.as_str());
+        assert_eq!(sent_headers(kept, id.as_str(), at.timestamp_millis()), whole);
+        // A row stored whole (written before, or by a version that kept them) reads back as it is.
+        assert_eq!(sent_headers(whole.clone(), "another-id", at.timestamp_millis()), whole);
+        // Headers that do not all match their columns are kept whole, and so are none at all.
+        for differing in [
+            sent.replace(&at.timestamp().to_string(), "1"),
+            sent.replace("\"webhook-id\"", "\"x-webhook-id\""),
+            "{}".to_string(),
+        ] {
+            let attempt =
+                crate::store::AttemptRecord { request_headers: differing.clone(), ..attempt.clone() };
+            assert_eq!(stored_headers(&attempt), differing);
+            let read =
+                sent_headers(serde_json::from_str(&differing).unwrap(), id.as_str(), at.timestamp_millis());
+            assert_eq!(read, serde_json::from_str::<serde_json::Value>(&differing).unwrap());
+        }
     }
 
     /// The dictionary is part of the file format: packed rows on disk need exactly these bytes.

@@ -625,6 +625,89 @@ pub async fn results_recorded_at_once_move_a_delivery_once(factory: &dyn Factory
     );
 }
 
+/// [`chatbundle::store::ActivityLog`]: an attempt reads back with the body and headers it was sent
+/// with, whether recorded alone, with others at once, or as a test send, in the latest attempts
+/// and in the activity log alike: headers its own columns repeat, headers that differ from them,
+/// no headers at all.
+pub async fn the_log_gives_back_each_request_as_it_was_sent(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::None, &[Event::Messages]).await;
+    world.ingest(&[("m-1", "c-1"), ("m-2", "c-2"), ("m-3", "c-3")]).await;
+    let claimed = claim(&world.store, 10).await;
+    assert_eq!(claimed.len(), 3);
+    let at = world.now();
+    let headers = |id: &str, timestamp: i64| {
+        json!({
+            "content-type": "application/json; charset=utf-8",
+            "user-agent": "chatbundle/test",
+            "webhook-id": id,
+            "webhook-signature": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+            "webhook-timestamp": timestamp.to_string(),
+        })
+        .to_string()
+    };
+    let sent = [
+        headers(claimed[0].id.as_str(), at.timestamp()),
+        headers(claimed[1].id.as_str(), at.timestamp() - 7),
+        "{}".to_string(),
+    ];
+    let records: Vec<AttemptRecord> = claimed
+        .iter()
+        .zip(&sent)
+        .map(|(delivery, headers)| AttemptRecord {
+            request_headers: headers.clone(),
+            ..attempt(delivery, at, 200)
+        })
+        .collect();
+    // At once, so that a store grouping results groups these.
+    let policy = policy();
+    let recorded = futures::future::join_all(
+        records.iter().map(|r| world.store.record_attempt(r.clone(), AttemptOutcome::Delivered, &policy)),
+    )
+    .await;
+    assert!(recorded.into_iter().all(|r| !r.unwrap().stale));
+    let test_id = DeliveryId::stored("test-send-1".to_string());
+    let test = AttemptRecord {
+        delivery_seq: 0,
+        lease_token: 0,
+        delivery_id: test_id.clone(),
+        request_headers: headers(test_id.as_str(), at.timestamp()),
+        request_body: br#"{"test":true}"#.to_vec(),
+        ..records[0].clone()
+    };
+    world.store.record_test(test.clone()).await.unwrap();
+
+    let expected: BTreeMap<String, (Value, String)> = records
+        .iter()
+        .chain([&test])
+        .map(|r| {
+            let headers: Value = serde_json::from_str(&r.request_headers).unwrap();
+            (r.delivery_id.to_string(), (headers, String::from_utf8(r.request_body.clone()).unwrap()))
+        })
+        .collect();
+    let listed: BTreeMap<String, (Value, String)> = world
+        .store
+        .list_attempts(&webhook, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.delivery_id.to_string(), (a.request_headers, a.request_body)))
+        .collect();
+    assert_eq!(listed, expected, "the latest attempts");
+    let logged: BTreeMap<String, (Value, String)> = world
+        .store
+        .activity(&webhook, None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|row| {
+            let id = row.delivery_id?.to_string();
+            Some((id, (row.request_headers.unwrap(), row.request_body.unwrap())))
+        })
+        .collect();
+    assert_eq!(logged, expected, "the activity log");
+}
+
 /// [`chatbundle::store::DeliveryQueue::claim_deliveries`]: the rate is taken from each webhook's
 /// bucket when a delivery is claimed.
 pub async fn the_rate_is_taken_from_the_webhooks_bucket_at_claim_time(factory: &dyn Factory) {
@@ -2424,6 +2507,7 @@ macro_rules! conformance {
             case!(racing_announcers_announce_each_lapse_once);
             case!(racing_mailers_claim_each_email_once);
             case!(results_recorded_at_once_move_a_delivery_once);
+            case!(the_log_gives_back_each_request_as_it_was_sent);
             case!(racing_prunes_delete_each_old_row_once);
             case!(a_chat_owner_set_by_hand_stays_until_a_message_names_another);
             case!(an_edit_changes_a_stored_message_in_place_and_a_button_answer_keeps_its_choice);

@@ -69,15 +69,19 @@ async fn a_flood_of_slow_and_idle_connections_costs_everyone_else_nothing() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "answered within a second during the flood: {took:?}");
 
-    // The flood's connections beyond its share were closed at once, and the rest go when the
-    // header timeout runs out, slow or idle.
-    let metrics = http.get(format!("{}/metrics", daemon.base)).send().await.unwrap().text().await.unwrap();
-    let refused: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("chatbundle_connections_refused_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
-    assert!(refused >= 1000.0, "{refused} refused");
+    // The flood's connections beyond its share were closed as the daemon took them from the
+    // kernel's queue (a connect returns before that), and the rest go when the header timeout
+    // runs out, slow or idle.
+    eventually("the flood's connections beyond its share to be refused", || async {
+        let metrics = http.get(format!("{}/metrics", daemon.base)).send().await.ok()?.text().await.ok()?;
+        let refused: f64 = metrics
+            .lines()
+            .find(|l| l.starts_with("chatbundle_connections_refused_total"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0);
+        (refused >= 1000.0).then_some(())
+    })
+    .await;
     closed_by_server(&mut flood[0]).await;
     closed_by_server(&mut flood[1]).await;
 

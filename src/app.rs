@@ -250,6 +250,7 @@ impl Application {
             )),
         );
 
+        spawn("the metrics upkeep", Box::pin(crate::telemetry::metrics_upkeep(cancel.clone())));
         spawn(
             "the source traffic counter",
             Box::pin(crate::http::traffic::hand_over(store.clone(), state.traffic.clone(), cancel.clone())),

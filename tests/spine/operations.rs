@@ -329,6 +329,8 @@ async fn health_readiness_and_metrics_describe_the_daemon() {
     counted("chatbundle_messages_duplicate_total", 1.0);
     counted("chatbundle_messages_skipped_total", 1.0);
     assert!(value("chatbundle_deliveries_total{outcome=\"retry\"}") >= 2.0);
+    // Attempts' durations, kept in a bounded summary however long nobody scraped.
+    assert!(value("chatbundle_delivery_seconds_count") >= 2.0);
     assert_eq!(value("chatbundle_queue_depth"), 2.0);
     assert!(value("chatbundle_queue_oldest_pending_seconds") >= 59.0);
     assert_eq!(value("chatbundle_webhooks_disabled"), 0.0);

@@ -19,6 +19,7 @@ mod lifecycle;
 mod media;
 mod openapi;
 mod operations;
+mod package;
 mod process;
 mod replays_history;
 mod replies;

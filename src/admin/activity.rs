@@ -10,13 +10,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::instrument;
 
-use crate::domain::Need;
-use crate::domain::WebhookId;
+use crate::domain::{Event, Granularity, Media, Need, NoteMaxChars, WebhookId, WorkspaceId};
 use crate::http::ApiError;
 use crate::http::Ids;
 use crate::http::auth::Access;
 use crate::service::AppState;
-use crate::service::activity::{ActivityView, Format, LogFile, TestResult, download, send_test};
+use crate::service::activity::{
+    ActivityView, Format, LogFile, Subscription, TestResult, download, send_test, test_send_payload,
+};
 
 /// Rows shown by `GET …/activity`.
 const LATEST: u32 = 10;
@@ -109,6 +110,80 @@ pub async fn test(
 ) -> Result<Json<TestResult>, ApiError> {
     let webhook = super::webhook(&state, &access, &id, Need::Change).await?;
     Ok(Json(send_test(&state, &webhook).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SampleQuery {
+    /// What the webhook would subscribe to, comma-separated: `messages` (the default),
+    /// `session_status`.
+    events: Option<String>,
+    /// `none`, `1h`, `6h`, `12h`, `24h` or `conversation`; the workspace's when left out.
+    granularity: Option<String>,
+    /// `skip` (the default), `placeholder` or `link`.
+    media: Option<String>,
+}
+
+/// What a webhook with some settings would receive now.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Sample {
+    /// Whether it is made up: the workspace has no chat yet.
+    sample: bool,
+    /// The request body a delivery would carry (an object; session events are an array), marked
+    /// `"test": true` as test sends are.
+    payload: Value,
+}
+
+#[utoipa::path(
+    get,
+    operation_id = "workspace_sample",
+    path = "/api/v1/workspaces/{id}/sample",
+    tag = "webhooks",
+    security(("admin_token" = [])),
+    params(
+        ("id" = String, Path, description = "Workspace id"),
+        SampleQuery
+    ),
+    responses(
+        (status = 200, description = "What a webhook with these settings would receive now", body = Sample),
+        crate::http::Errors
+    )
+)]
+/// `GET /api/v1/workspaces/{id}/sample?events=&granularity=&media=`: what a webhook with these
+/// settings would receive now, exactly as a test send would carry it, for an integration to show
+/// before it subscribes (a Zapier trigger's sample). Sends, stores and changes nothing.
+#[instrument(skip_all, fields(workspace_id = %id))]
+pub async fn sample(
+    Access(access): Access,
+    State(state): State<AppState>,
+    Ids(id): Ids<WorkspaceId>,
+    query: Result<Query<SampleQuery>, QueryRejection>,
+) -> Result<Json<Sample>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::field("events", e.body_text()))?;
+    let events = match query.events.as_deref() {
+        None => vec![Event::Messages],
+        Some(list) => list
+            .split(',')
+            .map(|name| name.trim().parse::<Event>().map_err(|e| ApiError::field("events", e)))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let granularity = query
+        .granularity
+        .as_deref()
+        .map(|g| g.parse::<Granularity>().map_err(|e| ApiError::field("granularity", e)))
+        .transpose()?;
+    let media = query
+        .media
+        .as_deref()
+        .map(|m| m.parse::<Media>().map_err(|e| ApiError::field("media", e)))
+        .transpose()?
+        .unwrap_or_default();
+    let workspace = super::workspace(&state, &access, &id, Need::Read).await?;
+    let settings =
+        Subscription { id: None, events: &events, granularity, media, note_max_chars: NoteMaxChars::DEFAULT };
+    let (payload, sample) = test_send_payload(&state, &workspace, &settings).await?;
+    let payload = serde_json::from_slice(&payload).expect("payloads are JSON");
+    Ok(Json(Sample { sample, payload }))
 }
 
 /// The log file as a download, streamed (the web page answers with it too).

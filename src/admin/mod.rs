@@ -43,6 +43,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(activity::latest))
         .routes(routes!(activity::log))
         .routes(routes!(activity::test))
+        .routes(routes!(activity::sample))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::resend))
         .routes(routes!(webhooks::show, webhooks::update, webhooks::delete))

@@ -157,6 +157,28 @@ pub enum Event {
     SessionStatus,
 }
 
+impl Event {
+    pub const ALL: [Event; 2] = [Event::Messages, Event::SessionStatus];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Messages => "messages",
+            Event::SessionStatus => "session_status",
+        }
+    }
+}
+
+impl FromStr for Event {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        Event::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| Invalid(format!("must be messages or session_status (got {s:?})")))
+    }
+}
+
 /// The source key of the JSON API's chats (every other chat's is its source's id).
 pub const API_SOURCE_KEY: &str = "api";
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::deliver::Target;
-use crate::domain::{DeliveryId, Event, Granularity, WebhookId};
+use crate::domain::{DeliveryId, Event, Granularity, Media, NoteMaxChars, WebhookId};
 use crate::render::{self, bundle};
 use crate::service::{AppState, Failure};
 use crate::store::{ActivityCursor, ActivityRow, SharedStore, StoredMessage, Webhook, Workspace};
@@ -210,12 +210,7 @@ pub struct TestResult {
 pub async fn send_test(state: &AppState, webhook: &Webhook) -> Result<TestResult, Failure> {
     let workspace =
         state.store.get_workspace(&webhook.workspace_id).await?.ok_or(Failure::NotFound("workspace"))?;
-    let now = state.clock.now();
-    let (payload, sample) = match test_payload(state, &workspace, webhook, now).await? {
-        Some(payload) => (payload, false),
-        None => (render::sample(&state.public_url, shape(&workspace, webhook), now), true),
-    };
-    let payload = render::marked_as_test(&payload);
+    let (payload, sample) = test_send_payload(state, &workspace, &Subscription::from(webhook)).await?;
     let target = Target {
         webhook_id: &webhook.id,
         url: &webhook.url,
@@ -234,8 +229,49 @@ pub async fn send_test(state: &AppState, webhook: &Webhook) -> Result<TestResult
     })
 }
 
+/// What a test payload depends on of a webhook: what it subscribes to, how it bundles and what it
+/// does with media; and its id when it exists, for what it holds buffered. A webhook that does not
+/// exist yet (an integration asking what it would receive before it subscribes) has none.
+#[derive(Debug, Clone)]
+pub struct Subscription<'a> {
+    pub id: Option<&'a WebhookId>,
+    pub events: &'a [Event],
+    /// `None` follows the workspace's.
+    pub granularity: Option<Granularity>,
+    pub media: Media,
+    pub note_max_chars: NoteMaxChars,
+}
+
+impl<'a> From<&'a Webhook> for Subscription<'a> {
+    fn from(webhook: &'a Webhook) -> Self {
+        Subscription {
+            id: Some(&webhook.id),
+            events: &webhook.events,
+            granularity: webhook.granularity,
+            media: webhook.media,
+            note_max_chars: webhook.note_max_chars,
+        }
+    }
+}
+
+/// What a test send would carry now, marked `"test": true`: what the workspace's most recently
+/// active chat would give `webhook` at this moment, or a made-up sample (the `true`) when the
+/// workspace has no chat yet. Sends and changes nothing.
+pub async fn test_send_payload(
+    state: &AppState,
+    workspace: &Workspace,
+    webhook: &Subscription<'_>,
+) -> Result<(Vec<u8>, bool), Failure> {
+    let now = state.clock.now();
+    let (payload, sample) = match test_payload(state, workspace, webhook, now).await? {
+        Some(payload) => (payload, false),
+        None => (render::sample(&state.public_url, shape(workspace, webhook), now), true),
+    };
+    Ok((render::marked_as_test(&payload), sample))
+}
+
 /// The shape of what a webhook receives.
-fn shape(workspace: &Workspace, webhook: &Webhook) -> render::Shape {
+fn shape(workspace: &Workspace, webhook: &Subscription<'_>) -> render::Shape {
     if !webhook.events.contains(&Event::Messages) {
         render::Shape::Session
     } else if webhook.granularity.unwrap_or(workspace.granularity) == Granularity::None {
@@ -250,7 +286,7 @@ fn shape(workspace: &Workspace, webhook: &Webhook) -> render::Shape {
 async fn test_payload(
     state: &AppState,
     workspace: &Workspace,
-    webhook: &Webhook,
+    webhook: &Subscription<'_>,
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<u8>>, Failure> {
     let Some(latest) = state.store.list_chats(&workspace.id, 1, 0).await?.pop() else { return Ok(None) };
@@ -279,12 +315,17 @@ async fn test_payload(
             let granularity = webhook.granularity.unwrap_or(workspace.granularity);
             let tz = workspace.timezone.tz();
             // What this webhook holds buffered for the chat: everything since its last close.
-            let closing = state.store.bundling_webhooks(Some(&workspace.id)).await?;
-            let since = closing.iter().find(|w| w.id == webhook.id).map(|w| (w.bundled_before, w.flushed_at));
+            let since = match webhook.id {
+                Some(id) => {
+                    let closing = state.store.bundling_webhooks(Some(&workspace.id)).await?;
+                    closing.iter().find(|w| w.id == *id).map(|w| (w.bundled_before, w.flushed_at))
+                }
+                None => None,
+            };
             // A conversation webhook holds the chat's open conversation.
-            let since = match granularity {
-                Granularity::Conversation => {
-                    let opened = state.store.conversation_since(&webhook.id, chat.id).await?;
+            let since = match (granularity, webhook.id) {
+                (Granularity::Conversation, Some(id)) => {
+                    let opened = state.store.conversation_since(id, chat.id).await?;
                     opened.map(|at| (at, at))
                 }
                 _ => since,

@@ -26,3 +26,4 @@ mod replies;
 mod scale;
 mod supervision;
 mod web;
+mod zapier;

@@ -261,6 +261,61 @@ async fn a_test_send_reports_its_result_and_never_counts_towards_a_disable() {
     assert!(activity(&app, id).await.iter().any(|row| row["kind"] == "test"));
 }
 
+/// `GET /api/v1/workspaces/{id}/sample`: what a webhook with some settings would receive now,
+/// for an integration to show before it has a webhook, as a test send would carry it.
+#[tokio::test]
+async fn a_sample_shows_what_a_webhook_with_those_settings_would_receive_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let ws = app.workspace().await;
+    let sample = |query: &str| {
+        let url = format!("/api/v1/workspaces/{}/sample{query}", ws.id);
+        let request = app.admin(Method::GET, &url);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    // No chat yet: made up, and said so.
+    let (status, made_up) = sample("").await;
+    assert_eq!(status, 200, "{made_up}");
+    assert_eq!(made_up["sample"], true);
+    assert_eq!(made_up["payload"]["test"], true);
+    assert!(
+        made_up["payload"]["message"].is_object(),
+        "one message for the workspace's granularity: {made_up}"
+    );
+
+    app.ingest(&ws, &message("m-1", "c-1", "Where is my parcel?")).await;
+    app.ingest(&ws, &message("m-2", "c-1", "It was due yesterday")).await;
+    let (_, immediate) = sample("?granularity=none").await;
+    assert_eq!(immediate["sample"], false);
+    assert_eq!(immediate["payload"]["message"]["message_id"], "m-2", "the latest message");
+    assert_eq!(immediate["payload"]["chat"]["chat_id"], "c-1");
+    let (_, bundled) = sample("?granularity=1h&media=link").await;
+    assert_eq!(bundled["payload"]["message_count"], 2);
+    assert!(bundled["payload"]["aggregation"].as_str().unwrap().contains("It was due yesterday"));
+    assert_eq!(bundled["payload"]["test"], true);
+    let (_, session) = sample("?events=session_status").await;
+    let events = session["payload"].as_array().expect("session events are an array");
+    assert_eq!(events[0]["eventType"], "IM_Session_Status");
+    assert_eq!(events[0]["payload"]["sessionStatus"], "CREATED");
+
+    // Bad settings name their field; nothing was sent or stored by any of this.
+    for (query, field) in [
+        ("?events=", "events"),
+        ("?events=messages,calls", "events"),
+        ("?granularity=2h", "granularity"),
+        ("?media=all", "media"),
+    ] {
+        let (status, error) = sample(query).await;
+        assert_eq!(status, 400, "{query}: {error}");
+        assert_eq!(error["error"]["field"], field, "{query}: {error}");
+    }
+    let webhooks = app.get_json(&format!("/api/v1/workspaces/{}/webhooks", ws.id)).await;
+    assert_eq!(webhooks["webhooks"], json!([]));
+    assert_eq!(app.stats(&ws).await.messages, 2);
+}
+
 #[tokio::test]
 async fn retention_removes_what_is_older() {
     let app =

@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::BOUND;
 
+/// The admin token of the daemons [`serve`] starts.
+pub(crate) const ADMIN: &str = "process-test-admin-token";
+
 fn chatbundle() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chatbundle"));
     command.env_remove("CHATBUNDLE_CONFIG").env("RUST_LOG", "info");
@@ -120,7 +123,7 @@ fn a_second_daemon_on_the_same_database_is_refused() {
 }
 
 /// A daemon process that is killed when the test ends, however it ends.
-struct Daemon(std::process::Child);
+pub(crate) struct Daemon(std::process::Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -129,13 +132,14 @@ impl Drop for Daemon {
     }
 }
 
-/// Starts `chatbundle serve` in `dir` with a known admin token; returns it and its address.
-fn serve(dir: &std::path::Path) -> (Daemon, String) {
+/// Starts `chatbundle serve` in `dir` with a known admin token ([`ADMIN`]) and deliveries to
+/// loopback allowed; returns it and its address.
+pub(crate) fn serve(dir: &std::path::Path) -> (Daemon, String) {
     let mut child = chatbundle()
         .current_dir(dir)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("CHATBUNDLE_LOG_FORMAT", "json")
-        .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")
+        .env("CHATBUNDLE_ADMIN_TOKEN", ADMIN)
         .env("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -164,7 +168,7 @@ async fn a_kill_in_the_middle_of_closing_loses_nothing_and_doubles_nothing() {
     let (mut daemon, addr) = serve(dir.path());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
-    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("process-test-admin-token");
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN);
     let ws: Value = admin(http.post(format!("http://{addr}/api/v1/workspaces")))
         .json(&json!({"name": "kill", "owner_email": "k@example.com", "granularity": "24h"}))
         .send()
@@ -336,7 +340,7 @@ fn the_cli_drives_the_running_daemon() {
     let url = format!("http://{addr}");
     let run = |args: &[&str]| {
         let output = chatbundle()
-            .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")
+            .env("CHATBUNDLE_ADMIN_TOKEN", ADMIN)
             .args(args)
             .args(["--url", &url])
             .output()
@@ -396,7 +400,7 @@ fn the_cli_drives_the_running_daemon() {
     assert_eq!(code, Some(0));
     assert!(activity["activity"].as_array().unwrap().iter().any(|row| row["kind"] == "config_changed"));
     let log = chatbundle()
-        .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")
+        .env("CHATBUNDLE_ADMIN_TOKEN", ADMIN)
         .args(["webhook", "log", &hook_id, "--format", "csv", "--url", &url])
         .output()
         .unwrap();
@@ -513,7 +517,7 @@ fn the_cli_drives_the_running_daemon() {
 
     let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let output = chatbundle()
-        .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")
+        .env("CHATBUNDLE_ADMIN_TOKEN", ADMIN)
         .args(["workspace", "list", "--url", &format!("http://{nobody}")])
         .output()
         .unwrap();
@@ -574,7 +578,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             .current_dir(dir)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("CHATBUNDLE_LOG_FORMAT", "json")
-            .env("CHATBUNDLE_ADMIN_TOKEN", "process-test-admin-token")
+            .env("CHATBUNDLE_ADMIN_TOKEN", ADMIN)
             .env("CHATBUNDLE_DELIVERY__ALLOW_PRIVATE", "[\"127.0.0.0/8\"]")
             .env("CHATBUNDLE_DELIVERY__RATE_PER_WEBHOOK", "0")
             .stdout(Stdio::piped())
@@ -597,7 +601,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let ws: serde_json::Value = http
         .post(format!("{base}/api/v1/workspaces"))
-        .bearer_auth("process-test-admin-token")
+        .bearer_auth(ADMIN)
         .json(&json!({"name": "crash", "owner_email": "c@example.com"}))
         .send()
         .await
@@ -610,7 +614,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     for (path, granularity) in [("/now", "none"), ("/bundled", "1h")] {
         let r = http
             .post(format!("{base}/api/v1/workspaces/{ws_id}/webhooks"))
-            .bearer_auth("process-test-admin-token")
+            .bearer_auth(ADMIN)
             .json(&json!({"url": format!("{receiver}{path}"), "granularity": granularity}))
             .send()
             .await
@@ -648,7 +652,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
                 if worker == 0 && n.is_multiple_of(25) {
                     let _ = http
                         .post(format!("{base}/api/v1/workspaces/{ws_id}/flush"))
-                        .bearer_auth("process-test-admin-token")
+                        .bearer_auth(ADMIN)
                         .send()
                         .await;
                 }
@@ -672,12 +676,8 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         loader.await.unwrap();
     }
     // Release the last open windows, then wait for everything acknowledged to arrive.
-    let flushed = http
-        .post(format!("{base}/api/v1/workspaces/{ws_id}/flush"))
-        .bearer_auth("process-test-admin-token")
-        .send()
-        .await
-        .unwrap();
+    let flushed =
+        http.post(format!("{base}/api/v1/workspaces/{ws_id}/flush")).bearer_auth(ADMIN).send().await.unwrap();
     assert_eq!(flushed.status(), 200);
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() > 100, "the load was real ({} messages)", acknowledged.len());
@@ -720,7 +720,7 @@ async fn a_conversation_goes_out_a_minute_after_its_last_message_and_a_resolve_s
     let _ = rustls::crypto::ring::default_provider().install_default();
     let receiver = crate::helpers::Receiver::start().await;
     let http = reqwest::Client::new();
-    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("process-test-admin-token");
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN);
     let ws: Value = admin(http.post(format!("http://{addr}/api/v1/workspaces")))
         .json(&json!({"name": "talk", "owner_email": "t@example.com", "granularity": "conversation",
                       "conversation_silence": "1m"}))

@@ -71,6 +71,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub shutdown: ShutdownConfig,
     pub vendors: VendorsConfig,
+    pub telemetry: TelemetryConfig,
     /// Single sign-on with an OpenID Connect provider; none unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<OidcConfig>,
@@ -98,6 +99,32 @@ pub struct OidcConfig {
 impl OidcConfig {
     fn default_name() -> String {
         "single sign-on".into()
+    }
+}
+
+/// OpenTelemetry traces: where they go (OTLP over HTTP, protobuf), and the name the daemon goes
+/// by there. Without an endpoint nothing is traced or exported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// A collector's base address, as `OTEL_EXPORTER_OTLP_ENDPOINT` (e.g.
+    /// `http://127.0.0.1:4318`): traces go to `{otlp_endpoint}/v1/traces`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of every span.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { otlp_endpoint: None, service_name: "chatbundle".into() }
+    }
+}
+
+impl TelemetryConfig {
+    /// Where the spans are posted, if anywhere.
+    pub fn traces_url(&self) -> Option<String> {
+        self.otlp_endpoint.as_ref().map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
     }
 }
 
@@ -249,6 +276,7 @@ impl Default for Config {
             smtp: SmtpConfig { url: None, url_file: None, from: "chatbundle@localhost".into() },
             shutdown: ShutdownConfig { grace: HumanDuration(Duration::from_secs(25)) },
             vendors: VendorsConfig::default(),
+            telemetry: TelemetryConfig::default(),
             oidc: None,
         }
     }
@@ -334,6 +362,20 @@ impl Config {
             .map_err(|e| invalid("public_url", &format!("{public_url:?} is not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(invalid("public_url", "must start with http:// or https://"));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            let parsed = reqwest::Url::parse(endpoint).map_err(|e| {
+                invalid(
+                    "telemetry.otlp_endpoint",
+                    &format!("{:?} is not a URL: {e}", crate::domain::masked_url(endpoint)),
+                )
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid("telemetry.otlp_endpoint", "must start with http:// or https://"));
+            }
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            return Err(invalid("telemetry.service_name", "must not be empty"));
         }
         let db = self.database_url();
         let db_key = if self.database_url_file.is_some() { "database_url_file" } else { "database_url" };
@@ -607,10 +649,19 @@ allow_private    = [{allow}]           # CIDRs exempt from the SSRF guard
 from = "{from}"
 
 {oidc}
+[telemetry]
+{otlp}service_name  = "{service_name}"       # OpenTelemetry's service.name
+
 [shutdown]
 grace = "{grace}"
 "#,
         oidc = oidc_toml(config.oidc.as_ref()),
+        otlp = match &config.telemetry.otlp_endpoint {
+            Some(endpoint) => format!("otlp_endpoint = \"{}\"\n", crate::domain::masked_url(endpoint)),
+            None => "# otlp_endpoint = \"http://127.0.0.1:4318\"   # traces over OTLP/HTTP, to …/v1/traces\n"
+                .into(),
+        },
+        service_name = config.telemetry.service_name,
         listen = config.listen,
         public_url = config.public_url(),
         data_dir = config.data_dir.display(),

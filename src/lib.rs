@@ -54,6 +54,7 @@ pub mod sso;
 pub mod store;
 pub mod supervise;
 pub mod telemetry;
+pub mod tls;
 pub mod vendors;
 pub mod web;
 pub mod window;

@@ -1,27 +1,125 @@
 //! Logging through `tracing`: plain lines for a terminal or journald, or JSON for log shippers.
-//! `RUST_LOG` overrides the default level (`info`).
+//! `RUST_LOG` overrides the default level (`info`). With `[telemetry] otlp_endpoint`, the spans
+//! of [`TRACED`] are also exported as OpenTelemetry traces (OTLP over HTTP, protobuf).
 
+use std::collections::HashMap;
 use std::io::Write;
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TelemetryConfig};
+
+/// The target of the spans exported as traces: each inbound request, its ingest commit, each
+/// window close, each delivery attempt and each e-mail. Every other span, and every event, stays
+/// in the log alone.
+pub const TRACED: &str = "chatbundle::trace";
+
+/// Exports finished spans while it lives; dropping it sends what is still buffered.
+#[must_use = "dropping it stops exporting traces"]
+pub struct Tracing(Option<SdkTracerProvider>);
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("chatbundle: exporting the last traces failed: {e}");
+        }
+    }
+}
 
 /// Installs the global subscriber; a second call (as in tests) leaves the first in place.
 /// Every line goes through [`Escaped`], so no value (a workspace name, a receiver's answer) can
 /// break a line in two or send the terminal a control sequence; for the same reason there are
-/// no colour codes.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// no colour codes. Traces are exported only when `telemetry` names an endpoint: otherwise
+/// nothing is traced and [`traceparent`] is always `None`.
+pub fn init(format: LogFormat, telemetry: &TelemetryConfig) -> Tracing {
+    // The traced spans are for the exporter alone: log lines stay as they were, and without an
+    // exporter those spans are disabled altogether.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(format!("{TRACED}=off").parse().expect("a valid directive"));
+    let lines = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_ansi(false)
         .with_writer(|| Escaped(std::io::stdout()));
-    let _ = match format {
-        LogFormat::Plain => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let lines = match format {
+        LogFormat::Plain => lines.boxed(),
+        LogFormat::Json => lines.json().flatten_event(true).boxed(),
     };
+    let provider = telemetry.traces_url().and_then(|url| match exporter(&url, &telemetry.service_name) {
+        Ok(provider) => Some(provider),
+        Err(e) => {
+            // The error may quote the address, which may hold a password.
+            let e = e.replace(&url, &crate::domain::masked_url(&url));
+            eprintln!("chatbundle: traces will not be exported: {e}");
+            None
+        }
+    });
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("chatbundle"))
+            .with_filter(Targets::new().with_target(TRACED, tracing::Level::INFO))
+    });
+    let installed =
+        tracing_subscriber::registry().with(lines.with_filter(filter)).with(traces).try_init().is_ok();
+    // Already installed (a test's second daemon): this one exports nothing of its own.
+    Tracing(provider.filter(|_| installed))
+}
+
+/// Spans batched and posted to `url` as OTLP/HTTP protobuf, from a thread of their own.
+fn exporter(url: &str, service_name: &str) -> Result<SdkTracerProvider, String> {
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    crate::tls::use_ring();
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(url)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_string()).build();
+    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+}
+
+/// The W3C `traceparent` of the innermost traced span being run, when traces are exported
+/// (`None` otherwise): what a webhook request carries, and what a delivery keeps of the request
+/// that queued it. (Spans that are only logged sit between; entering a traced span makes its
+/// context the current one until it is left.)
+pub fn traceparent() -> Option<String> {
+    let context = opentelemetry::Context::current();
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// Links `span` to the traces `traceparents` name (a bundle's delivery to its messages' traces).
+pub fn link(span: &tracing::Span, traceparents: &[String]) {
+    use opentelemetry::trace::TraceContextExt;
+    for traceparent in traceparents {
+        let carrier = HashMap::from([("traceparent".to_string(), traceparent.clone())]);
+        let context = TraceContextPropagator::new().extract(&carrier);
+        let linked = context.span().span_context().clone();
+        if linked.is_valid() {
+            span.add_link(linked);
+        }
+    }
+}
+
+/// Makes `span` go on with the trace `traceparent` names (a stored one, from another task): its
+/// child. Nothing without one, or when traces are not exported.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(traceparent) = traceparent else { return };
+    let carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
+    let context = TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(context);
 }
 
 /// A log line's writer that escapes control characters: `\r`, `\n` (but the one that ends

@@ -173,10 +173,17 @@ fn load(file: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<Config, Fai
     Config::load(&Sources { file, listen }).map_err(|e| Failure::Usage(format!("bad configuration: {e}")))
 }
 
-/// A runtime for the daemon's commands, with logging set up as configured.
-fn daemon_runtime(config: &Config) -> Result<tokio::runtime::Runtime, Failure> {
-    telemetry::init(config.log_format);
-    tokio::runtime::Runtime::new().map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))
+/// A runtime for the daemon's commands, with logging set up as configured (and traces exported
+/// for `serve` alone, as long as the [`telemetry::Tracing`] lives).
+fn daemon_runtime(
+    config: &Config,
+    traced: bool,
+) -> Result<(tokio::runtime::Runtime, telemetry::Tracing), Failure> {
+    let untraced = crate::config::TelemetryConfig::default();
+    let tracing = telemetry::init(config.log_format, if traced { &config.telemetry } else { &untraced });
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
+    Ok((runtime, tracing))
 }
 
 /// A small runtime for the commands that call the running daemon's API.
@@ -189,7 +196,8 @@ fn client_runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn serve(file: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), Failure> {
     let config = load(file, listen)?;
-    let runtime = daemon_runtime(&config)?;
+    // Dropped when serving has ended: the spans still buffered are sent then.
+    let (runtime, _tracing) = daemon_runtime(&config, true)?;
     runtime.block_on(async {
         let shutdown = shutdown_signal();
         let app = Application::build(config, Arc::new(SystemClock)).await?;
@@ -200,7 +208,7 @@ fn serve(file: Option<PathBuf>, listen: Option<SocketAddr>) -> Result<(), Failur
 
 fn migrate(file: Option<PathBuf>) -> Result<(), Failure> {
     let config = load(file, None)?;
-    let runtime = daemon_runtime(&config)?;
+    let (runtime, _tracing) = daemon_runtime(&config, false)?;
     runtime.block_on(crate::app::migrate(&config))?;
     println!("migrations applied to {}", crate::domain::masked_url(&config.database_url()));
     Ok(())
@@ -208,7 +216,7 @@ fn migrate(file: Option<PathBuf>) -> Result<(), Failure> {
 
 fn copy_store(file: Option<PathBuf>, from: String, to: String) -> Result<(), Failure> {
     let config = load(file, None)?;
-    let runtime = daemon_runtime(&config)?;
+    let (runtime, _tracing) = daemon_runtime(&config, false)?;
     let options = crate::store::StoreOptions { url: to, max_connections: config.database.max_connections };
     let copied = runtime.block_on(crate::store::copy::copy_store(&from, &options, Arc::new(SystemClock)))?;
     for (table, rows) in &copied.tables {

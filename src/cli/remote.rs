@@ -556,7 +556,7 @@ impl Client {
             }
         };
         let base = remote.url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls::use_ring();
         Ok(Client { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_string(), token })
     }
 

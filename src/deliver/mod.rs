@@ -49,8 +49,7 @@ pub fn user_agent() -> String {
 /// names resolved through the SSRF guard, and never a proxy from the environment: a proxy would
 /// resolve the host itself, and the address the guard checked must be the one connected to.
 pub fn http_client(policy: Arc<AddressPolicy>) -> reqwest::Client {
-    // reqwest is built without a bundled crypto provider; ring is ours. Installing twice is a no-op.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::use_ring();
     reqwest::Client::builder()
         .user_agent(user_agent())
         .no_proxy()
@@ -184,7 +183,28 @@ impl Deliverer {
             secret: delivery.secret.as_deref(),
             timeout: delivery.timeout,
         };
-        let (mut record, retry_after) = self.attempt(&target, &delivery.id, &delivery.payload).await;
+        // Exported as a client span: an immediate delivery's goes on with the trace of the request
+        // that brought its message; its request carries the span's `traceparent`.
+        let span = info_span!(
+            target: crate::telemetry::TRACED,
+            parent: None,
+            "delivery attempt",
+            otel.kind = "client",
+            workspace.id = %delivery.workspace_id,
+            webhook.id = %delivery.webhook_id,
+            delivery.id = %delivery.id,
+            chat.id = delivery.chat_id.map(|c| c.0),
+            attempt = delivery.attempts + 1,
+            http.response.status_code = tracing::field::Empty,
+        );
+        crate::telemetry::continue_trace(&span, delivery.trace_parent.as_deref());
+        // A bundle's trace is its own, linked to those its messages came in.
+        crate::telemetry::link(&span, &delivery.trace_links);
+        let (mut record, retry_after) =
+            self.attempt(&target, &delivery.id, &delivery.payload).instrument(span.clone()).await;
+        if let Some(status) = record.status {
+            span.record("http.response.status_code", status);
+        }
         record.delivery_seq = delivery.seq;
         record.lease_token = delivery.lease_token;
         let delivered = record.status.is_some_and(|s| (200..300).contains(&s));
@@ -249,7 +269,11 @@ impl Deliverer {
         payload: &[u8],
     ) -> (AttemptRecord, Option<Duration>) {
         let attempted_at = self.clock.now();
-        let headers = signed_headers(id.as_str(), target.secret, payload, attempted_at.timestamp());
+        let mut headers = signed_headers(id.as_str(), target.secret, payload, attempted_at.timestamp());
+        // A receiver that traces joins the attempt's trace (W3C Trace Context).
+        if let Some(traceparent) = crate::telemetry::traceparent() {
+            headers.insert("traceparent", header_value(&traceparent));
+        }
         let timeout = target.timeout.unwrap_or(self.settings.default_timeout);
         let started = Instant::now();
         // Names are checked by the resolver; an address written into the URL never reaches it.

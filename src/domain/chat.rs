@@ -133,6 +133,9 @@ pub struct StoredMessage {
     pub reply_to_button: Option<String>,
     /// When the channel last edited the message (its text is the edited one).
     pub edited_at: Option<DateTime<Utc>>,
+    /// The W3C `traceparent` of the request that brought it, when traces were exported: a
+    /// bundle's delivery links to its messages' traces.
+    pub trace_parent: Option<String>,
 }
 
 impl StoredMessage {

@@ -59,3 +59,33 @@ pub async fn security_headers(mut response: axum::response::Response) -> axum::r
     headers.entry(X_FRAME_OPTIONS).or_insert(HeaderValue::from_static("DENY"));
     response
 }
+
+/// Each request (but the health checks and metrics, which probes call all day) in a span of its
+/// own: the server span of its trace, named by its method and route template (`POST
+/// /hooks/twilio/{source_id}`: never the path, where a source id is the secret of an inbound
+/// URL). Exported only with `[telemetry] otlp_endpoint`; otherwise the span is disabled and costs
+/// nothing.
+pub async fn traced(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
+    if matches!(route.as_deref(), Some("/healthz" | "/readyz" | "/metrics")) {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    let route = route.unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!(
+        target: crate::telemetry::TRACED,
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}

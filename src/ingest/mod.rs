@@ -13,6 +13,7 @@ pub mod wechat;
 pub mod whatsapp;
 pub mod zoho_desk;
 
+use tracing::Instrument;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -60,7 +61,15 @@ pub async fn accept(
     let skipped_count = skipped.len() as u32;
     let changes = sessions.len();
     let batch = batch(state, workspace, source, messages, sessions, skipped);
-    let outcome = state.store.ingest(batch).await?;
+    let span = tracing::info_span!(
+        target: crate::telemetry::TRACED,
+        "ingest commit",
+        workspace.id = %workspace.id,
+        messages = batch.messages.len(),
+        accepted = tracing::field::Empty,
+    );
+    let outcome = state.store.ingest(batch).instrument(span.clone()).await?;
+    span.record("accepted", outcome.accepted);
     metrics::counter!(metric::MESSAGES_RECEIVED).increment(u64::from(outcome.accepted));
     metrics::counter!(metric::MESSAGES_DUPLICATE).increment(u64::from(outcome.duplicates));
     metrics::counter!(metric::MESSAGES_SKIPPED).increment(u64::from(skipped_count));

@@ -10,7 +10,7 @@ use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::clock::SharedClock;
 use crate::domain::schedule::RetrySchedule;
@@ -89,7 +89,18 @@ impl Mailer {
     }
 
     async fn send(&self, transport: &AsyncSmtpTransport<Tokio1Executor>, outbox: OutboxEmail) {
-        let outcome = match self.attempt(transport, &outbox).await {
+        let span = tracing::info_span!(
+            target: crate::telemetry::TRACED,
+            parent: None,
+            "e-mail",
+            otel.kind = "client",
+            email.id = outbox.id,
+            attempt = outbox.attempts + 1,
+            outcome = tracing::field::Empty,
+        );
+        let tried = self.attempt(transport, &outbox).instrument(span.clone()).await;
+        span.record("outcome", if tried.is_ok() { "sent" } else { "failed" });
+        let outcome = match tried {
             Ok(()) => {
                 info!(to = %outbox.email.recipient, subject = %outbox.email.subject, "e-mail sent");
                 EmailOutcome::Sent

@@ -338,6 +338,7 @@ mod tests {
             attachments: Vec::new(),
             reply_to_button: None,
             edited_at: None,
+            trace_parent: None,
         }
     }
 

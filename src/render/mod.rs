@@ -296,6 +296,7 @@ pub fn sample(public_url: &str, shape: Shape, at: DateTime<Utc>) -> Vec<u8> {
         attachments: Vec::new(),
         reply_to_button: None,
         edited_at: None,
+        trace_parent: None,
     };
     let account = Account { full_name: Some("chatbundle sample".into()), email: None, phone: None };
     let payload = match shape {

@@ -39,5 +39,6 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::Extension(http_state))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(crate::http::traced))
         .with_state(state)
 }

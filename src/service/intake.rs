@@ -43,6 +43,7 @@ pub fn batch(
         }),
         render_session: session_renderer(state),
         reply: None,
+        trace_parent: crate::telemetry::traceparent(),
     }
 }
 

@@ -38,6 +38,9 @@ pub struct IngestBatch {
     /// A reply to send through the chat's channel: its message is one of `messages` (a `sent`
     /// one), and it is queued in the same commit, only if that message is new.
     pub reply: Option<super::NewReply>,
+    /// The W3C `traceparent` of the request, when traces are exported: its immediate deliveries
+    /// continue its trace.
+    pub trace_parent: Option<String>,
 }
 
 /// What became of an ingest request's messages.
@@ -79,6 +82,9 @@ pub trait IngestStore: Send + Sync {
     /// - **Each request for itself**: requests arriving at the same moment may share a
     ///   transaction (both stores merge them: one commit, a few statements), but each gets its
     ///   own outcome, counted as if the requests had been stored one after another.
+    /// - **Traces go on**: each immediate delivery the request queues keeps its `trace_parent`,
+    ///   and a claim of it hands it back ([`super::ClaimedDelivery::trace_parent`]), each
+    ///   request's its own when requests share a commit.
     /// - **Says whether it queued**: `queued` is true whenever the request's messages queued a
     ///   delivery (an immediate webhook, a new chat's session event), so a caller that wakes the
     ///   delivery worker on it never leaves one waiting; it is false when nothing was queued for

@@ -27,6 +27,8 @@ pub(super) struct Candidate<'a> {
     pub batch: usize,
     pub message: &'a NewMessage,
     pub chat: ChatKey<'a>,
+    /// The request's `traceparent`, kept with the message.
+    pub trace_parent: Option<&'a str>,
 }
 
 impl<'a> Candidate<'a> {
@@ -95,7 +97,12 @@ pub(super) fn merge(batches: &[IngestBatch]) -> Merged<'_> {
                     update.window = reply_window(&message.channel).map(|w| at + w.as_millis() as i64);
                 }
             }
-            candidates.push(Candidate { batch: index, message, chat });
+            candidates.push(Candidate {
+                batch: index,
+                message,
+                chat,
+                trace_parent: batch.trace_parent.as_deref(),
+            });
         }
     }
     Merged { outcomes, candidates, chats, chat_order }
@@ -306,6 +313,9 @@ pub(super) fn deliveries<'a>(
                 payload,
                 bundle: None,
                 replay: None,
+                // The request's trace goes on to its immediate deliveries.
+                trace_parent: batch.trace_parent.clone(),
+                trace_links: Vec::new(),
             });
         }
     }

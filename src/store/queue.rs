@@ -10,6 +10,7 @@ use super::StoreResult;
 use super::outbox::FailurePolicy;
 use crate::domain::{
     AttemptFailure, ChatId, DeliveryId, DeliveryKind, DeliveryStatus, SwitchedOff, WebhookId, WebhookUrl,
+    WorkspaceId,
 };
 
 /// A delivery handed to the worker, with what it needs to send it.
@@ -33,6 +34,15 @@ pub struct ClaimedDelivery {
     pub rejections: u32,
     /// When retrying started: creation, or the last manual resend. Retention counts from here.
     pub retry_since: DateTime<Utc>,
+    pub workspace_id: WorkspaceId,
+    /// Its lane's chat; `None` for a delivery of no chat.
+    pub chat_id: Option<ChatId>,
+    /// The W3C `traceparent` of what queued it (the ingest request of an immediate delivery),
+    /// when traces are exported then.
+    pub trace_parent: Option<String>,
+    /// A bundle's: the traces its messages came in ([`crate::store::IngestStore::ingest`] keeps
+    /// them), at most [`TRACE_LINKS`].
+    pub trace_links: Vec<String>,
 }
 
 /// How long a claim holds each delivery: its webhook's timeout (or `default_timeout`) plus
@@ -208,6 +218,28 @@ pub(super) struct Enqueue {
     /// The replay it belongs to: its lane is the replay's own (webhook, chat, replay), which the
     /// queue serves only when no live delivery is waiting.
     pub replay: Option<String>,
+    /// The W3C `traceparent` of what queued it, when traces are exported: its attempts continue
+    /// that trace.
+    pub trace_parent: Option<String>,
+    /// A bundle's: the traces of its messages (at most [`TRACE_LINKS`]), which its attempts link to.
+    pub trace_links: Vec<String>,
+}
+
+/// The most traces of its messages a bundle's delivery links to.
+pub const TRACE_LINKS: usize = 32;
+
+/// The distinct traces `messages` were brought in, in their order, at most [`TRACE_LINKS`].
+pub fn trace_links(messages: &[crate::domain::StoredMessage]) -> Vec<String> {
+    let mut links: Vec<String> = Vec::new();
+    for parent in messages.iter().filter_map(|m| m.trace_parent.as_ref()) {
+        if links.len() == TRACE_LINKS {
+            break;
+        }
+        if !links.contains(parent) {
+            links.push(parent.clone());
+        }
+    }
+    links
 }
 
 /// Whole tokens in a webhook's rate bucket at `now` (ms), from what was stored at `at`: it refills

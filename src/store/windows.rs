@@ -110,5 +110,8 @@ pub trait WindowStore: Send + Sync {
     /// - **A close survives a crash and resumes once**: its boundary, how far it got and whether
     ///   it is a flush commit with each step, and [`Self::bundling_webhooks`] reports them, so a
     ///   restarted daemon finishes it (as a flush, if it was one) without making a bundle twice.
+    /// - **Bundles link to their messages' traces**: each bundle delivery keeps the distinct
+    ///   `trace_parent`s its messages came in with, in order, at most [`super::TRACE_LINKS`]
+    ///   ([`super::ClaimedDelivery::trace_links`]); a bundle's own trace starts at its delivery.
     async fn close_step(&self, step: CloseStep) -> StoreResult<CloseProgress>;
 }

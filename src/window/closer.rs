@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, instrument, warn};
+use tracing::{Instrument, error, info, instrument, warn};
 
 use super::bounds;
 use super::bundling::{Shape, bundle_parts};
@@ -369,9 +369,34 @@ impl Closer {
         })
     }
 
-    /// Runs close steps for `[bundled_before, boundary)` until the range is closed.
+    /// Runs close steps for `[bundled_before, boundary)` until the range is closed: a span of its
+    /// own, the root of a trace when traces are exported.
     #[instrument(skip_all, fields(webhook_id = %webhook.id, boundary = %boundary))]
     async fn close(
+        &self,
+        webhook: &BundlingWebhook,
+        boundary: DateTime<Utc>,
+        flush: bool,
+    ) -> StoreResult<u64> {
+        let span = tracing::info_span!(
+            target: crate::telemetry::TRACED,
+            parent: None,
+            "window close",
+            workspace.id = %webhook.workspace_id,
+            webhook.id = %webhook.id,
+            granularity = %webhook.granularity,
+            window.end = %boundary,
+            flush,
+            bundles = tracing::field::Empty,
+        );
+        let closed = self.close_steps(webhook, boundary, flush).instrument(span.clone()).await;
+        if let Ok(bundles) = &closed {
+            span.record("bundles", bundles);
+        }
+        closed
+    }
+
+    async fn close_steps(
         &self,
         webhook: &BundlingWebhook,
         boundary: DateTime<Utc>,

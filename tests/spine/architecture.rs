@@ -102,7 +102,7 @@ fn printed(graph: &Graph) -> String {
 /// layer or above (but for [`SIDEWAYS`]).
 const LAYERS: &[&[&str]] = &[
     // The vocabulary and the small tools everything stands on.
-    &["domain", "clock", "fault", "files", "supervise"],
+    &["domain", "clock", "fault", "files", "supervise", "tls"],
     // What the operator set, and how the daemon reports (logs, traces, metrics).
     &["config"],
     &["telemetry"],

@@ -236,6 +236,7 @@ async fn ingest_outcome(
                 .unwrap()
         }),
         reply: None,
+        trace_parent: None,
     };
     store.ingest(batch).await.unwrap()
 }
@@ -845,6 +846,64 @@ pub async fn an_outcome_says_whether_it_queued_deliveries(factory: &dyn Factory)
     assert_eq!(world.drain().await.len(), 1, "one session event queued");
 }
 
+/// [`chatbundle::store::IngestStore::ingest`]: an immediate delivery keeps the `trace_parent` of
+/// the request that queued it and its claim hands it back, each request's its own when requests
+/// arriving at once share a commit; a request without one queues deliveries without.
+pub async fn a_delivery_is_claimed_with_the_trace_of_the_request_that_queued_it(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    world.webhook(Granularity::None, &[Event::Messages]).await;
+    let traced = |id: &str, chat: &str, trace: Option<&str>| {
+        let mut batch = request(&world, vec![said(id, chat, Direction::Received)], Vec::new());
+        batch.trace_parent = trace.map(String::from);
+        world.store.ingest(batch)
+    };
+    let a = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let b = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (x, y, z) = tokio::join!(
+        traced("m-1", "c-1", Some(a)),
+        traced("m-2", "c-2", Some(b)),
+        traced("m-3", "c-3", None)
+    );
+    for outcome in [x, y, z] {
+        assert!(outcome.unwrap().queued);
+    }
+    let chats = world.store.list_chats(&world.workspace, 10, 0).await.unwrap();
+    let chat = |external: &str| chats.iter().find(|c| c.external_id == external).map(|c| c.id);
+    let claimed = claim(&world.store, 10).await;
+    assert_eq!(claimed.len(), 3);
+    let trace_of = |external: &str| {
+        let delivery = claimed.iter().find(|d| d.chat_id == chat(external)).expect("a delivery of the chat");
+        assert_eq!(delivery.workspace_id, world.workspace);
+        delivery.trace_parent.as_deref()
+    };
+    assert_eq!((trace_of("c-1"), trace_of("c-2"), trace_of("c-3")), (Some(a), Some(b), None));
+}
+
+/// [`chatbundle::store::WindowStore::close_step`]: a bundle's delivery links to the traces its
+/// messages came in, each once, in their order; messages that came in untraced add none.
+pub async fn a_bundle_links_to_the_traces_its_messages_came_in(factory: &dyn Factory) {
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::Hours1, &[Event::Messages]).await;
+    let (a, b) = (
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    );
+    for (id, trace) in [("m-1", Some(a)), ("m-2", None), ("m-3", Some(b)), ("m-4", Some(a))] {
+        let mut batch = request(&world, vec![said(id, "c-1", Direction::Received)], Vec::new());
+        batch.trace_parent = trace.map(String::from);
+        world.store.ingest(batch).await.unwrap();
+    }
+    world.clock.advance(Duration::from_secs(3600));
+    assert!(matches!(
+        close(&world.store, &webhook, world.now(), 10, false).await,
+        CloseProgress::Done { .. }
+    ));
+    let claimed = claim(&world.store, 10).await;
+    assert_eq!(claimed.len(), 1, "one bundle");
+    assert_eq!(claimed[0].trace_parent, None, "a trace of its own");
+    assert_eq!(claimed[0].trace_links, vec![a.to_string(), b.to_string()]);
+}
+
 /// [`chatbundle::store::IngestStore::ingest`]: `is_new_chat` is true in exactly one payload per
 /// chat, however its first messages arrive.
 pub async fn is_new_chat_is_true_once_per_chat(factory: &dyn Factory) {
@@ -909,6 +968,7 @@ pub async fn a_lapsed_reply_window_is_announced_once_across_restarts(factory: &d
         render_immediate: Arc::new(|_, _, _, _, _, _| b"{}".to_vec()),
         render_session: render.clone(),
         reply: None,
+        trace_parent: None,
     };
     store.ingest(batch).await.unwrap();
     assert_eq!(store.next_expiry().await.unwrap(), Some(world.now() + chrono::Duration::hours(24)));
@@ -1078,6 +1138,7 @@ pub async fn a_chat_owner_set_by_hand_stays_until_a_message_names_another(factor
         render_immediate: Arc::new(|_, _, _, _, _, _| Vec::new()),
         render_session: Arc::new(|_| Vec::new()),
         reply: None,
+        trace_parent: None,
     };
     world.store.ingest(batch).await.unwrap();
     let (_, chat) = world.store.get_chat(id).await.unwrap().unwrap();
@@ -1134,6 +1195,7 @@ pub async fn a_session_report_is_announced_once_and_an_assignment_alone_is_news(
             render_immediate: Arc::new(|_, _, _, _, _, _| Vec::new()),
             render_session: Arc::new(|event| event.reply_status.as_str().as_bytes().to_vec()),
             reply: None,
+            trace_parent: None,
         };
         world.store.ingest(batch).await.unwrap();
         expected += usize::from(news);
@@ -1310,6 +1372,7 @@ fn request(world: &World, messages: Vec<NewMessage>, sessions: Vec<SessionChange
             format!("{}>{}", name(event.old_status), name(event.status)).into_bytes()
         }),
         reply: None,
+        trace_parent: None,
     }
 }
 
@@ -2503,6 +2566,8 @@ macro_rules! conformance {
             case!(is_new_chat_is_true_once_per_chat);
             case!(a_delivery_in_flight_is_not_handed_out_again_before_its_lease_ends);
             case!(an_outcome_says_whether_it_queued_deliveries);
+            case!(a_delivery_is_claimed_with_the_trace_of_the_request_that_queued_it);
+            case!(a_bundle_links_to_the_traces_its_messages_came_in);
             case!(a_lapsed_reply_window_is_announced_once_across_restarts);
             case!(racing_announcers_announce_each_lapse_once);
             case!(racing_mailers_claim_each_email_once);

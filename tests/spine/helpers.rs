@@ -219,7 +219,10 @@ impl TestApp {
     pub async fn spawn_with(dir: Arc<TestDir>, config: Config, clock: ManualClock) -> TestApp {
         APPS_STARTED.fetch_add(1, Ordering::SeqCst);
         if std::env::var_os("TEST_LOG").is_some() {
-            chatbundle::telemetry::init(chatbundle::config::LogFormat::Plain);
+            std::mem::forget(chatbundle::telemetry::init(
+                chatbundle::config::LogFormat::Plain,
+                &config.telemetry,
+            ));
         }
         let app = Application::build(config.clone(), Arc::new(clock.clone())).await.expect("the app builds");
         let addr = app.local_addr();

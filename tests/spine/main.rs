@@ -25,5 +25,6 @@ mod replays_history;
 mod replies;
 mod scale;
 mod supervision;
+mod telemetry;
 mod web;
 mod zapier;

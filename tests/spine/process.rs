@@ -135,8 +135,14 @@ impl Drop for Daemon {
 /// Starts `chatbundle serve` in `dir` with a known admin token ([`ADMIN`]) and deliveries to
 /// loopback allowed; returns it and its address.
 pub(crate) fn serve(dir: &std::path::Path) -> (Daemon, String) {
+    serve_with(dir, &[])
+}
+
+/// [`serve`] with more environment: other settings.
+pub(crate) fn serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Daemon, String) {
     let mut child = chatbundle()
         .current_dir(dir)
+        .envs(env.iter().copied())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("CHATBUNDLE_LOG_FORMAT", "json")
         .env("CHATBUNDLE_ADMIN_TOKEN", ADMIN)

@@ -325,6 +325,8 @@ macro_rules! conversations {
                             // windows' bundles, which end at a boundary).
                             bundle: Some((last + 1, part)),
                             replay: None,
+                            trace_parent: None,
+                            trace_links: crate::store::trace_links(&held),
                         });
                     }
                 }

@@ -245,11 +245,11 @@ macro_rules! ingest {
                         "INSERT INTO messages (workspace_id, chat_id, source_key, message_id, direction, ts,
                                                received_at, sender_name, sender_phone, recipient_name,
                                                recipient_phone, text, account, channel, attachments,
-                                               reply_to_button)
+                                               reply_to_button, trace_parent)
                          VALUES {}
                          ON CONFLICT (workspace_id, source_key, message_id) DO NOTHING
                          RETURNING seq, workspace_id, source_key, message_id",
-                        super::PLACEHOLDERS.rows(chunk.len(), 16)
+                        super::PLACEHOLDERS.rows(chunk.len(), 17)
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for c in chunk {
@@ -273,7 +273,8 @@ macro_rules! ingest {
                             .bind(account)
                             .bind(m.channel.clone())
                             .bind(attachments)
-                            .bind(m.reply_to_button.clone());
+                            .bind(m.reply_to_button.clone())
+                            .bind(c.trace_parent);
                     }
                     let rows = query.fetch_all(&mut *conn).await?;
                     // Merged requests may be of several workspaces and sources: match rows by the

@@ -51,9 +51,10 @@ macro_rules! queue {
                 for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
                     let sql = format!(
                         "INSERT INTO deliveries (id, kind, webhook_id, chat_id, payload, status, next_attempt_at,
-                                                 created_at, retry_since, window_end, part, replay_id)
+                                                 created_at, retry_since, window_end, part, replay_id, trace_parent,
+                                                 trace_links)
                          VALUES {} ON CONFLICT DO NOTHING",
-                        super::PLACEHOLDERS.rows(chunk.len(), 12)
+                        super::PLACEHOLDERS.rows(chunk.len(), 14)
                     );
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for d in chunk {
@@ -69,7 +70,9 @@ macro_rules! queue {
                             .bind(now)
                             .bind(d.bundle.map(|(end, _)| end))
                             .bind(d.bundle.map(|(_, part)| i64::from(part)))
-                            .bind(d.replay.clone());
+                            .bind(d.replay.clone())
+                            .bind(d.trace_parent.clone())
+                            .bind((!d.trace_links.is_empty()).then(|| d.trace_links.join(" ")));
                     }
                     query.execute(&mut *conn).await?;
                 }
@@ -176,8 +179,8 @@ macro_rules! queue {
                         + COALESCE((SELECT timeout_ms FROM webhooks WHERE id = deliveries.webhook_id), $2),
                         lease_token = $3
                      WHERE seq IN ({})
-                     RETURNING seq, id, webhook_id, payload, attempts, rejections,
-                               COALESCE(retry_since, created_at) AS retry_since",
+                     RETURNING seq, id, webhook_id, chat_id, payload, attempts, rejections,
+                               COALESCE(retry_since, created_at) AS retry_since, trace_parent, trace_links",
                     crate::store::sql::params(4, chosen.len())
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -196,7 +199,7 @@ macro_rules! queue {
                     .into_iter()
                     .collect();
                 let sql = format!(
-                    "SELECT id, url, secret, timeout_ms FROM webhooks WHERE id IN ({})",
+                    "SELECT id, workspace_id, url, secret, timeout_ms FROM webhooks WHERE id IN ({})",
                     super::PLACEHOLDERS.list(1, webhooks.len())
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -208,13 +211,18 @@ macro_rules! queue {
                     let timeout = row
                         .try_get::<Option<i64>, _>("timeout_ms")?
                         .map(|v| std::time::Duration::from_millis(v as u64));
-                    let target = (super::rows::webhook_url(&row)?, row.try_get::<Option<String>, _>("secret")?, timeout);
+                    let target = (
+                        super::rows::webhook_url(&row)?,
+                        row.try_get::<Option<String>, _>("secret")?,
+                        timeout,
+                        WorkspaceId::stored(row.try_get::<String, _>("workspace_id")?),
+                    );
                     targets.insert(row.try_get::<String, _>("id")?, target);
                 }
                 let mut claimed = Vec::with_capacity(rows.len());
                 for row in rows {
                     let webhook_id: String = row.try_get("webhook_id")?;
-                    let Some((url, secret, timeout)) = targets.get(&webhook_id) else { continue };
+                    let Some((url, secret, timeout, workspace_id)) = targets.get(&webhook_id) else { continue };
                     claimed.push(ClaimedDelivery {
                         seq: row.try_get("seq")?,
                         lease_token: token,
@@ -227,6 +235,13 @@ macro_rules! queue {
                         attempts: row.try_get::<i64, _>("attempts")? as u32,
                         rejections: row.try_get::<i64, _>("rejections")? as u32,
                         retry_since: from_ms(row.try_get("retry_since")?),
+                        workspace_id: workspace_id.clone(),
+                        chat_id: row.try_get::<Option<i64>, _>("chat_id")?.map(crate::domain::ChatId),
+                        trace_parent: row.try_get("trace_parent")?,
+                        trace_links: row
+                            .try_get::<Option<String>, _>("trace_links")?
+                            .map(|links| links.split(' ').map(String::from).collect())
+                            .unwrap_or_default(),
                     });
                 }
                 // RETURNING gives no order guarantee; hand them out oldest first.

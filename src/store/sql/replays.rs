@@ -223,6 +223,8 @@ macro_rules! replays {
                                         // Its own bundles: none of them is a live window's.
                                         bundle: None,
                                         replay: Some(replay.id.clone()),
+                                        trace_parent: None,
+                                        trace_links: Vec::new(),
                                     });
                                 }
                             }

@@ -198,7 +198,8 @@ macro_rules! rows {
 
         /// The columns [`stored_message`] reads.
         pub(super) const MESSAGE_COLUMNS: &str = "seq, message_id, direction, ts, received_at, sender_name, sender_phone, \
-             recipient_name, recipient_phone, text, account, channel, attachments, reply_to_button, edited_at";
+             recipient_name, recipient_phone, text, account, channel, attachments, reply_to_button, edited_at, \
+             trace_parent";
 
         pub(super) fn stored_message(row: &$row) -> StoreResult<StoredMessage> {
             let direction: String = row.try_get("direction")?;
@@ -227,6 +228,7 @@ macro_rules! rows {
                     .unwrap_or_default(),
                 reply_to_button: row.try_get("reply_to_button")?,
                 edited_at: row.try_get::<Option<i64>, _>("edited_at")?.map(from_ms),
+                trace_parent: row.try_get("trace_parent")?,
             })
         }
 

@@ -62,6 +62,8 @@ macro_rules! sessions {
                         payload: payload.to_vec(),
                         bundle: None,
                         replay: None,
+                        trace_parent: None,
+                        trace_links: Vec::new(),
                     })
                     .collect();
                 enqueue(conn, &deliveries, now).await

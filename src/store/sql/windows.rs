@@ -128,6 +128,8 @@ macro_rules! windows {
                                 payload: planned.payload,
                                 bundle: planned.bundle.map(|(end, part)| (ms(end), part)),
                                 replay: None,
+                                trace_parent: None,
+                                trace_links: crate::store::trace_links(list),
                             });
                         }
                     }

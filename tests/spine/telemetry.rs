@@ -209,3 +209,44 @@ async fn without_an_endpoint_a_delivery_carries_no_trace() {
     let got = receiver.wait_for(1).await.remove(0);
     assert!(got.headers.get("traceparent").is_none(), "{:?}", got.headers);
 }
+
+/// An e-mail (here a member's invitation, through the outbox) is a span of its own, with its
+/// attempt and outcome; the recipient's address is not an attribute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs aiosmtpd (PyPI), a real SMTP server: run scripts/test"]
+async fn an_email_is_a_span_of_its_own() {
+    let (otlp, spans) = otlp_receiver().await;
+    let smtp = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let smtp_url = smtp.url();
+    let (_daemon, addr) = serve_with(
+        dir.path(),
+        &[
+            ("CHATBUNDLE_TELEMETRY__OTLP_ENDPOINT", otlp.as_str()),
+            ("CHATBUNDLE_SMTP__URL", smtp_url.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let daemon = format!("http://{addr}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let ws = admin(
+        &http,
+        reqwest::Method::POST,
+        format!("{daemon}/api/v1/workspaces"),
+        json!({"name": "mailed", "owner_email": "owner@example.com"}),
+    )
+    .await;
+    let members = format!("{daemon}/api/v1/workspaces/{}/members", ws["id"].as_str().unwrap());
+    admin(&http, reqwest::Method::POST, members, json!({"email": "mia@acme.example", "role": "viewer"}))
+        .await;
+    smtp.wait_for(1).await;
+    let email = eventually("the e-mail's span", || async {
+        spans.lock().unwrap().iter().find(|s| s.name == "e-mail").cloned()
+    })
+    .await;
+    assert_eq!(email.attributes["outcome"], "sent");
+    assert_eq!(email.attributes["attempt"], "1");
+    assert_eq!(email.parent_span_id, "", "a trace of its own");
+    assert!(!format!("{:?}", email.attributes).contains("mia@acme.example"));
+}

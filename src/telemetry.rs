@@ -47,14 +47,6 @@ pub fn init(format: LogFormat, telemetry: &TelemetryConfig) -> Tracing {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info"))
         .add_directive(format!("{TRACED}=off").parse().expect("a valid directive"));
-    let lines = tracing_subscriber::fmt::layer()
-        .with_target(false)
-        .with_ansi(false)
-        .with_writer(|| Escaped(std::io::stdout()));
-    let lines = match format {
-        LogFormat::Plain => lines.boxed(),
-        LogFormat::Json => lines.json().flatten_event(true).boxed(),
-    };
     let provider = telemetry.traces_url().and_then(|url| match exporter(&url, &telemetry.service_name) {
         Ok(provider) => Some(provider),
         Err(e) => {
@@ -64,15 +56,38 @@ pub fn init(format: LogFormat, telemetry: &TelemetryConfig) -> Tracing {
             None
         }
     });
-    let traces = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("chatbundle"))
-            .with_filter(Targets::new().with_target(TRACED, tracing::Level::INFO))
-    });
-    let installed =
-        tracing_subscriber::registry().with(lines.with_filter(filter)).with(traces).try_init().is_ok();
+    let installed = match &provider {
+        // Without traces, the filter is the whole subscriber's, as it always was: a callsite it
+        // turns off (a debug line, a traced span) is never built at all.
+        None => tracing_subscriber::registry().with(filter).with(lines(format)).try_init().is_ok(),
+        Some(provider) => {
+            let traces = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("chatbundle"))
+                .with_filter(Targets::new().with_target(TRACED, tracing::Level::INFO));
+            tracing_subscriber::registry()
+                .with(lines(format).with_filter(filter))
+                .with(traces)
+                .try_init()
+                .is_ok()
+        }
+    };
     // Already installed (a test's second daemon): this one exports nothing of its own.
     Tracing(provider.filter(|_| installed))
+}
+
+/// The log lines, plain or JSON, each through [`Escaped`].
+fn lines<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let lines = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(|| Escaped(std::io::stdout()));
+    match format {
+        LogFormat::Plain => lines.boxed(),
+        LogFormat::Json => lines.json().flatten_event(true).boxed(),
+    }
 }
 
 /// Spans batched and posted to `url` as OTLP/HTTP protobuf, from a thread of their own.

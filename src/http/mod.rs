@@ -70,12 +70,13 @@ pub async fn traced(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use tracing::Instrument;
-    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
-    if matches!(route.as_deref(), Some("/healthz" | "/readyz" | "/metrics")) {
+    // A shared string: nothing is copied per request, traced or not.
+    let matched = request.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
+    if matches!(route, "/healthz" | "/readyz" | "/metrics") {
         return next.run(request).await;
     }
     let method = request.method().clone();
-    let route = route.unwrap_or_else(|| "unmatched".into());
     let span = tracing::info_span!(
         target: crate::telemetry::TRACED,
         "request",

@@ -138,6 +138,19 @@ pub(crate) fn serve(dir: &std::path::Path) -> (Daemon, String) {
     serve_with(dir, &[])
 }
 
+/// `method url` on a daemon [`serve`] started, with its admin token and a JSON body: the answer's
+/// JSON (`null` when it has none), which must be a 2xx.
+pub(crate) async fn admin_call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let response = http.request(method, &url).bearer_auth(ADMIN).json(&body).send().await.unwrap();
+    assert!(response.status().is_success(), "{url}: {}", response.status());
+    response.json().await.unwrap_or(serde_json::Value::Null)
+}
+
 /// [`serve`] with more environment: other settings.
 pub(crate) fn serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Daemon, String) {
     let mut child = chatbundle()

@@ -17,10 +17,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use prost::Message;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::*;
-use crate::process::{ADMIN, serve_with};
+use crate::process::{ADMIN, admin_call as admin, serve_with};
 
 /// A span as the receiver took it.
 #[derive(Debug, Clone)]
@@ -77,32 +77,33 @@ async fn otlp_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
     (base, spans)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The real binary exporting to `otlp`, with `more` settings: it, its address and a client.
+fn traced_daemon(
+    dir: &std::path::Path,
+    otlp: &str,
+    more: &[(&str, &str)],
+) -> (crate::process::Daemon, String, reqwest::Client) {
+    let mut env = vec![
+        ("CHATBUNDLE_TELEMETRY__OTLP_ENDPOINT", otlp),
+        // The SDK's batch delay (OTEL_BSP_SCHEDULE_DELAY, 5 s by default), short for the test.
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    env.extend_from_slice(more);
+    let (daemon, addr) = serve_with(dir, &env);
+    chatbundle::tls::use_ring();
+    (daemon, format!("http://{addr}"), reqwest::Client::new())
 }
 
-async fn admin(http: &reqwest::Client, method: reqwest::Method, url: String, body: Value) -> Value {
-    let response = http.request(method, &url).bearer_auth(ADMIN).json(&body).send().await.unwrap();
-    assert!(response.status().is_success(), "{url}: {}", response.status());
-    response.json().await.unwrap_or(Value::Null)
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingest_and_its_delivery_are_one_trace_which_the_receiver_joins() {
     let (otlp, spans) = otlp_receiver().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_daemon, addr) = serve_with(
-        dir.path(),
-        &[
-            ("CHATBUNDLE_TELEMETRY__OTLP_ENDPOINT", otlp.as_str()),
-            ("CHATBUNDLE_TELEMETRY__SERVICE_NAME", "chatbundle-test"),
-            // The SDK's batch delay (OTEL_BSP_SCHEDULE_DELAY, 5 s by default), short for the test.
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ],
-    );
-    let daemon = format!("http://{addr}");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
+    let (_daemon, daemon, http) =
+        traced_daemon(dir.path(), &otlp, &[("CHATBUNDLE_TELEMETRY__SERVICE_NAME", "chatbundle-test")]);
     let ws = admin(
         &http,
         reqwest::Method::POST,
@@ -218,18 +219,7 @@ async fn an_email_is_a_span_of_its_own() {
     let (otlp, spans) = otlp_receiver().await;
     let smtp = SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
-    let smtp_url = smtp.url();
-    let (_daemon, addr) = serve_with(
-        dir.path(),
-        &[
-            ("CHATBUNDLE_TELEMETRY__OTLP_ENDPOINT", otlp.as_str()),
-            ("CHATBUNDLE_SMTP__URL", smtp_url.as_str()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ],
-    );
-    let daemon = format!("http://{addr}");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::new();
+    let (_daemon, daemon, http) = traced_daemon(dir.path(), &otlp, &[("CHATBUNDLE_SMTP__URL", &smtp.url())]);
     let ws = admin(
         &http,
         reqwest::Method::POST,

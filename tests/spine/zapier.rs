@@ -9,20 +9,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::*;
-use crate::process::{ADMIN, serve};
+use crate::process::{admin_call as admin, serve};
 
 /// The app's tests take a few seconds; this bounds a hang.
 const NODE_BOUND: Duration = Duration::from_secs(120);
-
-/// `method url` with the admin token and a JSON body; its answer's JSON, which must be a 2xx.
-async fn admin(http: &reqwest::Client, method: reqwest::Method, url: String, body: Value) -> Value {
-    let response = http.request(method, &url).bearer_auth(ADMIN).json(&body).send().await.unwrap();
-    assert!(response.status().is_success(), "{url}: {}", response.status());
-    response.json().await.unwrap()
-}
 
 #[tokio::test]
 #[ignore = "needs Node.js and the app's packages (npm ci in integrations/zapier): run scripts/test"]
@@ -30,7 +23,7 @@ async fn the_zapier_app_subscribes_receives_real_deliveries_answers_a_chat_and_u
     let dir = tempfile::tempdir().unwrap();
     let (_daemon, addr) = serve(dir.path());
     let daemon = format!("http://{addr}");
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    chatbundle::tls::use_ring();
     let http = reqwest::Client::new();
     let admin = |method, path: String, body| admin(&http, method, format!("{daemon}{path}"), body);
     let ws = admin(

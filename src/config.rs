@@ -162,6 +162,10 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
+/// Connections to PostgreSQL a daemon needs at least: one stores messages, one records delivered
+/// attempts, one serves everything else.
+pub const MIN_DATABASE_CONNECTIONS: u32 = 3;
+
 /// Connections to PostgreSQL per daemon, unless configured.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
@@ -389,8 +393,8 @@ impl Config {
         if postgres && let Err(e) = db.parse::<sqlx::postgres::PgConnectOptions>() {
             return Err(invalid(db_key, &format!("{:?}: {e}", crate::domain::masked_url(&db))));
         }
-        if self.database.max_connections < 2 {
-            return Err(invalid("database.max_connections", "must be at least 2"));
+        if self.database.max_connections < MIN_DATABASE_CONNECTIONS {
+            return Err(invalid("database.max_connections", "must be at least 3"));
         }
         if is_in_memory(&db) {
             return Err(invalid(

@@ -72,7 +72,8 @@ pub(super) async fn lane_heads(
     rows.iter().map(|r| Ok((r.try_get("seq")?, r.try_get("webhook_id")?))).collect()
 }
 
-/// Transactions recording delivered attempts in flight at once from one daemon.
+/// Transactions recording delivered attempts in flight at once from one daemon, at most: a
+/// second starts beside the first only for a bulk of attempts waiting (see [`super::combine`]).
 pub(super) const TRANSACTIONS_IN_FLIGHT: usize = 4;
 
 /// Delivered attempts recorded in one transaction at most.
@@ -102,11 +103,14 @@ pub(super) async fn record_delivered_group(
         }
     };
     match moved {
-        // Two results of one delivery in a group move it once: the first is the one that did,
-        // the other finds it moved on, as it would have after it.
+        // Two results of one delivery in a group move it once: the first under the token that
+        // moved it is the one that did; the others (a repeat, a stale claim's) find it moved on,
+        // as they would have after it.
         Ok(mut moved) => attempts
             .iter()
-            .map(|a| Ok(Recorded { stale: !moved.remove(&a.delivery_seq), ..Recorded::default() }))
+            .map(|a| {
+                Ok(Recorded { stale: !moved.remove(&(a.delivery_seq, a.lease_token)), ..Recorded::default() })
+            })
             .collect(),
         Err(e) => attempts.iter().map(|_| Err(e.clone())).collect(),
     }
@@ -122,13 +126,17 @@ fn is_deadlock(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
 
 /// [`record_attempt`] for delivered attempts, the common case: each delivery moved on under its
 /// lease, a run of failures of its webhook ended, the attempt logged; for a stale lease, only the
-/// attempt logged. The `seq`s of the deliveries moved on.
-async fn record_together(pool: &sqlx::PgPool, attempts: &[AttemptRecord]) -> StoreResult<HashSet<i64>> {
+/// attempt logged. The deliveries moved on, by `seq` and the lease token that moved each (a
+/// group may hold a stale claim's result and the current one's for the same delivery).
+async fn record_together(
+    pool: &sqlx::PgPool,
+    attempts: &[AttemptRecord],
+) -> StoreResult<HashSet<(i64, i64)>> {
     let column = |f: fn(&AttemptRecord) -> i64| attempts.iter().map(f).collect::<Vec<i64>>();
     let text =
         |f: fn(&AttemptRecord) -> Option<String>| attempts.iter().map(f).collect::<Vec<Option<String>>>();
     // One statement is its own transaction: no BEGIN and COMMIT round trips around it.
-    let moved: Vec<i64> = sqlx::query_scalar(
+    let moved: Vec<(i64, i64)> = sqlx::query_as(
         "WITH input AS (
             SELECT * FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[],
                                  $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::TEXT[])
@@ -143,7 +151,7 @@ async fn record_together(pool: &sqlx::PgPool, attempts: &[AttemptRecord]) -> Sto
             FROM input i
             WHERE d.seq = i.seq AND d.lease_token = i.token AND d.status = 'pending'
               AND d.seq IN (SELECT seq FROM locked)
-            RETURNING d.seq, d.webhook_id
+            RETURNING d.seq, i.token, d.webhook_id
          ), reset AS (
             UPDATE webhooks SET consecutive_failures = 0
             WHERE id IN (SELECT w.id FROM webhooks w
@@ -156,7 +164,7 @@ async fn record_together(pool: &sqlx::PgPool, attempts: &[AttemptRecord]) -> Sto
                    i.headers, '', FALSE
             FROM input i WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = i.webhook_id)
          )
-         SELECT seq FROM done",
+         SELECT seq, token FROM done",
     )
     .bind(DeliveryStatus::Delivered.as_str())
     .bind(column(|a| a.delivery_seq))

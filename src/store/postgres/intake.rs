@@ -21,8 +21,8 @@ use crate::domain::{Account, ChatId, WebhookId, WorkspaceId};
 use crate::store::merge::WorkspaceInfo;
 use crate::store::{FirstMessages, IngestBatch, IngestOutcome, IngestStore, StoreError, StoreResult};
 
-/// Merged transactions in flight at once from one daemon: while some commit, the requests
-/// arriving meanwhile gather for the next.
+/// Merged transactions in flight at once from one daemon, at most: a second starts beside the
+/// first only for a bulk of messages waiting (see [`super::combine`]).
 pub(super) const TRANSACTIONS_IN_FLIGHT: usize = 4;
 
 /// Messages merged into one transaction, roughly: requests are taken until they reach it (at
@@ -39,17 +39,14 @@ pub(super) fn messages(batch: &IngestBatch) -> usize {
 impl IngestStore for PgStore {
     #[instrument(skip_all, fields(workspace_id = %batch.workspace_id, messages = batch.messages.len()))]
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
-        let (pool, time) = (self.pool.clone(), self.time.clone());
-        self.ingest
-            .submit(batch, move |batches| async move { ingest_group(&pool, &time, batches).await })
-            .await
+        self.ingest.submit(batch).await
     }
 }
 
 /// Stores requests in one transaction; one result per request, in order. A request whose
 /// workspace is gone fails alone (as it did on its own: the workspace is not found); a failing
 /// transaction fails them all.
-async fn ingest_group(
+pub(super) async fn ingest_group(
     pool: &PgPool,
     time: &StoreTime,
     mut batches: Vec<IngestBatch>,

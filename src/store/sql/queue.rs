@@ -173,7 +173,11 @@ macro_rules! queue {
                     return Ok(Vec::new());
                 }
 
-                // Each delivery is held for its webhook's timeout and the margin.
+                // Each delivery is held for its webhook's timeout and the margin. The list is padded
+                // to a power of two with its last value (which changes nothing): a statement's
+                // shape per length, prepared and planned for each, would otherwise come in as many
+                // shapes as claims have sizes.
+                let chosen = padded(chosen);
                 let sql = format!(
                     "UPDATE deliveries SET lease_until = $1
                         + COALESCE((SELECT timeout_ms FROM webhooks WHERE id = deliveries.webhook_id), $2),
@@ -192,12 +196,13 @@ macro_rules! queue {
                 }
                 let rows = query.fetch_all(&mut *conn).await?;
                 // Where each goes: one read for all their webhooks.
-                let webhooks: Vec<String> = rows
-                    .iter()
-                    .map(|r| r.try_get::<String, _>("webhook_id"))
-                    .collect::<Result<HashSet<_>, _>>()?
-                    .into_iter()
-                    .collect();
+                let webhooks: Vec<String> = padded(
+                    rows.iter()
+                        .map(|r| r.try_get::<String, _>("webhook_id"))
+                        .collect::<Result<HashSet<_>, _>>()?
+                        .into_iter()
+                        .collect(),
+                );
                 let sql = format!(
                     "SELECT id, workspace_id, url, secret, timeout_ms FROM webhooks WHERE id IN ({})",
                     super::PLACEHOLDERS.list(1, webhooks.len())
@@ -247,6 +252,15 @@ macro_rules! queue {
                 // RETURNING gives no order guarantee; hand them out oldest first.
                 claimed.sort_by_key(|d| d.seq);
                 Ok(claimed)
+            }
+
+            /// `values`, its last repeated up to a power of two in length: for an `IN` list, where a
+            /// repeat changes nothing, so that lists of a few lengths share a shape.
+            fn padded<T: Clone>(mut values: Vec<T>) -> Vec<T> {
+                if let Some(last) = values.last().cloned() {
+                    values.resize(values.len().next_power_of_two(), last);
+                }
+                values
             }
 
             /// See [`DeliveryQueue::record_attempt`]: an attempt that did not deliver (a delivered

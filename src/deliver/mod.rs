@@ -10,11 +10,12 @@ pub mod signature;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info_span, warn};
@@ -23,7 +24,9 @@ use crate::clock::SharedClock;
 use crate::domain::new_id;
 pub use crate::domain::schedule::RetrySchedule;
 use crate::domain::{AttemptFailure, DeliveryId, WebhookId, WebhookUrl};
-use crate::store::{AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryQueue, FailurePolicy, Lease};
+use crate::store::{
+    AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryQueue, FailurePolicy, Handed, Handoff, Lease,
+};
 use crate::supervise::Fatal;
 use crate::telemetry::metric;
 pub use guard::AddressPolicy;
@@ -95,10 +98,19 @@ pub struct Deliverer {
     clock: SharedClock,
     client: reqwest::Client,
     settings: DeliverySettings,
-    /// Woken by ingest when there is new work and by each finished send (its lane is free).
+    /// Woken by ingest when it queued work it did not hand over, and by a finished send that
+    /// may have left work to claim.
     wake: Arc<Notify>,
     /// Told when a send task fails in a way the worker cannot recover from (a panic).
     fatal: Fatal,
+    /// Set while due work may be waiting for a free slot (a claim took all there were, or there
+    /// were none): every finished send is then a reason to claim.
+    saturated: AtomicBool,
+    /// The slots of `delivery.concurrency`, shared with ingest through `handoff`.
+    slots: Arc<Semaphore>,
+    handoff: Handoff,
+    /// What ingest hands over; taken by [`Deliverer::run`].
+    handed: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Handed>>>,
 }
 
 impl Deliverer {
@@ -109,63 +121,142 @@ impl Deliverer {
         wake: Arc<Notify>,
         fatal: Fatal,
     ) -> Self {
-        Deliverer { queue, clock, client: http_client(settings.addresses.clone()), settings, wake, fatal }
+        let client = http_client(settings.addresses.clone());
+        let slots = Arc::new(Semaphore::new(settings.concurrency));
+        let lease = Lease { default_timeout: settings.default_timeout, margin: LEASE_MARGIN };
+        let (handoff, handed) = Handoff::new(slots.clone(), lease, wake.clone());
+        Deliverer {
+            queue,
+            clock,
+            client,
+            settings,
+            wake,
+            fatal,
+            saturated: AtomicBool::new(false),
+            slots,
+            handoff,
+            handed: std::sync::Mutex::new(Some(handed)),
+        }
+    }
+
+    fn lease(&self) -> Lease {
+        self.handoff.lease()
     }
 
     /// Claims and sends until `cancel` fires; sends are spawned on `tracker`, so the caller can
     /// wait for in-flight ones to finish.
+    ///
+    /// Deliveries come two ways: claimed from the queue (woken by ingest, by a finished send
+    /// whose lane has more, or once a second), and handed over by ingest, which leases those
+    /// arriving at an empty lane itself ([`DeliveryQueue::hand_off_to`]) and so spares them a
+    /// claim. Both take a slot of `delivery.concurrency` first. With a rate per webhook nothing is
+    /// handed over: each send takes a token of its webhook's rate at claim time.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken, tracker: TaskTracker) {
-        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let Some(mut handed) = self.handed.lock().expect("handed lock").take() else {
+            error!("the delivery worker was started twice");
+            return;
+        };
+        if self.settings.rate_per_webhook.is_none() {
+            self.queue.hand_off_to(self.handoff.clone());
+        }
+        let slots = self.slots.clone();
+        let (mut look, mut poll) = (true, self.clock.now());
         while !cancel.is_cancelled() {
-            // One reading of the clock for the claim and the wait after it: had the wait read the
-            // clock anew, time that passed during the claim would be slept through unseen.
-            let now = self.clock.now();
-            let free = slots.available_permits();
-            let claimed = if free > 0 { self.claim(free).await } else { Vec::new() };
-            // A full claim may have left due work behind: go round again (the slots are now
-            // taken, so the next round waits for a send to finish). Otherwise wait for news.
-            let more = !claimed.is_empty() && claimed.len() == free;
-            if !claimed.is_empty() {
-                crate::fault::Fault::Delivery.trip();
+            if look {
+                // One reading of the clock for the claim and the wait after it: had the wait read
+                // the clock anew, time that passed during the claim would be slept through unseen.
+                let now = self.clock.now();
+                poll = now + IDLE_POLL;
+                // A full claim may have left due work behind: go round again (the slots are now
+                // taken, so the next round waits for a send to finish). Otherwise wait for news.
+                if self.claim_into(&slots, &tracker).await {
+                    continue;
+                }
             }
-            for delivery in claimed {
-                let permit = slots.clone().try_acquire_owned().expect("claimed no more than the free slots");
-                let this = self.clone();
-                let span =
-                    info_span!("deliver", delivery_id = %delivery.id, webhook_id = %delivery.webhook_id);
-                tracker.spawn(
-                    async move {
-                        // A send that panics would otherwise vanish into its task: report it, so
-                        // the daemon exits rather than silently losing a delivery slot.
-                        let sent = std::panic::AssertUnwindSafe(this.deliver(delivery)).catch_unwind().await;
-                        if let Err(panic) = sent {
-                            this.fatal.report(format!(
-                                "a delivery task panicked: {}",
-                                crate::supervise::panic_message(&panic)
-                            ));
-                        }
-                        drop(permit);
-                        this.wake.notify_one();
-                    }
-                    .instrument(span),
-                );
-            }
-            if more {
-                continue;
-            }
-            let poll = now + IDLE_POLL;
+            // Deliveries handed over do not put off the next look at the queue.
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = self.clock.sleep_until(poll) => {}
+                Some(first) = handed.recv() => {
+                    crate::fault::Fault::Delivery.trip();
+                    self.spawn_send(first.delivery, first.slot, &tracker);
+                    while let Ok(next) = handed.try_recv() {
+                        self.spawn_send(next.delivery, next.slot, &tracker);
+                    }
+                    look = false;
+                }
+                _ = self.wake.notified() => look = true,
+                _ = self.clock.sleep_until(poll) => look = true,
             }
         }
         debug!("delivery worker stopped claiming");
     }
 
+    /// Claims as many deliveries as there are free slots and sends them; whether it filled them
+    /// all (more may be due).
+    async fn claim_into(self: &Arc<Self>, slots: &Arc<Semaphore>, tracker: &TaskTracker) -> bool {
+        // The free slots are taken before claiming: ingest may take some meanwhile.
+        let (mut taken, free) = loop {
+            let free = slots.available_permits();
+            if free == 0 {
+                self.saturated.store(true, Ordering::SeqCst);
+                return false;
+            }
+            if let Ok(taken) = slots.clone().try_acquire_many_owned(free as u32) {
+                break (taken, free);
+            }
+        };
+        let claimed = self.claim(free).await;
+        let full = claimed.len() == free;
+        self.saturated.store(full, Ordering::SeqCst);
+        if !claimed.is_empty() {
+            crate::fault::Fault::Delivery.trip();
+        }
+        for delivery in claimed {
+            let slot = taken.split(1).expect("claimed no more than the slots taken");
+            self.handoff.started(&delivery);
+            self.spawn_send(delivery, slot, tracker);
+        }
+        full
+    }
+
+    /// Sends a delivery on a task of its own, holding its slot until its result is recorded.
+    fn spawn_send(
+        self: &Arc<Self>,
+        delivery: ClaimedDelivery,
+        slot: OwnedSemaphorePermit,
+        tracker: &TaskTracker,
+    ) {
+        let this = self.clone();
+        let span = info_span!("deliver", delivery_id = %delivery.id, webhook_id = %delivery.webhook_id);
+        tracker.spawn(
+            async move {
+                // A send that panics would otherwise vanish into its task: report it, so
+                // the daemon exits rather than silently losing a delivery slot.
+                let sent = std::panic::AssertUnwindSafe(this.deliver(&delivery)).catch_unwind().await;
+                // Ingest left a delivery behind this one meanwhile: its commit and this result's
+                // are both in, so a claim finds it.
+                let left_behind = this.handoff.finished(&delivery);
+                let look_again = match sent {
+                    Ok(look_again) => look_again,
+                    Err(panic) => {
+                        this.fatal.report(format!(
+                            "a delivery task panicked: {}",
+                            crate::supervise::panic_message(&panic)
+                        ));
+                        true
+                    }
+                };
+                drop(slot);
+                if look_again || left_behind || this.saturated.load(Ordering::SeqCst) {
+                    this.wake.notify_one();
+                }
+            }
+            .instrument(span),
+        );
+    }
+
     async fn claim(&self, limit: usize) -> Vec<ClaimedDelivery> {
-        let lease = Lease { default_timeout: self.settings.default_timeout, margin: LEASE_MARGIN };
-        match self.queue.claim_deliveries(lease, limit, self.settings.rate_per_webhook).await {
+        match self.queue.claim_deliveries(self.lease(), limit, self.settings.rate_per_webhook).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 error!(error = %e, "claiming deliveries failed; will try again");
@@ -175,8 +266,9 @@ impl Deliverer {
     }
 
     /// One attempt: send, then record the attempt and what happens next. The claim already took
-    /// a token of the webhook's rate, so the lease is spent on sending alone.
-    async fn deliver(&self, delivery: ClaimedDelivery) {
+    /// a token of the webhook's rate, so the lease is spent on sending alone. Whether the worker
+    /// should look for work now: the lane has more, or the delivery is still pending.
+    async fn deliver(&self, delivery: &ClaimedDelivery) -> bool {
         let target = Target {
             webhook_id: &delivery.webhook_id,
             url: &delivery.url,
@@ -213,7 +305,7 @@ impl Deliverer {
         } else if record.rejected() && delivery.rejections + 1 >= self.settings.reject_after {
             AttemptOutcome::GivenUp
         } else {
-            self.next_step(&delivery, retry_after)
+            self.next_step(delivery, retry_after)
         };
         match &outcome {
             AttemptOutcome::Delivered => debug!(status = record.status, "delivered"),
@@ -242,6 +334,7 @@ impl Deliverer {
         };
         metrics::counter!(metric::DELIVERIES, "outcome" => label).increment(1);
         metrics::histogram!(metric::DELIVERY_SECONDS).record(record.duration.as_secs_f64());
+        let delivered = outcome == AttemptOutcome::Delivered;
         match self.queue.record_attempt(record, outcome, &self.settings.failure).await {
             Ok(recorded) => {
                 if recorded.stale {
@@ -254,9 +347,14 @@ impl Deliverer {
                 if recorded.emailed {
                     self.settings.mail_waiting.notify_one();
                 }
+                // A delivered one's lane moves on; a claim finds its next, if it has one.
+                !delivered || recorded.stale || recorded.next_waiting
             }
             // The lease runs out and the delivery is tried again: at least once, never lost.
-            Err(e) => error!(error = %e, "recording the attempt failed"),
+            Err(e) => {
+                error!(error = %e, "recording the attempt failed");
+                true
+            }
         }
     }
 

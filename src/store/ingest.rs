@@ -48,9 +48,11 @@ pub struct IngestBatch {
 pub struct IngestOutcome {
     pub accepted: u32,
     pub duplicates: u32,
-    /// Whether storing the request's messages queued deliveries (for webhooks that get each
-    /// message at once, or the session event of a chat started in its workspace in the same
-    /// commit): the delivery worker need only be woken then. Never false when they did.
+    /// Whether storing the request's messages queued deliveries for the worker to claim (for
+    /// webhooks that get each message at once, or the session event of a chat started in its
+    /// workspace in the same commit): the delivery worker need only be woken then. Deliveries
+    /// handed to the worker by the commit, and those that wait behind an earlier one of their
+    /// lane, need no claim now ([`super::DeliveryQueue::hand_off_to`]).
     pub queued: bool,
     /// Whether it opened a conversation (whose deadline may come before any the closer knows
     /// of) or ended a session with one open (due now): the closer need only look again then.
@@ -86,9 +88,11 @@ pub trait IngestStore: Send + Sync {
     ///   and a claim of it hands it back ([`super::ClaimedDelivery::trace_parent`]), each
     ///   request's its own when requests share a commit.
     /// - **Says whether it queued**: `queued` is true whenever the request's messages queued a
-    ///   delivery (an immediate webhook, a new chat's session event), so a caller that wakes the
-    ///   delivery worker on it never leaves one waiting; it is false when nothing was queued for
-    ///   the request's workspace in its commit.
+    ///   delivery (an immediate webhook, a new chat's session event) that a claim should look
+    ///   for now, so a caller that wakes the delivery worker on it never leaves one waiting; it
+    ///   is false when nothing was queued for the request's workspace in its commit, and when a
+    ///   handoff took its immediate deliveries or left them behind their lanes' heads
+    ///   ([`super::DeliveryQueue::hand_off_to`]).
     /// - **Session news once**: a session change queues a `session_status` event when the status
     ///   moves (one the store does not know compared as sent), when the chat's owner changes, or
     ///   when the source reports a reply status other than `ACCEPTED`; the same report again

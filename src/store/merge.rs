@@ -253,16 +253,19 @@ fn without_media(message: &NewMessage) -> NewMessage {
 /// and makes the deliveries of webhooks that get each message at once, in `seq` order. `stored`
 /// holds each chat with its first messages before this merge; `inserted` the position of each
 /// message that was new. Returns the deliveries and, for chats whose first messages (ever, with
-/// words) are among the new ones, their positions.
+/// words) are among the new ones, their positions. Which request each delivery is for is the
+/// third: whether a request `queued` is decided once the deliveries are queued (some may be
+/// handed to the worker at once).
 pub(super) fn deliveries<'a>(
     batches: &[IngestBatch],
     merged: &mut Merged<'a>,
     stored: &HashMap<ChatKey<'a>, (Chat, FirstMessages)>,
     inserted: &HashMap<MessageKey<'a>, i64>,
     workspaces: &HashMap<&str, WorkspaceInfo>,
-) -> (Vec<Enqueue>, HashMap<ChatId, FirstMessages>) {
+) -> (Vec<Enqueue>, HashMap<ChatId, FirstMessages>, Vec<usize>) {
     let mut firsts: HashMap<ChatId, FirstMessages> = HashMap::new();
     let mut deliveries = Vec::new();
+    let mut requests = Vec::new();
     let accepted = accepted(&merged.candidates, inserted);
     for (candidate, seq) in &accepted {
         let (chat, before) = &stored[&candidate.chat];
@@ -287,7 +290,7 @@ pub(super) fn deliveries<'a>(
             let Some(seen) = media.view(message, &message.text, &message.attachments, without_media) else {
                 continue;
             };
-            merged.outcomes[candidate.batch].queued = true;
+            requests.push(candidate.batch);
             let is_new_chat = if *media == Media::Skip { first_with_words } else { first_ever };
             let way = (matches!(seen, Cow::Borrowed(_)), *media == Media::Link, is_new_chat);
             let payload = match payloads.iter().find(|(w, _)| *w == way) {
@@ -327,5 +330,5 @@ pub(super) fn deliveries<'a>(
         }
     }
     firsts.retain(|_, f| f.any.is_some() || f.text.is_some());
-    (deliveries, firsts)
+    (deliveries, firsts, requests)
 }

@@ -1,10 +1,13 @@
 //! The delivery queue: what the worker claims and records, and what an admin lists and resends.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::StoreResult;
 use super::outbox::FailurePolicy;
@@ -107,6 +110,144 @@ pub struct Recorded {
     pub disabled: Option<SwitchedOff>,
     /// An e-mail to the owner was put in the outbox.
     pub emailed: bool,
+    /// A delivered attempt's: another delivery of its webhook and chat was pending when it was
+    /// recorded (or it has no chat), so a claim now finds that lane's next. False tells the
+    /// worker it need not claim for this lane, unless it was told otherwise
+    /// ([`Handoff::finished`]; see [`DeliveryQueue::hand_off_to`]).
+    pub next_waiting: bool,
+}
+
+/// Where ingest hands the deliveries it leases itself ([`DeliveryQueue::hand_off_to`]): the
+/// delivery worker's free slots, its inbox, the lease it takes them under, and the lanes this
+/// daemon has a send in flight on, so that a delivery left waiting behind one is claimed as soon
+/// as that send's result is recorded.
+#[derive(Clone)]
+pub struct Handoff {
+    slots: Arc<Semaphore>,
+    inbox: mpsc::UnboundedSender<Handed>,
+    lease: Lease,
+    lanes: Arc<Mutex<HashMap<Lane, InFlight>>>,
+    /// The worker's wake-up, for a delivery left behind a lane no send of this daemon holds.
+    wake: Arc<Notify>,
+}
+
+/// A (webhook, chat) lane.
+type Lane = (WebhookId, ChatId);
+
+/// A lane's sends in flight in this daemon, and whether a delivery waits behind them.
+#[derive(Default)]
+struct InFlight {
+    sends: u32,
+    waiting: bool,
+}
+
+/// A delivery an ingest commit leased for the worker, with the worker's slot taken for it.
+pub struct Handed {
+    pub delivery: ClaimedDelivery,
+    pub slot: OwnedSemaphorePermit,
+}
+
+impl Handoff {
+    /// A handoff into the worker's `slots` (the semaphore of its sends in flight), waking it with
+    /// `wake`; the worker reads what it is handed from the receiver.
+    pub fn new(
+        slots: Arc<Semaphore>,
+        lease: Lease,
+        wake: Arc<Notify>,
+    ) -> (Handoff, mpsc::UnboundedReceiver<Handed>) {
+        let (inbox, handed) = mpsc::unbounded_channel();
+        (Handoff { slots, inbox, lease, lanes: Arc::default(), wake }, handed)
+    }
+
+    /// `n` of the worker's slots, when that many are free and it still takes deliveries.
+    pub(super) fn reserve(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        if n == 0 || self.inbox.is_closed() {
+            return None;
+        }
+        self.slots.clone().try_acquire_many_owned(u32::try_from(n).ok()?).ok()
+    }
+
+    pub fn lease(&self) -> Lease {
+        self.lease
+    }
+
+    /// The worker starts sending a claimed delivery (a handed one is counted when handed over).
+    pub fn started(&self, delivery: &ClaimedDelivery) {
+        if let Some(chat) = delivery.chat_id {
+            let mut lanes = self.lanes.lock().expect("lanes lock");
+            lanes.entry((delivery.webhook_id.clone(), chat)).or_default().sends += 1;
+        }
+    }
+
+    /// The worker has recorded a send's result: whether a delivery was left waiting behind it
+    /// meanwhile (claim now: the store has both commits by then).
+    pub fn finished(&self, delivery: &ClaimedDelivery) -> bool {
+        let Some(chat) = delivery.chat_id else { return false };
+        let mut lanes = self.lanes.lock().expect("lanes lock");
+        let lane = (delivery.webhook_id.clone(), chat);
+        let Some(flight) = lanes.get_mut(&lane) else { return false };
+        let waiting = std::mem::take(&mut flight.waiting);
+        flight.sends = flight.sends.saturating_sub(1);
+        if flight.sends == 0 {
+            lanes.remove(&lane);
+        }
+        waiting
+    }
+}
+
+/// Where a store keeps the handoff it was given, for the transactions that need it.
+pub(super) type HandoffSlot = Arc<OnceLock<Handoff>>;
+
+/// Deliveries a transaction leased for the worker, and the lanes where it left deliveries
+/// waiting, to hand over once it has committed. Dropped instead (the transaction failed: nothing
+/// was leased), the slots go back.
+pub(super) struct HandOver {
+    handoff: Handoff,
+    slots: OwnedSemaphorePermit,
+    deliveries: Vec<ClaimedDelivery>,
+    waiting: Vec<Lane>,
+}
+
+impl HandOver {
+    pub fn new(
+        handoff: &Handoff,
+        slots: OwnedSemaphorePermit,
+        deliveries: Vec<ClaimedDelivery>,
+        waiting: Vec<Lane>,
+    ) -> HandOver {
+        HandOver { handoff: handoff.clone(), slots, deliveries, waiting }
+    }
+
+    /// Hands each delivery to the worker with a slot (the slots left over go back), and for each
+    /// lane where one was left waiting: a send of this daemon in flight on it claims after its
+    /// result is recorded ([`Handoff::finished`]); with none, the worker claims now. Either way
+    /// the claim comes after this commit and after that of the lane's head: on one daemon,
+    /// nothing waits behind a finished lane. (A head sent by another daemon has its record say
+    /// [`Recorded::next_waiting`] there, unless the two commits crossed; then the claim comes
+    /// with the worker's next look at the queue.)
+    pub fn send(mut self) {
+        let mut claim_now = false;
+        {
+            let mut lanes = self.handoff.lanes.lock().expect("lanes lock");
+            for delivery in self.deliveries {
+                let Some(slot) = self.slots.split(1) else { break };
+                if let Some(chat) = delivery.chat_id {
+                    lanes.entry((delivery.webhook_id.clone(), chat)).or_default().sends += 1;
+                }
+                // A worker that stopped meanwhile leaves the lease to run out: sent later, once.
+                let _ = self.handoff.inbox.send(Handed { delivery, slot });
+            }
+            for lane in self.waiting {
+                match lanes.get_mut(&lane) {
+                    Some(flight) => flight.waiting = true,
+                    None => claim_now = true,
+                }
+            }
+        }
+        if claim_now {
+            self.handoff.wake.notify_one();
+        }
+    }
 }
 
 /// The delivery worker's queue.
@@ -148,6 +289,32 @@ pub trait DeliveryQueue: Send + Sync {
 
     /// Records a test send: an attempt outside the queue that never counts towards a disable.
     async fn record_test(&self, attempt: AttemptRecord) -> StoreResult<()>;
+
+    /// From now on, ingest leases the deliveries it queues itself, where a claim would find
+    /// them first, and hands them to `handoff` once its transaction has committed: a delivery
+    /// needs no claim of its own when it arrives at an empty lane. Without a handoff (and for
+    /// rate-limited webhooks, whose daemons install none) every delivery waits for a claim.
+    ///
+    /// - **Only what a claim would hand out**: a delivery is handed over only if its webhook is
+    ///   enabled and no earlier delivery of its (webhook, chat) lane is pending, leased or not;
+    ///   of several queued for one lane by one transaction, only the first. It is leased as a
+    ///   claim leases it ([`Lease`], a fresh fencing token), so claims pass it by, and its
+    ///   result is recorded like a claimed one's.
+    /// - **Room first**: the worker's slots for all of a transaction's deliveries are taken
+    ///   before any is leased; when they are not free, none is handed over and the outcome says
+    ///   `queued` (the worker claims them). Slots not used go back at once.
+    /// - **After the commit**: nothing is handed over before the transaction is durable, nor at
+    ///   all when it fails.
+    /// - **Nothing left behind**: a delivery that waits in its lane (behind an earlier one, or
+    ///   for a switched-off webhook) is not `queued`; its lane goes to the worker
+    ///   with what was handed over: the worker claims once this daemon's send on that lane has its result
+    ///   recorded ([`Handoff::finished`]), or at once when no send of this daemon holds the lane.
+    ///   A lane's head sent by another daemon (PostgreSQL) has its record say
+    ///   [`Recorded::next_waiting`] there when the record sees the waiting delivery; when the
+    ///   two commits cross (the record's statement began before the ingest committed, and the
+    ///   ingest saw the head still pending), the delivery waits for a worker's next look at the
+    ///   queue (each looks at least once a second).
+    fn hand_off_to(&self, handoff: Handoff);
 }
 
 /// A delivery as a webhook's deliveries list shows it.

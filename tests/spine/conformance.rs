@@ -513,6 +513,82 @@ fn payload_id(delivery: &ClaimedDelivery) -> String {
     serde_json::from_slice::<Value>(&delivery.payload).unwrap()["m"].as_str().unwrap().to_string()
 }
 
+/// [`chatbundle::store::DeliveryQueue::hand_off_to`]: ingest leases the deliveries that arrive at
+/// an empty lane of an enabled webhook (the first of a lane only) and hands them over after its
+/// commit, each with a slot of the worker's; claims pass them by; what waits behind them is not
+/// `queued`: the lane's send in flight claims when it finishes, the record of its lane's head says
+/// [`chatbundle::store::Recorded::next_waiting`], and behind a lane no send of the daemon holds,
+/// the worker is woken at once; without room for all of a commit's deliveries none is handed
+/// over, and the outcome says `queued`.
+pub async fn a_delivery_arriving_at_an_empty_lane_is_handed_over_without_a_claim(factory: &dyn Factory) {
+    use chatbundle::store::{Handed, Handoff, WebhookPatch};
+    use futures::FutureExt;
+    use tokio::sync::{Notify, Semaphore};
+    let world = World::new(factory).await;
+    let webhook = world.webhook(Granularity::None, &[Event::Messages]).await;
+    let (slots, wake) = (Arc::new(Semaphore::new(8)), Arc::new(Notify::new()));
+    let (handoff, mut inbox) = Handoff::new(slots.clone(), LEASE, wake.clone());
+    world.store.hand_off_to(handoff.clone());
+    let woken = || wake.notified().now_or_never().is_some();
+    let mut handed = || -> Vec<Handed> { std::iter::from_fn(|| inbox.try_recv().ok()).collect() };
+    let ids = |handed: &[Handed]| -> Vec<String> { handed.iter().map(|h| payload_id(&h.delivery)).collect() };
+    let recorded = |delivery: &ClaimedDelivery| {
+        let (store, attempt) = (world.store.clone(), attempt(delivery, world.now(), 200));
+        async move { store.record_attempt(attempt, AttemptOutcome::Delivered, &policy()).await.unwrap() }
+    };
+
+    let first =
+        ingest_outcome(&world.store, &world.workspace, &[("a-1", "A"), ("a-2", "A"), ("b-1", "B")], "api")
+            .await;
+    assert!(!first.queued, "nothing left for a claim to find at once");
+    let a1_b1 = handed();
+    assert_eq!(ids(&a1_b1), ["a-1", "b-1"], "the first of each lane, in queue order");
+    assert_eq!(slots.available_permits(), 6, "a slot each, the others given back");
+    assert!(a1_b1.iter().all(|h| h.delivery.lease_token != 0 && h.delivery.webhook_id == webhook));
+    assert!(
+        claim(&world.store, 10).await.is_empty(),
+        "leased: claims pass them by, and a-2 waits behind a-1"
+    );
+
+    let later = ingest_outcome(&world.store, &world.workspace, &[("a-3", "A")], "api").await;
+    assert!(!later.queued && handed().is_empty(), "a-3 waits behind a-1 and a-2, for no claim yet");
+    assert!(!woken(), "a-1 is in flight here: its end will tell");
+    let a1 = recorded(&a1_b1[0].delivery).await;
+    assert!(!a1.stale && a1.next_waiting, "a-2 waits in a-1's lane");
+    assert!(handoff.finished(&a1_b1[0].delivery), "something was left behind a-1");
+    let b1 = recorded(&a1_b1[1].delivery).await;
+    assert!(!b1.stale && !b1.next_waiting, "nothing more in b-1's lane");
+    assert!(!handoff.finished(&a1_b1[1].delivery), "nothing was left behind b-1");
+    drop(a1_b1);
+    assert_eq!(slots.available_permits(), 8);
+    let a2 = claim(&world.store, 10).await;
+    assert_eq!(a2.iter().map(payload_id).collect::<Vec<_>>(), ["a-2"]);
+    // a-2 was claimed, not sent by this worker's lanes: what comes behind it wakes the worker.
+    let behind = ingest_outcome(&world.store, &world.workspace, &[("a-4", "A")], "api").await;
+    assert!(!behind.queued && handed().is_empty());
+    assert!(woken(), "no send of this daemon holds lane A: claim now");
+    assert!(recorded(&a2[0]).await.next_waiting, "a-3 behind it");
+
+    // No room for all of a commit's deliveries: none is handed over, and a claim finds them.
+    let busy = slots.clone().try_acquire_many_owned(7).unwrap();
+    let crowded = ingest_outcome(&world.store, &world.workspace, &[("c-1", "C"), ("d-1", "D")], "api").await;
+    assert!(crowded.queued, "left for a claim");
+    assert!(handed().is_empty());
+    assert_eq!(slots.available_permits(), 1, "the slot tried for is given back");
+    drop(busy);
+    let claimed: HashSet<String> = claim(&world.store, 10).await.iter().map(payload_id).collect();
+    assert_eq!(claimed, HashSet::from(["a-3".into(), "c-1".into(), "d-1".into()]), "a-4 behind a-3");
+
+    // A switched-off webhook's delivery is not handed over (a claim would not hand it out either).
+    let patch = WebhookPatch { enabled: Some(false), ..Default::default() };
+    world.store.update_webhook(&webhook, patch).await.unwrap().unwrap();
+    let off = ingest_outcome(&world.store, &world.workspace, &[("e-1", "E")], "api").await;
+    assert!(!off.queued && handed().is_empty(), "it waits for the webhook to be switched on");
+    let patch = WebhookPatch { enabled: Some(true), ..Default::default() };
+    world.store.update_webhook(&webhook, patch).await.unwrap().unwrap();
+    assert_eq!(claim(&world.store, 10).await.iter().map(payload_id).collect::<Vec<_>>(), ["e-1"]);
+}
+
 /// [`chatbundle::store::DeliveryQueue::claim_deliveries`]: claims racing for the same deliveries
 /// get each one once.
 pub async fn racing_claims_get_each_delivery_once(factory: &dyn Factory) {
@@ -2558,6 +2634,7 @@ macro_rules! conformance {
             case!(a_close_cut_off_resumes_once_after_a_crash);
             case!(a_chats_deliveries_go_out_in_order_one_at_a_time);
             case!(racing_claims_get_each_delivery_once);
+            case!(a_delivery_arriving_at_an_empty_lane_is_handed_over_without_a_claim);
             case!(only_the_current_lease_holder_records_a_result);
             case!(the_rate_is_taken_from_the_webhooks_bucket_at_claim_time);
             case!(a_message_sent_many_times_at_once_is_stored_once);

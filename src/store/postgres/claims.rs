@@ -3,7 +3,7 @@
 //! LOCKED` so that daemons claiming at once pass each other's, and planned afresh; and the
 //! results of delivered attempts, recorded together in one statement.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 use sqlx::postgres::PgConnection;
@@ -109,7 +109,12 @@ pub(super) async fn record_delivered_group(
         Ok(mut moved) => attempts
             .iter()
             .map(|a| {
-                Ok(Recorded { stale: !moved.remove(&(a.delivery_seq, a.lease_token)), ..Recorded::default() })
+                let next = moved.remove(&(a.delivery_seq, a.lease_token));
+                Ok(Recorded {
+                    stale: next.is_none(),
+                    next_waiting: next.unwrap_or(false),
+                    ..Recorded::default()
+                })
             })
             .collect(),
         Err(e) => attempts.iter().map(|_| Err(e.clone())).collect(),
@@ -127,16 +132,17 @@ fn is_deadlock(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
 /// [`record_attempt`] for delivered attempts, the common case: each delivery moved on under its
 /// lease, a run of failures of its webhook ended, the attempt logged; for a stale lease, only the
 /// attempt logged. The deliveries moved on, by `seq` and the lease token that moved each (a
-/// group may hold a stale claim's result and the current one's for the same delivery).
+/// group may hold a stale claim's result and the current one's for the same delivery), each with
+/// whether another delivery of its lane was pending ([`Recorded::next_waiting`]).
 async fn record_together(
     pool: &sqlx::PgPool,
     attempts: &[AttemptRecord],
-) -> StoreResult<HashSet<(i64, i64)>> {
+) -> StoreResult<HashMap<(i64, i64), bool>> {
     let column = |f: fn(&AttemptRecord) -> i64| attempts.iter().map(f).collect::<Vec<i64>>();
     let text =
         |f: fn(&AttemptRecord) -> Option<String>| attempts.iter().map(f).collect::<Vec<Option<String>>>();
     // One statement is its own transaction: no BEGIN and COMMIT round trips around it.
-    let moved: Vec<(i64, i64)> = sqlx::query_as(
+    let moved: Vec<(i64, i64, bool)> = sqlx::query_as(
         "WITH input AS (
             SELECT * FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[],
                                  $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::TEXT[])
@@ -151,7 +157,7 @@ async fn record_together(
             FROM input i
             WHERE d.seq = i.seq AND d.lease_token = i.token AND d.status = 'pending'
               AND d.seq IN (SELECT seq FROM locked)
-            RETURNING d.seq, i.token, d.webhook_id
+            RETURNING d.seq, i.token, d.webhook_id, d.chat_id
          ), reset AS (
             UPDATE webhooks SET consecutive_failures = 0
             WHERE id IN (SELECT w.id FROM webhooks w
@@ -164,7 +170,11 @@ async fn record_together(
                    i.headers, '', FALSE
             FROM input i WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = i.webhook_id)
          )
-         SELECT seq, token FROM done",
+         SELECT seq, token,
+                chat_id IS NULL OR EXISTS (SELECT 1 FROM deliveries e
+                                           WHERE e.webhook_id = done.webhook_id AND e.chat_id = done.chat_id
+                                             AND e.status = 'pending' AND e.seq <> done.seq) AS next
+         FROM done",
     )
     .bind(DeliveryStatus::Delivered.as_str())
     .bind(column(|a| a.delivery_seq))
@@ -180,5 +190,5 @@ async fn record_together(
     // The body is the delivery's payload, kept there once (see `insert_attempt`).
     .fetch_all(pool)
     .await?;
-    Ok(moved.into_iter().collect())
+    Ok(moved.into_iter().map(|(seq, token, next)| ((seq, token), next)).collect())
 }

@@ -19,7 +19,9 @@ use tracing::instrument;
 use super::{PgStore, StoreTime, lock_workspace};
 use crate::domain::{Account, ChatId, WebhookId, WorkspaceId};
 use crate::store::merge::WorkspaceInfo;
-use crate::store::{FirstMessages, IngestBatch, IngestOutcome, IngestStore, StoreError, StoreResult};
+use crate::store::{
+    FirstMessages, Handoff, IngestBatch, IngestOutcome, IngestStore, StoreError, StoreResult,
+};
 
 /// Merged transactions in flight at once from one daemon, at most: a second starts beside the
 /// first only for a bulk of messages waiting (see [`super::combine`]).
@@ -45,10 +47,12 @@ impl IngestStore for PgStore {
 
 /// Stores requests in one transaction; one result per request, in order. A request whose
 /// workspace is gone fails alone (as it did on its own: the workspace is not found); a failing
-/// transaction fails them all.
+/// transaction fails them all. With a `handoff`, the deliveries it leases for the worker are
+/// handed over once it has committed.
 pub(super) async fn ingest_group(
     pool: &PgPool,
     time: &StoreTime,
+    handoff: Option<&Handoff>,
     mut batches: Vec<IngestBatch>,
 ) -> Vec<StoreResult<IngestOutcome>> {
     let not_found = || Err(StoreError::Unavailable(Arc::new(sqlx::Error::RowNotFound)));
@@ -56,7 +60,7 @@ pub(super) async fn ingest_group(
     // Where each remaining request's result goes.
     let mut places: Vec<usize> = (0..batches.len()).collect();
     while !batches.is_empty() {
-        match ingest_together(pool, time, &batches).await {
+        match ingest_together(pool, time, handoff, &batches).await {
             Ok(Together::Stored(outcomes)) => {
                 for (place, outcome) in places.iter().zip(outcomes) {
                     results[*place] = Ok(outcome);
@@ -108,7 +112,12 @@ const FACTS: &str =
                       AND COALESCE(w.granularity, s.granularity) = 'conversation') AS conversations
      FROM workspaces s WHERE s.id = $1";
 
-async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch]) -> StoreResult<Together> {
+async fn ingest_together(
+    pool: &PgPool,
+    time: &StoreTime,
+    handoff: Option<&Handoff>,
+    batches: &[IngestBatch],
+) -> StoreResult<Together> {
     let mut tx = pool.begin().await?;
     // Shared: requests of one workspace run side by side; a close of its windows waits. In key
     // order, so two transactions never wait on each other's workspaces.
@@ -158,8 +167,11 @@ async fn ingest_together(pool: &PgPool, time: &StoreTime, batches: &[IngestBatch
         return Ok(Together::Gone(gone.collect()));
     }
     let now = time.not_before_latest(now);
-    let outcomes = super::ingest::store_merged(&mut tx, batches, &workspaces, now).await?;
+    let (outcomes, handed) = super::ingest::store_merged(&mut tx, batches, &workspaces, now, handoff).await?;
     tx.commit().await?;
+    if let Some(handed) = handed {
+        handed.send();
+    }
     Ok(Together::Stored(outcomes))
 }
 

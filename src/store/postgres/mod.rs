@@ -73,6 +73,8 @@ pub struct PgStore {
     ingest: combine::Combiner<crate::store::IngestBatch, crate::store::IngestOutcome>,
     /// Delivered attempts waiting to be recorded in a shared transaction.
     delivered: combine::Combiner<crate::store::AttemptRecord, crate::store::Recorded>,
+    /// Where ingest hands the deliveries it leases (its transactions read it).
+    handoff: crate::store::queue::HandoffSlot,
 }
 
 /// Statements kept prepared on the connections of ingest and of recording: a shape per row count
@@ -141,15 +143,16 @@ impl PgStore {
         // Opened now, not at the first request: a first delivery's result should not wait for a
         // connection to be set up.
         let (ingest_pool, record_pool) = (dedicated(ingest_slots).await?, dedicated(record_slots).await?);
+        let handoff = crate::store::queue::HandoffSlot::default();
         let ingest = {
-            let (pool, time) = (ingest_pool.clone(), time.clone());
+            let (pool, time, handoff) = (ingest_pool.clone(), time.clone(), handoff.clone());
             combine::Combiner::new(
                 ingest_slots,
                 intake::messages,
                 intake::MESSAGES_PER_TRANSACTION,
                 move |batches| {
-                    let (pool, time) = (pool.clone(), time.clone());
-                    async move { intake::ingest_group(&pool, &time, batches).await }
+                    let (pool, time, handoff) = (pool.clone(), time.clone(), handoff.clone());
+                    async move { intake::ingest_group(&pool, &time, handoff.get(), batches).await }
                 },
             )
         };
@@ -165,7 +168,7 @@ impl PgStore {
                 },
             )
         };
-        Ok(PgStore { pool, ingest_pool, record_pool, time, ingest, delivered })
+        Ok(PgStore { pool, ingest_pool, record_pool, time, ingest, delivered, handoff })
     }
 
     /// The store's time now, in milliseconds: the database's clock (shifted by the injected

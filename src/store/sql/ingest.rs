@@ -21,18 +21,21 @@ macro_rules! ingest {
             use crate::domain::{AccountType, ChatId, SessionStatus, WorkspaceId, random_token};
             use crate::store::merge::{self, Candidate, ChatKey, ChatUpdate, LATER, MessageKey, WorkspaceInfo, merge};
             use crate::store::sql::CHAT_DETAILS;
-            use crate::store::{Chat, FirstMessages, IngestBatch, IngestOutcome, StoreResult};
+            use crate::store::queue::HandOver;
+            use crate::store::{Chat, FirstMessages, Handoff, IngestBatch, IngestOutcome, StoreResult};
 
             use crate::store::sql::ROWS_PER_STATEMENT;
 
             /// Stores the requests as received at `now`, inside the caller's transaction; one
-            /// outcome per request, in order.
+            /// outcome per request, in order. With a `handoff`, the deliveries leased for the
+            /// worker, for the caller to hand over once the transaction has committed.
             pub(in super::super) async fn store_merged(
                 conn: &mut $conn,
                 batches: &[IngestBatch],
                 workspaces: &HashMap<&str, WorkspaceInfo>,
                 now: i64,
-            ) -> StoreResult<Vec<IngestOutcome>> {
+                handoff: Option<&Handoff>,
+            ) -> StoreResult<(Vec<IngestOutcome>, Option<HandOver>)> {
                 let mut merged = merge(batches);
                 let mut order = merged.chat_order.clone();
                 if super::CHATS_IN_KEY_ORDER {
@@ -96,10 +99,24 @@ macro_rules! ingest {
                         merge::session_started(batches, &mut merged, key.0);
                     }
                 }
-                let (deliveries, first_of_chat) =
+                let (deliveries, first_of_chat, requests) =
                     merge::deliveries(batches, &mut merged, &stored, &inserted, workspaces);
                 super::mark_first_messages(&mut *conn, &first_of_chat).await?;
                 enqueue(conn, &deliveries, now).await?;
+                // Those at the head of their lanes go to the worker from here; the rest wait for
+                // a claim: at once when the worker had no room for them, otherwise after their
+                // lane's head (see `DeliveryQueue::hand_off_to`).
+                let handed = match handoff {
+                    Some(handoff) if !deliveries.is_empty() => {
+                        super::queue::hand_off(conn, now, handoff, &deliveries).await?
+                    }
+                    _ => None,
+                };
+                if handed.is_none() {
+                    for request in requests {
+                        merged.outcomes[request].queued = true;
+                    }
+                }
 
                 // What else each request brought commits with its messages: session news, then the
                 // note of what it skipped.
@@ -118,7 +135,7 @@ macro_rules! ingest {
                         insert_event(conn, &batch.workspace_id, None, now, ("skipped", None), &detail).await?;
                     }
                 }
-                Ok(merged.outcomes)
+                Ok((merged.outcomes, handed))
             }
 
             /// Drops the `sent` messages that are a channel's echo of a reply sent from here (its

@@ -26,11 +26,15 @@ macro_rules! queue {
             use super::log::{insert_attempt, insert_event, queue_email};
             use super::rows::{delivery, from_ms, ms};
             use crate::domain::{DeliveryId, DeliveryStatus, WebhookId, WorkspaceId};
-            use crate::store::queue::{AttemptConsequences, AttemptEffect, Enqueue, WebhookState, chat_label, tokens_at};
-                        use crate::store::{
-                AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryInfo, DeliveryLog, DeliveryQueue,
-                DisableNotice, FailurePolicy, GaveUpNotice, Lease, Recorded, Resend, StoreResult,
+            use crate::store::queue::{
+                AttemptConsequences, AttemptEffect, Enqueue, HandOver, WebhookState, chat_label, tokens_at,
             };
+            use crate::store::{
+                AttemptOutcome, AttemptRecord, ClaimedDelivery, DeliveryInfo, DeliveryLog, DeliveryQueue,
+                DisableNotice, FailurePolicy, GaveUpNotice, Handoff, Lease, Recorded, Resend, StoreResult,
+            };
+
+            type DbRow = <<$conn as sqlx::Connection>::Database as sqlx::Database>::Row;
 
             /// `next_attempt_at` of a delivery never tried: due whatever any clock says. (A
             /// transaction's time can run a little ahead of the clock the delivery worker reads.)
@@ -183,8 +187,7 @@ macro_rules! queue {
                         + COALESCE((SELECT timeout_ms FROM webhooks WHERE id = deliveries.webhook_id), $2),
                         lease_token = $3
                      WHERE seq IN ({})
-                     RETURNING seq, id, webhook_id, chat_id, payload, attempts, rejections,
-                               COALESCE(retry_since, created_at) AS retry_since, trace_parent, trace_links",
+                     RETURNING {LEASED}",
                     crate::store::sql::params(4, chosen.len())
                 );
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -195,6 +198,73 @@ macro_rules! queue {
                     query = query.bind(*seq);
                 }
                 let rows = query.fetch_all(&mut *conn).await?;
+                handed_out(conn, rows, token).await
+            }
+
+            /// The columns of a leased delivery that [`handed_out`] reads.
+            const LEASED: &str = "seq, id, webhook_id, chat_id, payload, attempts, rejections,
+                                  COALESCE(retry_since, created_at) AS retry_since, trace_parent, trace_links";
+
+            /// See [`DeliveryQueue::hand_off_to`]: leases, for the worker, those of `fresh` (queued
+            /// by this transaction, in queue order) whose webhook is enabled and whose lane holds no
+            /// earlier pending delivery. `None` when the worker has no room for all of them.
+            pub(in super::super) async fn hand_off(
+                conn: &mut $conn,
+                now: i64,
+                handoff: &Handoff,
+                fresh: &[Enqueue],
+            ) -> StoreResult<Option<HandOver>> {
+                let Some(slots) = handoff.reserve(fresh.len()) else { return Ok(None) };
+                let lease = handoff.lease();
+                let token = rand::random::<i64>() & i64::MAX;
+                let mut rows = Vec::new();
+                for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+                    let ids = padded(chunk.iter().map(|d| d.id.as_str().to_string()).collect::<Vec<_>>());
+                    // Each heads its live lane: the first pending delivery of its webhook and chat,
+                    // read per row from `deliveries_lane` (written as `NOT EXISTS`, PostgreSQL's
+                    // cached plan for it joined the whole queue: 12 ms a statement).
+                    let sql = format!(
+                        "UPDATE deliveries SET lease_until = $1
+                            + COALESCE((SELECT timeout_ms FROM webhooks WHERE id = deliveries.webhook_id), $2),
+                            lease_token = $3
+                         WHERE id IN ({}) AND chat_id IS NOT NULL
+                           AND (SELECT w.enabled FROM webhooks w WHERE w.id = deliveries.webhook_id)
+                           AND seq = (SELECT e.seq FROM deliveries e
+                                      WHERE e.webhook_id = deliveries.webhook_id AND e.chat_id = deliveries.chat_id
+                                        AND e.status = {} AND e.replay_id IS NULL
+                                      ORDER BY e.seq LIMIT 1)
+                         RETURNING {LEASED}",
+                        crate::store::sql::params(4, ids.len()),
+                        crate::store::sql::pending!(),
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(now + lease.margin.as_millis() as i64)
+                        .bind(lease.default_timeout.as_millis() as i64)
+                        .bind(token);
+                    for id in &ids {
+                        query = query.bind(id);
+                    }
+                    rows.extend(query.fetch_all(&mut *conn).await?);
+                }
+                let handed = if rows.is_empty() { Vec::new() } else { handed_out(conn, rows, token).await? };
+                // The others wait in their lanes (or for their webhook to be switched on again).
+                let leased: HashSet<&str> = handed.iter().map(|d| d.id.as_str()).collect();
+                let mut waiting: Vec<(WebhookId, crate::domain::ChatId)> = fresh
+                    .iter()
+                    .filter(|d| !leased.contains(d.id.as_str()))
+                    .filter_map(|d| d.chat.map(|chat| (d.webhook.clone(), chat)))
+                    .collect();
+                waiting.sort_unstable();
+                waiting.dedup();
+                Ok(Some(HandOver::new(handoff, slots, handed, waiting)))
+            }
+
+            /// Leased deliveries (rows of [`LEASED`]) with where each goes, oldest first.
+            async fn handed_out(
+                conn: &mut $conn,
+                rows: Vec<DbRow>,
+                token: i64,
+            ) -> StoreResult<Vec<ClaimedDelivery>> {
                 // Where each goes: one read for all their webhooks.
                 let webhooks: Vec<String> = padded(
                     rows.iter()
@@ -450,6 +520,12 @@ macro_rules! queue {
                 async fn record_test(&self, attempt: AttemptRecord) -> StoreResult<()> {
                     self.transact(move |conn, _| Box::pin(async move { insert_attempt(conn, &attempt, true).await }))
                         .await
+                }
+
+                fn hand_off_to(&self, handoff: Handoff) {
+                    if self.handoff.set(handoff).is_err() {
+                        tracing::warn!("a second delivery worker's handoff was ignored");
+                    }
                 }
             }
 

@@ -2,7 +2,7 @@
 //! which due deliveries head their lanes, planned with a literal limit, and the results of
 //! delivered attempts, merged by the writer into a few statements for all of them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -75,12 +75,19 @@ pub(super) async fn record_delivered_many(
     conn: &mut SqliteConnection,
     attempts: &[AttemptRecord],
 ) -> StoreResult<Vec<Recorded>> {
-    // Which attempts hold their delivery's lease now: the writer is alone, so what this reads
-    // stays true until the update below.
-    let mut moved: HashSet<(i64, i64)> = HashSet::new();
+    // Which attempts hold their delivery's lease now, and whether another delivery of its lane
+    // is pending: the writer is alone, so what this reads stays true until the update below.
+    let mut moved: HashMap<(i64, i64), bool> = HashMap::new();
     for chunk in attempts.chunks(DELIVERED_PER_STATEMENT) {
-        let mut query =
-            QueryBuilder::<Sqlite>::new("SELECT seq, lease_token FROM deliveries WHERE status = ");
+        let mut query = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT seq, lease_token,
+                    chat_id IS NULL OR EXISTS (SELECT 1 FROM deliveries e
+                                               WHERE e.webhook_id = d.webhook_id AND e.chat_id = d.chat_id
+                                                 AND e.status = ",
+            pending!(),
+            " AND e.seq <> d.seq) AS next
+             FROM deliveries d WHERE status = "
+        ));
         query.push(pending!()).push(" AND seq IN (");
         let mut seqs = query.separated(", ");
         for a in chunk {
@@ -89,14 +96,15 @@ pub(super) async fn record_delivered_many(
         query.push(")");
         for row in query.build().fetch_all(&mut *conn).await? {
             if let Some(token) = row.try_get::<Option<i64>, _>("lease_token")? {
-                moved.insert((row.try_get("seq")?, token));
+                moved.insert((row.try_get("seq")?, token), row.try_get("next")?);
             }
         }
     }
     // A lease moves its delivery on once: a second result under the same claim is stale.
-    let holds: Vec<bool> = attempts.iter().map(|a| moved.remove(&(a.delivery_seq, a.lease_token))).collect();
+    let holds: Vec<Option<bool>> =
+        attempts.iter().map(|a| moved.remove(&(a.delivery_seq, a.lease_token))).collect();
     let holders: Vec<&AttemptRecord> =
-        attempts.iter().zip(&holds).filter(|(_, h)| **h).map(|(a, _)| a).collect();
+        attempts.iter().zip(&holds).filter(|(_, h)| h.is_some()).map(|(a, _)| a).collect();
     for chunk in holders.chunks(DELIVERED_PER_STATEMENT) {
         let mut query = QueryBuilder::<Sqlite>::new("UPDATE deliveries SET status = ");
         query.push_bind(DeliveryStatus::Delivered.as_str());
@@ -147,5 +155,12 @@ pub(super) async fn record_delivered_many(
         query.push(") WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = column3)");
         query.build().execute(&mut *conn).await?;
     }
-    Ok(holds.into_iter().map(|held| Recorded { stale: !held, ..Recorded::default() }).collect())
+    Ok(holds
+        .into_iter()
+        .map(|next| Recorded {
+            stale: next.is_none(),
+            next_waiting: next.unwrap_or(false),
+            ..Recorded::default()
+        })
+        .collect())
 }

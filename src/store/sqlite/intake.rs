@@ -15,7 +15,8 @@ use super::SqliteStore;
 use super::rows::ms;
 use crate::domain::{Account, ChatId, WebhookId, WorkspaceId};
 use crate::store::merge::WorkspaceInfo;
-use crate::store::{FirstMessages, IngestBatch, IngestOutcome, IngestStore, StoreResult};
+use crate::store::queue::HandOver;
+use crate::store::{FirstMessages, Handoff, IngestBatch, IngestOutcome, IngestStore, StoreResult};
 
 #[async_trait]
 impl IngestStore for SqliteStore {
@@ -27,12 +28,14 @@ impl IngestStore for SqliteStore {
 
 use crate::store::sql::ROWS_PER_STATEMENT;
 
-/// Stores the requests as received at `now` (the transaction's time).
+/// Stores the requests as received at `now` (the transaction's time); with a `handoff`, also
+/// what was leased for the worker, to hand over after the commit.
 pub(super) async fn ingest_many(
     conn: &mut SqliteConnection,
     batches: &[IngestBatch],
     now: DateTime<Utc>,
-) -> StoreResult<Vec<IngestOutcome>> {
+    handoff: Option<&Handoff>,
+) -> StoreResult<(Vec<IngestOutcome>, Option<HandOver>)> {
     let mut workspaces: HashMap<&str, WorkspaceInfo> = HashMap::new();
     for batch in batches {
         if !workspaces.contains_key(batch.workspace_id.as_str()) {
@@ -40,7 +43,7 @@ pub(super) async fn ingest_many(
             workspaces.insert(batch.workspace_id.as_str(), info);
         }
     }
-    super::ingest::store_merged(conn, batches, &workspaces, ms(now)).await
+    super::ingest::store_merged(conn, batches, &workspaces, ms(now), handoff).await
 }
 
 async fn workspace_info(

@@ -55,6 +55,8 @@ pub struct SqliteStore {
     /// An exclusive lock on `<database>.lock`: a second daemon on the same file would deliver
     /// everything twice, so it is refused at start. Released on close.
     lock: std::sync::Mutex<Option<std::fs::File>>,
+    /// Where ingest hands the deliveries it leases (the writer reads it).
+    handoff: crate::store::queue::HandoffSlot,
 }
 
 impl SqliteStore {
@@ -112,10 +114,12 @@ impl SqliteStore {
             // Readers answer admin pages and lookups: a smaller cache each is plenty.
             .connect_with(options.pragma("query_only", "ON").pragma("cache_size", "-8192"))
             .await?;
+        let handoff = crate::store::queue::HandoffSlot::default();
         Ok(SqliteStore {
-            writer: Writer::start(writer, clock).map_err(io)?,
+            writer: Writer::start(writer, clock, handoff.clone()).map_err(io)?,
             readers,
             lock: std::sync::Mutex::new(lock),
+            handoff,
         })
     }
 

@@ -22,7 +22,8 @@ use tracing::{debug, error};
 use super::claims::record_delivered_many;
 use super::intake::ingest_many;
 use crate::clock::SharedClock;
-use crate::store::{AttemptRecord, IngestBatch, IngestOutcome, Recorded, StoreError, StoreResult};
+use crate::store::queue::{HandOver, HandoffSlot};
+use crate::store::{AttemptRecord, Handoff, IngestBatch, IngestOutcome, Recorded, StoreError, StoreResult};
 
 /// The writer's time: read once per transaction from the clock, and strictly increasing from one
 /// transaction to the next (by a millisecond when the clock has not moved), so that everything
@@ -72,7 +73,11 @@ impl Writer {
     /// Starts the writer on a thread of its own. Between its statements the writer waits for
     /// SQLite's worker thread; on the shared runtime it would then queue behind every HTTP request
     /// before running again, and that queueing, not SQLite, would bound ingest.
-    pub fn start(conn: SqliteConnection, clock: SharedClock) -> std::io::Result<Writer> {
+    pub fn start(
+        conn: SqliteConnection,
+        clock: SharedClock,
+        handoff: HandoffSlot,
+    ) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel(4096);
         let (stopped_tx, stopped_rx) = oneshot::channel();
         let batch_clock = BatchClock(Arc::new(AtomicI64::new(i64::MIN)));
@@ -81,8 +86,9 @@ impl Writer {
         let loop_clock = batch_clock.clone();
         let (death_tx, death) = watch::channel(None);
         std::thread::Builder::new().name("chatbundle-writer".into()).spawn(move || {
-            let run =
-                std::panic::AssertUnwindSafe(|| runtime.block_on(writer_loop(conn, rx, clock, loop_clock)));
+            let run = std::panic::AssertUnwindSafe(|| {
+                runtime.block_on(writer_loop(conn, rx, clock, loop_clock, handoff))
+            });
             if let Err(panic) = std::panic::catch_unwind(run) {
                 let cause = crate::supervise::panic_message(&*panic);
                 error!(%cause, "the store's writer thread died");
@@ -203,6 +209,7 @@ async fn writer_loop(
     mut queue: mpsc::Receiver<Work>,
     clock: SharedClock,
     batch_clock: BatchClock,
+    handoff: HandoffSlot,
 ) {
     let mut work = Vec::with_capacity(MAX_WORK_PER_COMMIT);
     while queue.recv_many(&mut work, MAX_WORK_PER_COMMIT).await > 0 {
@@ -227,8 +234,9 @@ async fn writer_loop(
         }
         let started = std::time::Instant::now();
         let now = batch_clock.advance(&clock);
+        let handoff = handoff.get();
         let (committed, ingested, recorded) =
-            wait_here(run_batch(&mut conn, &mut jobs, &ingests, &delivered, now));
+            wait_here(run_batch(&mut conn, &mut jobs, (&ingests, handoff), &delivered, now));
         debug!(
             jobs = jobs.len(),
             ingests = ingests.len(),
@@ -243,6 +251,13 @@ async fn writer_loop(
         for job in jobs {
             job.finish(failure.clone());
         }
+        // Deliveries leased for the worker go to it as soon as they are durable.
+        let ingested = ingested.map(|(outcomes, handed)| {
+            if let (Some(handed), None) = (handed, &failure) {
+                handed.send();
+            }
+            outcomes
+        });
         answer(replies, failure.clone(), ingested);
         answer(delivered_replies, failure, recorded);
     }
@@ -272,20 +287,20 @@ fn answer<T>(
     }
 }
 
-/// Runs one transaction. The first result is the commit's; the second is the ingest part's and
-/// the third the delivered attempts' (each merged part succeeds or fails as a whole, in a
-/// savepoint of its own).
+/// Runs one transaction. The first result is the commit's; the second is the ingest part's (with
+/// the deliveries it leased for the worker, when `handoff` is given) and the third the delivered
+/// attempts' (each merged part succeeds or fails as a whole, in a savepoint of its own).
 async fn run_batch(
     conn: &mut SqliteConnection,
     jobs: &mut [Box<dyn WriteJob>],
-    ingests: &[IngestBatch],
+    (ingests, handoff): (&[IngestBatch], Option<&Handoff>),
     delivered: &[AttemptRecord],
     now: DateTime<Utc>,
-) -> (StoreResult<()>, StoreResult<Vec<IngestOutcome>>, StoreResult<Vec<Recorded>>) {
+) -> (StoreResult<()>, StoreResult<(Vec<IngestOutcome>, Option<HandOver>)>, StoreResult<Vec<Recorded>>) {
     // Savepoints are taken only where they separate one unit of work from another. A unit alone
     // in its transaction that fails takes the transaction with it, and reports its own error.
     let alone = usize::from(!ingests.is_empty()) + usize::from(!delivered.is_empty()) + jobs.len() == 1;
-    let mut ingested = Ok(Vec::new());
+    let mut ingested = Ok((Vec::new(), None));
     let mut recorded = Ok(Vec::new());
     let mut control = Control::default();
     let committed: StoreResult<()> = async {
@@ -293,7 +308,7 @@ async fn run_batch(
         let mut failed = false;
         if !ingests.is_empty() {
             control.savepoint(conn, alone, "ingest").await?;
-            ingested = ingest_many(conn, ingests, now).await;
+            ingested = ingest_many(conn, ingests, now, handoff).await;
             failed |= ingested.is_err();
             control.release(alone, "ingest", ingested.is_err());
         }

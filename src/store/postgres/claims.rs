@@ -1,7 +1,8 @@
 //! What PostgreSQL does its own way in the delivery queue (the rest is
 //! [`crate::store::sql::queue`]): which due deliveries head their lanes, locked with `SKIP
 //! LOCKED` so that daemons claiming at once pass each other's, and planned afresh; and the
-//! results of delivered attempts, recorded together in one statement.
+//! results of delivered attempts, recorded together in one statement (inside the merged write
+//! transaction of [`super::intake`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,7 +11,7 @@ use sqlx::postgres::PgConnection;
 
 use super::rows::ms;
 use crate::domain::DeliveryStatus;
-use crate::store::{AttemptRecord, Recorded, StoreError, StoreResult};
+use crate::store::{AttemptRecord, Recorded, StoreResult};
 
 /// Due lane heads of enabled webhooks, oldest due first, locked for this transaction; rows
 /// another claim holds are skipped, not waited for. A later delivery of a lane is never a head
@@ -72,57 +73,22 @@ pub(super) async fn lane_heads(
     rows.iter().map(|r| Ok((r.try_get("seq")?, r.try_get("webhook_id")?))).collect()
 }
 
-/// Transactions recording delivered attempts in flight at once from one daemon, at most: a
-/// second starts beside the first only for a bulk of attempts waiting (see [`super::combine`]).
-pub(super) const TRANSACTIONS_IN_FLIGHT: usize = 4;
-
-/// Delivered attempts recorded in one transaction at most.
-pub(super) const DELIVERED_PER_TRANSACTION: usize = 200;
-
-/// Records delivered attempts in one statement (its own transaction); one result per attempt. The
-/// deliveries are locked in `seq` order before any is changed, and then their webhooks in id
-/// order, so two such groups (from this daemon or another) take their row locks in the same
-/// order. A deadlock with a transaction that locks otherwise (PostgreSQL ends one of the two)
-/// is tried again: nothing of the group was kept.
-pub(super) async fn record_delivered_group(
-    pool: &sqlx::PgPool,
-    attempts: Vec<AttemptRecord>,
-) -> Vec<StoreResult<Recorded>> {
-    let mut tries = 0;
-    let moved = loop {
-        tries += 1;
-        match record_together(pool, &attempts).await {
-            Err(StoreError::Unavailable(e)) if tries < 3 && is_deadlock(e.as_ref()) => {
-                tracing::warn!(
-                    attempts = attempts.len(),
-                    "recording delivered attempts met a deadlock; trying again"
-                );
-                continue;
-            }
-            other => break other,
-        }
-    };
-    match moved {
-        // Two results of one delivery in a group move it once: the first under the token that
-        // moved it is the one that did; the others (a repeat, a stale claim's) find it moved on,
-        // as they would have after it.
-        Ok(mut moved) => attempts
-            .iter()
-            .map(|a| {
-                let next = moved.remove(&(a.delivery_seq, a.lease_token));
-                Ok(Recorded {
-                    stale: next.is_none(),
-                    next_waiting: next.unwrap_or(false),
-                    ..Recorded::default()
-                })
-            })
-            .collect(),
-        Err(e) => attempts.iter().map(|_| Err(e.clone())).collect(),
-    }
+/// What recording delivered attempts together ([`record_together`]) said of each, in order. Two
+/// results of one delivery in a group move it once: the first under the token that moved it is
+/// the one that did; the others (a repeat, a stale claim's) find it moved on, as they would have
+/// after it.
+pub(super) fn recorded(attempts: &[AttemptRecord], mut moved: HashMap<(i64, i64), bool>) -> Vec<Recorded> {
+    attempts
+        .iter()
+        .map(|a| {
+            let next = moved.remove(&(a.delivery_seq, a.lease_token));
+            Recorded { stale: next.is_none(), next_waiting: next.unwrap_or(false), ..Recorded::default() }
+        })
+        .collect()
 }
 
 /// Whether PostgreSQL ended the transaction to break a deadlock.
-fn is_deadlock(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+pub(super) fn is_deadlock(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     e.downcast_ref::<sqlx::Error>()
         .and_then(sqlx::Error::as_database_error)
         .and_then(|d| d.code())
@@ -133,15 +99,16 @@ fn is_deadlock(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
 /// lease, a run of failures of its webhook ended, the attempt logged; for a stale lease, only the
 /// attempt logged. The deliveries moved on, by `seq` and the lease token that moved each (a
 /// group may hold a stale claim's result and the current one's for the same delivery), each with
-/// whether another delivery of its lane was pending ([`Recorded::next_waiting`]).
-async fn record_together(
-    pool: &sqlx::PgPool,
+/// whether another delivery of its lane was pending ([`Recorded::next_waiting`]). The deliveries
+/// are locked in `seq` order before any is changed, and then their webhooks in id order, so two
+/// such groups (from this daemon or another) take their row locks in the same order.
+pub(super) async fn record_together(
+    conn: &mut PgConnection,
     attempts: &[AttemptRecord],
 ) -> StoreResult<HashMap<(i64, i64), bool>> {
     let column = |f: fn(&AttemptRecord) -> i64| attempts.iter().map(f).collect::<Vec<i64>>();
     let text =
         |f: fn(&AttemptRecord) -> Option<String>| attempts.iter().map(f).collect::<Vec<Option<String>>>();
-    // One statement is its own transaction: no BEGIN and COMMIT round trips around it.
     let moved: Vec<(i64, i64, bool)> = sqlx::query_as(
         "WITH input AS (
             SELECT * FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[],
@@ -188,7 +155,7 @@ async fn record_together(
     .bind(text(|a| a.error.as_ref().map(ToString::to_string)))
     .bind(attempts.iter().map(crate::store::payload::stored_headers).collect::<Vec<_>>())
     // The body is the delivery's payload, kept there once (see `insert_attempt`).
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     Ok(moved.into_iter().map(|(seq, token, next)| ((seq, token), next)).collect())
 }

@@ -6,7 +6,9 @@
 //! daemons writing the same chats never deadlock).
 //!
 //! Each request is a transaction's worth of round trips to the database and a WAL flush at
-//! commit; merged, thirty requests cost about what one did.
+//! commit; merged, thirty requests cost about what one did. The results of delivered attempts
+//! waiting at the same moment go into the same transaction (as they go into the SQLite writer's
+//! commits): one commit for both kinds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,51 +21,113 @@ use tracing::instrument;
 use super::{PgStore, StoreTime, lock_workspace};
 use crate::domain::{Account, ChatId, WebhookId, WorkspaceId};
 use crate::store::merge::WorkspaceInfo;
+use crate::store::queue::HandOver;
 use crate::store::{
-    FirstMessages, Handoff, IngestBatch, IngestOutcome, IngestStore, StoreError, StoreResult,
+    AttemptRecord, FirstMessages, Handoff, IngestBatch, IngestOutcome, IngestStore, Recorded, StoreError,
+    StoreResult,
 };
 
 /// Merged transactions in flight at once from one daemon, at most: a second starts beside the
-/// first only for a bulk of messages waiting (see [`super::combine`]).
+/// first only for a bulk of messages or attempts waiting (see [`super::combine`]).
 pub(super) const TRANSACTIONS_IN_FLIGHT: usize = 4;
 
-/// Messages merged into one transaction, roughly: requests are taken until they reach it (at
-/// least one request). Larger transactions hold their chats' row locks longer, and the
+/// Messages and delivered attempts merged into one transaction, roughly: writes are taken until
+/// they reach it (at least one). Larger transactions hold their chats' row locks longer, and the
 /// transactions in flight then wait on each other.
-pub(super) const MESSAGES_PER_TRANSACTION: usize = 500;
+pub(super) const WEIGHT_PER_TRANSACTION: usize = 500;
 
-/// What a request weighs when requests are merged.
-pub(super) fn messages(batch: &IngestBatch) -> usize {
-    batch.messages.len()
+/// A write that shares a transaction with the others waiting at the same moment: an ingest
+/// request, or the result of a delivered attempt (as the SQLite writer merges both kinds into
+/// its commits).
+pub(super) enum Write {
+    Ingest(IngestBatch),
+    Delivered(AttemptRecord),
+}
+
+/// What a [`Write`] did.
+pub(super) enum Written {
+    Ingested(IngestOutcome),
+    Recorded(Recorded),
+}
+
+/// What a write weighs when writes are merged: a request its messages, an attempt one.
+pub(super) fn weight(write: &Write) -> usize {
+    match write {
+        Write::Ingest(batch) => batch.messages.len(),
+        Write::Delivered(_) => 1,
+    }
+}
+
+/// An answer of the wrong kind: never given (each write is answered with its own kind), but a
+/// caller says so rather than panic.
+fn mismatched() -> StoreError {
+    StoreError::Unavailable(Arc::new(std::io::Error::other("a merged write was answered with another kind")))
 }
 
 #[async_trait]
 impl IngestStore for PgStore {
     #[instrument(skip_all, fields(workspace_id = %batch.workspace_id, messages = batch.messages.len()))]
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
-        self.ingest.submit(batch).await
+        match self.writes.submit(Write::Ingest(batch)).await? {
+            Written::Ingested(outcome) => Ok(outcome),
+            Written::Recorded(_) => Err(mismatched()),
+        }
     }
 }
 
-/// Stores requests in one transaction; one result per request, in order. A request whose
-/// workspace is gone fails alone (as it did on its own: the workspace is not found); a failing
-/// transaction fails them all. With a `handoff`, the deliveries it leases for the worker are
-/// handed over once it has committed.
-pub(super) async fn ingest_group(
+impl PgStore {
+    /// Records a delivered attempt in a transaction shared with the other writes waiting
+    /// ([`write_group`]).
+    pub(super) async fn record_delivered_attempt(&self, attempt: AttemptRecord) -> StoreResult<Recorded> {
+        match self.writes.submit(Write::Delivered(attempt)).await? {
+            Written::Recorded(recorded) => Ok(recorded),
+            Written::Ingested(_) => Err(mismatched()),
+        }
+    }
+}
+
+/// Stores writes in one transaction; one result per write, in order: the ingest requests first
+/// (under their workspaces' shared locks, their chats locked in key order), then the delivered
+/// attempts in one statement ([`super::claims::record_together`]: deliveries locked in `seq`
+/// order, then webhooks in id order), so that merged transactions side by side, of this daemon
+/// or another, take their row locks in the same order. A request whose workspace is gone fails
+/// alone (as it did on its own: the workspace is not found); a deadlock with a transaction that
+/// locks otherwise (PostgreSQL ends one of the two) is tried again, nothing of the group having
+/// been kept; any other failure fails them all. With a `handoff`, the deliveries the requests
+/// lease for the worker are handed over once the transaction has committed.
+pub(super) async fn write_group(
     pool: &PgPool,
     time: &StoreTime,
     handoff: Option<&Handoff>,
-    mut batches: Vec<IngestBatch>,
-) -> Vec<StoreResult<IngestOutcome>> {
+    writes: Vec<Write>,
+) -> Vec<StoreResult<Written>> {
     let not_found = || Err(StoreError::Unavailable(Arc::new(sqlx::Error::RowNotFound)));
-    let mut results: Vec<StoreResult<IngestOutcome>> = batches.iter().map(|_| not_found()).collect();
-    // Where each remaining request's result goes.
-    let mut places: Vec<usize> = (0..batches.len()).collect();
-    while !batches.is_empty() {
-        match ingest_together(pool, time, handoff, &batches).await {
-            Ok(Together::Stored(outcomes)) => {
+    let mut results: Vec<StoreResult<Written>> = writes.iter().map(|_| not_found()).collect();
+    // Where each remaining request's and attempt's result goes.
+    let (mut batches, mut places, mut attempts, mut attempt_places) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (place, write) in writes.into_iter().enumerate() {
+        match write {
+            Write::Ingest(batch) => {
+                batches.push(batch);
+                places.push(place);
+            }
+            Write::Delivered(attempt) => {
+                attempts.push(attempt);
+                attempt_places.push(place);
+            }
+        }
+    }
+    let mut deadlocks = 0;
+    loop {
+        match write_together(pool, time, handoff, &batches, &attempts).await {
+            Ok(Together::Stored(outcomes, moved)) => {
                 for (place, outcome) in places.iter().zip(outcomes) {
-                    results[*place] = Ok(outcome);
+                    results[*place] = Ok(Written::Ingested(outcome));
+                }
+                let recorded = super::claims::recorded(&attempts, moved);
+                for (place, recorded) in attempt_places.iter().zip(recorded) {
+                    results[*place] = Ok(Written::Recorded(recorded));
                 }
                 break;
             }
@@ -76,8 +140,16 @@ pub(super) async fn ingest_group(
                 let mut flags = keep.iter();
                 places.retain(|_| *flags.next().expect("a flag per request"));
             }
+            Err(StoreError::Unavailable(e)) if deadlocks < 2 && super::claims::is_deadlock(e.as_ref()) => {
+                deadlocks += 1;
+                tracing::warn!(
+                    requests = batches.len(),
+                    attempts = attempts.len(),
+                    "a merged write met a deadlock; trying again"
+                );
+            }
             Err(e) => {
-                for place in &places {
+                for place in places.iter().chain(&attempt_places) {
                     results[*place] = Err(e.clone());
                 }
                 break;
@@ -87,10 +159,11 @@ pub(super) async fn ingest_group(
     results
 }
 
-/// What one try at storing requests together did.
+/// What one try at storing writes together did.
 enum Together {
-    /// Committed: the outcome of each request, in order.
-    Stored(Vec<IngestOutcome>),
+    /// Committed: the outcome of each request, in order, and the deliveries the attempts moved
+    /// on ([`super::claims::record_together`]).
+    Stored(Vec<IngestOutcome>, HashMap<(i64, i64), bool>),
     /// Nothing stored: these workspaces no longer exist.
     Gone(std::collections::HashSet<String>),
 }
@@ -112,20 +185,49 @@ const FACTS: &str =
                       AND COALESCE(w.granularity, s.granularity) = 'conversation') AS conversations
      FROM workspaces s WHERE s.id = $1";
 
-async fn ingest_together(
+async fn write_together(
     pool: &PgPool,
     time: &StoreTime,
     handoff: Option<&Handoff>,
     batches: &[IngestBatch],
+    attempts: &[AttemptRecord],
 ) -> StoreResult<Together> {
     let mut tx = pool.begin().await?;
+    let (outcomes, handed) = if batches.is_empty() {
+        (Vec::new(), None)
+    } else {
+        match ingest(&mut tx, time, handoff, batches).await? {
+            Ok(ingested) => ingested,
+            Err(gone) => return Ok(Together::Gone(gone)),
+        }
+    };
+    let moved = if attempts.is_empty() {
+        HashMap::new()
+    } else {
+        super::claims::record_together(&mut tx, attempts).await?
+    };
+    tx.commit().await?;
+    if let Some(handed) = handed {
+        handed.send();
+    }
+    Ok(Together::Stored(outcomes, moved))
+}
+
+/// The ingest part of a merged transaction: its outcomes and what it leased for the worker, or
+/// (storing nothing) the workspaces that no longer exist.
+async fn ingest(
+    tx: &mut PgConnection,
+    time: &StoreTime,
+    handoff: Option<&Handoff>,
+    batches: &[IngestBatch],
+) -> StoreResult<Result<(Vec<IngestOutcome>, Option<HandOver>), std::collections::HashSet<String>>> {
     // Shared: requests of one workspace run side by side; a close of its windows waits. In key
     // order, so two transactions never wait on each other's workspaces.
     let mut workspace_ids: Vec<&str> = batches.iter().map(|b| b.workspace_id.as_str()).collect();
     workspace_ids.sort_unstable();
     workspace_ids.dedup();
     for id in &workspace_ids {
-        lock_workspace(&mut tx, &WorkspaceId::stored(*id), false).await?;
+        lock_workspace(&mut *tx, &WorkspaceId::stored(*id), false).await?;
     }
     // The time of receipt is read only now, holding the locks; it is never before any of the
     // workspaces' last closed boundary, whatever the clock did.
@@ -164,15 +266,10 @@ async fn ingest_together(
     }
     if workspaces.len() < workspace_ids.len() {
         let gone = workspace_ids.iter().filter(|id| !workspaces.contains_key(**id)).map(|id| id.to_string());
-        return Ok(Together::Gone(gone.collect()));
+        return Ok(Err(gone.collect()));
     }
     let now = time.not_before_latest(now);
-    let (outcomes, handed) = super::ingest::store_merged(&mut tx, batches, &workspaces, now, handoff).await?;
-    tx.commit().await?;
-    if let Some(handed) = handed {
-        handed.send();
-    }
-    Ok(Together::Stored(outcomes))
+    Ok(Ok(super::ingest::store_merged(tx, batches, &workspaces, now, handoff).await?))
 }
 
 /// Records the first messages (ever, with words) of chats that had none, which decide

@@ -64,15 +64,12 @@ use crate::store::{Lifecycle, StoreError, StoreResult};
 /// The shared store.
 pub struct PgStore {
     pool: PgPool,
-    /// The connections of merged ingest transactions, and of recorded delivered attempts: one
-    /// per transaction in flight, kept for them alone (see [`PgStore::open`]).
-    ingest_pool: PgPool,
-    record_pool: PgPool,
+    /// The connections of merged write transactions (ingest requests and delivered attempts):
+    /// one per transaction in flight, kept for them alone (see [`PgStore::open`]).
+    write_pool: PgPool,
     time: Arc<StoreTime>,
-    /// Ingest requests waiting to share a transaction.
-    ingest: combine::Combiner<crate::store::IngestBatch, crate::store::IngestOutcome>,
-    /// Delivered attempts waiting to be recorded in a shared transaction.
-    delivered: combine::Combiner<crate::store::AttemptRecord, crate::store::Recorded>,
+    /// Ingest requests and delivered attempts waiting to share a transaction.
+    writes: combine::Combiner<intake::Write, intake::Written>,
     /// Where ingest hands the deliveries it leases (its transactions read it).
     handoff: crate::store::queue::HandoffSlot,
 }
@@ -112,9 +109,9 @@ impl PgStore {
     /// applies the migrations (several daemons starting together take turns: the migrator holds
     /// an advisory lock).
     ///
-    /// Merged ingest transactions and recorded delivered attempts each have connections of their
-    /// own, one per transaction that may be in flight (most of the time one is), up to half of
-    /// the others' connections each. Their statements come in a shape per row count; on a
+    /// Merged write transactions (ingest requests and delivered attempts, together) have
+    /// connections of their own, one per transaction that may be in flight (most of the time one
+    /// is), up to half of the others'. Their statements come in a shape per row count; on a
     /// connection of their own each shape is prepared once and PostgreSQL settles on its plan
     /// after a few runs, where spread over the shared connections nearly every run was planned
     /// anew (measured: 1,174 plans in 1,238 runs of each of ingest's inserts).
@@ -122,10 +119,9 @@ impl PgStore {
         let options: PgConnectOptions = url.parse()?;
         let max_connections = max_connections.max(MIN_CONNECTIONS);
         let half = ((max_connections - 1) / 2) as usize;
-        let (ingest_slots, record_slots) =
-            (intake::TRANSACTIONS_IN_FLIGHT.min(half), claims::TRANSACTIONS_IN_FLIGHT.min(half));
+        let write_slots = intake::TRANSACTIONS_IN_FLIGHT.min(half);
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections - (ingest_slots + record_slots) as u32)
+            .max_connections(max_connections - write_slots as u32)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await?;
@@ -142,33 +138,21 @@ impl PgStore {
         let time = Arc::new(StoreTime { clock, latest: AtomicI64::new(0) });
         // Opened now, not at the first request: a first delivery's result should not wait for a
         // connection to be set up.
-        let (ingest_pool, record_pool) = (dedicated(ingest_slots).await?, dedicated(record_slots).await?);
+        let write_pool = dedicated(write_slots).await?;
         let handoff = crate::store::queue::HandoffSlot::default();
-        let ingest = {
-            let (pool, time, handoff) = (ingest_pool.clone(), time.clone(), handoff.clone());
+        let writes = {
+            let (pool, time, handoff) = (write_pool.clone(), time.clone(), handoff.clone());
             combine::Combiner::new(
-                ingest_slots,
-                intake::messages,
-                intake::MESSAGES_PER_TRANSACTION,
-                move |batches| {
+                write_slots,
+                intake::weight,
+                intake::WEIGHT_PER_TRANSACTION,
+                move |writes| {
                     let (pool, time, handoff) = (pool.clone(), time.clone(), handoff.clone());
-                    async move { intake::ingest_group(&pool, &time, handoff.get(), batches).await }
+                    async move { intake::write_group(&pool, &time, handoff.get(), writes).await }
                 },
             )
         };
-        let delivered = {
-            let pool = record_pool.clone();
-            combine::Combiner::new(
-                record_slots,
-                |_| 1,
-                claims::DELIVERED_PER_TRANSACTION,
-                move |attempts| {
-                    let pool = pool.clone();
-                    async move { claims::record_delivered_group(&pool, attempts).await }
-                },
-            )
-        };
-        Ok(PgStore { pool, ingest_pool, record_pool, time, ingest, delivered, handoff })
+        Ok(PgStore { pool, write_pool, time, writes, handoff })
     }
 
     /// The store's time now, in milliseconds: the database's clock (shifted by the injected
@@ -252,13 +236,13 @@ impl PgStore {
         Ok(Some(out))
     }
 
-    /// Records a delivered attempt in a transaction shared with the others waiting
-    /// ([`claims::record_delivered_group`]).
+    /// Records a delivered attempt in a transaction shared with the other writes waiting
+    /// ([`intake::write_group`]).
     async fn record_delivered(
         &self,
         attempt: crate::store::AttemptRecord,
     ) -> StoreResult<crate::store::Recorded> {
-        self.delivered.submit(attempt).await
+        self.record_delivered_attempt(attempt).await
     }
 
     /// The shared SQL's reads ([`crate::store::sql`]).
@@ -411,8 +395,7 @@ impl Lifecycle for PgStore {
     }
 
     async fn close(&self) {
-        self.ingest_pool.close().await;
-        self.record_pool.close().await;
+        self.write_pool.close().await;
         self.pool.close().await;
     }
 }

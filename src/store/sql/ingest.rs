@@ -102,15 +102,17 @@ macro_rules! ingest {
                 let (deliveries, first_of_chat, requests) =
                     merge::deliveries(batches, &mut merged, &stored, &inserted, workspaces);
                 super::mark_first_messages(&mut *conn, &first_of_chat).await?;
-                enqueue(conn, &deliveries, now).await?;
-                // Those at the head of their lanes go to the worker from here; the rest wait for
-                // a claim: at once when the worker had no room for them, otherwise after their
-                // lane's head (see `DeliveryQueue::hand_off_to`).
+                // Those at the head of their lanes go to the worker from here, leased as they are
+                // queued; the rest wait for a claim: at once when the worker had no room for them,
+                // otherwise after their lane's head (see `DeliveryQueue::hand_off_to`).
                 let handed = match handoff {
                     Some(handoff) if !deliveries.is_empty() => {
-                        super::queue::hand_off(conn, now, handoff, &deliveries).await?
+                        super::queue::enqueue_handing_off(conn, &deliveries, now, handoff).await?
                     }
-                    _ => None,
+                    _ => {
+                        enqueue(conn, &deliveries, now).await?;
+                        None
+                    }
                 };
                 if handed.is_none() {
                     for request in requests {

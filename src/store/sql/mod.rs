@@ -105,7 +105,12 @@ impl Placeholders {
     /// `(…), (…), …`: the placeholders of `rows` rows of `cols` values, from number 1, for a
     /// multi-row `VALUES`.
     pub(super) fn rows(self, rows: usize, cols: usize) -> String {
-        (0..rows).map(|r| format!("({})", self.list(1 + r * cols, cols))).collect::<Vec<_>>().join(", ")
+        self.rows_from(1, rows, cols)
+    }
+
+    /// [`Placeholders::rows`], the first of them number `start`.
+    pub(super) fn rows_from(self, start: usize, rows: usize, cols: usize) -> String {
+        (0..rows).map(|r| format!("({})", self.list(start + r * cols, cols))).collect::<Vec<_>>().join(", ")
     }
 }
 

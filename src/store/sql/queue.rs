@@ -52,16 +52,67 @@ macro_rules! queue {
                 deliveries: &[Enqueue],
                 now: i64,
             ) -> StoreResult<()> {
-                for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!(
-                        "INSERT INTO deliveries (id, kind, webhook_id, chat_id, payload, status, next_attempt_at,
-                                                 created_at, retry_since, window_end, part, replay_id, trace_parent,
-                                                 trace_links)
-                         VALUES {} ON CONFLICT DO NOTHING",
-                        super::PLACEHOLDERS.rows(chunk.len(), 14)
-                    );
+                insert_deliveries(conn, deliveries, now, None).await?;
+                Ok(())
+            }
+
+            /// Who may lead their lanes at once ([`enqueue_handing_off`]): per delivery whether it
+            /// is the first of its lane in what is queued, the lease, and the claim's token.
+            type Leading<'a> = (&'a [bool], Lease, i64);
+
+            /// Inserts the deliveries (see [`enqueue`]); with `leading`, those marked that find
+            /// their webhook enabled and no delivery of their live lane pending are leased in the
+            /// same statement, and every row comes back ([`LEASED`] and its token).
+            async fn insert_deliveries(
+                conn: &mut $conn,
+                deliveries: &[Enqueue],
+                now: i64,
+                leading: Option<Leading<'_>>,
+            ) -> StoreResult<Vec<DbRow>> {
+                let mut returned = Vec::new();
+                for (n, chunk) in deliveries.chunks(ROWS_PER_STATEMENT).enumerate() {
+                    const COLUMNS: &str = "id, kind, webhook_id, chat_id, payload, status, next_attempt_at, created_at,
+                                           retry_since, window_end, part, replay_id, trace_parent, trace_links";
+                    let sql = match leading {
+                        None => format!(
+                            "INSERT INTO deliveries ({COLUMNS}) VALUES {} ON CONFLICT DO NOTHING",
+                            super::PLACEHOLDERS.rows(chunk.len(), 14)
+                        ),
+                        // A lane's head is read per row from `deliveries_lane` (a scalar subquery:
+                        // written as `NOT EXISTS`, PostgreSQL's cached plan joined the whole queue).
+                        // The row being inserted is not yet there to find.
+                        Some(_) => format!(
+                            "INSERT INTO deliveries ({COLUMNS}, lease_until, lease_token)
+                             SELECT column1, column2, column3, column4, column5, column6, column7, column8,
+                                    column9, column10, column11, column12, column13, column14,
+                                    CASE WHEN lead THEN {}
+                                         + COALESCE((SELECT timeout_ms FROM webhooks WHERE id = column3), {}) END,
+                                    CASE WHEN lead THEN {} END
+                             FROM (SELECT v.*,
+                                          (v.column15 AND (SELECT w.enabled FROM webhooks w WHERE w.id = v.column3)
+                                           AND (SELECT e.seq FROM deliveries e
+                                                WHERE e.webhook_id = v.column3 AND e.chat_id = v.column4
+                                                  AND e.status = {} AND e.replay_id IS NULL
+                                                LIMIT 1) IS NULL) AS lead
+                                   FROM (VALUES {}) AS v) AS c
+                             WHERE TRUE
+                             ON CONFLICT DO NOTHING
+                             RETURNING {LEASED}, lease_token",
+                            super::PLACEHOLDERS.one(1),
+                            super::PLACEHOLDERS.one(2),
+                            super::PLACEHOLDERS.one(3),
+                            crate::store::sql::pending!(),
+                            super::PLACEHOLDERS.rows_from(4, chunk.len(), 15),
+                        ),
+                    };
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for d in chunk {
+                    if let Some((_, lease, token)) = leading {
+                        query = query
+                            .bind(now + lease.margin.as_millis() as i64)
+                            .bind(lease.default_timeout.as_millis() as i64)
+                            .bind(token);
+                    }
+                    for (i, d) in chunk.iter().enumerate() {
                         query = query
                             .bind(d.id.as_str().to_string())
                             .bind(d.kind.as_str())
@@ -77,10 +128,17 @@ macro_rules! queue {
                             .bind(d.replay.clone())
                             .bind(d.trace_parent.clone())
                             .bind((!d.trace_links.is_empty()).then(|| d.trace_links.join(" ")));
+                        if let Some((leads, _, _)) = leading {
+                            query = query.bind(leads[n * ROWS_PER_STATEMENT + i]);
+                        }
                     }
-                    query.execute(&mut *conn).await?;
+                    if leading.is_some() {
+                        returned.extend(query.fetch_all(&mut *conn).await?);
+                    } else {
+                        query.execute(&mut *conn).await?;
+                    }
                 }
-                Ok(())
+                Ok(returned)
             }
 
             /// Rounds of claiming per call: a round that found only webhooks out of tokens looks
@@ -205,46 +263,32 @@ macro_rules! queue {
             const LEASED: &str = "seq, id, webhook_id, chat_id, payload, attempts, rejections,
                                   COALESCE(retry_since, created_at) AS retry_since, trace_parent, trace_links";
 
-            /// See [`DeliveryQueue::hand_off_to`]: leases, for the worker, those of `fresh` (queued
-            /// by this transaction, in queue order) whose webhook is enabled and whose lane holds no
-            /// earlier pending delivery. `None` when the worker has no room for all of them.
-            pub(in super::super) async fn hand_off(
+            /// [`enqueue`] for ingest's deliveries (`fresh`, in queue order), leasing for the worker
+            /// in the same statement those whose webhook is enabled and whose live lane holds no
+            /// pending delivery, of each lane the first in `fresh` only (see
+            /// [`DeliveryQueue::hand_off_to`]). `None` when the worker has no room for all of
+            /// them: then they are queued alone, for a claim.
+            pub(in super::super) async fn enqueue_handing_off(
                 conn: &mut $conn,
+                fresh: &[Enqueue],
                 now: i64,
                 handoff: &Handoff,
-                fresh: &[Enqueue],
             ) -> StoreResult<Option<HandOver>> {
-                let Some(slots) = handoff.reserve(fresh.len()) else { return Ok(None) };
-                let lease = handoff.lease();
+                let Some(slots) = handoff.reserve(fresh.len()) else {
+                    enqueue(conn, fresh, now).await?;
+                    return Ok(None);
+                };
                 let token = rand::random::<i64>() & i64::MAX;
+                let mut firsts = HashSet::new();
+                let leads: Vec<bool> = fresh
+                    .iter()
+                    .map(|d| d.chat.is_some() && d.replay.is_none() && firsts.insert((d.webhook.as_str(), d.chat)))
+                    .collect();
                 let mut rows = Vec::new();
-                for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
-                    let ids = padded(chunk.iter().map(|d| d.id.as_str().to_string()).collect::<Vec<_>>());
-                    // Each heads its live lane: the first pending delivery of its webhook and chat,
-                    // read per row from `deliveries_lane` (written as `NOT EXISTS`, PostgreSQL's
-                    // cached plan for it joined the whole queue: 12 ms a statement).
-                    let sql = format!(
-                        "UPDATE deliveries SET lease_until = $1
-                            + COALESCE((SELECT timeout_ms FROM webhooks WHERE id = deliveries.webhook_id), $2),
-                            lease_token = $3
-                         WHERE id IN ({}) AND chat_id IS NOT NULL
-                           AND (SELECT w.enabled FROM webhooks w WHERE w.id = deliveries.webhook_id)
-                           AND seq = (SELECT e.seq FROM deliveries e
-                                      WHERE e.webhook_id = deliveries.webhook_id AND e.chat_id = deliveries.chat_id
-                                        AND e.status = {} AND e.replay_id IS NULL
-                                      ORDER BY e.seq LIMIT 1)
-                         RETURNING {LEASED}",
-                        crate::store::sql::params(4, ids.len()),
-                        crate::store::sql::pending!(),
-                    );
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(now + lease.margin.as_millis() as i64)
-                        .bind(lease.default_timeout.as_millis() as i64)
-                        .bind(token);
-                    for id in &ids {
-                        query = query.bind(id);
+                for row in insert_deliveries(conn, fresh, now, Some((&leads, handoff.lease(), token))).await? {
+                    if row.try_get::<Option<i64>, _>("lease_token")? == Some(token) {
+                        rows.push(row);
                     }
-                    rows.extend(query.fetch_all(&mut *conn).await?);
                 }
                 let handed = if rows.is_empty() { Vec::new() } else { handed_out(conn, rows, token).await? };
                 // The others wait in their lanes (or for their webhook to be switched on again).
